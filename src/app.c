@@ -1,0 +1,287 @@
+/* Start-up and shutdown order: data dir lock → stores → receiver → listeners → loop;
+ * on SIGTERM/SIGINT: stop accepting → wait for in-flight work → flush stores → exit 0. */
+#include "app.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "http/api.h"
+#include "http/http.h"
+#include "otlp/otlp.h"
+#include "util/log.h"
+#include "util/selfmon.h"
+
+typedef struct app {
+    const tr_config *cfg;
+    struct event_base *base;
+    tr_http *http;
+    otlp_receiver *recv;
+    otlp_grpc *grpc;
+    struct event *sigterm, *sigint, *drain;
+    struct timespec stop_at;
+    int stopping;
+    tr_metric *rss, *cpu, *fds, *start, *grpc_conns;
+} app;
+
+int tr_app_listen(const char *addr, char *err, size_t errlen) {
+    char host[256], port[16];
+    int p;
+    if (tr_parse_addr(addr, host, sizeof host, &p)) {
+        snprintf(err, errlen, "invalid address %s", addr);
+        return -1;
+    }
+    snprintf(port, sizeof port, "%d", p);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(*host ? host : NULL, port, &hints, &res);
+    if (gai) {
+        snprintf(err, errlen, "listen on %s: %s", addr, gai_strerror(gai));
+        return -1;
+    }
+    /* with no host, prefer the IPv6 wildcard that also takes IPv4, else IPv4 */
+    int fd = -1, last = 0;
+    for (int pass = 0; pass < 2 && fd < 0; pass++)
+        for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+            if (!*host && pass == 0 && ai->ai_family != AF_INET) continue;
+            fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0) { last = errno; continue; }
+            int one = 1;
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 512) != 0) {
+                last = errno;
+                close(fd);
+                fd = -1;
+            }
+        }
+    freeaddrinfo(res);
+    if (fd < 0) snprintf(err, errlen, "listen on %s: %s", addr, strerror(last));
+    return fd;
+}
+
+static int mkdir_p(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+/* Returns the lock file's fd (kept open for the process's life) or -1 with err set. */
+static int lock_data_dir(const char *dir, char *err, size_t errlen) {
+    if (mkdir_p(dir) != 0) {
+        snprintf(err, errlen, "cannot create data dir %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tricorder.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        snprintf(err, errlen, "data dir %s is in use by another tricorder%s%s%s", dir,
+                 *pid ? " (pid " : "", pid, *pid ? ")" : "");
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, n, 0) != n) { /* best effort */ }
+    return fd;
+}
+
+/* ---- process metrics ---- */
+
+static void process_collect(void *ctx) {
+    app *a = ctx;
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+        fclose(f);
+    }
+    tr_gauge_set(a->rss, (double)rss * (double)sysconf(_SC_PAGESIZE));
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    tr_gauge_set(a->cpu, ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+                             (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+    int nfd = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) if (e->d_name[0] != '.') nfd++;
+        closedir(d);
+        nfd--; /* the one opendir holds */
+    }
+    tr_gauge_set(a->fds, nfd);
+    if (a->grpc) tr_gauge_set(a->grpc_conns, otlp_grpc_connections(a->grpc));
+}
+
+static void process_metrics(app *a) {
+    a->rss = tr_gauge_new("process_resident_memory_bytes", "Resident memory size in bytes.", NULL);
+    a->cpu = tr_gauge_new("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", NULL);
+    a->fds = tr_gauge_new("process_open_fds", "Number of open file descriptors.", NULL);
+    a->start = tr_gauge_new("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", NULL);
+    a->grpc_conns = tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"otlp_grpc\"");
+    tr_metric *info = tr_gauge_new("tricorder_build_info", "A metric with a constant '1' value labeled by version.", "version=\"" TRICORDER_VERSION "\"");
+    tr_gauge_set(info, 1);
+    tr_gauge_set(a->start, (double)time(NULL));
+    tr_selfmon_add_collector(process_collect, a);
+}
+
+/* ---- shutdown ---- */
+
+static int past(const struct timespec *t) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+static void drain_tick(evutil_socket_t fd, short what, void *arg) {
+    app *a = arg;
+    unsigned busy = tr_http_inflight(a->http) + otlp_receiver_inflight(a->recv);
+    if (busy == 0 || past(&a->stop_at)) {
+        if (busy) TR_WARN("shutdown timeout: abandoning in-flight requests", "inflight=%u", busy);
+        event_base_loopbreak(a->base);
+        return;
+    }
+    struct timeval tv = {0, 20000};
+    evtimer_add(a->drain, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    app *a = arg;
+    if (a->stopping) {
+        TR_WARN("second signal: exiting now", "signal=%d", (int)sig);
+        event_base_loopbreak(a->base);
+        return;
+    }
+    a->stopping = 1;
+    TR_INFO("shutting down", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    tr_http_stop_accepting(a->http);
+    otlp_grpc_stop_accepting(a->grpc);
+    clock_gettime(CLOCK_MONOTONIC, &a->stop_at);
+    a->stop_at.tv_sec += a->cfg->shutdown_timeout_ms / 1000;
+    a->stop_at.tv_nsec += (a->cfg->shutdown_timeout_ms % 1000) * 1000000;
+    if (a->stop_at.tv_nsec >= 1000000000) { a->stop_at.tv_sec++; a->stop_at.tv_nsec -= 1000000000; }
+    a->drain = evtimer_new(a->base, drain_tick, a);
+    drain_tick(-1, 0, a);
+}
+
+int tr_app_run(const tr_config *cfg) {
+    app A = {.cfg = cfg}, *a = &A;
+    char err[512], q[600];
+    int rc = 1, lockfd = -1, fd_http = -1, fd_grpc = -1, fd_otlp_http = -1;
+    tr_log_set_level(cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+
+    lockfd = lock_data_dir(cfg->data_dir, err, sizeof err);
+    if (lockfd < 0) goto fail_msg;
+
+    /* bind every listener before anything else, so a busy port fails fast and clearly */
+    if ((fd_http = tr_app_listen(cfg->http_addr, err, sizeof err)) < 0) goto fail_msg;
+    if ((fd_grpc = tr_app_listen(cfg->otlp_grpc_addr, err, sizeof err)) < 0) goto fail_msg;
+    if ((fd_otlp_http = tr_app_listen(cfg->otlp_http_addr, err, sizeof err)) < 0) goto fail_msg;
+
+    a->base = event_base_new();
+    if (!a->base) { snprintf(err, sizeof err, "cannot create the event loop"); goto fail_msg; }
+    process_metrics(a);
+
+    otlp_config oc = {
+        .max_message_bytes = (size_t)cfg->otlp_max_message_bytes,
+        .ingest_token = cfg->ingest_token,
+    };
+    a->recv = otlp_receiver_new(&oc);
+    tr_http_config hc = {
+        .basic_user = cfg->basic_user,
+        .basic_pass = cfg->basic_pass,
+        .ingest_token = cfg->ingest_token,
+        .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
+    };
+    a->http = tr_http_new(a->base, &hc);
+    if (!a->recv || !a->http) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+
+    tr_http_route(a->http, "/healthz", TR_HTTP_PUBLIC, tr_api_health, a);
+    tr_http_route(a->http, "/-/healthy", TR_HTTP_PUBLIC, tr_api_health, a);
+    tr_http_route(a->http, "/-/ready", TR_HTTP_PUBLIC, tr_api_health, a);
+    tr_http_route(a->http, "/metrics", 0, tr_api_selfmetrics, a);
+    tr_http_route(a->http, "/v1/metrics", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
+    tr_http_route(a->http, "/v1/traces", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
+    tr_http_route(a->http, "/v1/logs", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
+
+    if (tr_http_listen(a->http, fd_http, 0) != 0) { snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr); goto fail_msg; }
+    fd_http = -1;
+    if (tr_http_listen(a->http, fd_otlp_http, 1) != 0) { snprintf(err, sizeof err, "cannot serve OTLP/HTTP on %s", cfg->otlp_http_addr); goto fail_msg; }
+    fd_otlp_http = -1;
+    a->grpc = otlp_grpc_new(a->base, a->recv, fd_grpc);
+    if (!a->grpc) { snprintf(err, sizeof err, "cannot serve OTLP/gRPC on %s", cfg->otlp_grpc_addr); goto fail_msg; }
+    fd_grpc = -1;
+
+    a->sigterm = evsignal_new(a->base, SIGTERM, on_signal, a);
+    a->sigint = evsignal_new(a->base, SIGINT, on_signal, a);
+    evsignal_add(a->sigterm, NULL);
+    evsignal_add(a->sigint, NULL);
+
+    char ret[32];
+    snprintf(ret, sizeof ret, "%lldh", (long long)(cfg->retention_ms / 3600000));
+    if (cfg->retention_ms % 86400000 == 0) snprintf(ret, sizeof ret, "%lldd", (long long)(cfg->retention_ms / 86400000));
+    TR_INFO("tricorder started", "version=%s http=%s otlp_grpc=%s otlp_http=%s data_dir=%s retention=%s auth=%s ingest_token=%s",
+            TRICORDER_VERSION, cfg->http_addr, cfg->otlp_grpc_addr, cfg->otlp_http_addr,
+            tr_log_quote(q, sizeof q, cfg->data_dir), ret, cfg->basic_user ? "basic" : "none",
+            cfg->ingest_token ? "set" : "none");
+
+    event_base_dispatch(a->base);
+
+    /* the loop has ended: in-flight work is done (or timed out); close everything */
+    otlp_grpc_free(a->grpc);
+    a->grpc = NULL;
+    tr_http_free(a->http);
+    a->http = NULL;
+    TR_INFO("stopped", NULL);
+    rc = 0;
+    goto out;
+
+fail_msg:
+    TR_ERROR("cannot start", "error=%s", tr_log_quote(q, sizeof q, err));
+out:
+    if (a->sigterm) event_free(a->sigterm);
+    if (a->sigint) event_free(a->sigint);
+    if (a->drain) event_free(a->drain);
+    otlp_grpc_free(a->grpc);
+    tr_http_free(a->http);
+    otlp_receiver_free(a->recv);
+    if (a->base) event_base_free(a->base);
+    if (fd_http >= 0) close(fd_http);
+    if (fd_grpc >= 0) close(fd_grpc);
+    if (fd_otlp_http >= 0) close(fd_otlp_http);
+    if (lockfd >= 0) close(lockfd);
+    tr_selfmon_reset();
+    return rc;
+}

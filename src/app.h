@@ -1,0 +1,16 @@
+/* The application: opens the data dir, the stores and the listeners, runs the event loop
+ * until SIGTERM/SIGINT, then shuts down in order. */
+#ifndef TR_APP_H
+#define TR_APP_H
+
+#include "config.h"
+
+/* Runs tricorder with `cfg`; returns the process exit code (0 after a clean shutdown,
+ * 1 when start-up failed, with one clear log line saying why). */
+int tr_app_run(const tr_config *cfg);
+
+/* Binds and listens on "host:port" (":port" = all interfaces). Returns a non-blocking fd or
+ * -1 with a message in err. */
+int tr_app_listen(const char *addr, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,271 @@
+/* Flag and environment parsing, table-driven so that --help, the environment names and the
+ * parser never disagree. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TRICORDER_VERSION
+#define TRICORDER_VERSION "dev"
+#endif
+
+typedef enum { F_STRING, F_DURATION, F_SIZE, F_LEVEL } ftype;
+
+typedef struct flag {
+    const char *name;
+    ftype type;
+    size_t off;
+    const char *def; /* NULL: unset */
+    const char *help;
+} flag;
+
+#define OFF(f) offsetof(tr_config, f)
+static const flag flags[] = {
+    {"data-dir", F_STRING, OFF(data_dir), "./data", "directory for all stored data (locked while in use)"},
+    {"http-addr", F_STRING, OFF(http_addr), ":8428", "HTTP: APIs, web UI, /metrics, OTLP/HTTP"},
+    {"otlp-grpc-addr", F_STRING, OFF(otlp_grpc_addr), ":4317", "OTLP/gRPC listener"},
+    {"otlp-http-addr", F_STRING, OFF(otlp_http_addr), ":4318", "OTLP/HTTP listener"},
+    {"retention", F_DURATION, OFF(retention_ms), "30d", "how long data is kept (12h, 14d, 90d, 1y)"},
+    {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
+    {"basic-auth", F_STRING, OFF(basic_auth), NULL, "user:password required on every HTTP endpoint but /healthz"},
+    {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL, "file holding user:password (instead of --basic-auth)"},
+    {"ingest-token", F_STRING, OFF(ingest_token), NULL, "OTLP requests must carry Authorization: Bearer <token>"},
+    {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB", "largest OTLP message, after decompression"},
+    {"shutdown-timeout", F_DURATION, OFF(shutdown_timeout_ms), "8s", "how long SIGTERM waits for in-flight requests"},
+    {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s", "idle client connections are closed after this"},
+};
+#define NFLAGS (sizeof flags / sizeof flags[0])
+
+static void env_name(const char *flag, char *out, size_t cap) {
+    size_t o = snprintf(out, cap, "TRICORDER_");
+    for (; *flag && o + 1 < cap; flag++) out[o++] = *flag == '-' ? '_' : (char)toupper((unsigned char)*flag);
+    out[o] = 0;
+}
+
+int tr_parse_duration(const char *s, int64_t *ms) {
+    if (!s || !*s) return -1;
+    int64_t total = 0;
+    const char *p = s;
+    while (*p) {
+        if (!isdigit((unsigned char)*p)) return -1;
+        errno = 0;
+        char *end;
+        long long n = strtoll(p, &end, 10);
+        if (errno) return -1;
+        p = end;
+        int64_t unit;
+        if (strncmp(p, "ms", 2) == 0) unit = 1, p += 2;
+        else if (*p == 's') unit = 1000, p++;
+        else if (*p == 'm') unit = 60000, p++;
+        else if (*p == 'h') unit = 3600000, p++;
+        else if (*p == 'd') unit = 86400000, p++;
+        else if (*p == 'w') unit = 7 * 86400000LL, p++;
+        else if (*p == 'y') unit = 365 * 86400000LL, p++;
+        else return -1;
+        if (n > INT64_MAX / unit || total > INT64_MAX - n * unit) return -1;
+        total += n * unit;
+    }
+    *ms = total;
+    return 0;
+}
+
+int tr_parse_size(const char *s, int64_t *bytes) {
+    if (!s || !isdigit((unsigned char)*s)) return -1;
+    errno = 0;
+    char *end;
+    long long n = strtoll(s, &end, 10);
+    if (errno || n < 0) return -1;
+    static const struct { const char *suf; int64_t mul; } units[] = {
+        {"", 1}, {"B", 1}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000LL},
+        {"TB", 1000000000000LL}, {"KiB", 1024}, {"MiB", 1048576}, {"GiB", 1073741824LL},
+        {"TiB", 1099511627776LL}, {"k", 1000}, {"K", 1024}, {"M", 1048576}, {"G", 1073741824LL}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].suf) == 0) {
+            if (n > INT64_MAX / units[i].mul) return -1;
+            *bytes = n * units[i].mul;
+            return 0;
+        }
+    return -1;
+}
+
+int tr_parse_addr(const char *s, char *host, size_t hostcap, int *port) {
+    const char *colon;
+    if (!s || !*s) return -1;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':') return -1;
+        if ((size_t)(rb - s - 1) >= hostcap) return -1;
+        memcpy(host, s + 1, rb - s - 1);
+        host[rb - s - 1] = 0;
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || (size_t)(colon - s) >= hostcap) return -1;
+        memcpy(host, s, colon - s);
+        host[colon - s] = 0;
+        if (strchr(host, ':')) return -1; /* bare IPv6 needs brackets */
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || p < 0 || p > 65535) return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static int set_flag(tr_config *c, const flag *f, const char *v, const char *src, char *err,
+                    size_t errlen) {
+    char *base = (char *)c;
+    switch (f->type) {
+    case F_STRING: {
+        char **slot = (char **)(base + f->off);
+        char *d = strdup(v);
+        if (!d) goto oom;
+        free(*slot);
+        *slot = d;
+        return 0;
+    }
+    case F_DURATION:
+        if (tr_parse_duration(v, (int64_t *)(base + f->off)) == 0) return 0;
+        snprintf(err, errlen, "%s: invalid duration %s (want e.g. 30s, 12h, 14d, 1y)", src, v);
+        return -1;
+    case F_SIZE:
+        if (tr_parse_size(v, (int64_t *)(base + f->off)) == 0) return 0;
+        snprintf(err, errlen, "%s: invalid size %s (want e.g. 4194304, 4MiB, 1GB)", src, v);
+        return -1;
+    case F_LEVEL:
+        if (tr_log_parse_level(v, (tr_log_level *)(base + f->off)) == 0) return 0;
+        snprintf(err, errlen, "%s: invalid log level %s (want debug, info, warn or error)", src, v);
+        return -1;
+    }
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+static void usage(void) {
+    printf("tricorder %s: an all-in-one observability appliance\n"
+           "(OTLP receiver, Prometheus-compatible metrics store, Jaeger-compatible trace store)\n\n"
+           "Usage: tricorder [flags]\n\nFlags (each also read from the environment variable shown):\n",
+           TRICORDER_VERSION);
+    char env[64];
+    for (size_t i = 0; i < NFLAGS; i++) {
+        env_name(flags[i].name, env, sizeof env);
+        printf("  --%-24s %s\n  %-26s env %s", flags[i].name, flags[i].help, "", env);
+        if (flags[i].def) printf(", default %s", flags[i].def);
+        printf("\n");
+    }
+    printf("  --%-24s print this help\n  --%-24s print the version\n", "help", "version");
+}
+
+static int read_basic_auth_file(tr_config *c, char *err, size_t errlen) {
+    FILE *f = fopen(c->basic_auth_file, "r");
+    if (!f) {
+        snprintf(err, errlen, "--basic-auth-file %s: %s", c->basic_auth_file, strerror(errno));
+        return -1;
+    }
+    char line[1024];
+    if (!fgets(line, sizeof line, f)) line[0] = 0;
+    fclose(f);
+    line[strcspn(line, "\r\n")] = 0;
+    free(c->basic_auth);
+    c->basic_auth = strdup(line);
+    return c->basic_auth ? 0 : -1;
+}
+
+int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    char src[96];
+    for (size_t i = 0; i < NFLAGS; i++)
+        if (flags[i].def && set_flag(c, &flags[i], flags[i].def, "default", err, errlen)) return TR_CONFIG_ERROR;
+    for (char **e = envp; e && *e; e++) {
+        if (strncmp(*e, "TRICORDER_", 10) != 0) continue;
+        const char *eq = strchr(*e, '=');
+        if (!eq) continue;
+        char env[64];
+        for (size_t i = 0; i < NFLAGS; i++) {
+            env_name(flags[i].name, env, sizeof env);
+            if (strlen(env) == (size_t)(eq - *e) && strncmp(*e, env, eq - *e) == 0) {
+                snprintf(src, sizeof src, "%s", env);
+                if (set_flag(c, &flags[i], eq + 1, src, err, errlen)) return TR_CONFIG_ERROR;
+            }
+        }
+    }
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage();
+            return TR_CONFIG_EXIT;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            printf("tricorder %s\n", TRICORDER_VERSION);
+            return TR_CONFIG_EXIT;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument %s (see --help)", arg);
+            return TR_CONFIG_ERROR;
+        }
+        const char *name = arg + 2, *val = strchr(name, '=');
+        size_t nlen = val ? (size_t)(val - name) : strlen(name);
+        const flag *f = NULL;
+        for (size_t i = 0; i < NFLAGS; i++)
+            if (strlen(flags[i].name) == nlen && strncmp(flags[i].name, name, nlen) == 0) f = &flags[i];
+        if (!f) {
+            snprintf(err, errlen, "unknown flag --%.*s (see --help)", (int)nlen, name);
+            return TR_CONFIG_ERROR;
+        }
+        if (val) {
+            val++;
+        } else {
+            if (a + 1 >= argc) {
+                snprintf(err, errlen, "flag --%s needs a value", f->name);
+                return TR_CONFIG_ERROR;
+            }
+            val = argv[++a];
+        }
+        snprintf(src, sizeof src, "--%s", f->name);
+        if (set_flag(c, f, val, src, err, errlen)) return TR_CONFIG_ERROR;
+    }
+    if (c->basic_auth_file && read_basic_auth_file(c, err, errlen)) return TR_CONFIG_ERROR;
+    if (c->basic_auth) {
+        char *colon = strchr(c->basic_auth, ':');
+        if (!colon || colon == c->basic_auth) {
+            snprintf(err, errlen, "basic auth must be user:password");
+            return TR_CONFIG_ERROR;
+        }
+        c->basic_user = strndup(c->basic_auth, colon - c->basic_auth);
+        c->basic_pass = strdup(colon + 1);
+    }
+    if (c->ingest_token && !*c->ingest_token) {
+        free(c->ingest_token);
+        c->ingest_token = NULL;
+    }
+    if (c->retention_ms <= 0) {
+        snprintf(err, errlen, "--retention must be positive");
+        return TR_CONFIG_ERROR;
+    }
+    if (c->otlp_max_message_bytes < 1024 || c->otlp_max_message_bytes > (1LL << 30)) {
+        snprintf(err, errlen, "--otlp-max-message-bytes must be between 1KiB and 1GiB");
+        return TR_CONFIG_ERROR;
+    }
+    char host[256];
+    int port;
+    const char *addrs[][2] = {{"--http-addr", c->http_addr}, {"--otlp-grpc-addr", c->otlp_grpc_addr}, {"--otlp-http-addr", c->otlp_http_addr}};
+    for (int i = 0; i < 3; i++)
+        if (tr_parse_addr(addrs[i][1], host, sizeof host, &port)) {
+            snprintf(err, errlen, "%s: invalid address %s (want host:port or :port)", addrs[i][0], addrs[i][1]);
+            return TR_CONFIG_ERROR;
+        }
+    return TR_CONFIG_OK;
+}
+
+void tr_config_free(tr_config *c) {
+    for (size_t i = 0; i < NFLAGS; i++)
+        if (flags[i].type == F_STRING) free(*(char **)((char *)c + flags[i].off));
+    free(c->basic_user);
+    free(c->basic_pass);
+    memset(c, 0, sizeof *c);
+}

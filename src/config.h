@@ -1,0 +1,45 @@
+/* Configuration: every flag `--foo-bar` is also read from TRICORDER_FOO_BAR; a flag given on
+ * the command line wins over the environment, which wins over the default. */
+#ifndef TR_CONFIG_H
+#define TR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/log.h"
+
+typedef struct tr_config {
+    char *data_dir;
+    char *http_addr;
+    char *otlp_grpc_addr;
+    char *otlp_http_addr;
+    int64_t retention_ms;
+    tr_log_level log_level;
+    char *basic_auth;       /* "user:password" as given */
+    char *basic_auth_file;  /* file holding user:password */
+    char *basic_user, *basic_pass; /* resolved from either of the two */
+    char *ingest_token;
+    int64_t otlp_max_message_bytes;
+    int64_t shutdown_timeout_ms;
+    int64_t idle_timeout_ms; /* connections idle this long are closed */
+} tr_config;
+
+/* Outcome of tr_config_parse. */
+enum { TR_CONFIG_OK = 0, TR_CONFIG_EXIT = 1, TR_CONFIG_ERROR = -1 };
+
+/* Fills `c` from defaults, then `envp` (NULL-terminated "K=V" strings), then argv.
+ * Returns TR_CONFIG_OK; TR_CONFIG_EXIT after printing --help or --version to stdout; or
+ * TR_CONFIG_ERROR with a one-line message in err. Free with tr_config_free(). */
+int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err, size_t errlen);
+void tr_config_free(tr_config *c);
+
+/* Prometheus-style durations: "30d", "12h", "1h30m", "90s", "500ms", "1y", "2w".
+ * Returns 0 and the value in milliseconds, or -1. */
+int tr_parse_duration(const char *s, int64_t *ms);
+/* Sizes: "4194304", "4MiB", "512KB", "1GB" (KB=1000, KiB=1024). Returns 0 or -1. */
+int tr_parse_size(const char *s, int64_t *bytes);
+/* Splits "host:port", ":port", "[v6]:port" into host (empty for any) and port.
+ * Returns 0 or -1. */
+int tr_parse_addr(const char *s, char *host, size_t hostcap, int *port);
+
+#endif

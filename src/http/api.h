@@ -1,0 +1,16 @@
+/* The route handlers of the HTTP module, registered by the application. */
+#ifndef TR_API_H
+#define TR_API_H
+
+#include "http.h"
+#include "otlp/otlp.h"
+
+/* OTLP/HTTP; ctx is the otlp_receiver. Route it with TR_HTTP_INGEST. */
+void tr_api_otlp_http(struct evhttp_request *req, const char *path, void *ctx);
+
+/* GET /healthz, /-/healthy, /-/ready: 200 "ok" (ready once start-up finished). */
+void tr_api_health(struct evhttp_request *req, const char *path, void *ctx);
+/* GET /metrics: tricorder's own metrics in the Prometheus text format. */
+void tr_api_selfmetrics(struct evhttp_request *req, const char *path, void *ctx);
+
+#endif

@@ -1,0 +1,27 @@
+/* tricorder's entry point: configuration, then the application. */
+#include <stdio.h>
+
+#include "app.h"
+#include "config.h"
+#include "util/log.h"
+
+extern char **environ;
+
+int main(int argc, char **argv) {
+    tr_config cfg;
+    char err[512];
+    int rc = tr_config_parse(&cfg, argc, argv, environ, err, sizeof err);
+    if (rc == TR_CONFIG_EXIT) {
+        tr_config_free(&cfg);
+        return 0;
+    }
+    if (rc != TR_CONFIG_OK) {
+        tr_log(TR_LOG_ERROR, "invalid configuration", "error=%s",
+               tr_log_quote((char[600]){0}, 600, err));
+        tr_config_free(&cfg);
+        return 1;
+    }
+    rc = tr_app_run(&cfg);
+    tr_config_free(&cfg);
+    return rc;
+}

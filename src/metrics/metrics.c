@@ -1,0 +1,1 @@
+int tr_metrics_placeholder_;

@@ -1,0 +1,1 @@
+int tr_traces_placeholder_;

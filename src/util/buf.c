@@ -1,0 +1,251 @@
+/* Bounded growable buffer and the JSON writer used by every HTTP API. */
+#include "buf.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tr_buf_init(tr_buf *b, size_t max) {
+    memset(b, 0, sizeof *b);
+    b->max = max;
+}
+
+void tr_buf_free(tr_buf *b) {
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+void tr_buf_reset(tr_buf *b) {
+    b->len = 0;
+    b->failed = 0;
+    if (b->data) b->data[0] = 0;
+}
+
+int tr_buf_reserve(tr_buf *b, size_t n) {
+    if (b->failed) return -1;
+    if (n > SIZE_MAX / 2 - b->len || (b->max && b->len + n > b->max)) goto fail;
+    if (b->len + n + 1 <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1) cap *= 2;
+    if (b->max && cap > b->max + 1) cap = b->max + 1;
+    char *p = realloc(b->data, cap);
+    if (!p) goto fail;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+fail:
+    b->failed = 1;
+    return -1;
+}
+
+int tr_buf_append(tr_buf *b, const void *p, size_t n) {
+    if (tr_buf_reserve(b, n)) return -1;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return 0;
+}
+
+int tr_buf_puts(tr_buf *b, const char *s) { return tr_buf_append(b, s, strlen(s)); }
+int tr_buf_putc(tr_buf *b, char c) { return tr_buf_append(b, &c, 1); }
+
+int tr_buf_vprintf(tr_buf *b, const char *fmt, va_list ap) {
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0 || tr_buf_reserve(b, (size_t)n)) return -1;
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int tr_buf_printf(tr_buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int r = tr_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* ---- JSON ---- */
+
+void tr_json_init(tr_json *j, tr_buf *b) {
+    j->b = b;
+    j->depth = 0;
+    j->first = 1;
+}
+
+static void sep(tr_json *j) {
+    uint64_t bit = 1ull << j->depth;
+    if (j->first & bit)
+        j->first &= ~bit;
+    else
+        tr_buf_putc(j->b, ',');
+}
+
+static void open(tr_json *j, char c) {
+    sep(j);
+    tr_buf_putc(j->b, c);
+    if (j->depth < 63) j->depth++;
+    j->first |= 1ull << j->depth;
+}
+
+static void close_(tr_json *j, char c) {
+    tr_buf_putc(j->b, c);
+    if (j->depth > 0) j->depth--;
+}
+
+void tr_json_obj_open(tr_json *j) { open(j, '{'); }
+void tr_json_obj_close(tr_json *j) { close_(j, '}'); }
+void tr_json_arr_open(tr_json *j) { open(j, '['); }
+void tr_json_arr_close(tr_json *j) { close_(j, ']'); }
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80) return 1;
+    if ((c & 0xE0) == 0xC0) len = 2, min = 0x80, c &= 0x1F;
+    else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800, c &= 0x0F;
+    else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000, c &= 0x07;
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
+    return len;
+}
+
+void tr_json_escape(tr_buf *b, const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            size_t st = i;
+            while (i < n && p[i] >= 0x20 && p[i] != '"' && p[i] != '\\' && p[i] < 0x80) i++;
+            tr_buf_append(b, s + st, i - st);
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t l = utf8_len(p + i, n - i);
+            if (l == 0) {
+                tr_buf_puts(b, "\xEF\xBF\xBD");
+                i++;
+            } else {
+                tr_buf_append(b, s + i, l);
+                i += l;
+            }
+            continue;
+        }
+        switch (c) {
+        case '"': tr_buf_puts(b, "\\\""); break;
+        case '\\': tr_buf_puts(b, "\\\\"); break;
+        case '\n': tr_buf_puts(b, "\\n"); break;
+        case '\r': tr_buf_puts(b, "\\r"); break;
+        case '\t': tr_buf_puts(b, "\\t"); break;
+        default: tr_buf_printf(b, "\\u%04x", c);
+        }
+        i++;
+    }
+}
+
+void tr_json_key(tr_json *j, const char *k) {
+    sep(j);
+    tr_buf_putc(j->b, '"');
+    tr_json_escape(j->b, k, strlen(k));
+    tr_buf_puts(j->b, "\":");
+    j->first |= 1ull << j->depth; /* the value that follows takes no comma */
+}
+
+void tr_json_strn(tr_json *j, const char *s, size_t n) {
+    sep(j);
+    tr_buf_putc(j->b, '"');
+    if (s) tr_json_escape(j->b, s, n);
+    tr_buf_putc(j->b, '"');
+}
+
+void tr_json_str(tr_json *j, const char *s) { tr_json_strn(j, s, s ? strlen(s) : 0); }
+
+void tr_json_int(tr_json *j, int64_t v) {
+    sep(j);
+    tr_buf_printf(j->b, "%lld", (long long)v);
+}
+
+void tr_json_uint(tr_json *j, uint64_t v) {
+    sep(j);
+    tr_buf_printf(j->b, "%llu", (unsigned long long)v);
+}
+
+void tr_json_double(tr_json *j, double v) {
+    sep(j);
+    if (!isfinite(v)) {
+        tr_buf_puts(j->b, "null");
+        return;
+    }
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%.17g", v);
+    for (int p = 1; p <= 17; p++) {
+        snprintf(tmp, sizeof tmp, "%.*g", p, v);
+        if (strtod(tmp, NULL) == v) break;
+    }
+    tr_buf_puts(j->b, tmp);
+}
+
+void tr_json_bool(tr_json *j, int v) {
+    sep(j);
+    tr_buf_puts(j->b, v ? "true" : "false");
+}
+
+void tr_json_null(tr_json *j) {
+    sep(j);
+    tr_buf_puts(j->b, "null");
+}
+
+void tr_json_raw(tr_json *j, const char *s, size_t n) {
+    sep(j);
+    tr_buf_append(j->b, s, n);
+}
+
+int tr_format_double(char *out, size_t cap, double v) {
+    if (isnan(v)) return snprintf(out, cap, "NaN");
+    if (isinf(v)) return snprintf(out, cap, v > 0 ? "+Inf" : "-Inf");
+    /* shortest digits that round-trip, then laid out without an exponent (Go's 'f', -1) */
+    char e[40];
+    int p;
+    for (p = 1; p <= 17; p++) {
+        snprintf(e, sizeof e, "%.*e", p - 1, v);
+        if (strtod(e, NULL) == v) break;
+    }
+    char *ep = strchr(e, 'e');
+    int exp10 = atoi(ep + 1);
+    char digits[24];
+    int nd = 0, neg = e[0] == '-';
+    for (char *c = e + neg; c < ep; c++)
+        if (*c >= '0' && *c <= '9') digits[nd++] = *c;
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    if (nd == 1 && digits[0] == '0') return snprintf(out, cap, "0");
+    char tmp[400];
+    int o = 0;
+    if (neg) tmp[o++] = '-';
+    int point = exp10 + 1; /* digits before the decimal point */
+    if (point <= 0) {
+        tmp[o++] = '0';
+        tmp[o++] = '.';
+        for (int i = 0; i < -point; i++) tmp[o++] = '0';
+        for (int i = 0; i < nd; i++) tmp[o++] = digits[i];
+    } else {
+        for (int i = 0; i < point; i++) tmp[o++] = i < nd ? digits[i] : '0';
+        if (nd > point) {
+            tmp[o++] = '.';
+            for (int i = point; i < nd; i++) tmp[o++] = digits[i];
+        }
+    }
+    tmp[o] = 0;
+    return snprintf(out, cap, "%s", tmp);
+}
