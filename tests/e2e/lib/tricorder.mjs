@@ -1,0 +1,93 @@
+// Test harness: starts a real tricorder binary on free loopback ports with its own data dir,
+// and reads its /metrics. Every e2e suite uses this; nothing here fakes the server.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const BIN = process.env.TRICORDER_BIN || new URL('../../../build/tricorder', import.meta.url).pathname;
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// start({ args: [...], env: {...}, dataDir }) → a running tricorder.
+export async function start(opts = {}) {
+  const dataDir = opts.dataDir || mkdtempSync(join(tmpdir(), 'tricorder-e2e-'));
+  const ports = { http: await freePort(), grpc: await freePort(), otlpHttp: await freePort() };
+  const args = [
+    '--data-dir', dataDir,
+    '--http-addr', `127.0.0.1:${ports.http}`,
+    '--otlp-grpc-addr', `127.0.0.1:${ports.grpc}`,
+    '--otlp-http-addr', `127.0.0.1:${ports.otlpHttp}`,
+    ...(opts.args || []),
+  ];
+  const child = spawn(BIN, args, { env: { ...process.env, ...(opts.env || {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; if (process.env.TR_E2E_VERBOSE) process.stderr.write(d); });
+  child.stdout.on('data', () => {});
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const t = {
+    child, dataDir, ports, exited,
+    get stderr() { return stderr; },
+    httpUrl: `http://127.0.0.1:${ports.http}`,
+    otlpHttpUrl: `http://127.0.0.1:${ports.otlpHttp}`,
+    grpcUrl: `http://127.0.0.1:${ports.grpc}`,
+    // Sends SIGTERM and waits for the exit; returns { code, signal, ms }.
+    async stop(signal = 'SIGTERM') {
+      const t0 = Date.now();
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const r = await exited;
+      return { ...r, ms: Date.now() - t0 };
+    },
+    async kill9() { child.kill('SIGKILL'); return exited; },
+    cleanup() { if (!opts.dataDir && !opts.keepDataDir) rmSync(dataDir, { recursive: true, force: true }); },
+    async metrics() { return parseMetrics(await (await fetch(`${t.httpUrl}/metrics`, { headers: opts.metricsHeaders || {} })).text()); },
+  };
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`tricorder exited at start: ${stderr}`);
+    try {
+      const r = await fetch(`${t.httpUrl}/healthz`);
+      if (r.ok) break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`tricorder did not become healthy: ${stderr}`); }
+    await sleep(50);
+  }
+  return t;
+}
+
+// Parses the Prometheus text format into Map("name{labels}" → number).
+export function parseMetrics(text) {
+  const m = new Map();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    m.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return m;
+}
+
+// Sum of every series of `name` whose labels include all of `match` (an object).
+export function metricSum(metrics, name, match = {}) {
+  let sum = 0;
+  for (const [k, v] of metrics) {
+    const brace = k.indexOf('{');
+    const n = brace < 0 ? k : k.slice(0, brace);
+    if (n !== name) continue;
+    const labels = brace < 0 ? '' : k.slice(brace);
+    if (Object.entries(match).every(([lk, lv]) => labels.includes(`${lk}="${lv}"`))) sum += v;
+  }
+  return sum;
+}
