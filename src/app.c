@@ -116,6 +116,33 @@ static int lock_data_dir(const char *dir, char *err, size_t errlen) {
     return fd;
 }
 
+int tr_app_healthcheck(const tr_config *cfg) {
+    char host[256], port[16];
+    int p;
+    if (tr_parse_addr(cfg->http_addr, host, sizeof host, &p)) return 1;
+    snprintf(port, sizeof port, "%d", p);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(*host && strcmp(host, "0.0.0.0") && strcmp(host, "::") ? host : "127.0.0.1", port, &hints, &res)) return 1;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {5, 0};
+    int ok = 0;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        static const char req[] = "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n";
+        char buf[64] = "";
+        if (connect(fd, res->ai_addr, res->ai_addrlen) == 0 && write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
+            ssize_t n = read(fd, buf, sizeof buf - 1);
+            buf[n > 0 ? n : 0] = 0;
+            ok = strncmp(buf, "HTTP/1.1 200", 12) == 0 || strncmp(buf, "HTTP/1.0 200", 12) == 0;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    printf("%s\n", ok ? "healthy" : "unhealthy");
+    return ok ? 0 : 1;
+}
+
 /* ---- process metrics ---- */
 
 static void process_collect(void *ctx) {

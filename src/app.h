@@ -13,4 +13,8 @@ int tr_app_run(const tr_config *cfg);
  * -1 with a message in err. */
 int tr_app_listen(const char *addr, char *err, size_t errlen);
 
+/* Asks the running tricorder at cfg->http_addr for GET /healthz (the image's HEALTHCHECK, so
+ * that it needs no curl). Returns 0 when it answered 200, else 1. */
+int tr_app_healthcheck(const tr_config *cfg);
+
 #endif

@@ -1,5 +1,6 @@
 /* tricorder's entry point: configuration, then the application. */
 #include <stdio.h>
+#include <string.h>
 
 #include "app.h"
 #include "config.h"
@@ -10,7 +11,13 @@ extern char **environ;
 int main(int argc, char **argv) {
     tr_config cfg;
     char err[512];
-    int rc = tr_config_parse(&cfg, argc, argv, environ, err, sizeof err);
+    int healthcheck = argc == 2 && strcmp(argv[1], "--healthcheck") == 0;
+    int rc = tr_config_parse(&cfg, healthcheck ? 1 : argc, argv, environ, err, sizeof err);
+    if (healthcheck && rc == TR_CONFIG_OK) {
+        rc = tr_app_healthcheck(&cfg);
+        tr_config_free(&cfg);
+        return rc;
+    }
     if (rc == TR_CONFIG_EXIT) {
         tr_config_free(&cfg);
         return 0;
