@@ -1,0 +1,450 @@
+/* The trace store's life: opening the database (schema creation, migrations, refusing files
+ * that are not ours or are newer), the writer and reader threads, and the queue that hands
+ * completions back to the event-loop thread. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "traces_int.h"
+#include "util/log.h"
+
+int64_t traces_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int traces_exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int traces_db_open(const char *path, int readonly, sqlite3 **out, char *err, size_t errlen) {
+    sqlite3 *db = NULL;
+    int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    /* the writer keeps a larger cache: index pages of recent chunks are hot */
+    if (traces_exec(db, readonly ? "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456"
+                                 : "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY",
+                    err, errlen)) {
+        sqlite3_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+/* Schema v1; see traces_int.h for the model. */
+static const char *const schema_v1 =
+    "CREATE TABLE chunk(id INTEGER PRIMARY KEY, min_start INTEGER NOT NULL, max_start INTEGER NOT NULL,"
+    " min_dur INTEGER NOT NULL, max_dur INTEGER NOT NULL, nspans INTEGER NOT NULL, rawlen INTEGER NOT NULL,"
+    " data BLOB NOT NULL);"
+    "CREATE INDEX chunk_max_start ON chunk(max_start);"
+    "CREATE TABLE trace_idx(tid INTEGER NOT NULL, chunk INTEGER NOT NULL, PRIMARY KEY(tid, chunk)) WITHOUT ROWID;"
+    "CREATE TABLE sum_idx(k INTEGER NOT NULL, chunk INTEGER NOT NULL, min_start INTEGER NOT NULL,"
+    " max_start INTEGER NOT NULL, min_dur INTEGER NOT NULL, max_dur INTEGER NOT NULL,"
+    " PRIMARY KEY(k, chunk)) WITHOUT ROWID;"
+    "CREATE TABLE tag_idx(h INTEGER NOT NULL, chunk INTEGER NOT NULL, PRIMARY KEY(h, chunk)) WITHOUT ROWID;"
+    "CREATE TABLE operation(service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL,"
+    " last_seen INTEGER NOT NULL, PRIMARY KEY(service, name, kind)) WITHOUT ROWID;";
+
+/* Migrations: entry i upgrades user_version i to i+1. v0 → v1 creates the schema. */
+static const char *const migrations[TRACES_SCHEMA_VERSION] = {NULL};
+
+static int64_t q_int(sqlite3 *db, const char *sql, int *rc) {
+    sqlite3_stmt *st = NULL;
+    int64_t v = 0;
+    *rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (*rc == SQLITE_OK) {
+        *rc = sqlite3_step(st);
+        if (*rc == SQLITE_ROW) {
+            v = sqlite3_column_int64(st, 0);
+            *rc = SQLITE_OK;
+        } else if (*rc == SQLITE_DONE) {
+            *rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int schema_check(sqlite3 *db, const char *path, char *err, size_t errlen) {
+    int rc;
+    int64_t app = q_int(db, "PRAGMA application_id", &rc);
+    if (rc != SQLITE_OK) goto bad;
+    int64_t ver = q_int(db, "PRAGMA user_version", &rc);
+    if (rc != SQLITE_OK) goto bad;
+    int64_t ntab = q_int(db, "SELECT count(*) FROM sqlite_master", &rc);
+    if (rc != SQLITE_OK) goto bad;
+    if (app == 0 && ver == 0 && ntab == 0) {
+        /* a new file: auto_vacuum must be chosen before the first table exists */
+        char e[256];
+        if (traces_exec(db, "PRAGMA auto_vacuum=INCREMENTAL", e, sizeof e) ||
+            traces_exec(db, "PRAGMA journal_mode=WAL", e, sizeof e) ||
+            traces_exec(db, "BEGIN", e, sizeof e) || traces_exec(db, schema_v1, e, sizeof e)) {
+            snprintf(err, errlen, "cannot create the trace database %s: %s", path, e);
+            return -1;
+        }
+        char sql[128];
+        snprintf(sql, sizeof sql, "PRAGMA application_id=%d; PRAGMA user_version=%d; COMMIT", TRACES_APP_ID, TRACES_SCHEMA_VERSION);
+        if (traces_exec(db, sql, e, sizeof e)) {
+            snprintf(err, errlen, "cannot create the trace database %s: %s", path, e);
+            return -1;
+        }
+        return 0;
+    }
+    if (app != TRACES_APP_ID) {
+        snprintf(err, errlen, "%s is an SQLite database of another program (application_id %lld), not a tricorder trace store; move it away or choose another --data-dir",
+                 path, (long long)app);
+        return -1;
+    }
+    if (ver > TRACES_SCHEMA_VERSION) {
+        snprintf(err, errlen, "%s has trace schema version %lld, newer than this tricorder understands (%d); run a newer tricorder",
+                 path, (long long)ver, TRACES_SCHEMA_VERSION);
+        return -1;
+    }
+    for (int64_t v = ver; v < TRACES_SCHEMA_VERSION; v++) {
+        char e[256], sql[96];
+        const char *m = v == 0 ? schema_v1 : migrations[v];
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%lld; COMMIT", (long long)(v + 1));
+        if (traces_exec(db, "BEGIN", e, sizeof e) || (m && traces_exec(db, m, e, sizeof e)) || traces_exec(db, sql, e, sizeof e)) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            snprintf(err, errlen, "cannot upgrade the trace database %s to schema %lld: %s", path, (long long)(v + 1), e);
+            return -1;
+        }
+        TR_INFO("trace database upgraded", "schema=%lld", (long long)(v + 1));
+    }
+    char e[256];
+    if (traces_exec(db, "PRAGMA journal_mode=WAL", e, sizeof e)) {
+        snprintf(err, errlen, "trace database %s: %s", path, e);
+        return -1;
+    }
+    /* a cheap structural check of the schema pages: a damaged file fails here, not later */
+    q_int(db, "SELECT count(*) FROM (SELECT 1 FROM chunk ORDER BY id DESC LIMIT 1)", &rc);
+    if (rc != SQLITE_OK) goto bad;
+    return 0;
+bad:
+    if (rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT)
+        snprintf(err, errlen, "%s is not a usable trace database (%s): it is damaged or not an SQLite file; move it away to start afresh",
+                 path, sqlite3_errstr(rc));
+    else
+        snprintf(err, errlen, "cannot read the trace database %s: %s", path, sqlite3_errmsg(db));
+    return -1;
+}
+
+/* ---- queues ---- */
+
+static void q_push(tqueue *q, tq_item *it) {
+    it->next = NULL;
+    if (q->tail) q->tail->next = it;
+    else q->head = it;
+    q->tail = it;
+}
+
+static tq_item *q_pop(tqueue *q) {
+    tq_item *it = q->head;
+    if (it) {
+        q->head = it->next;
+        if (!q->head) q->tail = NULL;
+    }
+    return it;
+}
+
+void traces_complete(traces_store *s, tq_item *it) {
+    pthread_mutex_lock(&s->mu);
+    q_push(&s->completions, it);
+    pthread_mutex_unlock(&s->mu);
+    if (s->cfg.wake) s->cfg.wake(s->cfg.wake_ctx);
+}
+
+void traces_run_completions(traces_store *s) {
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        tq_item *it = q_pop(&s->completions);
+        pthread_mutex_unlock(&s->mu);
+        if (!it) return;
+        if (it->kind == TQ_INGEST) it->done(it->cookie, it->status, it->rejected, it->msg);
+        else if (it->kind == TQ_JOB && it->jdone) it->jdone(it->arg);
+        free(it);
+    }
+}
+
+/* ---- threads ---- */
+
+#define RETENTION_EVERY_MS 10000
+
+static void *writer_main(void *arg) {
+    traces_store *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        tq_item *it = q_pop(&s->writes);
+        if (it) {
+            pthread_mutex_unlock(&s->mu);
+            if (it->kind == TQ_INGEST) {
+                ingest_one(s, it);
+                traces_complete(s, it);
+            } else {
+                it->call_ret = it->call(s, it->call_arg);
+                pthread_mutex_lock(&s->mu);
+                it->call_finished = 1;
+                pthread_cond_broadcast(&s->cv_call);
+                pthread_mutex_unlock(&s->mu);
+            }
+            /* between exports, keep expiring in small steps so neither starves */
+            if (s->retention_busy) {
+                int64_t d;
+                s->retention_busy = retention_step(s, traces_now_ms(), &d);
+            }
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        if (s->closing) break;
+        int64_t now = traces_now_ms();
+        if (s->retention_busy || now >= s->next_retention_ms) {
+            pthread_mutex_unlock(&s->mu);
+            int64_t d;
+            s->retention_busy = retention_step(s, now, &d);
+            if (!s->retention_busy) s->next_retention_ms = now + RETENTION_EVERY_MS;
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t wait = s->next_retention_ms - now;
+        if (wait > 1000) wait = 1000;
+        until.tv_sec += wait / 1000;
+        until.tv_nsec += (wait % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) { until.tv_sec++; until.tv_nsec -= 1000000000; }
+        pthread_cond_timedwait(&s->cv_writer, &s->mu, &until);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static void *reader_main(void *arg) {
+    traces_store *s = arg;
+    char err[256];
+    traces_reader *r = traces_reader_open(s, err, sizeof err);
+    if (!r) TR_ERROR("trace reader cannot open the database", "error=\"%s\"", err);
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        tq_item *it = q_pop(&s->jobs);
+        if (it) {
+            pthread_mutex_unlock(&s->mu);
+            if (r) it->run(r, it->arg);
+            else it->run(NULL, it->arg);
+            traces_complete(s, it);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        if (s->closing) break;
+        pthread_cond_wait(&s->cv_reader, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    traces_reader_close(r);
+    return NULL;
+}
+
+static void db_size_collect(void *ctx) {
+    traces_store *s = ctx;
+    tr_gauge_set(s->m.db_bytes, (double)traces_disk_bytes(s));
+}
+
+int64_t traces_disk_bytes(traces_store *s) {
+    int64_t total = 0;
+    const char *suffix[] = {"", "-wal"};
+    for (int i = 0; i < 2; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s%s", s->path, suffix[i]);
+        struct stat st;
+        if (stat(p, &st) == 0) total += (int64_t)st.st_size;
+    }
+    return total;
+}
+
+static void metrics_init(traces_store *s) {
+    traces_metrics *m = &s->m;
+    m->stored = tr_counter_new("tricorder_traces_spans_stored_total", "Spans committed to the trace store.", NULL);
+    m->rejected = tr_counter_new("tricorder_traces_spans_rejected_total", "Spans refused by the trace store (no valid trace or span id).", NULL);
+    m->expired = tr_counter_new("tricorder_traces_spans_expired_total", "Spans deleted by trace retention (age or size).", NULL);
+    m->db_bytes = tr_gauge_new("tricorder_traces_db_size_bytes", "Size of the trace database file and its write-ahead log.", NULL);
+    m->tx_seconds = tr_histogram_new("tricorder_traces_transaction_duration_seconds", "Time of one trace store write transaction (one export).", NULL,
+                                     tr_latency_buckets, tr_latency_buckets_n);
+    m->search_seconds = tr_histogram_new("tricorder_traces_search_duration_seconds", "Time of one trace search or lookup in the store.", NULL,
+                                         tr_latency_buckets, tr_latency_buckets_n);
+    m->dropped_attrs = tr_counter_new("tricorder_traces_limit_dropped_total", "Span items dropped by a trace store limit.", "item=\"attributes\"");
+    m->dropped_events = tr_counter_new("tricorder_traces_limit_dropped_total", "Span items dropped by a trace store limit.", "item=\"events\"");
+    m->dropped_links = tr_counter_new("tricorder_traces_limit_dropped_total", "Span items dropped by a trace store limit.", "item=\"links\"");
+    m->truncated_values = tr_counter_new("tricorder_traces_values_truncated_total", "Attribute values cut to --trace-max-attribute-value-bytes.", NULL);
+    m->chunks = tr_counter_new("tricorder_traces_chunks_written_total", "Compressed span chunks written to the trace store.", NULL);
+    tr_selfmon_add_collector(db_size_collect, s);
+}
+
+traces_store *traces_open(const traces_config *cfg, char *err, size_t errlen) {
+    traces_store *s = calloc(1, sizeof *s);
+    if (!s) { snprintf(err, errlen, "out of memory"); return NULL; }
+    s->cfg = *cfg;
+    if (s->cfg.readers <= 0) s->cfg.readers = 1;
+    size_t pl = strlen(cfg->dir) + 16;
+    s->path = malloc(pl);
+    if (!s->path) { snprintf(err, errlen, "out of memory"); free(s); return NULL; }
+    snprintf(s->path, pl, "%s/traces.db", cfg->dir);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv_writer, NULL);
+    pthread_cond_init(&s->cv_reader, NULL);
+    pthread_cond_init(&s->cv_call, NULL);
+    if (traces_db_open(s->path, 0, &s->wdb, err, errlen)) goto fail;
+    if (schema_check(s->wdb, s->path, err, errlen)) goto fail;
+    /* NORMAL in WAL mode: a commit is in the OS before the export is acknowledged, so it
+     * survives a crash of tricorder (kill -9); FULL would add an fsync per export. */
+    if (traces_exec(s->wdb, "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=67108864", err, errlen)) goto fail;
+    if (ingest_init(s, err, errlen)) goto fail;
+    metrics_init(s);
+    s->next_retention_ms = traces_now_ms() + 1000;
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+        snprintf(err, errlen, "cannot start the trace writer thread");
+        goto fail;
+    }
+    s->readers = calloc((size_t)s->cfg.readers, sizeof *s->readers);
+    if (!s->readers) {
+        snprintf(err, errlen, "out of memory");
+        traces_close(s);
+        return NULL;
+    }
+    for (int i = 0; i < s->cfg.readers; i++) {
+        if (pthread_create(&s->readers[i], NULL, reader_main, s) != 0) {
+            snprintf(err, errlen, "cannot start a trace reader thread");
+            traces_close(s);
+            return NULL;
+        }
+        s->nreaders++;
+    }
+    return s;
+fail:
+    ingest_fini(s);
+    if (s->wdb) sqlite3_close(s->wdb);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv_writer);
+    pthread_cond_destroy(&s->cv_reader);
+    pthread_cond_destroy(&s->cv_call);
+    free(s->path);
+    free(s);
+    return NULL;
+}
+
+void traces_close(traces_store *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->closing = 1;
+    pthread_cond_broadcast(&s->cv_writer);
+    pthread_cond_broadcast(&s->cv_reader);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->writer, NULL);
+    for (int i = 0; i < s->nreaders; i++) pthread_join(s->readers[i], NULL);
+    free(s->readers);
+    traces_run_completions(s);
+    ingest_fini(s);
+    sqlite3_close(s->wdb);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv_writer);
+    pthread_cond_destroy(&s->cv_reader);
+    pthread_cond_destroy(&s->cv_call);
+    free(s->path);
+    free(s);
+}
+
+void traces_submit(traces_store *s, const traces_request *req, traces_done_fn done, void *cookie) {
+    tq_item *it = calloc(1, sizeof *it);
+    if (!it) {
+        done(cookie, TRACES_UNAVAILABLE, 0, "out of memory");
+        return;
+    }
+    it->kind = TQ_INGEST;
+    it->req = req;
+    it->done = done;
+    it->cookie = cookie;
+    pthread_mutex_lock(&s->mu);
+    if (s->closing) {
+        pthread_mutex_unlock(&s->mu);
+        free(it);
+        done(cookie, TRACES_UNAVAILABLE, 0, "trace store is shutting down");
+        return;
+    }
+    q_push(&s->writes, it);
+    pthread_cond_signal(&s->cv_writer);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int traces_job_submit(traces_store *s, traces_job_run run, traces_job_done done, void *arg) {
+    tq_item *it = calloc(1, sizeof *it);
+    if (!it) return -1;
+    it->kind = TQ_JOB;
+    it->run = run;
+    it->jdone = done;
+    it->arg = arg;
+    pthread_mutex_lock(&s->mu);
+    if (s->closing || s->nreaders == 0) {
+        pthread_mutex_unlock(&s->mu);
+        free(it);
+        return -1;
+    }
+    q_push(&s->jobs, it);
+    pthread_cond_signal(&s->cv_reader);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+/* Runs fn on the writer thread and waits for it. */
+static int64_t writer_call(traces_store *s, int64_t (*fn)(traces_store *, int64_t), int64_t arg) {
+    tq_item it = {.kind = TQ_CALL, .call = fn, .call_arg = arg};
+    pthread_mutex_lock(&s->mu);
+    q_push(&s->writes, &it);
+    pthread_cond_signal(&s->cv_writer);
+    while (!it.call_finished) pthread_cond_wait(&s->cv_call, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    return it.call_ret;
+}
+
+static int64_t retention_all(traces_store *s, int64_t now_ms) {
+    int64_t total = 0, d;
+    for (int i = 0; i < 1000000; i++) {
+        int more = retention_step(s, now_ms, &d);
+        total += d;
+        if (!more) break;
+    }
+    s->retention_busy = 0;
+    return total;
+}
+
+int64_t traces_retention_run(traces_store *s, int64_t now_ms) { return writer_call(s, retention_all, now_ms); }
+
+traces_reader *traces_reader_open(traces_store *s, char *err, size_t errlen) {
+    traces_reader *r = calloc(1, sizeof *r);
+    if (!r) { snprintf(err, errlen, "out of memory"); return NULL; }
+    r->s = s;
+    if (traces_db_open(s->path, 1, &r->db, err, errlen) || reader_prepare(r, err, errlen)) {
+        traces_reader_close(r);
+        return NULL;
+    }
+    return r;
+}
+
+void traces_reader_close(traces_reader *r) {
+    if (!r) return;
+    reader_finalize(r);
+    sqlite3_close(r->db);
+    free(r);
+}

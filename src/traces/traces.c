@@ -1,1 +1,0 @@
-int tr_traces_placeholder_;
