@@ -12,7 +12,7 @@ RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends libevent-core-2.1-7 libevent-extra-2.1-7 \
       libevent-pthreads-2.1-7 libnghttp2-14 libprotobuf-c1 libsqlite3-0 libzstd1 libcjson1 zlib1g \
       libsnappy1v5 >/dev/null \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 tricorder \
  && useradd --system --uid 10001 --gid tricorder --home-dir /data --no-create-home tricorder \
  && mkdir /data && chown tricorder:tricorder /data

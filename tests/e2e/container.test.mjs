@@ -49,7 +49,7 @@ test('the image: non-root, /data volume, ports, healthcheck', () => {
   assert.equal(c.User, 'tricorder');
   assert.ok(Object.keys(c.Volumes || {}).includes('/data'));
   for (const p of ['4317/tcp', '4318/tcp', '8428/tcp']) assert.ok(Object.keys(c.ExposedPorts || {}).includes(p), p);
-  assert.ok((cfg.HealthCheck || c.Healthcheck)?.Test?.join(' ').includes('--healthcheck'), 'HEALTHCHECK is set');
+  assert.ok((cfg.Healthcheck || c.Healthcheck)?.Test?.join(' ').includes('--healthcheck'), 'HEALTHCHECK is set');
   assert.equal(podman('exec', NAME, 'id', '-u').trim(), '10001');
   const hc = spawnSync('podman', [...RUNTIME, 'healthcheck', 'run', NAME], { encoding: 'utf8' });
   assert.equal(hc.status, 0, `healthcheck: ${hc.stdout} ${hc.stderr}`);
