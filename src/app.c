@@ -251,6 +251,7 @@ int tr_app_run(const tr_config *cfg) {
         .basic_pass = cfg->basic_pass,
         .ingest_token = cfg->ingest_token,
         .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
+        .idle_timeout_s = (int)((cfg->idle_timeout_ms + 999) / 1000),
     };
     a->http = tr_http_new(a->base, &hc);
     if (!a->recv || !a->http) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }

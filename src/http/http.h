@@ -29,6 +29,7 @@ typedef struct tr_http_config {
     const char *basic_user, *basic_pass; /* NULL: no basic auth */
     const char *ingest_token;            /* NULL: none */
     size_t max_body_bytes;               /* request bodies larger than this get 413 */
+    int idle_timeout_s;                  /* idle keep-alive connections are closed (0: 60) */
 } tr_http_config;
 
 /* Returns NULL on OOM. The strings in cfg must outlive the server. */

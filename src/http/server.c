@@ -354,7 +354,7 @@ int tr_http_listen(tr_http *h, int fd, int ingest_only) {
     if (!l->eh) return -1;
     evhttp_set_max_body_size(l->eh, h->cfg.max_body_bytes);
     evhttp_set_max_headers_size(l->eh, MAX_HEADERS_BYTES);
-    evhttp_set_timeout(l->eh, 60);
+    evhttp_set_timeout(l->eh, h->cfg.idle_timeout_s > 0 ? h->cfg.idle_timeout_s : 60);
     evhttp_set_allowed_methods(l->eh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                           EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                                           EVHTTP_REQ_PATCH);
