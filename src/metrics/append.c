@@ -1,0 +1,260 @@
+/* Appenders: a batch of samples validated one by one (labels, limits, order, retention),
+ * then at commit written to the WAL, applied to the head, and acknowledged after the group
+ * fsync. Series are created at add time, their WAL record goes out with the first commit. */
+#include "metrics_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct pend {
+    series *s;
+    int64_t t;
+    double v;
+} pend;
+
+struct tsdb_appender {
+    tsdb *db;
+    pend *p;
+    size_t n, cap;
+};
+
+static const char *const errs[] = {
+    "ok",
+    "out of order sample (older than the series' newest sample minus the out-of-order window)",
+    "sample too old (outside the retention)",
+    "invalid label name",
+    "missing or invalid metric name (__name__)",
+    "label name too long",
+    "label value too long",
+    "too many labels",
+    "too many series (--max-series reached)",
+    "duplicate sample for timestamp",
+    "WAL write failed",
+    "out of memory",
+    "store is closed",
+};
+
+const char *tsdb_strerror(int code) {
+    if (code > 0 || -code >= (int)(sizeof errs / sizeof errs[0])) return "unknown error";
+    return errs[-code];
+}
+
+int tsdb_is_stale_nan(double v) {
+    uint64_t b;
+    memcpy(&b, &v, 8);
+    return b == TSDB_STALE_NAN_BITS;
+}
+
+double tsdb_stale_nan(void) {
+    uint64_t b = TSDB_STALE_NAN_BITS;
+    double v;
+    memcpy(&v, &b, 8);
+    return v;
+}
+
+tsdb_appender *tsdb_appender_begin(tsdb *db) {
+    tsdb_appender *a = calloc(1, sizeof *a);
+    if (a) a->db = db;
+    return a;
+}
+
+size_t tsdb_appender_count(const tsdb_appender *a) { return a->n; }
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void count_reject(tsdb *db, int rc) {
+    /* under db->mu */
+    switch (rc) {
+    case TSDB_ERR_OUT_OF_ORDER:
+    case TSDB_ERR_DUPLICATE:
+        db->st.out_of_order++;
+        if (db->self_on) tr_counter_add(db->self.ooo_rej, 1);
+        break;
+    case TSDB_ERR_TOO_OLD:
+        db->st.too_old++;
+        if (db->self_on) tr_counter_add(db->self.too_old, 1);
+        break;
+    case TSDB_ERR_NOMEM:
+    case TSDB_ERR_IO:
+        break;
+    default:
+        db->st.limit_rejections++;
+        if (db->self_on) tr_counter_add(db->self.limits, 1);
+    }
+}
+
+/* Validates and sorts the labels into out (dropping empty values). Returns count or an error. */
+static int prepare_labels(tsdb *db, const tsdb_label *in, size_t n, tsdb_label *out, size_t cap) {
+    size_t k = 0;
+    int has_name = 0;
+    size_t maxn = db->o.max_label_name_len, maxv = db->o.max_label_value_len;
+    for (size_t i = 0; i < n; i++) {
+        if (!in[i].name || !in[i].value) return TSDB_ERR_LABEL_NAME;
+        size_t nl = strlen(in[i].name), vl = strlen(in[i].value);
+        if (!vl) continue;
+        if (nl > maxn) return TSDB_ERR_NAME_TOO_LONG;
+        if (vl > maxv) return TSDB_ERR_VALUE_TOO_LONG;
+        if (strcmp(in[i].name, "__name__") == 0) {
+            if (!mt_valid_metric_name(in[i].value, vl)) return TSDB_ERR_NO_NAME;
+            has_name = 1;
+        } else if (!mt_valid_label_name(in[i].name, nl)) {
+            return TSDB_ERR_LABEL_NAME;
+        }
+        if (k == cap) return TSDB_ERR_TOO_MANY_LABELS;
+        /* insertion sort: label sets are small */
+        size_t j = k++;
+        while (j > 0 && strcmp(out[j - 1].name, in[i].name) > 0) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j] = in[i];
+        if (j > 0 && strcmp(out[j - 1].name, out[j].name) == 0) return TSDB_ERR_LABEL_NAME;
+        if (j + 1 < k && strcmp(out[j + 1].name, out[j].name) == 0) return TSDB_ERR_LABEL_NAME;
+    }
+    if (!has_name) return TSDB_ERR_NO_NAME;
+    return (int)k;
+}
+
+int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int64_t t, double v) {
+    tsdb *db = a->db;
+    tsdb_label sorted[256];
+    size_t cap = (size_t)db->o.max_labels < 256 ? (size_t)db->o.max_labels : 256;
+    int k = prepare_labels(db, labels, n, sorted, cap);
+    int rc = TSDB_OK;
+    pthread_mutex_lock(&db->mu);
+    if (k < 0) {
+        rc = k;
+        goto out;
+    }
+    if (db->closing) {
+        rc = TSDB_ERR_CLOSED;
+        goto out;
+    }
+    if (db->o.retention_ms > 0 && t < now_ms() - db->o.retention_ms) {
+        rc = TSDB_ERR_TOO_OLD;
+        goto out;
+    }
+    uint64_t h = labels_hash(sorted, (size_t)k);
+    int created = 0, err = 0;
+    series *s = head_get_or_create(db, sorted, (size_t)k, h, &created, &err);
+    if (!s) {
+        rc = err;
+        goto out;
+    }
+    if (s->maxt != INT64_MIN && t < s->maxt - db->o.ooo_window_ms) {
+        rc = TSDB_ERR_OUT_OF_ORDER;
+        goto out;
+    }
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 64;
+        pend *np = realloc(a->p, nc * sizeof *np);
+        if (!np) {
+            rc = TSDB_ERR_NOMEM;
+            goto out;
+        }
+        a->p = np;
+        a->cap = nc;
+    }
+    s->pending++;
+    a->p[a->n].s = s;
+    a->p[a->n].t = t;
+    a->p[a->n++].v = v;
+out:
+    if (rc) count_reject(db, rc);
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+int tsdb_appender_add_exemplar(tsdb_appender *a, const tsdb_label *series_l, size_t n,
+                               const tsdb_label *ex_labels, size_t en, int64_t t, double v) {
+    tsdb_label sorted[256];
+    int k = prepare_labels(a->db, series_l, n, sorted, 256);
+    return k < 0 ? k : TSDB_OK;
+}
+
+static void release(tsdb_appender *a) {
+    for (size_t i = 0; i < a->n; i++) a->p[i].s->pending--;
+}
+
+void tsdb_appender_rollback(tsdb_appender *a) {
+    if (!a) return;
+    pthread_mutex_lock(&a->db->mu);
+    release(a);
+    pthread_mutex_unlock(&a->db->mu);
+    free(a->p);
+    free(a);
+}
+
+void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int status, const char *msg),
+                          void *cookie) {
+    tsdb *db = a->db;
+    bvec ser = {0}, smp = {0}, rec = {0};
+    int status = TSDB_OK;
+    const char *msg = NULL;
+    uint64_t upto = 0;
+    if (a->n == 0) {
+        free(a->p);
+        free(a);
+        if (done) done(cookie, TSDB_OK, NULL);
+        return;
+    }
+    pthread_mutex_lock(&db->mu);
+    for (size_t i = 0; i < a->n; i++) {
+        series *s = a->p[i].s;
+        if (!s->logged) {
+            s->logged = 2; /* 2: in this batch, not yet written */
+            bv_uvar(&ser, s->ref);
+            bv_uvar(&ser, s->nl);
+            for (uint16_t j = 0; j < 2 * s->nl; j++) {
+                bv_uvar(&ser, s->lbl[j]->len);
+                bv_put(&ser, s->lbl[j]->s, s->lbl[j]->len);
+            }
+        }
+    }
+    bv_uvar(&smp, a->n);
+    int64_t prev = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        uint64_t vb;
+        memcpy(&vb, &a->p[i].v, 8);
+        bv_uvar(&smp, a->p[i].s->ref);
+        bv_svar(&smp, a->p[i].t - prev);
+        prev = a->p[i].t;
+        bv_u64le(&smp, vb);
+    }
+    if (ser.len) wal_record(&rec, WAL_SERIES, &ser);
+    wal_record(&rec, WAL_SAMPLES, &smp);
+    if (rec.err || ser.err || smp.err) {
+        status = TSDB_ERR_NOMEM;
+        msg = "out of memory";
+    } else if (wal_write(db, rec.p, rec.len) != 0) {
+        status = TSDB_ERR_IO;
+        msg = "WAL write failed (disk full?)";
+    }
+    uint64_t ok = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        series *s = a->p[i].s;
+        if (s->logged == 2) s->logged = status ? 0 : 1;
+        if (status) continue;
+        int rc = head_append(db, s, a->p[i].t, a->p[i].v, 0);
+        if (rc) count_reject(db, rc);
+        else ok++;
+        if (rc == TSDB_OK && a->p[i].t < s->maxt && db->self_on) tr_counter_add(db->self.ooo_acc, 1);
+    }
+    release(a);
+    db->st.samples_appended += ok;
+    upto = db->wal_written;
+    pthread_mutex_unlock(&db->mu);
+    if (db->self_on && ok) tr_counter_add(db->self.appended, ok);
+    bv_free(&ser);
+    bv_free(&smp);
+    bv_free(&rec);
+    free(a->p);
+    free(a);
+    syncer_wait(db, upto, done, cookie, status, msg);
+}

@@ -1,0 +1,700 @@
+/* Immutable on-disk blocks: <blocks>/<id>/{chunks,index,meta.json}. Each series' samples in a
+ * block are one columnar record (timestamps as delta-of-delta varints; values as decimal
+ * integers with a shared exponent when that is exact, else XOR'd bit patterns), records are
+ * grouped into zstd frames in `chunks`; `index` (zstd) holds the symbols, the series with their
+ * label symbol ids and chunk positions, and the postings. A block is written in <id>.tmp and
+ * renamed when complete, so a crash never leaves half a block behind. */
+#include "metrics_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#define FRAME_RAW (256u << 10)
+#define ZLEVEL 6
+static const char IDX_MAGIC[8] = {'T', 'R', 'I', 'D', 'X', '0', '0', '1'};
+
+/* ---- per-series encoding ---- */
+
+static const double p10[19] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+                               1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
+
+static int same_bits(double a, double b) { return memcmp(&a, &b, 8) == 0; }
+
+/* Finds the smallest k with v == m / 10^k exactly; returns k or -1. */
+static int decimal_exp(double v, int64_t *m) {
+    if (!isfinite(v) || fabs(v) >= 4e18) return -1;
+    for (int k = 0; k <= 18; k++) {
+        double x = v * p10[k];
+        if (fabs(x) >= 4e18) return -1;
+        int64_t mm = llround(x);
+        if (same_bits((double)mm / p10[k], v)) {
+            *m = mm;
+            return k;
+        }
+    }
+    return -1;
+}
+
+void blockenc_series(bvec *out, const sample *s, size_t n) {
+    bv_uvar(out, n);
+    if (!n) return;
+    bv_svar(out, s[0].t);
+    int64_t pd = 0;
+    for (size_t i = 1; i < n; i++) {
+        int64_t d = s[i].t - s[i - 1].t;
+        bv_svar(out, i == 1 ? d : d - pd);
+        pd = d;
+    }
+    /* values: try the decimal form */
+    int64_t *m = malloc(n * sizeof *m);
+    int8_t *k = malloc(n);
+    int ok = m && k;
+    int emax = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        int e = decimal_exp(s[i].v, &m[i]);
+        if (e < 0) ok = 0;
+        else {
+            k[i] = (int8_t)e;
+            if (e > emax) emax = e;
+        }
+    }
+    for (size_t i = 0; ok && i < n; i++) {
+        int d = emax - k[i];
+        if (d) {
+            double lim = 4e18 / p10[d];
+            if (fabs((double)m[i]) >= lim) {
+                ok = 0;
+                break;
+            }
+            for (int j = 0; j < d; j++) m[i] *= 10;
+        }
+        if (!same_bits((double)m[i] / p10[emax], s[i].v)) ok = 0;
+    }
+    if (ok) {
+        bv_u8(out, 1);
+        bv_u8(out, (uint8_t)emax);
+        bv_svar(out, m[0]);
+        for (size_t i = 1; i < n; i++) bv_svar(out, m[i] - m[i - 1]);
+    } else {
+        bv_u8(out, 0);
+        uint64_t prev = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t b;
+            memcpy(&b, &s[i].v, 8);
+            bv_u64le(out, b ^ prev);
+            prev = b;
+        }
+    }
+    free(m);
+    free(k);
+}
+
+long blockdec_series(const uint8_t *p, size_t len, sample **out) {
+    rd r = {p, p + len, 0};
+    uint64_t n = rd_uvar(&r);
+    *out = NULL;
+    if (r.err || n > len * 8 + 1) return -1; /* every sample costs at least a bit or so */
+    if (!n) return 0;
+    sample *s = malloc(n * sizeof *s);
+    if (!s) return -1;
+    s[0].t = rd_svar(&r);
+    int64_t d = 0;
+    for (uint64_t i = 1; i < n; i++) {
+        int64_t x = rd_svar(&r);
+        d = i == 1 ? x : d + x;
+        s[i].t = s[i - 1].t + d;
+    }
+    uint8_t mode = rd_u8(&r);
+    if (mode == 1) {
+        uint8_t e = rd_u8(&r);
+        if (e > 18) r.err = 1;
+        int64_t m = 0;
+        for (uint64_t i = 0; i < n && !r.err; i++) {
+            int64_t x = rd_svar(&r);
+            m = i == 0 ? x : (int64_t)((uint64_t)m + (uint64_t)x);
+            s[i].v = (double)m / p10[e];
+        }
+    } else if (mode == 0) {
+        uint64_t prev = 0;
+        for (uint64_t i = 0; i < n && !r.err; i++) {
+            prev ^= rd_u64le(&r);
+            memcpy(&s[i].v, &prev, 8);
+        }
+    } else {
+        r.err = 1;
+    }
+    if (r.err) {
+        free(s);
+        return -1;
+    }
+    *out = s;
+    return (long)n;
+}
+
+/* ---- writing ---- */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static uint32_t sym_index(char **syms, uint32_t n, const char *s) {
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        int c = strcmp(syms[mid], s);
+        if (c == 0) return mid;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return UINT32_MAX;
+}
+
+typedef struct triple {
+    uint32_t name, value, id;
+} triple;
+
+static int cmp_triple(const void *a, const void *b) {
+    const triple *x = a, *y = b;
+    if (x->name != y->name) return x->name < y->name ? -1 : 1;
+    if (x->value != y->value) return x->value < y->value ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int write_file(const char *path, const void *p, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    int rc = write_all(fd, p, n);
+    if (rc == 0) rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static void rm_rf_block(const char *dir) {
+    char p[4300];
+    const char *files[] = {"chunks", "index", "meta.json"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+int block_write(const char *blocks_dir, wseries *ser, size_t n, int level, char *id_out,
+                size_t idcap, char *err, size_t errlen) {
+    static unsigned seq;
+    char **syms = NULL, tmp[4200], fin[4200], path[4300];
+    triple *tr = NULL;
+    bvec idx = {0}, raw = {0};
+    uint64_t *soff = NULL;
+    uint32_t *sfl = NULL, *sio = NULL, *sil = NULL;
+    void *zbuf = NULL;
+    int cfd = -1, rc = -1;
+    size_t nsyms = 0, ntr = 0;
+    int64_t mint = INT64_MAX, maxt = INT64_MIN;
+    uint64_t nsamples = 0;
+
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(id_out, idcap, "%013lld-%06ld-%u", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+             (long)(ts.tv_nsec / 1000 % 1000000), __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", blocks_dir, id_out);
+    snprintf(fin, sizeof fin, "%s/%s", blocks_dir, id_out);
+
+    /* symbols */
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += 2 * ser[i].nl;
+    syms = malloc((total + 1) * sizeof *syms);
+    tr = malloc((total / 2 + 1) * sizeof *tr);
+    soff = malloc((n + 1) * sizeof *soff);
+    sfl = malloc((n + 1) * sizeof *sfl);
+    sio = malloc((n + 1) * sizeof *sio);
+    sil = malloc((n + 1) * sizeof *sil);
+    if (!syms || !tr || !soff || !sfl || !sio || !sil) goto oom;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < ser[i].nl; j++) {
+            syms[nsyms++] = (char *)ser[i].lbl[j].name;
+            syms[nsyms++] = (char *)ser[i].lbl[j].value;
+        }
+    qsort(syms, nsyms, sizeof *syms, cmp_str);
+    size_t o = 0;
+    for (size_t i = 0; i < nsyms; i++)
+        if (!o || strcmp(syms[o - 1], syms[i])) syms[o++] = syms[i];
+    nsyms = o;
+
+    if (mkdir(tmp, 0755) != 0) {
+        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/chunks", tmp);
+    cfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (cfd < 0) goto ioerr;
+
+    /* chunks: frames of several series */
+    uint64_t off = 0;
+    size_t first = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n) {
+            sio[i] = (uint32_t)raw.len;
+            blockenc_series(&raw, ser[i].s, ser[i].n);
+            sil[i] = (uint32_t)(raw.len - sio[i]);
+            if (raw.err) goto oom;
+            nsamples += ser[i].n;
+            if (ser[i].n) {
+                if (ser[i].s[0].t < mint) mint = ser[i].s[0].t;
+                if (ser[i].s[ser[i].n - 1].t > maxt) maxt = ser[i].s[ser[i].n - 1].t;
+            }
+        }
+        if ((i == n && raw.len) || raw.len >= FRAME_RAW) {
+            size_t bound = ZSTD_compressBound(raw.len);
+            void *z = realloc(zbuf, bound);
+            if (!z) goto oom;
+            zbuf = z;
+            size_t zl = ZSTD_compress(zbuf, bound, raw.p, raw.len, ZLEVEL);
+            if (ZSTD_isError(zl)) goto oom;
+            if (write_all(cfd, zbuf, zl)) goto ioerr;
+            size_t last = i < n ? i : n - 1;
+            for (size_t k = first; k <= last; k++) {
+                soff[k] = off;
+                sfl[k] = (uint32_t)zl;
+            }
+            off += zl;
+            first = last + 1;
+            raw.len = 0;
+        }
+    }
+    if (fsync(cfd)) goto ioerr;
+    close(cfd);
+    cfd = -1;
+
+    /* index */
+    bv_put(&raw, NULL, 0);
+    raw.len = 0;
+    bv_uvar(&raw, nsyms);
+    for (size_t i = 0; i < nsyms; i++) {
+        size_t l = strlen(syms[i]);
+        bv_uvar(&raw, l);
+        bv_put(&raw, syms[i], l);
+    }
+    bv_uvar(&raw, n);
+    for (size_t i = 0; i < n; i++) {
+        bv_uvar(&raw, ser[i].nl);
+        for (size_t j = 0; j < ser[i].nl; j++) {
+            uint32_t a = sym_index(syms, (uint32_t)nsyms, ser[i].lbl[j].name);
+            uint32_t b = sym_index(syms, (uint32_t)nsyms, ser[i].lbl[j].value);
+            bv_uvar(&raw, a);
+            bv_uvar(&raw, b);
+            tr[ntr].name = a;
+            tr[ntr].value = b;
+            tr[ntr++].id = (uint32_t)i;
+        }
+        int64_t smin = ser[i].n ? ser[i].s[0].t : 0, smax = ser[i].n ? ser[i].s[ser[i].n - 1].t : 0;
+        bv_svar(&raw, smin);
+        bv_uvar(&raw, (uint64_t)(smax - smin));
+        bv_uvar(&raw, ser[i].n);
+        bv_uvar(&raw, soff[i]);
+        bv_uvar(&raw, sfl[i]);
+        bv_uvar(&raw, sio[i]);
+        bv_uvar(&raw, sil[i]);
+    }
+    qsort(tr, ntr, sizeof *tr, cmp_triple);
+    size_t nnames = 0;
+    for (size_t i = 0; i < ntr; i++)
+        if (!i || tr[i].name != tr[i - 1].name) nnames++;
+    bv_uvar(&raw, nnames);
+    for (size_t i = 0; i < ntr;) {
+        size_t j = i, nv = 0;
+        while (j < ntr && tr[j].name == tr[i].name) {
+            if (j == i || tr[j].value != tr[j - 1].value) nv++;
+            j++;
+        }
+        bv_uvar(&raw, tr[i].name);
+        bv_uvar(&raw, nv);
+        for (size_t a = i; a < j;) {
+            size_t b = a;
+            while (b < j && tr[b].value == tr[a].value) b++;
+            bv_uvar(&raw, tr[a].value);
+            bv_uvar(&raw, b - a);
+            uint32_t prev = 0;
+            for (size_t c = a; c < b; c++) {
+                bv_uvar(&raw, tr[c].id - prev);
+                prev = tr[c].id;
+            }
+            a = b;
+        }
+        i = j;
+    }
+    if (raw.err) goto oom;
+    {
+        size_t bound = ZSTD_compressBound(raw.len);
+        bv_reserve(&idx, bound + 20);
+        if (idx.err) goto oom;
+        bv_put(&idx, IDX_MAGIC, 8);
+        bv_u64le(&idx, raw.len);
+        bv_u32le(&idx, (uint32_t)crc32(0L, raw.p, (uInt)raw.len));
+        size_t zl = ZSTD_compress(idx.p + idx.len, idx.cap - idx.len, raw.p, raw.len, ZLEVEL);
+        if (ZSTD_isError(zl)) goto oom;
+        idx.len += zl;
+    }
+    snprintf(path, sizeof path, "%s/index", tmp);
+    if (write_file(path, idx.p, idx.len)) goto ioerr;
+    char meta[512];
+    if (!n) mint = maxt = 0;
+    int ml = snprintf(meta, sizeof meta,
+                      "{\"version\":1,\"minTime\":%lld,\"maxTime\":%lld,\"numSeries\":%zu,\"numSamples\":%llu,\"level\":%d}\n",
+                      (long long)mint, (long long)maxt, n, (unsigned long long)nsamples, level);
+    snprintf(path, sizeof path, "%s/meta.json", tmp);
+    if (write_file(path, meta, (size_t)ml)) goto ioerr;
+    int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        if (fsync(dfd)) { /* best effort */ }
+        close(dfd);
+    }
+    if (rename(tmp, fin) != 0) goto ioerr;
+    dfd = open(blocks_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        if (fsync(dfd)) { /* best effort */ }
+        close(dfd);
+    }
+    rc = 0;
+    goto out;
+oom:
+    snprintf(err, errlen, "out of memory writing a block");
+    goto fail;
+ioerr:
+    snprintf(err, errlen, "cannot write block %s: %s", tmp, strerror(errno));
+fail:
+    if (cfd >= 0) close(cfd);
+    cfd = -1;
+    rm_rf_block(tmp);
+out:
+    free(syms);
+    free(tr);
+    free(soff);
+    free(sfl);
+    free(sio);
+    free(sil);
+    free(zbuf);
+    bv_free(&raw);
+    bv_free(&idx);
+    return rc;
+}
+
+/* ---- reading ---- */
+
+typedef struct bcache {
+    pthread_mutex_t mu;
+    uint64_t off;
+    int valid;
+    uint8_t *data;
+    size_t len;
+} bcache;
+
+static int64_t json_int(const char *js, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(js, k);
+    return p ? strtoll(p + strlen(k), NULL, 10) : 0;
+}
+
+block *block_open(const char *path, char *err, size_t errlen) {
+    char p[4300];
+    block *b = calloc(1, sizeof *b);
+    uint8_t *idx = NULL, *raw = NULL;
+    if (!b) goto oom;
+    b->fd = -1;
+    b->dir = strdup(path);
+    if (!b->dir) goto oom;
+    const char *slash = strrchr(path, '/');
+    snprintf(b->id, sizeof b->id, "%s", slash ? slash + 1 : path);
+    snprintf(p, sizeof p, "%s/meta.json", path);
+    FILE *f = fopen(p, "r");
+    if (!f) {
+        snprintf(err, errlen, "block %s: cannot open meta.json: %s", path, strerror(errno));
+        goto fail;
+    }
+    char meta[1024];
+    size_t ml = fread(meta, 1, sizeof meta - 1, f);
+    fclose(f);
+    meta[ml] = 0;
+    b->mint = json_int(meta, "minTime");
+    b->maxt = json_int(meta, "maxTime");
+    b->nsamples = (uint64_t)json_int(meta, "numSamples");
+    b->level = (int)json_int(meta, "level");
+
+    snprintf(p, sizeof p, "%s/index", path);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0) close(fd);
+        snprintf(err, errlen, "block %s: cannot open index: %s", path, strerror(errno));
+        goto fail;
+    }
+    size_t il = (size_t)st.st_size;
+    idx = malloc(il + 1);
+    if (!idx) {
+        close(fd);
+        goto oom;
+    }
+    size_t got = 0;
+    while (got < il) {
+        ssize_t r = read(fd, idx + got, il - got);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    b->bytes = il;
+    if (got != il || il < 20 || memcmp(idx, IDX_MAGIC, 8) != 0) goto corrupt;
+    rd h = {idx + 8, idx + il, 0};
+    uint64_t rawlen = rd_u64le(&h);
+    uint32_t crc = rd_u32le(&h);
+    if (rawlen > (1ull << 34)) goto corrupt;
+    raw = malloc(rawlen + 1);
+    if (!raw) goto oom;
+    size_t dl = ZSTD_decompress(raw, rawlen, idx + 20, il - 20);
+    if (ZSTD_isError(dl) || dl != rawlen || (uint32_t)crc32(0L, raw, (uInt)rawlen) != crc) goto corrupt;
+    free(idx);
+    idx = NULL;
+
+    rd r = {raw, raw + rawlen, 0};
+    uint64_t ns = rd_uvar(&r);
+    if (r.err || ns > rawlen) goto corrupt;
+    b->syms = calloc(ns + 1, sizeof *b->syms);
+    if (!b->syms) goto oom;
+    b->nsyms = (uint32_t)ns;
+    for (uint64_t i = 0; i < ns; i++) {
+        uint64_t l = rd_uvar(&r);
+        const uint8_t *s = rd_bytes(&r, l);
+        if (r.err) goto corrupt;
+        b->syms[i] = strndup((const char *)s, l);
+        if (!b->syms[i]) goto oom;
+    }
+    uint64_t nser = rd_uvar(&r);
+    if (r.err || nser > rawlen) goto corrupt;
+    b->series = calloc(nser + 1, sizeof *b->series);
+    if (!b->series) goto oom;
+    b->nseries = nser;
+    for (uint64_t i = 0; i < nser; i++) {
+        bseries *s = &b->series[i];
+        uint64_t nl = rd_uvar(&r);
+        if (r.err || nl > 4096) goto corrupt;
+        s->nl = (uint32_t)nl;
+        s->lbl = malloc((2 * nl + 1) * sizeof *s->lbl);
+        if (!s->lbl) goto oom;
+        for (uint64_t j = 0; j < 2 * nl; j++) {
+            uint64_t k = rd_uvar(&r);
+            if (k >= ns) goto corrupt;
+            s->lbl[j] = (uint32_t)k;
+        }
+        s->mint = rd_svar(&r);
+        s->maxt = s->mint + (int64_t)rd_uvar(&r);
+        s->n = (uint32_t)rd_uvar(&r);
+        s->frame_off = rd_uvar(&r);
+        s->frame_len = (uint32_t)rd_uvar(&r);
+        s->in_off = (uint32_t)rd_uvar(&r);
+        s->in_len = (uint32_t)rd_uvar(&r);
+        if (r.err) goto corrupt;
+    }
+    uint64_t nn = rd_uvar(&r);
+    if (r.err || nn > ns) goto corrupt;
+    b->names = calloc(nn + 1, sizeof *b->names);
+    if (!b->names) goto oom;
+    b->nnames = (uint32_t)nn;
+    for (uint64_t i = 0; i < nn; i++) {
+        bname *bn = &b->names[i];
+        bn->sym = (uint32_t)rd_uvar(&r);
+        uint64_t nv = rd_uvar(&r);
+        if (r.err || bn->sym >= ns || nv > ns) goto corrupt;
+        bn->vals = calloc(nv + 1, sizeof *bn->vals);
+        if (!bn->vals) goto oom;
+        bn->nvals = (uint32_t)nv;
+        for (uint64_t j = 0; j < nv; j++) {
+            bvalues *bv = &bn->vals[j];
+            bv->sym = (uint32_t)rd_uvar(&r);
+            uint64_t c = rd_uvar(&r);
+            if (r.err || bv->sym >= ns || c > nser) goto corrupt;
+            bv->ids = malloc((c + 1) * sizeof *bv->ids);
+            if (!bv->ids) goto oom;
+            bv->n = (uint32_t)c;
+            uint32_t prev = 0;
+            for (uint64_t k = 0; k < c; k++) {
+                prev += (uint32_t)rd_uvar(&r);
+                if (prev >= nser) r.err = 1;
+                bv->ids[k] = prev;
+            }
+            if (r.err) goto corrupt;
+        }
+    }
+    free(raw);
+    raw = NULL;
+    snprintf(p, sizeof p, "%s/chunks", path);
+    b->fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (b->fd < 0) {
+        snprintf(err, errlen, "block %s: cannot open chunks: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (fstat(b->fd, &st) == 0) b->bytes += (uint64_t)st.st_size;
+    bcache *c = calloc(1, sizeof *c);
+    if (!c) goto oom;
+    pthread_mutex_init(&c->mu, NULL);
+    b->arena = c;
+    return b;
+corrupt:
+    snprintf(err, errlen, "block %s: corrupt index", path);
+    goto fail;
+oom:
+    snprintf(err, errlen, "out of memory opening a block");
+fail:
+    free(idx);
+    free(raw);
+    block_free(b);
+    return NULL;
+}
+
+void block_free(block *b) {
+    if (!b) return;
+    for (uint32_t i = 0; i < b->nsyms && b->syms; i++) free(b->syms[i]);
+    free(b->syms);
+    for (uint64_t i = 0; i < b->nseries && b->series; i++) free(b->series[i].lbl);
+    free(b->series);
+    for (uint32_t i = 0; i < b->nnames && b->names; i++) {
+        for (uint32_t j = 0; j < b->names[i].nvals && b->names[i].vals; j++) free(b->names[i].vals[j].ids);
+        free(b->names[i].vals);
+    }
+    free(b->names);
+    if (b->fd >= 0) close(b->fd);
+    bcache *c = b->arena;
+    if (c) {
+        pthread_mutex_destroy(&c->mu);
+        free(c->data);
+        free(c);
+    }
+    if (b->doomed && b->dir) rm_rf_block(b->dir);
+    free(b->dir);
+    free(b);
+}
+
+long block_series_samples(block *b, uint32_t i, sample **out) {
+    *out = NULL;
+    if (i >= b->nseries) return -1;
+    bseries *s = &b->series[i];
+    bcache *c = b->arena;
+    long rc = -1;
+    pthread_mutex_lock(&c->mu);
+    if (!c->valid || c->off != s->frame_off) {
+        c->valid = 0;
+        uint8_t *z = malloc(s->frame_len ? s->frame_len : 1);
+        if (!z) goto out;
+        ssize_t got = pread(b->fd, z, s->frame_len, (off_t)s->frame_off);
+        if (got != (ssize_t)s->frame_len) {
+            free(z);
+            goto out;
+        }
+        unsigned long long cs = ZSTD_getFrameContentSize(z, s->frame_len);
+        if (cs == ZSTD_CONTENTSIZE_ERROR || cs == ZSTD_CONTENTSIZE_UNKNOWN || cs > (1u << 30)) {
+            free(z);
+            goto out;
+        }
+        uint8_t *d = malloc(cs ? cs : 1);
+        if (!d) {
+            free(z);
+            goto out;
+        }
+        size_t dl = ZSTD_decompress(d, cs, z, s->frame_len);
+        free(z);
+        if (ZSTD_isError(dl)) {
+            free(d);
+            goto out;
+        }
+        free(c->data);
+        c->data = d;
+        c->len = dl;
+        c->off = s->frame_off;
+        c->valid = 1;
+    }
+    if ((size_t)s->in_off + s->in_len > c->len) goto out;
+    rc = blockdec_series(c->data + s->in_off, s->in_len, out);
+out:
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+/* ---- selection ---- */
+
+static void bx_all(void *ctx, idlist *out) {
+    block *b = ctx;
+    out->n = 0;
+    if (out->cap < b->nseries) {
+        uint32_t *v = realloc(out->v, (b->nseries + 1) * sizeof *v);
+        if (!v) return;
+        out->v = v;
+        out->cap = b->nseries + 1;
+    }
+    for (uint64_t i = 0; i < b->nseries; i++) out->v[i] = (uint32_t)i;
+    out->n = b->nseries;
+}
+
+static bname *find_name(block *b, const char *name) {
+    uint32_t lo = 0, hi = b->nnames;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        int c = strcmp(b->syms[b->names[mid].sym], name);
+        if (c == 0) return &b->names[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+static int bx_values(void *ctx, const char *name,
+                     int (*fn)(void *c, const char *v, const uint32_t *ids, size_t n), void *c) {
+    block *b = ctx;
+    bname *bn = find_name(b, name);
+    if (!bn) return 0;
+    for (uint32_t i = 0; i < bn->nvals; i++)
+        if (fn(c, b->syms[bn->vals[i].sym], bn->vals[i].ids, bn->vals[i].n)) return -1;
+    return 0;
+}
+
+static void bx_lookup(void *ctx, const char *name, const char *value, const uint32_t **ids, size_t *n) {
+    block *b = ctx;
+    *ids = NULL;
+    *n = 0;
+    bname *bn = find_name(b, name);
+    if (!bn) return;
+    uint32_t lo = 0, hi = bn->nvals;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        int c = strcmp(b->syms[bn->vals[mid].sym], value);
+        if (c == 0) {
+            *ids = bn->vals[mid].ids;
+            *n = bn->vals[mid].n;
+            return;
+        }
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+}
+
+int block_select(block *b, tsdb_matcher *const *m, size_t n, idlist *out) {
+    ixview ix = {b, bx_all, bx_values, bx_lookup};
+    return ix_select(&ix, m, n, out);
+}

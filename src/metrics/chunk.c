@@ -1,0 +1,169 @@
+/* Gorilla chunks (Facebook's "Gorilla" paper, as in Prometheus' XOR chunks): timestamps as
+ * delta-of-delta in variable bit buckets, values as the XOR with the previous value. The bit
+ * patterns of values are kept exactly (NaN payloads, stale markers, -0.0). */
+#include "metrics_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void put_bits(xorenc *e, uint64_t v, int nbits) {
+    if (nbits <= 0) return;
+    size_t need = (size_t)((e->bits + nbits + 7) / 8);
+    if (need > e->cap) {
+        size_t c = e->cap ? e->cap * 2 : 32;
+        while (c < need) c *= 2;
+        uint8_t *p = realloc(e->buf, c);
+        if (!p) {
+            e->cap = (size_t)-1; /* marks OOM: xor_oom() */
+            return;
+        }
+        memset(p + e->cap, 0, c - e->cap);
+        e->buf = p;
+        e->cap = c;
+    }
+    if (nbits < 64) v &= (1ULL << nbits) - 1;
+    while (nbits > 0) {
+        size_t byte = (size_t)(e->bits >> 3);
+        int used = (int)(e->bits & 7), room = 8 - used;
+        int take = nbits < room ? nbits : room;
+        uint8_t chunk = (uint8_t)((v >> (nbits - take)) & ((1u << take) - 1));
+        e->buf[byte] |= (uint8_t)(chunk << (room - take));
+        e->bits += take;
+        nbits -= take;
+    }
+}
+
+int xor_oom(const xorenc *e) { return e->cap == (size_t)-1; }
+
+void xor_reset(xorenc *e) {
+    if (xor_oom(e)) e->cap = 0, e->buf = NULL;
+    free(e->buf);
+    memset(e, 0, sizeof *e);
+}
+
+static void put_dod(xorenc *e, int64_t dod) {
+    if (dod == 0) put_bits(e, 0, 1);
+    else if (dod >= -(1 << 13) && dod < (1 << 13)) put_bits(e, 2, 2), put_bits(e, (uint64_t)dod, 14);
+    else if (dod >= -(1 << 16) && dod < (1 << 16)) put_bits(e, 6, 3), put_bits(e, (uint64_t)dod, 17);
+    else if (dod >= -(1 << 19) && dod < (1 << 19)) put_bits(e, 14, 4), put_bits(e, (uint64_t)dod, 20);
+    else put_bits(e, 15, 4), put_bits(e, (uint64_t)dod, 64);
+}
+
+void xor_append(xorenc *e, int64_t t, double v) {
+    if (xor_oom(e)) return;
+    uint64_t vb;
+    memcpy(&vb, &v, 8);
+    if (e->n == 0) {
+        put_bits(e, (uint64_t)t, 64);
+        put_bits(e, vb, 64);
+        e->mint = t;
+        e->tdelta = 0;
+        e->lead = 0xff; /* no window yet */
+    } else {
+        int64_t delta = t - e->t;
+        put_dod(e, delta - e->tdelta);
+        e->tdelta = delta;
+        uint64_t x = vb ^ e->vbits;
+        if (x == 0) {
+            put_bits(e, 0, 1);
+        } else {
+            int lead = __builtin_clzll(x), trail = __builtin_ctzll(x);
+            if (lead > 31) lead = 31;
+            if (e->lead != 0xff && lead >= e->lead && trail >= e->trail) {
+                put_bits(e, 2, 2);
+                put_bits(e, x >> e->trail, 64 - e->lead - e->trail);
+            } else {
+                int sig = 64 - lead - trail;
+                put_bits(e, 3, 2);
+                put_bits(e, (uint64_t)lead, 5);
+                put_bits(e, (uint64_t)(sig & 63), 6); /* 64 is written as 0 */
+                put_bits(e, x >> trail, sig);
+                e->lead = (uint8_t)lead;
+                e->trail = (uint8_t)trail;
+            }
+        }
+    }
+    e->t = t;
+    e->vbits = vb;
+    e->n++;
+}
+
+/* ---- decoding ---- */
+
+static uint64_t get_bits(xordec *d, int nbits) {
+    if (nbits <= 0) return 0;
+    if (d->pos + (uint64_t)nbits > d->nbits) {
+        d->err = 1;
+        d->pos = d->nbits;
+        return 0;
+    }
+    uint64_t v = 0;
+    while (nbits > 0) {
+        size_t byte = (size_t)(d->pos >> 3);
+        int used = (int)(d->pos & 7), room = 8 - used;
+        int take = nbits < room ? nbits : room;
+        uint8_t b = (uint8_t)(d->buf[byte] >> (room - take)) & (uint8_t)((1u << take) - 1);
+        v = (take == 64 ? 0 : v << take) | b;
+        d->pos += take;
+        nbits -= take;
+    }
+    return v;
+}
+
+static int64_t sext(uint64_t v, int bits) {
+    uint64_t m = 1ULL << (bits - 1);
+    return (int64_t)((v ^ m) - m);
+}
+
+void xor_dec_init(xordec *d, const uint8_t *buf, size_t nbytes, uint16_t n) {
+    memset(d, 0, sizeof *d);
+    d->buf = buf;
+    d->nbits = (uint64_t)nbytes * 8;
+    d->n = n;
+    d->lead = 0xff;
+}
+
+int xor_dec_next(xordec *d, int64_t *t, double *v) {
+    if (d->err || d->i >= d->n) return 0;
+    if (d->i == 0) {
+        d->t = (int64_t)get_bits(d, 64);
+        d->vbits = get_bits(d, 64);
+    } else {
+        int64_t dod;
+        if (get_bits(d, 1) == 0) dod = 0;
+        else if (get_bits(d, 1) == 0) dod = sext(get_bits(d, 14), 14);
+        else if (get_bits(d, 1) == 0) dod = sext(get_bits(d, 17), 17);
+        else if (get_bits(d, 1) == 0) dod = sext(get_bits(d, 20), 20);
+        else dod = (int64_t)get_bits(d, 64);
+        d->tdelta += dod;
+        d->t += d->tdelta;
+        if (get_bits(d, 1) == 1) {
+            uint64_t x;
+            if (get_bits(d, 1) == 0) {
+                if (d->lead == 0xff) {
+                    d->err = 1;
+                    return 0;
+                }
+                x = get_bits(d, 64 - d->lead - d->trail) << d->trail;
+            } else {
+                int lead = (int)get_bits(d, 5);
+                int sig = (int)get_bits(d, 6);
+                if (sig == 0) sig = 64;
+                if (lead + sig > 64) {
+                    d->err = 1;
+                    return 0;
+                }
+                int trail = 64 - lead - sig;
+                x = get_bits(d, sig) << trail;
+                d->lead = (uint8_t)lead;
+                d->trail = (uint8_t)trail;
+            }
+            d->vbits ^= x;
+        }
+    }
+    if (d->err) return 0;
+    d->i++;
+    *t = d->t;
+    memcpy(v, &d->vbits, 8);
+    return 1;
+}

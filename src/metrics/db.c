@@ -1,0 +1,842 @@
+/* The store as a whole: open/close, the background thread that cuts the head into blocks,
+ * compacts small blocks and applies retention, the querier (head + blocks merged), metadata,
+ * statistics and self-metrics. */
+#include "metrics_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+void wal_delete_before(tsdb *db, uint32_t seg);
+uint64_t wal_disk_bytes(tsdb *db);
+
+typedef struct metaent {
+    char *family, *type, *help, *unit;
+} metaent;
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- blocks list ---- */
+
+static int cmp_block(const void *a, const void *b) {
+    const block *x = *(block *const *)a, *y = *(block *const *)b;
+    if (x->mint != y->mint) return x->mint < y->mint ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+void db_block_unref(tsdb *db, block *b) {
+    if (--b->refs == 0) block_free(b);
+}
+
+static int db_add_block(tsdb *db, block *b) {
+    block **nb = realloc(db->blocks, (db->nblocks + 1) * sizeof *nb);
+    if (!nb) return -1;
+    db->blocks = nb;
+    b->refs = 1;
+    db->blocks[db->nblocks++] = b;
+    qsort(db->blocks, db->nblocks, sizeof *db->blocks, cmp_block);
+    db->st.blocks = db->nblocks;
+    return 0;
+}
+
+/* Removes b from the list and deletes its directory once unused. Under db->mu. */
+static void db_drop_block(tsdb *db, block *b) {
+    for (size_t i = 0; i < db->nblocks; i++)
+        if (db->blocks[i] == b) {
+            memmove(db->blocks + i, db->blocks + i + 1, (db->nblocks - i - 1) * sizeof *db->blocks);
+            db->nblocks--;
+            break;
+        }
+    db->st.blocks = db->nblocks;
+    b->doomed = 1;
+    db_block_unref(db, b);
+}
+
+static int load_blocks(tsdb *db, char *err, size_t errlen) {
+    DIR *d = opendir(db->blocks_dir);
+    if (!d) {
+        snprintf(err, errlen, "cannot open %s: %s", db->blocks_dir, strerror(errno));
+        return -1;
+    }
+    struct dirent *e;
+    char p[4200];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(p, sizeof p, "%s/%s", db->blocks_dir, e->d_name);
+        size_t l = strlen(e->d_name);
+        if (l > 4 && strcmp(e->d_name + l - 4, ".tmp") == 0) {
+            /* an interrupted write or compaction: never complete, remove it */
+            char f[4300];
+            const char *files[] = {"chunks", "index", "meta.json"};
+            for (int i = 0; i < 3; i++) {
+                snprintf(f, sizeof f, "%s/%s", p, files[i]);
+                unlink(f);
+            }
+            rmdir(p);
+            continue;
+        }
+        char berr[512];
+        block *b = block_open(p, berr, sizeof berr);
+        if (!b) {
+            char q[600];
+            TR_WARN("skipping unreadable block", "error=%s", tr_log_quote(q, sizeof q, berr));
+            continue;
+        }
+        if (db_add_block(db, b)) {
+            block_free(b);
+            closedir(d);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    closedir(d);
+    return 0;
+}
+
+/* ---- cutting the head into a block ---- */
+
+typedef struct cutent {
+    series *s;
+    hchunk **chunks; /* the first nchunks sealed chunks at snapshot time */
+    uint32_t nchunks;
+    uint16_t open_n;
+    uint8_t *open_copy;
+    size_t open_len;
+    sample *ooo;
+    uint32_t nooo;
+} cutent;
+
+static int cmp_wseries(const void *a, const void *b) {
+    const wseries *x = a, *y = b;
+    return labels_cmp(x->lbl, x->nl, y->lbl, y->nl);
+}
+
+static void merge_dedupe(sample **a, size_t *na, const sample *b, size_t nb) {
+    if (!nb) return;
+    sample *m = malloc((*na + nb) * sizeof *m);
+    if (!m) return;
+    size_t i = 0, j = 0, o = 0;
+    while (i < *na || j < nb) {
+        if (j >= nb || (i < *na && (*a)[i].t <= b[j].t)) {
+            if (j < nb && (*a)[i].t == b[j].t) j++;
+            m[o++] = (*a)[i++];
+        } else {
+            m[o++] = b[j++];
+        }
+    }
+    free(*a);
+    *a = m;
+    *na = o;
+}
+
+static void decode_append(const uint8_t *buf, size_t len, uint16_t n, sample **out, size_t *cnt) {
+    sample *a = realloc(*out, (*cnt + n + 1) * sizeof *a);
+    if (!a) return;
+    *out = a;
+    xordec d;
+    xor_dec_init(&d, buf, len, n);
+    int64_t t;
+    double v;
+    while (xor_dec_next(&d, &t, &v)) {
+        a[*cnt].t = t;
+        a[(*cnt)++].v = v;
+    }
+}
+
+/* Moves head data older than `before` (everything when INT64_MAX) into a new block. Holds
+ * db->bmu throughout; db->mu only to snapshot and to swap, so ingest goes on meanwhile. */
+int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
+    int rc = 0;
+    pthread_mutex_lock(&db->bmu);
+    pthread_mutex_lock(&db->mu);
+    head *h = &db->h;
+    size_t n = 0;
+    cutent *ce = calloc(h->nslots + 1, sizeof *ce);
+    wseries *ws = calloc(h->nslots + 1, sizeof *ws);
+    if (!ce || !ws) {
+        pthread_mutex_unlock(&db->mu);
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+        goto out;
+    }
+    for (uint32_t i = 0; i < h->nslots; i++) {
+        series *s = h->slots[i];
+        if (!s) continue;
+        cutent c = {.s = s};
+        while (c.nchunks < s->nchunks && s->chunks[c.nchunks]->maxt < before) c.nchunks++;
+        if (before == INT64_MAX && s->open.n) {
+            c.open_n = s->open.n;
+            c.open_len = (size_t)((s->open.bits + 7) / 8);
+            c.open_copy = malloc(c.open_len ? c.open_len : 1);
+            if (c.open_copy) memcpy(c.open_copy, s->open.buf, c.open_len);
+            else c.open_n = 0;
+        }
+        uint32_t k = 0;
+        while (k < s->nooo && s->ooo[k].t < before) k++;
+        if (k) {
+            c.ooo = malloc(k * sizeof *c.ooo);
+            if (c.ooo) {
+                memcpy(c.ooo, s->ooo, k * sizeof *c.ooo);
+                c.nooo = k;
+            }
+        }
+        if (!c.nchunks && !c.open_n && !c.nooo) continue;
+        if (c.nchunks) {
+            c.chunks = malloc(c.nchunks * sizeof *c.chunks);
+            if (!c.chunks) {
+                free(c.open_copy);
+                free(c.ooo);
+                continue;
+            }
+            memcpy(c.chunks, s->chunks, c.nchunks * sizeof *c.chunks);
+        }
+        ws[n].lbl = malloc(s->nl * sizeof *ws[n].lbl);
+        if (!ws[n].lbl) {
+            free(c.chunks);
+            free(c.open_copy);
+            free(c.ooo);
+            continue;
+        }
+        series_labels(s, ws[n].lbl);
+        ws[n].nl = s->nl;
+        ce[n++] = c;
+    }
+    pthread_mutex_unlock(&db->mu);
+
+    /* decode outside the lock: sealed chunks are immutable and only this thread frees them */
+    for (size_t i = 0; i < n; i++) {
+        cutent *c = &ce[i];
+        size_t cnt = 0;
+        sample *a = NULL;
+        for (uint32_t j = 0; j < c->nchunks; j++) decode_append(c->chunks[j]->data, c->chunks[j]->len, c->chunks[j]->n, &a, &cnt);
+        if (c->open_n) decode_append(c->open_copy, c->open_len, c->open_n, &a, &cnt);
+        merge_dedupe(&a, &cnt, c->ooo, c->nooo);
+        ws[i].s = a;
+        ws[i].n = cnt;
+    }
+    /* the block is written from a copy sorted by labels; ce keeps the head's order */
+    char id[64];
+    block *nb = NULL;
+    if (n) {
+        wseries *sorted = malloc(n * sizeof *sorted);
+        if (!sorted) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+            goto release;
+        }
+        memcpy(sorted, ws, n * sizeof *sorted);
+        qsort(sorted, n, sizeof *sorted, cmp_wseries);
+        rc = block_write(db->blocks_dir, sorted, n, 0, id, sizeof id, err, errlen);
+        free(sorted);
+        if (rc == 0) {
+            char p[4200];
+            snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
+            nb = block_open(p, err, errlen);
+            if (!nb) rc = -1;
+        }
+    }
+release:
+    pthread_mutex_lock(&db->mu);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++) {
+            cutent *c = &ce[i];
+            series *s = c->s;
+            for (uint32_t j = 0; j < c->nchunks; j++) free(s->chunks[j]);
+            memmove(s->chunks, s->chunks + c->nchunks, (s->nchunks - c->nchunks) * sizeof *s->chunks);
+            s->nchunks -= c->nchunks;
+            h->nchunks -= c->nchunks;
+            if (c->open_n && s->open.n == c->open_n) {
+                uint8_t *buf = s->open.buf;
+                size_t cap = s->open.cap;
+                if (buf) memset(buf, 0, cap);
+                memset(&s->open, 0, sizeof s->open);
+                s->open.buf = buf;
+                s->open.cap = cap;
+            }
+            if (c->nooo) {
+                /* drop the snapshotted OOO samples; ones added meanwhile stay */
+                uint32_t o = 0, j = 0;
+                for (uint32_t k = 0; k < s->nooo; k++) {
+                    while (j < c->nooo && c->ooo[j].t < s->ooo[k].t) j++;
+                    if (j < c->nooo && c->ooo[j].t == s->ooo[k].t) continue;
+                    s->ooo[o++] = s->ooo[k];
+                }
+                s->nooo = o;
+            }
+        }
+        head_remove_all_empty(db);
+        if (nb) {
+            if (db_add_block(db, nb) == 0) {
+                db->st.blocks_cut++;
+                nb = NULL;
+            }
+        }
+        uint32_t ckpt = db->wal_seg + 1;
+        char werr[256];
+        if (wal_checkpoint(db, werr, sizeof werr) == 0) wal_delete_before(db, ckpt);
+        else TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
+    }
+    pthread_mutex_unlock(&db->mu);
+    if (nb) block_free(nb);
+out:
+    for (size_t i = 0; ce && i < n; i++) {
+        free(ce[i].chunks);
+        free(ce[i].open_copy);
+        free(ce[i].ooo);
+        free(ws[i].lbl);
+        free(ws[i].s);
+    }
+    free(ce);
+    free(ws);
+    pthread_mutex_unlock(&db->bmu);
+    return rc;
+}
+
+int tsdb_flush(tsdb *db, char *err, size_t errlen) { return db_cut(db, INT64_MAX, err, errlen); }
+
+/* ---- compaction and retention ---- */
+
+typedef struct mergecur {
+    block *b;
+    uint64_t i;
+} mergecur;
+
+static void blabels(block *b, uint64_t i, tsdb_label *out) {
+    bseries *s = &b->series[i];
+    for (uint32_t j = 0; j < s->nl; j++) {
+        out[j].name = b->syms[s->lbl[2 * j]];
+        out[j].value = b->syms[s->lbl[2 * j + 1]];
+    }
+}
+
+/* Merges blocks[0..k) (all held by a ref) into one block; returns it or NULL. */
+static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, char *err, size_t errlen) {
+    size_t cap = 0, n = 0;
+    for (size_t i = 0; i < k; i++) cap += bs[i]->nseries;
+    wseries *ws = calloc(cap + 1, sizeof *ws);
+    mergecur *cur = calloc(k, sizeof *cur);
+    block *nb = NULL;
+    if (!ws || !cur) goto done;
+    for (size_t i = 0; i < k; i++) cur[i].b = bs[i];
+    tsdb_label la[512], lb[512];
+    for (;;) {
+        /* the smallest label set among the cursors */
+        int best = -1;
+        size_t bnl = 0;
+        for (size_t i = 0; i < k; i++) {
+            if (cur[i].i >= cur[i].b->nseries) continue;
+            bseries *s = &cur[i].b->series[cur[i].i];
+            if (s->nl > 512) { cur[i].i++; i--; continue; }
+            blabels(cur[i].b, cur[i].i, lb);
+            if (best < 0 || labels_cmp(lb, s->nl, la, bnl) < 0) {
+                best = (int)i;
+                bnl = s->nl;
+                memcpy(la, lb, s->nl * sizeof *la);
+            }
+        }
+        if (best < 0) break;
+        wseries *w = &ws[n++];
+        w->lbl = malloc(bnl * sizeof *w->lbl);
+        if (!w->lbl) goto done;
+        memcpy(w->lbl, la, bnl * sizeof *la);
+        w->nl = bnl;
+        for (size_t i = 0; i < k; i++) {
+            if (cur[i].i >= cur[i].b->nseries) continue;
+            bseries *s = &cur[i].b->series[cur[i].i];
+            blabels(cur[i].b, cur[i].i, lb);
+            if (labels_cmp(lb, s->nl, la, bnl) != 0) continue;
+            sample *sm;
+            long m = block_series_samples(cur[i].b, (uint32_t)cur[i].i, &sm);
+            cur[i].i++;
+            if (m < 0) {
+                snprintf(err, errlen, "block %s: unreadable chunk", cur[i].b->id);
+                goto done;
+            }
+            if (!w->s) {
+                w->s = sm;
+                w->n = (size_t)m;
+            } else {
+                merge_dedupe(&w->s, &w->n, sm, (size_t)m);
+                free(sm);
+            }
+        }
+    }
+    char id[64], p[4200];
+    if (block_write(db->blocks_dir, ws, n, level, id, sizeof id, err, errlen) == 0) {
+        snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
+        nb = block_open(p, err, errlen);
+    }
+done:
+    for (size_t i = 0; ws && i < n; i++) {
+        free(ws[i].lbl);
+        free(ws[i].s);
+    }
+    free(ws);
+    free(cur);
+    return nb;
+}
+
+/* One compaction step: merges the first group of >= 2 blocks that fall in one aligned window
+ * of 3^L block ranges. Returns 1 when it did something. */
+static int compact_once(tsdb *db) {
+    int64_t r = db->o.block_range_ms;
+    int64_t maxw = r * 81; /* 2h → 6.75d */
+    if (db->o.retention_ms > 0 && db->o.retention_ms / 10 < maxw) maxw = db->o.retention_ms / 10;
+    pthread_mutex_lock(&db->bmu);
+    pthread_mutex_lock(&db->mu);
+    block *grp[64];
+    size_t k = 0;
+    int level = 1;
+    for (int64_t w = r * 3; w <= maxw && k < 2; w *= 3, level++) {
+        for (size_t i = 0; i < db->nblocks && k < 2; i++) {
+            block *a = db->blocks[i];
+            if (a->mint / w != a->maxt / w) continue;
+            k = 0;
+            grp[k++] = a;
+            for (size_t j = i + 1; j < db->nblocks && k < 64; j++) {
+                block *b = db->blocks[j];
+                if (b->mint / w == a->mint / w && b->maxt / w == a->mint / w) grp[k++] = b;
+            }
+            /* never compact while the head still writes into this window (it would only
+             * make another block for it later) unless the blocks overlap */
+            if (k >= 2 && db->h.mint != INT64_MAX && db->h.mint / w == a->mint / w) {
+                int overlap = 0;
+                for (size_t x = 1; x < k; x++)
+                    if (grp[x]->mint <= grp[x - 1]->maxt) overlap = 1;
+                if (!overlap && k < 3) k = 0;
+            }
+            if (k < 2) k = 0;
+        }
+        if (k >= 2) break;
+    }
+    if (k < 2) {
+        pthread_mutex_unlock(&db->mu);
+        pthread_mutex_unlock(&db->bmu);
+        return 0;
+    }
+    for (size_t i = 0; i < k; i++) grp[i]->refs++;
+    pthread_mutex_unlock(&db->mu);
+    char err[512];
+    block *nb = compact_blocks(db, grp, k, level, err, sizeof err);
+    pthread_mutex_lock(&db->mu);
+    if (nb && db_add_block(db, nb) == 0) {
+        for (size_t i = 0; i < k; i++) db_drop_block(db, grp[i]);
+        db->st.compactions++;
+        if (db->self_on) tr_counter_add(db->self.compactions, 1);
+    } else {
+        if (nb) block_free(nb);
+        char q[600];
+        TR_WARN("compaction failed", "error=%s", tr_log_quote(q, sizeof q, err));
+    }
+    for (size_t i = 0; i < k; i++) db_block_unref(db, grp[i]);
+    pthread_mutex_unlock(&db->mu);
+    pthread_mutex_unlock(&db->bmu);
+    return nb != NULL;
+}
+
+/* Drops blocks past the retention (time, then size). Returns the number dropped. */
+static int apply_retention(tsdb *db) {
+    int dropped = 0;
+    pthread_mutex_lock(&db->mu);
+    if (db->o.retention_ms > 0) {
+        int64_t cutoff = now_ms() - db->o.retention_ms;
+        for (size_t i = 0; i < db->nblocks;) {
+            if (db->blocks[i]->maxt < cutoff) {
+                TR_INFO("retention: dropping block", "block=%s max_time=%lld", db->blocks[i]->id, (long long)db->blocks[i]->maxt);
+                db_drop_block(db, db->blocks[i]);
+                dropped++;
+            } else {
+                i++;
+            }
+        }
+    }
+    if (db->o.retention_bytes > 0) {
+        for (;;) {
+            uint64_t total = 0;
+            for (size_t i = 0; i < db->nblocks; i++) total += db->blocks[i]->bytes;
+            if (!db->nblocks || total <= (uint64_t)db->o.retention_bytes) break;
+            TR_INFO("retention size: dropping oldest block", "block=%s blocks_bytes=%llu", db->blocks[0]->id, (unsigned long long)total);
+            db_drop_block(db, db->blocks[0]);
+            dropped++;
+        }
+    }
+    pthread_mutex_unlock(&db->mu);
+    return dropped;
+}
+
+void tsdb_maintain(tsdb *db) {
+    int64_t r = db->o.block_range_ms;
+    pthread_mutex_lock(&db->mu);
+    int64_t hmin = db->h.mint, hmax = db->h.maxt;
+    pthread_mutex_unlock(&db->mu);
+    if (hmin != INT64_MAX && hmax - hmin > r + r / 2) {
+        int64_t before = ((hmax - r / 2) / r) * r;
+        if (before > hmin) {
+            char err[512];
+            if (db_cut(db, before, err, sizeof err) != 0) {
+                char q[600];
+                TR_WARN("cutting the head into a block failed", "error=%s", tr_log_quote(q, sizeof q, err));
+            }
+        }
+    }
+    while (!db->bg_stop && compact_once(db)) {}
+    apply_retention(db);
+}
+
+static void *bg_main(void *arg) {
+    tsdb *db = arg;
+    pthread_mutex_lock(&db->smu);
+    while (!db->bg_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 5;
+        pthread_cond_timedwait(&db->bcv, &db->smu, &ts);
+        if (db->bg_stop) break;
+        pthread_mutex_unlock(&db->smu);
+        tsdb_maintain(db);
+        pthread_mutex_lock(&db->smu);
+    }
+    pthread_mutex_unlock(&db->smu);
+    return NULL;
+}
+
+/* ---- metadata ---- */
+
+static void meta_escape(FILE *f, const char *s) {
+    for (; s && *s; s++) {
+        if (*s == '\t') fputs("\\t", f);
+        else if (*s == '\n') fputs("\\n", f);
+        else if (*s == '\\') fputs("\\\\", f);
+        else fputc(*s, f);
+    }
+}
+
+static char *meta_unescape(char *s) {
+    char *o = s, *r = s;
+    for (; *r; r++) {
+        if (*r == '\\' && r[1]) {
+            r++;
+            *o++ = *r == 't' ? '\t' : *r == 'n' ? '\n' : *r;
+        } else {
+            *o++ = *r;
+        }
+    }
+    *o = 0;
+    return s;
+}
+
+static metaent *meta_find(tsdb *db, const char *family) {
+    uint64_t h = mt_hash(family, strlen(family), 7) | 1;
+    uintptr_t idx = (uintptr_t)pm_get(&db->meta, (uintptr_t)h);
+    if (idx && strcmp(db->metas[idx - 1].family, family) == 0) return &db->metas[idx - 1];
+    if (idx) /* hash collision: slow path */
+        for (size_t i = 0; i < db->nmetas; i++)
+            if (strcmp(db->metas[i].family, family) == 0) return &db->metas[i];
+    return NULL;
+}
+
+static void set_str(char **slot, const char *v) {
+    if (*slot && strcmp(*slot, v ? v : "") == 0) return;
+    char *d = strdup(v ? v : "");
+    if (!d) return;
+    free(*slot);
+    *slot = d;
+}
+
+void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const char *help,
+                       const char *unit) {
+    if (!family || !*family) return;
+    pthread_mutex_lock(&db->metamu);
+    metaent *e = meta_find(db, family);
+    if (!e) {
+        if (db->nmetas == db->capmetas) {
+            size_t c = db->capmetas ? db->capmetas * 2 : 64;
+            metaent *n = realloc(db->metas, c * sizeof *n);
+            if (!n) goto out;
+            db->metas = n;
+            db->capmetas = c;
+        }
+        e = &db->metas[db->nmetas];
+        memset(e, 0, sizeof *e);
+        e->family = strdup(family);
+        if (!e->family) goto out;
+        db->nmetas++;
+        uint64_t h = mt_hash(family, strlen(family), 7) | 1;
+        if (!pm_get(&db->meta, (uintptr_t)h)) pm_put(&db->meta, (uintptr_t)h, (void *)(uintptr_t)db->nmetas);
+    }
+    set_str(&e->type, type ? type : "unknown");
+    set_str(&e->help, help);
+    set_str(&e->unit, unit);
+out:
+    pthread_mutex_unlock(&db->metamu);
+}
+
+static int cmp_meta(const void *a, const void *b) {
+    return strcmp(((const metaent *)a)->family, ((const metaent *)b)->family);
+}
+
+void tsdb_metadata_foreach(tsdb *db, int (*fn)(void *ctx, const tsdb_metadata *m), void *ctx) {
+    pthread_mutex_lock(&db->metamu);
+    size_t n = db->nmetas;
+    metaent *copy = malloc((n + 1) * sizeof *copy);
+    for (size_t i = 0; copy && i < n; i++) {
+        copy[i].family = strdup(db->metas[i].family);
+        copy[i].type = strdup(db->metas[i].type ? db->metas[i].type : "unknown");
+        copy[i].help = strdup(db->metas[i].help ? db->metas[i].help : "");
+        copy[i].unit = strdup(db->metas[i].unit ? db->metas[i].unit : "");
+    }
+    pthread_mutex_unlock(&db->metamu);
+    if (!copy) return;
+    qsort(copy, n, sizeof *copy, cmp_meta);
+    int stop = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!stop && copy[i].family && copy[i].type && copy[i].help && copy[i].unit) {
+            tsdb_metadata m = {copy[i].family, copy[i].type, copy[i].help, copy[i].unit};
+            stop = fn(ctx, &m);
+        }
+        free(copy[i].family);
+        free(copy[i].type);
+        free(copy[i].help);
+        free(copy[i].unit);
+    }
+    free(copy);
+}
+
+static void meta_save(tsdb *db) {
+    char p[4200], tmp[4300];
+    snprintf(p, sizeof p, "%s/metadata.tsv", db->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return;
+    for (size_t i = 0; i < db->nmetas; i++) {
+        meta_escape(f, db->metas[i].family);
+        fputc('\t', f);
+        meta_escape(f, db->metas[i].type);
+        fputc('\t', f);
+        meta_escape(f, db->metas[i].help);
+        fputc('\t', f);
+        meta_escape(f, db->metas[i].unit);
+        fputc('\n', f);
+    }
+    int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    fclose(f);
+    if (ok) rename(tmp, p);
+    else unlink(tmp);
+}
+
+static void meta_load(tsdb *db) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/metadata.tsv", db->dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        line[strcspn(line, "\n")] = 0;
+        char *fld[4] = {0};
+        char *s = line;
+        for (int i = 0; i < 4; i++) {
+            fld[i] = s;
+            char *tab = s ? strchr(s, '\t') : NULL;
+            if (tab) *tab = 0, s = tab + 1;
+            else s = NULL;
+        }
+        if (!fld[3]) continue;
+        tsdb_set_metadata(db, meta_unescape(fld[0]), meta_unescape(fld[1]), meta_unescape(fld[2]), meta_unescape(fld[3]));
+    }
+    free(line);
+    fclose(f);
+}
+
+/* ---- self-metrics ---- */
+
+static void self_collect(void *ctx) {
+    tsdb *db = ctx;
+    tsdb_stats st;
+    tsdb_get_stats(db, &st);
+    tr_gauge_set(db->self.series, (double)st.head_series);
+    tr_gauge_set(db->self.head_chunks, (double)st.head_chunks);
+    tr_gauge_set(db->self.blocks, (double)st.blocks);
+    tr_gauge_set(db->self.disk_bytes, (double)(st.block_bytes + st.wal_bytes));
+    tr_gauge_set(db->self.wal_bytes, (double)st.wal_written);
+}
+
+static void self_init(tsdb *db) {
+    tsdb_metrics_self *m = &db->self;
+    m->series = tr_gauge_new("tricorder_tsdb_head_series", "Active series in the head.", NULL);
+    m->head_chunks = tr_gauge_new("tricorder_tsdb_head_chunks", "Sealed chunks in the head.", NULL);
+    m->appended = tr_counter_new("tricorder_tsdb_samples_appended_total", "Samples stored in the head.", NULL);
+    m->ooo_rej = tr_counter_new("tricorder_tsdb_out_of_order_samples_total", "Samples rejected: older than the out-of-order window (or a different value for an existing timestamp).", NULL);
+    m->ooo_acc = tr_counter_new("tricorder_tsdb_out_of_order_samples_accepted_total", "Out-of-order samples accepted within --ooo-window.", NULL);
+    m->too_old = tr_counter_new("tricorder_tsdb_too_old_samples_total", "Samples rejected: older than the retention.", NULL);
+    m->limits = tr_counter_new("tricorder_tsdb_limit_rejections_total", "Samples rejected by a label or series limit.", NULL);
+    m->wal_fsyncs = tr_counter_new("tricorder_tsdb_wal_fsyncs_total", "WAL fsyncs (one serves many commits).", NULL);
+    m->wal_bytes = tr_gauge_new("tricorder_tsdb_wal_written_bytes", "Bytes written to the WAL since start.", NULL);
+    m->blocks = tr_gauge_new("tricorder_tsdb_blocks", "Blocks on disk.", NULL);
+    m->compactions = tr_counter_new("tricorder_tsdb_compactions_total", "Block compactions done.", NULL);
+    m->disk_bytes = tr_gauge_new("tricorder_tsdb_disk_bytes", "Bytes used on disk by blocks and the WAL.", NULL);
+    tr_selfmon_add_collector(self_collect, db);
+    db->self_on = 1;
+}
+
+/* ---- open / close ---- */
+
+static int mkdirs(const char *p) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", p);
+    for (char *c = tmp + 1; *c; c++)
+        if (*c == '/') {
+            *c = 0;
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+            *c = '/';
+        }
+    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
+    *out = NULL;
+    tsdb *db = calloc(1, sizeof *db);
+    if (!db) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    db->o = *o;
+    if (db->o.max_label_name_len <= 0) db->o.max_label_name_len = 256;
+    if (db->o.max_label_value_len <= 0) db->o.max_label_value_len = 4096;
+    if (db->o.max_labels <= 0) db->o.max_labels = 64;
+    if (db->o.block_range_ms <= 0) db->o.block_range_ms = 2 * 3600 * 1000;
+    if (db->o.ooo_window_ms < 0) db->o.ooo_window_ms = 0;
+    db->wal_fd = -1;
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_mutex_init(&db->smu, NULL);
+    pthread_mutex_init(&db->bmu, NULL);
+    pthread_mutex_init(&db->metamu, NULL);
+    pthread_cond_init(&db->scv, NULL);
+    pthread_cond_init(&db->bcv, NULL);
+    db->done_tail = &db->done_head;
+    size_t dl = strlen(o->dir ? o->dir : ".");
+    db->dir = strdup(o->dir ? o->dir : ".");
+    db->wal_dir = malloc(dl + 8);
+    db->blocks_dir = malloc(dl + 8);
+    if (!db->dir || !db->wal_dir || !db->blocks_dir || head_init(&db->h)) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    db->o.dir = db->dir;
+    snprintf(db->wal_dir, dl + 8, "%s/wal", db->dir);
+    snprintf(db->blocks_dir, dl + 8, "%s/blocks", db->dir);
+    if (mkdirs(db->dir) || mkdirs(db->blocks_dir)) {
+        snprintf(err, errlen, "cannot create %s: %s", db->blocks_dir, strerror(errno));
+        goto fail;
+    }
+    if (load_blocks(db, err, errlen)) goto fail;
+    if (wal_open(db, err, errlen)) goto fail;
+    meta_load(db);
+    if (syncer_start(db)) {
+        snprintf(err, errlen, "cannot start the WAL syncer");
+        goto fail;
+    }
+    if (o->base) {
+        self_init(db);
+        if (pthread_create(&db->bg, NULL, bg_main, db) != 0) {
+            snprintf(err, errlen, "cannot start the compaction thread");
+            syncer_stop(db);
+            goto fail;
+        }
+    }
+    *out = db;
+    return 0;
+fail:
+    wal_close(db);
+    for (size_t i = 0; i < db->nblocks; i++) block_free(db->blocks[i]);
+    free(db->blocks);
+    head_free(&db->h);
+    free(db->dir);
+    free(db->wal_dir);
+    free(db->blocks_dir);
+    free(db);
+    return -1;
+}
+
+void tsdb_close(tsdb *db) {
+    if (!db) return;
+    if (db->o.base) {
+        pthread_mutex_lock(&db->smu);
+        db->bg_stop = 1;
+        pthread_cond_broadcast(&db->bcv);
+        pthread_mutex_unlock(&db->smu);
+        pthread_join(db->bg, NULL);
+    }
+    syncer_stop(db);
+    char err[512];
+    if (db_cut(db, INT64_MAX, err, sizeof err) != 0) {
+        char q[600];
+        TR_WARN("flush at close failed; the WAL keeps the data", "error=%s", tr_log_quote(q, sizeof q, err));
+    }
+    pthread_mutex_lock(&db->mu);
+    db->closing = 1;
+    pthread_mutex_unlock(&db->mu);
+    pthread_mutex_lock(&db->metamu);
+    meta_save(db);
+    pthread_mutex_unlock(&db->metamu);
+    wal_close(db);
+    for (size_t i = 0; i < db->nblocks; i++) block_free(db->blocks[i]);
+    free(db->blocks);
+    head_free(&db->h);
+    for (size_t i = 0; i < db->nmetas; i++) {
+        free(db->metas[i].family);
+        free(db->metas[i].type);
+        free(db->metas[i].help);
+        free(db->metas[i].unit);
+    }
+    free(db->metas);
+    pm_free(&db->meta);
+    pthread_mutex_destroy(&db->mu);
+    pthread_mutex_destroy(&db->smu);
+    pthread_mutex_destroy(&db->bmu);
+    pthread_mutex_destroy(&db->metamu);
+    pthread_cond_destroy(&db->scv);
+    pthread_cond_destroy(&db->bcv);
+    free(db->dir);
+    free(db->wal_dir);
+    free(db->blocks_dir);
+    free(db);
+}
+
+void tsdb_get_stats(tsdb *db, tsdb_stats *st) {
+    pthread_mutex_lock(&db->mu);
+    *st = db->st;
+    st->head_series = db->h.nseries;
+    st->head_chunks = db->h.nchunks;
+    st->head_mint = db->h.mint;
+    st->head_maxt = db->h.maxt;
+    uint64_t samples = 0;
+    for (uint32_t i = 0; i < db->h.nslots; i++) {
+        series *s = db->h.slots[i];
+        if (!s) continue;
+        for (uint32_t j = 0; j < s->nchunks; j++) samples += s->chunks[j]->n;
+        samples += s->open.n + s->nooo;
+    }
+    st->head_samples = samples;
+    st->blocks = db->nblocks;
+    st->block_bytes = st->block_series = st->block_samples = 0;
+    for (size_t i = 0; i < db->nblocks; i++) {
+        st->block_bytes += db->blocks[i]->bytes;
+        st->block_series += db->blocks[i]->nseries;
+        st->block_samples += db->blocks[i]->nsamples;
+    }
+    pthread_mutex_unlock(&db->mu);
+    st->wal_bytes = wal_disk_bytes(db);
+}

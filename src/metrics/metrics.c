@@ -1,1 +1,0 @@
-int tr_metrics_placeholder_;

@@ -1,0 +1,184 @@
+/* The metrics store (TSDB), shaped like Prometheus' TSDB: an in-memory head of compressed
+ * chunks behind a write-ahead log, immutable zstd-compressed blocks on disk, background
+ * compaction and retention. This header is the whole public surface: the append API (used by
+ * the OTLP translation, remote write and import), the querier API (metadata APIs, export,
+ * PromQL) and administration (flush, stats). Every function is thread-safe unless it says
+ * otherwise; an appender or a querier is used by one thread at a time. */
+#ifndef TR_METRICS_H
+#define TR_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+typedef struct tsdb tsdb;
+
+/* A label: both strings are the caller's memory; the store copies (interns) what it keeps. */
+typedef struct tsdb_label {
+    const char *name, *value;
+} tsdb_label;
+
+typedef struct tsdb_options {
+    const char *dir;          /* data directory of the store (created if missing) */
+    int64_t retention_ms;     /* blocks whose data is all older than now - this are dropped; 0 = forever */
+    int64_t retention_bytes;  /* oldest blocks dropped while blocks use more; 0 = no cap */
+    int64_t ooo_window_ms;    /* samples up to this much older than a series' newest are accepted */
+    int64_t max_series;       /* active series in the head; 0 = no limit */
+    int64_t max_label_name_len;  /* 0 = default 256 */
+    int64_t max_label_value_len; /* 0 = default 4096 */
+    int64_t max_labels;          /* labels per series; 0 = default 64 */
+    int64_t block_range_ms;   /* head data cut into blocks of this span; 0 = default 2h */
+    struct event_base *base;  /* commit callbacks run on this loop's thread; NULL = inline */
+} tsdb_options;
+
+/* Result codes of tsdb_appender_add and friends. */
+enum {
+    TSDB_OK = 0,
+    TSDB_ERR_OUT_OF_ORDER = -1,  /* older than the series' newest sample minus --ooo-window */
+    TSDB_ERR_TOO_OLD = -2,       /* outside the retention */
+    TSDB_ERR_LABEL_NAME = -3,    /* invalid label name (or duplicate name) */
+    TSDB_ERR_NO_NAME = -4,       /* no __name__ label, or an invalid metric name */
+    TSDB_ERR_NAME_TOO_LONG = -5, /* label name over the limit */
+    TSDB_ERR_VALUE_TOO_LONG = -6,/* label value over the limit */
+    TSDB_ERR_TOO_MANY_LABELS = -7,
+    TSDB_ERR_MAX_SERIES = -8,    /* would create a series beyond --max-series */
+    TSDB_ERR_DUPLICATE = -9,     /* same timestamp, different value */
+    TSDB_ERR_IO = -10,           /* WAL write failed (disk full, …) */
+    TSDB_ERR_NOMEM = -11,
+    TSDB_ERR_CLOSED = -12,
+};
+
+/* Opens (creating if needed) the store in o->dir: loads the blocks, replays the WAL (a torn
+ * last record is cut off), and starts the WAL syncer and the compaction thread. Returns 0 and
+ * *out, or -1 with a message in err. Free with tsdb_close(). */
+int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen);
+/* Waits for pending commits, cuts the head into a block, truncates the WAL, stops the
+ * threads and frees everything. NULL is a no-op. */
+void tsdb_close(tsdb *db);
+
+typedef struct tsdb_appender tsdb_appender;
+
+/* Starts a batch. Returns NULL only when out of memory. */
+tsdb_appender *tsdb_appender_begin(tsdb *db);
+/* Adds one sample; `labels` in any order, must include __name__; empty values mean "absent"
+ * (as in Prometheus). Returns TSDB_OK or a TSDB_ERR_* code: that sample is skipped (and
+ * counted), the batch goes on. Stale markers are the StaleNaN bit pattern, stored as such. */
+int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int64_t t_ms, double v);
+/* Exemplars are kept by a separate bounded store (not part of this engine yet): accepted and
+ * ignored, returns TSDB_OK or a label error for the series. */
+int tsdb_appender_add_exemplar(tsdb_appender *a, const tsdb_label *series, size_t n,
+                               const tsdb_label *ex_labels, size_t en, int64_t t_ms, double v);
+/* Samples added so far to this batch (accepted ones). */
+size_t tsdb_appender_count(const tsdb_appender *a);
+/* Writes the batch to the WAL, makes it visible, waits (group commit: one fsync serves many
+ * commits) until it is on disk, then calls done(cookie, status, msg) on the thread of
+ * o->base (inline before returning when o->base is NULL). status is TSDB_OK or TSDB_ERR_IO
+ * (msg says why; the batch was then not stored). Frees the appender. done may be NULL. */
+void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int status, const char *msg),
+                          void *cookie);
+/* Drops the batch and frees the appender. */
+void tsdb_appender_rollback(tsdb_appender *a);
+/* A short English text for a TSDB_* code (static storage). */
+const char *tsdb_strerror(int code);
+
+/* Metric family metadata for /api/v1/metadata (type: counter|gauge|histogram|summary|unknown…;
+ * help and unit may be NULL). The latest call for a family wins; kept in memory and in
+ * <dir>/metadata.json at close. */
+void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const char *help,
+                       const char *unit);
+typedef struct tsdb_metadata {
+    const char *family, *type, *help, *unit;
+} tsdb_metadata;
+/* Calls fn for every family sorted by name (fn returns non-zero to stop). */
+void tsdb_metadata_foreach(tsdb *db, int (*fn)(void *ctx, const tsdb_metadata *m), void *ctx);
+
+/* ---- querier ---- */
+
+typedef enum { TSDB_MATCH_EQ, TSDB_MATCH_NEQ, TSDB_MATCH_RE, TSDB_MATCH_NRE } tsdb_match_type;
+
+/* A label matcher. Regexes are fully anchored and use Go RE2 syntax as far as POSIX ERE can
+ * express it (\d \w \s, (?i), (?:…), non-greedy quantifiers are translated). */
+typedef struct tsdb_matcher tsdb_matcher;
+/* Returns a new matcher or NULL with err set (bad regex). Free with tsdb_matcher_free(). */
+tsdb_matcher *tsdb_matcher_new(tsdb_match_type type, const char *name, const char *value,
+                               char *err, size_t errlen);
+void tsdb_matcher_free(tsdb_matcher *m);
+/* 1 when the matcher accepts `value` ("" stands for an absent label). */
+int tsdb_matcher_matches(const tsdb_matcher *m, const char *value);
+const char *tsdb_matcher_name(const tsdb_matcher *m);
+const char *tsdb_matcher_value(const tsdb_matcher *m);
+tsdb_match_type tsdb_matcher_type(const tsdb_matcher *m);
+
+/* Parses a series selector: `name`, `name{l="v",…}` or `{l=~"v",…}` (PromQL string escapes,
+ * single or double quotes or backticks). On success stores a malloc'd array of *n matchers in
+ * *out (free with tsdb_matchers_free) and returns 0; else -1 with a Prometheus-like message. */
+int tsdb_parse_selector(const char *s, tsdb_matcher ***out, size_t *n, char *err, size_t errlen);
+void tsdb_matchers_free(tsdb_matcher **m, size_t n);
+
+/* A querier sees the head and the blocks that overlap [mint, maxt] as of its creation; blocks
+ * it uses are not deleted before it is closed. Returns NULL when out of memory. */
+typedef struct tsdb_querier tsdb_querier;
+tsdb_querier *tsdb_querier_open(tsdb *db, int64_t mint, int64_t maxt);
+void tsdb_querier_close(tsdb_querier *q);
+
+/* The series matching every matcher (AND), with data overlapping the querier's range, sorted
+ * by label set. Flags: TSDB_SELECT_SAMPLES also loads each series' samples in range.
+ * Returns NULL with err set on failure. Free with tsdb_seriesset_free(). */
+enum { TSDB_SELECT_SAMPLES = 1 };
+typedef struct tsdb_seriesset tsdb_seriesset;
+tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t n, int flags,
+                            char *err, size_t errlen);
+size_t tsdb_seriesset_len(const tsdb_seriesset *s);
+/* The labels of series i, sorted by name (valid until the set is freed). */
+size_t tsdb_seriesset_labels(const tsdb_seriesset *s, size_t i, const tsdb_label **out);
+/* Samples of series i within [mint, maxt], ascending, one per timestamp (only when selected
+ * with TSDB_SELECT_SAMPLES; else 0). */
+size_t tsdb_seriesset_samples(const tsdb_seriesset *s, size_t i, const int64_t **t, const double **v);
+void tsdb_seriesset_free(tsdb_seriesset *s);
+
+/* Sorted, distinct label names (resp. values of `name`) of the series matching any of the
+ * `nsets` matcher sets (all series when nsets is 0) in the querier's range. On success returns
+ * a malloc'd array of *n malloc'd strings (free with tsdb_strings_free) and 0, else -1. */
+int tsdb_label_names(tsdb_querier *q, tsdb_matcher **const *sets, const size_t *set_lens,
+                     size_t nsets, char ***out, size_t *n, char *err, size_t errlen);
+int tsdb_label_values(tsdb_querier *q, const char *name, tsdb_matcher **const *sets,
+                      const size_t *set_lens, size_t nsets, char ***out, size_t *n, char *err,
+                      size_t errlen);
+void tsdb_strings_free(char **s, size_t n);
+
+/* ---- administration ---- */
+
+/* Cuts the whole head into a block now (synchronously) and truncates the WAL. Returns 0 or -1
+ * with err set. */
+int tsdb_flush(tsdb *db, char *err, size_t errlen);
+
+typedef struct tsdb_stats {
+    uint64_t head_series, head_chunks, head_samples;
+    int64_t head_mint, head_maxt; /* INT64_MAX/INT64_MIN when empty */
+    uint64_t blocks, block_bytes, block_series, block_samples;
+    uint64_t wal_bytes;
+    uint64_t samples_appended, out_of_order, too_old, limit_rejections, series_created;
+    uint64_t wal_fsyncs, wal_written, compactions, blocks_cut;
+} tsdb_stats;
+void tsdb_get_stats(tsdb *db, tsdb_stats *st);
+
+/* Cardinality statistics of the head for /api/v1/status/tsdb: top `limit` entries of each
+ * list, by count descending then name. Strings are malloc'd; free with tsdb_card_free(). */
+typedef struct tsdb_card_entry {
+    char *name;
+    uint64_t value;
+} tsdb_card_entry;
+typedef struct tsdb_card {
+    tsdb_card_entry *by_metric, *label_value_count, *memory_by_label, *by_pair;
+    size_t n_by_metric, n_label_value_count, n_memory_by_label, n_by_pair;
+} tsdb_card;
+void tsdb_head_cardinality(tsdb *db, size_t limit, tsdb_card *out);
+void tsdb_card_free(tsdb_card *c);
+
+/* The Prometheus stale marker and a test for it (bit-exact). */
+#define TSDB_STALE_NAN_BITS 0x7ff0000000000002ULL
+int tsdb_is_stale_nan(double v);
+double tsdb_stale_nan(void);
+
+#endif

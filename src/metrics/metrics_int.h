@@ -1,0 +1,356 @@
+/* Private layout of the metrics store, shared by the files of src/metrics/ and its unit tests
+ * only. Locking: db->mu guards the head (series, postings, chunks), the WAL writer and the
+ * block list; blocks themselves are immutable and refcounted, read without the lock. */
+#ifndef TR_METRICS_INT_H
+#define TR_METRICS_INT_H
+
+#include <pthread.h>
+#include <regex.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include "metrics.h"
+#include "util/selfmon.h"
+
+/* ---- small helpers (mutil.c) ---- */
+
+uint64_t mt_hash(const void *p, size_t n, uint64_t seed);
+static inline uint64_t mt_mix(uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* Growable byte vector (abort-free: failures set .err). */
+typedef struct bvec {
+    uint8_t *p;
+    size_t len, cap;
+    int err;
+} bvec;
+void bv_reserve(bvec *b, size_t n);
+void bv_put(bvec *b, const void *p, size_t n);
+void bv_u8(bvec *b, uint8_t v);
+void bv_uvar(bvec *b, uint64_t v);
+void bv_svar(bvec *b, int64_t v);
+void bv_u32le(bvec *b, uint32_t v);
+void bv_u64le(bvec *b, uint64_t v);
+void bv_free(bvec *b);
+
+/* Bounded reader over bytes; any overrun sets .err and returns zeros. */
+typedef struct rd {
+    const uint8_t *p, *end;
+    int err;
+} rd;
+uint64_t rd_uvar(rd *r);
+int64_t rd_svar(rd *r);
+uint8_t rd_u8(rd *r);
+uint32_t rd_u32le(rd *r);
+uint64_t rd_u64le(rd *r);
+const uint8_t *rd_bytes(rd *r, size_t n);
+
+static inline uint64_t zz_enc(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static inline int64_t zz_dec(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
+
+/* Map from a non-zero pointer-sized key to a pointer (open addressing). */
+typedef struct ptrmap {
+    uintptr_t *keys;
+    void **vals;
+    size_t cap, n;
+} ptrmap;
+void *pm_get(const ptrmap *m, uintptr_t k);
+int pm_put(ptrmap *m, uintptr_t k, void *v); /* 0 or -1 (OOM) */
+void pm_free(ptrmap *m);
+
+/* Interned, refcounted strings: equal strings are one pointer. */
+typedef struct sym {
+    uint32_t refs, len;
+    uint64_t hash;
+    char s[];
+} sym;
+typedef struct symtab {
+    sym **tab;
+    size_t cap, n;
+    size_t bytes;
+} symtab;
+sym *sym_intern(symtab *t, const char *s, size_t len); /* new reference; NULL on OOM */
+sym *sym_find(const symtab *t, const char *s, size_t len); /* no reference taken */
+void sym_ref(sym *s);
+void sym_unref(symtab *t, sym *s);
+void symtab_free(symtab *t);
+
+/* Sorted id lists (postings) and their set operations; results malloc'd. */
+typedef struct idlist {
+    uint32_t *v;
+    size_t n, cap;
+} idlist;
+void il_push(idlist *l, uint32_t id);
+void il_free(idlist *l);
+void il_intersect(idlist *a, const idlist *b);  /* a = a ∩ b */
+void il_subtract(idlist *a, const idlist *b);   /* a = a − b */
+void il_union_many(idlist *out, const uint32_t *const *lists, const size_t *lens, size_t k);
+
+/* Label validity (Prometheus classic rules). */
+int mt_valid_label_name(const char *s, size_t n);
+int mt_valid_metric_name(const char *s, size_t n);
+
+/* ---- Gorilla XOR chunks (chunk.c) ---- */
+
+#define CHUNK_SAMPLES 120
+
+typedef struct xorenc {
+    uint8_t *buf;
+    size_t cap;
+    uint64_t bits;        /* bits written */
+    int64_t t, tdelta, mint;
+    uint64_t vbits;
+    uint8_t lead, trail;
+    uint16_t n;
+} xorenc;
+void xor_append(xorenc *e, int64_t t, double v); /* sets .err-free; aborts never: OOM drops */
+int xor_oom(const xorenc *e);
+void xor_reset(xorenc *e);
+
+typedef struct xordec {
+    const uint8_t *buf;
+    uint64_t nbits, pos;
+    int64_t t, tdelta;
+    uint64_t vbits;
+    uint8_t lead, trail;
+    uint16_t n, i;
+    int err;
+} xordec;
+void xor_dec_init(xordec *d, const uint8_t *buf, size_t nbytes, uint16_t n);
+int xor_dec_next(xordec *d, int64_t *t, double *v); /* 1, or 0 at the end / on corruption */
+
+/* A sealed chunk of the head. */
+typedef struct hchunk {
+    int64_t mint, maxt;
+    uint16_t n;
+    uint32_t len;
+    uint8_t data[];
+} hchunk;
+
+/* ---- head (head.c) ---- */
+
+typedef struct sample {
+    int64_t t;
+    double v;
+} sample;
+
+typedef struct series {
+    uint64_t ref;   /* stable id in the WAL */
+    uint64_t hash;
+    struct series *hnext;
+    uint32_t slot;  /* position in head.slots, the id used by the postings */
+    uint16_t nl;
+    uint8_t logged; /* its series record is in the current WAL segment set */
+    uint8_t pad;
+    uint32_t pending; /* open appenders referring to it */
+    sym **lbl;        /* 2*nl: name, value, … sorted by name */
+    hchunk **chunks;
+    uint32_t nchunks, capchunks;
+    xorenc open;
+    int64_t maxt;     /* newest in-order timestamp; INT64_MIN when none */
+    double lastv;
+    sample *ooo;      /* out-of-order samples, sorted by t */
+    uint32_t nooo, capooo;
+} series;
+
+typedef struct head {
+    symtab syms;
+    series **buckets; /* by label hash */
+    size_t nbuckets, nseries;
+    series **slots;   /* by slot; NULL holes after deletion until the next GC */
+    uint32_t nslots, capslots;
+    ptrmap names;     /* name sym* -> ptrmap* (value sym* -> idlist*) */
+    uint64_t next_ref;
+    int64_t mint, maxt;
+    uint64_t nchunks;
+} head;
+
+/* ---- blocks (block.c) ---- */
+
+typedef struct bseries {
+    uint32_t *lbl; /* 2*nl symbol indexes */
+    uint32_t nl;
+    int64_t mint, maxt;
+    uint32_t n;
+    uint64_t frame_off;
+    uint32_t frame_len, in_off, in_len;
+} bseries;
+
+typedef struct bvalues {
+    uint32_t sym;
+    uint32_t n;
+    uint32_t *ids;
+} bvalues;
+typedef struct bname {
+    uint32_t sym;
+    uint32_t nvals;
+    bvalues *vals; /* sorted by value string */
+} bname;
+
+typedef struct block {
+    char *dir;
+    char id[64];
+    int64_t mint, maxt;
+    uint64_t nseries, nsamples, bytes;
+    int level;
+    int refs;         /* under db->mu */
+    int doomed;       /* delete the directory when the last ref goes */
+    char **syms;
+    uint32_t nsyms;
+    bseries *series;  /* sorted by labels */
+    bname *names;     /* sorted by name */
+    uint32_t nnames;
+    int fd;           /* chunks file */
+    void *arena;      /* one allocation holding syms/series/postings */
+} block;
+
+/* One series handed to the block writer: labels sorted, samples ascending and distinct. */
+typedef struct wseries {
+    tsdb_label *lbl;
+    size_t nl;
+    sample *s;
+    size_t n;
+} wseries;
+
+/* Writes a block of `n` series (sorted by labels) into dir/blocks/<id>; returns 0 or -1. */
+int block_write(const char *blocks_dir, wseries *ser, size_t n, int level, char *id_out,
+                size_t idcap, char *err, size_t errlen);
+block *block_open(const char *path, char *err, size_t errlen);
+void block_free(block *b);
+/* Samples of block series i (all of them), malloc'd in *out; returns count or -1. */
+long block_series_samples(block *b, uint32_t i, sample **out);
+/* Ids of series matching all matchers (sorted). */
+int block_select(block *b, tsdb_matcher *const *m, size_t n, idlist *out);
+/* Encoding of one series' samples in a block (columnar; decimal integers when exact). */
+void blockenc_series(bvec *out, const sample *s, size_t n);
+long blockdec_series(const uint8_t *p, size_t len, sample **out);
+
+/* ---- matchers (index.c) ---- */
+
+struct tsdb_matcher {
+    tsdb_match_type type;
+    char *name, *value;
+    regex_t re;
+    int has_re;
+    int matches_empty;
+};
+
+/* A read view of an index: the head's or a block's postings. */
+typedef struct ixview {
+    void *ctx;
+    void (*all)(void *ctx, idlist *out); /* every id, sorted */
+    /* calls fn for each value of label `name` with its sorted ids; fn returns non-zero to fail */
+    int (*values)(void *ctx, const char *name, int (*fn)(void *c, const char *v, const uint32_t *ids, size_t n), void *c);
+    void (*lookup)(void *ctx, const char *name, const char *value, const uint32_t **ids, size_t *n);
+} ixview;
+/* Ids of the series matching every matcher, sorted. Returns 0 or -1 (OOM). */
+int ix_select(const ixview *ix, tsdb_matcher *const *m, size_t n, idlist *out);
+
+/* ---- the store (db.c) ---- */
+
+typedef struct waiter {
+    struct waiter *next;
+    uint64_t upto; /* WAL logical offset that must be synced */
+    int status;
+    char msg[128];
+    void (*done)(void *, int, const char *);
+    void *cookie;
+} waiter;
+
+typedef struct tsdb_metrics_self {
+    tr_metric *series, *appended, *ooo_rej, *too_old, *limits, *wal_fsyncs, *wal_bytes,
+        *blocks, *compactions, *disk_bytes, *head_chunks, *series_created, *ooo_acc;
+} tsdb_metrics_self;
+
+struct tsdb {
+    tsdb_options o;
+    char *dir, *wal_dir, *blocks_dir;
+    pthread_mutex_t mu;
+    head h;
+    /* WAL (wal.c) */
+    int wal_fd;
+    uint32_t wal_seg;          /* current segment number */
+    uint64_t wal_written;      /* logical bytes written (all segments) */
+    uint64_t wal_synced;       /* logical bytes known on disk */
+    uint64_t wal_seg_bytes;    /* bytes in the current segment */
+    int *retired_fds;          /* segment fds to close after the syncer passes */
+    size_t nretired;
+    int wal_broken;
+    /* syncer */
+    pthread_t syncer;
+    pthread_mutex_t smu;       /* guards waiters, done list, stop */
+    pthread_cond_t scv;
+    waiter *waiting, *done_head, **done_tail;
+    int sync_stop;
+    struct event *done_ev;
+    /* blocks */
+    block **blocks;            /* sorted by mint */
+    size_t nblocks;
+    /* background */
+    pthread_t bg;
+    pthread_mutex_t bmu;       /* serialises cuts and compactions */
+    pthread_cond_t bcv;
+    int bg_stop;
+    /* metadata */
+    pthread_mutex_t metamu;
+    ptrmap meta;               /* family sym-less: key = hash → list */
+    struct metaent *metas;
+    size_t nmetas, capmetas;
+    /* counters */
+    tsdb_stats st;
+    int self_on;
+    tsdb_metrics_self self;
+    int closing;
+};
+
+/* head.c */
+int head_init(head *h);
+void head_free(head *h);
+series *head_get_or_create(tsdb *db, const tsdb_label *sorted, size_t n, uint64_t hash, int *created,
+                           int *err);
+series *head_create_with_ref(tsdb *db, const tsdb_label *sorted, size_t n, uint64_t ref);
+/* Appends one sample, honouring the OOO window unless `force`; returns TSDB_OK or an error. */
+int head_append(tsdb *db, series *s, int64_t t, double v, int force);
+/* All samples of s in [mint, maxt], merged (chunks, open chunk, OOO), ascending, distinct. */
+long head_series_samples(series *s, int64_t mint, int64_t maxt, sample **out);
+int head_select(head *h, tsdb_matcher *const *m, size_t n, idlist *out);
+uint64_t labels_hash(const tsdb_label *l, size_t n);
+int labels_cmp(const tsdb_label *a, size_t na, const tsdb_label *b, size_t nb);
+/* Removes series left without data that no appender holds, rebuilds the postings if any
+ * went, and recomputes the head's time range. */
+void head_remove_all_empty(tsdb *db);
+void series_labels(const series *s, tsdb_label *out);
+
+/* wal.c */
+int wal_open(tsdb *db, char *err, size_t errlen);       /* replays, then opens for append */
+int wal_write(tsdb *db, const void *p, size_t n);       /* under db->mu; 0 or -1 */
+void wal_record(bvec *b, uint8_t type, const bvec *payload);
+/* Starts a new segment holding series records for every head series and its samples >= keep_from
+ * (a checkpoint), and deletes older segments. Under db->mu. */
+int wal_checkpoint(tsdb *db, char *err, size_t errlen);
+void wal_close(tsdb *db);
+void wal_delete_before(tsdb *db, uint32_t seg);
+uint64_t wal_disk_bytes(tsdb *db);
+int syncer_start(tsdb *db);
+void syncer_stop(tsdb *db);
+void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie,
+                 int status, const char *msg);
+enum { WAL_SERIES = 1, WAL_SAMPLES = 2 };
+/* Parses one WAL file; calls fn for each record. Returns the offset after the last good
+ * record. */
+size_t wal_scan(const uint8_t *p, size_t n, void (*fn)(void *ctx, uint8_t type, const uint8_t *pl,
+                                                        size_t len), void *ctx);
+
+/* db.c */
+void db_block_unref(tsdb *db, block *b); /* under db->mu */
+int db_cut(tsdb *db, int64_t before, char *err, size_t errlen);
+/* One round of background work: cut the head if it spans too long, compact, retention. */
+void tsdb_maintain(tsdb *db);
+
+#endif

@@ -1,0 +1,521 @@
+/* The write-ahead log: numbered segment files in <dir>/wal holding CRC-framed records (series
+ * definitions and sample batches). A commit is written here before it becomes visible and is
+ * acknowledged only after an fdatasync; one syncer thread serves every waiting commit with
+ * one fsync (group commit). Replay at open stops at the first torn or corrupt record and cuts
+ * the file there, so a crash mid-write loses only the unacknowledged tail. */
+#include "metrics_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <event2/event.h>
+
+#include "util/log.h"
+
+#define WAL_HDR 9
+#define WAL_MAX_RECORD (256u << 20)
+#define WAL_SEGMENT_BYTES (128ull << 20)
+
+static uint32_t rec_crc(uint8_t type, uint32_t len, const uint8_t *p) {
+    uint8_t h[5] = {type, (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24)};
+    uLong c = crc32(0L, h, 5);
+    /* zlib's length argument is a uInt: feed big payloads in pieces */
+    while (len > 0) {
+        uInt k = len > (1u << 30) ? (1u << 30) : len;
+        c = crc32(c, p, k);
+        p += k;
+        len -= k;
+    }
+    return (uint32_t)c;
+}
+
+void wal_record(bvec *b, uint8_t type, const bvec *payload) {
+    uint32_t len = (uint32_t)payload->len;
+    bv_u8(b, type);
+    bv_u32le(b, len);
+    bv_u32le(b, rec_crc(type, len, payload->p));
+    bv_put(b, payload->p, payload->len);
+}
+
+size_t wal_scan(const uint8_t *p, size_t n,
+                void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len), void *ctx) {
+    size_t off = 0;
+    while (n - off >= WAL_HDR) {
+        uint8_t type = p[off];
+        if (type != WAL_SERIES && type != WAL_SAMPLES) break;
+        uint32_t len = (uint32_t)p[off + 1] | (uint32_t)p[off + 2] << 8 | (uint32_t)p[off + 3] << 16 |
+                       (uint32_t)p[off + 4] << 24;
+        uint32_t crc = (uint32_t)p[off + 5] | (uint32_t)p[off + 6] << 8 | (uint32_t)p[off + 7] << 16 |
+                       (uint32_t)p[off + 8] << 24;
+        if (len > WAL_MAX_RECORD || len > n - off - WAL_HDR) break;
+        if (rec_crc(type, len, p + off + WAL_HDR) != crc) break;
+        fn(ctx, type, p + off + WAL_HDR, len);
+        off += WAL_HDR + len;
+    }
+    return off;
+}
+
+/* ---- replay ---- */
+
+typedef struct replay {
+    tsdb *db;
+    ptrmap refs; /* WAL ref -> series* */
+    uint64_t samples, bad;
+} replay;
+
+static void replay_rec(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
+    replay *r = ctx;
+    rd x = {pl, pl + len, 0};
+    if (type == WAL_SERIES) {
+        while (x.p < x.end && !x.err) {
+            uint64_t ref = rd_uvar(&x), nl = rd_uvar(&x);
+            if (x.err || nl > 1024 || ref == 0) {
+                r->bad++;
+                return;
+            }
+            tsdb_label l[1024];
+            char *strs[2048];
+            size_t k = 0;
+            for (uint64_t i = 0; i < 2 * nl; i++) {
+                uint64_t sl = rd_uvar(&x);
+                const uint8_t *s = rd_bytes(&x, sl);
+                if (x.err || !s) break;
+                strs[k] = strndup((const char *)s, sl);
+                if (!strs[k]) break;
+                k++;
+            }
+            if (k == 2 * nl) {
+                for (uint64_t i = 0; i < nl; i++) l[i].name = strs[2 * i], l[i].value = strs[2 * i + 1];
+                series *s = head_create_with_ref(r->db, l, nl, ref);
+                if (s) {
+                    s->logged = 1;
+                    pm_put(&r->refs, (uintptr_t)ref, s);
+                }
+            } else {
+                r->bad++;
+            }
+            for (size_t i = 0; i < k; i++) free(strs[i]);
+            if (k != 2 * nl) return;
+        }
+    } else if (type == WAL_SAMPLES) {
+        uint64_t n = rd_uvar(&x);
+        int64_t t = 0;
+        for (uint64_t i = 0; i < n && !x.err; i++) {
+            uint64_t ref = rd_uvar(&x);
+            t += rd_svar(&x);
+            uint64_t vb = rd_u64le(&x);
+            if (x.err) break;
+            series *s = pm_get(&r->refs, (uintptr_t)ref);
+            if (!s) {
+                r->bad++;
+                continue;
+            }
+            double v;
+            memcpy(&v, &vb, 8);
+            head_append(r->db, s, t, v, 1);
+            r->samples++;
+        }
+    }
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Segment numbers present in the WAL dir, ascending (malloc'd). */
+static uint32_t *list_segments(const char *dir, size_t *n) {
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return NULL;
+    uint32_t *v = NULL;
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        unsigned long k = strtoul(e->d_name, &end, 10);
+        if (*end || strlen(e->d_name) != 8) continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            uint32_t *nv = realloc(v, cap * sizeof *nv);
+            if (!nv) break;
+            v = nv;
+        }
+        v[(*n)++] = (uint32_t)k;
+    }
+    closedir(d);
+    if (*n) qsort(v, *n, sizeof *v, cmp_u32);
+    return v;
+}
+
+static int read_file(const char *path, uint8_t **out, size_t *n) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return -1;
+    }
+    size_t sz = (size_t)st.st_size;
+    uint8_t *p = malloc(sz ? sz : 1);
+    size_t got = 0;
+    while (p && got < sz) {
+        ssize_t r = read(fd, p + got, sz - got);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!p) return -1;
+    *out = p;
+    *n = got;
+    return 0;
+}
+
+static void fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd)) { /* best effort */ }
+        close(fd);
+    }
+}
+
+static int open_segment(tsdb *db, uint32_t seg, char *err, size_t errlen) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%08u", db->wal_dir, seg);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open WAL segment %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fsync_dir(db->wal_dir);
+    if (db->wal_fd >= 0) {
+        /* everything written so far is made durable before the switch, so a waiter's offset
+         * never depends on a segment the syncer no longer looks at */
+        if (fdatasync(db->wal_fd) == 0) db->wal_synced = db->wal_written;
+        int *r = realloc(db->retired_fds, (db->nretired + 1) * sizeof *r);
+        if (r) {
+            db->retired_fds = r;
+            r[db->nretired++] = db->wal_fd;
+        } else {
+            close(db->wal_fd); /* cannot happen in practice; the syncer tolerates EBADF once */
+        }
+    }
+    db->wal_fd = fd;
+    db->wal_seg = seg;
+    db->wal_seg_bytes = 0;
+    return 0;
+}
+
+int wal_open(tsdb *db, char *err, size_t errlen) {
+    if (mkdir(db->wal_dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", db->wal_dir, strerror(errno));
+        return -1;
+    }
+    size_t nseg;
+    uint32_t *segs = list_segments(db->wal_dir, &nseg);
+    replay r = {.db = db};
+    char path[4200];
+    for (size_t i = 0; i < nseg; i++) {
+        snprintf(path, sizeof path, "%s/%08u", db->wal_dir, segs[i]);
+        uint8_t *p;
+        size_t n;
+        if (read_file(path, &p, &n) != 0) {
+            snprintf(err, errlen, "cannot read WAL segment %s: %s", path, strerror(errno));
+            free(segs);
+            pm_free(&r.refs);
+            return -1;
+        }
+        size_t good = wal_scan(p, n, replay_rec, &r);
+        free(p);
+        if (good < n) {
+            char q[4300];
+            TR_WARN("WAL: torn or corrupt tail cut off", "segment=%s offset=%zu dropped_bytes=%zu",
+                    tr_log_quote(q, sizeof q, path), good, n - good);
+            if (truncate(path, (off_t)good) != 0) {
+                snprintf(err, errlen, "cannot truncate %s: %s", path, strerror(errno));
+                free(segs);
+                pm_free(&r.refs);
+                return -1;
+            }
+        }
+    }
+    pm_free(&r.refs);
+    if (nseg) TR_INFO("WAL replayed", "segments=%zu series=%zu samples=%llu", nseg, db->h.nseries, (unsigned long long)r.samples);
+    uint32_t next = nseg ? segs[nseg - 1] + 1 : 1;
+    free(segs);
+    db->wal_fd = -1;
+    return open_segment(db, next, err, errlen);
+}
+
+int wal_write(tsdb *db, const void *p, size_t n) {
+    if (db->wal_fd < 0) return -1;
+    if (db->wal_seg_bytes > WAL_SEGMENT_BYTES) {
+        char e[256];
+        if (open_segment(db, db->wal_seg + 1, e, sizeof e) != 0) TR_WARN("WAL: cannot start a segment", "error=\"%s\"", e);
+    }
+    const uint8_t *b = p;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(db->wal_fd, b + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            /* never leave a torn record in the middle of the log: later records would be
+             * unreachable at replay */
+            if (done && ftruncate(db->wal_fd, (off_t)db->wal_seg_bytes) != 0) db->wal_broken = 1;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    db->wal_seg_bytes += n;
+    db->wal_written += n;
+    db->st.wal_written += n;
+    return 0;
+}
+
+static void put_series(bvec *b, const series *s) {
+    bv_uvar(b, s->ref);
+    bv_uvar(b, s->nl);
+    for (uint16_t i = 0; i < 2 * s->nl; i++) {
+        bv_uvar(b, s->lbl[i]->len);
+        bv_put(b, s->lbl[i]->s, s->lbl[i]->len);
+    }
+}
+
+int wal_checkpoint(tsdb *db, char *err, size_t errlen) {
+    uint32_t first_new = db->wal_seg + 1;
+    if (open_segment(db, first_new, err, errlen) != 0) return -1;
+    bvec pl = {0}, rec = {0};
+    int rc = 0;
+    head *h = &db->h;
+    /* series records in batches, then each series' remaining samples */
+    for (uint32_t i = 0; i < h->nslots && rc == 0; i++) {
+        series *s = h->slots[i];
+        if (!s) continue;
+        put_series(&pl, s);
+        s->logged = 1;
+        if (pl.len > (1u << 20) || i + 1 == h->nslots) {
+            wal_record(&rec, WAL_SERIES, &pl);
+            pl.len = 0;
+            if (rec.err || wal_write(db, rec.p, rec.len)) rc = -1;
+            rec.len = 0;
+        }
+    }
+    if (pl.len && rc == 0) {
+        wal_record(&rec, WAL_SERIES, &pl);
+        if (rec.err || wal_write(db, rec.p, rec.len)) rc = -1;
+        rec.len = 0;
+    }
+    pl.len = 0;
+    for (uint32_t i = 0; i < h->nslots && rc == 0; i++) {
+        series *s = h->slots[i];
+        if (!s) continue;
+        sample *sm;
+        long n = head_series_samples(s, INT64_MIN, INT64_MAX, &sm);
+        if (n <= 0) continue;
+        bvec one = {0};
+        bv_uvar(&one, (uint64_t)n);
+        int64_t prev = 0;
+        for (long k = 0; k < n; k++) {
+            uint64_t vb;
+            memcpy(&vb, &sm[k].v, 8);
+            bv_uvar(&one, s->ref);
+            bv_svar(&one, sm[k].t - prev);
+            prev = sm[k].t;
+            bv_u64le(&one, vb);
+        }
+        free(sm);
+        wal_record(&rec, WAL_SAMPLES, &one);
+        bv_free(&one);
+        if (rec.len > (1u << 20)) {
+            if (rec.err || wal_write(db, rec.p, rec.len)) rc = -1;
+            rec.len = 0;
+        }
+    }
+    if (rec.len && rc == 0 && (rec.err || wal_write(db, rec.p, rec.len))) rc = -1;
+    bv_free(&pl);
+    bv_free(&rec);
+    if (rc == 0 && fdatasync(db->wal_fd) == 0) db->wal_synced = db->wal_written;
+    if (rc) snprintf(err, errlen, "cannot write the WAL checkpoint: %s", strerror(errno));
+    return rc;
+}
+
+/* Deletes segments numbered below `seg` (their content is in blocks or in a later checkpoint). */
+void wal_delete_before(tsdb *db, uint32_t seg) {
+    size_t n;
+    uint32_t *segs = list_segments(db->wal_dir, &n);
+    char path[4200];
+    for (size_t i = 0; i < n; i++)
+        if (segs[i] < seg) {
+            snprintf(path, sizeof path, "%s/%08u", db->wal_dir, segs[i]);
+            unlink(path);
+        }
+    free(segs);
+    fsync_dir(db->wal_dir);
+}
+
+uint64_t wal_disk_bytes(tsdb *db) {
+    size_t n;
+    uint32_t *segs = list_segments(db->wal_dir, &n);
+    char path[4200];
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%08u", db->wal_dir, segs[i]);
+        if (stat(path, &st) == 0) total += (uint64_t)st.st_size;
+    }
+    free(segs);
+    return total;
+}
+
+void wal_close(tsdb *db) {
+    if (db->wal_fd >= 0) {
+        if (fdatasync(db->wal_fd) == 0) db->wal_synced = db->wal_written;
+        close(db->wal_fd);
+        db->wal_fd = -1;
+    }
+    for (size_t i = 0; i < db->nretired; i++) close(db->retired_fds[i]);
+    free(db->retired_fds);
+    db->retired_fds = NULL;
+    db->nretired = 0;
+}
+
+/* ---- group commit ---- */
+
+static void deliver(tsdb *db) {
+    pthread_mutex_lock(&db->smu);
+    waiter *w = db->done_head;
+    db->done_head = NULL;
+    db->done_tail = &db->done_head;
+    pthread_mutex_unlock(&db->smu);
+    while (w) {
+        waiter *nx = w->next;
+        if (w->done) w->done(w->cookie, w->status, w->status ? w->msg : NULL);
+        free(w);
+        w = nx;
+    }
+}
+
+static void on_done_ev(evutil_socket_t fd, short what, void *arg) { deliver(arg); }
+
+static void *syncer_main(void *arg) {
+    tsdb *db = arg;
+    for (;;) {
+        pthread_mutex_lock(&db->smu);
+        while (!db->waiting && !db->sync_stop) pthread_cond_wait(&db->scv, &db->smu);
+        if (!db->waiting && db->sync_stop) {
+            pthread_mutex_unlock(&db->smu);
+            break;
+        }
+        pthread_mutex_unlock(&db->smu);
+
+        pthread_mutex_lock(&db->mu);
+        for (size_t i = 0; i < db->nretired; i++) close(db->retired_fds[i]);
+        db->nretired = 0;
+        uint64_t target = db->wal_written;
+        int fd = db->wal_fd, ok = 1;
+        int need = db->wal_synced < target;
+        pthread_mutex_unlock(&db->mu);
+        int e = 0;
+        if (need) {
+            ok = fd >= 0 && fdatasync(fd) == 0;
+            e = errno;
+        }
+        pthread_mutex_lock(&db->mu);
+        if (ok && target > db->wal_synced) db->wal_synced = target;
+        if (need) db->st.wal_fsyncs++;
+        pthread_mutex_unlock(&db->mu);
+        if (db->self_on && need) tr_counter_add(db->self.wal_fsyncs, 1);
+
+        pthread_mutex_lock(&db->smu);
+        waiter **pp = &db->waiting;
+        while (*pp) {
+            waiter *w = *pp;
+            if (w->upto <= target || !ok) {
+                *pp = w->next;
+                w->next = NULL;
+                if (!ok && !w->status) {
+                    w->status = TSDB_ERR_IO;
+                    snprintf(w->msg, sizeof w->msg, "WAL fsync failed: %s", strerror(e));
+                }
+                *db->done_tail = w;
+                db->done_tail = &w->next;
+            } else {
+                pp = &w->next;
+            }
+        }
+        int any = db->done_head != NULL;
+        pthread_mutex_unlock(&db->smu);
+        if (any) {
+            if (db->done_ev) event_active(db->done_ev, EV_READ, 0);
+        }
+    }
+    return NULL;
+}
+
+int syncer_start(tsdb *db) {
+    db->done_tail = &db->done_head;
+    if (!db->o.base) return 0;
+    db->done_ev = event_new(db->o.base, -1, 0, on_done_ev, db);
+    if (!db->done_ev) return -1;
+    if (pthread_create(&db->syncer, NULL, syncer_main, db) != 0) {
+        event_free(db->done_ev);
+        db->done_ev = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void syncer_stop(tsdb *db) {
+    if (db->done_ev) {
+        pthread_mutex_lock(&db->smu);
+        db->sync_stop = 1;
+        pthread_cond_signal(&db->scv);
+        pthread_mutex_unlock(&db->smu);
+        pthread_join(db->syncer, NULL);
+        event_free(db->done_ev);
+        db->done_ev = NULL;
+    }
+    deliver(db); /* what the loop did not run any more */
+}
+
+void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie,
+                 int status, const char *msg) {
+    if (!db->done_ev || status) {
+        /* inline mode (no event loop) or an immediate failure */
+        if (!status) {
+            pthread_mutex_lock(&db->mu);
+            if (db->wal_synced < upto) {
+                if (db->wal_fd >= 0 && fdatasync(db->wal_fd) == 0) {
+                    db->wal_synced = db->wal_written;
+                    db->st.wal_fsyncs++;
+                } else {
+                    status = TSDB_ERR_IO;
+                    msg = "WAL fsync failed";
+                }
+            }
+            pthread_mutex_unlock(&db->mu);
+        }
+        if (done) done(cookie, status, status ? msg : NULL);
+        return;
+    }
+    waiter *w = calloc(1, sizeof *w);
+    if (!w) {
+        if (done) done(cookie, TSDB_ERR_NOMEM, "out of memory");
+        return;
+    }
+    w->upto = upto;
+    w->done = done;
+    w->cookie = cookie;
+    pthread_mutex_lock(&db->smu);
+    w->next = db->waiting;
+    db->waiting = w;
+    pthread_cond_signal(&db->scv);
+    pthread_mutex_unlock(&db->smu);
+}
