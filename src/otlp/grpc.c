@@ -249,6 +249,7 @@ static void stream_orphan(gstream *s) {
  * NO_ERROR (RFC 9113 §8.1). */
 static void answer_error(gstream *s, int http_status, int code, const char *msg) {
     gconn *c = s->c;
+    if (s->state == S_ANSWERED || s->state == S_RESPONDING) return; /* one answer per stream */
     char st[8], gs[8], pm[512];
     snprintf(st, sizeof st, "%d", http_status);
     snprintf(gs, sizeof gs, "%d", code);
@@ -394,18 +395,18 @@ static int rd_message(void *ud, int compressed, uint32_t length) {
     if (s->rd.messages > 1) {
         count_early(s, OTLP_INVALID);
         answer_error(s, 200, GRPC_INTERNAL, "unary request carries more than one message");
-        return -1;
+        return 1;
     }
     if (compressed && s->enc == GRPC_ENC_IDENTITY) {
         count_early(s, OTLP_INVALID);
         answer_error(s, 200, GRPC_INTERNAL, "compressed flag set with identity or empty grpc-encoding");
-        return -1;
+        return 1;
     }
     if (length > max) { /* refused before a byte of it is buffered */
         snprintf(m, sizeof m, "message of %u bytes is larger than the limit of %zu bytes", length, max);
         count_early(s, OTLP_TOO_LARGE);
         answer_error(s, 200, GRPC_RESOURCE_EXHAUSTED, m);
-        return -1;
+        return 1;
     }
     s->compressed = compressed;
     s->body_want = length;
@@ -414,7 +415,7 @@ static int rd_message(void *ud, int compressed, uint32_t length) {
 
 static int rd_body(void *ud, const uint8_t *p, size_t n) {
     gstream *s = ud;
-    if (body_reserve(s, n) != 0) return -1;
+    if (body_reserve(s, n) != 0) return 1;
     memcpy(s->body + s->body_len, p, n);
     s->body_len += n;
     return 0;
@@ -897,7 +898,13 @@ void otlp_grpc_free(otlp_grpc *g) {
     if (g->fd >= 0) close(g->fd);
     while (g->conns) {
         gconn *c = g->conns;
-        /* last chance for answers already queued: one non-blocking write */
+        /* requests still arriving will not be processed: say so, then give the answers
+         * already queued one last non-blocking write */
+        c->busy++;
+        for (gstream *s = c->streams; s; s = s->next)
+            if (s->state == S_READING) answer_error(s, 200, GRPC_UNAVAILABLE, "server shutting down");
+        nghttp2_session_send(c->session);
+        c->busy--;
         struct evbuffer *out = bufferevent_get_output(c->bev);
         if (evbuffer_get_length(out)) evbuffer_write(out, bufferevent_getfd(c->bev));
         conn_free(c);

@@ -24,8 +24,8 @@ typedef struct grpc_reader {
 } grpc_reader;
 
 typedef struct grpc_reader_ops {
-    /* A prefix was read (before any body byte). Return 0 to go on; nonzero stops the reader
-     * and is returned by grpc_reader_feed. */
+    /* A prefix was read (before any body byte). Return 0 to go on; a positive value stops
+     * the reader and is returned by grpc_reader_feed. */
     int (*message)(void *ud, int compressed, uint32_t length);
     /* Body bytes of the current message, in order; same return convention. */
     int (*body)(void *ud, const uint8_t *p, size_t n);
@@ -36,9 +36,9 @@ typedef struct grpc_reader_ops {
 enum { GRPC_READER_BAD_FLAG = -1 };
 
 void grpc_reader_init(grpc_reader *r);
-/* Feeds p[0..n). Returns 0 when everything was consumed, GRPC_READER_BAD_FLAG when a
- * compressed-flag byte is neither 0 nor 1, or the first nonzero value a callback returned
- * (the rest of the input is then left unread). */
+/* Feeds p[0..n). Returns 0 when everything was consumed, GRPC_READER_BAD_FLAG (negative)
+ * when a compressed-flag byte is neither 0 nor 1, or the first nonzero value a callback
+ * returned (the rest of the input is then left unread). */
 int grpc_reader_feed(grpc_reader *r, const uint8_t *p, size_t n, const grpc_reader_ops *ops,
                      void *ud);
 /* 1 when the reader stands between two messages (no partial prefix or body). */
