@@ -24,6 +24,7 @@
 #include "http/api.h"
 #include "http/http.h"
 #include "otlp/otlp.h"
+#include "traces/traces.h"
 #include "util/log.h"
 #include "util/selfmon.h"
 
@@ -33,6 +34,8 @@ typedef struct app {
     tr_http *http;
     otlp_receiver *recv;
     otlp_grpc *grpc;
+    traces_store *traces;
+    struct event *traces_ev; /* woken by the trace store's threads */
     struct event *sigterm, *sigint, *drain;
     struct timespec stop_at;
     int stopping;
@@ -182,6 +185,39 @@ static void process_metrics(app *a) {
     tr_selfmon_add_collector(process_collect, a);
 }
 
+/* ---- the trace store as the receiver's traces sink ---- */
+
+typedef struct traces_call {
+    otlp_done_fn done;
+    void *cookie;
+} traces_call;
+
+static void traces_acked(void *cookie, int status, uint64_t rejected, const char *msg) {
+    traces_call *c = cookie;
+    otlp_result r = {.status = status == TRACES_OK ? OTLP_OK : OTLP_UNAVAILABLE, .rejected = rejected};
+    snprintf(r.message, sizeof r.message, "%s", msg ? msg : "");
+    otlp_done_fn done = c->done;
+    void *ck = c->cookie;
+    free(c);
+    done(ck, &r);
+}
+
+static void traces_sink_submit(void *ctx, const otlp_export *ex, otlp_done_fn done, void *cookie) {
+    traces_call *c = malloc(sizeof *c);
+    if (!c) {
+        otlp_result r = {.status = OTLP_UNAVAILABLE};
+        snprintf(r.message, sizeof r.message, "out of memory");
+        done(cookie, &r);
+        return;
+    }
+    c->done = done;
+    c->cookie = cookie;
+    traces_submit(ctx, ex->traces, traces_acked, c);
+}
+
+static void traces_wake(void *ctx) { event_active(((app *)ctx)->traces_ev, EV_READ, 0); }
+static void traces_ready(evutil_socket_t fd, short what, void *arg) { traces_run_completions(((app *)arg)->traces); }
+
 /* ---- shutdown ---- */
 
 static int past(const struct timespec *t) {
@@ -241,9 +277,25 @@ int tr_app_run(const tr_config *cfg) {
     if (!a->base) { snprintf(err, sizeof err, "cannot create the event loop"); goto fail_msg; }
     process_metrics(a);
 
+    a->traces_ev = event_new(a->base, -1, 0, traces_ready, a);
+    traces_config tc = {
+        .dir = cfg->data_dir,
+        .retention_ms = cfg->trace_retention_ms,
+        .retention_bytes = cfg->trace_retention_bytes,
+        .max_attributes = (uint32_t)cfg->trace_max_attributes,
+        .max_value_bytes = (uint32_t)cfg->trace_max_value_bytes,
+        .max_events = (uint32_t)cfg->trace_max_events,
+        .max_links = (uint32_t)cfg->trace_max_links,
+        .readers = 2,
+        .wake = traces_wake,
+        .wake_ctx = a,
+    };
+    if (!a->traces_ev || !(a->traces = traces_open(&tc, err, sizeof err))) goto fail_msg;
+
     otlp_config oc = {
         .max_message_bytes = (size_t)cfg->otlp_max_message_bytes,
         .ingest_token = cfg->ingest_token,
+        .traces = {.ctx = a->traces, .submit = traces_sink_submit},
     };
     a->recv = otlp_receiver_new(&oc);
     tr_http_config hc = {
@@ -263,6 +315,13 @@ int tr_app_run(const tr_config *cfg) {
     tr_http_route(a->http, "/v1/metrics", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
     tr_http_route(a->http, "/v1/traces", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
     tr_http_route(a->http, "/v1/logs", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
+    static const char *const jaeger_exact[] = {"/api/services", "/api/operations", "/api/traces", "/api/dependencies",
+                                               "/api/v3/services", "/api/v3/operations", "/api/v3/traces"};
+    for (size_t i = 0; i < sizeof jaeger_exact / sizeof jaeger_exact[0]; i++)
+        tr_http_route(a->http, jaeger_exact[i], 0, tr_api_jaeger, a->traces);
+    tr_http_route(a->http, "/api/services/", TR_HTTP_PREFIX, tr_api_jaeger, a->traces);
+    tr_http_route(a->http, "/api/traces/", TR_HTTP_PREFIX, tr_api_jaeger, a->traces);
+    tr_http_route(a->http, "/api/v3/traces/", TR_HTTP_PREFIX, tr_api_jaeger, a->traces);
 
     if (tr_http_listen(a->http, fd_http, 0) != 0) { snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr); goto fail_msg; }
     fd_http = -1;
@@ -287,7 +346,11 @@ int tr_app_run(const tr_config *cfg) {
 
     event_base_dispatch(a->base);
 
-    /* the loop has ended: in-flight work is done (or timed out); close everything */
+    /* the loop has ended: in-flight work is done (or timed out); close everything. The
+     * trace store goes first: it finishes queued writes and acknowledges them while the
+     * connections still exist. */
+    traces_close(a->traces);
+    a->traces = NULL;
     otlp_grpc_free(a->grpc);
     a->grpc = NULL;
     tr_http_free(a->http);
@@ -304,6 +367,8 @@ out:
     if (a->drain) event_free(a->drain);
     otlp_grpc_free(a->grpc);
     tr_http_free(a->http);
+    traces_close(a->traces);
+    if (a->traces_ev) event_free(a->traces_ev);
     otlp_receiver_free(a->recv);
     if (a->base) event_base_free(a->base);
     if (fd_http >= 0) close(fd_http);

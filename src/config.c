@@ -29,6 +29,12 @@ static const flag flags[] = {
     {"otlp-grpc-addr", F_STRING, OFF(otlp_grpc_addr), ":4317", "OTLP/gRPC listener"},
     {"otlp-http-addr", F_STRING, OFF(otlp_http_addr), ":4318", "OTLP/HTTP listener"},
     {"retention", F_DURATION, OFF(retention_ms), "30d", "how long data is kept (12h, 14d, 90d, 1y)"},
+    {"retention-size", F_SIZE, OFF(retention_bytes), NULL, "cap on the metric blocks on disk, oldest blocks go first (e.g. 10GiB)"},
+    {"ooo-window", F_DURATION, OFF(ooo_window_ms), "10m", "samples this much older than a series' newest are still accepted"},
+    {"max-series", F_SIZE, OFF(max_series), "0", "active series in the metrics head (0: no limit)"},
+    {"max-label-name-length", F_SIZE, OFF(max_label_name_len), "256", "longest label name accepted"},
+    {"max-label-value-length", F_SIZE, OFF(max_label_value_len), "4096", "longest label value accepted"},
+    {"max-labels-per-series", F_SIZE, OFF(max_labels_per_series), "64", "most labels in one series (__name__ included)"},
     {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
     {"basic-auth", F_STRING, OFF(basic_auth), NULL, "user:password required on every HTTP endpoint but /healthz"},
     {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL, "file holding user:password (instead of --basic-auth)"},
@@ -36,6 +42,12 @@ static const flag flags[] = {
     {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB", "largest OTLP message, after decompression"},
     {"shutdown-timeout", F_DURATION, OFF(shutdown_timeout_ms), "8s", "how long SIGTERM waits for in-flight requests"},
     {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s", "idle client connections are closed after this"},
+    {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL, "how long spans are kept (default: --retention)"},
+    {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL, "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
+    {"trace-max-attributes", F_SIZE, OFF(trace_max_attributes), "128", "attributes kept per span, event and link (0: no limit)"},
+    {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096", "longer string/bytes attribute values are cut (0: no limit)"},
+    {"trace-max-events", F_SIZE, OFF(trace_max_events), "128", "events kept per span (0: no limit)"},
+    {"trace-max-links", F_SIZE, OFF(trace_max_links), "128", "links kept per span (0: no limit)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -245,6 +257,12 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
     }
     if (c->retention_ms <= 0) {
         snprintf(err, errlen, "--retention must be positive");
+        return TR_CONFIG_ERROR;
+    }
+    if (c->trace_retention_ms == 0) c->trace_retention_ms = c->retention_ms;
+    if (c->trace_max_attributes > 100000 || c->trace_max_events > 100000 || c->trace_max_links > 100000 ||
+        c->trace_max_value_bytes > (1LL << 24)) {
+        snprintf(err, errlen, "--trace-max-* limits: at most 100000 items and 16MiB per value");
         return TR_CONFIG_ERROR;
     }
     if (c->otlp_max_message_bytes < 1024 || c->otlp_max_message_bytes > (1LL << 30)) {

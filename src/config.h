@@ -14,6 +14,10 @@ typedef struct tr_config {
     char *otlp_grpc_addr;
     char *otlp_http_addr;
     int64_t retention_ms;
+    int64_t retention_bytes;       /* --retention-size: cap on metric blocks; 0: none */
+    int64_t ooo_window_ms;         /* out-of-order samples accepted within this */
+    int64_t max_series;            /* active head series; 0: no limit */
+    int64_t max_label_name_len, max_label_value_len, max_labels_per_series;
     tr_log_level log_level;
     char *basic_auth;       /* "user:password" as given */
     char *basic_auth_file;  /* file holding user:password */
@@ -22,6 +26,12 @@ typedef struct tr_config {
     int64_t otlp_max_message_bytes;
     int64_t shutdown_timeout_ms;
     int64_t idle_timeout_ms; /* connections idle this long are closed */
+    int64_t trace_retention_ms;        /* 0 on the command line: --retention */
+    int64_t trace_retention_bytes;     /* 0: no size cap on the trace database */
+    int64_t trace_max_attributes;      /* per span, event and link; 0: no limit */
+    int64_t trace_max_value_bytes;     /* string/bytes attribute values cut to this; 0: no limit */
+    int64_t trace_max_events;          /* per span; 0: no limit */
+    int64_t trace_max_links;           /* per span; 0: no limit */
 } tr_config;
 
 /* Outcome of tr_config_parse. */

@@ -13,4 +13,10 @@ void tr_api_health(struct evhttp_request *req, const char *path, void *ctx);
 /* GET /metrics: tricorder's own metrics in the Prometheus text format. */
 void tr_api_selfmetrics(struct evhttp_request *req, const char *path, void *ctx);
 
+/* Jaeger's query API (/api/services, /api/services/{s}/operations, /api/operations,
+ * /api/traces, /api/traces/{id}, /api/dependencies, /api/v3/services, /api/v3/operations,
+ * /api/v3/traces, /api/v3/traces/{id}); ctx is the traces_store. Route each path to it
+ * (TR_HTTP_PREFIX for /api/traces/, /api/services/, /api/v3/traces/). */
+void tr_api_jaeger(struct evhttp_request *req, const char *path, void *ctx);
+
 #endif

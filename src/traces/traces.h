@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "otlp_collector.pb-c.h"
+#include "util/buf.h"
 
 typedef Opentelemetry__Proto__Collector__V1__ExportTraceServiceRequest traces_request;
 typedef Opentelemetry__Proto__Trace__V1__Span traces_pb_span;
@@ -155,6 +156,13 @@ void traces_dependencies_free(traces_dependencies *d);
 /* The Jaeger service name of a resource: its string `service.name`, "" when it has other
  * attributes only, "OTLPResourceNoServiceName" when it has none. Never NULL. */
 const char *traces_service_name(const traces_pb_resource *res);
+/* Jaeger's name of an OTLP span kind: "server", "client", "producer", "consumer",
+ * "internal", or "" for unspecified. */
+const char *traces_kind_name(int kind);
+/* The string form of a value into `b` (reset first): strings are returned in place, other
+ * kinds are formatted into b (ints in decimal, bools true/false, doubles shortest, bytes as
+ * base64, arrays and maps as JSON text). Sets *len; the result is valid until b changes. */
+const char *traces_value_form(const traces_pb_value *v, tr_buf *b, size_t *len);
 /* Appends the string form of a value (the form tag searches compare with) to `out` (cap
  * bytes, NUL-terminated, cut when longer). Returns the full length. */
 size_t traces_value_string(const traces_pb_value *v, char *out, size_t cap);

@@ -129,7 +129,6 @@ uint64_t key_operation(const char *svc, const char *op);
 uint64_t key_tag(const char *k, const char *v, size_t vlen);
 /* Low 64 bits of a 16-byte trace id as the trace_idx key. */
 int64_t key_trace(const uint8_t *id16);
-const char *traces_kind_name(int kind); /* "server", … or "" */
 /* Calls fn(ctx, key, value, vlen) for every tag a span is searchable by (see traces.h):
  * its attributes, synthetic Jaeger tags, scope, events, links, and (when `with_resource`)
  * the resource's attributes. Stops and returns nonzero when fn does. */
@@ -138,9 +137,7 @@ int span_each_tag(const traces_pb_span *sp, const traces_pb_resource *res,
                   const traces_pb_scope *sc, int with_resource, tag_fn fn, void *ctx);
 /* Decompresses and decodes a chunk blob into `a`. Returns NULL when damaged. */
 traces_request *chunk_decode(const void *blob, size_t len, size_t rawlen, tr_arena *a);
-/* The string form of `v` (see traces_value_string); strings are returned in place, other
- * forms are written into b. Sets *len. */
-const char *traces_value_form(const traces_pb_value *v, tr_buf *b, size_t *len);
+
 
 /* ---- ingest.c (writer thread) ---- */
 int ingest_init(traces_store *s, char *err, size_t errlen);

@@ -1,0 +1,280 @@
+/* The Jaeger API v3 trace body: stored spans written back as OTLP JSON (the pdata encoding:
+ * camelCase keys, hex ids of fixed width, 64-bit integers as decimal strings, enums as
+ * numbers, default values omitted), one resourceSpans entry per run of spans sharing a
+ * resource, within it one scopeSpans entry per run sharing a scope. */
+#include <stdio.h>
+#include <string.h>
+
+#include "jaeger.h"
+
+typedef Opentelemetry__Proto__Common__V1__KeyValue kv_t;
+
+static void hexs(tr_json *j, const uint8_t *p, size_t n) {
+    static const char hx[] = "0123456789abcdef";
+    char out[65];
+    if (n > 32) n = 32;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[p[i] >> 4];
+        out[2 * i + 1] = hx[p[i] & 15];
+    }
+    tr_json_strn(j, out, 2 * n);
+}
+
+static void u64s(tr_json *j, uint64_t v) {
+    char b[24];
+    snprintf(b, sizeof b, "%llu", (unsigned long long)v);
+    tr_json_str(j, b);
+}
+
+static void any_value(tr_json *j, const traces_pb_value *v, tr_buf *tmp, int depth);
+
+static void kvs(tr_json *j, kv_t **a, size_t n, tr_buf *tmp, int depth) {
+    tr_json_arr_open(j);
+    for (size_t i = 0; i < n; i++) {
+        if (!a[i]) continue;
+        tr_json_obj_open(j);
+        tr_json_key(j, "key");
+        tr_json_str(j, a[i]->key ? a[i]->key : "");
+        tr_json_key(j, "value");
+        any_value(j, a[i]->value, tmp, depth + 1);
+        tr_json_obj_close(j);
+    }
+    tr_json_arr_close(j);
+}
+
+static void any_value(tr_json *j, const traces_pb_value *v, tr_buf *tmp, int depth) {
+    tr_json_obj_open(j);
+    if (v && depth < 32) {
+        switch (v->value_case) {
+        case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
+            tr_json_key(j, "stringValue");
+            tr_json_str(j, v->string_value ? v->string_value : "");
+            break;
+        case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
+            tr_json_key(j, "boolValue");
+            tr_json_bool(j, v->bool_value);
+            break;
+        case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE: {
+            char b[24];
+            snprintf(b, sizeof b, "%lld", (long long)v->int_value);
+            tr_json_key(j, "intValue");
+            tr_json_str(j, b);
+            break;
+        }
+        case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
+            tr_json_key(j, "doubleValue");
+            tr_json_double(j, v->double_value);
+            break;
+        case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE: {
+            size_t n;
+            const char *s = traces_value_form(v, tmp, &n);
+            tr_json_key(j, "bytesValue");
+            tr_json_strn(j, s, n);
+            break;
+        }
+        case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
+            tr_json_key(j, "arrayValue");
+            tr_json_obj_open(j);
+            if (v->array_value && v->array_value->n_values) {
+                tr_json_key(j, "values");
+                tr_json_arr_open(j);
+                for (size_t i = 0; i < v->array_value->n_values; i++) any_value(j, v->array_value->values[i], tmp, depth + 1);
+                tr_json_arr_close(j);
+            }
+            tr_json_obj_close(j);
+            break;
+        case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE:
+            tr_json_key(j, "kvlistValue");
+            tr_json_obj_open(j);
+            if (v->kvlist_value && v->kvlist_value->n_values) {
+                tr_json_key(j, "values");
+                kvs(j, v->kvlist_value->values, v->kvlist_value->n_values, tmp, depth);
+            }
+            tr_json_obj_close(j);
+            break;
+        default:
+            break;
+        }
+    }
+    tr_json_obj_close(j);
+}
+
+static void span_json(tr_json *j, const traces_pb_span *sp, tr_buf *tmp) {
+    tr_json_obj_open(j);
+    tr_json_key(j, "traceId");
+    hexs(j, sp->trace_id.data, sp->trace_id.len);
+    tr_json_key(j, "spanId");
+    hexs(j, sp->span_id.data, sp->span_id.len);
+    if (sp->trace_state && *sp->trace_state) {
+        tr_json_key(j, "traceState");
+        tr_json_str(j, sp->trace_state);
+    }
+    if (sp->parent_span_id.len) {
+        tr_json_key(j, "parentSpanId");
+        hexs(j, sp->parent_span_id.data, sp->parent_span_id.len);
+    }
+    if (sp->flags) {
+        tr_json_key(j, "flags");
+        tr_json_uint(j, sp->flags);
+    }
+    tr_json_key(j, "name");
+    tr_json_str(j, sp->name ? sp->name : "");
+    if (sp->kind) {
+        tr_json_key(j, "kind");
+        tr_json_int(j, sp->kind);
+    }
+    tr_json_key(j, "startTimeUnixNano");
+    u64s(j, sp->start_time_unix_nano);
+    tr_json_key(j, "endTimeUnixNano");
+    u64s(j, sp->end_time_unix_nano);
+    if (sp->n_attributes) {
+        tr_json_key(j, "attributes");
+        kvs(j, sp->attributes, sp->n_attributes, tmp, 0);
+    }
+    if (sp->dropped_attributes_count) {
+        tr_json_key(j, "droppedAttributesCount");
+        tr_json_uint(j, sp->dropped_attributes_count);
+    }
+    if (sp->n_events) {
+        tr_json_key(j, "events");
+        tr_json_arr_open(j);
+        for (size_t i = 0; i < sp->n_events; i++) {
+            const Opentelemetry__Proto__Trace__V1__Span__Event *e = sp->events[i];
+            if (!e) continue;
+            tr_json_obj_open(j);
+            tr_json_key(j, "timeUnixNano");
+            u64s(j, e->time_unix_nano);
+            if (e->name && *e->name) {
+                tr_json_key(j, "name");
+                tr_json_str(j, e->name);
+            }
+            if (e->n_attributes) {
+                tr_json_key(j, "attributes");
+                kvs(j, e->attributes, e->n_attributes, tmp, 0);
+            }
+            if (e->dropped_attributes_count) {
+                tr_json_key(j, "droppedAttributesCount");
+                tr_json_uint(j, e->dropped_attributes_count);
+            }
+            tr_json_obj_close(j);
+        }
+        tr_json_arr_close(j);
+    }
+    if (sp->dropped_events_count) {
+        tr_json_key(j, "droppedEventsCount");
+        tr_json_uint(j, sp->dropped_events_count);
+    }
+    if (sp->n_links) {
+        tr_json_key(j, "links");
+        tr_json_arr_open(j);
+        for (size_t i = 0; i < sp->n_links; i++) {
+            const Opentelemetry__Proto__Trace__V1__Span__Link *l = sp->links[i];
+            if (!l) continue;
+            tr_json_obj_open(j);
+            tr_json_key(j, "traceId");
+            hexs(j, l->trace_id.data, l->trace_id.len);
+            tr_json_key(j, "spanId");
+            hexs(j, l->span_id.data, l->span_id.len);
+            if (l->trace_state && *l->trace_state) {
+                tr_json_key(j, "traceState");
+                tr_json_str(j, l->trace_state);
+            }
+            if (l->n_attributes) {
+                tr_json_key(j, "attributes");
+                kvs(j, l->attributes, l->n_attributes, tmp, 0);
+            }
+            if (l->dropped_attributes_count) {
+                tr_json_key(j, "droppedAttributesCount");
+                tr_json_uint(j, l->dropped_attributes_count);
+            }
+            if (l->flags) {
+                tr_json_key(j, "flags");
+                tr_json_uint(j, l->flags);
+            }
+            tr_json_obj_close(j);
+        }
+        tr_json_arr_close(j);
+    }
+    if (sp->dropped_links_count) {
+        tr_json_key(j, "droppedLinksCount");
+        tr_json_uint(j, sp->dropped_links_count);
+    }
+    tr_json_key(j, "status");
+    tr_json_obj_open(j);
+    if (sp->status) {
+        if (sp->status->message && *sp->status->message) {
+            tr_json_key(j, "message");
+            tr_json_str(j, sp->status->message);
+        }
+        if (sp->status->code) {
+            tr_json_key(j, "code");
+            tr_json_int(j, sp->status->code);
+        }
+    }
+    tr_json_obj_close(j);
+    tr_json_obj_close(j);
+}
+
+void tr_jaeger_render_v3_traces(tr_json *j, const traces_trace *const *traces, size_t n) {
+    tr_buf tmp;
+    tr_buf_init(&tmp, 0);
+    tr_json_obj_open(j);
+    tr_json_key(j, "result");
+    tr_json_obj_open(j);
+    tr_json_key(j, "resourceSpans");
+    tr_json_arr_open(j);
+    for (size_t t = 0; t < n; t++) {
+        const traces_trace *tr = traces[t];
+        size_t i = 0;
+        while (i < tr->n) {
+            const traces_pb_resource *res = tr->spans[i].resource;
+            tr_json_obj_open(j);
+            tr_json_key(j, "resource");
+            tr_json_obj_open(j);
+            if (res && res->n_attributes) {
+                tr_json_key(j, "attributes");
+                kvs(j, res->attributes, res->n_attributes, &tmp, 0);
+            }
+            if (res && res->dropped_attributes_count) {
+                tr_json_key(j, "droppedAttributesCount");
+                tr_json_uint(j, res->dropped_attributes_count);
+            }
+            tr_json_obj_close(j);
+            tr_json_key(j, "scopeSpans");
+            tr_json_arr_open(j);
+            while (i < tr->n && tr->spans[i].resource == res) {
+                const traces_pb_scope *sc = tr->spans[i].scope;
+                tr_json_obj_open(j);
+                tr_json_key(j, "scope");
+                tr_json_obj_open(j);
+                if (sc && sc->name && *sc->name) {
+                    tr_json_key(j, "name");
+                    tr_json_str(j, sc->name);
+                }
+                if (sc && sc->version && *sc->version) {
+                    tr_json_key(j, "version");
+                    tr_json_str(j, sc->version);
+                }
+                if (sc && sc->n_attributes) {
+                    tr_json_key(j, "attributes");
+                    kvs(j, sc->attributes, sc->n_attributes, &tmp, 0);
+                }
+                tr_json_obj_close(j);
+                tr_json_key(j, "spans");
+                tr_json_arr_open(j);
+                while (i < tr->n && tr->spans[i].resource == res && tr->spans[i].scope == sc) {
+                    span_json(j, tr->spans[i].span, &tmp);
+                    i++;
+                }
+                tr_json_arr_close(j);
+                tr_json_obj_close(j);
+            }
+            tr_json_arr_close(j);
+            tr_json_obj_close(j);
+        }
+    }
+    tr_json_arr_close(j);
+    tr_json_obj_close(j);
+    tr_json_obj_close(j);
+    tr_buf_free(&tmp);
+}
