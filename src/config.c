@@ -40,6 +40,7 @@ static const flag flags[] = {
     {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL, "file holding user:password (instead of --basic-auth)"},
     {"ingest-token", F_STRING, OFF(ingest_token), NULL, "OTLP requests must carry Authorization: Bearer <token>"},
     {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB", "largest OTLP message, after decompression"},
+    {"otlp-promote-resource-attributes", F_STRING, OFF(otlp_promote_resource_attributes), "all", "resource attributes copied onto every metric series as labels: all (as Scotty's collector does), none, or a comma list of keys"},
     {"shutdown-timeout", F_DURATION, OFF(shutdown_timeout_ms), "8s", "how long SIGTERM waits for in-flight requests"},
     {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s", "idle client connections are closed after this"},
     {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL, "how long spans are kept (default: --retention)"},

@@ -24,6 +24,7 @@ typedef struct tr_config {
     char *basic_user, *basic_pass; /* resolved from either of the two */
     char *ingest_token;
     int64_t otlp_max_message_bytes;
+    char *otlp_promote_resource_attributes; /* "all", "none" or a comma list of keys */
     int64_t shutdown_timeout_ms;
     int64_t idle_timeout_ms; /* connections idle this long are closed */
     int64_t trace_retention_ms;        /* 0 on the command line: --retention */

@@ -113,4 +113,19 @@ int otlp_prom_label_name(const char *key, char *out, size_t cap);
  * "1" → "". Returns the length, or -1 when it does not fit. */
 int otlp_prom_unit(const char *unit, char *out, size_t cap);
 
+/* ---- the metrics sink (metrics_sink.c): translation into the TSDB ---- */
+
+struct tsdb;
+typedef struct otlp_metrics_sink otlp_metrics_sink;
+
+/* A sink that translates each export and appends it to `db` as one batch: acknowledged once
+ * the batch is in the WAL; samples the store refuses (out of order, too old, limits) make
+ * their points count in partial_success with the store's reason. Returns NULL with err set.
+ * `db` must outlive the sink; free the sink after the receiver. */
+otlp_metrics_sink *otlp_metrics_sink_new(struct tsdb *db, const otlp_translate_opts *o, char *err,
+                                         size_t errlen);
+/* The otlp_sink to put in otlp_config.metrics. */
+otlp_sink otlp_metrics_sink_get(otlp_metrics_sink *s);
+void otlp_metrics_sink_free(otlp_metrics_sink *s);
+
 #endif
