@@ -23,6 +23,7 @@
 
 #include "http/api.h"
 #include "http/http.h"
+#include "metrics/metrics.h"
 #include "otlp/otlp.h"
 #include "traces/traces.h"
 #include "util/log.h"
@@ -34,6 +35,7 @@ typedef struct app {
     tr_http *http;
     otlp_receiver *recv;
     otlp_grpc *grpc;
+    tsdb *db; /* the metrics store */
     traces_store *traces;
     struct event *traces_ev; /* woken by the trace store's threads */
     struct event *sigterm, *sigint, *drain;
@@ -277,6 +279,21 @@ int tr_app_run(const tr_config *cfg) {
     if (!a->base) { snprintf(err, sizeof err, "cannot create the event loop"); goto fail_msg; }
     process_metrics(a);
 
+    char mdir[4200];
+    snprintf(mdir, sizeof mdir, "%s/metrics", cfg->data_dir);
+    tsdb_options mo = {
+        .dir = mdir,
+        .retention_ms = cfg->retention_ms,
+        .retention_bytes = cfg->retention_bytes,
+        .ooo_window_ms = cfg->ooo_window_ms,
+        .max_series = cfg->max_series,
+        .max_label_name_len = cfg->max_label_name_len,
+        .max_label_value_len = cfg->max_label_value_len,
+        .max_labels = cfg->max_labels_per_series,
+        .base = a->base,
+    };
+    if (tsdb_open(&mo, &a->db, err, sizeof err) != 0) goto fail_msg;
+
     a->traces_ev = event_new(a->base, -1, 0, traces_ready, a);
     traces_config tc = {
         .dir = cfg->data_dir,
@@ -315,6 +332,7 @@ int tr_app_run(const tr_config *cfg) {
     tr_http_route(a->http, "/v1/metrics", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
     tr_http_route(a->http, "/v1/traces", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
     tr_http_route(a->http, "/v1/logs", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
+    tr_api_prom_routes(a->http, a->db);
     static const char *const jaeger_exact[] = {"/api/services", "/api/operations", "/api/traces", "/api/dependencies",
                                                "/api/v3/services", "/api/v3/operations", "/api/v3/traces"};
     for (size_t i = 0; i < sizeof jaeger_exact / sizeof jaeger_exact[0]; i++)
@@ -351,6 +369,8 @@ int tr_app_run(const tr_config *cfg) {
      * connections still exist. */
     traces_close(a->traces);
     a->traces = NULL;
+    tsdb_close(a->db); /* acknowledges the last commits, cuts the head into a block */
+    a->db = NULL;
     otlp_grpc_free(a->grpc);
     a->grpc = NULL;
     tr_http_free(a->http);
@@ -370,6 +390,7 @@ out:
     traces_close(a->traces);
     if (a->traces_ev) event_free(a->traces_ev);
     otlp_receiver_free(a->recv);
+    tsdb_close(a->db);
     if (a->base) event_base_free(a->base);
     if (fd_http >= 0) close(fd_http);
     if (fd_grpc >= 0) close(fd_grpc);

@@ -13,6 +13,11 @@ void tr_api_health(struct evhttp_request *req, const char *path, void *ctx);
 /* GET /metrics: tricorder's own metrics in the Prometheus text format. */
 void tr_api_selfmetrics(struct evhttp_request *req, const char *path, void *ctx);
 
+/* The Prometheus metadata, status, admin (flush/snapshot), export and federate routes over the
+ * metrics store (prom_meta.c, prom_export.c). */
+struct tsdb;
+void tr_api_prom_routes(tr_http *h, struct tsdb *db);
+
 /* Jaeger's query API (/api/services, /api/services/{s}/operations, /api/operations,
  * /api/traces, /api/traces/{id}, /api/dependencies, /api/v3/services, /api/v3/operations,
  * /api/v3/traces, /api/v3/traces/{id}); ctx is the traces_store. Route each path to it

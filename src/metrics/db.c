@@ -840,3 +840,36 @@ void tsdb_get_stats(tsdb *db, tsdb_stats *st) {
     pthread_mutex_unlock(&db->mu);
     st->wal_bytes = wal_disk_bytes(db);
 }
+
+int tsdb_snapshot(tsdb *db, char *name, size_t namecap, char *err, size_t errlen) {
+    if (tsdb_flush(db, err, errlen) != 0) return -1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(name, namecap, "%04d%02d%02dT%02d%02d%02dZ-%06lx", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned long)(ts.tv_nsec / 1000));
+    char sdir[4300], bdir[4400], src[4500], dst[4500];
+    snprintf(sdir, sizeof sdir, "%s/snapshots/%s", db->dir, name);
+    if (mkdirs(sdir) != 0) {
+        snprintf(err, errlen, "cannot create %s: %s", sdir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&db->bmu); /* no compaction removes a block meanwhile */
+    pthread_mutex_lock(&db->mu);
+    for (size_t i = 0; i < db->nblocks && rc == 0; i++) {
+        snprintf(bdir, sizeof bdir, "%s/%s", sdir, db->blocks[i]->id);
+        if (mkdir(bdir, 0755) != 0) rc = -1;
+        const char *files[] = {"chunks", "index", "meta.json"};
+        for (int f = 0; f < 3 && rc == 0; f++) {
+            snprintf(src, sizeof src, "%s/%s", db->blocks[i]->dir, files[f]);
+            snprintf(dst, sizeof dst, "%s/%s", bdir, files[f]);
+            if (link(src, dst) != 0) rc = -1;
+        }
+    }
+    pthread_mutex_unlock(&db->mu);
+    pthread_mutex_unlock(&db->bmu);
+    if (rc) snprintf(err, errlen, "cannot link block files into %s: %s", sdir, strerror(errno));
+    return rc;
+}

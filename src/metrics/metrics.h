@@ -152,6 +152,9 @@ void tsdb_strings_free(char **s, size_t n);
 /* Cuts the whole head into a block now (synchronously) and truncates the WAL. Returns 0 or -1
  * with err set. */
 int tsdb_flush(tsdb *db, char *err, size_t errlen);
+/* Flushes, then hard-links every block into <dir>/snapshots/<name>/ (name written to `name`).
+ * Returns 0 or -1 with err set. */
+int tsdb_snapshot(tsdb *db, char *name, size_t namecap, char *err, size_t errlen);
 
 typedef struct tsdb_stats {
     uint64_t head_series, head_chunks, head_samples;
@@ -170,6 +173,7 @@ typedef struct tsdb_card_entry {
     uint64_t value;
 } tsdb_card_entry;
 typedef struct tsdb_card {
+    uint64_t num_label_pairs, open_chunks;
     tsdb_card_entry *by_metric, *label_value_count, *memory_by_label, *by_pair;
     size_t n_by_metric, n_label_value_count, n_memory_by_label, n_by_pair;
 } tsdb_card;

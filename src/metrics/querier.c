@@ -462,11 +462,14 @@ void tsdb_head_cardinality(tsdb *db, size_t limit, tsdb_card *out) {
             if (is_name) topk_add(&a, v->s, NULL, l->n);
             topk_add(&d, name, v->s, l->n);
         }
+        out->num_label_pairs += nvals;
         if (nvals) {
             topk_add(&b, name, NULL, nvals);
             topk_add(&c, name, NULL, mem);
         }
     }
+    for (uint32_t i = 0; i < db->h.nslots; i++)
+        if (db->h.slots[i] && db->h.slots[i]->open.n) out->open_chunks++;
     pthread_mutex_unlock(&db->mu);
     out->by_metric = a.v, out->n_by_metric = a.n;
     out->label_value_count = b.v, out->n_label_value_count = b.n;
