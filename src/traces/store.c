@@ -40,6 +40,10 @@ int traces_db_open(const char *path, int readonly, sqlite3 **out, char *err, siz
     if (traces_exec(db, readonly ? "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456"
                                  : "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY",
                     err, errlen)) {
+        int code = sqlite3_errcode(db);
+        if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
+            snprintf(err, errlen, "%s is not a usable trace database (%s): it is damaged or not an SQLite file; move it away to start afresh",
+                     path, sqlite3_errstr(code));
         sqlite3_close(db);
         return -1;
     }
