@@ -473,7 +473,7 @@ int traces_search(traces_reader *r, const traces_query *q, traces_result **out, 
             }
         }
         tr_arena_free(a);
-        qsort(cf, ncf, sizeof *cf, found_cmp);
+        if (ncf > 1) qsort(cf, ncf, sizeof *cf, found_cmp);
         for (size_t i = 0; i < ncf && nfl < limit; i++) {
             uint64_t h = tr_hash64(cf[i].id, 16, 1);
             if (!u64set_add(&seen, h)) continue;
