@@ -5,6 +5,212 @@
 
 #include "otlp_int.h"
 
+/* Limits that keep hostile nesting from exhausting the stack: protobuf-c's unpacker and the
+ * validator below recurse once per message level. The OTLP schema itself needs 7 levels down
+ * to an attribute value; each AnyValue nested in a kvlist adds 3 more. */
+#define MAX_MSG_DEPTH 128
+#define MAX_ANY_DEPTH 32
+
+/* ---- UTF-8 ---- */
+
+int otlp_utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
+    while (p < e) {
+        unsigned c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        size_t len;
+        unsigned min;
+        if ((c & 0xE0) == 0xC0) len = 2, min = 0x80, c &= 0x1F;
+        else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800, c &= 0x0F;
+        else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000, c &= 0x07;
+        else return 0;
+        if ((size_t)(e - p) < len) return 0;
+        for (size_t i = 1; i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80) return 0;
+            c = (c << 6) | (p[i] & 0x3F);
+        }
+        /* overlong forms, surrogates and values past U+10FFFF are not UTF-8 */
+        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
+        p += len;
+    }
+    return 1;
+}
+
+/* ---- wire-level pre-scan: bound the nesting before protobuf-c recurses into it ---- */
+
+/* Reads a varint at *p (< end) into *v; returns 0, or -1 when truncated or longer than 10
+ * bytes. */
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    uint64_t r = 0;
+    for (int i = 0; i < 10; i++) {
+        if (*p >= end) return -1;
+        uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7F) << (7 * i);
+        if (!(b & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+enum { SCAN_OK = 0, SCAN_BAD = -1, SCAN_DEEP = -2 };
+
+/* Walks the wire format of a message of type d, descending into the fields that d declares
+ * as messages (the only ones protobuf-c recurses into). Recursion is bounded by
+ * MAX_MSG_DEPTH, so this is safe on any input. */
+static int scan_depth(const uint8_t *p, const uint8_t *end, const ProtobufCMessageDescriptor *d,
+                      int depth) {
+    while (p < end) {
+        uint64_t key, n;
+        if (read_varint(&p, end, &key)) return SCAN_BAD;
+        uint64_t num = key >> 3;
+        if (num == 0 || num > 536870911u) return SCAN_BAD;
+        switch (key & 7) {
+        case 0:
+            if (read_varint(&p, end, &n)) return SCAN_BAD;
+            break;
+        case 1:
+            if (end - p < 8) return SCAN_BAD;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4) return SCAN_BAD;
+            p += 4;
+            break;
+        case 2: {
+            if (read_varint(&p, end, &n) || n > (uint64_t)(end - p)) return SCAN_BAD;
+            const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, (unsigned)num);
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (depth + 1 >= MAX_MSG_DEPTH) return SCAN_DEEP;
+                int rc = scan_depth(p, p + n, f->descriptor, depth + 1);
+                if (rc) return rc;
+            }
+            p += n;
+            break;
+        }
+        default: return SCAN_BAD; /* groups (3, 4) are not used by OTLP; 6, 7 do not exist */
+        }
+    }
+    return SCAN_OK;
+}
+
+/* ---- validation of a decoded request (shared by the protobuf and JSON decoders) ---- */
+
+typedef struct vseg {
+    const char *name; /* proto field name */
+    long idx;         /* element index for repeated fields, else -1 */
+} vseg;
+
+typedef struct vctx {
+    int json;     /* name fields in lowerCamelCase, as the JSON encoding spells them */
+    int any_root; /* path index of the field holding the outermost AnyValue being walked */
+    vseg seg[MAX_MSG_DEPTH + 1];
+    char *err;
+    size_t errlen;
+} vctx;
+
+size_t otlp_field_path(char *out, size_t cap, const char *const *names, const long *idx, int n,
+                       int json) {
+    size_t o = 0;
+    if (cap == 0) return 0;
+    out[0] = 0;
+    for (int i = 0; i < n && o + 1 < cap; i++) {
+        if (i) out[o++] = '.';
+        for (const char *c = names[i]; *c && o + 1 < cap; c++) {
+            if (json && *c == '_' && c[1]) {
+                c++;
+                out[o++] = (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+            } else {
+                out[o++] = *c;
+            }
+        }
+        if (idx[i] >= 0 && o + 1 < cap) {
+            int w = snprintf(out + o, cap - o, "[%ld]", idx[i]);
+            o = w < 0 ? o : (size_t)w >= cap - o ? cap - 1 : o + (size_t)w;
+        }
+        out[o] = 0;
+    }
+    out[o] = 0;
+    return o;
+}
+
+static int verr(vctx *v, int depth, const char *what) {
+    const char *names[MAX_MSG_DEPTH + 1];
+    long idx[MAX_MSG_DEPTH + 1];
+    for (int i = 0; i <= depth; i++) {
+        names[i] = v->seg[i].name;
+        idx[i] = v->seg[i].idx;
+    }
+    char path[160];
+    otlp_field_path(path, sizeof path, names, idx, depth + 1, v->json);
+    snprintf(v->err, v->errlen, "%s: %s", path, what);
+    return -1;
+}
+
+/* Expected length of an id field (trace_id 16, span_id / parent_span_id 8), or 0. */
+static size_t id_len(const char *field) {
+    if (!strcmp(field, "trace_id")) return 16;
+    if (!strcmp(field, "span_id") || !strcmp(field, "parent_span_id")) return 8;
+    return 0;
+}
+
+static int walk(vctx *v, const ProtobufCMessage *m, int depth, int any_depth) {
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &opentelemetry__proto__common__v1__any_value__descriptor) {
+        if (++any_depth == 1) v->any_root = depth - 1;
+        if (any_depth > MAX_ANY_DEPTH) return verr(v, v->any_root, "value nested deeper than 32 levels");
+    }
+    if (depth >= MAX_MSG_DEPTH) return verr(v, depth - 1, "message nested too deeply");
+    const char *base = (const char *)m;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        size_t n = 1;
+        const void *p = base + f->offset;
+        int rep = f->label == PROTOBUF_C_LABEL_REPEATED;
+        if (rep) {
+            n = *(const size_t *)(base + f->quantifier_offset);
+            p = *(const void *const *)p;
+        } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            if (*(const uint32_t *)(base + f->quantifier_offset) != f->id) continue;
+        } else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_MESSAGE &&
+                   f->type != PROTOBUF_C_TYPE_STRING) {
+            if (!*(const protobuf_c_boolean *)(base + f->quantifier_offset)) continue;
+        }
+        for (size_t k = 0; k < n; k++) {
+            v->seg[depth].name = f->name;
+            v->seg[depth].idx = rep ? (long)k : -1;
+            switch (f->type) {
+            case PROTOBUF_C_TYPE_STRING: {
+                const char *s = ((const char *const *)p)[k];
+                if (s && !otlp_utf8_valid(s, strlen(s))) return verr(v, depth, "invalid UTF-8");
+                break;
+            }
+            case PROTOBUF_C_TYPE_BYTES: {
+                size_t want = id_len(f->name);
+                const ProtobufCBinaryData *b = &((const ProtobufCBinaryData *)p)[k];
+                if (want && b->len != 0 && b->len != want) {
+                    char w[64];
+                    snprintf(w, sizeof w, "must be %zu bytes, got %zu", want, b->len);
+                    return verr(v, depth, w);
+                }
+                break;
+            }
+            case PROTOBUF_C_TYPE_MESSAGE: {
+                const ProtobufCMessage *sub = ((const ProtobufCMessage *const *)p)[k];
+                if (sub && walk(v, sub, depth + 1, any_depth)) return -1;
+                break;
+            }
+            default: break;
+            }
+        }
+    }
+    return 0;
+}
+
 static uint64_t count_metric_points(const otlp_metrics_req *m) {
     uint64_t n = 0;
     for (size_t i = 0; i < m->n_resource_metrics; i++) {
@@ -34,32 +240,45 @@ static uint64_t count_spans(const otlp_traces_req *t) {
     return n;
 }
 
+int otlp_finish_decode(otlp_export *ex, int json, char *err, size_t errlen) {
+    vctx v = {.json = json, .err = err, .errlen = errlen};
+    const ProtobufCMessage *root = ex->metrics ? &ex->metrics->base : ex->traces ? &ex->traces->base : NULL;
+    if (!root) {
+        snprintf(err, errlen, "no request decoded");
+        return -1;
+    }
+    if (walk(&v, root, 0, 0)) return -1;
+    ex->items = ex->metrics ? count_metric_points(ex->metrics) : count_spans(ex->traces);
+    return 0;
+}
+
 int otlp_decode_pb(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a, otlp_export *ex,
                    char *err, size_t errlen) {
-    ProtobufCAllocator al = tr_arena_pb_allocator(a);
-    if (sig == OTLP_METRICS) {
-        ex->metrics = opentelemetry__proto__collector__v1__export_metrics_service_request__unpack(&al, len, buf);
-        if (!ex->metrics) goto bad;
-        ex->items = count_metric_points(ex->metrics);
-    } else if (sig == OTLP_TRACES) {
-        ex->traces = opentelemetry__proto__collector__v1__export_trace_service_request__unpack(&al, len, buf);
-        if (!ex->traces) goto bad;
-        ex->items = count_spans(ex->traces);
-    } else {
+    const char *what = sig == OTLP_METRICS ? "metrics" : "trace";
+    const ProtobufCMessageDescriptor *d;
+    if (sig == OTLP_METRICS) d = &opentelemetry__proto__collector__v1__export_metrics_service_request__descriptor;
+    else if (sig == OTLP_TRACES) d = &opentelemetry__proto__collector__v1__export_trace_service_request__descriptor;
+    else {
         snprintf(err, errlen, "unsupported signal");
         return -1;
     }
-    return 0;
+    if (!buf) buf = (const uint8_t *)"";
+    int rc = scan_depth(buf, buf + len, d, 0);
+    if (rc == SCAN_DEEP) {
+        snprintf(err, errlen, "protobuf %s export request nested deeper than %d levels", what, MAX_MSG_DEPTH);
+        return -1;
+    }
+    if (rc != SCAN_OK) goto bad;
+    ProtobufCAllocator al = tr_arena_pb_allocator(a);
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, &al, len, buf);
+    if (!m) goto bad;
+    ex->metrics = NULL;
+    ex->traces = NULL;
+    if (sig == OTLP_METRICS) ex->metrics = (otlp_metrics_req *)m;
+    else ex->traces = (otlp_traces_req *)m;
+    return otlp_finish_decode(ex, 0, err, errlen);
 bad:
-    snprintf(err, errlen, "request body is not a valid protobuf %s export request",
-             sig == OTLP_METRICS ? "metrics" : "trace");
-    return -1;
-}
-
-int otlp_decode_json(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a,
-                     otlp_export *ex, char *err, size_t errlen) {
-    (void)sig; (void)buf; (void)len; (void)a; (void)ex;
-    snprintf(err, errlen, "JSON decoding not built yet");
+    snprintf(err, errlen, "request body is not a valid protobuf %s export request", what);
     return -1;
 }
 

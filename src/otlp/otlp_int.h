@@ -17,6 +17,18 @@ int otlp_decode_pb(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a,
 int otlp_decode_json(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a,
                      otlp_export *ex, char *err, size_t errlen);
 
+/* Shared tail of both decoders: validates the request in ex->metrics / ex->traces (UTF-8 of
+ * every string, id lengths, attribute nesting) and sets ex->items. Error paths name fields in
+ * lowerCamelCase when `json`, else as in the .proto. Returns 0, or -1 with a reason in err. */
+int otlp_finish_decode(otlp_export *ex, int json, char *err, size_t errlen);
+/* 1 when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
+int otlp_utf8_valid(const char *s, size_t n);
+/* Writes a field path such as "resource_spans[0].scope_spans[1].spans[3].name" (or the
+ * lowerCamelCase form when `json`) from n proto field names and element indexes (-1: none)
+ * into out; returns its length (truncated to cap - 1). */
+size_t otlp_field_path(char *out, size_t cap, const char *const *names, const long *idx, int n,
+                       int json);
+
 /* Appends the Export*ServiceResponse for `res` to out, as protobuf or as OTLP JSON. */
 void otlp_encode_response(otlp_signal sig, int json, const otlp_result *res, tr_buf *out);
 /* Appends a google.rpc.Status (code = gRPC code, message) as protobuf or JSON. */
