@@ -24,4 +24,17 @@ void tr_api_prom_routes(tr_http *h, struct tsdb *db);
  * (TR_HTTP_PREFIX for /api/traces/, /api/services/, /api/v3/traces/). */
 void tr_api_jaeger(struct evhttp_request *req, const char *path, void *ctx);
 
+/* Remote write 1.0 and VictoriaMetrics' text import (remote_write.c, prom_import.c): the
+ * context shared by both, appending to `db`. max_body bounds a body as sent, max_uncompressed
+ * after decompression. Returns NULL on OOM; free after the HTTP server. */
+struct tsdb;
+typedef struct tr_ingest tr_ingest;
+tr_ingest *tr_ingest_new(struct tsdb *db, size_t max_body, size_t max_uncompressed);
+void tr_ingest_free(tr_ingest *g);
+/* POST /api/v1/write; ctx is the tr_ingest. Route it with TR_HTTP_INGEST. */
+void tr_api_remote_write(struct evhttp_request *req, const char *path, void *ctx);
+/* POST /api/v1/import/prometheus (?extra_label=k=v, ?timestamp=ms); ctx is the tr_ingest.
+ * Route it with TR_HTTP_INGEST. */
+void tr_api_prom_import(struct evhttp_request *req, const char *path, void *ctx);
+
 #endif
