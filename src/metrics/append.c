@@ -223,7 +223,7 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
         uint64_t vb;
         memcpy(&vb, &a->p[i].v, 8);
         bv_uvar(&smp, a->p[i].s->ref);
-        bv_svar(&smp, a->p[i].t - prev);
+        bv_svar(&smp, (int64_t)((uint64_t)a->p[i].t - (uint64_t)prev));
         prev = a->p[i].t;
         bv_u64le(&smp, vb);
     }

@@ -50,8 +50,8 @@ void blockenc_series(bvec *out, const sample *s, size_t n) {
     bv_svar(out, s[0].t);
     int64_t pd = 0;
     for (size_t i = 1; i < n; i++) {
-        int64_t d = s[i].t - s[i - 1].t;
-        bv_svar(out, i == 1 ? d : d - pd);
+        int64_t d = (int64_t)((uint64_t)s[i].t - (uint64_t)s[i - 1].t);
+        bv_svar(out, i == 1 ? d : (int64_t)((uint64_t)d - (uint64_t)pd));
         pd = d;
     }
     /* values: try the decimal form */
@@ -110,8 +110,8 @@ long blockdec_series(const uint8_t *p, size_t len, sample **out) {
     int64_t d = 0;
     for (uint64_t i = 1; i < n; i++) {
         int64_t x = rd_svar(&r);
-        d = i == 1 ? x : d + x;
-        s[i].t = s[i - 1].t + d;
+        d = i == 1 ? x : (int64_t)((uint64_t)d + (uint64_t)x);
+        s[i].t = (int64_t)((uint64_t)s[i - 1].t + (uint64_t)d);
     }
     uint8_t mode = rd_u8(&r);
     if (mode == 1) {
@@ -308,7 +308,7 @@ int block_write(const char *blocks_dir, wseries *ser, size_t n, int level, char 
         }
         int64_t smin = ser[i].n ? ser[i].s[0].t : 0, smax = ser[i].n ? ser[i].s[ser[i].n - 1].t : 0;
         bv_svar(&raw, smin);
-        bv_uvar(&raw, (uint64_t)(smax - smin));
+        bv_uvar(&raw, (uint64_t)smax - (uint64_t)smin);
         bv_uvar(&raw, ser[i].n);
         bv_uvar(&raw, soff[i]);
         bv_uvar(&raw, sfl[i]);
@@ -505,7 +505,7 @@ block *block_open(const char *path, char *err, size_t errlen) {
             s->lbl[j] = (uint32_t)k;
         }
         s->mint = rd_svar(&r);
-        s->maxt = s->mint + (int64_t)rd_uvar(&r);
+        s->maxt = (int64_t)((uint64_t)s->mint + rd_uvar(&r));
         s->n = (uint32_t)rd_uvar(&r);
         s->frame_off = rd_uvar(&r);
         s->frame_len = (uint32_t)rd_uvar(&r);

@@ -60,8 +60,9 @@ void xor_append(xorenc *e, int64_t t, double v) {
         e->tdelta = 0;
         e->lead = 0xff; /* no window yet */
     } else {
-        int64_t delta = t - e->t;
-        put_dod(e, delta - e->tdelta);
+        /* wrapping arithmetic: extreme timestamps must not be undefined behaviour */
+        int64_t delta = (int64_t)((uint64_t)t - (uint64_t)e->t);
+        put_dod(e, (int64_t)((uint64_t)delta - (uint64_t)e->tdelta));
         e->tdelta = delta;
         uint64_t x = vb ^ e->vbits;
         if (x == 0) {
@@ -135,8 +136,8 @@ int xor_dec_next(xordec *d, int64_t *t, double *v) {
         else if (get_bits(d, 1) == 0) dod = sext(get_bits(d, 17), 17);
         else if (get_bits(d, 1) == 0) dod = sext(get_bits(d, 20), 20);
         else dod = (int64_t)get_bits(d, 64);
-        d->tdelta += dod;
-        d->t += d->tdelta;
+        d->tdelta = (int64_t)((uint64_t)d->tdelta + (uint64_t)dod);
+        d->t = (int64_t)((uint64_t)d->t + (uint64_t)d->tdelta);
         if (get_bits(d, 1) == 1) {
             uint64_t x;
             if (get_bits(d, 1) == 0) {

@@ -109,7 +109,7 @@ static void replay_rec(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
         int64_t t = 0;
         for (uint64_t i = 0; i < n && !x.err; i++) {
             uint64_t ref = rd_uvar(&x);
-            t += rd_svar(&x);
+            t = (int64_t)((uint64_t)t + (uint64_t)rd_svar(&x));
             uint64_t vb = rd_u64le(&x);
             if (x.err) break;
             series *s = pm_get(&r->refs, (uintptr_t)ref);
@@ -326,7 +326,7 @@ int wal_checkpoint(tsdb *db, char *err, size_t errlen) {
             uint64_t vb;
             memcpy(&vb, &sm[k].v, 8);
             bv_uvar(&one, s->ref);
-            bv_svar(&one, sm[k].t - prev);
+            bv_svar(&one, (int64_t)((uint64_t)sm[k].t - (uint64_t)prev));
             prev = sm[k].t;
             bv_u64le(&one, vb);
         }
