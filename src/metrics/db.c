@@ -254,7 +254,7 @@ release:
             cutent *c = &ce[i];
             series *s = c->s;
             for (uint32_t j = 0; j < c->nchunks; j++) free(s->chunks[j]);
-            memmove(s->chunks, s->chunks + c->nchunks, (s->nchunks - c->nchunks) * sizeof *s->chunks);
+            if (c->nchunks) memmove(s->chunks, s->chunks + c->nchunks, (s->nchunks - c->nchunks) * sizeof *s->chunks);
             s->nchunks -= c->nchunks;
             h->nchunks -= c->nchunks;
             if (c->open_n && s->open.n == c->open_n) {

@@ -302,12 +302,12 @@ void il_union_many(idlist *out, const uint32_t *const *lists, const size_t *lens
         out->cap = total;
     }
     if (k == 1) {
-        memcpy(out->v, lists[0], lens[0] * sizeof *out->v);
+        if (lens[0]) memcpy(out->v, lists[0], lens[0] * sizeof *out->v);
         out->n = lens[0];
         return;
     }
     for (size_t i = 0; i < k; i++) {
-        memcpy(out->v + out->n, lists[i], lens[i] * sizeof *out->v);
+        if (lens[i]) memcpy(out->v + out->n, lists[i], lens[i] * sizeof *out->v);
         out->n += lens[i];
     }
     qsort(out->v, out->n, sizeof *out->v, cmp_u32);
