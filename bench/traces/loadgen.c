@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* Trace load generator for the trace-store benchmark: builds Scotty-shaped traces (a server
  * root span with HTTP attributes, 2–8 internal children, some events, a few errors) as
  * OTLP protobuf and POSTs them to an OTLP/HTTP endpoint until the asked number of spans has
@@ -40,7 +41,7 @@ static void *al(size_t n) {
     memset(p, 0, n);
     return p;
 }
-static char *dup(const char *s) {
+static char *sdup(const char *s) {
     size_t n = strlen(s) + 1;
     char *d = al(n);
     memcpy(d, s, n);
@@ -53,8 +54,8 @@ static KV *kv_s(const char *k, const char *v) {
     AV *av = al(sizeof *av);
     opentelemetry__proto__common__v1__any_value__init(av);
     av->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
-    av->string_value = dup(v);
-    kv->key = dup(k);
+    av->string_value = sdup(v);
+    kv->key = sdup(k);
     kv->value = av;
     return kv;
 }
@@ -95,7 +96,7 @@ static Span *mkspan(const uint8_t *tid, const uint8_t *parent, const char *name,
     s->span_id.len = 8;
     ids(s->span_id.data, 8);
     if (parent) { s->parent_span_id.data = (uint8_t *)parent; s->parent_span_id.len = 8; }
-    s->name = dup(name);
+    s->name = sdup(name);
     s->kind = kind;
     s->start_time_unix_nano = st;
     s->end_time_unix_nano = st + du;
@@ -225,7 +226,7 @@ int main(int argc, char **argv) {
                 root->status = al(sizeof *root->status);
                 opentelemetry__proto__trace__v1__status__init(root->status);
                 root->status->code = OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
-                root->status->message = dup("internal error");
+                root->status->message = sdup("internal error");
             }
             ss->spans[ss->n_spans++] = root;
             uint64_t cst = st + 50000;
@@ -245,7 +246,7 @@ int main(int argc, char **argv) {
                     ch->events = al(sizeof *ch->events);
                     ch->events[0] = al(sizeof *ch->events[0]);
                     opentelemetry__proto__trace__v1__span__event__init(ch->events[0]);
-                    ch->events[0]->name = dup(rnd() % 2 ? "state changed" : "docker compose output");
+                    ch->events[0]->name = sdup(rnd() % 2 ? "state changed" : "docker compose output");
                     ch->events[0]->time_unix_nano = cst - cd / 2;
                     ch->events[0]->n_attributes = 1;
                     ch->events[0]->attributes = al(sizeof(KV *));

@@ -8,7 +8,7 @@ SPANS=${1:-1000000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "${2:-$ROOT/build}" && pwd)
 WORK=$(mktemp -d /tmp/tricorder-bench-traces.XXXXXX)
-trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PID=; trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 gcc -O2 -o "$WORK/loadgen" "$ROOT/bench/traces/loadgen.c" -I"$BUILD/proto" "$BUILD/libtr_proto.a" -lprotobuf-c
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP=$(port); GRPC=$(port); OTLP=$(port)

@@ -24,7 +24,7 @@
 
 #define TRACES_APP_ID 0x54524346     /* "TRCF": PRAGMA application_id of our databases */
 #define TRACES_SCHEMA_VERSION 1      /* PRAGMA user_version this build writes */
-#define CHUNK_SPANS 256              /* spans per chunk row */
+#define CHUNK_SPANS 64               /* spans per chunk row */
 #define RETENTION_BATCH_CHUNKS 16    /* chunks deleted per retention transaction */
 #define VACUUM_STEP_PAGES 256        /* pages released per incremental_vacuum step */
 
