@@ -25,6 +25,7 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "otlp/otlp.h"
+#include "otlp/translate.h"
 #include "traces/traces.h"
 #include "util/log.h"
 #include "util/selfmon.h"
@@ -36,6 +37,8 @@ typedef struct app {
     otlp_receiver *recv;
     otlp_grpc *grpc;
     tsdb *db; /* the metrics store */
+    otlp_metrics_sink *msink; /* OTLP metrics → db */
+    tr_ingest *ingest;        /* remote write and text import → db */
     traces_store *traces;
     struct event *traces_ev; /* woken by the trace store's threads */
     struct event *sigterm, *sigint, *drain;
@@ -293,6 +296,12 @@ int tr_app_run(const tr_config *cfg) {
         .base = a->base,
     };
     if (tsdb_open(&mo, &a->db, err, sizeof err) != 0) goto fail_msg;
+    otlp_translate_opts to = {.promote_resource_attributes = cfg->otlp_promote_resource_attributes};
+    if (!(a->msink = otlp_metrics_sink_new(a->db, &to, err, sizeof err))) goto fail_msg;
+    /* remote write bodies are snappy blocks: bounded as sent by the HTTP limit, and once
+     * uncompressed by at least 16 MiB (vmagent sends blocks of up to 8 MiB) */
+    size_t rw_max = (size_t)cfg->otlp_max_message_bytes * 4 > ((size_t)16 << 20) ? (size_t)cfg->otlp_max_message_bytes * 4 : ((size_t)16 << 20);
+    if (!(a->ingest = tr_ingest_new(a->db, (size_t)cfg->otlp_max_message_bytes, rw_max))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
     a->traces_ev = event_new(a->base, -1, 0, traces_ready, a);
     traces_config tc = {
@@ -313,6 +322,7 @@ int tr_app_run(const tr_config *cfg) {
         .max_message_bytes = (size_t)cfg->otlp_max_message_bytes,
         .ingest_token = cfg->ingest_token,
         .traces = {.ctx = a->traces, .submit = traces_sink_submit},
+        .metrics = otlp_metrics_sink_get(a->msink),
     };
     a->recv = otlp_receiver_new(&oc);
     tr_http_config hc = {
@@ -333,6 +343,8 @@ int tr_app_run(const tr_config *cfg) {
     tr_http_route(a->http, "/v1/traces", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
     tr_http_route(a->http, "/v1/logs", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
     tr_api_prom_routes(a->http, a->db);
+    tr_http_route(a->http, "/api/v1/write", TR_HTTP_INGEST, tr_api_remote_write, a->ingest);
+    tr_http_route(a->http, "/api/v1/import/prometheus", TR_HTTP_INGEST, tr_api_prom_import, a->ingest);
     static const char *const jaeger_exact[] = {"/api/services", "/api/operations", "/api/traces", "/api/dependencies",
                                                "/api/v3/services", "/api/v3/operations", "/api/v3/traces"};
     for (size_t i = 0; i < sizeof jaeger_exact / sizeof jaeger_exact[0]; i++)
@@ -390,6 +402,8 @@ out:
     traces_close(a->traces);
     if (a->traces_ev) event_free(a->traces_ev);
     otlp_receiver_free(a->recv);
+    otlp_metrics_sink_free(a->msink);
+    tr_ingest_free(a->ingest);
     tsdb_close(a->db);
     if (a->base) event_base_free(a->base);
     if (fd_http >= 0) close(fd_http);
