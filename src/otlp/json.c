@@ -71,6 +71,17 @@ static int fail_syntax(jp *j, const char *what) {
 
 /* ---- lexing ---- */
 
+static int peek(struct jp *j);
+
+/* A value of the wrong type for its field: a type error when the text there is a JSON value
+ * at all, else a syntax error (so "[}" reads as broken JSON, not as a wrong type). */
+static int fail_type(jp *j, const char *what) {
+    int c = peek(j);
+    if (c == '"' || c == '{' || c == '[' || c == 't' || c == 'f' || c == 'n' || c == '-' || (c >= '0' && c <= '9'))
+        return fail_at(j, "%s", what);
+    return fail_syntax(j, "expected a value");
+}
+
 static void ws(jp *j) {
     while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
 }
@@ -387,7 +398,7 @@ static int numeric_text(jp *j, char *tmp, size_t cap, const char **txt, size_t *
         *quoted = 0;
         return 0;
     }
-    return fail_at(j, "expected a number");
+    return fail_type(j, "expected a number");
 }
 
 /* Parses an integer value (number, or string holding one) within [min, max] (signed) or
@@ -505,12 +516,12 @@ static int parse_bool(jp *j, protobuf_c_boolean *out) {
         *out = 0;
         return literal(j, "false");
     }
-    return fail_at(j, "expected true or false");
+    return fail_type(j, "expected true or false");
 }
 
 /* Trace and span ids are hex in OTLP/JSON (32 and 16 digits, any case; "" = empty). */
 static int parse_hex_id(jp *j, size_t bytes, ProtobufCBinaryData *out) {
-    if (peek(j) != '"') return fail_at(j, "expected a hex string");
+    if (peek(j) != '"') return fail_type(j, "expected a hex string");
     const char *s, *e;
     int esc;
     if (str_span(j, &s, &e, &esc)) return -1;
@@ -542,7 +553,7 @@ static int b64val(int c) {
 
 /* Other bytes are base64, standard or URL-safe alphabet, padding optional. */
 static int parse_base64(jp *j, ProtobufCBinaryData *out) {
-    if (peek(j) != '"') return fail_at(j, "expected a base64 string");
+    if (peek(j) != '"') return fail_type(j, "expected a base64 string");
     char *s;
     size_t n;
     if (parse_string(j, &s, &n)) return -1;
@@ -634,7 +645,7 @@ static int parse_value(jp *j, const ProtobufCFieldDescriptor *f, void *dst) {
     case PROTOBUF_C_TYPE_BOOL: return parse_bool(j, (protobuf_c_boolean *)dst);
     case PROTOBUF_C_TYPE_ENUM: return parse_enum(j, f->descriptor, (int32_t *)dst);
     case PROTOBUF_C_TYPE_STRING: {
-        if (peek(j) != '"') return fail_at(j, "expected a string");
+        if (peek(j) != '"') return fail_type(j, "expected a string");
         size_t n;
         return parse_string(j, (char **)dst, &n);
     }
@@ -644,7 +655,7 @@ static int parse_value(jp *j, const ProtobufCFieldDescriptor *f, void *dst) {
         return idlen ? parse_hex_id(j, idlen, dst) : parse_base64(j, dst);
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
-        if (peek(j) != '{') return fail_at(j, "expected an object");
+        if (peek(j) != '{') return fail_type(j, "expected an object");
         return parse_message(j, f->descriptor, (ProtobufCMessage **)dst);
     }
     }
@@ -653,7 +664,7 @@ static int parse_value(jp *j, const ProtobufCFieldDescriptor *f, void *dst) {
 
 /* A repeated field: a JSON array, collected into a growing arena vector. */
 static int parse_repeated(jp *j, const ProtobufCFieldDescriptor *f, char *base) {
-    if (peek(j) != '[') return fail_at(j, "expected an array");
+    if (peek(j) != '[') return fail_type(j, "expected an array");
     if (++j->depth > JSON_MAX_DEPTH) return fail_syntax(j, "nested too deeply");
     j->p++;
     size_t esz = elem_size(f), n = 0, cap = 0;

@@ -12,9 +12,15 @@ static uInt slice(size_t n) { return n > UINT_MAX ? UINT_MAX : (uInt)n; }
 
 int tr_gunzip(const uint8_t *in, size_t len, size_t max_out, tr_buf *out) {
     tr_buf_reset(out);
+    /* the buffer's own cap keeps its doubling from overshooting the limit */
+    size_t saved_max = out->max;
+    if (!out->max || out->max > max_out) out->max = max_out;
     z_stream zs;
     memset(&zs, 0, sizeof zs);
-    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return TR_GZIP_INVALID;
+    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+        out->max = saved_max;
+        return TR_GZIP_INVALID;
+    }
     const uint8_t *next = in;
     size_t left = len; /* input not yet handed to zlib */
     int rc = TR_GZIP_INVALID;
@@ -71,6 +77,8 @@ int tr_gunzip(const uint8_t *in, size_t len, size_t max_out, tr_buf *out) {
         break; /* Z_DATA_ERROR (corrupt, bad CRC/length, trailing garbage), Z_MEM_ERROR, ... */
     }
     inflateEnd(&zs);
+    out->max = saved_max;
+    out->failed = 0;
     return rc;
 }
 

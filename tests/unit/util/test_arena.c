@@ -1,0 +1,102 @@
+/* Unit tests of the per-request arena: alignment, the byte limit, overflow checks, large
+ * allocations next to small ones, and the protobuf-c allocator failing cleanly at the limit. */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "otlp_collector.pb-c.h"
+#include "util/arena.h"
+
+Test(arena, alignment_and_distinct_memory) {
+    tr_arena *a = tr_arena_new(0);
+    unsigned char *p[200];
+    size_t sizes[200];
+    for (int i = 0; i < 200; i++) {
+        sizes[i] = (size_t)(i * 37 % 300) + (i % 10 == 0 ? 20000 : 0); /* some large ones */
+        p[i] = tr_arena_alloc(a, sizes[i]);
+        cr_assert_not_null(p[i]);
+        cr_assert_eq((uintptr_t)p[i] % 16, 0, "allocation %d not 16-aligned", i);
+        memset(p[i], i, sizes[i]);
+    }
+    for (int i = 0; i < 200; i++)
+        for (size_t k = 0; k < sizes[i]; k++) cr_assert_eq(p[i][k], (unsigned char)i, "allocation %d overwritten", i);
+    tr_arena_free(a);
+}
+
+Test(arena, limit_is_enforced) {
+    tr_arena *a = tr_arena_new(1000);
+    cr_assert_not_null(tr_arena_alloc(a, 512));
+    cr_assert_eq(tr_arena_used(a), 512);
+    cr_assert_null(tr_arena_alloc(a, 600), "over the limit");
+    cr_assert_eq(tr_arena_used(a), 512, "a refusal costs nothing");
+    cr_assert_not_null(tr_arena_alloc(a, 400));
+    cr_assert_eq(tr_arena_used(a), 912);
+    cr_assert_null(tr_arena_alloc(a, 100), "rounded to 112, past 1000");
+    cr_assert_not_null(tr_arena_alloc(a, 80));
+    cr_assert_eq(tr_arena_used(a), 992);
+    cr_assert_null(tr_arena_alloc(a, 9));
+    tr_arena_free(a);
+}
+
+Test(arena, zero_and_huge_sizes) {
+    tr_arena *a = tr_arena_new(0);
+    void *z1 = tr_arena_alloc(a, 0), *z2 = tr_arena_alloc(a, 0);
+    cr_assert_not_null(z1);
+    cr_assert_neq(z1, z2, "zero-size allocations are distinct");
+    cr_assert_null(tr_arena_alloc(a, SIZE_MAX));
+    cr_assert_null(tr_arena_alloc(a, SIZE_MAX / 2 + 1));
+    cr_assert_null(tr_arena_calloc(a, SIZE_MAX / 4, 8), "n * size overflows");
+    cr_assert_null(tr_arena_calloc(a, 3, SIZE_MAX / 2));
+    tr_arena_free(a);
+    tr_arena_free(NULL);
+}
+
+Test(arena, calloc_and_strndup) {
+    tr_arena *a = tr_arena_new(0);
+    /* dirty the memory first so calloc has something to clear */
+    unsigned char *d = tr_arena_alloc(a, 64);
+    memset(d, 0xAA, 64);
+    uint32_t *z = tr_arena_calloc(a, 100, sizeof *z);
+    for (int i = 0; i < 100; i++) cr_assert_eq(z[i], 0);
+    char *s = tr_arena_strndup(a, "hello world", 5);
+    cr_assert_str_eq(s, "hello");
+    char *e = tr_arena_strndup(a, NULL, 0);
+    cr_assert_str_eq(e, "");
+    tr_arena_free(a);
+}
+
+Test(arena, protobuf_allocator_fails_cleanly_at_limit) {
+    /* a request with 50 resource spans, unpacked with ever larger arenas */
+    Opentelemetry__Proto__Collector__V1__ExportTraceServiceRequest req = OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
+    Opentelemetry__Proto__Trace__V1__ResourceSpans rs[50], *rsp[50];
+    for (int i = 0; i < 50; i++) {
+        opentelemetry__proto__trace__v1__resource_spans__init(&rs[i]);
+        rs[i].schema_url = "https://example.com/schema";
+        rsp[i] = &rs[i];
+    }
+    req.n_resource_spans = 50;
+    req.resource_spans = rsp;
+    size_t n = opentelemetry__proto__collector__v1__export_trace_service_request__get_packed_size(&req);
+    uint8_t *buf = malloc(n);
+    opentelemetry__proto__collector__v1__export_trace_service_request__pack(&req, buf);
+    int failed = 0, ok = 0;
+    for (size_t limit = 16; limit < 16384; limit += 16) {
+        tr_arena *a = tr_arena_new(limit);
+        ProtobufCAllocator al = tr_arena_pb_allocator(a);
+        Opentelemetry__Proto__Collector__V1__ExportTraceServiceRequest *r =
+            opentelemetry__proto__collector__v1__export_trace_service_request__unpack(&al, n, buf);
+        if (r) {
+            ok++;
+            cr_assert_eq(r->n_resource_spans, 50);
+            cr_assert_str_eq(r->resource_spans[49]->schema_url, "https://example.com/schema");
+        } else {
+            failed++;
+        }
+        cr_assert_leq(tr_arena_used(a), limit);
+        tr_arena_free(a);
+    }
+    cr_assert_gt(failed, 0);
+    cr_assert_gt(ok, 0);
+    free(buf);
+}
