@@ -19,9 +19,26 @@ const kinds = {
   traceById: (i) => `/api/traces/${ids[(i * 13) % ids.length]}`,
 };
 const pct = (a, p) => a[Math.min(a.length - 1, Math.floor(a.length * p))];
+// The server's own view: tricorder_traces_search_duration_seconds buckets (upper bounds).
+async function buckets() {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new Map();
+  for (const line of text.split('\n')) {
+    const g = line.match(/^tricorder_traces_search_duration_seconds_bucket\{le="([^"]+)"\} (\S+)/);
+    if (g) m.set(g[1], Number(g[2]));
+  }
+  return m;
+}
+function serverPct(b0, b1, p) {
+  const les = [...b1.keys()];
+  const total = b1.get('+Inf') - b0.get('+Inf');
+  for (const le of les) if (b1.get(le) - b0.get(le) >= total * p) return le === '+Inf' ? 'inf' : `<=${Number(le) * 1000}`;
+  return '?';
+}
 for (const [kind, mk] of Object.entries(kinds)) {
   const ms = [];
   let traces = 0;
+  const b0 = await buckets();
   for (let i = 0; i < rounds; i++) {
     const t0 = process.hrtime.bigint();
     const r = await fetch(url + mk(i));
@@ -31,5 +48,7 @@ for (const [kind, mk] of Object.entries(kinds)) {
     traces += body.data.length;
   }
   ms.sort((a, b) => a - b);
-  console.log(`${kind.padEnd(10)} p50 ${pct(ms, 0.5).toFixed(1).padStart(6)} ms  p95 ${pct(ms, 0.95).toFixed(1).padStart(6)} ms  (${rounds} queries, ${(traces / rounds).toFixed(1)} traces/answer)`);
+  const b1 = await buckets();
+  console.log(`${kind.padEnd(10)} client p50 ${pct(ms, 0.5).toFixed(1).padStart(6)} ms  p95 ${pct(ms, 0.95).toFixed(1).padStart(6)} ms` +
+    `  | server store time p50 ${serverPct(b0, b1, 0.5)} ms p95 ${serverPct(b0, b1, 0.95)} ms  (${rounds} queries, ${(traces / rounds).toFixed(1)} traces/answer)`);
 }

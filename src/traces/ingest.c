@@ -524,6 +524,9 @@ fail:
     TR_ERROR("trace store write failed", "error=\"%s\" code=%d", sqlite3_errmsg(s->wdb), rc);
     if (!sqlite3_get_autocommit(s->wdb)) run(g->rollback);
     chunk_reset(g);
+    /* operations noted in the rolled-back transaction must be written again */
+    if (g->ops) memset(g->ops, 0, g->capops * sizeof *g->ops);
+    g->nops = 0;
     it->status = TRACES_UNAVAILABLE;
     it->rejected = 0;
 out:

@@ -517,7 +517,7 @@ done:
 
 /* ---- dependencies ---- */
 
-#define DEP_MAX_CHUNKS 4000 /* bounds the work of one request (about a million spans) */
+#define DEP_MAX_CHUNKS 16384 /* bounds the work of one request (about a million spans) */
 
 typedef struct dep_edge {
     uint64_t parent_key;

@@ -314,7 +314,7 @@ traces_store *traces_open(const traces_config *cfg, char *err, size_t errlen) {
     if (schema_check(s->wdb, s->path, err, errlen)) goto fail;
     /* NORMAL in WAL mode: a commit is in the OS before the export is acknowledged, so it
      * survives a crash of tricorder (kill -9); FULL would add an fsync per export. */
-    if (traces_exec(s->wdb, "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=67108864", err, errlen)) goto fail;
+    if (traces_exec(s->wdb, "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864", err, errlen)) goto fail;
     if (ingest_init(s, err, errlen)) goto fail;
     metrics_init(s);
     s->next_retention_ms = traces_now_ms() + 1000;
