@@ -16,6 +16,7 @@ typedef struct pend {
 
 struct tsdb_appender {
     tsdb *db;
+    int64_t min_t; /* older samples are outside the retention */
     pend *p;
     size_t n, cap;
 };
@@ -54,19 +55,21 @@ double tsdb_stale_nan(void) {
     return v;
 }
 
-tsdb_appender *tsdb_appender_begin(tsdb *db) {
-    tsdb_appender *a = calloc(1, sizeof *a);
-    if (a) a->db = db;
-    return a;
-}
-
-size_t tsdb_appender_count(const tsdb_appender *a) { return a->n; }
-
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+tsdb_appender *tsdb_appender_begin(tsdb *db) {
+    tsdb_appender *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->db = db;
+    a->min_t = db->o.retention_ms > 0 ? now_ms() - db->o.retention_ms : INT64_MIN;
+    return a;
+}
+
+size_t tsdb_appender_count(const tsdb_appender *a) { return a->n; }
 
 static void count_reject(tsdb *db, int rc) {
     /* under db->mu */
@@ -89,23 +92,13 @@ static void count_reject(tsdb *db, int rc) {
     }
 }
 
-/* Validates and sorts the labels into out (dropping empty values). Returns count or an error. */
-static int prepare_labels(tsdb *db, const tsdb_label *in, size_t n, tsdb_label *out, size_t cap) {
+/* Sorts the labels into out (dropping empty values); checks only what the lookup needs
+ * (a name, no duplicate names, the count). Returns the count or an error. */
+static int sort_labels(tsdb *db, const tsdb_label *in, size_t n, tsdb_label *out, size_t cap) {
     size_t k = 0;
-    int has_name = 0;
-    size_t maxn = db->o.max_label_name_len, maxv = db->o.max_label_value_len;
     for (size_t i = 0; i < n; i++) {
         if (!in[i].name || !in[i].value) return TSDB_ERR_LABEL_NAME;
-        size_t nl = strlen(in[i].name), vl = strlen(in[i].value);
-        if (!vl) continue;
-        if (nl > maxn) return TSDB_ERR_NAME_TOO_LONG;
-        if (vl > maxv) return TSDB_ERR_VALUE_TOO_LONG;
-        if (strcmp(in[i].name, "__name__") == 0) {
-            if (!mt_valid_metric_name(in[i].value, vl)) return TSDB_ERR_NO_NAME;
-            has_name = 1;
-        } else if (!mt_valid_label_name(in[i].name, nl)) {
-            return TSDB_ERR_LABEL_NAME;
-        }
+        if (!in[i].value[0]) continue;
         if (k == cap) return TSDB_ERR_TOO_MANY_LABELS;
         /* insertion sort: label sets are small */
         size_t j = k++;
@@ -117,16 +110,56 @@ static int prepare_labels(tsdb *db, const tsdb_label *in, size_t n, tsdb_label *
         if (j > 0 && strcmp(out[j - 1].name, out[j].name) == 0) return TSDB_ERR_LABEL_NAME;
         if (j + 1 < k && strcmp(out[j + 1].name, out[j].name) == 0) return TSDB_ERR_LABEL_NAME;
     }
-    if (!has_name) return TSDB_ERR_NO_NAME;
+    if (!k || strcmp(out[0].name, "__name__") != 0) {
+        /* "__name__" sorts after upper-case names: look for it */
+        int has = 0;
+        for (size_t i = 0; i < k && !has; i++) has = strcmp(out[i].name, "__name__") == 0;
+        if (!has) return TSDB_ERR_NO_NAME;
+    }
     return (int)k;
+}
+
+/* The full validation, done once when a series is created. */
+static int validate_labels(tsdb *db, const tsdb_label *l, size_t k) {
+    size_t maxn = (size_t)db->o.max_label_name_len, maxv = (size_t)db->o.max_label_value_len;
+    for (size_t i = 0; i < k; i++) {
+        size_t nl = strlen(l[i].name), vl = strlen(l[i].value);
+        if (nl > maxn) return TSDB_ERR_NAME_TOO_LONG;
+        if (vl > maxv) return TSDB_ERR_VALUE_TOO_LONG;
+        if (strcmp(l[i].name, "__name__") == 0) {
+            if (!mt_valid_metric_name(l[i].value, vl)) return TSDB_ERR_NO_NAME;
+        } else if (!mt_valid_label_name(l[i].name, nl)) {
+            return TSDB_ERR_LABEL_NAME;
+        }
+    }
+    return TSDB_OK;
+}
+
+static int prepare_labels(tsdb *db, const tsdb_label *in, size_t n, tsdb_label *out, size_t cap) {
+    int k = sort_labels(db, in, n, out, cap);
+    if (k < 0) return k;
+    int rc = validate_labels(db, out, (size_t)k);
+    return rc ? rc : k;
 }
 
 int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int64_t t, double v) {
     tsdb *db = a->db;
     tsdb_label sorted[256];
     size_t cap = (size_t)db->o.max_labels < 256 ? (size_t)db->o.max_labels : 256;
-    int k = prepare_labels(db, labels, n, sorted, cap);
+    int k = sort_labels(db, labels, n, sorted, cap);
     int rc = TSDB_OK;
+    char small[4096], *key = small;
+    size_t keylen = 0;
+    uint64_t h = 0;
+    if (k > 0) {
+        keylen = labels_key(sorted, (size_t)k, small, sizeof small);
+        if (keylen > sizeof small) {
+            key = malloc(keylen);
+            if (!key) return TSDB_ERR_NOMEM;
+            labels_key(sorted, (size_t)k, key, keylen);
+        }
+        h = mt_hash(key, keylen, 0x12345);
+    }
     pthread_mutex_lock(&db->mu);
     if (k < 0) {
         rc = k;
@@ -136,16 +169,21 @@ int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int6
         rc = TSDB_ERR_CLOSED;
         goto out;
     }
-    if (db->o.retention_ms > 0 && t < now_ms() - db->o.retention_ms) {
+    if (t < a->min_t) {
         rc = TSDB_ERR_TOO_OLD;
         goto out;
     }
-    uint64_t h = labels_hash(sorted, (size_t)k);
-    int created = 0, err = 0;
-    series *s = head_get_or_create(db, sorted, (size_t)k, h, &created, &err);
+    series *s = head_lookup(&db->h, key, keylen, h);
     if (!s) {
-        rc = err;
-        goto out;
+        /* a new series: validate it fully once (outside the hot path of known series) */
+        rc = validate_labels(db, sorted, (size_t)k);
+        if (rc) goto out;
+        int created = 0, err = 0;
+        s = head_get_or_create(db, sorted, (size_t)k, key, keylen, h, &created, &err);
+        if (!s) {
+            rc = err;
+            goto out;
+        }
     }
     if (s->maxt != INT64_MIN && t < s->maxt - db->o.ooo_window_ms) {
         rc = TSDB_ERR_OUT_OF_ORDER;
@@ -168,6 +206,7 @@ int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int6
 out:
     if (rc) count_reject(db, rc);
     pthread_mutex_unlock(&db->mu);
+    if (key != small) free(key);
     return rc;
 }
 

@@ -6,11 +6,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+static inline uint64_t load_be64(const uint8_t *p) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return __builtin_bswap64(x);
+}
+static inline void store_be64(uint8_t *p, uint64_t x) {
+    x = __builtin_bswap64(x);
+    memcpy(p, &x, 8);
+}
+
+/* Appends the low `nbits` bits of v, most significant first. The buffer keeps 16 zeroed bytes
+ * of slack past the last bit, so whole 64-bit words can be OR'ed in. */
 static void put_bits(xorenc *e, uint64_t v, int nbits) {
     if (nbits <= 0) return;
-    size_t need = (size_t)((e->bits + nbits + 7) / 8);
+    size_t need = (size_t)(e->bits >> 3) + 16;
     if (need > e->cap) {
-        size_t c = e->cap ? e->cap * 2 : 32;
+        size_t c = e->cap ? e->cap * 2 : 64;
         while (c < need) c *= 2;
         uint8_t *p = realloc(e->buf, c);
         if (!p) {
@@ -22,15 +34,16 @@ static void put_bits(xorenc *e, uint64_t v, int nbits) {
         e->cap = c;
     }
     if (nbits < 64) v &= (1ULL << nbits) - 1;
-    while (nbits > 0) {
-        size_t byte = (size_t)(e->bits >> 3);
-        int used = (int)(e->bits & 7), room = 8 - used;
-        int take = nbits < room ? nbits : room;
-        uint8_t chunk = (uint8_t)((v >> (nbits - take)) & ((1u << take) - 1));
-        e->buf[byte] |= (uint8_t)(chunk << (room - take));
-        e->bits += take;
-        nbits -= take;
+    size_t byte = (size_t)(e->bits >> 3);
+    int off = (int)(e->bits & 7);
+    if (off + nbits <= 64) {
+        store_be64(e->buf + byte, load_be64(e->buf + byte) | (v << (64 - off - nbits)));
+    } else {
+        int first = 64 - off, rest = nbits - first;
+        store_be64(e->buf + byte, load_be64(e->buf + byte) | (v >> rest));
+        store_be64(e->buf + byte + 8, load_be64(e->buf + byte + 8) | (v << (64 - rest)));
     }
+    e->bits += (uint64_t)nbits;
 }
 
 int xor_oom(const xorenc *e) { return e->cap == (size_t)-1; }

@@ -6,12 +6,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t labels_hash(const tsdb_label *l, size_t n) {
-    uint64_t h = 0x12345;
+size_t labels_key(const tsdb_label *l, size_t n, char *buf, size_t cap) {
+    size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        h = mt_hash(l[i].name, strlen(l[i].name), h);
-        h = mt_hash(l[i].value, strlen(l[i].value), h ^ 0xff);
+        const char *p[2] = {l[i].name, l[i].value};
+        for (int k = 0; k < 2; k++) {
+            size_t len = strlen(p[k]) + 1;
+            if (o + len <= cap) memcpy(buf + o, p[k], len);
+            o += len;
+        }
     }
+    return o;
+}
+
+uint64_t labels_hash(const tsdb_label *l, size_t n) {
+    char small[2048];
+    size_t len = labels_key(l, n, small, sizeof small);
+    if (len <= sizeof small) return mt_hash(small, len, 0x12345);
+    char *big = malloc(len);
+    if (!big) return 0;
+    labels_key(l, n, big, len);
+    uint64_t h = mt_hash(big, len, 0x12345);
+    free(big);
     return h;
 }
 
@@ -102,13 +118,6 @@ void head_free(head *h) {
     memset(h, 0, sizeof *h);
 }
 
-static int same_labels(const series *s, const tsdb_label *l, size_t n) {
-    if (s->nl != n) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(s->lbl[2 * i]->s, l[i].name) || strcmp(s->lbl[2 * i + 1]->s, l[i].value)) return 0;
-    return 1;
-}
-
 static void buckets_grow(head *h) {
     size_t nb = h->nbuckets * 2;
     series **b = calloc(nb, sizeof *b);
@@ -124,10 +133,13 @@ static void buckets_grow(head *h) {
     h->nbuckets = nb;
 }
 
-static series *series_new(tsdb *db, const tsdb_label *l, size_t n, uint64_t hash, uint64_t ref) {
+static series *series_new(tsdb *db, const tsdb_label *l, size_t n, const char *key, size_t keylen,
+                          uint64_t hash, uint64_t ref) {
     head *h = &db->h;
-    series *s = calloc(1, sizeof *s);
+    series *s = calloc(1, sizeof *s + keylen);
     if (!s) return NULL;
+    memcpy(s->key, key, keylen);
+    s->keylen = (uint32_t)keylen;
     s->lbl = calloc(2 * n + 1, sizeof *s->lbl);
     if (!s->lbl) goto fail;
     for (size_t i = 0; i < n; i++) {
@@ -170,17 +182,23 @@ fail:
     return NULL;
 }
 
-series *head_get_or_create(tsdb *db, const tsdb_label *l, size_t n, uint64_t hash, int *created,
-                           int *err) {
+series *head_lookup(head *h, const char *key, size_t keylen, uint64_t hash) {
+    for (series *s = h->buckets[hash & (h->nbuckets - 1)]; s; s = s->hnext)
+        if (s->hash == hash && s->keylen == keylen && memcmp(s->key, key, keylen) == 0) return s;
+    return NULL;
+}
+
+series *head_get_or_create(tsdb *db, const tsdb_label *l, size_t n, const char *key, size_t keylen,
+                           uint64_t hash, int *created, int *err) {
     head *h = &db->h;
     *created = 0;
-    for (series *s = h->buckets[hash & (h->nbuckets - 1)]; s; s = s->hnext)
-        if (s->hash == hash && same_labels(s, l, n)) return s;
+    series *found = head_lookup(h, key, keylen, hash);
+    if (found) return found;
     if (db->o.max_series > 0 && (int64_t)h->nseries >= db->o.max_series) {
         *err = TSDB_ERR_MAX_SERIES;
         return NULL;
     }
-    series *s = series_new(db, l, n, hash, h->next_ref);
+    series *s = series_new(db, l, n, key, keylen, hash, h->next_ref);
     if (!s) {
         *err = TSDB_ERR_NOMEM;
         return NULL;
@@ -190,11 +208,15 @@ series *head_get_or_create(tsdb *db, const tsdb_label *l, size_t n, uint64_t has
 }
 
 series *head_create_with_ref(tsdb *db, const tsdb_label *l, size_t n, uint64_t ref) {
-    uint64_t hash = labels_hash(l, n);
-    head *h = &db->h;
-    for (series *s = h->buckets[hash & (h->nbuckets - 1)]; s; s = s->hnext)
-        if (s->hash == hash && same_labels(s, l, n)) return s;
-    return series_new(db, l, n, hash, ref);
+    size_t keylen = labels_key(l, n, NULL, 0);
+    char *key = malloc(keylen ? keylen : 1);
+    if (!key) return NULL;
+    labels_key(l, n, key, keylen);
+    uint64_t hash = mt_hash(key, keylen, 0x12345);
+    series *s = head_lookup(&db->h, key, keylen, hash);
+    if (!s) s = series_new(db, l, n, key, keylen, hash, ref);
+    free(key);
+    return s;
 }
 
 static void seal(head *h, series *s) {

@@ -150,6 +150,7 @@ typedef struct series {
     uint8_t pad;
     uint32_t pending; /* open appenders referring to it */
     sym **lbl;        /* 2*nl: name, value, … sorted by name */
+    uint32_t keylen;
     hchunk **chunks;
     uint32_t nchunks, capchunks;
     xorenc open;
@@ -157,6 +158,8 @@ typedef struct series {
     double lastv;
     sample *ooo;      /* out-of-order samples, sorted by t */
     uint32_t nooo, capooo;
+    char key[];       /* "name\0value\0…": the label set in one piece, next to the struct,
+                         so that a lookup touches one or two cache lines */
 } series;
 
 typedef struct head {
@@ -312,8 +315,11 @@ struct tsdb {
 /* head.c */
 int head_init(head *h);
 void head_free(head *h);
-series *head_get_or_create(tsdb *db, const tsdb_label *sorted, size_t n, uint64_t hash, int *created,
-                           int *err);
+series *head_get_or_create(tsdb *db, const tsdb_label *sorted, size_t n, const char *key,
+                           size_t keylen, uint64_t hash, int *created, int *err);
+series *head_lookup(head *h, const char *key, size_t keylen, uint64_t hash);
+/* Writes the lookup key of sorted labels into buf (if it fits) and returns its length. */
+size_t labels_key(const tsdb_label *l, size_t n, char *buf, size_t cap);
 series *head_create_with_ref(tsdb *db, const tsdb_label *sorted, size_t n, uint64_t ref);
 /* Appends one sample, honouring the OOO window unless `force`; returns TSDB_OK or an error. */
 int head_append(tsdb *db, series *s, int64_t t, double v, int force);
