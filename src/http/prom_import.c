@@ -263,6 +263,10 @@ static int sample_line(cursor *c, tr_arena *a, tr_text_sample *s, const char **w
         }
     }
     if (!l[0].value || !l[0].value[0]) { *why = "a sample line must start with a metric name"; return 1; }
+    if (!nl) {
+        cursor nc = {l[0].value, l[0].value + strlen(l[0].value)};
+        if (metric_name_len(&nc) != strlen(l[0].value)) { *why = "invalid metric name in __name__"; return 1; }
+    }
     if (c->p >= c->end || (*c->p != ' ' && *c->p != '\t')) { *why = "expected a blank before the value"; return 1; }
     skip_ws(c);
     char tmp[64];

@@ -441,6 +441,49 @@ test('OTLP partial success: points the store refuses are counted and explained, 
   }
 });
 
+test('limits: OTLP answers partial_success, remote write 400, both with the reason; the rest is stored and counted', async () => {
+  const t = await start({ args: ['--max-label-value-length', '16', '--max-series', '6'] });
+  try {
+    const nowNs = `${BigInt(Date.now()) * 1000000n}`;
+    const attr = (v) => [{ key: 'k', value: { stringValue: v } }];
+    const body = {
+      resourceMetrics: [{
+        scopeMetrics: [{
+          metrics: [{
+            name: 'lim.value', gauge: { dataPoints: [
+              { timeUnixNano: nowNs, asDouble: 1, attributes: attr('short') },
+              { timeUnixNano: nowNs, asDouble: 2, attributes: attr('a value well over sixteen bytes') },
+            ] },
+          }],
+        }],
+      }],
+    };
+    let r = await fetch(`${t.otlpHttpUrl}/v1/metrics`, { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+    const j = await r.json();
+    assert.equal(r.status, 200);
+    assert.equal(Number(j.partialSuccess.rejectedDataPoints), 1);
+    assert.match(j.partialSuccess.errorMessage, /1 of 2 data points rejected: label value too long \(lim_value/);
+    assert.deepEqual(await series(t, 'lim_value'), [{ __name__: 'lim_value', k: 'short' }]);
+
+    // remote write: 8 new series against a limit of 6 (one exists already)
+    const now = BigInt(Date.now());
+    const ts = [];
+    for (let i = 0; i < 8; i++) ts.push([[['__name__', 'lim_rw'], ['i', `${i}`]], [[i, now]]]);
+    r = await fetch(`${t.httpUrl}/api/v1/write`, { method: 'POST', body: snappyLiteral(writeRequest(...ts)), headers: { 'Content-Encoding': 'snappy' } });
+    assert.equal(r.status, 400);
+    assert.match(await r.text(), /^3 of 8 samples refused \(first: too many series \(--max-series reached\) for lim_rw\{i="5"\}/);
+    assert.equal((await series(t, 'lim_rw')).length, 5);
+    const m = await t.metrics();
+    assert.equal(m.get('tricorder_tsdb_limit_rejections_total'), 4);
+    assert.equal(m.get('tricorder_otlp_points_rejected_total'), 1);
+    assert.equal(m.get('tricorder_ingest_samples_total{endpoint="remote_write",result="refused"}'), 3);
+    assert.equal(m.get('tricorder_ingest_samples_total{endpoint="remote_write",result="stored"}'), 5);
+  } finally {
+    await t.stop();
+    t.cleanup();
+  }
+});
+
 // ---- a minimal protobuf + snappy encoder for hand-made remote write requests ----
 
 function varint(n) {

@@ -99,7 +99,7 @@ Test(prom_text, bad_lines_are_skipped_and_reported) {
         "no_value\n", "v{a=\"1\" 1\n", "v{a=1} 1\n", "v{a=\"1\",a=\"2\"} 1\n", "v{a=\"x\\q\"} 1\n",
         "v 1 2 3\n", "v abc\n", "v 1 1.5\n", "1abc 1\n", "v{a=\"\xff\"} 1\n", "{} 1\n", "v{a=\"open 1\n",
         "# TYPE v bogus\n", "# TYPE 9v counter\n", "v{=\"a\"} 1\n", "v 1e999\n", "v nan(0x1)\n", "v{a=\"1\"\n",
-        "v{a=\"x\\", "v1\n",
+        "v{a=\"x\\", "v1\n", "{__name__=\"*\"} 1\n", "{__name__=\"9a\",b=\"c\"} 1\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char in[256];
