@@ -886,6 +886,13 @@ void otlp_grpc_stop_accepting(otlp_grpc *g) {
     for (gconn *c = g->conns, *next; c; c = next) {
         next = c->next;
         conn_goaway(c, "server shutting down");
+        /* requests already received are processed and answered; one still arriving will
+         * not be waited for (shutdown waits for the receiver's in-flight work only), so it
+         * gets a retryable answer now, while the loop still runs to deliver it */
+        c->busy++;
+        for (gstream *s = c->streams; s; s = s->next)
+            if (s->state == S_READING) answer_error(s, 200, GRPC_UNAVAILABLE, "server shutting down; retry");
+        c->busy--;
         conn_flush(c); /* may free c */
     }
 }
@@ -906,7 +913,16 @@ void otlp_grpc_free(otlp_grpc *g) {
         nghttp2_session_send(c->session);
         c->busy--;
         struct evbuffer *out = bufferevent_get_output(c->bev);
-        if (evbuffer_get_length(out)) evbuffer_write(out, bufferevent_getfd(c->bev));
+        evutil_socket_t fd = bufferevent_getfd(c->bev);
+        size_t n = evbuffer_get_length(out);
+        /* the bufferevent keeps its output frozen for draining: copy, don't drain */
+        unsigned char *p = n ? evbuffer_pullup(out, -1) : NULL;
+        if (p) send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        /* close with FIN rather than RST (unread input makes close() reset, and a reset
+         * can destroy answers the peer has not read yet) */
+        shutdown(fd, SHUT_WR);
+        char sink[4096];
+        while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {}
         conn_free(c);
     }
     free(g);

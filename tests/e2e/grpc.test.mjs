@@ -341,6 +341,32 @@ test('with --ingest-token: missing or wrong token 16, right token 0', async () =
   }
 });
 
+test('SIGTERM: open connections get GOAWAY, an unfinished request UNAVAILABLE (14), exit 0', async () => {
+  const s = await start();
+  const c = http2.connect(s.grpcUrl);
+  c.on('error', () => {});
+  try {
+    const goaway = new Promise((resolve) => c.on('goaway', (code) => resolve(code)));
+    const { body } = tracesProtobuf(1);
+    assert.equal((await call(c, TRACES, grpcFrame(body))).grpcStatus, 0);
+    // half a message, stream left open
+    const pending = call(c, TRACES, grpcFrame(body).subarray(0, 10), { end: false });
+    await sleep(100);
+    const stopped = s.stop();
+    assert.equal(await withTimeout(goaway, 5000, 'GOAWAY on SIGTERM'), 0, 'GOAWAY with NO_ERROR');
+    const r = await withTimeout(pending, 5000, 'unfinished request answered');
+    assert.equal(r.grpcStatus, 14);
+    assert.match(r.grpcMessage, /shutting down/);
+    const st = await stopped;
+    assert.equal(st.code, 0, s.stderr);
+    assert.ok(st.ms < 10000);
+  } finally {
+    c.destroy();
+    await s.stop();
+    s.cleanup();
+  }
+});
+
 test('garbage instead of the connection preface: that connection is dropped, others work', async () => {
   const raw = rawClient();
   raw.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
