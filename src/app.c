@@ -3,6 +3,7 @@
 #include "app.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
@@ -269,6 +270,11 @@ int tr_app_run(const tr_config *cfg) {
     tr_log_set_level(cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
+    /* Request buffers and arenas come and go by the megabyte: keep freed memory in the heap
+     * instead of handing it back to the kernel each time, which cost a quarter of ingest CPU in
+     * page faults (bench/metrics). */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
 
     lockfd = lock_data_dir(cfg->data_dir, err, sizeof err);
     if (lockfd < 0) goto fail_msg;
