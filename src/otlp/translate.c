@@ -497,11 +497,30 @@ static int attr_cmp_key(const void *a, const void *b) {
     if (c) return c;
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
+/* By label name, then original key, then position: the order in which the Collector joins
+ * colliding values (it sorts stably by key, then groups by name). */
 static int attr_cmp_name(const void *a, const void *b) {
     const attr *x = a, *y = b;
     int c = strcmp(x->name, y->name);
     if (c) return c;
-    return x->idx < y->idx ? -1 : x->idx > y->idx; /* idx is now the key order */
+    return attr_cmp_key(a, b);
+}
+
+/* Attribute lists are short: insertion sort, no allocation (glibc's qsort may malloc). */
+static void sort_attrs(attr *at, size_t n, int (*cmp)(const void *, const void *)) {
+    if (n > 24) {
+        qsort(at, n, sizeof *at, cmp);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        attr x = at[i];
+        size_t j = i;
+        while (j > 0 && cmp(&at[j - 1], &x) > 0) {
+            at[j] = at[j - 1];
+            j--;
+        }
+        at[j] = x;
+    }
 }
 static int label_cmp(const void *a, const void *b) {
     return strcmp(((const otlp_label *)a)->name, ((const otlp_label *)b)->name);
@@ -546,10 +565,9 @@ static int lset_put(tr_arena *a, lset *s, const char *name, const char *value) {
  * original key so that colliding keys join their values with ';' (a value equal to what is
  * there already is not repeated). Keys that sanitise to nothing are skipped. */
 static int lset_from_attrs(tr_arena *a, lset *out, attr *at, size_t n) {
+    *out = (lset){0};
     for (size_t i = 0; i < n; i++) at[i].idx = i;
-    qsort(at, n, sizeof *at, attr_cmp_key);
-    for (size_t i = 0; i < n; i++) at[i].idx = i;
-    qsort(at, n, sizeof *at, attr_cmp_name);
+    sort_attrs(at, n, attr_cmp_name);
     out->n = 0;
     if (lset_reserve(a, out, n)) return -1;
     for (size_t i = 0; i < n;) {
@@ -575,6 +593,23 @@ static int lset_from_attrs(tr_arena *a, lset *out, attr *at, size_t n) {
 
 /* Sanitised label name in the arena, or "" when the key has none (skip it). NULL on OOM. */
 static const char *label_name_dup(tr_arena *a, const char *key) {
+    /* the common case: already a valid name that sanitising leaves alone */
+    const char *k = key;
+    int prev_us = 0, any = 0;
+    if (*k >= '0' && *k <= '9') goto slow;
+    for (; *k; k++) {
+        if (*k == '_') {
+            if (prev_us) goto slow;
+            prev_us = 1;
+        } else if (label_char(*k)) {
+            prev_us = 0;
+            any = 1;
+        } else {
+            goto slow;
+        }
+    }
+    if (any) return key;
+slow:;
     char buf[1024];
     int n = otlp_prom_label_name(key, buf, sizeof buf);
     if (n < 0) {
@@ -826,6 +861,13 @@ typedef struct ctx {
     uint64_t newest_ns;  /* newest point time in the ResourceMetrics (stamps target_info) */
     /* scope */
     lset scope;
+    lset fixed;          /* the labels of a point without attributes (see point_labels) */
+    /* metric */
+    tr_arena *ma;        /* memory of the current metric */
+    char *n_sum, *n_count, *n_bucket;
+    const double *le_b;  /* the last bucket bounds formatted, and their text */
+    const char **le_s;
+    size_t le_n, le_misses;
     /* metric */
     const char *name;    /* base name */
 } ctx;
@@ -835,9 +877,9 @@ static void reason(ctx *c, const char *fmt, const char *arg) {
     snprintf(c->st->message, sizeof c->st->message, fmt, arg);
 }
 
-/* The labels every sample of a data point shares (no __name__ yet). */
-static int point_labels(ctx *c, pb_kv **attrs, size_t n, lset *out) {
-    tr_arena *a = c->pa;
+/* The labels every sample of a data point shares (no __name__ yet), exactly as the Collector
+ * builds them. */
+static int point_labels_exact(ctx *c, tr_arena *a, pb_kv **attrs, size_t n, lset *out) {
     *out = (lset){0};
     size_t total = n + (c->t->promote_all ? c->n_promoted : 0);
     attr *at = tr_arena_alloc(a, (total ? total : 1) * sizeof *at);
@@ -877,6 +919,37 @@ static int point_labels(ctx *c, pb_kv **attrs, size_t n, lset *out) {
     if (c->instance && lset_put(a, out, "instance", c->instance)) return -1;
     for (size_t i = 0; i < c->scope.n; i++)
         if (lset_put(a, out, c->scope.l[i].name, c->scope.l[i].value)) return -1;
+    return 0;
+}
+
+/* The same, fast: the labels that do not depend on the point (resource, job, instance, scope)
+ * are built once per scope (c->fixed); the point's own attributes are sanitised, joined and
+ * merged in. When one of them has the name of a fixed label, the exact order of overwrites
+ * matters and the exact path decides. */
+static int point_labels(ctx *c, pb_kv **attrs, size_t n, lset *out) {
+    tr_arena *a = c->pa;
+    attr *at = tr_arena_alloc(a, (n ? n : 1) * sizeof *at);
+    if (!at) return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const pb_kv *kv = attrs[i];
+        if (!kv) continue;
+        const char *name = label_name_dup(a, nz(kv->key));
+        const char *value = any_string(a, kv->value);
+        if (!name || !value) return -1;
+        if (!*name) continue;
+        at[k++] = (attr){nz(kv->key), name, value, 0};
+    }
+    lset own = {0};
+    if (lset_from_attrs(a, &own, at, k)) return -1;
+    *out = (lset){0};
+    if (lset_reserve(a, out, own.n + c->fixed.n)) return -1;
+    size_t i = 0, j = 0;
+    while (i < own.n || j < c->fixed.n) {
+        int cmp = i == own.n ? 1 : j == c->fixed.n ? -1 : strcmp(own.l[i].name, c->fixed.l[j].name);
+        if (cmp == 0) return point_labels_exact(c, a, attrs, n, out);
+        out->l[out->n++] = cmp < 0 ? own.l[i++] : c->fixed.l[j++];
+    }
     return 0;
 }
 
@@ -1067,12 +1140,36 @@ static const char *fmt_le(ctx *c, double b) {
     return tr_arena_strndup(c->pa, buf, (size_t)n);
 }
 
-static char *suffixed(ctx *c, const char *suffix) {
+static char *suffixed(ctx *c, tr_arena *ar, const char *suffix) {
     size_t a = strlen(c->name), b = strlen(suffix);
-    char *s = tr_arena_alloc(c->pa, a + b + 1);
+    char *s = tr_arena_alloc(ar, a + b + 1);
     if (!s) return NULL;
     memcpy(s, c->name, a);
     memcpy(s + a, suffix, b + 1);
+    return s;
+}
+
+/* The `le` texts of bucket bounds. The bounds of a metric's points are nearly always the same,
+ * and formatting a double the way Go does is not cheap: the last set is kept for the metric
+ * (up to a few different sets; after that, per point). */
+static const char **le_strings(ctx *c, const double *les, size_t nb) {
+    if (c->le_s && c->le_n == nb && (nb == 0 || memcmp(c->le_b, les, nb * sizeof *les) == 0)) return c->le_s;
+    tr_arena *ar = c->le_misses++ < 16 ? c->ma : c->pa;
+    const char **s = tr_arena_alloc(ar, (nb ? nb : 1) * sizeof *s);
+    double *b = tr_arena_alloc(ar, (nb ? nb : 1) * sizeof *b);
+    if (!s || !b) return NULL;
+    for (size_t j = 0; j < nb; j++) {
+        char buf[400];
+        int n = tr_format_double(buf, sizeof buf, les[j]);
+        if (n < 0 || (size_t)n >= sizeof buf) n = (int)strlen(buf);
+        if (!(s[j] = tr_arena_strndup(ar, buf, (size_t)n))) return NULL;
+    }
+    if (nb) memcpy(b, les, nb * sizeof *b);
+    if (ar == c->ma) {
+        c->le_b = b;
+        c->le_s = s;
+        c->le_n = nb;
+    }
     return s;
 }
 
@@ -1082,9 +1179,10 @@ static char *suffixed(ctx *c, const char *suffix) {
 static int emit_buckets(ctx *c, const lset *base, int64_t t_ms, int stale, int has_sum, double sum,
                         uint64_t count, const double *les, const uint64_t *cum, size_t nb,
                         pb_exemplar **pex, size_t npex) {
-    char *n_sum = suffixed(c, "_sum"), *n_count = suffixed(c, "_count"), *n_bucket = suffixed(c, "_bucket");
-    if (!n_sum || !n_count || !n_bucket) return -1;
+    const char *n_sum = c->n_sum, *n_count = c->n_count, *n_bucket = c->n_bucket;
     double sn = stale_nan();
+    const char **le_s = le_strings(c, les, nb);
+    if (!le_s) return -1;
     if (has_sum && emit_sample(c, base, n_sum, NULL, NULL, t_ms, stale ? sn : sum, NULL, 0, c->point)) return -1;
     if (emit_sample(c, base, n_count, NULL, NULL, t_ms, stale ? sn : (double)count, NULL, 0, c->point)) return -1;
     otlp_exemplar *ex = NULL;
@@ -1106,8 +1204,7 @@ static int emit_buckets(ctx *c, const lset *base, int64_t t_ms, int stale, int h
         size_t ng = 0;
         for (size_t i = 0; i < npex; i++)
             if (target[i] == j) grp[ng++] = ex[i];
-        const char *le = j < nb ? fmt_le(c, les[j]) : "+Inf";
-        if (!le) return -1;
+        const char *le = j < nb ? le_s[j] : "+Inf";
         double v = stale ? sn : j < nb ? (double)cum[j] : (double)count;
         if (emit_sample(c, base, n_bucket, "le", le, t_ms, v, ng ? grp : NULL, ng, c->point)) return -1;
     }
@@ -1344,8 +1441,7 @@ static int do_summary(ctx *c, const pb_summ *pt) {
     int stale = (pt->flags & NO_RECORDED_VALUE) != 0;
     int64_t t = ns_to_ms(pt->time_unix_nano);
     double sn = stale_nan();
-    char *n_sum = suffixed(c, "_sum"), *n_count = suffixed(c, "_count");
-    if (!n_sum || !n_count) return -1;
+    const char *n_sum = c->n_sum, *n_count = c->n_count;
     if (emit_sample(c, &base, n_sum, NULL, NULL, t, stale ? sn : pt->sum, NULL, 0, c->point)) return -1;
     if (emit_sample(c, &base, n_count, NULL, NULL, t, stale ? sn : (double)pt->count, NULL, 0, c->point)) return -1;
     for (size_t i = 0; i < pt->n_quantile_values; i++) {
@@ -1414,6 +1510,19 @@ static int do_metric(ctx *c, const pb_metric *m) {
         return 0;
     }
     c->name = name;
+    c->ma = tr_arena_new(0);
+    if (!c->ma) return -1;
+    c->le_s = NULL;
+    c->le_b = NULL;
+    c->le_n = c->le_misses = 0;
+    c->n_sum = suffixed(c, c->ma, "_sum");
+    c->n_count = suffixed(c, c->ma, "_count");
+    c->n_bucket = suffixed(c, c->ma, "_bucket");
+    if (!c->n_sum || !c->n_count || !c->n_bucket) {
+        tr_arena_free(c->ma);
+        c->ma = NULL;
+        return -1;
+    }
     if (c->emit->metadata) {
         char unit[512];
         if (otlp_prom_unit(m->unit, unit, sizeof unit) < 0) unit[0] = 0;
@@ -1421,9 +1530,15 @@ static int do_metric(ctx *c, const pb_metric *m) {
         c->emit->metadata(c->emit->ctx, &md);
     }
     int delta = temporality == TEMP_DELTA;
+    uint64_t first = c->point;
     for (size_t i = 0; i < np; i++, c->point++) {
-        c->pa = tr_arena_new(0);
-        if (!c->pa) return -1;
+        /* points share a scratch arena, renewed once it holds 64 KiB: memory stays
+         * bounded without a malloc and free per point */
+        if (c->pa && tr_arena_used(c->pa) > (64u << 10)) {
+            tr_arena_free(c->pa);
+            c->pa = NULL;
+        }
+        if (!c->pa && !(c->pa = tr_arena_new(0))) break;
         c->point_refused = 0;
         int rc = 0;
         switch (m->data_case) {
@@ -1445,13 +1560,17 @@ static int do_metric(ctx *c, const pb_metric *m) {
         default:
             break;
         }
-        tr_arena_free(c->pa);
-        c->pa = NULL;
-        if (rc) return -1;
+        if (rc) break;
         if (c->point_refused) c->st->rejected++;
     }
+    tr_arena_free(c->pa);
+    c->pa = NULL;
+    int failed = c->point < first + np;
+    tr_arena_free(c->ma);
+    c->ma = NULL;
+    c->le_s = NULL;
     c->name = NULL;
-    return 0;
+    return failed ? -1 : 0;
 }
 
 /* ---- resource and scope ---- */
@@ -1537,7 +1656,7 @@ static int do_resource(ctx *c, const pb_rm *rm) {
     if (!c->t->promote_all && np > 1) {
         /* fill-in order for a list: by original key, like the attributes */
         for (size_t i = 0; i < np; i++) promoted[i].idx = i;
-        qsort(promoted, np, sizeof *promoted, attr_cmp_key);
+        sort_attrs(promoted, np, attr_cmp_key);
     }
     c->newest_ns = 0;
     for (size_t s = 0; s < rm->n_scope_metrics; s++) {
@@ -1564,6 +1683,7 @@ static int do_resource(ctx *c, const pb_rm *rm) {
                     goto out;
             }
         }
+        if (point_labels_exact(c, ra, NULL, 0, &c->fixed)) goto out;
         for (size_t m = 0; m < sm->n_metrics; m++)
             if (sm->metrics[m] && do_metric(c, sm->metrics[m])) goto out;
     }
@@ -1584,6 +1704,7 @@ static int do_resource(ctx *c, const pb_rm *rm) {
     rc = 0;
 out:
     c->scope = (lset){0};
+    c->fixed = (lset){0};
     c->promoted = NULL;
     c->n_promoted = 0;
     c->job = c->instance = NULL;
