@@ -145,6 +145,13 @@ async function series(t, match) {
   return j.data;
 }
 
+// Stops tricorder with SIGTERM; it must exit 0 (under the sanitizers: no error, no leak).
+async function stopClean(t) {
+  const r = await t.stop();
+  t.cleanup();
+  assert.equal(r.code, 0, `exit ${r.code} ${r.signal}: ${t.stderr.slice(-4000)}`);
+}
+
 // Polls until fn() returns a truthy value (or fails after `ms`).
 async function eventually(fn, ms = 20000, what = 'condition') {
   const deadline = Date.now() + ms;
@@ -195,9 +202,7 @@ for (const [name, make] of transports) {
       assert.equal(last(/^scotty_task_duration_seconds_bucket\{[^}]*le="10"[^}]*\} (\S+) \d+$/gm), 2);
       assert.equal(last(/^scotty_task_duration_seconds_sum\{[^}]*\} (\S+) \d+$/gm), 7.25);
     } finally {
-      const r = await t.stop();
-      t.cleanup();
-      assert.equal(r.code, 0, t.stderr);
+      await stopClean(t);
     }
   });
 }
@@ -292,8 +297,7 @@ test('Prometheus (Debian) scrapes a page and remote-writes it to tricorder', { s
     await prom.stop();
     await page.close();
     rmSync(dir, { recursive: true, force: true });
-    await t.stop();
-    t.cleanup();
+    await stopClean(t);
   }
 });
 
@@ -325,8 +329,7 @@ test('vmagent (Debian) scrapes a page and remote-writes it to tricorder', { skip
     await vm.stop();
     await page.close();
     rmSync(dir, { recursive: true, force: true });
-    await t.stop();
-    t.cleanup();
+    await stopClean(t);
   }
 });
 
@@ -372,8 +375,7 @@ test('text import: timestamps, extra_label, gzip, bad lines reported while good 
     r = await fetch(`${t.httpUrl}/api/v1/import/prometheus`, { method: 'GET' });
     assert.equal(r.status, 405);
   } finally {
-    await t.stop();
-    t.cleanup();
+    await stopClean(t);
   }
 });
 
@@ -405,8 +407,7 @@ test('remote write refusals: content types, encodings, limits, garbage, too-old 
     const exp = await (await fetch(`${t.httpUrl}/api/v1/export/prometheus?match[]=rw_hand`)).text();
     assert.match(exp, new RegExp(`^rw_hand\\{k="v"\\} 2 ${now}$`, 'm'));
   } finally {
-    await t.stop();
-    t.cleanup();
+    await stopClean(t);
   }
 });
 
@@ -436,8 +437,7 @@ test('OTLP partial success: points the store refuses are counted and explained, 
     const s = await series(t, 'ps_value');
     assert.deepEqual(s, [{ __name__: 'ps_value', job: 'ps', k: 'new', otel_scope_name: 's', service_name: 'ps' }]);
   } finally {
-    await t.stop();
-    t.cleanup();
+    await stopClean(t);
   }
 });
 
@@ -479,8 +479,7 @@ test('limits: OTLP answers partial_success, remote write 400, both with the reas
     assert.equal(m.get('tricorder_ingest_samples_total{endpoint="remote_write",result="refused"}'), 3);
     assert.equal(m.get('tricorder_ingest_samples_total{endpoint="remote_write",result="stored"}'), 5);
   } finally {
-    await t.stop();
-    t.cleanup();
+    await stopClean(t);
   }
 });
 
