@@ -252,6 +252,22 @@ int otlp_finish_decode(otlp_export *ex, int json, char *err, size_t errlen) {
     return 0;
 }
 
+/* The arena allocator, remembering whether it ran out: protobuf-c reports every failure as
+ * NULL, and "too large to decode" must not read as "malformed". */
+typedef struct pb_alloc_ctx {
+    tr_arena *a;
+    int exhausted;
+} pb_alloc_ctx;
+
+static void *pb_alloc(void *ctx, size_t n) {
+    pb_alloc_ctx *c = ctx;
+    void *p = tr_arena_alloc(c->a, n);
+    if (!p) c->exhausted = 1;
+    return p;
+}
+
+static void pb_free(void *ctx, void *p) { (void)ctx, (void)p; }
+
 int otlp_decode_pb(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a, otlp_export *ex,
                    char *err, size_t errlen) {
     const char *what = sig == OTLP_METRICS ? "metrics" : "trace";
@@ -269,8 +285,13 @@ int otlp_decode_pb(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a,
         return -1;
     }
     if (rc != SCAN_OK) goto bad;
-    ProtobufCAllocator al = tr_arena_pb_allocator(a);
+    pb_alloc_ctx ctx = {.a = a};
+    ProtobufCAllocator al = {.alloc = pb_alloc, .free = pb_free, .allocator_data = &ctx};
     ProtobufCMessage *m = protobuf_c_message_unpack(d, &al, len, buf);
+    if (!m && ctx.exhausted) {
+        snprintf(err, errlen, "request too large to decode: its decoded form exceeds the memory limit");
+        return -1;
+    }
     if (!m) goto bad;
     ex->metrics = NULL;
     ex->traces = NULL;
