@@ -159,6 +159,8 @@ static void decode_append(const uint8_t *buf, size_t len, uint16_t n, sample **o
  * db->bmu throughout; db->mu only to snapshot and to swap, so ingest goes on meanwhile. */
 int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
     int rc = 0;
+    wal_ckpt *ck = NULL;
+    char werr[256];
     pthread_mutex_lock(&db->bmu);
     pthread_mutex_lock(&db->mu);
     head *h = &db->h;
@@ -283,12 +285,12 @@ release:
                 nb = NULL;
             }
         }
-        uint32_t ckpt = db->wal_seg + 1;
-        char werr[256];
-        if (wal_checkpoint(db, werr, sizeof werr) == 0) wal_delete_before(db, ckpt);
-        else TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
+        ck = wal_checkpoint_begin(db, werr, sizeof werr);
+        if (!ck) TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
     }
     pthread_mutex_unlock(&db->mu);
+    if (ck && wal_checkpoint_finish(db, ck, werr, sizeof werr) != 0) TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
+    wal_checkpoint_free(ck);
     if (nb) block_free(nb);
 out:
     for (size_t i = 0; ce && i < n; i++) {

@@ -337,9 +337,12 @@ void series_labels(const series *s, tsdb_label *out);
 int wal_open(tsdb *db, char *err, size_t errlen);       /* replays, then opens for append */
 int wal_write(tsdb *db, const void *p, size_t n);       /* under db->mu; 0 or -1 */
 void wal_record(bvec *b, uint8_t type, const bvec *payload);
-/* Starts a new segment holding series records for every head series and its samples >= keep_from
- * (a checkpoint), and deletes older segments. Under db->mu. */
-int wal_checkpoint(tsdb *db, char *err, size_t errlen);
+/* A checkpoint of the head: begin under db->mu (snapshot, new segment), finish without it
+ * (writes wal/checkpoint.N, deletes the segments it covers). finish does not free c. */
+typedef struct wal_ckpt wal_ckpt;
+wal_ckpt *wal_checkpoint_begin(tsdb *db, char *err, size_t errlen);
+int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen);
+void wal_checkpoint_free(wal_ckpt *c);
 void wal_close(tsdb *db);
 void wal_delete_before(tsdb *db, uint32_t seg);
 uint64_t wal_disk_bytes(tsdb *db);

@@ -178,6 +178,18 @@ static int read_file(const char *path, uint8_t **out, size_t *n) {
     return 0;
 }
 
+static int write_all(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 static void fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
@@ -222,6 +234,48 @@ int wal_open(tsdb *db, char *err, size_t errlen) {
     uint32_t *segs = list_segments(db->wal_dir, &nseg);
     replay r = {.db = db};
     char path[4200];
+    /* the newest complete checkpoint first (leftover .tmp files are incomplete ones) */
+    long ckpt = -1;
+    DIR *d = opendir(db->wal_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        unsigned k;
+        char tail;
+        int f = sscanf(e->d_name, "checkpoint.%8u%c", &k, &tail);
+        if (f == 1 && (long)k > ckpt) ckpt = k;
+        if (f == 2) {
+            snprintf(path, sizeof path, "%s/%s", db->wal_dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d) closedir(d);
+    if (ckpt >= 0) {
+        snprintf(path, sizeof path, "%s/checkpoint.%08u", db->wal_dir, (unsigned)ckpt);
+        uint8_t *p;
+        size_t n;
+        if (read_file(path, &p, &n) != 0) {
+            snprintf(err, errlen, "cannot read WAL checkpoint %s: %s", path, strerror(errno));
+            free(segs);
+            return -1;
+        }
+        size_t good = wal_scan(p, n, replay_rec, &r);
+        free(p);
+        if (good < n) {
+            char q[4300];
+            TR_WARN("WAL checkpoint: corrupt record, the rest of it is skipped", "checkpoint=%s offset=%zu", tr_log_quote(q, sizeof q, path), good);
+        }
+        /* segments it covers are obsolete (a crash may have left them) */
+        size_t o = 0;
+        for (size_t i = 0; i < nseg; i++) {
+            if ((long)segs[i] <= ckpt) {
+                snprintf(path, sizeof path, "%s/%08u", db->wal_dir, segs[i]);
+                unlink(path);
+            } else {
+                segs[o++] = segs[i];
+            }
+        }
+        nseg = o;
+    }
     for (size_t i = 0; i < nseg; i++) {
         snprintf(path, sizeof path, "%s/%08u", db->wal_dir, segs[i]);
         uint8_t *p;
@@ -247,8 +301,10 @@ int wal_open(tsdb *db, char *err, size_t errlen) {
         }
     }
     pm_free(&r.refs);
-    if (nseg) TR_INFO("WAL replayed", "segments=%zu series=%zu samples=%llu", nseg, db->h.nseries, (unsigned long long)r.samples);
+    if (nseg || ckpt >= 0)
+        TR_INFO("WAL replayed", "checkpoint=%ld segments=%zu series=%zu samples=%llu", ckpt, nseg, db->h.nseries, (unsigned long long)r.samples);
     uint32_t next = nseg ? segs[nseg - 1] + 1 : 1;
+    if ((long)next <= ckpt) next = (uint32_t)ckpt + 1;
     free(segs);
     db->wal_fd = -1;
     return open_segment(db, next, err, errlen);
@@ -279,6 +335,33 @@ int wal_write(tsdb *db, const void *p, size_t n) {
     return 0;
 }
 
+/* ---- checkpoints ----
+ * After a cut, the head's remaining content is written to wal/checkpoint.N (N = the last
+ * segment it covers) and segments <= N are deleted. Under db->mu only a snapshot is taken
+ * (series records encoded, chunk pointers and open-chunk/OOO copies) and a new segment is
+ * started; decoding, writing and fsyncing happen after the lock is released, so appends go on.
+ * Sealed chunks stay valid meanwhile: only cuts free them, and cuts are serialised (bmu). */
+
+typedef struct ckser {
+    uint64_t ref;
+    hchunk **chunks;
+    uint32_t nchunks;
+    uint16_t open_n;
+    uint8_t *open;
+    size_t open_len;
+    sample *ooo;
+    uint32_t nooo;
+} ckser;
+
+struct wal_ckpt {
+    uint32_t upto; /* last segment covered */
+    bvec series;   /* encoded series records' payloads, split in pieces */
+    size_t *cuts;  /* end offsets of each series payload piece */
+    size_t ncuts;
+    ckser *s;
+    size_t n;
+};
+
 static void put_series(bvec *b, const series *s) {
     bv_uvar(b, s->ref);
     bv_uvar(b, s->nl);
@@ -288,62 +371,163 @@ static void put_series(bvec *b, const series *s) {
     }
 }
 
-int wal_checkpoint(tsdb *db, char *err, size_t errlen) {
-    uint32_t first_new = db->wal_seg + 1;
-    if (open_segment(db, first_new, err, errlen) != 0) return -1;
-    bvec pl = {0}, rec = {0};
-    int rc = 0;
+wal_ckpt *wal_checkpoint_begin(tsdb *db, char *err, size_t errlen) {
     head *h = &db->h;
-    /* series records in batches, then each series' remaining samples */
-    for (uint32_t i = 0; i < h->nslots && rc == 0; i++) {
+    wal_ckpt *c = calloc(1, sizeof *c);
+    if (!c) goto oom;
+    c->s = calloc(h->nslots + 1, sizeof *c->s);
+    c->cuts = calloc(h->nslots / 1024 + 2, sizeof *c->cuts);
+    if (!c->s || !c->cuts) goto oom;
+    size_t piece = 0;
+    for (uint32_t i = 0; i < h->nslots; i++) {
         series *s = h->slots[i];
         if (!s) continue;
-        put_series(&pl, s);
+        put_series(&c->series, s);
         s->logged = 1;
-        if (pl.len > (1u << 20) || i + 1 == h->nslots) {
-            wal_record(&rec, WAL_SERIES, &pl);
-            pl.len = 0;
-            if (rec.err || wal_write(db, rec.p, rec.len)) rc = -1;
-            rec.len = 0;
+        if (++piece == 1024) {
+            c->cuts[c->ncuts++] = c->series.len;
+            piece = 0;
+        }
+        ckser *k = &c->s[c->n];
+        k->ref = s->ref;
+        if (s->nchunks) {
+            k->chunks = malloc(s->nchunks * sizeof *k->chunks);
+            if (!k->chunks) goto oom;
+            memcpy(k->chunks, s->chunks, s->nchunks * sizeof *k->chunks);
+            k->nchunks = s->nchunks;
+        }
+        c->n++;
+        if (s->open.n) {
+            k->open_len = (size_t)((s->open.bits + 7) / 8);
+            k->open = malloc(k->open_len);
+            if (!k->open) goto oom;
+            memcpy(k->open, s->open.buf, k->open_len);
+            k->open_n = s->open.n;
+        }
+        if (s->nooo) {
+            k->ooo = malloc(s->nooo * sizeof *k->ooo);
+            if (!k->ooo) goto oom;
+            memcpy(k->ooo, s->ooo, s->nooo * sizeof *k->ooo);
+            k->nooo = s->nooo;
         }
     }
-    if (pl.len && rc == 0) {
-        wal_record(&rec, WAL_SERIES, &pl);
-        if (rec.err || wal_write(db, rec.p, rec.len)) rc = -1;
+    if (piece) c->cuts[c->ncuts++] = c->series.len;
+    if (c->series.err) goto oom;
+    c->upto = db->wal_seg;
+    if (open_segment(db, db->wal_seg + 1, err, errlen) != 0) goto fail;
+    return c;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    /* the series stay marked as logged: they are in the old segments, which remain */
+    wal_checkpoint_free(c);
+    return NULL;
+}
+
+void wal_checkpoint_free(wal_ckpt *c) {
+    if (!c) return;
+    for (size_t i = 0; c->s && i < c->n; i++) {
+        free(c->s[i].chunks);
+        free(c->s[i].open);
+        free(c->s[i].ooo);
+    }
+    free(c->s);
+    free(c->cuts);
+    bv_free(&c->series);
+    free(c);
+}
+
+static void decode_all(const uint8_t *buf, size_t len, uint16_t n, sample **a, size_t *cnt, size_t *cap) {
+    if (*cnt + n > *cap) {
+        size_t nc = *cap ? *cap : 256;
+        while (nc < *cnt + n) nc *= 2;
+        sample *na = realloc(*a, nc * sizeof *na);
+        if (!na) return;
+        *a = na;
+        *cap = nc;
+    }
+    xordec d;
+    xor_dec_init(&d, buf, len, n);
+    int64_t t;
+    double v;
+    while (xor_dec_next(&d, &t, &v)) {
+        (*a)[*cnt].t = t;
+        (*a)[(*cnt)++].v = v;
+    }
+}
+
+int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen) {
+    char tmp[4400], fin[4300];
+    snprintf(fin, sizeof fin, "%s/checkpoint.%08u", db->wal_dir, c->upto);
+    snprintf(tmp, sizeof tmp, "%s.tmp", fin);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    bvec rec = {0}, pl = {0};
+    sample *a = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    size_t from = 0;
+    for (size_t i = 0; i < c->ncuts && rc == 0; i++) {
+        bvec piece = {.p = c->series.p + from, .len = c->cuts[i] - from};
+        wal_record(&rec, WAL_SERIES, &piece);
+        from = c->cuts[i];
+        if (rec.err || write_all(fd, rec.p, rec.len)) rc = -1;
         rec.len = 0;
     }
-    pl.len = 0;
-    for (uint32_t i = 0; i < h->nslots && rc == 0; i++) {
-        series *s = h->slots[i];
-        if (!s) continue;
-        sample *sm;
-        long n = head_series_samples(s, INT64_MIN, INT64_MAX, &sm);
-        if (n <= 0) continue;
-        bvec one = {0};
-        bv_uvar(&one, (uint64_t)n);
+    for (size_t i = 0; i < c->n && rc == 0; i++) {
+        ckser *k = &c->s[i];
+        size_t n = 0;
+        for (uint32_t j = 0; j < k->nchunks; j++) decode_all(k->chunks[j]->data, k->chunks[j]->len, k->chunks[j]->n, &a, &n, &cap);
+        if (k->open_n) decode_all(k->open, k->open_len, k->open_n, &a, &n, &cap);
+        size_t total = n + k->nooo;
+        if (!total) continue;
+        bv_uvar(&pl, total);
         int64_t prev = 0;
-        for (long k = 0; k < n; k++) {
-            uint64_t vb;
-            memcpy(&vb, &sm[k].v, 8);
-            bv_uvar(&one, s->ref);
-            bv_svar(&one, (int64_t)((uint64_t)sm[k].t - (uint64_t)prev));
-            prev = sm[k].t;
-            bv_u64le(&one, vb);
+        for (int src = 0; src < 2; src++) {
+            const sample *sm = src ? k->ooo : a;
+            size_t m = src ? k->nooo : n;
+            for (size_t x = 0; x < m; x++) {
+                uint64_t vb;
+                memcpy(&vb, &sm[x].v, 8);
+                bv_uvar(&pl, k->ref);
+                bv_svar(&pl, (int64_t)((uint64_t)sm[x].t - (uint64_t)prev));
+                prev = sm[x].t;
+                bv_u64le(&pl, vb);
+            }
         }
-        free(sm);
-        wal_record(&rec, WAL_SAMPLES, &one);
-        bv_free(&one);
-        if (rec.len > (1u << 20)) {
-            if (rec.err || wal_write(db, rec.p, rec.len)) rc = -1;
+        if (pl.len > (1u << 20) || i + 1 == c->n) {
+            wal_record(&rec, WAL_SAMPLES, &pl);
+            pl.len = 0;
+            if (rec.err || write_all(fd, rec.p, rec.len)) rc = -1;
             rec.len = 0;
+        } else {
+            /* one record per series keeps replay simple; flush in batches */
+            wal_record(&rec, WAL_SAMPLES, &pl);
+            pl.len = 0;
+            if (rec.len > (1u << 20)) {
+                if (rec.err || write_all(fd, rec.p, rec.len)) rc = -1;
+                rec.len = 0;
+            }
         }
     }
-    if (rec.len && rc == 0 && (rec.err || wal_write(db, rec.p, rec.len))) rc = -1;
-    bv_free(&pl);
+    if (rc == 0 && rec.len && (rec.err || write_all(fd, rec.p, rec.len))) rc = -1;
+    if (rc == 0 && fsync(fd) != 0) rc = -1;
+    close(fd);
+    free(a);
     bv_free(&rec);
-    if (rc == 0 && fdatasync(db->wal_fd) == 0) db->wal_synced = db->wal_written;
-    if (rc) snprintf(err, errlen, "cannot write the WAL checkpoint: %s", strerror(errno));
-    return rc;
+    bv_free(&pl);
+    if (rc == 0 && rename(tmp, fin) != 0) rc = -1;
+    if (rc) {
+        snprintf(err, errlen, "cannot write the WAL checkpoint %s: %s", fin, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    fsync_dir(db->wal_dir);
+    wal_delete_before(db, c->upto + 1);
+    return 0;
 }
 
 /* Deletes segments numbered below `seg` (their content is in blocks or in a later checkpoint). */
@@ -357,6 +541,18 @@ void wal_delete_before(tsdb *db, uint32_t seg) {
             unlink(path);
         }
     free(segs);
+    /* checkpoints older than the newest one covering up to seg-1 */
+    DIR *d = opendir(db->wal_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        unsigned k;
+        char tail;
+        if (sscanf(e->d_name, "checkpoint.%8u%c", &k, &tail) == 1 && k + 1 < seg) {
+            snprintf(path, sizeof path, "%s/%s", db->wal_dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d) closedir(d);
     fsync_dir(db->wal_dir);
 }
 

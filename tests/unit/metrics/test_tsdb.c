@@ -537,15 +537,18 @@ Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
     waitpid(pid, &status, 0);
     cr_assert(WIFEXITED(status), "child died");
     cr_assert_eq(WEXITSTATUS(status), 0, "child failed with %d (3: unexpected cut result)", WEXITSTATUS(status));
-    /* only the checkpoint segment and later ones remain */
+    /* a checkpoint of the head replaced the segments it covers */
     char w[400];
     snprintf(w, sizeof w, "%s/wal", dir);
     DIR *d = opendir(w);
     struct dirent *e;
-    int segs = 0;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') segs++;
+    int segs = 0, ckpts = 0;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "checkpoint.", 11) == 0) ckpts++;
+        else if (e->d_name[0] != '.') segs++;
+    }
     closedir(d);
+    cr_assert_eq(ckpts, 1, "checkpoints: %d", ckpts);
     cr_assert_eq(segs, 1, "WAL segments left: %d", segs);
     tsdb *db = open_db(dir, 0, 0);
     size_t s;
