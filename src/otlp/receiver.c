@@ -182,7 +182,10 @@ void otlp_receiver_process(otlp_receiver *r, otlp_signal sig, otlp_transport tr,
                                   : otlp_decode_pb(sig, body, len, c->ex.arena, &c->ex, err, sizeof err);
     tr_buf_free(&plain);
     if (rc != 0) {
-        fail(c, OTLP_INVALID, "%s", err[0] ? err : "malformed request");
+        /* a well-formed message whose decoded form outgrows the request's memory budget is
+         * too large, not malformed */
+        fail(c, tr_arena_exhausted(c->ex.arena) ? OTLP_TOO_LARGE : OTLP_INVALID, "%s",
+             err[0] ? err : "malformed request");
         return;
     }
     const otlp_sink *s = sig == OTLP_METRICS ? &r->cfg.metrics : &r->cfg.traces;

@@ -17,6 +17,7 @@ typedef struct block {
 struct tr_arena {
     block *head;
     size_t limit, total;
+    int exhausted;
 };
 
 tr_arena *tr_arena_new(size_t limit) {
@@ -40,7 +41,10 @@ void *tr_arena_alloc(tr_arena *a, size_t n) {
     if (n == 0) n = 1;
     if (n > SIZE_MAX / 2) return NULL;
     size_t need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    if (a->limit && need > a->limit - a->total) return NULL;
+    if (a->limit && need > a->limit - a->total) {
+        a->exhausted = 1;
+        return NULL;
+    }
     block *b = a->head;
     if (!b || b->cap - b->used < need) {
         size_t cap = need > ARENA_BLOCK / 4 ? need : ARENA_BLOCK;
@@ -80,6 +84,7 @@ char *tr_arena_strndup(tr_arena *a, const char *s, size_t len) {
 }
 
 size_t tr_arena_used(const tr_arena *a) { return a->total; }
+int tr_arena_exhausted(const tr_arena *a) { return a->exhausted; }
 
 static void *pb_alloc(void *ctx, size_t n) { return tr_arena_alloc(ctx, n); }
 static void pb_free(void *ctx, void *p) { (void)ctx; (void)p; }

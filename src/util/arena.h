@@ -21,6 +21,9 @@ void *tr_arena_calloc(tr_arena *a, size_t n, size_t size);
 /* Copies `len` bytes of `s` and a terminating NUL into the arena. */
 char *tr_arena_strndup(tr_arena *a, const char *s, size_t len);
 
+/* 1 once an allocation was refused because of the limit (not for malloc failure). */
+int tr_arena_exhausted(const tr_arena *a);
+
 /* Bytes handed out so far (what counts against the limit). */
 size_t tr_arena_used(const tr_arena *a);
 

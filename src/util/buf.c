@@ -229,7 +229,7 @@ int tr_format_double(char *out, size_t cap, double v) {
     for (char *c = e + neg; c < ep; c++)
         if (*c >= '0' && *c <= '9') digits[nd++] = *c;
     while (nd > 1 && digits[nd - 1] == '0') nd--;
-    if (nd == 1 && digits[0] == '0') return snprintf(out, cap, "0");
+    if (nd == 1 && digits[0] == '0') return snprintf(out, cap, neg ? "-0" : "0"); /* Go keeps -0's sign */
     char tmp[400];
     int o = 0;
     if (neg) tmp[o++] = '-';

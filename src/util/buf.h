@@ -53,8 +53,12 @@ void tr_json_raw(tr_json *j, const char *s, size_t n);
 /* Appends `s` (length n) JSON-escaped, without quotes. Invalid UTF-8 becomes U+FFFD. */
 void tr_json_escape(tr_buf *b, const char *s, size_t n);
 
-/* Formats a double as Prometheus does (Go's strconv 'g'-ish shortest form, "+Inf", "-Inf",
- * "NaN"). Returns the length written into out (cap >= 32). */
+/* Formats a double as Go's strconv.FormatFloat(v, 'f', -1, 64) does (the shortest digits
+ * that round-trip, never an exponent: how Prometheus writes `le` and sample values), with
+ * "+Inf", "-Inf" and "NaN". Returns the length of the whole text, as snprintf does; out holds
+ * a NUL-terminated prefix when cap is smaller. 32 bytes hold every value in [1e-15, 1e21);
+ * TR_DOUBLE_MAX_TEXT bytes hold any double. */
+#define TR_DOUBLE_MAX_TEXT 400
 int tr_format_double(char *out, size_t cap, double v);
 
 #endif

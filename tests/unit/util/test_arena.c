@@ -100,3 +100,12 @@ Test(arena, protobuf_allocator_fails_cleanly_at_limit) {
     cr_assert_gt(ok, 0);
     free(buf);
 }
+
+Test(arena, exhausted_only_by_the_limit) {
+    tr_arena *a = tr_arena_new(1024);
+    cr_assert_not_null(tr_arena_alloc(a, 512));
+    cr_assert_eq(tr_arena_exhausted(a), 0);
+    cr_assert_null(tr_arena_alloc(a, 1024));
+    cr_assert_eq(tr_arena_exhausted(a), 1, "a refusal for the limit is remembered");
+    tr_arena_free(a);
+}

@@ -150,7 +150,7 @@ Test(json_writer, output_limit) {
 }
 
 static const char *fmt(double v) {
-    static char out[400];
+    static char out[TR_DOUBLE_MAX_TEXT];
     int n = tr_format_double(out, sizeof out, v);
     cr_assert_eq((size_t)n, strlen(out));
     return out;
@@ -164,6 +164,7 @@ Test(format_double, go_f_minus_one) {
     cr_assert_str_eq(fmt(1e-7), "0.0000001");
     cr_assert_str_eq(fmt(1e21), "1000000000000000000000");
     cr_assert_str_eq(fmt(-0.5), "-0.5");
+    cr_assert_str_eq(fmt(-0.0), "-0", "Go keeps the sign of negative zero");
     cr_assert_str_eq(fmt(NAN), "NaN");
     cr_assert_str_eq(fmt(INFINITY), "+Inf");
     cr_assert_str_eq(fmt(-INFINITY), "-Inf");
