@@ -52,9 +52,12 @@ unsigned tr_http_connections(const tr_http *h);
 /* Copies the request body into `out` (initialised by the caller); -1 when over `max`. */
 int tr_http_body(struct evhttp_request *req, size_t max, tr_buf *out);
 /* Parses the query string, and for POST with application/x-www-form-urlencoded also the
- * body, into `out` (caller frees with evhttp_clear_headers). Repeated keys are kept in order.
+ * body, into `out` (caller frees with evhttp_clear_headers). Keys and values are
+ * percent-decoded ('+' is a space); repeated keys are kept in order.
  * Returns 0, or -1 on a malformed query. */
 int tr_http_params(struct evhttp_request *req, struct evkeyvalq *out);
+/* As tr_http_params for the query string alone (for endpoints whose body is data). */
+int tr_http_query(struct evhttp_request *req, struct evkeyvalq *out);
 /* First value of `key`, or NULL. */
 const char *tr_http_param(struct evkeyvalq *q, const char *key);
 const char *tr_http_header(struct evhttp_request *req, const char *name);

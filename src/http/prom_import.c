@@ -383,9 +383,7 @@ void tr_api_prom_import(struct evhttp_request *req, const char *path, void *ctx)
     }
     /* parameters from the query string only: the body is the data, whatever its type says */
     struct evkeyvalq q;
-    TAILQ_INIT(&q);
-    const char *qs = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (qs && evhttp_parse_query_str(qs, &q) != 0) {
+    if (tr_http_query(req, &q) != 0) {
         imp_reply_error(g, req, 400, "malformed query string");
         return;
     }

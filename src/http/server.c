@@ -198,33 +198,54 @@ int tr_http_body(struct evhttp_request *req, size_t max, tr_buf *out) {
 
 const char *tr_http_param(struct evkeyvalq *q, const char *key) { return evhttp_find_header(q, key); }
 
-int tr_http_params(struct evhttp_request *req, struct evkeyvalq *out) {
+/* Adds each `key=value` pair of an application/x-www-form-urlencoded string to out, with
+ * keys and values percent-decoded and '+' read as a space. (evhttp_parse_query_str leaves
+ * keys encoded, so `match%5B%5D=up` — how Grafana sends match[] — would not be found.) */
+static int parse_form(const char *s, struct evkeyvalq *out) {
+    while (*s) {
+        size_t n = strcspn(s, "&;");
+        if (n) {
+            const char *eq = memchr(s, '=', n);
+            size_t kn = eq ? (size_t)(eq - s) : n;
+            char *k = strndup(s, kn), *v = eq ? strndup(eq + 1, n - kn - 1) : strdup("");
+            char *dk = k ? evhttp_uridecode(k, 1, NULL) : NULL;
+            char *dv = v ? evhttp_uridecode(v, 1, NULL) : NULL;
+            int rc = dk && dv ? evhttp_add_header(out, dk, dv) : -1;
+            free(k), free(v), free(dk), free(dv);
+            if (rc != 0) return -1;
+        }
+        s += n;
+        if (*s) s++;
+    }
+    return 0;
+}
+
+int tr_http_query(struct evhttp_request *req, struct evkeyvalq *out) {
     TAILQ_INIT(out);
     const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (q && evhttp_parse_query_str(q, out) != 0) return -1;
+    if (q && parse_form(q, out) != 0) {
+        evhttp_clear_headers(out);
+        return -1;
+    }
+    return 0;
+}
+
+int tr_http_params(struct evhttp_request *req, struct evkeyvalq *out) {
+    if (tr_http_query(req, out) != 0) return -1;
     if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
         const char *ct = tr_http_header(req, "Content-Type");
         if (ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0) {
             tr_buf b;
             tr_buf_init(&b, 0);
-            if (tr_http_body(req, 1 << 24, &b) != 0) {
-                tr_buf_free(&b);
-                return -1;
-            }
-            struct evkeyvalq form;
-            TAILQ_INIT(&form);
-            int rc = evhttp_parse_query_str(b.data ? b.data : "", &form);
+            int rc = tr_http_body(req, 1 << 24, &b) == 0 ? parse_form(b.data ? b.data : "", out) : -1;
             tr_buf_free(&b);
-            if (rc != 0) {
-                evhttp_clear_headers(&form);
-                return -1;
-            }
-            struct evkeyval *kv;
-            TAILQ_FOREACH(kv, &form, next) evhttp_add_header(out, kv->key, kv->value);
-            evhttp_clear_headers(&form);
+            if (rc != 0) goto fail;
         }
     }
     return 0;
+fail:
+    evhttp_clear_headers(out);
+    return -1;
 }
 
 /* ---- dispatch ---- */

@@ -129,3 +129,21 @@ test('/metrics carries the process and receiver metrics; idle RSS is small', asy
     t.cleanup();
   }
 });
+
+test('query parameters are percent-decoded in names too (match%5B%5D as Grafana sends it)', async () => {
+  const t = await start();
+  try {
+    const body = 'encoded_probe{job="x"} 1\n';
+    let r = await fetch(`${t.httpUrl}/api/v1/import/prometheus?extra%5Flabel=src%3Dtest`, { method: 'POST', body });
+    assert.equal(r.status, 204, await r.text());
+    r = await fetch(`${t.httpUrl}/api/v1/series?match%5B%5D=${encodeURIComponent('encoded_probe{src="test"}')}`);
+    const j = await r.json();
+    assert.equal(r.status, 200, JSON.stringify(j));
+    assert.deepEqual(j.data, [{ __name__: 'encoded_probe', job: 'x', src: 'test' }]);
+    r = await fetch(`${t.httpUrl}/api/v1/series`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'match%5B%5D=encoded_probe' });
+    assert.equal((await r.json()).data.length, 1);
+  } finally {
+    await t.stop();
+    t.cleanup();
+  }
+});
