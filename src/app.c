@@ -103,10 +103,13 @@ static int lock_data_dir(const char *dir, char *err, size_t errlen) {
         return -1;
     }
     char path[4200];
-    snprintf(path, sizeof path, "%s/tricorder.lock", dir);
+    if ((size_t)snprintf(path, sizeof path, "%s/tricorder.lock", dir) >= sizeof path) {
+        snprintf(err, errlen, "data dir path too long");
+        return -1;
+    }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot open %.300s/tricorder.lock: %s", dir, strerror(errno));
         return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
