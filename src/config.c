@@ -167,11 +167,11 @@ static void usage(void) {
     char env[64];
     for (size_t i = 0; i < NFLAGS; i++) {
         env_name(flags[i].name, env, sizeof env);
-        printf("  --%-24s %s\n  %-26s env %s", flags[i].name, flags[i].help, "", env);
+        printf("  --%-34s %s\n  %-36s env %s", flags[i].name, flags[i].help, "", env);
         if (flags[i].def) printf(", default %s", flags[i].def);
         printf("\n");
     }
-    printf("  --%-24s print this help\n  --%-24s print the version\n", "help", "version");
+    printf("  --%-34s print this help\n  --%-34s print the version\n", "help", "version");
 }
 
 static int read_basic_auth_file(tr_config *c, char *err, size_t errlen) {
