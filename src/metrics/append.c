@@ -35,6 +35,7 @@ static const char *const errs[] = {
     "WAL write failed",
     "out of memory",
     "store is closed",
+    "label value is not valid UTF-8",
 };
 
 const char *tsdb_strerror(int code) {
@@ -119,6 +120,28 @@ static int sort_labels(tsdb *db, const tsdb_label *in, size_t n, tsdb_label *out
     return (int)k;
 }
 
+static int valid_utf8(const unsigned char *s) {
+    while (*s) {
+        if (*s < 0x80) {
+            s++;
+            continue;
+        }
+        int n = (*s & 0xe0) == 0xc0 ? 1 : (*s & 0xf0) == 0xe0 ? 2 : (*s & 0xf8) == 0xf0 ? 3 : -1;
+        if (n < 0) return 0;
+        uint32_t cp = *s & (0x3f >> n);
+        for (int i = 1; i <= n; i++) {
+            if ((s[i] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (s[i] & 0x3f);
+        }
+        /* overlong forms, surrogates, beyond U+10FFFF */
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        s += n + 1;
+    }
+    return 1;
+}
+
 /* The full validation, done once when a series is created. */
 static int validate_labels(tsdb *db, const tsdb_label *l, size_t k) {
     size_t maxn = (size_t)db->o.max_label_name_len, maxv = (size_t)db->o.max_label_value_len;
@@ -131,6 +154,7 @@ static int validate_labels(tsdb *db, const tsdb_label *l, size_t k) {
         } else if (!mt_valid_label_name(l[i].name, nl)) {
             return TSDB_ERR_LABEL_NAME;
         }
+        if (!valid_utf8((const unsigned char *)l[i].value)) return TSDB_ERR_UTF8;
     }
     return TSDB_OK;
 }

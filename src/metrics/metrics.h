@@ -47,6 +47,7 @@ enum {
     TSDB_ERR_IO = -10,           /* WAL write failed (disk full, …) */
     TSDB_ERR_NOMEM = -11,
     TSDB_ERR_CLOSED = -12,
+    TSDB_ERR_UTF8 = -13,         /* a label value (or name) is not valid UTF-8 */
 };
 
 /* Opens (creating if needed) the store in o->dir: loads the blocks, replays the WAL (a torn
@@ -63,7 +64,9 @@ typedef struct tsdb_appender tsdb_appender;
 tsdb_appender *tsdb_appender_begin(tsdb *db);
 /* Adds one sample; `labels` in any order, must include __name__; empty values mean "absent"
  * (as in Prometheus). Returns TSDB_OK or a TSDB_ERR_* code: that sample is skipped (and
- * counted), the batch goes on. Stale markers are the StaleNaN bit pattern, stored as such. */
+ * counted), the batch goes on. Stale markers are the StaleNaN bit pattern, stored as such.
+ * A label set is fully validated (names, lengths, UTF-8) only when it creates a series, so
+ * callers need not validate known series per sample. */
 int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int64_t t_ms, double v);
 /* Exemplars are kept by a separate bounded store (not part of this engine yet): accepted and
  * ignored, returns TSDB_OK or a label error for the series. */

@@ -208,6 +208,7 @@ Test(metrics_tsdb, limits_and_label_validation) {
     tsdb_label badname[] = {{"__name__", "a"}, {"1x", "1"}};
     tsdb_label badmetric[] = {{"__name__", "a-b"}};
     tsdb_label dup[] = {{"__name__", "a"}, {"x", "1"}, {"x", "2"}};
+    tsdb_label badutf8[] = {{"__name__", "a"}, {"x", "\xc3("}};
     cr_assert_eq(tsdb_appender_add(a, ok1, 2, 1000, 1), TSDB_OK);
     cr_assert_eq(tsdb_appender_add(a, ok2, 2, 1000, 1), TSDB_OK);
     cr_assert_eq(tsdb_appender_add(a, ok3, 2, 1000, 1), TSDB_ERR_MAX_SERIES);
@@ -218,12 +219,13 @@ Test(metrics_tsdb, limits_and_label_validation) {
     cr_assert_eq(tsdb_appender_add(a, badname, 2, 1000, 1), TSDB_ERR_LABEL_NAME);
     cr_assert_eq(tsdb_appender_add(a, badmetric, 1, 1000, 1), TSDB_ERR_NO_NAME);
     cr_assert_eq(tsdb_appender_add(a, dup, 3, 1000, 1), TSDB_ERR_LABEL_NAME);
+    cr_assert_eq(tsdb_appender_add(a, badutf8, 2, 1000, 1), TSDB_ERR_UTF8);
     cr_assert_eq(tsdb_appender_add(a, ok1, 2, 2000, 1), TSDB_OK); /* the batch goes on */
     cr_assert_eq(tsdb_appender_count(a), 3);
     commit(a);
     tsdb_stats st;
     tsdb_get_stats(db, &st);
-    cr_assert_eq(st.limit_rejections, 8);
+    cr_assert_eq(st.limit_rejections, 9);
     cr_assert_eq(st.samples_appended, 3);
     cr_assert_str_neq(tsdb_strerror(TSDB_ERR_MAX_SERIES), "unknown error");
     tsdb_close(db);
