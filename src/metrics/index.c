@@ -18,8 +18,14 @@ static int re2_to_ere(const char *s, bvec *b, int *icase, char *err, size_t errl
         s += 4;
     }
     int inbr = 0; /* inside [...] */
+    int last_quant = 0; /* the previous atom was a quantifier: RE2 refuses a** and a+?+ */
+    if (strlen(s) > 16384) {
+        snprintf(err, errlen, "error parsing regexp: expression too large");
+        return -1;
+    }
     for (const char *p = s; *p; p++) {
         char c = *p;
+        if (last_quant) last_quant--;
         if (inbr) {
             if (c == '\\' && p[1]) {
                 p++;
@@ -66,12 +72,44 @@ static int re2_to_ere(const char *s, bvec *b, int *icase, char *err, size_t errl
             }
             bv_u8(b, '(');
             break;
+        case '{': {
+            /* counted repetition: RE2 allows at most 1000; larger ones make glibc's automaton
+             * explode. A '{' that is not a repetition is a literal, as in RE2. */
+            const char *q = p + 1;
+            long lo = -1, hi = -1;
+            char *end;
+            if (*q >= '0' && *q <= '9') {
+                lo = strtol(q, &end, 10);
+                q = end;
+                hi = lo;
+                if (*q == ',') {
+                    q++;
+                    hi = (*q >= '0' && *q <= '9') ? strtol(q, &end, 10) : -1;
+                    if (hi >= 0) q = end;
+                }
+            }
+            if (lo < 0 || *q != '}') {
+                bv_put(b, "\\{", 2);
+                break;
+            }
+            if (lo > 1000 || hi > 1000 || (hi >= 0 && hi < lo)) {
+                snprintf(err, errlen, "error parsing regexp: invalid repeat count: `%.*s`", (int)(q + 1 - p), p);
+                return -1;
+            }
+            if (last_quant) goto nested;
+            bv_put(b, p, (size_t)(q + 1 - p));
+            p = q;
+            if (p[1] == '?') p++;
+            last_quant = 2;
+            break;
+        }
         case '*':
         case '+':
         case '?':
-        case '}':
+            if (last_quant) goto nested;
             bv_u8(b, (uint8_t)c);
             if (p[1] == '?') p++; /* non-greedy: the same set of full matches */
+            last_quant = 2;
             break;
         case '\\':
             if (!p[1]) goto bad;
@@ -101,6 +139,9 @@ static int re2_to_ere(const char *s, bvec *b, int *icase, char *err, size_t errl
         return -1;
     }
     return 0;
+nested:
+    snprintf(err, errlen, "error parsing regexp: invalid nested repetition operator: `%s`", s);
+    return -1;
 bad:
     snprintf(err, errlen, "error parsing regexp: unsupported syntax in `%s`", s);
     return -1;
