@@ -142,20 +142,6 @@ long blockdec_series(const uint8_t *p, size_t len, sample **out) {
 
 /* ---- writing ---- */
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static uint32_t sym_index(char **syms, uint32_t n, const char *s) {
-    uint32_t lo = 0, hi = n;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        int c = strcmp(syms[mid], s);
-        if (c == 0) return mid;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return UINT32_MAX;
-}
-
 typedef struct triple {
     uint32_t name, value, id;
 } triple;
@@ -198,17 +184,35 @@ static void rm_rf_block(const char *dir) {
     rmdir(dir);
 }
 
-int block_write(const char *blocks_dir, wseries *ser, size_t n, int level, char *id_out,
+static int cmp_sym(const void *a, const void *b) {
+    return strcmp((*(sym *const *)a)->s, (*(sym *const *)b)->s);
+}
+
+/* Per-series facts kept until the index is written; the samples themselves are encoded into
+ * the current frame at once, so memory holds one series' samples and one frame at a time. */
+typedef struct wmeta {
+    uint32_t lbl_off, nl; /* into the flat label array */
+    int64_t mint, maxt;
+    uint32_t n;
+    uint64_t frame_off;
+    uint32_t frame_len, in_off, in_len;
+} wmeta;
+
+int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level, char *id_out,
                 size_t idcap, char *err, size_t errlen) {
     static unsigned seq;
-    char **syms = NULL, tmp[4200], fin[4200], path[4300];
+    char tmp[4200], fin[4200], path[4300];
+    symtab st = {0};
+    ptrmap symidx = {0};
+    sym **lbls = NULL, **syms = NULL;
+    size_t nlbls = 0, caplbls = 0, nsyms = 0;
+    wmeta *meta = NULL;
+    size_t n = 0, capmeta = 0;
     triple *tr = NULL;
     bvec idx = {0}, raw = {0};
-    uint64_t *soff = NULL;
-    uint32_t *sfl = NULL, *sio = NULL, *sil = NULL;
     void *zbuf = NULL;
-    int cfd = -1, rc = -1;
-    size_t nsyms = 0, ntr = 0;
+    int cfd = -1, rc = -1, created = 0;
+    size_t ntr = 0;
     int64_t mint = INT64_MAX, maxt = INT64_MIN;
     uint64_t nsamples = 0;
 
@@ -219,51 +223,67 @@ int block_write(const char *blocks_dir, wseries *ser, size_t n, int level, char 
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", blocks_dir, id_out);
     snprintf(fin, sizeof fin, "%s/%s", blocks_dir, id_out);
 
-    /* symbols */
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += 2 * ser[i].nl;
-    syms = malloc((total + 1) * sizeof *syms);
-    tr = malloc((total / 2 + 1) * sizeof *tr);
-    soff = malloc((n + 1) * sizeof *soff);
-    sfl = malloc((n + 1) * sizeof *sfl);
-    sio = malloc((n + 1) * sizeof *sio);
-    sil = malloc((n + 1) * sizeof *sil);
-    if (!syms || !tr || !soff || !sfl || !sio || !sil) goto oom;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < ser[i].nl; j++) {
-            syms[nsyms++] = (char *)ser[i].lbl[j].name;
-            syms[nsyms++] = (char *)ser[i].lbl[j].value;
-        }
-    qsort(syms, nsyms, sizeof *syms, cmp_str);
-    size_t o = 0;
-    for (size_t i = 0; i < nsyms; i++)
-        if (!o || strcmp(syms[o - 1], syms[i])) syms[o++] = syms[i];
-    nsyms = o;
-
     if (mkdir(tmp, 0755) != 0) {
         snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-        goto fail;
+        goto out;
     }
+    created = 1;
     snprintf(path, sizeof path, "%s/chunks", tmp);
     cfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (cfd < 0) goto ioerr;
 
-    /* chunks: frames of several series */
+    /* chunks: series records grouped into zstd frames, written as they fill */
     uint64_t off = 0;
     size_t first = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n) {
-            sio[i] = (uint32_t)raw.len;
-            blockenc_series(&raw, ser[i].s, ser[i].n);
-            sil[i] = (uint32_t)(raw.len - sio[i]);
-            if (raw.err) goto oom;
-            nsamples += ser[i].n;
-            if (ser[i].n) {
-                if (ser[i].s[0].t < mint) mint = ser[i].s[0].t;
-                if (ser[i].s[ser[i].n - 1].t > maxt) maxt = ser[i].s[ser[i].n - 1].t;
-            }
+    for (int more = 1; more;) {
+        wseries w = {0};
+        int r = next(ctx, &w);
+        if (r < 0) {
+            snprintf(err, errlen, "reading the series to write failed");
+            goto fail;
         }
-        if ((i == n && raw.len) || raw.len >= FRAME_RAW) {
+        more = r > 0;
+        if (more && w.n) {
+            if (n == capmeta) {
+                size_t c = capmeta ? capmeta * 2 : 1024;
+                wmeta *nm = realloc(meta, c * sizeof *nm);
+                if (!nm) goto oom;
+                meta = nm;
+                capmeta = c;
+            }
+            if (nlbls + 2 * w.nl > caplbls) {
+                size_t c = caplbls ? caplbls * 2 : 4096;
+                while (c < nlbls + 2 * w.nl) c *= 2;
+                sym **nl = realloc(lbls, c * sizeof *nl);
+                if (!nl) goto oom;
+                lbls = nl;
+                caplbls = c;
+            }
+            wmeta *m = &meta[n];
+            memset(m, 0, sizeof *m);
+            m->lbl_off = (uint32_t)nlbls;
+            m->nl = (uint32_t)w.nl;
+            for (size_t j = 0; j < w.nl; j++) {
+                sym *a = sym_intern(&st, w.lbl[j].name, strlen(w.lbl[j].name));
+                if (!a) goto oom;
+                lbls[nlbls++] = a;
+                sym *b = sym_intern(&st, w.lbl[j].value, strlen(w.lbl[j].value));
+                if (!b) goto oom;
+                lbls[nlbls++] = b;
+            }
+            m->in_off = (uint32_t)raw.len;
+            blockenc_series(&raw, w.s, w.n);
+            if (raw.err) goto oom;
+            m->in_len = (uint32_t)(raw.len - m->in_off);
+            m->n = (uint32_t)w.n;
+            m->mint = w.s[0].t;
+            m->maxt = w.s[w.n - 1].t;
+            if (m->mint < mint) mint = m->mint;
+            if (m->maxt > maxt) maxt = m->maxt;
+            nsamples += w.n;
+            n++;
+        }
+        if ((!more && raw.len) || raw.len >= FRAME_RAW) {
             size_t bound = ZSTD_compressBound(raw.len);
             void *z = realloc(zbuf, bound);
             if (!z) goto oom;
@@ -271,13 +291,12 @@ int block_write(const char *blocks_dir, wseries *ser, size_t n, int level, char 
             size_t zl = ZSTD_compress(zbuf, bound, raw.p, raw.len, ZLEVEL);
             if (ZSTD_isError(zl)) goto oom;
             if (write_all(cfd, zbuf, zl)) goto ioerr;
-            size_t last = i < n ? i : n - 1;
-            for (size_t k = first; k <= last; k++) {
-                soff[k] = off;
-                sfl[k] = (uint32_t)zl;
+            for (size_t k = first; k < n; k++) {
+                meta[k].frame_off = off;
+                meta[k].frame_len = (uint32_t)zl;
             }
             off += zl;
-            first = last + 1;
+            first = n;
             raw.len = 0;
         }
     }
@@ -285,35 +304,44 @@ int block_write(const char *blocks_dir, wseries *ser, size_t n, int level, char 
     close(cfd);
     cfd = -1;
 
+    /* symbols, sorted; their index through a map from the interned pointer */
+    syms = malloc((st.n + 1) * sizeof *syms);
+    if (!syms) goto oom;
+    for (size_t i = 0; i < st.cap; i++)
+        if (st.tab[i] && st.tab[i] != (sym *)1) syms[nsyms++] = st.tab[i];
+    qsort(syms, nsyms, sizeof *syms, cmp_sym);
+    for (size_t i = 0; i < nsyms; i++)
+        if (pm_put(&symidx, (uintptr_t)syms[i], (void *)(uintptr_t)(i + 1))) goto oom;
+
     /* index */
-    bv_put(&raw, NULL, 0);
     raw.len = 0;
     bv_uvar(&raw, nsyms);
     for (size_t i = 0; i < nsyms; i++) {
-        size_t l = strlen(syms[i]);
-        bv_uvar(&raw, l);
-        bv_put(&raw, syms[i], l);
+        bv_uvar(&raw, syms[i]->len);
+        bv_put(&raw, syms[i]->s, syms[i]->len);
     }
+    tr = malloc((nlbls / 2 + 1) * sizeof *tr);
+    if (!tr) goto oom;
     bv_uvar(&raw, n);
     for (size_t i = 0; i < n; i++) {
-        bv_uvar(&raw, ser[i].nl);
-        for (size_t j = 0; j < ser[i].nl; j++) {
-            uint32_t a = sym_index(syms, (uint32_t)nsyms, ser[i].lbl[j].name);
-            uint32_t b = sym_index(syms, (uint32_t)nsyms, ser[i].lbl[j].value);
+        wmeta *m = &meta[i];
+        bv_uvar(&raw, m->nl);
+        for (size_t j = 0; j < m->nl; j++) {
+            uint32_t a = (uint32_t)(uintptr_t)pm_get(&symidx, (uintptr_t)lbls[m->lbl_off + 2 * j]) - 1;
+            uint32_t b = (uint32_t)(uintptr_t)pm_get(&symidx, (uintptr_t)lbls[m->lbl_off + 2 * j + 1]) - 1;
             bv_uvar(&raw, a);
             bv_uvar(&raw, b);
             tr[ntr].name = a;
             tr[ntr].value = b;
             tr[ntr++].id = (uint32_t)i;
         }
-        int64_t smin = ser[i].n ? ser[i].s[0].t : 0, smax = ser[i].n ? ser[i].s[ser[i].n - 1].t : 0;
-        bv_svar(&raw, smin);
-        bv_uvar(&raw, (uint64_t)smax - (uint64_t)smin);
-        bv_uvar(&raw, ser[i].n);
-        bv_uvar(&raw, soff[i]);
-        bv_uvar(&raw, sfl[i]);
-        bv_uvar(&raw, sio[i]);
-        bv_uvar(&raw, sil[i]);
+        bv_svar(&raw, m->mint);
+        bv_uvar(&raw, (uint64_t)m->maxt - (uint64_t)m->mint);
+        bv_uvar(&raw, m->n);
+        bv_uvar(&raw, m->frame_off);
+        bv_uvar(&raw, m->frame_len);
+        bv_uvar(&raw, m->in_off);
+        bv_uvar(&raw, m->in_len);
     }
     qsort(tr, ntr, sizeof *tr, cmp_triple);
     size_t nnames = 0;
@@ -356,13 +384,13 @@ int block_write(const char *blocks_dir, wseries *ser, size_t n, int level, char 
     }
     snprintf(path, sizeof path, "%s/index", tmp);
     if (write_file(path, idx.p, idx.len)) goto ioerr;
-    char meta[512];
+    char metaj[512];
     if (!n) mint = maxt = 0;
-    int ml = snprintf(meta, sizeof meta,
+    int ml = snprintf(metaj, sizeof metaj,
                       "{\"version\":1,\"minTime\":%lld,\"maxTime\":%lld,\"numSeries\":%zu,\"numSamples\":%llu,\"level\":%d}\n",
                       (long long)mint, (long long)maxt, n, (unsigned long long)nsamples, level);
     snprintf(path, sizeof path, "%s/meta.json", tmp);
-    if (write_file(path, meta, (size_t)ml)) goto ioerr;
+    if (write_file(path, metaj, (size_t)ml)) goto ioerr;
     int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         if (fsync(dfd)) { /* best effort */ }
@@ -384,15 +412,15 @@ ioerr:
 fail:
     if (cfd >= 0) close(cfd);
     cfd = -1;
-    rm_rf_block(tmp);
+    if (created) rm_rf_block(tmp);
 out:
+    free(lbls);
     free(syms);
+    free(meta);
     free(tr);
-    free(soff);
-    free(sfl);
-    free(sio);
-    free(sil);
     free(zbuf);
+    pm_free(&symidx);
+    symtab_free(&st);
     bv_free(&raw);
     bv_free(&idx);
     return rc;

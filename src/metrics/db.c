@@ -155,6 +155,37 @@ static void decode_append(const uint8_t *buf, size_t len, uint16_t n, sample **o
     }
 }
 
+static int cmp_wseries_p(const void *a, const void *b) {
+    return cmp_wseries(*(wseries *const *)a, *(wseries *const *)b);
+}
+
+typedef struct cutiter {
+    cutent *ce;
+    wseries *ws, **order;
+    size_t n, i;
+    sample *buf;
+} cutiter;
+
+static int cut_next(void *ctx, wseries *out) {
+    cutiter *it = ctx;
+    free(it->buf);
+    it->buf = NULL;
+    if (it->i >= it->n) return 0;
+    wseries *w = it->order[it->i++];
+    cutent *c = &it->ce[w - it->ws];
+    size_t cnt = 0;
+    sample *a = NULL;
+    for (uint32_t j = 0; j < c->nchunks; j++) decode_append(c->chunks[j]->data, c->chunks[j]->len, c->chunks[j]->n, &a, &cnt);
+    if (c->open_n) decode_append(c->open_copy, c->open_len, c->open_n, &a, &cnt);
+    merge_dedupe(&a, &cnt, c->ooo, c->nooo);
+    it->buf = a;
+    out->lbl = w->lbl;
+    out->nl = w->nl;
+    out->s = a;
+    out->n = a ? cnt : 0;
+    return 1;
+}
+
 /* Moves head data older than `before` (everything when INT64_MAX) into a new block. Holds
  * db->bmu throughout; db->mu only to snapshot and to swap, so ingest goes on meanwhile. */
 int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
@@ -217,31 +248,23 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
     }
     pthread_mutex_unlock(&db->mu);
 
-    /* decode outside the lock: sealed chunks are immutable and only this thread frees them */
-    for (size_t i = 0; i < n; i++) {
-        cutent *c = &ce[i];
-        size_t cnt = 0;
-        sample *a = NULL;
-        for (uint32_t j = 0; j < c->nchunks; j++) decode_append(c->chunks[j]->data, c->chunks[j]->len, c->chunks[j]->n, &a, &cnt);
-        if (c->open_n) decode_append(c->open_copy, c->open_len, c->open_n, &a, &cnt);
-        merge_dedupe(&a, &cnt, c->ooo, c->nooo);
-        ws[i].s = a;
-        ws[i].n = cnt;
-    }
-    /* the block is written from a copy sorted by labels; ce keeps the head's order */
+    /* the block is written in label order; each series is decoded only when the writer asks
+     * for it, outside the lock (sealed chunks are immutable and only this thread frees them) */
     char id[64];
     block *nb = NULL;
     if (n) {
-        wseries *sorted = malloc(n * sizeof *sorted);
-        if (!sorted) {
+        wseries **order = malloc(n * sizeof *order);
+        if (!order) {
             snprintf(err, errlen, "out of memory");
             rc = -1;
             goto release;
         }
-        memcpy(sorted, ws, n * sizeof *sorted);
-        qsort(sorted, n, sizeof *sorted, cmp_wseries);
-        rc = block_write(db->blocks_dir, sorted, n, 0, id, sizeof id, err, errlen);
-        free(sorted);
+        for (size_t i = 0; i < n; i++) order[i] = &ws[i];
+        qsort(order, n, sizeof *order, cmp_wseries_p);
+        cutiter it = {.ce = ce, .ws = ws, .order = order, .n = n};
+        rc = block_write(db->blocks_dir, cut_next, &it, 0, id, sizeof id, err, errlen);
+        free(it.buf);
+        free(order);
         if (rc == 0) {
             char p[4200];
             snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
@@ -323,70 +346,88 @@ static void blabels(block *b, uint64_t i, tsdb_label *out) {
     }
 }
 
-/* Merges blocks[0..k) (all held by a ref) into one block; returns it or NULL. */
-static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, char *err, size_t errlen) {
-    size_t cap = 0, n = 0;
-    for (size_t i = 0; i < k; i++) cap += bs[i]->nseries;
-    wseries *ws = calloc(cap + 1, sizeof *ws);
-    mergecur *cur = calloc(k, sizeof *cur);
-    block *nb = NULL;
-    if (!ws || !cur) goto done;
-    for (size_t i = 0; i < k; i++) cur[i].b = bs[i];
+typedef struct mergeiter {
+    mergecur *cur;
+    size_t k;
     tsdb_label la[512], lb[512];
-    for (;;) {
-        /* the smallest label set among the cursors */
-        int best = -1;
-        size_t bnl = 0;
-        for (size_t i = 0; i < k; i++) {
-            if (cur[i].i >= cur[i].b->nseries) continue;
-            bseries *s = &cur[i].b->series[cur[i].i];
-            if (s->nl > 512) { cur[i].i++; i--; continue; }
-            blabels(cur[i].b, cur[i].i, lb);
-            if (best < 0 || labels_cmp(lb, s->nl, la, bnl) < 0) {
-                best = (int)i;
-                bnl = s->nl;
-                memcpy(la, lb, s->nl * sizeof *la);
-            }
-        }
-        if (best < 0) break;
-        wseries *w = &ws[n++];
-        w->lbl = malloc(bnl * sizeof *w->lbl);
-        if (!w->lbl) goto done;
-        memcpy(w->lbl, la, bnl * sizeof *la);
-        w->nl = bnl;
-        for (size_t i = 0; i < k; i++) {
-            if (cur[i].i >= cur[i].b->nseries) continue;
-            bseries *s = &cur[i].b->series[cur[i].i];
-            blabels(cur[i].b, cur[i].i, lb);
-            if (labels_cmp(lb, s->nl, la, bnl) != 0) continue;
-            sample *sm;
-            long m = block_series_samples(cur[i].b, (uint32_t)cur[i].i, &sm);
-            cur[i].i++;
-            if (m < 0) {
-                snprintf(err, errlen, "block %s: unreadable chunk", cur[i].b->id);
-                goto done;
-            }
-            if (!w->s) {
-                w->s = sm;
-                w->n = (size_t)m;
-            } else {
-                merge_dedupe(&w->s, &w->n, sm, (size_t)m);
-                free(sm);
-            }
+    sample *buf;
+    char *err;
+    size_t errlen;
+} mergeiter;
+
+/* The next label set in order over all blocks, with the samples of every block holding it
+ * merged (one per timestamp). */
+static int merge_next(void *ctx, wseries *out) {
+    mergeiter *it = ctx;
+    free(it->buf);
+    it->buf = NULL;
+    int best = -1;
+    size_t bnl = 0;
+    for (size_t i = 0; i < it->k; i++) {
+        mergecur *c = &it->cur[i];
+        while (c->i < c->b->nseries && c->b->series[c->i].nl > 512) c->i++; /* cannot happen: limit is lower */
+        if (c->i >= c->b->nseries) continue;
+        bseries *s = &c->b->series[c->i];
+        blabels(c->b, c->i, it->lb);
+        if (best < 0 || labels_cmp(it->lb, s->nl, it->la, bnl) < 0) {
+            best = (int)i;
+            bnl = s->nl;
+            memcpy(it->la, it->lb, s->nl * sizeof *it->la);
         }
     }
+    if (best < 0) return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < it->k; i++) {
+        mergecur *c = &it->cur[i];
+        if (c->i >= c->b->nseries) continue;
+        bseries *s = &c->b->series[c->i];
+        blabels(c->b, c->i, it->lb);
+        if (labels_cmp(it->lb, s->nl, it->la, bnl) != 0) continue;
+        sample *sm;
+        long m = block_series_samples(c->b, (uint32_t)c->i, &sm);
+        c->i++;
+        if (m < 0) {
+            snprintf(it->err, it->errlen, "block %s: unreadable chunk", c->b->id);
+            return -1;
+        }
+        if (!it->buf) {
+            it->buf = sm;
+            n = (size_t)m;
+        } else {
+            merge_dedupe(&it->buf, &n, sm, (size_t)m);
+            free(sm);
+        }
+    }
+    out->lbl = it->la;
+    out->nl = bnl;
+    out->s = it->buf;
+    out->n = it->buf ? n : 0;
+    return 1;
+}
+
+/* Merges blocks[0..k) (all held by a ref) into one block, streaming; returns it or NULL. */
+static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, char *err, size_t errlen) {
+    mergeiter *it = calloc(1, sizeof *it);
+    block *nb = NULL;
+    if (!it || !(it->cur = calloc(k, sizeof *it->cur))) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < k; i++) it->cur[i].b = bs[i];
+    it->k = k;
+    it->err = err;
+    it->errlen = errlen;
     char id[64], p[4200];
-    if (block_write(db->blocks_dir, ws, n, level, id, sizeof id, err, errlen) == 0) {
+    if (block_write(db->blocks_dir, merge_next, it, level, id, sizeof id, err, errlen) == 0) {
         snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
         nb = block_open(p, err, errlen);
     }
 done:
-    for (size_t i = 0; ws && i < n; i++) {
-        free(ws[i].lbl);
-        free(ws[i].s);
+    if (it) {
+        free(it->buf);
+        free(it->cur);
+        free(it);
     }
-    free(ws);
-    free(cur);
     return nb;
 }
 

@@ -221,8 +221,12 @@ typedef struct wseries {
     size_t n;
 } wseries;
 
-/* Writes a block of `n` series (sorted by labels) into dir/blocks/<id>; returns 0 or -1. */
-int block_write(const char *blocks_dir, wseries *ser, size_t n, int level, char *id_out,
+/* Supplies the series of a block in label order: fills *out (valid until the next call) and
+ * returns 1, 0 at the end, or -1 on error. Series with no samples are skipped. */
+typedef int (*wseries_next)(void *ctx, wseries *out);
+/* Writes a block of the series `next` gives into blocks_dir/<id> (streaming: one series and
+ * one frame in memory at a time); returns 0 or -1 with err set. */
+int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level, char *id_out,
                 size_t idcap, char *err, size_t errlen);
 block *block_open(const char *path, char *err, size_t errlen);
 void block_free(block *b);
