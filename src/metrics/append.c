@@ -103,13 +103,17 @@ static int sort_labels(tsdb *db, const tsdb_label *in, size_t n, tsdb_label *out
         if (k == cap) return TSDB_ERR_TOO_MANY_LABELS;
         /* insertion sort: label sets are small */
         size_t j = k++;
-        while (j > 0 && strcmp(out[j - 1].name, in[i].name) > 0) {
+        /* already sorted input (remote write sends it so) costs one byte compare per label */
+        while (j > 0 && (out[j - 1].name[0] > in[i].name[0] ||
+                         (out[j - 1].name[0] == in[i].name[0] && strcmp(out[j - 1].name, in[i].name) > 0))) {
             out[j] = out[j - 1];
             j--;
         }
         out[j] = in[i];
-        if (j > 0 && strcmp(out[j - 1].name, out[j].name) == 0) return TSDB_ERR_LABEL_NAME;
-        if (j + 1 < k && strcmp(out[j + 1].name, out[j].name) == 0) return TSDB_ERR_LABEL_NAME;
+        if (j > 0 && out[j - 1].name[0] == out[j].name[0] && strcmp(out[j - 1].name, out[j].name) == 0)
+            return TSDB_ERR_LABEL_NAME;
+        if (j + 1 < k && out[j + 1].name[0] == out[j].name[0] && strcmp(out[j + 1].name, out[j].name) == 0)
+            return TSDB_ERR_LABEL_NAME;
     }
     if (!k || strcmp(out[0].name, "__name__") != 0) {
         /* "__name__" sorts after upper-case names: look for it */
@@ -269,10 +273,10 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
     }
     pthread_mutex_lock(&db->mu);
     /* the batch touches thousands of series scattered over the heap: prefetch a few ahead */
-    for (size_t i = 0; i < a->n && i < 8; i++) __builtin_prefetch(a->p[i].s);
+    for (size_t i = 0; i < a->n && i < 16; i++) __builtin_prefetch(a->p[i].s);
     for (size_t i = 0; i < a->n; i++) {
         series *s = a->p[i].s;
-        if (i + 8 < a->n) __builtin_prefetch(a->p[i + 8].s);
+        if (i + 16 < a->n) __builtin_prefetch(a->p[i + 16].s);
         if (i + 4 < a->n) {
             const xorenc *e = &a->p[i + 4].s->open;
             if (e->buf) __builtin_prefetch(e->buf + (e->bits >> 3), 1);

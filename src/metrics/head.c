@@ -11,9 +11,18 @@ size_t labels_key(const tsdb_label *l, size_t n, char *buf, size_t cap) {
     for (size_t i = 0; i < n; i++) {
         const char *p[2] = {l[i].name, l[i].value};
         for (int k = 0; k < 2; k++) {
-            size_t len = strlen(p[k]) + 1;
-            if (o + len <= cap) memcpy(buf + o, p[k], len);
-            o += len;
+            /* copy and measure in one pass; stop copying once past the buffer */
+            const char *q = p[k];
+            if (o < cap) {
+                char *d = buf + o, *e = buf + cap;
+                while (d < e && (*d++ = *q++)) {}
+                if (d[-1] == 0 && d <= e) {
+                    o = (size_t)(d - buf);
+                    continue;
+                }
+                o = cap;
+            }
+            o += strlen(q) + 1;
         }
     }
     return o;
