@@ -12,17 +12,14 @@ size_t labels_key(const tsdb_label *l, size_t n, char *buf, size_t cap) {
         const char *p[2] = {l[i].name, l[i].value};
         for (int k = 0; k < 2; k++) {
             /* copy and measure in one pass; stop copying once past the buffer */
-            const char *q = p[k];
             if (o < cap) {
-                char *d = buf + o, *e = buf + cap;
-                while (d < e && (*d++ = *q++)) {}
-                if (d[-1] == 0 && d <= e) {
+                char *d = memccpy(buf + o, p[k], 0, cap - o);
+                if (d) {
                     o = (size_t)(d - buf);
                     continue;
                 }
-                o = cap;
             }
-            o += strlen(q) + 1;
+            o += strlen(p[k]) + 1;
         }
     }
     return o;
