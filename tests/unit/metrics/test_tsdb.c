@@ -574,3 +574,70 @@ Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
     tsdb_close(db);
     rm_rf(dir);
 }
+
+/* ---- group commit on an event loop ---- */
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
+
+typedef struct gc_state {
+    int done, bad, off_loop;
+    pthread_t loop_thread;
+    struct event_base *base;
+} gc_state;
+
+static void gc_done(void *c, int st, const char *m) {
+    gc_state *g = c;
+    if (st != TSDB_OK) g->bad++;
+    if (!pthread_equal(pthread_self(), g->loop_thread)) g->off_loop++;
+    if (++g->done == 200) event_base_loopbreak(g->base);
+}
+
+typedef struct gc_ctx {
+    gc_state g;
+    tsdb *db;
+} gc_ctx;
+
+static void gc_start(evutil_socket_t fd, short what, void *arg) {
+    gc_ctx *c = arg;
+    gc_state *g = &c->g;
+    tsdb *db = c->db;
+    char name[32];
+    for (int i = 0; i < 200; i++) {
+        tsdb_appender *a = tsdb_appender_begin(db);
+        snprintf(name, sizeof name, "s%d", i % 17);
+        tsdb_label l[] = {{"__name__", "gc"}, {"k", name}};
+        tsdb_appender_add(a, l, 2, 1000 + i, i);
+        tsdb_appender_commit(a, gc_done, g);
+    }
+}
+
+Test(metrics_tsdb, group_commit_on_the_loop_thread) {
+    mkdtemp_dir();
+    evthread_use_pthreads();
+    gc_ctx s = {0};
+    s.g.base = event_base_new();
+    s.g.loop_thread = pthread_self();
+    tsdb_options o = {.dir = dir, .base = s.g.base};
+    char err[256];
+    cr_assert_eq(tsdb_open(&o, &s.db, err, sizeof err), 0, "%s", err);
+    struct event *ev = evtimer_new(s.g.base, gc_start, &s);
+    struct timeval tv = {0, 0};
+    evtimer_add(ev, &tv);
+    struct timeval limit = {20, 0};
+    event_base_loopexit(s.g.base, &limit);
+    event_base_dispatch(s.g.base);
+    cr_assert_eq(s.g.done, 200, "callbacks: %d", s.g.done);
+    cr_assert_eq(s.g.bad, 0);
+    cr_assert_eq(s.g.off_loop, 0, "every callback runs on the loop thread");
+    tsdb_stats st;
+    tsdb_get_stats(s.db, &st);
+    cr_assert_lt(st.wal_fsyncs, 200, "group commit: %llu fsyncs for 200 commits", (unsigned long long)st.wal_fsyncs);
+    cr_assert_eq(st.samples_appended, 200);
+    event_free(ev);
+    tsdb_close(s.db);
+    event_base_free(s.g.base);
+    tr_selfmon_reset(); /* the store registered its self-metrics */
+    rm_rf(dir);
+}
