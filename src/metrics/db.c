@@ -209,7 +209,9 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
         if (!s) continue;
         cutent c = {.s = s};
         while (c.nchunks < s->nchunks && s->chunks[c.nchunks]->maxt < before) c.nchunks++;
-        if (before == INT64_MAX && s->open.n) {
+        /* the open chunk too when it lies wholly before the cut: a series that stopped
+         * receiving samples must not keep its data (and itself) in the head for ever */
+        if (s->open.n && (before == INT64_MAX || s->open.t < before)) {
             c.open_n = s->open.n;
             c.open_len = (size_t)((s->open.bits + 7) / 8);
             c.open_copy = malloc(c.open_len ? c.open_len : 1);

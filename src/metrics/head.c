@@ -259,7 +259,12 @@ static void seal(head *h, series *s) {
 int head_append(tsdb *db, series *s, int64_t t, double v, int force) {
     head *h = &db->h;
     if (s->maxt == INT64_MIN || t > s->maxt) {
-        if (s->open.n >= CHUNK_SAMPLES) seal(h, s);
+        /* a chunk never spans a block-range boundary (as in Prometheus), so that cuts at those
+         * boundaries take whole chunks; floor division keeps negative times right */
+        int64_t r = db->o.block_range_ms;
+        if (s->open.n >= CHUNK_SAMPLES ||
+            (s->open.n && (s->open.mint / r - (s->open.mint % r < 0)) != (t / r - (t % r < 0))))
+            seal(h, s);
         xor_append(&s->open, t, v);
         if (xor_oom(&s->open)) {
             xor_reset(&s->open);

@@ -641,3 +641,24 @@ Test(metrics_tsdb, group_commit_on_the_loop_thread) {
     tr_selfmon_reset(); /* the store registered its self-metrics */
     rm_rf(dir);
 }
+
+Test(metrics_tsdb, idle_series_leave_the_head_after_a_cut) {
+    mkdtemp_dir();
+    const int64_t H = 3600000, T0 = 1000 * 2 * H;
+    tsdb *db = open_db(dir, 0, 0);
+    add_series(db, "gone", "x", T0 + 60000, 60000, 3, 0);   /* stops after 3 minutes */
+    add_series(db, "busy", "x", T0, 60000, 240, 0);         /* 4 hours */
+    tsdb_maintain(db);
+    tsdb_stats st;
+    tsdb_get_stats(db, &st);
+    cr_assert_eq(st.blocks, 1);
+    cr_assert_eq(st.head_series, 1, "the idle series went to the block and left the head");
+    cr_assert_eq(st.block_samples, 3 + 120);
+    size_t s;
+    cr_assert_eq(count(db, "gone", &s), 1);
+    cr_assert_eq(s, 3);
+    cr_assert_eq(count(db, "busy", &s), 1);
+    cr_assert_eq(s, 240);
+    tsdb_close(db);
+    rm_rf(dir);
+}
