@@ -39,6 +39,7 @@
 #define STREAM_TIMEOUT_MS 30000       /* request HEADERS → END_STREAM */
 #define WRITE_TIMEOUT_S 30            /* pending output that makes no progress */
 #define TICK_MS 1000
+#define ACCEPT_PAUSE_S 1              /* after accept() fails (out of descriptors) */
 #define CLOSE_GRACE_MS 5000           /* our GOAWAY's chance to leave before we drop */
 
 #define GRPC_DEADLINE_EXCEEDED 4
@@ -93,7 +94,7 @@ struct otlp_grpc {
     struct event_base *base;
     otlp_receiver *r;
     struct evconnlistener *listener;
-    int fd;             /* listening fd until the listener owns it */
+    struct event *accept_pause; /* re-enables accepting after a failed accept() */
     gconn *conns;
     unsigned nconns;
     size_t buffered, budget;
@@ -607,7 +608,10 @@ static int cb_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     gstream *s = nghttp2_session_get_stream_user_data(session, stream_id);
     if (!s) return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
-    if (s->state == S_WAITING) stream_orphan(s);
+    if (s->state == S_WAITING) {
+        TR_DEBUG("grpc: stream closed before its answer", "peer=%s stream=%d error_code=%u", s->c->peer, s->id, error_code);
+        stream_orphan(s);
+    }
     else stream_free(s);
     return 0;
 }
@@ -627,12 +631,19 @@ static nghttp2_session_callbacks *callbacks_new(void) {
 
 /* ============================== connections ============================== */
 
+static unsigned conn_nstreams(const gconn *c) {
+    unsigned n = 0;
+    for (const gstream *s = c->streams; s; s = s->next) n++;
+    return n;
+}
+
 static void conn_free(gconn *c) {
     otlp_grpc *g = c->g;
     if (c->prev) c->prev->next = c->next;
     else g->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     g->nconns--;
+    if (c->streams) TR_DEBUG("grpc: connection closed with open streams", "peer=%s streams=%u", c->peer, conn_nstreams(c));
     while (c->streams) {
         gstream *s = c->streams;
         if (c->session) nghttp2_session_set_stream_user_data(c->session, s->id, NULL);
@@ -645,11 +656,6 @@ static void conn_free(gconn *c) {
     free(c);
 }
 
-static unsigned conn_nstreams(const gconn *c) {
-    unsigned n = 0;
-    for (const gstream *s = c->streams; s; s = s->next) n++;
-    return n;
-}
 
 /* Hands queued frames to the bufferevent and drops the connection once nghttp2 is done with
  * it. Returns -1 when c was freed. Never called from inside an nghttp2 callback. */
@@ -848,10 +854,20 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     conn_arm(c);
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
+    otlp_grpc *g = arg;
+    if (g->listener && !g->stopping) evconnlistener_enable(g->listener);
+}
+
 static void on_accept_error(struct evconnlistener *l, void *arg) {
+    otlp_grpc *g = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    /* EMFILE and friends: keep serving the connections we have */
-    TR_WARN("grpc: accept failed", "error=\"%s\"", evutil_socket_error_to_string(err));
+    /* EMFILE and friends: the pending connection stays queued and the listener would fire
+     * again at once; pause accepting for a second, keep serving the connections we have */
+    TR_WARN("grpc: accept failed, pausing for 1 s", "error=\"%s\"", evutil_socket_error_to_string(err));
+    evconnlistener_disable(l);
+    struct timeval tv = {ACCEPT_PAUSE_S, 0};
+    evtimer_add(g->accept_pause, &tv);
 }
 
 /* ================================ public ================================ */
@@ -861,19 +877,21 @@ otlp_grpc *otlp_grpc_new(struct event_base *base, otlp_receiver *r, int fd) {
     if (!g) return NULL;
     g->base = base;
     g->r = r;
-    g->fd = fd;
     size_t max = otlp_receiver_config(r)->max_message_bytes;
     g->budget = BUFFER_BUDGET;
     if (max > g->budget / 2) g->budget = max * 2; /* at least two messages fit */
     evutil_make_socket_nonblocking(fd);
-    g->listener = evconnlistener_new(base, on_accept, g, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1, fd);
-    if (!g->listener) {
-        free(g);
-        return NULL;
-    }
-    g->fd = -1;
+    g->accept_pause = evtimer_new(base, on_accept_resume, g);
+    if (!g->accept_pause) goto fail;
+    /* from here on the listener owns fd (on failure it stays the caller's) */
+    g->listener = evconnlistener_new(base, on_accept, g, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    if (!g->listener) goto fail;
     evconnlistener_set_error_cb(g->listener, on_accept_error);
     return g;
+fail:
+    if (g->accept_pause) event_free(g->accept_pause);
+    free(g);
+    return NULL;
 }
 
 void otlp_grpc_stop_accepting(otlp_grpc *g) {
@@ -902,7 +920,7 @@ unsigned otlp_grpc_connections(const otlp_grpc *g) { return g ? g->nconns : 0; }
 void otlp_grpc_free(otlp_grpc *g) {
     if (!g) return;
     if (g->listener) evconnlistener_free(g->listener);
-    if (g->fd >= 0) close(g->fd);
+    if (g->accept_pause) event_free(g->accept_pause);
     while (g->conns) {
         gconn *c = g->conns;
         /* requests still arriving will not be processed: say so, then give the answers
