@@ -611,8 +611,9 @@ static int cb_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     if (s->state == S_WAITING) {
         TR_DEBUG("grpc: stream closed before its answer", "peer=%s stream=%d error_code=%u", s->c->peer, s->id, error_code);
         stream_orphan(s);
+    } else {
+        stream_free(s);
     }
-    else stream_free(s);
     return 0;
 }
 
@@ -656,7 +657,6 @@ static void conn_free(gconn *c) {
     free(c);
 }
 
-
 /* Hands queued frames to the bufferevent and drops the connection once nghttp2 is done with
  * it. Returns -1 when c was freed. Never called from inside an nghttp2 callback. */
 static int conn_flush(gconn *c) {
@@ -694,10 +694,13 @@ static void conn_arm(gconn *c) {
     if (c->closing && !c->streams) {
         if (!c->close_at) c->close_at = now + CLOSE_GRACE_MS;
         at = c->close_at;
+    } else if (c->streams) {
+        at = now + TICK_MS;
+    } else if (!c->got_request) {
+        at = c->accepted + FIRST_REQUEST_TIMEOUT_MS;
+    } else {
+        at = c->last_io + IDLE_TIMEOUT_MS;
     }
-    else if (c->streams) at = now + TICK_MS;
-    else if (!c->got_request) at = c->accepted + FIRST_REQUEST_TIMEOUT_MS;
-    else at = c->last_io + IDLE_TIMEOUT_MS;
     if (evtimer_pending(c->timer, NULL) && c->timer_at <= at) return;
     uint64_t d = at > now ? at - now : 0;
     struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
@@ -726,7 +729,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
         if (s->state == S_READING && now >= s->deadline) {
             TR_DEBUG("grpc: request not complete in time", "peer=%s stream=%d timeout_ms=%d", c->peer, s->id, STREAM_TIMEOUT_MS);
             count_early(s, OTLP_INVALID);
-            answer_error(s, 200, GRPC_DEADLINE_EXCEEDED, "request not received completely within 30 s");
+            char m[96];
+            snprintf(m, sizeof m, "request not received completely within %d s", STREAM_TIMEOUT_MS / 1000);
+            answer_error(s, 200, GRPC_DEADLINE_EXCEEDED, m);
         }
     }
     c->busy--;
