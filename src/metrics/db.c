@@ -275,6 +275,7 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
         }
     }
 release:
+    pthread_rwlock_wrlock(&db->chunk_rw); /* no query is decoding head chunks now */
     pthread_mutex_lock(&db->mu);
     if (rc == 0) {
         for (size_t i = 0; i < n; i++) {
@@ -314,6 +315,7 @@ release:
         if (!ck) TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
     }
     pthread_mutex_unlock(&db->mu);
+    pthread_rwlock_unlock(&db->chunk_rw);
     if (ck && wal_checkpoint_finish(db, ck, werr, sizeof werr) != 0) TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
     wal_checkpoint_free(ck);
     if (nb) block_free(nb);
@@ -765,6 +767,7 @@ int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
     if (db->o.ooo_window_ms < 0) db->o.ooo_window_ms = 0;
     db->wal_fd = -1;
     pthread_mutex_init(&db->mu, NULL);
+    pthread_rwlock_init(&db->chunk_rw, NULL);
     pthread_mutex_init(&db->smu, NULL);
     pthread_mutex_init(&db->bmu, NULL);
     pthread_mutex_init(&db->metamu, NULL);
@@ -849,6 +852,7 @@ void tsdb_close(tsdb *db) {
     free(db->metas);
     pm_free(&db->meta);
     pthread_mutex_destroy(&db->mu);
+    pthread_rwlock_destroy(&db->chunk_rw);
     pthread_mutex_destroy(&db->smu);
     pthread_mutex_destroy(&db->bmu);
     pthread_mutex_destroy(&db->metamu);

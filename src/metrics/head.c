@@ -324,51 +324,6 @@ static int decode_into(const uint8_t *buf, size_t len, uint16_t n, int64_t mint,
     return 0;
 }
 
-long head_series_samples(series *s, int64_t mint, int64_t maxt, sample **out) {
-    sample *a = NULL;
-    size_t n = 0, cap = 0;
-    for (uint32_t i = 0; i < s->nchunks; i++) {
-        hchunk *c = s->chunks[i];
-        if (c->maxt < mint || c->mint > maxt) continue;
-        if (decode_into(c->data, c->len, c->n, mint, maxt, &a, &n, &cap)) goto oom;
-    }
-    if (s->open.n && !(s->open.t < mint || s->open.mint > maxt))
-        if (decode_into(s->open.buf, (size_t)((s->open.bits + 7) / 8), s->open.n, mint, maxt, &a, &n, &cap))
-            goto oom;
-    if (s->nooo) {
-        /* merge the sorted OOO samples in */
-        size_t k = 0;
-        for (uint32_t i = 0; i < s->nooo; i++)
-            if (s->ooo[i].t >= mint && s->ooo[i].t <= maxt) k++;
-        if (k) {
-            sample *m = malloc((n + k) * sizeof *m);
-            if (!m) goto oom;
-            size_t i = 0, j = 0, o = 0;
-            while (i < n || j < s->nooo) {
-                if (j < s->nooo && (s->ooo[j].t < mint || s->ooo[j].t > maxt)) {
-                    j++;
-                    continue;
-                }
-                if (j >= s->nooo || (i < n && a[i].t <= s->ooo[j].t)) {
-                    if (j < s->nooo && a[i].t == s->ooo[j].t) j++; /* in-order copy wins */
-                    m[o++] = a[i++];
-                } else {
-                    m[o++] = s->ooo[j++];
-                }
-            }
-            free(a);
-            a = m;
-            n = o;
-        }
-    }
-    *out = a;
-    return (long)n;
-oom:
-    free(a);
-    *out = NULL;
-    return -1;
-}
-
 /* ---- selection ---- */
 
 static void hx_all(void *ctx, idlist *out) {
@@ -461,4 +416,79 @@ void head_remove_all_empty(tsdb *db) {
         if (lo < h->mint) h->mint = lo;
         if (hi > h->maxt) h->maxt = hi;
     }
+}
+
+/* ---- snapshots for queries ---- */
+
+int head_snapshot(const series *s, int64_t mint, int64_t maxt, hsnap *o) {
+    memset(o, 0, sizeof *o);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < s->nchunks; i++)
+        if (!(s->chunks[i]->maxt < mint || s->chunks[i]->mint > maxt)) k++;
+    if (k) {
+        o->chunks = malloc(k * sizeof *o->chunks);
+        if (!o->chunks) return -1;
+        for (uint32_t i = 0; i < s->nchunks; i++)
+            if (!(s->chunks[i]->maxt < mint || s->chunks[i]->mint > maxt)) o->chunks[o->nchunks++] = s->chunks[i];
+    }
+    if (s->open.n && !(s->open.t < mint || s->open.mint > maxt)) {
+        o->open_len = (size_t)((s->open.bits + 7) / 8);
+        o->open = malloc(o->open_len ? o->open_len : 1);
+        if (!o->open) goto oom;
+        memcpy(o->open, s->open.buf, o->open_len);
+        o->open_n = s->open.n;
+    }
+    for (uint32_t i = 0; i < s->nooo; i++)
+        if (s->ooo[i].t >= mint && s->ooo[i].t <= maxt) {
+            if (!o->ooo) {
+                o->ooo = malloc((s->nooo - i) * sizeof *o->ooo);
+                if (!o->ooo) goto oom;
+            }
+            o->ooo[o->nooo++] = s->ooo[i];
+        }
+    return 0;
+oom:
+    free(o->chunks);
+    free(o->open);
+    memset(o, 0, sizeof *o);
+    return -1;
+}
+
+long hsnap_samples(hsnap *h, int64_t mint, int64_t maxt, sample **out) {
+    sample *a = NULL;
+    size_t n = 0, cap = 0;
+    long rc = 0;
+    for (uint32_t i = 0; i < h->nchunks && rc == 0; i++)
+        if (decode_into(h->chunks[i]->data, h->chunks[i]->len, h->chunks[i]->n, mint, maxt, &a, &n, &cap)) rc = -1;
+    if (rc == 0 && h->open_n && decode_into(h->open, h->open_len, h->open_n, mint, maxt, &a, &n, &cap)) rc = -1;
+    if (rc == 0 && h->nooo) {
+        sample *m = malloc((n + h->nooo) * sizeof *m);
+        if (!m) {
+            rc = -1;
+        } else {
+            size_t i = 0, j = 0, o = 0;
+            while (i < n || j < h->nooo) {
+                if (j >= h->nooo || (i < n && a[i].t <= h->ooo[j].t)) {
+                    if (j < h->nooo && a[i].t == h->ooo[j].t) j++; /* in-order copy wins */
+                    m[o++] = a[i++];
+                } else {
+                    m[o++] = h->ooo[j++];
+                }
+            }
+            free(a);
+            a = m;
+            n = o;
+        }
+    }
+    free(h->chunks);
+    free(h->open);
+    free(h->ooo);
+    memset(h, 0, sizeof *h);
+    if (rc) {
+        free(a);
+        *out = NULL;
+        return -1;
+    }
+    *out = a;
+    return (long)n;
 }

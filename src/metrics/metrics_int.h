@@ -279,6 +279,9 @@ struct tsdb {
     tsdb_options o;
     char *dir, *wal_dir, *blocks_dir;
     pthread_mutex_t mu;
+    /* sealed head chunks are freed only by cuts, holding this for writing; queriers decode
+     * them outside mu holding it for reading (lock order: chunk_rw, then mu) */
+    pthread_rwlock_t chunk_rw;
     head h;
     /* WAL (wal.c) */
     int wal_fd;
@@ -327,8 +330,19 @@ size_t labels_key(const tsdb_label *l, size_t n, char *buf, size_t cap);
 series *head_create_with_ref(tsdb *db, const tsdb_label *sorted, size_t n, uint64_t ref);
 /* Appends one sample, honouring the OOO window unless `force`; returns TSDB_OK or an error. */
 int head_append(tsdb *db, series *s, int64_t t, double v, int force);
-/* All samples of s in [mint, maxt], merged (chunks, open chunk, OOO), ascending, distinct. */
-long head_series_samples(series *s, int64_t mint, int64_t maxt, sample **out);
+/* A copy of what a query needs from a head series, taken under db->mu and decoded after it
+ * is released (with chunk_rw held for reading). */
+typedef struct hsnap {
+    hchunk **chunks;
+    uint32_t nchunks;
+    uint16_t open_n;
+    uint8_t *open;
+    size_t open_len;
+    sample *ooo;
+    uint32_t nooo;
+} hsnap;
+int head_snapshot(const series *s, int64_t mint, int64_t maxt, hsnap *out); /* 0 or -1 (OOM) */
+long hsnap_samples(hsnap *h, int64_t mint, int64_t maxt, sample **out);  /* frees the copies */
 int head_select(head *h, tsdb_matcher *const *m, size_t n, idlist *out);
 uint64_t labels_hash(const tsdb_label *l, size_t n);
 int labels_cmp(const tsdb_label *a, size_t na, const tsdb_label *b, size_t nb);

@@ -140,11 +140,23 @@ tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, 
     tsdb_seriesset *ss = calloc(1, sizeof *ss);
     idlist ids = {0};
     if (!ss) goto oom;
-    /* head */
+    hsnap *snaps = NULL;
+    size_t nsnaps = 0;
+    /* head: labels and snapshots under the lock, decoding after it (ingest goes on) */
+    pthread_rwlock_rdlock(&db->chunk_rw);
     pthread_mutex_lock(&db->mu);
     if (head_select(&db->h, m, nm, &ids) != 0) {
         pthread_mutex_unlock(&db->mu);
+        pthread_rwlock_unlock(&db->chunk_rw);
         goto oom;
+    }
+    if ((flags & TSDB_SELECT_SAMPLES) && ids.n) {
+        snaps = calloc(ids.n, sizeof *snaps);
+        if (!snaps) {
+            pthread_mutex_unlock(&db->mu);
+            pthread_rwlock_unlock(&db->chunk_rw);
+            goto oom;
+        }
     }
     for (size_t i = 0; i < ids.n; i++) {
         series *s = db->h.slots[ids.v[i]];
@@ -153,13 +165,13 @@ tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, 
         rser *r = ss_push(ss);
         if (!r) {
             pthread_mutex_unlock(&db->mu);
-            goto oom;
+            goto head_oom;
         }
         r->lbl = malloc(s->nl * sizeof *r->lbl);
         if (!r->lbl) {
             ss->n--;
             pthread_mutex_unlock(&db->mu);
-            goto oom;
+            goto head_oom;
         }
         r->nl = s->nl;
         for (uint16_t j = 0; j < s->nl; j++) {
@@ -167,15 +179,26 @@ tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, 
             r->lbl[j].value = ss_str(ss, s->lbl[2 * j + 1]->s);
             if (!r->lbl[j].name || !r->lbl[j].value) {
                 pthread_mutex_unlock(&db->mu);
-                goto oom;
+                goto head_oom;
             }
         }
-        if (flags & TSDB_SELECT_SAMPLES) {
-            long k = head_series_samples(s, q->mint, q->maxt, &r->s);
-            r->n = k > 0 ? (size_t)k : 0;
+        if (snaps) {
+            if (head_snapshot(s, q->mint, q->maxt, &snaps[nsnaps])) {
+                pthread_mutex_unlock(&db->mu);
+                goto head_oom;
+            }
+            nsnaps++;
         }
     }
     pthread_mutex_unlock(&db->mu);
+    /* the head series are ss->v[0 .. nsnaps) in order */
+    for (size_t i = 0; i < nsnaps; i++) {
+        long k = hsnap_samples(&snaps[i], q->mint, q->maxt, &ss->v[i].s);
+        ss->v[i].n = k > 0 ? (size_t)k : 0;
+    }
+    pthread_rwlock_unlock(&db->chunk_rw);
+    free(snaps);
+    snaps = NULL;
     /* blocks (immutable, held by the querier) */
     for (size_t bi = 0; bi < q->nblocks; bi++) {
         block *b = q->blocks[bi];
@@ -234,6 +257,13 @@ tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, 
         r->s = NULL;
     }
     return ss;
+head_oom:
+    for (size_t i = 0; i < nsnaps; i++) {
+        sample *x;
+        if (hsnap_samples(&snaps[i], 0, -1, &x) >= 0) free(x); /* frees the copies */
+    }
+    free(snaps);
+    pthread_rwlock_unlock(&db->chunk_rw);
 oom:
     snprintf(err, errlen, "out of memory");
 fail:
