@@ -5,6 +5,7 @@
 #include "api.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -613,14 +614,77 @@ static void api_status_tsdb(struct evhttp_request *req, const char *path, void *
 
 /* ---- admin: flush / snapshot ---- */
 
-static void api_force_flush(struct evhttp_request *req, const char *path, void *ctx) {
-    if (!method_ok(req, 1)) return;
-    char err[512];
-    if (tsdb_flush(ctx, err, sizeof err) != 0) {
-        tr_http_reply_text(req, 500, err);
+/* Cutting the head into a block takes a while on a big head: it runs on its own thread and
+ * the reply goes out from the loop when it is done, so ingest keeps flowing meanwhile. */
+typedef struct flushjob {
+    struct evhttp_request *req;
+    tsdb *db;
+    int snapshot;
+    int rc;
+    char err[512], name[128];
+    struct event *ev;
+} flushjob;
+
+static void flush_reply(evutil_socket_t fd, short what, void *arg) {
+    flushjob *j = arg;
+    if (j->snapshot) {
+        if (j->rc) {
+            tr_http_reply_prom_error(j->req, 500, "internal", j->err);
+        } else {
+            tr_buf b;
+            tr_buf_init(&b, 0);
+            tr_json js;
+            tr_json_init(&js, &b);
+            open_success(&js);
+            tr_json_obj_open(&js);
+            tr_json_key(&js, "name");
+            tr_json_str(&js, j->name);
+            tr_json_obj_close(&js);
+            tr_json_obj_close(&js);
+            reply_json(j->req, &b);
+            tr_buf_free(&b);
+        }
+    } else if (j->rc) {
+        tr_http_reply_text(j->req, 500, j->err);
+    } else {
+        tr_http_reply(j->req, 200, NULL, NULL, 0);
+    }
+    event_free(j->ev);
+    free(j);
+}
+
+static void *flush_main(void *arg) {
+    flushjob *j = arg;
+    j->rc = j->snapshot ? tsdb_snapshot(j->db, j->name, sizeof j->name, j->err, sizeof j->err)
+                        : tsdb_flush(j->db, j->err, sizeof j->err);
+    event_active(j->ev, EV_READ, 0);
+    return NULL;
+}
+
+static void start_flush(struct evhttp_request *req, tsdb *db, int snapshot) {
+    flushjob *j = calloc(1, sizeof *j);
+    struct event_base *base = evhttp_connection_get_base(evhttp_request_get_connection(req));
+    pthread_t th;
+    if (!j || !base || !(j->ev = event_new(base, -1, 0, flush_reply, j))) {
+        free(j);
+        tr_http_reply_prom_error(req, 500, "internal", "out of memory");
         return;
     }
-    tr_http_reply(req, 200, NULL, NULL, 0);
+    j->req = req;
+    j->db = db;
+    j->snapshot = snapshot;
+    if (pthread_create(&th, NULL, flush_main, j) != 0) {
+        event_free(j->ev);
+        free(j);
+        tr_http_reply_prom_error(req, 500, "internal", "cannot start the flush");
+        return;
+    }
+    pthread_detach(th);
+}
+
+static void api_force_flush(struct evhttp_request *req, const char *path, void *ctx) {
+    if (!method_ok(req, 1)) return;
+    start_flush(req, ctx, 0);
 }
 
 static void api_snapshot(struct evhttp_request *req, const char *path, void *ctx) {
@@ -629,23 +693,7 @@ static void api_snapshot(struct evhttp_request *req, const char *path, void *ctx
         tr_http_reply_text(req, 405, "Method Not Allowed");
         return;
     }
-    char err[512], name[128];
-    if (tsdb_snapshot(ctx, name, sizeof name, err, sizeof err) != 0) {
-        tr_http_reply_prom_error(req, 500, "internal", err);
-        return;
-    }
-    tr_buf b;
-    tr_buf_init(&b, 0);
-    tr_json j;
-    tr_json_init(&j, &b);
-    open_success(&j);
-    tr_json_obj_open(&j);
-    tr_json_key(&j, "name");
-    tr_json_str(&j, name);
-    tr_json_obj_close(&j);
-    tr_json_obj_close(&j);
-    reply_json(req, &b);
-    tr_buf_free(&b);
+    start_flush(req, ctx, 1);
 }
 
 void tr_api_export(struct evhttp_request *req, const char *path, void *ctx);
