@@ -662,3 +662,47 @@ Test(metrics_tsdb, idle_series_leave_the_head_after_a_cut) {
     tsdb_close(db);
     rm_rf(dir);
 }
+
+Test(metrics_tsdb, crash_after_checkpoint_before_segment_removal) {
+    /* a crash between writing wal/checkpoint.N and deleting segments <= N leaves both: the
+     * checkpoint wins, the stale segment is dropped, nothing is lost or doubled */
+    mkdtemp_dir();
+    const int64_t H = 3600000, T0 = 1000 * 2 * H;
+    char seg1[400], keep[400];
+    snprintf(seg1, sizeof seg1, "%s/wal/00000001", dir);
+    snprintf(keep, sizeof keep, "%s/seg1.copy", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        tsdb_options o = {.dir = dir};
+        tsdb *db;
+        char err[256];
+        if (tsdb_open(&o, &db, err, sizeof err)) _exit(2);
+        tsdb_appender *a = tsdb_appender_begin(db);
+        tsdb_label l[] = {{"__name__", "m"}};
+        for (int k = 0; k < 240; k++) tsdb_appender_add(a, l, 1, T0 + k * 60000, k);
+        tsdb_appender_commit(a, NULL, NULL);
+        char cmd[1000];
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", seg1, keep);
+        if (system(cmd)) _exit(4);
+        tsdb_maintain(db); /* block + checkpoint.00000001, segment 1 removed */
+        a = tsdb_appender_begin(db);
+        for (int k = 240; k < 245; k++) tsdb_appender_add(a, l, 1, T0 + k * 60000, k);
+        tsdb_appender_commit(a, NULL, NULL);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed");
+    cr_assert_eq(rename(keep, seg1), 0); /* as if the crash came before the deletion */
+    tsdb *db = open_db(dir, 0, 0);
+    size_t s;
+    cr_assert_eq(count(db, "m", &s), 1);
+    cr_assert_eq(s, 245);
+    tsdb_stats st;
+    tsdb_get_stats(db, &st);
+    cr_assert_eq(st.head_samples, 125, "head: the checkpoint (120) and segment 2 (5), not segment 1 again");
+    struct stat sb;
+    cr_assert_neq(stat(seg1, &sb), 0, "the stale segment was removed");
+    tsdb_close(db);
+    rm_rf(dir);
+}
