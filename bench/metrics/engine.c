@@ -57,10 +57,17 @@ int main(int argc, char **argv) {
     }
     double c1 = cpu();
     clock_gettime(CLOCK_MONOTONIC, &w1);
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+        fclose(f);
+    }
     tsdb_close(db);
     double c2 = cpu();
-    printf("engine: %d series x %d samples: %.3f CPU s / M samples appended (%.1f s wall), close+flush %.2f s CPU\n", S, N,
-           (c1 - c0) / (S * (double)N / 1e6), (w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) / 1e9, c2 - c1);
+    printf("engine: %d series x %d samples: %.3f CPU s / M samples appended (%.1f s wall), RSS before close %.1f MB, "
+           "close+flush %.2f s CPU\n", S, N, (c1 - c0) / (S * (double)N / 1e6),
+           (w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) / 1e9, rss * 4096.0 / 1048576, c2 - c1);
     free(l);
     free(vals);
     free(v);
