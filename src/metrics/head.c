@@ -409,6 +409,7 @@ void head_remove_all_empty(tsdb *db) {
     h->maxt = INT64_MIN;
     for (uint32_t i = 0; i < h->nslots; i++) {
         series *s = h->slots[i];
+        if (!s) continue;
         int64_t lo = s->nchunks ? s->chunks[0]->mint : s->open.n ? s->open.mint : INT64_MAX;
         if (s->nooo && s->ooo[0].t < lo) lo = s->ooo[0].t;
         int64_t hi = s->open.n ? s->open.t : s->nchunks ? s->chunks[s->nchunks - 1]->maxt : INT64_MIN;
