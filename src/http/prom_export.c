@@ -166,7 +166,10 @@ static void run(struct evhttp_request *req, tsdb *db, int federate) {
     size_t total = 0;
     int failed = !qr || !sets;
     for (size_t i = 0; !failed && i < ms.n; i++) {
-        sets[i] = tsdb_select(qr, ms.sets[i], ms.lens[i], TSDB_SELECT_SAMPLES, err, sizeof err);
+        /* labels only: samples are loaded one series at a time below, so an export of a
+         * large range holds one series' samples at once (the reply itself is still built
+         * in memory) */
+        sets[i] = tsdb_select(qr, ms.sets[i], ms.lens[i], 0, err, sizeof err);
         if (!sets[i]) failed = 1;
         else total += tsdb_seriesset_len(sets[i]);
     }
@@ -203,6 +206,12 @@ static void run(struct evhttp_request *req, tsdb *db, int federate) {
         prevn = nl;
         const int64_t *ts;
         const double *vs;
+        tsdb_seriesset *set = (tsdb_seriesset *)refs[r].ss;
+        if (tsdb_seriesset_load(set, refs[r].i, err, sizeof err) != 0) {
+            tr_buf_free(&b);
+            tr_http_reply_text(req, 500, err);
+            goto done;
+        }
         size_t k = tsdb_seriesset_samples(refs[r].ss, refs[r].i, &ts, &vs);
         if (!k) continue;
         if (federate) {
@@ -222,6 +231,7 @@ static void run(struct evhttp_request *req, tsdb *db, int federate) {
                 tr_buf_printf(&b, " %s %lld\n", num, (long long)ts[x]);
             }
         }
+        tsdb_seriesset_unload(set, refs[r].i);
     }
     if (b.failed) tr_http_reply_text(req, 500, "response too large or out of memory");
     else tr_http_reply_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);

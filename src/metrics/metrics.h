@@ -138,6 +138,12 @@ size_t tsdb_seriesset_labels(const tsdb_seriesset *s, size_t i, const tsdb_label
 /* Samples of series i within [mint, maxt], ascending, one per timestamp (only when selected
  * with TSDB_SELECT_SAMPLES; else 0). */
 size_t tsdb_seriesset_samples(const tsdb_seriesset *s, size_t i, const int64_t **t, const double **v);
+/* Loads the samples of series i of a set selected without TSDB_SELECT_SAMPLES (or reloads
+ * them), so that a caller can walk many series holding one at a time; afterwards
+ * tsdb_seriesset_samples gives them. The querier must still be open. Returns 0 or -1 with
+ * err set. tsdb_seriesset_unload frees them again. */
+int tsdb_seriesset_load(tsdb_seriesset *s, size_t i, char *err, size_t errlen);
+void tsdb_seriesset_unload(tsdb_seriesset *s, size_t i);
 void tsdb_seriesset_free(tsdb_seriesset *s);
 
 /* Sorted, distinct label names (resp. values of `name`) of the series matching any of the

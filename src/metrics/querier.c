@@ -14,9 +14,17 @@ struct tsdb_querier {
     size_t nblocks;
 };
 
+typedef struct rsrc {
+    block *b;
+    uint32_t id;
+} rsrc;
+
 typedef struct rser {
     tsdb_label *lbl;
     size_t nl;
+    int in_head;   /* where to load samples from later (tsdb_seriesset_load) */
+    rsrc *src;
+    size_t nsrc;
     sample *s;
     size_t n;
     int64_t *ts;
@@ -24,6 +32,7 @@ typedef struct rser {
 } rser;
 
 struct tsdb_seriesset {
+    tsdb_querier *q;
     rser *v;
     size_t n, cap;
     char **strs; /* copies of head strings */
@@ -140,6 +149,7 @@ tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, 
     tsdb_seriesset *ss = calloc(1, sizeof *ss);
     idlist ids = {0};
     if (!ss) goto oom;
+    ss->q = q;
     hsnap *snaps = NULL;
     size_t nsnaps = 0;
     /* head: labels and snapshots under the lock, decoding after it (ingest goes on) */
@@ -174,6 +184,7 @@ tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, 
             goto head_oom;
         }
         r->nl = s->nl;
+        r->in_head = 1;
         for (uint16_t j = 0; j < s->nl; j++) {
             r->lbl[j].name = ss_str(ss, s->lbl[2 * j]->s);
             r->lbl[j].value = ss_str(ss, s->lbl[2 * j + 1]->s);
@@ -218,6 +229,11 @@ tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, 
                 r->lbl[j].name = b->syms[bs->lbl[2 * j]];
                 r->lbl[j].value = b->syms[bs->lbl[2 * j + 1]];
             }
+            r->src = malloc(sizeof *r->src);
+            if (!r->src) goto oom;
+            r->src->b = b;
+            r->src->id = ids.v[i];
+            r->nsrc = 1;
             if (flags & TSDB_SELECT_SAMPLES) {
                 long k = block_series_samples(b, ids.v[i], &r->s);
                 if (k < 0) {
@@ -235,8 +251,18 @@ tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, 
     size_t o = 0;
     for (size_t i = 0; i < ss->n; i++) {
         if (o && cmp_rser(&ss->v[o - 1], &ss->v[i]) == 0) {
-            merge_into(&ss->v[o - 1], ss->v[i].s, ss->v[i].n);
-            free(ss->v[i].lbl);
+            rser *a = &ss->v[o - 1], *b = &ss->v[i];
+            merge_into(a, b->s, b->n);
+            a->in_head |= b->in_head;
+            if (b->nsrc) {
+                rsrc *ns = realloc(a->src, (a->nsrc + b->nsrc) * sizeof *ns);
+                if (!ns) goto oom;
+                memcpy(ns + a->nsrc, b->src, b->nsrc * sizeof *ns);
+                a->src = ns;
+                a->nsrc += b->nsrc;
+            }
+            free(b->src);
+            free(b->lbl);
             continue;
         }
         ss->v[o++] = ss->v[i];
@@ -285,10 +311,85 @@ size_t tsdb_seriesset_samples(const tsdb_seriesset *s, size_t i, const int64_t *
     return s->v[i].ts ? s->v[i].n : 0;
 }
 
+int tsdb_seriesset_load(tsdb_seriesset *ss, size_t i, char *err, size_t errlen) {
+    tsdb_querier *q = ss->q;
+    tsdb *db = q->db;
+    rser *r = &ss->v[i];
+    tsdb_seriesset_unload(ss, i);
+    sample *acc = NULL;
+    size_t n = 0;
+    if (r->in_head) {
+        size_t keylen = labels_key(r->lbl, r->nl, NULL, 0);
+        char *key = malloc(keylen ? keylen : 1);
+        if (!key) goto oom;
+        labels_key(r->lbl, r->nl, key, keylen);
+        uint64_t h = mt_hash(key, keylen, 0x12345);
+        hsnap snap;
+        int have = 0;
+        pthread_rwlock_rdlock(&db->chunk_rw);
+        pthread_mutex_lock(&db->mu);
+        series *s = head_lookup(&db->h, key, keylen, h);
+        if (s) have = head_snapshot(s, q->mint, q->maxt, &snap) == 0 ? 1 : -1;
+        pthread_mutex_unlock(&db->mu);
+        free(key);
+        if (have > 0) {
+            long k = hsnap_samples(&snap, q->mint, q->maxt, &acc);
+            if (k < 0) have = -1;
+            else n = (size_t)k;
+        }
+        pthread_rwlock_unlock(&db->chunk_rw);
+        if (have < 0) goto oom;
+    }
+    for (size_t k = 0; k < r->nsrc; k++) {
+        sample *sm;
+        long m = block_series_samples(r->src[k].b, r->src[k].id, &sm);
+        if (m < 0) {
+            free(acc);
+            snprintf(err, errlen, "block %s: unreadable chunk", r->src[k].b->id);
+            return -1;
+        }
+        size_t mm = (size_t)m;
+        filter_range(sm, &mm, q->mint, q->maxt);
+        rser tmp = {.s = acc, .n = n};
+        merge_into(&tmp, sm, mm);
+        acc = tmp.s;
+        n = tmp.n;
+    }
+    if (n) {
+        r->ts = malloc(n * sizeof *r->ts);
+        r->vs = malloc(n * sizeof *r->vs);
+        if (!r->ts || !r->vs) {
+            free(acc);
+            tsdb_seriesset_unload(ss, i);
+            goto oom;
+        }
+        for (size_t k = 0; k < n; k++) {
+            r->ts[k] = acc[k].t;
+            r->vs[k] = acc[k].v;
+        }
+    }
+    r->n = n;
+    free(acc);
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+void tsdb_seriesset_unload(tsdb_seriesset *ss, size_t i) {
+    rser *r = &ss->v[i];
+    free(r->ts);
+    free(r->vs);
+    r->ts = NULL;
+    r->vs = NULL;
+    r->n = 0;
+}
+
 void tsdb_seriesset_free(tsdb_seriesset *s) {
     if (!s) return;
     for (size_t i = 0; i < s->n; i++) {
         free(s->v[i].lbl);
+        free(s->v[i].src);
         free(s->v[i].s);
         free(s->v[i].ts);
         free(s->v[i].vs);

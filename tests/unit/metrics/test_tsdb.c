@@ -706,3 +706,46 @@ Test(metrics_tsdb, crash_after_checkpoint_before_segment_removal) {
     tsdb_close(db);
     rm_rf(dir);
 }
+
+Test(metrics_tsdb, lazy_load_equals_eager_select) {
+    /* series spread over two blocks and the head (overlapping), loaded one at a time */
+    mkdtemp_dir();
+    tsdb *db = open_db(dir, 0, 0);
+    char err[256], inst[16];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 20; i++) {
+            snprintf(inst, sizeof inst, "i%d", i);
+            add_series(db, "lazy", inst, 1000000 + round * 50000 - 20000, 1000, 60, round);
+        }
+        if (round < 2) cr_assert_eq(tsdb_flush(db, err, sizeof err), 0);
+    }
+    tsdb_matcher **m;
+    size_t n;
+    cr_assert_eq(tsdb_parse_selector("lazy", &m, &n, err, sizeof err), 0);
+    tsdb_querier *q = tsdb_querier_open(db, 1010000, 1100000);
+    tsdb_seriesset *eager = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
+    tsdb_seriesset *lazy = tsdb_select(q, m, n, 0, err, sizeof err);
+    cr_assert_eq(tsdb_seriesset_len(eager), 20);
+    cr_assert_eq(tsdb_seriesset_len(lazy), 20);
+    size_t total = 0;
+    for (size_t i = 0; i < 20; i++) {
+        const int64_t *t1, *t2;
+        const double *v1, *v2;
+        cr_assert_eq(tsdb_seriesset_samples(lazy, i, &t2, &v2), 0, "nothing before load");
+        cr_assert_eq(tsdb_seriesset_load(lazy, i, err, sizeof err), 0, "%s", err);
+        size_t a = tsdb_seriesset_samples(eager, i, &t1, &v1), b = tsdb_seriesset_samples(lazy, i, &t2, &v2);
+        cr_assert_eq(a, b);
+        cr_assert_eq(memcmp(t1, t2, a * sizeof *t1), 0);
+        cr_assert_eq(memcmp(v1, v2, a * sizeof *v1), 0);
+        total += a;
+        tsdb_seriesset_unload(lazy, i);
+    }
+    /* [1010000, 1100000] over rounds starting at 980000, 1030000, 1080000 (60 s each, 1 s apart) */
+    cr_assert_eq(total, 20 * 91, "samples in range: %zu", total);
+    tsdb_seriesset_free(eager);
+    tsdb_seriesset_free(lazy);
+    tsdb_querier_close(q);
+    tsdb_matchers_free(m, n);
+    tsdb_close(db);
+    rm_rf(dir);
+}
