@@ -24,55 +24,6 @@ int tr_prom_time_param(struct evhttp_request *req, struct evkeyvalq *q, const ch
 int tr_prom_match_params(struct evhttp_request *req, struct evkeyvalq *q, matchsets *out);
 void tr_prom_matchsets_free(matchsets *m);
 
-/* Go's strconv.FormatFloat(v, 'g', -1, 64), as the text format writes sample values. */
-int tr_format_float_g(char *out, size_t cap, double v) {
-    if (isnan(v)) return snprintf(out, cap, "NaN");
-    if (isinf(v)) return snprintf(out, cap, v > 0 ? "+Inf" : "-Inf");
-    if (v == 0) return snprintf(out, cap, signbit(v) ? "-0" : "0");
-    char e[40];
-    int p;
-    for (p = 1; p <= 17; p++) {
-        snprintf(e, sizeof e, "%.*e", p - 1, v);
-        if (strtod(e, NULL) == v) break;
-    }
-    char *ep = strchr(e, 'e');
-    int exp10 = atoi(ep + 1);
-    char digits[24];
-    int nd = 0, neg = e[0] == '-';
-    for (char *c = e + neg; c < ep; c++)
-        if (*c >= '0' && *c <= '9') digits[nd++] = *c;
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
-    char tmp[400];
-    int o = 0;
-    if (neg) tmp[o++] = '-';
-    if (exp10 < -4 || exp10 >= 6) { /* shortest %g: precision 6 decides */
-        /* %e form: d[.ddd]e±XX */
-        tmp[o++] = digits[0];
-        if (nd > 1) {
-            tmp[o++] = '.';
-            for (int i = 1; i < nd; i++) tmp[o++] = digits[i];
-        }
-        o += snprintf(tmp + o, sizeof tmp - o, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
-    } else {
-        int point = exp10 + 1;
-        if (point <= 0) {
-            tmp[o++] = '0';
-            tmp[o++] = '.';
-            for (int i = 0; i < -point; i++) tmp[o++] = '0';
-            for (int i = 0; i < nd; i++) tmp[o++] = digits[i];
-        } else {
-            for (int i = 0; i < point; i++) tmp[o++] = i < nd ? digits[i] : '0';
-            if (nd > point) {
-                tmp[o++] = '.';
-                for (int i = point; i < nd; i++) tmp[o++] = digits[i];
-            }
-        }
-        tmp[o] = 0;
-    }
-    tmp[o] = 0;
-    return snprintf(out, cap, "%s", tmp);
-}
-
 static void put_escaped(tr_buf *b, const char *s) {
     for (; *s; s++) {
         if (*s == '\\') tr_buf_puts(b, "\\\\");
@@ -221,13 +172,13 @@ static void run(struct evhttp_request *req, tsdb *db, int federate) {
                 tr_buf_printf(&b, "# TYPE %s untyped\n", family);
             }
             put_series(&b, l, nl, 1);
-            tr_format_float_g(num, sizeof num, vs[k - 1]);
+            tr_format_double_g(num, sizeof num, vs[k - 1]);
             tr_buf_printf(&b, " %s %lld\n", num, (long long)ts[k - 1]);
         } else {
             for (size_t x = 0; x < k; x++) {
                 if (tsdb_is_stale_nan(vs[x])) continue;
                 put_series(&b, l, nl, 0);
-                tr_format_float_g(num, sizeof num, vs[x]);
+                tr_format_double_g(num, sizeof num, vs[x]);
                 tr_buf_printf(&b, " %s %lld\n", num, (long long)ts[x]);
             }
         }

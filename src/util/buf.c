@@ -212,25 +212,27 @@ void tr_json_raw(tr_json *j, const char *s, size_t n) {
     tr_buf_append(j->b, s, n);
 }
 
-int tr_format_double(char *out, size_t cap, double v) {
-    if (isnan(v)) return snprintf(out, cap, "NaN");
-    if (isinf(v)) return snprintf(out, cap, v > 0 ? "+Inf" : "-Inf");
-    /* shortest digits that round-trip, then laid out without an exponent (Go's 'f', -1) */
+/* The shortest decimal digits of a finite v that read back as v: fills digits (no point, no
+ * trailing zeros, "0" for zero), sets *exp10 (the power of ten of the first digit) and *neg;
+ * returns the digit count. */
+static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
     char e[40];
-    int p;
-    for (p = 1; p <= 17; p++) {
+    for (int p = 1; p <= 17; p++) {
         snprintf(e, sizeof e, "%.*e", p - 1, v);
         if (strtod(e, NULL) == v) break;
     }
     char *ep = strchr(e, 'e');
-    int exp10 = atoi(ep + 1);
-    char digits[24];
-    int nd = 0, neg = e[0] == '-';
-    for (char *c = e + neg; c < ep; c++)
+    *exp10 = atoi(ep + 1);
+    *neg = e[0] == '-';
+    int nd = 0;
+    for (char *c = e + *neg; c < ep; c++)
         if (*c >= '0' && *c <= '9') digits[nd++] = *c;
     while (nd > 1 && digits[nd - 1] == '0') nd--;
-    if (nd == 1 && digits[0] == '0') return snprintf(out, cap, neg ? "-0" : "0"); /* Go keeps -0's sign */
-    char tmp[400];
+    return nd;
+}
+
+/* Lays digits out without an exponent into tmp (TR_DOUBLE_MAX_TEXT bytes); returns the length. */
+static int layout_fixed(char *tmp, const char *digits, int nd, int exp10, int neg) {
     int o = 0;
     if (neg) tmp[o++] = '-';
     int point = exp10 + 1; /* digits before the decimal point */
@@ -247,5 +249,36 @@ int tr_format_double(char *out, size_t cap, double v) {
         }
     }
     tmp[o] = 0;
+    return o;
+}
+
+int tr_format_double(char *out, size_t cap, double v) {
+    if (isnan(v)) return snprintf(out, cap, "NaN");
+    if (isinf(v)) return snprintf(out, cap, v > 0 ? "+Inf" : "-Inf");
+    char digits[24], tmp[TR_DOUBLE_MAX_TEXT];
+    int exp10, neg, nd = shortest_digits(v, digits, &exp10, &neg);
+    if (nd == 1 && digits[0] == '0') return snprintf(out, cap, neg ? "-0" : "0"); /* Go keeps -0's sign */
+    layout_fixed(tmp, digits, nd, exp10, neg);
+    return snprintf(out, cap, "%s", tmp);
+}
+
+int tr_format_double_g(char *out, size_t cap, double v) {
+    if (isnan(v)) return snprintf(out, cap, "NaN");
+    if (isinf(v)) return snprintf(out, cap, v > 0 ? "+Inf" : "-Inf");
+    if (v == 0) return snprintf(out, cap, signbit(v) ? "-0" : "0");
+    char digits[24], tmp[TR_DOUBLE_MAX_TEXT];
+    int exp10, neg, nd = shortest_digits(v, digits, &exp10, &neg);
+    if (exp10 >= -4 && exp10 < 6) { /* Go's shortest %g switches to an exponent outside this */
+        layout_fixed(tmp, digits, nd, exp10, neg);
+        return snprintf(out, cap, "%s", tmp);
+    }
+    int o = 0;
+    if (neg) tmp[o++] = '-';
+    tmp[o++] = digits[0];
+    if (nd > 1) {
+        tmp[o++] = '.';
+        for (int i = 1; i < nd; i++) tmp[o++] = digits[i];
+    }
+    snprintf(tmp + o, sizeof tmp - o, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
     return snprintf(out, cap, "%s", tmp);
 }

@@ -60,5 +60,8 @@ void tr_json_escape(tr_buf *b, const char *s, size_t n);
  * TR_DOUBLE_MAX_TEXT bytes hold any double. */
 #define TR_DOUBLE_MAX_TEXT 400
 int tr_format_double(char *out, size_t cap, double v);
+/* As Go's strconv.FormatFloat(v, 'g', -1, 64): how the text exposition format writes sample
+ * values (1e+06, 0.0001, 1.5e-05). Same return and buffer rules as tr_format_double. */
+int tr_format_double_g(char *out, size_t cap, double v);
 
 #endif

@@ -5,8 +5,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "util/buf.h"
+
 int tr_prom_parse_time(const char *s, int64_t *ms);
-int tr_format_float_g(char *out, size_t cap, double v);
 
 Test(prom_meta, parse_time_like_prometheus) {
     struct { const char *in; int64_t ms; } ok[] = {
@@ -44,7 +45,7 @@ Test(prom_meta, text_format_values_as_go_g) {
     };
     char buf[64];
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
-        tr_format_float_g(buf, sizeof buf, c[i].v);
+        tr_format_double_g(buf, sizeof buf, c[i].v);
         cr_assert_str_eq(buf, c[i].s);
     }
 }
