@@ -302,6 +302,7 @@ int tr_app_run(const tr_config *cfg) {
         .max_label_name_len = cfg->max_label_name_len,
         .max_label_value_len = cfg->max_label_value_len,
         .max_labels = cfg->max_labels_per_series,
+        .max_exemplars = cfg->max_exemplars,
         .base = a->base,
     };
     if (tsdb_open(&mo, &a->db, err, sizeof err) != 0) goto fail_msg;

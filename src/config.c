@@ -35,6 +35,7 @@ static const flag flags[] = {
     {"max-label-name-length", F_SIZE, OFF(max_label_name_len), "256", "longest label name accepted"},
     {"max-label-value-length", F_SIZE, OFF(max_label_value_len), "4096", "longest label value accepted"},
     {"max-labels-per-series", F_SIZE, OFF(max_labels_per_series), "64", "most labels in one series (__name__ included)"},
+    {"max-exemplars", F_SIZE, OFF(max_exemplars), "100000", "exemplars kept (newest win; in memory and the WAL) for /api/v1/query_exemplars (0: none)"},
     {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
     {"basic-auth", F_STRING, OFF(basic_auth), NULL, "user:password required on every HTTP endpoint but /healthz"},
     {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL, "file holding user:password (instead of --basic-auth)"},

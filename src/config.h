@@ -18,6 +18,7 @@ typedef struct tr_config {
     int64_t ooo_window_ms;         /* out-of-order samples accepted within this */
     int64_t max_series;            /* active head series; 0: no limit */
     int64_t max_label_name_len, max_label_value_len, max_labels_per_series;
+    int64_t max_exemplars;         /* exemplar ring size; 0: exemplars not kept */
     tr_log_level log_level;
     char *basic_auth;       /* "user:password" as given */
     char *basic_auth_file;  /* file holding user:password */

@@ -19,6 +19,7 @@ struct tsdb_appender {
     int64_t min_t; /* older samples are outside the retention */
     pend *p;
     size_t n, cap;
+    struct exbatch *ex; /* exemplars, applied at commit (exemplar.c) */
 };
 
 static const char *const errs[] = {
@@ -163,13 +164,6 @@ static int validate_labels(tsdb *db, const tsdb_label *l, size_t k) {
     return TSDB_OK;
 }
 
-static int prepare_labels(tsdb *db, const tsdb_label *in, size_t n, tsdb_label *out, size_t cap) {
-    int k = sort_labels(db, in, n, out, cap);
-    if (k < 0) return k;
-    int rc = validate_labels(db, out, (size_t)k);
-    return rc ? rc : k;
-}
-
 int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int64_t t, double v) {
     tsdb *db = a->db;
     tsdb_label sorted[256];
@@ -241,8 +235,11 @@ out:
 int tsdb_appender_add_exemplar(tsdb_appender *a, const tsdb_label *series_l, size_t n,
                                const tsdb_label *ex_labels, size_t en, int64_t t, double v) {
     tsdb_label sorted[256];
-    int k = prepare_labels(a->db, series_l, n, sorted, 256);
-    return k < 0 ? k : TSDB_OK;
+    size_t cap = (size_t)a->db->o.max_labels < 256 ? (size_t)a->db->o.max_labels : 256;
+    /* no full validation: the series must exist at commit, so it was validated then */
+    int k = sort_labels(a->db, series_l, n, sorted, cap);
+    if (k < 0) return k;
+    return exb_add(a->db, &a->ex, sorted, (size_t)k, ex_labels, en, t, v);
 }
 
 static void release(tsdb_appender *a) {
@@ -254,6 +251,7 @@ void tsdb_appender_rollback(tsdb_appender *a) {
     pthread_mutex_lock(&a->db->mu);
     release(a);
     pthread_mutex_unlock(&a->db->mu);
+    exb_free(a->ex);
     free(a->p);
     free(a);
 }
@@ -261,11 +259,12 @@ void tsdb_appender_rollback(tsdb_appender *a) {
 void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int status, const char *msg),
                           void *cookie) {
     tsdb *db = a->db;
-    bvec ser = {0}, smp = {0}, rec = {0};
+    bvec ser = {0}, smp = {0}, rec = {0}, exr = {0};
     int status = TSDB_OK;
     const char *msg = NULL;
     uint64_t upto = 0;
-    if (a->n == 0) {
+    if (a->n == 0 && !exb_pending(a->ex)) {
+        exb_free(a->ex);
         free(a->p);
         free(a);
         if (done) done(cookie, TSDB_OK, NULL);
@@ -301,9 +300,11 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
         prev = a->p[i].t;
         bv_u64le(&smp, vb);
     }
+    exb_encode(db, a->ex, &ser, &exr); /* series records it needs join `ser` */
     if (ser.len) wal_record(&rec, WAL_SERIES, &ser);
-    wal_record(&rec, WAL_SAMPLES, &smp);
-    if (rec.err || ser.err || smp.err) {
+    if (a->n) wal_record(&rec, WAL_SAMPLES, &smp);
+    if (exr.len) wal_record(&rec, WAL_EXEMPLARS, &exr);
+    if (rec.err || ser.err || smp.err || exr.err) {
         status = TSDB_ERR_NOMEM;
         msg = "out of memory";
     } else if (wal_write(db, rec.p, rec.len) != 0) {
@@ -324,6 +325,7 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
         else ok++;
         if (rc == TSDB_OK && a->p[i].t < s->maxt && db->self_on) tr_counter_add(db->self.ooo_acc, 1);
     }
+    exb_apply(db, a->ex, status);
     release(a);
     db->st.samples_appended += ok;
     upto = db->wal_written;
@@ -332,6 +334,8 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
     bv_free(&ser);
     bv_free(&smp);
     bv_free(&rec);
+    bv_free(&exr);
+    exb_free(a->ex);
     free(a->p);
     free(a);
     syncer_wait(db, upto, done, cookie, status, msg);

@@ -735,6 +735,7 @@ static void self_init(tsdb *db) {
     m->compactions = tr_counter_new("tricorder_tsdb_compactions_total", "Block compactions done.", NULL);
     m->disk_bytes = tr_gauge_new("tricorder_tsdb_disk_bytes", "Bytes used on disk by blocks and the WAL.", NULL);
     tr_selfmon_add_collector(self_collect, db);
+    ex_self_init(db);
     db->self_on = 1;
 }
 
@@ -789,6 +790,7 @@ int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot create %s: %s", db->blocks_dir, strerror(errno));
         goto fail;
     }
+    if (ex_init(&db->ex, o->max_exemplars, err, errlen)) goto fail;
     if (load_blocks(db, err, errlen)) goto fail;
     if (wal_open(db, err, errlen)) goto fail;
     meta_load(db);
@@ -811,6 +813,7 @@ fail:
     for (size_t i = 0; i < db->nblocks; i++) block_free(db->blocks[i]);
     free(db->blocks);
     head_free(&db->h);
+    ex_free(&db->ex);
     free(db->dir);
     free(db->wal_dir);
     free(db->blocks_dir);
@@ -843,6 +846,7 @@ void tsdb_close(tsdb *db) {
     for (size_t i = 0; i < db->nblocks; i++) block_free(db->blocks[i]);
     free(db->blocks);
     head_free(&db->h);
+    ex_free(&db->ex);
     for (size_t i = 0; i < db->nmetas; i++) {
         free(db->metas[i].family);
         free(db->metas[i].type);

@@ -29,6 +29,7 @@ typedef struct tsdb_options {
     int64_t max_label_value_len; /* 0 = default 4096 */
     int64_t max_labels;          /* labels per series; 0 = default 64 */
     int64_t block_range_ms;   /* head data cut into blocks of this span; 0 = default 2h */
+    int64_t max_exemplars;    /* size of the exemplar ring (memory + WAL); 0 = exemplars not kept */
     struct event_base *base;  /* commit callbacks run on this loop's thread; NULL = inline */
 } tsdb_options;
 
@@ -68,8 +69,15 @@ tsdb_appender *tsdb_appender_begin(tsdb *db);
  * A label set is fully validated (names, lengths, UTF-8) only when it creates a series, so
  * callers need not validate known series per sample. */
 int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int64_t t_ms, double v);
-/* Exemplars are kept by a separate bounded store (not part of this engine yet): accepted and
- * ignored, returns TSDB_OK or a label error for the series. */
+/* Adds an exemplar of the series `series` (labels as for tsdb_appender_add) to the batch.
+ * It is kept by a bounded ring (o->max_exemplars, oldest evicted first) and the WAL. The
+ * series must exist in the head at commit: a sample of this batch may create it, in any
+ * order. Exemplar labels (copied; empty values dropped) are limited to 128 UTF-8 runes of
+ * names and values together. Returns TSDB_OK (also when exemplars are not kept), or
+ * TSDB_ERR_LABEL_NAME / TSDB_ERR_VALUE_TOO_LONG / TSDB_ERR_UTF8 / TSDB_ERR_NO_NAME /
+ * TSDB_ERR_NOMEM: that exemplar is refused (and counted), the batch goes on. At commit, an
+ * exemplar equal to its series' newest is dropped silently; one older than it (ordered by
+ * time, then value, then labels) is refused and counted as out of order. */
 int tsdb_appender_add_exemplar(tsdb_appender *a, const tsdb_label *series, size_t n,
                                const tsdb_label *ex_labels, size_t en, int64_t t_ms, double v);
 /* Samples added so far to this batch (accepted ones). */
@@ -155,6 +163,34 @@ int tsdb_label_values(tsdb_querier *q, const char *name, tsdb_matcher **const *s
                       const size_t *set_lens, size_t nsets, char ***out, size_t *n, char *err,
                       size_t errlen);
 void tsdb_strings_free(char **s, size_t n);
+
+/* ---- exemplars ---- */
+
+typedef struct tsdb_exemplar {
+    const tsdb_label *labels; /* sorted by name */
+    size_t n_labels;
+    double value;
+    int64_t t_ms;
+} tsdb_exemplar;
+
+/* The exemplars of the series matching any of the `nsets` matcher sets (each an AND of
+ * matchers; every series with exemplars when nsets is 0) with a timestamp in [mint, maxt].
+ * On success stores a result in *out (free with tsdb_exemplars_free) and returns 0; else -1
+ * with err set. Series are sorted by labels, each one's exemplars ascending in time. */
+typedef struct tsdb_exemplars tsdb_exemplars;
+int tsdb_query_exemplars(tsdb *db, tsdb_matcher **const *sets, const size_t *set_lens, size_t nsets,
+                         int64_t mint, int64_t maxt, tsdb_exemplars **out, char *err, size_t errlen);
+size_t tsdb_exemplars_len(const tsdb_exemplars *r);
+/* Labels of result series i (sorted; valid until the result is freed) and its exemplars. */
+size_t tsdb_exemplars_series(const tsdb_exemplars *r, size_t i, const tsdb_label **labels);
+size_t tsdb_exemplars_of(const tsdb_exemplars *r, size_t i, const tsdb_exemplar **ex);
+void tsdb_exemplars_free(tsdb_exemplars *r);
+
+typedef struct tsdb_exemplar_stats {
+    uint64_t in_storage, series, max;
+    uint64_t appended, out_of_order, duplicates, label_rejections, unknown_series;
+} tsdb_exemplar_stats;
+void tsdb_get_exemplar_stats(tsdb *db, tsdb_exemplar_stats *st);
 
 /* ---- administration ---- */
 

@@ -259,6 +259,60 @@ typedef struct ixview {
 /* Ids of the series matching every matcher, sorted. Returns 0 or -1 (OOM). */
 int ix_select(const ixview *ix, tsdb_matcher *const *m, size_t n, idlist *out);
 
+/* ---- exemplars (exemplar.c) ----
+ * A fixed ring of exemplars, shaped like Prometheus' CircularExemplarStorage: each slot holds
+ * one exemplar and the index of the next newer exemplar of the same series; a per-series
+ * entry (keyed by the series' label key, independent of head series, which cuts may drop)
+ * knows its oldest and newest slot. Writing a slot evicts what it held, always the oldest
+ * exemplar of its series. Guarded by exstore.mu (lock order: db->mu, then exstore.mu). */
+
+typedef struct exseries {
+    struct exseries *hnext;
+    uint64_t hash;
+    int64_t oldest, newest; /* ring slots */
+    uint32_t keylen;
+    char key[];             /* "name\0value\0…", sorted: the head's lookup key */
+} exseries;
+
+typedef struct exslot {
+    exseries *ser;  /* NULL: empty */
+    int64_t next;   /* slot of the next newer exemplar of ser; -1: this is the newest */
+    char *lbl;      /* exemplar labels as "name\0value\0…" (sorted), NULL when none */
+    uint32_t lbllen;
+    int64_t t;
+    double v;
+} exslot;
+
+typedef struct exstore {
+    pthread_mutex_t mu;
+    exslot *ring;
+    size_t cap, next, used;
+    exseries **buckets;
+    size_t nbuckets, nseries;
+    tsdb_exemplar_stats st;
+    tr_metric *m_appended, *m_ooo, *m_lbl, *m_stored, *m_series, *m_max;
+} exstore;
+
+#define EX_MAX_LABEL_RUNES 128
+struct exbatch;
+int ex_init(exstore *x, int64_t cap, char *err, size_t errlen);
+void ex_free(exstore *x);
+void ex_self_init(tsdb *db);
+/* Appender side: collects an exemplar (sorted series labels; copies everything). */
+int exb_add(tsdb *db, struct exbatch **b, const tsdb_label *sorted, size_t n, const tsdb_label *ex_labels,
+            size_t en, int64_t t, double v);
+int exb_pending(const struct exbatch *b);
+/* At commit, under db->mu: resolves the series, appends series records for those not yet
+ * logged to `ser` and the exemplar record's payload to `pl`. */
+void exb_encode(tsdb *db, struct exbatch *b, bvec *ser, bvec *pl);
+/* After the WAL write (status TSDB_OK or not), under db->mu: marks series and stores. */
+void exb_apply(tsdb *db, struct exbatch *b, int status);
+void exb_free(struct exbatch *b);
+/* Replays one exemplar record; refs maps WAL series refs to head series. */
+void ex_replay(tsdb *db, const uint8_t *pl, size_t len, const ptrmap *refs);
+/* The whole ring as framed WAL records (for a checkpoint), under db->mu. */
+void ex_checkpoint(tsdb *db, bvec *out);
+
 /* ---- the store (db.c) ---- */
 
 typedef struct waiter {
@@ -317,6 +371,7 @@ struct tsdb {
     int self_on;
     tsdb_metrics_self self;
     int closing;
+    exstore ex;                /* exemplars (exemplar.c) */
 };
 
 /* head.c */
@@ -368,7 +423,7 @@ int syncer_start(tsdb *db);
 void syncer_stop(tsdb *db);
 void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie,
                  int status, const char *msg);
-enum { WAL_SERIES = 1, WAL_SAMPLES = 2 };
+enum { WAL_SERIES = 1, WAL_SAMPLES = 2, WAL_EXEMPLARS = 3 };
 /* Parses one WAL file; calls fn for each record. Returns the offset after the last good
  * record. */
 size_t wal_scan(const uint8_t *p, size_t n, void (*fn)(void *ctx, uint8_t type, const uint8_t *pl,

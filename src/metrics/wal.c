@@ -49,7 +49,7 @@ size_t wal_scan(const uint8_t *p, size_t n,
     size_t off = 0;
     while (n - off >= WAL_HDR) {
         uint8_t type = p[off];
-        if (type != WAL_SERIES && type != WAL_SAMPLES) break;
+        if (type != WAL_SERIES && type != WAL_SAMPLES && type != WAL_EXEMPLARS) break;
         uint32_t len = (uint32_t)p[off + 1] | (uint32_t)p[off + 2] << 8 | (uint32_t)p[off + 3] << 16 |
                        (uint32_t)p[off + 4] << 24;
         uint32_t crc = (uint32_t)p[off + 5] | (uint32_t)p[off + 6] << 8 | (uint32_t)p[off + 7] << 16 |
@@ -122,6 +122,8 @@ static void replay_rec(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
             head_append(r->db, s, t, v, 1);
             r->samples++;
         }
+    } else if (type == WAL_EXEMPLARS) {
+        ex_replay(r->db, pl, len, &r->refs);
     }
 }
 
@@ -360,6 +362,7 @@ struct wal_ckpt {
     size_t ncuts;
     ckser *s;
     size_t n;
+    bvec ex;       /* the exemplar ring, as framed records */
 };
 
 static void put_series(bvec *b, const series *s) {
@@ -412,7 +415,8 @@ wal_ckpt *wal_checkpoint_begin(tsdb *db, char *err, size_t errlen) {
         }
     }
     if (piece) c->cuts[c->ncuts++] = c->series.len;
-    if (c->series.err) goto oom;
+    ex_checkpoint(db, &c->ex);
+    if (c->series.err || c->ex.err) goto oom;
     c->upto = db->wal_seg;
     if (open_segment(db, db->wal_seg + 1, err, errlen) != 0) goto fail;
     return c;
@@ -434,6 +438,7 @@ void wal_checkpoint_free(wal_ckpt *c) {
     free(c->s);
     free(c->cuts);
     bv_free(&c->series);
+    bv_free(&c->ex);
     free(c);
 }
 
@@ -514,6 +519,8 @@ int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen) {
         }
     }
     if (rc == 0 && rec.len && (rec.err || write_all(fd, rec.p, rec.len))) rc = -1;
+    /* exemplars last: their series records are all above */
+    if (rc == 0 && c->ex.len && write_all(fd, c->ex.p, c->ex.len)) rc = -1;
     if (rc == 0 && fsync(fd) != 0) rc = -1;
     close(fd);
     free(a);
