@@ -698,6 +698,7 @@ static void api_snapshot(struct evhttp_request *req, const char *path, void *ctx
 
 void tr_api_export(struct evhttp_request *req, const char *path, void *ctx);
 void tr_api_federate(struct evhttp_request *req, const char *path, void *ctx);
+void tr_api_prom_exemplars_route(tr_http *h, tsdb *db); /* prom_exemplars.c */
 
 void tr_api_prom_routes(tr_http *h, tsdb *db) {
     tr_http_route(h, "/api/v1/series", 0, api_series, db);
@@ -710,4 +711,5 @@ void tr_api_prom_routes(tr_http *h, tsdb *db) {
     tr_http_route(h, "/internal/force_flush", 0, api_force_flush, db);
     tr_http_route(h, "/api/v1/export/prometheus", 0, tr_api_export, db);
     tr_http_route(h, "/federate", 0, tr_api_federate, db);
+    tr_api_prom_exemplars_route(h, db);
 }
