@@ -1,6 +1,8 @@
 /* The writer thread's work: one SQLite transaction per export (limits applied, spans cut
- * into compressed chunks, index rows written, COMMIT), and retention in bounded batches
- * (oldest or expired chunks with their index rows, then incremental vacuum in small steps). */
+ * into compressed one-service chunks, index rows written, the previous bucket sealed into
+ * posting rows when a new one starts, COMMIT), and retention in bounded batches (oldest or
+ * expired chunks with their index rows, postings of emptied buckets, then incremental vacuum
+ * in small steps). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +24,26 @@ typedef struct op_ent {
     int64_t seen_ms;
 } op_ent;
 
+/* One (key, chunk offset, bounds) fact while sealing a bucket. */
+typedef struct seal_ent {
+    uint64_t k;
+    uint32_t off;
+    int64_t b[SUM_BOUNDS];
+} seal_ent;
+
 typedef struct ingest_state {
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *ins_chunk, *ins_trace, *ins_sum, *ins_tag, *ins_op;
-    sqlite3_stmt *sel_expired, *sel_oldest, *sel_chunk, *del_chunk, *del_trace, *del_sum,
+    sqlite3_stmt *sel_expired, *sel_oldest, *sel_chunk, *del_chunk, *del_trace, *del_trace_fwd, *del_sum,
         *del_tag, *del_ops;
+    sqlite3_stmt *seal_tags, *seal_sums, *seal_traces, *ins_tag_post, *ins_sum_post, *ins_trace_post,
+        *del_tag_fwd, *del_sum_fwd, *set_open, *sel_live, *del_tag_post, *del_sum_post;
+    int64_t next_id;  /* the id of the next chunk (ids only grow, even over deleted ones) */
+    int64_t open_b;   /* the bucket whose index facts are still per chunk */
+    uint64_t *keys;   /* scratch for sorted keys */
+    size_t capkeys;
+    seal_ent *seal;   /* scratch for sealing */
+    size_t capseal;
     ZSTD_CCtx *zc;
     tr_arena *scratch; /* per export: limited copies and the chunk's arrays */
     /* the chunk being built */
@@ -36,7 +53,7 @@ typedef struct ingest_state {
     const pb_rspans *src_rs;
     pb_sspans *cur_ss;
     const pb_sspans *src_ss;
-    const char *cur_svc;
+    const char *cur_svc; /* the service of every span in the chunk being built */
     size_t nspans;
     int64_t min_start, max_start, min_dur, max_dur;
     u64set tags, traces;
@@ -44,7 +61,8 @@ typedef struct ingest_state {
     size_t nsums, capsums;
     op_ent *ops;
     size_t nops, capops;
-    tr_buf packed, comp;
+    chunk_writer packed;
+    tr_buf comp;
     uint64_t dropped_attrs, dropped_events, dropped_links, truncated;
 } ingest_state;
 
@@ -56,6 +74,34 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size
     return 0;
 }
 
+#define STR_(x) #x
+#define XSTR(x) STR_(x)
+
+/* Where chunk ids and the open bucket stand, from the database (at start, and after a
+ * rolled-back export moved them in memory only). */
+static int ingest_load_position(traces_store *s, char *err, size_t errlen) {
+    ingest_state *g = s->ing;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->wdb, "SELECT (SELECT v FROM meta WHERE k='open_bucket'), (SELECT max(id) FROM chunk)", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(s->wdb));
+        return -1;
+    }
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        g->open_b = sqlite3_column_int64(st, 0);
+        int64_t maxid = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 1);
+        /* ids restart after the newest chunk, never inside a sealed bucket */
+        g->next_id = maxid + 1;
+        if (g->next_id < g->open_b * CHUNK_BUCKET) g->next_id = g->open_b * CHUNK_BUCKET;
+        if (g->next_id < 1) g->next_id = 1;
+        rc = SQLITE_OK;
+    } else {
+        snprintf(err, errlen, "trace database: %s", sqlite3_errmsg(s->wdb));
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
 int ingest_init(traces_store *s, char *err, size_t errlen) {
     ingest_state *g = calloc(1, sizeof *g);
     if (!g) { snprintf(err, errlen, "out of memory"); return -1; }
@@ -63,28 +109,40 @@ int ingest_init(traces_store *s, char *err, size_t errlen) {
     sqlite3 *db = s->wdb;
     g->zc = ZSTD_createCCtx();
     g->scratch = tr_arena_new(0);
-    tr_buf_init(&g->packed, 0);
     tr_buf_init(&g->comp, 0);
     if (!g->zc || !g->scratch) { snprintf(err, errlen, "out of memory"); return -1; }
     if (prep(db, "BEGIN IMMEDIATE", &g->begin, err, errlen) ||
         prep(db, "COMMIT", &g->commit, err, errlen) ||
         prep(db, "ROLLBACK", &g->rollback, err, errlen) ||
-        prep(db, "INSERT INTO chunk(min_start,max_start,min_dur,max_dur,nspans,rawlen,data) VALUES(?,?,?,?,?,?,?)", &g->ins_chunk, err, errlen) ||
-        prep(db, "INSERT OR IGNORE INTO trace_idx(tid,chunk) VALUES(?,?)", &g->ins_trace, err, errlen) ||
-        prep(db, "INSERT OR IGNORE INTO sum_idx(k,chunk,min_start,max_start,min_dur,max_dur) VALUES(?,?,?,?,?,?)", &g->ins_sum, err, errlen) ||
-        prep(db, "INSERT OR IGNORE INTO tag_idx(h,chunk) VALUES(?,?)", &g->ins_tag, err, errlen) ||
+        prep(db, "INSERT INTO chunk(id,min_start,max_start,min_dur,max_dur,nspans,rawlen,data) VALUES(?,?,?,?,?,?,?,?)", &g->ins_chunk, err, errlen) ||
+        prep(db, "INSERT INTO trace_idx(chunk,tids) VALUES(?,?)", &g->ins_trace, err, errlen) ||
+        prep(db, "INSERT INTO sum_idx(chunk,ents) VALUES(?,?)", &g->ins_sum, err, errlen) ||
+        prep(db, "INSERT INTO tag_idx(chunk,keys) VALUES(?,?)", &g->ins_tag, err, errlen) ||
         prep(db, "INSERT INTO operation(service,name,kind,last_seen) VALUES(?,?,?,?) "
                  "ON CONFLICT(service,name,kind) DO UPDATE SET last_seen=excluded.last_seen", &g->ins_op, err, errlen) ||
         prep(db, "SELECT id FROM chunk WHERE max_start < ? ORDER BY max_start LIMIT ?", &g->sel_expired, err, errlen) ||
         prep(db, "SELECT id FROM chunk ORDER BY id LIMIT ?", &g->sel_oldest, err, errlen) ||
-        prep(db, "SELECT data,rawlen,nspans FROM chunk WHERE id=?", &g->sel_chunk, err, errlen) ||
+        prep(db, "SELECT c.nspans, t.tids FROM chunk c LEFT JOIN trace_idx t ON t.chunk=c.id WHERE c.id=?", &g->sel_chunk, err, errlen) ||
         prep(db, "DELETE FROM chunk WHERE id=?", &g->del_chunk, err, errlen) ||
-        prep(db, "DELETE FROM trace_idx WHERE tid=? AND chunk=?", &g->del_trace, err, errlen) ||
-        prep(db, "DELETE FROM sum_idx WHERE k=? AND chunk=?", &g->del_sum, err, errlen) ||
-        prep(db, "DELETE FROM tag_idx WHERE h=? AND chunk=?", &g->del_tag, err, errlen) ||
-        prep(db, "DELETE FROM operation WHERE last_seen < ?", &g->del_ops, err, errlen))
+        prep(db, "DELETE FROM trace_post WHERE b=?2 >> " XSTR(TRACE_BUCKET_BITS) " AND tid=?1 AND chunk=?2", &g->del_trace, err, errlen) ||
+        prep(db, "DELETE FROM trace_idx WHERE chunk=?", &g->del_trace_fwd, err, errlen) ||
+        prep(db, "DELETE FROM sum_idx WHERE chunk=?", &g->del_sum, err, errlen) ||
+        prep(db, "DELETE FROM tag_idx WHERE chunk=?", &g->del_tag, err, errlen) ||
+        prep(db, "DELETE FROM operation WHERE last_seen < ?", &g->del_ops, err, errlen) ||
+        prep(db, "SELECT chunk,keys FROM tag_idx WHERE chunk BETWEEN ?1 AND ?2", &g->seal_tags, err, errlen) ||
+        prep(db, "SELECT chunk,ents FROM sum_idx WHERE chunk BETWEEN ?1 AND ?2", &g->seal_sums, err, errlen) ||
+        prep(db, "SELECT chunk,tids FROM trace_idx WHERE chunk BETWEEN ?1 AND ?2", &g->seal_traces, err, errlen) ||
+        prep(db, "INSERT OR IGNORE INTO trace_post(b,tid,chunk) VALUES(?2 >> " XSTR(TRACE_BUCKET_BITS) ",?1,?2)", &g->ins_trace_post, err, errlen) ||
+        prep(db, "INSERT OR REPLACE INTO tag_post(b,h,bits) VALUES(?,?,?)", &g->ins_tag_post, err, errlen) ||
+        prep(db, "INSERT OR REPLACE INTO sum_post(b,k,bits,bounds) VALUES(?,?,?,?)", &g->ins_sum_post, err, errlen) ||
+        prep(db, "DELETE FROM tag_idx WHERE chunk BETWEEN ?1 AND ?2", &g->del_tag_fwd, err, errlen) ||
+        prep(db, "DELETE FROM sum_idx WHERE chunk BETWEEN ?1 AND ?2", &g->del_sum_fwd, err, errlen) ||
+        prep(db, "UPDATE meta SET v=? WHERE k='open_bucket'", &g->set_open, err, errlen) ||
+        prep(db, "SELECT 1 FROM chunk WHERE id BETWEEN ?1 AND ?2 LIMIT 1", &g->sel_live, err, errlen) ||
+        prep(db, "DELETE FROM tag_post WHERE b=?", &g->del_tag_post, err, errlen) ||
+        prep(db, "DELETE FROM sum_post WHERE b=?", &g->del_sum_post, err, errlen))
         return -1;
-    return 0;
+    return ingest_load_position(s, err, errlen);
 }
 
 void ingest_fini(traces_store *s) {
@@ -92,16 +150,21 @@ void ingest_fini(traces_store *s) {
     if (!g) return;
     sqlite3_stmt *all[] = {g->begin, g->commit, g->rollback, g->ins_chunk, g->ins_trace, g->ins_sum,
                            g->ins_tag, g->ins_op, g->sel_expired, g->sel_oldest, g->sel_chunk,
-                           g->del_chunk, g->del_trace, g->del_sum, g->del_tag, g->del_ops};
+                           g->del_chunk, g->del_trace, g->del_sum, g->del_tag, g->del_ops,
+                           g->del_trace_fwd, g->seal_traces, g->ins_trace_post,
+                           g->seal_tags, g->seal_sums, g->ins_tag_post, g->ins_sum_post, g->del_tag_fwd,
+                           g->del_sum_fwd, g->set_open, g->sel_live, g->del_tag_post, g->del_sum_post};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
     ZSTD_freeCCtx(g->zc);
     tr_arena_free(g->scratch);
-    tr_buf_free(&g->packed);
+    chunk_writer_free(&g->packed);
     tr_buf_free(&g->comp);
     u64set_free(&g->tags);
     u64set_free(&g->traces);
     free(g->sums);
     free(g->ops);
+    free(g->keys);
+    free(g->seal);
     free(g);
     s->ing = NULL;
 }
@@ -277,6 +340,11 @@ static void sum_update(ingest_state *g, uint64_t k, int64_t st, int64_t du) {
     g->sums[g->nsums++] = (sum_ent){k, st, st, du, du};
 }
 
+static int sum_cmp(const void *a, const void *b) {
+    const sum_ent *x = a, *y = b;
+    return x->k < y->k ? -1 : x->k > y->k;
+}
+
 static int tag_add(void *ctx, const char *k, const char *v, size_t vlen) {
     ingest_state *g = ctx;
     u64set_add(&g->tags, key_tag(k, v, vlen));
@@ -299,63 +367,168 @@ static void chunk_reset(ingest_state *g) {
     g->nsums = 0;
 }
 
+/* Room for n keys in g->keys. */
+static int keys_room(ingest_state *g, size_t n) {
+    if (n <= g->capkeys) return 0;
+    size_t nc = g->capkeys ? g->capkeys : 256;
+    while (nc < n) nc *= 2;
+    uint64_t *nk = realloc(g->keys, nc * sizeof *nk);
+    if (!nk) return -1;
+    g->keys = nk;
+    g->capkeys = nc;
+    return 0;
+}
+
+static int seal_cmp(const void *a, const void *b) {
+    const seal_ent *x = a, *y = b;
+    if (x->k != y->k) return x->k < y->k ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Reads the per-chunk facts of bucket `b` from one forward table into g->seal (sorted by key,
+ * then chunk). Tag blobs hold keys only; summary blobs hold key + bounds. */
+static int seal_read(ingest_state *g, sqlite3_stmt *st, int64_t b, size_t stride, size_t *n) {
+    *n = 0;
+    sqlite3_bind_int64(st, 1, b * CHUNK_BUCKET);
+    sqlite3_bind_int64(st, 2, b * CHUNK_BUCKET + CHUNK_BUCKET - 1);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint32_t off = (uint32_t)(sqlite3_column_int64(st, 0) & (CHUNK_BUCKET - 1));
+        const uint8_t *p = sqlite3_column_blob(st, 1);
+        size_t cnt = (size_t)sqlite3_column_bytes(st, 1) / stride;
+        if (*n + cnt > g->capseal) {
+            size_t nc = g->capseal ? g->capseal : 4096;
+            while (nc < *n + cnt) nc *= 2;
+            seal_ent *ns = realloc(g->seal, nc * sizeof *ns);
+            if (!ns) { sqlite3_reset(st); return SQLITE_NOMEM; }
+            g->seal = ns;
+            g->capseal = nc;
+        }
+        for (size_t i = 0; i < cnt; i++) {
+            seal_ent *e = &g->seal[(*n)++];
+            e->k = get_u64(p + i * stride);
+            e->off = off;
+            for (int j = 0; j < SUM_BOUNDS; j++)
+                e->b[j] = stride > 8 ? (int64_t)get_u64(p + i * stride + 8 * (j + 1)) : 0;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return rc;
+    if (*n > 1) qsort(g->seal, *n, sizeof *g->seal, seal_cmp);
+    return 0;
+}
+
+/* Turns the per-chunk facts of bucket b into posting rows, in key order (so the inserts are
+ * appends at the B-tree's right edge), and drops the per-chunk tag and summary rows (the
+ * trace lists stay: retention needs them). */
+static int seal_bucket(traces_store *s, int64_t b) {
+    ingest_state *g = s->ing;
+    int rc;
+    size_t n;
+    if ((rc = seal_read(g, g->seal_traces, b, 8, &n))) return rc;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(g->ins_trace_post, 1, (int64_t)g->seal[i].k);
+        sqlite3_bind_int64(g->ins_trace_post, 2, b * CHUNK_BUCKET + g->seal[i].off);
+        if ((rc = run(g->ins_trace_post)) != SQLITE_DONE) return rc;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        int sums = pass == 1;
+        if ((rc = seal_read(g, sums ? g->seal_sums : g->seal_tags, b, sums ? SUM_ENT_BYTES : 8, &n))) return rc;
+        sqlite3_stmt *ins = sums ? g->ins_sum_post : g->ins_tag_post;
+        uint8_t bounds[CHUNK_BUCKET * SUM_BOUNDS * 8];
+        for (size_t i = 0; i < n;) {
+            size_t j = i, nb = 0;
+            uint64_t bits = 0;
+            for (; j < n && g->seal[j].k == g->seal[i].k; j++) {
+                /* a chunk's keys are distinct; a damaged row could still repeat one: keep one */
+                if (bits & (1ULL << g->seal[j].off)) continue;
+                bits |= 1ULL << g->seal[j].off;
+                for (int x = 0; sums && x < SUM_BOUNDS; x++, nb += 8) put_u64(bounds + nb, (uint64_t)g->seal[j].b[x]);
+            }
+            sqlite3_bind_int64(ins, 1, b);
+            sqlite3_bind_int64(ins, 2, (int64_t)g->seal[i].k);
+            sqlite3_bind_int64(ins, 3, (int64_t)bits);
+            if (sums) sqlite3_bind_blob(ins, 4, bounds, (int)nb, SQLITE_STATIC);
+            if ((rc = run(ins)) != SQLITE_DONE) return rc;
+            i = j;
+        }
+        sqlite3_stmt *del = sums ? g->del_sum_fwd : g->del_tag_fwd;
+        sqlite3_bind_int64(del, 1, b * CHUNK_BUCKET);
+        sqlite3_bind_int64(del, 2, b * CHUNK_BUCKET + CHUNK_BUCKET - 1);
+        if ((rc = run(del)) != SQLITE_DONE) return rc;
+    }
+    return 0;
+}
+
 /* Writes the chunk being built with its index rows. Returns 0 or an SQLite error code. */
 static int chunk_flush(traces_store *s) {
     ingest_state *g = s->ing;
     if (!g->nspans) return 0;
-    size_t raw = opentelemetry__proto__collector__v1__export_trace_service_request__get_packed_size(&g->out);
-    tr_buf_reset(&g->packed);
-    if (tr_buf_reserve(&g->packed, raw)) return SQLITE_NOMEM;
-    opentelemetry__proto__collector__v1__export_trace_service_request__pack(&g->out, (uint8_t *)g->packed.data);
+    int64_t id = g->next_id, b = id >> BUCKET_BITS;
+    int rc;
+    if (b > g->open_b) {
+        /* the first chunk of a new bucket: the buckets before it get their posting rows */
+        for (int64_t ob = g->open_b; ob < b; ob++)
+            if ((rc = seal_bucket(s, ob))) return rc;
+        g->open_b = b;
+        sqlite3_bind_int64(g->set_open, 1, b);
+        if ((rc = run(g->set_open)) != SQLITE_DONE) return rc;
+    }
+    size_t raw;
+    const uint8_t *packed = chunk_encode(&g->packed, &g->out, &raw);
+    if (!packed) return SQLITE_NOMEM;
     size_t bound = ZSTD_compressBound(raw);
     tr_buf_reset(&g->comp);
     if (tr_buf_reserve(&g->comp, bound)) return SQLITE_NOMEM;
-    size_t clen = ZSTD_compressCCtx(g->zc, g->comp.data, bound, g->packed.data, raw, 1);
+    size_t clen = ZSTD_compressCCtx(g->zc, g->comp.data, bound, packed, raw, 1);
     if (ZSTD_isError(clen)) return SQLITE_ERROR;
+    /* the chunk's trace keys, sorted (searched by binary search while the bucket is open) */
+    size_t ntr = g->traces.n + 1, ntag = g->tags.n + 1;
+    /* room for: keys then their blob (2 words per key), or the summary blob */
+    if (keys_room(g, 2 * (ntr + ntag) + g->nsums * (1 + SUM_BOUNDS))) return SQLITE_NOMEM;
+    uint64_t *tids = g->keys;
+    ntr = u64set_sorted(&g->traces, tids);
+    uint8_t *tblob = (uint8_t *)(g->keys + ntr); /* 8 bytes per key, after the keys */
+    for (size_t i = 0; i < ntr; i++) put_u64(tblob + 8 * i, tids[i]);
     sqlite3_stmt *st = g->ins_chunk;
-    sqlite3_bind_int64(st, 1, g->min_start);
-    sqlite3_bind_int64(st, 2, g->max_start);
-    sqlite3_bind_int64(st, 3, g->min_dur);
-    sqlite3_bind_int64(st, 4, g->max_dur);
-    sqlite3_bind_int64(st, 5, (int64_t)g->nspans);
-    sqlite3_bind_int64(st, 6, (int64_t)raw);
-    sqlite3_bind_blob(st, 7, g->comp.data, (int)clen, SQLITE_STATIC);
-    int rc = run(st);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, g->min_start);
+    sqlite3_bind_int64(st, 3, g->max_start);
+    sqlite3_bind_int64(st, 4, g->min_dur);
+    sqlite3_bind_int64(st, 5, g->max_dur);
+    sqlite3_bind_int64(st, 6, (int64_t)g->nspans);
+    sqlite3_bind_int64(st, 7, (int64_t)raw);
+    sqlite3_bind_blob(st, 8, g->comp.data, (int)clen, SQLITE_STATIC);
+    rc = run(st);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE) return rc;
-    int64_t id = sqlite3_last_insert_rowid(s->wdb);
-    for (size_t i = 0; i < g->traces.cap; i++) {
-        if (!g->traces.v[i]) continue;
-        sqlite3_bind_int64(g->ins_trace, 1, (int64_t)g->traces.v[i]);
-        sqlite3_bind_int64(g->ins_trace, 2, id);
-        if ((rc = run(g->ins_trace)) != SQLITE_DONE) return rc;
-    }
-    if (g->traces.has_zero) {
-        sqlite3_bind_int64(g->ins_trace, 1, 0);
-        sqlite3_bind_int64(g->ins_trace, 2, id);
-        if ((rc = run(g->ins_trace)) != SQLITE_DONE) return rc;
-    }
+    g->next_id++;
+    sqlite3_bind_int64(g->ins_trace, 1, id);
+    sqlite3_bind_blob(g->ins_trace, 2, tblob, (int)(8 * ntr), SQLITE_STATIC);
+    if ((rc = run(g->ins_trace)) != SQLITE_DONE) return rc;
+    /* tags: sorted keys as one blob */
+    uint64_t *tk = g->keys;
+    ntag = u64set_sorted(&g->tags, tk);
+    uint8_t *kb = (uint8_t *)(g->keys + ntag);
+    for (size_t i = 0; i < ntag; i++) put_u64(kb + 8 * i, tk[i]);
+    sqlite3_bind_int64(g->ins_tag, 1, id);
+    sqlite3_bind_blob(g->ins_tag, 2, kb, (int)(8 * ntag), SQLITE_STATIC);
+    if ((rc = run(g->ins_tag)) != SQLITE_DONE) return rc;
+    /* summaries: sorted by key, each with its bounds */
+    if (g->nsums > 1) qsort(g->sums, g->nsums, sizeof *g->sums, sum_cmp);
+    uint8_t *sb = (uint8_t *)g->keys;
     for (size_t i = 0; i < g->nsums; i++) {
-        sum_ent *e = &g->sums[i];
-        sqlite3_bind_int64(g->ins_sum, 1, (int64_t)e->k);
-        sqlite3_bind_int64(g->ins_sum, 2, id);
-        sqlite3_bind_int64(g->ins_sum, 3, e->min_start);
-        sqlite3_bind_int64(g->ins_sum, 4, e->max_start);
-        sqlite3_bind_int64(g->ins_sum, 5, e->min_dur);
-        sqlite3_bind_int64(g->ins_sum, 6, e->max_dur);
-        if ((rc = run(g->ins_sum)) != SQLITE_DONE) return rc;
+        const sum_ent *e = &g->sums[i];
+        uint8_t *p = sb + i * SUM_ENT_BYTES;
+        put_u64(p, e->k);
+        put_u64(p + 8, (uint64_t)e->min_start);
+        put_u64(p + 16, (uint64_t)e->max_start);
+        put_u64(p + 24, (uint64_t)e->min_dur);
+        put_u64(p + 32, (uint64_t)e->max_dur);
     }
-    for (size_t i = 0; i < g->tags.cap; i++) {
-        if (!g->tags.v[i]) continue;
-        sqlite3_bind_int64(g->ins_tag, 1, (int64_t)g->tags.v[i]);
-        sqlite3_bind_int64(g->ins_tag, 2, id);
-        if ((rc = run(g->ins_tag)) != SQLITE_DONE) return rc;
-    }
-    if (g->tags.has_zero) {
-        sqlite3_bind_int64(g->ins_tag, 1, 0);
-        sqlite3_bind_int64(g->ins_tag, 2, id);
-        if ((rc = run(g->ins_tag)) != SQLITE_DONE) return rc;
-    }
+    sqlite3_bind_int64(g->ins_sum, 1, id);
+    sqlite3_bind_blob(g->ins_sum, 2, sb, (int)(g->nsums * SUM_ENT_BYTES), SQLITE_STATIC);
+    if ((rc = run(g->ins_sum)) != SQLITE_DONE) return rc;
     tr_counter_add(s->m.chunks, 1);
     chunk_reset(g);
     return 0;
@@ -406,6 +579,10 @@ static int chunk_add(traces_store *s, const pb_rspans *rs, const pb_sspans *ss, 
                      const char *svc, int64_t now_ms) {
     ingest_state *g = s->ing;
     int rc;
+    /* one service per chunk: then a service's summary and a tag in the same chunk are facts of
+     * the same spans, and searches decode no chunk of another service */
+    if (g->nspans && strcmp(g->cur_svc, svc) != 0 && (rc = chunk_flush(s))) return rc;
+    g->cur_svc = svc;
     if (g->src_rs != rs || !g->cur_rs) {
         if (!g->out.resource_spans) {
             g->cap_rs = 16;
@@ -428,18 +605,7 @@ static int chunk_add(traces_store *s, const pb_rspans *rs, const pb_sspans *ss, 
         g->src_rs = rs;
         g->cur_ss = NULL;
         g->src_ss = NULL;
-        if (rs->resource) {
-            tr_buf tmp;
-            tr_buf_init(&tmp, 0);
-            for (size_t i = 0; i < rs->resource->n_attributes; i++) {
-                const pb_kv *kv = rs->resource->attributes[i];
-                if (!kv) continue;
-                size_t len;
-                const char *v = traces_value_form(kv->value, &tmp, &len);
-                tag_add(g, kv->key ? kv->key : "", v, len);
-            }
-            tr_buf_free(&tmp);
-        }
+        resource_each_tag(rs->resource, tag_add, g);
     }
     if (g->src_ss != ss || !g->cur_ss) {
         pb_sspans *c = tr_arena_alloc(g->scratch, sizeof *c);
@@ -527,6 +693,10 @@ fail:
     /* operations noted in the rolled-back transaction must be written again */
     if (g->ops) memset(g->ops, 0, g->capops * sizeof *g->ops);
     g->nops = 0;
+    {   /* chunk ids and the open bucket moved in memory only */
+        char e[200];
+        if (ingest_load_position(s, e, sizeof e)) TR_ERROR("trace store: cannot reload the chunk position", "error=\"%s\"", e);
+    }
     it->status = TRACES_UNAVAILABLE;
     it->rejected = 0;
 out:
@@ -537,83 +707,47 @@ out:
 
 /* ---- retention ---- */
 
-typedef struct del_ctx {
-    ingest_state *g;
-    u64set tags;
-} del_ctx;
-
-static int tag_collect(void *ctx, const char *k, const char *v, size_t vlen) {
-    u64set_add(&((del_ctx *)ctx)->tags, key_tag(k, v, vlen));
-    return 0;
-}
-
-/* Deletes one chunk and the index rows that point at it. Returns spans removed or -1. */
+/* Deletes one chunk with its trace rows and (open bucket) per-chunk index rows. The tag and
+ * summary postings of a sealed bucket stay until the whole bucket is gone (searches skip
+ * chunks that no longer exist). Returns spans removed or -1. */
 static int64_t delete_chunk(traces_store *s, int64_t id) {
     ingest_state *g = s->ing;
     sqlite3_stmt *st = g->sel_chunk;
     sqlite3_bind_int64(st, 1, id);
-    if (sqlite3_step(st) != SQLITE_ROW) { sqlite3_reset(st); return 0; }
-    int64_t nspans = sqlite3_column_int64(st, 2);
-    tr_arena *a = tr_arena_new(0);
-    traces_request *req = a ? chunk_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-                                           (size_t)sqlite3_column_int64(st, 1), a) : NULL;
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) { sqlite3_reset(st); return rc == SQLITE_DONE ? 0 : -1; }
+    int64_t nspans = sqlite3_column_int64(st, 0);
+    const uint8_t *p = sqlite3_column_blob(st, 1);
+    size_t n = (size_t)sqlite3_column_bytes(st, 1) / 8;
+    rc = SQLITE_DONE;
+    for (size_t i = 0; p && i < n && rc == SQLITE_DONE; i++) {
+        sqlite3_bind_int64(g->del_trace, 1, (int64_t)get_u64(p + 8 * i));
+        sqlite3_bind_int64(g->del_trace, 2, id);
+        rc = run(g->del_trace);
+    }
     sqlite3_reset(st);
-    del_ctx dc = {g, {0}};
-    u64set traces = {0}, sums = {0};
-    if (req) {
-        for (size_t i = 0; i < req->n_resource_spans; i++) {
-            const pb_rspans *rs = req->resource_spans[i];
-            const char *svc = traces_service_name(rs->resource);
-            if (rs->resource) {
-                tr_buf tmp;
-                tr_buf_init(&tmp, 0);
-                for (size_t k = 0; k < rs->resource->n_attributes; k++) {
-                    const pb_kv *kv = rs->resource->attributes[k];
-                    size_t len;
-                    const char *v = traces_value_form(kv->value, &tmp, &len);
-                    tag_collect(&dc, kv->key ? kv->key : "", v, len);
-                }
-                tr_buf_free(&tmp);
-            }
-            for (size_t j = 0; j < rs->n_scope_spans; j++) {
-                const pb_sspans *ss = rs->scope_spans[j];
-                for (size_t k = 0; k < ss->n_spans; k++) {
-                    const traces_pb_span *sp = ss->spans[k];
-                    if (sp->trace_id.len == 16) u64set_add(&traces, (uint64_t)key_trace(sp->trace_id.data));
-                    u64set_add(&sums, key_service(svc));
-                    u64set_add(&sums, key_operation(svc, sp->name ? sp->name : ""));
-                    span_each_tag(sp, NULL, ss->scope, 0, tag_collect, &dc);
-                }
-            }
-        }
-    } else {
-        TR_WARN("trace store: undecodable chunk deleted; its index rows stay until rebuilt", "chunk=%lld", (long long)id);
+    sqlite3_stmt *by_id[] = {g->del_trace_fwd, g->del_tag, g->del_sum, g->del_chunk};
+    for (int i = 0; i < 4 && rc == SQLITE_DONE; i++) {
+        sqlite3_bind_int64(by_id[i], 1, id);
+        rc = run(by_id[i]);
     }
-    int rc = SQLITE_DONE;
-    struct { u64set *set; sqlite3_stmt *st; } del[] = {{&traces, g->del_trace}, {&sums, g->del_sum}, {&dc.tags, g->del_tag}};
-    for (int d = 0; d < 3 && rc == SQLITE_DONE; d++) {
-        u64set *set = del[d].set;
-        for (size_t i = 0; i < set->cap && rc == SQLITE_DONE; i++) {
-            if (!set->v[i]) continue;
-            sqlite3_bind_int64(del[d].st, 1, (int64_t)set->v[i]);
-            sqlite3_bind_int64(del[d].st, 2, id);
-            rc = run(del[d].st);
-        }
-        if (set->has_zero && rc == SQLITE_DONE) {
-            sqlite3_bind_int64(del[d].st, 1, 0);
-            sqlite3_bind_int64(del[d].st, 2, id);
-            rc = run(del[d].st);
-        }
-    }
-    if (rc == SQLITE_DONE) {
-        sqlite3_bind_int64(g->del_chunk, 1, id);
-        rc = run(g->del_chunk);
-    }
-    u64set_free(&traces);
-    u64set_free(&sums);
-    u64set_free(&dc.tags);
-    tr_arena_free(a);
     return rc == SQLITE_DONE ? nspans : -1;
+}
+
+/* Drops the posting rows of sealed bucket b when none of its chunks is left. */
+static int drop_bucket_if_empty(traces_store *s, int64_t b) {
+    ingest_state *g = s->ing;
+    if (b >= g->open_b) return SQLITE_DONE;
+    sqlite3_bind_int64(g->sel_live, 1, b * CHUNK_BUCKET);
+    sqlite3_bind_int64(g->sel_live, 2, b * CHUNK_BUCKET + CHUNK_BUCKET - 1);
+    int rc = sqlite3_step(g->sel_live);
+    sqlite3_reset(g->sel_live);
+    if (rc == SQLITE_ROW) return SQLITE_DONE;
+    if (rc != SQLITE_DONE) return rc;
+    sqlite3_bind_int64(g->del_tag_post, 1, b);
+    if ((rc = run(g->del_tag_post)) != SQLITE_DONE) return rc;
+    sqlite3_bind_int64(g->del_sum_post, 1, b);
+    return run(g->del_sum_post);
 }
 
 static int64_t pragma_int(sqlite3 *db, const char *sql) {
@@ -662,6 +796,16 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
             }
             total += d;
         }
+        for (int i = 0; i < n; i++) {
+            int64_t b = ids[i] >> BUCKET_BITS;
+            int seen = 0;
+            for (int j = 0; j < i && !seen; j++) seen = ids[j] >> BUCKET_BITS == b;
+            if (!seen && drop_bucket_if_empty(s, b) != SQLITE_DONE) {
+                TR_ERROR("trace retention failed", "error=\"%s\"", sqlite3_errmsg(db));
+                run(g->rollback);
+                return 0;
+            }
+        }
         if (s->cfg.retention_ms > 0 && now_ms - s->cfg.retention_ms > 0) {
             sqlite3_bind_int64(g->del_ops, 1, now_ms - s->cfg.retention_ms);
             run(g->del_ops);
@@ -672,7 +816,7 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
             return 0;
         }
         /* forget cached operations so that deleted rows are written again when seen */
-        memset(g->ops, 0, g->capops * sizeof *g->ops);
+        if (g->ops) memset(g->ops, 0, g->capops * sizeof *g->ops);
         g->nops = 0;
         *deleted = total;
         tr_counter_add(s->m.expired, (uint64_t)total);

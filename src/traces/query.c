@@ -1,11 +1,15 @@
-/* Reading the trace store: service and operation lists, trace search (an index-driven walk
- * over chunks, newest first, with an exact check of every span in the chunks it decodes),
- * traces by id, and service dependencies. Each reader has its own read-only connection, so a
- * search never waits for ingest and ingest never waits for a search (WAL). */
+/* Reading the trace store: service and operation lists, trace search (a walk over buckets of
+ * chunks, newest first, intersecting posting bitmaps, with an exact check of every span in
+ * the chunks it decodes), traces by id, and service dependencies. Each reader has its own
+ * read-only connection, so a search never waits for ingest and ingest never waits for a
+ * search (WAL); a search or lookup reads one snapshot (a read transaction), so a bucket being
+ * sealed meanwhile is seen either before or after. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <zstd.h>
 
 #include "traces_int.h"
 
@@ -18,22 +22,38 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size
 }
 
 int reader_prepare(traces_reader *r, char *err, size_t errlen) {
+    r->dctx = ZSTD_createDCtx();
+    if (!r->dctx) { snprintf(err, errlen, "out of memory"); return -1; }
     return prep(r->db, "SELECT data,rawlen FROM chunk WHERE id=?", &r->st_chunk, err, errlen) ||
-                   prep(r->db, "SELECT chunk FROM trace_idx WHERE tid=? ORDER BY chunk", &r->st_trace, err, errlen) ||
-                   prep(r->db, "SELECT chunk,min_start,max_start,min_dur,max_dur FROM sum_idx WHERE k=?1 AND chunk<=?2 ORDER BY chunk DESC", &r->st_sum, err, errlen) ||
-                   prep(r->db, "SELECT chunk FROM tag_idx WHERE h=?1 AND chunk<=?2 ORDER BY chunk DESC", &r->st_tag, err, errlen) ||
-                   prep(r->db, "SELECT id,min_start,max_start,min_dur,max_dur FROM chunk WHERE id<=?2 ORDER BY id DESC", &r->st_all, err, errlen)
+                   prep(r->db, "SELECT chunk FROM trace_post WHERE b=?1 AND tid=?2", &r->st_trace, err, errlen) ||
+                   prep(r->db, "SELECT chunk,tids FROM trace_idx WHERE chunk BETWEEN ?1 AND ?2", &r->st_trace_fwd, err, errlen) ||
+                   prep(r->db, "SELECT bits,bounds FROM sum_post WHERE b=?1 AND k=?2", &r->st_sum_post, err, errlen) ||
+                   prep(r->db, "SELECT bits FROM tag_post WHERE b=?1 AND h=?2", &r->st_tag_post, err, errlen) ||
+                   prep(r->db, "SELECT chunk,ents FROM sum_idx WHERE chunk BETWEEN ?1 AND ?2", &r->st_sum_fwd, err, errlen) ||
+                   prep(r->db, "SELECT chunk,keys FROM tag_idx WHERE chunk BETWEEN ?1 AND ?2", &r->st_tag_fwd, err, errlen) ||
+                   prep(r->db, "SELECT id,min_start,max_start,min_dur,max_dur FROM chunk WHERE id BETWEEN ?1 AND ?2", &r->st_all, err, errlen) ||
+                   prep(r->db, "SELECT (SELECT min(id) FROM chunk), (SELECT max(id) FROM chunk), (SELECT v FROM meta WHERE k='open_bucket')", &r->st_range, err, errlen) ||
+                   prep(r->db, "BEGIN", &r->st_begin, err, errlen) ||
+                   prep(r->db, "COMMIT", &r->st_end, err, errlen)
                ? -1
                : 0;
 }
 
 void reader_finalize(traces_reader *r) {
-    sqlite3_finalize(r->st_chunk);
-    sqlite3_finalize(r->st_trace);
-    sqlite3_finalize(r->st_sum);
-    sqlite3_finalize(r->st_tag);
-    sqlite3_finalize(r->st_all);
+    sqlite3_stmt *all[] = {r->st_chunk, r->st_trace, r->st_trace_fwd, r->st_sum_post, r->st_tag_post, r->st_sum_fwd,
+                           r->st_tag_fwd, r->st_all, r->st_range, r->st_begin, r->st_end};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
+    ZSTD_freeDCtx(r->dctx);
 }
+
+static int run_stmt(sqlite3_stmt *st) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+}
+
+typedef struct qctx qctx;
+static void snapshot_end(qctx *q);
 
 static void db_err(traces_reader *r, char *err, size_t errlen) {
     snprintf(err, errlen, "trace store read failed: %s", sqlite3_errmsg(r->db));
@@ -133,15 +153,22 @@ int traces_operations_list(traces_reader *r, const char *service, int kind, trac
 typedef struct kept_chunk {
     int64_t id;
     tr_arena *arena;
-    traces_request *req;
+    chunk_view *view;
 } kept_chunk;
 
-typedef struct qctx {
+struct qctx {
     traces_reader *r;
     traces_result *res;
     kept_chunk *chunks; /* decoded and kept for the result */
     size_t nchunks, capchunks;
-} qctx;
+    int64_t lo_id, hi_id; /* the chunk ids in the snapshot (hi < lo: none) */
+    int64_t open_b;       /* buckets from here on are not sealed yet */
+};
+
+/* Ends the read snapshot (if open). */
+static void snapshot_end(qctx *q) {
+    if (!sqlite3_get_autocommit(q->r->db)) run_stmt(q->r->st_end);
+}
 
 size_t traces_result_count(const traces_result *res) { return res ? res->n : 0; }
 const traces_trace *traces_result_trace(const traces_result *res, size_t i) { return &res->traces[i]; }
@@ -162,25 +189,25 @@ static traces_result *result_new(void) {
     return res;
 }
 
-/* Loads chunk `id` into a fresh arena; returns NULL when missing (expired meanwhile) or
- * damaged; *dberr set on a database error. */
-static traces_request *load_chunk(traces_reader *r, int64_t id, tr_arena *a, int *dberr) {
+/* Opens chunk `id` into arena a; returns NULL when missing (expired meanwhile) or damaged;
+ * *dberr set on a database error. */
+static chunk_view *load_chunk(traces_reader *r, int64_t id, tr_arena *a, int *dberr) {
     sqlite3_stmt *st = r->st_chunk;
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
-    traces_request *req = NULL;
+    chunk_view *v = NULL;
     if (rc == SQLITE_ROW)
-        req = chunk_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), (size_t)sqlite3_column_int64(st, 1), a);
+        v = chunk_open(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), (size_t)sqlite3_column_int64(st, 1), a, r->dctx);
     else if (rc != SQLITE_DONE)
         *dberr = 1;
     sqlite3_reset(st);
-    return req;
+    return v;
 }
 
-/* A chunk decoded for the result, cached by id. */
-static traces_request *keep_chunk(qctx *q, int64_t id, int *dberr) {
+/* A chunk opened for the result, cached by id. */
+static chunk_view *keep_chunk(qctx *q, int64_t id, int *dberr) {
     for (size_t i = 0; i < q->nchunks; i++)
-        if (q->chunks[i].id == id) return q->chunks[i].req;
+        if (q->chunks[i].id == id) return q->chunks[i].view;
     if (q->nchunks == q->capchunks) {
         size_t nc = q->capchunks ? q->capchunks * 2 : 16;
         kept_chunk *n = realloc(q->chunks, nc * sizeof *n);
@@ -190,10 +217,24 @@ static traces_request *keep_chunk(qctx *q, int64_t id, int *dberr) {
     }
     tr_arena *a = tr_arena_new(0);
     if (!a) return NULL;
-    traces_request *req = load_chunk(q->r, id, a, dberr);
-    if (!req) { tr_arena_free(a); return NULL; }
-    q->chunks[q->nchunks++] = (kept_chunk){id, a, req};
-    return req;
+    chunk_view *v = load_chunk(q->r, id, a, dberr);
+    if (!v) { tr_arena_free(a); return NULL; }
+    q->chunks[q->nchunks++] = (kept_chunk){id, a, v};
+    return v;
+}
+
+/* Adds a chunk opened elsewhere to the cache (taking its arena). Returns 0 or -1 (OOM: the
+ * arena is then freed). */
+static int adopt_chunk(qctx *q, int64_t id, tr_arena *a, chunk_view *v) {
+    if (q->nchunks == q->capchunks) {
+        size_t nc = q->capchunks ? q->capchunks * 2 : 16;
+        kept_chunk *n = realloc(q->chunks, nc * sizeof *n);
+        if (!n) { tr_arena_free(a); return -1; }
+        q->chunks = n;
+        q->capchunks = nc;
+    }
+    q->chunks[q->nchunks++] = (kept_chunk){id, a, v};
+    return 0;
 }
 
 static void qctx_fini(qctx *q) {
@@ -214,51 +255,122 @@ static int add_span(traces_result *res, traces_trace *t, size_t *cap, traces_spa
     return 0;
 }
 
-/* Appends the whole trace `id` (every chunk that holds part of it) to the result. Returns
- * 1 when found, 0 when not, -1 on a database error. */
-static int fetch_trace(qctx *q, const uint8_t *id) {
+static int i64_cmp(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Opens the read snapshot and learns its chunk id range. Returns 0 or -1. */
+static int snapshot_begin(qctx *q) {
     traces_reader *r = q->r;
-    int64_t chunks[256];
-    size_t nch = 0;
-    sqlite3_bind_int64(r->st_trace, 1, key_trace(id));
-    int rc;
-    while ((rc = sqlite3_step(r->st_trace)) == SQLITE_ROW && nch < sizeof chunks / sizeof chunks[0])
-        chunks[nch++] = sqlite3_column_int64(r->st_trace, 0);
-    sqlite3_reset(r->st_trace);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -1;
-    traces_result *res = q->res;
-    if (res->n == res->cap) {
-        size_t nc = res->cap ? res->cap * 2 : 16;
-        traces_trace *n = tr_arena_alloc(res->arena, nc * sizeof *n);
-        if (!n) return -1;
-        if (res->n) memcpy(n, res->traces, res->n * sizeof *n);
-        res->traces = n;
-        res->cap = nc;
+    if (run_stmt(r->st_begin) != SQLITE_DONE) return -1;
+    int rc = sqlite3_step(r->st_range);
+    if (rc == SQLITE_ROW) {
+        int empty = sqlite3_column_type(r->st_range, 0) == SQLITE_NULL;
+        q->lo_id = empty ? 1 : sqlite3_column_int64(r->st_range, 0);
+        q->hi_id = empty ? 0 : sqlite3_column_int64(r->st_range, 1);
+        q->open_b = sqlite3_column_int64(r->st_range, 2);
     }
-    traces_trace *t = &res->traces[res->n];
-    memset(t, 0, sizeof *t);
-    memcpy(t->id, id, 16);
-    size_t cap = 0;
-    for (size_t c = 0; c < nch; c++) {
-        int dberr = 0;
-        traces_request *req = keep_chunk(q, chunks[c], &dberr);
-        if (dberr) return -1;
-        if (!req) continue;
-        for (size_t i = 0; i < req->n_resource_spans; i++) {
-            const pb_rspans *rs = req->resource_spans[i];
-            for (size_t j = 0; j < rs->n_scope_spans; j++) {
-                const pb_sspans *ss = rs->scope_spans[j];
-                for (size_t k = 0; k < ss->n_spans; k++) {
-                    const traces_pb_span *sp = ss->spans[k];
-                    if (sp->trace_id.len != 16 || memcmp(sp->trace_id.data, id, 16) != 0) continue;
-                    if (add_span(res, t, &cap, (traces_span){sp, rs->resource, ss->scope})) return -1;
-                }
-            }
+    sqlite3_reset(r->st_range);
+    if (rc != SQLITE_ROW) {
+        snapshot_end(q);
+        return -1;
+    }
+    return 0;
+}
+
+#define TRACE_MAX_CHUNKS 256 /* chunks gathered per trace (bounds the work of one lookup) */
+
+/* The chunks holding parts of one wanted trace. */
+typedef struct want {
+    const uint8_t *id;
+    int64_t chunks[TRACE_MAX_CHUNKS];
+    size_t n;
+} want;
+
+static void want_add(want *w, int64_t chunk) {
+    if (w->n < TRACE_MAX_CHUNKS) w->chunks[w->n++] = chunk;
+}
+
+/* Finds the chunks of every wanted trace: the open bucket through its per-chunk trace lists
+ * (one pass for all), sealed buckets through trace_post (one probe per trace bucket). */
+static int find_trace_chunks(qctx *q, want *w, size_t n) {
+    traces_reader *r = q->r;
+    if (q->hi_id < q->lo_id) return 0;
+    int64_t open_lo = q->open_b * CHUNK_BUCKET;
+    int rc;
+    if (q->hi_id >= open_lo) {
+        sqlite3_bind_int64(r->st_trace_fwd, 1, open_lo);
+        sqlite3_bind_int64(r->st_trace_fwd, 2, q->hi_id);
+        while ((rc = sqlite3_step(r->st_trace_fwd)) == SQLITE_ROW) {
+            int64_t chunk = sqlite3_column_int64(r->st_trace_fwd, 0);
+            const uint8_t *p = sqlite3_column_blob(r->st_trace_fwd, 1);
+            size_t nt = (size_t)sqlite3_column_bytes(r->st_trace_fwd, 1) / 8;
+            for (size_t i = 0; p && i < n; i++)
+                if (blob_find(p, nt, 8, (uint64_t)key_trace(w[i].id)) >= 0) want_add(&w[i], chunk);
+        }
+        sqlite3_reset(r->st_trace_fwd);
+        if (rc != SQLITE_DONE) return -1;
+    }
+    if (q->lo_id >= open_lo) return 0;
+    int64_t top = (open_lo - 1 < q->hi_id ? open_lo - 1 : q->hi_id) >> TRACE_BUCKET_BITS;
+    for (size_t i = 0; i < n; i++) {
+        for (int64_t b = top; b >= q->lo_id >> TRACE_BUCKET_BITS; b--) {
+            sqlite3_bind_int64(r->st_trace, 1, b);
+            sqlite3_bind_int64(r->st_trace, 2, key_trace(w[i].id));
+            while ((rc = sqlite3_step(r->st_trace)) == SQLITE_ROW) want_add(&w[i], sqlite3_column_int64(r->st_trace, 0));
+            sqlite3_reset(r->st_trace);
+            if (rc != SQLITE_DONE) return -1;
         }
     }
-    if (t->n == 0) return 0;
-    res->n++;
-    return 1;
+    return 0;
+}
+
+/* Appends the whole traces `ids` (every chunk that holds part of them) to the result, in the
+ * order given; unknown ones are left out. Returns 0, or -1 on a database error or OOM. */
+static int fetch_traces(qctx *q, const uint8_t (*ids)[16], size_t n) {
+    if (!n) return 0;
+    want *w = calloc(n, sizeof *w);
+    if (!w) return -1;
+    for (size_t i = 0; i < n; i++) w[i].id = ids[i];
+    int ret = -1;
+    if (find_trace_chunks(q, w, n)) goto out;
+    traces_result *res = q->res;
+    for (size_t x = 0; x < n; x++) {
+        want *wt = &w[x];
+        if (wt->n > 1) qsort(wt->chunks, wt->n, sizeof *wt->chunks, i64_cmp);
+        if (res->n == res->cap) {
+            size_t nc = res->cap ? res->cap * 2 : 16;
+            traces_trace *nt = tr_arena_alloc(res->arena, nc * sizeof *nt);
+            if (!nt) goto out;
+            if (res->n) memcpy(nt, res->traces, res->n * sizeof *nt);
+            res->traces = nt;
+            res->cap = nc;
+        }
+        traces_trace *t = &res->traces[res->n];
+        memset(t, 0, sizeof *t);
+        memcpy(t->id, wt->id, 16);
+        size_t cap = 0;
+        for (size_t c = 0; c < wt->n; c++) {
+            if (c && wt->chunks[c] == wt->chunks[c - 1]) continue;
+            int dberr = 0;
+            chunk_view *v = keep_chunk(q, wt->chunks[c], &dberr);
+            if (dberr) goto out;
+            if (!v) continue;
+            for (size_t i = 0; i < chunk_nspans(v); i++) {
+                span_peek pk;
+                if (chunk_peek(v, i, &pk) || pk.tid_len != 16 || memcmp(pk.tid, wt->id, 16) != 0) continue;
+                const traces_pb_span *sp = chunk_span(v, i);
+                if (!sp) continue;
+                if (add_span(res, t, &cap, (traces_span){sp, chunk_resource(v, i), chunk_scope(v, i)})) goto out;
+            }
+        }
+        if (t->n) res->n++;
+    }
+    ret = 0;
+out:
+    free(w);
+    return ret;
 }
 
 /* Moves the kept chunks' arenas into the result so they live as long as it. */
@@ -290,22 +402,35 @@ int traces_get(traces_reader *r, const uint8_t (*ids)[16], size_t n, traces_resu
     elapsed_start(&t0);
     *out = NULL;
     qctx q = {.r = r, .res = result_new()};
+    uint8_t (*uniq)[16] = NULL;
+    size_t nu = 0;
     if (!q.res) { snprintf(err, errlen, "out of memory"); return -1; }
+    if (snapshot_begin(&q)) {
+        db_err(r, err, errlen);
+        goto fail;
+    }
+    uniq = malloc((n ? n : 1) * sizeof *uniq);
+    if (!uniq) { snprintf(err, errlen, "out of memory"); goto fail; }
     for (size_t i = 0; i < n; i++) {
         int dup = 0;
-        for (size_t j = 0; j < i && !dup; j++) dup = memcmp(ids[i], ids[j], 16) == 0;
-        if (dup) continue;
-        if (fetch_trace(&q, ids[i]) < 0) {
-            db_err(r, err, errlen);
-            goto fail;
-        }
+        for (size_t j = 0; j < nu && !dup; j++) dup = memcmp(ids[i], uniq[j], 16) == 0;
+        if (!dup) memcpy(uniq[nu++], ids[i], 16);
     }
+    if (fetch_traces(&q, (const uint8_t(*)[16])uniq, nu) < 0) {
+        db_err(r, err, errlen);
+        goto fail;
+    }
+    free(uniq);
+    uniq = NULL;
+    snapshot_end(&q);
     if (result_adopt(&q)) { snprintf(err, errlen, "out of memory"); goto fail; }
     qctx_fini(&q);
     *out = q.res;
     observe(r, &t0);
     return 0;
 fail:
+    free(uniq);
+    snapshot_end(&q);
     qctx_fini(&q);
     traces_result_free(q.res);
     return -1;
@@ -332,19 +457,28 @@ static int tag_match(void *ctx, const char *k, const char *v, size_t vlen) {
     return 0;
 }
 
-static int span_matches(const traces_query *q, const char *svc, const traces_pb_span *sp,
-                        const traces_pb_resource *res, const traces_pb_scope *sc, unsigned char *hit) {
-    if (q->service && strcmp(q->service, svc) != 0) return 0;
-    if (q->operation && strcmp(q->operation, sp->name ? sp->name : "") != 0) return 0;
-    int64_t st = sp->start_time_unix_nano > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)sp->start_time_unix_nano;
+/* Whether span i of a chunk meets every criterion of q: the checks that need no unpacking first, then a byte-level
+ * test that rules out most spans without a wanted tag, then the exact tag check on the
+ * unpacked span. Returns 1 (match, *start set), 0, or -1 (out of memory). */
+static int span_matches_view(const traces_query *q, chunk_view *v, size_t i, unsigned char *hit, int64_t *start) {
+    span_peek pk;
+    if (chunk_peek(v, i, &pk) || pk.tid_len != 16) return 0;
+    if (q->service && strcmp(q->service, chunk_service(v, i)) != 0) return 0;
+    if (q->operation && (strlen(q->operation) != pk.name_len || memcmp(q->operation, pk.name, pk.name_len) != 0)) return 0;
+    int64_t st = pk.start > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)pk.start;
     if (st < q->start_ns || st > q->end_ns) return 0;
-    int64_t du = sp->end_time_unix_nano > sp->start_time_unix_nano ? (int64_t)(sp->end_time_unix_nano - sp->start_time_unix_nano) : 0;
+    int64_t du = pk.end > pk.start ? (int64_t)(pk.end - pk.start) : 0;
     if (q->min_dur_ns > 0 && du < q->min_dur_ns) return 0;
     if (q->max_dur_ns > 0 && du > q->max_dur_ns) return 0;
+    *start = (int64_t)pk.start;
     if (q->ntags == 0) return 1;
+    for (size_t t = 0; t < q->ntags; t++)
+        if (!chunk_may_have_tag(v, i, q->tag_keys[t], q->tag_values[t])) return 0;
+    const traces_pb_span *sp = chunk_span(v, i);
+    if (!sp) return 0;
     memset(hit, 0, q->ntags);
     match_ctx m = {q, hit, q->ntags};
-    return span_each_tag(sp, res, sc, 1, tag_match, &m) == 1;
+    return span_each_tag(sp, chunk_resource(v, i), chunk_scope(v, i), 1, tag_match, &m) == 1;
 }
 
 typedef struct found {
@@ -357,29 +491,111 @@ static int found_cmp(const void *a, const void *b) {
     return x->start < y->start ? 1 : x->start > y->start ? -1 : 0;
 }
 
-/* Counts index entries of a key, up to `cap` (to pick the sparsest list to walk). */
-static int64_t count_capped(traces_reader *r, const char *table, const char *col, uint64_t k, int cap) {
-    char sql[160];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s=? LIMIT %d)", table, col, cap);
-    sqlite3_stmt *st;
-    int64_t n = cap;
-    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) return n;
-    sqlite3_bind_int64(st, 1, (int64_t)k);
-    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
+/* What a bucket offers a search: the chunks that may match (bit i: chunk b*CHUNK_BUCKET+i)
+ * and, for those with known bounds, the span start and duration range to prune with. */
+typedef struct bucket_cands {
+    uint64_t bits, bounded;
+    int64_t bounds[CHUNK_BUCKET][SUM_BOUNDS];
+} bucket_cands;
 
-static int exists_at(sqlite3 *db, sqlite3_stmt **st, const char *sql, uint64_t k, int64_t chunk, int64_t *cols, int ncols) {
-    if (!*st && sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) return -1;
-    sqlite3_bind_int64(*st, 1, (int64_t)k);
-    sqlite3_bind_int64(*st, 2, chunk);
-    int rc = sqlite3_step(*st);
-    int found = rc == SQLITE_ROW;
-    if (found)
-        for (int i = 0; i < ncols; i++) cols[i] = sqlite3_column_int64(*st, i);
-    sqlite3_reset(*st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
+static int popcount64(uint64_t v) { return __builtin_popcountll(v); }
+
+/* Fills c for bucket b from the posting rows (sealed) or the per-chunk rows (open). Returns
+ * 0, or -1 on a database error. */
+static int bucket_lookup(qctx *qc, int64_t b, const uint64_t *tagk, size_t ntags, int have_sum, uint64_t sumk,
+                         bucket_cands *c) {
+    traces_reader *r = qc->r;
+    int64_t lo = b * CHUNK_BUCKET, hi = lo + CHUNK_BUCKET - 1;
+    int rc;
+    c->bits = ~0ULL;
+    c->bounded = 0;
+    if (b < qc->open_b) {
+        /* sealed: one posting row per key; the rarest usually empties the set at once */
+        for (size_t i = 0; i < ntags && c->bits; i++) {
+            sqlite3_bind_int64(r->st_tag_post, 1, b);
+            sqlite3_bind_int64(r->st_tag_post, 2, (int64_t)tagk[i]);
+            rc = sqlite3_step(r->st_tag_post);
+            c->bits &= rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(r->st_tag_post, 0) : 0;
+            sqlite3_reset(r->st_tag_post);
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -1;
+        }
+        if (have_sum && c->bits) {
+            sqlite3_bind_int64(r->st_sum_post, 1, b);
+            sqlite3_bind_int64(r->st_sum_post, 2, (int64_t)sumk);
+            rc = sqlite3_step(r->st_sum_post);
+            if (rc == SQLITE_ROW) {
+                uint64_t bits = (uint64_t)sqlite3_column_int64(r->st_sum_post, 0);
+                const uint8_t *p = sqlite3_column_blob(r->st_sum_post, 1);
+                size_t n = (size_t)sqlite3_column_bytes(r->st_sum_post, 1) / (8 * SUM_BOUNDS);
+                c->bits &= bits;
+                if (p && n == (size_t)popcount64(bits)) { /* else unknown bounds: no pruning */
+                    size_t e = 0;
+                    for (int off = 0; off < CHUNK_BUCKET; off++) {
+                        if (!(bits >> off & 1)) continue;
+                        for (int x = 0; x < SUM_BOUNDS; x++) c->bounds[off][x] = (int64_t)get_u64(p + (e * SUM_BOUNDS + x) * 8);
+                        e++;
+                    }
+                    c->bounded = bits;
+                }
+            } else {
+                c->bits = 0;
+            }
+            sqlite3_reset(r->st_sum_post);
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -1;
+        }
+    } else {
+        /* open: the per-chunk rows of this bucket hold the same facts as sorted key lists */
+        if (ntags) {
+            uint64_t got = 0;
+            sqlite3_bind_int64(r->st_tag_fwd, 1, lo);
+            sqlite3_bind_int64(r->st_tag_fwd, 2, hi);
+            while ((rc = sqlite3_step(r->st_tag_fwd)) == SQLITE_ROW) {
+                int off = (int)(sqlite3_column_int64(r->st_tag_fwd, 0) & (CHUNK_BUCKET - 1));
+                const uint8_t *p = sqlite3_column_blob(r->st_tag_fwd, 1);
+                size_t n = (size_t)sqlite3_column_bytes(r->st_tag_fwd, 1) / 8;
+                size_t i = 0;
+                while (i < ntags && p && blob_find(p, n, 8, tagk[i]) >= 0) i++;
+                if (i == ntags) got |= 1ULL << off;
+            }
+            sqlite3_reset(r->st_tag_fwd);
+            if (rc != SQLITE_DONE) return -1;
+            c->bits &= got;
+        }
+        if (have_sum && c->bits) {
+            uint64_t got = 0;
+            sqlite3_bind_int64(r->st_sum_fwd, 1, lo);
+            sqlite3_bind_int64(r->st_sum_fwd, 2, hi);
+            while ((rc = sqlite3_step(r->st_sum_fwd)) == SQLITE_ROW) {
+                int off = (int)(sqlite3_column_int64(r->st_sum_fwd, 0) & (CHUNK_BUCKET - 1));
+                const uint8_t *p = sqlite3_column_blob(r->st_sum_fwd, 1);
+                size_t n = (size_t)sqlite3_column_bytes(r->st_sum_fwd, 1) / SUM_ENT_BYTES;
+                long e = p ? blob_find(p, n, SUM_ENT_BYTES, sumk) : -1;
+                if (e < 0) continue;
+                got |= 1ULL << off;
+                for (int x = 0; x < SUM_BOUNDS; x++) c->bounds[off][x] = (int64_t)get_u64(p + (size_t)e * SUM_ENT_BYTES + 8 * (x + 1));
+            }
+            sqlite3_reset(r->st_sum_fwd);
+            if (rc != SQLITE_DONE) return -1;
+            c->bits &= got;
+            c->bounded = got;
+        }
+    }
+    if (!have_sum && c->bits) {
+        /* no service: the chunks that exist, with their own bounds */
+        uint64_t got = 0;
+        sqlite3_bind_int64(r->st_all, 1, lo);
+        sqlite3_bind_int64(r->st_all, 2, hi);
+        while ((rc = sqlite3_step(r->st_all)) == SQLITE_ROW) {
+            int off = (int)(sqlite3_column_int64(r->st_all, 0) & (CHUNK_BUCKET - 1));
+            got |= 1ULL << off;
+            for (int x = 0; x < SUM_BOUNDS; x++) c->bounds[off][x] = sqlite3_column_int64(r->st_all, x + 1);
+        }
+        sqlite3_reset(r->st_all);
+        if (rc != SQLITE_DONE) return -1;
+        c->bits &= got;
+        c->bounded = got;
+    }
+    return 0;
 }
 
 int traces_search(traces_reader *r, const traces_query *q, traces_result **out, char *err, size_t errlen) {
@@ -390,120 +606,103 @@ int traces_search(traces_reader *r, const traces_query *q, traces_result **out, 
     uint64_t *tagk = NULL;
     unsigned char *hit = NULL;
     found *fl = NULL, *cf = NULL;
+    int64_t cf_start = 0;
     size_t nfl = 0, capfl = 0, capcf = 0;
     u64set seen = {0};
-    sqlite3_stmt *st_sum_at = NULL, *st_tag_at = NULL;
+    bucket_cands *bc = NULL;
     int ok = 0;
     if (!qc.res) { snprintf(err, errlen, "out of memory"); return -1; }
     size_t limit = q->limit > 0 ? (size_t)q->limit : 100;
     tagk = calloc(q->ntags + 1, sizeof *tagk);
     hit = calloc(q->ntags + 1, 1);
-    if (!tagk || !hit) { snprintf(err, errlen, "out of memory"); goto done; }
+    bc = malloc(sizeof *bc);
+    if (!tagk || !hit || !bc) { snprintf(err, errlen, "out of memory"); goto done; }
     for (size_t i = 0; i < q->ntags; i++) tagk[i] = key_tag(q->tag_keys[i], q->tag_values[i], strlen(q->tag_values[i]));
-
     /* the summary key: operation within service, else service, else none (every chunk) */
     int have_sum = q->service != NULL;
     uint64_t sumk = 0;
     if (q->service) sumk = q->operation ? key_operation(q->service, q->operation) : key_service(q->service);
-    /* the list to walk: the sparsest of the summary and the tags */
-    int driver = -1; /* -1: summary (or all chunks), else the tag index */
-    int64_t best = have_sum ? count_capped(r, "sum_idx", "k", sumk, 4096) : INT64_MAX;
-    for (size_t i = 0; i < q->ntags; i++) {
-        int64_t c = count_capped(r, "tag_idx", "h", tagk[i], best == INT64_MAX ? 4096 : (int)(best + 1));
-        if (c < best) { best = c; driver = (int)i; }
-    }
-    sqlite3_stmt *walk = driver >= 0 ? r->st_tag : have_sum ? r->st_sum : r->st_all;
-    if (driver >= 0) sqlite3_bind_int64(walk, 1, (int64_t)tagk[driver]);
-    else if (have_sum) sqlite3_bind_int64(walk, 1, (int64_t)sumk);
-    sqlite3_bind_int64(walk, 2, INT64_MAX);
-    int rc;
-    while (nfl < limit && (rc = sqlite3_step(walk)) == SQLITE_ROW) {
-        int64_t chunk = sqlite3_column_int64(walk, 0);
-        int64_t s[4]; /* min_start, max_start, min_dur, max_dur of the service/op/chunk */
-        if (driver < 0) {
-            for (int i = 0; i < 4; i++) s[i] = sqlite3_column_int64(walk, i + 1);
-        } else if (have_sum) {
-            int e = exists_at(r->db, &st_sum_at, "SELECT min_start,max_start,min_dur,max_dur FROM sum_idx WHERE k=? AND chunk=?", sumk, chunk, s, 4);
-            if (e < 0) goto dberr;
-            if (!e) continue;
-        } else {
-            int e = exists_at(r->db, &st_sum_at, "SELECT min_start,max_start,min_dur,max_dur FROM chunk WHERE ?1 IS NOT NULL AND id=?2", 0, chunk, s, 4);
-            if (e < 0) goto dberr;
-            if (!e) continue;
-        }
-        if (s[1] < q->start_ns || s[0] > q->end_ns) continue;
-        if (q->min_dur_ns > 0 && s[3] < q->min_dur_ns) continue;
-        if (q->max_dur_ns > 0 && s[2] > q->max_dur_ns) continue;
-        int all = 1;
-        for (size_t i = 0; i < q->ntags && all; i++) {
-            if ((int)i == driver) continue;
-            int e = exists_at(r->db, &st_tag_at, "SELECT 1 FROM tag_idx WHERE h=? AND chunk=?", tagk[i], chunk, NULL, 0);
-            if (e < 0) goto dberr;
-            all = e;
-        }
-        if (!all) continue;
-        /* a candidate: decode it and check every span */
-        tr_arena *a = tr_arena_new(0);
-        if (!a) { snprintf(err, errlen, "out of memory"); goto done; }
-        int dbe = 0;
-        traces_request *req = load_chunk(r, chunk, a, &dbe);
-        if (dbe) { tr_arena_free(a); goto dberr; }
-        size_t ncf = 0;
-        if (req) {
-            for (size_t i = 0; i < req->n_resource_spans; i++) {
-                const pb_rspans *rs = req->resource_spans[i];
-                const char *svc = traces_service_name(rs->resource);
-                for (size_t j = 0; j < rs->n_scope_spans; j++) {
-                    const pb_sspans *ss = rs->scope_spans[j];
-                    for (size_t k = 0; k < ss->n_spans; k++) {
-                        const traces_pb_span *sp = ss->spans[k];
-                        if (sp->trace_id.len != 16 || !span_matches(q, svc, sp, rs->resource, ss->scope, hit)) continue;
-                        if (ncf == capcf) {
-                            size_t nc = capcf ? capcf * 2 : 64;
-                            found *n = realloc(cf, nc * sizeof *n);
-                            if (!n) { tr_arena_free(a); snprintf(err, errlen, "out of memory"); goto done; }
-                            cf = n;
-                            capcf = nc;
-                        }
-                        memcpy(cf[ncf].id, sp->trace_id.data, 16);
-                        cf[ncf].start = (int64_t)sp->start_time_unix_nano;
-                        ncf++;
-                    }
+    if (snapshot_begin(&qc)) goto dberr;
+
+    for (int64_t b = qc.hi_id >> BUCKET_BITS; qc.hi_id >= qc.lo_id && b >= qc.lo_id >> BUCKET_BITS && nfl < limit; b--) {
+        if (bucket_lookup(&qc, b, tagk, q->ntags, have_sum, sumk, bc)) goto dberr;
+        for (int off = CHUNK_BUCKET - 1; off >= 0 && nfl < limit; off--) {
+            if (!(bc->bits >> off & 1)) continue;
+            if (bc->bounded >> off & 1) {
+                const int64_t *s = bc->bounds[off]; /* min_start, max_start, min_dur, max_dur */
+                if (s[1] < q->start_ns || s[0] > q->end_ns) continue;
+                if (q->min_dur_ns > 0 && s[3] < q->min_dur_ns) continue;
+                if (q->max_dur_ns > 0 && s[2] > q->max_dur_ns) continue;
+            }
+            int64_t chunk = b * CHUNK_BUCKET + off;
+            /* a candidate: open it and check every span (unpacking only those that need it) */
+            tr_arena *a = tr_arena_new(0);
+            if (!a) { snprintf(err, errlen, "out of memory"); goto done; }
+            int dbe = 0;
+            chunk_view *v = load_chunk(r, chunk, a, &dbe);
+            if (dbe) { tr_arena_free(a); goto dberr; }
+            size_t ncf = 0;
+            for (size_t i = 0; v && i < chunk_nspans(v); i++) {
+                int m = span_matches_view(q, v, i, hit, &cf_start);
+                if (m < 0) { tr_arena_free(a); snprintf(err, errlen, "out of memory"); goto done; }
+                if (!m) continue;
+                if (ncf == capcf) {
+                    size_t nc = capcf ? capcf * 2 : 64;
+                    found *n = realloc(cf, nc * sizeof *n);
+                    if (!n) { tr_arena_free(a); snprintf(err, errlen, "out of memory"); goto done; }
+                    cf = n;
+                    capcf = nc;
                 }
+                span_peek pk;
+                chunk_peek(v, i, &pk);
+                memcpy(cf[ncf].id, pk.tid, 16);
+                cf[ncf].start = cf_start;
+                ncf++;
             }
-        }
-        tr_arena_free(a);
-        if (ncf > 1) qsort(cf, ncf, sizeof *cf, found_cmp);
-        for (size_t i = 0; i < ncf && nfl < limit; i++) {
-            uint64_t h = tr_hash64(cf[i].id, 16, 1);
-            if (!u64set_add(&seen, h)) continue;
-            if (nfl == capfl) {
-                size_t nc = capfl ? capfl * 2 : 32;
-                found *n = realloc(fl, nc * sizeof *n);
-                if (!n) { snprintf(err, errlen, "out of memory"); goto done; }
-                fl = n;
-                capfl = nc;
+            if (ncf > 1) qsort(cf, ncf, sizeof *cf, found_cmp);
+            size_t added = 0;
+            for (size_t i = 0; i < ncf && nfl < limit; i++) {
+                uint64_t h = tr_hash64(cf[i].id, 16, 1);
+                if (!u64set_add(&seen, h)) continue;
+                if (nfl == capfl) {
+                    size_t nc = capfl ? capfl * 2 : 32;
+                    found *n = realloc(fl, nc * sizeof *n);
+                    if (!n) { tr_arena_free(a); snprintf(err, errlen, "out of memory"); goto done; }
+                    fl = n;
+                    capfl = nc;
+                }
+                fl[nfl++] = cf[i];
+                added++;
             }
-            fl[nfl++] = cf[i];
+            /* a chunk that gave results is kept: fetching the whole traces will need it again */
+            if (added && v) {
+                if (adopt_chunk(&qc, chunk, a, v)) { snprintf(err, errlen, "out of memory"); goto done; }
+            } else {
+                tr_arena_free(a);
+            }
         }
     }
-    sqlite3_reset(walk);
-    if (nfl < limit && rc != SQLITE_DONE && rc != SQLITE_ROW) goto dberr;
-    for (size_t i = 0; i < nfl; i++)
-        if (fetch_trace(&qc, fl[i].id) < 0) goto dberr;
+    if (nfl) {
+        uint8_t (*ids)[16] = malloc(nfl * sizeof *ids);
+        if (!ids) { snprintf(err, errlen, "out of memory"); goto done; }
+        for (size_t i = 0; i < nfl; i++) memcpy(ids[i], fl[i].id, 16);
+        int frc = fetch_traces(&qc, (const uint8_t(*)[16])ids, nfl);
+        free(ids);
+        if (frc < 0) goto dberr;
+    }
+    snapshot_end(&qc);
     if (result_adopt(&qc)) { snprintf(err, errlen, "out of memory"); goto done; }
     ok = 1;
     goto done;
 dberr:
-    sqlite3_reset(walk);
     db_err(r, err, errlen);
 done:
-    sqlite3_finalize(st_sum_at);
-    sqlite3_finalize(st_tag_at);
+    snapshot_end(&qc);
     free(tagk);
     free(hit);
     free(fl);
     free(cf);
+    free(bc);
     u64set_free(&seen);
     qctx_fini(&qc);
     if (!ok) {
@@ -628,29 +827,24 @@ int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns, t
         tr_arena *a = tr_arena_new(0);
         if (!a) goto oom;
         int dbe = 0;
-        traces_request *req = load_chunk(r, ids[c], a, &dbe);
+        chunk_view *v = load_chunk(r, ids[c], a, &dbe);
         if (dbe) { tr_arena_free(a); db_err(r, err, errlen); goto out; }
-        for (size_t i = 0; req && i < req->n_resource_spans; i++) {
-            const pb_rspans *rs = req->resource_spans[i];
-            int si = svc_index(&svcs, traces_service_name(rs->resource));
+        for (size_t i = 0; v && i < chunk_nspans(v); i++) {
+            span_peek pk;
+            if (chunk_peek(v, i, &pk)) continue;
+            int64_t t = (int64_t)pk.start;
+            if (t < from_ns || t > to_ns || pk.tid_len != 16 || pk.sid_len != 8) continue;
+            int si = svc_index(&svcs, chunk_service(v, i));
             if (si < 0) { tr_arena_free(a); goto oom; }
-            for (size_t j = 0; j < rs->n_scope_spans; j++) {
-                const pb_sspans *ss = rs->scope_spans[j];
-                for (size_t k = 0; k < ss->n_spans; k++) {
-                    const traces_pb_span *sp = ss->spans[k];
-                    int64_t t = (int64_t)sp->start_time_unix_nano;
-                    if (t < from_ns || t > to_ns || sp->trace_id.len != 16 || sp->span_id.len != 8) continue;
-                    if (smap_put(&map, span_key(sp->trace_id.data, sp->span_id.data), (uint32_t)si)) { tr_arena_free(a); goto oom; }
-                    if (sp->parent_span_id.len == 8) {
-                        if (nedges == capedges) {
-                            capedges = capedges ? capedges * 2 : 1024;
-                            dep_edge *n = realloc(edges, capedges * sizeof *n);
-                            if (!n) { tr_arena_free(a); goto oom; }
-                            edges = n;
-                        }
-                        edges[nedges++] = (dep_edge){span_key(sp->trace_id.data, sp->parent_span_id.data), (uint32_t)si};
-                    }
+            if (smap_put(&map, span_key(pk.tid, pk.sid), (uint32_t)si)) { tr_arena_free(a); goto oom; }
+            if (pk.parent_len == 8) {
+                if (nedges == capedges) {
+                    capedges = capedges ? capedges * 2 : 1024;
+                    dep_edge *n = realloc(edges, capedges * sizeof *n);
+                    if (!n) { tr_arena_free(a); goto oom; }
+                    edges = n;
                 }
+                edges[nedges++] = (dep_edge){span_key(pk.tid, pk.parent), (uint32_t)si};
             }
         }
         tr_arena_free(a);

@@ -36,9 +36,12 @@ int traces_db_open(const char *path, int readonly, sqlite3 **out, char *err, siz
         return -1;
     }
     sqlite3_busy_timeout(db, 10000);
-    /* the writer keeps a larger cache: index pages of recent chunks are hot */
+    /* readers cache and map more: a search reads old chunks and postings. The writer's cache
+     * stays small: it touches only the right edges of the B-trees, and the cost of each commit
+     * grew with its cache (a 64 MiB one was ~10% of ingest CPU in SQLite's page-cache
+     * truncation at commit, measured with perf) */
     if (traces_exec(db, readonly ? "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456"
-                                 : "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY",
+                                 : "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY",
                     err, errlen)) {
         int code = sqlite3_errcode(db);
         if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
@@ -51,22 +54,133 @@ int traces_db_open(const char *path, int readonly, sqlite3 **out, char *err, siz
     return 0;
 }
 
-/* Schema v1; see traces_int.h for the model. */
-static const char *const schema_v1 =
+/* The current schema; see traces_int.h for the model. */
+static const char *const schema_tables =
     "CREATE TABLE chunk(id INTEGER PRIMARY KEY, min_start INTEGER NOT NULL, max_start INTEGER NOT NULL,"
     " min_dur INTEGER NOT NULL, max_dur INTEGER NOT NULL, nspans INTEGER NOT NULL, rawlen INTEGER NOT NULL,"
     " data BLOB NOT NULL);"
     "CREATE INDEX chunk_max_start ON chunk(max_start);"
-    "CREATE TABLE trace_idx(tid INTEGER NOT NULL, chunk INTEGER NOT NULL, PRIMARY KEY(tid, chunk)) WITHOUT ROWID;"
-    "CREATE TABLE sum_idx(k INTEGER NOT NULL, chunk INTEGER NOT NULL, min_start INTEGER NOT NULL,"
-    " max_start INTEGER NOT NULL, min_dur INTEGER NOT NULL, max_dur INTEGER NOT NULL,"
-    " PRIMARY KEY(k, chunk)) WITHOUT ROWID;"
-    "CREATE TABLE tag_idx(h INTEGER NOT NULL, chunk INTEGER NOT NULL, PRIMARY KEY(h, chunk)) WITHOUT ROWID;"
     "CREATE TABLE operation(service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL,"
     " last_seen INTEGER NOT NULL, PRIMARY KEY(service, name, kind)) WITHOUT ROWID;";
+/* The index tables of schema 2 (also created by the migration from 1). */
+static const char *const schema_index_v2 =
+    "CREATE TABLE trace_idx(chunk INTEGER PRIMARY KEY, tids BLOB NOT NULL);"
+    "CREATE TABLE trace_post(b INTEGER NOT NULL, tid INTEGER NOT NULL, chunk INTEGER NOT NULL,"
+    " PRIMARY KEY(b, tid, chunk)) WITHOUT ROWID;"
+    "CREATE TABLE tag_idx(chunk INTEGER PRIMARY KEY, keys BLOB NOT NULL);"
+    "CREATE TABLE sum_idx(chunk INTEGER PRIMARY KEY, ents BLOB NOT NULL);"
+    "CREATE TABLE tag_post(b INTEGER NOT NULL, h INTEGER NOT NULL, bits INTEGER NOT NULL,"
+    " PRIMARY KEY(b, h)) WITHOUT ROWID;"
+    "CREATE TABLE sum_post(b INTEGER NOT NULL, k INTEGER NOT NULL, bits INTEGER NOT NULL, bounds BLOB NOT NULL,"
+    " PRIMARY KEY(b, k)) WITHOUT ROWID;"
+    "CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES('open_bucket', 0);";
 
-/* Migrations: entry i upgrades user_version i to i+1. v0 → v1 creates the schema. */
-static const char *const migrations[TRACES_SCHEMA_VERSION] = {NULL};
+/* Writes one trace_idx row per chunk from (chunk, tid) rows in chunk order. */
+static int migrate_trace_lists(sqlite3 *db, char *e, size_t el) {
+    sqlite3_stmt *rd = NULL, *wr = NULL;
+    uint8_t *blob = NULL;
+    size_t n = 0, cap = 0;
+    int64_t cur = -1;
+    int rc = sqlite3_prepare_v2(db, "SELECT chunk, tid FROM v1_trace_idx ORDER BY chunk, tid", -1, &rd, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, "INSERT INTO trace_idx(chunk, tids) VALUES(?,?)", -1, &wr, NULL);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(rd);
+        int row = rc == SQLITE_ROW;
+        if (!row && rc != SQLITE_DONE) break;
+        int64_t chunk = row ? sqlite3_column_int64(rd, 0) : -1;
+        if (cur >= 0 && chunk != cur) {
+            sqlite3_bind_int64(wr, 1, cur);
+            sqlite3_bind_blob(wr, 2, blob, (int)(8 * n), SQLITE_STATIC);
+            int wrc = sqlite3_step(wr);
+            sqlite3_reset(wr);
+            if (wrc != SQLITE_DONE) { rc = wrc; break; }
+            n = 0;
+        }
+        if (!row) break;
+        cur = chunk;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            uint8_t *nb = realloc(blob, 8 * cap);
+            if (!nb) { rc = SQLITE_NOMEM; break; }
+            blob = nb;
+        }
+        put_u64(blob + 8 * n++, (uint64_t)sqlite3_column_int64(rd, 1));
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_DONE) snprintf(e, el, "%s", rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(db));
+    sqlite3_finalize(rd);
+    sqlite3_finalize(wr);
+    free(blob);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Schema 1 → 2: the per-chunk index rows of schema 1 become per-chunk trace lists and
+ * bucketed posting rows; every existing bucket counts as sealed (new chunks start in the
+ * next one). */
+static int migrate_1_to_2(sqlite3 *db, char *e, size_t el) {
+    char sql[512];
+    if (traces_exec(db,
+                    "ALTER TABLE trace_idx RENAME TO v1_trace_idx;"
+                    "ALTER TABLE sum_idx RENAME TO v1_sum_idx;"
+                    "ALTER TABLE tag_idx RENAME TO v1_tag_idx;",
+                    e, el) ||
+        traces_exec(db, schema_index_v2, e, el) || migrate_trace_lists(db, e, el))
+        return -1;
+    snprintf(sql, sizeof sql,
+             "INSERT INTO trace_post(b, tid, chunk) SELECT chunk >> %d, tid, chunk FROM v1_trace_idx;"
+             /* distinct powers of two: their sum is their OR, and stays within int64 */
+             "INSERT INTO tag_post(b, h, bits) SELECT chunk >> %d, h, sum(1 << (chunk & %d)) FROM v1_tag_idx"
+             " GROUP BY chunk >> %d, h;",
+             TRACE_BUCKET_BITS, BUCKET_BITS, CHUNK_BUCKET - 1, BUCKET_BITS);
+    if (traces_exec(db, sql, e, el)) return -1;
+    /* summaries: rows come in (k, chunk) order, so each (k, bucket) group is contiguous */
+    sqlite3_stmt *rd = NULL, *wr = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT k, chunk, min_start, max_start, min_dur, max_dur FROM v1_sum_idx ORDER BY k, chunk", -1, &rd, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, "INSERT INTO sum_post(b, k, bits, bounds) VALUES(?,?,?,?)", -1, &wr, NULL);
+    uint8_t bounds[CHUNK_BUCKET * SUM_BOUNDS * 8];
+    size_t nb = 0;
+    uint64_t bits = 0, cur_k = 0;
+    int64_t cur_b = -1;
+    for (int more = rc == SQLITE_OK; more;) {
+        rc = sqlite3_step(rd);
+        int row = rc == SQLITE_ROW;
+        if (!row && rc != SQLITE_DONE) break;
+        uint64_t k = row ? (uint64_t)sqlite3_column_int64(rd, 0) : 0;
+        int64_t chunk = row ? sqlite3_column_int64(rd, 1) : 0;
+        if (cur_b >= 0 && (!row || k != cur_k || chunk >> BUCKET_BITS != cur_b)) {
+            sqlite3_bind_int64(wr, 1, cur_b);
+            sqlite3_bind_int64(wr, 2, (int64_t)cur_k);
+            sqlite3_bind_int64(wr, 3, (int64_t)bits);
+            sqlite3_bind_blob(wr, 4, bounds, (int)nb, SQLITE_STATIC);
+            rc = sqlite3_step(wr);
+            sqlite3_reset(wr);
+            if (rc != SQLITE_DONE) break;
+            cur_b = -1;
+        }
+        if (!row) { more = 0; rc = SQLITE_DONE; break; }
+        if (cur_b < 0) { cur_b = chunk >> BUCKET_BITS; cur_k = k; bits = 0; nb = 0; }
+        bits |= 1ULL << (chunk & (CHUNK_BUCKET - 1));
+        for (int i = 0; i < SUM_BOUNDS; i++, nb += 8) put_u64(bounds + nb, (uint64_t)sqlite3_column_int64(rd, 2 + i));
+    }
+    if (rc != SQLITE_DONE) snprintf(e, el, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(rd);
+    sqlite3_finalize(wr);
+    if (rc != SQLITE_DONE) return -1;
+    snprintf(sql, sizeof sql,
+             "UPDATE meta SET v = coalesce((SELECT (max(id) >> %d) + 1 FROM chunk), 0) WHERE k = 'open_bucket';"
+             "DROP TABLE v1_trace_idx; DROP TABLE v1_sum_idx; DROP TABLE v1_tag_idx;",
+             BUCKET_BITS);
+    return traces_exec(db, sql, e, el);
+}
+
+/* Migrations: entry i upgrades user_version i to i+1 inside one transaction (entry 0, a file
+ * of ours without tables, gets the current schema at once). */
+typedef int (*migration_fn)(sqlite3 *db, char *e, size_t el);
+static int create_current(sqlite3 *db, char *e, size_t el) {
+    return traces_exec(db, schema_tables, e, el) || traces_exec(db, schema_index_v2, e, el) ? -1 : 0;
+}
+static const migration_fn migrations[TRACES_SCHEMA_VERSION] = {create_current, migrate_1_to_2};
 
 static int64_t q_int(sqlite3 *db, const char *sql, int *rc) {
     sqlite3_stmt *st = NULL;
@@ -98,7 +212,7 @@ static int schema_check(sqlite3 *db, const char *path, char *err, size_t errlen)
         char e[256];
         if (traces_exec(db, "PRAGMA auto_vacuum=INCREMENTAL", e, sizeof e) ||
             traces_exec(db, "PRAGMA journal_mode=WAL", e, sizeof e) ||
-            traces_exec(db, "BEGIN", e, sizeof e) || traces_exec(db, schema_v1, e, sizeof e)) {
+            traces_exec(db, "BEGIN", e, sizeof e) || create_current(db, e, sizeof e)) {
             snprintf(err, errlen, "cannot create the trace database %s: %s", path, e);
             return -1;
         }
@@ -122,14 +236,15 @@ static int schema_check(sqlite3 *db, const char *path, char *err, size_t errlen)
     }
     for (int64_t v = ver; v < TRACES_SCHEMA_VERSION; v++) {
         char e[256], sql[96];
-        const char *m = v == 0 ? schema_v1 : migrations[v];
-        snprintf(sql, sizeof sql, "PRAGMA user_version=%lld; COMMIT", (long long)(v + 1));
-        if (traces_exec(db, "BEGIN", e, sizeof e) || (m && traces_exec(db, m, e, sizeof e)) || traces_exec(db, sql, e, sizeof e)) {
+        int64_t to = v == 0 ? TRACES_SCHEMA_VERSION : v + 1;
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%lld; COMMIT", (long long)to);
+        if (traces_exec(db, "BEGIN IMMEDIATE", e, sizeof e) || migrations[v](db, e, sizeof e) || traces_exec(db, sql, e, sizeof e)) {
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            snprintf(err, errlen, "cannot upgrade the trace database %s to schema %lld: %s", path, (long long)(v + 1), e);
+            snprintf(err, errlen, "cannot upgrade the trace database %s to schema %lld: %s", path, (long long)to, e);
             return -1;
         }
-        TR_INFO("trace database upgraded", "schema=%lld", (long long)(v + 1));
+        TR_INFO("trace database upgraded", "schema=%lld", (long long)to);
+        v = to - 1;
     }
     char e[256];
     if (traces_exec(db, "PRAGMA journal_mode=WAL", e, sizeof e)) {

@@ -1,15 +1,25 @@
 /* Private layout of the trace store, shared by its files and its unit tests.
  *
- * Storage model: the spans of one export are cut into chunks of at most CHUNK_SPANS spans;
- * a chunk is stored as one row holding the zstd-compressed protobuf of an
- * ExportTraceServiceRequest (resource and scope kept). Indexes point at chunks, not spans:
- *   trace_idx(tid, chunk)          one row per trace per chunk (tid = low 64 bits of the id)
- *   sum_idx(k, chunk, times, durs) one row per service and per service+operation per chunk,
- *                                  with the chunk's min/max span start and duration for them
- *   tag_idx(h, chunk)              one row per distinct hashed key=value per chunk
- * A search walks these indexes newest chunk first (a leapfrog intersection), decodes only the
- * chunks that may hold a match and checks every span exactly. This keeps about two index rows
- * per span instead of a dozen, which is what makes ingest cheap and the file small. */
+ * Storage model: the spans of one export are cut into chunks of at most CHUNK_SPANS spans of
+ * one service; a chunk is stored as one row holding the zstd-compressed protobuf of an
+ * ExportTraceServiceRequest (resource and scope kept). Chunk ids only grow (the writer hands
+ * them out); every CHUNK_BUCKET consecutive ids form a bucket. Indexes point at chunks:
+ *   per chunk, for its whole life:
+ *     trace_idx(chunk, tids)     the chunk's trace keys (tid = low 64 bits of the trace id)
+ *   per chunk, while its bucket is the open (newest) one:
+ *     tag_idx(chunk, keys)       the chunk's hashed key=value tags
+ *     sum_idx(chunk, ents)       per service and service+operation key: min/max span start
+ *                                and duration of those spans
+ *   per sealed bucket (written when the first chunk of a later bucket is):
+ *     tag_post(b, h, bits)       which of the bucket's chunks hold tag h (bit i: chunk
+ *                                b*CHUNK_BUCKET+i)
+ *     sum_post(b, k, bits, bounds)  the same for summary key k, with each chunk's bounds
+ *     trace_post(tb, tid, chunk) one row per trace per chunk, tb = chunk >> TRACE_BUCKET_BITS
+ * Why: an index row per key per chunk made ingest write ~2 rows per span at random places of
+ * large B-trees (every commit rewrote hundreds of pages). Now an export writes a few rows per
+ * chunk, and sealing writes each bucket's postings once, in key order, at the right edge of
+ * their tables. A search walks buckets newest first, intersects the bitmaps, decodes only the
+ * chunks that hold every key and checks every span exactly. */
 #ifndef TR_TRACES_INT_H
 #define TR_TRACES_INT_H
 
@@ -23,8 +33,12 @@
 #include "util/selfmon.h"
 
 #define TRACES_APP_ID 0x54524346     /* "TRCF": PRAGMA application_id of our databases */
-#define TRACES_SCHEMA_VERSION 1      /* PRAGMA user_version this build writes */
-#define CHUNK_SPANS 64               /* spans per chunk row */
+#define TRACES_SCHEMA_VERSION 2      /* PRAGMA user_version this build writes */
+#define CHUNK_SPANS 128              /* spans per chunk row */
+#define BUCKET_BITS 6                /* tag and summary postings: 64 chunks per bucket (bits) */
+#define CHUNK_BUCKET (1 << BUCKET_BITS)
+#define TRACE_BUCKET_BITS 10         /* trace_post: 1024 chunks per bucket (few probes per lookup) */
+#define SUM_BOUNDS 4                 /* min_start, max_start, min_dur, max_dur */
 #define RETENTION_BATCH_CHUNKS 16    /* chunks deleted per retention transaction */
 #define VACUUM_STEP_PAGES 256        /* pages released per incremental_vacuum step */
 
@@ -74,6 +88,8 @@ typedef struct u64set {
     int has_zero;
 } u64set;
 int u64set_add(u64set *s, uint64_t k); /* 1 when new, 0 when present, -1 on OOM */
+/* The keys in ascending order into out (room for s->n + 1); returns how many. */
+size_t u64set_sorted(const u64set *s, uint64_t *out);
 int u64set_has(const u64set *s, uint64_t k);
 void u64set_clear(u64set *s);
 void u64set_free(u64set *s);
@@ -98,7 +114,9 @@ struct traces_store {
 struct traces_reader {
     traces_store *s;
     sqlite3 *db;
-    sqlite3_stmt *st_chunk, *st_trace, *st_sum, *st_tag, *st_all;
+    sqlite3_stmt *st_chunk, *st_trace, *st_trace_fwd, *st_sum_post, *st_tag_post, *st_sum_fwd, *st_tag_fwd,
+        *st_all, *st_range, *st_begin, *st_end;
+    void *dctx; /* ZSTD_DCtx reused for every chunk this reader opens */
 };
 
 /* A decoded chunk: the request lives in `arena`. */
@@ -135,8 +153,62 @@ int64_t key_trace(const uint8_t *id16);
 typedef int (*tag_fn)(void *ctx, const char *k, const char *v, size_t vlen);
 int span_each_tag(const traces_pb_span *sp, const traces_pb_resource *res,
                   const traces_pb_scope *sc, int with_resource, tag_fn fn, void *ctx);
-/* Decompresses and decodes a chunk blob into `a`. Returns NULL when damaged. */
-traces_request *chunk_decode(const void *blob, size_t len, size_t rawlen, tr_arena *a);
+/* The same for the attributes of a resource only. */
+int resource_each_tag(const traces_pb_resource *res, tag_fn fn, void *ctx);
+/* The protobuf of a chunk, written back to front into a buffer that is reused (data in
+ * buf[pos..cap)). */
+typedef struct chunk_writer {
+    uint8_t *buf;
+    size_t cap, pos;
+    int oom;
+} chunk_writer;
+/* Encodes req as protobuf-c would pack it (the same bytes; unknown fields are not kept) in
+ * one pass. Returns the data (valid until the next call) and sets *len, or NULL when out of
+ * memory. */
+const uint8_t *chunk_encode(chunk_writer *w, const traces_request *req, size_t *len);
+void chunk_writer_free(chunk_writer *w);
+
+/* A chunk decompressed but unpacked only on demand: the wire format is walked once to find
+ * every span's bytes and the resource and scope it belongs to; a span's ids, name and times
+ * are read straight from its bytes, and a span, resource or scope is unpacked (into the
+ * view's arena, once) only when asked for. Searches and lookups touch a few spans of a chunk:
+ * unpacking all of them was most of their time. */
+typedef struct chunk_view chunk_view;
+typedef struct span_peek {
+    const uint8_t *tid, *sid, *parent; /* NULL when absent */
+    size_t tid_len, sid_len, parent_len;
+    const char *name;                  /* not NUL-terminated */
+    size_t name_len;
+    uint64_t start, end;
+    int kind, status_code;             /* OTLP enums (0 when absent) */
+} span_peek;
+/* Decompresses a chunk blob into `a` (dctx: a reusable decompression context, or NULL) and
+ * walks it. Returns NULL when the blob or its protobuf is damaged. */
+chunk_view *chunk_open(const void *blob, size_t len, size_t rawlen, tr_arena *a, void *dctx);
+size_t chunk_nspans(const chunk_view *v);
+/* Fields of span i read from its bytes (0), or -1 when they are damaged. */
+int chunk_peek(const chunk_view *v, size_t i, span_peek *out);
+/* Span i, its resource (may be NULL) and scope (may be NULL), unpacked once; the span is
+ * NULL when its bytes do not unpack. */
+const traces_pb_span *chunk_span(chunk_view *v, size_t i);
+const traces_pb_resource *chunk_resource(chunk_view *v, size_t i);
+const traces_pb_scope *chunk_scope(chunk_view *v, size_t i);
+/* The service name of span i's resource (see traces_service_name). */
+const char *chunk_service(chunk_view *v, size_t i);
+/* Whether the bytes of span i, its resource or its scope contain `needle`. */
+int chunk_bytes_contain(const chunk_view *v, size_t i, const char *needle, size_t n);
+/* Whether a span of this view could have the tag k=v judging by bytes alone: 0 only when it
+ * certainly has not (see the proof in codec.c). */
+int chunk_may_have_tag(const chunk_view *v, size_t i, const char *k, const char *val);
+
+/* Little-endian 64-bit words in index blobs (the file format, whatever the host). */
+void put_u64(uint8_t *p, uint64_t v);
+uint64_t get_u64(const uint8_t *p);
+/* Index of key k in a blob of n sorted entries of `stride` bytes that start with a u64 key,
+ * or -1. */
+long blob_find(const uint8_t *p, size_t n, size_t stride, uint64_t k);
+/* An "open bucket" summary entry in sum_idx.ents: key then SUM_BOUNDS int64 (40 bytes). */
+#define SUM_ENT_BYTES (8 * (1 + SUM_BOUNDS))
 
 
 /* ---- ingest.c (writer thread) ---- */
