@@ -12,7 +12,7 @@
 #define TRICORDER_VERSION "dev"
 #endif
 
-typedef enum { F_STRING, F_DURATION, F_SIZE, F_LEVEL } ftype;
+typedef enum { F_STRING, F_DURATION, F_SIZE, F_LEVEL, F_INT } ftype; /* F_INT: a plain count, no unit */
 
 typedef struct flag {
     const char *name;
@@ -46,10 +46,10 @@ static const flag flags[] = {
     {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s", "idle client connections are closed after this"},
     {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL, "how long spans are kept (default: --retention)"},
     {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL, "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
-    {"trace-max-attributes", F_SIZE, OFF(trace_max_attributes), "128", "attributes kept per span, event and link (0: no limit)"},
+    {"trace-max-attributes", F_INT, OFF(trace_max_attributes), "128", "attributes kept per span, event and link (0: no limit)"},
     {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096", "longer string/bytes attribute values are cut (0: no limit)"},
-    {"trace-max-events", F_SIZE, OFF(trace_max_events), "128", "events kept per span (0: no limit)"},
-    {"trace-max-links", F_SIZE, OFF(trace_max_links), "128", "links kept per span (0: no limit)"},
+    {"trace-max-events", F_INT, OFF(trace_max_events), "128", "events kept per span (0: no limit)"},
+    {"trace-max-links", F_INT, OFF(trace_max_links), "128", "links kept per span (0: no limit)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -150,6 +150,18 @@ static int set_flag(tr_config *c, const flag *f, const char *v, const char *src,
         if (tr_parse_size(v, (int64_t *)(base + f->off)) == 0) return 0;
         snprintf(err, errlen, "%s: invalid size %s (want e.g. 4194304, 4MiB, 1GB)", src, v);
         return -1;
+    case F_INT: {
+        /* digits only: a size suffix on a count (128KB attributes) is a mistake, not 128000 */
+        char *end = (char *)v;
+        errno = 0;
+        long long n = isdigit((unsigned char)*v) ? strtoll(v, &end, 10) : -1;
+        if (n >= 0 && !errno && !*end) {
+            *(int64_t *)(base + f->off) = n;
+            return 0;
+        }
+        snprintf(err, errlen, "%s: invalid count %s (want a whole number, e.g. 128)", src, v);
+        return -1;
+    }
     case F_LEVEL:
         if (tr_log_parse_level(v, (tr_log_level *)(base + f->off)) == 0) return 0;
         snprintf(err, errlen, "%s: invalid log level %s (want debug, info, warn or error)", src, v);
