@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include "metrics/metrics.h"
-#include "prometheus_remote.pb-c.h"
 #include "util/arena.h"
 #include "util/selfmon.h"
 
@@ -18,18 +17,61 @@ struct tr_ingest {
     size_t max_body;         /* compressed (as sent) */
     size_t max_uncompressed; /* after snappy or gzip */
     tr_metric *requests[2], *errors[2], *stored[2], *refused[2];
+    uint8_t *plain;          /* remote write: the uncompressed body, reused between requests */
+    size_t plain_cap;
 };
 
 enum { TR_INGEST_RW = 0, TR_INGEST_TEXT = 1 };
 
 /* ---- remote write ---- */
 
-/* Decodes a remote write 1.0 body (snappy block format, then a WriteRequest) into `a`.
- * The uncompressed length is read from the snappy header and checked against
- * max_uncompressed before anything is allocated. Returns 0 and *out, or an HTTP status
- * (400 malformed, 413 too large) with a one-line reason in err. */
-int tr_remote_write_decode(const uint8_t *body, size_t len, size_t max_uncompressed, tr_arena *a,
-                           Prometheus__WriteRequest **out, char *err, size_t errlen);
+/* Uncompresses a remote write 1.0 body (snappy block format) into *buf, which is replaced by
+ * a larger malloc'd buffer when *cap is too small (the caller frees *buf). The uncompressed
+ * length is read from the snappy header and checked against max_uncompressed before anything
+ * is allocated. Returns 0 and *out_len, or an HTTP status (400 not snappy or corrupt, 413
+ * over the limit, 503 out of memory) with a one-line reason in err. */
+int tr_remote_write_uncompress(const uint8_t *body, size_t len, size_t max_uncompressed, uint8_t **buf, size_t *cap,
+                               size_t *out_len, char *err, size_t errlen);
+
+/* Labels per TimeSeries the decoder keeps; a series with more is handed over with a problem. */
+#define TR_RW_MAX_LABELS 4096
+
+/* What the streaming decoder finds in a WriteRequest, handed over as it walks the bytes.
+ * Any callback may be NULL. Strings are NUL-terminated copies, valid until the next call of
+ * the same kind; `problem` is NULL, or why those labels (or strings) cannot be used: a NUL
+ * byte inside a name or value, or more than TR_RW_MAX_LABELS labels. */
+typedef struct tr_rw_sink {
+    /* A TimeSeries begins: all its labels in wire order (wherever they stand in the message),
+     * before any of its samples, exemplars and histograms. */
+    void (*series)(void *ctx, const tsdb_label *labels, size_t n, const char *problem);
+    /* One sample, exemplar, native histogram of the current series, in wire order. */
+    void (*sample)(void *ctx, int64_t t_ms, double v);
+    void (*exemplar)(void *ctx, const tsdb_label *labels, size_t n, const char *problem, int64_t t_ms, double v);
+    void (*histogram)(void *ctx);
+    /* One MetricMetadata (type: the wire enum, 0 unknown, 1 counter, 2 gauge, 3 histogram,
+     * 4 gaugehistogram, 5 summary, 6 info, 7 stateset; absent strings are ""). Called only
+     * after the whole request was found well-formed. */
+    void (*metadata)(void *ctx, int type, const char *family, const char *help, const char *unit, const char *problem);
+} tr_rw_sink;
+
+/* Decodes an uncompressed WriteRequest (pb, len), calling `sink` as it goes: a pure function
+ * of its input (no protobuf-c unpack; memory used is bounded by len). Unknown fields are
+ * skipped. Returns 0; 400 when the bytes are not a well-formed WriteRequest (err says where
+ * and what: callbacks may already have run for what came before, so a caller that stores
+ * as it goes rolls back); 503 when out of memory. */
+int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink, void *ctx, char *err, size_t errlen);
+
+typedef struct tr_rw_result {
+    uint64_t samples, refused; /* refused: by the store, or with unusable labels */
+    uint64_t histograms;       /* native histogram samples (not stored) */
+    char first[400];           /* the first refused sample: why, its series and timestamp */
+} tr_rw_result;
+
+/* Decodes an uncompressed WriteRequest and adds its samples and exemplars to `app`, its
+ * metadata to `db` (only when the whole request is well-formed). Returns 0 (res says what
+ * was refused), or as tr_remote_write_parse (then the caller rolls `app` back). */
+int tr_remote_write_apply(tsdb *db, tsdb_appender *app, const uint8_t *pb, size_t len, tr_rw_result *res, char *err,
+                          size_t errlen);
 
 /* ---- Prometheus text exposition format ---- */
 

@@ -4,7 +4,9 @@
  * message when the body is malformed or some samples were refused (the rest of the request is
  * still stored, so a sender that does not retry 4xx loses nothing else); 415 for other
  * encodings or remote write 2.0 (whose senders then fall back to 1.0); 413 over the limits;
- * 503 when the WAL could not be written. Also holds the shared ingest context. */
+ * 503 when the WAL could not be written. The WriteRequest is decoded by a streaming walker
+ * that hands each sample to the store as it goes. Also holds the shared ingest context. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,13 +20,17 @@
 #include "ingest.h"
 #include "util/log.h"
 
-/* Decoded protobuf takes more room than its wire form (a struct per label and sample). */
-#define DECODE_EXPANSION 16
+#define TR_RW_XSTR(x) #x
+#define TR_RW_STR(x) TR_RW_XSTR(x)
 
-int tr_remote_write_decode(const uint8_t *body, size_t len, size_t max_uncompressed, tr_arena *a,
-                           Prometheus__WriteRequest **out, char *err, size_t errlen) {
-    *out = NULL;
+/* The uncompressed buffer kept between requests up to this size (ingest runs on the loop
+ * thread, one request at a time): no allocation and no fresh page faults per request. */
+#define KEEP_PLAIN_BYTES (8u << 20)
+
+int tr_remote_write_uncompress(const uint8_t *body, size_t len, size_t max_uncompressed, uint8_t **buf, size_t *cap,
+                               size_t *out_len, char *err, size_t errlen) {
     size_t ulen = 0;
+    *out_len = 0;
     if (snappy_uncompressed_length((const char *)body, len, &ulen) != SNAPPY_OK) {
         snprintf(err, errlen, "body is not snappy-compressed (block format)");
         return 400;
@@ -33,23 +39,628 @@ int tr_remote_write_decode(const uint8_t *body, size_t len, size_t max_uncompres
         snprintf(err, errlen, "uncompressed body of %zu bytes is over the limit of %zu bytes", ulen, max_uncompressed);
         return 413;
     }
-    char *plain = tr_arena_alloc(a, ulen ? ulen : 1);
-    if (!plain) {
-        snprintf(err, errlen, "out of memory for %zu bytes", ulen);
-        return 413;
+    if (ulen > *cap || !*buf) {
+        uint8_t *n = malloc(ulen ? ulen : 1);
+        if (!n) {
+            snprintf(err, errlen, "out of memory for %zu bytes", ulen);
+            return 503;
+        }
+        free(*buf);
+        *buf = n;
+        *cap = ulen ? ulen : 1;
     }
     size_t got = ulen;
-    if (snappy_uncompress((const char *)body, len, plain, &got) != SNAPPY_OK || got != ulen) {
+    if (snappy_uncompress((const char *)body, len, (char *)*buf, &got) != SNAPPY_OK || got != ulen) {
         snprintf(err, errlen, "corrupt snappy data");
         return 400;
     }
-    ProtobufCAllocator al = tr_arena_pb_allocator(a);
-    *out = prometheus__write_request__unpack(&al, got, (const uint8_t *)plain);
-    if (!*out) {
-        snprintf(err, errlen, "body is not a valid remote write 1.0 WriteRequest");
-        return 400;
+    *out_len = got;
+    return 0;
+}
+
+/* ---- the streaming decoder ----
+ * Walks the uncompressed WriteRequest bytes directly (no protobuf-c unpack of the whole
+ * message: that allocated a struct per label and sample and was half of the ingest CPU).
+ * Wire format: each field is a varint tag (field number << 3 | wire type) followed by a
+ * varint (type 0), 8 bytes (1), a varint length and that many bytes (2) or 4 bytes (5).
+ * Groups (3, 4) are refused, as protobuf-c did. A known field with another wire type is
+ * malformed; unknown fields are skipped. Field numbers from proto/prometheus_remote.proto. */
+
+typedef struct pbcur {
+    const uint8_t *p, *end;
+} pbcur;
+
+/* Growable scratch holding one label set as "name\0value\0…" plus the tsdb_label array
+ * pointing into it. */
+typedef struct lscratch {
+    char *s;
+    size_t len, cap;
+    tsdb_label *l;
+    size_t n, lcap;
+    int too_many;
+} lscratch;
+
+typedef struct rwdec {
+    const uint8_t *base;
+    const tr_rw_sink *sink;
+    void *ctx;
+    char *err;
+    size_t errlen;
+    int oom;
+    lscratch ser, ex, md;
+} rwdec;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define LE64(x) __builtin_bswap64(x)
+#else
+#define LE64(x) (x)
+#endif
+
+static double rd_double(const uint8_t *p) {
+    uint64_t b;
+    memcpy(&b, p, 8);
+    b = LE64(b);
+    double v;
+    memcpy(&v, &b, 8);
+    return v;
+}
+
+__attribute__((format(printf, 3, 4))) static int malformed(rwdec *d, const uint8_t *at, const char *fmt, ...) {
+    if (d->err && d->errlen) {
+        int o = snprintf(d->err, d->errlen, "malformed WriteRequest at byte %zu: ", (size_t)(at - d->base));
+        if (o > 0 && (size_t)o < d->errlen) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(d->err + o, d->errlen - (size_t)o, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return -1;
+}
+
+static int out_of_memory(rwdec *d) {
+    d->oom = 1;
+    if (d->err && d->errlen) snprintf(d->err, d->errlen, "out of memory decoding the WriteRequest");
+    return -1;
+}
+
+/* A varint of at most 10 bytes whose value fits 64 bits; 0, or -1 (c->p unchanged). */
+static inline int rd_varint(pbcur *c, uint64_t *out) {
+    const uint8_t *p = c->p;
+    if (p < c->end && *p < 0x80) {
+        *out = *p;
+        c->p = p + 1;
+        return 0;
+    }
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (p == c->end) return -1;
+        uint8_t b = *p++;
+        if (shift == 63 && b > 1) return -1;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (b < 0x80) {
+            *out = v;
+            c->p = p;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Reads a field's tag. Returns 0 with *field and *wt, or -1 (reported). */
+static inline int rd_tag(rwdec *d, pbcur *c, const char *msg, uint32_t *field, unsigned *wt) {
+    uint64_t t;
+    const uint8_t *at = c->p;
+    *field = 0;
+    *wt = 0;
+    if (at < c->end && *at >= 8 && *at < 0x80 && ((*at & 7) < 3 || (*at & 7) == 5)) {
+        /* one byte, a field number of 1-15 and a valid wire type: the usual case */
+        *field = *at >> 3;
+        *wt = *at & 7;
+        c->p++;
+        return 0;
+    }
+    if (rd_varint(c, &t)) return malformed(d, at, "truncated field tag in %s", msg);
+    if (t >> 32 || (t >> 3) == 0) return malformed(d, at, "invalid field number %llu in %s", (unsigned long long)(t >> 3), msg);
+    *field = (uint32_t)(t >> 3);
+    *wt = (unsigned)(t & 7);
+    if (*wt == 3 || *wt == 4) return malformed(d, at, "groups (wire type %u) are not supported, in %s", *wt, msg);
+    if (*wt > 5) return malformed(d, at, "invalid wire type %u in %s", *wt, msg);
+    return 0;
+}
+
+/* The bytes of a length-delimited field (tag already read) into *sub. */
+static inline int rd_len(rwdec *d, pbcur *c, const char *what, pbcur *sub) {
+    uint64_t n;
+    const uint8_t *at = c->p;
+    sub->p = sub->end = at;
+    if (rd_varint(c, &n)) return malformed(d, at, "truncated length of %s", what);
+    if (n > (uint64_t)(c->end - c->p)) {
+        c->p = at;
+        return malformed(d, at, "%s of %llu bytes runs past the end of its message (%zu bytes left)", what,
+                         (unsigned long long)n, (size_t)(c->end - at));
+    }
+    sub->p = c->p;
+    sub->end = c->p + n;
+    c->p += n;
+    return 0;
+}
+
+/* Skips the value of a field of wire type wt (tag already read). */
+static int skip_value(rwdec *d, pbcur *c, unsigned wt, const char *msg) {
+    uint64_t v;
+    pbcur sub;
+    switch (wt) {
+    case 0:
+        if (rd_varint(c, &v)) return malformed(d, c->p, "truncated varint in %s", msg);
+        return 0;
+    case 1:
+    case 5: {
+        size_t k = wt == 1 ? 8 : 4;
+        if ((size_t)(c->end - c->p) < k) return malformed(d, c->p, "truncated fixed-width value in %s", msg);
+        c->p += k;
+        return 0;
+    }
+    case 2:
+        return rd_len(d, c, "a field", &sub);
+    default:
+        return malformed(d, c->p, "invalid wire type %u in %s", wt, msg);
+    }
+}
+
+static int wrong_type(rwdec *d, const uint8_t *at, const char *field, unsigned wt, unsigned want) {
+    return malformed(d, at, "%s has wire type %u, expected %u", field, wt, want);
+}
+
+/* Makes room for `need` more bytes of strings (bounded by the caller: at most the size of the
+ * message they come from). */
+static int ls_reserve(rwdec *d, lscratch *s, size_t need) {
+    if (s->cap - s->len >= need) return 0;
+    size_t c = s->cap ? s->cap * 2 : 1024;
+    while (c - s->len < need) c *= 2;
+    char *n = malloc(c);
+    if (!n) return out_of_memory(d);
+    if (s->len) memcpy(n, s->s, s->len);
+    /* labels point into the old buffer: move them */
+    for (size_t i = 0; i < s->n; i++) {
+        s->l[i].name = n + (s->l[i].name - s->s);
+        s->l[i].value = n + (s->l[i].value - s->s);
+    }
+    free(s->s);
+    s->s = n;
+    s->cap = c;
+    return 0;
+}
+
+/* Counts the zero bytes of p[0..n) a word at a time (exact: no false positives). */
+static size_t count_zeros(const char *p, size_t n) {
+    size_t z = 0, i = 0;
+    const uint64_t lo7 = 0x7f7f7f7f7f7f7f7fULL;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint64_t y = (x & lo7) + lo7;
+        y = ~(y | x | lo7); /* 0x80 in each byte of x that is zero */
+        z += (size_t)__builtin_popcountll(y);
+    }
+    for (; i < n; i++) z += p[i] == 0;
+    return z;
+}
+
+/* Parses one Label message into the scratch. */
+static int parse_label(rwdec *d, pbcur c, lscratch *s) {
+    const uint8_t *name = NULL, *value = NULL;
+    size_t nl = 0, vl = 0;
+    while (c.p < c.end) {
+        const uint8_t *at = c.p;
+        uint32_t f;
+        unsigned wt;
+        pbcur sub;
+        if (rd_tag(d, &c, "Label", &f, &wt)) return -1;
+        if (f == 1 || f == 2) { /* name, value: the last one wins */
+            const char *what = f == 1 ? "Label.name" : "Label.value";
+            if (wt != 2) return wrong_type(d, at, what, wt, 2);
+            if (rd_len(d, &c, what, &sub)) return -1;
+            if (f == 1) name = sub.p, nl = (size_t)(sub.end - sub.p);
+            else value = sub.p, vl = (size_t)(sub.end - sub.p);
+        } else if (skip_value(d, &c, wt, "Label")) {
+            return -1;
+        }
+    }
+    if (s->n == TR_RW_MAX_LABELS) {
+        s->too_many = 1;
+        return 0;
+    }
+    if (s->n == s->lcap) {
+        size_t nc = s->lcap ? s->lcap * 2 : 32;
+        tsdb_label *l = realloc(s->l, nc * sizeof *l);
+        if (!l) return out_of_memory(d);
+        s->l = l;
+        s->lcap = nc;
+    }
+    if (ls_reserve(d, s, nl + vl + 2)) return -1;
+    char *o = s->s + s->len;
+    if (nl) memcpy(o, name, nl);
+    o[nl] = 0;
+    if (vl) memcpy(o + nl + 1, value, vl);
+    o[nl + 1 + vl] = 0;
+    s->l[s->n].name = o;
+    s->l[s->n++].value = o + nl + 1;
+    s->len += nl + vl + 2;
+    return 0;
+}
+
+static void ls_clear(lscratch *s) {
+    s->len = 0;
+    s->n = 0;
+    s->too_many = 0;
+}
+
+/* Why a label set in the scratch cannot be used, or NULL. */
+static const char *ls_problem(const lscratch *s) {
+    if (s->too_many) return "more than " TR_RW_STR(TR_RW_MAX_LABELS) " labels";
+    /* every name and value ends in one NUL: any other is inside a string */
+    if (count_zeros(s->s, s->len) != 2 * s->n) return "a label name or value contains a NUL byte";
+    return NULL;
+}
+
+static int parse_sample(rwdec *d, pbcur c, int64_t *t, double *v) {
+    *t = 0;
+    *v = 0;
+    while (c.p < c.end) {
+        const uint8_t *at = c.p;
+        uint32_t f;
+        unsigned wt;
+        uint64_t x;
+        if (rd_tag(d, &c, "Sample", &f, &wt)) return -1;
+        if (f == 1) {
+            if (wt != 1) return wrong_type(d, at, "Sample.value", wt, 1);
+            if (c.end - c.p < 8) return malformed(d, c.p, "truncated Sample.value");
+            *v = rd_double(c.p);
+            c.p += 8;
+        } else if (f == 2) {
+            if (wt != 0) return wrong_type(d, at, "Sample.timestamp", wt, 0);
+            if (rd_varint(&c, &x)) return malformed(d, c.p, "truncated Sample.timestamp");
+            *t = (int64_t)x;
+        } else if (skip_value(d, &c, wt, "Sample")) {
+            return -1;
+        }
     }
     return 0;
+}
+
+static int parse_exemplar(rwdec *d, pbcur c, int64_t *t, double *v) {
+    *t = 0;
+    *v = 0;
+    ls_clear(&d->ex);
+    /* the strings of an exemplar are at most as long as the exemplar */
+    if (ls_reserve(d, &d->ex, (size_t)(c.end - c.p) + 1)) return -1;
+    while (c.p < c.end) {
+        const uint8_t *at = c.p;
+        uint32_t f;
+        unsigned wt;
+        uint64_t x;
+        pbcur sub;
+        if (rd_tag(d, &c, "Exemplar", &f, &wt)) return -1;
+        switch (f) {
+        case 1:
+            if (wt != 2) return wrong_type(d, at, "Exemplar.labels", wt, 2);
+            if (rd_len(d, &c, "Exemplar.labels", &sub) || parse_label(d, sub, &d->ex)) return -1;
+            break;
+        case 2:
+            if (wt != 1) return wrong_type(d, at, "Exemplar.value", wt, 1);
+            if (c.end - c.p < 8) return malformed(d, c.p, "truncated Exemplar.value");
+            *v = rd_double(c.p);
+            c.p += 8;
+            break;
+        case 3:
+            if (wt != 0) return wrong_type(d, at, "Exemplar.timestamp", wt, 0);
+            if (rd_varint(&c, &x)) return malformed(d, c.p, "truncated Exemplar.timestamp");
+            *t = (int64_t)x;
+            break;
+        default:
+            if (skip_value(d, &c, wt, "Exemplar")) return -1;
+        }
+    }
+    return 0;
+}
+
+/* A native histogram is refused, but must still be well-formed: every field's wire type is
+ * checked (repeated numbers packed or not), BucketSpans and packed contents walked. */
+static int check_packed(rwdec *d, pbcur c, int varints, const char *what) {
+    if (!varints) {
+        if ((c.end - c.p) % 8) return malformed(d, c.p, "packed %s is not a whole number of doubles", what);
+        return 0;
+    }
+    while (c.p < c.end) {
+        uint64_t x;
+        if (rd_varint(&c, &x)) return malformed(d, c.p, "truncated varint in packed %s", what);
+    }
+    return 0;
+}
+
+static int check_span(rwdec *d, pbcur c) {
+    while (c.p < c.end) {
+        const uint8_t *at = c.p;
+        uint32_t f;
+        unsigned wt;
+        if (rd_tag(d, &c, "BucketSpan", &f, &wt)) return -1;
+        if ((f == 1 || f == 2) && wt != 0) return wrong_type(d, at, f == 1 ? "BucketSpan.offset" : "BucketSpan.length", wt, 0);
+        if (skip_value(d, &c, wt, "BucketSpan")) return -1;
+    }
+    return 0;
+}
+
+static int check_histogram(rwdec *d, pbcur c) {
+    while (c.p < c.end) {
+        const uint8_t *at = c.p;
+        uint32_t f;
+        unsigned wt;
+        if (rd_tag(d, &c, "Histogram", &f, &wt)) return -1;
+        pbcur sub;
+        switch (f) {
+        case 1: case 4: case 6: case 14: case 15: /* varints */
+            if (wt != 0) return wrong_type(d, at, "a Histogram varint field", wt, 0);
+            break;
+        case 2: case 3: case 5: case 7: /* doubles */
+            if (wt != 1) return wrong_type(d, at, "a Histogram double field", wt, 1);
+            break;
+        case 8: case 11: /* BucketSpans */
+            if (wt != 2) return wrong_type(d, at, "Histogram spans", wt, 2);
+            if (rd_len(d, &c, "Histogram spans", &sub) || check_span(d, sub)) return -1;
+            continue;
+        case 9: case 12: /* sint64 deltas, packed or not */
+            if (wt == 2) {
+                if (rd_len(d, &c, "Histogram deltas", &sub) || check_packed(d, sub, 1, "Histogram deltas")) return -1;
+                continue;
+            }
+            if (wt != 0) return wrong_type(d, at, "Histogram deltas", wt, 0);
+            break;
+        case 10: case 13: case 16: /* doubles, packed or not */
+            if (wt == 2) {
+                if (rd_len(d, &c, "Histogram counts", &sub) || check_packed(d, sub, 0, "Histogram counts")) return -1;
+                continue;
+            }
+            if (wt != 1) return wrong_type(d, at, "Histogram counts", wt, 1);
+            break;
+        }
+        if (skip_value(d, &c, wt, "Histogram")) return -1;
+    }
+    return 0;
+}
+
+/* One TimeSeries: first its labels (wherever they are in the message), then, in order, its
+ * samples, exemplars and histograms. */
+static int parse_series(rwdec *d, pbcur ts) {
+    lscratch *s = &d->ser;
+    ls_clear(s);
+    /* the strings of a series are at most as long as the series: reserved once */
+    if (ls_reserve(d, s, (size_t)(ts.end - ts.p) + 1)) return -1;
+    static const char *const names[] = {"", "TimeSeries.labels", "TimeSeries.samples", "TimeSeries.exemplars",
+                                        "TimeSeries.histograms"};
+    const uint8_t *rest = NULL; /* the first field that is not a label */
+    pbcur c = ts;
+    while (c.p < c.end) {
+        const uint8_t *at = c.p;
+        uint32_t f;
+        unsigned wt;
+        pbcur sub;
+        if (rd_tag(d, &c, "TimeSeries", &f, &wt)) return -1;
+        if (f >= 1 && f <= 4 && wt != 2) return wrong_type(d, at, names[f], wt, 2);
+        if (f == 1) {
+            if (rd_len(d, &c, names[1], &sub) || parse_label(d, sub, s)) return -1;
+            continue;
+        }
+        if (!rest) rest = at;
+        if (skip_value(d, &c, wt, "TimeSeries")) return -1;
+    }
+    const char *problem = ls_problem(s);
+    if (d->sink->series) d->sink->series(d->ctx, s->l, s->n, problem);
+    /* the second walk: the structure was checked by the first, only contents are left */
+    for (c.p = rest ? rest : c.end; c.p < c.end;) {
+        uint32_t f;
+        unsigned wt;
+        pbcur sub;
+        int64_t t;
+        double v;
+        rd_tag(d, &c, "TimeSeries", &f, &wt);
+        if (f < 2 || f > 4) {
+            skip_value(d, &c, wt, "TimeSeries");
+            continue;
+        }
+        rd_len(d, &c, names[f], &sub);
+        if (f == 2) {
+            if (parse_sample(d, sub, &t, &v)) return -1;
+            if (d->sink->sample) d->sink->sample(d->ctx, t, v);
+        } else if (f == 3) {
+            if (parse_exemplar(d, sub, &t, &v)) return -1;
+            if (d->sink->exemplar) d->sink->exemplar(d->ctx, d->ex.l, d->ex.n, ls_problem(&d->ex), t, v);
+        } else {
+            if (check_histogram(d, sub)) return -1;
+            if (d->sink->histogram) d->sink->histogram(d->ctx);
+        }
+    }
+    return 0;
+}
+
+/* One MetricMetadata; emits it when `emit`. */
+static int parse_metadata(rwdec *d, pbcur c, int emit) {
+    lscratch *s = &d->md;
+    ls_clear(s);
+    if (ls_reserve(d, s, (size_t)(c.end - c.p) + 3)) return -1;
+    uint64_t type = 0;
+    pbcur str[6] = {{0}};
+    while (c.p < c.end) {
+        const uint8_t *at = c.p;
+        uint32_t f;
+        unsigned wt;
+        if (rd_tag(d, &c, "MetricMetadata", &f, &wt)) return -1;
+        if (f == 1) {
+            if (wt != 0) return wrong_type(d, at, "MetricMetadata.type", wt, 0);
+            if (rd_varint(&c, &type)) return malformed(d, c.p, "truncated MetricMetadata.type");
+        } else if (f == 2 || f == 4 || f == 5) {
+            if (wt != 2) return wrong_type(d, at, "a MetricMetadata string", wt, 2);
+            if (rd_len(d, &c, "a MetricMetadata string", &str[f])) return -1;
+        } else if (skip_value(d, &c, wt, "MetricMetadata")) {
+            return -1;
+        }
+    }
+    if (!emit || !d->sink->metadata) return 0;
+    const char *out[6] = {0};
+    size_t zeros = 0;
+    for (int f = 2; f <= 5; f++) {
+        if (f == 3) continue;
+        size_t n = (size_t)(str[f].end - str[f].p);
+        char *o = s->s + s->len;
+        if (n) memcpy(o, str[f].p, n);
+        o[n] = 0;
+        s->len += n + 1;
+        out[f] = o;
+        zeros++;
+    }
+    const char *problem = count_zeros(s->s, s->len) != zeros ? "a metadata string contains a NUL byte" : NULL;
+    /* the enum is an int32 on the wire: a negative one is sent as a 64-bit varint */
+    d->sink->metadata(d->ctx, (int)(int32_t)type, out[2], out[4], out[5], problem);
+    return 0;
+}
+
+/* The WriteRequest: timeseries as they come; metadata only after the whole request was
+ * found well-formed (it is stored at once, not through the appender a caller rolls back). */
+int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink, void *ctx, char *err, size_t errlen) {
+    rwdec d = {.base = pb, .sink = sink, .ctx = ctx, .err = err, .errlen = errlen};
+    if (err && errlen) err[0] = 0;
+    int rc = 0, has_md = 0;
+    pbcur c = {pb, pb + len};
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        if (pass == 1 && !has_md) break;
+        c.p = pb;
+        while (c.p < c.end) {
+            pbcur sub;
+            const uint8_t *at = c.p;
+            uint32_t f;
+            unsigned wt;
+            if (rd_tag(&d, &c, "WriteRequest", &f, &wt)) {
+                rc = -1;
+                break;
+            }
+            if ((f == 1 || f == 3) && wt != 2) {
+                rc = wrong_type(&d, at, f == 1 ? "WriteRequest.timeseries" : "WriteRequest.metadata", wt, 2);
+                break;
+            }
+            if (f == 1) {
+                if (rd_len(&d, &c, "WriteRequest.timeseries", &sub) || (pass == 0 && parse_series(&d, sub))) rc = -1;
+            } else if (f == 3) {
+                has_md = 1;
+                if (rd_len(&d, &c, "WriteRequest.metadata", &sub) || parse_metadata(&d, sub, pass == 1)) rc = -1;
+            } else if (skip_value(&d, &c, wt, "WriteRequest")) {
+                rc = -1;
+            }
+            if (rc) break;
+        }
+    }
+    free(d.ser.s);
+    free(d.ser.l);
+    free(d.ex.s);
+    free(d.ex.l);
+    free(d.md.s);
+    free(d.md.l);
+    if (rc == 0) return 0;
+    return d.oom ? 503 : 400;
+}
+
+/* ---- from a WriteRequest to the store ---- */
+
+typedef struct apply_ctx {
+    tsdb *db;
+    tsdb_appender *app;
+    const tsdb_label *lb;
+    size_t n;
+    const char *problem;
+    tr_rw_result *res;
+} apply_ctx;
+
+static int valid_utf8(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        if (*p < 0x80) { p++; continue; }
+        size_t n = (*p >= 0xC2 && *p <= 0xDF) ? 2 : (*p >= 0xE0 && *p <= 0xEF) ? 3 : (*p >= 0xF0 && *p <= 0xF4) ? 4 : 0;
+        if (!n) return 0;
+        for (size_t i = 1; i < n; i++)
+            if ((p[i] & 0xC0) != 0x80) return 0;
+        if (n == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;
+        if (n == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;
+        p += n;
+    }
+    return 1;
+}
+
+/* Writes `{a="b",…}` of a series (for messages), cut to fit. */
+static void series_text(char *out, size_t cap, const tsdb_label *l, size_t n) {
+    size_t o = 0;
+    const char *name = "";
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(l[i].name, "__name__") == 0) name = l[i].value;
+    o += snprintf(out + o, cap - o, "%.80s{", name);
+    int first = 1;
+    for (size_t i = 0; i < n && o < cap; i++) {
+        if (strcmp(l[i].name, "__name__") == 0) continue;
+        o += snprintf(out + o, cap - o, "%s%.40s=\"%.60s\"", first ? "" : ",", l[i].name, l[i].value);
+        first = 0;
+    }
+    if (o < cap) snprintf(out + o, cap - o, "}");
+}
+
+static void on_series(void *ctx, const tsdb_label *l, size_t n, const char *problem) {
+    apply_ctx *c = ctx;
+    c->lb = l;
+    c->n = n;
+    c->problem = problem;
+}
+
+static void on_sample(void *ctx, int64_t t, double v) {
+    apply_ctx *c = ctx;
+    tr_rw_result *r = c->res;
+    r->samples++;
+    /* labels are validated by the store (names, lengths, UTF-8) when they create a series */
+    int rc = c->problem ? TSDB_ERR_LABEL_NAME : tsdb_appender_add(c->app, c->lb, c->n, t, v);
+    if (rc == TSDB_OK) return;
+    r->refused++;
+    if (!r->first[0]) {
+        char ser[300];
+        series_text(ser, sizeof ser, c->lb, c->n);
+        snprintf(r->first, sizeof r->first, "%s for %s at %lld", c->problem ? c->problem : tsdb_strerror(rc), ser, (long long)t);
+    }
+}
+
+static void on_exemplar(void *ctx, const tsdb_label *el, size_t en, const char *problem, int64_t t, double v) {
+    apply_ctx *c = ctx;
+    if (c->problem || problem) return;
+    (void)tsdb_appender_add_exemplar(c->app, c->lb, c->n, el, en, t, v);
+}
+
+static void on_histogram(void *ctx) {
+    apply_ctx *c = ctx;
+    c->res->histograms++;
+}
+
+static const char *metadata_type(int t) {
+    /* MetricMetadata.MetricType */
+    static const char *const names[] = {"unknown", "counter", "gauge", "histogram", "gaugehistogram", "summary", "info", "stateset"};
+    return t >= 0 && t < 8 ? names[t] : "unknown";
+}
+
+static void on_metadata(void *ctx, int type, const char *family, const char *help, const char *unit, const char *problem) {
+    apply_ctx *c = ctx;
+    if (problem || !*family || !valid_utf8(family) || !valid_utf8(help) || !valid_utf8(unit)) return;
+    tsdb_set_metadata(c->db, family, metadata_type(type), *help ? help : NULL, *unit ? unit : NULL);
+}
+
+int tr_remote_write_apply(tsdb *db, tsdb_appender *app, const uint8_t *pb, size_t len, tr_rw_result *res, char *err,
+                          size_t errlen) {
+    memset(res, 0, sizeof *res);
+    apply_ctx c = {.db = db, .app = app, .res = res};
+    static const tr_rw_sink sink = {on_series, on_sample, on_exemplar, on_histogram, on_metadata};
+    return tr_remote_write_parse(pb, len, &sink, &c, err, errlen);
 }
 
 /* ---- the shared ingest context ---- */
@@ -73,7 +684,11 @@ tr_ingest *tr_ingest_new(tsdb *db, size_t max_body, size_t max_uncompressed) {
     return g;
 }
 
-void tr_ingest_free(tr_ingest *g) { free(g); }
+void tr_ingest_free(tr_ingest *g) {
+    if (!g) return;
+    free(g->plain);
+    free(g);
+}
 
 /* ---- the handler ---- */
 
@@ -81,24 +696,8 @@ typedef struct rw_pending {
     struct evhttp_request *req;
     tr_ingest *g;
     uint64_t refused;
-    uint64_t samples;
-    char msg[512];
+    char msg[640]; /* room for tr_rw_result.first and the rest of the sentence */
 } rw_pending;
-
-static int valid_utf8(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        if (*p < 0x80) { p++; continue; }
-        size_t n = (*p >= 0xC2 && *p <= 0xDF) ? 2 : (*p >= 0xE0 && *p <= 0xEF) ? 3 : (*p >= 0xF0 && *p <= 0xF4) ? 4 : 0;
-        if (!n) return 0;
-        for (size_t i = 1; i < n; i++)
-            if ((p[i] & 0xC0) != 0x80) return 0;
-        if (n == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;
-        if (n == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;
-        p += n;
-    }
-    return 1;
-}
 
 static void rw_reply_error(tr_ingest *g, struct evhttp_request *req, int status, const char *msg) {
     tr_counter_add(g->errors[TR_INGEST_RW], 1);
@@ -118,35 +717,6 @@ static void rw_committed(void *cookie, int status, const char *msg) {
         tr_http_reply(p->req, 204, NULL, NULL, 0);
     }
     free(p);
-}
-
-static const char *metadata_type(int t) {
-    switch (t) {
-    case PROMETHEUS__METRIC_METADATA__METRIC_TYPE__COUNTER: return "counter";
-    case PROMETHEUS__METRIC_METADATA__METRIC_TYPE__GAUGE: return "gauge";
-    case PROMETHEUS__METRIC_METADATA__METRIC_TYPE__HISTOGRAM: return "histogram";
-    case PROMETHEUS__METRIC_METADATA__METRIC_TYPE__GAUGEHISTOGRAM: return "gaugehistogram";
-    case PROMETHEUS__METRIC_METADATA__METRIC_TYPE__SUMMARY: return "summary";
-    case PROMETHEUS__METRIC_METADATA__METRIC_TYPE__INFO: return "info";
-    case PROMETHEUS__METRIC_METADATA__METRIC_TYPE__STATESET: return "stateset";
-    default: return "unknown";
-    }
-}
-
-/* Writes `{a="b",…}` of a series (for messages), cut to fit. */
-static void series_text(char *out, size_t cap, const tsdb_label *l, size_t n) {
-    size_t o = 0;
-    const char *name = "";
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(l[i].name, "__name__") == 0) name = l[i].value;
-    o += snprintf(out + o, cap - o, "%.80s{", name);
-    int first = 1;
-    for (size_t i = 0; i < n && o < cap; i++) {
-        if (strcmp(l[i].name, "__name__") == 0) continue;
-        o += snprintf(out + o, cap - o, "%s%.40s=\"%.60s\"", first ? "" : ",", l[i].name, l[i].value);
-        first = 0;
-    }
-    if (o < cap) snprintf(out + o, cap - o, "}");
 }
 
 static int media_is(const char *ct, const char *want) {
@@ -184,101 +754,45 @@ void tr_api_remote_write(struct evhttp_request *req, const char *path, void *ctx
         return;
     }
     const uint8_t *body = len ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
-    tr_arena *a = tr_arena_new(g->max_uncompressed * (DECODE_EXPANSION + 1) + 65536);
     rw_pending *p = calloc(1, sizeof *p);
     tsdb_appender *app = tsdb_appender_begin(g->db);
-    tsdb_label *lb = NULL;
-    size_t lcap = 0;
-    if (!a || !p || !app) {
+    char err[256];
+    size_t plen;
+    tr_rw_result res;
+    if (!p || !app) {
         rw_reply_error(g, req, 503, "out of memory");
         goto out;
     }
-    Prometheus__WriteRequest *wr;
-    char err[256];
-    int st = tr_remote_write_decode(body, len, g->max_uncompressed, a, &wr, err, sizeof err);
+    int st = tr_remote_write_uncompress(body, len, g->max_uncompressed, &g->plain, &g->plain_cap, &plen, err, sizeof err);
+    if (!st) st = tr_remote_write_apply(g->db, app, g->plain, plen, &res, err, sizeof err);
+    if (g->plain_cap > KEEP_PLAIN_BYTES) {
+        free(g->plain);
+        g->plain = NULL;
+        g->plain_cap = 0;
+    }
     if (st) {
         rw_reply_error(g, req, st, err);
         goto out;
     }
     p->req = req;
     p->g = g;
-    uint64_t histograms = 0;
-    char first[400] = "";
-    for (size_t i = 0; i < wr->n_timeseries; i++) {
-        const Prometheus__TimeSeries *ts = wr->timeseries[i];
-        if (!ts) continue;
-        if (ts->n_labels > lcap) {
-            size_t c = ts->n_labels * 2 + 16;
-            tsdb_label *nl = realloc(lb, c * sizeof *nl);
-            if (!nl) {
-                rw_reply_error(g, req, 503, "out of memory");
-                goto out;
-            }
-            lb = nl;
-            lcap = c;
-        }
-        int bad_utf8 = 0;
-        for (size_t j = 0; j < ts->n_labels; j++) {
-            const Prometheus__Label *l = ts->labels[j];
-            lb[j].name = l && l->name ? l->name : "";
-            lb[j].value = l && l->value ? l->value : "";
-            if (!valid_utf8(lb[j].value) || !valid_utf8(lb[j].name)) bad_utf8 = 1;
-        }
-        histograms += ts->n_histograms;
-        for (size_t k = 0; k < ts->n_samples; k++) {
-            const Prometheus__Sample *s = ts->samples[k];
-            if (!s) continue;
-            p->samples++;
-            int rc = bad_utf8 ? TSDB_ERR_LABEL_NAME : tsdb_appender_add(app, lb, ts->n_labels, s->timestamp, s->value);
-            if (rc != TSDB_OK) {
-                p->refused++;
-                if (!first[0]) {
-                    char ser[300];
-                    series_text(ser, sizeof ser, lb, ts->n_labels);
-                    snprintf(first, sizeof first, "%s for %s at %lld", bad_utf8 ? "invalid UTF-8 in a label" : tsdb_strerror(rc),
-                             ser, (long long)s->timestamp);
-                }
-            }
-        }
-        for (size_t k = 0; k < ts->n_exemplars && !bad_utf8; k++) {
-            const Prometheus__Exemplar *e = ts->exemplars[k];
-            if (!e) continue;
-            tsdb_label el[64];
-            size_t n = e->n_labels < 64 ? e->n_labels : 64;
-            for (size_t j = 0; j < n; j++) {
-                el[j].name = e->labels[j] && e->labels[j]->name ? e->labels[j]->name : "";
-                el[j].value = e->labels[j] && e->labels[j]->value ? e->labels[j]->value : "";
-            }
-            (void)tsdb_appender_add_exemplar(app, lb, ts->n_labels, el, n, e->timestamp, e->value);
-        }
-    }
-    for (size_t i = 0; i < wr->n_metadata; i++) {
-        const Prometheus__MetricMetadata *m = wr->metadata[i];
-        if (!m || !m->metric_family_name || !*m->metric_family_name || !valid_utf8(m->metric_family_name) ||
-            (m->help && !valid_utf8(m->help)) || (m->unit && !valid_utf8(m->unit)))
-            continue;
-        tsdb_set_metadata(g->db, m->metric_family_name, metadata_type(m->type), m->help, m->unit);
-    }
-    tr_counter_add(g->stored[TR_INGEST_RW], p->samples - p->refused);
-    tr_counter_add(g->refused[TR_INGEST_RW], p->refused);
-    if (p->refused && histograms)
+    p->refused = res.refused;
+    tr_counter_add(g->stored[TR_INGEST_RW], res.samples - res.refused);
+    tr_counter_add(g->refused[TR_INGEST_RW], res.refused);
+    if (res.refused && res.histograms)
         snprintf(p->msg, sizeof p->msg, "%llu of %llu samples refused (first: %s); %llu native histogram samples ignored: not supported",
-                 (unsigned long long)p->refused, (unsigned long long)p->samples, first, (unsigned long long)histograms);
-    else if (p->refused)
-        snprintf(p->msg, sizeof p->msg, "%llu of %llu samples refused (first: %s)", (unsigned long long)p->refused,
-                 (unsigned long long)p->samples, first);
-    else if (histograms) {
+                 (unsigned long long)res.refused, (unsigned long long)res.samples, res.first, (unsigned long long)res.histograms);
+    else if (res.refused)
+        snprintf(p->msg, sizeof p->msg, "%llu of %llu samples refused (first: %s)", (unsigned long long)res.refused,
+                 (unsigned long long)res.samples, res.first);
+    else if (res.histograms) {
         snprintf(p->msg, sizeof p->msg, "%llu native histogram samples ignored: native histograms are not supported (send classic histograms)",
-                 (unsigned long long)histograms);
-        p->refused = histograms;
+                 (unsigned long long)res.histograms);
+        p->refused = res.histograms;
     }
-    tr_arena_free(a);
-    free(lb);
     tsdb_appender_commit(app, rw_committed, p);
     return;
 out:
     if (app) tsdb_appender_rollback(app);
-    tr_arena_free(a);
-    free(lb);
     free(p);
 }

@@ -1,5 +1,5 @@
-/* The text exposition parser behind POST /api/v1/import/prometheus, and the remote write 1.0
- * decoder behind POST /api/v1/write (snappy, limits checked before allocating, protobuf). */
+/* The text exposition parser behind POST /api/v1/import/prometheus (the remote write decoder
+ * is tested in test_remote_write.c). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <snappy-c.h>
@@ -129,91 +129,4 @@ Test(prom_text, empty_and_blank) {
     cr_assert_eq(tr_prom_text_parse(nul, sizeof nul - 1, A, &r), 0);
     cr_assert_eq(r.n_samples, 1);
     cr_assert_eq(r.bad_lines, 1);
-}
-
-/* ---------------------------------------------------------------- remote write decoding */
-
-TestSuite(remote_write_decode, .init = setup, .fini = teardown);
-
-static uint8_t *snappy(const uint8_t *in, size_t n, size_t *out_len) {
-    size_t cap = snappy_max_compressed_length(n);
-    uint8_t *out = malloc(cap);
-    *out_len = cap;
-    cr_assert_eq(snappy_compress((const char *)in, n, (char *)out, out_len), SNAPPY_OK);
-    return out;
-}
-
-Test(remote_write_decode, round_trip) {
-    Prometheus__Label l1 = PROMETHEUS__LABEL__INIT, l2 = PROMETHEUS__LABEL__INIT;
-    l1.name = "__name__";
-    l1.value = "up";
-    l2.name = "job";
-    l2.value = "node";
-    Prometheus__Sample s1 = PROMETHEUS__SAMPLE__INIT, s2 = PROMETHEUS__SAMPLE__INIT;
-    s1.value = 1;
-    s1.timestamp = 1000;
-    s2.value = 0;
-    s2.timestamp = 2000;
-    Prometheus__TimeSeries ts = PROMETHEUS__TIME_SERIES__INIT;
-    Prometheus__Label *ls[] = {&l1, &l2};
-    Prometheus__Sample *ss[] = {&s1, &s2};
-    ts.n_labels = 2;
-    ts.labels = ls;
-    ts.n_samples = 2;
-    ts.samples = ss;
-    Prometheus__MetricMetadata md = PROMETHEUS__METRIC_METADATA__INIT;
-    md.type = PROMETHEUS__METRIC_METADATA__METRIC_TYPE__GAUGE;
-    md.metric_family_name = "up";
-    md.help = "Up.";
-    Prometheus__MetricMetadata *mds[] = {&md};
-    Prometheus__WriteRequest wr = PROMETHEUS__WRITE_REQUEST__INIT;
-    Prometheus__TimeSeries *tss[] = {&ts};
-    wr.n_timeseries = 1;
-    wr.timeseries = tss;
-    wr.n_metadata = 1;
-    wr.metadata = mds;
-    size_t n = prometheus__write_request__get_packed_size(&wr);
-    uint8_t *pb = malloc(n);
-    prometheus__write_request__pack(&wr, pb);
-    size_t cl;
-    uint8_t *c = snappy(pb, n, &cl);
-    Prometheus__WriteRequest *out;
-    char err[256];
-    cr_assert_eq(tr_remote_write_decode(c, cl, 1 << 20, A, &out, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(out->n_timeseries, 1);
-    cr_assert_eq(out->timeseries[0]->n_labels, 2);
-    cr_assert_str_eq(out->timeseries[0]->labels[1]->value, "node");
-    cr_assert_eq(out->timeseries[0]->n_samples, 2);
-    cr_assert_eq(out->timeseries[0]->samples[1]->timestamp, 2000);
-    cr_assert_eq(out->n_metadata, 1);
-    cr_assert_str_eq(out->metadata[0]->help, "Up.");
-    /* over the uncompressed limit: 413, from the header alone */
-    cr_assert_eq(tr_remote_write_decode(c, cl, n - 1, A, &out, err, sizeof err), 413);
-    cr_assert(strstr(err, "limit"), "%s", err);
-    /* not snappy at all: the raw protobuf */
-    cr_assert_eq(tr_remote_write_decode(pb, 3, 1 << 20, A, &out, err, sizeof err), 400);
-    /* truncated snappy */
-    cr_assert_eq(tr_remote_write_decode(c, cl - 2, 1 << 20, A, &out, err, sizeof err), 400);
-    free(c);
-    /* valid snappy, not a WriteRequest */
-    const uint8_t junk[] = {0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01}; /* truncated nested message */
-    c = snappy(junk, sizeof junk, &cl);
-    cr_assert_eq(tr_remote_write_decode(c, cl, 1 << 20, A, &out, err, sizeof err), 400);
-    cr_assert(strstr(err, "WriteRequest"), "%s", err);
-    free(c);
-    free(pb);
-}
-
-Test(remote_write_decode, a_huge_claimed_length_allocates_nothing) {
-    /* a snappy header claiming 4 GiB - 1, and no data behind it */
-    const uint8_t hdr[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
-    Prometheus__WriteRequest *out;
-    char err[256];
-    size_t before = tr_arena_used(A);
-    cr_assert_eq(tr_remote_write_decode(hdr, sizeof hdr, 32 << 20, A, &out, err, sizeof err), 413);
-    cr_assert_eq(tr_arena_used(A), before);
-    /* an empty body is a valid empty block */
-    const uint8_t empty[] = {0x00};
-    cr_assert_eq(tr_remote_write_decode(empty, 1, 32 << 20, A, &out, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(out->n_timeseries, 0);
 }
