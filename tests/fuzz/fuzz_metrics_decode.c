@@ -8,7 +8,7 @@
 #include "metrics/metrics_int.h"
 
 static void rec(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
-    if (type != WAL_SERIES && type != WAL_SAMPLES) abort();
+    if (type != WAL_SERIES && type != WAL_SAMPLES && type != WAL_EXEMPLARS) abort();
     (*(size_t *)ctx) += len;
 }
 
