@@ -2,9 +2,12 @@
 # Trace-store benchmark (issue 5): fills a fresh tricorder with Scotty-shaped traces over
 # OTLP/HTTP protobuf, then reports spans per CPU-second of the server, bytes per span on disk
 # and p50/p95 of the Jaeger searches over the full store. Not part of the test run.
-# usage: bench/traces/run.sh [SPANS=1000000] [BUILD_DIR=build]   (use an optimised build)
+# usage: bench/traces/run.sh [SPANS=1000000] [BUILD_DIR=build] [SEARCH_ROUNDS=100]
+# (use an optimised build). The machine's load is printed with the figures: spans per
+# CPU-second and client latencies both suffer when other work shares the cores.
 set -euo pipefail
 SPANS=${1:-1000000}
+ROUNDS=${3:-100}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "${2:-$ROOT/build}" && pwd)
 WORK=$(mktemp -d /tmp/tricorder-bench-traces.XXXXXX)
@@ -18,13 +21,16 @@ PID=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP/healthz >/dev/null && break; sleep 0.1; done
 cpu() { awk '{print $14 + $15}' /proc/$PID/stat; }   # utime + stime in clock ticks
 TCK=$(getconf CLK_TCK)
+echo "load before ingest: $(cut -d' ' -f1-3 /proc/loadavg)"
 C0=$(cpu)
 "$WORK/loadgen" 127.0.0.1 $OTLP "$SPANS" 600 7200 "$WORK/ids.txt"
 C1=$(cpu)
+echo "load after ingest:  $(cut -d' ' -f1-3 /proc/loadavg)"
 STORED=$(curl -s http://127.0.0.1:$HTTP/metrics | awk '/^tricorder_traces_spans_stored_total/ {print $2}')
 DISK=$(du -cb "$WORK"/data/traces.db* | tail -1 | cut -f1)
 awk -v s="$STORED" -v c0="$C0" -v c1="$C1" -v t="$TCK" -v d="$DISK" 'BEGIN {
   cs = (c1 - c0) / t;
   printf "stored %d spans; server CPU %.1f s => %.0f spans per CPU-second\n", s, cs, s / cs;
   printf "disk %.1f MB (traces.db + wal) => %.0f bytes per span\n", d / 1e6, d / s }'
-node "$ROOT/bench/traces/search.mjs" http://127.0.0.1:$HTTP "$WORK/ids.txt" 40
+node "$ROOT/bench/traces/search.mjs" http://127.0.0.1:$HTTP "$WORK/ids.txt" "$ROUNDS"
+echo "load after searches: $(cut -d' ' -f1-3 /proc/loadavg)"
