@@ -1,7 +1,8 @@
 #!/bin/bash
 # Trace-store benchmark (issue 5): fills a fresh tricorder with Scotty-shaped traces over
 # OTLP/HTTP protobuf, then reports spans per CPU-second of the server, bytes per span on disk
-# and p50/p95 of the Jaeger searches over the full store. Not part of the test run.
+# and p50/p95 of the Jaeger searches over the full store, as a client sees them and, once the
+# server has stopped, as the store alone answers them. Not part of the test run.
 # usage: bench/traces/run.sh [SPANS=1000000] [BUILD_DIR=build] [SEARCH_ROUNDS=100]
 # (use an optimised build). The machine's load is printed with the figures: spans per
 # CPU-second and client latencies both suffer when other work shares the cores.
@@ -34,3 +35,8 @@ awk -v s="$STORED" -v c0="$C0" -v c1="$C1" -v t="$TCK" -v d="$DISK" 'BEGIN {
   printf "disk %.1f MB (traces.db + wal) => %.0f bytes per span\n", d / 1e6, d / s }'
 node "$ROOT/bench/traces/search.mjs" http://127.0.0.1:$HTTP "$WORK/ids.txt" "$ROUNDS"
 echo "load after searches: $(cut -d' ' -f1-3 /proc/loadavg)"
+kill $PID && wait $PID || true
+gcc -O2 -o "$WORK/store_search" "$ROOT/bench/traces/store_search.c" -I"$ROOT/src" -I"$BUILD/proto" \
+  "$BUILD/libtr_traces.a" "$BUILD/libtr_util.a" "$BUILD/libtr_proto.a" -lsqlite3 -lzstd -lprotobuf-c -lpthread -lm
+"$WORK/store_search" "$WORK/data" "$WORK/ids.txt" "$ROUNDS" 2> >(grep -v 'level=info' >&2)
+echo "load after store searches: $(cut -d' ' -f1-3 /proc/loadavg)"
