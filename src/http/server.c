@@ -2,6 +2,9 @@
  * the reply helpers. */
 #include <stdio.h>
 #include <sys/queue.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -380,6 +383,10 @@ int tr_http_listen(tr_http *h, int fd, int ingest_only) {
                                           EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                                           EVHTTP_REQ_PATCH);
     evhttp_set_gencb(l->eh, dispatch, l);
+    /* replies go out in a few writes: without TCP_NODELAY the last small segment can wait
+     * ~40 ms for the client's delayed ACK (accepted sockets inherit the option) */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     l->bound = evhttp_accept_socket_with_handle(l->eh, fd);
     if (!l->bound) {
         evhttp_free(l->eh);
