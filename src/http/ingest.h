@@ -40,10 +40,21 @@ int tr_remote_write_uncompress(const uint8_t *body, size_t len, size_t max_uncom
  * Any callback may be NULL. Strings are NUL-terminated copies, valid until the next call of
  * the same kind; `problem` is NULL, or why those labels (or strings) cannot be used: a NUL
  * byte inside a name or value, or more than TR_RW_MAX_LABELS labels. */
+typedef struct tr_rw_series {
+    const tsdb_label *labels; /* in wire order */
+    size_t n;
+    /* When the labels came sorted by name (byte order), distinct and without empty values,
+     * as Prometheus sends them: the same labels as the store's canonical key (see
+     * tsdb_appender_add_key), keylen bytes; else NULL. */
+    const char *key;
+    size_t keylen;
+    const char *problem;
+} tr_rw_series;
+
 typedef struct tr_rw_sink {
-    /* A TimeSeries begins: all its labels in wire order (wherever they stand in the message),
-     * before any of its samples, exemplars and histograms. */
-    void (*series)(void *ctx, const tsdb_label *labels, size_t n, const char *problem);
+    /* A TimeSeries begins: all its labels (wherever they stand in the message), before any of
+     * its samples, exemplars and histograms. */
+    void (*series)(void *ctx, const tr_rw_series *s);
     /* One sample, exemplar, native histogram of the current series, in wire order. */
     void (*sample)(void *ctx, int64_t t_ms, double v);
     void (*exemplar)(void *ctx, const tsdb_label *labels, size_t n, const char *problem, int64_t t_ms, double v);

@@ -63,7 +63,8 @@ int tr_remote_write_uncompress(const uint8_t *body, size_t len, size_t max_uncom
  * message: that allocated a struct per label and sample and was half of the ingest CPU).
  * Wire format: each field is a varint tag (field number << 3 | wire type) followed by a
  * varint (type 0), 8 bytes (1), a varint length and that many bytes (2) or 4 bytes (5).
- * Groups (3, 4) are refused, as protobuf-c did. A known field with another wire type is
+ * Groups (3, 4) are refused, and tags and lengths of more than 5 bytes, as protobuf-c did
+ * (no encoder writes them longer). A known field with another wire type is
  * malformed; unknown fields are skipped. Field numbers from proto/prometheus_remote.proto. */
 
 typedef struct pbcur {
@@ -78,10 +79,12 @@ typedef struct lscratch {
     tsdb_label *l;
     size_t n, lcap;
     int too_many;
+    int canonical; /* so far sorted by name, distinct, no empty value: s[0..len) is the store's key */
+    int nul;       /* a NUL byte inside a name or value */
 } lscratch;
 
 typedef struct rwdec {
-    const uint8_t *base;
+    const uint8_t *base, *end;
     const tr_rw_sink *sink;
     void *ctx;
     char *err;
@@ -148,7 +151,7 @@ static inline int rd_varint(pbcur *c, uint64_t *out) {
 }
 
 /* Reads a field's tag. Returns 0 with *field and *wt, or -1 (reported). */
-static inline int rd_tag(rwdec *d, pbcur *c, const char *msg, uint32_t *field, unsigned *wt) {
+static inline __attribute__((always_inline)) int rd_tag(rwdec *d, pbcur *c, const char *msg, uint32_t *field, unsigned *wt) {
     uint64_t t;
     const uint8_t *at = c->p;
     *field = 0;
@@ -161,6 +164,8 @@ static inline int rd_tag(rwdec *d, pbcur *c, const char *msg, uint32_t *field, u
         return 0;
     }
     if (rd_varint(c, &t)) return malformed(d, at, "truncated field tag in %s", msg);
+    /* a tag is 32 bits: at most 5 bytes, as protobuf-c reads it */
+    if (c->p - at > 5) return malformed(d, at, "field tag of more than 5 bytes in %s", msg);
     if (t >> 32 || (t >> 3) == 0) return malformed(d, at, "invalid field number %llu in %s", (unsigned long long)(t >> 3), msg);
     *field = (uint32_t)(t >> 3);
     *wt = (unsigned)(t & 7);
@@ -175,6 +180,7 @@ static inline int rd_len(rwdec *d, pbcur *c, const char *what, pbcur *sub) {
     const uint8_t *at = c->p;
     sub->p = sub->end = at;
     if (rd_varint(c, &n)) return malformed(d, at, "truncated length of %s", what);
+    if (c->p - at > 5) return malformed(d, at, "length of %s in more than 5 bytes", what);
     if (n > (uint64_t)(c->end - c->p)) {
         c->p = at;
         return malformed(d, at, "%s of %llu bytes runs past the end of its message (%zu bytes left)", what,
@@ -212,10 +218,12 @@ static int wrong_type(rwdec *d, const uint8_t *at, const char *field, unsigned w
     return malformed(d, at, "%s has wire type %u, expected %u", field, wt, want);
 }
 
+/* Strings are copied 16 bytes at a time when short: room for the overshoot. */
+#define COPY_SLACK 16
+
 /* Makes room for `need` more bytes of strings (bounded by the caller: at most the size of the
- * message they come from). */
-static int ls_reserve(rwdec *d, lscratch *s, size_t need) {
-    if (s->cap - s->len >= need) return 0;
+ * message they come from, plus the slack). */
+static int ls_grow(rwdec *d, lscratch *s, size_t need) {
     size_t c = s->cap ? s->cap * 2 : 1024;
     while (c - s->len < need) c *= 2;
     char *n = malloc(c);
@@ -232,25 +240,55 @@ static int ls_reserve(rwdec *d, lscratch *s, size_t need) {
     return 0;
 }
 
-/* Counts the zero bytes of p[0..n) a word at a time (exact: no false positives). */
-static size_t count_zeros(const char *p, size_t n) {
-    size_t z = 0, i = 0;
+static inline int ls_reserve(rwdec *d, lscratch *s, size_t need) {
+    return s->cap - s->len >= need ? 0 : ls_grow(d, s, need);
+}
+
+/* 0x80 in each byte of x that is zero, 0 in the others (exact: no false positives). */
+static inline uint64_t zero_bytes(uint64_t x) {
     const uint64_t lo7 = 0x7f7f7f7f7f7f7f7fULL;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x;
-        memcpy(&x, p + i, 8);
-        uint64_t y = (x & lo7) + lo7;
-        y = ~(y | x | lo7); /* 0x80 in each byte of x that is zero */
-        z += (size_t)__builtin_popcountll(y);
+    return ~(((x & lo7) + lo7) | x | lo7);
+}
+
+/* Copies a string of the request and a terminating NUL to dst (which has COPY_SLACK bytes of
+ * room past it): a short one as one 16-byte move when the request has 16 bytes there, checked
+ * for NUL bytes on the way. Returns 1 when the string holds a NUL. */
+static inline int copy_str(const rwdec *d, char *dst, const uint8_t *src, size_t n) {
+    int nul;
+    if (n <= 16 && d->end - src >= 16) {
+        uint64_t a, b;
+        memcpy(&a, src, 8);
+        memcpy(&b, src + 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + 8, &b, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* byte i of the string is bits 8i..8i+7: keep the flags of the first n bytes */
+        uint64_t ma = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1, mb = n <= 8 ? 0 : n >= 16 ? ~0ULL : (1ULL << (8 * (n - 8))) - 1;
+        nul = ((zero_bytes(a) & ma) | (zero_bytes(b) & mb)) != 0;
+#else
+        nul = memchr(src, 0, n) != NULL;
+#endif
+    } else {
+        if (n) memcpy(dst, src, n);
+        nul = n && memchr(src, 0, n) != NULL;
     }
-    for (; i < n; i++) z += p[i] == 0;
-    return z;
+    dst[n] = 0;
+    return nul;
 }
 
 /* Parses one Label message into the scratch. */
 static int parse_label(rwdec *d, pbcur c, lscratch *s) {
-    const uint8_t *name = NULL, *value = NULL;
+    const uint8_t *name = c.p, *value = c.p; /* absent: empty (and a valid place to copy from) */
     size_t nl = 0, vl = 0;
+    const uint8_t *p = c.p;
+    size_t len = (size_t)(c.end - p), a, b;
+    if (len >= 4 && p[0] == 0x0a && (a = p[1]) < 0x80 && a + 4 <= len && p[2 + a] == 0x12 && (b = p[3 + a]) < 0x80 &&
+        a + b + 4 == len) {
+        /* exactly a name and a value of under 128 bytes each, as every sender writes them */
+        name = p + 2, nl = a;
+        value = p + 4 + a, vl = b;
+        c.p = c.end;
+    }
     while (c.p < c.end) {
         const uint8_t *at = c.p;
         uint32_t f;
@@ -278,12 +316,15 @@ static int parse_label(rwdec *d, pbcur c, lscratch *s) {
         s->l = l;
         s->lcap = nc;
     }
-    if (ls_reserve(d, s, nl + vl + 2)) return -1;
+    if (ls_reserve(d, s, nl + vl + 2 + COPY_SLACK)) return -1;
     char *o = s->s + s->len;
-    if (nl) memcpy(o, name, nl);
-    o[nl] = 0;
-    if (vl) memcpy(o + nl + 1, value, vl);
-    o[nl + 1 + vl] = 0;
+    s->nul |= copy_str(d, o, name, nl) | copy_str(d, o + nl + 1, value, vl);
+    if (s->canonical) {
+        /* byte order, as strcmp; almost always settled by the first byte */
+        const unsigned char *prev = s->n ? (const unsigned char *)s->l[s->n - 1].name : NULL, *cur = (const unsigned char *)o;
+        if (!vl || (prev && (prev[0] > cur[0] || (prev[0] == cur[0] && strcmp((const char *)prev, o) >= 0))))
+            s->canonical = 0;
+    }
     s->l[s->n].name = o;
     s->l[s->n++].value = o + nl + 1;
     s->len += nl + vl + 2;
@@ -294,19 +335,30 @@ static void ls_clear(lscratch *s) {
     s->len = 0;
     s->n = 0;
     s->too_many = 0;
+    s->canonical = 1;
+    s->nul = 0;
 }
 
 /* Why a label set in the scratch cannot be used, or NULL. */
 static const char *ls_problem(const lscratch *s) {
     if (s->too_many) return "more than " TR_RW_STR(TR_RW_MAX_LABELS) " labels";
-    /* every name and value ends in one NUL: any other is inside a string */
-    if (count_zeros(s->s, s->len) != 2 * s->n) return "a label name or value contains a NUL byte";
+    if (s->nul) return "a label name or value contains a NUL byte";
     return NULL;
 }
 
 static int parse_sample(rwdec *d, pbcur c, int64_t *t, double *v) {
     *t = 0;
     *v = 0;
+    if (c.end - c.p >= 11 && c.p[0] == 0x09 && c.p[9] == 0x10) {
+        /* the value then the timestamp and nothing else, as every sender writes them */
+        pbcur ts = {c.p + 10, c.end};
+        uint64_t x;
+        if (rd_varint(&ts, &x) == 0 && ts.p == c.end) {
+            *v = rd_double(c.p + 1);
+            *t = (int64_t)x;
+            return 0;
+        }
+    }
     while (c.p < c.end) {
         const uint8_t *at = c.p;
         uint32_t f;
@@ -334,7 +386,7 @@ static int parse_exemplar(rwdec *d, pbcur c, int64_t *t, double *v) {
     *v = 0;
     ls_clear(&d->ex);
     /* the strings of an exemplar are at most as long as the exemplar */
-    if (ls_reserve(d, &d->ex, (size_t)(c.end - c.p) + 1)) return -1;
+    if (ls_reserve(d, &d->ex, (size_t)(c.end - c.p) + 1 + COPY_SLACK)) return -1;
     while (c.p < c.end) {
         const uint8_t *at = c.p;
         uint32_t f;
@@ -435,7 +487,7 @@ static int parse_series(rwdec *d, pbcur ts) {
     lscratch *s = &d->ser;
     ls_clear(s);
     /* the strings of a series are at most as long as the series: reserved once */
-    if (ls_reserve(d, s, (size_t)(ts.end - ts.p) + 1)) return -1;
+    if (ls_reserve(d, s, (size_t)(ts.end - ts.p) + 1 + COPY_SLACK)) return -1;
     static const char *const names[] = {"", "TimeSeries.labels", "TimeSeries.samples", "TimeSeries.exemplars",
                                         "TimeSeries.histograms"};
     const uint8_t *rest = NULL; /* the first field that is not a label */
@@ -445,6 +497,13 @@ static int parse_series(rwdec *d, pbcur ts) {
         uint32_t f;
         unsigned wt;
         pbcur sub;
+        if (c.p[0] == 0x0a && c.end - c.p >= 2 && c.p[1] < 0x80 && c.p[1] <= c.end - c.p - 2) {
+            /* a label, under 128 bytes */
+            sub.p = c.p + 2;
+            sub.end = c.p = sub.p + c.p[1];
+            if (parse_label(d, sub, s)) return -1;
+            continue;
+        }
         if (rd_tag(d, &c, "TimeSeries", &f, &wt)) return -1;
         if (f >= 1 && f <= 4 && wt != 2) return wrong_type(d, at, names[f], wt, 2);
         if (f == 1) {
@@ -454,8 +513,12 @@ static int parse_series(rwdec *d, pbcur ts) {
         if (!rest) rest = at;
         if (skip_value(d, &c, wt, "TimeSeries")) return -1;
     }
-    const char *problem = ls_problem(s);
-    if (d->sink->series) d->sink->series(d->ctx, s->l, s->n, problem);
+    tr_rw_series ser = {s->l, s->n, NULL, 0, ls_problem(s)};
+    if (!ser.problem && s->canonical && s->n) {
+        ser.key = s->s;
+        ser.keylen = s->len;
+    }
+    if (d->sink->series) d->sink->series(d->ctx, &ser);
     /* the second walk: the structure was checked by the first, only contents are left */
     for (c.p = rest ? rest : c.end; c.p < c.end;) {
         uint32_t f;
@@ -463,6 +526,13 @@ static int parse_series(rwdec *d, pbcur ts) {
         pbcur sub;
         int64_t t;
         double v;
+        if (c.p[0] == 0x12 && c.end - c.p >= 2 && c.p[1] < 0x80) { /* a sample, under 128 bytes */
+            sub.p = c.p + 2;
+            sub.end = c.p = sub.p + c.p[1];
+            if (parse_sample(d, sub, &t, &v)) return -1;
+            if (d->sink->sample) d->sink->sample(d->ctx, t, v);
+            continue;
+        }
         rd_tag(d, &c, "TimeSeries", &f, &wt);
         if (f < 2 || f > 4) {
             skip_value(d, &c, wt, "TimeSeries");
@@ -506,8 +576,7 @@ static int parse_metadata(rwdec *d, pbcur c, int emit) {
         }
     }
     if (!emit || !d->sink->metadata) return 0;
-    const char *out[6] = {0};
-    size_t zeros = 0;
+    const char *out[6] = {0}, *problem = NULL;
     for (int f = 2; f <= 5; f++) {
         if (f == 3) continue;
         size_t n = (size_t)(str[f].end - str[f].p);
@@ -516,9 +585,8 @@ static int parse_metadata(rwdec *d, pbcur c, int emit) {
         o[n] = 0;
         s->len += n + 1;
         out[f] = o;
-        zeros++;
+        if (n && memchr(o, 0, n)) problem = "a metadata string contains a NUL byte";
     }
-    const char *problem = count_zeros(s->s, s->len) != zeros ? "a metadata string contains a NUL byte" : NULL;
     /* the enum is an int32 on the wire: a negative one is sent as a 64-bit varint */
     d->sink->metadata(d->ctx, (int)(int32_t)type, out[2], out[4], out[5], problem);
     return 0;
@@ -527,7 +595,7 @@ static int parse_metadata(rwdec *d, pbcur c, int emit) {
 /* The WriteRequest: timeseries as they come; metadata only after the whole request was
  * found well-formed (it is stored at once, not through the appender a caller rolls back). */
 int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink, void *ctx, char *err, size_t errlen) {
-    rwdec d = {.base = pb, .sink = sink, .ctx = ctx, .err = err, .errlen = errlen};
+    rwdec d = {.base = pb, .end = pb + len, .sink = sink, .ctx = ctx, .err = err, .errlen = errlen};
     if (err && errlen) err[0] = 0;
     int rc = 0, has_md = 0;
     pbcur c = {pb, pb + len};
@@ -570,13 +638,23 @@ int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink,
 
 /* ---- from a WriteRequest to the store ---- */
 
+/* Samples of series whose labels came sorted are handed to the store in batches (their
+ * lookups overlap); the keys are copied here meanwhile, as the decoder reuses its scratch. */
+#define APPLY_BATCH 64
+
 typedef struct apply_ctx {
     tsdb *db;
     tsdb_appender *app;
     const tsdb_label *lb;
     size_t n;
+    const char *key;
+    size_t keylen;
     const char *problem;
     tr_rw_result *res;
+    tsdb_keyed batch[APPLY_BATCH];
+    size_t nbatch;
+    char *kbuf; /* the batch's keys, one after the other */
+    size_t klen, kcap;
 } apply_ctx;
 
 static int valid_utf8(const char *s) {
@@ -610,26 +688,76 @@ static void series_text(char *out, size_t cap, const tsdb_label *l, size_t n) {
     if (o < cap) snprintf(out + o, cap - o, "}");
 }
 
-static void on_series(void *ctx, const tsdb_label *l, size_t n, const char *problem) {
+static void on_series(void *ctx, const tr_rw_series *s) {
     apply_ctx *c = ctx;
-    c->lb = l;
-    c->n = n;
-    c->problem = problem;
+    c->lb = s->labels;
+    c->n = s->n;
+    c->key = s->key;
+    c->keylen = s->keylen;
+    c->problem = s->problem;
+}
+
+static void refused(tr_rw_result *r, const char *why, const tsdb_label *l, size_t n, int64_t t) {
+    r->refused++;
+    if (r->first[0]) return;
+    char ser[300];
+    series_text(ser, sizeof ser, l, n);
+    snprintf(r->first, sizeof r->first, "%s for %s at %lld", why, ser, (long long)t);
+}
+
+/* Hands the batched samples to the store, in order. */
+static void flush(apply_ctx *c) {
+    if (!c->nbatch) return;
+    int rc[APPLY_BATCH];
+    const char *k = c->kbuf;
+    for (size_t i = 0; i < c->nbatch; i++) {
+        c->batch[i].key = k;
+        k += c->batch[i].len;
+    }
+    if (tsdb_appender_add_keys(c->app, c->batch, c->nbatch, rc))
+        for (size_t i = 0; i < c->nbatch; i++) {
+            if (rc[i] == TSDB_OK) continue;
+            /* the series' labels back from its key, for the message */
+            tsdb_label l[64];
+            size_t n = 0;
+            for (const char *p = c->batch[i].key, *end = p + c->batch[i].len; p < end && n < 64; n++) {
+                l[n].name = p;
+                l[n].value = p + strlen(p) + 1;
+                p = l[n].value + strlen(l[n].value) + 1;
+            }
+            refused(c->res, tsdb_strerror(rc[i]), l, n, c->batch[i].t_ms);
+        }
+    c->nbatch = 0;
+    c->klen = 0;
 }
 
 static void on_sample(void *ctx, int64_t t, double v) {
     apply_ctx *c = ctx;
-    tr_rw_result *r = c->res;
-    r->samples++;
+    c->res->samples++;
     /* labels are validated by the store (names, lengths, UTF-8) when they create a series */
-    int rc = c->problem ? TSDB_ERR_LABEL_NAME : tsdb_appender_add(c->app, c->lb, c->n, t, v);
-    if (rc == TSDB_OK) return;
-    r->refused++;
-    if (!r->first[0]) {
-        char ser[300];
-        series_text(ser, sizeof ser, c->lb, c->n);
-        snprintf(r->first, sizeof r->first, "%s for %s at %lld", c->problem ? c->problem : tsdb_strerror(rc), ser, (long long)t);
+    if (c->key) { /* sorted, as senders send them */
+        if (c->kcap - c->klen < c->keylen) {
+            size_t nc = c->kcap ? c->kcap * 2 : 16384;
+            while (nc - c->klen < c->keylen) nc *= 2;
+            char *nk = realloc(c->kbuf, nc);
+            if (!nk) {
+                flush(c);
+                int rc = tsdb_appender_add_key(c->app, c->key, c->keylen, t, v);
+                if (rc != TSDB_OK) refused(c->res, tsdb_strerror(rc), c->lb, c->n, t);
+                return;
+            }
+            c->kbuf = nk;
+            c->kcap = nc;
+        }
+        memcpy(c->kbuf + c->klen, c->key, c->keylen);
+        c->klen += c->keylen;
+        c->batch[c->nbatch++] = (tsdb_keyed){NULL, c->keylen, t, v};
+        if (c->nbatch == APPLY_BATCH) flush(c);
+        return;
     }
+    flush(c); /* keeps refusals (and each series' samples) in wire order */
+    int rc = c->problem ? TSDB_ERR_LABEL_NAME : tsdb_appender_add(c->app, c->lb, c->n, t, v);
+    if (rc != TSDB_OK) refused(c->res, c->problem ? c->problem : tsdb_strerror(rc), c->lb, c->n, t);
 }
 
 static void on_exemplar(void *ctx, const tsdb_label *el, size_t en, const char *problem, int64_t t, double v) {
@@ -658,9 +786,18 @@ static void on_metadata(void *ctx, int type, const char *family, const char *hel
 int tr_remote_write_apply(tsdb *db, tsdb_appender *app, const uint8_t *pb, size_t len, tr_rw_result *res, char *err,
                           size_t errlen) {
     memset(res, 0, sizeof *res);
-    apply_ctx c = {.db = db, .app = app, .res = res};
+    apply_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return 503;
+    }
+    *c = (apply_ctx){.db = db, .app = app, .res = res};
     static const tr_rw_sink sink = {on_series, on_sample, on_exemplar, on_histogram, on_metadata};
-    return tr_remote_write_parse(pb, len, &sink, &c, err, errlen);
+    int rc = tr_remote_write_parse(pb, len, &sink, c, err, errlen);
+    if (rc == 0) flush(c);
+    free(c->kbuf);
+    free(c);
+    return rc;
 }
 
 /* ---- the shared ingest context ---- */

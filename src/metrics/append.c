@@ -164,25 +164,35 @@ static int validate_labels(tsdb *db, const tsdb_label *l, size_t k) {
     return TSDB_OK;
 }
 
-int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int64_t t, double v) {
-    tsdb *db = a->db;
-    tsdb_label sorted[256];
-    size_t cap = (size_t)db->o.max_labels < 256 ? (size_t)db->o.max_labels : 256;
-    int k = sort_labels(db, labels, n, sorted, cap);
-    int rc = TSDB_OK;
-    char small[4096], *key = small;
-    size_t keylen = 0;
-    uint64_t h = 0;
-    if (k > 0) {
-        keylen = labels_key(sorted, (size_t)k, small, sizeof small);
-        if (keylen > sizeof small) {
-            key = malloc(keylen);
-            if (!key) return TSDB_ERR_NOMEM;
-            labels_key(sorted, (size_t)k, key, keylen);
-        }
-        h = mt_hash(key, keylen, 0x12345);
+/* Splits a key given to tsdb_appender_add_key into labels, checking that it is in the
+ * canonical form the lookup relies on (sorted, distinct names, no empty values, a name).
+ * Returns the count or an error. */
+static int key_labels(const char *key, size_t len, tsdb_label *out, size_t cap) {
+    const char *p = key, *end = key + len;
+    size_t k = 0;
+    int has_name = 0;
+    while (p < end) {
+        const char *nz = memchr(p, 0, (size_t)(end - p));
+        if (!nz || nz + 1 >= end) return TSDB_ERR_LABEL_NAME;
+        const char *v = nz + 1, *vz = memchr(v, 0, (size_t)(end - v));
+        if (!vz || vz == v) return TSDB_ERR_LABEL_NAME;
+        if (k == cap) return TSDB_ERR_TOO_MANY_LABELS;
+        if (k && strcmp(out[k - 1].name, p) >= 0) return TSDB_ERR_LABEL_NAME;
+        has_name |= strcmp(p, "__name__") == 0;
+        out[k].name = p;
+        out[k++].value = v;
+        p = vz + 1;
     }
-    pthread_mutex_lock(&db->mu);
+    return has_name ? (int)k : TSDB_ERR_NO_NAME;
+}
+
+/* The part of an add after the lookup key is known, under db->mu: `sorted` (k labels) when
+ * the caller has them, else (NULL) they are taken from the key if it creates a series. */
+static int add_locked(tsdb_appender *a, const char *key, size_t keylen, uint64_t h, const tsdb_label *sorted, int k,
+                      int64_t t, double v) {
+    tsdb *db = a->db;
+    int rc = TSDB_OK;
+    tsdb_label from_key[256];
     if (k < 0) {
         rc = k;
         goto out;
@@ -198,6 +208,15 @@ int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int6
     series *s = head_lookup(&db->h, key, keylen, h);
     if (!s) {
         /* a new series: validate it fully once (outside the hot path of known series) */
+        if (!sorted) {
+            size_t cap = (size_t)db->o.max_labels < 256 ? (size_t)db->o.max_labels : 256;
+            k = key_labels(key, keylen, from_key, cap);
+            if (k < 0) {
+                rc = k;
+                goto out;
+            }
+            sorted = from_key;
+        }
         rc = validate_labels(db, sorted, (size_t)k);
         if (rc) goto out;
         int created = 0, err = 0;
@@ -227,9 +246,76 @@ int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int6
     a->p[a->n++].v = v;
 out:
     if (rc) count_reject(db, rc);
-    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+static int add_keyed(tsdb_appender *a, const char *key, size_t keylen, uint64_t h, const tsdb_label *sorted, int k,
+                     int64_t t, double v) {
+    pthread_mutex_lock(&a->db->mu);
+    int rc = add_locked(a, key, keylen, h, sorted, k, t, v);
+    pthread_mutex_unlock(&a->db->mu);
+    return rc;
+}
+
+int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int64_t t, double v) {
+    tsdb *db = a->db;
+    tsdb_label sorted[256];
+    size_t cap = (size_t)db->o.max_labels < 256 ? (size_t)db->o.max_labels : 256;
+    int k = sort_labels(db, labels, n, sorted, cap);
+    char small[4096], *key = small;
+    size_t keylen = 0;
+    uint64_t h = 0;
+    small[0] = 0; /* an error (k < 0) passes it on unread */
+    if (k > 0) {
+        keylen = labels_key(sorted, (size_t)k, small, sizeof small);
+        if (keylen > sizeof small) {
+            key = malloc(keylen);
+            if (!key) return TSDB_ERR_NOMEM;
+            labels_key(sorted, (size_t)k, key, keylen);
+        }
+        h = mt_hash(key, keylen, 0x12345);
+    }
+    int rc = add_keyed(a, key, keylen, h, sorted, k, t, v);
     if (key != small) free(key);
     return rc;
+}
+
+int tsdb_appender_add_key(tsdb_appender *a, const char *key, size_t len, int64_t t, double v) {
+    return add_keyed(a, key, len, mt_hash(key, len, 0x12345), NULL, 0, t, v);
+}
+
+/* Batches of this many: the lookups of one batch are started together, so that their cache
+ * misses (series scattered over the heap) overlap instead of coming one after the other. */
+#define KEYS_BATCH 32
+
+size_t tsdb_appender_add_keys(tsdb_appender *a, const tsdb_keyed *s, size_t n, int *rc) {
+    tsdb *db = a->db;
+    size_t refused = 0;
+    uint64_t h[KEYS_BATCH];
+    for (size_t i = 0; i < n; i++) rc[i] = TSDB_OK;
+    for (size_t base = 0; base < n; base += KEYS_BATCH) {
+        size_t m = n - base < KEYS_BATCH ? n - base : KEYS_BATCH;
+        for (size_t i = 0; i < m; i++) h[i] = mt_hash(s[base + i].key, s[base + i].len, 0x12345);
+        pthread_mutex_lock(&db->mu);
+        /* fetch the bucket heads, then the series they point to, then look up */
+        series **b = db->h.buckets;
+        size_t mask = db->h.nbuckets - 1;
+        for (size_t i = 0; i < m; i++) __builtin_prefetch(&b[h[i] & mask]);
+        for (size_t i = 0; i < m; i++) {
+            series *x = b[h[i] & mask];
+            if (x) {
+                __builtin_prefetch(x);
+                __builtin_prefetch(x->key);
+            }
+        }
+        for (size_t i = 0; i < m; i++) {
+            const tsdb_keyed *k = &s[base + i];
+            rc[base + i] = add_locked(a, k->key, k->len, h[i], NULL, 0, k->t_ms, k->v);
+            refused += rc[base + i] != TSDB_OK;
+        }
+        pthread_mutex_unlock(&db->mu);
+    }
+    return refused;
 }
 
 int tsdb_appender_add_exemplar(tsdb_appender *a, const tsdb_label *series_l, size_t n,

@@ -69,6 +69,22 @@ tsdb_appender *tsdb_appender_begin(tsdb *db);
  * A label set is fully validated (names, lengths, UTF-8) only when it creates a series, so
  * callers need not validate known series per sample. */
 int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int64_t t_ms, double v);
+/* As tsdb_appender_add, for a label set a decoder has already put in the store's canonical
+ * form while copying it: `key` holds len bytes, for each label sorted by name (byte order),
+ * with no repeated names and no empty values, the name, a NUL, the value and a NUL. The
+ * lookup then needs no sorting and no copy. A key not in that form is refused
+ * (TSDB_ERR_LABEL_NAME, or as tsdb_appender_add would) when it would create a series. */
+int tsdb_appender_add_key(tsdb_appender *a, const char *key, size_t len, int64_t t_ms, double v);
+/* A sample for tsdb_appender_add_keys: a key as for tsdb_appender_add_key. */
+typedef struct tsdb_keyed {
+    const char *key;
+    size_t len;
+    int64_t t_ms;
+    double v;
+} tsdb_keyed;
+/* As n calls of tsdb_appender_add_key, in order, with each result in rc[i]; faster, as the
+ * lookups of many samples overlap. Returns how many were refused. */
+size_t tsdb_appender_add_keys(tsdb_appender *a, const tsdb_keyed *s, size_t n, int *rc);
 /* Adds an exemplar of the series `series` (labels as for tsdb_appender_add) to the batch.
  * It is kept by a bounded ring (o->max_exemplars, oldest evicted first) and the WAL. The
  * series must exist in the head at commit: a sample of this batch may create it, in any

@@ -80,7 +80,7 @@ static void sample(pbw *ts, double v, int64_t t, int extra) {
 typedef struct rec {
     char log[1 << 15]; /* one line per event */
     size_t n;
-    int metadata;
+    int metadata, keys;
 } rec;
 
 static void logf_(rec *r, const char *fmt, ...) {
@@ -94,11 +94,34 @@ static void logf_(rec *r, const char *fmt, ...) {
 static void log_labels(rec *r, const tsdb_label *l, size_t n) {
     for (size_t i = 0; i < n; i++) logf_(r, "%s%s=%s", i ? "," : "", l[i].name, l[i].value);
 }
-static void r_series(void *c, const tsdb_label *l, size_t n, const char *problem) {
+/* Whether labels are in the store's canonical order (sorted, distinct, no empty value). */
+static int canonical(const tsdb_label *l, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!l[i].value[0] || (i && strcmp(l[i - 1].name, l[i].name) >= 0)) return 0;
+    return n > 0;
+}
+static void r_series(void *c, const tr_rw_series *s) {
     rec *r = c;
     logf_(r, "series ");
-    log_labels(r, l, n);
-    logf_(r, "%s%s\n", problem ? " PROBLEM " : "", problem ? problem : "");
+    log_labels(r, s->labels, s->n);
+    logf_(r, "%s%s\n", s->problem ? " PROBLEM " : "", s->problem ? s->problem : "");
+    /* the key is offered exactly when the labels are canonical, and spells them */
+    if (s->problem) {
+        cr_assert_null(s->key);
+        return;
+    }
+    cr_assert_eq(s->key != NULL, canonical(s->labels, s->n));
+    if (!s->key) return;
+    r->keys++;
+    size_t o = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t nl = strlen(s->labels[i].name) + 1, vl = strlen(s->labels[i].value) + 1;
+        cr_assert_leq(o + nl + vl, s->keylen);
+        cr_assert_eq(memcmp(s->key + o, s->labels[i].name, nl), 0);
+        cr_assert_eq(memcmp(s->key + o + nl, s->labels[i].value, vl), 0);
+        o += nl + vl;
+    }
+    cr_assert_eq(o, s->keylen);
 }
 static void r_sample(void *c, int64_t t, double v) { logf_(c, "sample %lld %g\n", (long long)t, v); }
 static void r_exemplar(void *c, const tsdb_label *l, size_t n, const char *problem, int64_t t, double v) {
@@ -131,7 +154,11 @@ static void oracle(const uint8_t *p, size_t n, rec *r) {
         tsdb_label l[256];
         cr_assert_leq(ts->n_labels, 256);
         for (size_t j = 0; j < ts->n_labels; j++) l[j] = (tsdb_label){ts->labels[j]->name, ts->labels[j]->value};
-        r_series(r, l, ts->n_labels, NULL);
+        tr_rw_series rs = {l, ts->n_labels, NULL, 0, NULL};
+        r->log[r->n] = 0;
+        logf_(r, "series ");
+        log_labels(r, rs.labels, rs.n);
+        logf_(r, "\n");
         for (size_t j = 0; j < ts->n_samples; j++) r_sample(r, ts->samples[j]->timestamp, ts->samples[j]->value);
         for (size_t j = 0; j < ts->n_exemplars; j++) {
             Prometheus__Exemplar *e = ts->exemplars[j];
@@ -190,6 +217,7 @@ Test(remote_write_walk, requests_as_prometheus_sends_them) {
         cr_assert_eq(parse(plain, plen, &mine, err), 0, "%s: %s", files[i], err);
         oracle(plain, plen, &theirs);
         cr_assert_str_eq(mine.log, theirs.log, "%s", files[i]);
+        if (strstr(files[i], "samples")) cr_assert_gt(mine.keys, 0, "Prometheus sends labels sorted");
         cr_assert_gt(mine.n, 20, "%s: something was decoded", files[i]);
         if (strstr(files[i], "samples")) {
             cr_assert(strstr(mine.log, "series __name__=up,instance="), "%s", mine.log);
@@ -281,6 +309,7 @@ Test(remote_write_walk, every_field_unknown_fields_skipped_labels_first) {
     char err[256];
     cr_assert_eq(parse(w->b, n, &r, err), 0, "%s", err);
     cr_assert_str_eq(r.log, FULL);
+    cr_assert_eq(r.keys, 1, "only the second series has its labels sorted");
     /* protobuf-c reads the same (it groups by kind: compare the parts that are in order) */
     rec o;
     oracle(w->b, n, &o);
@@ -612,4 +641,34 @@ Test(remote_write_store, a_malformed_request_stores_nothing) {
     cr_assert(strstr(res.first, "NUL byte"), "%s", res.first);
     cr_assert_eq(stored("rw_nul", NULL), 0);
     free(w), free(ts), free(md), free(l);
+}
+
+/* NUL bytes are found at every position of short and long names and values, whether the
+ * string is read in 16-byte moves (more of the request follows) or not (it ends the request). */
+Test(remote_write_walk, nul_bytes_found_anywhere) {
+    pbw *w = new_w(), *ts = new_w(), *l = new_w();
+    for (size_t n = 1; n <= 40; n++)
+        for (int at_end = 0; at_end < 2; at_end++)
+            for (int in_name = 0; in_name < 2; in_name++)
+                for (size_t pos = 0; pos <= n; pos++) { /* pos == n: no NUL */
+                    char str[41];
+                    memset(str, 'x', n);
+                    if (pos < n) str[pos] = 0;
+                    memset(w, 0, sizeof *w), memset(ts, 0, sizeof *ts), memset(l, 0, sizeof *l);
+                    w_bytes(l, 1, in_name ? str : "__name__", in_name ? n : 8);
+                    w_bytes(l, 2, in_name ? "v" : str, in_name ? 1 : n);
+                    w_msg(ts, 1, l);
+                    if (!at_end) sample(ts, 1, 1, 1); /* 30 more bytes after the label */
+                    w_msg(w, 1, ts);
+                    uint8_t *exact = malloc(w->n); /* nothing readable past the request */
+                    memcpy(exact, w->b, w->n);
+                    rec r;
+                    char err[256];
+                    cr_assert_eq(parse(exact, w->n, &r, err), 0, "%s", err);
+                    int flagged = strstr(r.log, "contains a NUL byte") != NULL;
+                    cr_assert_eq(flagged, pos < n, "n %zu, NUL at %zu, %s, %s: %s", n, pos, in_name ? "name" : "value",
+                                 at_end ? "at the end" : "inside", r.log);
+                    free(exact);
+                }
+    free(w), free(ts), free(l);
 }
