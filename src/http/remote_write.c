@@ -135,6 +135,11 @@ static inline int rd_varint(pbcur *c, uint64_t *out) {
         c->p = p + 1;
         return 0;
     }
+    if (c->end - p >= 2 && p[1] < 0x80) { /* two bytes: lengths of 128 bytes to 16 KiB */
+        *out = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+        c->p = p + 2;
+        return 0;
+    }
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
         if (p == c->end) return -1;
@@ -277,7 +282,7 @@ static inline int copy_str(const rwdec *d, char *dst, const uint8_t *src, size_t
 }
 
 /* Parses one Label message into the scratch. */
-static int parse_label(rwdec *d, pbcur c, lscratch *s) {
+static inline __attribute__((always_inline)) int parse_label(rwdec *d, pbcur c, lscratch *s) {
     const uint8_t *name = c.p, *value = c.p; /* absent: empty (and a valid place to copy from) */
     size_t nl = 0, vl = 0;
     const uint8_t *p = c.p;
@@ -305,11 +310,11 @@ static int parse_label(rwdec *d, pbcur c, lscratch *s) {
             return -1;
         }
     }
-    if (s->n == TR_RW_MAX_LABELS) {
+    if (__builtin_expect(s->n == TR_RW_MAX_LABELS, 0)) {
         s->too_many = 1;
         return 0;
     }
-    if (s->n == s->lcap) {
+    if (__builtin_expect(s->n == s->lcap, 0)) {
         size_t nc = s->lcap ? s->lcap * 2 : 32;
         tsdb_label *l = realloc(s->l, nc * sizeof *l);
         if (!l) return out_of_memory(d);
@@ -317,17 +322,23 @@ static int parse_label(rwdec *d, pbcur c, lscratch *s) {
         s->lcap = nc;
     }
     if (ls_reserve(d, s, nl + vl + 2 + COPY_SLACK)) return -1;
+    /* in locals: the copies store through char pointers, which could alias the scratch's fields */
+    size_t n = s->n;
+    tsdb_label *l = s->l;
     char *o = s->s + s->len;
-    s->nul |= copy_str(d, o, name, nl) | copy_str(d, o + nl + 1, value, vl);
-    if (s->canonical) {
+    const char *prev = n ? l[n - 1].name : NULL;
+    int canonical = s->canonical;
+    int nul = copy_str(d, o, name, nl) | copy_str(d, o + nl + 1, value, vl);
+    if (canonical) {
         /* byte order, as strcmp; almost always settled by the first byte */
-        const unsigned char *prev = s->n ? (const unsigned char *)s->l[s->n - 1].name : NULL, *cur = (const unsigned char *)o;
-        if (!vl || (prev && (prev[0] > cur[0] || (prev[0] == cur[0] && strcmp((const char *)prev, o) >= 0))))
-            s->canonical = 0;
+        unsigned char p0 = prev ? (unsigned char)prev[0] : 0, c0 = (unsigned char)o[0];
+        if (!vl || (prev && (p0 > c0 || (p0 == c0 && strcmp(prev, o) >= 0)))) s->canonical = 0;
     }
-    s->l[s->n].name = o;
-    s->l[s->n++].value = o + nl + 1;
+    l[n].name = o;
+    l[n].value = o + nl + 1;
+    s->n = n + 1;
     s->len += nl + vl + 2;
+    s->nul |= nul;
     return 0;
 }
 
@@ -497,11 +508,9 @@ static int parse_series(rwdec *d, pbcur ts) {
         uint32_t f;
         unsigned wt;
         pbcur sub;
-        if (c.p[0] == 0x0a && c.end - c.p >= 2 && c.p[1] < 0x80 && c.p[1] <= c.end - c.p - 2) {
-            /* a label, under 128 bytes */
-            sub.p = c.p + 2;
-            sub.end = c.p = sub.p + c.p[1];
-            if (parse_label(d, sub, s)) return -1;
+        if (c.p[0] == 0x0a) { /* a label: the usual case, without the general tag checks */
+            c.p++;
+            if (rd_len(d, &c, names[1], &sub) || parse_label(d, sub, s)) return -1;
             continue;
         }
         if (rd_tag(d, &c, "TimeSeries", &f, &wt)) return -1;
@@ -526,9 +535,9 @@ static int parse_series(rwdec *d, pbcur ts) {
         pbcur sub;
         int64_t t;
         double v;
-        if (c.p[0] == 0x12 && c.end - c.p >= 2 && c.p[1] < 0x80) { /* a sample, under 128 bytes */
-            sub.p = c.p + 2;
-            sub.end = c.p = sub.p + c.p[1];
+        if (c.p[0] == 0x12) { /* a sample: the usual case */
+            c.p++;
+            rd_len(d, &c, names[2], &sub);
             if (parse_sample(d, sub, &t, &v)) return -1;
             if (d->sink->sample) d->sink->sample(d->ctx, t, v);
             continue;

@@ -16,23 +16,30 @@ static inline void store_be64(uint8_t *p, uint64_t x) {
     memcpy(p, &x, 8);
 }
 
+/* Grows the buffer so that `need` bytes fit (zeroed). Returns 0, or -1 when out of memory
+ * (now or before: cap (size_t)-1 marks it, see xor_oom()). */
+static int grow(xorenc *e, size_t need) {
+    if (e->cap == (size_t)-1) return -1;
+    size_t c = e->cap ? e->cap * 2 : 64;
+    while (c < need) c *= 2;
+    uint8_t *p = realloc(e->buf, c);
+    if (!p) {
+        e->cap = (size_t)-1;
+        return -1;
+    }
+    memset(p + e->cap, 0, c - e->cap);
+    e->buf = p;
+    e->cap = c;
+    return 0;
+}
+
 /* Appends the low `nbits` bits of v, most significant first. The buffer keeps 16 zeroed bytes
- * of slack past the last bit, so whole 64-bit words can be OR'ed in. */
-static void put_bits(xorenc *e, uint64_t v, int nbits) {
+ * of slack past the last bit, so whole 64-bit words can be OR'ed in. Inline: several calls
+ * per sample. */
+static inline void put_bits(xorenc *e, uint64_t v, int nbits) {
     if (nbits <= 0) return;
     size_t need = (size_t)(e->bits >> 3) + 16;
-    if (need > e->cap) {
-        size_t c = e->cap ? e->cap * 2 : 64;
-        while (c < need) c *= 2;
-        uint8_t *p = realloc(e->buf, c);
-        if (!p) {
-            e->cap = (size_t)-1; /* marks OOM: xor_oom() */
-            return;
-        }
-        memset(p + e->cap, 0, c - e->cap);
-        e->buf = p;
-        e->cap = c;
-    }
+    if (__builtin_expect(need > e->cap || e->cap == (size_t)-1, 0) && grow(e, need)) return;
     if (nbits < 64) v &= (1ULL << nbits) - 1;
     size_t byte = (size_t)(e->bits >> 3);
     int off = (int)(e->bits & 7);
@@ -49,8 +56,7 @@ static void put_bits(xorenc *e, uint64_t v, int nbits) {
 int xor_oom(const xorenc *e) { return e->cap == (size_t)-1; }
 
 void xor_reset(xorenc *e) {
-    if (xor_oom(e)) e->cap = 0, e->buf = NULL;
-    free(e->buf);
+    free(e->buf); /* also after an OOM: a failed realloc left the buffer as it was */
     memset(e, 0, sizeof *e);
 }
 
