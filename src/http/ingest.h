@@ -37,9 +37,11 @@ int tr_remote_write_uncompress(const uint8_t *body, size_t len, size_t max_uncom
 #define TR_RW_MAX_LABELS 4096
 
 /* What the streaming decoder finds in a WriteRequest, handed over as it walks the bytes.
- * Any callback may be NULL. Strings are NUL-terminated copies, valid until the next call of
- * the same kind; `problem` is NULL, or why those labels (or strings) cannot be used: a NUL
- * byte inside a name or value, or more than TR_RW_MAX_LABELS labels. */
+ * Any callback may be NULL. Strings are NUL-terminated copies: those of a series' labels
+ * (and its key) stay valid until tr_remote_write_parse returns, the labels array and the
+ * other strings until the next call of the same kind. `problem` is NULL, or why those labels
+ * (or strings) cannot be used: a NUL byte inside a name or value, or more than
+ * TR_RW_MAX_LABELS labels. */
 typedef struct tr_rw_series {
     const tsdb_label *labels; /* in wire order */
     size_t n;
@@ -63,6 +65,9 @@ typedef struct tr_rw_sink {
      * 4 gaugehistogram, 5 summary, 6 info, 7 stateset; absent strings are ""). Called only
      * after the whole request was found well-formed. */
     void (*metadata)(void *ctx, int type, const char *family, const char *help, const char *unit, const char *problem);
+    /* The whole request was walked and is well-formed (before its metadata, if any); the
+     * series' strings are still valid. */
+    void (*end)(void *ctx);
 } tr_rw_sink;
 
 /* Decodes an uncompressed WriteRequest (pb, len), calling `sink` as it goes: a pure function

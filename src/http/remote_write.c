@@ -81,7 +81,17 @@ typedef struct lscratch {
     int too_many;
     int canonical; /* so far sorted by name, distinct, no empty value: s[0..len) is the store's key */
     int nul;       /* a NUL byte inside a name or value */
+    int in_block;  /* s lies in a strblock: it cannot be moved */
 } lscratch;
+
+/* The strings of series labels live in blocks kept until the walk ends, so that a consumer
+ * may hold on to them (the remote write handler batches samples by key). */
+typedef struct strblock {
+    struct strblock *next;
+    size_t cap, used;
+    char data[];
+} strblock;
+#define STRBLOCK_BYTES (64u << 10)
 
 typedef struct rwdec {
     const uint8_t *base, *end;
@@ -91,6 +101,7 @@ typedef struct rwdec {
     size_t errlen;
     int oom;
     lscratch ser, ex, md;
+    strblock *blocks; /* the first is the one being filled */
 } rwdec;
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -229,6 +240,7 @@ static int wrong_type(rwdec *d, const uint8_t *at, const char *field, unsigned w
 /* Makes room for `need` more bytes of strings (bounded by the caller: at most the size of the
  * message they come from, plus the slack). */
 static int ls_grow(rwdec *d, lscratch *s, size_t need) {
+    if (s->in_block) return out_of_memory(d); /* reserved for the whole series: cannot happen */
     size_t c = s->cap ? s->cap * 2 : 1024;
     while (c - s->len < need) c *= 2;
     char *n = malloc(c);
@@ -497,8 +509,22 @@ static int check_histogram(rwdec *d, pbcur c) {
 static int parse_series(rwdec *d, pbcur ts) {
     lscratch *s = &d->ser;
     ls_clear(s);
-    /* the strings of a series are at most as long as the series: reserved once */
-    if (ls_reserve(d, s, (size_t)(ts.end - ts.p) + 1 + COPY_SLACK)) return -1;
+    /* the strings of a series are at most as long as the series: room reserved at once in
+     * the current block; only what is used is kept */
+    size_t need = (size_t)(ts.end - ts.p) + 1 + COPY_SLACK;
+    strblock *b = d->blocks;
+    if (!b || b->cap - b->used < need) {
+        size_t cap = need > STRBLOCK_BYTES ? need : STRBLOCK_BYTES;
+        b = malloc(sizeof *b + cap);
+        if (!b) return out_of_memory(d);
+        b->cap = cap;
+        b->used = 0;
+        b->next = d->blocks;
+        d->blocks = b;
+    }
+    s->s = b->data + b->used;
+    s->cap = b->cap - b->used;
+    s->in_block = 1;
     static const char *const names[] = {"", "TimeSeries.labels", "TimeSeries.samples", "TimeSeries.exemplars",
                                         "TimeSeries.histograms"};
     const uint8_t *rest = NULL; /* the first field that is not a label */
@@ -522,6 +548,7 @@ static int parse_series(rwdec *d, pbcur ts) {
         if (!rest) rest = at;
         if (skip_value(d, &c, wt, "TimeSeries")) return -1;
     }
+    b->used += s->len;
     tr_rw_series ser = {s->l, s->n, NULL, 0, ls_problem(s)};
     if (!ser.problem && s->canonical && s->n) {
         ser.key = s->s;
@@ -609,6 +636,7 @@ int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink,
     int rc = 0, has_md = 0;
     pbcur c = {pb, pb + len};
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        if (pass == 1 && sink->end) sink->end(ctx); /* the series' strings are still there */
         if (pass == 1 && !has_md) break;
         c.p = pb;
         while (c.p < c.end) {
@@ -635,7 +663,11 @@ int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink,
             if (rc) break;
         }
     }
-    free(d.ser.s);
+    while (d.blocks) {
+        strblock *n = d.blocks->next;
+        free(d.blocks);
+        d.blocks = n;
+    }
     free(d.ser.l);
     free(d.ex.s);
     free(d.ex.l);
@@ -648,7 +680,7 @@ int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink,
 /* ---- from a WriteRequest to the store ---- */
 
 /* Samples of series whose labels came sorted are handed to the store in batches (their
- * lookups overlap); the keys are copied here meanwhile, as the decoder reuses its scratch. */
+ * lookups overlap); their keys stay valid until the decoder returns. */
 #define APPLY_BATCH 64
 
 typedef struct apply_ctx {
@@ -662,8 +694,6 @@ typedef struct apply_ctx {
     tr_rw_result *res;
     tsdb_keyed batch[APPLY_BATCH];
     size_t nbatch;
-    char *kbuf; /* the batch's keys, one after the other */
-    size_t klen, kcap;
 } apply_ctx;
 
 static int valid_utf8(const char *s) {
@@ -718,11 +748,6 @@ static void refused(tr_rw_result *r, const char *why, const tsdb_label *l, size_
 static void flush(apply_ctx *c) {
     if (!c->nbatch) return;
     int rc[APPLY_BATCH];
-    const char *k = c->kbuf;
-    for (size_t i = 0; i < c->nbatch; i++) {
-        c->batch[i].key = k;
-        k += c->batch[i].len;
-    }
     if (tsdb_appender_add_keys(c->app, c->batch, c->nbatch, rc))
         for (size_t i = 0; i < c->nbatch; i++) {
             if (rc[i] == TSDB_OK) continue;
@@ -737,7 +762,6 @@ static void flush(apply_ctx *c) {
             refused(c->res, tsdb_strerror(rc[i]), l, n, c->batch[i].t_ms);
         }
     c->nbatch = 0;
-    c->klen = 0;
 }
 
 static void on_sample(void *ctx, int64_t t, double v) {
@@ -745,22 +769,7 @@ static void on_sample(void *ctx, int64_t t, double v) {
     c->res->samples++;
     /* labels are validated by the store (names, lengths, UTF-8) when they create a series */
     if (c->key) { /* sorted, as senders send them */
-        if (c->kcap - c->klen < c->keylen) {
-            size_t nc = c->kcap ? c->kcap * 2 : 16384;
-            while (nc - c->klen < c->keylen) nc *= 2;
-            char *nk = realloc(c->kbuf, nc);
-            if (!nk) {
-                flush(c);
-                int rc = tsdb_appender_add_key(c->app, c->key, c->keylen, t, v);
-                if (rc != TSDB_OK) refused(c->res, tsdb_strerror(rc), c->lb, c->n, t);
-                return;
-            }
-            c->kbuf = nk;
-            c->kcap = nc;
-        }
-        memcpy(c->kbuf + c->klen, c->key, c->keylen);
-        c->klen += c->keylen;
-        c->batch[c->nbatch++] = (tsdb_keyed){NULL, c->keylen, t, v};
+        c->batch[c->nbatch++] = (tsdb_keyed){c->key, c->keylen, t, v};
         if (c->nbatch == APPLY_BATCH) flush(c);
         return;
     }
@@ -774,6 +783,8 @@ static void on_exemplar(void *ctx, const tsdb_label *el, size_t en, const char *
     if (c->problem || problem) return;
     (void)tsdb_appender_add_exemplar(c->app, c->lb, c->n, el, en, t, v);
 }
+
+static void on_end(void *ctx) { flush(ctx); }
 
 static void on_histogram(void *ctx) {
     apply_ctx *c = ctx;
@@ -801,10 +812,8 @@ int tr_remote_write_apply(tsdb *db, tsdb_appender *app, const uint8_t *pb, size_
         return 503;
     }
     *c = (apply_ctx){.db = db, .app = app, .res = res};
-    static const tr_rw_sink sink = {on_series, on_sample, on_exemplar, on_histogram, on_metadata};
+    static const tr_rw_sink sink = {on_series, on_sample, on_exemplar, on_histogram, on_metadata, on_end};
     int rc = tr_remote_write_parse(pb, len, &sink, c, err, errlen);
-    if (rc == 0) flush(c);
-    free(c->kbuf);
     free(c);
     return rc;
 }

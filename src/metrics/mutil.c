@@ -5,6 +5,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __SIZEOF_INT128__
+/* The 128-bit product of a and b, folded to 64 bits: one multiply mixes 16 bytes. */
+static inline uint64_t mum(uint64_t a, uint64_t b) {
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* In memory only (hash tables of the head, symbols, exemplars), never stored: 16 bytes per
+ * multiply, as wyhash does; series keys are ~100 bytes and hashed once per sample. */
+uint64_t mt_hash(const void *p, size_t n, uint64_t seed) {
+    const uint64_t k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL, k2 = 0x8ebc6af09c88c6e3ULL;
+    const uint8_t *b = p;
+    uint64_t h = mum(seed ^ k0, (uint64_t)n ^ k1), x = 0, y = 0;
+    size_t left = n;
+    for (; left > 16; b += 16, left -= 16) {
+        memcpy(&x, b, 8);
+        memcpy(&y, b + 8, 8);
+        h = mum(x ^ k1, y ^ h) ^ h; /* ^ h: a block that zeroes the product keeps the state */
+    }
+    if (left >= 8) { /* 8 to 16 bytes: two loads, overlapping when fewer than 16 */
+        memcpy(&x, b, 8);
+        memcpy(&y, b + left - 8, 8);
+    } else if (left >= 4) {
+        uint32_t u, v;
+        memcpy(&u, b, 4);
+        memcpy(&v, b + left - 4, 4);
+        x = u;
+        y = v;
+    } else if (left) {
+        x = (uint64_t)b[0] << 16 | (uint64_t)b[left >> 1] << 8 | b[left - 1];
+    }
+    return mt_mix(mum(x ^ k1, y ^ h) ^ h ^ k2);
+}
+#else
 uint64_t mt_hash(const void *p, size_t n, uint64_t seed) {
     const uint8_t *b = p;
     uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ULL);
@@ -21,6 +55,7 @@ uint64_t mt_hash(const void *p, size_t n, uint64_t seed) {
     h ^= mt_mix(k ^ n);
     return mt_mix(h);
 }
+#endif
 
 /* ---- bvec ---- */
 

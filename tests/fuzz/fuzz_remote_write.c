@@ -73,7 +73,7 @@ static void add_metadata(digest *d, int type, const char *f, const char *h, cons
 
 typedef struct wctx {
     digest d;
-    int parse_done;
+    int ended;
 } wctx;
 
 static void check_labels(const tsdb_label *l, size_t n, const char *problem) {
@@ -120,12 +120,16 @@ static void w_histogram(void *c) {
 }
 static void w_metadata(void *c, int type, const char *f, const char *h, const char *u, const char *problem) {
     wctx *w = c;
-    if (!f || !h || !u) abort();
+    if (!f || !h || !u || !w->ended) abort();
     (void)problem;
     close_series(&w->d);
     add_metadata(&w->d, type, f, h, u);
 }
-static const tr_rw_sink sink = {w_series, w_sample, w_exemplar, w_histogram, w_metadata};
+static void w_end(void *c) {
+    wctx *w = c;
+    if (w->ended++ || w->d.metadata) abort();
+}
+static const tr_rw_sink sink = {w_series, w_sample, w_exemplar, w_histogram, w_metadata, w_end};
 
 static int walk(const uint8_t *pb, size_t n, digest *out) {
     wctx w = {0};
@@ -135,6 +139,7 @@ static int walk(const uint8_t *pb, size_t n, digest *out) {
     if (rc != 0 && rc != 400 && rc != 503) abort();
     if (rc != 0 && !err[0]) abort();
     if (rc == 400 && w.d.metadata) abort(); /* metadata only from well-formed requests */
+    if ((rc == 0 && w.ended != 1) || (rc == 400 && w.ended)) abort(); /* (out of memory may come after) */
     close_series(&w.d);
     *out = w.d;
     return rc;

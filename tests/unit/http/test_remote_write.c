@@ -80,7 +80,7 @@ static void sample(pbw *ts, double v, int64_t t, int extra) {
 typedef struct rec {
     char log[1 << 15]; /* one line per event */
     size_t n;
-    int metadata, keys;
+    int metadata, keys, ended;
 } rec;
 
 static void logf_(rec *r, const char *fmt, ...) {
@@ -136,11 +136,18 @@ static void r_metadata(void *c, int type, const char *f, const char *h, const ch
     r->metadata++;
     logf_(r, "metadata %d %s help=%s unit=%s%s\n", type, f, h, u, problem ? " PROBLEM" : "");
 }
-static const tr_rw_sink SINK = {r_series, r_sample, r_exemplar, r_histogram, r_metadata};
+static void r_end(void *c) {
+    rec *r = c;
+    cr_assert_eq(r->metadata, 0, "the end comes before the metadata");
+    r->ended++;
+}
+static const tr_rw_sink SINK = {r_series, r_sample, r_exemplar, r_histogram, r_metadata, r_end};
 
 static int parse(const void *p, size_t n, rec *r, char *err) {
     memset(r, 0, sizeof *r);
-    return tr_remote_write_parse(p, n, &SINK, r, err, 256);
+    int rc = tr_remote_write_parse(p, n, &SINK, r, err, 256);
+    cr_assert_eq(r->ended, rc == 0, "end called once exactly when well-formed");
+    return rc;
 }
 
 /* The same events, as protobuf-c decodes the request (samples, exemplars, histograms grouped
