@@ -284,34 +284,42 @@ int tsdb_appender_add_key(tsdb_appender *a, const char *key, size_t len, int64_t
     return add_keyed(a, key, len, mt_hash(key, len, 0x12345), NULL, 0, t, v);
 }
 
-/* Batches of this many: the lookups of one batch are started together, so that their cache
- * misses (series scattered over the heap) overlap instead of coming one after the other. */
-#define KEYS_BATCH 32
+/* Lookups are software-pipelined: the bucket head of sample i + 2*AHEAD and the series of
+ * sample i + AHEAD are fetched while sample i is added, so that the cache misses of series
+ * scattered over the heap overlap instead of coming one after the other. */
+#define KEYS_BATCH 64
+#define AHEAD 6
+
+static inline void prefetch_series(const series *x) {
+    /* the lookup reads the hash, the key length and the key */
+    __builtin_prefetch(&x->hash);
+    __builtin_prefetch(x->key);
+    __builtin_prefetch(x->key + 64);
+}
 
 size_t tsdb_appender_add_keys(tsdb_appender *a, const tsdb_keyed *s, size_t n, int *rc) {
     tsdb *db = a->db;
     size_t refused = 0;
     uint64_t h[KEYS_BATCH];
-    for (size_t i = 0; i < n; i++) rc[i] = TSDB_OK;
     for (size_t base = 0; base < n; base += KEYS_BATCH) {
         size_t m = n - base < KEYS_BATCH ? n - base : KEYS_BATCH;
-        for (size_t i = 0; i < m; i++) h[i] = mt_hash(s[base + i].key, s[base + i].len, 0x12345);
+        const tsdb_keyed *k = s + base;
+        for (size_t i = 0; i < m; i++) h[i] = mt_hash(k[i].key, k[i].len, 0x12345);
         pthread_mutex_lock(&db->mu);
-        /* fetch the bucket heads, then the series they point to, then look up */
-        series **b = db->h.buckets;
-        size_t mask = db->h.nbuckets - 1;
-        for (size_t i = 0; i < m; i++) __builtin_prefetch(&b[h[i] & mask]);
-        for (size_t i = 0; i < m; i++) {
-            series *x = b[h[i] & mask];
-            if (x) {
-                __builtin_prefetch(x);
-                __builtin_prefetch(x->key);
+        for (size_t i = 0; i < m + 2 * AHEAD; i++) {
+            /* reread: adding a new series may grow the table */
+            series **b = db->h.buckets;
+            size_t mask = db->h.nbuckets - 1;
+            if (i < m) __builtin_prefetch(&b[h[i] & mask]);
+            if (i >= AHEAD && i - AHEAD < m) {
+                const series *x = b[h[i - AHEAD] & mask];
+                if (x) prefetch_series(x);
             }
-        }
-        for (size_t i = 0; i < m; i++) {
-            const tsdb_keyed *k = &s[base + i];
-            rc[base + i] = add_locked(a, k->key, k->len, h[i], NULL, 0, k->t_ms, k->v);
-            refused += rc[base + i] != TSDB_OK;
+            if (i >= 2 * AHEAD) {
+                size_t j = i - 2 * AHEAD;
+                rc[base + j] = add_locked(a, k[j].key, k[j].len, h[j], NULL, 0, k[j].t_ms, k[j].v);
+                refused += rc[base + j] != TSDB_OK;
+            }
         }
         pthread_mutex_unlock(&db->mu);
     }
@@ -326,6 +334,12 @@ int tsdb_appender_add_exemplar(tsdb_appender *a, const tsdb_label *series_l, siz
     int k = sort_labels(a->db, series_l, n, sorted, cap);
     if (k < 0) return k;
     return exb_add(a->db, &a->ex, sorted, (size_t)k, ex_labels, en, t, v);
+}
+
+static inline void prefetch_commit(const series *s) {
+    __builtin_prefetch(&s->ref);
+    __builtin_prefetch(&s->open);
+    __builtin_prefetch(&s->maxt);
 }
 
 /* A varint at o (room is the caller's); returns the byte after it. */
@@ -373,11 +387,12 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
     if (o) o = put_uvar(o, a->n);
     int64_t prev = 0;
     pthread_mutex_lock(&db->mu);
-    /* the batch touches thousands of series scattered over the heap: prefetch a few ahead */
-    for (size_t i = 0; i < a->n && i < 16; i++) __builtin_prefetch(a->p[i].s);
+    /* the batch touches thousands of series scattered over the heap: prefetch a few ahead
+     * (what this loop and the next read: the WAL fields, the open chunk's header) */
+    for (size_t i = 0; i < a->n && i < 16; i++) prefetch_commit(a->p[i].s);
     for (size_t i = 0; i < a->n; i++) {
         series *s = a->p[i].s;
-        if (i + 16 < a->n) __builtin_prefetch(a->p[i + 16].s);
+        if (i + 16 < a->n) prefetch_commit(a->p[i + 16].s);
         if (i + 4 < a->n) {
             const xorenc *e = &a->p[i + 4].s->open;
             if (e->buf) __builtin_prefetch(e->buf + (e->bits >> 3), 1);
