@@ -23,6 +23,8 @@ typedef struct batch {
     tsdb_appender *app;
     tsdb_label *lbuf, *ebuf; /* label copies handed to the store */
     size_t lcap, ecap;
+    char *key;               /* the sample's labels as the store's lookup key */
+    size_t kcap;
     char why[200];
 } batch;
 
@@ -50,14 +52,57 @@ static const char *metric_name(const otlp_sample *smp) {
     return "?";
 }
 
+/* Appends s and its NUL to the key, growing it. Returns 0, or -1 when out of memory. */
+static int put_str(batch *b, size_t *len, const char *s) {
+    size_t n = strlen(s) + 1;
+    if (b->kcap - *len < n) {
+        size_t c = (*len + n) * 2 + 256;
+        char *k = realloc(b->key, c);
+        if (!k) return -1;
+        b->key = k;
+        b->kcap = c;
+    }
+    memcpy(b->key + *len, s, n);
+    *len += n;
+    return 0;
+}
+
+/* The sample's labels as the store's canonical key, so that the store neither sorts nor
+ * copies them again before its lookup. The translator hands labels sorted by name, distinct
+ * and without empty values; that is checked on the way (almost always by a first byte).
+ * Returns the length, or 0 when the labels are not in that form or memory is short. */
+static size_t build_key(batch *b, const otlp_sample *smp) {
+    size_t len = 0;
+    const unsigned char *prev = NULL;
+    for (size_t i = 0; i < smp->n_labels; i++) {
+        const unsigned char *n = (const unsigned char *)smp->labels[i].name;
+        if (!smp->labels[i].value[0] || (prev && (prev[0] > n[0] || (prev[0] == n[0] && strcmp((const char *)prev, (const char *)n) >= 0))))
+            return 0;
+        prev = n;
+        if (put_str(b, &len, smp->labels[i].name) || put_str(b, &len, smp->labels[i].value)) return 0;
+    }
+    return len;
+}
+
+/* The sample's labels as tsdb_labels in b->lbuf (for the paths that need them). */
+static int copy_labels(batch *b, const otlp_sample *smp) {
+    if (grow(&b->lbuf, &b->lcap, smp->n_labels)) return -1;
+    for (size_t i = 0; i < smp->n_labels; i++) b->lbuf[i] = (tsdb_label){smp->labels[i].name, smp->labels[i].value};
+    return 0;
+}
+
 static int on_sample(void *ctx, const otlp_sample *smp, const char **why) {
     batch *b = ctx;
-    if (grow(&b->lbuf, &b->lcap, smp->n_labels)) {
+    size_t klen = build_key(b, smp);
+    int rc;
+    if (klen) {
+        rc = tsdb_appender_add_key(b->app, b->key, klen, smp->t_ms, smp->value);
+    } else if (copy_labels(b, smp)) {
         *why = "out of memory";
         return 1;
+    } else {
+        rc = tsdb_appender_add(b->app, b->lbuf, smp->n_labels, smp->t_ms, smp->value);
     }
-    for (size_t i = 0; i < smp->n_labels; i++) b->lbuf[i] = (tsdb_label){smp->labels[i].name, smp->labels[i].value};
-    int rc = tsdb_appender_add(b->app, b->lbuf, smp->n_labels, smp->t_ms, smp->value);
     if (rc != TSDB_OK) {
         snprintf(b->why, sizeof b->why, "%s (%.100s at %lld)", tsdb_strerror(rc), metric_name(smp), (long long)smp->t_ms);
         *why = b->why;
@@ -65,13 +110,14 @@ static int on_sample(void *ctx, const otlp_sample *smp, const char **why) {
         return 1;
     }
     tr_counter_add(b->s->stored, 1);
-    for (size_t e = 0; e < smp->n_exemplars; e++) {
-        const otlp_exemplar *ex = &smp->exemplars[e];
-        if (grow(&b->ebuf, &b->ecap, ex->n_labels)) break;
-        for (size_t i = 0; i < ex->n_labels; i++) b->ebuf[i] = (tsdb_label){ex->labels[i].name, ex->labels[i].value};
-        /* an exemplar the store does not keep costs the sample nothing */
-        (void)tsdb_appender_add_exemplar(b->app, b->lbuf, smp->n_labels, b->ebuf, ex->n_labels, ex->t_ms, ex->value);
-    }
+    if (smp->n_exemplars && (klen == 0 || !copy_labels(b, smp)))
+        for (size_t e = 0; e < smp->n_exemplars; e++) {
+            const otlp_exemplar *ex = &smp->exemplars[e];
+            if (grow(&b->ebuf, &b->ecap, ex->n_labels)) break;
+            for (size_t i = 0; i < ex->n_labels; i++) b->ebuf[i] = (tsdb_label){ex->labels[i].name, ex->labels[i].value};
+            /* an exemplar the store does not keep costs the sample nothing */
+            (void)tsdb_appender_add_exemplar(b->app, b->lbuf, smp->n_labels, b->ebuf, ex->n_labels, ex->t_ms, ex->value);
+        }
     return 0;
 }
 
@@ -111,6 +157,7 @@ static void submit(void *ctx, const otlp_export *ex, otlp_done_fn done, void *co
     }
     free(b.lbuf);
     free(b.ebuf);
+    free(b.key);
     p->done = done;
     p->cookie = cookie;
     p->s = s;
@@ -120,6 +167,7 @@ fail:
     if (b.app) tsdb_appender_rollback(b.app);
     free(b.lbuf);
     free(b.ebuf);
+    free(b.key);
     free(p);
     done(cookie, &res);
 }

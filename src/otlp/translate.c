@@ -736,8 +736,21 @@ static void dstate_free(dstate *d) {
     free(d);
 }
 
+/* `le` texts of bucket bounds by the bounds' bit patterns, for the translator's lifetime:
+ * the same few bounds come back in every request, and formatting a double as Go does costs
+ * about a microsecond. Entries are never replaced, so the texts stay put; bounds that find
+ * no free slot near their hash are formatted each time. */
+#define LE_CACHE 1024
+#define LE_PROBE 8
+typedef struct le_ent {
+    uint64_t bits;
+    char s[31];
+    uint8_t used;
+} le_ent;
+
 struct otlp_translator {
     pthread_mutex_t mu;
+    le_ent le[LE_CACHE];
     int promote_all;
     char **promote;
     size_t n_promote;
@@ -1133,13 +1146,6 @@ static int do_number(ctx *c, otlp_metric_kind kind, int delta, const pb_num *pt)
 
 /* ---- histograms ---- */
 
-static const char *fmt_le(ctx *c, double b) {
-    char buf[400];
-    int n = tr_format_double(buf, sizeof buf, b);
-    if (n < 0 || (size_t)n >= sizeof buf) n = (int)strlen(buf);
-    return tr_arena_strndup(c->pa, buf, (size_t)n);
-}
-
 static char *suffixed(ctx *c, tr_arena *ar, const char *suffix) {
     size_t a = strlen(c->name), b = strlen(suffix);
     char *s = tr_arena_alloc(ar, a + b + 1);
@@ -1149,21 +1155,44 @@ static char *suffixed(ctx *c, tr_arena *ar, const char *suffix) {
     return s;
 }
 
-/* The `le` texts of bucket bounds. The bounds of a metric's points are nearly always the same,
- * and formatting a double the way Go does is not cheap: the last set is kept for the metric
- * (up to a few different sets; after that, per point). */
+/* The `le` text of one bound: from the translator's cache (under t->mu: translations are
+ * serialised), else formatted into `ar`. */
+static const char *le_text(ctx *c, tr_arena *ar, double b) {
+    uint64_t bits;
+    memcpy(&bits, &b, 8);
+    uint64_t h = bits * 0x9e3779b97f4a7c15ULL;
+    le_ent *free_slot = NULL;
+    for (size_t k = 0; k < LE_PROBE; k++) {
+        le_ent *e = &c->t->le[((h >> 54) + k) & (LE_CACHE - 1)];
+        if (!e->used) {
+            free_slot = e;
+            break;
+        }
+        if (e->bits == bits) return e->s;
+    }
+    char buf[400];
+    int n = tr_format_double(buf, sizeof buf, b);
+    if (n < 0 || (size_t)n >= sizeof buf) n = (int)strlen(buf);
+    if (free_slot && (size_t)n < sizeof free_slot->s) {
+        memcpy(free_slot->s, buf, (size_t)n + 1);
+        free_slot->bits = bits;
+        free_slot->used = 1;
+        return free_slot->s;
+    }
+    return tr_arena_strndup(ar, buf, (size_t)n);
+}
+
+/* The `le` texts of bucket bounds. The bounds of a metric's points are nearly always the same:
+ * the last set is kept for the metric (up to a few different sets; after that, per point),
+ * and each text comes from the translator's cache when it can. */
 static const char **le_strings(ctx *c, const double *les, size_t nb) {
     if (c->le_s && c->le_n == nb && (nb == 0 || memcmp(c->le_b, les, nb * sizeof *les) == 0)) return c->le_s;
     tr_arena *ar = c->le_misses++ < 16 ? c->ma : c->pa;
     const char **s = tr_arena_alloc(ar, (nb ? nb : 1) * sizeof *s);
     double *b = tr_arena_alloc(ar, (nb ? nb : 1) * sizeof *b);
     if (!s || !b) return NULL;
-    for (size_t j = 0; j < nb; j++) {
-        char buf[400];
-        int n = tr_format_double(buf, sizeof buf, les[j]);
-        if (n < 0 || (size_t)n >= sizeof buf) n = (int)strlen(buf);
-        if (!(s[j] = tr_arena_strndup(ar, buf, (size_t)n))) return NULL;
-    }
+    for (size_t j = 0; j < nb; j++)
+        if (!(s[j] = le_text(c, ar, les[j]))) return NULL;
     if (nb) memcpy(b, les, nb * sizeof *b);
     if (ar == c->ma) {
         c->le_b = b;
@@ -1447,7 +1476,7 @@ static int do_summary(ctx *c, const pb_summ *pt) {
     for (size_t i = 0; i < pt->n_quantile_values; i++) {
         const Opentelemetry__Proto__Metrics__V1__SummaryDataPoint__ValueAtQuantile *q = pt->quantile_values[i];
         if (!q) continue;
-        const char *qs = fmt_le(c, q->quantile);
+        const char *qs = le_text(c, c->pa, q->quantile);
         if (!qs) return -1;
         if (emit_sample(c, &base, c->name, "quantile", qs, t, stale ? sn : q->value, NULL, 0, c->point)) return -1;
     }
