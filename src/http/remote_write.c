@@ -234,7 +234,7 @@ static int wrong_type(rwdec *d, const uint8_t *at, const char *field, unsigned w
     return malformed(d, at, "%s has wire type %u, expected %u", field, wt, want);
 }
 
-/* Strings are copied 16 bytes at a time when short: room for the overshoot. */
+/* Strings are copied 8 bytes at a time when short: room for the overshoot. */
 #define COPY_SLACK 16
 
 /* Makes room for `need` more bytes of strings (bounded by the caller: at most the size of the
@@ -268,27 +268,32 @@ static inline uint64_t zero_bytes(uint64_t x) {
 }
 
 /* Copies a string of the request and a terminating NUL to dst (which has COPY_SLACK bytes of
- * room past it): a short one as one 16-byte move when the request has 16 bytes there, checked
- * for NUL bytes on the way. Returns 1 when the string holds a NUL. */
+ * room past it), checking it for NUL bytes on the way: 8 bytes at a time when the request
+ * has the whole last word readable (names and values are short). Returns 1 when the string
+ * holds a NUL. */
 static inline int copy_str(const rwdec *d, char *dst, const uint8_t *src, size_t n) {
     int nul;
-    if (n <= 16 && d->end - src >= 16) {
-        uint64_t a, b;
-        memcpy(&a, src, 8);
-        memcpy(&b, src + 8, 8);
-        memcpy(dst, &a, 8);
-        memcpy(dst + 8, &b, 8);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        /* byte i of the string is bits 8i..8i+7: keep the flags of the first n bytes */
-        uint64_t ma = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1, mb = n <= 8 ? 0 : n >= 16 ? ~0ULL : (1ULL << (8 * (n - 8))) - 1;
-        nul = ((zero_bytes(a) & ma) | (zero_bytes(b) & mb)) != 0;
-#else
-        nul = memchr(src, 0, n) != NULL;
-#endif
-    } else {
-        if (n) memcpy(dst, src, n);
-        nul = n && memchr(src, 0, n) != NULL;
+    if (n <= 64 && (size_t)(d->end - src) >= ((n + 7) & ~(size_t)7)) {
+        uint64_t z = 0, w;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&w, src + i, 8);
+            memcpy(dst + i, &w, 8);
+            z |= zero_bytes(w);
+        }
+        if (i < n) {
+            /* byte k of the word is bits 8k..8k+7: keep the flags of the string's bytes */
+            memcpy(&w, src + i, 8);
+            memcpy(dst + i, &w, 8);
+            z |= zero_bytes(w) & ((1ULL << (8 * (n - i))) - 1);
+        }
+        dst[n] = 0;
+        return z != 0;
     }
+#endif
+    if (n) memcpy(dst, src, n);
+    nul = n && memchr(src, 0, n) != NULL;
     dst[n] = 0;
     return nul;
 }

@@ -654,11 +654,11 @@ Test(remote_write_store, a_malformed_request_stores_nothing) {
  * string is read in 16-byte moves (more of the request follows) or not (it ends the request). */
 Test(remote_write_walk, nul_bytes_found_anywhere) {
     pbw *w = new_w(), *ts = new_w(), *l = new_w();
-    for (size_t n = 1; n <= 40; n++)
+    for (size_t n = 1; n <= 70; n++) /* read a word at a time up to 64 bytes */
         for (int at_end = 0; at_end < 2; at_end++)
             for (int in_name = 0; in_name < 2; in_name++)
                 for (size_t pos = 0; pos <= n; pos++) { /* pos == n: no NUL */
-                    char str[41];
+                    char str[71];
                     memset(str, 'x', n);
                     if (pos < n) str[pos] = 0;
                     memset(w, 0, sizeof *w), memset(ts, 0, sizeof *ts), memset(l, 0, sizeof *l);
