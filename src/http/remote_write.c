@@ -151,6 +151,11 @@ static inline int rd_varint(pbcur *c, uint64_t *out) {
         c->p = p + 2;
         return 0;
     }
+    if (c->end - p >= 3 && p[2] < 0x80) { /* three: up to 2 MiB, or lengths written in a fixed 3 bytes */
+        *out = (uint64_t)(p[0] & 0x7f) | (uint64_t)(p[1] & 0x7f) << 7 | (uint64_t)p[2] << 14;
+        c->p = p + 3;
+        return 0;
+    }
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
         if (p == c->end) return -1;
