@@ -2,6 +2,7 @@
  * then at commit written to the WAL, applied to the head, and acknowledged after the group
  * fsync. Series are created at add time, their WAL record goes out with the first commit. */
 #include "metrics_int.h"
+#include "util/buf.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -125,27 +126,6 @@ static int sort_labels(tsdb *db, const tsdb_label *in, size_t n, tsdb_label *out
     return (int)k;
 }
 
-static int valid_utf8(const unsigned char *s) {
-    while (*s) {
-        if (*s < 0x80) {
-            s++;
-            continue;
-        }
-        int n = (*s & 0xe0) == 0xc0 ? 1 : (*s & 0xf0) == 0xe0 ? 2 : (*s & 0xf8) == 0xf0 ? 3 : -1;
-        if (n < 0) return 0;
-        uint32_t cp = *s & (0x3f >> n);
-        for (int i = 1; i <= n; i++) {
-            if ((s[i] & 0xc0) != 0x80) return 0;
-            cp = cp << 6 | (s[i] & 0x3f);
-        }
-        /* overlong forms, surrogates, beyond U+10FFFF */
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        s += n + 1;
-    }
-    return 1;
-}
 
 /* The full validation, done once when a series is created. */
 static int validate_labels(tsdb *db, const tsdb_label *l, size_t k) {
@@ -159,7 +139,7 @@ static int validate_labels(tsdb *db, const tsdb_label *l, size_t k) {
         } else if (!mt_valid_label_name(l[i].name, nl)) {
             return TSDB_ERR_LABEL_NAME;
         }
-        if (!valid_utf8((const unsigned char *)l[i].value)) return TSDB_ERR_UTF8;
+        if (!tr_utf8_valid(l[i].value, strlen(l[i].value))) return TSDB_ERR_UTF8;
     }
     return TSDB_OK;
 }

@@ -4,6 +4,7 @@
  * ride in the WAL (record WAL_EXEMPLARS) and in checkpoints, so an acknowledged exemplar
  * survives a crash while the ring still holds it. Blocks never hold exemplars. */
 #include "metrics_int.h"
+#include "util/buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,26 +190,6 @@ static size_t runes(const char *s) {
     return r;
 }
 
-static int utf8_ok(const unsigned char *s) {
-    while (*s) {
-        if (*s < 0x80) {
-            s++;
-            continue;
-        }
-        int n = (*s & 0xe0) == 0xc0 ? 1 : (*s & 0xf0) == 0xe0 ? 2 : (*s & 0xf8) == 0xf0 ? 3 : -1;
-        if (n < 0) return 0;
-        uint32_t cp = *s & (0x3f >> n);
-        for (int i = 1; i <= n; i++) {
-            if ((s[i] & 0xc0) != 0x80) return 0;
-            cp = cp << 6 | (s[i] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        s += n + 1;
-    }
-    return 1;
-}
 
 static void count_label_reject(tsdb *db) {
     pthread_mutex_lock(&db->ex.mu);
@@ -231,7 +212,7 @@ int exb_add(tsdb *db, struct exbatch **bp, const tsdb_label *sorted, size_t n, c
             break;
         }
         if (!exl[i].value || !exl[i].value[0]) continue;
-        if (!utf8_ok((const unsigned char *)exl[i].name) || !utf8_ok((const unsigned char *)exl[i].value)) {
+        if (!tr_utf8_valid(exl[i].name, strlen(exl[i].name)) || !tr_utf8_valid(exl[i].value, strlen(exl[i].value))) {
             rc = TSDB_ERR_UTF8;
             break;
         }

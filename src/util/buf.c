@@ -121,6 +121,16 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     return len;
 }
 
+int tr_utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_len(p + i, n - i);
+        if (l == 0) return 0;
+        i += l;
+    }
+    return 1;
+}
+
 void tr_json_escape(tr_buf *b, const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
