@@ -1105,6 +1105,43 @@ static void seen(ctx *c, uint64_t t_ns) {
 
 /* ---- gauges and sums ---- */
 
+/* The delta-temporality state of one point's series, found once for the three point types. */
+typedef struct dref {
+    char *key;
+    size_t kl;
+    uint64_t h;
+    dstate *d; /* NULL until the series has state: delta_state() creates it */
+    dmode m;
+} dref;
+
+/* Looks up the state of the series `base` of `kind`. Returns -1 on OOM; 1 when the point ends
+ * here (a stale point forgets the series; an out-of-order point is refused with a reason);
+ * 0 with r->m set otherwise. */
+static int delta_lookup(ctx *c, int kind, const lset *base, int stale, uint64_t start_ns,
+                        uint64_t t_ns, dref *r) {
+    r->key = state_key(c, kind, base, &r->kl);
+    if (!r->key) return -1;
+    r->h = fnv1a(r->key, r->kl);
+    r->d = ds_find(c->t, r->key, r->kl, r->h);
+    if (stale) {
+        if (r->d) ds_remove(c->t, r->d);
+        return 1;
+    }
+    r->m = ds_mode(r->d, start_ns, t_ns);
+    if (r->m == D_OUT_OF_ORDER) {
+        c->point_refused = 1;
+        reason(c, "delta point of %s at or before the previous point of its series", c->name);
+        return 1;
+    }
+    return 0;
+}
+
+/* The state found by delta_lookup, created when the series had none; NULL on OOM. */
+static dstate *delta_state(ctx *c, int kind, dref *r) {
+    if (!r->d) r->d = ds_insert(c->t, r->key, r->kl, r->h, kind);
+    return r->d;
+}
+
 static int do_number(ctx *c, otlp_metric_kind kind, int delta, const pb_num *pt) {
     lset base;
     if (point_labels(c, pt->attributes, pt->n_attributes, &base)) return -1;
@@ -1114,21 +1151,14 @@ static int do_number(ctx *c, otlp_metric_kind kind, int delta, const pb_num *pt)
     int stale = (pt->flags & NO_RECORDED_VALUE) != 0;
     seen(c, pt->time_unix_nano);
     if (delta) {
-        size_t kl;
-        char *key = state_key(c, DS_SUM, &base, &kl);
-        if (!key) return -1;
-        uint64_t h = fnv1a(key, kl);
-        dstate *d = ds_find(c->t, key, kl, h);
-        if (stale) {
-            if (d) ds_remove(c->t, d);
-        } else {
-            dmode m = ds_mode(d, pt->start_time_unix_nano, pt->time_unix_nano);
-            if (m == D_OUT_OF_ORDER) {
-                c->point_refused = 1;
-                reason(c, "delta point of %s at or before the previous point of its series", c->name);
-                return 0;
-            }
-            if (!d && !(d = ds_insert(c->t, key, kl, h, DS_SUM))) return -1;
+        dref r;
+        int lk = delta_lookup(c, DS_SUM, &base, stale, pt->start_time_unix_nano, pt->time_unix_nano, &r);
+        if (lk < 0) return -1;
+        if (lk > 0 && !stale) return 0; /* refused: out of order */
+        if (!stale) {
+            dmode m = r.m;
+            dstate *d = delta_state(c, DS_SUM, &r);
+            if (!d) return -1;
             if (m == D_NEW) d->value = v;
             else d->value += v;
             touch(c->t, d, pt->start_time_unix_nano, pt->time_unix_nano, m == D_NEW);
@@ -1251,25 +1281,18 @@ static int do_histogram(ctx *c, int delta, const pb_hist *pt) {
     const uint64_t *counts = pt->bucket_counts;
     size_t nb = pt->n_explicit_bounds < pt->n_bucket_counts ? pt->n_explicit_bounds : pt->n_bucket_counts;
     if (delta) {
-        size_t kl;
-        char *key = state_key(c, DS_HIST, &base, &kl);
-        if (!key) return -1;
-        uint64_t h = fnv1a(key, kl);
-        dstate *d = ds_find(c->t, key, kl, h);
-        if (stale) {
-            if (d) ds_remove(c->t, d);
-        } else {
-            dmode m = ds_mode(d, pt->start_time_unix_nano, pt->time_unix_nano);
-            if (m == D_OUT_OF_ORDER) {
-                c->point_refused = 1;
-                reason(c, "delta point of %s at or before the previous point of its series", c->name);
-                return 0;
-            }
+        dref r;
+        int lk = delta_lookup(c, DS_HIST, &base, stale, pt->start_time_unix_nano, pt->time_unix_nano, &r);
+        if (lk < 0) return -1;
+        if (lk > 0 && !stale) return 0; /* refused: out of order */
+        if (!stale) {
+            dmode m = r.m;
+            dstate *d = r.d;
             /* a changed bucket layout cannot be added up: it starts a new run */
             if (m == D_ADD && (d->n_bounds != pt->n_explicit_bounds || d->n_counts != pt->n_bucket_counts ||
                                (pt->n_explicit_bounds && memcmp(d->bounds, pt->explicit_bounds, pt->n_explicit_bounds * sizeof(double)))))
                 m = D_NEW;
-            if (!d && !(d = ds_insert(c->t, key, kl, h, DS_HIST))) return -1;
+            if (!(d = delta_state(c, DS_HIST, &r))) return -1;
             if (m == D_NEW) {
                 double *nbnd = malloc((pt->n_explicit_bounds + 1) * sizeof *nbnd);
                 uint64_t *ncnt = malloc((pt->n_bucket_counts + 1) * sizeof *ncnt);
@@ -1359,23 +1382,18 @@ static int do_exp_histogram(ctx *c, int delta, const pb_exph *pt) {
     int scale = pt->scale;
     if (expb_copy(pt->positive, &pos) || expb_copy(pt->negative, &neg)) goto out;
     if (delta) {
-        size_t kl;
-        char *key = state_key(c, DS_EXPH, &base, &kl);
-        if (!key) goto out;
-        uint64_t h = fnv1a(key, kl);
-        dstate *d = ds_find(c->t, key, kl, h);
-        if (stale) {
-            if (d) ds_remove(c->t, d);
-        } else {
-            dmode m = ds_mode(d, pt->start_time_unix_nano, pt->time_unix_nano);
-            if (m == D_OUT_OF_ORDER) {
-                c->point_refused = 1;
-                reason(c, "delta point of %s at or before the previous point of its series", c->name);
-                rc = 0;
-                goto out;
-            }
+        dref r;
+        int lk = delta_lookup(c, DS_EXPH, &base, stale, pt->start_time_unix_nano, pt->time_unix_nano, &r);
+        if (lk < 0) goto out;
+        if (lk > 0 && !stale) { /* refused: out of order */
+            rc = 0;
+            goto out;
+        }
+        if (!stale) {
+            dmode m = r.m;
+            dstate *d = r.d;
             if (m == D_ADD && d->zero_threshold != zt) m = D_NEW;
-            if (!d && !(d = ds_insert(c->t, key, kl, h, DS_EXPH))) goto out;
+            if (!(d = delta_state(c, DS_EXPH, &r))) goto out;
             if (m == D_NEW) {
                 free(d->pos.c);
                 free(d->neg.c);
