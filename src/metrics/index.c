@@ -73,13 +73,6 @@ static int sp_fail(sp *x, const char *msg) {
     return -1;
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 static void put_utf8(bvec *b, uint32_t cp) {
     if (cp < 0x80) bv_u8(b, (uint8_t)cp);
     else if (cp < 0x800) bv_u8(b, (uint8_t)(0xc0 | cp >> 6)), bv_u8(b, (uint8_t)(0x80 | (cp & 63)));
@@ -141,7 +134,7 @@ static char *sp_string(sp *x) {
         if (nd) {
             uint32_t cp = 0;
             for (int i = 0; i < nd; i++) {
-                int h = hexval(x->p[i]);
+                int h = tr_hex_val((unsigned char)x->p[i]);
                 if (h < 0) {
                     bv_free(&b);
                     sp_fail(x, "invalid escape sequence");

@@ -9,19 +9,15 @@
 #include <stddef.h>
 
 #include "metrics.h"
+#include "util/clock.h"
+#include "util/file.h"
+#include "util/hash.h"
 #include "util/selfmon.h"
+#include "util/text.h"
 
 /* ---- small helpers (mutil.c) ---- */
 
 uint64_t mt_hash(const void *p, size_t n, uint64_t seed);
-static inline uint64_t mt_mix(uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
 
 /* Growable byte vector (abort-free: failures set .err). */
 typedef struct bvec {

@@ -86,13 +86,13 @@ size_t literal_run(const std::string &p, size_t i, std::string *out, size_t *las
         if (c == '\\') {
             if (i + 1 >= p.size()) break;
             unsigned char e = (unsigned char)p[i + 1];
-            if (e >= 0x80 || isalnum(e)) break; /* \d, \pL, \x41, \Q…: not plain */
+            if (e >= 0x80 || e == 0 || isalnum(e)) break; /* \d, \pL, \x41, \Q…: not plain */
             if (last_atom) *last_atom = out->size();
             out->push_back((char)e);
             i += 2;
             continue;
         }
-        if (strchr(".+*?()[]{}|^$", c)) break;
+        if (c == 0 || strchr(".+*?()[]{}|^$", c)) break; /* a set holds C strings: no NUL */
         if (last_atom) *last_atom = out->size();
         /* a UTF-8 sequence is one atom for a following quantifier */
         size_t n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
