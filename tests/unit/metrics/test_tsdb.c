@@ -476,6 +476,15 @@ Test(metrics_tsdb, retention_time_and_size) {
     rm_rf(dir);
 }
 
+static int meta_cb_check(void *ctx, const tsdb_metadata *m) {
+    struct { int n; char help[64]; } *g = ctx;
+    if (g->n == 0) cr_assert_str_eq(m->family, "a_seconds");
+    if (g->n == 0) cr_assert_str_eq(m->help, "A\ttab\nline");
+    if (g->n == 1) snprintf(g->help, sizeof g->help, "%s", m->help);
+    g->n++;
+    return 0;
+}
+
 Test(metrics_tsdb, metadata_and_cardinality) {
     mkdtemp_dir();
     tsdb *db = open_db(dir, 0, 0);
@@ -495,21 +504,11 @@ Test(metrics_tsdb, metadata_and_cardinality) {
     tsdb_close(db);
     db = open_db(dir, 0, 0); /* metadata persists */
     struct { int n; char help[64]; } got = {0};
-    int meta_cb_check(void *ctx, const tsdb_metadata *m);
     tsdb_metadata_foreach(db, meta_cb_check, &got);
     cr_assert_eq(got.n, 2);
     cr_assert_str_eq(got.help, "B things, v2.");
     tsdb_close(db);
     rm_rf(dir);
-}
-
-int meta_cb_check(void *ctx, const tsdb_metadata *m) {
-    struct { int n; char help[64]; } *g = ctx;
-    if (g->n == 0) cr_assert_str_eq(m->family, "a_seconds");
-    if (g->n == 0) cr_assert_str_eq(m->help, "A\ttab\nline");
-    if (g->n == 1) snprintf(g->help, sizeof g->help, "%s", m->help);
-    g->n++;
-    return 0;
 }
 
 Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
