@@ -53,9 +53,9 @@ static const flag flags[] = {
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
-static void env_name(const char *flag, char *out, size_t cap) {
+static void env_name(const char *name, char *out, size_t cap) {
     size_t o = snprintf(out, cap, "TRICORDER_");
-    for (; *flag && o + 1 < cap; flag++) out[o++] = *flag == '-' ? '_' : (char)toupper((unsigned char)*flag);
+    for (; *name && o + 1 < cap; name++) out[o++] = *name == '-' ? '_' : (char)toupper((unsigned char)*name);
     out[o] = 0;
 }
 

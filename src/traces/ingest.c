@@ -642,7 +642,7 @@ void ingest_one(traces_store *s, tq_item *it) {
     const traces_request *req = it->req;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int64_t now_ms = traces_now_ms();
+    int64_t now_ms = tr_now_ms();
     uint64_t stored = 0, rejected = 0;
     int rc = run(g->begin);
     chunk_reset(g);

@@ -11,12 +11,6 @@
 #include "traces_int.h"
 #include "util/log.h"
 
-int64_t traces_now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 int traces_exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -325,13 +319,13 @@ static void *writer_main(void *arg) {
             /* between exports, keep expiring in small steps so neither starves */
             if (s->retention_busy) {
                 int64_t d;
-                s->retention_busy = retention_step(s, traces_now_ms(), &d);
+                s->retention_busy = retention_step(s, tr_now_ms(), &d);
             }
             pthread_mutex_lock(&s->mu);
             continue;
         }
         if (s->closing) break;
-        int64_t now = traces_now_ms();
+        int64_t now = tr_now_ms();
         if (s->retention_busy || now >= s->next_retention_ms) {
             pthread_mutex_unlock(&s->mu);
             int64_t d;
@@ -432,7 +426,7 @@ traces_store *traces_open(const traces_config *cfg, char *err, size_t errlen) {
     if (traces_exec(s->wdb, "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864", err, errlen)) goto fail;
     if (ingest_init(s, err, errlen)) goto fail;
     metrics_init(s);
-    s->next_retention_ms = traces_now_ms() + 1000;
+    s->next_retention_ms = tr_now_ms() + 1000;
     if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
         snprintf(err, errlen, "cannot start the trace writer thread");
         goto fail;

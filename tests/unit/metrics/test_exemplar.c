@@ -290,12 +290,12 @@ Test(metrics_exemplar, exemplar_before_the_sample_that_creates_its_series) {
 Test(metrics_exemplar, query_by_matchers_and_time) {
     mkdtemp_dir();
     tsdb *db = open_ex(dir, 100);
-    const char *series[][2] = {{"a", "y"}, {"b", "x"}, {"a", "x"}};
+    const char *names[][2] = {{"a", "y"}, {"b", "x"}, {"a", "x"}};
     for (int t = 10; t <= 30; t += 10)
         for (int i = 0; i < 3; i++) {
             char tr[32];
-            snprintf(tr, sizeof tr, "%s%s%d", series[i][0], series[i][1], t);
-            sample_ex(db, series[i][0], series[i][1], t, t, tr);
+            snprintf(tr, sizeof tr, "%s%s%d", names[i][0], names[i][1], t);
+            sample_ex(db, names[i][0], names[i][1], t, t, tr);
         }
     cr_assert_str_eq(render(db, "a", INT64_MIN, INT64_MAX),
                      "a{x}:trace_id=ax10@10=10,trace_id=ax20@20=20,trace_id=ax30@30=30;"

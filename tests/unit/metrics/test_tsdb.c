@@ -112,6 +112,15 @@ Test(metrics_tsdb, matchers_and_postings) {
         {"{inst=~\"a1|b7\",__name__!=\"down\"}", 2},
         {"nothing", 0},
         {"up{inst=~\"a\"}", 0},           /* anchored: a partial match is no match */
+        /* the fast paths of util/re.h: sets looked up, .* and .+ without a regex run */
+        {"up{inst=~\"a1|b7|zz\"}", 2},
+        {"up{inst!~\"a1|b7\"}", 2},       /* a2 and the series without inst */
+        {"up{inst=~\"a1|\"}", 2},         /* "" in the set: the absent label matches */
+        {"up{inst!~\"a1|\"}", 2},
+        {"up{inst=~\".*\"}", 4},
+        {"up{inst!~\".*\"}", 0},
+        {"up{inst!~\".+\"}", 1},
+        {"{__name__=~\"up|down\",inst=~\"a.\"}", 3},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_assert_eq(count(db, cases[i].sel, NULL), cases[i].want, "%s", cases[i].sel);
@@ -467,6 +476,15 @@ Test(metrics_tsdb, retention_time_and_size) {
     rm_rf(dir);
 }
 
+static int meta_cb_check(void *ctx, const tsdb_metadata *m) {
+    struct { int n; char help[64]; } *g = ctx;
+    if (g->n == 0) cr_assert_str_eq(m->family, "a_seconds");
+    if (g->n == 0) cr_assert_str_eq(m->help, "A\ttab\nline");
+    if (g->n == 1) snprintf(g->help, sizeof g->help, "%s", m->help);
+    g->n++;
+    return 0;
+}
+
 Test(metrics_tsdb, metadata_and_cardinality) {
     mkdtemp_dir();
     tsdb *db = open_db(dir, 0, 0);
@@ -486,21 +504,11 @@ Test(metrics_tsdb, metadata_and_cardinality) {
     tsdb_close(db);
     db = open_db(dir, 0, 0); /* metadata persists */
     struct { int n; char help[64]; } got = {0};
-    int meta_cb_check(void *ctx, const tsdb_metadata *m);
     tsdb_metadata_foreach(db, meta_cb_check, &got);
     cr_assert_eq(got.n, 2);
     cr_assert_str_eq(got.help, "B things, v2.");
     tsdb_close(db);
     rm_rf(dir);
-}
-
-int meta_cb_check(void *ctx, const tsdb_metadata *m) {
-    struct { int n; char help[64]; } *g = ctx;
-    if (g->n == 0) cr_assert_str_eq(m->family, "a_seconds");
-    if (g->n == 0) cr_assert_str_eq(m->help, "A\ttab\nline");
-    if (g->n == 1) snprintf(g->help, sizeof g->help, "%s", m->help);
-    g->n++;
-    return 0;
 }
 
 Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
