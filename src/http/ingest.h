@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http.h"
 #include "metrics/metrics.h"
 #include "util/arena.h"
 #include "util/selfmon.h"
@@ -22,6 +23,9 @@ struct tr_ingest {
 };
 
 enum { TR_INGEST_RW = 0, TR_INGEST_TEXT = 1 };
+
+/* POST /api/v1/write (remote_write.c); ctx is the tr_api_env. Routed by prom_import.c. */
+void tr_api__remote_write(struct evhttp_request *req, const tr_http_match *m, void *ctx);
 
 /* ---- remote write ---- */
 

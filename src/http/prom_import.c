@@ -373,8 +373,8 @@ static int64_t now_ms(void) {
 
 #define MAX_EXTRA 32
 
-void tr_api_prom_import(struct evhttp_request *req, const char *path, void *ctx) {
-    tr_ingest *g = ctx;
+static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_ingest *g = ((const tr_api_env *)ctx)->ingest;
     tr_counter_add(g->requests[TR_INGEST_TEXT], 1);
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
@@ -382,9 +382,11 @@ void tr_api_prom_import(struct evhttp_request *req, const char *path, void *ctx)
         return;
     }
     /* parameters from the query string only: the body is the data, whatever its type says */
-    struct evkeyvalq q;
-    if (tr_http_query(req, &q) != 0) {
-        imp_reply_error(g, req, 400, "malformed query string");
+    tr_form q;
+    char qerr[256];
+    if (tr_http_query_form(req, &q, qerr, sizeof qerr) != 0) {
+        tr_form_free(&q);
+        imp_reply_error(g, req, 400, qerr);
         return;
     }
     tr_arena *a = NULL;
@@ -395,8 +397,8 @@ void tr_api_prom_import(struct evhttp_request *req, const char *path, void *ctx)
     tsdb_label extra[MAX_EXTRA];
     size_t nextra = 0;
     int64_t ts_default = now_ms();
-    struct evkeyval *kv;
-    TAILQ_FOREACH(kv, &q, next) {
+    for (size_t qi = 0; qi < q.n; qi++) {
+        tr_form_kv *kv = &q.kv[qi];
         if (strcmp(kv->key, "extra_label") == 0) {
             char *eq = strchr(kv->value, '=');
             cursor c = {kv->value, eq ? eq : kv->value};
@@ -408,7 +410,7 @@ void tr_api_prom_import(struct evhttp_request *req, const char *path, void *ctx)
                 imp_reply_error(g, req, 400, "too many extra_label parameters");
                 goto out;
             }
-            *eq = 0; /* the evkeyvalq owns the string: split it in place */
+            *eq = 0; /* the form owns the string: split it in place */
             extra[nextra].name = kv->value;
             extra[nextra++].value = eq + 1;
         } else if (strcmp(kv->key, "timestamp") == 0) {
@@ -495,7 +497,7 @@ void tr_api_prom_import(struct evhttp_request *req, const char *path, void *ctx)
     }
     tr_arena_free(a);
     tr_buf_free(&plain);
-    evhttp_clear_headers(&q);
+    tr_form_free(&q);
     tsdb_appender_commit(app, imp_committed, p);
     return;
 out:
@@ -503,5 +505,11 @@ out:
     tr_arena_free(a);
     free(p);
     tr_buf_free(&plain);
-    evhttp_clear_headers(&q);
+    tr_form_free(&q);
+}
+
+void tr_api_ingest_routes(tr_http *h, const tr_api_env *env) {
+    /* every method reaches the handlers, which count a wrong one as a failed ingest */
+    tr_http_route(h, TR_ANY, "/api/v1/write", TR_HTTP_INGEST, tr_api__remote_write, (void *)env);
+    tr_http_route(h, TR_ANY, "/api/v1/import/prometheus", TR_HTTP_INGEST, api_prom_import, (void *)env);
 }

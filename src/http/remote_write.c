@@ -890,8 +890,8 @@ static int media_is(const char *ct, const char *want) {
     return strncasecmp(ct, want, n) == 0 && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
 }
 
-void tr_api_remote_write(struct evhttp_request *req, const char *path, void *ctx) {
-    tr_ingest *g = ctx;
+void tr_api__remote_write(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_ingest *g = ((const tr_api_env *)ctx)->ingest;
     tr_counter_add(g->requests[TR_INGEST_RW], 1);
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
