@@ -13,18 +13,18 @@ struct traces_store;
 typedef struct tr_ingest tr_ingest;
 
 typedef struct tr_api_env {
-    struct tsdb *db;              /* the metrics store */
-    struct traces_store *traces;  /* the trace store */
-    otlp_receiver *recv;          /* OTLP decoding and dispatch to the stores */
-    tr_ingest *ingest;            /* remote write and text import → db */
-    tr_workq *wq;                 /* every heavy read and the flushes run here */
-    size_t max_body_bytes;        /* request bodies (also bounds form bodies) */
+    struct tsdb *db;             /* the metrics store */
+    struct traces_store *traces; /* the trace store */
+    otlp_receiver *recv;         /* OTLP decoding and dispatch to the stores */
+    tr_ingest *ingest;           /* remote write and text import → db */
+    tr_workq *wq;                /* every heavy read and the flushes run here */
+    size_t max_body_bytes;       /* request bodies (also bounds form bodies) */
 } tr_api_env;
 
 /* Queues a job for `req` on env->wq and watches the client (its going away sets the job's
  * cancel flag). Returns the flag, or NULL when the queue is full: the caller answers 503. */
-volatile int *tr_api_submit(const tr_api_env *env, struct evhttp_request *req, tr_workq_fn fn, tr_workq_done_fn done,
-                            void *ctx);
+volatile int *tr_api_submit(const tr_api_env *env, struct evhttp_request *req, tr_workq_fn fn,
+                            tr_workq_done_fn done, void *ctx);
 /* The message of a 503 for a full queue. */
 #define TR_API_BUSY "too many requests in progress: the work queue is full, retry later"
 

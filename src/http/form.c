@@ -26,12 +26,18 @@ static void go_quote(char *out, size_t cap, const char *s, size_t n) {
     out[o++] = '"';
     for (size_t i = 0; i < n && o + 6 < cap; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') o += (size_t)snprintf(out + o, cap - o, "\\%c", c);
-        else if (c == '\n') o += (size_t)snprintf(out + o, cap - o, "\\n");
-        else if (c == '\r') o += (size_t)snprintf(out + o, cap - o, "\\r");
-        else if (c == '\t') o += (size_t)snprintf(out + o, cap - o, "\\t");
-        else if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
-        else out[o++] = (char)c;
+        if (c == '"' || c == '\\')
+            o += (size_t)snprintf(out + o, cap - o, "\\%c", c);
+        else if (c == '\n')
+            o += (size_t)snprintf(out + o, cap - o, "\\n");
+        else if (c == '\r')
+            o += (size_t)snprintf(out + o, cap - o, "\\r");
+        else if (c == '\t')
+            o += (size_t)snprintf(out + o, cap - o, "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+        else
+            out[o++] = (char)c;
     }
     out[o++] = '"';
     out[o] = 0;
@@ -148,10 +154,12 @@ int tr_http_query_form(struct evhttp_request *req, tr_form *out, char *err, size
 static int is_form_type(const char *ct) {
     static const char want[] = "application/x-www-form-urlencoded";
     if (!ct) return 0;
-    while (*ct == ' ' || *ct == '\t') ct++;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
     if (strncasecmp(ct, want, sizeof want - 1) != 0) return 0;
     const char *p = ct + sizeof want - 1;
-    while (*p == ' ' || *p == '\t') p++;
+    while (*p == ' ' || *p == '\t')
+        p++;
     return *p == 0 || *p == ';';
 }
 

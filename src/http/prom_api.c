@@ -159,9 +159,9 @@ static int num(const char *s, int n, int *out) {
 
 static int parse_rfc3339(const char *s, int64_t *ms) {
     int y, mo, d, h, mi, se;
-    if (strlen(s) < 20 || num(s, 4, &y) || s[4] != '-' || num(s + 5, 2, &mo) || s[7] != '-' || num(s + 8, 2, &d) ||
-        s[10] != 'T' || num(s + 11, 2, &h) || s[13] != ':' || num(s + 14, 2, &mi) || s[16] != ':' ||
-        num(s + 17, 2, &se))
+    if (strlen(s) < 20 || num(s, 4, &y) || s[4] != '-' || num(s + 5, 2, &mo) || s[7] != '-' ||
+        num(s + 8, 2, &d) || s[10] != 'T' || num(s + 11, 2, &h) || s[13] != ':' || num(s + 14, 2, &mi) ||
+        s[16] != ':' || num(s + 17, 2, &se))
         return -1;
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (mo < 1 || mo > 12 || h > 23 || mi > 59 || se > 59 || d < 1) return -1;
@@ -174,7 +174,8 @@ static int parse_rfc3339(const char *s, int64_t *ms) {
         int digits = 0;
         for (; isdigit((unsigned char)*p); p++, digits++)
             if (digits < 9) frac_ns = frac_ns * 10 + (*p - '0');
-        for (; digits < 9; digits++) frac_ns *= 10;
+        for (; digits < 9; digits++)
+            frac_ns *= 10;
     }
     int64_t off = 0;
     if (*p == 'Z') {
@@ -198,6 +199,7 @@ int tr_prom_parse_time(const char *s, int64_t *ms) {
     double f;
     if (tr_prom_parse_float(s, &f) == 0) {
         double ip, frac = modf(f, &ip);
+        if (isinf(f)) frac = NAN; /* Go's math.Modf(±Inf) gives a NaN fraction, C's a zero */
         frac = round(frac * 1000) / 1000;
         *ms = unix_to_ms(go_f2i(ip), go_f2i(frac * 1e9));
         return 0;
@@ -220,8 +222,13 @@ static int model_duration(const char *s, int64_t *ns) {
     static const struct {
         const char *u;
         int64_t ms;
-    } units[] = {{"y", 365LL * 86400000}, {"w", 7LL * 86400000}, {"d", 86400000}, {"h", 3600000},
-                 {"m", 60000},            {"s", 1000},           {"ms", 1}};
+    } units[] = {{"y", 365LL * 86400000},
+                 {"w", 7LL * 86400000},
+                 {"d", 86400000},
+                 {"h", 3600000},
+                 {"m", 60000},
+                 {"s", 1000},
+                 {"ms", 1}};
     if (!*s) return -1;
     if (strcmp(s, "0") == 0) {
         *ns = 0;
@@ -270,19 +277,23 @@ int tr_prom_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen)
     return -1;
 }
 
-int tr_prom_time_param(const tr_form *f, const char *name, int64_t def, int64_t *out, char *err, size_t errlen) {
+int tr_prom_time_param(const tr_form *f, const char *name, int64_t def, int64_t *out, char *err,
+                       size_t errlen) {
     const char *v = tr_form_get(f, name);
     if (!v || !*v) {
         *out = def;
         return 0;
     }
     if (tr_prom_parse_time(v, out) == 0) return 0;
-    snprintf(err, errlen, "invalid parameter \"%s\": Invalid time value for '%s': cannot parse \"%.400s\" to a valid timestamp",
-             name, name, v);
+    snprintf(
+        err, errlen,
+        "invalid parameter \"%s\": Invalid time value for '%s': cannot parse \"%.400s\" to a valid timestamp",
+        name, name, v);
     return -1;
 }
 
-int tr_prom_duration_param(const tr_form *f, const char *name, int64_t def_ns, int64_t *ns, char *err, size_t errlen) {
+int tr_prom_duration_param(const tr_form *f, const char *name, int64_t def_ns, int64_t *ns, char *err,
+                           size_t errlen) {
     const char *v = tr_form_get(f, name);
     if (!v || !*v) {
         *ns = def_ns;
@@ -310,7 +321,8 @@ int tr_prom_limit_param(const tr_form *f, const char *name, long *out, char *err
 }
 
 void tr_prom_matchsets_free(tr_prom_matchsets *m) {
-    for (size_t i = 0; i < m->n; i++) tsdb_matchers_free(m->sets[i], m->lens[i]);
+    for (size_t i = 0; i < m->n; i++)
+        tsdb_matchers_free(m->sets[i], m->lens[i]);
     free(m->sets);
     free(m->lens);
     memset(m, 0, sizeof *m);
@@ -319,7 +331,8 @@ void tr_prom_matchsets_free(tr_prom_matchsets *m) {
 int tr_prom_match_params(const tr_form *f, tr_prom_matchsets *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     size_t count = 0;
-    for (size_t i = 0; i < f->n; i++) count += strcmp(f->kv[i].key, "match[]") == 0;
+    for (size_t i = 0; i < f->n; i++)
+        count += strcmp(f->kv[i].key, "match[]") == 0;
     if (!count) return 0;
     if (count > TR_PROM_MAX_MATCH) {
         snprintf(err, errlen, "too many match[] parameters (at most %d)", TR_PROM_MAX_MATCH);
@@ -345,7 +358,8 @@ int tr_prom_match_params(const tr_form *f, tr_prom_matchsets *out, char *err, si
         for (size_t k = 0; k < out->lens[out->n - 1]; k++)
             if (!tsdb_matcher_matches(out->sets[out->n - 1][k], "")) nonempty = 1;
         if (!nonempty) {
-            snprintf(err, errlen, "invalid parameter \"match[]\": match[] must contain at least one non-empty matcher");
+            snprintf(err, errlen,
+                     "invalid parameter \"match[]\": match[] must contain at least one non-empty matcher");
             tr_prom_matchsets_free(out);
             return -1;
         }
@@ -393,7 +407,8 @@ static void notes(tr_json *j, const char *key, char *const *v, size_t n, const c
     if (!n) return;
     tr_json_key(j, key);
     tr_json_arr_open(j);
-    for (size_t i = 0; i < n && i < 10; i++) tr_json_str(j, v[i]);
+    for (size_t i = 0; i < n && i < 10; i++)
+        tr_json_str(j, v[i]);
     if (n > 10) {
         char m[96];
         snprintf(m, sizeof m, "%zu more %s annotations omitted", n - 10, what);
@@ -411,8 +426,10 @@ void tr_prom_close_success(tr_json *j, const tr_prom_notes *n) {
 }
 
 void tr_prom_reply_json(struct evhttp_request *req, const tr_buf *b) {
-    if (b->failed) tr_prom_reply_error(req, TR_PROM_INTERNAL, "response too large or out of memory");
-    else tr_http_reply_buf(req, 200, "application/json", b);
+    if (b->failed)
+        tr_prom_reply_error(req, TR_PROM_INTERNAL, "response too large or out of memory");
+    else
+        tr_http_reply_buf(req, 200, "application/json", b);
 }
 
 /* Go's strconv.FormatFloat(v, 'e', -1, 64): the shortest mantissa that round-trips. */
@@ -427,8 +444,10 @@ static void format_e(char *out, size_t cap, double v) {
 void tr_prom_json_float(tr_json *j, double v) {
     char s[TR_DOUBLE_MAX_TEXT];
     double a = fabs(v);
-    if (isfinite(v) && a != 0 && (a < 1e-6 || a >= 1e21)) format_e(s, sizeof s, v);
-    else tr_format_double(s, sizeof s, v);
+    if (isfinite(v) && a != 0 && (a < 1e-6 || a >= 1e21))
+        format_e(s, sizeof s, v);
+    else
+        tr_format_double(s, sizeof s, v);
     tr_json_str(j, s);
 }
 
@@ -469,7 +488,8 @@ int tr_prom_merge_init(tr_prom_merge *m, tsdb_seriesset **sets, size_t n) {
     return m->pos ? 0 : -1;
 }
 
-int tr_prom_merge_next(tr_prom_merge *m, tsdb_seriesset **set, size_t *idx, const tsdb_label **l, size_t *nl) {
+int tr_prom_merge_next(tr_prom_merge *m, tsdb_seriesset **set, size_t *idx, const tsdb_label **l,
+                       size_t *nl) {
     for (;;) {
         int best = -1;
         const tsdb_label *bl = NULL;

@@ -49,9 +49,11 @@ int tr_prom_parse_time(const char *s, int64_t *ms);
 int tr_prom_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen);
 
 /* A time parameter (absent or empty: def). Returns 0, or -1 with the bad_data message. */
-int tr_prom_time_param(const tr_form *f, const char *name, int64_t def, int64_t *out, char *err, size_t errlen);
+int tr_prom_time_param(const tr_form *f, const char *name, int64_t def, int64_t *out, char *err,
+                       size_t errlen);
 /* A duration parameter (absent or empty: def). Same returns. */
-int tr_prom_duration_param(const tr_form *f, const char *name, int64_t def_ns, int64_t *ns, char *err, size_t errlen);
+int tr_prom_duration_param(const tr_form *f, const char *name, int64_t def_ns, int64_t *ns, char *err,
+                           size_t errlen);
 /* limit=<n>: absent, empty, 0 or negative = none (0). Same returns. */
 int tr_prom_limit_param(const tr_form *f, const char *name, long *out, char *err, size_t errlen);
 

@@ -33,7 +33,8 @@ static void exemplars_run(void *ctx, const volatile int *cancel) {
     ejob *j = ctx;
     tsdb_exemplars *res = NULL;
     tsdb_matcher **const sets[1] = {j->m};
-    if (tsdb_query_exemplars(j->env->db, sets, &j->nm, 1, j->start, j->end, &res, j->err, sizeof j->err) != 0) {
+    if (tsdb_query_exemplars(j->env->db, sets, &j->nm, 1, j->start, j->end, &res, j->err, sizeof j->err) !=
+        0) {
         j->failed = 1;
         return;
     }
@@ -72,9 +73,12 @@ static void exemplars_run(void *ctx, const volatile int *cancel) {
 /* Loop thread. */
 static void exemplars_done(void *ctx, int cancelled) {
     ejob *j = ctx;
-    if (j->failed) tr_prom_reply_error(j->req, TR_PROM_INTERNAL, j->err);
-    else if (cancelled) tr_prom_reply_error(j->req, TR_PROM_CANCELED, "request canceled");
-    else tr_prom_reply_json(j->req, &j->out);
+    if (j->failed)
+        tr_prom_reply_error(j->req, TR_PROM_INTERNAL, j->err);
+    else if (cancelled)
+        tr_prom_reply_error(j->req, TR_PROM_CANCELED, "request canceled");
+    else
+        tr_prom_reply_json(j->req, &j->out);
     ejob_free(j);
 }
 
@@ -105,7 +109,10 @@ static void api_query_exemplars(struct evhttp_request *req, const tr_http_match 
         goto out;
     }
     if (tsdb_parse_selector(query, &j->m, &j->nm, err, sizeof err) != 0) {
-        snprintf(msg, sizeof msg, "%s (only a series selector such as name{label=\"value\"} is supported here until the PromQL engine lands)", err);
+        snprintf(msg, sizeof msg,
+                 "%s (only a series selector such as name{label=\"value\"} is supported here until the "
+                 "PromQL engine lands)",
+                 err);
         tr_prom_reply_error(req, TR_PROM_BAD_DATA, msg);
         goto out;
     }

@@ -67,12 +67,16 @@ static int unescape_name(const char *in, char *out, size_t cap) {
         }
         uint32_t cp = 0;
         const char *e = p + 1;
-        while (hexv(*e) >= 0 && e - p < 8) cp = cp * 16 + (uint32_t)hexv(*e++);
+        while (hexv(*e) >= 0 && e - p < 8)
+            cp = cp * 16 + (uint32_t)hexv(*e++);
         if (*e != '_' || e == p + 1) return -1;
-        if (cp < 0x80) out[o++] = (char)cp;
-        else if (cp < 0x800) out[o++] = (char)(0xc0 | cp >> 6), out[o++] = (char)(0x80 | (cp & 63));
+        if (cp < 0x80)
+            out[o++] = (char)cp;
+        else if (cp < 0x800)
+            out[o++] = (char)(0xc0 | cp >> 6), out[o++] = (char)(0x80 | (cp & 63));
         else if (cp < 0x10000)
-            out[o++] = (char)(0xe0 | cp >> 12), out[o++] = (char)(0x80 | ((cp >> 6) & 63)), out[o++] = (char)(0x80 | (cp & 63));
+            out[o++] = (char)(0xe0 | cp >> 12), out[o++] = (char)(0x80 | ((cp >> 6) & 63)),
+            out[o++] = (char)(0x80 | (cp & 63));
         else
             out[o++] = (char)(0xf0 | cp >> 18), out[o++] = (char)(0x80 | ((cp >> 12) & 63)),
             out[o++] = (char)(0x80 | ((cp >> 6) & 63)), out[o++] = (char)(0x80 | (cp & 63));
@@ -183,20 +187,24 @@ static void run_series(mjob *j, tsdb_querier *qr) {
     tr_json_arr_close(&js);
     tr_prom_close_success(&js, &notes);
     tr_prom_notes_free(&notes);
-    if (b.failed) fail(j, TR_PROM_INTERNAL, "out of memory");
-    else tr_http_stream_flush(j->st, &b, 0);
+    if (b.failed)
+        fail(j, TR_PROM_INTERNAL, "out of memory");
+    else
+        tr_http_stream_flush(j->st, &b, 0);
     tr_buf_free(&b);
 out:
     tr_prom_merge_free(&m);
-    for (size_t i = 0; i < j->ms.n; i++) tsdb_seriesset_free(sets[i]);
+    for (size_t i = 0; i < j->ms.n; i++)
+        tsdb_seriesset_free(sets[i]);
     free(sets);
 }
 
 static void run_strings(mjob *j, tsdb_querier *qr) {
     char **v = NULL, err[512];
     size_t n = 0;
-    int rc = j->k == K_VALUES ? tsdb_label_values(qr, j->name, j->ms.sets, j->ms.lens, j->ms.n, &v, &n, err, sizeof err)
-                              : tsdb_label_names(qr, j->ms.sets, j->ms.lens, j->ms.n, &v, &n, err, sizeof err);
+    int rc = j->k == K_VALUES
+                 ? tsdb_label_values(qr, j->name, j->ms.sets, j->ms.lens, j->ms.n, &v, &n, err, sizeof err)
+                 : tsdb_label_names(qr, j->ms.sets, j->ms.lens, j->ms.n, &v, &n, err, sizeof err);
     if (rc != 0) {
         fail(j, TR_PROM_INTERNAL, err);
         return;
@@ -208,7 +216,8 @@ static void run_strings(mjob *j, tsdb_querier *qr) {
     tr_prom_notes notes = {0};
     if (j->limit > 0 && n > (size_t)j->limit) tr_prom_warn(&notes, "results truncated due to limit");
     size_t shown = j->limit > 0 && n > (size_t)j->limit ? (size_t)j->limit : n;
-    for (size_t i = 0; i < shown; i++) tr_json_str(&js, v[i]);
+    for (size_t i = 0; i < shown; i++)
+        tr_json_str(&js, v[i]);
     tr_json_arr_close(&js);
     tr_prom_close_success(&js, &notes);
     tr_prom_notes_free(&notes);
@@ -272,18 +281,25 @@ static void job_run(void *ctx, const volatile int *cancel) {
             fail(j, TR_PROM_INTERNAL, "out of memory");
             return;
         }
-        if (j->k == K_SERIES) run_series(j, qr);
-        else run_strings(j, qr);
+        if (j->k == K_SERIES)
+            run_series(j, qr);
+        else
+            run_strings(j, qr);
         tsdb_querier_close(qr);
         return;
     }
-    case K_METADATA: run_metadata(j); return;
-    case K_TSDB: run_status_tsdb(j); return;
+    case K_METADATA:
+        run_metadata(j);
+        return;
+    case K_TSDB:
+        run_status_tsdb(j);
+        return;
     case K_FLUSH:
         if (tsdb_flush(j->env->db, err, sizeof err) != 0) fail(j, TR_PROM_INTERNAL, err);
         return;
     case K_SNAPSHOT:
-        if (tsdb_snapshot(j->env->db, j->snap, sizeof j->snap, err, sizeof err) != 0) fail(j, TR_PROM_INTERNAL, err);
+        if (tsdb_snapshot(j->env->db, j->snap, sizeof j->snap, err, sizeof err) != 0)
+            fail(j, TR_PROM_INTERNAL, err);
         return;
     }
 }
@@ -295,8 +311,10 @@ static void job_done(void *ctx, int cancelled) {
     if (j->k == K_SERIES) {
         if (tr_http_stream_end(j->st, !j->failed) != 0) tr_prom_reply_error(j->req, j->et, j->err);
     } else if (j->failed) {
-        if (j->k == K_FLUSH) tr_http_reply_text(j->req, 500, j->err);
-        else tr_prom_reply_error(j->req, j->et, j->err);
+        if (j->k == K_FLUSH)
+            tr_http_reply_text(j->req, 500, j->err);
+        else
+            tr_prom_reply_error(j->req, j->et, j->err);
     } else if (j->k == K_FLUSH) {
         tr_http_reply(j->req, 200, NULL, NULL, 0);
     } else if (j->k == K_SNAPSHOT) {
@@ -350,7 +368,8 @@ static int common_params(mjob *j, const tr_form *f) {
     int rc;
     if (tr_prom_time_param(f, "start", TR_PROM_MIN_TIME, &j->start, err, sizeof err) ||
         tr_prom_time_param(f, "end", TR_PROM_MAX_TIME, &j->end, err, sizeof err) ||
-        tr_prom_limit_param(f, "limit", &j->limit, err, sizeof err) || (rc = tr_prom_match_params(f, &j->ms, err, sizeof err)) == -1) {
+        tr_prom_limit_param(f, "limit", &j->limit, err, sizeof err) ||
+        (rc = tr_prom_match_params(f, &j->ms, err, sizeof err)) == -1) {
         tr_prom_reply_error(j->req, TR_PROM_BAD_DATA, err);
         return -1;
     }
@@ -370,8 +389,10 @@ static void api_series(struct evhttp_request *req, const tr_http_match *m, void 
     if (!tr_form_get(&f, "match[]")) {
         tr_prom_reply_error(req, TR_PROM_BAD_DATA, "no match[] parameter provided");
     } else if ((j = job_new(req, ctx, K_SERIES))) {
-        if (common_params(j, &f) == 0) submit(j);
-        else job_free(j);
+        if (common_params(j, &f) == 0)
+            submit(j);
+        else
+            job_free(j);
     }
     tr_form_free(&f);
 }
@@ -384,18 +405,23 @@ static void label_api(struct evhttp_request *req, const tr_api_env *env, const c
         tr_prom_reply_error(req, TR_PROM_INTERNAL, "out of memory");
         job_free(j);
     } else if (j) {
-        if (common_params(j, &f) == 0) submit(j);
-        else job_free(j);
+        if (common_params(j, &f) == 0)
+            submit(j);
+        else
+            job_free(j);
     }
     tr_form_free(&f);
 }
 
-static void api_labels(struct evhttp_request *req, const tr_http_match *m, void *ctx) { label_api(req, ctx, NULL); }
+static void api_labels(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    label_api(req, ctx, NULL);
+}
 
 static void api_label_values(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
     const char *raw = tr_http_var(m, "name");
     char name[1024], msg[1200];
-    if (unescape_name(raw, name, sizeof name) != 0 || (!valid_label_name(name) && strncmp(raw, "U__", 3) != 0)) {
+    if (unescape_name(raw, name, sizeof name) != 0 ||
+        (!valid_label_name(name) && strncmp(raw, "U__", 3) != 0)) {
         snprintf(msg, sizeof msg, "invalid label name: \"%.1000s\"", raw);
         tr_prom_reply_error(req, TR_PROM_BAD_DATA, msg);
         return;

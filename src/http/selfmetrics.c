@@ -3,8 +3,8 @@
 #include "api.h"
 #include "util/selfmon.h"
 
-volatile int *tr_api_submit(const tr_api_env *env, struct evhttp_request *req, tr_workq_fn fn, tr_workq_done_fn done,
-                            void *ctx) {
+volatile int *tr_api_submit(const tr_api_env *env, struct evhttp_request *req, tr_workq_fn fn,
+                            tr_workq_done_fn done, void *ctx) {
     volatile int *cancel = tr_workq_submit(env->wq, fn, done, ctx);
     if (cancel) tr_http_watch(req, cancel);
     return cancel;

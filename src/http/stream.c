@@ -19,9 +19,9 @@ struct tr_http_stream {
     tr_workq_waker *waker;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    tr_buf pending;     /* produced, not yet handed to libevent (under mu) */
-    size_t unacked;     /* handed to libevent, not yet written to the socket (under mu) */
-    int started;        /* loop only: the status line went out */
+    tr_buf pending; /* produced, not yet handed to libevent (under mu) */
+    size_t unacked; /* handed to libevent, not yet written to the socket (under mu) */
+    int started;    /* loop only: the status line went out */
 };
 
 /* Loop: the connection's output buffer has drained. */
@@ -123,8 +123,10 @@ int tr_http_stream_end(tr_http_stream *s, int ok) {
         struct evhttp_connection *evcon = evhttp_request_get_connection(req);
         tr_http__count_reply(200);
         tr_http__request_finished();
-        if (evcon) evhttp_connection_free(evcon); /* the client must not take a cut body for a whole one */
-        else evhttp_send_reply_end(req);          /* frees the orphaned request */
+        if (evcon)
+            evhttp_connection_free(evcon); /* the client must not take a cut body for a whole one */
+        else
+            evhttp_send_reply_end(req); /* frees the orphaned request */
     }
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);

@@ -30,7 +30,7 @@ struct tr_workq_waker {
 struct tr_workq {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    job *head, *tail;      /* waiting to start */
+    job *head, *tail; /* waiting to start */
     unsigned queued, running, max_queued;
     job *done_head, *done_tail;
     tr_workq_waker *wakes; /* pending wakers */
@@ -44,8 +44,10 @@ struct tr_workq {
 
 static void push_done(tr_workq *q, job *j) {
     j->next = NULL;
-    if (q->done_tail) q->done_tail->next = j;
-    else q->done_head = j;
+    if (q->done_tail)
+        q->done_tail->next = j;
+    else
+        q->done_head = j;
     q->done_tail = j;
 }
 
@@ -53,7 +55,8 @@ static void *worker(void *arg) {
     tr_workq *q = arg;
     pthread_mutex_lock(&q->mu);
     for (;;) {
-        while (!q->head && !q->stopping) pthread_cond_wait(&q->cv, &q->mu);
+        while (!q->head && !q->stopping)
+            pthread_cond_wait(&q->cv, &q->mu);
         if (!q->head) break;
         job *j = q->head;
         q->head = j->next;
@@ -102,8 +105,10 @@ static void deliver(tr_workq *q) {
         w->pending = 0;
         int dead = w->dead;
         pthread_mutex_unlock(&q->mu);
-        if (dead) free(w);
-        else w->fn(w->arg);
+        if (dead)
+            free(w);
+        else
+            w->fn(w->arg);
         w = n;
     }
 }
@@ -114,10 +119,12 @@ static void on_event(evutil_socket_t fd, short what, void *arg) {
     deliver(arg);
 }
 
-tr_workq *tr_workq_new(struct event_base *base, unsigned threads, unsigned max_queued, char *err, size_t errlen) {
+tr_workq *tr_workq_new(struct event_base *base, unsigned threads, unsigned max_queued, char *err,
+                       size_t errlen) {
     tr_workq *q = calloc(1, sizeof *q);
     if (threads < 1) threads = 1;
-    if (!q || !(q->th = calloc(threads, sizeof *q->th)) || !(q->active = calloc(threads, sizeof *q->active))) {
+    if (!q || !(q->th = calloc(threads, sizeof *q->th)) ||
+        !(q->active = calloc(threads, sizeof *q->active))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -157,8 +164,10 @@ volatile int *tr_workq_submit(tr_workq *q, tr_workq_fn fn, tr_workq_done_fn done
         free(j);
         return NULL;
     }
-    if (q->tail) q->tail->next = j;
-    else q->head = j;
+    if (q->tail)
+        q->tail->next = j;
+    else
+        q->head = j;
     q->tail = j;
     q->queued++;
     pthread_cond_signal(&q->cv);
@@ -169,7 +178,8 @@ volatile int *tr_workq_submit(tr_workq *q, tr_workq_fn fn, tr_workq_done_fn done
 unsigned tr_workq_busy(tr_workq *q) {
     pthread_mutex_lock(&q->mu);
     unsigned n = q->queued + q->running;
-    for (job *d = q->done_head; d; d = d->next) n++;
+    for (job *d = q->done_head; d; d = d->next)
+        n++;
     pthread_mutex_unlock(&q->mu);
     return n;
 }
@@ -178,12 +188,14 @@ void tr_workq_stop(tr_workq *q) {
     if (!q || q->nth == 0) return;
     pthread_mutex_lock(&q->mu);
     q->stopping = 1;
-    for (job *j = q->head; j; j = j->next) j->cancel = 1;
+    for (job *j = q->head; j; j = j->next)
+        j->cancel = 1;
     for (unsigned i = 0; i < q->nth; i++)
         if (q->active[i]) q->active[i]->cancel = 1;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
-    for (unsigned i = 0; i < q->nth; i++) pthread_join(q->th[i], NULL);
+    for (unsigned i = 0; i < q->nth; i++)
+        pthread_join(q->th[i], NULL);
     q->nth = 0;
     deliver(q);
 }

@@ -23,7 +23,8 @@ typedef void (*tr_workq_done_fn)(void *ctx, int cancelled);
 
 /* A queue of `threads` workers (at least 1) holding at most `max_queued` jobs waiting to
  * start. Returns NULL with err set. */
-tr_workq *tr_workq_new(struct event_base *base, unsigned threads, unsigned max_queued, char *err, size_t errlen);
+tr_workq *tr_workq_new(struct event_base *base, unsigned threads, unsigned max_queued, char *err,
+                       size_t errlen);
 /* Queues a job (loop thread). Returns its cancellation flag, which the caller may set
  * (`*flag = 1`, e.g. through tr_http_watch) and may hand to the job's code as a
  * `const volatile int *` (promql_opts.cancel); it lives until `done` returns. Returns NULL
