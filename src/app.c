@@ -44,6 +44,7 @@ typedef struct app {
     traces_store *traces;
     tr_workq *wq;                 /* heavy reads and flushes; completions on the loop */
     tr_workq_waker *traces_waker; /* the trace store's threads ask for its completions */
+    tr_workq_waker *tsdb_waker;   /* the metrics store's WAL syncer asks for its acknowledgements */
     tr_api_env env;
     struct event *sigterm, *sigint, *drain;
     struct timespec stop_at;
@@ -228,6 +229,8 @@ static void traces_sink_submit(void *ctx, const otlp_export *ex, otlp_done_fn do
 }
 
 static void traces_wake(void *ctx) { tr_workq_wake(((app *)ctx)->traces_waker); }
+static void tsdb_wake(void *ctx) { tr_workq_wake(((app *)ctx)->tsdb_waker); }
+static void tsdb_ready(void *arg) { tsdb_run_completions(((app *)arg)->db); }
 static void traces_ready(void *arg) { traces_run_completions(((app *)arg)->traces); }
 
 /* ---- shutdown ---- */
@@ -294,6 +297,12 @@ int tr_app_run(const tr_config *cfg) {
     if (!a->base) { snprintf(err, sizeof err, "cannot create the event loop"); goto fail_msg; }
     process_metrics(a);
 
+    /* workers: enough for a few concurrent exports and queries on a small machine; the
+     * queue bound turns a pile-up into quick 503s instead of unbounded memory. Its event also
+     * brings the stores' acknowledgements back to the loop. */
+    if (!(a->wq = tr_workq_new(a->base, 4, 256, err, sizeof err))) goto fail_msg;
+    if (!(a->tsdb_waker = tr_workq_waker_new(a->wq, tsdb_ready, a))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+
     char mdir[4200];
     snprintf(mdir, sizeof mdir, "%s/metrics", cfg->data_dir);
     tsdb_options mo = {
@@ -307,6 +316,8 @@ int tr_app_run(const tr_config *cfg) {
         .max_labels = cfg->max_labels_per_series,
         .max_exemplars = cfg->max_exemplars,
         .base = a->base,
+        .wake = tsdb_wake,
+        .wake_ctx = a,
     };
     if (tsdb_open(&mo, &a->db, err, sizeof err) != 0) goto fail_msg;
     otlp_translate_opts to = {.promote_resource_attributes = cfg->otlp_promote_resource_attributes};
@@ -316,9 +327,6 @@ int tr_app_run(const tr_config *cfg) {
     size_t rw_max = (size_t)cfg->otlp_max_message_bytes * 4 > ((size_t)16 << 20) ? (size_t)cfg->otlp_max_message_bytes * 4 : ((size_t)16 << 20);
     if (!(a->ingest = tr_ingest_new(a->db, (size_t)cfg->otlp_max_message_bytes, rw_max))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
-    /* workers: enough for a few concurrent exports and queries on a small machine; the
-     * queue bound turns a pile-up into quick 503s instead of unbounded memory */
-    if (!(a->wq = tr_workq_new(a->base, 4, 256, err, sizeof err))) goto fail_msg;
     a->traces_waker = tr_workq_waker_new(a->wq, traces_ready, a);
     traces_config tc = {
         .dir = cfg->data_dir,
@@ -413,11 +421,12 @@ out:
     tr_api_jaeger_fini();
     traces_close(a->traces);
     tr_workq_waker_free(a->traces_waker);
-    tr_workq_free(a->wq);
     otlp_receiver_free(a->recv);
     otlp_metrics_sink_free(a->msink);
     tr_ingest_free(a->ingest);
     tsdb_close(a->db);
+    tr_workq_waker_free(a->tsdb_waker);
+    tr_workq_free(a->wq);
     if (a->base) event_base_free(a->base);
     if (fd_http >= 0) close(fd_http);
     if (fd_grpc >= 0) close(fd_grpc);
