@@ -31,7 +31,15 @@ typedef struct tsdb_options {
     int64_t block_range_ms;   /* head data cut into blocks of this span; 0 = default 2h */
     int64_t max_exemplars;    /* size of the exemplar ring (memory + WAL); 0 = exemplars not kept */
     struct event_base *base;  /* commit callbacks run on this loop's thread; NULL = inline */
+    /* With base: instead of the store's own event, the syncer thread calls wake(wake_ctx) when
+     * acknowledgements are due, and the loop's owner then calls tsdb_run_completions() on the
+     * loop thread (the application routes it through its one work queue). */
+    void (*wake)(void *ctx);
+    void *wake_ctx;
 } tsdb_options;
+
+/* Runs the commit acknowledgements that are due (loop thread, after a wake). */
+void tsdb_run_completions(tsdb *db);
 
 /* Result codes of tsdb_appender_add and friends. */
 enum {

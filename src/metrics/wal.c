@@ -595,6 +595,12 @@ static void deliver(tsdb *db) {
 
 static void on_done_ev(evutil_socket_t fd, short what, void *arg) { deliver(arg); }
 
+void tsdb_run_completions(tsdb *db) { deliver(db); }
+
+/* Commits are acknowledged from the loop (after a wake, through the owner's wake callback or
+ * the store's own event) rather than inline. */
+static int async_acks(const tsdb *db) { return db->done_ev || (db->o.base && db->o.wake); }
+
 static void *syncer_main(void *arg) {
     tsdb *db = arg;
     for (;;) {
@@ -644,7 +650,8 @@ static void *syncer_main(void *arg) {
         int any = db->done_head != NULL;
         pthread_mutex_unlock(&db->smu);
         if (any) {
-            if (db->done_ev) event_active(db->done_ev, EV_READ, 0);
+            if (db->o.wake) db->o.wake(db->o.wake_ctx);
+            else if (db->done_ev) event_active(db->done_ev, EV_READ, 0);
         }
     }
     return NULL;
@@ -653,10 +660,9 @@ static void *syncer_main(void *arg) {
 int syncer_start(tsdb *db) {
     db->done_tail = &db->done_head;
     if (!db->o.base) return 0;
-    db->done_ev = event_new(db->o.base, -1, 0, on_done_ev, db);
-    if (!db->done_ev) return -1;
+    if (!db->o.wake && !(db->done_ev = event_new(db->o.base, -1, 0, on_done_ev, db))) return -1;
     if (pthread_create(&db->syncer, NULL, syncer_main, db) != 0) {
-        event_free(db->done_ev);
+        if (db->done_ev) event_free(db->done_ev);
         db->done_ev = NULL;
         return -1;
     }
@@ -664,21 +670,22 @@ int syncer_start(tsdb *db) {
 }
 
 void syncer_stop(tsdb *db) {
-    if (db->done_ev) {
+    if (async_acks(db)) {
         pthread_mutex_lock(&db->smu);
         db->sync_stop = 1;
         pthread_cond_signal(&db->scv);
         pthread_mutex_unlock(&db->smu);
         pthread_join(db->syncer, NULL);
-        event_free(db->done_ev);
+        if (db->done_ev) event_free(db->done_ev);
         db->done_ev = NULL;
+        db->o.wake = NULL; /* stopped: later commits are acknowledged inline */
     }
     deliver(db); /* what the loop did not run any more */
 }
 
 void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie,
                  int status, const char *msg) {
-    if (!db->done_ev || status) {
+    if (!async_acks(db) || status) {
         /* inline mode (no event loop) or an immediate failure */
         if (!status) {
             pthread_mutex_lock(&db->mu);

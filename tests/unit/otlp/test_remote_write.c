@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "http/ingest.h"
+#include "otlp/promwire.h"
 #include "prometheus_remote.pb-c.h"
 #include "util/log.h"
 
