@@ -184,6 +184,14 @@ static void run(struct evhttp_request *req, tsdb *db, int federate) {
         }
         tsdb_seriesset_unload(set, refs[r].i);
     }
+    /* the text format has no warnings field: a damaged block left out is said in a header */
+    const char *const *warns;
+    size_t nw = tsdb_querier_warnings(qr, &warns);
+    for (size_t w = 0; w < nw && w < 8; w++) {
+        char hv[600];
+        snprintf(hv, sizeof hv, "199 tricorder \"%s\"", warns[w]);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Warning", hv);
+    }
     if (b.failed) tr_http_reply_text(req, 500, "response too large or out of memory");
     else tr_http_reply_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
     tr_buf_free(&b);

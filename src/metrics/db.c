@@ -64,6 +64,78 @@ static void db_drop_block(tsdb *db, block *b) {
     db_block_unref(db, b);
 }
 
+/* Moves the block directory `path` (named id) to <dir>/quarantine/<id> (a suffix keeps an
+ * earlier quarantined copy). Never deletes anything. 0 or -1 with errno. */
+static int move_to_quarantine(tsdb *db, const char *path, const char *id, char *dst, size_t dstlen) {
+    char q[4200];
+    snprintf(q, sizeof q, "%s/quarantine", db->dir);
+    if (mkdir(q, 0755) != 0 && errno != EEXIST) return -1;
+    snprintf(dst, dstlen, "%s/%s", q, id);
+    struct stat st;
+    for (int k = 1; k < 1000 && lstat(dst, &st) == 0; k++) snprintf(dst, dstlen, "%s/%s.%d", q, id, k);
+    if (rename(path, dst) != 0) return -1;
+    int fd = open(q, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd)) { /* best effort */ }
+        close(fd);
+    }
+    return 0;
+}
+
+static void count_quarantine(tsdb *db) {
+    db->st.quarantined++;
+    if (db->self_on) tr_counter_add(db->self.quarantined, 1);
+}
+
+/* Quarantines the block directory `path` that failed to open (at load). */
+static void quarantine_path(tsdb *db, const char *path, const char *id, const char *why) {
+    char dst[4300], q1[600], q2[4400];
+    if (move_to_quarantine(db, path, id, dst, sizeof dst) != 0) {
+        int e = errno;
+        TR_ERROR("damaged block: cannot move it to quarantine; it is left in place and not loaded",
+                 "block=%s error=%s errno=%d reason=%s", id, tr_log_quote(q1, sizeof q1, why), e,
+                 tr_log_quote(q2, sizeof q2, strerror(e)));
+        tr_storage_error("metrics", "quarantine");
+        return;
+    }
+    count_quarantine(db);
+    TR_ERROR("damaged block quarantined", "block=%s error=%s moved_to=%s", id, tr_log_quote(q1, sizeof q1, why),
+             tr_log_quote(q2, sizeof q2, dst));
+}
+
+void db_quarantine_block(tsdb *db, block *b, const char *why) {
+    pthread_mutex_lock(&db->mu);
+    int listed = 0;
+    for (size_t i = 0; i < db->nblocks; i++)
+        if (db->blocks[i] == b) {
+            memmove(db->blocks + i, db->blocks + i + 1, (db->nblocks - i - 1) * sizeof *db->blocks);
+            db->nblocks--;
+            listed = 1;
+            break;
+        }
+    if (!listed || b->quarantined) {
+        pthread_mutex_unlock(&db->mu);
+        return;
+    }
+    b->quarantined = 1;
+    db->st.blocks = db->nblocks;
+    char dst[4300], q1[600], q2[4400];
+    /* the open chunks descriptor stays valid across the rename: queries that hold the block
+     * finish (and skip its damaged frames) */
+    if (move_to_quarantine(db, b->dir, b->id, dst, sizeof dst) != 0) {
+        int e = errno;
+        TR_ERROR("damaged block: cannot move it to quarantine; it is no longer read", "block=%s error=%s errno=%d",
+                 b->id, tr_log_quote(q1, sizeof q1, why), e);
+        tr_storage_error("metrics", "quarantine");
+    } else {
+        count_quarantine(db);
+        TR_ERROR("damaged block quarantined", "block=%s error=%s moved_to=%s", b->id, tr_log_quote(q1, sizeof q1, why),
+                 tr_log_quote(q2, sizeof q2, dst));
+    }
+    db_block_unref(db, b);
+    pthread_mutex_unlock(&db->mu);
+}
+
 static int load_blocks(tsdb *db, char *err, size_t errlen) {
     DIR *d = opendir(db->blocks_dir);
     if (!d) {
@@ -88,12 +160,17 @@ static int load_blocks(tsdb *db, char *err, size_t errlen) {
             continue;
         }
         char berr[512];
-        block *b = block_open(p, berr, sizeof berr);
+        int damaged;
+        block *b = block_open(p, &damaged, berr, sizeof berr);
         if (!b) {
             char q[600];
-            TR_WARN("skipping unreadable block", "error=%s", tr_log_quote(q, sizeof q, berr));
+            if (damaged) quarantine_path(db, p, e->d_name, berr);
+            else TR_WARN("skipping unreadable block", "error=%s", tr_log_quote(q, sizeof q, berr));
             continue;
         }
+        if (b->version < 2)
+            TR_INFO("block in format 1 (no chunk checksums): read as before, rewritten with checksums when compacted",
+                    "block=%s", b->id);
         if (db_add_block(db, b)) {
             block_free(b);
             closedir(d);
@@ -103,6 +180,16 @@ static int load_blocks(tsdb *db, char *err, size_t errlen) {
     }
     closedir(d);
     return 0;
+}
+
+/* Opens a block this process has just written; one that does not verify is quarantined. */
+static block *open_new_block(tsdb *db, const char *id, char *err, size_t errlen) {
+    char p[4200];
+    int damaged;
+    snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
+    block *b = block_open(p, &damaged, err, errlen);
+    if (!b && damaged) quarantine_path(db, p, id, err);
+    return b;
 }
 
 /* ---- cutting the head into a block ---- */
@@ -270,7 +357,7 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
         if (rc == 0) {
             char p[4200];
             snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
-            nb = block_open(p, err, errlen);
+            nb = open_new_block(db, id, err, errlen);
             if (!nb) rc = -1;
         }
     }
@@ -357,6 +444,7 @@ typedef struct mergeiter {
     sample *buf;
     char *err;
     size_t errlen;
+    block *bad; /* the damaged block that stopped the merge */
 } mergeiter;
 
 /* The next label set in order over all blocks, with the samples of every block holding it
@@ -390,8 +478,13 @@ static int merge_next(void *ctx, wseries *out) {
         sample *sm;
         long m = block_series_samples(c->b, (uint32_t)c->i, &sm);
         c->i++;
+        if (m == -2) {
+            it->bad = c->b;
+            snprintf(it->err, it->errlen, "block %s is damaged: %s", c->b->id, c->b->damage);
+            return -1;
+        }
         if (m < 0) {
-            snprintf(it->err, it->errlen, "block %s: unreadable chunk", c->b->id);
+            snprintf(it->err, it->errlen, "out of memory reading block %s", c->b->id);
             return -1;
         }
         if (!it->buf) {
@@ -410,7 +503,7 @@ static int merge_next(void *ctx, wseries *out) {
 }
 
 /* Merges blocks[0..k) (all held by a ref) into one block, streaming; returns it or NULL. */
-static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, char *err, size_t errlen) {
+static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, block **bad, char *err, size_t errlen) {
     mergeiter *it = calloc(1, sizeof *it);
     block *nb = NULL;
     if (!it || !(it->cur = calloc(k, sizeof *it->cur))) {
@@ -421,11 +514,10 @@ static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, char *er
     it->k = k;
     it->err = err;
     it->errlen = errlen;
-    char id[64], p[4200];
-    if (block_write(db->blocks_dir, merge_next, it, level, id, sizeof id, err, errlen) == 0) {
-        snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
-        nb = block_open(p, err, errlen);
-    }
+    char id[64];
+    if (block_write(db->blocks_dir, merge_next, it, level, id, sizeof id, err, errlen) == 0)
+        nb = open_new_block(db, id, err, errlen);
+    *bad = it->bad;
 done:
     if (it) {
         free(it->buf);
@@ -476,7 +568,12 @@ static int compact_once(tsdb *db) {
     for (size_t i = 0; i < k; i++) grp[i]->refs++;
     pthread_mutex_unlock(&db->mu);
     char err[512];
-    block *nb = compact_blocks(db, grp, k, level, err, sizeof err);
+    block *bad = NULL;
+    block *nb = compact_blocks(db, grp, k, level, &bad, err, sizeof err);
+    if (bad) {
+        /* the merge stopped at a damaged block: set it aside and compact the rest next round */
+        db_quarantine_block(db, bad, bad->damage);
+    }
     pthread_mutex_lock(&db->mu);
     if (nb && db_add_block(db, nb) == 0) {
         for (size_t i = 0; i < k; i++) db_drop_block(db, grp[i]);
@@ -490,7 +587,7 @@ static int compact_once(tsdb *db) {
     for (size_t i = 0; i < k; i++) db_block_unref(db, grp[i]);
     pthread_mutex_unlock(&db->mu);
     pthread_mutex_unlock(&db->bmu);
-    return nb != NULL;
+    return nb != NULL || bad != NULL;
 }
 
 /* Drops blocks past the retention (time, then size). Returns the number dropped. */
@@ -734,6 +831,11 @@ static void self_init(tsdb *db) {
     m->blocks = tr_gauge_new("tricorder_tsdb_blocks", "Blocks on disk.", NULL);
     m->compactions = tr_counter_new("tricorder_tsdb_compactions_total", "Block compactions done.", NULL);
     m->disk_bytes = tr_gauge_new("tricorder_tsdb_disk_bytes", "Bytes used on disk by blocks and the WAL.", NULL);
+    m->quarantined = tr_counter_new("tricorder_tsdb_quarantined_blocks_total",
+                                    "Damaged blocks moved to <data-dir>/metrics/quarantine (never deleted).", NULL);
+    pthread_mutex_lock(&db->mu);
+    tr_counter_add(m->quarantined, db->st.quarantined); /* those set aside while loading */
+    pthread_mutex_unlock(&db->mu);
     tr_selfmon_add_collector(self_collect, db);
     ex_self_init(db);
     db->self_on = 1;

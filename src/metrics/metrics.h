@@ -144,10 +144,16 @@ int tsdb_parse_selector(const char *s, tsdb_matcher ***out, size_t *n, char *err
 void tsdb_matchers_free(tsdb_matcher **m, size_t n);
 
 /* A querier sees the head and the blocks that overlap [mint, maxt] as of its creation; blocks
- * it uses are not deleted before it is closed. Returns NULL when out of memory. */
+ * it uses are not deleted before it is closed. mint is raised to now - retention: nothing
+ * older than the retention is answered. Returns NULL when out of memory. */
 typedef struct tsdb_querier tsdb_querier;
 tsdb_querier *tsdb_querier_open(tsdb *db, int64_t mint, int64_t maxt);
 void tsdb_querier_close(tsdb_querier *q);
+/* Warnings gathered so far by selections and loads through q, for Prometheus' `warnings`
+ * field: a block found damaged (checksum mismatch) has its data left out of the answer (never
+ * served) and is quarantined; the answer is the rest plus one warning naming the block.
+ * *out holds the returned number of strings, valid until q is closed or used again. */
+size_t tsdb_querier_warnings(const tsdb_querier *q, const char *const **out);
 
 /* The series matching every matcher (AND), with data overlapping the querier's range, sorted
  * by label set. Flags: TSDB_SELECT_SAMPLES also loads each series' samples in range.
@@ -224,6 +230,7 @@ typedef struct tsdb_stats {
     uint64_t wal_bytes;
     uint64_t samples_appended, out_of_order, too_old, limit_rejections, series_created;
     uint64_t wal_fsyncs, wal_written, compactions, blocks_cut;
+    uint64_t quarantined; /* damaged blocks moved to <dir>/quarantine since open */
 } tsdb_stats;
 void tsdb_get_stats(tsdb *db, tsdb_stats *st);
 
