@@ -332,6 +332,15 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
             raw.len = 0;
         }
     }
+    if (!n) {
+        /* nothing to keep (a range the data only spans): no empty block */
+        close(cfd);
+        cfd = -1;
+        rm_rf_block(tmp);
+        id_out[0] = 0;
+        rc = 1;
+        goto out;
+    }
     if (fsync(cfd)) goto ioerr;
     close(cfd);
     cfd = -1;

@@ -201,9 +201,13 @@ typedef struct cutent {
     uint16_t open_n;
     uint8_t *open_copy;
     size_t open_len;
+    int64_t open_mint, open_maxt;
     sample *ooo;
     uint32_t nooo;
 } cutent;
+
+/* Floor division: the block range that holds t (also for negative times). */
+static int64_t range_of(int64_t t, int64_t r) { return t >= 0 ? t / r : -((-(t + 1)) / r) - 1; }
 
 static int cmp_wseries(const void *a, const void *b) {
     const wseries *x = a, *y = b;
@@ -250,6 +254,7 @@ typedef struct cutiter {
     cutent *ce;
     wseries *ws, **order;
     size_t n, i;
+    int64_t lo, hi; /* the block range being written: [lo, hi) */
     sample *buf;
 } cutiter;
 
@@ -262,15 +267,59 @@ static int cut_next(void *ctx, wseries *out) {
     cutent *c = &it->ce[w - it->ws];
     size_t cnt = 0;
     sample *a = NULL;
-    for (uint32_t j = 0; j < c->nchunks; j++) decode_append(c->chunks[j]->data, c->chunks[j]->len, c->chunks[j]->n, &a, &cnt);
-    if (c->open_n) decode_append(c->open_copy, c->open_len, c->open_n, &a, &cnt);
+    for (uint32_t j = 0; j < c->nchunks; j++) {
+        hchunk *k = c->chunks[j];
+        if (k->maxt >= it->lo && k->mint < it->hi) decode_append(k->data, k->len, k->n, &a, &cnt);
+    }
+    if (c->open_n && c->open_maxt >= it->lo && c->open_mint < it->hi)
+        decode_append(c->open_copy, c->open_len, c->open_n, &a, &cnt);
     merge_dedupe(&a, &cnt, c->ooo, c->nooo);
+    size_t o = 0;
+    for (size_t x = 0; a && x < cnt; x++)
+        if (a[x].t >= it->lo && a[x].t < it->hi) a[o++] = a[x];
     it->buf = a;
     out->lbl = w->lbl;
     out->nl = w->nl;
     out->s = a;
-    out->n = a ? cnt : 0;
+    out->n = a ? o : 0;
     return 1;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void push_range(int64_t **v, size_t *n, size_t *cap, int64_t k) {
+    if (*n && (*v)[*n - 1] == k) return;
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        int64_t *nv = realloc(*v, c * sizeof *nv);
+        if (!nv) return;
+        *v = nv;
+        *cap = c;
+    }
+    (*v)[(*n)++] = k;
+}
+
+/* The block ranges (as range_of indexes) that the snapshotted data touches, sorted, distinct. */
+static int64_t *cut_ranges(const cutent *ce, size_t n, int64_t r, size_t *out_n) {
+    int64_t *v = NULL;
+    size_t nv = 0, cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        const cutent *c = &ce[i];
+        for (uint32_t j = 0; j < c->nchunks; j++)
+            for (int64_t k = range_of(c->chunks[j]->mint, r); k <= range_of(c->chunks[j]->maxt, r); k++) push_range(&v, &nv, &cap, k);
+        if (c->open_n)
+            for (int64_t k = range_of(c->open_mint, r); k <= range_of(c->open_maxt, r); k++) push_range(&v, &nv, &cap, k);
+        for (uint32_t j = 0; j < c->nooo; j++) push_range(&v, &nv, &cap, range_of(c->ooo[j].t, r));
+    }
+    if (nv > 1) qsort(v, nv, sizeof *v, cmp_i64);
+    size_t o = 0;
+    for (size_t i = 0; i < nv; i++)
+        if (!o || v[o - 1] != v[i]) v[o++] = v[i];
+    *out_n = o;
+    return v;
 }
 
 /* Moves head data older than `before` (everything when INT64_MAX) into a new block. Holds
@@ -300,6 +349,8 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
          * receiving samples must not keep its data (and itself) in the head for ever */
         if (s->open.n && (before == INT64_MAX || s->open.t < before)) {
             c.open_n = s->open.n;
+            c.open_mint = s->open.mint;
+            c.open_maxt = s->open.t;
             c.open_len = (size_t)((s->open.bits + 7) / 8);
             c.open_copy = malloc(c.open_len ? c.open_len : 1);
             if (c.open_copy) memcpy(c.open_copy, s->open.buf, c.open_len);
@@ -337,28 +388,51 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
     }
     pthread_mutex_unlock(&db->mu);
 
-    /* the block is written in label order; each series is decoded only when the writer asks
-     * for it, outside the lock (sealed chunks are immutable and only this thread frees them) */
+    /* one block per block range the data touches (aligned, as Prometheus cuts, so that a
+     * backfill never makes one block spanning days); each is written in label order, each
+     * series decoded only when the writer asks for it, outside the lock (sealed chunks are
+     * immutable and only this thread frees them) */
     char id[64];
-    block *nb = NULL;
+    block **nbs = NULL;
+    size_t nnb = 0;
     if (n) {
+        int64_t r = db->o.block_range_ms;
+        size_t nr = 0;
+        int64_t *ranges = cut_ranges(ce, n, r, &nr);
         wseries **order = malloc(n * sizeof *order);
-        if (!order) {
+        nbs = calloc(nr + 1, sizeof *nbs);
+        if (!order || !ranges || !nbs) {
+            free(order);
+            free(ranges);
             snprintf(err, errlen, "out of memory");
             rc = -1;
             goto release;
         }
         for (size_t i = 0; i < n; i++) order[i] = &ws[i];
         qsort(order, n, sizeof *order, cmp_wseries_p);
-        cutiter it = {.ce = ce, .ws = ws, .order = order, .n = n};
-        rc = block_write(db->blocks_dir, cut_next, &it, 0, id, sizeof id, err, errlen);
-        free(it.buf);
+        for (size_t k = 0; k < nr && rc == 0; k++) {
+            int64_t lo = ranges[k] * r;
+            cutiter it = {.ce = ce, .ws = ws, .order = order, .n = n, .lo = lo, .hi = lo + r};
+            int w = block_write(db->blocks_dir, cut_next, &it, 0, id, sizeof id, err, errlen);
+            free(it.buf);
+            if (w < 0) {
+                rc = -1;
+                tr_storage_error("metrics", "block_write");
+            } else if (w == 0) {
+                nbs[nnb] = open_new_block(db, id, err, errlen);
+                if (nbs[nnb]) nnb++;
+                else rc = -1;
+            }
+        }
         free(order);
-        if (rc == 0) {
-            char p[4200];
-            snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
-            nb = open_new_block(db, id, err, errlen);
-            if (!nb) rc = -1;
+        free(ranges);
+        if (rc != 0) {
+            /* the head keeps everything: the blocks of this cut go (they were never listed) */
+            for (size_t k = 0; k < nnb; k++) {
+                nbs[k]->doomed = 1;
+                block_free(nbs[k]);
+            }
+            nnb = 0;
         }
     }
 release:
@@ -392,12 +466,11 @@ release:
             }
         }
         head_remove_all_empty(db);
-        if (nb) {
-            if (db_add_block(db, nb) == 0) {
+        for (size_t k = 0; k < nnb; k++)
+            if (db_add_block(db, nbs[k]) == 0) {
                 db->st.blocks_cut++;
-                nb = NULL;
+                nbs[k] = NULL;
             }
-        }
         ck = wal_checkpoint_begin(db, werr, sizeof werr);
         if (!ck) TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
     }
@@ -405,7 +478,9 @@ release:
     pthread_rwlock_unlock(&db->chunk_rw);
     if (ck && wal_checkpoint_finish(db, ck, werr, sizeof werr) != 0) TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
     wal_checkpoint_free(ck);
-    if (nb) block_free(nb);
+    for (size_t k = 0; k < nnb; k++)
+        if (nbs[k]) block_free(nbs[k]); /* could not be listed (out of memory): its files stay for the next start */
+    free(nbs);
 out:
     for (size_t i = 0; ce && i < n; i++) {
         free(ce[i].chunks);
@@ -515,8 +590,10 @@ static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, block **
     it->err = err;
     it->errlen = errlen;
     char id[64];
-    if (block_write(db->blocks_dir, merge_next, it, level, id, sizeof id, err, errlen) == 0)
-        nb = open_new_block(db, id, err, errlen);
+    int w = block_write(db->blocks_dir, merge_next, it, level, id, sizeof id, err, errlen);
+    if (w == 0) nb = open_new_block(db, id, err, errlen);
+    else if (w == 1) snprintf(err, errlen, "the blocks hold no sample");
+    else if (!it->bad) tr_storage_error("metrics", "block_write");
     *bad = it->bad;
 done:
     if (it) {
@@ -527,34 +604,45 @@ done:
     return nb;
 }
 
-/* One compaction step: merges the first group of >= 2 blocks that fall in one aligned window
- * of 3^L block ranges. Returns 1 when it did something. */
+/* The largest compaction window: 10% of the retention, at most 31 days (as Prometheus). */
+static int64_t max_window(tsdb *db) {
+    int64_t m = 31LL * 86400000;
+    if (db->o.retention_ms > 0 && db->o.retention_ms / 10 < m) m = db->o.retention_ms / 10;
+    return m;
+}
+
+/* One compaction step, as Prometheus plans it: windows of 3, 9, 27 … block ranges (2h → 6h →
+ * 18h → 54h …, up to max_window), aligned; the first window holding >= 2 blocks that lie
+ * wholly inside it, and that the head has moved past (or whose blocks overlap), is merged into
+ * one block. Each step reads one window's blocks, so memory is bounded by a window, and blocks
+ * stay bounded in span, so size retention drops a bounded slice. Returns 1 when it did
+ * something. */
 static int compact_once(tsdb *db) {
-    int64_t r = db->o.block_range_ms;
-    int64_t maxw = r * 81; /* 2h → 6.75d */
-    if (db->o.retention_ms > 0 && db->o.retention_ms / 10 < maxw) maxw = db->o.retention_ms / 10;
+    int64_t r = db->o.block_range_ms, maxw = max_window(db);
     pthread_mutex_lock(&db->bmu);
     pthread_mutex_lock(&db->mu);
+    /* data still arriving in the head may land in a window: leave it until the head has
+     * moved on (a later cut would only add another block to it) */
+    int64_t high = db->h.mint;
     block *grp[64];
     size_t k = 0;
     int level = 1;
     for (int64_t w = r * 3; w <= maxw && k < 2; w *= 3, level++) {
         for (size_t i = 0; i < db->nblocks && k < 2; i++) {
             block *a = db->blocks[i];
-            if (a->mint / w != a->maxt / w) continue;
+            int64_t win = range_of(a->mint, w);
+            if (range_of(a->maxt, w) != win) continue;
             k = 0;
             grp[k++] = a;
             for (size_t j = i + 1; j < db->nblocks && k < 64; j++) {
                 block *b = db->blocks[j];
-                if (b->mint / w == a->mint / w && b->maxt / w == a->mint / w) grp[k++] = b;
+                if (range_of(b->mint, w) == win && range_of(b->maxt, w) == win) grp[k++] = b;
             }
-            /* never compact while the head still writes into this window (it would only
-             * make another block for it later) unless the blocks overlap */
-            if (k >= 2 && db->h.mint != INT64_MAX && db->h.mint / w == a->mint / w) {
+            if (k >= 2 && (win + 1) * w > high) {
                 int overlap = 0;
                 for (size_t x = 1; x < k; x++)
                     if (grp[x]->mint <= grp[x - 1]->maxt) overlap = 1;
-                if (!overlap && k < 3) k = 0;
+                if (!overlap) k = 0;
             }
             if (k < 2) k = 0;
         }
@@ -571,12 +659,14 @@ static int compact_once(tsdb *db) {
     block *bad = NULL;
     block *nb = compact_blocks(db, grp, k, level, &bad, err, sizeof err);
     if (bad) {
-        /* the merge stopped at a damaged block: set it aside and compact the rest next round */
+        /* the merge stopped at a damaged block: set it aside (named in the log) and compact
+         * the rest next round, so compaction never fails for ever on one block */
         db_quarantine_block(db, bad, bad->damage);
     }
     pthread_mutex_lock(&db->mu);
     if (nb && db_add_block(db, nb) == 0) {
-        for (size_t i = 0; i < k; i++) db_drop_block(db, grp[i]);
+        for (size_t i = 0; i < k; i++)
+            if (!grp[i]->quarantined) db_drop_block(db, grp[i]);
         db->st.compactions++;
         if (db->self_on) tr_counter_add(db->self.compactions, 1);
     } else {

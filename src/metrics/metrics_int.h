@@ -228,7 +228,8 @@ typedef struct wseries {
  * returns 1, 0 at the end, or -1 on error. Series with no samples are skipped. */
 typedef int (*wseries_next)(void *ctx, wseries *out);
 /* Writes a block of the series `next` gives into blocks_dir/<id> (streaming: one series and
- * one frame in memory at a time); returns 0 or -1 with err set. */
+ * one frame in memory at a time); returns 0, 1 when there was no sample (nothing written,
+ * id_out empty), or -1 with err set. */
 int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level, char *id_out,
                 size_t idcap, char *err, size_t errlen);
 /* Opens a block, verifying meta.json (strictly parsed, checked against the index) and every
