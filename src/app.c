@@ -225,6 +225,12 @@ static void traces_sink_submit(void *ctx, const otlp_export *ex, otlp_done_fn do
 }
 
 static void traces_wake(void *ctx) { event_active(((app *)ctx)->traces_ev, EV_READ, 0); }
+/* /-/ready: 503 while the metrics store replays its write-ahead log. */
+static void api_ready(struct evhttp_request *req, const char *path, void *ctx) {
+    if (!tsdb_ready(ctx)) tr_http_reply_text(req, 503, "not ready: the metrics store is replaying its write-ahead log");
+    else tr_api_health(req, path, ctx);
+}
+
 static void traces_ready(evutil_socket_t fd, short what, void *arg) { traces_run_completions(((app *)arg)->traces); }
 
 /* ---- shutdown ---- */
@@ -304,6 +310,7 @@ int tr_app_run(const tr_config *cfg) {
         .max_labels = cfg->max_labels_per_series,
         .max_exemplars = cfg->max_exemplars,
         .base = a->base,
+        .async_replay = 1, /* listeners answer (503 until replayed) instead of hanging */
     };
     if (tsdb_open(&mo, &a->db, err, sizeof err) != 0) goto fail_msg;
     otlp_translate_opts to = {.promote_resource_attributes = cfg->otlp_promote_resource_attributes};
@@ -347,7 +354,7 @@ int tr_app_run(const tr_config *cfg) {
 
     tr_http_route(a->http, "/healthz", TR_HTTP_PUBLIC, tr_api_health, a);
     tr_http_route(a->http, "/-/healthy", TR_HTTP_PUBLIC, tr_api_health, a);
-    tr_http_route(a->http, "/-/ready", TR_HTTP_PUBLIC, tr_api_health, a);
+    tr_http_route(a->http, "/-/ready", TR_HTTP_PUBLIC, api_ready, a->db);
     tr_http_route(a->http, "/metrics", 0, tr_api_selfmetrics, a);
     tr_http_route(a->http, "/v1/metrics", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
     tr_http_route(a->http, "/v1/traces", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);

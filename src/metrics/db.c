@@ -495,7 +495,13 @@ out:
     return rc;
 }
 
-int tsdb_flush(tsdb *db, char *err, size_t errlen) { return db_cut(db, INT64_MAX, err, errlen); }
+int tsdb_flush(tsdb *db, char *err, size_t errlen) {
+    if (!tsdb_ready(db)) {
+        snprintf(err, errlen, "the metrics store is replaying its write-ahead log; retry");
+        return -1;
+    }
+    return db_cut(db, INT64_MAX, err, errlen);
+}
 
 /* ---- compaction and retention ---- */
 
@@ -712,6 +718,7 @@ static int apply_retention(tsdb *db) {
 
 void tsdb_maintain(tsdb *db) {
     int64_t r = db->o.block_range_ms;
+    if (!tsdb_ready(db)) return;
     pthread_mutex_lock(&db->mu);
     int64_t hmin = db->h.mint, hmax = db->h.maxt;
     pthread_mutex_unlock(&db->mu);
@@ -729,8 +736,25 @@ void tsdb_maintain(tsdb *db) {
     apply_retention(db);
 }
 
+int tsdb_ready(tsdb *db) { return __atomic_load_n(&db->ready, __ATOMIC_ACQUIRE); }
+
 static void *bg_main(void *arg) {
     tsdb *db = arg;
+    if (!tsdb_ready(db)) {
+        char err[512], q[600];
+        if (wal_open(db, err, sizeof err) != 0) {
+            /* writes stay refused (503) and nothing is cut or checkpointed: the WAL is left as
+             * it is for the next start */
+            db->replay_failed = 1;
+            TR_ERROR("WAL replay failed: the metrics store stays read-only", "error=%s", tr_log_quote(q, sizeof q, err));
+            return NULL;
+        }
+        if (db->self_on) {
+            tr_counter_add(db->self.wal_skipped, db->st.wal_records_skipped);
+            tr_counter_add(db->self.wal_dropped, db->st.wal_samples_dropped);
+        }
+        __atomic_store_n(&db->ready, 1, __ATOMIC_RELEASE);
+    }
     pthread_mutex_lock(&db->smu);
     while (!db->bg_stop) {
         struct timespec ts;
@@ -921,6 +945,14 @@ static void self_init(tsdb *db) {
     m->blocks = tr_gauge_new("tricorder_tsdb_blocks", "Blocks on disk.", NULL);
     m->compactions = tr_counter_new("tricorder_tsdb_compactions_total", "Block compactions done.", NULL);
     m->disk_bytes = tr_gauge_new("tricorder_tsdb_disk_bytes", "Bytes used on disk by blocks and the WAL.", NULL);
+    m->wal_skipped = tr_counter_new("tricorder_tsdb_wal_corrupt_records_total",
+                                    "Damaged WAL records skipped by the replay at start (a copy of the file is kept as .corrupt).", NULL);
+    m->wal_dropped = tr_counter_new("tricorder_tsdb_wal_samples_dropped_total",
+                                    "Samples the WAL replay could not restore (damaged records, or series whose definition was damaged).", NULL);
+    if (tsdb_ready(db)) {
+        tr_counter_add(m->wal_skipped, db->st.wal_records_skipped);
+        tr_counter_add(m->wal_dropped, db->st.wal_samples_dropped);
+    }
     m->quarantined = tr_counter_new("tricorder_tsdb_quarantined_blocks_total",
                                     "Damaged blocks moved to <data-dir>/metrics/quarantine (never deleted).", NULL);
     pthread_mutex_lock(&db->mu);
@@ -984,7 +1016,11 @@ int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
     }
     if (ex_init(&db->ex, o->max_exemplars, err, errlen)) goto fail;
     if (load_blocks(db, err, errlen)) goto fail;
-    if (wal_open(db, err, errlen)) goto fail;
+    int async = o->base && o->async_replay;
+    if (!async) {
+        if (wal_open(db, err, errlen)) goto fail;
+        db->ready = 1;
+    }
     meta_load(db);
     if (syncer_start(db)) {
         snprintf(err, errlen, "cannot start the WAL syncer");
@@ -1024,7 +1060,9 @@ void tsdb_close(tsdb *db) {
     }
     syncer_stop(db);
     char err[512];
-    if (db_cut(db, INT64_MAX, err, sizeof err) != 0) {
+    if (!tsdb_ready(db)) {
+        /* a failed replay: the head is partial; the WAL stays as it is */
+    } else if (db_cut(db, INT64_MAX, err, sizeof err) != 0) {
         char q[600];
         TR_WARN("flush at close failed; the WAL keeps the data", "error=%s", tr_log_quote(q, sizeof q, err));
     }

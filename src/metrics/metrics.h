@@ -31,6 +31,9 @@ typedef struct tsdb_options {
     int64_t block_range_ms;   /* head data cut into blocks of this span; 0 = default 2h */
     int64_t max_exemplars;    /* size of the exemplar ring (memory + WAL); 0 = exemplars not kept */
     struct event_base *base;  /* commit callbacks run on this loop's thread; NULL = inline */
+    int async_replay;         /* with base: replay the WAL on the background thread, so that
+                                 tsdb_open returns at once; until it is done tsdb_ready() is 0
+                                 and commits fail with TSDB_ERR_NOT_READY (retryable) */
 } tsdb_options;
 
 /* Result codes of tsdb_appender_add and friends. */
@@ -49,12 +52,18 @@ enum {
     TSDB_ERR_NOMEM = -11,
     TSDB_ERR_CLOSED = -12,
     TSDB_ERR_UTF8 = -13,         /* a label value (or name) is not valid UTF-8 */
+    TSDB_ERR_NOT_READY = -14,    /* the WAL is still being replayed: retry later */
 };
 
-/* Opens (creating if needed) the store in o->dir: loads the blocks, replays the WAL (a torn
- * last record is cut off), and starts the WAL syncer and the compaction thread. Returns 0 and
- * *out, or -1 with a message in err. Free with tsdb_close(). */
+/* Opens (creating if needed) the store in o->dir: loads the blocks (a damaged one is moved to
+ * <dir>/quarantine), replays the WAL (damaged records are skipped and counted; see wal.c), and
+ * starts the WAL syncer and the compaction thread. Returns 0 and *out, or -1 with a message in
+ * err. Free with tsdb_close(). */
 int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen);
+/* 1 once the WAL replay is done (at once unless o->async_replay), else 0: /-/ready answers 503
+ * and writes are refused (TSDB_ERR_NOT_READY at commit, which ingest answers with 503 or
+ * gRPC UNAVAILABLE, so clients retry instead of hanging). */
+int tsdb_ready(tsdb *db);
 /* Waits for pending commits, cuts the head into a block, truncates the WAL, stops the
  * threads and frees everything. NULL is a no-op. */
 void tsdb_close(tsdb *db);
@@ -231,6 +240,7 @@ typedef struct tsdb_stats {
     uint64_t samples_appended, out_of_order, too_old, limit_rejections, series_created;
     uint64_t wal_fsyncs, wal_written, compactions, blocks_cut;
     uint64_t quarantined; /* damaged blocks moved to <dir>/quarantine since open */
+    uint64_t wal_records_skipped, wal_samples_dropped; /* damage met by the last WAL replay */
 } tsdb_stats;
 void tsdb_get_stats(tsdb *db, tsdb_stats *st);
 

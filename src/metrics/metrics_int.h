@@ -338,7 +338,8 @@ typedef struct waiter {
 
 typedef struct tsdb_metrics_self {
     tr_metric *series, *appended, *ooo_rej, *too_old, *limits, *wal_fsyncs, *wal_bytes,
-        *blocks, *compactions, *disk_bytes, *head_chunks, *series_created, *ooo_acc, *quarantined;
+        *blocks, *compactions, *disk_bytes, *head_chunks, *series_created, *ooo_acc, *quarantined,
+        *wal_skipped, *wal_dropped;
 } tsdb_metrics_self;
 
 struct tsdb {
@@ -383,6 +384,8 @@ struct tsdb {
     int self_on;
     tsdb_metrics_self self;
     int closing;
+    int ready;                 /* WAL replayed (atomic) */
+    int replay_failed;
     exstore ex;                /* exemplars (exemplar.c) */
 };
 
@@ -436,10 +439,23 @@ void syncer_stop(tsdb *db);
 void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie,
                  int status, const char *msg);
 enum { WAL_SERIES = 1, WAL_SAMPLES = 2, WAL_EXEMPLARS = 3 };
-/* Parses one WAL file; calls fn for each record. Returns the offset after the last good
- * record. */
+/* Parses one WAL file; calls fn for each intact record. Returns the offset of the first
+ * damaged byte (n when none). */
 size_t wal_scan(const uint8_t *p, size_t n, void (*fn)(void *ctx, uint8_t type, const uint8_t *pl,
                                                         size_t len), void *ctx);
+/* What a scan skipped: damaged regions (each counted as one record, or exactly one record
+ * when its header was intact), their bytes, the sample count that intact headers of damaged
+ * sample records announced, the first damaged offset (n when none) and whether the last
+ * damaged region reaches the end of the file (a torn tail). */
+typedef struct wal_damage {
+    uint64_t records, bad_records, bad_bytes, samples_hint;
+    size_t first_bad;
+    int tail;
+} wal_damage;
+/* As wal_scan, skipping damage: reading resumes at the next record that checks out. fn may
+ * be NULL (verification only). Returns n. */
+size_t wal_scan_ex(const uint8_t *p, size_t n, void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len),
+                   void *ctx, wal_damage *d);
 
 /* db.c */
 void db_block_unref(tsdb *db, block *b); /* under db->mu */
