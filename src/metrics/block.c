@@ -240,7 +240,7 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
     triple *tr = NULL;
     bvec idx = {0}, raw = {0};
     void *zbuf = NULL;
-    int cfd = -1, rc = -1, created = 0;
+    int cfd = -1, rc = -1, created = 0, saved_errno = 0;
     size_t ntr = 0;
     int64_t mint = INT64_MAX, maxt = INT64_MIN;
     uint64_t nsamples = 0;
@@ -253,7 +253,8 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
     snprintf(fin, sizeof fin, "%s/%s", blocks_dir, id_out);
 
     if (mkdir(tmp, 0755) != 0) {
-        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        saved_errno = errno;
+        snprintf(err, errlen, "cannot create %s: errno=%d %s", tmp, saved_errno, strerror(saved_errno));
         goto out;
     }
     created = 1;
@@ -441,11 +442,13 @@ oom:
     snprintf(err, errlen, "out of memory writing a block");
     goto fail;
 ioerr:
-    snprintf(err, errlen, "cannot write block %s: %s", tmp, strerror(errno));
+    saved_errno = errno;
+    snprintf(err, errlen, "cannot write block %s: errno=%d %s", tmp, saved_errno, strerror(saved_errno));
 fail:
     if (cfd >= 0) close(cfd);
     cfd = -1;
     if (created) rm_rf_block(tmp);
+    errno = saved_errno;
 out:
     free(lbls);
     free(syms);

@@ -472,11 +472,14 @@ release:
                 nbs[k] = NULL;
             }
         ck = wal_checkpoint_begin(db, werr, sizeof werr);
-        if (!ck) TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
+        if (!ck) {
+            TR_ERROR("WAL checkpoint failed", "error=\"%s\"", werr);
+            tr_storage_error("metrics", "wal_checkpoint");
+        }
     }
     pthread_mutex_unlock(&db->mu);
     pthread_rwlock_unlock(&db->chunk_rw);
-    if (ck && wal_checkpoint_finish(db, ck, werr, sizeof werr) != 0) TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
+    if (ck && wal_checkpoint_finish(db, ck, werr, sizeof werr) != 0) TR_ERROR("WAL checkpoint failed", "error=\"%s\"", werr);
     wal_checkpoint_free(ck);
     for (size_t k = 0; k < nnb; k++)
         if (nbs[k]) block_free(nbs[k]); /* could not be listed (out of memory): its files stay for the next start */
@@ -728,7 +731,8 @@ void tsdb_maintain(tsdb *db) {
             char err[512];
             if (db_cut(db, before, err, sizeof err) != 0) {
                 char q[600];
-                TR_WARN("cutting the head into a block failed", "error=%s", tr_log_quote(q, sizeof q, err));
+                TR_ERROR("cutting the head into a block failed; the head and the WAL keep the data", "error=%s",
+                         tr_log_quote(q, sizeof q, err));
             }
         }
     }

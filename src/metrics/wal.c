@@ -437,7 +437,11 @@ int wal_write(tsdb *db, const void *p, size_t n) {
     if (db->wal_fd < 0) return -1;
     if (db->wal_seg_bytes > WAL_SEGMENT_BYTES) {
         char e[256];
-        if (open_segment(db, db->wal_seg + 1, e, sizeof e) != 0) TR_WARN("WAL: cannot start a segment", "error=\"%s\"", e);
+        if (open_segment(db, db->wal_seg + 1, e, sizeof e) != 0) {
+            int en = errno;
+            TR_ERROR("WAL: cannot start a segment", "errno=%d error=\"%s\"", en, e);
+            tr_storage_error("metrics", "wal_segment");
+        }
     }
     const uint8_t *b = p;
     size_t done = 0;
@@ -445,9 +449,17 @@ int wal_write(tsdb *db, const void *p, size_t n) {
         ssize_t w = write(db->wal_fd, b + done, n - done);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            /* never leave a torn record in the middle of the log: later records would be
-             * unreachable at replay */
-            if (done && ftruncate(db->wal_fd, (off_t)db->wal_seg_bytes) != 0) db->wal_broken = 1;
+            int en = w < 0 ? errno : ENOSPC;
+            TR_ERROR("WAL write failed: the batch is refused (503)", "segment=%08u bytes=%zu errno=%d error=\"%s\"",
+                     db->wal_seg, n, en, strerror(en));
+            tr_storage_error("metrics", "wal_write");
+            /* never leave a torn record in the middle of the log (replay would skip it, but
+             * it was never acknowledged) */
+            if (done && ftruncate(db->wal_fd, (off_t)db->wal_seg_bytes) != 0) {
+                db->wal_broken = 1;
+                tr_storage_error("metrics", "wal_truncate");
+            }
+            errno = en;
             return -1;
         }
         done += (size_t)w;
@@ -649,7 +661,9 @@ int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen) {
     bv_free(&pl);
     if (rc == 0 && rename(tmp, fin) != 0) rc = -1;
     if (rc) {
-        snprintf(err, errlen, "cannot write the WAL checkpoint %s: %s", fin, strerror(errno));
+        int en = errno;
+        snprintf(err, errlen, "cannot write the WAL checkpoint %s: errno=%d %s", fin, en, strerror(en));
+        tr_storage_error("metrics", "wal_checkpoint");
         unlink(tmp);
         return -1;
     }
@@ -749,7 +763,11 @@ static void *syncer_main(void *arg) {
         int e = 0;
         if (need) {
             ok = fd >= 0 && fdatasync(fd) == 0;
-            e = errno;
+            e = fd >= 0 ? errno : EBADF;
+            if (!ok) {
+                TR_ERROR("WAL fsync failed: the waiting batches are refused (503)", "errno=%d error=\"%s\"", e, strerror(e));
+                tr_storage_error("metrics", "wal_fsync");
+            }
         }
         pthread_mutex_lock(&db->mu);
         if (ok && target > db->wal_synced) db->wal_synced = target;
@@ -820,6 +838,9 @@ void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *
                     db->wal_synced = db->wal_written;
                     db->st.wal_fsyncs++;
                 } else {
+                    int e = db->wal_fd >= 0 ? errno : EBADF;
+                    TR_ERROR("WAL fsync failed: the batch is refused", "errno=%d error=\"%s\"", e, strerror(e));
+                    tr_storage_error("metrics", "wal_fsync");
                     status = TSDB_ERR_IO;
                     msg = "WAL fsync failed";
                 }
