@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct event_base;
 
@@ -257,6 +258,13 @@ typedef struct tsdb_card {
 } tsdb_card;
 void tsdb_head_cardinality(tsdb *db, size_t limit, tsdb_card *out);
 void tsdb_card_free(tsdb_card *c);
+
+/* Offline check of the store in `dir` (not open anywhere): verifies meta.json, every index
+ * section and chunk frame checksum of every block and every WAL record, writing one line per
+ * finding to `report`. With repair, damaged blocks are moved to <dir>/quarantine/<id> and
+ * damaged WAL files rewritten with their intact records (the original kept as .corrupt).
+ * Returns 0 when nothing is damaged, 1 when something is (also when repaired). */
+int tsdb_check(const char *dir, int repair, FILE *report);
 
 /* The Prometheus stale marker and a test for it (bit-exact). */
 #define TSDB_STALE_NAN_BITS 0x7ff0000000000002ULL
