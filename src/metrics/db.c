@@ -622,7 +622,8 @@ static int64_t max_window(tsdb *db) {
 
 /* One compaction step, as Prometheus plans it: windows of 3, 9, 27 … block ranges (2h → 6h →
  * 18h → 54h …, up to max_window), aligned; the first window holding >= 2 blocks that lie
- * wholly inside it, and that the head has moved past (or whose blocks overlap), is merged into
+ * wholly inside it and end before the newest block and the head begin (or that overlap) is
+ * merged into
  * one block. Each step reads one window's blocks, so memory is bounded by a window, and blocks
  * stay bounded in span, so size retention drops a bounded slice. Returns 1 when it did
  * something. */
@@ -630,9 +631,10 @@ static int compact_once(tsdb *db) {
     int64_t r = db->o.block_range_ms, maxw = max_window(db);
     pthread_mutex_lock(&db->bmu);
     pthread_mutex_lock(&db->mu);
-    /* data still arriving in the head may land in a window: leave it until the head has
-     * moved on (a later cut would only add another block to it) */
+    /* a window is merged once nothing more will land in it: its blocks all end before the
+     * newest block starts (as Prometheus plans) and before the head's data */
     int64_t high = db->h.mint;
+    if (db->nblocks && db->blocks[db->nblocks - 1]->mint < high) high = db->blocks[db->nblocks - 1]->mint;
     block *grp[64];
     size_t k = 0;
     int level = 1;
@@ -647,7 +649,10 @@ static int compact_once(tsdb *db) {
                 block *b = db->blocks[j];
                 if (range_of(b->mint, w) == win && range_of(b->maxt, w) == win) grp[k++] = b;
             }
-            if (k >= 2 && (win + 1) * w > high) {
+            int64_t gmax = INT64_MIN;
+            for (size_t x = 0; x < k; x++)
+                if (grp[x]->maxt > gmax) gmax = grp[x]->maxt;
+            if (k >= 2 && gmax >= high) {
                 int overlap = 0;
                 for (size_t x = 1; x < k; x++)
                     if (grp[x]->mint <= grp[x - 1]->maxt) overlap = 1;
