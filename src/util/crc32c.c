@@ -22,7 +22,7 @@ static void init(void) {
             tab[t][i] = (tab[t - 1][i] >> 8) ^ tab[0][tab[t - 1][i] & 0xff];
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    use_hw = __builtin_cpu_supports("sse4.2");
+    use_hw = __builtin_cpu_supports("sse4.2") != 0;
 #endif
 }
 
