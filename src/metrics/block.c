@@ -676,6 +676,7 @@ block *block_open(const char *path, int *damaged, char *err, size_t errlen) {
     snprintf(p, sizeof p, "%s/meta.json", path);
     if (slurp(p, &metaj, &ml, 1 << 16) != 0) {
         if (errno == ENOMEM) goto oom;
+        if (errno == EMFILE || errno == ENFILE) goto nofd;
         snprintf(why, sizeof why, "cannot read meta.json: %s", strerror(errno));
         goto corrupt;
     }
@@ -696,6 +697,7 @@ block *block_open(const char *path, int *damaged, char *err, size_t errlen) {
     snprintf(p, sizeof p, "%s/index", path);
     if (slurp(p, &idx, &il, SECTION_MAX) != 0) {
         if (errno == ENOMEM) goto oom;
+        if (errno == EMFILE || errno == ENFILE) goto nofd;
         snprintf(why, sizeof why, "cannot read index: %s", strerror(errno));
         goto corrupt;
     }
@@ -831,6 +833,9 @@ corrupt:
     if (!why[0]) snprintf(why, sizeof why, "index does not parse");
     snprintf(err, errlen, "block %s: %s", b ? b->id : path, why);
     *damaged = 1;
+    goto fail;
+nofd:
+    snprintf(err, errlen, "block %s: out of file descriptors", path);
     goto fail;
 oom:
     snprintf(err, errlen, "out of memory opening a block");
