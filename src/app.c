@@ -218,7 +218,7 @@ static void traces_sink_submit(void *ctx, const otlp_export *ex, otlp_done_fn do
 
 static void traces_wake(void *ctx) { tr_workq_wake(((app *)ctx)->traces_waker); }
 static void tsdb_wake(void *ctx) { tr_workq_wake(((app *)ctx)->tsdb_waker); }
-static void tsdb_ready(void *arg) { tsdb_run_completions(((app *)arg)->db); }
+static void tsdb_completions_due(void *arg) { tsdb_run_completions(((app *)arg)->db); }
 static void traces_ready(void *arg) { traces_run_completions(((app *)arg)->traces); }
 
 /* ---- shutdown ---- */
@@ -289,7 +289,7 @@ int tr_app_run(const tr_config *cfg) {
      * queue bound turns a pile-up into quick 503s instead of unbounded memory. Its event also
      * brings the stores' acknowledgements back to the loop. */
     if (!(a->wq = tr_workq_new(a->base, 4, 256, err, sizeof err))) goto fail_msg;
-    if (!(a->tsdb_waker = tr_workq_waker_new(a->wq, tsdb_ready, a))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    if (!(a->tsdb_waker = tr_workq_waker_new(a->wq, tsdb_completions_due, a))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
     char mdir[4200];
     snprintf(mdir, sizeof mdir, "%s/metrics", cfg->data_dir);
@@ -306,6 +306,7 @@ int tr_app_run(const tr_config *cfg) {
         .base = a->base,
         .wake = tsdb_wake,
         .wake_ctx = a,
+        .async_replay = 1, /* listeners answer (503 until replayed) instead of hanging */
     };
     if (tsdb_open(&mo, &a->db, err, sizeof err) != 0) goto fail_msg;
     otlp_translate_opts to = {.promote_resource_attributes = cfg->otlp_promote_resource_attributes};

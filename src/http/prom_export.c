@@ -134,6 +134,11 @@ static void export_run(void *ctx, const volatile int *cancel) {
         j->failed = 1;
         snprintf(j->err, sizeof j->err, "out of memory");
     }
+    /* a streamed reply has sent its headers already: a damaged block left out is said in
+     * comment lines at the end, which every reader of the text format skips */
+    const char *const *warns;
+    size_t nw = tsdb_querier_warnings(qr, &warns);
+    for (size_t w = 0; w < nw && w < 8 && !j->failed; w++) tr_buf_printf(&b, "# warning: %s\n", warns[w]);
     if (!j->failed) tr_http_stream_flush(j->st, &b, 0);
 out:
     tr_buf_free(&b);
