@@ -114,7 +114,7 @@ int ingest_init(traces_store *s, char *err, size_t errlen) {
     if (prep(db, "BEGIN IMMEDIATE", &g->begin, err, errlen) ||
         prep(db, "COMMIT", &g->commit, err, errlen) ||
         prep(db, "ROLLBACK", &g->rollback, err, errlen) ||
-        prep(db, "INSERT INTO chunk(id,min_start,max_start,min_dur,max_dur,nspans,rawlen,data) VALUES(?,?,?,?,?,?,?,?)", &g->ins_chunk, err, errlen) ||
+        prep(db, "INSERT INTO chunk(id,min_start,max_start,min_dur,max_dur,nspans,rawlen,data,crc) VALUES(?,?,?,?,?,?,?,?,?)", &g->ins_chunk, err, errlen) ||
         prep(db, "INSERT INTO trace_idx(chunk,tids) VALUES(?,?)", &g->ins_trace, err, errlen) ||
         prep(db, "INSERT INTO sum_idx(chunk,ents) VALUES(?,?)", &g->ins_sum, err, errlen) ||
         prep(db, "INSERT INTO tag_idx(chunk,keys) VALUES(?,?)", &g->ins_tag, err, errlen) ||
@@ -499,6 +499,7 @@ static int chunk_flush(traces_store *s) {
     sqlite3_bind_int64(st, 6, (int64_t)g->nspans);
     sqlite3_bind_int64(st, 7, (int64_t)raw);
     sqlite3_bind_blob(st, 8, g->comp.data, (int)clen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 9, chunk_crc(id, (int64_t)raw, (int64_t)g->nspans, g->comp.data, clen));
     rc = run(st);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE) return rc;
@@ -687,7 +688,7 @@ void ingest_one(traces_store *s, tq_item *it) {
     goto out;
 fail:
     snprintf(it->msg, sizeof it->msg, "trace store write failed: %s", rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(s->wdb));
-    TR_ERROR("trace store write failed", "error=\"%s\" code=%d", sqlite3_errmsg(s->wdb), rc);
+    traces_storage_error(s->wdb, rc, "export");
     if (!sqlite3_get_autocommit(s->wdb)) run(g->rollback);
     chunk_reset(g);
     /* operations noted in the rolled-back transaction must be written again */
@@ -695,7 +696,7 @@ fail:
     g->nops = 0;
     {   /* chunk ids and the open bucket moved in memory only */
         char e[200];
-        if (ingest_load_position(s, e, sizeof e)) TR_ERROR("trace store: cannot reload the chunk position", "error=\"%s\"", e);
+        if (ingest_load_position(s, e, sizeof e)) TR_ERROR_LIMITED(NULL, "trace store: cannot reload the chunk position", "error=\"%s\"", e);
     }
     it->status = TRACES_UNAVAILABLE;
     it->rejected = 0;
@@ -785,12 +786,16 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
         }
     }
     if (n > 0) {
-        if (run(g->begin) != SQLITE_DONE) return 0;
+        int brc = run(g->begin);
+        if (brc != SQLITE_DONE) {
+            traces_storage_error(db, brc, "retention");
+            return 0;
+        }
         int64_t total = 0;
         for (int i = 0; i < n; i++) {
             int64_t d = delete_chunk(s, ids[i]);
             if (d < 0) {
-                TR_ERROR("trace retention failed", "error=\"%s\"", sqlite3_errmsg(db));
+                traces_storage_error(db, sqlite3_errcode(db), "retention");
                 run(g->rollback);
                 return 0;
             }
@@ -801,7 +806,7 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
             int seen = 0;
             for (int j = 0; j < i && !seen; j++) seen = ids[j] >> BUCKET_BITS == b;
             if (!seen && drop_bucket_if_empty(s, b) != SQLITE_DONE) {
-                TR_ERROR("trace retention failed", "error=\"%s\"", sqlite3_errmsg(db));
+                traces_storage_error(db, sqlite3_errcode(db), "retention");
                 run(g->rollback);
                 return 0;
             }
@@ -811,7 +816,7 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
             run(g->del_ops);
         }
         if (run(g->commit) != SQLITE_DONE) {
-            TR_ERROR("trace retention commit failed", "error=\"%s\"", sqlite3_errmsg(db));
+            traces_storage_error(db, sqlite3_errcode(db), "retention");
             run(g->rollback);
             return 0;
         }

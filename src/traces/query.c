@@ -24,7 +24,7 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size
 int reader_prepare(traces_reader *r, char *err, size_t errlen) {
     r->dctx = ZSTD_createDCtx();
     if (!r->dctx) { snprintf(err, errlen, "out of memory"); return -1; }
-    return prep(r->db, "SELECT data,rawlen FROM chunk WHERE id=?", &r->st_chunk, err, errlen) ||
+    return prep(r->db, "SELECT data,rawlen,nspans,crc FROM chunk WHERE id=?", &r->st_chunk, err, errlen) ||
                    prep(r->db, "SELECT chunk FROM trace_post WHERE b=?1 AND tid=?2", &r->st_trace, err, errlen) ||
                    prep(r->db, "SELECT chunk,tids FROM trace_idx WHERE chunk BETWEEN ?1 AND ?2", &r->st_trace_fwd, err, errlen) ||
                    prep(r->db, "SELECT bits,bounds FROM sum_post WHERE b=?1 AND k=?2", &r->st_sum_post, err, errlen) ||
@@ -171,6 +171,10 @@ static void snapshot_end(qctx *q) {
 }
 
 size_t traces_result_count(const traces_result *res) { return res ? res->n : 0; }
+size_t traces_result_damaged(const traces_result *res, const int64_t **ids) {
+    if (ids) *ids = res ? res->damaged : NULL;
+    return res ? res->ndamaged : 0;
+}
 const traces_trace *traces_result_trace(const traces_result *res, size_t i) { return &res->traces[i]; }
 
 void traces_result_free(traces_result *res) {
@@ -189,17 +193,34 @@ static traces_result *result_new(void) {
     return res;
 }
 
-/* Opens chunk `id` into arena a; returns NULL when missing (expired meanwhile) or damaged;
- * *dberr set on a database error. */
+/* Notes a damaged chunk for the answer being built and has the writer quarantine it. */
+static void reader_damage(traces_reader *r, int64_t id, const char *why) {
+    for (size_t i = 0; i < r->ndmg; i++)
+        if (r->dmg[i] == id) return;
+    if (r->ndmg < TRACES_MAX_DAMAGE_REPORT) r->dmg[r->ndmg++] = id;
+    traces_report_damage(r->s, id, why);
+}
+
+/* Opens chunk `id` into arena a; returns NULL when missing (expired meanwhile) or damaged
+ * (its checksum or its bytes: it is then noted in r->dmg and sent to quarantine, never
+ * served); *dberr set on a database error. */
 static chunk_view *load_chunk(traces_reader *r, int64_t id, tr_arena *a, int *dberr) {
     sqlite3_stmt *st = r->st_chunk;
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
     chunk_view *v = NULL;
-    if (rc == SQLITE_ROW)
-        v = chunk_open(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), (size_t)sqlite3_column_int64(st, 1), a, r->dctx);
-    else if (rc != SQLITE_DONE)
+    if (rc == SQLITE_ROW) {
+        int has_crc = sqlite3_column_type(st, 3) != SQLITE_NULL;
+        const char *why = chunk_check(id, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                                      sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2), has_crc,
+                                      (uint32_t)sqlite3_column_int64(st, 3), a, r->dctx, &v);
+        if (why) {
+            v = NULL;
+            reader_damage(r, id, why);
+        }
+    } else if (rc != SQLITE_DONE) {
         *dberr = 1;
+    }
     sqlite3_reset(st);
     return v;
 }
@@ -263,6 +284,7 @@ static int i64_cmp(const void *a, const void *b) {
 /* Opens the read snapshot and learns its chunk id range. Returns 0 or -1. */
 static int snapshot_begin(qctx *q) {
     traces_reader *r = q->r;
+    r->ndmg = 0;
     if (run_stmt(r->st_begin) != SQLITE_DONE) return -1;
     int rc = sqlite3_step(r->st_range);
     if (rc == SQLITE_ROW) {
@@ -373,9 +395,12 @@ out:
     return ret;
 }
 
-/* Moves the kept chunks' arenas into the result so they live as long as it. */
+/* Moves the kept chunks' arenas into the result so they live as long as it, with the list of
+ * damaged chunks met. */
 static int result_adopt(qctx *q) {
     traces_result *res = q->res;
+    memcpy(res->damaged, q->r->dmg, q->r->ndmg * sizeof *res->damaged);
+    res->ndamaged = q->r->ndmg;
     if (!q->nchunks) return 0;
     res->chunk_arenas = malloc(q->nchunks * sizeof *res->chunk_arenas);
     if (!res->chunk_arenas) return -1;

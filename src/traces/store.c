@@ -58,7 +58,7 @@ int traces_db_open(const char *path, int readonly, sqlite3 **out, char *err, siz
 static const char *const schema_tables =
     "CREATE TABLE chunk(id INTEGER PRIMARY KEY, min_start INTEGER NOT NULL, max_start INTEGER NOT NULL,"
     " min_dur INTEGER NOT NULL, max_dur INTEGER NOT NULL, nspans INTEGER NOT NULL, rawlen INTEGER NOT NULL,"
-    " data BLOB NOT NULL);"
+    " data BLOB NOT NULL, crc INTEGER);"
     "CREATE INDEX chunk_max_start ON chunk(max_start);"
     "CREATE TABLE operation(service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL,"
     " last_seen INTEGER NOT NULL, PRIMARY KEY(service, name, kind)) WITHOUT ROWID;";
@@ -174,13 +174,33 @@ static int migrate_1_to_2(sqlite3 *db, char *e, size_t el) {
     return traces_exec(db, sql, e, el);
 }
 
+/* The quarantine of schema 3: damaged chunk rows moved aside whole (never deleted), with
+ * when and why. */
+static const char *const schema_quarantine_v3 =
+    "CREATE TABLE quarantine(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, reason TEXT NOT NULL,"
+    " min_start INTEGER, max_start INTEGER, min_dur INTEGER, max_dur INTEGER, nspans INTEGER,"
+    " rawlen INTEGER, data BLOB, crc INTEGER);";
+
+/* Schema 2 → 3: chunks get a CRC-32C column (NULL for the chunks written before: they are
+ * checked by decoding only) and damaged chunks a quarantine table. */
+static int migrate_2_to_3(sqlite3 *db, char *e, size_t el) {
+    return traces_exec(db, "ALTER TABLE chunk ADD COLUMN crc INTEGER", e, el) ||
+                   traces_exec(db, schema_quarantine_v3, e, el)
+               ? -1
+               : 0;
+}
+
 /* Migrations: entry i upgrades user_version i to i+1 inside one transaction (entry 0, a file
  * of ours without tables, gets the current schema at once). */
 typedef int (*migration_fn)(sqlite3 *db, char *e, size_t el);
 static int create_current(sqlite3 *db, char *e, size_t el) {
-    return traces_exec(db, schema_tables, e, el) || traces_exec(db, schema_index_v2, e, el) ? -1 : 0;
+    return traces_exec(db, schema_tables, e, el) || traces_exec(db, schema_index_v2, e, el) ||
+                   traces_exec(db, schema_quarantine_v3, e, el)
+               ? -1
+               : 0;
 }
-static const migration_fn migrations[TRACES_SCHEMA_VERSION] = {create_current, migrate_1_to_2};
+static const migration_fn migrations[TRACES_SCHEMA_VERSION] = {create_current, migrate_1_to_2,
+                                                               migrate_2_to_3};
 
 static int64_t q_int(sqlite3 *db, const char *sql, int *rc) {
     sqlite3_stmt *st = NULL;
@@ -264,6 +284,108 @@ bad:
     return -1;
 }
 
+static void q_push(struct tqueue *q, tq_item *it);
+
+/* ---- errors ---- */
+
+const char *traces_storage_error(sqlite3 *db, int rc, const char *what) {
+    int sys = db ? sqlite3_system_errno(db) : 0;
+    int prim = rc & 0xFF;
+    const char *kind = prim == SQLITE_FULL || sys == ENOSPC || sys == EDQUOT ? "disk_full"
+                       : prim == SQLITE_IOERR                                ? "io"
+                       : prim == SQLITE_CORRUPT || prim == SQLITE_NOTADB     ? "corrupt"
+                       : prim == SQLITE_READONLY || sys == EROFS             ? "readonly"
+                       : prim == SQLITE_BUSY || prim == SQLITE_LOCKED        ? "busy"
+                       : prim == SQLITE_NOMEM                                ? "nomem"
+                                                                             : "other";
+    selfmon_storage_error("traces", kind);
+    char q[300];
+    tr_log_quote(q, sizeof q, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    char key[64];
+    snprintf(key, sizeof key, "%s/%s", what, kind);
+    TR_ERROR_LIMITED(key, "trace store write failed",
+                     "op=%s kind=%s error=%s code=%d errno=%d errno_text=\"%s\"", what, kind, q, rc, sys,
+                     sys ? strerror(sys) : "none");
+    return kind;
+}
+
+/* ---- quarantine ---- */
+
+int chunk_quarantine(sqlite3 *db, int64_t id, const char *reason, int64_t now_ms) {
+    static const char *const sql[] = {
+        "INSERT OR REPLACE INTO "
+        "quarantine(id,at,reason,min_start,max_start,min_dur,max_dur,nspans,rawlen,data,crc)"
+        " SELECT id,?2,?3,min_start,max_start,min_dur,max_dur,nspans,rawlen,data,crc FROM chunk WHERE id=?1",
+        /* the trace rows are found by bucket, not through the chunk's own (maybe damaged) list */
+        "DELETE FROM trace_post WHERE b=?1 >> " TRACES_XSTR(TRACE_BUCKET_BITS) " AND chunk=?1",
+        "DELETE FROM trace_idx WHERE chunk=?1",
+        "DELETE FROM tag_idx WHERE chunk=?1",
+        "DELETE FROM sum_idx WHERE chunk=?1",
+        "DELETE FROM chunk WHERE id=?1",
+    };
+    int moved = 0;
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(db, sql[i], -1, &st, NULL) != SQLITE_OK) return -1;
+        sqlite3_bind_int64(st, 1, id);
+        if (i == 0) {
+            sqlite3_bind_int64(st, 2, now_ms);
+            sqlite3_bind_text(st, 3, reason, -1, SQLITE_TRANSIENT);
+        }
+        int rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) return -1;
+        if (i == 0) {
+            moved = sqlite3_changes(db) > 0;
+            if (!moved) return 0; /* gone already (quarantined or expired) */
+        }
+    }
+    return moved;
+}
+
+/* Writer thread: one quarantine in its own transaction, logged once with the chunk id. */
+static void quarantine_one(traces_store *s, tq_item *it) {
+    char e[256];
+    int moved = -1;
+    if (traces_exec(s->wdb, "BEGIN IMMEDIATE", e, sizeof e) == 0) {
+        moved = chunk_quarantine(s->wdb, it->call_arg, it->msg, traces_now_ms());
+        if (moved < 0) snprintf(e, sizeof e, "%s", sqlite3_errmsg(s->wdb));
+        if (moved < 0 || traces_exec(s->wdb, "COMMIT", e, sizeof e)) {
+            moved = -1;
+            sqlite3_exec(s->wdb, "ROLLBACK", NULL, NULL, NULL);
+        }
+    }
+    if (moved < 0) {
+        /* never served all the same: every read checks the chunk again */
+        TR_ERROR_LIMITED("quarantine", "trace store: cannot quarantine a damaged chunk",
+                         "chunk=%lld reason=\"%s\" error=\"%s\"", (long long)it->call_arg, it->msg, e);
+        traces_storage_error(s->wdb, sqlite3_errcode(s->wdb), "quarantine");
+        return;
+    }
+    /* a reload of the chunk position is not needed: quarantined ids are never reused (ids
+     * restart after the newest chunk, which a damaged old chunk is not, or in a new bucket) */
+    if (moved) {
+        TR_ERROR("trace store: damaged chunk quarantined; its spans are no longer served",
+                 "chunk=%lld reason=\"%s\" table=quarantine", (long long)it->call_arg, it->msg);
+        tr_counter_add(s->m.quarantined, 1);
+    }
+}
+
+void traces_report_damage(traces_store *s, int64_t id, const char *reason) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    int fresh = !s->closing && u64set_add(&s->damage_seen, (uint64_t)id) == 1;
+    tq_item *it = fresh ? calloc(1, sizeof *it) : NULL;
+    if (it) {
+        it->kind = TQ_QUARANTINE;
+        it->call_arg = id;
+        snprintf(it->msg, sizeof it->msg, "%s", reason);
+        q_push(&s->writes, it);
+        pthread_cond_signal(&s->cv_writer);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* ---- queues ---- */
 
 static void q_push(tqueue *q, tq_item *it) {
@@ -315,6 +437,9 @@ static void *writer_main(void *arg) {
             if (it->kind == TQ_INGEST) {
                 ingest_one(s, it);
                 traces_complete(s, it);
+            } else if (it->kind == TQ_QUARANTINE) {
+                quarantine_one(s, it);
+                free(it);
             } else {
                 it->call_ret = it->call(s, it->call_arg);
                 pthread_mutex_lock(&s->mu);
@@ -409,6 +534,10 @@ static void metrics_init(traces_store *s) {
     m->dropped_links = tr_counter_new("tricorder_traces_limit_dropped_total", "Span items dropped by a trace store limit.", "item=\"links\"");
     m->truncated_values = tr_counter_new("tricorder_traces_values_truncated_total", "Attribute values cut to --trace-max-attribute-value-bytes.", NULL);
     m->chunks = tr_counter_new("tricorder_traces_chunks_written_total", "Compressed span chunks written to the trace store.", NULL);
+    m->quarantined = tr_counter_new(
+        "tricorder_traces_chunks_quarantined_total",
+        "Damaged span chunks (checksum mismatch or undecodable) moved to the quarantine table of traces.db.",
+        NULL);
     tr_selfmon_add_collector(db_size_collect, s);
 }
 
@@ -477,6 +606,7 @@ void traces_close(traces_store *s) {
     traces_run_completions(s);
     ingest_fini(s);
     sqlite3_close(s->wdb);
+    u64set_free(&s->damage_seen);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv_writer);
     pthread_cond_destroy(&s->cv_reader);

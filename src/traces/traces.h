@@ -113,6 +113,11 @@ typedef struct traces_result traces_result;
 size_t traces_result_count(const traces_result *res);
 const traces_trace *traces_result_trace(const traces_result *res, size_t i);
 void traces_result_free(traces_result *res);
+/* The chunks found damaged while answering (checksum mismatch or undecodable): their spans
+ * are absent from the result (never served as data) and each is being moved to the
+ * quarantine table. Sets *ids (valid as long as res) and returns how many (at most 32 named;
+ * more are skipped all the same). */
+size_t traces_result_damaged(const traces_result *res, const int64_t **ids);
 
 /* A search: a trace matches when one of its spans meets every criterion. */
 typedef struct traces_query {

@@ -33,14 +33,17 @@
 #include "util/selfmon.h"
 
 #define TRACES_APP_ID 0x54524346     /* "TRCF": PRAGMA application_id of our databases */
-#define TRACES_SCHEMA_VERSION 2      /* PRAGMA user_version this build writes */
+#define TRACES_SCHEMA_VERSION 3      /* PRAGMA user_version this build writes (3: chunk CRCs, quarantine) */
 #define CHUNK_SPANS 128              /* spans per chunk row */
 #define BUCKET_BITS 6                /* tag and summary postings: 64 chunks per bucket (bits) */
 #define CHUNK_BUCKET (1 << BUCKET_BITS)
 #define TRACE_BUCKET_BITS 10         /* trace_post: 1024 chunks per bucket (few probes per lookup) */
 #define SUM_BOUNDS 4                 /* min_start, max_start, min_dur, max_dur */
 #define RETENTION_BATCH_CHUNKS 16    /* chunks deleted per retention transaction */
-#define VACUUM_STEP_PAGES 256        /* pages released per incremental_vacuum step */
+#define VACUUM_STEP_PAGES 256
+#define TRACES_STR_(x) #x
+#define TRACES_XSTR(x) TRACES_STR_(x)
+#define TRACES_MAX_DAMAGE_REPORT 32  /* damaged chunk ids named per answer (more are skipped too) */        /* pages released per incremental_vacuum step */
 
 typedef Opentelemetry__Proto__Trace__V1__ResourceSpans pb_rspans;
 typedef Opentelemetry__Proto__Trace__V1__ScopeSpans pb_sspans;
@@ -69,7 +72,7 @@ typedef struct tq_item {
     int64_t call_arg, call_ret;
     int call_finished;
 } tq_item;
-enum { TQ_INGEST = 1, TQ_JOB = 2, TQ_CALL = 3 };
+enum { TQ_INGEST = 1, TQ_JOB = 2, TQ_CALL = 3, TQ_QUARANTINE = 4 }; /* quarantine: call_arg is the chunk id, msg the reason */
 
 typedef struct tqueue {
     tq_item *head, *tail;
@@ -78,7 +81,7 @@ typedef struct tqueue {
 typedef struct traces_metrics {
     tr_metric *stored, *rejected, *expired, *db_bytes, *tx_seconds, *search_seconds;
     tr_metric *dropped_attrs, *dropped_events, *dropped_links, *truncated_values;
-    tr_metric *chunks;
+    tr_metric *chunks, *quarantined, *write_errors;
 } traces_metrics;
 
 /* An open-addressing set of 64-bit keys (0 is stored out of band). */
@@ -108,6 +111,7 @@ struct traces_store {
     int64_t next_retention_ms; /* writer thread only */
     int retention_busy;        /* writer: more to delete or vacuum right away */
     struct ingest_state *ing;  /* writer thread only */
+    u64set damage_seen;        /* chunk ids already sent to quarantine (under mu) */
     traces_metrics m;
 };
 
@@ -117,6 +121,9 @@ struct traces_reader {
     sqlite3_stmt *st_chunk, *st_trace, *st_trace_fwd, *st_sum_post, *st_tag_post, *st_sum_fwd, *st_tag_fwd,
         *st_all, *st_range, *st_begin, *st_end;
     void *dctx; /* ZSTD_DCtx reused for every chunk this reader opens */
+    /* damaged chunks met by the current search or lookup (reported with its result) */
+    int64_t dmg[TRACES_MAX_DAMAGE_REPORT];
+    size_t ndmg;
 };
 
 /* A decoded chunk: the request lives in `arena`. */
@@ -131,6 +138,8 @@ struct traces_result {
     size_t nchunk_arenas;
     traces_trace *traces;
     size_t n, cap;
+    int64_t damaged[TRACES_MAX_DAMAGE_REPORT]; /* chunks left out: damaged */
+    size_t ndamaged;
 };
 
 /* ---- store.c ---- */
@@ -138,6 +147,17 @@ void traces_complete(traces_store *s, tq_item *it); /* queue for the loop thread
 int traces_db_open(const char *path, int readonly, sqlite3 **out, char *err, size_t errlen);
 int traces_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 int64_t traces_now_ms(void);
+
+/* Moves chunk `id` with every row that points at it into the quarantine table (inside the
+ * caller's transaction). Returns 1 when moved, 0 when it was not there, or -1 (SQLite error). */
+int chunk_quarantine(sqlite3 *db, int64_t id, const char *reason, int64_t now_ms);
+/* Counts a failed storage operation in tricorder_storage_errors_total{store="traces",kind}
+ * and logs it, rate-limited per kind, with SQLite's message and the OS errno behind it.
+ * `what` says which operation failed ("export", "retention", "quarantine", …). Returns the
+ * kind ("disk_full", "io", "corrupt", "readonly", "busy", "other"). */
+const char *traces_storage_error(sqlite3 *db, int rc, const char *what);
+/* Asks the writer thread to quarantine chunk `id` (once per id and run); any thread. */
+void traces_report_damage(traces_store *s, int64_t id, const char *reason);
 
 /* ---- codec.c: hashing, string forms, chunk encoding ---- */
 uint64_t tr_hash64(const void *p, size_t n, uint64_t seed);
@@ -200,6 +220,16 @@ int chunk_bytes_contain(const chunk_view *v, size_t i, const char *needle, size_
 /* Whether a span of this view could have the tag k=v judging by bytes alone: 0 only when it
  * certainly has not (see the proof in codec.c). */
 int chunk_may_have_tag(const chunk_view *v, size_t i, const char *k, const char *val);
+
+/* The CRC-32C stored with a chunk row: over its id, rawlen and nspans (little-endian 64-bit
+ * words) and then its compressed bytes, so a row whose blob moved to another id or whose
+ * lengths changed fails too. */
+uint32_t chunk_crc(int64_t id, int64_t rawlen, int64_t nspans, const void *data, size_t len);
+/* Checks a chunk row as read back: the CRC (skipped when has_crc is 0: rows written before
+ * schema 3) and that it decompresses and walks. Returns NULL when intact (the view in *out
+ * when out is not NULL), else why not ("checksum mismatch", "undecodable"). */
+const char *chunk_check(int64_t id, const void *blob, size_t len, int64_t rawlen, int64_t nspans, int has_crc,
+                        uint32_t crc, tr_arena *a, void *dctx, chunk_view **out);
 
 /* Little-endian 64-bit words in index blobs (the file format, whatever the host). */
 void put_u64(uint8_t *p, uint64_t v);

@@ -52,6 +52,59 @@ static tr_metric *add(kind k, const char *name, const char *help, const char *la
     return m;
 }
 
+#define STORAGE_ERRORS "tricorder_storage_errors_total"
+
+static tr_metric *find_locked(const char *name, const char *labels) {
+    for (tr_metric *m = all; m; m = m->next)
+        if (m->k == K_COUNTER && strcmp(m->name, name) == 0 && strcmp(m->labels, labels) == 0) return m;
+    return NULL;
+}
+
+void selfmon_storage_error(const char *store, const char *kind) {
+    char labels[160];
+    snprintf(labels, sizeof labels, "store=\"%s\",kind=\"%s\"", store, kind);
+    pthread_mutex_lock(&mu);
+    tr_metric *m = find_locked(STORAGE_ERRORS, labels);
+    if (m) {
+        m->value += 1;
+        pthread_mutex_unlock(&mu);
+        return;
+    }
+    pthread_mutex_unlock(&mu);
+    /* the first error of this kind: the series is made outside the lock (add() takes it),
+     * then looked up again under it so that two threads never make twins */
+    tr_metric *n = calloc(1, sizeof *n);
+    if (!n) return;
+    n->k = K_COUNTER;
+    n->name = strdup(STORAGE_ERRORS);
+    n->help = strdup("Storage operations that failed, by store and kind (details in the log).");
+    n->labels = strdup(labels);
+    if (!n->name || !n->help || !n->labels) {
+        free(n->name);
+        free(n->help);
+        free(n->labels);
+        free(n);
+        return;
+    }
+    pthread_mutex_lock(&mu);
+    m = find_locked(STORAGE_ERRORS, labels);
+    if (!m) {
+        tr_metric **pp = &all;
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = m = n;
+        n = NULL;
+    }
+    m->value += 1;
+    pthread_mutex_unlock(&mu);
+    if (n) {
+        free(n->name);
+        free(n->help);
+        free(n->labels);
+        free(n);
+    }
+}
+
 tr_metric *tr_counter_new(const char *name, const char *help, const char *labels) {
     return add(K_COUNTER, name, help, labels);
 }

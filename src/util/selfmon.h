@@ -25,6 +25,12 @@ void tr_histogram_observe(tr_metric *m, double v);
 /* Current value of a counter or gauge (for tests and computed views). */
 double tr_metric_value(tr_metric *m);
 
+/* Counts one storage error in tricorder_storage_errors_total{store="…",kind="…"} (the series
+ * is created at its first error). `store` is "metrics" or "traces"; `kind` names the
+ * operation that failed: "write", "commit", "fsync", "checkpoint", "quarantine", "retention",
+ * "corrupt" … Thread-safe. */
+void selfmon_storage_error(const char *store, const char *kind);
+
 /* A collector is called at each render to refresh gauges whose value is computed (RSS,
  * file sizes). It runs on the thread that renders. */
 void tr_selfmon_add_collector(void (*fn)(void *ctx), void *ctx);
