@@ -322,6 +322,7 @@ int tr_app_run(const tr_config *cfg) {
         .max_value_bytes = (uint32_t)cfg->trace_max_value_bytes,
         .max_events = (uint32_t)cfg->trace_max_events,
         .max_links = (uint32_t)cfg->trace_max_links,
+        .sync_normal = cfg->trace_sync_normal,
         .readers = 2,
         .wake = traces_wake,
         .wake_ctx = a,

@@ -34,6 +34,8 @@ typedef struct tr_config {
     int64_t trace_max_value_bytes;     /* string/bytes attribute values cut to this; 0: no limit */
     int64_t trace_max_events;          /* per span; 0: no limit */
     int64_t trace_max_links;           /* per span; 0: no limit */
+    char *trace_sync;                  /* "full" (default) or "normal" */
+    int trace_sync_normal;             /* resolved from trace_sync */
 } tr_config;
 
 /* Outcome of tr_config_parse. */

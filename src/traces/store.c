@@ -433,10 +433,17 @@ static void *writer_main(void *arg) {
     for (;;) {
         tq_item *it = q_pop(&s->writes);
         if (it) {
-            pthread_mutex_unlock(&s->mu);
+            /* group commit: the exports queued behind this one share its transaction */
+            tq_item *batch[INGEST_BATCH_MAX];
+            size_t nb = 0;
             if (it->kind == TQ_INGEST) {
-                ingest_one(s, it);
-                traces_complete(s, it);
+                batch[nb++] = it;
+                while (nb < INGEST_BATCH_MAX && s->writes.head && s->writes.head->kind == TQ_INGEST) batch[nb++] = q_pop(&s->writes);
+            }
+            pthread_mutex_unlock(&s->mu);
+            if (nb) {
+                ingest_batch(s, batch, nb);
+                for (size_t i = 0; i < nb; i++) traces_complete(s, batch[i]);
             } else if (it->kind == TQ_QUARANTINE) {
                 quarantine_one(s, it);
                 free(it);
@@ -457,6 +464,7 @@ static void *writer_main(void *arg) {
         }
         if (s->closing) break;
         int64_t now = traces_now_ms();
+        tr_log_limited_tick(); /* pending counts of rate-limited errors, at least each second */
         if (s->retention_busy || now >= s->next_retention_ms) {
             pthread_mutex_unlock(&s->mu);
             int64_t d;
@@ -556,9 +564,13 @@ traces_store *traces_open(const traces_config *cfg, char *err, size_t errlen) {
     pthread_cond_init(&s->cv_call, NULL);
     if (traces_db_open(s->path, 0, &s->wdb, err, errlen)) goto fail;
     if (schema_check(s->wdb, s->path, err, errlen)) goto fail;
-    /* NORMAL in WAL mode: a commit is in the OS before the export is acknowledged, so it
-     * survives a crash of tricorder (kill -9); FULL would add an fsync per export. */
-    if (traces_exec(s->wdb, "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864", err, errlen)) goto fail;
+    /* FULL in WAL mode: the WAL is fsynced at every commit, before the exports it holds are
+     * acknowledged (the writer batches the exports queued meanwhile into one commit, so the
+     * fsync is shared). NORMAL: a commit is in the OS before the acknowledgement, so it
+     * survives a crash of tricorder (kill -9) but not of the machine. */
+    if (traces_exec(s->wdb, s->cfg.sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", err, errlen) ||
+        traces_exec(s->wdb, "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864", err, errlen))
+        goto fail;
     if (ingest_init(s, err, errlen)) goto fail;
     metrics_init(s);
     s->next_retention_ms = traces_now_ms() + 1000;

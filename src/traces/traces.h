@@ -29,6 +29,11 @@ typedef struct traces_config {
     uint32_t max_events;         /* per span; 0 = no limit */
     uint32_t max_links;          /* per span; 0 = no limit */
     int readers;                 /* reader threads for traces_job_submit (default 1) */
+    /* 0 (default): synchronous=FULL, every commit is fsynced before its exports are
+     * acknowledged (they survive a power cut); exports queued meanwhile share the next
+     * commit. 1: synchronous=NORMAL, a commit reaches the OS only (it survives kill -9, not
+     * a power cut: the last commits before it may be lost). */
+    int sync_normal;
     /* Called from the store's threads whenever completions are waiting; the owner of the
      * event loop then calls traces_run_completions() on the loop thread. */
     void (*wake)(void *ctx);

@@ -244,7 +244,11 @@ long blob_find(const uint8_t *p, size_t n, size_t stride, uint64_t k);
 /* ---- ingest.c (writer thread) ---- */
 int ingest_init(traces_store *s, char *err, size_t errlen);
 void ingest_fini(traces_store *s);
-void ingest_one(traces_store *s, tq_item *it);
+/* Writes up to INGEST_BATCH_MAX exports in one transaction (one fsync with --trace-sync
+ * full), each in its own savepoint so that one failing export fails alone; sets each item's
+ * status, rejected count and message (the caller completes them). */
+#define INGEST_BATCH_MAX 64
+void ingest_batch(traces_store *s, tq_item **items, size_t n);
 /* One bounded step of retention; returns 1 when more work is pending. */
 int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted);
 

@@ -213,3 +213,65 @@ Test(traces_integrity, intact_store_reports_no_damage) {
     traces_reader_close(r);
     traces_close(s);
 }
+
+/* ---- group commit ---- */
+
+typedef struct async_ack {
+    int done, status;
+} async_ack;
+
+static void on_async_ack(void *cookie, int status, uint64_t rejected, const char *msg) {
+    (void)rejected;
+    (void)msg;
+    async_ack *k = cookie;
+    k->status = status;
+    k->done = 1;
+}
+
+static uint64_t histogram_count(const char *name) {
+    char key[200];
+    snprintf(key, sizeof key, "%s_count", name);
+    return (uint64_t)metric(key);
+}
+
+Test(traces_integrity, concurrent_exports_share_commits) {
+    traces_store *s = t_open(dir, NULL); /* sync full: the default */
+    enum { N = 48 };
+    async_ack acks[N] = {{0}};
+    uint8_t tids[N][16];
+    traces_request *reqs[N];
+    uint64_t now = t_now_ns();
+    for (int i = 0; i < N; i++) {
+        t_tid(tids[i], 0x40, (uint8_t)i);
+        T_RS *rs = t_rs(A, i % 2 ? "even" : "odd", 0);
+        t_scope(A, rs, "lib", "1", 1, t_span(A, tids[i], 1 + (uint64_t)i, 0, "op", 2, now, MS));
+        reqs[i] = t_req(A, 1, rs);
+    }
+    for (int i = 0; i < N; i++) traces_submit(s, reqs[i], on_async_ack, &acks[i]);
+    for (int spins = 0; spins < 20000; spins++) {
+        traces_run_completions(s);
+        int all = 1;
+        for (int i = 0; i < N; i++) all &= acks[i].done;
+        if (all) break;
+        usleep(1000);
+    }
+    for (int i = 0; i < N; i++) cr_assert(acks[i].done && acks[i].status == TRACES_OK, "export %d acknowledged", i);
+    uint64_t tx = histogram_count("tricorder_traces_transaction_duration_seconds");
+    cr_assert(tx >= 1 && tx < N, "%d exports queued together took %llu transactions", N, (unsigned long long)tx);
+    traces_reader *r = traces_reader_open(s, (char[256]){0}, 256);
+    traces_result *res;
+    char err[256];
+    cr_assert_eq(traces_get(r, (const uint8_t(*)[16])tids, N, &res, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(traces_result_count(res), N, "every acknowledged export is stored");
+    traces_result_free(res);
+    traces_reader_close(r);
+    cr_assert_eq(q1(s->wdb, "PRAGMA synchronous"), 2, "FULL by default");
+    traces_close(s);
+}
+
+Test(traces_integrity, sync_normal_is_chosen_by_config) {
+    traces_config c = {.readers = 1, .sync_normal = 1};
+    traces_store *s = t_open(dir, &c);
+    cr_assert_eq(q1(s->wdb, "PRAGMA synchronous"), 1, "NORMAL");
+    traces_close(s);
+}
