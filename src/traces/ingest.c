@@ -853,8 +853,10 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
     int64_t psize = pragma_int(db, "PRAGMA page_size");
     int64_t freel = pragma_int(db, "PRAGMA freelist_count");
     if (n == 0 && s->cfg.retention_bytes > 0) {
+        /* the cap holds the file and its WAL: the live pages must leave room for the WAL's
+         * budget (the WAL is checkpointed and cut back to it, below and at every commit) */
         int64_t used = (pragma_int(db, "PRAGMA page_count") - freel) * psize;
-        if (used > s->cfg.retention_bytes) {
+        if (used + traces_wal_budget(s->cfg.retention_bytes) > s->cfg.retention_bytes) {
             sqlite3_bind_int(g->sel_oldest, 1, RETENTION_BATCH_CHUNKS);
             while (n < RETENTION_BATCH_CHUNKS && sqlite3_step(g->sel_oldest) == SQLITE_ROW)
                 ids[n++] = sqlite3_column_int64(g->sel_oldest, 0);
@@ -911,7 +913,17 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
             while (sqlite3_step(st) == SQLITE_ROW) {}
             sqlite3_finalize(st);
         }
-        return freel > VACUUM_STEP_PAGES;
+        if (freel > VACUUM_STEP_PAGES) return 1;
+    }
+    if (s->cfg.retention_bytes > 0 &&
+        (traces_wal_bytes(s) > traces_wal_budget(s->cfg.retention_bytes) || traces_disk_bytes(s) > s->cfg.retention_bytes)) {
+        /* the WAL outgrew its budget (a long read kept the automatic checkpoints from
+         * resetting it, or a large batch), or the file still has the length it had before
+         * the pages freed above (it shrinks at a checkpoint): copy back and truncate now */
+        int busy = 0, logged = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &logged, &done);
+        busy = rc == SQLITE_BUSY;
+        if (rc != SQLITE_OK && !busy) traces_storage_error(db, rc, "checkpoint");
     }
     return 0;
 }

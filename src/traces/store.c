@@ -515,6 +515,20 @@ static void db_size_collect(void *ctx) {
     tr_gauge_set(s->m.db_bytes, (double)traces_disk_bytes(s));
 }
 
+int64_t traces_wal_budget(int64_t retention_bytes) {
+    int64_t b = retention_bytes / 4;
+    if (b < 64 * 1024) b = 64 * 1024;
+    if (b > 64 * 1024 * 1024) b = 64 * 1024 * 1024;
+    return b;
+}
+
+int64_t traces_wal_bytes(traces_store *s) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s-wal", s->path);
+    struct stat st;
+    return stat(p, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
 int64_t traces_disk_bytes(traces_store *s) {
     int64_t total = 0;
     const char *suffix[] = {"", "-wal"};
@@ -571,6 +585,17 @@ traces_store *traces_open(const traces_config *cfg, char *err, size_t errlen) {
     if (traces_exec(s->wdb, s->cfg.sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", err, errlen) ||
         traces_exec(s->wdb, "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864", err, errlen))
         goto fail;
+    if (s->cfg.retention_bytes > 0) {
+        /* a size cap counts the WAL: checkpoint and cut it back at a budget of the cap */
+        int64_t budget = traces_wal_budget(s->cfg.retention_bytes);
+        char sql[160];
+        int rc;
+        int64_t psize = q_int(s->wdb, "PRAGMA page_size", &rc);
+        int64_t pages = psize > 0 ? budget / 2 / psize : 16;
+        if (pages < 16) pages = 16;
+        snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint=%lld; PRAGMA journal_size_limit=%lld", (long long)pages, (long long)budget);
+        if (traces_exec(s->wdb, sql, err, errlen)) goto fail;
+    }
     if (ingest_init(s, err, errlen)) goto fail;
     metrics_init(s);
     s->next_retention_ms = traces_now_ms() + 1000;

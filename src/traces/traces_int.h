@@ -241,6 +241,12 @@ long blob_find(const uint8_t *p, size_t n, size_t stride, uint64_t k);
 #define SUM_ENT_BYTES (8 * (1 + SUM_BOUNDS))
 
 
+/* The part of --trace-retention-size left to the WAL (traces.db-wal): a quarter of the cap,
+ * between 64 KiB and 64 MiB; the WAL is checkpointed and cut back to it. */
+int64_t traces_wal_budget(int64_t retention_bytes);
+/* Bytes of traces.db-wal now. */
+int64_t traces_wal_bytes(traces_store *s);
+
 /* ---- ingest.c (writer thread) ---- */
 int ingest_init(traces_store *s, char *err, size_t errlen);
 void ingest_fini(traces_store *s);
