@@ -237,7 +237,10 @@ static int past(const struct timespec *t) {
 
 static void drain_tick(evutil_socket_t fd, short what, void *arg) {
     app *a = arg;
-    unsigned busy = tr_http_inflight(a->http) + otlp_receiver_inflight(a->recv);
+    /* done when every request read has been answered and written: HTTP connections close
+     * after their last reply (idle ones are closed here), gRPC ones after their GOAWAY */
+    unsigned busy = tr_http_inflight(a->http) + otlp_receiver_inflight(a->recv) + tr_http_drain(a->http) +
+                    otlp_grpc_connections(a->grpc);
     if (busy == 0 || past(&a->stop_at)) {
         if (busy) TR_WARN("shutdown timeout: abandoning in-flight requests", "inflight=%u", busy);
         event_base_loopbreak(a->base);
