@@ -6,6 +6,7 @@
 #define TR_TRACES_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "otlp_collector.pb-c.h"
@@ -176,6 +177,13 @@ const char *traces_value_form(const traces_pb_value *v, tr_buf *b, size_t *len);
 /* Appends the string form of a value (the form tag searches compare with) to `out` (cap
  * bytes, NUL-terminated, cut when longer). Returns the full length. */
 size_t traces_value_string(const traces_pb_value *v, char *out, size_t cap);
+
+/* Offline check of <data_dir>/traces.db for `tricorder check` (no tricorder may be using the
+ * dir): SQLite's PRAGMA integrity_check, then every chunk's CRC-32C and decoding. Writes one
+ * line per damage found and a summary to `report`. With `repair`, damaged chunks are moved to
+ * the quarantine table (kept, never deleted); page damage is only reported. Returns the
+ * number of problems found (0: intact; an absent database is intact). */
+int traces_check(const char *data_dir, int repair, FILE *report);
 
 /* Test hooks: run the retention pass now with `now_ms` as the current time; returns the
  * spans deleted or -1. Also compacts free pages. */
