@@ -286,11 +286,96 @@ bad:
 
 static void q_push(struct tqueue *q, tq_item *it);
 
+/* ---- WAL damage, seen before SQLite's recovery drops it ---- */
+
+static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+/* SQLite's WAL checksum over n bytes (n a multiple of 8), continuing s[2]. */
+static void wal_cksum(int native_le, const uint8_t *p, size_t n, uint32_t s[2]) {
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint32_t x0, x1;
+        if (native_le) {
+            x0 = (uint32_t)p[i] | (uint32_t)p[i + 1] << 8 | (uint32_t)p[i + 2] << 16 | (uint32_t)p[i + 3] << 24;
+            x1 = (uint32_t)p[i + 4] | (uint32_t)p[i + 5] << 8 | (uint32_t)p[i + 6] << 16 | (uint32_t)p[i + 7] << 24;
+        } else {
+            x0 = be32(p + i);
+            x1 = be32(p + i + 4);
+        }
+        s[0] += x0 + s[1];
+        s[1] += x1 + s[0];
+    }
+}
+
+/* Walks traces.db-wal as SQLite's recovery will: frames of this WAL generation (its salts)
+ * whose cumulative checksum holds. When a frame fails although later frames of the same
+ * generation hold commits, recovery will drop those commits (acknowledged spans): say so
+ * loudly, count it, and keep a copy of the WAL for the post-mortem. A torn tail without a
+ * commit after it is the normal trace of a crash mid-transaction (nothing acknowledged). */
+static void wal_inspect(const char *dbpath) {
+    char wal[4200];
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
+    FILE *f = fopen(wal, "rb");
+    if (!f) return;
+    uint8_t hdr[32];
+    if (fread(hdr, 1, 32, f) != 32) { fclose(f); return; }
+    uint32_t magic = be32(hdr), psize = be32(hdr + 8);
+    if ((magic & 0xFFFFFFFE) != 0x377f0682 || psize < 512 || psize > 65536 || (psize & (psize - 1))) { fclose(f); return; }
+    int native_le = (magic & 1) == 0;
+    uint32_t s[2] = {0, 0};
+    wal_cksum(native_le, hdr, 24, s);
+    if (s[0] != be32(hdr + 24) || s[1] != be32(hdr + 28)) { fclose(f); return; } /* an unused or stale WAL */
+    uint8_t *frame = malloc(24 + (size_t)psize);
+    if (!frame) { fclose(f); return; }
+    int64_t n = 0, bad_at = -1, commits_after = 0, frames_after = 0, good_commits = 0;
+    while (fread(frame, 1, 24 + (size_t)psize, f) == 24 + (size_t)psize) {
+        n++;
+        if (memcmp(frame + 8, hdr + 16, 8) != 0) break; /* an older generation: the end */
+        if (bad_at >= 0) {
+            frames_after++;
+            if (be32(frame + 4)) commits_after++;
+            continue;
+        }
+        uint32_t t[2] = {s[0], s[1]};
+        wal_cksum(native_le, frame, 8, t);
+        wal_cksum(native_le, frame + 24, psize, t);
+        if (t[0] != be32(frame + 16) || t[1] != be32(frame + 20)) {
+            bad_at = n;
+            frames_after = 1;
+            if (be32(frame + 4)) commits_after++;
+            continue;
+        }
+        s[0] = t[0];
+        s[1] = t[1];
+        if (be32(frame + 4)) good_commits++;
+    }
+    fclose(f);
+    free(frame);
+    if (bad_at < 0 || commits_after == 0) return;
+    char copy[4300];
+    snprintf(copy, sizeof copy, "%s.damaged-%lld", wal, (long long)(traces_now_ms() / 1000));
+    FILE *in = fopen(wal, "rb"), *out = fopen(copy, "wb");
+    int copied = in && out;
+    char buf[65536];
+    size_t k;
+    while (copied && (k = fread(buf, 1, sizeof buf, in)) > 0) copied = fwrite(buf, 1, k, out) == k;
+    if (in) fclose(in);
+    if (out && fclose(out) != 0) copied = 0;
+    selfmon_storage_error("traces", "wal_corrupt");
+    TR_ERROR("trace WAL damaged: SQLite's recovery keeps the commits before the damaged frame and drops the rest; the spans "
+             "in the dropped commits are lost",
+             "wal=\"%s\" bad_frame=%lld frames_dropped=%lld commits_dropped=%lld commits_kept=%lld copy=\"%s\"", wal,
+             (long long)bad_at, (long long)frames_after, (long long)commits_after, (long long)good_commits,
+             copied ? copy : "(copy failed)");
+}
+
 /* ---- errors ---- */
 
 const char *traces_storage_error(sqlite3 *db, int rc, const char *what) {
     int sys = db ? sqlite3_system_errno(db) : 0;
     int prim = rc & 0xFF;
+    /* SQLite clears the errno of a write that hit ENOSPC and reports SQLITE_FULL instead
+     * (its only other cause, max_page_count, is not set by tricorder) */
+    if (prim == SQLITE_FULL && sys == 0) sys = ENOSPC;
     const char *kind = prim == SQLITE_FULL || sys == ENOSPC || sys == EDQUOT ? "disk_full"
                        : prim == SQLITE_IOERR                                ? "io"
                        : prim == SQLITE_CORRUPT || prim == SQLITE_NOTADB     ? "corrupt"
@@ -576,6 +661,7 @@ traces_store *traces_open(const traces_config *cfg, char *err, size_t errlen) {
     pthread_cond_init(&s->cv_writer, NULL);
     pthread_cond_init(&s->cv_reader, NULL);
     pthread_cond_init(&s->cv_call, NULL);
+    wal_inspect(s->path); /* before SQLite's recovery rewrites it */
     if (traces_db_open(s->path, 0, &s->wdb, err, errlen)) goto fail;
     if (schema_check(s->wdb, s->path, err, errlen)) goto fail;
     /* FULL in WAL mode: the WAL is fsynced at every commit, before the exports it holds are

@@ -186,3 +186,187 @@ test('SIGTERM with keep-alive clients: every request sent before it is answered,
     rmSync(t.dataDir, { recursive: true, force: true });
   }
 });
+
+// ---- bit flips ----
+
+async function exportServices(t, svcs) {
+  const sent = [];
+  for (const svc of svcs) {
+    const tr = makeTrace(svc);
+    assert.equal(await postTraces(t, tr.spans), 200);
+    sent.push(tr);
+  }
+  return sent;
+}
+
+test('a bit flip inside a span chunk of traces.db: never served, the rest is, the chunk is quarantined, counted and logged', async () => {
+  const t = await start({ keepDataDir: true });
+  const sent = await exportServices(t, ['alpha', 'beta', 'gamma']); // one chunk each: ids 1, 2, 3
+  assert.equal((await t.stop()).code, 0);
+  const path = join(t.dataDir, 'traces.db');
+  assert.ok(!existsSync(`${path}-wal`) || readFileSync(`${path}-wal`).length === 0, 'a clean stop checkpoints the WAL');
+  const file = readFileSync(path);
+  const blobs = offsetsOf(file, ZSTD_MAGIC);
+  assert.equal(blobs.length, 3, 'three chunk blobs (zstd frames) in the file');
+  file[blobs[1] + 12] ^= 0x04; // inside the second chunk's compressed bytes
+  writeFileSync(path, file);
+
+  const t2 = await start({ dataDir: t.dataDir });
+  try {
+    const ids = sent.map((s) => s.traceId);
+    const r = await jaeger(t2, `/api/traces?traceID=${ids.join('&traceID=')}`);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.data.length, 2, 'the two intact traces are served');
+    const served = new Map(r.body.data.map((d) => [d.traceID, d]));
+    assert.ok(!served.has(sent[1].traceId), 'the damaged chunk\'s trace is not served');
+    assertExact(served.get(sent[0].traceId), sent[0]);
+    assertExact(served.get(sent[2].traceId), sent[2]);
+    const dmg = r.body.errors.filter((e) => /chunk 2 is damaged/.test(e.msg));
+    assert.equal(dmg.length, 1, `Jaeger's errors name the chunk: ${JSON.stringify(r.body.errors)}`);
+    // a search over everything never returns the damaged spans either
+    for (const svc of ['alpha', 'beta', 'gamma']) {
+      const q = await jaeger(t2, `/api/traces?service=${svc}&lookback=1h`);
+      assert.equal(q.status, 200);
+      if (svc === 'beta') assert.equal(q.body.data.length, 0);
+      else assertExact(q.body.data[0], sent.find((s) => s.names[0].endsWith(svc) || s.names.includes(`root-${svc}`)));
+    }
+    // quarantined: counted, logged once with its id; then simply absent
+    const m = await waitFor(async () => metricSum(await t2.metrics(), 'tricorder_traces_chunks_quarantined_total') === 1);
+    assert.ok(m, 'tricorder_traces_chunks_quarantined_total is 1');
+    const lines = t2.stderr.split('\n').filter((l) => l.includes('damaged chunk quarantined'));
+    assert.equal(lines.length, 1, t2.stderr);
+    assert.match(lines[0], /chunk=2 reason="checksum mismatch"/);
+    const again = await jaeger(t2, `/api/traces/${sent[1].traceId}`);
+    assert.equal(again.status, 404, 'after quarantine the trace is simply not found');
+    const one = await jaeger(t2, `/api/traces/${sent[0].traceId}`);
+    assertExact(one.body.data[0], sent[0]);
+  } finally {
+    await t2.stop();
+  }
+  // kept, not deleted: the quarantine table holds the damaged row
+  const q = execFileSync('sqlite3', [path, 'SELECT id, reason, length(data) > 0 FROM quarantine']).toString().trim();
+  assert.equal(q, '2|checksum mismatch|1');
+  rmSync(t.dataDir, { recursive: true, force: true });
+});
+
+test('a bit flip in traces.db-wal after kill -9: the commits before it come back exactly, the later ones are absent, the loss is logged', async () => {
+  const t = await start({ keepDataDir: true });
+  const sent = await exportServices(t, ['alpha', 'beta', 'gamma']); // three commits
+  await t.kill9();
+  const wal = join(t.dataDir, 'traces.db-wal');
+  const file = readFileSync(wal);
+  // the chunk table's leaf page is written again by every commit: blob 1 appears in the
+  // first commit's frame, blobs 1-2 in the second's, 1-3 in the third's
+  const blobs = offsetsOf(file, ZSTD_MAGIC);
+  assert.equal(blobs.length, 6, `1 + 2 + 3 copies of the blobs in the WAL, found ${blobs.length}`);
+  file[blobs[1] + 12] ^= 0x04; // in the second commit's copy of the page
+  writeFileSync(wal, file);
+
+  const t2 = await start({ dataDir: t.dataDir });
+  try {
+    const ids = sent.map((s) => s.traceId);
+    const r = await jaeger(t2, `/api/traces?traceID=${ids.join('&traceID=')}`);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.data.length, 1, 'only the commit before the damaged frame is kept');
+    assertExact(r.body.data[0], sent[0]);
+    for (const svc of ['beta', 'gamma']) {
+      const q = await jaeger(t2, `/api/traces?service=${svc}&lookback=1h`);
+      assert.equal(q.body.data.length, 0, 'the dropped commits are absent, never half-served');
+    }
+    const line = t2.stderr.split('\n').find((l) => l.includes('trace WAL damaged'));
+    assert.ok(line, t2.stderr);
+    assert.match(line, /commits_dropped=2 commits_kept=\d+/);
+    const copy = line.match(/copy="([^"]+)"/)[1];
+    assert.ok(existsSync(copy), 'a copy of the damaged WAL is kept');
+    assert.equal(metricSum(await t2.metrics(), 'tricorder_storage_errors_total', { store: 'traces', kind: 'wal_corrupt' }), 1);
+    // new exports are stored after the recovery
+    const fresh = makeTrace('delta');
+    assert.equal(await postTraces(t2, fresh.spans), 200);
+    assertExact((await jaeger(t2, `/api/traces/${fresh.traceId}`)).body.data[0], fresh);
+  } finally {
+    await t2.stop();
+    rmSync(t.dataDir, { recursive: true, force: true });
+  }
+});
+
+// ---- a full disk ----
+
+function randomSpans(n) {
+  const mem = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ 'service.name': 'filler' }),
+    spanProcessors: [new SimpleSpanProcessor(mem)],
+  });
+  const tracer = provider.getTracer('faults');
+  for (let i = 0; i < n; i++) {
+    const s = tracer.startSpan(`op-${i}`, { attributes: { noise: Buffer.from(Array.from({ length: 600 }, () => Math.random() * 256)).toString('base64') } });
+    s.end();
+  }
+  return mem.getFinishedSpans();
+}
+
+test('a full disk (8 MiB tmpfs): exports refused with 503 and UNAVAILABLE, logged with errno (rate-limited) and counted; stored again once freed', async (ctx) => {
+  const mnt = mkdtempSync(join(tmpdir(), 'tricorder-full-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
+  } catch (e) {
+    rmSync(mnt, { recursive: true, force: true });
+    ctx.skip(`cannot mount a tmpfs here (${e.message.split('\n')[0]}): needs root`);
+    return;
+  }
+  let t;
+  try {
+    t = await start({ dataDir: join(mnt, 'data'), args: ['--log-level', 'info'] });
+    const before = makeTrace('before');
+    assert.equal(await postTraces(t, before.spans), 200);
+    // fill the file system
+    const filler = join(mnt, 'filler');
+    const chunk = Buffer.alloc(64 * 1024, 0x5a);
+    let fillerBytes = 0;
+    for (;;) {
+      try { writeFileSync(filler, chunk, { flag: 'a' }); fillerBytes += chunk.length; } catch { break; }
+    }
+    assert.ok(fillerBytes > 1 << 20, 'the filler took the free space');
+    const statuses = [];
+    for (let i = 0; i < 40; i++) statuses.push(await postTraces(t, randomSpans(50)));
+    const refused = statuses.filter((s) => s === 503).length;
+    assert.ok(refused >= 10, `exports are refused once the disk is full: ${statuses.join(',')}`);
+    assert.ok(statuses.every((s) => s === 200 || s === 503), `only 200 or 503: ${statuses.join(',')}`);
+    // gRPC: UNAVAILABLE (14), retryable
+    const { default: http2 } = await import('node:http2');
+    const { body } = tracesProtobuf(1);
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body]);
+    frame.writeUInt32BE(body.length, 1);
+    const c = http2.connect(t.grpcUrl);
+    c.on('error', () => {});
+    const grpcStatus = await new Promise((resolve) => {
+      const req = c.request({ ':method': 'POST', ':path': '/opentelemetry.proto.collector.trace.v1.TraceService/Export', 'content-type': 'application/grpc', te: 'trailers' });
+      let st;
+      req.on('response', (h) => { if (h['grpc-status'] !== undefined) st = Number(h['grpc-status']); });
+      req.on('trailers', (h) => { st = Number(h['grpc-status']); });
+      req.on('data', () => {});
+      req.on('close', () => resolve(st));
+      req.end(frame);
+    });
+    c.close();
+    assert.equal(grpcStatus, 14, 'gRPC answers UNAVAILABLE');
+    // logged with errno, rate-limited; counted
+    const lines = t.stderr.split('\n').filter((l) => l.includes('msg="trace store write failed"'));
+    assert.ok(lines.length >= 1, t.stderr);
+    assert.match(lines[0], /kind=disk_full .*errno=28 errno_text="No space left on device"/);
+    assert.ok(lines.length <= 3, `rate-limited: ${lines.length} lines for ${refused + 1} failures`);
+    const errs = metricSum(await t.metrics(), 'tricorder_storage_errors_total', { store: 'traces', kind: 'disk_full' });
+    assert.ok(errs >= refused, `tricorder_storage_errors_total{store="traces",kind="disk_full"} = ${errs}`);
+    // freed: stored again, and what was acknowledged before is intact
+    rmSync(filler);
+    const after = makeTrace('after');
+    const st = await waitFor(async () => (await postTraces(t, after.spans)) === 200, 5000);
+    assert.ok(st, 'exports are stored again once space is freed');
+    assertExact((await jaeger(t, `/api/traces/${after.traceId}`)).body.data[0], after);
+    assertExact((await jaeger(t, `/api/traces/${before.traceId}`)).body.data[0], before);
+  } finally {
+    if (t) await t.stop();
+    execFileSync('umount', [mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  }
+});
