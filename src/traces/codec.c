@@ -650,6 +650,13 @@ uint32_t chunk_crc(int64_t id, int64_t rawlen, int64_t nspans, const void *data,
     return crc32c_update(crc32c_update(0, hdr, sizeof hdr), data, len);
 }
 
+uint32_t operation_crc(const char *service, const char *name, int kind) {
+    uint8_t k[4] = {(uint8_t)kind, (uint8_t)((unsigned)kind >> 8), (uint8_t)((unsigned)kind >> 16), (uint8_t)((unsigned)kind >> 24)};
+    uint32_t c = crc32c_update(0, service, strlen(service) + 1);
+    c = crc32c_update(c, name, strlen(name) + 1);
+    return crc32c_update(c, k, 4);
+}
+
 const char *chunk_check(int64_t id, const void *blob, size_t len, int64_t rawlen, int64_t nspans, int has_crc,
                         uint32_t crc, tr_arena *a, void *dctx, chunk_view **out) {
     if (has_crc && chunk_crc(id, rawlen, nspans, blob, len) != crc) return "checksum mismatch";

@@ -126,8 +126,8 @@ int ingest_init(traces_store *s, char *err, size_t errlen) {
         prep(db, "INSERT INTO trace_idx(chunk,tids) VALUES(?,?)", &g->ins_trace, err, errlen) ||
         prep(db, "INSERT INTO sum_idx(chunk,ents) VALUES(?,?)", &g->ins_sum, err, errlen) ||
         prep(db, "INSERT INTO tag_idx(chunk,keys) VALUES(?,?)", &g->ins_tag, err, errlen) ||
-        prep(db, "INSERT INTO operation(service,name,kind,last_seen) VALUES(?,?,?,?) "
-                 "ON CONFLICT(service,name,kind) DO UPDATE SET last_seen=excluded.last_seen", &g->ins_op, err, errlen) ||
+        prep(db, "INSERT INTO operation(service,name,kind,last_seen,crc) VALUES(?,?,?,?,?) "
+                 "ON CONFLICT(service,name,kind) DO UPDATE SET last_seen=excluded.last_seen, crc=excluded.crc", &g->ins_op, err, errlen) ||
         prep(db, "SELECT id FROM chunk WHERE max_start < ? ORDER BY max_start LIMIT ?", &g->sel_expired, err, errlen) ||
         prep(db, "SELECT id FROM chunk ORDER BY id LIMIT ?", &g->sel_oldest, err, errlen) ||
         prep(db, "SELECT c.nspans, t.tids FROM chunk c LEFT JOIN trace_idx t ON t.chunk=c.id WHERE c.id=?", &g->sel_chunk, err, errlen) ||
@@ -574,6 +574,7 @@ static int note_operation(traces_store *s, const char *svc, const char *name, in
     sqlite3_bind_text(g->ins_op, 2, name, -1, SQLITE_STATIC);
     sqlite3_bind_int(g->ins_op, 3, kind);
     sqlite3_bind_int64(g->ins_op, 4, now_ms);
+    sqlite3_bind_int64(g->ins_op, 5, operation_crc(svc, name, kind));
     int rc = run(g->ins_op);
     sqlite3_clear_bindings(g->ins_op);
     if (rc != SQLITE_DONE) return rc;

@@ -12,6 +12,7 @@
 #include <zstd.h>
 
 #include "traces_int.h"
+#include "util/log.h"
 
 static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size_t errlen) {
     if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
@@ -61,6 +62,22 @@ static void db_err(traces_reader *r, char *err, size_t errlen) {
 
 /* ---- small lists ---- */
 
+/* Whether an operation row (service, name, kind, crc) checks out. A damaged one is left out
+ * of every list (the name it reads as is not one that was sent), logged and counted; the
+ * true row is written again when the writer next refreshes it (hourly, or at restart).
+ * Rows written before schema 3 have no CRC. */
+static int operation_row_ok(sqlite3_stmt *st) {
+    if (sqlite3_column_type(st, 3) == SQLITE_NULL) return 1;
+    const char *svc = (const char *)sqlite3_column_text(st, 0), *name = (const char *)sqlite3_column_text(st, 1);
+    if (svc && name && operation_crc(svc, name, sqlite3_column_int(st, 2)) == (uint32_t)sqlite3_column_int64(st, 3)) return 1;
+    selfmon_storage_error("traces", "corrupt");
+    char q1[200], q2[200];
+    TR_ERROR_LIMITED("operation", "trace store: an operation row fails its checksum; left out of the lists",
+                     "service=%s operation=%s kind=%d", tr_log_quote(q1, sizeof q1, svc ? svc : ""),
+                     tr_log_quote(q2, sizeof q2, name ? name : ""), sqlite3_column_int(st, 2));
+    return 0;
+}
+
 void traces_strings_free(traces_strings *l) {
     for (size_t i = 0; i < l->n; i++) free(l->v[i]);
     free(l->v);
@@ -88,20 +105,23 @@ void traces_dependencies_free(traces_dependencies *d) {
 int traces_services(traces_reader *r, traces_strings *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db, "SELECT DISTINCT service FROM operation ORDER BY service", -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(r->db, "SELECT service, name, kind, crc FROM operation ORDER BY service", -1, &st, NULL) != SQLITE_OK) {
         db_err(r, err, errlen);
         return -1;
     }
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *svc = (const char *)sqlite3_column_text(st, 0);
+        if (!svc || !operation_row_ok(st)) continue;
+        if (out->n && strcmp(out->v[out->n - 1], svc) == 0) continue; /* distinct, rows in service order */
         if (out->n == cap) {
             cap = cap ? cap * 2 : 16;
             char **nv = realloc(out->v, cap * sizeof *nv);
             if (!nv) { rc = SQLITE_NOMEM; break; }
             out->v = nv;
         }
-        out->v[out->n] = strdup((const char *)sqlite3_column_text(st, 0));
+        out->v[out->n] = strdup(svc);
         if (!out->v[out->n]) { rc = SQLITE_NOMEM; break; }
         out->n++;
     }
@@ -118,7 +138,7 @@ int traces_operations_list(traces_reader *r, const char *service, int kind, trac
                            char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    const char *sql = "SELECT name,kind FROM operation WHERE (?1 IS NULL OR service=?1) AND (?2 < 0 OR kind=?2) ORDER BY name,kind";
+    const char *sql = "SELECT service,name,kind,crc FROM operation WHERE (?1 IS NULL OR service=?1) AND (?2 < 0 OR kind=?2) ORDER BY name,kind";
     if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) {
         db_err(r, err, errlen);
         return -1;
@@ -128,14 +148,15 @@ int traces_operations_list(traces_reader *r, const char *service, int kind, trac
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (!operation_row_ok(st)) continue;
         if (out->n == cap) {
             cap = cap ? cap * 2 : 16;
             traces_operation *nv = realloc(out->v, cap * sizeof *nv);
             if (!nv) { rc = SQLITE_NOMEM; break; }
             out->v = nv;
         }
-        out->v[out->n].name = strdup((const char *)sqlite3_column_text(st, 0));
-        out->v[out->n].kind = sqlite3_column_int(st, 1);
+        out->v[out->n].name = strdup((const char *)sqlite3_column_text(st, 1));
+        out->v[out->n].kind = sqlite3_column_int(st, 2);
         if (!out->v[out->n].name) { rc = SQLITE_NOMEM; break; }
         out->n++;
     }

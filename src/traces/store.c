@@ -61,7 +61,7 @@ static const char *const schema_tables =
     " data BLOB NOT NULL, crc INTEGER);"
     "CREATE INDEX chunk_max_start ON chunk(max_start);"
     "CREATE TABLE operation(service TEXT NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL,"
-    " last_seen INTEGER NOT NULL, PRIMARY KEY(service, name, kind)) WITHOUT ROWID;";
+    " last_seen INTEGER NOT NULL, crc INTEGER, PRIMARY KEY(service, name, kind)) WITHOUT ROWID;";
 /* The index tables of schema 2 (also created by the migration from 1). */
 static const char *const schema_index_v2 =
     "CREATE TABLE trace_idx(chunk INTEGER PRIMARY KEY, tids BLOB NOT NULL);"
@@ -181,10 +181,11 @@ static const char *const schema_quarantine_v3 =
     " min_start INTEGER, max_start INTEGER, min_dur INTEGER, max_dur INTEGER, nspans INTEGER,"
     " rawlen INTEGER, data BLOB, crc INTEGER);";
 
-/* Schema 2 → 3: chunks get a CRC-32C column (NULL for the chunks written before: they are
- * checked by decoding only) and damaged chunks a quarantine table. */
+/* Schema 2 → 3: chunks and operation rows get a CRC-32C column (NULL for the rows written
+ * before: chunks are then checked by decoding only, operation rows not at all until they
+ * are refreshed) and damaged chunks a quarantine table. */
 static int migrate_2_to_3(sqlite3 *db, char *e, size_t el) {
-    return traces_exec(db, "ALTER TABLE chunk ADD COLUMN crc INTEGER", e, el) ||
+    return traces_exec(db, "ALTER TABLE chunk ADD COLUMN crc INTEGER; ALTER TABLE operation ADD COLUMN crc INTEGER", e, el) ||
                    traces_exec(db, schema_quarantine_v3, e, el)
                ? -1
                : 0;

@@ -225,6 +225,9 @@ int chunk_may_have_tag(const chunk_view *v, size_t i, const char *k, const char 
  * words) and then its compressed bytes, so a row whose blob moved to another id or whose
  * lengths changed fails too. */
 uint32_t chunk_crc(int64_t id, int64_t rawlen, int64_t nspans, const void *data, size_t len);
+/* The CRC-32C of an operation row: service, NUL, name, NUL, kind (little-endian 32-bit). */
+uint32_t operation_crc(const char *service, const char *name, int kind);
+
 /* Checks a chunk row as read back: the CRC (skipped when has_crc is 0: rows written before
  * schema 3) and that it decompresses and walks. Returns NULL when intact (the view in *out
  * when out is not NULL), else why not ("checksum mismatch", "undecodable"). */

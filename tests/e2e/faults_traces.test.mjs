@@ -209,6 +209,10 @@ test('a bit flip inside a span chunk of traces.db: never served, the rest is, th
   const blobs = offsetsOf(file, ZSTD_MAGIC);
   assert.equal(blobs.length, 3, 'three chunk blobs (zstd frames) in the file');
   file[blobs[1] + 12] ^= 0x04; // inside the second chunk's compressed bytes
+  // and in the operation list: the row of gamma's root operation reads "Root-gamma"
+  const op = offsetsOf(file, Buffer.from('root-gamma'));
+  assert.ok(op.length >= 1, 'the operation row is in the file');
+  for (const o of op) file[o] ^= 0x20;
   writeFileSync(path, file);
 
   const t2 = await start({ dataDir: t.dataDir });
@@ -236,6 +240,13 @@ test('a bit flip inside a span chunk of traces.db: never served, the rest is, th
     const lines = t2.stderr.split('\n').filter((l) => l.includes('damaged chunk quarantined'));
     assert.equal(lines.length, 1, t2.stderr);
     assert.match(lines[0], /chunk=2 reason="checksum mismatch"/);
+    // the damaged operation row is never listed; the intact ones are
+    const ops = await jaeger(t2, '/api/services/gamma/operations');
+    assert.equal(ops.status, 200);
+    assert.ok(!ops.body.data.includes('Root-gamma'), `a damaged name is never served: ${ops.body.data}`);
+    assert.deepEqual(ops.body.data.filter((n) => !sent[2].names.includes(n)), [], 'only names that were sent');
+    assert.ok(ops.body.data.includes('child-gamma-1'));
+    assert.match(t2.stderr, /operation row fails its checksum; left out of the lists" service="gamma" operation="Root-gamma"/);
     const again = await jaeger(t2, `/api/traces/${sent[1].traceId}`);
     assert.equal(again.status, 404, 'after quarantine the trace is simply not found');
     const one = await jaeger(t2, `/api/traces/${sent[0].traceId}`);

@@ -416,3 +416,33 @@ Test(traces_integrity, check_reports_page_damage_and_foreign_files) {
     cr_assert_eq(run_check(0, rep, sizeof rep), 1, "%s", rep);
     cr_assert(strstr(rep, "not a readable SQLite database"), "%s", rep);
 }
+
+Test(traces_integrity, damaged_operation_rows_are_left_out_of_the_lists) {
+    traces_store *s = t_open(dir, NULL);
+    uint8_t tids[3][16];
+    ingest_services(s, 3, tids);
+    traces_close(s);
+    tr_selfmon_reset();
+    /* as a flipped byte would: the name changes, its stored checksum does not */
+    exec_db("UPDATE operation SET name = 'oq' WHERE service = 'svc-1'");
+    s = t_open(dir, NULL);
+    traces_reader *r = traces_reader_open(s, (char[256]){0}, 256);
+    char err[256];
+    traces_strings l;
+    cr_assert_eq(traces_services(r, &l, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(l.n, 2, "svc-1's only row is damaged");
+    cr_assert_str_eq(l.v[0], "svc-0");
+    cr_assert_str_eq(l.v[1], "svc-2");
+    traces_strings_free(&l);
+    traces_operations o;
+    cr_assert_eq(traces_operations_list(r, NULL, -1, &o, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(o.n, 2);
+    for (size_t i = 0; i < o.n; i++) cr_assert_str_eq(o.v[i].name, "op", "never the damaged name");
+    traces_operations_free(&o);
+    cr_assert_geq(metric("tricorder_storage_errors_total{store=\"traces\",kind=\"corrupt\"}"), 1);
+    traces_reader_close(r);
+    traces_close(s);
+    char rep[2048];
+    cr_assert_eq(run_check(0, rep, sizeof rep), 1, "%s", rep);
+    cr_assert(strstr(rep, "operation row (svc-1, oq, kind 2): checksum mismatch"), "%s", rep);
+}
