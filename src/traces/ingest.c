@@ -857,6 +857,9 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
         /* the cap holds the file and its WAL: the live pages must leave room for the WAL's
          * budget (the WAL is checkpointed and cut back to it, below and at every commit) */
         int64_t used = (pragma_int(db, "PRAGMA page_count") - freel) * psize;
+        /* quarantined chunks are kept whatever the cap: they must not push good spans out */
+        int64_t qbytes = pragma_int(db, "SELECT coalesce(sum(length(data)), 0) FROM quarantine");
+        if (qbytes > 0) used -= qbytes;
         if (used + traces_wal_budget(s->cfg.retention_bytes) > s->cfg.retention_bytes) {
             sqlite3_bind_int(g->sel_oldest, 1, RETENTION_BATCH_CHUNKS);
             while (n < RETENTION_BATCH_CHUNKS && sqlite3_step(g->sel_oldest) == SQLITE_ROW)
