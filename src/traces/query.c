@@ -70,7 +70,7 @@ static int operation_row_ok(sqlite3_stmt *st) {
     if (sqlite3_column_type(st, 3) == SQLITE_NULL) return 1;
     const char *svc = (const char *)sqlite3_column_text(st, 0), *name = (const char *)sqlite3_column_text(st, 1);
     if (svc && name && operation_crc(svc, name, sqlite3_column_int(st, 2)) == (uint32_t)sqlite3_column_int64(st, 3)) return 1;
-    selfmon_storage_error("traces", "corrupt");
+    tr_storage_error("traces", "corrupt");
     char q1[200], q2[200];
     TR_ERROR_LIMITED("operation", "trace store: an operation row fails its checksum; left out of the lists",
                      "service=%s operation=%s kind=%d", tr_log_quote(q1, sizeof q1, svc ? svc : ""),

@@ -361,7 +361,7 @@ static void wal_inspect(const char *dbpath) {
     while (copied && (k = fread(buf, 1, sizeof buf, in)) > 0) copied = fwrite(buf, 1, k, out) == k;
     if (in) fclose(in);
     if (out && fclose(out) != 0) copied = 0;
-    selfmon_storage_error("traces", "wal_corrupt");
+    tr_storage_error("traces", "wal_corrupt");
     TR_ERROR("trace WAL damaged: SQLite's recovery keeps the commits before the damaged frame and drops the rest; the spans "
              "in the dropped commits are lost",
              "wal=\"%s\" bad_frame=%lld frames_dropped=%lld commits_dropped=%lld commits_kept=%lld copy=\"%s\"", wal,
@@ -384,7 +384,7 @@ const char *traces_storage_error(sqlite3 *db, int rc, const char *what) {
                        : prim == SQLITE_BUSY || prim == SQLITE_LOCKED        ? "busy"
                        : prim == SQLITE_NOMEM                                ? "nomem"
                                                                              : "other";
-    selfmon_storage_error("traces", kind);
+    tr_storage_error("traces", kind);
     char q[300];
     tr_log_quote(q, sizeof q, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     char key[64];

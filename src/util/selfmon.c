@@ -52,57 +52,30 @@ static tr_metric *add(kind k, const char *name, const char *help, const char *la
     return m;
 }
 
-#define STORAGE_ERRORS "tricorder_storage_errors_total"
+typedef struct storerr {
+    struct storerr *next;
+    const char *store, *kind;
+    tr_metric *m;
+} storerr;
+static storerr *storerrs;
+static pthread_mutex_t storerr_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static tr_metric *find_locked(const char *name, const char *labels) {
-    for (tr_metric *m = all; m; m = m->next)
-        if (m->k == K_COUNTER && strcmp(m->name, name) == 0 && strcmp(m->labels, labels) == 0) return m;
-    return NULL;
-}
-
-void selfmon_storage_error(const char *store, const char *kind) {
-    char labels[160];
-    snprintf(labels, sizeof labels, "store=\"%s\",kind=\"%s\"", store, kind);
-    pthread_mutex_lock(&mu);
-    tr_metric *m = find_locked(STORAGE_ERRORS, labels);
-    if (m) {
-        m->value += 1;
-        pthread_mutex_unlock(&mu);
-        return;
+void tr_storage_error(const char *store, const char *kind) {
+    pthread_mutex_lock(&storerr_mu);
+    storerr *e = storerrs;
+    while (e && !(strcmp(e->store, store) == 0 && strcmp(e->kind, kind) == 0)) e = e->next;
+    if (!e && (e = calloc(1, sizeof *e))) {
+        char lbl[256];
+        snprintf(lbl, sizeof lbl, "store=\"%s\",kind=\"%s\"", store, kind);
+        e->store = store;
+        e->kind = kind;
+        e->m = tr_counter_new("tricorder_storage_errors_total",
+                              "Disk I/O failures of the stores (each one is logged with its errno).", lbl);
+        e->next = storerrs;
+        storerrs = e;
     }
-    pthread_mutex_unlock(&mu);
-    /* the first error of this kind: the series is made outside the lock (add() takes it),
-     * then looked up again under it so that two threads never make twins */
-    tr_metric *n = calloc(1, sizeof *n);
-    if (!n) return;
-    n->k = K_COUNTER;
-    n->name = strdup(STORAGE_ERRORS);
-    n->help = strdup("Storage operations that failed, by store and kind (details in the log).");
-    n->labels = strdup(labels);
-    if (!n->name || !n->help || !n->labels) {
-        free(n->name);
-        free(n->help);
-        free(n->labels);
-        free(n);
-        return;
-    }
-    pthread_mutex_lock(&mu);
-    m = find_locked(STORAGE_ERRORS, labels);
-    if (!m) {
-        tr_metric **pp = &all;
-        while (*pp)
-            pp = &(*pp)->next;
-        *pp = m = n;
-        n = NULL;
-    }
-    m->value += 1;
-    pthread_mutex_unlock(&mu);
-    if (n) {
-        free(n->name);
-        free(n->help);
-        free(n->labels);
-        free(n);
-    }
+    pthread_mutex_unlock(&storerr_mu);
+    if (e) tr_counter_add(e->m, 1);
 }
 
 tr_metric *tr_counter_new(const char *name, const char *help, const char *labels) {
@@ -249,6 +222,13 @@ void tr_selfmon_render(tr_buf *out) {
 }
 
 void tr_selfmon_reset(void) {
+    pthread_mutex_lock(&storerr_mu);
+    while (storerrs) {
+        storerr *e = storerrs;
+        storerrs = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&storerr_mu);
     pthread_mutex_lock(&mu);
     while (all) {
         tr_metric *m = all;
