@@ -28,6 +28,7 @@
 #include "otlp/otlp.h"
 #include "otlp/translate.h"
 #include "traces/traces.h"
+#include "util/file.h"
 #include "util/log.h"
 #include "util/selfmon.h"
 
@@ -83,22 +84,9 @@ int tr_app_listen(const char *addr, char *err, size_t errlen) {
     return fd;
 }
 
-static int mkdir_p(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    return 0;
-}
-
 /* Returns the lock file's fd (kept open for the process's life) or -1 with err set. */
 static int lock_data_dir(const char *dir, char *err, size_t errlen) {
-    if (mkdir_p(dir) != 0) {
+    if (tr_mkdir_p(dir) != 0) {
         snprintf(err, errlen, "cannot create data dir %s: %s", dir, strerror(errno));
         return -1;
     }

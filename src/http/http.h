@@ -77,7 +77,4 @@ void tr_http_reply_text(struct evhttp_request *req, int status, const char *text
 void tr_http_reply_prom_error(struct evhttp_request *req, int status, const char *type,
                               const char *msg);
 
-/* Compares two strings in time that depends only on their lengths; 1 when equal. */
-int tr_secret_equal(const char *a, const char *b);
-
 #endif

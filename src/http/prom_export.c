@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "metrics/metrics.h"
+#include "util/clock.h"
 
 #define LOOKBACK_MS (5 * 60 * 1000)
 
@@ -80,12 +81,6 @@ static int cmp_ref(const void *a, const void *b) {
     return x->ord < y->ord ? -1 : x->ord > y->ord;
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void run(struct evhttp_request *req, tsdb *db, int federate) {
     struct evkeyvalq q;
     matchsets ms = {0};
@@ -98,7 +93,7 @@ static void run(struct evhttp_request *req, tsdb *db, int federate) {
         tr_http_reply_text(req, 400, "error parsing form values");
         return;
     }
-    int64_t start, end, now = now_ms();
+    int64_t start, end, now = tr_now_ms();
     if (federate) {
         start = now - LOOKBACK_MS;
         end = now;

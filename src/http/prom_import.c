@@ -19,7 +19,9 @@
 
 #include "api.h"
 #include "ingest.h"
+#include "util/clock.h"
 #include "util/gzip.h"
+#include "util/text.h"
 
 /* ---------------------------------------------------------------- the parser */
 
@@ -47,21 +49,6 @@ static size_t label_name_len(const cursor *c) {
     if (p >= c->end || !name_start(*p)) return 0;
     while (p < c->end && name_char(*p)) p++;
     return (size_t)(p - c->p);
-}
-
-static int valid_utf8(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s, *e = p + n;
-    while (p < e) {
-        if (*p < 0x80) { p++; continue; }
-        size_t k = (*p >= 0xC2 && *p <= 0xDF) ? 2 : (*p >= 0xE0 && *p <= 0xEF) ? 3 : (*p >= 0xF0 && *p <= 0xF4) ? 4 : 0;
-        if (!k || (size_t)(e - p) < k) return 0;
-        for (size_t i = 1; i < k; i++)
-            if ((p[i] & 0xC0) != 0x80) return 0;
-        if (k == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;
-        if (k == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;
-        p += k;
-    }
-    return 1;
 }
 
 /* A quoted label value with \\, \" and \n escapes, unescaped into the arena. Returns NULL with
@@ -95,7 +82,7 @@ static char *quoted(cursor *c, tr_arena *a, const char **why, int *oom) {
     }
     c->p++;
     out[o] = 0;
-    if (!valid_utf8(out, o)) { *why = "label value is not valid UTF-8"; return NULL; }
+    if (!tr_utf8_valid(out, o)) { *why = "label value is not valid UTF-8"; return NULL; }
     return out;
 }
 
@@ -190,7 +177,7 @@ static int comment_line(cursor *c, tr_arena *a, metaent **ents, size_t *n, size_
             }
         }
         h[o] = 0;
-        if (!valid_utf8(h, o)) { *why = "HELP text is not valid UTF-8"; return 1; }
+        if (!tr_utf8_valid(h, o)) { *why = "HELP text is not valid UTF-8"; return 1; }
         metaent *e = meta_get(a, ents, n, cap, fam, fl);
         if (!e) return -1;
         e->help = h;
@@ -365,12 +352,6 @@ static void imp_committed(void *cookie, int status, const char *msg) {
     free(p);
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 #define MAX_EXTRA 32
 
 void tr_api_prom_import(struct evhttp_request *req, const char *path, void *ctx) {
@@ -394,13 +375,13 @@ void tr_api_prom_import(struct evhttp_request *req, const char *path, void *ctx)
     tr_buf_init(&plain, g->max_uncompressed);
     tsdb_label extra[MAX_EXTRA];
     size_t nextra = 0;
-    int64_t ts_default = now_ms();
+    int64_t ts_default = tr_now_ms();
     struct evkeyval *kv;
     TAILQ_FOREACH(kv, &q, next) {
         if (strcmp(kv->key, "extra_label") == 0) {
             char *eq = strchr(kv->value, '=');
             cursor c = {kv->value, eq ? eq : kv->value};
-            if (!eq || label_name_len(&c) != (size_t)(eq - kv->value) || !valid_utf8(eq + 1, strlen(eq + 1))) {
+            if (!eq || label_name_len(&c) != (size_t)(eq - kv->value) || !tr_utf8_valid(eq + 1, strlen(eq + 1))) {
                 imp_reply_error(g, req, 400, "extra_label must be name=value with a valid label name");
                 goto out;
             }

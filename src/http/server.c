@@ -17,6 +17,7 @@
 #include "http.h"
 #include "util/log.h"
 #include "util/selfmon.h"
+#include "util/text.h"
 
 #define MAX_HEADERS_BYTES (16 * 1024)
 
@@ -237,13 +238,6 @@ void tr_http_reply_prom_error(struct evhttp_request *req, int status, const char
 
 /* ---- helpers ---- */
 
-int tr_secret_equal(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char d = la != lb;
-    for (size_t i = 0; i < lb; i++) d |= (unsigned char)((i < la ? a[i] : 0) ^ b[i]);
-    return d == 0;
-}
-
 const char *tr_http_header(struct evhttp_request *req, const char *name) {
     return evhttp_find_header(evhttp_request_get_input_headers(req), name);
 }
@@ -330,29 +324,13 @@ static int basic_ok(tr_http *h, const char *auth) {
     if (!auth || strncasecmp(auth, "Basic ", 6) != 0) return 0;
     const char *b64 = auth + 6;
     while (*b64 == ' ') b64++;
-    /* decode base64 */
     unsigned char out[512];
-    size_t o = 0;
-    unsigned v = 0;
-    int bits = 0;
-    for (const char *p = b64; *p && *p != '='; p++) {
-        int c;
-        if (*p >= 'A' && *p <= 'Z') c = *p - 'A';
-        else if (*p >= 'a' && *p <= 'z') c = *p - 'a' + 26;
-        else if (*p >= '0' && *p <= '9') c = *p - '0' + 52;
-        else if (*p == '+') c = 62;
-        else if (*p == '/') c = 63;
-        else return 0;
-        v = (v << 6) | (unsigned)c;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= sizeof out) return 0;
-            out[o++] = (unsigned char)(v >> bits);
-        }
-    }
+    size_t n = strlen(b64);
+    if (tr_base64_max(n) >= sizeof out) return 0;
+    long o = tr_base64_decode(b64, n, out);
+    if (o < 0) return 0;
     out[o] = 0;
-    char *colon = memchr(out, ':', o);
+    char *colon = memchr(out, ':', (size_t)o);
     if (!colon) return 0;
     *colon = 0;
     int u = tr_secret_equal((char *)out, h->cfg.basic_user);

@@ -58,17 +58,11 @@ double tsdb_stale_nan(void) {
     return v;
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 tsdb_appender *tsdb_appender_begin(tsdb *db) {
     tsdb_appender *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->db = db;
-    a->min_t = db->o.retention_ms > 0 ? now_ms() - db->o.retention_ms : INT64_MIN;
+    a->min_t = db->o.retention_ms > 0 ? tr_now_ms() - db->o.retention_ms : INT64_MIN;
     return a;
 }
 

@@ -153,22 +153,10 @@ static int cmp_triple(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int write_file(const char *path, const void *p, size_t n) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return -1;
-    int rc = write_all(fd, p, n);
+    int rc = tr_write_all(fd, p, n);
     if (rc == 0) rc = fsync(fd);
     close(fd);
     return rc;
@@ -290,7 +278,7 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
             zbuf = z;
             size_t zl = ZSTD_compress(zbuf, bound, raw.p, raw.len, ZLEVEL);
             if (ZSTD_isError(zl)) goto oom;
-            if (write_all(cfd, zbuf, zl)) goto ioerr;
+            if (tr_write_all(cfd, zbuf, zl)) goto ioerr;
             for (size_t k = first; k < n; k++) {
                 meta[k].frame_off = off;
                 meta[k].frame_len = (uint32_t)zl;

@@ -22,12 +22,6 @@ typedef struct metaent {
     char *family, *type, *help, *unit;
 } metaent;
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- blocks list ---- */
 
 static int cmp_block(const void *a, const void *b) {
@@ -498,7 +492,7 @@ static int apply_retention(tsdb *db) {
     int dropped = 0;
     pthread_mutex_lock(&db->mu);
     if (db->o.retention_ms > 0) {
-        int64_t cutoff = now_ms() - db->o.retention_ms;
+        int64_t cutoff = tr_now_ms() - db->o.retention_ms;
         for (size_t i = 0; i < db->nblocks;) {
             if (db->blocks[i]->maxt < cutoff) {
                 TR_INFO("retention: dropping block", "block=%s max_time=%lld", db->blocks[i]->id, (long long)db->blocks[i]->maxt);
@@ -741,18 +735,6 @@ static void self_init(tsdb *db) {
 
 /* ---- open / close ---- */
 
-static int mkdirs(const char *p) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", p);
-    for (char *c = tmp + 1; *c; c++)
-        if (*c == '/') {
-            *c = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-            *c = '/';
-        }
-    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
     *out = NULL;
     tsdb *db = calloc(1, sizeof *db);
@@ -786,7 +768,7 @@ int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
     db->o.dir = db->dir;
     snprintf(db->wal_dir, dl + 8, "%s/wal", db->dir);
     snprintf(db->blocks_dir, dl + 8, "%s/blocks", db->dir);
-    if (mkdirs(db->dir) || mkdirs(db->blocks_dir)) {
+    if (tr_mkdir_p(db->dir) || tr_mkdir_p(db->blocks_dir)) {
         snprintf(err, errlen, "cannot create %s: %s", db->blocks_dir, strerror(errno));
         goto fail;
     }
@@ -904,7 +886,7 @@ int tsdb_snapshot(tsdb *db, char *name, size_t namecap, char *err, size_t errlen
              tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned long)(ts.tv_nsec / 1000));
     char sdir[4300], bdir[4400], src[4500], dst[4500];
     snprintf(sdir, sizeof sdir, "%s/snapshots/%s", db->dir, name);
-    if (mkdirs(sdir) != 0) {
+    if (tr_mkdir_p(sdir) != 0) {
         snprintf(err, errlen, "cannot create %s: %s", sdir, strerror(errno));
         return -1;
     }

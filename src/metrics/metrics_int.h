@@ -5,24 +5,19 @@
 #define TR_METRICS_INT_H
 
 #include <pthread.h>
-#include <regex.h>
 #include <stdint.h>
 #include <stddef.h>
 
 #include "metrics.h"
+#include "util/clock.h"
+#include "util/file.h"
+#include "util/hash.h"
 #include "util/selfmon.h"
+#include "util/text.h"
 
 /* ---- small helpers (mutil.c) ---- */
 
 uint64_t mt_hash(const void *p, size_t n, uint64_t seed);
-static inline uint64_t mt_mix(uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
 
 /* Growable byte vector (abort-free: failures set .err). */
 typedef struct bvec {
@@ -243,8 +238,7 @@ long blockdec_series(const uint8_t *p, size_t len, sample **out);
 struct tsdb_matcher {
     tsdb_match_type type;
     char *name, *value;
-    regex_t re;
-    int has_re;
+    struct tr_re *re; /* =~ and !~ (util/re.h); NULL for = and != */
     int matches_empty;
 };
 

@@ -180,18 +180,6 @@ static int read_file(const char *path, uint8_t **out, size_t *n) {
     return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static void fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
@@ -479,7 +467,7 @@ int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen) {
         bvec piece = {.p = c->series.p + from, .len = c->cuts[i] - from};
         wal_record(&rec, WAL_SERIES, &piece);
         from = c->cuts[i];
-        if (rec.err || write_all(fd, rec.p, rec.len)) rc = -1;
+        if (rec.err || tr_write_all(fd, rec.p, rec.len)) rc = -1;
         rec.len = 0;
     }
     for (size_t i = 0; i < c->n && rc == 0; i++) {
@@ -506,21 +494,21 @@ int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen) {
         if (pl.len > (1u << 20) || i + 1 == c->n) {
             wal_record(&rec, WAL_SAMPLES, &pl);
             pl.len = 0;
-            if (rec.err || write_all(fd, rec.p, rec.len)) rc = -1;
+            if (rec.err || tr_write_all(fd, rec.p, rec.len)) rc = -1;
             rec.len = 0;
         } else {
             /* one record per series keeps replay simple; flush in batches */
             wal_record(&rec, WAL_SAMPLES, &pl);
             pl.len = 0;
             if (rec.len > (1u << 20)) {
-                if (rec.err || write_all(fd, rec.p, rec.len)) rc = -1;
+                if (rec.err || tr_write_all(fd, rec.p, rec.len)) rc = -1;
                 rec.len = 0;
             }
         }
     }
-    if (rc == 0 && rec.len && (rec.err || write_all(fd, rec.p, rec.len))) rc = -1;
+    if (rc == 0 && rec.len && (rec.err || tr_write_all(fd, rec.p, rec.len))) rc = -1;
     /* exemplars last: their series records are all above */
-    if (rc == 0 && c->ex.len && write_all(fd, c->ex.p, c->ex.len)) rc = -1;
+    if (rc == 0 && c->ex.len && tr_write_all(fd, c->ex.p, c->ex.len)) rc = -1;
     if (rc == 0 && fsync(fd) != 0) rc = -1;
     close(fd);
     free(a);

@@ -142,7 +142,7 @@ int traces_check(const char *data_dir, int repair, FILE *report) {
             fprintf(report, "traces: --repair needs schema 3 (start tricorder once to upgrade): nothing moved\n");
         } else if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
             int failed = 0;
-            for (size_t i = 0; i < nbad && !failed; i++) failed = chunk_quarantine(db, bad[i], why[i], traces_now_ms()) < 0;
+            for (size_t i = 0; i < nbad && !failed; i++) failed = chunk_quarantine(db, bad[i], why[i], tr_now_ms()) < 0;
             if (failed || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
                 fprintf(report, "traces: repair failed: %s; nothing moved\n", sqlite3_errmsg(db));
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -715,7 +715,7 @@ void ingest_batch(traces_store *s, tq_item **items, size_t n) {
     sqlite3 *db = s->wdb;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int64_t now_ms = traces_now_ms();
+    int64_t now_ms = tr_now_ms();
     ingest_counts c[INGEST_BATCH_MAX];
     int ok[INGEST_BATCH_MAX] = {0};
     assert(n <= INGEST_BATCH_MAX);

@@ -11,12 +11,6 @@
 #include "traces_int.h"
 #include "util/log.h"
 
-int64_t traces_now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 int traces_exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -353,7 +347,7 @@ static void wal_inspect(const char *dbpath) {
     free(frame);
     if (bad_at < 0 || commits_after == 0) return;
     char copy[4300];
-    snprintf(copy, sizeof copy, "%s.damaged-%lld", wal, (long long)(traces_now_ms() / 1000));
+    snprintf(copy, sizeof copy, "%s.damaged-%lld", wal, (long long)(tr_now_ms() / 1000));
     FILE *in = fopen(wal, "rb"), *out = fopen(copy, "wb");
     int copied = in && out;
     char buf[65536];
@@ -434,7 +428,7 @@ static void quarantine_one(traces_store *s, tq_item *it) {
     char e[256];
     int moved = -1;
     if (traces_exec(s->wdb, "BEGIN IMMEDIATE", e, sizeof e) == 0) {
-        moved = chunk_quarantine(s->wdb, it->call_arg, it->msg, traces_now_ms());
+        moved = chunk_quarantine(s->wdb, it->call_arg, it->msg, tr_now_ms());
         if (moved < 0) snprintf(e, sizeof e, "%s", sqlite3_errmsg(s->wdb));
         if (moved < 0 || traces_exec(s->wdb, "COMMIT", e, sizeof e)) {
             moved = -1;
@@ -543,13 +537,13 @@ static void *writer_main(void *arg) {
             /* between exports, keep expiring in small steps so neither starves */
             if (s->retention_busy) {
                 int64_t d;
-                s->retention_busy = retention_step(s, traces_now_ms(), &d);
+                s->retention_busy = retention_step(s, tr_now_ms(), &d);
             }
             pthread_mutex_lock(&s->mu);
             continue;
         }
         if (s->closing) break;
-        int64_t now = traces_now_ms();
+        int64_t now = tr_now_ms();
         tr_log_limited_tick(); /* pending counts of rate-limited errors, at least each second */
         if (s->retention_busy || now >= s->next_retention_ms) {
             pthread_mutex_unlock(&s->mu);
@@ -685,7 +679,7 @@ traces_store *traces_open(const traces_config *cfg, char *err, size_t errlen) {
     }
     if (ingest_init(s, err, errlen)) goto fail;
     metrics_init(s);
-    s->next_retention_ms = traces_now_ms() + 1000;
+    s->next_retention_ms = tr_now_ms() + 1000;
     if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
         snprintf(err, errlen, "cannot start the trace writer thread");
         goto fail;

@@ -30,7 +30,11 @@
 #include "traces.h"
 #include "util/arena.h"
 #include "util/buf.h"
+#include "util/clock.h"
+#include "util/hash.h"
+#include "util/pbwire.h"
 #include "util/selfmon.h"
+#include "util/text.h"
 
 #define TRACES_APP_ID 0x54524346     /* "TRCF": PRAGMA application_id of our databases */
 #define TRACES_SCHEMA_VERSION 3      /* PRAGMA user_version this build writes (3: chunk CRCs, quarantine) */
@@ -142,11 +146,14 @@ struct traces_result {
     size_t ndamaged;
 };
 
+/* ---- codec.c ---- */
+/* A protobuf-c allocator drawing from `a` (free is a no-op), valid while `a` lives. */
+ProtobufCAllocator traces__arena_allocator(tr_arena *a);
+
 /* ---- store.c ---- */
 void traces_complete(traces_store *s, tq_item *it); /* queue for the loop thread */
 int traces_db_open(const char *path, int readonly, sqlite3 **out, char *err, size_t errlen);
 int traces_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
-int64_t traces_now_ms(void);
 
 /* Moves chunk `id` with every row that points at it into the quarantine table (inside the
  * caller's transaction). Returns 1 when moved, 0 when it was not there, or -1 (SQLite error). */

@@ -127,7 +127,7 @@ static void check_damage_is_not_served(void) {
     traces_result_free(res);
     /* a search meets it no more once quarantined: the writer does it in order, so a
      * retention pass on the writer thread waits for it */
-    traces_retention_run(s, traces_now_ms());
+    traces_retention_run(s, tr_now_ms());
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM chunk WHERE id=2"), 0);
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM quarantine WHERE id=2 AND length(data) > 0"), 1,
                  "moved, not deleted");

@@ -8,6 +8,7 @@
 
 #include "helpers.h"
 #include "http/jaeger.h"
+#include "util/clock.h"
 
 #define MS 1000000ULL
 
@@ -76,12 +77,12 @@ Test(traces_jaeger, ints_bools_ids_and_times) {
     cr_assert_str_eq(out, "ab000000000000000000000000000001");
 
     int64_t ns;
-    cr_assert_eq(tr_jaeger_parse_rfc3339("2024-06-10T12:00:00Z", &ns), 0);
+    cr_assert_eq(tr_rfc3339_ns("2024-06-10T12:00:00Z", &ns), 0);
     cr_assert_eq(ns, 1718020800LL * 1000000000LL);
-    cr_assert_eq(tr_jaeger_parse_rfc3339("2024-06-10T14:00:00.123456789+02:00", &ns), 0);
+    cr_assert_eq(tr_rfc3339_ns("2024-06-10T14:00:00.123456789+02:00", &ns), 0);
     cr_assert_eq(ns, 1718020800LL * 1000000000LL + 123456789);
-    cr_assert_eq(tr_jaeger_parse_rfc3339("2024-06-10 12:00:00", &ns), -1);
-    cr_assert_eq(tr_jaeger_parse_rfc3339("x", &ns), -1);
+    cr_assert_eq(tr_rfc3339_ns("2024-06-10 12:00:00", &ns), -1);
+    cr_assert_eq(tr_rfc3339_ns("x", &ns), -1);
 }
 
 /* The example of API.md §3.8, built as OTLP and rendered. */
