@@ -1,7 +1,6 @@
 /* The libevent HTTP server: route table, authentication, limits, connection accounting and
  * the reply helpers. */
 #include <stdio.h>
-#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -10,10 +9,10 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "drain.h"
 #include "http.h"
 #include "util/log.h"
 #include "util/selfmon.h"
@@ -44,14 +43,11 @@ struct tr_http {
     listener ls[4];
     int nls;
     unsigned inflight, connections;
-    /* open-addressing set of connections already counted, with their requests dispatched
-     * and not yet answered (parallel array) */
+    /* open-addressing set of connections already counted */
     void **conns;
-    unsigned *conn_busy;
-    unsigned char *conn_reading; /* bytes of a next request arrived since the last dispatch */
     size_t conncap;
-    int stopping; /* SIGTERM: replies say Connection: close, idle connections are closed */
     tr_metric *req_by_class[6], *conn_gauge;
+    tr_drain *drain; /* shutdown: which connections have work in progress */
 };
 
 static tr_http *g_http; /* for the reply helpers, which only see the request */
@@ -68,6 +64,7 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg) {
         h->req_by_class[i] = tr_counter_new("tricorder_http_responses_total", "HTTP responses sent, by status class.", l);
     }
     h->conn_gauge = tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"http\"");
+    h->drain = tr_drain_new();
     g_http = h;
     return h;
 }
@@ -82,36 +79,16 @@ static size_t conn_slot(tr_http *h, void *c) {
 
 static void conn_closed(struct evhttp_connection *evcon, void *arg) {
     tr_http *h = arg;
+    tr_drain_closed(h->drain, evcon);
     if (!h->conncap) return;
     size_t i = ((uintptr_t)evcon >> 4) * 11400714819323198485ull & (h->conncap - 1);
     for (size_t n = 0; n < h->conncap && h->conns[i]; n++, i = (i + 1) & (h->conncap - 1))
         if (h->conns[i] == evcon) {
             h->conns[i] = (void *)1; /* tombstone */
-            h->conn_busy[i] = 0;
-            h->conn_reading[i] = 0;
             h->connections--;
             tr_gauge_set(h->conn_gauge, h->connections);
             return;
         }
-}
-
-static size_t conn_find(const tr_http *h, const void *c);
-
-/* Input arrived on a counted connection: a next request is being read. */
-static void on_input(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg) {
-    (void)b;
-    if (!info->n_added || !g_http) return;
-    size_t slot = conn_find(g_http, arg);
-    if (slot != SIZE_MAX) g_http->conn_reading[slot] = 1;
-}
-
-/* The slot of a counted connection, or SIZE_MAX. */
-static size_t conn_find(const tr_http *h, const void *c) {
-    if (!h->conncap || !c) return SIZE_MAX;
-    size_t i = ((uintptr_t)c >> 4) * 11400714819323198485ull & (h->conncap - 1);
-    for (size_t n = 0; n < h->conncap && h->conns[i]; n++, i = (i + 1) & (h->conncap - 1))
-        if (h->conns[i] == c) return i;
-    return SIZE_MAX;
 }
 
 static void conn_seen(tr_http *h, struct evhttp_connection *evcon) {
@@ -119,31 +96,14 @@ static void conn_seen(tr_http *h, struct evhttp_connection *evcon) {
     if ((h->connections + 1) * 2 > h->conncap) {
         size_t ncap = h->conncap ? h->conncap * 2 : 64;
         void **old = h->conns;
-        unsigned *obusy = h->conn_busy;
         size_t ocap = h->conncap;
         void **nc = calloc(ncap, sizeof *nc);
-        unsigned *nb = calloc(ncap, sizeof *nb);
-        unsigned char *nr = calloc(ncap, 1), *oreading = h->conn_reading;
-        if (!nc || !nb || !nr) {
-            free(nc);
-            free(nb);
-            free(nr);
-            return;
-        }
+        if (!nc) return;
         h->conns = nc;
-        h->conn_busy = nb;
-        h->conn_reading = nr;
         h->conncap = ncap;
         for (size_t i = 0; i < ocap; i++)
-            if (old[i] && old[i] != (void *)1) {
-                size_t k = conn_slot(h, old[i]);
-                h->conns[k] = old[i];
-                h->conn_busy[k] = obusy[i];
-                h->conn_reading[k] = oreading[i];
-            }
+            if (old[i] && old[i] != (void *)1) h->conns[conn_slot(h, old[i])] = old[i];
         free(old);
-        free(obusy);
-        free(oreading);
     }
     size_t i = conn_slot(h, evcon);
     if (h->conns[i] == evcon) return;
@@ -152,13 +112,7 @@ static void conn_seen(tr_http *h, struct evhttp_connection *evcon) {
     for (size_t n = 0; n < h->conncap && h->conns[j]; n++, j = (j + 1) & (h->conncap - 1))
         if (h->conns[j] == evcon) return;
     h->conns[i] = evcon;
-    h->conn_busy[i] = 0;
-    h->conn_reading[i] = 0;
     h->connections++;
-    /* evhttp moves a request's body out of the socket's input buffer as it arrives, so an
-     * empty buffer does not mean no request is being read: watch what arrives instead */
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    if (bev) evbuffer_add_cb(bufferevent_get_input(bev), on_input, evcon);
     tr_gauge_set(h->conn_gauge, h->connections);
     evhttp_connection_set_closecb(evcon, conn_closed, h);
 }
@@ -187,16 +141,7 @@ void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, co
     case 503: reason = "Service Unavailable"; break;
     default: reason = "Status";
     }
-    if (g_http) {
-        size_t slot = conn_find(g_http, evhttp_request_get_connection(req));
-        if (slot != SIZE_MAX && g_http->conn_busy[slot]) g_http->conn_busy[slot]--;
-        /* shutting down: this is the connection's last reply (HTTP/1.1 keep-alive ends
-         * here; evhttp closes once it is written) */
-        if (g_http->stopping) {
-            evhttp_remove_header(oh, "Connection");
-            evhttp_add_header(oh, "Connection", "close");
-        }
-    }
+    if (g_http) tr_drain_reply(g_http->drain, req);
     evhttp_send_reply(req, status, reason, NULL);
     if (g_http) {
         int cls = status / 100 - 1;
@@ -350,11 +295,7 @@ static void dispatch(struct evhttp_request *req, void *arg) {
     tr_http *h = l->h;
     h->inflight++;
     conn_seen(h, evhttp_request_get_connection(req));
-    size_t slot = conn_find(h, evhttp_request_get_connection(req));
-    if (slot != SIZE_MAX) {
-        h->conn_busy[slot]++;
-        h->conn_reading[slot] = 0; /* what arrived was this request */
-    }
+    tr_drain_request(h->drain, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
     char *path = evhttp_uridecode(raw && *raw ? raw : "/", 0, NULL);
@@ -440,34 +381,8 @@ int tr_http_listen(tr_http *h, int fd, int ingest_only) {
     return 0;
 }
 
-/* Whether a counted connection has nothing in progress: no request being handled, no reply
- * being written, no request bytes read or waiting in the socket. */
-static int conn_idle(const tr_http *h, size_t slot) {
-    struct evhttp_connection *evcon = h->conns[slot];
-    if (h->conn_busy[slot] || h->conn_reading[slot]) return 0;
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    if (!bev) return 0;
-    if (evbuffer_get_length(bufferevent_get_input(bev)) || evbuffer_get_length(bufferevent_get_output(bev))) return 0;
-    int pending = 0;
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    if (fd >= 0 && ioctl(fd, FIONREAD, &pending) == 0 && pending > 0) return 0;
-    return 1;
-}
-
-unsigned tr_http_drain(tr_http *h) {
-    if (!h) return 0;
-    /* gather first: freeing a connection runs conn_closed, which edits the set */
-    size_t n = 0;
-    void **idle = h->connections ? malloc(h->connections * sizeof *idle) : NULL;
-    for (size_t i = 0; idle && i < h->conncap && n < h->connections; i++)
-        if (h->conns[i] && h->conns[i] != (void *)1 && conn_idle(h, i)) idle[n++] = h->conns[i];
-    for (size_t i = 0; i < n; i++) evhttp_connection_free(idle[i]);
-    free(idle);
-    return h->connections;
-}
-
 void tr_http_stop_accepting(tr_http *h) {
-    h->stopping = 1;
+    tr_drain_stop(h->drain);
     for (int i = 0; i < h->nls; i++)
         if (h->ls[i].bound) {
             evhttp_del_accept_socket(h->ls[i].eh, h->ls[i].bound); /* closes the socket */
@@ -482,11 +397,11 @@ void tr_http_free(tr_http *h) {
     for (size_t i = 0; i < h->nroutes; i++) free(h->routes[i].path);
     free(h->routes);
     free(h->conns);
-    free(h->conn_busy);
-    free(h->conn_reading);
+    tr_drain_free(h->drain);
     if (g_http == h) g_http = NULL;
     free(h);
 }
 
 unsigned tr_http_inflight(const tr_http *h) { return h->inflight; }
+unsigned tr_http_drain(tr_http *h) { return h ? tr_drain_idle_close(h->drain) : 0; }
 unsigned tr_http_connections(const tr_http *h) { return h->connections; }
