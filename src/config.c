@@ -46,11 +46,11 @@ static const flag flags[] = {
     {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s", "idle client connections are closed after this"},
     {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL, "how long spans are kept (default: --retention)"},
     {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL, "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
+    {"trace-sync", F_STRING, OFF(trace_sync), "full", "full: acknowledged spans survive a power cut (fsync per commit, concurrent exports share one); normal: they survive a crash of tricorder only"},
     {"trace-max-attributes", F_INT, OFF(trace_max_attributes), "128", "attributes kept per span, event and link (0: no limit)"},
     {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096", "longer string/bytes attribute values are cut (0: no limit)"},
     {"trace-max-events", F_INT, OFF(trace_max_events), "128", "events kept per span (0: no limit)"},
     {"trace-max-links", F_INT, OFF(trace_max_links), "128", "links kept per span (0: no limit)"},
-    {"trace-sync", F_STRING, OFF(trace_sync), "full", "full: acknowledged spans survive a power cut (fsync per commit, concurrent exports share one); normal: they survive a crash of tricorder only"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 

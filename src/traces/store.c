@@ -448,6 +448,7 @@ static void quarantine_one(traces_store *s, tq_item *it) {
         TR_ERROR("trace store: damaged chunk quarantined; its spans are no longer served",
                  "chunk=%lld reason=\"%s\" table=quarantine", (long long)it->call_arg, it->msg);
         tr_counter_add(s->m.quarantined, 1);
+        tr_gauge_add(s->m.quarantine_rows, 1);
     }
 }
 
@@ -640,6 +641,10 @@ static void metrics_init(traces_store *s) {
         "tricorder_traces_chunks_quarantined_total",
         "Damaged span chunks (checksum mismatch or undecodable) moved to the quarantine table of traces.db.",
         NULL);
+    m->quarantine_rows = tr_gauge_new("tricorder_traces_quarantine_chunks",
+                                      "Chunks kept in the quarantine table of traces.db (never deleted by tricorder).", NULL);
+    int rc;
+    tr_gauge_set(m->quarantine_rows, (double)q_int(s->wdb, "SELECT count(*) FROM quarantine", &rc));
     tr_selfmon_add_collector(db_size_collect, s);
 }
 

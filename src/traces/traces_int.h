@@ -85,7 +85,7 @@ typedef struct tqueue {
 typedef struct traces_metrics {
     tr_metric *stored, *rejected, *expired, *db_bytes, *tx_seconds, *search_seconds;
     tr_metric *dropped_attrs, *dropped_events, *dropped_links, *truncated_values;
-    tr_metric *chunks, *quarantined, *write_errors;
+    tr_metric *chunks, *quarantined, *quarantine_rows;
 } traces_metrics;
 
 /* An open-addressing set of 64-bit keys (0 is stored out of band). */
