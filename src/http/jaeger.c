@@ -662,9 +662,7 @@ static int trace_start_cmp(const void *a, const void *b) {
 
 /* One Jaeger error entry per damaged chunk left out of a result (the spans it held are not
  * served; the store quarantines it). */
-static int damage_errors(tr_json *j, const traces_result *res, int open) {
-    const int64_t *ids;
-    size_t n = traces_result_damaged(res, &ids);
+static int damage_errors_ids(tr_json *j, const int64_t *ids, size_t n, int open) {
     for (size_t i = 0; i < n; i++) {
         if (!open++) {
             tr_json_key(j, "errors");
@@ -683,6 +681,12 @@ static int damage_errors(tr_json *j, const traces_result *res, int open) {
         tr_json_obj_close(j);
     }
     return open;
+}
+
+static int damage_errors(tr_json *j, const traces_result *res, int open) {
+    const int64_t *ids;
+    size_t n = traces_result_damaged(res, &ids);
+    return damage_errors_ids(j, ids, n, open);
 }
 
 static void job_run(traces_reader *r, void *arg) {
@@ -818,7 +822,13 @@ static void job_run(traces_reader *r, void *arg) {
             tr_json_key(&j, "callCount"); tr_json_uint(&j, d.v[i].count);
             tr_json_obj_close(&j);
         }
-        envelope_close(&j, 0, 0);
+        envelope_close(&j, 0, 1);
+        if (damage_errors_ids(&j, d.damaged, d.ndamaged, 0)) tr_json_arr_close(&j);
+        else {
+            tr_json_key(&j, "errors");
+            tr_json_null(&j);
+        }
+        tr_json_obj_close(&j);
         traces_dependencies_free(&d);
         return;
     }

@@ -34,6 +34,17 @@ int traces_check(const char *data_dir, int repair, FILE *report) {
         fprintf(report, "traces: %s absent (no spans stored yet): nothing to check\n", path);
         return 0;
     }
+    /* 0. the WAL, before SQLite's recovery reads it */
+    int wal_problems = 0;
+    traces_wal_report w;
+    if (traces_wal_scan(path, &w) == 0 && w.bad_frame >= 0 && w.commits_dropped > 0) {
+        fprintf(report,
+                "traces: %s-wal: frame %lld fails its checksum: SQLite's recovery keeps the %lld commits before it and drops "
+                "%lld commits after it (%lld frames; their spans are lost). Keep a copy of the WAL before starting tricorder "
+                "(tricorder keeps one too)\n",
+                path, (long long)w.bad_frame, (long long)w.commits_kept, (long long)w.commits_dropped, (long long)w.frames_dropped);
+        wal_problems = 1;
+    }
     sqlite3 *db = NULL;
     int flags = repair ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
@@ -42,7 +53,7 @@ int traces_check(const char *data_dir, int repair, FILE *report) {
         return 1;
     }
     sqlite3_busy_timeout(db, 5000);
-    int problems = 0, ok;
+    int problems = wal_problems, ok;
     int64_t app = one_int(db, "PRAGMA application_id", &ok);
     if (!ok) {
         fprintf(report, "traces: %s is not a readable SQLite database: %s\n", path, sqlite3_errmsg(db));

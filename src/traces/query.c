@@ -842,6 +842,7 @@ static uint64_t span_key(const uint8_t *tid16, const uint8_t *sid8) {
 int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns, traces_dependencies *out,
                              char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
+    r->ndmg = 0;
     sqlite3_stmt *st = NULL;
     svc_tab svcs = {0};
     span_map map = {0};
@@ -913,6 +914,8 @@ int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns, t
             if (!out->v[out->n - 1].parent || !out->v[out->n - 1].child) goto oom;
         }
     ok = 1;
+    out->ndamaged = r->ndmg < 32 ? r->ndmg : 32;
+    memcpy(out->damaged, r->dmg, out->ndamaged * sizeof *out->damaged);
     goto out;
 oom:
     snprintf(err, errlen, "out of memory");

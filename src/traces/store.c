@@ -306,21 +306,23 @@ static void wal_cksum(int native_le, const uint8_t *p, size_t n, uint32_t s[2]) 
  * generation hold commits, recovery will drop those commits (acknowledged spans): say so
  * loudly, count it, and keep a copy of the WAL for the post-mortem. A torn tail without a
  * commit after it is the normal trace of a crash mid-transaction (nothing acknowledged). */
-static void wal_inspect(const char *dbpath) {
+int traces_wal_scan(const char *dbpath, traces_wal_report *out) {
+    memset(out, 0, sizeof *out);
+    out->bad_frame = -1;
     char wal[4200];
     snprintf(wal, sizeof wal, "%s-wal", dbpath);
     FILE *f = fopen(wal, "rb");
-    if (!f) return;
+    if (!f) return 0;
     uint8_t hdr[32];
-    if (fread(hdr, 1, 32, f) != 32) { fclose(f); return; }
+    if (fread(hdr, 1, 32, f) != 32) { fclose(f); return 0; }
     uint32_t magic = be32(hdr), psize = be32(hdr + 8);
-    if ((magic & 0xFFFFFFFE) != 0x377f0682 || psize < 512 || psize > 65536 || (psize & (psize - 1))) { fclose(f); return; }
+    if ((magic & 0xFFFFFFFE) != 0x377f0682 || psize < 512 || psize > 65536 || (psize & (psize - 1))) { fclose(f); return 0; }
     int native_le = (magic & 1) == 0;
     uint32_t s[2] = {0, 0};
     wal_cksum(native_le, hdr, 24, s);
-    if (s[0] != be32(hdr + 24) || s[1] != be32(hdr + 28)) { fclose(f); return; } /* an unused or stale WAL */
+    if (s[0] != be32(hdr + 24) || s[1] != be32(hdr + 28)) { fclose(f); return 0; } /* an unused or stale WAL */
     uint8_t *frame = malloc(24 + (size_t)psize);
-    if (!frame) { fclose(f); return; }
+    if (!frame) { fclose(f); return -1; }
     int64_t n = 0, bad_at = -1, commits_after = 0, frames_after = 0, good_commits = 0;
     while (fread(frame, 1, 24 + (size_t)psize, f) == 24 + (size_t)psize) {
         n++;
@@ -345,7 +347,19 @@ static void wal_inspect(const char *dbpath) {
     }
     fclose(f);
     free(frame);
-    if (bad_at < 0 || commits_after == 0) return;
+    out->bad_frame = bad_at;
+    out->frames_dropped = frames_after;
+    out->commits_dropped = commits_after;
+    out->commits_kept = good_commits;
+    return 0;
+}
+
+static void wal_inspect(const char *dbpath) {
+    traces_wal_report w;
+    if (traces_wal_scan(dbpath, &w) || w.bad_frame < 0 || w.commits_dropped == 0) return;
+    int64_t bad_at = w.bad_frame, frames_after = w.frames_dropped, commits_after = w.commits_dropped, good_commits = w.commits_kept;
+    char wal[4200];
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
     char copy[4300];
     snprintf(copy, sizeof copy, "%s.damaged-%lld", wal, (long long)(tr_now_ms() / 1000));
     FILE *in = fopen(wal, "rb"), *out = fopen(copy, "wb");
@@ -628,7 +642,7 @@ static void metrics_init(traces_store *s) {
     m->rejected = tr_counter_new("tricorder_traces_spans_rejected_total", "Spans refused by the trace store (no valid trace or span id).", NULL);
     m->expired = tr_counter_new("tricorder_traces_spans_expired_total", "Spans deleted by trace retention (age or size).", NULL);
     m->db_bytes = tr_gauge_new("tricorder_traces_db_size_bytes", "Size of the trace database file and its write-ahead log.", NULL);
-    m->tx_seconds = tr_histogram_new("tricorder_traces_transaction_duration_seconds", "Time of one trace store write transaction (one export).", NULL,
+    m->tx_seconds = tr_histogram_new("tricorder_traces_transaction_duration_seconds", "Time of one trace store write transaction (the exports queued together: group commit).", NULL,
                                      tr_latency_buckets, tr_latency_buckets_n);
     m->search_seconds = tr_histogram_new("tricorder_traces_search_duration_seconds", "Time of one trace search or lookup in the store.", NULL,
                                          tr_latency_buckets, tr_latency_buckets_n);

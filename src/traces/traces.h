@@ -157,6 +157,8 @@ typedef struct traces_dependency {
 typedef struct traces_dependencies {
     traces_dependency *v;
     size_t n;
+    int64_t damaged[32]; /* chunks left out because damaged (see traces_result_damaged) */
+    size_t ndamaged;
 } traces_dependencies;
 int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns,
                              traces_dependencies *out, char *err, size_t errlen);

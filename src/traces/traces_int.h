@@ -166,6 +166,14 @@ const char *traces_storage_error(sqlite3 *db, int rc, const char *what);
 /* Asks the writer thread to quarantine chunk `id` (once per id and run); any thread. */
 void traces_report_damage(traces_store *s, int64_t id, const char *reason);
 
+/* What SQLite's recovery will make of traces.db-wal: the first frame of this WAL generation
+ * whose checksum fails (-1: none), the frames and commits from it on (dropped by recovery)
+ * and the commits before it (kept). Returns 0, or -1 when out of memory. */
+typedef struct traces_wal_report {
+    int64_t bad_frame, frames_dropped, commits_dropped, commits_kept;
+} traces_wal_report;
+int traces_wal_scan(const char *dbpath, traces_wal_report *out);
+
 /* ---- codec.c: hashing, string forms, chunk encoding ---- */
 uint64_t tr_hash64(const void *p, size_t n, uint64_t seed);
 /* Index keys: a service, a service+operation, a key=value tag. */

@@ -446,3 +446,63 @@ Test(traces_integrity, damaged_operation_rows_are_left_out_of_the_lists) {
     cr_assert_eq(run_check(0, rep, sizeof rep), 1, "%s", rep);
     cr_assert(strstr(rep, "operation row (svc-1, oq, kind 2): checksum mismatch"), "%s", rep);
 }
+
+Test(traces_integrity, dependencies_name_damaged_chunks) {
+    traces_store *s = t_open(dir, NULL);
+    uint8_t tids[3][16];
+    ingest_services(s, 3, tids);
+    traces_close(s);
+    tr_selfmon_reset();
+    flip_blob(1, 9);
+    s = t_open(dir, NULL);
+    traces_reader *r = traces_reader_open(s, (char[256]){0}, 256);
+    traces_dependencies d;
+    char err[256];
+    cr_assert_eq(traces_dependencies_list(r, 0, INT64_MAX, &d, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(d.ndamaged, 1);
+    cr_assert_eq(d.damaged[0], 1);
+    traces_dependencies_free(&d);
+    traces_reader_close(r);
+    traces_close(s);
+}
+
+/* A crash image: the files as they are while the store is open (the commits still in the
+ * WAL), copied to a second dir. */
+Test(traces_integrity, check_reports_wal_frames_recovery_would_drop) {
+    traces_store *s = t_open(dir, NULL);
+    uint8_t tids[3][16];
+    ingest_services(s, 3, tids);
+    char img[300], cmd[1300];
+    snprintf(img, sizeof img, "%s/img", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s/traces.db' '%s/traces.db-wal' '%s/'", img, dir, dir, img);
+    cr_assert_eq(system(cmd), 0);
+    traces_close(s);
+    /* flip a byte in the page data of the last frames (the third export's commit) */
+    char wal[400];
+    snprintf(wal, sizeof wal, "%s/traces.db-wal", img);
+    FILE *f = fopen(wal, "r+b");
+    cr_assert(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    cr_assert_gt(len, 32 + 2 * (24 + 4096));
+    long at = len - (24 + 4096) * 2 + 24 + 100; /* inside the page of the second-to-last frame */
+    fseek(f, at, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, at, SEEK_SET);
+    fputc(c ^ 0x01, f);
+    fclose(f);
+    traces_wal_report w;
+    char dbpath[400];
+    snprintf(dbpath, sizeof dbpath, "%s/traces.db", img);
+    cr_assert_eq(traces_wal_scan(dbpath, &w), 0);
+    cr_assert_geq(w.bad_frame, 1);
+    cr_assert_geq(w.commits_dropped, 1);
+    char rep[2048];
+    FILE *r = tmpfile();
+    int n = traces_check(img, 0, r);
+    rewind(r);
+    rep[fread(rep, 1, sizeof rep - 1, r)] = 0;
+    fclose(r);
+    cr_assert_geq(n, 1, "%s", rep);
+    cr_assert(strstr(rep, "fails its checksum: SQLite's recovery keeps"), "%s", rep);
+}
