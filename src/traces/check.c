@@ -44,6 +44,12 @@ int traces_check(const char *data_dir, int repair, FILE *report) {
                 "(tricorder keeps one too)\n",
                 path, (long long)w.bad_frame, (long long)w.commits_kept, (long long)w.commits_dropped, (long long)w.frames_dropped);
         wal_problems = 1;
+    } else if (w.index_frames > w.frames_kept && w.index_frames > w.backfilled) {
+        fprintf(report,
+                "traces: %s-wal: its index counts %lld committed frames but only %lld check out (the WAL was cut): the "
+                "commits in the missing frames are lost at the next start\n",
+                path, (long long)w.index_frames, (long long)w.frames_kept);
+        wal_problems = 1;
     }
     sqlite3 *db = NULL;
     int flags = repair ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;

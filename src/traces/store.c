@@ -306,9 +306,32 @@ static void wal_cksum(int native_le, const uint8_t *p, size_t n, uint32_t s[2]) 
  * generation hold commits, recovery will drop those commits (acknowledged spans): say so
  * loudly, count it, and keep a copy of the WAL for the post-mortem. A torn tail without a
  * commit after it is the normal trace of a crash mid-transaction (nothing acknowledged). */
+/* The wal-index (-shm) header of the last process: its committed frame count (mxFrame) and
+ * how many of them were already copied into the database (nBackfill), when the header is
+ * initialised and its two copies agree. salt: the WAL header's salts, or NULL. */
+static int shm_frames(const char *dbpath, const uint8_t *salt, int64_t *mx, int64_t *backfilled) {
+    char shm[4200];
+    snprintf(shm, sizeof shm, "%s-shm", dbpath);
+    FILE *sf = fopen(shm, "rb");
+    uint8_t ih[104];
+    int ok = sf && fread(ih, 1, sizeof ih, sf) == sizeof ih && ih[12] == 1 && memcmp(ih, ih + 48, 48) == 0 &&
+             (!salt || memcmp(ih + 32, salt, 8) == 0);
+    if (sf) fclose(sf);
+    if (!ok) return 0;
+    uint32_t m, b;
+    memcpy(&m, ih + 16, 4); /* native byte order */
+    memcpy(&b, ih + 96, 4); /* WalCkptInfo.nBackfill */
+    *mx = m;
+    *backfilled = b;
+    return 1;
+}
+
 int traces_wal_scan(const char *dbpath, traces_wal_report *out) {
     memset(out, 0, sizeof *out);
     out->bad_frame = -1;
+    int64_t mx = 0, bf = 0;
+    /* a WAL cut before its header: only the index can tell what it held */
+    if (shm_frames(dbpath, NULL, &mx, &bf) && mx > bf) out->index_frames = mx, out->backfilled = bf;
     char wal[4200];
     snprintf(wal, sizeof wal, "%s-wal", dbpath);
     FILE *f = fopen(wal, "rb");
@@ -323,7 +346,7 @@ int traces_wal_scan(const char *dbpath, traces_wal_report *out) {
     if (s[0] != be32(hdr + 24) || s[1] != be32(hdr + 28)) { fclose(f); return 0; } /* an unused or stale WAL */
     uint8_t *frame = malloc(24 + (size_t)psize);
     if (!frame) { fclose(f); return -1; }
-    int64_t n = 0, bad_at = -1, commits_after = 0, frames_after = 0, good_commits = 0;
+    int64_t n = 0, bad_at = -1, commits_after = 0, frames_after = 0, good_commits = 0, last_commit = 0;
     while (fread(frame, 1, 24 + (size_t)psize, f) == 24 + (size_t)psize) {
         n++;
         if (memcmp(frame + 8, hdr + 16, 8) != 0) break; /* an older generation: the end */
@@ -343,10 +366,22 @@ int traces_wal_scan(const char *dbpath, traces_wal_report *out) {
         }
         s[0] = t[0];
         s[1] = t[1];
-        if (be32(frame + 4)) good_commits++;
+        if (be32(frame + 4)) {
+            good_commits++;
+            last_commit = n;
+        }
     }
     fclose(f);
     free(frame);
+    out->frames_kept = last_commit;
+    /* the wal-index (-shm) of the process that died says how many frames it had committed:
+     * fewer that check out (beyond those already copied into the database) means a cut or
+     * damaged WAL. SQLite rebuilds the index from the WAL at the next open: read it before. */
+    out->index_frames = out->backfilled = 0;
+    if (shm_frames(dbpath, hdr + 16, &mx, &bf)) {
+        out->index_frames = mx;
+        out->backfilled = bf;
+    }
     out->bad_frame = bad_at;
     out->frames_dropped = frames_after;
     out->commits_dropped = commits_after;
@@ -356,7 +391,10 @@ int traces_wal_scan(const char *dbpath, traces_wal_report *out) {
 
 static void wal_inspect(const char *dbpath) {
     traces_wal_report w;
-    if (traces_wal_scan(dbpath, &w) || w.bad_frame < 0 || w.commits_dropped == 0) return;
+    if (traces_wal_scan(dbpath, &w)) return;
+    int damaged = w.bad_frame >= 0 && w.commits_dropped > 0;
+    int truncated = w.index_frames > w.frames_kept && w.index_frames > w.backfilled;
+    if (!damaged && !truncated) return;
     int64_t bad_at = w.bad_frame, frames_after = w.frames_dropped, commits_after = w.commits_dropped, good_commits = w.commits_kept;
     char wal[4200];
     snprintf(wal, sizeof wal, "%s-wal", dbpath);
@@ -370,11 +408,17 @@ static void wal_inspect(const char *dbpath) {
     if (in) fclose(in);
     if (out && fclose(out) != 0) copied = 0;
     tr_storage_error("traces", "wal_corrupt");
-    TR_ERROR("trace WAL damaged: SQLite's recovery keeps the commits before the damaged frame and drops the rest; the spans "
-             "in the dropped commits are lost",
-             "wal=\"%s\" bad_frame=%lld frames_dropped=%lld commits_dropped=%lld commits_kept=%lld copy=\"%s\"", wal,
-             (long long)bad_at, (long long)frames_after, (long long)commits_after, (long long)good_commits,
-             copied ? copy : "(copy failed)");
+    if (damaged)
+        TR_ERROR("trace WAL damaged: SQLite's recovery keeps the commits before the damaged frame and drops the rest; the "
+                 "spans in the dropped commits are lost",
+                 "wal=\"%s\" bad_frame=%lld frames_dropped=%lld commits_dropped=%lld commits_kept=%lld copy=\"%s\"", wal,
+                 (long long)bad_at, (long long)frames_after, (long long)commits_after, (long long)good_commits,
+                 copied ? copy : "(copy failed)");
+    else
+        TR_ERROR("trace WAL shorter than its index: the WAL was cut after frames its index counts as committed; the "
+                 "spans in the missing commits are lost",
+                 "wal=\"%s\" frames_committed=%lld frames_present=%lld commits_kept=%lld copy=\"%s\"", wal,
+                 (long long)w.index_frames, (long long)w.frames_kept, (long long)good_commits, copied ? copy : "(copy failed)");
 }
 
 /* ---- errors ---- */

@@ -167,10 +167,13 @@ const char *traces_storage_error(sqlite3 *db, int rc, const char *what);
 void traces_report_damage(traces_store *s, int64_t id, const char *reason);
 
 /* What SQLite's recovery will make of traces.db-wal: the first frame of this WAL generation
- * whose checksum fails (-1: none), the frames and commits from it on (dropped by recovery)
- * and the commits before it (kept). Returns 0, or -1 when out of memory. */
+ * whose checksum fails (-1: none), the frames and commits from it on (dropped by recovery),
+ * the commits before it and the frames up to the last of them (kept), and the frames the
+ * wal-index (-shm) of the last process counted as committed (0: no usable index) and how many
+ * of those it had copied into the database: index_frames above both frames_kept and
+ * backfilled means the WAL was cut or damaged. Returns 0, or -1 when out of memory. */
 typedef struct traces_wal_report {
-    int64_t bad_frame, frames_dropped, commits_dropped, commits_kept;
+    int64_t bad_frame, frames_dropped, commits_dropped, commits_kept, frames_kept, index_frames, backfilled;
 } traces_wal_report;
 int traces_wal_scan(const char *dbpath, traces_wal_report *out);
 

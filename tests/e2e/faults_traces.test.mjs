@@ -9,6 +9,9 @@
 // - a bit flip in traces.db-wal after kill -9: SQLite's frame checksums stop recovery at the
 //   damaged frame; the exports committed before it come back exactly, the later ones are
 //   absent (never wrong), and tricorder logs how many frames were dropped.
+// - traces.db-wal cut short after kill -9: the commits whole before the cut come back
+//   exactly, the cut one is absent, and the loss is logged (the WAL index, -shm, of the
+//   process that died counted more committed frames than are left).
 // - a full disk (an 8 MiB tmpfs): exports are refused with 503 / UNAVAILABLE while it is
 //   full, the failure is logged with its errno (rate-limited) and counted in
 //   tricorder_storage_errors_total{store="traces",kind="disk_full"}; once space is freed,
@@ -304,6 +307,44 @@ test('a bit flip in traces.db-wal after kill -9: the commits before it come back
     rmSync(t.dataDir, { recursive: true, force: true });
   }
 });
+
+for (const cut of ['last frame', 'to zero bytes']) {
+  test(`traces.db-wal cut short (${cut}) after kill -9: the commits whole before the cut come back exactly, the others are absent, the loss is logged`, async () => {
+    const t = await start({ keepDataDir: true });
+    const sent = await exportServices(t, ['alpha', 'beta', 'gamma']); // three commits
+    await t.kill9();
+    const wal = join(t.dataDir, 'traces.db-wal');
+    const file = readFileSync(wal);
+    const frame = 24 + file.readUInt32BE(8);
+    assert.equal((file.length - 32) % frame, 0);
+    // 'last frame': the last commit loses its commit frame; 'to zero bytes': every commit
+    writeFileSync(wal, cut === 'last frame' ? file.subarray(0, file.length - frame) : Buffer.alloc(0));
+    const kept = cut === 'last frame' ? 2 : 0;
+
+    const t2 = await start({ dataDir: t.dataDir });
+    try {
+      const r = await jaeger(t2, `/api/traces?traceID=${sent.map((s) => s.traceId).join('&traceID=')}`);
+      assert.equal(r.body.data.length, kept);
+      const served = new Map(r.body.data.map((d) => [d.traceID, d]));
+      for (let i = 0; i < 3; i++) {
+        if (i < kept) assertExact(served.get(sent[i].traceId), sent[i]);
+        else assert.ok(!served.has(sent[i].traceId), 'a cut commit is absent');
+      }
+      const line = t2.stderr.split('\n').find((l) => l.includes('trace WAL shorter than its index'));
+      assert.ok(line, t2.stderr);
+      const m = line.match(/frames_committed=(\d+) frames_present=(\d+)/);
+      assert.ok(Number(m[1]) > Number(m[2]), line);
+      assert.equal(metricSum(await t2.metrics(), 'tricorder_storage_errors_total', { store: 'traces', kind: 'wal_corrupt' }), 1);
+      // and ingest goes on
+      const fresh = makeTrace('delta');
+      assert.equal(await postTraces(t2, fresh.spans), 200);
+      assertExact((await jaeger(t2, `/api/traces/${fresh.traceId}`)).body.data[0], fresh);
+    } finally {
+      await t2.stop();
+      rmSync(t.dataDir, { recursive: true, force: true });
+    }
+  });
+}
 
 // ---- a full disk ----
 
