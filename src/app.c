@@ -231,7 +231,10 @@ static int past(const struct timespec *t) {
 
 static void drain_tick(evutil_socket_t fd, short what, void *arg) {
     app *a = arg;
-    unsigned busy = tr_http_inflight(a->http) + otlp_receiver_inflight(a->recv) + tr_workq_busy(a->wq);
+    /* done when every request read has been answered and written: HTTP connections close
+     * after their last reply (idle ones are closed here), gRPC ones after their GOAWAY */
+    unsigned busy = tr_http_inflight(a->http) + otlp_receiver_inflight(a->recv) + tr_workq_busy(a->wq) +
+                    tr_http_drain(a->http) + otlp_grpc_connections(a->grpc);
     if (busy == 0 || past(&a->stop_at)) {
         if (busy) TR_WARN("shutdown timeout: abandoning in-flight requests", "inflight=%u", busy);
         event_base_loopbreak(a->base);
@@ -325,6 +328,7 @@ int tr_app_run(const tr_config *cfg) {
         .max_value_bytes = (uint32_t)cfg->trace_max_value_bytes,
         .max_events = (uint32_t)cfg->trace_max_events,
         .max_links = (uint32_t)cfg->trace_max_links,
+        .sync_normal = cfg->trace_sync_normal,
         .readers = 2,
         .wake = traces_wake,
         .wake_ctx = a,

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "metrics/metrics.h"
+#include "traces/traces.h"
 
 static void usage(FILE *f) {
     fputs(
@@ -64,12 +65,8 @@ int tr_check_main(int argc, char **argv) {
     else
         printf("metrics: no store in %s\n", path);
 
-    /* ---- trace store hook (integrator: wire it here) ----
-     * The trace store's checker, `int traces_check(const char *dir, int repair, FILE *report)`
-     * (src/traces/, branch integrity-traces), returns 0 clean / 1 damage found like
-     * tsdb_check; call it with the data dir and OR its result into rc:
-     *     rc |= traces_check(dir, repair, stdout);
-     */
+    /* the trace store: SQLite's integrity_check, then every chunk's checksum */
+    if (traces_check(dir, repair, stdout) != 0) rc |= 1;
 
     printf("%s\n", rc ? "damage found" : "ok: everything verifies");
     if (lock >= 0) close(lock);

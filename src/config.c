@@ -46,6 +46,7 @@ static const flag flags[] = {
     {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s", "idle client connections are closed after this"},
     {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL, "how long spans are kept (default: --retention)"},
     {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL, "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
+    {"trace-sync", F_STRING, OFF(trace_sync), "full", "full: acknowledged spans survive a power cut (fsync per commit, concurrent exports share one); normal: they survive a crash of tricorder only"},
     {"trace-max-attributes", F_INT, OFF(trace_max_attributes), "128", "attributes kept per span, event and link (0: no limit)"},
     {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096", "longer string/bytes attribute values are cut (0: no limit)"},
     {"trace-max-events", F_INT, OFF(trace_max_events), "128", "events kept per span (0: no limit)"},
@@ -279,6 +280,11 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
         snprintf(err, errlen, "--trace-max-* limits: at most 100000 items and 16MiB per value");
         return TR_CONFIG_ERROR;
     }
+    if (strcmp(c->trace_sync, "full") != 0 && strcmp(c->trace_sync, "normal") != 0) {
+        snprintf(err, errlen, "--trace-sync must be full or normal, not %s", c->trace_sync);
+        return TR_CONFIG_ERROR;
+    }
+    c->trace_sync_normal = strcmp(c->trace_sync, "normal") == 0;
     if (c->otlp_max_message_bytes < 1024 || c->otlp_max_message_bytes > (1LL << 30)) {
         snprintf(err, errlen, "--otlp-max-message-bytes must be between 1KiB and 1GiB");
         return TR_CONFIG_ERROR;

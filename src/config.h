@@ -30,6 +30,8 @@ typedef struct tr_config {
     int64_t idle_timeout_ms; /* connections idle this long are closed */
     int64_t trace_retention_ms;        /* 0 on the command line: --retention */
     int64_t trace_retention_bytes;     /* 0: no size cap on the trace database */
+    char *trace_sync;                  /* "full" (default) or "normal" */
+    int trace_sync_normal;             /* resolved from trace_sync */
     int64_t trace_max_attributes;      /* per span, event and link; 0: no limit */
     int64_t trace_max_value_bytes;     /* string/bytes attribute values cut to this; 0: no limit */
     int64_t trace_max_events;          /* per span; 0: no limit */

@@ -662,6 +662,35 @@ static int trace_start_cmp(const void *a, const void *b) {
     return sx < sy ? 1 : sx > sy ? -1 : 0;
 }
 
+/* One Jaeger error entry per damaged chunk left out of a result (the spans it held are not
+ * served; the store quarantines it). */
+static int damage_errors_ids(tr_json *j, const int64_t *ids, size_t n, int open) {
+    for (size_t i = 0; i < n; i++) {
+        if (!open++) {
+            tr_json_key(j, "errors");
+            tr_json_arr_open(j);
+        }
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "trace store chunk %lld is damaged (checksum mismatch or undecodable): its spans are left "
+                 "out and it is quarantined",
+                 (long long)ids[i]);
+        tr_json_obj_open(j);
+        tr_json_key(j, "code");
+        tr_json_int(j, 500);
+        tr_json_key(j, "msg");
+        tr_json_str(j, msg);
+        tr_json_obj_close(j);
+    }
+    return open;
+}
+
+static int damage_errors(tr_json *j, const traces_result *res, int open) {
+    const int64_t *ids;
+    size_t n = traces_result_damaged(res, &ids);
+    return damage_errors_ids(j, ids, n, open);
+}
+
 static void job_run(traces_reader *r, void *arg) {
     jjob *jb = arg;
     char err[300];
@@ -736,7 +765,7 @@ static void job_run(traces_reader *r, void *arg) {
         if (!ts) { traces_result_free(res); store_failed(jb, "out of memory"); return; }
         for (size_t i = 0; i < n; i++) ts[i] = traces_result_trace(res, i);
         if (jb->op == J_SEARCH || jb->op == J3_SEARCH) qsort(ts, n, sizeof *ts, trace_start_cmp);
-        if (jb->op == J_GET && n == 0) {
+        if (jb->op == J_GET && n == 0 && !traces_result_damaged(res, NULL)) {
             jb->status = 404;
             legacy_error(&jb->out, 404, "trace not found");
         } else if ((jb->op == J3_SEARCH || jb->op == J3_GET) && n == 0) {
@@ -764,11 +793,19 @@ static void job_run(traces_reader *r, void *arg) {
                     tr_json_key(&j, "traceID"); tr_json_str(&j, t);
                     tr_json_obj_close(&j);
                 }
+                missing = damage_errors(&j, res, missing);
                 if (missing) tr_json_arr_close(&j);
                 else { tr_json_key(&j, "errors"); tr_json_null(&j); }
                 tr_json_obj_close(&j);
             } else {
-                envelope_close(&j, 0, 0);
+                envelope_close(&j, 0, 1);
+                if (damage_errors(&j, res, 0))
+                    tr_json_arr_close(&j);
+                else {
+                    tr_json_key(&j, "errors");
+                    tr_json_null(&j);
+                }
+                tr_json_obj_close(&j);
             }
         }
         free(ts);
@@ -787,7 +824,13 @@ static void job_run(traces_reader *r, void *arg) {
             tr_json_key(&j, "callCount"); tr_json_uint(&j, d.v[i].count);
             tr_json_obj_close(&j);
         }
-        envelope_close(&j, 0, 0);
+        envelope_close(&j, 0, 1);
+        if (damage_errors_ids(&j, d.damaged, d.ndamaged, 0)) tr_json_arr_close(&j);
+        else {
+            tr_json_key(&j, "errors");
+            tr_json_null(&j);
+        }
+        tr_json_obj_close(&j);
         traces_dependencies_free(&d);
         return;
     }

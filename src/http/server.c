@@ -12,6 +12,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "drain.h"
 #include "http.h"
 #include "http_int.h"
 #include "util/log.h"
@@ -54,6 +55,7 @@ struct tr_http {
     volatile int **watch;
     size_t conncap;
     tr_metric *req_by_class[6], *conn_gauge;
+    tr_drain *drain; /* shutdown: which connections have work in progress */
 };
 
 static tr_http *g_http; /* for the reply helpers, which only see the request */
@@ -70,6 +72,7 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg) {
         h->req_by_class[i] = tr_counter_new("tricorder_http_responses_total", "HTTP responses sent, by status class.", l);
     }
     h->conn_gauge = tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"http\"");
+    h->drain = tr_drain_new();
     g_http = h;
     return h;
 }
@@ -84,6 +87,7 @@ static size_t conn_slot(tr_http *h, void *c) {
 
 static void conn_closed(struct evhttp_connection *evcon, void *arg) {
     tr_http *h = arg;
+    tr_drain_closed(h->drain, evcon);
     if (!h->conncap) return;
     size_t i = ((uintptr_t)evcon >> 4) * 11400714819323198485ull & (h->conncap - 1);
     for (size_t n = 0; n < h->conncap && h->conns[i]; n++, i = (i + 1) & (h->conncap - 1))
@@ -182,6 +186,10 @@ void tr_http__count_reply(int status) {
     tr_counter_add(g_http->req_by_class[cls], 1);
 }
 
+void tr_http__reply_starting(struct evhttp_request *req) {
+    if (g_http) tr_drain_reply(g_http->drain, req);
+}
+
 void tr_http__request_finished(void) {
     if (g_http && g_http->inflight) g_http->inflight--;
 }
@@ -196,6 +204,7 @@ void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, co
     }
     struct evbuffer *eb = evhttp_request_get_output_buffer(req);
     if (len) evbuffer_add(eb, body, len);
+    tr_http__reply_starting(req);
     evhttp_send_reply(req, status, reason_of(status), NULL);
     tr_http__count_reply(status);
     tr_http__request_finished();
@@ -367,6 +376,7 @@ static void dispatch(struct evhttp_request *req, void *arg) {
     tr_http *h = l->h;
     h->inflight++;
     conn_seen(h, evhttp_request_get_connection(req));
+    tr_drain_request(h->drain, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!raw || !*raw) raw = "/";
@@ -485,6 +495,7 @@ int tr_http_listen(tr_http *h, int fd, int ingest_only) {
 }
 
 void tr_http_stop_accepting(tr_http *h) {
+    tr_drain_stop(h->drain);
     for (int i = 0; i < h->nls; i++)
         if (h->ls[i].bound) {
             evhttp_del_accept_socket(h->ls[i].eh, h->ls[i].bound); /* closes the socket */
@@ -500,9 +511,11 @@ void tr_http_free(tr_http *h) {
     free(h->routes);
     free(h->conns);
     free((void *)h->watch);
+    tr_drain_free(h->drain);
     if (g_http == h) g_http = NULL;
     free(h);
 }
 
 unsigned tr_http_inflight(const tr_http *h) { return h->inflight; }
+unsigned tr_http_drain(tr_http *h) { return h ? tr_drain_idle_close(h->drain) : 0; }
 unsigned tr_http_connections(const tr_http *h) { return h->connections; }
