@@ -1,157 +1,15 @@
-/* Label matchers (with Go RE2 regexes translated to anchored POSIX ERE), the series selector
+/* Label matchers (regexes through util/re.h: RE2 with Prometheus's semantics), the series selector
  * parser used by match[] parameters, and the generic postings selection shared by the head
  * and the blocks. */
 #include "metrics_int.h"
+#include "util/re.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- regex translation ---- */
-
-/* Appends the ERE equivalent of the RE2 pattern `s` to b; sets *icase for a leading (?i).
- * Returns 0 or -1 with err set for constructs POSIX cannot express. */
-static int re2_to_ere(const char *s, bvec *b, int *icase, char *err, size_t errlen) {
-    if (strncmp(s, "(?i)", 4) == 0) {
-        *icase = 1;
-        s += 4;
-    }
-    int inbr = 0; /* inside [...] */
-    int last_quant = 0; /* the previous atom was a quantifier: RE2 refuses a** and a+?+ */
-    if (strlen(s) > 16384) {
-        snprintf(err, errlen, "error parsing regexp: expression too large");
-        return -1;
-    }
-    for (const char *p = s; *p; p++) {
-        char c = *p;
-        if (last_quant) last_quant--;
-        if (inbr) {
-            if (c == '\\' && p[1]) {
-                p++;
-                switch (*p) {
-                case 'd': bv_put(b, "0-9", 3); break;
-                case 'w': bv_put(b, "A-Za-z0-9_", 10); break;
-                case 's': bv_put(b, "[:space:]", 9); break;
-                case 'n': bv_u8(b, '\n'); break;
-                case 't': bv_u8(b, '\t'); break;
-                default: bv_u8(b, (uint8_t)*p);
-                }
-                continue;
-            }
-            if (c == '[' && p[1] == ':') { /* [:alpha:] classes pass through */
-                const char *e = strstr(p + 2, ":]");
-                if (e) {
-                    bv_put(b, p, (size_t)(e + 2 - p));
-                    p = e + 1;
-                    continue;
-                }
-            }
-            if (c == ']') inbr = 0;
-            bv_u8(b, (uint8_t)c);
-            continue;
-        }
-        switch (c) {
-        case '[':
-            inbr = 1;
-            bv_u8(b, '[');
-            if (p[1] == '^') bv_u8(b, '^'), p++;
-            if (p[1] == ']') bv_u8(b, ']'), p++; /* a leading ] is literal */
-            break;
-        case '(':
-            if (p[1] == '?') {
-                if (p[2] == ':') {
-                    p += 2;
-                } else if (p[2] == 'P' || p[2] == '<') { /* named group: (?P<n>…) */
-                    const char *e = strchr(p, '>');
-                    if (!e) goto bad;
-                    p = e;
-                } else {
-                    goto bad;
-                }
-            }
-            bv_u8(b, '(');
-            break;
-        case '{': {
-            /* counted repetition: RE2 allows at most 1000; larger ones make glibc's automaton
-             * explode. A '{' that is not a repetition is a literal, as in RE2. */
-            const char *q = p + 1;
-            long lo = -1, hi = -1;
-            char *end;
-            if (*q >= '0' && *q <= '9') {
-                lo = strtol(q, &end, 10);
-                q = end;
-                hi = lo;
-                if (*q == ',') {
-                    q++;
-                    hi = (*q >= '0' && *q <= '9') ? strtol(q, &end, 10) : -1;
-                    if (hi >= 0) q = end;
-                }
-            }
-            if (lo < 0 || *q != '}') {
-                bv_put(b, "\\{", 2);
-                break;
-            }
-            if (lo > 1000 || hi > 1000 || (hi >= 0 && hi < lo)) {
-                snprintf(err, errlen, "error parsing regexp: invalid repeat count: `%.*s`", (int)(q + 1 - p), p);
-                return -1;
-            }
-            if (last_quant) goto nested;
-            bv_put(b, p, (size_t)(q + 1 - p));
-            p = q;
-            if (p[1] == '?') p++;
-            last_quant = 2;
-            break;
-        }
-        case '*':
-        case '+':
-        case '?':
-            if (last_quant) goto nested;
-            bv_u8(b, (uint8_t)c);
-            if (p[1] == '?') p++; /* non-greedy: the same set of full matches */
-            last_quant = 2;
-            break;
-        case '\\':
-            if (!p[1]) goto bad;
-            p++;
-            switch (*p) {
-            case 'd': bv_put(b, "[0-9]", 5); break;
-            case 'D': bv_put(b, "[^0-9]", 6); break;
-            case 'w': bv_put(b, "[A-Za-z0-9_]", 12); break;
-            case 'W': bv_put(b, "[^A-Za-z0-9_]", 13); break;
-            case 's': bv_put(b, "[[:space:]]", 11); break;
-            case 'S': bv_put(b, "[^[:space:]]", 12); break;
-            case 'n': bv_u8(b, '\n'); break;
-            case 't': bv_u8(b, '\t'); break;
-            case 'b': case 'B': case 'A': case 'z': case 'p': case 'P': goto bad;
-            default:
-                if (isalnum((unsigned char)*p)) goto bad;
-                bv_u8(b, '\\');
-                bv_u8(b, (uint8_t)*p);
-            }
-            break;
-        default:
-            bv_u8(b, (uint8_t)c);
-        }
-    }
-    if (inbr) {
-        snprintf(err, errlen, "error parsing regexp: missing closing ]: `%s`", s);
-        return -1;
-    }
-    return 0;
-nested:
-    snprintf(err, errlen, "error parsing regexp: invalid nested repetition operator: `%s`", s);
-    return -1;
-bad:
-    snprintf(err, errlen, "error parsing regexp: unsupported syntax in `%s`", s);
-    return -1;
-}
-
-static int is_literal(const char *s) {
-    for (; *s; s++)
-        if (strchr(".+*?()[]{}|^$\\", *s)) return 0;
-    return 1;
-}
+/* ---- matchers ---- */
 
 tsdb_matcher *tsdb_matcher_new(tsdb_match_type type, const char *name, const char *value,
                                char *err, size_t errlen) {
@@ -161,28 +19,9 @@ tsdb_matcher *tsdb_matcher_new(tsdb_match_type type, const char *name, const cha
     m->name = strdup(name);
     m->value = strdup(value);
     if (!m->name || !m->value) goto oom;
-    if ((type == TSDB_MATCH_RE || type == TSDB_MATCH_NRE) && !is_literal(value)) {
-        bvec b = {0};
-        int icase = 0;
-        bv_put(&b, "^(", 2);
-        if (re2_to_ere(value, &b, &icase, err, errlen)) {
-            bv_free(&b);
-            goto fail;
-        }
-        bv_put(&b, ")$", 3);
-        if (b.err) {
-            bv_free(&b);
-            goto oom;
-        }
-        int rc = regcomp(&m->re, (char *)b.p, REG_EXTENDED | REG_NOSUB | (icase ? REG_ICASE : 0));
-        bv_free(&b);
-        if (rc) {
-            char e[128];
-            regerror(rc, &m->re, e, sizeof e);
-            snprintf(err, errlen, "error parsing regexp: %s: `%s`", e, value);
-            goto fail;
-        }
-        m->has_re = 1;
+    if (type == TSDB_MATCH_RE || type == TSDB_MATCH_NRE) {
+        m->re = tr_re_compile(value, strlen(value), err, errlen);
+        if (!m->re) goto fail;
     }
     m->matches_empty = tsdb_matcher_matches(m, "");
     return m;
@@ -195,7 +34,7 @@ fail:
 
 void tsdb_matcher_free(tsdb_matcher *m) {
     if (!m) return;
-    if (m->has_re) regfree(&m->re);
+    tr_re_free(m->re);
     free(m->name);
     free(m->value);
     free(m);
@@ -203,7 +42,7 @@ void tsdb_matcher_free(tsdb_matcher *m) {
 
 int tsdb_matcher_matches(const tsdb_matcher *m, const char *v) {
     int r;
-    if (m->has_re) r = regexec(&m->re, v, 0, NULL, 0) == 0;
+    if (m->re) r = tr_re_match(m->re, v, strlen(v));
     else r = strcmp(m->value, v) == 0;
     return (m->type == TSDB_MATCH_NEQ || m->type == TSDB_MATCH_NRE) ? !r : r;
 }
@@ -486,11 +325,33 @@ int ix_select(const ixview *ix, tsdb_matcher *const *m, size_t n, idlist *out) {
             if (mt->matches_empty != pass) continue;
             if (have && out->n == 0) return 0;
             idlist l = {0};
+            tr_re_kind kind = mt->re ? tr_re_kind_of(mt->re) : TR_RE_GENERIC;
+            if (kind == TR_RE_ANY && mt->type == TSDB_MATCH_RE) continue; /* =~".*": no-op */
+            if (kind == TR_RE_ANY) { /* !~".*" matches no series */
+                out->n = 0;
+                return rc;
+            }
             if (!mt->matches_empty && mt->type == TSDB_MATCH_EQ) {
                 const uint32_t *ids = NULL;
                 size_t k = 0;
                 ix->lookup(ix->ctx, mt->name, mt->value, &ids, &k);
                 il_union_many(&l, &ids, &k, k ? 1 : 0);
+            } else if (kind == TR_RE_SET && mt->matches_empty == (mt->type == TSDB_MATCH_NRE)) {
+                /* =~"a|b" (without "") selects, !~"a|b" (without "") removes, the postings of
+                 * the listed values: look them up instead of testing every value */
+                size_t ns = 0;
+                const char *const *set = tr_re_set(mt->re, &ns);
+                const uint32_t **lists = malloc((ns ? ns : 1) * sizeof *lists);
+                size_t *lens = malloc((ns ? ns : 1) * sizeof *lens);
+                size_t k = 0;
+                if (!lists || !lens) rc = -1;
+                for (size_t j = 0; rc == 0 && j < ns; j++) {
+                    ix->lookup(ix->ctx, mt->name, set[j], &lists[k], &lens[k]);
+                    if (lens[k]) k++;
+                }
+                if (rc == 0) il_union_many(&l, lists, lens, k);
+                free(lists);
+                free(lens);
             } else {
                 collect c = {.m = mt, .want = !mt->matches_empty};
                 if (ix->values(ix->ctx, mt->name, collect_fn, &c) != 0) rc = -1;

@@ -5,7 +5,6 @@
 #define TR_METRICS_INT_H
 
 #include <pthread.h>
-#include <regex.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -243,8 +242,7 @@ long blockdec_series(const uint8_t *p, size_t len, sample **out);
 struct tsdb_matcher {
     tsdb_match_type type;
     char *name, *value;
-    regex_t re;
-    int has_re;
+    struct tr_re *re; /* =~ and !~ (util/re.h); NULL for = and != */
     int matches_empty;
 };
 

@@ -1,5 +1,5 @@
 /* Fuzz target: the series selector parser behind every match[] parameter, and the matchers it
- * builds (RE2 → POSIX translation, regcomp, matching). Invariant: parse succeeds or fails with
+ * builds (util/re.h over RE2, matching). Invariant: parse succeeds or fails with
  * a message, never crashes; a parsed selector has at least one matcher and matches as its type
  * says. */
 #include <stdint.h>

@@ -112,6 +112,15 @@ Test(metrics_tsdb, matchers_and_postings) {
         {"{inst=~\"a1|b7\",__name__!=\"down\"}", 2},
         {"nothing", 0},
         {"up{inst=~\"a\"}", 0},           /* anchored: a partial match is no match */
+        /* the fast paths of util/re.h: sets looked up, .* and .+ without a regex run */
+        {"up{inst=~\"a1|b7|zz\"}", 2},
+        {"up{inst!~\"a1|b7\"}", 2},       /* a2 and the series without inst */
+        {"up{inst=~\"a1|\"}", 2},         /* "" in the set: the absent label matches */
+        {"up{inst!~\"a1|\"}", 2},
+        {"up{inst=~\".*\"}", 4},
+        {"up{inst!~\".*\"}", 0},
+        {"up{inst!~\".+\"}", 1},
+        {"{__name__=~\"up|down\",inst=~\"a.\"}", 3},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_assert_eq(count(db, cases[i].sel, NULL), cases[i].want, "%s", cases[i].sel);
