@@ -93,12 +93,19 @@ static void json_data(tr_json *js, const promql_result *r, long limit) {
     tr_json_key(js, "resultType");
     tr_json_str(js, types[r->type]);
     tr_json_key(js, "result");
-    if (r->type == PROMQL_SCALAR) {
-        json_point(js, r->t, r->scalar);
-    } else if (r->type == PROMQL_STRING) {
+    if (r->type == PROMQL_SCALAR || r->type == PROMQL_STRING) {
+        /* Prometheus writes these through encoding/json, not its point encoder: the time as
+         * the float seconds (4.5, not 4.500) and a scalar in 'f' form (1e21 in full) */
+        char s[TR_DOUBLE_MAX_TEXT];
+        tr_format_double(s, sizeof s, (double)r->t / 1000.0);
         tr_json_arr_open(js);
-        tr_prom_json_ts(js, r->t);
-        tr_json_str(js, r->str ? r->str : "");
+        tr_json_raw(js, s, strlen(s));
+        if (r->type == PROMQL_SCALAR) {
+            tr_format_double(s, sizeof s, r->scalar);
+            tr_json_str(js, s);
+        } else {
+            tr_json_str(js, r->str ? r->str : "");
+        }
         tr_json_arr_close(js);
     } else {
         size_t n = r->nseries;
