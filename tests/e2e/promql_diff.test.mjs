@@ -96,11 +96,13 @@ after(async () => {
 async function compareAll(queries) {
   const s = (ms) => (ms / 1000).toFixed(3);
   const { t0 } = data;
-  const instants = [t0 + 20 * 60000 + 3000, t0 + 41 * 60000 + 30000, t0 + 61 * 60000, t0 + 99 * 60000 + 7000].map(s);
+  // seconds chosen so that no time is a multiple of a subquery step (30 s, 1 m) either:
+  // subquery points land on whole minutes, and would otherwise sit on the outer window's edge
+  const instants = [t0 + 20 * 60000 + 3000, t0 + 41 * 60000 + 17000, t0 + 61 * 60000 + 11000, t0 + 99 * 60000 + 7000].map(s);
   const ranges = [
-    { start: s(t0 + 10 * 60000), end: s(t0 + 105 * 60000), step: '60' },
-    { start: s(t0 + 37 * 60000), end: s(t0 + 52 * 60000), step: '37' },
-    { start: s(t0 + 30 * 60000), end: s(t0 + 90 * 60000), step: '15m' },
+    { start: s(t0 + 10 * 60000 + 13000), end: s(t0 + 105 * 60000), step: '60' },
+    { start: s(t0 + 37 * 60000 + 5000), end: s(t0 + 52 * 60000), step: '37' },
+    { start: s(t0 + 30 * 60000 + 29000), end: s(t0 + 90 * 60000), step: '15m' },
   ];
   let total = 0, same = 0;
   const failures = [];
