@@ -31,10 +31,12 @@ export function dataset(t0) {
     const l = Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     out.push([l, samples]);
   };
+  // Counters start apart (real ones rarely tie), so that topk/bottomk have one answer: which
+  // of two equal series they pick is not specified.
   const counter = (seed, incMax, resetAt = -1) => {
     const r = rng(seed);
-    let c = 0;
-    return (i) => { if (i === resetAt) c = 0; c += Math.floor(r() * incMax); return c; };
+    let c = seed * 7;
+    return (i) => { if (i === resetAt) c = 0; c += Math.floor(r() * incMax) + r() / 1000; return c; };
   };
   const walk = (seed, scale, base = 0) => {
     const r = rng(seed);
