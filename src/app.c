@@ -353,13 +353,20 @@ int tr_app_run(const tr_config *cfg) {
     if (!a->recv || !a->http) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
     a->env = (tr_api_env){.db = a->db, .traces = a->traces, .recv = a->recv, .ingest = a->ingest, .wq = a->wq,
-                          .max_body_bytes = (size_t)cfg->otlp_max_message_bytes};
+                          .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
+                          .retention_ms = cfg->retention_ms,
+                          .query_timeout_ms = cfg->query_timeout_ms,
+                          .query_max_samples = cfg->query_max_samples,
+                          .query_lookback_ms = cfg->query_lookback_ms,
+                          .query_log_threshold_ms = cfg->query_log_threshold_ms,
+                          .query_max_concurrency = (unsigned)cfg->query_max_concurrency};
     tr_api_core_routes(a->http, &a->env);
     tr_api_otlp_routes(a->http, &a->env);
     tr_api_ingest_routes(a->http, &a->env);
     tr_api_prom_meta_routes(a->http, &a->env);
     tr_api_prom_export_routes(a->http, &a->env);
     tr_api_prom_exemplars_routes(a->http, &a->env);
+    tr_api_prom_query_routes(a->http, &a->env);
     tr_api_jaeger_routes(a->http, &a->env);
 
     if (tr_http_listen(a->http, fd_http, 0) != 0) { snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr); goto fail_msg; }

@@ -15,6 +15,7 @@
 #include "drain.h"
 #include "http.h"
 #include "http_int.h"
+#include "util/gzip.h"
 #include "util/log.h"
 #include "util/selfmon.h"
 #include "util/text.h"
@@ -194,6 +195,33 @@ void tr_http__request_finished(void) {
     if (g_http && g_http->inflight) g_http->inflight--;
 }
 
+/* Accept-Encoding names gzip (with a q-value other than 0). */
+static int accepts_gzip(struct evhttp_request *req) {
+    const char *ae = tr_http_header(req, "Accept-Encoding");
+    for (const char *p = ae; p && (p = strstr(p, "gzip")); p += 4) {
+        const char *q = p + 4;
+        while (*q == ' ') q++;
+        if (*q == ';') {
+            const char *v = strstr(q, "q=");
+            if (v && strtod(v + 2, NULL) == 0) return 0;
+        }
+        if (*q == 0 || *q == ',' || *q == ';') return 1;
+    }
+    return 0;
+}
+
+/* CORS on the APIs, as Prometheus answers with its default --web.cors.origin ('.*'). */
+static void cors(struct evhttp_request *req, const char *path) {
+    const char *origin = tr_http_header(req, "Origin");
+    if (!origin || strncmp(path, "/api/", 5) != 0) return;
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    evhttp_add_header(oh, "Access-Control-Allow-Origin", origin);
+    evhttp_add_header(oh, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    evhttp_add_header(oh, "Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, Origin");
+    evhttp_add_header(oh, "Access-Control-Expose-Headers", "Date");
+    evhttp_add_header(oh, "Vary", "Origin");
+}
+
 void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, const void *body,
                    size_t len) {
     tr_http_unwatch(req);
@@ -203,8 +231,18 @@ void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, co
         evhttp_add_header(oh, "Content-Type", ctype);
     }
     struct evbuffer *eb = evhttp_request_get_output_buffer(req);
+    tr_buf z;
+    tr_buf_init(&z, 0);
+    if (len >= 1024 && ctype && (strncmp(ctype, "application/json", 16) == 0 || strncmp(ctype, "text/", 5) == 0) &&
+        !evhttp_find_header(oh, "Content-Encoding") && accepts_gzip(req) && tr_gzip(body, len, &z) == 0 && !z.failed) {
+        evhttp_add_header(oh, "Content-Encoding", "gzip");
+        evhttp_add_header(oh, "Vary", "Accept-Encoding");
+        body = z.data;
+        len = z.len;
+    }
     if (len) evbuffer_add(eb, body, len);
     tr_http__reply_starting(req);
+    tr_buf_free(&z);
     evhttp_send_reply(req, status, reason_of(status), NULL);
     tr_http__count_reply(status);
     tr_http__request_finished();
@@ -396,6 +434,7 @@ static void dispatch(struct evhttp_request *req, void *arg) {
         tr_http_reply_text(req, 404, "404 page not found");
         goto out;
     }
+    cors(req, raw);
     /* authentication follows the path's routes (on 405, the first that matched) */
     if (r) flags = r->flags;
     const char *auth = tr_http_header(req, "Authorization");
