@@ -340,6 +340,27 @@ static void rec_at(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
     }
 }
 
+Test(metrics_integrity, a_series_with_years_between_samples_cuts_only_the_ranges_it_has) {
+    mk();
+    tsdb *db = open_db(dir, 0);
+    int64_t ts[] = {5 * H, 40000 * H, 40000 * H + 60000, 80001 * H};
+    tsdb_appender *a = tsdb_appender_begin(db);
+    tsdb_label l[] = {{"__name__", "m"}, {"i", "0"}};
+    for (int k = 0; k < 4; k++) cr_assert_eq(tsdb_appender_add(a, l, 2, ts[k], val(0, ts[k])), TSDB_OK);
+    int st = 0;
+    tsdb_appender_commit(a, on_done, &st);
+    cr_assert_eq(st, 1);
+    char err[256];
+    cr_assert_eq(tsdb_flush(db, err, sizeof err), 0, "%s", err);
+    tsdb_stats stt;
+    tsdb_get_stats(db, &stt);
+    cr_assert_eq(stt.blocks, 3, "one block per 2h range holding data: %llu", (unsigned long long)stt.blocks);
+    size_t warns;
+    cr_assert_eq(read_all_checked(db, 0, 60000, &warns), 4);
+    tsdb_close(db);
+    sh("rm -rf '%s'%s", dir, "");
+}
+
 Test(metrics_integrity, wal_replay_skips_a_damaged_record_and_keeps_the_rest) {
     mk();
     int64_t t0 = 1000 * H;
