@@ -82,7 +82,7 @@ static int move_to_quarantine(tsdb *db, const char *path, const char *id, char *
     return 0;
 }
 
-static void count_quarantine(tsdb *db) {
+static void count_quarantine(tsdb *db) { /* under db->mu */
     db->st.quarantined++;
     if (db->self_on) tr_counter_add(db->self.quarantined, 1);
 }
@@ -98,7 +98,9 @@ static void quarantine_path(tsdb *db, const char *path, const char *id, const ch
         tr_storage_error("metrics", "quarantine");
         return;
     }
+    pthread_mutex_lock(&db->mu);
     count_quarantine(db);
+    pthread_mutex_unlock(&db->mu);
     TR_ERROR("damaged block quarantined", "block=%s error=%s moved_to=%s", id, tr_log_quote(q1, sizeof q1, why),
              tr_log_quote(q2, sizeof q2, dst));
 }
