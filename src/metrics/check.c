@@ -149,7 +149,7 @@ static void keep_rec(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
 /* Rewrites path with its intact records only (re-framed), keeping the original as
  * path.corrupt. */
 static int repair_wal(const char *path, const uint8_t *p, size_t n, FILE *rep) {
-    char copy[4400], tmp[4400];
+    char copy[4600], tmp[4600];
     keep k = {{0}};
     wal_damage d;
     wal_scan_ex(p, n, keep_rec, &k, &d);

@@ -76,7 +76,7 @@ static int move_to_quarantine(tsdb *db, const char *path, const char *id, char *
     return 0;
 }
 
-static void count_quarantine(tsdb *db) {
+static void count_quarantine(tsdb *db) { /* under db->mu */
     db->st.quarantined++;
     if (db->self_on) tr_counter_add(db->self.quarantined, 1);
 }
@@ -92,7 +92,9 @@ static void quarantine_path(tsdb *db, const char *path, const char *id, const ch
         tr_storage_error("metrics", "quarantine");
         return;
     }
+    pthread_mutex_lock(&db->mu);
     count_quarantine(db);
+    pthread_mutex_unlock(&db->mu);
     TR_ERROR("damaged block quarantined", "block=%s error=%s moved_to=%s", id, tr_log_quote(q1, sizeof q1, why),
              tr_log_quote(q2, sizeof q2, dst));
 }
@@ -302,10 +304,25 @@ static int64_t *cut_ranges(const cutent *ce, size_t n, int64_t r, size_t *out_n)
     size_t nv = 0, cap = 0;
     for (size_t i = 0; i < n; i++) {
         const cutent *c = &ce[i];
-        for (uint32_t j = 0; j < c->nchunks; j++)
-            for (int64_t k = range_of(c->chunks[j]->mint, r); k <= range_of(c->chunks[j]->maxt, r); k++) push_range(&v, &nv, &cap, k);
-        if (c->open_n)
-            for (int64_t k = range_of(c->open_mint, r); k <= range_of(c->open_maxt, r); k++) push_range(&v, &nv, &cap, k);
+        for (uint32_t j = 0; j <= c->nchunks; j++) {
+            const uint8_t *buf = j < c->nchunks ? c->chunks[j]->data : c->open_copy;
+            size_t len = j < c->nchunks ? c->chunks[j]->len : c->open_len;
+            uint16_t cnt = j < c->nchunks ? c->chunks[j]->n : c->open_n;
+            int64_t lo = j < c->nchunks ? c->chunks[j]->mint : c->open_mint;
+            int64_t hi = j < c->nchunks ? c->chunks[j]->maxt : c->open_maxt;
+            if (!cnt) continue;
+            if (range_of(hi, r) - range_of(lo, r) < 4) {
+                for (int64_t k = range_of(lo, r); k <= range_of(hi, r); k++) push_range(&v, &nv, &cap, k);
+                continue;
+            }
+            /* a chunk with gaps of days (sparse or odd timestamps): the ranges of its
+             * samples, not every range in between */
+            xordec d;
+            xor_dec_init(&d, buf, len, cnt);
+            int64_t t;
+            double x;
+            while (xor_dec_next(&d, &t, &x)) push_range(&v, &nv, &cap, range_of(t, r));
+        }
         for (uint32_t j = 0; j < c->nooo; j++) push_range(&v, &nv, &cap, range_of(c->ooo[j].t, r));
     }
     if (nv > 1) qsort(v, nv, sizeof *v, cmp_i64);

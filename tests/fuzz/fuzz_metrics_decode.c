@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* WAL framing */
     size_t payload = 0;
     size_t good = wal_scan(data, size, rec, &payload);
-    if (good > size || payload > good) abort();
+    if (good > size || payload > size) abort(); /* records after damage are read too */
     /* WAL replay with resynchronisation: the whole input is accounted for */
     wal_damage dm;
     size_t all = 0;

@@ -9,13 +9,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "metrics/metrics_int.h"
+#include "util/buf.h"
 #include "util/log.h"
+#include "util/selfmon.h"
 
 static void quiet(void) { tr_log_set_level(TR_LOG_ERROR + 1); }
 TestSuite(metrics_integrity, .init = quiet);
@@ -336,6 +340,27 @@ static void rec_at(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
     }
 }
 
+Test(metrics_integrity, a_series_with_years_between_samples_cuts_only_the_ranges_it_has) {
+    mk();
+    tsdb *db = open_db(dir, 0);
+    int64_t ts[] = {5 * H, 40000 * H, 40000 * H + 60000, 80001 * H};
+    tsdb_appender *a = tsdb_appender_begin(db);
+    tsdb_label l[] = {{"__name__", "m"}, {"i", "0"}};
+    for (int k = 0; k < 4; k++) cr_assert_eq(tsdb_appender_add(a, l, 2, ts[k], val(0, ts[k])), TSDB_OK);
+    int st = 0;
+    tsdb_appender_commit(a, on_done, &st);
+    cr_assert_eq(st, 1);
+    char err[256];
+    cr_assert_eq(tsdb_flush(db, err, sizeof err), 0, "%s", err);
+    tsdb_stats stt;
+    tsdb_get_stats(db, &stt);
+    cr_assert_eq(stt.blocks, 3, "one block per 2h range holding data: %llu", (unsigned long long)stt.blocks);
+    size_t warns;
+    cr_assert_eq(read_all_checked(db, 0, 60000, &warns), 4);
+    tsdb_close(db);
+    sh("rm -rf '%s'%s", dir, "");
+}
+
 Test(metrics_integrity, wal_replay_skips_a_damaged_record_and_keeps_the_rest) {
     mk();
     int64_t t0 = 1000 * H;
@@ -426,4 +451,58 @@ Test(metrics_integrity, meta_json_parser_is_strict) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(block_parse_meta(bad[i], strlen(bad[i]), v, why, sizeof why), -1, "case %zu", i);
+}
+
+Test(metrics_integrity, a_wal_write_failure_is_refused_logged_with_errno_and_counted) {
+    mk();
+    char logp[400];
+    snprintf(logp, sizeof logp, "%s.log", dir);
+    int64_t t0 = 1000 * H;
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* files may not grow past 64 KiB: the WAL write fails with EFBIG, as on a full disk */
+        if (!freopen(logp, "w", stderr)) _exit(10);
+        tr_log_set_level(TR_LOG_INFO);
+        signal(SIGXFSZ, SIG_IGN);
+        tsdb_options o = {.dir = dir};
+        tsdb *db;
+        char err[256];
+        if (tsdb_open(&o, &db, err, sizeof err)) _exit(11);
+        struct rlimit rl = {64 << 10, 64 << 10};
+        if (setrlimit(RLIMIT_FSIZE, &rl)) _exit(12);
+        int acked = 0;
+        for (int c = 0; c < 100; c++) {
+            tsdb_appender *a = tsdb_appender_begin(db);
+            tsdb_label l[] = {{"__name__", "m"}, {"i", "0"}};
+            for (int k = 0; k < 500; k++) tsdb_appender_add(a, l, 2, t0 + (c * 500 + k) * 1000, val(0, t0 + (c * 500 + k) * 1000));
+            int st = 0;
+            tsdb_appender_commit(a, on_done, &st);
+            if (st != 1) break;
+            acked++;
+        }
+        tr_buf b;
+        tr_buf_init(&b, 0);
+        tr_selfmon_render(&b);
+        int counted = strstr(b.data, "tricorder_storage_errors_total{store=\"metrics\",kind=\"wal_write\"} 1\n") != NULL;
+        fflush(stderr);
+        _exit(acked > 0 && acked < 100 && counted ? 100 + acked : 13);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) > 100, "child status %d", WEXITSTATUS(status));
+    int acked = WEXITSTATUS(status) - 100;
+    FILE *f = fopen(logp, "r");
+    char log[8192] = "";
+    size_t ll = fread(log, 1, sizeof log - 1, f);
+    fclose(f);
+    log[ll] = 0;
+    cr_assert_not_null(strstr(log, "msg=\"WAL write failed: the batch is refused (503)\""), "%s", log);
+    cr_assert_not_null(strstr(log, "errno=27 "), "EFBIG's number is logged: %s", log);
+    /* every acknowledged batch is there, the refused one is not */
+    tsdb *db = open_db(dir, 0);
+    size_t warns;
+    cr_assert_eq(read_all_checked(db, t0, 1000, &warns), (size_t)acked * 500);
+    tsdb_close(db);
+    unlink(logp);
+    sh("rm -rf '%s'%s", dir, "");
 }
