@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -54,6 +55,8 @@ struct tr_http {
      * the work running for that connection's request (tr_http_watch) */
     void **conns;
     volatile int **watch;
+    unsigned nwatch;
+    struct event *watch_ev; /* while anything is watched: looks for clients that went away */
     size_t conncap;
     tr_metric *req_by_class[6], *conn_gauge;
     tr_drain *drain; /* shutdown: which connections have work in progress */
@@ -93,8 +96,11 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg) {
     size_t i = ((uintptr_t)evcon >> 4) * 11400714819323198485ull & (h->conncap - 1);
     for (size_t n = 0; n < h->conncap && h->conns[i]; n++, i = (i + 1) & (h->conncap - 1))
         if (h->conns[i] == evcon) {
-            if (h->watch[i]) *h->watch[i] = 1; /* the client went away: the work stops */
-            h->watch[i] = NULL;
+            if (h->watch[i]) {
+                *h->watch[i] = 1; /* the client went away: the work stops */
+                h->watch[i] = NULL;
+                h->nwatch--;
+            }
             h->conns[i] = (void *)1; /* tombstone */
             h->connections--;
             tr_gauge_set(h->conn_gauge, h->connections);
@@ -149,15 +155,52 @@ static long conn_find(tr_http *h, const void *evcon) {
     return -1;
 }
 
+/* libevent does not read from a connection while its request is being answered, so a
+ * client that closes meanwhile is not noticed until the reply is written. While work is
+ * watched, a timer peeks at each watched socket: end of file means the client is gone. (A
+ * client that half-closes after its request would be taken as gone; HTTP clients do not.) */
+#define WATCH_POLL_MS 100
+
+static void watch_poll(evutil_socket_t fd, short what, void *arg) {
+    tr_http *h = arg;
+    for (size_t i = 0; i < h->conncap && h->nwatch; i++) {
+        if (!h->watch[i]) continue;
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(h->conns[i]);
+        evutil_socket_t s = bev ? bufferevent_getfd(bev) : -1;
+        char c;
+        if (s >= 0 && recv(s, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0) continue; /* data, or nothing yet */
+        *h->watch[i] = 1;
+        h->watch[i] = NULL;
+        h->nwatch--;
+    }
+    if (h->nwatch) {
+        struct timeval tv = {0, WATCH_POLL_MS * 1000};
+        evtimer_add(h->watch_ev, &tv);
+    }
+}
+
 void tr_http_watch(struct evhttp_request *req, volatile int *flag) {
-    long i = conn_find(g_http, evhttp_request_get_connection(req));
-    if (i >= 0) g_http->watch[i] = flag;
-    else *flag = 1; /* already gone */
+    tr_http *h = g_http;
+    long i = conn_find(h, evhttp_request_get_connection(req));
+    if (i < 0) {
+        *flag = 1; /* already gone */
+        return;
+    }
+    if (!h->watch[i]) h->nwatch++;
+    h->watch[i] = flag;
+    if (!h->watch_ev) h->watch_ev = evtimer_new(h->base, watch_poll, h);
+    if (h->watch_ev && !evtimer_pending(h->watch_ev, NULL)) {
+        struct timeval tv = {0, WATCH_POLL_MS * 1000};
+        evtimer_add(h->watch_ev, &tv);
+    }
 }
 
 void tr_http_unwatch(struct evhttp_request *req) {
     long i = conn_find(g_http, evhttp_request_get_connection(req));
-    if (i >= 0) g_http->watch[i] = NULL;
+    if (i >= 0 && g_http->watch[i]) {
+        g_http->watch[i] = NULL;
+        g_http->nwatch--;
+    }
 }
 
 /* ---- replies ---- */
@@ -551,6 +594,7 @@ void tr_http_free(tr_http *h) {
     free(h->conns);
     free((void *)h->watch);
     tr_drain_free(h->drain);
+    if (h->watch_ev) event_free(h->watch_ev);
     if (g_http == h) g_http = NULL;
     free(h);
 }

@@ -3,8 +3,12 @@
  * loop thread. */
 #include "workq.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,8 +55,17 @@ static void push_done(tr_workq *q, job *j) {
     q->done_tail = j;
 }
 
+/* Workers yield the CPU to the loop thread: on a busy machine an export must not make
+ * /healthz or ingestion wait (Linux keeps a nice value per thread). */
+#define WORKER_NICE 5
+
 static void *worker(void *arg) {
     tr_workq *q = arg;
+    id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int prio = getpriority(PRIO_PROCESS, tid);
+    if (errno == 0 && setpriority(PRIO_PROCESS, tid, prio + WORKER_NICE) != 0) { /* best effort */
+    }
     pthread_mutex_lock(&q->mu);
     for (;;) {
         while (!q->head && !q->stopping)

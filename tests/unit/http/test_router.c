@@ -86,3 +86,50 @@ Test(router, method_not_allowed_lists_allow) {
     cr_assert_eq(resolve(EVHTTP_REQ_POST, "/api/v1/series", &m, &ctx, &allow), 0);
     cr_assert_eq(ctx, &b);
 }
+
+/* ---- a client that goes away sets the watched flag ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static volatile int watched_flag;
+static struct evhttp_request *held;
+
+static void deferred(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    held = req; /* answered later, as a job's done would */
+    tr_http_watch(req, &watched_flag);
+}
+
+Test(router, watch_sets_the_flag_when_the_client_goes_away) {
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(lfd, 8), 0);
+    getsockname(lfd, (struct sockaddr *)&sa, &sl);
+    tr_http_route(H, TR_GET, "/slow", TR_HTTP_PUBLIC, deferred, NULL);
+    cr_assert_eq(tr_http_listen(H, lfd, 0), 0);
+
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+    static const char rq[] = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(write(c, rq, sizeof rq - 1), (ssize_t)(sizeof rq - 1));
+    for (int i = 0; i < 200 && !held; i++) {
+        event_base_loop(B, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    cr_assert_not_null(held);
+    cr_assert_eq(watched_flag, 0);
+    cr_assert_eq(tr_http_inflight(H), 1);
+    close(c);
+    for (int i = 0; i < 500 && !watched_flag; i++) {
+        event_base_loop(B, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    cr_assert_eq(watched_flag, 1, "the client's close reached the job's flag");
+    /* the late reply goes to an orphaned request: libevent frees it, nothing is written */
+    tr_http_reply_text(held, 200, "late");
+    cr_assert_eq(tr_http_inflight(H), 0);
+}
