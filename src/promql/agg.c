@@ -264,7 +264,7 @@ pq_val pq_eval_agg(pq_ev *ev, const pq_node *n, const pq_rng *r) {
                 a->val = f;
                 a->kc = 0;
                 a->mean = f;
-                if (op == AGG_STDDEV || op == AGG_STDVAR) a->val = 0;
+                if (op == AGG_STDDEV || op == AGG_STDVAR) a->val = f * (f - f); /* NaN for NaN and ±Inf */
                 if (op == AGG_QUANTILE) qv[g[i]][qn[g[i]]++] = f;
                 continue;
             }
@@ -342,9 +342,11 @@ pq_val pq_eval_agg(pq_ev *ev, const pq_node *n, const pq_rng *r) {
                 break;
             case AGG_QUANTILE: {
                 double q = param.sc[j];
-                if (isnan(q) || q < 0 || q > 1)
-                    pq_warn(ev, 0, n->param, "quantile value should be between 0 and 1, got %s",
-                            isnan(q) ? "NaN" : "");
+                if (isnan(q) || q < 0 || q > 1) {
+                    char qb[40];
+                    pq_format_float(q, qb, sizeof qb);
+                    pq_warn(ev, 0, n->param, "quantile value should be between 0 and 1, got %s", qb);
+                }
                 v = pq_quantile(q, qv[k], qn[k]);
                 break;
             }

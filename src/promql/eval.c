@@ -183,7 +183,7 @@ char *pq_lset_sig(pq_ev *ev, const pq_lset *l, size_t *len) {
     size_t n = 0;
     for (size_t i = 0; i < l->n; i++)
         n += strlen(l->l[i].n) + strlen(l->l[i].v) + 2;
-    char *s = pq_alloc(ev, n + 1);
+    char *s = pq_alloc(ev, n + 2);
     size_t o = 0;
     for (size_t i = 0; i < l->n; i++) {
         size_t a = strlen(l->l[i].n), b = strlen(l->l[i].v);
@@ -281,12 +281,12 @@ void pq_out_init(pq_out *o, size_t nsteps) {
 int pq_out_series(pq_ev *ev, pq_out *o, const pq_lset *lb, int drop_name) {
     size_t kl;
     char *k = pq_lset_sig(ev, lb, &kl);
+    /* series whose __name__ is still to be dropped are kept apart from those that keep it */
+    k[kl] = drop_name ? 'd' : 'k';
+    kl++;
     int added;
     int *slot = pq_map_put(ev, &o->map, k, kl, &added);
-    if (!added) {
-        if (!drop_name) o->s[*slot].drop_name = 0;
-        return *slot;
-    }
+    if (!added) return *slot;
     if (o->n == o->cap) {
         size_t nc = o->cap ? o->cap * 2 : 8;
         pq_ser *ns = pq_calloc(ev, nc, sizeof *ns);

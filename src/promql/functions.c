@@ -185,6 +185,27 @@ static int f_last_ot(const rctx *c, const int64_t *t, const double *v, size_t n,
     *o = v[n - 1];
     return 1;
 }
+static int f_ts_last(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
+    if (!n) return 0;
+    *o = t[n - 1] / 1000.0;
+    return 1;
+}
+static int f_ts_min(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
+    if (!n) return 0;
+    size_t k = 0;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] <= v[k] || isnan(v[k])) k = i;
+    *o = t[k] / 1000.0;
+    return 1;
+}
+static int f_ts_max(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
+    if (!n) return 0;
+    size_t k = 0;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] >= v[k] || isnan(v[k])) k = i;
+    *o = t[k] / 1000.0;
+    return 1;
+}
 static int f_present_ot(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
     if (!n) return 0;
     *o = 1;
@@ -289,6 +310,9 @@ static const struct {
     {"max_over_time", f_max_ot, 0},
     {"last_over_time", f_last_ot, 1},
     {"present_over_time", f_present_ot, 0},
+    {"ts_of_last_over_time", f_ts_last, 0},
+    {"ts_of_min_over_time", f_ts_min, 0},
+    {"ts_of_max_over_time", f_ts_max, 0},
     {"stddev_over_time", f_stddev_ot, 0},
     {"stdvar_over_time", f_stdvar_ot, 0},
     {"quantile_over_time", f_quantile_ot, 0},

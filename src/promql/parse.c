@@ -85,6 +85,9 @@ static const pq_func funcs[] = {
     {"stddev_over_time", {M}, 1, 0, V, 0},
     {"stdvar_over_time", {M}, 1, 0, V, 0},
     {"sum_over_time", {M}, 1, 0, V, 0},
+    {"ts_of_last_over_time", {M}, 1, 0, V, 1},
+    {"ts_of_max_over_time", {M}, 1, 0, V, 1},
+    {"ts_of_min_over_time", {M}, 1, 0, V, 1},
     {"tan", {V}, 1, 0, V, 0},
     {"tanh", {V}, 1, 0, V, 0},
     {"time", {0}, 0, 0, S, 0},
@@ -604,13 +607,14 @@ static int check_call(P *p, pq_node *n) {
         perr(p, n->pos, "expected %d argument(s) in call to \"%s\", got %d", f->nargs, f->name, na);
         return -1;
     }
-    if (f->variadic != 0 && na < f->nargs - (f->variadic > 0 ? f->variadic : 0)) {
-        perr(p, n->pos, "expected at least %d argument(s) in call to \"%s\", got %d",
-             f->nargs - (f->variadic > 0 ? f->variadic : 0), f->name, na);
+    if (f->variadic != 0 && na < f->nargs - 1) {
+        perr(p, n->pos, "expected at least %d argument(s) in call to \"%s\", got %d", f->nargs - 1, f->name,
+             na);
         return -1;
     }
-    if (f->variadic > 0 && na > f->nargs) {
-        perr(p, n->pos, "expected at most %d argument(s) in call to \"%s\", got %d", f->nargs, f->name, na);
+    if (f->variadic > 0 && na > f->nargs - 1 + f->variadic) {
+        perr(p, n->pos, "expected at most %d argument(s) in call to \"%s\", got %d",
+             f->nargs - 1 + f->variadic, f->name, na);
         return -1;
     }
     for (int i = 0; i < na; i++) {

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <regex.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,8 @@ typedef struct {
     char dir[256];
     char **hist_names; /* metrics loaded with native histogram samples */
     size_t nhist;
+    labset *hist_sets; /* series loaded with native histogram samples */
+    size_t nhs;
 } store;
 
 static int rm_cb(const char *p, const struct stat *sb, int f, struct FTW *ftw) {
@@ -335,6 +338,11 @@ static void store_close(store *s) {
     free(s->hist_names);
     s->hist_names = NULL;
     s->nhist = 0;
+    for (size_t i = 0; i < s->nhs; i++)
+        labset_free(&s->hist_sets[i]);
+    free(s->hist_sets);
+    s->hist_sets = NULL;
+    s->nhs = 0;
 }
 
 static int store_open(store *s) {
@@ -585,8 +593,39 @@ static int run_case(store *st, evalcase *c) {
     return ok;
 }
 
-/* does the query mention a metric loaded with native histograms? */
+static int node_uses_hist(store *st, const pq_node *n) {
+    if (!n) return 0;
+    if (n->kind == N_VSEL) {
+        for (size_t h = 0; h < st->nhs; h++) {
+            int all = 1;
+            for (size_t i = 0; i < n->nms && all; i++) {
+                const char *v = "";
+                for (size_t k = 0; k < st->hist_sets[h].n; k++)
+                    if (!strcmp(st->hist_sets[h].l[k].name, n->ms[i].name)) v = st->hist_sets[h].l[k].value;
+                if (!tsdb_matcher_matches(n->ms[i].m, v)) all = 0;
+            }
+            if (all) return 1;
+        }
+    }
+    if (node_uses_hist(st, n->expr) || node_uses_hist(st, n->lhs) || node_uses_hist(st, n->rhs) ||
+        node_uses_hist(st, n->param))
+        return 1;
+    for (size_t i = 0; i < n->nargs; i++)
+        if (node_uses_hist(st, n->args[i])) return 1;
+    return 0;
+}
+
+/* does the query select a series loaded with native histograms? */
 static int query_uses_hist(store *st, const char *q) {
+    if (st->nhs) {
+        tr_arena *a = tr_arena_new((size_t)64 << 20);
+        char err[256];
+        pq_node *n = pq_parse(a, q, strlen(q), err, sizeof err);
+        int r = n ? node_uses_hist(st, n) : 0;
+        if (n) pq_tree_free(n);
+        tr_arena_free(a);
+        if (r) return 1;
+    }
     for (size_t i = 0; i < st->nhist; i++) {
         const char *n = st->hist_names[i];
         size_t l = strlen(n);
@@ -671,11 +710,25 @@ static int run_file(const char *dir, const char *fname, counts *tot, idlist *pas
             }
             tsdb_appender *ap = tsdb_appender_begin(st.db);
             size_t j = i + 1;
+            size_t bend = j;
+            while (bend < nl && *lines[bend])
+                bend++;
             for (; j < nl && *lines[j]; j++) {
                 const char *p = lines[j];
                 labset ls;
                 if (strstr(p, "@st")) {
                     continue;
+                }
+                /* a series repeated in the block: the later line's values win at the same time */
+                char key[1024];
+                {
+                    const char *pp = p;
+                    labset tmp;
+                    if (parse_series_desc(&pp, &tmp) == 0) {
+                        labset_str(&tmp, key, sizeof key);
+                        labset_free(&tmp);
+                    } else
+                        key[0] = 0;
                 }
                 if (parse_series_desc(&p, &ls)) {
                     fprintf(stderr, "%s:%zu: bad series\n", fname, j + 1);
@@ -696,8 +749,25 @@ static int run_file(const char *dir, const char *fname, counts *tot, idlist *pas
                     if (!strcmp(ls.l[k].name, "__name__")) mname = ls.l[k].value;
                 }
                 int hist = 0;
+                uint8_t *later = calloc(np + 1, 1);
+                for (size_t q = j + 1; q < bend; q++) {
+                    const char *pp = lines[q];
+                    labset tmp;
+                    if (parse_series_desc(&pp, &tmp) != 0) continue;
+                    char k2[1024];
+                    labset_str(&tmp, k2, sizeof k2);
+                    labset_free(&tmp);
+                    if (strcmp(k2, key)) continue;
+                    point *lp;
+                    size_t lnp;
+                    if (expand_values(pp, &lp, &lnp) == 0) {
+                        for (size_t k = 0; k < lnp && k < np; k++)
+                            if (lp[k].present) later[k] = 1;
+                        free(lp);
+                    }
+                }
                 for (size_t k = 0; k < np; k++) {
-                    if (!pts[k].present) continue;
+                    if (!pts[k].present || later[k]) continue;
                     if (pts[k].hist) {
                         hist = 1;
                         continue;
@@ -707,7 +777,14 @@ static int run_file(const char *dir, const char *fname, counts *tot, idlist *pas
                     if (rc != TSDB_OK && verbose)
                         fprintf(stderr, "%s:%zu: append: %s\n", fname, j + 1, tsdb_strerror(rc));
                 }
-                if (hist) mark_hist(&st, mname);
+                free(later);
+                if (hist) {
+                    st.hist_sets = realloc(st.hist_sets, (st.nhs + 1) * sizeof *st.hist_sets);
+                    labset *hs = &st.hist_sets[st.nhs++];
+                    memset(hs, 0, sizeof *hs);
+                    for (size_t k = 0; k < ls.n; k++)
+                        labset_add(hs, ls.l[k].name, strlen(ls.l[k].name), ls.l[k].value);
+                }
                 if (nhcb) {
                     /* the converted native histogram is named without _bucket/_count/_sum */
                     char base[256];
