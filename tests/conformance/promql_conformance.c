@@ -628,9 +628,10 @@ static int run_case(store *st, evalcase *c) {
     v.infos = r.infos;
     if (ok) ok = check_annotations(c, &v) && compare(c, &v, 0, 0);
     if (!ok) {
-        char w[2100];
-        snprintf(w, sizeof w, "range mode: %.1900s", why);
-        snprintf(why, sizeof why, "%s", w);
+        char w[1900];
+        memcpy(w, why, sizeof w - 1);
+        w[sizeof w - 1] = 0;
+        snprintf(why, sizeof why, "range mode: %s", w);
     }
     free(v.series);
     promql_result_free(&r);
