@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "metrics/metrics.h"
+#include "promql/promql.h"
 
 /* Prometheus' MinTime/MaxTime in milliseconds (the defaults of start and end). */
 #define PROM_MIN_TIME (-9223309901257974LL)
@@ -91,11 +92,13 @@ static void api_query_exemplars(struct evhttp_request *req, const char *path, vo
         goto out;
     }
     char err[512], msg[1024];
-    if (tsdb_parse_selector(query, &m, &nm, err, sizeof err) != 0) {
+    int nsel = promql_parse_selector(query, strlen(query), &m, err, sizeof err);
+    if (nsel < 0) {
         snprintf(msg, sizeof msg, "%s (only a series selector such as name{label=\"value\"} is supported here until the PromQL engine lands)", err);
         tr_http_reply_prom_error(req, 400, "bad_data", msg);
         goto out;
     }
+    nm = (size_t)nsel;
     tsdb_matcher **const sets[1] = {m};
     if (tsdb_query_exemplars(db, sets, &nm, 1, start, end, &res, err, sizeof err) != 0) {
         tr_http_reply_prom_error(req, 500, "internal", err);

@@ -19,6 +19,7 @@
 #include <sys/queue.h>
 
 #include "metrics/metrics.h"
+#include "promql/promql.h"
 #include "util/log.h"
 
 #ifndef TRICORDER_VERSION
@@ -160,12 +161,13 @@ int tr_prom_match_params(struct evhttp_request *req, struct evkeyvalq *q, matchs
             }
         }
         char err[512], msg[1200];
-        if (tsdb_parse_selector(kv->value, &out->sets[out->n], &out->lens[out->n], err, sizeof err) != 0) {
+        int nsel = promql_parse_selector(kv->value, strlen(kv->value), &out->sets[out->n], err, sizeof err);
+        if (nsel < 0) {
             snprintf(msg, sizeof msg, "invalid parameter \"match[]\": %s", err);
             tr_http_reply_prom_error(req, 400, "bad_data", msg);
             goto fail;
         }
-        out->n++;
+        out->lens[out->n++] = (size_t)nsel;
         int nonempty = 0;
         for (size_t i = 0; i < out->lens[out->n - 1]; i++)
             if (!tsdb_matcher_matches(out->sets[out->n - 1][i], "")) nonempty = 1;

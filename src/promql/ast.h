@@ -175,6 +175,8 @@ void pq_format_float(double v, char *buf, size_t cap);
  * ("1:5: parse error: ...") in err. Matchers are compiled (tsdb_matcher); free them with
  * pq_tree_free (the arena holds the rest). */
 pq_node *pq_parse(tr_arena *a, const char *q, size_t len, char *err, size_t errlen);
+/* selector_mode: as match[] parameters are parsed (a selector may match the empty string). */
+pq_node *pq_parse_ex(tr_arena *a, const char *q, size_t len, int selector_mode, char *err, size_t errlen);
 void pq_tree_free(pq_node *n);
 /* Prometheus's String() of an expression, appended to a malloc'd buffer. */
 char *pq_format_node(const pq_node *n);

@@ -264,12 +264,13 @@ int pq_map_get(const pq_map *m, const char *k, size_t klen) {
 /* ---- output builder ---- */
 
 pq_ser *pq_new_series(pq_ev *ev, size_t n, size_t nsteps) {
+    if (nsteps && n > (size_t)INT64_MAX / nsteps) pq_count_samples(ev, INT64_MAX / 2);
+    pq_count_samples(ev, (int64_t)(n * nsteps));
     pq_ser *s = pq_calloc(ev, n, sizeof *s);
     for (size_t i = 0; i < n; i++) {
         s[i].v = pq_alloc(ev, nsteps * sizeof(double));
         s[i].ok = pq_calloc(ev, nsteps, 1);
     }
-    pq_count_samples(ev, (int64_t)(n * nsteps) / 4);
     return s;
 }
 
@@ -297,9 +298,9 @@ int pq_out_series(pq_ev *ev, pq_out *o, const pq_lset *lb, int drop_name) {
     pq_ser *s = &o->s[o->n];
     s->lb = *lb;
     s->drop_name = drop_name;
+    pq_count_samples(ev, (int64_t)o->nsteps);
     s->v = pq_alloc(ev, o->nsteps * sizeof(double));
     s->ok = pq_calloc(ev, o->nsteps, 1);
-    pq_count_samples(ev, 1);
     *slot = (int)o->n;
     return (int)o->n++;
 }
@@ -427,6 +428,7 @@ static pq_val eval_vsel(pq_ev *ev, const pq_node *n, const pq_rng *r, int ts_out
         pq_raw *s = &raw[i];
         pq_ser *o = &out.s[k];
         o->lb = s->lb;
+        pq_count_samples(ev, (int64_t)r->n);
         o->v = pq_alloc(ev, r->n * sizeof(double));
         o->ok = pq_calloc(ev, r->n, 1);
         size_t j = 0; /* first sample with t > tt */
@@ -447,7 +449,7 @@ static pq_val eval_vsel(pq_ev *ev, const pq_node *n, const pq_rng *r, int ts_out
         if (any) k++;
     }
     out.n = k;
-    pq_count_samples(ev, (int64_t)(k * r->n) / 8);
+    
     return out;
 }
 
@@ -883,7 +885,7 @@ int promql_parse_selector(const char *s, size_t len, tsdb_matcher ***out, char *
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    pq_node *n = pq_parse(a, s, len, err, errlen);
+    pq_node *n = pq_parse_ex(a, s, len, 1, err, errlen);
     if (!n) {
         tr_arena_free(a);
         return -1;

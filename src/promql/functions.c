@@ -395,6 +395,7 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
         pq_ser *d = &o.s[o.n];
         d->lb = s->lb;
         d->drop_name = keep ? s->drop_name : 1;
+        pq_count_samples(ev, (int64_t)ns);
         d->v = pq_alloc(ev, ns * sizeof(double));
         d->ok = pq_calloc(ev, ns, 1);
         size_t lo = 0, hi = 0;
@@ -439,7 +440,7 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
             }
         }
     }
-    pq_count_samples(ev, (int64_t)(o.n * ns) / 8);
+    
     return o;
 }
 

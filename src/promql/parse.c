@@ -132,6 +132,7 @@ typedef struct {
     size_t errlen;
     int failed;
     int depth;
+    int selector_mode; /* match[]: no "non-empty matcher" rule (the API checks it) */
     struct mlist {
         tsdb_matcher *m;
         struct mlist *next;
@@ -418,6 +419,7 @@ static int parse_matchers(P *p, pq_node *n) {
 }
 
 static int check_selector(P *p, pq_node *n) {
+    if (p->selector_mode) return 0;
     int nonempty = 0;
     for (size_t i = 0; i < n->nms; i++)
         if (!tsdb_matcher_matches(n->ms[i].m, "")) nonempty = 1;
@@ -1042,7 +1044,12 @@ static void free_rec(pq_node *n) {
 void pq_tree_free(pq_node *n) { free_rec(n); }
 
 pq_node *pq_parse(tr_arena *a, const char *q, size_t len, char *err, size_t errlen) {
+    return pq_parse_ex(a, q, len, 0, err, errlen);
+}
+
+pq_node *pq_parse_ex(tr_arena *a, const char *q, size_t len, int selector_mode, char *err, size_t errlen) {
     P p = {0};
+    p.selector_mode = selector_mode;
     p.a = a;
     p.q = q;
     p.qlen = len;

@@ -14,6 +14,16 @@
 #include "http/ingest.h"
 #include "prometheus_remote.pb-c.h"
 #include "util/log.h"
+#include "promql/promql.h"
+
+/* selectors as the API parses match[] (PromQL's selector parser) */
+static int parse_sel(const char *s, tsdb_matcher ***m, size_t *n, char *err, size_t errlen) {
+    int k = promql_parse_selector(s, strlen(s), m, err, errlen);
+    if (k < 0) return -1;
+    *n = (size_t)k;
+    return 0;
+}
+
 
 /* ---------------------------------------------------------------- a tiny protobuf writer */
 
@@ -541,7 +551,7 @@ static size_t stored(const char *sel, double *last) {
     tsdb_matcher **m;
     size_t nm, n = 0;
     char err[256];
-    cr_assert_eq(tsdb_parse_selector(sel, &m, &nm, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(parse_sel(sel, &m, &nm, err, sizeof err), 0, "%s", err);
     tsdb_seriesset *s = tsdb_select(q, m, nm, TSDB_SELECT_SAMPLES, err, sizeof err);
     cr_assert_not_null(s, "%s", err);
     for (size_t i = 0; i < tsdb_seriesset_len(s); i++) {

