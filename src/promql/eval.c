@@ -449,7 +449,7 @@ static pq_val eval_vsel(pq_ev *ev, const pq_node *n, const pq_rng *r, int ts_out
         if (any) k++;
     }
     out.n = k;
-    
+
     return out;
 }
 

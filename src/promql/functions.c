@@ -440,7 +440,7 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
             }
         }
     }
-    
+
     return o;
 }
 

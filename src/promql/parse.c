@@ -358,7 +358,7 @@ static int parse_matchers(P *p, pq_node *n) {
             if (pk.kind == T_COMMA || pk.kind == T_RBRACE) {
                 /* a bare quoted metric name */
                 if (n->name) {
-                    perr(p, t.pos, "metric name must not be set twice: %q or %q", n->name, lname);
+                    perr(p, t.pos, "metric name must not be set twice: \"%s\" or \"%s\"", n->name, lname);
                     return -1;
                 }
                 n->name = lname;
@@ -916,9 +916,11 @@ static pq_node *parse_unary(P *p) {
                  type_name(e->type));
             return NULL;
         }
-        if (e->kind == N_NUM) {
+        if (e->kind == N_NUM || t.kind == T_ADD) {
+            /* literals fold; a unary plus changes nothing (and printing "+" before a printed
+             * "+Inf" would not parse back to the same tree) */
             if (t.kind == T_SUB) e->num = -e->num;
-            e->pos = t.pos;
+            if (e->kind == N_NUM) e->pos = t.pos;
             return e;
         }
         pq_node *u = mknode(p, N_UNARY, t.pos);

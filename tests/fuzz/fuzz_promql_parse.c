@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (n < 0) {
         if (!err[0]) abort();
     } else {
-        if (n == 0) abort();
+        /* `{}` parses to no matcher: the API refuses it */
         for (int i = 0; i < n; i++)
             tsdb_matcher_free(m[i]);
         free(m);
