@@ -113,6 +113,8 @@ struct pq_node {
     pq_matcher *ms;
     size_t nms;
     int64_t range_ms, step_ms, offset_ms, at_ms;
+    /* duration expressions ([5m+1m], offset (2*3)) as written, for printing; NULL for literals */
+    char *range_src, *step_src, *offset_src;
     pq_at at;
     /* children */
     pq_node *expr; /* N_MSEL inner selector, N_SUBQ/N_PAREN/N_UNARY/N_AGG operand */

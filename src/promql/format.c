@@ -161,7 +161,9 @@ static void labels_list(sb *s, char **l, size_t n) {
 
 static void mods(sb *s, const pq_node *n) {
     char d[64];
-    if (n->offset_ms > 0) {
+    if (n->offset_src) {
+        sb_add(s, " offset %s", n->offset_src);
+    } else if (n->offset_ms > 0) {
         pq_format_duration(n->offset_ms, d, sizeof d);
         sb_add(s, " offset %s", d);
     } else if (n->offset_ms < 0) {
@@ -221,17 +223,17 @@ static void fmt(sb *s, const pq_node *n) {
         tmp.at = AT_NONE;
         fmt(s, &tmp);
         pq_format_duration(n->range_ms, d, sizeof d);
-        sb_add(s, "[%s]", d);
+        sb_add(s, "[%s]", n->range_src ? n->range_src : d);
         mods(s, n->expr);
         break;
     }
     case N_SUBQ:
         fmt(s, n->expr);
         pq_format_duration(n->range_ms, d, sizeof d);
-        sb_add(s, "[%s:", d);
+        sb_add(s, "[%s:", n->range_src ? n->range_src : d);
         if (n->step_ms) {
             pq_format_duration(n->step_ms, d, sizeof d);
-            sb_add(s, "%s", d);
+            sb_add(s, "%s", n->step_src ? n->step_src : d);
         }
         sb_add(s, "]");
         mods(s, n);

@@ -460,6 +460,124 @@ static int parse_dur(P *p, int64_t *ms, int allow_neg, const char *ctx) {
     return 0;
 }
 
+/* duration arithmetic ([26m+4m], [1h/2], offset (2*3)): seconds as doubles */
+static int dexpr(P *p, int minprec, double *v);
+
+static int dprimary(P *p, double *v) {
+    pq_tok t = next(p);
+    if (p->failed) return -1;
+    if (t.kind == T_LPAREN) {
+        if (dexpr(p, 0, v)) return -1;
+        pq_tok c = next(p);
+        if (c.kind != T_RPAREN) {
+            unexpected(p, c, "duration expression", "\")\"");
+            return -1;
+        }
+        return 0;
+    }
+    if (t.kind == T_SUB || t.kind == T_ADD) {
+        if (dexpr(p, 6, v)) return -1;
+        if (t.kind == T_SUB) *v = -*v;
+        return 0;
+    }
+    if (t.kind == T_DURATION) {
+        int64_t ms;
+        if (pq_parse_duration(t.s, t.len, &ms)) {
+            perr(p, t.pos, "not a valid duration string: \"%.*s\"", t.len, t.s);
+            return -1;
+        }
+        *v = ms / 1000.0;
+        return 0;
+    }
+    if (t.kind == T_NUMBER) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.*s", t.len, t.s);
+        *v = (t.len >= 2 && (buf[1] == 'x' || buf[1] == 'X')) ? (double)strtoull(buf, NULL, 16)
+                                                              : strtod(buf, NULL);
+        return 0;
+    }
+    unexpected(p, t, "duration expression", "duration");
+    return -1;
+}
+
+static int dexpr(P *p, int minprec, double *v) {
+    if (++p->depth > 500) {
+        perr(p, p->tok.pos, "expression nested too deeply");
+        return -1;
+    }
+    if (dprimary(p, v)) return -1;
+    for (;;) {
+        pq_tok t = peek(p);
+        int prec;
+        switch (t.kind) {
+        case T_ADD:
+        case T_SUB:
+            prec = 4;
+            break;
+        case T_MUL:
+        case T_DIV:
+        case T_MOD:
+            prec = 5;
+            break;
+        case T_POW:
+            prec = 6;
+            break;
+        default:
+            prec = -1;
+        }
+        if (prec < 0 || prec < minprec) break;
+        next(p);
+        double r;
+        if (dexpr(p, t.kind == T_POW ? prec : prec + 1, &r)) return -1;
+        switch (t.kind) {
+        case T_ADD:
+            *v += r;
+            break;
+        case T_SUB:
+            *v -= r;
+            break;
+        case T_MUL:
+            *v *= r;
+            break;
+        case T_DIV:
+            if (r == 0) {
+                perr(p, t.pos, "division by zero");
+                return -1;
+            }
+            *v /= r;
+            break;
+        case T_MOD:
+            if (r == 0) {
+                perr(p, t.pos, "modulo by zero");
+                return -1;
+            }
+            *v = fmod(*v, r);
+            break;
+        default:
+            *v = pow(*v, r);
+        }
+    }
+    p->depth--;
+    return 0;
+}
+
+/* a duration in brackets: a literal or an arithmetic expression (its text kept in *src) */
+static int parse_dur_expr(P *p, int64_t *ms, char **src) {
+    pq_tok first = peek(p);
+    *src = NULL;
+    double v;
+    if (dexpr(p, 0, &v)) return -1;
+    if (!isfinite(v) || fabs(v) * 1000 > 9.2e18) {
+        perr(p, first.pos, "duration out of range");
+        return -1;
+    }
+    *ms = (int64_t)llround(v * 1000);
+    int end = p->tok.pos + p->tok.len;
+    if (p->tok.pos != first.pos || first.kind == T_SUB || first.kind == T_ADD)
+        *src = tr_arena_strndup(p->a, p->q + first.pos, (size_t)(end - first.pos));
+    return 0;
+}
+
 static pq_node *parse_postfix(P *p, pq_node *e) {
     for (;;) {
         if (p->failed) return NULL;
@@ -467,7 +585,8 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
         if (t.kind == T_LBRACKET) {
             next(p);
             int64_t r;
-            if (parse_dur(p, &r, 0, "subquery or range")) return NULL;
+            char *rsrc;
+            if (parse_dur_expr(p, &r, &rsrc)) return NULL;
             pq_tok c = next(p);
             if (c.kind == T_RBRACKET) {
                 if (e->kind != N_VSEL) {
@@ -489,6 +608,7 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
                 pq_node *m = mknode(p, N_MSEL, e->pos);
                 m->expr = e;
                 m->range_ms = r;
+                m->range_src = rsrc;
                 m->type = PV_MATRIX;
                 m->end = c.pos + 1;
                 e = m;
@@ -499,9 +619,14 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
                 return NULL;
             }
             int64_t step = 0;
+            char *ssrc = NULL;
             pq_tok s = peek(p);
             if (s.kind != T_RBRACKET) {
-                if (parse_dur(p, &step, 0, "subquery")) return NULL;
+                if (parse_dur_expr(p, &step, &ssrc)) return NULL;
+                if (step <= 0) {
+                    perr(p, s.pos, "zero or negative subquery step");
+                    return NULL;
+                }
             }
             c = next(p);
             if (c.kind != T_RBRACKET) {
@@ -521,6 +646,8 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
             sq->expr = e;
             sq->range_ms = r;
             sq->step_ms = step;
+            sq->range_src = rsrc;
+            sq->step_src = ssrc;
             sq->type = PV_MATRIX;
             sq->end = c.pos + 1;
             e = sq;
@@ -540,7 +667,31 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
                 return NULL;
             }
             int64_t o;
-            if (parse_dur(p, &o, 1, "offset")) return NULL;
+            pq_tok o1 = peek(p);
+            if (o1.kind == T_LPAREN || o1.kind == T_SUB || o1.kind == T_ADD) {
+                /* offset (expr), offset -(expr), offset -5m */
+                pq_tok sign = o1;
+                if (o1.kind != T_LPAREN) {
+                    next(p);
+                    o1 = peek(p);
+                }
+                if (o1.kind == T_LPAREN) {
+                    double v;
+                    if (dprimary(p, &v)) return NULL;
+                    if (!isfinite(v) || fabs(v) * 1000 > 9.2e18) {
+                        perr(p, o1.pos, "duration out of range");
+                        return NULL;
+                    }
+                    if (sign.kind == T_SUB) v = -v;
+                    o = (int64_t)llround(v * 1000);
+                    int end = p->tok.pos + p->tok.len;
+                    tgt->offset_src = tr_arena_strndup(p->a, p->q + sign.pos, (size_t)(end - sign.pos));
+                } else {
+                    if (parse_dur(p, &o, 0, "offset")) return NULL;
+                    if (sign.kind == T_SUB) o = -o;
+                }
+            } else if (parse_dur(p, &o, 1, "offset"))
+                return NULL;
             tgt->offset_ms = o;
             e->end = p->tok.pos + p->tok.len;
             continue;
