@@ -344,9 +344,14 @@ static void sel_close(sel_h *h) {
 
 /* Loads the series of selector n with samples in [mint, maxt] as raw series (stale markers
  * kept when keep_stale). */
-static pq_raw *load_series(pq_ev *ev, const pq_node *n, int64_t mint, int64_t maxt, size_t *count,
-                           int keep_stale) {
+/* Loads the series of selector n, keeping only the samples that fall in some step's window
+ * (tts[i] - w, tts[i]] (tts non-decreasing): a long range at a coarse step holds only what its
+ * windows read. Series are loaded one at a time from the store. Stale markers are kept when
+ * keep_stale (instant selectors need them), else dropped. */
+static pq_raw *load_series(pq_ev *ev, const pq_node *n, const int64_t *tts, size_t nt, int64_t w,
+                           size_t *count, int keep_stale) {
     pq_poll(ev);
+    int64_t mint = tts[0] - w + 1, maxt = tts[nt - 1];
     sel_h h = {0};
     h.q = tsdb_querier_open(ev->db, mint, maxt);
     if (!h.q) pq_fail(ev, PROMQL_ERR_INTERNAL, "out of memory");
@@ -354,7 +359,7 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, int64_t mint, int64_t ma
     for (size_t i = 0; i < n->nms; i++)
         ms[i] = n->ms[i].m;
     char err[256];
-    h.ss = tsdb_select(h.q, ms, n->nms, TSDB_SELECT_SAMPLES, err, sizeof err);
+    h.ss = tsdb_select(h.q, ms, n->nms, 0, err, sizeof err);
     if (!h.ss) {
         sel_close(&h);
         pq_fail(ev, PROMQL_ERR_INTERNAL, "%s", err);
@@ -367,27 +372,46 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, int64_t mint, int64_t ma
     }
     size_t k = 0;
     for (size_t i = 0; i < ns; i++) {
+        if ((ev->cancel && *ev->cancel) ||
+            ((i & 127) == 127 && ev->deadline_ns && now_ns() > ev->deadline_ns)) {
+            sel_close(&h);
+            ev->polls = 63; /* the next poll checks the clock */
+            pq_poll(ev);
+        }
+        if (tsdb_seriesset_load(h.ss, i, err, sizeof err) != 0) {
+            sel_close(&h);
+            pq_fail(ev, PROMQL_ERR_INTERNAL, "%s", err);
+        }
         const tsdb_label *lab;
         size_t nl = tsdb_seriesset_labels(h.ss, i, &lab);
         const int64_t *t;
         const double *v;
         size_t m = tsdb_seriesset_samples(h.ss, i, &t, &v);
-        size_t lo = 0, hi = m;
-        while (lo < hi && t[lo] < mint)
-            lo++;
-        while (hi > lo && t[hi - 1] > maxt)
-            hi--;
-        if (hi == lo) continue;
-        ev->samples += (int64_t)(hi - lo);
+        /* count what the windows keep */
+        size_t c = 0, si = 0;
+        for (size_t j = 0; j < m; j++) {
+            if (t[j] < mint || t[j] > maxt) continue;
+            while (si < nt && tts[si] < t[j])
+                si++;
+            if (si == nt) break;
+            if (t[j] <= tts[si] - w) continue;
+            if (!keep_stale && tsdb_is_stale_nan(v[j])) continue;
+            c++;
+        }
+        if (c == 0) {
+            tsdb_seriesset_unload(h.ss, i);
+            continue;
+        }
+        ev->samples += (int64_t)c;
         if (ev->samples > ev->max_samples) {
             sel_close(&h);
             pq_fail(ev, PROMQL_ERR_TOO_MANY_SAMPLES,
                     "query processing would load too many samples into memory in query execution");
         }
-        pq_raw *r = &out[k];
+        pq_raw *r = &out[k++];
         r->lb.l = tr_arena_alloc(ev->a, (nl ? nl : 1) * sizeof *r->lb.l);
-        r->t = tr_arena_alloc(ev->a, (hi - lo) * sizeof *r->t);
-        r->v = tr_arena_alloc(ev->a, (hi - lo) * sizeof *r->v);
+        r->t = tr_arena_alloc(ev->a, c * sizeof *r->t);
+        r->v = tr_arena_alloc(ev->a, c * sizeof *r->v);
         if (!r->lb.l || !r->t || !r->v) {
             sel_close(&h);
             pq_fail(ev, PROMQL_ERR_INTERNAL, "out of memory");
@@ -397,14 +421,18 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, int64_t mint, int64_t ma
             r->lb.l[j].v = tr_arena_strndup(ev->a, lab[j].value, strlen(lab[j].value));
         }
         r->lb.n = nl;
-        size_t c = 0;
-        for (size_t j = lo; j < hi; j++) {
+        si = 0;
+        for (size_t j = 0; j < m && r->n < c; j++) {
+            if (t[j] < mint || t[j] > maxt) continue;
+            while (si < nt && tts[si] < t[j])
+                si++;
+            if (si == nt) break;
+            if (t[j] <= tts[si] - w) continue;
             if (!keep_stale && tsdb_is_stale_nan(v[j])) continue;
-            r->t[c] = t[j];
-            r->v[c++] = v[j];
+            r->t[r->n] = t[j];
+            r->v[r->n++] = v[j];
         }
-        r->n = c;
-        if (c || keep_stale) k++;
+        tsdb_seriesset_unload(h.ss, i);
     }
     sel_close(&h);
     *count = k;
@@ -420,7 +448,10 @@ static pq_val eval_vsel(pq_ev *ev, const pq_node *n, const pq_rng *r, int ts_out
         if (tt > tmax) tmax = tt;
     }
     size_t ns;
-    pq_raw *raw = load_series(ev, n, tmin - ev->lookback + 1, tmax, &ns, 1);
+    int64_t *tts = pq_alloc(ev, r->n * sizeof *tts);
+    for (size_t i = 0; i < r->n; i++)
+        tts[i] = at_time(ev, n, pq_step_time(r, i)) - n->offset_ms;
+    pq_raw *raw = load_series(ev, n, tts, r->n, ev->lookback, &ns, 1);
     pq_val out = {.type = PV_VECTOR};
     out.s = pq_calloc(ev, ns, sizeof *out.s);
     size_t k = 0;
@@ -468,7 +499,7 @@ void pq_eval_rangearg(pq_ev *ev, const pq_node *n, const pq_rng *r, pq_rangearg 
     out->range = n->range_ms;
     if (n->kind == N_MSEL) {
         out->sel = n->expr;
-        out->s = load_series(ev, n->expr, tmin - n->range_ms + 1, tmax, &out->n, 0);
+        out->s = load_series(ev, n->expr, out->tt, r->n, n->range_ms, &out->n, 0);
         return;
     }
     if (n->kind != N_SUBQ) pq_fail(ev, PROMQL_ERR_BAD_DATA, "expected a range vector");

@@ -391,6 +391,7 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
     o.s = pq_calloc(ev, ra.n, sizeof *o.s);
     int warned_q = 0;
     for (size_t i = 0; i < ra.n; i++) {
+        if ((i & 63) == 0) pq_poll(ev);
         pq_raw *s = &ra.s[i];
         pq_ser *d = &o.s[o.n];
         d->lb = s->lb;
