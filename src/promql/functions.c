@@ -365,8 +365,7 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
                 if (hi > lo) present[j] = 1;
             }
         }
-        const pq_node *u = pq_unwrap(marg);
-        return absent_labels_vec(ev, u->kind == N_MSEL ? u->expr : NULL, ns, present);
+        return absent_labels_vec(ev, marg->kind == N_MSEL ? marg->expr : NULL, ns, present);
     }
     rfn fn = NULL;
     int keep = 0;
@@ -458,11 +457,11 @@ static pq_val absent_labels_vec(pq_ev *ev, const pq_node *sel, size_t ns, const 
             int dup = 0;
             for (size_t k = 0; k < nseen; k++)
                 if (!strcmp(seen[k], m->name)) dup = 1;
-            if (m->type == TSDB_MATCH_EQ && !dup)
+            if (m->type == TSDB_MATCH_EQ && !dup) {
                 l = pq_lset_set(ev, &l, m->name, m->value);
-            else
+                seen[nseen++] = m->name;
+            } else
                 l = pq_lset_del(ev, &l, m->name);
-            seen[nseen++] = m->name;
         }
     }
     pq_val o = {.type = PV_VECTOR};
@@ -886,7 +885,7 @@ pq_val pq_eval_call(pq_ev *ev, const pq_node *n, const pq_rng *r) {
         for (size_t i = 0; i < v.n; i++)
             for (size_t j = 0; j < ns; j++)
                 if (v.s[i].ok[j]) present[j] = 1;
-        const pq_node *a = pq_unwrap(n->args[0]);
+        const pq_node *a = n->args[0]; /* (x) is not a selector to absent() */
         return absent_labels_vec(ev, a->kind == N_VSEL ? a : NULL, ns, present);
     }
     for (size_t k = 0; k < sizeof simple / sizeof simple[0]; k++) {
