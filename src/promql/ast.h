@@ -135,6 +135,7 @@ struct pq_node {
     char **incl;
     size_t nincl;
     int unary_neg; /* N_UNARY: 1 for '-', 0 for '+' */
+    int h;         /* height of the tree below (bounds the evaluator's recursion) */
 };
 
 typedef struct pq_func {

@@ -610,6 +610,7 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
                 m->range_ms = r;
                 m->range_src = rsrc;
                 m->type = PV_MATRIX;
+                m->h = e->h + 1;
                 m->end = c.pos + 1;
                 e = m;
                 continue;
@@ -649,6 +650,7 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
             sq->range_src = rsrc;
             sq->step_src = ssrc;
             sq->type = PV_MATRIX;
+            sq->h = e->h + 1;
             sq->end = c.pos + 1;
             e = sq;
             continue;
@@ -835,6 +837,7 @@ static pq_node *parse_primary(P *p) {
         n = mknode(p, N_PAREN, t.pos);
         n->expr = in;
         n->type = in->type;
+        n->h = in->h + 1;
         n->end = c.pos + 1;
         break;
     }
@@ -897,6 +900,7 @@ static pq_node *parse_primary(P *p) {
             }
             if (want == 2) {
                 n->param = args[0];
+                n->h = args[0]->h;
                 n->expr = args[1];
             } else
                 n->expr = args[0];
@@ -913,6 +917,7 @@ static pq_node *parse_primary(P *p) {
                 if (parse_label_list(p, &n->grp, &n->ngrp)) return NULL;
                 n->end = p->tok.pos + 1;
             }
+            if (n->expr->h + 1 > n->h) n->h = n->expr->h + 1;
             if (n->expr->type != PV_VECTOR) {
                 perr(p, n->expr->pos, "expected type instant vector in aggregation expression, got %s",
                      type_name(n->expr->type));
@@ -966,6 +971,8 @@ static pq_node *parse_primary(P *p) {
                 next(p);
             n->end = p->tok.pos + 1;
             if (check_call(p, n)) return NULL;
+            for (size_t i = 0; i < n->nargs; i++)
+                if (n->args[i]->h + 1 > n->h) n->h = n->args[i]->h + 1;
             break;
         }
         if (is_keyword(t) || tok_is(t, "start") || tok_is(t, "end")) {
@@ -1078,6 +1085,7 @@ static pq_node *parse_unary(P *p) {
         u->expr = e;
         u->unary_neg = t.kind == T_SUB;
         u->type = e->type;
+        u->h = e->h + 1;
         u->end = e->end;
         return u;
     }
@@ -1133,7 +1141,12 @@ static pq_node *parse_expr(P *p, int minprec) {
             unexpected(p, m, "binary expression", NULL);
             return NULL;
         }
+        if (++p->depth > 500) {
+            perr(p, t.pos, "expression nested too deeply");
+            return NULL;
+        }
         pq_node *rhs = parse_expr(p, op == T_POW ? prec : prec + 1);
+        p->depth--;
         if (!rhs) return NULL;
         b->rhs = rhs;
         b->end = rhs->end;
@@ -1177,6 +1190,11 @@ static pq_node *parse_expr(P *p, int minprec) {
                         return NULL;
                     }
         b->type = (lt == PV_VECTOR || rt == PV_VECTOR) ? PV_VECTOR : PV_SCALAR;
+        b->h = (lhs->h > rhs->h ? lhs->h : rhs->h) + 1;
+        if (b->h > 1000) {
+            perr(p, t.pos, "expression nested too deeply");
+            return NULL;
+        }
         lhs = b;
     }
 }

@@ -121,6 +121,18 @@ Test(promql, parse_errors) {
     cr_assert(strstr(err, "ranges only allowed for vector selectors"), "%s", err);
     fails("1\n+ )", 0, err, sizeof err);
     cr_assert(!strncmp(err, "2:3:", 4), "%s", err);
+    /* a long operator chain is refused before it can exhaust the evaluator's stack */
+    char deep[8000] = "1";
+    for (int i = 0; i < 2000; i++)
+        strcat(deep, "+1");
+    fails(deep, 0, err, sizeof err);
+    cr_assert(strstr(err, "nested too deeply"), "%s", err);
+    cr_assert_eq(scalar("1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1"), 20);
+    char pw[8000] = "1";
+    for (int i = 0; i < 2000; i++)
+        strcat(pw, "^1");
+    fails(pw, 0, err, sizeof err);
+    cr_assert(strstr(err, "nested too deeply"), "%s", err);
     fails("", 0, err, sizeof err);
     cr_assert_str_eq(err, "no expression found in input");
 }
