@@ -136,6 +136,7 @@ struct pq_node {
     size_t nincl;
     int unary_neg; /* N_UNARY: 1 for '-', 0 for '+' */
     int h;         /* height of the tree below (bounds the evaluator's recursion) */
+    char *key;     /* evaluator: printed form, set when the expression occurs more than once */
 };
 
 typedef struct pq_func {

@@ -597,7 +597,84 @@ static pq_val eval_matrix(pq_ev *ev, const pq_node *n, const pq_rng *r) {
     return o;
 }
 
+/* ---- identical sub-expressions are evaluated once ---- */
+
+static pq_val copy_val(pq_ev *ev, const pq_val *v, size_t nsteps) {
+    pq_val o = *v;
+    if (v->type == PV_SCALAR) {
+        o.sc = pq_alloc(ev, nsteps * sizeof(double));
+        memcpy(o.sc, v->sc, nsteps * sizeof(double));
+    } else if (v->type == PV_VECTOR) {
+        pq_count_samples(ev, (int64_t)(v->n * nsteps));
+        o.s = pq_alloc(ev, (v->n + 1) * sizeof *o.s);
+        for (size_t i = 0; i < v->n; i++) {
+            o.s[i] = v->s[i];
+            o.s[i].v = pq_alloc(ev, nsteps * sizeof(double));
+            o.s[i].ok = pq_alloc(ev, nsteps);
+            memcpy(o.s[i].v, v->s[i].v, nsteps * sizeof(double));
+            memcpy(o.s[i].ok, v->s[i].ok, nsteps);
+        }
+    }
+    return o;
+}
+
+static pq_val eval_node(pq_ev *ev, const pq_node *n, const pq_rng *r);
+
 pq_val pq_eval(pq_ev *ev, const pq_node *n, const pq_rng *r) {
+    if (!n->key) return eval_node(ev, n, r);
+    char pre[80];
+    int pl = snprintf(pre, sizeof pre, "%lld/%lld/%lld/", (long long)r->start, (long long)r->end,
+                      (long long)r->step);
+    size_t kl = (size_t)pl + strlen(n->key);
+    char *k = pq_alloc(ev, kl + 1);
+    memcpy(k, pre, (size_t)pl);
+    memcpy(k + pl, n->key, strlen(n->key) + 1);
+    int idx = pq_map_get(&ev->memo, k, kl);
+    if (idx >= 0) return copy_val(ev, &ev->memo_vals[idx], r->n);
+    pq_val v = eval_node(ev, n, r);
+    if (v.type != PV_SCALAR && v.type != PV_VECTOR) return v;
+    if (ev->nmemo == ev->memo_cap) {
+        size_t nc = ev->memo_cap ? ev->memo_cap * 2 : 8;
+        pq_val *nv = pq_alloc(ev, nc * sizeof *nv);
+        if (ev->nmemo) memcpy(nv, ev->memo_vals, ev->nmemo * sizeof *nv);
+        ev->memo_vals = nv;
+        ev->memo_cap = nc;
+    }
+    ev->memo_vals[ev->nmemo] = copy_val(ev, &v, r->n);
+    int added;
+    *pq_map_put(ev, &ev->memo, k, kl, &added) = (int)ev->nmemo++;
+    return v;
+}
+
+/* marks the sub-expressions that occur more than once (their printed forms are equal) */
+static void count_keys(pq_ev *ev, pq_node *n, pq_map *m, int mark) {
+    if (!n) return;
+    if (n->kind != N_NUM && n->kind != N_STR && n->kind != N_MSEL) {
+        char *s = pq_format_node(n);
+        if (s) {
+            size_t l = strlen(s);
+            char *k = tr_arena_strndup(ev->a, s, l);
+            free(s);
+            if (k) {
+                int added;
+                int *c = pq_map_put(ev, m, k, l, &added);
+                if (added) *c = 0;
+                if (!mark)
+                    (*c)++;
+                else if (*c > 1)
+                    n->key = k;
+            }
+        }
+    }
+    if (n->kind != N_MSEL) count_keys(ev, n->expr, m, mark); /* a range's selector is read in place */
+    count_keys(ev, n->lhs, m, mark);
+    count_keys(ev, n->rhs, m, mark);
+    count_keys(ev, n->param, m, mark);
+    for (size_t i = 0; i < n->nargs; i++)
+        count_keys(ev, n->args[i], m, mark);
+}
+
+static pq_val eval_node(pq_ev *ev, const pq_node *n, const pq_rng *r) {
     pq_poll(ev);
     switch (n->kind) {
     case N_NUM:
@@ -861,6 +938,11 @@ static promql_err run(tsdb *db, const char *q, size_t qlen, int64_t start, int64
         if (range) {
             if (end < start || step <= 0) pq_fail(ev, PROMQL_ERR_BAD_DATA, "invalid range");
             r.n = (size_t)((end - start) / step + 1);
+        }
+        if (qlen <= 16384) {
+            pq_map keys = {0};
+            count_keys(ev, root, &keys, 0);
+            count_keys(ev, root, &keys, 1);
         }
         pq_val v = pq_eval(ev, root, &r);
         rc = to_result(ev, &v, &r, range, out);

@@ -286,6 +286,22 @@ Test(promql, matching_and_errors) {
     cr_assert_str_eq(err, "vector cannot contain metrics with the same labelset");
 }
 
+Test(promql, shared_subexpressions) {
+    add1("foo", "k", "a", 0, 3);
+    add1("foo", "k", "b", 0, 5);
+    /* foo is evaluated once; each use gets its own copy (operators work in place) */
+    promql_result r = inst("foo * 2 + foo", 0);
+    cr_assert_eq(r.nseries, 2);
+    cr_assert_eq(r.series[0].v[0] + r.series[1].v[0], 9 + 15);
+    promql_result_free(&r);
+    r = inst("sum(foo) / sum(foo) + sum(foo > 4)", 0);
+    cr_assert_eq(r.series[0].v[0], 6);
+    promql_result_free(&r);
+    r = inst("(foo > 4) or foo", 0);
+    cr_assert_eq(r.nseries, 2);
+    promql_result_free(&r);
+}
+
 Test(promql, limits) {
     add("big", "i", "a", 0, 1000, 5000, 0, 1);
     promql_opts o = {.max_samples = 100};
