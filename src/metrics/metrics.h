@@ -155,10 +155,7 @@ const char *tsdb_matcher_name(const tsdb_matcher *m);
 const char *tsdb_matcher_value(const tsdb_matcher *m);
 tsdb_match_type tsdb_matcher_type(const tsdb_matcher *m);
 
-/* Parses a series selector: `name`, `name{l="v",…}` or `{l=~"v",…}` (PromQL string escapes,
- * single or double quotes or backticks). On success stores a malloc'd array of *n matchers in
- * *out (free with tsdb_matchers_free) and returns 0; else -1 with a Prometheus-like message. */
-int tsdb_parse_selector(const char *s, tsdb_matcher ***out, size_t *n, char *err, size_t errlen);
+/* Frees n matchers and the array (selectors are parsed by promql_parse_selector). */
 void tsdb_matchers_free(tsdb_matcher **m, size_t n);
 
 /* A querier sees the head and the blocks that overlap [mint, maxt] as of its creation; blocks

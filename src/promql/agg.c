@@ -79,17 +79,61 @@ typedef struct {
     double v;
 } kv;
 
-static int kv_desc(const void *a, const void *b) {
-    const kv *x = a, *y = b;
-    if (isnan(x->v)) return isnan(y->v) ? 0 : 1;
-    if (isnan(y->v)) return -1;
-    return x->v > y->v ? -1 : x->v < y->v ? 1 : 0;
+/* topk/bottomk as Prometheus selects them: a heap of k (Go's container/heap algorithm, so
+ * that ties resolve as Prometheus resolves them), NaNs losing; then sorted best first. */
+static int heap_less(const kv *h, size_t i, size_t j, int top) {
+    if (isnan(h[i].v)) return 1;
+    return top ? h[i].v < h[j].v : h[i].v > h[j].v;
 }
-static int kv_asc(const void *a, const void *b) {
-    const kv *x = a, *y = b;
-    if (isnan(x->v)) return isnan(y->v) ? 0 : 1;
-    if (isnan(y->v)) return -1;
-    return x->v < y->v ? -1 : x->v > y->v ? 1 : 0;
+
+static void heap_swap(kv *h, size_t i, size_t j) {
+    kv t = h[i];
+    h[i] = h[j];
+    h[j] = t;
+}
+
+static void heap_up(kv *h, size_t j, int top) {
+    while (j > 0) {
+        size_t i = (j - 1) / 2;
+        if (!heap_less(h, j, i, top)) break;
+        heap_swap(h, i, j);
+        j = i;
+    }
+}
+
+static int heap_down(kv *h, size_t i0, size_t n, int top) {
+    size_t i = i0;
+    for (;;) {
+        size_t j1 = 2 * i + 1;
+        if (j1 >= n) break;
+        size_t j = j1;
+        if (j1 + 1 < n && heap_less(h, j1 + 1, j1, top)) j = j1 + 1;
+        if (!heap_less(h, j, i, top)) break;
+        heap_swap(h, i, j);
+        i = j;
+    }
+    return i > i0;
+}
+
+/* selects in place into buf[0..k); returns the count, ordered best first */
+static size_t heap_select(kv *buf, size_t nb, int64_t k, int top) {
+    size_t len = 0;
+    for (size_t t = 0; t < nb; t++) {
+        kv s = buf[t];
+        if ((int64_t)len < k) {
+            buf[len] = s;
+            heap_up(buf, len, top);
+            len++;
+        } else if ((top ? buf[0].v < s.v : buf[0].v > s.v) || (isnan(buf[0].v) && !isnan(s.v))) {
+            buf[0] = s;
+            if (k > 1 && !heap_down(buf, 0, len, top)) heap_up(buf, 0, top);
+        }
+    }
+    /* reverse of the heap order, stable (insertion sort, as Go sorts small slices) */
+    for (size_t i = 1; i < len; i++)
+        for (size_t j = i; j > 0 && heap_less(buf, j - 1, j, top); j--)
+            heap_swap(buf, j, j - 1);
+    return len;
 }
 
 pq_val pq_eval_agg(pq_ev *ev, const pq_node *n, const pq_rng *r) {
@@ -169,9 +213,7 @@ pq_val pq_eval_agg(pq_ev *ev, const pq_node *n, const pq_rng *r) {
                 }
                 if (!nb) continue;
                 if (op == AGG_TOPK || op == AGG_BOTTOMK) {
-                    /* stable selection: NaNs lose */
-                    qsort(buf, nb, sizeof *buf, op == AGG_TOPK ? kv_desc : kv_asc);
-                    if ((int64_t)nb > k) nb = (size_t)k;
+                    nb = heap_select(buf, nb, k, op == AGG_TOPK);
                 } else if (op == AGG_LIMITK) {
                     if ((int64_t)nb > k) nb = (size_t)k;
                 } else {
@@ -264,7 +306,7 @@ pq_val pq_eval_agg(pq_ev *ev, const pq_node *n, const pq_rng *r) {
                 a->val = f;
                 a->kc = 0;
                 a->mean = f;
-                if (op == AGG_STDDEV || op == AGG_STDVAR) a->val = 0;
+                if (op == AGG_STDDEV || op == AGG_STDVAR) a->val = f * (f - f); /* NaN for NaN and ±Inf */
                 if (op == AGG_QUANTILE) qv[g[i]][qn[g[i]]++] = f;
                 continue;
             }
@@ -342,9 +384,11 @@ pq_val pq_eval_agg(pq_ev *ev, const pq_node *n, const pq_rng *r) {
                 break;
             case AGG_QUANTILE: {
                 double q = param.sc[j];
-                if (isnan(q) || q < 0 || q > 1)
-                    pq_warn(ev, 0, n->param, "quantile value should be between 0 and 1, got %s",
-                            isnan(q) ? "NaN" : "");
+                if (isnan(q) || q < 0 || q > 1) {
+                    char qb[40];
+                    pq_format_float(q, qb, sizeof qb);
+                    pq_warn(ev, 0, n->param, "quantile value should be between 0 and 1, got %s", qb);
+                }
                 v = pq_quantile(q, qv[k], qn[k]);
                 break;
             }

@@ -113,6 +113,8 @@ struct pq_node {
     pq_matcher *ms;
     size_t nms;
     int64_t range_ms, step_ms, offset_ms, at_ms;
+    /* duration expressions ([5m+1m], offset (2*3)) as written, for printing; NULL for literals */
+    char *range_src, *step_src, *offset_src;
     pq_at at;
     /* children */
     pq_node *expr; /* N_MSEL inner selector, N_SUBQ/N_PAREN/N_UNARY/N_AGG operand */
@@ -133,6 +135,8 @@ struct pq_node {
     char **incl;
     size_t nincl;
     int unary_neg; /* N_UNARY: 1 for '-', 0 for '+' */
+    int h;         /* height of the tree below (bounds the evaluator's recursion) */
+    char *key;     /* evaluator: printed form, set when the expression occurs more than once */
 };
 
 typedef struct pq_func {
@@ -175,6 +179,8 @@ void pq_format_float(double v, char *buf, size_t cap);
  * ("1:5: parse error: ...") in err. Matchers are compiled (tsdb_matcher); free them with
  * pq_tree_free (the arena holds the rest). */
 pq_node *pq_parse(tr_arena *a, const char *q, size_t len, char *err, size_t errlen);
+/* selector_mode: as match[] parameters are parsed (a selector may match the empty string). */
+pq_node *pq_parse_ex(tr_arena *a, const char *q, size_t len, int selector_mode, char *err, size_t errlen);
 void pq_tree_free(pq_node *n);
 /* Prometheus's String() of an expression, appended to a malloc'd buffer. */
 char *pq_format_node(const pq_node *n);

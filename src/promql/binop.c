@@ -187,6 +187,7 @@ static pq_val vec_vec(pq_ev *ev, const pq_node *n, pq_val *L, pq_val *R, const p
     /* result series per (lhs, rhs) pair, cached */
     pq_map pairs = {0};
     for (size_t i = 0; i < lhs->n; i++) {
+        if ((i & 63) == 0) pq_poll(ev);
         if (lg[i] < 0) continue;
         pq_ser *ls = &lhs->s[i];
         for (size_t j = 0; j < ns; j++) {

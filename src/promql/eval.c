@@ -183,7 +183,7 @@ char *pq_lset_sig(pq_ev *ev, const pq_lset *l, size_t *len) {
     size_t n = 0;
     for (size_t i = 0; i < l->n; i++)
         n += strlen(l->l[i].n) + strlen(l->l[i].v) + 2;
-    char *s = pq_alloc(ev, n + 1);
+    char *s = pq_alloc(ev, n + 2);
     size_t o = 0;
     for (size_t i = 0; i < l->n; i++) {
         size_t a = strlen(l->l[i].n), b = strlen(l->l[i].v);
@@ -264,12 +264,13 @@ int pq_map_get(const pq_map *m, const char *k, size_t klen) {
 /* ---- output builder ---- */
 
 pq_ser *pq_new_series(pq_ev *ev, size_t n, size_t nsteps) {
+    if (nsteps && n > (size_t)INT64_MAX / nsteps) pq_count_samples(ev, INT64_MAX / 2);
+    pq_count_samples(ev, (int64_t)(n * nsteps));
     pq_ser *s = pq_calloc(ev, n, sizeof *s);
     for (size_t i = 0; i < n; i++) {
         s[i].v = pq_alloc(ev, nsteps * sizeof(double));
         s[i].ok = pq_calloc(ev, nsteps, 1);
     }
-    pq_count_samples(ev, (int64_t)(n * nsteps) / 4);
     return s;
 }
 
@@ -281,12 +282,12 @@ void pq_out_init(pq_out *o, size_t nsteps) {
 int pq_out_series(pq_ev *ev, pq_out *o, const pq_lset *lb, int drop_name) {
     size_t kl;
     char *k = pq_lset_sig(ev, lb, &kl);
+    /* series whose __name__ is still to be dropped are kept apart from those that keep it */
+    k[kl] = drop_name ? 'd' : 'k';
+    kl++;
     int added;
     int *slot = pq_map_put(ev, &o->map, k, kl, &added);
-    if (!added) {
-        if (!drop_name) o->s[*slot].drop_name = 0;
-        return *slot;
-    }
+    if (!added) return *slot;
     if (o->n == o->cap) {
         size_t nc = o->cap ? o->cap * 2 : 8;
         pq_ser *ns = pq_calloc(ev, nc, sizeof *ns);
@@ -297,9 +298,9 @@ int pq_out_series(pq_ev *ev, pq_out *o, const pq_lset *lb, int drop_name) {
     pq_ser *s = &o->s[o->n];
     s->lb = *lb;
     s->drop_name = drop_name;
+    pq_count_samples(ev, (int64_t)o->nsteps);
     s->v = pq_alloc(ev, o->nsteps * sizeof(double));
     s->ok = pq_calloc(ev, o->nsteps, 1);
-    pq_count_samples(ev, 1);
     *slot = (int)o->n;
     return (int)o->n++;
 }
@@ -343,9 +344,14 @@ static void sel_close(sel_h *h) {
 
 /* Loads the series of selector n with samples in [mint, maxt] as raw series (stale markers
  * kept when keep_stale). */
-static pq_raw *load_series(pq_ev *ev, const pq_node *n, int64_t mint, int64_t maxt, size_t *count,
-                           int keep_stale) {
+/* Loads the series of selector n, keeping only the samples that fall in some step's window
+ * (tts[i] - w, tts[i]] (tts non-decreasing): a long range at a coarse step holds only what its
+ * windows read. Series are loaded one at a time from the store. Stale markers are kept when
+ * keep_stale (instant selectors need them), else dropped. */
+static pq_raw *load_series(pq_ev *ev, const pq_node *n, const int64_t *tts, size_t nt, int64_t w,
+                           size_t *count, int keep_stale) {
     pq_poll(ev);
+    int64_t mint = tts[0] - w + 1, maxt = tts[nt - 1];
     sel_h h = {0};
     h.q = tsdb_querier_open(ev->db, mint, maxt);
     if (!h.q) pq_fail(ev, PROMQL_ERR_INTERNAL, "out of memory");
@@ -353,7 +359,7 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, int64_t mint, int64_t ma
     for (size_t i = 0; i < n->nms; i++)
         ms[i] = n->ms[i].m;
     char err[256];
-    h.ss = tsdb_select(h.q, ms, n->nms, TSDB_SELECT_SAMPLES, err, sizeof err);
+    h.ss = tsdb_select(h.q, ms, n->nms, 0, err, sizeof err);
     if (!h.ss) {
         sel_close(&h);
         pq_fail(ev, PROMQL_ERR_INTERNAL, "%s", err);
@@ -366,27 +372,46 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, int64_t mint, int64_t ma
     }
     size_t k = 0;
     for (size_t i = 0; i < ns; i++) {
+        if ((ev->cancel && *ev->cancel) ||
+            ((i & 127) == 127 && ev->deadline_ns && now_ns() > ev->deadline_ns)) {
+            sel_close(&h);
+            ev->polls = 63; /* the next poll checks the clock */
+            pq_poll(ev);
+        }
+        if (tsdb_seriesset_load(h.ss, i, err, sizeof err) != 0) {
+            sel_close(&h);
+            pq_fail(ev, PROMQL_ERR_INTERNAL, "%s", err);
+        }
         const tsdb_label *lab;
         size_t nl = tsdb_seriesset_labels(h.ss, i, &lab);
         const int64_t *t;
         const double *v;
         size_t m = tsdb_seriesset_samples(h.ss, i, &t, &v);
-        size_t lo = 0, hi = m;
-        while (lo < hi && t[lo] < mint)
-            lo++;
-        while (hi > lo && t[hi - 1] > maxt)
-            hi--;
-        if (hi == lo) continue;
-        ev->samples += (int64_t)(hi - lo);
+        /* count what the windows keep */
+        size_t c = 0, si = 0;
+        for (size_t j = 0; j < m; j++) {
+            if (t[j] < mint || t[j] > maxt) continue;
+            while (si < nt && tts[si] < t[j])
+                si++;
+            if (si == nt) break;
+            if (t[j] <= tts[si] - w) continue;
+            if (!keep_stale && tsdb_is_stale_nan(v[j])) continue;
+            c++;
+        }
+        if (c == 0) {
+            tsdb_seriesset_unload(h.ss, i);
+            continue;
+        }
+        ev->samples += (int64_t)c;
         if (ev->samples > ev->max_samples) {
             sel_close(&h);
             pq_fail(ev, PROMQL_ERR_TOO_MANY_SAMPLES,
                     "query processing would load too many samples into memory in query execution");
         }
-        pq_raw *r = &out[k];
+        pq_raw *r = &out[k++];
         r->lb.l = tr_arena_alloc(ev->a, (nl ? nl : 1) * sizeof *r->lb.l);
-        r->t = tr_arena_alloc(ev->a, (hi - lo) * sizeof *r->t);
-        r->v = tr_arena_alloc(ev->a, (hi - lo) * sizeof *r->v);
+        r->t = tr_arena_alloc(ev->a, c * sizeof *r->t);
+        r->v = tr_arena_alloc(ev->a, c * sizeof *r->v);
         if (!r->lb.l || !r->t || !r->v) {
             sel_close(&h);
             pq_fail(ev, PROMQL_ERR_INTERNAL, "out of memory");
@@ -396,14 +421,18 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, int64_t mint, int64_t ma
             r->lb.l[j].v = tr_arena_strndup(ev->a, lab[j].value, strlen(lab[j].value));
         }
         r->lb.n = nl;
-        size_t c = 0;
-        for (size_t j = lo; j < hi; j++) {
+        si = 0;
+        for (size_t j = 0; j < m && r->n < c; j++) {
+            if (t[j] < mint || t[j] > maxt) continue;
+            while (si < nt && tts[si] < t[j])
+                si++;
+            if (si == nt) break;
+            if (t[j] <= tts[si] - w) continue;
             if (!keep_stale && tsdb_is_stale_nan(v[j])) continue;
-            r->t[c] = t[j];
-            r->v[c++] = v[j];
+            r->t[r->n] = t[j];
+            r->v[r->n++] = v[j];
         }
-        r->n = c;
-        if (c || keep_stale) k++;
+        tsdb_seriesset_unload(h.ss, i);
     }
     sel_close(&h);
     *count = k;
@@ -419,7 +448,10 @@ static pq_val eval_vsel(pq_ev *ev, const pq_node *n, const pq_rng *r, int ts_out
         if (tt > tmax) tmax = tt;
     }
     size_t ns;
-    pq_raw *raw = load_series(ev, n, tmin - ev->lookback + 1, tmax, &ns, 1);
+    int64_t *tts = pq_alloc(ev, r->n * sizeof *tts);
+    for (size_t i = 0; i < r->n; i++)
+        tts[i] = at_time(ev, n, pq_step_time(r, i)) - n->offset_ms;
+    pq_raw *raw = load_series(ev, n, tts, r->n, ev->lookback, &ns, 1);
     pq_val out = {.type = PV_VECTOR};
     out.s = pq_calloc(ev, ns, sizeof *out.s);
     size_t k = 0;
@@ -427,6 +459,7 @@ static pq_val eval_vsel(pq_ev *ev, const pq_node *n, const pq_rng *r, int ts_out
         pq_raw *s = &raw[i];
         pq_ser *o = &out.s[k];
         o->lb = s->lb;
+        pq_count_samples(ev, (int64_t)r->n);
         o->v = pq_alloc(ev, r->n * sizeof(double));
         o->ok = pq_calloc(ev, r->n, 1);
         size_t j = 0; /* first sample with t > tt */
@@ -447,7 +480,7 @@ static pq_val eval_vsel(pq_ev *ev, const pq_node *n, const pq_rng *r, int ts_out
         if (any) k++;
     }
     out.n = k;
-    pq_count_samples(ev, (int64_t)(k * r->n) / 8);
+
     return out;
 }
 
@@ -466,7 +499,7 @@ void pq_eval_rangearg(pq_ev *ev, const pq_node *n, const pq_rng *r, pq_rangearg 
     out->range = n->range_ms;
     if (n->kind == N_MSEL) {
         out->sel = n->expr;
-        out->s = load_series(ev, n->expr, tmin - n->range_ms + 1, tmax, &out->n, 0);
+        out->s = load_series(ev, n->expr, out->tt, r->n, n->range_ms, &out->n, 0);
         return;
     }
     if (n->kind != N_SUBQ) pq_fail(ev, PROMQL_ERR_BAD_DATA, "expected a range vector");
@@ -564,7 +597,84 @@ static pq_val eval_matrix(pq_ev *ev, const pq_node *n, const pq_rng *r) {
     return o;
 }
 
+/* ---- identical sub-expressions are evaluated once ---- */
+
+static pq_val copy_val(pq_ev *ev, const pq_val *v, size_t nsteps) {
+    pq_val o = *v;
+    if (v->type == PV_SCALAR) {
+        o.sc = pq_alloc(ev, nsteps * sizeof(double));
+        memcpy(o.sc, v->sc, nsteps * sizeof(double));
+    } else if (v->type == PV_VECTOR) {
+        pq_count_samples(ev, (int64_t)(v->n * nsteps));
+        o.s = pq_alloc(ev, (v->n + 1) * sizeof *o.s);
+        for (size_t i = 0; i < v->n; i++) {
+            o.s[i] = v->s[i];
+            o.s[i].v = pq_alloc(ev, nsteps * sizeof(double));
+            o.s[i].ok = pq_alloc(ev, nsteps);
+            memcpy(o.s[i].v, v->s[i].v, nsteps * sizeof(double));
+            memcpy(o.s[i].ok, v->s[i].ok, nsteps);
+        }
+    }
+    return o;
+}
+
+static pq_val eval_node(pq_ev *ev, const pq_node *n, const pq_rng *r);
+
 pq_val pq_eval(pq_ev *ev, const pq_node *n, const pq_rng *r) {
+    if (!n->key) return eval_node(ev, n, r);
+    char pre[80];
+    int pl = snprintf(pre, sizeof pre, "%lld/%lld/%lld/", (long long)r->start, (long long)r->end,
+                      (long long)r->step);
+    size_t kl = (size_t)pl + strlen(n->key);
+    char *k = pq_alloc(ev, kl + 1);
+    memcpy(k, pre, (size_t)pl);
+    memcpy(k + pl, n->key, strlen(n->key) + 1);
+    int idx = pq_map_get(&ev->memo, k, kl);
+    if (idx >= 0) return copy_val(ev, &ev->memo_vals[idx], r->n);
+    pq_val v = eval_node(ev, n, r);
+    if (v.type != PV_SCALAR && v.type != PV_VECTOR) return v;
+    if (ev->nmemo == ev->memo_cap) {
+        size_t nc = ev->memo_cap ? ev->memo_cap * 2 : 8;
+        pq_val *nv = pq_alloc(ev, nc * sizeof *nv);
+        if (ev->nmemo) memcpy(nv, ev->memo_vals, ev->nmemo * sizeof *nv);
+        ev->memo_vals = nv;
+        ev->memo_cap = nc;
+    }
+    ev->memo_vals[ev->nmemo] = copy_val(ev, &v, r->n);
+    int added;
+    *pq_map_put(ev, &ev->memo, k, kl, &added) = (int)ev->nmemo++;
+    return v;
+}
+
+/* marks the sub-expressions that occur more than once (their printed forms are equal) */
+static void count_keys(pq_ev *ev, pq_node *n, pq_map *m, int mark) {
+    if (!n) return;
+    if (n->kind != N_NUM && n->kind != N_STR && n->kind != N_MSEL) {
+        char *s = pq_format_node(n);
+        if (s) {
+            size_t l = strlen(s);
+            char *k = tr_arena_strndup(ev->a, s, l);
+            free(s);
+            if (k) {
+                int added;
+                int *c = pq_map_put(ev, m, k, l, &added);
+                if (added) *c = 0;
+                if (!mark)
+                    (*c)++;
+                else if (*c > 1)
+                    n->key = k;
+            }
+        }
+    }
+    if (n->kind != N_MSEL) count_keys(ev, n->expr, m, mark); /* a range's selector is read in place */
+    count_keys(ev, n->lhs, m, mark);
+    count_keys(ev, n->rhs, m, mark);
+    count_keys(ev, n->param, m, mark);
+    for (size_t i = 0; i < n->nargs; i++)
+        count_keys(ev, n->args[i], m, mark);
+}
+
+static pq_val eval_node(pq_ev *ev, const pq_node *n, const pq_rng *r) {
     pq_poll(ev);
     switch (n->kind) {
     case N_NUM:
@@ -829,6 +939,11 @@ static promql_err run(tsdb *db, const char *q, size_t qlen, int64_t start, int64
             if (end < start || step <= 0) pq_fail(ev, PROMQL_ERR_BAD_DATA, "invalid range");
             r.n = (size_t)((end - start) / step + 1);
         }
+        if (qlen <= 16384) {
+            pq_map keys = {0};
+            count_keys(ev, root, &keys, 0);
+            count_keys(ev, root, &keys, 1);
+        }
         pq_val v = pq_eval(ev, root, &r);
         rc = to_result(ev, &v, &r, range, out);
         if (rc != PROMQL_OK) snprintf(err, errlen, "out of memory");
@@ -883,7 +998,7 @@ int promql_parse_selector(const char *s, size_t len, tsdb_matcher ***out, char *
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    pq_node *n = pq_parse(a, s, len, err, errlen);
+    pq_node *n = pq_parse_ex(a, s, len, 1, err, errlen);
     if (!n) {
         tr_arena_free(a);
         return -1;

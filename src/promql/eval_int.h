@@ -53,6 +53,16 @@ typedef struct {
     size_t n;
 } pq_rng;
 
+/* string -> int map (arena) */
+typedef struct {
+    struct pq_ment {
+        const char *k;
+        size_t klen;
+        uint64_t h;
+        int v;
+    } * e;
+    size_t cap, n;
+} pq_map;
 typedef struct {
     tsdb *db;
     tr_arena *a;
@@ -70,6 +80,10 @@ typedef struct {
     const char *q;
     size_t qlen;
     unsigned polls;
+    /* results of sub-expressions that occur more than once, by printed form and steps */
+    pq_map memo;
+    pq_val *memo_vals;
+    size_t nmemo, memo_cap;
 } pq_ev;
 
 /* Stops evaluation with an error (longjmp). */
@@ -96,16 +110,6 @@ int pq_lset_cmp(const pq_lset *a, const pq_lset *b);
 char *pq_lset_sig(pq_ev *ev, const pq_lset *l, size_t *len);
 void pq_lset_str(const pq_lset *l, char *buf, size_t cap);
 
-/* string -> int map (arena) */
-typedef struct {
-    struct pq_ment {
-        const char *k;
-        size_t klen;
-        uint64_t h;
-        int v;
-    } * e;
-    size_t cap, n;
-} pq_map;
 /* Returns a pointer to the value slot; *added is 1 when the key is new (slot set to -1). */
 int *pq_map_put(pq_ev *ev, pq_map *m, const char *k, size_t klen, int *added);
 int pq_map_get(const pq_map *m, const char *k, size_t klen);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "promql/ast.h"
 
@@ -122,14 +123,47 @@ static const char *aggname[] = {"sum",      "avg",          "count",  "min",    
                                 "group",    "stddev",       "stdvar", "topk",       "bottomk",
                                 "quantile", "count_values", "limitk", "limit_ratio"};
 
+/* a name that needs no quotes: [a-zA-Z_][a-zA-Z0-9_]* (colons too for metric names) */
+static int legacy_name(const char *v, int colon) {
+    if (!*v) return 0;
+    for (const char *c = v; *c; c++) {
+        int ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '_' || (colon && *c == ':') ||
+                 (c > v && *c >= '0' && *c <= '9');
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+static int keyword(const char *v) {
+    static const char *kw[] = {
+        "and",        "or",          "unless", "atan2",  "by",    "without", "on",       "ignoring",
+        "group_left", "group_right", "bool",   "offset", "sum",   "avg",     "count",    "min",
+        "max",        "group",       "stddev", "stdvar", "topk",  "bottomk", "quantile", "count_values",
+        "limitk",     "limit_ratio", "inf",    "nan",    "start", "end"};
+    for (size_t i = 0; i < sizeof kw / sizeof kw[0]; i++)
+        if (!strcasecmp(v, kw[i])) return 1;
+    return 0;
+}
+
+static void label_name(sb *s, const char *n) {
+    if (legacy_name(n, 0))
+        sb_add(s, "%s", n);
+    else
+        sb_quote(s, n);
+}
+
 static void labels_list(sb *s, char **l, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        sb_add(s, "%s%s", i ? ", " : "", l[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (i) sb_add(s, ", ");
+        label_name(s, l[i]);
+    }
 }
 
 static void mods(sb *s, const pq_node *n) {
     char d[64];
-    if (n->offset_ms > 0) {
+    if (n->offset_src) {
+        sb_add(s, " offset %s", n->offset_src);
+    } else if (n->offset_ms > 0) {
         pq_format_duration(n->offset_ms, d, sizeof d);
         sb_add(s, " offset %s", d);
     } else if (n->offset_ms < 0) {
@@ -156,13 +190,21 @@ static void fmt(sb *s, const pq_node *n) {
         break;
     case N_VSEL: {
         int printed = 0;
-        if (n->name) sb_add(s, "%s", n->name);
+        int bare = n->name && legacy_name(n->name, 1) && !keyword(n->name);
+        if (bare)
+            sb_add(s, "%s", n->name);
+        else if (n->name) {
+            sb_add(s, "{");
+            sb_quote(s, n->name);
+            printed = 1;
+        }
         for (size_t i = 0; i < n->nms; i++) {
             const pq_matcher *m = &n->ms[i];
             if (n->name && m->type == TSDB_MATCH_EQ && !strcmp(m->name, "__name__") &&
                 !strcmp(m->value, n->name))
                 continue;
-            sb_add(s, "%s%s", printed ? ", " : "{", m->name);
+            sb_add(s, "%s", printed ? ", " : "{");
+            label_name(s, m->name);
             static const char *ops[] = {"=", "!=", "=~", "!~"};
             sb_add(s, "%s", ops[m->type]);
             sb_quote(s, m->value);
@@ -181,17 +223,17 @@ static void fmt(sb *s, const pq_node *n) {
         tmp.at = AT_NONE;
         fmt(s, &tmp);
         pq_format_duration(n->range_ms, d, sizeof d);
-        sb_add(s, "[%s]", d);
+        sb_add(s, "[%s]", n->range_src ? n->range_src : d);
         mods(s, n->expr);
         break;
     }
     case N_SUBQ:
         fmt(s, n->expr);
         pq_format_duration(n->range_ms, d, sizeof d);
-        sb_add(s, "[%s:", d);
+        sb_add(s, "[%s:", n->range_src ? n->range_src : d);
         if (n->step_ms) {
             pq_format_duration(n->step_ms, d, sizeof d);
-            sb_add(s, "%s", d);
+            sb_add(s, "%s", n->step_src ? n->step_src : d);
         }
         sb_add(s, "]");
         mods(s, n);

@@ -185,6 +185,27 @@ static int f_last_ot(const rctx *c, const int64_t *t, const double *v, size_t n,
     *o = v[n - 1];
     return 1;
 }
+static int f_ts_last(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
+    if (!n) return 0;
+    *o = t[n - 1] / 1000.0;
+    return 1;
+}
+static int f_ts_min(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
+    if (!n) return 0;
+    size_t k = 0;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] <= v[k] || isnan(v[k])) k = i;
+    *o = t[k] / 1000.0;
+    return 1;
+}
+static int f_ts_max(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
+    if (!n) return 0;
+    size_t k = 0;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] >= v[k] || isnan(v[k])) k = i;
+    *o = t[k] / 1000.0;
+    return 1;
+}
 static int f_present_ot(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
     if (!n) return 0;
     *o = 1;
@@ -289,6 +310,9 @@ static const struct {
     {"max_over_time", f_max_ot, 0},
     {"last_over_time", f_last_ot, 1},
     {"present_over_time", f_present_ot, 0},
+    {"ts_of_last_over_time", f_ts_last, 0},
+    {"ts_of_min_over_time", f_ts_min, 0},
+    {"ts_of_max_over_time", f_ts_max, 0},
     {"stddev_over_time", f_stddev_ot, 0},
     {"stdvar_over_time", f_stdvar_ot, 0},
     {"quantile_over_time", f_quantile_ot, 0},
@@ -341,8 +365,7 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
                 if (hi > lo) present[j] = 1;
             }
         }
-        const pq_node *u = pq_unwrap(marg);
-        return absent_labels_vec(ev, u->kind == N_MSEL ? u->expr : NULL, ns, present);
+        return absent_labels_vec(ev, marg->kind == N_MSEL ? marg->expr : NULL, ns, present);
     }
     rfn fn = NULL;
     int keep = 0;
@@ -367,10 +390,12 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
     o.s = pq_calloc(ev, ra.n, sizeof *o.s);
     int warned_q = 0;
     for (size_t i = 0; i < ra.n; i++) {
+        if ((i & 63) == 0) pq_poll(ev);
         pq_raw *s = &ra.s[i];
         pq_ser *d = &o.s[o.n];
         d->lb = s->lb;
         d->drop_name = keep ? s->drop_name : 1;
+        pq_count_samples(ev, (int64_t)ns);
         d->v = pq_alloc(ev, ns * sizeof(double));
         d->ok = pq_calloc(ev, ns, 1);
         size_t lo = 0, hi = 0;
@@ -415,7 +440,7 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
             }
         }
     }
-    pq_count_samples(ev, (int64_t)(o.n * ns) / 8);
+
     return o;
 }
 
@@ -432,11 +457,11 @@ static pq_val absent_labels_vec(pq_ev *ev, const pq_node *sel, size_t ns, const 
             int dup = 0;
             for (size_t k = 0; k < nseen; k++)
                 if (!strcmp(seen[k], m->name)) dup = 1;
-            if (m->type == TSDB_MATCH_EQ && !dup)
+            if (m->type == TSDB_MATCH_EQ && !dup) {
                 l = pq_lset_set(ev, &l, m->name, m->value);
-            else
+                seen[nseen++] = m->name;
+            } else
                 l = pq_lset_del(ev, &l, m->name);
-            seen[nseen++] = m->name;
         }
     }
     pq_val o = {.type = PV_VECTOR};
@@ -860,7 +885,7 @@ pq_val pq_eval_call(pq_ev *ev, const pq_node *n, const pq_rng *r) {
         for (size_t i = 0; i < v.n; i++)
             for (size_t j = 0; j < ns; j++)
                 if (v.s[i].ok[j]) present[j] = 1;
-        const pq_node *a = pq_unwrap(n->args[0]);
+        const pq_node *a = n->args[0]; /* (x) is not a selector to absent() */
         return absent_labels_vec(ev, a->kind == N_VSEL ? a : NULL, ns, present);
     }
     for (size_t k = 0; k < sizeof simple / sizeof simple[0]; k++) {

@@ -85,6 +85,9 @@ static const pq_func funcs[] = {
     {"stddev_over_time", {M}, 1, 0, V, 0},
     {"stdvar_over_time", {M}, 1, 0, V, 0},
     {"sum_over_time", {M}, 1, 0, V, 0},
+    {"ts_of_last_over_time", {M}, 1, 0, V, 1},
+    {"ts_of_max_over_time", {M}, 1, 0, V, 1},
+    {"ts_of_min_over_time", {M}, 1, 0, V, 1},
     {"tan", {V}, 1, 0, V, 0},
     {"tanh", {V}, 1, 0, V, 0},
     {"time", {0}, 0, 0, S, 0},
@@ -129,6 +132,7 @@ typedef struct {
     size_t errlen;
     int failed;
     int depth;
+    int selector_mode; /* match[]: no "non-empty matcher" rule (the API checks it) */
     struct mlist {
         tsdb_matcher *m;
         struct mlist *next;
@@ -354,7 +358,7 @@ static int parse_matchers(P *p, pq_node *n) {
             if (pk.kind == T_COMMA || pk.kind == T_RBRACE) {
                 /* a bare quoted metric name */
                 if (n->name) {
-                    perr(p, t.pos, "metric name must not be set twice: %q or %q", n->name, lname);
+                    perr(p, t.pos, "metric name must not be set twice: \"%s\" or \"%s\"", n->name, lname);
                     return -1;
                 }
                 n->name = lname;
@@ -415,6 +419,7 @@ static int parse_matchers(P *p, pq_node *n) {
 }
 
 static int check_selector(P *p, pq_node *n) {
+    if (p->selector_mode) return 0;
     int nonempty = 0;
     for (size_t i = 0; i < n->nms; i++)
         if (!tsdb_matcher_matches(n->ms[i].m, "")) nonempty = 1;
@@ -455,6 +460,124 @@ static int parse_dur(P *p, int64_t *ms, int allow_neg, const char *ctx) {
     return 0;
 }
 
+/* duration arithmetic ([26m+4m], [1h/2], offset (2*3)): seconds as doubles */
+static int dexpr(P *p, int minprec, double *v);
+
+static int dprimary(P *p, double *v) {
+    pq_tok t = next(p);
+    if (p->failed) return -1;
+    if (t.kind == T_LPAREN) {
+        if (dexpr(p, 0, v)) return -1;
+        pq_tok c = next(p);
+        if (c.kind != T_RPAREN) {
+            unexpected(p, c, "duration expression", "\")\"");
+            return -1;
+        }
+        return 0;
+    }
+    if (t.kind == T_SUB || t.kind == T_ADD) {
+        if (dexpr(p, 6, v)) return -1;
+        if (t.kind == T_SUB) *v = -*v;
+        return 0;
+    }
+    if (t.kind == T_DURATION) {
+        int64_t ms;
+        if (pq_parse_duration(t.s, t.len, &ms)) {
+            perr(p, t.pos, "not a valid duration string: \"%.*s\"", t.len, t.s);
+            return -1;
+        }
+        *v = ms / 1000.0;
+        return 0;
+    }
+    if (t.kind == T_NUMBER) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.*s", t.len, t.s);
+        *v = (t.len >= 2 && (buf[1] == 'x' || buf[1] == 'X')) ? (double)strtoull(buf, NULL, 16)
+                                                              : strtod(buf, NULL);
+        return 0;
+    }
+    unexpected(p, t, "duration expression", "duration");
+    return -1;
+}
+
+static int dexpr(P *p, int minprec, double *v) {
+    if (++p->depth > 500) {
+        perr(p, p->tok.pos, "expression nested too deeply");
+        return -1;
+    }
+    if (dprimary(p, v)) return -1;
+    for (;;) {
+        pq_tok t = peek(p);
+        int prec;
+        switch (t.kind) {
+        case T_ADD:
+        case T_SUB:
+            prec = 4;
+            break;
+        case T_MUL:
+        case T_DIV:
+        case T_MOD:
+            prec = 5;
+            break;
+        case T_POW:
+            prec = 6;
+            break;
+        default:
+            prec = -1;
+        }
+        if (prec < 0 || prec < minprec) break;
+        next(p);
+        double r;
+        if (dexpr(p, t.kind == T_POW ? prec : prec + 1, &r)) return -1;
+        switch (t.kind) {
+        case T_ADD:
+            *v += r;
+            break;
+        case T_SUB:
+            *v -= r;
+            break;
+        case T_MUL:
+            *v *= r;
+            break;
+        case T_DIV:
+            if (r == 0) {
+                perr(p, t.pos, "division by zero");
+                return -1;
+            }
+            *v /= r;
+            break;
+        case T_MOD:
+            if (r == 0) {
+                perr(p, t.pos, "modulo by zero");
+                return -1;
+            }
+            *v = fmod(*v, r);
+            break;
+        default:
+            *v = pow(*v, r);
+        }
+    }
+    p->depth--;
+    return 0;
+}
+
+/* a duration in brackets: a literal or an arithmetic expression (its text kept in *src) */
+static int parse_dur_expr(P *p, int64_t *ms, char **src) {
+    pq_tok first = peek(p);
+    *src = NULL;
+    double v;
+    if (dexpr(p, 0, &v)) return -1;
+    if (!isfinite(v) || fabs(v) * 1000 > 9.2e18) {
+        perr(p, first.pos, "duration out of range");
+        return -1;
+    }
+    *ms = (int64_t)llround(v * 1000);
+    int end = p->tok.pos + p->tok.len;
+    if (p->tok.pos != first.pos || first.kind == T_SUB || first.kind == T_ADD)
+        *src = tr_arena_strndup(p->a, p->q + first.pos, (size_t)(end - first.pos));
+    return 0;
+}
+
 static pq_node *parse_postfix(P *p, pq_node *e) {
     for (;;) {
         if (p->failed) return NULL;
@@ -462,7 +585,8 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
         if (t.kind == T_LBRACKET) {
             next(p);
             int64_t r;
-            if (parse_dur(p, &r, 0, "subquery or range")) return NULL;
+            char *rsrc;
+            if (parse_dur_expr(p, &r, &rsrc)) return NULL;
             pq_tok c = next(p);
             if (c.kind == T_RBRACKET) {
                 if (e->kind != N_VSEL) {
@@ -484,7 +608,9 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
                 pq_node *m = mknode(p, N_MSEL, e->pos);
                 m->expr = e;
                 m->range_ms = r;
+                m->range_src = rsrc;
                 m->type = PV_MATRIX;
+                m->h = e->h + 1;
                 m->end = c.pos + 1;
                 e = m;
                 continue;
@@ -494,9 +620,14 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
                 return NULL;
             }
             int64_t step = 0;
+            char *ssrc = NULL;
             pq_tok s = peek(p);
             if (s.kind != T_RBRACKET) {
-                if (parse_dur(p, &step, 0, "subquery")) return NULL;
+                if (parse_dur_expr(p, &step, &ssrc)) return NULL;
+                if (step <= 0) {
+                    perr(p, s.pos, "zero or negative subquery step");
+                    return NULL;
+                }
             }
             c = next(p);
             if (c.kind != T_RBRACKET) {
@@ -516,7 +647,10 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
             sq->expr = e;
             sq->range_ms = r;
             sq->step_ms = step;
+            sq->range_src = rsrc;
+            sq->step_src = ssrc;
             sq->type = PV_MATRIX;
+            sq->h = e->h + 1;
             sq->end = c.pos + 1;
             e = sq;
             continue;
@@ -535,7 +669,31 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
                 return NULL;
             }
             int64_t o;
-            if (parse_dur(p, &o, 1, "offset")) return NULL;
+            pq_tok o1 = peek(p);
+            if (o1.kind == T_LPAREN || o1.kind == T_SUB || o1.kind == T_ADD) {
+                /* offset (expr), offset -(expr), offset -5m */
+                pq_tok sign = o1;
+                if (o1.kind != T_LPAREN) {
+                    next(p);
+                    o1 = peek(p);
+                }
+                if (o1.kind == T_LPAREN) {
+                    double v;
+                    if (dprimary(p, &v)) return NULL;
+                    if (!isfinite(v) || fabs(v) * 1000 > 9.2e18) {
+                        perr(p, o1.pos, "duration out of range");
+                        return NULL;
+                    }
+                    if (sign.kind == T_SUB) v = -v;
+                    o = (int64_t)llround(v * 1000);
+                    int end = p->tok.pos + p->tok.len;
+                    tgt->offset_src = tr_arena_strndup(p->a, p->q + sign.pos, (size_t)(end - sign.pos));
+                } else {
+                    if (parse_dur(p, &o, 0, "offset")) return NULL;
+                    if (sign.kind == T_SUB) o = -o;
+                }
+            } else if (parse_dur(p, &o, 1, "offset"))
+                return NULL;
             tgt->offset_ms = o;
             e->end = p->tok.pos + p->tok.len;
             continue;
@@ -604,13 +762,14 @@ static int check_call(P *p, pq_node *n) {
         perr(p, n->pos, "expected %d argument(s) in call to \"%s\", got %d", f->nargs, f->name, na);
         return -1;
     }
-    if (f->variadic != 0 && na < f->nargs - (f->variadic > 0 ? f->variadic : 0)) {
-        perr(p, n->pos, "expected at least %d argument(s) in call to \"%s\", got %d",
-             f->nargs - (f->variadic > 0 ? f->variadic : 0), f->name, na);
+    if (f->variadic != 0 && na < f->nargs - 1) {
+        perr(p, n->pos, "expected at least %d argument(s) in call to \"%s\", got %d", f->nargs - 1, f->name,
+             na);
         return -1;
     }
-    if (f->variadic > 0 && na > f->nargs) {
-        perr(p, n->pos, "expected at most %d argument(s) in call to \"%s\", got %d", f->nargs, f->name, na);
+    if (f->variadic > 0 && na > f->nargs - 1 + f->variadic) {
+        perr(p, n->pos, "expected at most %d argument(s) in call to \"%s\", got %d",
+             f->nargs - 1 + f->variadic, f->name, na);
         return -1;
     }
     for (int i = 0; i < na; i++) {
@@ -678,6 +837,7 @@ static pq_node *parse_primary(P *p) {
         n = mknode(p, N_PAREN, t.pos);
         n->expr = in;
         n->type = in->type;
+        n->h = in->h + 1;
         n->end = c.pos + 1;
         break;
     }
@@ -740,6 +900,7 @@ static pq_node *parse_primary(P *p) {
             }
             if (want == 2) {
                 n->param = args[0];
+                n->h = args[0]->h;
                 n->expr = args[1];
             } else
                 n->expr = args[0];
@@ -756,6 +917,7 @@ static pq_node *parse_primary(P *p) {
                 if (parse_label_list(p, &n->grp, &n->ngrp)) return NULL;
                 n->end = p->tok.pos + 1;
             }
+            if (n->expr->h + 1 > n->h) n->h = n->expr->h + 1;
             if (n->expr->type != PV_VECTOR) {
                 perr(p, n->expr->pos, "expected type instant vector in aggregation expression, got %s",
                      type_name(n->expr->type));
@@ -809,6 +971,8 @@ static pq_node *parse_primary(P *p) {
                 next(p);
             n->end = p->tok.pos + 1;
             if (check_call(p, n)) return NULL;
+            for (size_t i = 0; i < n->nargs; i++)
+                if (n->args[i]->h + 1 > n->h) n->h = n->args[i]->h + 1;
             break;
         }
         if (is_keyword(t) || tok_is(t, "start") || tok_is(t, "end")) {
@@ -910,15 +1074,18 @@ static pq_node *parse_unary(P *p) {
                  type_name(e->type));
             return NULL;
         }
-        if (e->kind == N_NUM) {
+        if (e->kind == N_NUM || t.kind == T_ADD) {
+            /* literals fold; a unary plus changes nothing (and printing "+" before a printed
+             * "+Inf" would not parse back to the same tree) */
             if (t.kind == T_SUB) e->num = -e->num;
-            e->pos = t.pos;
+            if (e->kind == N_NUM) e->pos = t.pos;
             return e;
         }
         pq_node *u = mknode(p, N_UNARY, t.pos);
         u->expr = e;
         u->unary_neg = t.kind == T_SUB;
         u->type = e->type;
+        u->h = e->h + 1;
         u->end = e->end;
         return u;
     }
@@ -974,7 +1141,12 @@ static pq_node *parse_expr(P *p, int minprec) {
             unexpected(p, m, "binary expression", NULL);
             return NULL;
         }
+        if (++p->depth > 500) {
+            perr(p, t.pos, "expression nested too deeply");
+            return NULL;
+        }
         pq_node *rhs = parse_expr(p, op == T_POW ? prec : prec + 1);
+        p->depth--;
         if (!rhs) return NULL;
         b->rhs = rhs;
         b->end = rhs->end;
@@ -1018,6 +1190,11 @@ static pq_node *parse_expr(P *p, int minprec) {
                         return NULL;
                     }
         b->type = (lt == PV_VECTOR || rt == PV_VECTOR) ? PV_VECTOR : PV_SCALAR;
+        b->h = (lhs->h > rhs->h ? lhs->h : rhs->h) + 1;
+        if (b->h > 1000) {
+            perr(p, t.pos, "expression nested too deeply");
+            return NULL;
+        }
         lhs = b;
     }
 }
@@ -1038,7 +1215,12 @@ static void free_rec(pq_node *n) {
 void pq_tree_free(pq_node *n) { free_rec(n); }
 
 pq_node *pq_parse(tr_arena *a, const char *q, size_t len, char *err, size_t errlen) {
+    return pq_parse_ex(a, q, len, 0, err, errlen);
+}
+
+pq_node *pq_parse_ex(tr_arena *a, const char *q, size_t len, int selector_mode, char *err, size_t errlen) {
     P p = {0};
+    p.selector_mode = selector_mode;
     p.a = a;
     p.q = q;
     p.qlen = len;

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <regex.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,8 @@ typedef struct {
     char dir[256];
     char **hist_names; /* metrics loaded with native histogram samples */
     size_t nhist;
+    labset *hist_sets; /* series loaded with native histogram samples */
+    size_t nhs;
 } store;
 
 static int rm_cb(const char *p, const struct stat *sb, int f, struct FTW *ftw) {
@@ -335,6 +338,11 @@ static void store_close(store *s) {
     free(s->hist_names);
     s->hist_names = NULL;
     s->nhist = 0;
+    for (size_t i = 0; i < s->nhs; i++)
+        labset_free(&s->hist_sets[i]);
+    free(s->hist_sets);
+    s->hist_sets = NULL;
+    s->nhs = 0;
 }
 
 static int store_open(store *s) {
@@ -534,7 +542,10 @@ static int compare(evalcase *c, promql_result *r, int64_t rstart, int64_t rstep)
     return 1;
 }
 
-static int run_case(store *st, evalcase *c) {
+static long n_queries; /* queries run, @ re-runs and range-mode checks included */
+
+static int run_one(store *st, evalcase *c, const char *expr, int64_t at) {
+    n_queries++;
     promql_result r;
     char err[1024];
     promql_opts o = {0};
@@ -542,13 +553,13 @@ static int run_case(store *st, evalcase *c) {
     promql_err rc;
     int64_t rstart, rstep;
     if (c->is_range) {
-        rc = promql_query_range(st->db, c->expr, strlen(c->expr), c->start, c->end, c->step, &o, &r, err,
+        rc = promql_query_range(st->db, expr, strlen(expr), c->start, c->end, c->step, &o, &r, err,
                                 sizeof err);
         rstart = c->start;
         rstep = c->step;
     } else {
-        int64_t t = c->range_vector ? c->rv_end : c->at;
-        rc = promql_query_instant(st->db, c->expr, strlen(c->expr), t, &o, &r, err, sizeof err);
+        int64_t t = c->range_vector ? c->rv_end : at;
+        rc = promql_query_instant(st->db, expr, strlen(expr), t, &o, &r, err, sizeof err);
         rstart = c->rv_start;
         rstep = c->rv_step;
     }
@@ -582,11 +593,163 @@ static int run_case(store *st, evalcase *c) {
     }
     int ok = check_annotations(c, &r) && compare(c, &r, rstart, rstep);
     promql_result_free(&r);
+    if (!ok || c->is_range || c->ordered || c->range_vector || c->has_string || strstr(expr, "start()") ||
+        strstr(expr, "end()") || strstr(expr, "range()") || strstr(expr, "step()"))
+        return ok;
+    /* promqltest's range-mode check: the same expression as a range query around t must give
+     * the same points at t */
+    int64_t t = at;
+    n_queries++;
+    rc = promql_query_range(st->db, expr, strlen(expr), t - 60000, t + 60000, 60000, &o, &r, err, sizeof err);
+    if (rc != PROMQL_OK) {
+        whyf("range mode: error: %s", err);
+        return 0;
+    }
+    promql_result v = {0};
+    v.type = PROMQL_VECTOR;
+    v.series = calloc(r.nseries + 1, sizeof *v.series);
+    for (size_t i = 0; i < r.nseries; i++) {
+        for (size_t k = 0; k < r.series[i].n; k++)
+            if (r.series[i].t[k] == t) {
+                promql_series *d = &v.series[v.nseries++];
+                *d = r.series[i];
+                d->t = &r.series[i].t[k];
+                d->v = &r.series[i].v[k];
+                d->n = 1;
+            }
+    }
+    if (c->has_scalar) {
+        v.type = PROMQL_SCALAR;
+        v.scalar = v.nseries ? v.series[0].v[0] : NAN;
+        if (!v.nseries) {
+            whyf("range mode: no point at t");
+            ok = 0;
+        }
+    }
+    v.nwarnings = r.nwarnings;
+    v.ninfos = r.ninfos;
+    v.warnings = r.warnings;
+    v.infos = r.infos;
+    if (ok) ok = check_annotations(c, &v) && compare(c, &v, 0, 0);
+    if (!ok) {
+        char w[1900];
+        memcpy(w, why, sizeof w - 1);
+        w[sizeof w - 1] = 0;
+        snprintf(why, sizeof why, "range mode: %s", w);
+    }
+    free(v.series);
+    promql_result_free(&r);
     return ok;
 }
 
-/* does the query mention a metric loaded with native histograms? */
+/* promqltest's @ re-runs: unless the query calls a time-dependent function, every selector and
+ * subquery without @ gets "@ <eval time>" and the query must give the same result at other
+ * evaluation times. */
+static void set_at(pq_node *n, int64_t ts) {
+    if (!n) return;
+    if (n->kind == N_VSEL && n->at == AT_NONE) {
+        n->at = AT_TIME;
+        n->at_ms = ts;
+    }
+    if (n->kind == N_SUBQ) {
+        if (n->at == AT_NONE) {
+            n->at = AT_TIME;
+            n->at_ms = ts;
+        }
+        return;
+    }
+    set_at(n->expr, ts);
+    set_at(n->lhs, ts);
+    set_at(n->rhs, ts);
+    set_at(n->param, ts);
+    for (size_t i = 0; i < n->nargs; i++)
+        set_at(n->args[i], ts);
+}
+
+static int time_dependent(const pq_node *n) {
+    if (!n) return 0;
+    static const char *fns[] = {"days_in_month", "day_of_month", "day_of_week", "day_of_year",
+                                "hour",          "minute",       "month",       "predict_linear",
+                                "time",          "timestamp",    "year",        NULL};
+    if (n->kind == N_CALL)
+        for (int i = 0; fns[i]; i++)
+            if (!strcmp(n->fn->name, fns[i])) return 1;
+    if (time_dependent(n->expr) || time_dependent(n->lhs) || time_dependent(n->rhs) ||
+        time_dependent(n->param))
+        return 1;
+    for (size_t i = 0; i < n->nargs; i++)
+        if (time_dependent(n->args[i])) return 1;
+    return 0;
+}
+
+static int run_case(store *st, evalcase *c) {
+    if (!run_one(st, c, c->expr, c->at)) return 0;
+    if (c->is_range || c->range_vector || c->has_string) return 1;
+    tr_arena *a = tr_arena_new((size_t)64 << 20);
+    char err[512];
+    pq_node *n = pq_parse(a, c->expr, strlen(c->expr), err, sizeof err);
+    int ok = 1;
+    if (n && !time_dependent(n) && !strstr(c->expr, "start()") && !strstr(c->expr, "end()")) {
+        set_at(n, c->at);
+        char *q = pq_format_node(n);
+        int64_t t = c->at;
+        int64_t times[5] = {-10 * t, 0, t / 5, t, 10 * t};
+        int nt = 5;
+        if (t == 0) {
+            times[0] = -1000;
+            times[1] = 0;
+            times[2] = 1000;
+            nt = 3;
+        }
+        for (int i = 0; i < nt && ok && q; i++) {
+            if (!run_one(st, c, q, times[i])) {
+                char w[1700];
+                memcpy(w, why, sizeof w - 1);
+                w[sizeof w - 1] = 0;
+                snprintf(why, sizeof why, "@ re-run %s at %lld: %s", q, (long long)times[i], w);
+                ok = 0;
+            }
+        }
+        free(q);
+    }
+    if (n) pq_tree_free(n);
+    tr_arena_free(a);
+    return ok;
+}
+
+static int node_uses_hist(store *st, const pq_node *n) {
+    if (!n) return 0;
+    if (n->kind == N_VSEL) {
+        for (size_t h = 0; h < st->nhs; h++) {
+            int all = 1;
+            for (size_t i = 0; i < n->nms && all; i++) {
+                const char *v = "";
+                for (size_t k = 0; k < st->hist_sets[h].n; k++)
+                    if (!strcmp(st->hist_sets[h].l[k].name, n->ms[i].name)) v = st->hist_sets[h].l[k].value;
+                if (!tsdb_matcher_matches(n->ms[i].m, v)) all = 0;
+            }
+            if (all) return 1;
+        }
+    }
+    if (node_uses_hist(st, n->expr) || node_uses_hist(st, n->lhs) || node_uses_hist(st, n->rhs) ||
+        node_uses_hist(st, n->param))
+        return 1;
+    for (size_t i = 0; i < n->nargs; i++)
+        if (node_uses_hist(st, n->args[i])) return 1;
+    return 0;
+}
+
+/* does the query select a series loaded with native histograms? */
 static int query_uses_hist(store *st, const char *q) {
+    if (st->nhs) {
+        tr_arena *a = tr_arena_new((size_t)64 << 20);
+        char err[256];
+        pq_node *n = pq_parse(a, q, strlen(q), err, sizeof err);
+        int r = n ? node_uses_hist(st, n) : 0;
+        if (n) pq_tree_free(n);
+        tr_arena_free(a);
+        if (r) return 1;
+    }
     for (size_t i = 0; i < st->nhist; i++) {
         const char *n = st->hist_names[i];
         size_t l = strlen(n);
@@ -621,7 +784,7 @@ static int idlist_has(const idlist *l, const char *id) {
     return 0;
 }
 
-static const char *feature_files[] = {"duration_expression.test", "type_and_unit.test", "limit.test", NULL};
+static const char *feature_files[] = {"type_and_unit.test", "limit.test", NULL};
 
 static int run_file(const char *dir, const char *fname, counts *tot, idlist *passing, idlist *failing) {
     char path[1024];
@@ -671,11 +834,25 @@ static int run_file(const char *dir, const char *fname, counts *tot, idlist *pas
             }
             tsdb_appender *ap = tsdb_appender_begin(st.db);
             size_t j = i + 1;
+            size_t bend = j;
+            while (bend < nl && *lines[bend])
+                bend++;
             for (; j < nl && *lines[j]; j++) {
                 const char *p = lines[j];
                 labset ls;
                 if (strstr(p, "@st")) {
                     continue;
+                }
+                /* a series repeated in the block: the later line's values win at the same time */
+                char key[1024];
+                {
+                    const char *pp = p;
+                    labset tmp;
+                    if (parse_series_desc(&pp, &tmp) == 0) {
+                        labset_str(&tmp, key, sizeof key);
+                        labset_free(&tmp);
+                    } else
+                        key[0] = 0;
                 }
                 if (parse_series_desc(&p, &ls)) {
                     fprintf(stderr, "%s:%zu: bad series\n", fname, j + 1);
@@ -696,8 +873,25 @@ static int run_file(const char *dir, const char *fname, counts *tot, idlist *pas
                     if (!strcmp(ls.l[k].name, "__name__")) mname = ls.l[k].value;
                 }
                 int hist = 0;
+                uint8_t *later = calloc(np + 1, 1);
+                for (size_t q = j + 1; q < bend; q++) {
+                    const char *pp = lines[q];
+                    labset tmp;
+                    if (parse_series_desc(&pp, &tmp) != 0) continue;
+                    char k2[1024];
+                    labset_str(&tmp, k2, sizeof k2);
+                    labset_free(&tmp);
+                    if (strcmp(k2, key)) continue;
+                    point *lp;
+                    size_t lnp;
+                    if (expand_values(pp, &lp, &lnp) == 0) {
+                        for (size_t k = 0; k < lnp && k < np; k++)
+                            if (lp[k].present) later[k] = 1;
+                        free(lp);
+                    }
+                }
                 for (size_t k = 0; k < np; k++) {
-                    if (!pts[k].present) continue;
+                    if (!pts[k].present || later[k]) continue;
                     if (pts[k].hist) {
                         hist = 1;
                         continue;
@@ -707,7 +901,14 @@ static int run_file(const char *dir, const char *fname, counts *tot, idlist *pas
                     if (rc != TSDB_OK && verbose)
                         fprintf(stderr, "%s:%zu: append: %s\n", fname, j + 1, tsdb_strerror(rc));
                 }
-                if (hist) mark_hist(&st, mname);
+                free(later);
+                if (hist) {
+                    st.hist_sets = realloc(st.hist_sets, (st.nhs + 1) * sizeof *st.hist_sets);
+                    labset *hs = &st.hist_sets[st.nhs++];
+                    memset(hs, 0, sizeof *hs);
+                    for (size_t k = 0; k < ls.n; k++)
+                        labset_add(hs, ls.l[k].name, strlen(ls.l[k].name), ls.l[k].value);
+                }
                 if (nhcb) {
                     /* the converted native histogram is named without _bucket/_count/_sum */
                     char base[256];
@@ -956,8 +1157,11 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nf; i++)
         run_file(dir, files[i], &tot, &passing, &failing);
     int total = tot.pass + tot.fail;
-    printf("TOTAL pass %d fail %d (%.1f%% of %d run cases)  skipped: native histograms %d, features %d\n",
-           tot.pass, tot.fail, total ? 100.0 * tot.pass / total : 0, total, tot.skip_nh, tot.skip_feat);
+    printf("TOTAL pass %d fail %d (%.1f%% of %d run cases)  skipped: native histograms %d, features %d  (%ld "
+           "queries "
+           "with the range-mode and @ re-run checks)\n",
+           tot.pass, tot.fail, total ? 100.0 * tot.pass / total : 0, total, tot.skip_nh, tot.skip_feat,
+           n_queries);
     int rc = 0;
     if (baseline && update) {
         FILE *f = fopen(baseline, "w");

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "metrics/metrics_int.h"
+#include "helpers.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/selfmon.h"
@@ -72,7 +73,7 @@ static size_t read_all_checked(tsdb *db, int64_t t0, int64_t step, size_t *warns
     tsdb_matcher **m;
     size_t nm;
     char err[256];
-    cr_assert_eq(tsdb_parse_selector("m", &m, &nm, err, sizeof err), 0);
+    cr_assert_eq(test_selector("m", &m, &nm, err, sizeof err), 0);
     tsdb_querier *q = tsdb_querier_open(db, INT64_MIN, INT64_MAX);
     tsdb_seriesset *ss = tsdb_select(q, m, nm, TSDB_SELECT_SAMPLES, err, sizeof err);
     cr_assert_not_null(ss, "%s", err);
