@@ -787,8 +787,8 @@ static int idlist_has(const idlist *l, const char *id) {
 static const char *feature_files[] = {"type_and_unit.test", "limit.test", NULL};
 
 static int run_file(const char *dir, const char *fname, counts *tot, idlist *passing, idlist *failing) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, fname);
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", dir, fname) >= (int)sizeof path) return -1;
     FILE *f = fopen(path, "r");
     if (!f) {
         perror(path);
