@@ -51,6 +51,13 @@ int traces_check(const char *data_dir, int repair, FILE *report) {
                 path, (long long)w.index_frames, (long long)w.frames_kept);
         wal_problems = 1;
     }
+    if (wal_problems && repair) {
+        /* a writable open recovers the WAL and checkpoints it at close: the damaged frames
+         * would be gone */
+        char copy[4400];
+        if (traces_wal_keep_copy(path, copy, sizeof copy) == 0) fprintf(report, "traces: a copy of the WAL is kept as %s\n", copy);
+        else fprintf(report, "traces: cannot copy the WAL (%s-wal): not repairing\n", path), repair = 0;
+    }
     sqlite3 *db = NULL;
     int flags = repair ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {

@@ -389,6 +389,20 @@ int traces_wal_scan(const char *dbpath, traces_wal_report *out) {
     return 0;
 }
 
+int traces_wal_keep_copy(const char *dbpath, char *copy, size_t cap) {
+    char wal[4200];
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
+    snprintf(copy, cap, "%s.damaged-%lld", wal, (long long)(tr_now_ms() / 1000));
+    FILE *in = fopen(wal, "rb"), *out = fopen(copy, "wb");
+    int copied = in && out;
+    char buf[65536];
+    size_t k;
+    while (copied && (k = fread(buf, 1, sizeof buf, in)) > 0) copied = fwrite(buf, 1, k, out) == k;
+    if (in) fclose(in);
+    if (out && fclose(out) != 0) copied = 0;
+    return copied ? 0 : -1;
+}
+
 static void wal_inspect(const char *dbpath) {
     traces_wal_report w;
     if (traces_wal_scan(dbpath, &w)) return;
@@ -399,14 +413,7 @@ static void wal_inspect(const char *dbpath) {
     char wal[4200];
     snprintf(wal, sizeof wal, "%s-wal", dbpath);
     char copy[4300];
-    snprintf(copy, sizeof copy, "%s.damaged-%lld", wal, (long long)(tr_now_ms() / 1000));
-    FILE *in = fopen(wal, "rb"), *out = fopen(copy, "wb");
-    int copied = in && out;
-    char buf[65536];
-    size_t k;
-    while (copied && (k = fread(buf, 1, sizeof buf, in)) > 0) copied = fwrite(buf, 1, k, out) == k;
-    if (in) fclose(in);
-    if (out && fclose(out) != 0) copied = 0;
+    int copied = traces_wal_keep_copy(dbpath, copy, sizeof copy) == 0;
     tr_storage_error("traces", "wal_corrupt");
     if (damaged)
         TR_ERROR("trace WAL damaged: SQLite's recovery keeps the commits before the damaged frame and drops the rest; the "

@@ -176,6 +176,8 @@ typedef struct traces_wal_report {
     int64_t bad_frame, frames_dropped, commits_dropped, commits_kept, frames_kept, index_frames, backfilled;
 } traces_wal_report;
 int traces_wal_scan(const char *dbpath, traces_wal_report *out);
+/* Copies traces.db-wal to traces.db-wal.damaged-<unix time> (path in copy). Returns 0 or -1. */
+int traces_wal_keep_copy(const char *dbpath, char *copy, size_t cap);
 
 /* ---- codec.c: hashing, string forms, chunk encoding ---- */
 uint64_t tr_hash64(const void *p, size_t n, uint64_t seed);

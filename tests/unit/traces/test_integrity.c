@@ -511,4 +511,20 @@ Test(traces_integrity, check_reports_wal_frames_recovery_would_drop) {
     fclose(r);
     cr_assert_geq(n, 1, "%s", rep);
     cr_assert(strstr(rep, "fails its checksum: SQLite's recovery keeps"), "%s", rep);
+    /* --repair opens it writable (recovery, then a checkpoint at close): a copy is kept first */
+    r = tmpfile();
+    n = traces_check(img, 1, r);
+    rewind(r);
+    rep[fread(rep, 1, sizeof rep - 1, r)] = 0;
+    fclose(r);
+    cr_assert_geq(n, 1, "%s", rep);
+    const char *kept = strstr(rep, "a copy of the WAL is kept as ");
+    cr_assert(kept, "%s", rep);
+    char copy[512];
+    cr_assert_eq(sscanf(kept + strlen("a copy of the WAL is kept as "), "%511s", copy), 1);
+    FILE *cf = fopen(copy, "rb");
+    cr_assert(cf, "%s exists", copy);
+    fseek(cf, 0, SEEK_END);
+    cr_assert_eq(ftell(cf), len, "the whole damaged WAL");
+    fclose(cf);
 }
