@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include "traces_int.h"
+#include "util/crc32c.h"
 
 /* A small 64-bit hash (multiply-xorshift over 8-byte words). It is part of the file format:
  * changing it needs a schema version bump. */
@@ -614,6 +615,31 @@ static int wire_field(const uint8_t **p, const uint8_t *end, uint32_t *field, in
         }                                                                                \
         memset(&(v)->arr[(v)->n], 0, sizeof *(v)->arr);                                  \
     } while (0)
+
+uint32_t chunk_crc(int64_t id, int64_t rawlen, int64_t nspans, const void *data, size_t len) {
+    uint8_t hdr[24];
+    put_u64(hdr, (uint64_t)id);
+    put_u64(hdr + 8, (uint64_t)rawlen);
+    put_u64(hdr + 16, (uint64_t)nspans);
+    return crc32c_update(crc32c_update(0, hdr, sizeof hdr), data, len);
+}
+
+uint32_t operation_crc(const char *service, const char *name, int kind) {
+    uint8_t k[4] = {(uint8_t)kind, (uint8_t)((unsigned)kind >> 8), (uint8_t)((unsigned)kind >> 16), (uint8_t)((unsigned)kind >> 24)};
+    uint32_t c = crc32c_update(0, service, strlen(service) + 1);
+    c = crc32c_update(c, name, strlen(name) + 1);
+    return crc32c_update(c, k, 4);
+}
+
+const char *chunk_check(int64_t id, const void *blob, size_t len, int64_t rawlen, int64_t nspans, int has_crc,
+                        uint32_t crc, tr_arena *a, void *dctx, chunk_view **out) {
+    if (has_crc && chunk_crc(id, rawlen, nspans, blob, len) != crc) return "checksum mismatch";
+    if (rawlen < 0) return "undecodable";
+    chunk_view *v = chunk_open(blob, len, (size_t)rawlen, a, dctx);
+    if (!v || (int64_t)chunk_nspans(v) != nspans) return "undecodable";
+    if (out) *out = v;
+    return NULL;
+}
 
 chunk_view *chunk_open(const void *blob, size_t len, size_t rawlen, tr_arena *a, void *dctx) {
     if (!blob || rawlen > MAX_CHUNK_RAW) return NULL;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/ingest.h"
+#include "otlp/promwire.h"
 #include "prometheus_remote.pb-c.h"
 
 #define MAX_UNCOMPRESSED (1u << 20)

@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include "metrics/metrics_int.h"
+#include "helpers.h"
 #include "util/log.h"
 
 static char dir[256];
 
+/* selectors as the API parses match[] (PromQL's selector parser) */
 static void quiet(void) { tr_log_set_level(TR_LOG_ERROR); }
 TestSuite(metrics_tsdb, .init = quiet);
 
@@ -67,7 +69,7 @@ static size_t count(tsdb *db, const char *sel, size_t *samples) {
     tsdb_matcher **m;
     size_t n;
     char err[256];
-    cr_assert_eq(tsdb_parse_selector(sel, &m, &n, err, sizeof err), 0, "%s: %s", sel, err);
+    cr_assert_eq(test_selector(sel, &m, &n, err, sizeof err), 0, "%s: %s", sel, err);
     tsdb_querier *q = tsdb_querier_open(db, INT64_MIN, INT64_MAX);
     tsdb_seriesset *ss = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
     cr_assert_not_null(ss, "%s", err);
@@ -136,7 +138,7 @@ Test(metrics_tsdb, matchers_and_postings) {
     tsdb_strings_free(v, n);
     tsdb_matcher **m;
     size_t nm;
-    cr_assert_eq(tsdb_parse_selector("down", &m, &nm, err, sizeof err), 0);
+    cr_assert_eq(test_selector("down", &m, &nm, err, sizeof err), 0);
     tsdb_matcher **const sets[] = {m};
     const size_t lens[] = {nm};
     cr_assert_eq(tsdb_label_names(q, sets, lens, 1, &v, &n, err, sizeof err), 0);
@@ -149,28 +151,6 @@ Test(metrics_tsdb, matchers_and_postings) {
     tsdb_querier_close(q);
     tsdb_close(db);
     rm_rf(dir);
-}
-
-Test(metrics_tsdb, selector_parser) {
-    tsdb_matcher **m;
-    size_t n;
-    char err[256];
-    cr_assert_eq(tsdb_parse_selector(" http_requests_total { code = \"200\" , path=~'/a\\\\.b' , x!~`y` } ", &m, &n, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(n, 4);
-    cr_assert_str_eq(tsdb_matcher_name(m[0]), "__name__");
-    cr_assert_str_eq(tsdb_matcher_value(m[0]), "http_requests_total");
-    cr_assert_eq(tsdb_matcher_type(m[2]), TSDB_MATCH_RE);
-    cr_assert_str_eq(tsdb_matcher_value(m[2]), "/a\\.b");
-    cr_assert(tsdb_matcher_matches(m[2], "/a.b"));
-    cr_assert(!tsdb_matcher_matches(m[2], "/axb"));
-    cr_assert_eq(tsdb_matcher_type(m[3]), TSDB_MATCH_NRE);
-    tsdb_matchers_free(m, n);
-    const char *bad[] = {"", "{", "up{a=}", "up{a=\"x\"", "up{1a=\"x\"}", "up{a~\"x\"}", "up}", "up{a=~\"(\"}", "{}"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        err[0] = 0;
-        cr_assert_eq(tsdb_parse_selector(bad[i], &m, &n, err, sizeof err), -1, "should fail: %s", bad[i]);
-        cr_assert_neq(err[0], 0);
-    }
 }
 
 Test(metrics_tsdb, ooo_window_and_duplicates) {
@@ -568,7 +548,7 @@ Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
     tsdb_matcher **m;
     size_t n;
     char err[128];
-    tsdb_parse_selector("m{inst=\"i3\"}", &m, &n, err, sizeof err);
+    test_selector("m{inst=\"i3\"}", &m, &n, err, sizeof err);
     tsdb_seriesset *ss = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
     const int64_t *t;
     const double *v;
@@ -729,7 +709,7 @@ Test(metrics_tsdb, lazy_load_equals_eager_select) {
     }
     tsdb_matcher **m;
     size_t n;
-    cr_assert_eq(tsdb_parse_selector("lazy", &m, &n, err, sizeof err), 0);
+    cr_assert_eq(test_selector("lazy", &m, &n, err, sizeof err), 0);
     tsdb_querier *q = tsdb_querier_open(db, 1010000, 1100000);
     tsdb_seriesset *eager = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
     tsdb_seriesset *lazy = tsdb_select(q, m, n, 0, err, sizeof err);
