@@ -15,6 +15,7 @@
 
 #include "prom_api.h"
 #include "promql/promql.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* Prometheus' limit on the points of one series in a range query. */
@@ -261,10 +262,7 @@ static void api_query(struct evhttp_request *req, const tr_http_match *m, void *
     char err[1200];
     qjob *j = job_new(req, env, Q_INSTANT, &f);
     if (!j) goto out;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    if (tr_prom_time_param(&f, "time", now_ms, &j->t, err, sizeof err) != 0) {
+    if (tr_prom_time_param(&f, "time", tr_now_ms(), &j->t, err, sizeof err) != 0) {
         tr_prom_reply_error(req, TR_PROM_BAD_DATA, err);
         job_free(j);
         goto out;

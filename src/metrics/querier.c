@@ -75,9 +75,7 @@ tsdb_querier *tsdb_querier_open(tsdb *db, int64_t mint, int64_t maxt) {
     if (db->o.retention_ms > 0) {
         /* nothing older than the retention is answered, whether a block or the head holds it
          * (the head keeps up to a block range of data past it until the next cut) */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t cutoff = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - db->o.retention_ms;
+        int64_t cutoff = tr_now_ms() - db->o.retention_ms;
         if (mint < cutoff) mint = cutoff;
     }
     q->mint = mint;
