@@ -812,6 +812,7 @@ static pq_node *parse_primary(P *p) {
         }
         n = mknode(p, N_NUM, t.pos);
         n->num = ms / 1000.0;
+        n->is_dur = 1;
         n->type = PV_SCALAR;
         n->end = t.pos + t.len;
         break;

@@ -141,12 +141,16 @@ Test(promql, format) {
     static const char *cases[][2] = {
         {"sum(rate(x[5m])) by (job)", "sum by (job) (rate(x[5m]))"},
         {"x{a='b'}  offset -1h30m", "x{a=\"b\"} offset -1h30m"},
-        {"foo @ 10 + on(a) group_left(b) bar", "foo @ 10.000 + on(a) group_left(b) bar"},
+        {"foo @ 10 + on(a) group_left(b) bar", "foo @ 10.000 + on (a) group_left (b) bar"},
+        {"x{b=\"1\",a=\"2\"} offset 5m @ 10", "x{a=\"2\",b=\"1\"} @ 10.000 offset 5m"},
+        {"rate(x[5m] offset 1m @ 100)", "rate(x[5m] @ 100.000 offset 1m)"},
+        {"time() - 1h30m", "time() - 1h30m"},
         {"rate(x[1h:5m] @ start())", "rate(x[1h:5m] @ start())"},
         {"topk(3, -x > bool 2)", "topk(3, -x > bool 2)"},
-        {"{__name__=\"a\",b!~\"c\"}", "{__name__=\"a\", b!~\"c\"}"},
-        {"a unless ignoring(x) b", "a unless ignoring(x) b"},
-        {"1e30 * 0.0001", "1e+30 * 0.0001"},
+        {"{__name__=\"a\",b!~\"c\"}", "{__name__=\"a\",b!~\"c\"}"},
+        {"{\"a.b\", c=\"d\"}", "{__name__=\"a.b\",c=\"d\"}"},
+        {"a unless ignoring(x) b", "a unless ignoring (x) b"},
+        {"1e30 * 0.0001", "1000000000000000000000000000000 * 0.0001"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[256];
