@@ -59,7 +59,7 @@ static int64_t now_ns(void) {
 }
 
 void pq_poll(pq_ev *ev) {
-    if (ev->cancel && *ev->cancel) pq_fail(ev, PROMQL_ERR_CANCELED, "query was canceled");
+    if (ev->cancel && *ev->cancel) pq_fail(ev, PROMQL_ERR_CANCELED, "query was canceled in expression evaluation");
     if (ev->deadline_ns && (++ev->polls & 63) == 0 && now_ns() > ev->deadline_ns)
         pq_fail(ev, PROMQL_ERR_TIMEOUT, "query timed out in expression evaluation");
 }
