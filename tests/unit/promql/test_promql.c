@@ -306,6 +306,21 @@ Test(promql, shared_subexpressions) {
     promql_result_free(&r);
 }
 
+Test(promql, long_range_reads_only_its_windows) {
+    add("lr_total", "i", "a", 0, 15000, 11520, 0, 1); /* two days at 15 s */
+    promql_opts o = {.max_samples = 2000};
+    promql_result r;
+    char err[256];
+    const char *q = "rate(lr_total[1m])";
+    /* 49 hourly steps read ~4 samples each, not the 11,520 of the two days */
+    cr_assert_eq(promql_query_range(db, q, strlen(q), 3600000, 172800000, 3600000, &o, &r, err, sizeof err),
+                 PROMQL_OK, "%s", err);
+    cr_assert_eq(r.nseries, 1);
+    cr_assert_eq(r.series[0].n, 48);
+    cr_assert_float_eq(r.series[0].v[0], 1.0 / 15, 1e-9);
+    promql_result_free(&r);
+}
+
 Test(promql, limits) {
     add("big", "i", "a", 0, 1000, 5000, 0, 1);
     promql_opts o = {.max_samples = 100};
