@@ -28,6 +28,7 @@
 #include "otlp/otlp.h"
 #include "otlp/translate.h"
 #include "traces/traces.h"
+#include "util/file.h"
 #include "util/log.h"
 #include "util/selfmon.h"
 #include "util/workq.h"
@@ -87,22 +88,9 @@ int tr_app_listen(const char *addr, char *err, size_t errlen) {
     return fd;
 }
 
-static int mkdir_p(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    return 0;
-}
-
 /* Returns the lock file's fd (kept open for the process's life) or -1 with err set. */
 static int lock_data_dir(const char *dir, char *err, size_t errlen) {
-    if (mkdir_p(dir) != 0) {
+    if (tr_mkdir_p(dir) != 0) {
         snprintf(err, errlen, "cannot create data dir %s: %s", dir, strerror(errno));
         return -1;
     }
@@ -230,7 +218,7 @@ static void traces_sink_submit(void *ctx, const otlp_export *ex, otlp_done_fn do
 
 static void traces_wake(void *ctx) { tr_workq_wake(((app *)ctx)->traces_waker); }
 static void tsdb_wake(void *ctx) { tr_workq_wake(((app *)ctx)->tsdb_waker); }
-static void tsdb_ready(void *arg) { tsdb_run_completions(((app *)arg)->db); }
+static void tsdb_completions_due(void *arg) { tsdb_run_completions(((app *)arg)->db); }
 static void traces_ready(void *arg) { traces_run_completions(((app *)arg)->traces); }
 
 /* ---- shutdown ---- */
@@ -243,7 +231,10 @@ static int past(const struct timespec *t) {
 
 static void drain_tick(evutil_socket_t fd, short what, void *arg) {
     app *a = arg;
-    unsigned busy = tr_http_inflight(a->http) + otlp_receiver_inflight(a->recv) + tr_workq_busy(a->wq);
+    /* done when every request read has been answered and written: HTTP connections close
+     * after their last reply (idle ones are closed here), gRPC ones after their GOAWAY */
+    unsigned busy = tr_http_inflight(a->http) + otlp_receiver_inflight(a->recv) + tr_workq_busy(a->wq) +
+                    tr_http_drain(a->http) + otlp_grpc_connections(a->grpc);
     if (busy == 0 || past(&a->stop_at)) {
         if (busy) TR_WARN("shutdown timeout: abandoning in-flight requests", "inflight=%u", busy);
         event_base_loopbreak(a->base);
@@ -301,7 +292,7 @@ int tr_app_run(const tr_config *cfg) {
      * queue bound turns a pile-up into quick 503s instead of unbounded memory. Its event also
      * brings the stores' acknowledgements back to the loop. */
     if (!(a->wq = tr_workq_new(a->base, 4, 256, err, sizeof err))) goto fail_msg;
-    if (!(a->tsdb_waker = tr_workq_waker_new(a->wq, tsdb_ready, a))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    if (!(a->tsdb_waker = tr_workq_waker_new(a->wq, tsdb_completions_due, a))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
     char mdir[4200];
     snprintf(mdir, sizeof mdir, "%s/metrics", cfg->data_dir);
@@ -318,6 +309,7 @@ int tr_app_run(const tr_config *cfg) {
         .base = a->base,
         .wake = tsdb_wake,
         .wake_ctx = a,
+        .async_replay = 1, /* listeners answer (503 until replayed) instead of hanging */
     };
     if (tsdb_open(&mo, &a->db, err, sizeof err) != 0) goto fail_msg;
     otlp_translate_opts to = {.promote_resource_attributes = cfg->otlp_promote_resource_attributes};
@@ -336,6 +328,7 @@ int tr_app_run(const tr_config *cfg) {
         .max_value_bytes = (uint32_t)cfg->trace_max_value_bytes,
         .max_events = (uint32_t)cfg->trace_max_events,
         .max_links = (uint32_t)cfg->trace_max_links,
+        .sync_normal = cfg->trace_sync_normal,
         .readers = 2,
         .wake = traces_wake,
         .wake_ctx = a,
@@ -360,13 +353,20 @@ int tr_app_run(const tr_config *cfg) {
     if (!a->recv || !a->http) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
     a->env = (tr_api_env){.db = a->db, .traces = a->traces, .recv = a->recv, .ingest = a->ingest, .wq = a->wq,
-                          .max_body_bytes = (size_t)cfg->otlp_max_message_bytes};
+                          .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
+                          .retention_ms = cfg->retention_ms,
+                          .query_timeout_ms = cfg->query_timeout_ms,
+                          .query_max_samples = cfg->query_max_samples,
+                          .query_lookback_ms = cfg->query_lookback_ms,
+                          .query_log_threshold_ms = cfg->query_log_threshold_ms,
+                          .query_max_concurrency = (unsigned)cfg->query_max_concurrency};
     tr_api_core_routes(a->http, &a->env);
     tr_api_otlp_routes(a->http, &a->env);
     tr_api_ingest_routes(a->http, &a->env);
     tr_api_prom_meta_routes(a->http, &a->env);
     tr_api_prom_export_routes(a->http, &a->env);
     tr_api_prom_exemplars_routes(a->http, &a->env);
+    tr_api_prom_query_routes(a->http, &a->env);
     tr_api_jaeger_routes(a->http, &a->env);
 
     if (tr_http_listen(a->http, fd_http, 0) != 0) { snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr); goto fail_msg; }

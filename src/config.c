@@ -46,21 +46,31 @@ static const flag flags[] = {
     {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s", "idle client connections are closed after this"},
     {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL, "how long spans are kept (default: --retention)"},
     {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL, "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
+    {"trace-sync", F_STRING, OFF(trace_sync), "full", "full: acknowledged spans survive a power cut (fsync per commit, concurrent exports share one); normal: they survive a crash of tricorder only"},
     {"trace-max-attributes", F_INT, OFF(trace_max_attributes), "128", "attributes kept per span, event and link (0: no limit)"},
     {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096", "longer string/bytes attribute values are cut (0: no limit)"},
     {"trace-max-events", F_INT, OFF(trace_max_events), "128", "events kept per span (0: no limit)"},
     {"trace-max-links", F_INT, OFF(trace_max_links), "128", "links kept per span (0: no limit)"},
+    {"query-timeout", F_DURATION, OFF(query_timeout_ms), "2m", "longest a PromQL query may run"},
+    {"query-max-samples", F_INT, OFF(query_max_samples), "50000000", "most samples one PromQL query may load into memory"},
+    {"query-max-concurrency", F_INT, OFF(query_max_concurrency), "20", "PromQL queries evaluated at once; more are answered 503"},
+    {"query-lookback-delta", F_DURATION, OFF(query_lookback_ms), "5m", "how far back an instant selector looks for a sample"},
+    {"query-log-threshold", F_DURATION, OFF(query_log_threshold_ms), "10s", "queries slower than this are logged (0: none)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
-static void env_name(const char *flag, char *out, size_t cap) {
+static void env_name(const char *name, char *out, size_t cap) {
     size_t o = snprintf(out, cap, "TRICORDER_");
-    for (; *flag && o + 1 < cap; flag++) out[o++] = *flag == '-' ? '_' : (char)toupper((unsigned char)*flag);
+    for (; *name && o + 1 < cap; name++) out[o++] = *name == '-' ? '_' : (char)toupper((unsigned char)*name);
     out[o] = 0;
 }
 
 int tr_parse_duration(const char *s, int64_t *ms) {
     if (!s || !*s) return -1;
+    if (strcmp(s, "0") == 0) { /* as Prometheus: a bare 0 needs no unit */
+        *ms = 0;
+        return 0;
+    }
     int64_t total = 0;
     const char *p = s;
     while (*p) {
@@ -277,6 +287,16 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
     if (c->trace_max_attributes > 100000 || c->trace_max_events > 100000 || c->trace_max_links > 100000 ||
         c->trace_max_value_bytes > (1LL << 24)) {
         snprintf(err, errlen, "--trace-max-* limits: at most 100000 items and 16MiB per value");
+        return TR_CONFIG_ERROR;
+    }
+    if (strcmp(c->trace_sync, "full") != 0 && strcmp(c->trace_sync, "normal") != 0) {
+        snprintf(err, errlen, "--trace-sync must be full or normal, not %s", c->trace_sync);
+        return TR_CONFIG_ERROR;
+    }
+    c->trace_sync_normal = strcmp(c->trace_sync, "normal") == 0;
+    if (c->query_timeout_ms <= 0 || c->query_max_samples <= 0 || c->query_max_concurrency <= 0 ||
+        c->query_max_concurrency > 1000 || c->query_lookback_ms <= 0) {
+        snprintf(err, errlen, "--query-timeout, --query-max-samples, --query-lookback-delta must be positive, --query-max-concurrency between 1 and 1000");
         return TR_CONFIG_ERROR;
     }
     if (c->otlp_max_message_bytes < 1024 || c->otlp_max_message_bytes > (1LL << 30)) {

@@ -19,6 +19,10 @@ typedef struct tr_api_env {
     tr_ingest *ingest;           /* remote write and text import → db */
     tr_workq *wq;                /* every heavy read and the flushes run here */
     size_t max_body_bytes;       /* request bodies (also bounds form bodies) */
+    int64_t retention_ms;        /* --retention, as /status/runtimeinfo reports it */
+    /* PromQL limits (see --query-* in config.c) */
+    int64_t query_timeout_ms, query_max_samples, query_lookback_ms, query_log_threshold_ms;
+    unsigned query_max_concurrency;
 } tr_api_env;
 
 /* Queues a job for `req` on env->wq and watches the client (its going away sets the job's
@@ -39,6 +43,8 @@ void tr_api_prom_meta_routes(tr_http *h, const tr_api_env *env);
 void tr_api_prom_export_routes(tr_http *h, const tr_api_env *env);
 /* /api/v1/query_exemplars. */
 void tr_api_prom_exemplars_routes(tr_http *h, const tr_api_env *env);
+/* PromQL: /api/v1/query, /query_range, /format_query; /rules and /alerts; /status/runtimeinfo. */
+void tr_api_prom_query_routes(tr_http *h, const tr_api_env *env);
 /* POST /api/v1/write (remote write 1.0) and /api/v1/import/prometheus (ingest routes). */
 void tr_api_ingest_routes(tr_http *h, const tr_api_env *env);
 /* Jaeger's query API: /api/services, /api/services/{service}/operations, /api/operations,

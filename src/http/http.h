@@ -62,8 +62,13 @@ int tr_http_listen(tr_http *h, int fd, int ingest_only);
  * some pattern but none for the request's method gets 405 with an `Allow` header (OPTIONS:
  * 204 with `Allow`); a path that matches none gets 404. One handler per (pattern, method). */
 void tr_http_route(tr_http *h, unsigned methods, const char *pattern, int flags, tr_http_fn fn, void *ctx);
-/* Stops accepting new connections (existing requests finish). */
+/* Stops accepting new connections (existing requests finish); from now on every reply says
+ * `Connection: close` and closes its connection once written. */
 void tr_http_stop_accepting(tr_http *h);
+/* After tr_http_stop_accepting, on each shutdown tick: closes the keep-alive connections that
+ * have nothing in progress (no request being handled or read, none waiting in the socket, no
+ * reply being written). Returns the connections still open. */
+unsigned tr_http_drain(tr_http *h);
 void tr_http_free(tr_http *h);
 /* Requests currently being handled (deferred replies included). */
 unsigned tr_http_inflight(const tr_http *h);
@@ -149,8 +154,5 @@ int tr_http_stream_flush(tr_http_stream *s, tr_buf *b, size_t at_least);
  * ok = 0 ends it as failed: when nothing was sent yet it returns -1 and the caller sends an
  * error reply, else the connection is closed so the client sees a cut reply. Frees s. */
 int tr_http_stream_end(tr_http_stream *s, int ok);
-
-/* Compares two strings in time that depends only on their lengths; 1 when equal. */
-int tr_secret_equal(const char *a, const char *b);
 
 #endif

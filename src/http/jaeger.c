@@ -17,7 +17,9 @@
 
 #include "api.h"
 #include "jaeger.h"
+#include "util/clock.h"
 #include "util/log.h"
+#include "util/text.h"
 
 #define ENVELOPE_TAIL ",\"total\":%d,\"limit\":0,\"offset\":0,\"errors\":null}"
 #define MAX_LIMIT 1000        /* traces per search (larger asks are cut to this) */
@@ -117,13 +119,6 @@ invalid:
     return -1;
 }
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 int tr_jaeger_parse_trace_id(const char *s, uint8_t id[16], char *err, size_t errlen) {
     size_t n = strlen(s);
     if (n > 32) {
@@ -133,7 +128,7 @@ int tr_jaeger_parse_trace_id(const char *s, uint8_t id[16], char *err, size_t er
     if (n == 0) goto bad;
     memset(id, 0, 16);
     for (size_t i = 0; i < n; i++) {
-        int v = hexval((unsigned char)s[n - 1 - i]);
+        int v = tr_hex_val((unsigned char)s[n - 1 - i]);
         if (v < 0) goto bad;
         id[15 - i / 2] |= (uint8_t)(i % 2 ? v << 4 : v);
     }
@@ -143,61 +138,11 @@ bad:
     return -1;
 }
 
-int tr_jaeger_parse_rfc3339(const char *s, int64_t *ns) {
-    int Y, M, D, h, m, sec, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &Y, &M, &D, &n) != 3 || n != 10) return -1;
-    s += n;
-    if (*s != 'T' && *s != 't') return -1;
-    s++;
-    if (sscanf(s, "%2d:%2d:%2d%n", &h, &m, &sec, &n) != 3 || n != 8) return -1;
-    s += n;
-    int64_t frac = 0;
-    if (*s == '.') {
-        s++;
-        int digits = 0;
-        if (!isdigit((unsigned char)*s)) return -1;
-        for (; isdigit((unsigned char)*s); s++, digits++)
-            if (digits < 9) frac = frac * 10 + (*s - '0');
-        for (; digits < 9; digits++) frac *= 10;
-    }
-    int off = 0;
-    if (*s == 'Z' || *s == 'z') {
-        s++;
-    } else if (*s == '+' || *s == '-') {
-        int oh, om;
-        int sign = *s == '-' ? -1 : 1;
-        if (sscanf(s + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23 || om > 59) return -1;
-        off = sign * (oh * 3600 + om * 60);
-        s += 6;
-    } else {
-        return -1;
-    }
-    if (*s || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return -1;
-    struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h, .tm_min = m, .tm_sec = sec};
-    time_t t = timegm(&tm);
-    *ns = ((int64_t)t - off) * 1000000000LL + frac;
-    return 0;
-}
-
 void tr_jaeger_format_trace_id(const uint8_t id[16], char *out) {
-    static const char hx[] = "0123456789abcdef";
     int hi_zero = 1;
     for (int i = 0; i < 8; i++) if (id[i]) hi_zero = 0;
-    int from = hi_zero ? 8 : 0, o = 0;
-    for (int i = from; i < 16; i++) {
-        out[o++] = hx[id[i] >> 4];
-        out[o++] = hx[id[i] & 15];
-    }
-    out[o] = 0;
-}
-
-static void hex(const uint8_t *p, size_t n, char *out) {
-    static const char hx[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hx[p[i] >> 4];
-        out[2 * i + 1] = hx[p[i] & 15];
-    }
-    out[2 * n] = 0;
+    int from = hi_zero ? 8 : 0;
+    tr_hex_encode(id + from, (size_t)(16 - from), out);
 }
 
 /* ---- legacy Jaeger JSON ---- */
@@ -358,7 +303,7 @@ static const char *link_ref_type(const link_t *l) {
 static void ref(tr_json *j, const char *type, const uint8_t *tid, const uint8_t *sid) {
     char t[33], s[17];
     tr_jaeger_format_trace_id(tid, t);
-    hex(sid, 8, s);
+    tr_hex_encode(sid, 8, s);
     tr_json_obj_open(j);
     tr_json_key(j, "refType");
     tr_json_str(j, type);
@@ -373,7 +318,7 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, tr_b
     const traces_pb_span *sp = ts->span;
     char tid[33], sid[17];
     tr_jaeger_format_trace_id(sp->trace_id.data, tid);
-    hex(sp->span_id.data, 8, sid);
+    tr_hex_encode(sp->span_id.data, 8, sid);
     int link_removed = 0;
     tr_json_obj_open(j);
     tr_json_key(j, "traceID");
@@ -717,6 +662,35 @@ static int trace_start_cmp(const void *a, const void *b) {
     return sx < sy ? 1 : sx > sy ? -1 : 0;
 }
 
+/* One Jaeger error entry per damaged chunk left out of a result (the spans it held are not
+ * served; the store quarantines it). */
+static int damage_errors_ids(tr_json *j, const int64_t *ids, size_t n, int open) {
+    for (size_t i = 0; i < n; i++) {
+        if (!open++) {
+            tr_json_key(j, "errors");
+            tr_json_arr_open(j);
+        }
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "trace store chunk %lld is damaged (checksum mismatch or undecodable): its spans are left "
+                 "out and it is quarantined",
+                 (long long)ids[i]);
+        tr_json_obj_open(j);
+        tr_json_key(j, "code");
+        tr_json_int(j, 500);
+        tr_json_key(j, "msg");
+        tr_json_str(j, msg);
+        tr_json_obj_close(j);
+    }
+    return open;
+}
+
+static int damage_errors(tr_json *j, const traces_result *res, int open) {
+    const int64_t *ids;
+    size_t n = traces_result_damaged(res, &ids);
+    return damage_errors_ids(j, ids, n, open);
+}
+
 static void job_run(traces_reader *r, void *arg) {
     jjob *jb = arg;
     char err[300];
@@ -791,7 +765,7 @@ static void job_run(traces_reader *r, void *arg) {
         if (!ts) { traces_result_free(res); store_failed(jb, "out of memory"); return; }
         for (size_t i = 0; i < n; i++) ts[i] = traces_result_trace(res, i);
         if (jb->op == J_SEARCH || jb->op == J3_SEARCH) qsort(ts, n, sizeof *ts, trace_start_cmp);
-        if (jb->op == J_GET && n == 0) {
+        if (jb->op == J_GET && n == 0 && !traces_result_damaged(res, NULL)) {
             jb->status = 404;
             legacy_error(&jb->out, 404, "trace not found");
         } else if ((jb->op == J3_SEARCH || jb->op == J3_GET) && n == 0) {
@@ -819,11 +793,19 @@ static void job_run(traces_reader *r, void *arg) {
                     tr_json_key(&j, "traceID"); tr_json_str(&j, t);
                     tr_json_obj_close(&j);
                 }
+                missing = damage_errors(&j, res, missing);
                 if (missing) tr_json_arr_close(&j);
                 else { tr_json_key(&j, "errors"); tr_json_null(&j); }
                 tr_json_obj_close(&j);
             } else {
-                envelope_close(&j, 0, 0);
+                envelope_close(&j, 0, 1);
+                if (damage_errors(&j, res, 0))
+                    tr_json_arr_close(&j);
+                else {
+                    tr_json_key(&j, "errors");
+                    tr_json_null(&j);
+                }
+                tr_json_obj_close(&j);
             }
         }
         free(ts);
@@ -842,7 +824,13 @@ static void job_run(traces_reader *r, void *arg) {
             tr_json_key(&j, "callCount"); tr_json_uint(&j, d.v[i].count);
             tr_json_obj_close(&j);
         }
-        envelope_close(&j, 0, 0);
+        envelope_close(&j, 0, 1);
+        if (damage_errors_ids(&j, d.damaged, d.ndamaged, 0)) tr_json_arr_close(&j);
+        else {
+            tr_json_key(&j, "errors");
+            tr_json_null(&j);
+        }
+        tr_json_obj_close(&j);
         traces_dependencies_free(&d);
         return;
     }
@@ -1074,7 +1062,7 @@ static void h_get(struct evhttp_request *req, const tr_form *q, const tr_api_env
         for (int i = 0; i < 2; i++) {
             const char *nm = names[i][0];
             if (!(p = param(q, nm))) p = param(q, nm = names[i][1]);
-            if (p && tr_jaeger_parse_rfc3339(p, &v)) {
+            if (p && tr_rfc3339_ns(p, &v)) {
                 snprintf(err, sizeof err, "malformed parameter %s: parsing time \"%s\" as \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse", nm, p);
                 goto bad;
             }
@@ -1107,11 +1095,11 @@ static void h_v3_search(struct evhttp_request *req, const tr_form *q, const tr_a
     const char *tmin = param(q, "query.startTimeMin") ? param(q, "query.startTimeMin") : param(q, "query.start_time_min");
     const char *tmax = param(q, "query.startTimeMax") ? param(q, "query.startTimeMax") : param(q, "query.start_time_max");
     if (!tmin || !tmax) { snprintf(err, sizeof err, "query.startTimeMin and query.startTimeMax are required"); goto bad; }
-    if (tr_jaeger_parse_rfc3339(tmin, &jb->q.start_ns)) {
+    if (tr_rfc3339_ns(tmin, &jb->q.start_ns)) {
         snprintf(err, sizeof err, "malformed parameter query.startTimeMin: parsing time \"%s\" as \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse", tmin);
         goto bad;
     }
-    if (tr_jaeger_parse_rfc3339(tmax, &jb->q.end_ns)) {
+    if (tr_rfc3339_ns(tmax, &jb->q.end_ns)) {
         snprintf(err, sizeof err, "malformed parameter query.startTimeMax: parsing time \"%s\" as \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse", tmax);
         goto bad;
     }

@@ -3,6 +3,8 @@
  * and time packages underneath it. */
 #include "prom_api.h"
 
+#include "promql/promql.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -348,12 +350,13 @@ int tr_prom_match_params(const tr_form *f, tr_prom_matchsets *out, char *err, si
     for (size_t i = 0; i < f->n; i++) {
         if (strcmp(f->kv[i].key, "match[]") != 0) continue;
         char e[512];
-        if (tsdb_parse_selector(f->kv[i].value, &out->sets[out->n], &out->lens[out->n], e, sizeof e) != 0) {
+        int nsel = promql_parse_selector(f->kv[i].value, f->kv[i].vlen, &out->sets[out->n], e, sizeof e);
+        if (nsel < 0) {
             snprintf(err, errlen, "invalid parameter \"match[]\": %s", e);
             tr_prom_matchsets_free(out);
             return -1;
         }
-        out->n++;
+        out->lens[out->n++] = (size_t)nsel;
         int nonempty = 0;
         for (size_t k = 0; k < out->lens[out->n - 1]; k++)
             if (!tsdb_matcher_matches(out->sets[out->n - 1][k], "")) nonempty = 1;

@@ -10,6 +10,7 @@
 
 #include "metrics/metrics.h"
 #include "prom_api.h"
+#include "promql/promql.h"
 
 typedef struct ejob {
     struct evhttp_request *req;
@@ -108,14 +109,13 @@ static void api_query_exemplars(struct evhttp_request *req, const tr_http_match 
         tr_prom_reply_error(req, TR_PROM_BAD_DATA, "1:1: parse error: no expression found in input");
         goto out;
     }
-    if (tsdb_parse_selector(query, &j->m, &j->nm, err, sizeof err) != 0) {
-        snprintf(msg, sizeof msg,
-                 "%s (only a series selector such as name{label=\"value\"} is supported here until the "
-                 "PromQL engine lands)",
-                 err);
+    int nsel = promql_parse_selector(query, strlen(query), &j->m, err, sizeof err);
+    if (nsel < 0) {
+        snprintf(msg, sizeof msg, "%s (only a series selector such as name{label=\"value\"} is supported here)", err);
         tr_prom_reply_error(req, TR_PROM_BAD_DATA, msg);
         goto out;
     }
+    j->nm = (size_t)nsel;
     if (!tr_api_submit(ctx, req, exemplars_run, exemplars_done, j)) {
         tr_prom_reply_error(req, TR_PROM_UNAVAILABLE, TR_API_BUSY);
         goto out;

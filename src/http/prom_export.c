@@ -14,6 +14,7 @@
 
 #include "metrics/metrics.h"
 #include "prom_api.h"
+#include "util/clock.h"
 
 #define CHUNK (64u << 10)
 
@@ -53,11 +54,6 @@ static void put_series(tr_buf *b, const tsdb_label *l, size_t n, int add_instanc
     if (!first) tr_buf_putc(b, '}');
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 typedef struct xjob {
     struct evhttp_request *req;
@@ -138,6 +134,11 @@ static void export_run(void *ctx, const volatile int *cancel) {
         j->failed = 1;
         snprintf(j->err, sizeof j->err, "out of memory");
     }
+    /* a streamed reply has sent its headers already: a damaged block left out is said in
+     * comment lines at the end, which every reader of the text format skips */
+    const char *const *warns;
+    size_t nw = tsdb_querier_warnings(qr, &warns);
+    for (size_t w = 0; w < nw && w < 8 && !j->failed; w++) tr_buf_printf(&b, "# warning: %s\n", warns[w]);
     if (!j->failed) tr_http_stream_flush(j->st, &b, 0);
 out:
     tr_buf_free(&b);
@@ -176,7 +177,7 @@ static void run(struct evhttp_request *req, const tr_api_env *env, int federate)
     j->req = req;
     j->env = env;
     j->federate = federate;
-    int64_t now = now_ms();
+    int64_t now = tr_now_ms();
     if (federate) {
         j->start = now - LOOKBACK_MS;
         j->end = now;

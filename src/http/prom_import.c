@@ -15,6 +15,8 @@
 #include <event2/http.h>
 
 #include "api.h"
+#include "util/clock.h"
+#include "util/text.h"
 #include "ingest.h"
 #include "util/gzip.h"
 
@@ -57,11 +59,6 @@ static void imp_committed(void *cookie, int status, const char *msg) {
     free(p);
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 #define MAX_EXTRA 32
 
@@ -88,7 +85,7 @@ static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, 
     tr_buf_init(&plain, g->max_uncompressed);
     tsdb_label extra[MAX_EXTRA];
     size_t nextra = 0;
-    int64_t ts_default = now_ms();
+    int64_t ts_default = tr_now_ms();
     for (size_t qi = 0; qi < q.n; qi++) {
         tr_form_kv *kv = &q.kv[qi];
         if (strcmp(kv->key, "extra_label") == 0) {

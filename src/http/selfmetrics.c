@@ -1,6 +1,7 @@
 /* /healthz, /-/ready and /metrics (tricorder's own metrics), and the job submission helper
  * every API file uses. */
 #include "api.h"
+#include "metrics/metrics.h"
 #include "util/selfmon.h"
 
 volatile int *tr_api_submit(const tr_api_env *env, struct evhttp_request *req, tr_workq_fn fn,
@@ -26,10 +27,17 @@ static void api_selfmetrics(struct evhttp_request *req, const tr_http_match *m, 
     tr_buf_free(&b);
 }
 
+/* /-/ready: 503 while the metrics store replays its write-ahead log. */
+static void api_ready(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    if (!tsdb_ready(ctx))
+        tr_http_reply_text(req, 503, "not ready: the metrics store is replaying its write-ahead log");
+    else
+        api_health(req, m, ctx);
+}
+
 void tr_api_core_routes(tr_http *h, const tr_api_env *env) {
-    (void)env;
     tr_http_route(h, TR_GET, "/healthz", TR_HTTP_PUBLIC, api_health, NULL);
     tr_http_route(h, TR_GET, "/-/healthy", TR_HTTP_PUBLIC, api_health, NULL);
-    tr_http_route(h, TR_GET, "/-/ready", TR_HTTP_PUBLIC, api_health, NULL);
+    tr_http_route(h, TR_GET, "/-/ready", TR_HTTP_PUBLIC, api_ready, env->db);
     tr_http_route(h, TR_GET, "/metrics", 0, api_selfmetrics, NULL);
 }

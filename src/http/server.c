@@ -14,10 +14,13 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "drain.h"
 #include "http.h"
 #include "http_int.h"
+#include "util/gzip.h"
 #include "util/log.h"
 #include "util/selfmon.h"
+#include "util/text.h"
 
 #define MAX_HEADERS_BYTES (16 * 1024)
 
@@ -57,6 +60,7 @@ struct tr_http {
     struct event *watch_ev; /* while anything is watched: looks for clients that went away */
     size_t conncap;
     tr_metric *req_by_class[6], *conn_gauge;
+    tr_drain *drain; /* shutdown: which connections have work in progress */
 };
 
 static tr_http *g_http; /* for the reply helpers, which only see the request */
@@ -73,6 +77,7 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg) {
         h->req_by_class[i] = tr_counter_new("tricorder_http_responses_total", "HTTP responses sent, by status class.", l);
     }
     h->conn_gauge = tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"http\"");
+    h->drain = tr_drain_new();
     g_http = h;
     return h;
 }
@@ -87,6 +92,7 @@ static size_t conn_slot(tr_http *h, void *c) {
 
 static void conn_closed(struct evhttp_connection *evcon, void *arg) {
     tr_http *h = arg;
+    tr_drain_closed(h->drain, evcon);
     if (!h->conncap) return;
     size_t i = ((uintptr_t)evcon >> 4) * 11400714819323198485ull & (h->conncap - 1);
     for (size_t n = 0; n < h->conncap && h->conns[i]; n++, i = (i + 1) & (h->conncap - 1))
@@ -226,8 +232,39 @@ void tr_http__count_reply(int status) {
     tr_counter_add(g_http->req_by_class[cls], 1);
 }
 
+void tr_http__reply_starting(struct evhttp_request *req) {
+    if (g_http) tr_drain_reply(g_http->drain, req);
+}
+
 void tr_http__request_finished(void) {
     if (g_http && g_http->inflight) g_http->inflight--;
+}
+
+/* Accept-Encoding names gzip (with a q-value other than 0). */
+static int accepts_gzip(struct evhttp_request *req) {
+    const char *ae = tr_http_header(req, "Accept-Encoding");
+    for (const char *p = ae; p && (p = strstr(p, "gzip")); p += 4) {
+        const char *q = p + 4;
+        while (*q == ' ') q++;
+        if (*q == ';') {
+            const char *v = strstr(q, "q=");
+            if (v && strtod(v + 2, NULL) == 0) return 0;
+        }
+        if (*q == 0 || *q == ',' || *q == ';') return 1;
+    }
+    return 0;
+}
+
+/* CORS on the APIs, as Prometheus answers with its default --web.cors.origin ('.*'). */
+static void cors(struct evhttp_request *req, const char *path) {
+    const char *origin = tr_http_header(req, "Origin");
+    if (!origin || strncmp(path, "/api/", 5) != 0) return;
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    evhttp_add_header(oh, "Access-Control-Allow-Origin", origin);
+    evhttp_add_header(oh, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    evhttp_add_header(oh, "Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, Origin");
+    evhttp_add_header(oh, "Access-Control-Expose-Headers", "Date");
+    evhttp_add_header(oh, "Vary", "Origin");
 }
 
 void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, const void *body,
@@ -239,7 +276,18 @@ void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, co
         evhttp_add_header(oh, "Content-Type", ctype);
     }
     struct evbuffer *eb = evhttp_request_get_output_buffer(req);
+    tr_buf z;
+    tr_buf_init(&z, 0);
+    if (len >= 1024 && ctype && (strncmp(ctype, "application/json", 16) == 0 || strncmp(ctype, "text/", 5) == 0) &&
+        !evhttp_find_header(oh, "Content-Encoding") && accepts_gzip(req) && tr_gzip(body, len, &z) == 0 && !z.failed) {
+        evhttp_add_header(oh, "Content-Encoding", "gzip");
+        evhttp_add_header(oh, "Vary", "Accept-Encoding");
+        body = z.data;
+        len = z.len;
+    }
     if (len) evbuffer_add(eb, body, len);
+    tr_http__reply_starting(req);
+    tr_buf_free(&z);
     evhttp_send_reply(req, status, reason_of(status), NULL);
     tr_http__count_reply(status);
     tr_http__request_finished();
@@ -258,13 +306,6 @@ void tr_http_reply_text(struct evhttp_request *req, int status, const char *text
 }
 
 /* ---- helpers ---- */
-
-int tr_secret_equal(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char d = la != lb;
-    for (size_t i = 0; i < lb; i++) d |= (unsigned char)((i < la ? a[i] : 0) ^ b[i]);
-    return d == 0;
-}
 
 const char *tr_http_header(struct evhttp_request *req, const char *name) {
     return evhttp_find_header(evhttp_request_get_input_headers(req), name);
@@ -287,29 +328,13 @@ static int basic_ok(tr_http *h, const char *auth) {
     if (!auth || strncasecmp(auth, "Basic ", 6) != 0) return 0;
     const char *b64 = auth + 6;
     while (*b64 == ' ') b64++;
-    /* decode base64 */
     unsigned char out[512];
-    size_t o = 0;
-    unsigned v = 0;
-    int bits = 0;
-    for (const char *p = b64; *p && *p != '='; p++) {
-        int c;
-        if (*p >= 'A' && *p <= 'Z') c = *p - 'A';
-        else if (*p >= 'a' && *p <= 'z') c = *p - 'a' + 26;
-        else if (*p >= '0' && *p <= '9') c = *p - '0' + 52;
-        else if (*p == '+') c = 62;
-        else if (*p == '/') c = 63;
-        else return 0;
-        v = (v << 6) | (unsigned)c;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= sizeof out) return 0;
-            out[o++] = (unsigned char)(v >> bits);
-        }
-    }
+    size_t n = strlen(b64);
+    if (tr_base64_max(n) >= sizeof out) return 0;
+    long o = tr_base64_decode(b64, n, out);
+    if (o < 0) return 0;
     out[o] = 0;
-    char *colon = memchr(out, ':', o);
+    char *colon = memchr(out, ':', (size_t)o);
     if (!colon) return 0;
     *colon = 0;
     int u = tr_secret_equal((char *)out, h->cfg.basic_user);
@@ -434,6 +459,7 @@ static void dispatch(struct evhttp_request *req, void *arg) {
     tr_http *h = l->h;
     h->inflight++;
     conn_seen(h, evhttp_request_get_connection(req));
+    tr_drain_request(h->drain, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!raw || !*raw) raw = "/";
@@ -453,6 +479,7 @@ static void dispatch(struct evhttp_request *req, void *arg) {
         tr_http_reply_text(req, 404, "404 page not found");
         goto out;
     }
+    cors(req, raw);
     /* authentication follows the path's routes (on 405, the first that matched) */
     if (r) flags = r->flags;
     const char *auth = tr_http_header(req, "Authorization");
@@ -552,6 +579,7 @@ int tr_http_listen(tr_http *h, int fd, int ingest_only) {
 }
 
 void tr_http_stop_accepting(tr_http *h) {
+    tr_drain_stop(h->drain);
     for (int i = 0; i < h->nls; i++)
         if (h->ls[i].bound) {
             evhttp_del_accept_socket(h->ls[i].eh, h->ls[i].bound); /* closes the socket */
@@ -567,10 +595,12 @@ void tr_http_free(tr_http *h) {
     free(h->routes);
     free(h->conns);
     free((void *)h->watch);
+    tr_drain_free(h->drain);
     if (h->watch_ev) event_free(h->watch_ev);
     if (g_http == h) g_http = NULL;
     free(h);
 }
 
 unsigned tr_http_inflight(const tr_http *h) { return h->inflight; }
+unsigned tr_http_drain(tr_http *h) { return h ? tr_drain_idle_close(h->drain) : 0; }
 unsigned tr_http_connections(const tr_http *h) { return h->connections; }

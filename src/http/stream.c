@@ -49,6 +49,7 @@ static void send_pending(tr_http_stream *s) {
     pthread_mutex_unlock(&s->mu);
     if (n) {
         if (!s->started) {
+            tr_http__reply_starting(s->req);
             evhttp_send_reply_start(s->req, 200, "OK");
             s->started = 1;
         }

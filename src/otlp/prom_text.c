@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "promwire.h"
+#include "util/text.h"
 
 /* ---------------------------------------------------------------- the parser */
 
@@ -40,20 +41,6 @@ static size_t label_name_len(const cursor *c) {
     return (size_t)(p - c->p);
 }
 
-static int valid_utf8(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s, *e = p + n;
-    while (p < e) {
-        if (*p < 0x80) { p++; continue; }
-        size_t k = (*p >= 0xC2 && *p <= 0xDF) ? 2 : (*p >= 0xE0 && *p <= 0xEF) ? 3 : (*p >= 0xF0 && *p <= 0xF4) ? 4 : 0;
-        if (!k || (size_t)(e - p) < k) return 0;
-        for (size_t i = 1; i < k; i++)
-            if ((p[i] & 0xC0) != 0x80) return 0;
-        if (k == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;
-        if (k == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;
-        p += k;
-    }
-    return 1;
-}
 
 /* A quoted label value with \\, \" and \n escapes, unescaped into the arena. Returns NULL with
  * *why set on a syntax error (or *oom). */
@@ -86,7 +73,7 @@ static char *quoted(cursor *c, tr_arena *a, const char **why, int *oom) {
     }
     c->p++;
     out[o] = 0;
-    if (!valid_utf8(out, o)) { *why = "label value is not valid UTF-8"; return NULL; }
+    if (!tr_utf8_valid(out, o)) { *why = "label value is not valid UTF-8"; return NULL; }
     return out;
 }
 
@@ -181,7 +168,7 @@ static int comment_line(cursor *c, tr_arena *a, metaent **ents, size_t *n, size_
             }
         }
         h[o] = 0;
-        if (!valid_utf8(h, o)) { *why = "HELP text is not valid UTF-8"; return 1; }
+        if (!tr_utf8_valid(h, o)) { *why = "HELP text is not valid UTF-8"; return 1; }
         metaent *e = meta_get(a, ents, n, cap, fam, fl);
         if (!e) return -1;
         e->help = h;

@@ -11,6 +11,8 @@
 
 #include "promwire.h"
 #include "util/log.h"
+#include "util/pbwire.h"
+#include "util/text.h"
 
 #define TR_RW_XSTR(x) #x
 #define TR_RW_STR(x) TR_RW_XSTR(x)
@@ -127,37 +129,7 @@ static int out_of_memory(rwdec *d) {
 }
 
 /* A varint of at most 10 bytes whose value fits 64 bits; 0, or -1 (c->p unchanged). */
-static inline int rd_varint(pbcur *c, uint64_t *out) {
-    const uint8_t *p = c->p;
-    if (p < c->end && *p < 0x80) {
-        *out = *p;
-        c->p = p + 1;
-        return 0;
-    }
-    if (c->end - p >= 2 && p[1] < 0x80) { /* two bytes: lengths of 128 bytes to 16 KiB */
-        *out = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
-        c->p = p + 2;
-        return 0;
-    }
-    if (c->end - p >= 3 && p[2] < 0x80) { /* three: up to 2 MiB, or lengths written in a fixed 3 bytes */
-        *out = (uint64_t)(p[0] & 0x7f) | (uint64_t)(p[1] & 0x7f) << 7 | (uint64_t)p[2] << 14;
-        c->p = p + 3;
-        return 0;
-    }
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
-        if (p == c->end) return -1;
-        uint8_t b = *p++;
-        if (shift == 63 && b > 1) return -1;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (b < 0x80) {
-            *out = v;
-            c->p = p;
-            return 0;
-        }
-    }
-    return -1;
-}
+static inline int rd_varint(pbcur *c, uint64_t *out) { return tr_pb_varint(&c->p, c->end, out); }
 
 /* Reads a field's tag. Returns 0 with *field and *wt, or -1 (reported). */
 static inline __attribute__((always_inline)) int rd_tag(rwdec *d, pbcur *c, const char *msg, uint32_t *field, unsigned *wt) {
@@ -694,20 +666,6 @@ typedef struct apply_ctx {
     size_t nbatch;
 } apply_ctx;
 
-static int valid_utf8(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        if (*p < 0x80) { p++; continue; }
-        size_t n = (*p >= 0xC2 && *p <= 0xDF) ? 2 : (*p >= 0xE0 && *p <= 0xEF) ? 3 : (*p >= 0xF0 && *p <= 0xF4) ? 4 : 0;
-        if (!n) return 0;
-        for (size_t i = 1; i < n; i++)
-            if ((p[i] & 0xC0) != 0x80) return 0;
-        if (n == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;
-        if (n == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;
-        p += n;
-    }
-    return 1;
-}
 
 /* Writes `{a="b",…}` of a series (for messages), cut to fit. */
 static void series_text(char *out, size_t cap, const tsdb_label *l, size_t n) {
@@ -797,7 +755,7 @@ static const char *metadata_type(int t) {
 
 static void on_metadata(void *ctx, int type, const char *family, const char *help, const char *unit, const char *problem) {
     apply_ctx *c = ctx;
-    if (problem || !*family || !valid_utf8(family) || !valid_utf8(help) || !valid_utf8(unit)) return;
+    if (problem || !*family || !tr_utf8_valid(family, strlen(family)) || !tr_utf8_valid(help, strlen(help)) || !tr_utf8_valid(unit, strlen(unit))) return;
     tsdb_set_metadata(c->db, family, metadata_type(type), *help ? help : NULL, *unit ? unit : NULL);
 }
 

@@ -44,6 +44,11 @@ typedef struct {
   size_t nwarnings;
   char **infos; /* Prometheus's info annotations */
   size_t ninfos;
+  /* Annotations are worded as Prometheus's API returns them, position included:
+   * "PromQL info: metric might not be a counter, name does not end in
+   * _total/_sum/_count/_bucket: \"foo\" (1:6)", "PromQL warning: quantile value should be
+   * between 0 and 1, got 2 (1:10)". Range query results are sorted by label set; instant
+   * vectors come in evaluation order (sort(), topk() order them). */
 } promql_result;
 
 typedef enum {

@@ -112,10 +112,10 @@ Test(router, watch_sets_the_flag_when_the_client_goes_away) {
     tr_http_route(H, TR_GET, "/slow", TR_HTTP_PUBLIC, deferred, NULL);
     cr_assert_eq(tr_http_listen(H, lfd, 0), 0);
 
-    int c = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_eq(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+    int cfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(cfd, (struct sockaddr *)&sa, sizeof sa), 0);
     static const char rq[] = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
-    cr_assert_eq(write(c, rq, sizeof rq - 1), (ssize_t)(sizeof rq - 1));
+    cr_assert_eq(write(cfd, rq, sizeof rq - 1), (ssize_t)(sizeof rq - 1));
     for (int i = 0; i < 200 && !held; i++) {
         event_base_loop(B, EVLOOP_NONBLOCK);
         usleep(1000);
@@ -123,7 +123,7 @@ Test(router, watch_sets_the_flag_when_the_client_goes_away) {
     cr_assert_not_null(held);
     cr_assert_eq(watched_flag, 0);
     cr_assert_eq(tr_http_inflight(H), 1);
-    close(c);
+    close(cfd);
     for (int i = 0; i < 500 && !watched_flag; i++) {
         event_base_loop(B, EVLOOP_NONBLOCK);
         usleep(1000);
