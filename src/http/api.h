@@ -13,6 +13,17 @@ void tr_api_health(struct evhttp_request *req, const char *path, void *ctx);
 /* GET /metrics: tricorder's own metrics in the Prometheus text format. */
 void tr_api_selfmetrics(struct evhttp_request *req, const char *path, void *ctx);
 
+/* Self-scrape: every interval_ms, tricorder's own /metrics are parsed and appended to `db`
+ * with job="tricorder" and instance=`instance` (the first time ~2 s after start). Returns
+ * NULL when out of memory. Free before closing the store. */
+struct tsdb;
+typedef struct tr_selfscrape tr_selfscrape;
+tr_selfscrape *tr_selfscrape_start(struct event_base *base, struct tsdb *db, int64_t interval_ms, const char *instance);
+void tr_selfscrape_free(tr_selfscrape *s);
+/* One scrape at t_ms, committed before it returns when the store has no event base.
+ * Returns the samples appended, or -1 when out of memory. */
+long tr_selfscrape_once(struct tsdb *db, const char *instance, int64_t t_ms);
+
 /* The Prometheus metadata, status, admin (flush/snapshot), export and federate routes over the
  * metrics store (prom_meta.c, prom_export.c). */
 struct tsdb;
