@@ -56,7 +56,7 @@ export function hideTip() {
 }
 
 // opts: { series: [{name, color}], data: [xs(sec), ...ys], unit, height, width, syncKey,
-//   onZoom(fromMs, toMs), fillOpacity (0-100), sparkline, points, thresholds (for a line
+//   onZoom(fromMs, toMs), xRange: [fromSec, toSec], fillOpacity (0-100), sparkline, points, thresholds (for a line
 //   style), exemplars: [{t (s), v, traceId, labels}], onExemplar(traceId), decimals, yMin }
 export function makeChart(el, opts) {
   const fill = (opts.fillOpacity ?? 10) / 100;
@@ -114,12 +114,13 @@ export function makeChart(el, opts) {
     series,
     legend: { show: false },
     padding: opts.sparkline ? [0, 0, 0, 0] : [8, 8, 0, 0],
-    scales: { x: { time: true }, y: { range: (u, min, max) => yRange(min, max, opts.yMin) } },
+    scales: { x: opts.xRange ? { time: true, range: () => opts.xRange } : { time: true }, y: { range: (u, min, max) => yRange(min, max, opts.yMin) } },
     axes: opts.sparkline
       ? [{ show: false }, { show: false }]
       : [
           { ...axisStyle, space: 60 },
-          { ...axisStyle, size: 64, values: (u, vals) => vals.map((v) => fmt(v)) },
+          { ...axisStyle, values: (u, vals) => vals.map((v) => fmt(v)),
+            size: (u, vals) => 14 + 6.5 * Math.max(3, ...((vals || []).map((v) => String(v).length))) },
         ],
     cursor: opts.sparkline
       ? { show: false }

@@ -251,6 +251,7 @@ export function mountDashboard(main, toolbar, uid) {
     pn.el.dataset.series = String(frames.length);
     pn.handle = render(pn.body, p, frames, {
       syncKey: `dash-${st.uid}`,
+      xRange: [from / 1000, to / 1000],
       onZoom: (f, t) => setRange(String(f), String(t)),
       exemplars,
       onExemplar: (id) => navigate(`/trace/${encodeURIComponent(id)}`),

@@ -158,7 +158,7 @@ export function mountExplore(main, toolbar) {
         out.append(chartEl, legend);
         const series = frames.map((f, i) => ({ name: f.name, color: PALETTE[i % PALETTE.length] }));
         frames.forEach((f, i) => legend.append(h('span', { class: 'legend-item' }, h('span', { class: 'swatch', style: { background: series[i].color } }), f.name)));
-        st.chart = makeChart(chartEl, { series, data: alignSeries(frames), unit: 'short', width: out.clientWidth, height: 360, fillOpacity: 0, syncKey: 'explore',
+        st.chart = makeChart(chartEl, { series, data: alignSeries(frames), unit: 'short', width: out.clientWidth, height: 360, fillOpacity: 0, syncKey: 'explore', xRange: [from / 1000, now / 1000],
           onZoom: () => {}, tooltipMode: 'multi' });
       }
     } catch (e) {

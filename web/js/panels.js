@@ -61,7 +61,7 @@ function timeseries(body, p, frames, ctx) {
     syncKey: ctx.syncKey, onZoom: ctx.onZoom, thresholds: d.thresholds,
     showThresholds: c.thresholdsStyle && c.thresholdsStyle.mode && c.thresholdsStyle.mode !== 'off',
     tooltipMode: (p.options && p.options.tooltip && p.options.tooltip.mode) || 'single',
-    exemplars: ctx.exemplars, onExemplar: ctx.onExemplar, yMin: d.min,
+    exemplars: ctx.exemplars, onExemplar: ctx.onExemplar, yMin: d.min, xRange: ctx.xRange,
   });
   return { destroy: () => u.destroy(), resize: (w, hgt) => u.setSize({ width: w, height: Math.max(60, hgt - legendH - 4) }) };
 }
@@ -72,7 +72,7 @@ function reducedValues(p, frames) {
   return frames.map((f) => ({ frame: f, value: reduce(numbers(f), calc) }));
 }
 
-function stat(body, p, frames) {
+function stat(body, p, frames, ctx) {
   const d = defaults(p);
   const o = p.options || {};
   const vals = reducedValues(p, frames);
@@ -93,7 +93,7 @@ function stat(body, p, frames) {
       cell.append(spark);
       const w = Math.max(40, Math.floor(body.clientWidth / vals.length) - 8);
       const hh = Math.max(20, Math.floor(body.clientHeight * 0.4));
-      charts.push(makeChart(spark, { series: [{ name: frame.name, color: col }], data: alignSeries([frame]), sparkline: true, width: w, height: hh, fillOpacity: 25 }));
+      charts.push(makeChart(spark, { series: [{ name: frame.name, color: col }], data: alignSeries([frame]), sparkline: true, xRange: ctx.xRange, width: w, height: hh, fillOpacity: 25 }));
     }
   }
   // the value's font follows the panel's size
