@@ -249,7 +249,7 @@ function tick() {
   if (rand() < 0.1) m.webFlows.add(1);
   const v = Math.floor(rps * 0.3 + rand() * 2);
   for (let i = 0; i < v; i++) { m.validations.add(1); m.validationDuration.record(exp(0.01)); if (rand() < 0.05) m.validationFailures.add(1); }
-  if (Math.floor(up) % 300 === 0 && rand() < 0.5) m.sessionsCleaned.add(1 + Math.floor(rand() * 3));
+  if (Math.floor(up) % 300 === 0) m.sessionsCleaned.add(1 + Math.floor(rand() * 3)); // the 5-minute cleanup
   const n = Math.floor(rps * (0.5 + rand()));
   for (let i = 0; i < n; i++) request();
 }

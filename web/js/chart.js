@@ -2,7 +2,7 @@
 // exemplar points that open their trace.
 import uPlot from '/ui/vendor/uPlot.esm.js';
 import { formatValue } from './lib/units.js';
-import { h, clear } from './lib/dom.js';
+import { h, clear, fill } from './lib/dom.js';
 
 export const PALETTE = ['#7EB26D', '#EAB839', '#6ED0E0', '#EF843C', '#E24D42', '#1F78C1', '#BA43A9', '#705DA0',
   '#508642', '#CCA300', '#447EBC', '#C15C17', '#890F02', '#0A437C', '#6D1F62', '#584477'];
@@ -42,7 +42,7 @@ const tooltip = () => document.getElementById('tooltip');
 function showTip(x, y, nodes) {
   const t = tooltip();
   if (!t) return;
-  clear(t).append(...nodes);
+  fill(t, ...nodes);
   t.hidden = false;
   const w = t.offsetWidth;
   const left = x + 16 + w > window.innerWidth ? x - w - 16 : x + 16;
@@ -120,7 +120,7 @@ export function makeChart(el, opts) {
       : [
           { ...axisStyle, space: 60 },
           { ...axisStyle, values: (u, vals) => vals.map((v) => fmt(v)),
-            size: (u, vals) => 14 + 6.5 * Math.max(3, ...((vals || []).map((v) => String(v).length))) },
+            size: (u, vals) => 18 + 7.5 * Math.max(3, ...((vals || []).map((v) => String(v).length))) },
         ],
     cursor: opts.sparkline
       ? { show: false }

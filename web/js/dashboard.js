@@ -1,7 +1,7 @@
 // The dashboard page: Grafana dashboard JSON laid out on its 24-column grid, panels queried
 // over /api/v1/query_range a few at a time, a time picker and refresh picker whose state
 // lives in the URL, drag-to-zoom, a shared crosshair, single-panel view and exemplars.
-import { h, clear, navigate } from './lib/dom.js';
+import { h, clear, fill, navigate } from './lib/dom.js';
 import { getJSON, queryRange, bucketSelectors } from './lib/api.js';
 import { layout } from './lib/grid.js';
 import { computeInterval, interpolate, alignRange, parseDuration } from './lib/interval.js';
@@ -22,7 +22,7 @@ export function mountDashboard(main, toolbar, uid) {
   const onResize = () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => render(), 200); };
   window.addEventListener('resize', onResize);
 
-  clear(main).append(h('div', { class: 'loading', text: 'Loading dashboard…' }));
+  fill(main, h('div', { class: 'loading', text: 'Loading dashboard…' }));
   getJSON(`/ui/api/dashboards/${encodeURIComponent(uid)}`).then((dash) => {
     if (st.destroyed) return;
     st.dash = dash;
@@ -36,7 +36,7 @@ export function mountDashboard(main, toolbar, uid) {
     render();
     schedule();
   }).catch((e) => {
-    clear(main).append(h('div', { class: 'panel-error big', text: `Cannot load dashboard ${uid}: ${e.message}` }));
+    fill(main, h('div', { class: 'panel-error big', text: `Cannot load dashboard ${uid}: ${e.message}` }));
   });
 
   function range() {
@@ -98,7 +98,7 @@ export function mountDashboard(main, toolbar, uid) {
       const nt = Math.min(now, to + span / 2);
       setRange(String(Math.round(from - span / 2)), nt >= now - 1000 ? 'now' : String(Math.round(nt)));
     } });
-    clear(toolbar).append(
+    fill(toolbar, 
       h('span', { class: 'dash-title', text: (st.dash && st.dash.title) || st.uid }),
       h('span', { class: 'spacer' }),
       custom, rangeSel, zoomOut,
@@ -129,7 +129,7 @@ export function mountDashboard(main, toolbar, uid) {
     if (!st.dash || st.destroyed) return;
     destroyPanels();
     const grid = h('div', { class: 'grid' });
-    clear(main).append(grid);
+    fill(main, grid);
     const width = main.clientWidth - 2 * MARGIN;
     const colW = (width + MARGIN) / 24;
     let items = layout(st.dash.panels || [], isFolded);
@@ -288,10 +288,10 @@ export function mountDashboard(main, toolbar, uid) {
 }
 
 export function mountDashboardList(main, toolbar) {
-  clear(toolbar).append(h('span', { class: 'dash-title', text: 'Dashboards' }));
-  clear(main).append(h('div', { class: 'loading', text: 'Loading…' }));
+  fill(toolbar, h('span', { class: 'dash-title', text: 'Dashboards' }));
+  fill(main, h('div', { class: 'loading', text: 'Loading…' }));
   getJSON('/ui/api/dashboards').then((list) => {
-    clear(main).append(h('div', { class: 'page' }, h('h1', { text: 'Dashboards' }),
+    fill(main, h('div', { class: 'page' }, h('h1', { text: 'Dashboards' }),
       h('table', { class: 'data-table list' },
         h('thead', null, h('tr', null, h('th', { text: 'Title' }), h('th', { text: 'uid' }), h('th', { text: 'Tags' }), h('th', { text: 'Source' }))),
         h('tbody', null, list.map((d) => h('tr', null,
@@ -299,6 +299,6 @@ export function mountDashboardList(main, toolbar) {
           h('td', null, h('code', { text: d.uid })),
           h('td', null, (d.tags || []).map((t) => h('span', { class: 'tag', text: String(t) }))),
           h('td', { text: d.source })))))));
-  }).catch((e) => clear(main).append(h('div', { class: 'panel-error big', text: e.message })));
+  }).catch((e) => fill(main, h('div', { class: 'panel-error big', text: e.message })));
   return { destroy() { clear(toolbar); } };
 }

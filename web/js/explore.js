@@ -1,6 +1,6 @@
 // Explore: a PromQL box with completion of metric names, label names and values (from the
 // metadata APIs), range or instant, graph or table, and errors shown at their position.
-import { h, clear } from './lib/dom.js';
+import { h, clear, fill } from './lib/dom.js';
 import { getJSON, queryRange, queryInstant } from './lib/api.js';
 import { computeInterval, alignRange } from './lib/interval.js';
 import { seriesName } from './lib/legend.js';
@@ -36,8 +36,8 @@ export function mountExplore(main, toolbar) {
   const errorBox = h('div', { class: 'query-error', hidden: true });
   const out = h('div', { class: 'explore-out' });
   const info = h('div', { class: 'dim small' });
-  clear(toolbar).append(h('span', { class: 'dash-title', text: 'Explore' }));
-  clear(main).append(h('div', { class: 'page explore' },
+  fill(toolbar, h('span', { class: 'dash-title', text: 'Explore' }));
+  fill(main, h('div', { class: 'page explore' },
     h('div', { class: 'query-row' }, h('div', { class: 'query-box' }, input, suggest), h('div', { class: 'query-opts' }, modeSel, rangeSel, viewSel, runBtn)),
     errorBox, info, out));
 
@@ -97,7 +97,7 @@ export function mountExplore(main, toolbar) {
   }
 
   function showError(msg) {
-    clear(errorBox).append(h('div', { text: msg }));
+    fill(errorBox, h('div', { text: msg }));
     // "1:15: parse error: …" points at line:column of the query
     const m = /^(?:.*?)(\d+):(\d+):/.exec(msg);
     if (m) {

@@ -1,7 +1,7 @@
 // Panel bodies: timeseries, stat, gauge, bargauge, table, text. Each renderer gets the body
 // element, the panel JSON and its frames ([{ name, metric, values: [[t, "v"], ...] }]) and
 // returns a { destroy() } handle so a refresh frees what the previous one drew.
-import { h, svg, clear, safeHref } from './lib/dom.js';
+import { h, svg, clear, fill, safeHref } from './lib/dom.js';
 import { formatValue } from './lib/units.js';
 import { reduce, calcName } from './lib/reduce.js';
 import { makeChart, alignSeries, stack, PALETTE, thresholdColor, color } from './chart.js';
@@ -18,7 +18,7 @@ function seriesColor(p, i, frame) {
 }
 
 export function noData(body, text = 'No data') {
-  clear(body).append(h('div', { class: 'panel-msg', text }));
+  fill(body, h('div', { class: 'panel-msg', text }));
   return { destroy() {} };
 }
 
@@ -34,7 +34,7 @@ function timeseries(body, p, frames, ctx) {
   let data = raw;
   if (c.stacking && c.stacking.mode === 'normal') data = [raw[0], ...stack(raw.slice(1))];
   const chartEl = h('div', { class: 'chart' });
-  clear(body).append(chartEl);
+  fill(body, chartEl);
   let legendEl = null;
   if (mode !== 'hidden') {
     legendEl = h('div', { class: `legend legend-${mode}` });
@@ -77,7 +77,7 @@ function stat(body, p, frames, ctx) {
   const o = p.options || {};
   const vals = reducedValues(p, frames);
   const wrap = h('div', { class: 'stat-grid' });
-  clear(body).append(wrap);
+  fill(body, wrap);
   const charts = [];
   for (const { frame, value } of vals) {
     const col = thresholdColor(d.thresholds, value, d.max);
@@ -122,7 +122,7 @@ function gauge(body, p, frames) {
   const o = p.options || {};
   const vals = reducedValues(p, frames);
   const wrap = h('div', { class: 'stat-grid' });
-  clear(body).append(wrap);
+  fill(body, wrap);
   for (const { frame, value } of vals) {
     const [min, max] = gaugeRange(d, value);
     const start = Math.PI * 0.75;
@@ -153,7 +153,7 @@ function bargauge(body, p, frames) {
   const d = defaults(p);
   const vals = reducedValues(p, frames);
   const list = h('div', { class: 'bargauge' });
-  clear(body).append(list);
+  fill(body, list);
   for (const { frame, value } of vals) {
     const [min, max] = gaugeRange(d, value);
     const col = thresholdColor(d.thresholds, value, d.max);
@@ -176,7 +176,7 @@ function table(body, p, frames) {
     h('tbody', null, frames.map((f) => h('tr', null,
       cols.map((c) => h('td', { text: (f.metric || {})[c] ?? '' })),
       h('td', { class: 'num', text: formatValue(reduce(numbers(f), 'lastNotNull'), d.unit, d.decimals) })))));
-  clear(body).append(h('div', { class: 'table-wrap' }, t));
+  fill(body, h('div', { class: 'table-wrap' }, t));
   return { destroy() {} };
 }
 
@@ -222,7 +222,7 @@ export function markdown(src) {
 function text(body, p) {
   const o = p.options || {};
   const content = o.content ?? p.content ?? '';
-  clear(body).append(o.mode === 'markdown' || !o.mode ? markdown(content) : h('pre', { class: 'text-raw', text: content }));
+  fill(body, o.mode === 'markdown' || !o.mode ? markdown(content) : h('pre', { class: 'text-raw', text: content }));
   return { destroy() {} };
 }
 

@@ -1,6 +1,6 @@
 // Status: build info, the flags in force, TSDB stats (series, top cardinality), the trace
 // store and ingest counters (from tricorder's own /metrics).
-import { h, clear } from './lib/dom.js';
+import { h, clear, fill } from './lib/dom.js';
 import { getJSON, getText } from './lib/api.js';
 import { formatValue } from './lib/units.js';
 
@@ -36,12 +36,12 @@ function unitFor(name) {
 }
 
 export function mountStatus(main, toolbar) {
-  clear(toolbar).append(h('span', { class: 'dash-title', text: 'Status' }));
+  fill(toolbar, h('span', { class: 'dash-title', text: 'Status' }));
   const grid = h('div', { class: 'page status-grid' });
-  clear(main).append(grid);
+  fill(main, grid);
   const slot = (title) => { const s = section(title, h('div', { class: 'loading', text: 'Loading…' })); grid.append(s); return s; };
-  const fill = (s, ...nodes) => { s.lastChild.remove(); s.append(...nodes); };
-  const fail = (s) => (e) => fill(s, h('div', { class: 'panel-error', text: e.message }));
+  const put = (s, ...nodes) => { s.lastChild.remove(); s.append(...nodes); };
+  const fail = (s) => (e) => put(s, h('div', { class: 'panel-error', text: e.message }));
 
   const build = slot('Build');
   const flags = slot('Flags in force');
@@ -49,8 +49,8 @@ export function mountStatus(main, toolbar) {
   const traces = slot('Trace store');
   const ingest = slot('Ingest');
 
-  getJSON('/api/v1/status/buildinfo').then((r) => fill(build, kv(r.data))).catch(fail(build));
-  getJSON('/api/v1/status/flags').then((r) => fill(flags, kv(r.data))).catch(fail(flags));
+  getJSON('/api/v1/status/buildinfo').then((r) => put(build, kv(r.data))).catch(fail(build));
+  getJSON('/api/v1/status/flags').then((r) => put(flags, kv(r.data))).catch(fail(flags));
   getJSON('/api/v1/status/tsdb').then((r) => {
     const d = r.data || {};
     const parts = [kv(d.headStats || {})];
@@ -59,7 +59,7 @@ export function mountStatus(main, toolbar) {
       parts.push(h('h3', { text: k.replace(/([A-Z])/g, ' $1').toLowerCase() }),
         h('table', { class: 'data-table' }, h('tbody', null, v.slice(0, 10).map((x) => h('tr', null, h('td', { class: 'mono', text: x.name }), h('td', { class: 'num', text: String(x.value) }))))));
     }
-    fill(tsdb, ...parts);
+    put(tsdb, ...parts);
   }).catch(fail(tsdb));
   getText('/metrics').then((text) => {
     const ms = parseMetricsText(text);
@@ -68,8 +68,8 @@ export function mountStatus(main, toolbar) {
       h('td', { class: 'mono', text: m.name }),
       h('td', { class: 'dim', text: Object.entries(m.labels).map(([k, v]) => `${k}=${v}`).join(' ') }),
       h('td', { class: 'num', text: formatValue(m.value, unitFor(m.name)) }))))); 
-    fill(traces, table(rows(/^tricorder_(traces?|spans?)_/)));
-    fill(ingest, table([...rows(/^tricorder_(otlp|ingest|remote|http_responses|open_connections)/), ...rows(/^process_/)]));
+    put(traces, table(rows(/^tricorder_(traces?|spans?)_/)));
+    put(ingest, table([...rows(/^tricorder_(otlp|ingest|remote|http_responses|open_connections)/), ...rows(/^process_/)]));
   }).catch((e) => { fail(traces)(e); fail(ingest)(e); });
   return { destroy() { clear(toolbar); } };
 }

@@ -1,7 +1,7 @@
 // Traces: a search form over the Jaeger API, results with a duration scatter plot, and the
 // trace view: a span waterfall (services coloured, collapsible subtrees, a timing ruler) with
 // span details (tags, process, events) and a link to the trace's JSON.
-import { h, clear } from './lib/dom.js';
+import { h, clear, fill } from './lib/dom.js';
 import { getJSON } from './lib/api.js';
 import { makeChart, PALETTE, hideTip } from './chart.js';
 import { formatValue } from './lib/units.js';
@@ -41,19 +41,19 @@ export function mountTraces(main, toolbar) {
     h('label', null, 'Service', service), h('label', null, 'Operation', operation), h('label', null, 'Tags', tags),
     h('label', null, 'Min duration', minD), h('label', null, 'Max duration', maxD), h('label', null, 'Lookback', lookback),
     h('label', null, 'Limit', limit), h('button', { class: 'primary', type: 'submit', text: 'Find traces' }));
-  clear(toolbar).append(h('span', { class: 'dash-title', text: 'Traces' }));
-  clear(main).append(h('div', { class: 'page traces' }, form, scatter, results));
+  fill(toolbar, h('span', { class: 'dash-title', text: 'Traces' }));
+  fill(main, h('div', { class: 'page traces' }, form, scatter, results));
 
   service.addEventListener('change', () => loadOps());
   getJSON('/api/services').then((r) => {
     const list = (r.data || []).sort();
-    clear(service).append(list.length ? null : h('option', { value: '', text: 'No services yet' }),
+    fill(service, list.length ? null : h('option', { value: '', text: 'No services yet' }),
       list.map((s) => h('option', { value: s, text: s, selected: s === p.get('service') })));
     return loadOps(p.get('operation')).then(() => { if (list.length && p.get('service')) search(false); });
-  }).catch((e) => clear(results).append(h('div', { class: 'panel-error', text: e.message })));
+  }).catch((e) => fill(results, h('div', { class: 'panel-error', text: e.message })));
 
   async function loadOps(sel) {
-    clear(operation).append(h('option', { value: '', text: 'All' }));
+    fill(operation, h('option', { value: '', text: 'All' }));
     if (!service.value) return;
     const r = await getJSON(`/api/services/${encodeURIComponent(service.value)}/operations`).catch(() => ({ data: [] }));
     const ops = (r.data || []).map((o) => (typeof o === 'string' ? o : o.name)).sort();
@@ -72,12 +72,12 @@ export function mountTraces(main, toolbar) {
     const end = Date.now() * 1000;
     if (st.abort) st.abort.abort();
     st.abort = new AbortController();
-    clear(results).append(h('div', { class: 'loading', text: 'Searching…' }));
+    fill(results, h('div', { class: 'loading', text: 'Searching…' }));
     try {
       const r = await getJSON('/api/traces', { ...params, end }, { signal: st.abort.signal });
       draw(r.data || []);
     } catch (e) {
-      if (e.name !== 'AbortError') clear(results).append(h('div', { class: 'panel-error', text: e.message }));
+      if (e.name !== 'AbortError') fill(results, h('div', { class: 'panel-error', text: e.message }));
     }
   }
 
@@ -142,14 +142,14 @@ function kvTable(list) {
 }
 
 export function mountTrace(main, toolbar, id) {
-  clear(toolbar).append(h('span', { class: 'dash-title', text: 'Trace ' }), h('code', { text: id }), h('span', { class: 'spacer' }),
+  fill(toolbar, h('span', { class: 'dash-title', text: 'Trace ' }), h('code', { text: id }), h('span', { class: 'spacer' }),
     h('a', { class: 'button', href: `/api/traces/${encodeURIComponent(id)}`, target: '_blank', rel: 'noopener', text: 'Trace JSON' }));
-  clear(main).append(h('div', { class: 'loading', text: 'Loading trace…' }));
+  fill(main, h('div', { class: 'loading', text: 'Loading trace…' }));
   getJSON(`/api/traces/${encodeURIComponent(id)}`).then((r) => {
     const t = (r.data || [])[0];
-    if (!t || !(t.spans || []).length) { clear(main).append(h('div', { class: 'panel-msg', text: `Trace ${id} not found` })); return; }
+    if (!t || !(t.spans || []).length) { fill(main, h('div', { class: 'panel-msg', text: `Trace ${id} not found` })); return; }
     drawWaterfall(main, t);
-  }).catch((e) => clear(main).append(h('div', { class: 'panel-error big', text: e.status === 404 ? `Trace ${id} not found` : e.message })));
+  }).catch((e) => fill(main, h('div', { class: 'panel-error big', text: e.status === 404 ? `Trace ${id} not found` : e.message })));
   return { destroy() { clear(toolbar); } };
 }
 
@@ -166,10 +166,10 @@ function drawWaterfall(main, t) {
   const list = h('div', { class: 'waterfall' });
   const ticks = [0, 0.25, 0.5, 0.75, 1];
   const ruler = h('div', { class: 'wf-row wf-ruler' }, h('div', { class: 'wf-name', text: 'Service · operation' }),
-    h('div', { class: 'wf-timeline' }, ticks.map((f) => { const e = h('span', { class: 'tick', text: us(total * f) }); e.style.left = `${f * 100}%`; return e; })));
+    h('div', { class: 'wf-timeline' }, ticks.map((f) => { const e = h('span', { class: `tick${f === 0 ? ' first' : f === 1 ? ' last' : ''}`, text: us(total * f) }); e.style.left = `${f * 100}%`; return e; })));
   const root = nodes[0].span;
   const rootSvc = (procs[root.processID] || {}).serviceName;
-  clear(main).append(h('div', { class: 'page trace' },
+  fill(main, h('div', { class: 'page trace' },
     h('h1', null, `${rootSvc || ''}: ${root.operationName}`),
     h('div', { class: 'dim', text: `${spans.length} spans · ${new Set(spans.map((s) => (procs[s.processID] || {}).serviceName)).size} services · ${us(total)} · started ${new Date(t0 / 1000).toLocaleString()}` }),
     ruler, list, detail));
@@ -203,7 +203,8 @@ function drawWaterfall(main, t) {
       bar.style.width = `${Math.max(0.2, (s.duration / total) * 100)}%`;
       bar.style.background = col;
       const label = h('span', { class: 'wf-dur', text: us(s.duration) });
-      label.style.left = `${Math.min(90, ((s.startTime - t0 + s.duration) / total) * 100)}%`;
+      const endPct = ((s.startTime - t0 + s.duration) / total) * 100;
+      if (endPct > 80) { label.style.right = `${100 - ((s.startTime - t0) / total) * 100}%`; label.classList.add('before'); } else label.style.left = `${endPct}%`;
       const toggle = n.children.length
         ? h('button', { class: 'wf-toggle', 'aria-label': 'Fold', text: folded.has(s.spanID) ? '▸' : '▾', onclick: (e) => { e.stopPropagation(); if (folded.has(s.spanID)) folded.delete(s.spanID); else folded.add(s.spanID); draw(); } })
         : h('span', { class: 'wf-toggle' });
@@ -215,7 +216,7 @@ function drawWaterfall(main, t) {
 
   function showDetail(s, svc) {
     const p = procs[s.processID] || {};
-    clear(detail).append(
+    fill(detail, 
       h('h2', null, `${svc}: ${s.operationName}`),
       h('div', { class: 'dim', text: `span ${s.spanID} · start +${us(s.startTime - t0)} · duration ${us(s.duration)}` }),
       h('h3', { text: 'Tags' }), kvTable(s.tags),

@@ -35,6 +35,13 @@ export function safeHref(u) {
   return s;
 }
 
+// Replaces el's children (arrays flattened, null/false skipped).
+export function fill(el, ...children) {
+  clear(el);
+  append(el, children);
+  return el;
+}
+
 export function clear(el) {
   while (el.firstChild) el.removeChild(el.firstChild);
   return el;
