@@ -63,6 +63,10 @@ static void env_name(const char *flag, char *out, size_t cap) {
 
 int tr_parse_duration(const char *s, int64_t *ms) {
     if (!s || !*s) return -1;
+    if (strcmp(s, "0") == 0) { /* a bare zero needs no unit (--self-scrape-interval 0: off) */
+        *ms = 0;
+        return 0;
+    }
     int64_t total = 0;
     const char *p = s;
     while (*p) {
