@@ -47,8 +47,8 @@ typedef struct app {
     struct timespec stop_at;
     int stopping;
     tr_metric *rss, *cpu, *fds, *start, *grpc_conns;
-    tr_ui *ui;               /* the web UI, the fallback route */
-    tr_selfscrape *scrape;   /* --self-scrape-interval */
+    tr_ui *ui;             /* the web UI, the fallback route */
+    tr_selfscrape *scrape; /* --self-scrape-interval */
 } app;
 
 int tr_app_listen(const char *addr, char *err, size_t errlen) {
@@ -366,12 +366,20 @@ int tr_app_run(const tr_config *cfg) {
     tr_http_route(a->http, "/api/traces/", TR_HTTP_PREFIX, tr_api_jaeger, a->traces);
     tr_http_route(a->http, "/api/v3/traces/", TR_HTTP_PREFIX, tr_api_jaeger, a->traces);
     char *flags_json = tr_config_flags_json(cfg);
-    a->ui = tr_ui_new(a->http, &(tr_ui_options){.dashboards_dir = cfg->dashboards_dir, .flags_json = flags_json});
+    a->ui =
+        tr_ui_new(a->http, &(tr_ui_options){.dashboards_dir = cfg->dashboards_dir, .flags_json = flags_json});
     free(flags_json);
-    if (!a->ui) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    if (!a->ui) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail_msg;
+    }
     char inst[300];
     snprintf(inst, sizeof inst, "%s%s", cfg->http_addr[0] == ':' ? "localhost" : "", cfg->http_addr);
-    if (cfg->self_scrape_interval_ms > 0 && !(a->scrape = tr_selfscrape_start(a->base, a->db, cfg->self_scrape_interval_ms, inst))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    if (cfg->self_scrape_interval_ms > 0 &&
+        !(a->scrape = tr_selfscrape_start(a->base, a->db, cfg->self_scrape_interval_ms, inst))) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail_msg;
+    }
 
     if (tr_http_listen(a->http, fd_http, 0) != 0) { snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr); goto fail_msg; }
     fd_http = -1;

@@ -29,29 +29,47 @@ static const flag flags[] = {
     {"otlp-grpc-addr", F_STRING, OFF(otlp_grpc_addr), ":4317", "OTLP/gRPC listener"},
     {"otlp-http-addr", F_STRING, OFF(otlp_http_addr), ":4318", "OTLP/HTTP listener"},
     {"retention", F_DURATION, OFF(retention_ms), "30d", "how long data is kept (12h, 14d, 90d, 1y)"},
-    {"retention-size", F_SIZE, OFF(retention_bytes), NULL, "cap on the metric blocks on disk, oldest blocks go first (e.g. 10GiB)"},
-    {"ooo-window", F_DURATION, OFF(ooo_window_ms), "10m", "samples this much older than a series' newest are still accepted"},
+    {"retention-size", F_SIZE, OFF(retention_bytes), NULL,
+     "cap on the metric blocks on disk, oldest blocks go first (e.g. 10GiB)"},
+    {"ooo-window", F_DURATION, OFF(ooo_window_ms), "10m",
+     "samples this much older than a series' newest are still accepted"},
     {"max-series", F_INT, OFF(max_series), "0", "active series in the metrics head (0: no limit)"},
     {"max-label-name-length", F_INT, OFF(max_label_name_len), "256", "longest label name accepted"},
     {"max-label-value-length", F_INT, OFF(max_label_value_len), "4096", "longest label value accepted"},
-    {"max-labels-per-series", F_INT, OFF(max_labels_per_series), "64", "most labels in one series (__name__ included)"},
-    {"max-exemplars", F_INT, OFF(max_exemplars), "100000", "exemplars kept (newest win; in memory and the WAL) for /api/v1/query_exemplars (0: none)"},
+    {"max-labels-per-series", F_INT, OFF(max_labels_per_series), "64",
+     "most labels in one series (__name__ included)"},
+    {"max-exemplars", F_INT, OFF(max_exemplars), "100000",
+     "exemplars kept (newest win; in memory and the WAL) for /api/v1/query_exemplars (0: none)"},
     {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
-    {"basic-auth", F_STRING, OFF(basic_auth), NULL, "user:password required on every HTTP endpoint but /healthz"},
-    {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL, "file holding user:password (instead of --basic-auth)"},
-    {"ingest-token", F_STRING, OFF(ingest_token), NULL, "OTLP requests must carry Authorization: Bearer <token>"},
-    {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB", "largest OTLP message, after decompression"},
-    {"otlp-promote-resource-attributes", F_STRING, OFF(otlp_promote_resource_attributes), "all", "resource attributes copied onto every metric series as labels: all (as Scotty's collector does), none, or a comma list of keys"},
-    {"shutdown-timeout", F_DURATION, OFF(shutdown_timeout_ms), "8s", "how long SIGTERM waits for in-flight requests"},
-    {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s", "idle client connections are closed after this"},
-    {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL, "how long spans are kept (default: --retention)"},
-    {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL, "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
-    {"trace-max-attributes", F_INT, OFF(trace_max_attributes), "128", "attributes kept per span, event and link (0: no limit)"},
-    {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096", "longer string/bytes attribute values are cut (0: no limit)"},
+    {"basic-auth", F_STRING, OFF(basic_auth), NULL,
+     "user:password required on every HTTP endpoint but /healthz"},
+    {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL,
+     "file holding user:password (instead of --basic-auth)"},
+    {"ingest-token", F_STRING, OFF(ingest_token), NULL,
+     "OTLP requests must carry Authorization: Bearer <token>"},
+    {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB",
+     "largest OTLP message, after decompression"},
+    {"otlp-promote-resource-attributes", F_STRING, OFF(otlp_promote_resource_attributes), "all",
+     "resource attributes copied onto every metric series as labels: all (as Scotty's collector does), none, "
+     "or a comma list of keys"},
+    {"shutdown-timeout", F_DURATION, OFF(shutdown_timeout_ms), "8s",
+     "how long SIGTERM waits for in-flight requests"},
+    {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s",
+     "idle client connections are closed after this"},
+    {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL,
+     "how long spans are kept (default: --retention)"},
+    {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL,
+     "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
+    {"trace-max-attributes", F_INT, OFF(trace_max_attributes), "128",
+     "attributes kept per span, event and link (0: no limit)"},
+    {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096",
+     "longer string/bytes attribute values are cut (0: no limit)"},
     {"trace-max-events", F_INT, OFF(trace_max_events), "128", "events kept per span (0: no limit)"},
     {"trace-max-links", F_INT, OFF(trace_max_links), "128", "links kept per span (0: no limit)"},
-    {"self-scrape-interval", F_DURATION, OFF(self_scrape_interval_ms), "15s", "tricorder stores its own /metrics this often under job=\"tricorder\" (0: off)"},
-    {"dashboards-dir", F_STRING, OFF(dashboards_dir), NULL, "directory of Grafana dashboard JSON files added to the web UI (same uid: replaces a built-in one)"},
+    {"self-scrape-interval", F_DURATION, OFF(self_scrape_interval_ms), "15s",
+     "tricorder stores its own /metrics this often under job=\"tricorder\" (0: off)"},
+    {"dashboards-dir", F_STRING, OFF(dashboards_dir), NULL,
+     "directory of Grafana dashboard JSON files added to the web UI (same uid: replaces a built-in one)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -326,8 +344,10 @@ char *tr_config_flags_json(const tr_config *c) {
         }
         case F_DURATION: {
             int64_t ms = *(const int64_t *)(base + f->off);
-            static const struct { const char *u; int64_t ms; } us[] = {
-                {"y", 365 * 86400000LL}, {"d", 86400000LL}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+            static const struct {
+                const char *u;
+                int64_t ms;
+            } us[] = {{"y", 365 * 86400000LL}, {"d", 86400000LL}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
             snprintf(val, sizeof val, "%lldms", (long long)ms);
             for (size_t k = 0; k < sizeof us / sizeof us[0]; k++)
                 if (ms && ms % us[k].ms == 0) {
@@ -338,22 +358,34 @@ char *tr_config_flags_json(const tr_config *c) {
             break;
         }
         case F_SIZE:
-        case F_INT: snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)(base + f->off)); break;
-        case F_LEVEL: snprintf(val, sizeof val, "%s", (const char *[]){"debug", "info", "warn", "error"}[*(const tr_log_level *)(base + f->off) & 3]); break;
+        case F_INT:
+            snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)(base + f->off));
+            break;
+        case F_LEVEL:
+            snprintf(val, sizeof val, "%s",
+                     (const char *[]){"debug", "info", "warn",
+                                      "error"}[*(const tr_log_level *)(base + f->off) & 3]);
+            break;
         }
         /* JSON-escape the value (names are plain) */
         char esc[1300];
         size_t e = 0;
         for (const unsigned char *p = (const unsigned char *)val; *p && e + 8 < sizeof esc; p++) {
-            if (*p == '"' || *p == '\\') esc[e++] = '\\', esc[e++] = (char)*p;
-            else if (*p < 0x20) e += snprintf(esc + e, sizeof esc - e, "\\u%04x", *p);
-            else esc[e++] = (char)*p;
+            if (*p == '"' || *p == '\\')
+                esc[e++] = '\\', esc[e++] = (char)*p;
+            else if (*p < 0x20)
+                e += snprintf(esc + e, sizeof esc - e, "\\u%04x", *p);
+            else
+                esc[e++] = (char)*p;
         }
         esc[e] = 0;
         size_t need = strlen(f->name) + e + 8;
         if (len + need + 2 >= cap) {
             char *n = realloc(out, cap = (cap + need) * 2);
-            if (!n) { free(out); return NULL; }
+            if (!n) {
+                free(out);
+                return NULL;
+            }
             out = n;
         }
         len += snprintf(out + len, cap - len, "%s\"%s\":\"%s\"", i ? "," : "", f->name, esc);

@@ -18,7 +18,8 @@ void tr_api_selfmetrics(struct evhttp_request *req, const char *path, void *ctx)
  * NULL when out of memory. Free before closing the store. */
 struct tsdb;
 typedef struct tr_selfscrape tr_selfscrape;
-tr_selfscrape *tr_selfscrape_start(struct event_base *base, struct tsdb *db, int64_t interval_ms, const char *instance);
+tr_selfscrape *tr_selfscrape_start(struct event_base *base, struct tsdb *db, int64_t interval_ms,
+                                   const char *instance);
 void tr_selfscrape_free(tr_selfscrape *s);
 /* One scrape at t_ms, committed before it returns when the store has no event base.
  * Returns the samples appended, or -1 when out of memory. */

@@ -52,7 +52,8 @@ long tr_selfscrape_once(tsdb *db, const char *instance, int64_t t_ms) {
         tsdb_label l[80];
         size_t n = 0;
         for (size_t k = 0; k < s->n_labels && n < 78; k++)
-            if (strcmp(s->labels[k].name, "job") != 0 && strcmp(s->labels[k].name, "instance") != 0) l[n++] = s->labels[k];
+            if (strcmp(s->labels[k].name, "job") != 0 && strcmp(s->labels[k].name, "instance") != 0)
+                l[n++] = s->labels[k];
         l[n++] = (tsdb_label){.name = "job", .value = "tricorder"};
         l[n++] = (tsdb_label){.name = "instance", .value = instance};
         if (tsdb_appender_add(app, l, n, t_ms, s->value) == TSDB_OK) added++;
@@ -74,7 +75,8 @@ static void selfscrape_tick(evutil_socket_t fd, short what, void *arg) {
     evtimer_add(s->ev, &tv);
 }
 
-tr_selfscrape *tr_selfscrape_start(struct event_base *base, tsdb *db, int64_t interval_ms, const char *instance) {
+tr_selfscrape *tr_selfscrape_start(struct event_base *base, tsdb *db, int64_t interval_ms,
+                                   const char *instance) {
     tr_selfscrape *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->db = db;
