@@ -254,6 +254,16 @@ function tick() {
   for (let i = 0; i < n; i++) request();
 }
 
+// Counters that count rare events (errors, timeouts, failures) would export nothing until the
+// first one happens; starting them at 0 gives their panels a (flat) series from the first export.
+// The two instruments Scotty never records stay unrecorded.
+for (const c of [m.logErrors, m.shellErrors, m.shellTimeouts, m.wsAuthFailures, m.taskFailures, m.validationFailures, m.rateLimitErrors,
+  m.logStreamsTotal, m.shellTotal, m.tasksTotal, m.taskOutputTotal, m.deviceFlows, m.webFlows, m.validations, m.sessionsCleaned]) c.add(0);
+// ... and as if Scotty had been up for a while: one finished log stream, shell session and task
+m.logStreamDuration.record(exp(40));
+m.shellDuration.record(exp(120));
+m.taskDuration.record(exp(20));
+m.validationDuration.record(exp(0.01));
 console.log(`loadgen: Scotty-shaped telemetry to ${endpoint} (${protocol}), metrics every ${intervalMs} ms, ~${rps} requests/s`);
 const timer = setInterval(tick, 1000);
 tick();

@@ -1,7 +1,7 @@
 // uPlot charts: time series with a shared crosshair, drag-to-zoom, a tooltip, thresholds and
 // exemplar points that open their trace.
 import uPlot from '/ui/vendor/uPlot.esm.js';
-import { formatValue } from './lib/units.js';
+import { formatValue, formatParts } from './lib/units.js';
 import { h, clear, fill } from './lib/dom.js';
 
 export const PALETTE = ['#7EB26D', '#EAB839', '#6ED0E0', '#EF843C', '#E24D42', '#1F78C1', '#BA43A9', '#705DA0',
@@ -119,7 +119,7 @@ export function makeChart(el, opts) {
       ? [{ show: false }, { show: false }]
       : [
           { ...axisStyle, space: 60 },
-          { ...axisStyle, values: (u, vals) => vals.map((v) => fmt(v)),
+          { ...axisStyle, values: (u, vals) => vals.map((v) => axisLabel(v, opts.unit, opts.decimals)),
             size: (u, vals) => 18 + 7.5 * Math.max(3, ...((vals || []).map((v) => String(v).length))) },
         ],
     cursor: opts.sparkline
@@ -204,6 +204,14 @@ export function makeChart(el, opts) {
   };
   const u = new uPlot(uopts, opts.data, el);
   return u;
+}
+
+// Axis ticks: the value's own format without trailing zeros ("0.05 req/s", not "0.0500").
+function axisLabel(v, unit, decimals) {
+  if (v === null || v === undefined) return '';
+  const p = formatParts(v, unit, decimals);
+  const text = p.text.includes('.') && !p.text.includes('e') ? p.text.replace(/\.?0+$/, '') : p.text;
+  return text + p.suffix;
 }
 
 function yRange(min, max, yMin) {

@@ -249,6 +249,7 @@ export function mountDashboard(main, toolbar, uid) {
       return;
     }
     pn.el.dataset.series = String(frames.length);
+    pn.el.dataset.exemplars = String(exemplars.length);
     pn.handle = render(pn.body, p, frames, {
       syncKey: `dash-${st.uid}`,
       xRange: [from / 1000, to / 1000],

@@ -128,7 +128,7 @@ function gauge(body, p, frames) {
     const start = Math.PI * 0.75;
     const sweep = Math.PI * 1.5;
     const frac = (v) => Math.min(1, Math.max(0, (v - min) / (max - min)));
-    const s = svg('svg', { viewBox: '0 0 100 80', class: 'gauge' });
+    const s = svg('svg', { viewBox: '0 3 100 82', class: 'gauge' }); // the 270° arcs reach y = 50 ± 44
     s.append(svg('path', { d: arc(50, 50, 36, start, start + sweep), stroke: 'rgba(255,255,255,0.08)', 'stroke-width': 9, fill: 'none' }));
     if (o.showThresholdMarkers !== false) {
       const steps = (d.thresholds && d.thresholds.steps) || [];
