@@ -85,7 +85,11 @@ before(async () => {
 after(async () => {
   if (browser) await browser.close();
   if (loadgen) { loadgen.kill('SIGTERM'); await new Promise((r) => loadgen.once('exit', r)); }
-  if (t) { await t.stop(); t.cleanup(); }
+  if (t) {
+    const r = await t.stop();
+    t.cleanup();
+    assert.equal(r.code, 0, `tricorder exit ${r.code} ${r.signal}: ${t.stderr.slice(-3000)}`); // ASan leaks fail here
+  }
   if (dashDir) rmSync(dashDir, { recursive: true, force: true });
 });
 

@@ -75,8 +75,8 @@ export function makeChart(el, opts) {
     });
   });
   let hoverEx = null;
-  const exemplars = opts.exemplars || [];
   const drawExemplars = (u) => {
+    const exemplars = opts.exemplars || []; // read live: a refresh may replace them
     if (!exemplars.length) return;
     const ctx = u.ctx;
     ctx.save();
@@ -152,7 +152,7 @@ export function makeChart(el, opts) {
           const rect = u.over.getBoundingClientRect();
           // an exemplar under the cursor wins
           let ex = null;
-          for (const e of exemplars) {
+          for (const e of opts.exemplars || []) {
             const dx = u.valToPos(e.t, 'x') - left;
             const dy = u.valToPos(e.v, 'y') - top;
             if (dx * dx + dy * dy < 64) { ex = e; break; }

@@ -228,11 +228,24 @@ export function mountDashboard(main, toolbar, uid) {
     let exemplars = [];
     if ((p.type === 'timeseries' || p.type === 'graph') && frames.length) exemplars = await fetchExemplars(targets, start, end, signal);
     if (signal.aborted) return;
-    if (pn.handle) pn.handle.destroy();
-    pn.handle = null;
+    const ctx = {
+      syncKey: `dash-${st.uid}`,
+      xRange: [from / 1000, to / 1000],
+      onZoom: (f, t) => setRange(String(f), String(t)),
+      exemplars,
+      onExemplar: (id) => navigate(`/trace/${encodeURIComponent(id)}`),
+    };
     pn.status.textContent = '';
+    pn.status.title = '';
     pn.status.className = 'panel-status';
     pn.el.classList.toggle('has-error', errors.length > 0);
+    if (frames.length && !errors.length && pn.handle && pn.handle.update && pn.handle.update(frames, ctx)) {
+      pn.el.dataset.series = String(frames.length);
+      pn.el.dataset.exemplars = String(exemplars.length);
+      return;
+    }
+    if (pn.handle) pn.handle.destroy();
+    pn.handle = null;
     if (errors.length) {
       pn.status.textContent = '⚠';
       pn.status.title = errors.join('\n');
@@ -240,7 +253,7 @@ export function mountDashboard(main, toolbar, uid) {
     }
     if (!frames.length) {
       if (errors.length) {
-        clear(pn.body).append(h('div', { class: 'panel-error', text: errors.join('\n') }));
+        fill(pn.body, h('div', { class: 'panel-error', text: errors.join('\n') }));
         pn.handle = { destroy() {} };
       } else {
         pn.handle = noData(pn.body);
@@ -250,13 +263,7 @@ export function mountDashboard(main, toolbar, uid) {
     }
     pn.el.dataset.series = String(frames.length);
     pn.el.dataset.exemplars = String(exemplars.length);
-    pn.handle = render(pn.body, p, frames, {
-      syncKey: `dash-${st.uid}`,
-      xRange: [from / 1000, to / 1000],
-      onZoom: (f, t) => setRange(String(f), String(t)),
-      exemplars,
-      onExemplar: (id) => navigate(`/trace/${encodeURIComponent(id)}`),
-    });
+    pn.handle = render(pn.body, p, frames, ctx);
   }
 
   async function fetchExemplars(targets, start, end, signal) {

@@ -36,25 +36,32 @@ function timeseries(body, p, frames, ctx) {
   const chartEl = h('div', { class: 'chart' });
   fill(body, chartEl);
   let legendEl = null;
+  let cells = []; // [series][calc] -> element showing that calculation
   if (mode !== 'hidden') {
     legendEl = h('div', { class: `legend legend-${mode}` });
     if (mode === 'table') {
+      cells = frames.map(() => calcs.map(() => h('td', { class: 'num' })));
       legendEl.append(h('table', null,
         h('thead', null, h('tr', null, h('th', { text: 'Name' }), calcs.map((k) => h('th', { text: calcName(k) })))),
         h('tbody', null, frames.map((f, i) => h('tr', null,
-          h('td', null, h('span', { class: 'swatch', style: { background: series[i].color } }), f.name),
-          calcs.map((k) => h('td', { class: 'num', text: formatValue(reduce(numbers(f), k), unit, d.decimals) })))))));
+          h('td', null, h('span', { class: 'swatch', style: { background: series[i].color } }), f.name), cells[i])))));
     } else {
+      cells = frames.map(() => calcs.map(() => h('span', { class: 'dim' })));
       frames.forEach((f, i) => legendEl.append(h('span', { class: 'legend-item' },
-        h('span', { class: 'swatch', style: { background: series[i].color } }), f.name,
-        calcs.length ? calcs.map((k) => h('span', { class: 'dim', text: ` ${calcName(k)}: ${formatValue(reduce(numbers(f), k), unit, d.decimals)}` })) : null)));
+        h('span', { class: 'swatch', style: { background: series[i].color } }), f.name, cells[i])));
     }
     body.append(legendEl);
   }
+  const fillCells = (fs) => fs.forEach((f, i) => calcs.forEach((k, j) => {
+    const v = formatValue(reduce(numbers(f), k), unit, d.decimals);
+    cells[i][j].textContent = mode === 'table' ? v : ` ${calcName(k)}: ${v}`;
+  }));
+  fillCells(frames);
   const bodyH = body.clientHeight || 200;
   const legendH = legendEl ? Math.min(legendEl.scrollHeight, Math.floor(bodyH * 0.45)) : 0;
   if (legendEl) legendEl.style.maxHeight = `${legendH}px`;
-  const u = makeChart(chartEl, {
+  const stacked = c.stacking && c.stacking.mode === 'normal';
+  const copts = {
     series, data, rawData: data === raw ? null : raw, unit, decimals: d.decimals,
     width: body.clientWidth, height: Math.max(60, bodyH - legendH - 4),
     fillOpacity: c.fillOpacity ?? 10, points: c.drawStyle === 'points',
@@ -62,8 +69,23 @@ function timeseries(body, p, frames, ctx) {
     showThresholds: c.thresholdsStyle && c.thresholdsStyle.mode && c.thresholdsStyle.mode !== 'off',
     tooltipMode: (p.options && p.options.tooltip && p.options.tooltip.mode) || 'single',
     exemplars: ctx.exemplars, onExemplar: ctx.onExemplar, yMin: d.min, xRange: ctx.xRange,
-  });
-  return { destroy: () => u.destroy(), resize: (w, hgt) => u.setSize({ width: w, height: Math.max(60, hgt - legendH - 4) }) };
+  };
+  const u = makeChart(chartEl, copts);
+  return {
+    destroy: () => u.destroy(),
+    // A refresh with the same series updates the chart in place (no new canvas, no flicker).
+    update(fs, nctx) {
+      if (fs.length !== frames.length || fs.some((f, i) => f.name !== frames[i].name)) return false;
+      const nraw = alignSeries(fs);
+      const ndata = stacked ? [nraw[0], ...stack(nraw.slice(1))] : nraw;
+      copts.rawData = stacked ? nraw : null;
+      copts.exemplars = nctx.exemplars;
+      copts.xRange = nctx.xRange;
+      u.setData(ndata);
+      fillCells(fs);
+      return true;
+    },
+  };
 }
 
 function reducedValues(p, frames) {
