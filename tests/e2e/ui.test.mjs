@@ -50,6 +50,22 @@ before(async () => {
       { id: 2, type: 'table', title: 'Probe table', gridPos: { x: 12, y: 0, w: 12, h: 6 }, targets: [{ refId: 'A', expr: 'xss_probe' }] },
     ],
   }));
+  // for the hour of refreshes: one panel of each kind over tricorder's own metrics (light
+  // enough that 720 refreshes stay quick when the query API answers)
+  const ts = (id, x, expr, legend) => ({ id, type: 'timeseries', title: `ts ${id}`, gridPos: { x, y: 0, w: 8, h: 8 },
+    fieldConfig: { defaults: { unit: 'short' } }, options: { legend: { displayMode: 'table', calcs: ['mean', 'max', 'lastNotNull'] } },
+    targets: [{ refId: 'A', expr, legendFormat: legend }] });
+  writeFileSync(join(dashDir, 'memory.json'), JSON.stringify({
+    uid: 'memory', title: 'Memory check', schemaVersion: 38, refresh: '5s', time: { from: 'now-1h', to: 'now' },
+    panels: [
+      ts(1, 0, 'rate(tricorder_http_responses_total[$__rate_interval])', '{{code}}'),
+      ts(2, 8, 'process_resident_memory_bytes', 'rss'),
+      ts(3, 16, 'tricorder_tsdb_head_series', 'series'),
+      { id: 4, type: 'stat', title: 'stat', gridPos: { x: 0, y: 8, w: 8, h: 6 }, targets: [{ refId: 'A', expr: 'tricorder_tsdb_head_series' }] },
+      { id: 5, type: 'gauge', title: 'gauge', gridPos: { x: 8, y: 8, w: 8, h: 6 }, targets: [{ refId: 'A', expr: 'process_open_fds' }] },
+      { id: 6, type: 'table', title: 'table', gridPos: { x: 16, y: 8, w: 8, h: 6 }, targets: [{ refId: 'A', expr: 'tricorder_http_responses_total' }] },
+    ],
+  }));
   writeFileSync(join(dashDir, 'exemplars.json'), JSON.stringify({
     uid: 'exemplars', title: 'Exemplars', schemaVersion: 38, time: { from: 'now-15m', to: 'now' },
     panels: [{ id: 1, type: 'timeseries', title: 'checkout p99', gridPos: { x: 0, y: 0, w: 24, h: 10 }, fieldConfig: { defaults: { unit: 's' } },
@@ -157,7 +173,7 @@ test('assets: gzip, ETag and 304, CSP, basic auth; unknown /api/ paths stay API 
   assert.equal(r.status, 200, 'single-page routes answer index.html');
   r = await fetch(`${t.httpUrl}/ui/api/dashboards`, { headers: AUTH });
   const list = await r.json();
-  assert.deepEqual(list.map((d) => d.uid).sort(), ['exemplars', 'scotty-metrics', 'tricorder', 'xss-probe']);
+  assert.deepEqual(list.map((d) => d.uid).sort(), ['exemplars', 'memory', 'scotty-metrics', 'tricorder', 'xss-probe']);
 });
 
 test('every page loads without console errors; screenshots; the UI weighs under 200 KB gzipped', async () => {
@@ -212,6 +228,32 @@ test('the time range and refresh in the URL are honoured and kept', async () => 
   await page.locator('.range-select').selectOption('now-30m');
   await page.waitForURL(/from=now-30m/);
   assert.match(page.url(), /to=now/);
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
+
+test('rows fold and unfold; a panel opens full width and back', async () => {
+  const { ctx, page, errors } = await openPage();
+  await page.goto(`${t.httpUrl}/d/tricorder`);
+  await page.locator('.panel').first().waitFor();
+  const all = await page.locator('.panel').count();
+  const ingestTop = await page.locator('.row-header', { hasText: 'Ingest' }).evaluate((e) => e.offsetTop);
+  await page.locator('.row-header', { hasText: 'Overview' }).click();
+  assert.equal(await page.locator('.panel').count(), all - 4, 'the Overview row hides its 4 stats');
+  const ingestTop2 = await page.locator('.row-header', { hasText: 'Ingest' }).evaluate((e) => e.offsetTop);
+  assert.ok(ingestTop2 < ingestTop, 'the rows below move up');
+  await page.locator('.row-header', { hasText: 'Overview' }).click();
+  assert.equal(await page.locator('.panel').count(), all);
+  const panel = page.locator('.panel', { hasText: 'Disk used' });
+  await panel.hover();
+  await panel.locator('.panel-view').click();
+  await page.waitForURL(/viewPanel=/);
+  assert.equal(await page.locator('.panel').count(), 1);
+  const w = await page.locator('.panel').evaluate((e) => e.offsetWidth);
+  assert.ok(w > 1300, `full width: ${w}`);
+  await page.locator('.panel-view').click();
+  await page.waitForURL((u) => !u.searchParams.has('viewPanel'));
+  assert.equal(await page.locator('.panel').count(), all);
   assert.deepEqual(errors, []);
   await ctx.close();
 });
@@ -314,6 +356,16 @@ test("Scotty's dashboard: every panel whose metrics are sent draws a series, the
   const drawn = await page.$$eval('.panel', (els) => els.filter((e) => Number(e.dataset.series) > 0).length);
   console.log(`# Scotty dashboard, last hour: navigation to last panel drawn ${Date.now() - t1} ms (${drawn} panels with series)`);
   assert.ok(drawn >= counts.length - never.size);
+  // drag across a chart: the range becomes absolute and narrower
+  const box = await page.locator('.panel[data-type=timeseries] .u-over').first().boundingBox();
+  await page.mouse.move(box.x + box.width * 0.5, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.8, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForURL(/from=\d+&to=\d+/);
+  const u = new URL(page.url());
+  const span = Number(u.searchParams.get('to')) - Number(u.searchParams.get('from'));
+  assert.ok(span > 10 * 60000 && span < 25 * 60000, `zoomed to ${span} ms of the hour`);
   assert.deepEqual(errors, []);
   await ctx.close();
 });
@@ -321,7 +373,7 @@ test("Scotty's dashboard: every panel whose metrics are sent draws a series, the
 test("the page's memory stays flat over an hour of 5 s refreshes (simulated clock)", async () => {
   const { ctx, page, errors } = await openPage();
   await page.clock.install();
-  await page.goto(`${t.httpUrl}/d/tricorder?refresh=5s`);
+  await page.goto(`${t.httpUrl}/d/memory?refresh=5s`);
   await page.waitForFunction(() => document.querySelector('#main').dataset.refreshed);
   const cdp = await ctx.newCDPSession(page);
   const measure = async () => {
@@ -368,10 +420,18 @@ test('exemplars on a histogram panel: the point shows its trace id and a click o
   const trace = r.data[0];
   const span = trace.spans[0];
   const startMs = Date.now() - 60000;
-  for (let i = 0; i < 4; i++) { await sendExemplarPoint(startMs, i, trace.traceID, span.spanID); await sleep(1100); }
+  let i = 0;
+  for (; i < 4; i++) { await sendExemplarPoint(startMs, i, trace.traceID, span.spanID); await sleep(1100); }
   const { ctx, page, errors } = await openPage();
-  await page.goto(`${t.httpUrl}/d/exemplars?from=now-5m&to=now`);
-  await page.waitForFunction(() => Number((document.querySelector('[data-type=timeseries]') || {}).dataset?.exemplars) > 0, null, { timeout: 30000 });
+  // points keep coming (as from a live service) while the panel refreshes every 5 s
+  const feeder = setInterval(() => { sendExemplarPoint(startMs, i++, trace.traceID, span.spanID).catch(() => {}); }, 2000);
+  try {
+    await page.goto(`${t.httpUrl}/d/exemplars?from=now-5m&to=now&refresh=5s`);
+    await page.waitForFunction(() => Number((document.querySelector('[data-type=timeseries]') || {}).dataset?.exemplars) > 0, null, { timeout: 90000 });
+  } finally {
+    clearInterval(feeder);
+  }
+  await page.locator('.refresh-select').selectOption(''); // a still chart to hover
   // find an exemplar's diamond on the canvas by its colour, hover it, click it
   const pt = await page.evaluate(() => {
     const c = document.querySelector('[data-type=timeseries] canvas');
