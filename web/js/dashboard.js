@@ -158,7 +158,7 @@ export function mountDashboard(main, toolbar, uid) {
         el = h('section', { class: 'panel', dataset: { panelId: String(it.panel.id ?? ''), type: it.panel.type || '' } },
           h('header', { class: 'panel-header', title: it.panel.description || '' },
             h('span', { class: 'panel-title', text: it.panel.title || '' }), status,
-            h('button', { class: 'panel-view', title: st.viewPanel ? 'Back to the dashboard' : 'View full width', text: st.viewPanel ? '✕' : '⤢',
+            h('button', { class: st.viewPanel ? 'panel-view active' : 'panel-view', title: st.viewPanel ? 'Back to the dashboard' : 'View full width', text: st.viewPanel ? '✕' : '⤢',
               onclick: () => { st.viewPanel = st.viewPanel ? null : String(it.panel.id); syncUrl(false); render(); refresh(true); } })),
           body);
         st.panels.push({ p: it.panel, el, body, status, handle: null, width: w });
