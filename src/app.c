@@ -29,8 +29,10 @@
 #include "otlp/translate.h"
 #include "traces/traces.h"
 #include "ui/ui.h"
+#include "util/file.h"
 #include "util/log.h"
 #include "util/selfmon.h"
+#include "util/workq.h"
 
 typedef struct app {
     const tr_config *cfg;
@@ -42,12 +44,15 @@ typedef struct app {
     otlp_metrics_sink *msink; /* OTLP metrics → db */
     tr_ingest *ingest;        /* remote write and text import → db */
     traces_store *traces;
-    struct event *traces_ev; /* woken by the trace store's threads */
+    tr_workq *wq;                 /* heavy reads and flushes; completions on the loop */
+    tr_workq_waker *traces_waker; /* the trace store's threads ask for its completions */
+    tr_workq_waker *tsdb_waker;   /* the metrics store's WAL syncer asks for its acknowledgements */
+    tr_api_env env;
     struct event *sigterm, *sigint, *drain;
     struct timespec stop_at;
     int stopping;
     tr_metric *rss, *cpu, *fds, *start, *grpc_conns;
-    tr_ui *ui;             /* the web UI, the fallback route */
+    tr_ui *ui;             /* the web UI */
     tr_selfscrape *scrape; /* --self-scrape-interval */
 } app;
 
@@ -86,22 +91,9 @@ int tr_app_listen(const char *addr, char *err, size_t errlen) {
     return fd;
 }
 
-static int mkdir_p(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    return 0;
-}
-
 /* Returns the lock file's fd (kept open for the process's life) or -1 with err set. */
 static int lock_data_dir(const char *dir, char *err, size_t errlen) {
-    if (mkdir_p(dir) != 0) {
+    if (tr_mkdir_p(dir) != 0) {
         snprintf(err, errlen, "cannot create data dir %s: %s", dir, strerror(errno));
         return -1;
     }
@@ -227,8 +219,10 @@ static void traces_sink_submit(void *ctx, const otlp_export *ex, otlp_done_fn do
     traces_submit(ctx, ex->traces, traces_acked, c);
 }
 
-static void traces_wake(void *ctx) { event_active(((app *)ctx)->traces_ev, EV_READ, 0); }
-static void traces_ready(evutil_socket_t fd, short what, void *arg) { traces_run_completions(((app *)arg)->traces); }
+static void traces_wake(void *ctx) { tr_workq_wake(((app *)ctx)->traces_waker); }
+static void tsdb_wake(void *ctx) { tr_workq_wake(((app *)ctx)->tsdb_waker); }
+static void tsdb_completions_due(void *arg) { tsdb_run_completions(((app *)arg)->db); }
+static void traces_ready(void *arg) { traces_run_completions(((app *)arg)->traces); }
 
 /* ---- shutdown ---- */
 
@@ -240,7 +234,10 @@ static int past(const struct timespec *t) {
 
 static void drain_tick(evutil_socket_t fd, short what, void *arg) {
     app *a = arg;
-    unsigned busy = tr_http_inflight(a->http) + otlp_receiver_inflight(a->recv);
+    /* done when every request read has been answered and written: HTTP connections close
+     * after their last reply (idle ones are closed here), gRPC ones after their GOAWAY */
+    unsigned busy = tr_http_inflight(a->http) + otlp_receiver_inflight(a->recv) + tr_workq_busy(a->wq) +
+                    tr_http_drain(a->http) + otlp_grpc_connections(a->grpc);
     if (busy == 0 || past(&a->stop_at)) {
         if (busy) TR_WARN("shutdown timeout: abandoning in-flight requests", "inflight=%u", busy);
         event_base_loopbreak(a->base);
@@ -294,6 +291,12 @@ int tr_app_run(const tr_config *cfg) {
     if (!a->base) { snprintf(err, sizeof err, "cannot create the event loop"); goto fail_msg; }
     process_metrics(a);
 
+    /* workers: enough for a few concurrent exports and queries on a small machine; the
+     * queue bound turns a pile-up into quick 503s instead of unbounded memory. Its event also
+     * brings the stores' acknowledgements back to the loop. */
+    if (!(a->wq = tr_workq_new(a->base, 4, 256, err, sizeof err))) goto fail_msg;
+    if (!(a->tsdb_waker = tr_workq_waker_new(a->wq, tsdb_completions_due, a))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+
     char mdir[4200];
     snprintf(mdir, sizeof mdir, "%s/metrics", cfg->data_dir);
     tsdb_options mo = {
@@ -307,6 +310,9 @@ int tr_app_run(const tr_config *cfg) {
         .max_labels = cfg->max_labels_per_series,
         .max_exemplars = cfg->max_exemplars,
         .base = a->base,
+        .wake = tsdb_wake,
+        .wake_ctx = a,
+        .async_replay = 1, /* listeners answer (503 until replayed) instead of hanging */
     };
     if (tsdb_open(&mo, &a->db, err, sizeof err) != 0) goto fail_msg;
     otlp_translate_opts to = {.promote_resource_attributes = cfg->otlp_promote_resource_attributes};
@@ -316,7 +322,7 @@ int tr_app_run(const tr_config *cfg) {
     size_t rw_max = (size_t)cfg->otlp_max_message_bytes * 4 > ((size_t)16 << 20) ? (size_t)cfg->otlp_max_message_bytes * 4 : ((size_t)16 << 20);
     if (!(a->ingest = tr_ingest_new(a->db, (size_t)cfg->otlp_max_message_bytes, rw_max))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
-    a->traces_ev = event_new(a->base, -1, 0, traces_ready, a);
+    a->traces_waker = tr_workq_waker_new(a->wq, traces_ready, a);
     traces_config tc = {
         .dir = cfg->data_dir,
         .retention_ms = cfg->trace_retention_ms,
@@ -325,11 +331,12 @@ int tr_app_run(const tr_config *cfg) {
         .max_value_bytes = (uint32_t)cfg->trace_max_value_bytes,
         .max_events = (uint32_t)cfg->trace_max_events,
         .max_links = (uint32_t)cfg->trace_max_links,
+        .sync_normal = cfg->trace_sync_normal,
         .readers = 2,
         .wake = traces_wake,
         .wake_ctx = a,
     };
-    if (!a->traces_ev || !(a->traces = traces_open(&tc, err, sizeof err))) goto fail_msg;
+    if (!a->traces_waker || !(a->traces = traces_open(&tc, err, sizeof err))) goto fail_msg;
 
     otlp_config oc = {
         .max_message_bytes = (size_t)cfg->otlp_max_message_bytes,
@@ -348,38 +355,29 @@ int tr_app_run(const tr_config *cfg) {
     a->http = tr_http_new(a->base, &hc);
     if (!a->recv || !a->http) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
-    tr_http_route(a->http, "/healthz", TR_HTTP_PUBLIC, tr_api_health, a);
-    tr_http_route(a->http, "/-/healthy", TR_HTTP_PUBLIC, tr_api_health, a);
-    tr_http_route(a->http, "/-/ready", TR_HTTP_PUBLIC, tr_api_health, a);
-    tr_http_route(a->http, "/metrics", 0, tr_api_selfmetrics, a);
-    tr_http_route(a->http, "/v1/metrics", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
-    tr_http_route(a->http, "/v1/traces", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
-    tr_http_route(a->http, "/v1/logs", TR_HTTP_INGEST, tr_api_otlp_http, a->recv);
-    tr_api_prom_routes(a->http, a->db);
-    tr_http_route(a->http, "/api/v1/write", TR_HTTP_INGEST, tr_api_remote_write, a->ingest);
-    tr_http_route(a->http, "/api/v1/import/prometheus", TR_HTTP_INGEST, tr_api_prom_import, a->ingest);
-    static const char *const jaeger_exact[] = {"/api/services", "/api/operations", "/api/traces", "/api/dependencies",
-                                               "/api/v3/services", "/api/v3/operations", "/api/v3/traces"};
-    for (size_t i = 0; i < sizeof jaeger_exact / sizeof jaeger_exact[0]; i++)
-        tr_http_route(a->http, jaeger_exact[i], 0, tr_api_jaeger, a->traces);
-    tr_http_route(a->http, "/api/services/", TR_HTTP_PREFIX, tr_api_jaeger, a->traces);
-    tr_http_route(a->http, "/api/traces/", TR_HTTP_PREFIX, tr_api_jaeger, a->traces);
-    tr_http_route(a->http, "/api/v3/traces/", TR_HTTP_PREFIX, tr_api_jaeger, a->traces);
+    a->env = (tr_api_env){.db = a->db, .traces = a->traces, .recv = a->recv, .ingest = a->ingest, .wq = a->wq,
+                          .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
+                          .retention_ms = cfg->retention_ms,
+                          .query_timeout_ms = cfg->query_timeout_ms,
+                          .query_max_samples = cfg->query_max_samples,
+                          .query_lookback_ms = cfg->query_lookback_ms,
+                          .query_log_threshold_ms = cfg->query_log_threshold_ms,
+                          .query_max_concurrency = (unsigned)cfg->query_max_concurrency};
+    tr_api_core_routes(a->http, &a->env);
+    tr_api_otlp_routes(a->http, &a->env);
+    tr_api_ingest_routes(a->http, &a->env);
+    tr_api_prom_meta_routes(a->http, &a->env);
+    tr_api_prom_export_routes(a->http, &a->env);
+    tr_api_prom_exemplars_routes(a->http, &a->env);
+    tr_api_prom_query_routes(a->http, &a->env);
+    tr_api_jaeger_routes(a->http, &a->env);
     char *flags_json = tr_config_flags_json(cfg);
-    a->ui =
-        tr_ui_new(a->http, &(tr_ui_options){.dashboards_dir = cfg->dashboards_dir, .flags_json = flags_json});
+    a->ui = tr_ui_new(a->http, &(tr_ui_options){.dashboards_dir = cfg->dashboards_dir, .flags_json = flags_json});
     free(flags_json);
-    if (!a->ui) {
-        snprintf(err, sizeof err, "out of memory");
-        goto fail_msg;
-    }
+    if (!a->ui) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
     char inst[300];
     snprintf(inst, sizeof inst, "%s%s", cfg->http_addr[0] == ':' ? "localhost" : "", cfg->http_addr);
-    if (cfg->self_scrape_interval_ms > 0 &&
-        !(a->scrape = tr_selfscrape_start(a->base, a->db, cfg->self_scrape_interval_ms, inst))) {
-        snprintf(err, sizeof err, "out of memory");
-        goto fail_msg;
-    }
+    if (cfg->self_scrape_interval_ms > 0 && !(a->scrape = tr_selfscrape_start(a->base, a->db, cfg->self_scrape_interval_ms, inst))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
     if (tr_http_listen(a->http, fd_http, 0) != 0) { snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr); goto fail_msg; }
     fd_http = -1;
@@ -404,11 +402,13 @@ int tr_app_run(const tr_config *cfg) {
 
     event_base_dispatch(a->base);
 
-    /* the loop has ended: in-flight work is done (or timed out); close everything. The
-     * trace store goes first: it finishes queued writes and acknowledges them while the
-     * connections still exist. */
+    /* the loop has ended: in-flight work is done (or timed out); close everything. Jobs
+     * still running are cancelled; then the trace store: it finishes queued writes and
+     * acknowledges them while the connections still exist. */
     tr_selfscrape_free(a->scrape);
     a->scrape = NULL;
+    tr_workq_stop(a->wq);
+    tr_api_jaeger_fini();
     traces_close(a->traces);
     a->traces = NULL;
     tsdb_close(a->db); /* acknowledges the last commits, cuts the head into a block */
@@ -431,12 +431,16 @@ out:
     tr_selfscrape_free(a->scrape);
     tr_http_free(a->http);
     tr_ui_free(a->ui);
+    tr_workq_stop(a->wq);
+    tr_api_jaeger_fini();
     traces_close(a->traces);
-    if (a->traces_ev) event_free(a->traces_ev);
+    tr_workq_waker_free(a->traces_waker);
     otlp_receiver_free(a->recv);
     otlp_metrics_sink_free(a->msink);
     tr_ingest_free(a->ingest);
     tsdb_close(a->db);
+    tr_workq_waker_free(a->tsdb_waker);
+    tr_workq_free(a->wq);
     if (a->base) event_base_free(a->base);
     if (fd_http >= 0) close(fd_http);
     if (fd_grpc >= 0) close(fd_grpc);

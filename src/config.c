@@ -29,59 +29,47 @@ static const flag flags[] = {
     {"otlp-grpc-addr", F_STRING, OFF(otlp_grpc_addr), ":4317", "OTLP/gRPC listener"},
     {"otlp-http-addr", F_STRING, OFF(otlp_http_addr), ":4318", "OTLP/HTTP listener"},
     {"retention", F_DURATION, OFF(retention_ms), "30d", "how long data is kept (12h, 14d, 90d, 1y)"},
-    {"retention-size", F_SIZE, OFF(retention_bytes), NULL,
-     "cap on the metric blocks on disk, oldest blocks go first (e.g. 10GiB)"},
-    {"ooo-window", F_DURATION, OFF(ooo_window_ms), "10m",
-     "samples this much older than a series' newest are still accepted"},
+    {"retention-size", F_SIZE, OFF(retention_bytes), NULL, "cap on the metric blocks on disk, oldest blocks go first (e.g. 10GiB)"},
+    {"ooo-window", F_DURATION, OFF(ooo_window_ms), "10m", "samples this much older than a series' newest are still accepted"},
     {"max-series", F_INT, OFF(max_series), "0", "active series in the metrics head (0: no limit)"},
     {"max-label-name-length", F_INT, OFF(max_label_name_len), "256", "longest label name accepted"},
     {"max-label-value-length", F_INT, OFF(max_label_value_len), "4096", "longest label value accepted"},
-    {"max-labels-per-series", F_INT, OFF(max_labels_per_series), "64",
-     "most labels in one series (__name__ included)"},
-    {"max-exemplars", F_INT, OFF(max_exemplars), "100000",
-     "exemplars kept (newest win; in memory and the WAL) for /api/v1/query_exemplars (0: none)"},
+    {"max-labels-per-series", F_INT, OFF(max_labels_per_series), "64", "most labels in one series (__name__ included)"},
+    {"max-exemplars", F_INT, OFF(max_exemplars), "100000", "exemplars kept (newest win; in memory and the WAL) for /api/v1/query_exemplars (0: none)"},
     {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
-    {"basic-auth", F_STRING, OFF(basic_auth), NULL,
-     "user:password required on every HTTP endpoint but /healthz"},
-    {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL,
-     "file holding user:password (instead of --basic-auth)"},
-    {"ingest-token", F_STRING, OFF(ingest_token), NULL,
-     "OTLP requests must carry Authorization: Bearer <token>"},
-    {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB",
-     "largest OTLP message, after decompression"},
-    {"otlp-promote-resource-attributes", F_STRING, OFF(otlp_promote_resource_attributes), "all",
-     "resource attributes copied onto every metric series as labels: all (as Scotty's collector does), none, "
-     "or a comma list of keys"},
-    {"shutdown-timeout", F_DURATION, OFF(shutdown_timeout_ms), "8s",
-     "how long SIGTERM waits for in-flight requests"},
-    {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s",
-     "idle client connections are closed after this"},
-    {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL,
-     "how long spans are kept (default: --retention)"},
-    {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL,
-     "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
-    {"trace-max-attributes", F_INT, OFF(trace_max_attributes), "128",
-     "attributes kept per span, event and link (0: no limit)"},
-    {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096",
-     "longer string/bytes attribute values are cut (0: no limit)"},
+    {"basic-auth", F_STRING, OFF(basic_auth), NULL, "user:password required on every HTTP endpoint but /healthz"},
+    {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL, "file holding user:password (instead of --basic-auth)"},
+    {"ingest-token", F_STRING, OFF(ingest_token), NULL, "OTLP requests must carry Authorization: Bearer <token>"},
+    {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB", "largest OTLP message, after decompression"},
+    {"otlp-promote-resource-attributes", F_STRING, OFF(otlp_promote_resource_attributes), "all", "resource attributes copied onto every metric series as labels: all (as Scotty's collector does), none, or a comma list of keys"},
+    {"shutdown-timeout", F_DURATION, OFF(shutdown_timeout_ms), "8s", "how long SIGTERM waits for in-flight requests"},
+    {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s", "idle client connections are closed after this"},
+    {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL, "how long spans are kept (default: --retention)"},
+    {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL, "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
+    {"trace-sync", F_STRING, OFF(trace_sync), "full", "full: acknowledged spans survive a power cut (fsync per commit, concurrent exports share one); normal: they survive a crash of tricorder only"},
+    {"trace-max-attributes", F_INT, OFF(trace_max_attributes), "128", "attributes kept per span, event and link (0: no limit)"},
+    {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096", "longer string/bytes attribute values are cut (0: no limit)"},
     {"trace-max-events", F_INT, OFF(trace_max_events), "128", "events kept per span (0: no limit)"},
     {"trace-max-links", F_INT, OFF(trace_max_links), "128", "links kept per span (0: no limit)"},
-    {"self-scrape-interval", F_DURATION, OFF(self_scrape_interval_ms), "15s",
-     "tricorder stores its own /metrics this often under job=\"tricorder\" (0: off)"},
-    {"dashboards-dir", F_STRING, OFF(dashboards_dir), NULL,
-     "directory of Grafana dashboard JSON files added to the web UI (same uid: replaces a built-in one)"},
+    {"query-timeout", F_DURATION, OFF(query_timeout_ms), "2m", "longest a PromQL query may run"},
+    {"query-max-samples", F_INT, OFF(query_max_samples), "50000000", "most samples one PromQL query may load into memory"},
+    {"query-max-concurrency", F_INT, OFF(query_max_concurrency), "20", "PromQL queries evaluated at once; more are answered 503"},
+    {"query-lookback-delta", F_DURATION, OFF(query_lookback_ms), "5m", "how far back an instant selector looks for a sample"},
+    {"query-log-threshold", F_DURATION, OFF(query_log_threshold_ms), "10s", "queries slower than this are logged (0: none)"},
+    {"self-scrape-interval", F_DURATION, OFF(self_scrape_interval_ms), "15s", "tricorder stores its own /metrics this often under job=\"tricorder\" (0: off)"},
+    {"dashboards-dir", F_STRING, OFF(dashboards_dir), NULL, "directory of Grafana dashboard JSON files added to the web UI (same uid: replaces a built-in one)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
-static void env_name(const char *flag, char *out, size_t cap) {
+static void env_name(const char *name, char *out, size_t cap) {
     size_t o = snprintf(out, cap, "TRICORDER_");
-    for (; *flag && o + 1 < cap; flag++) out[o++] = *flag == '-' ? '_' : (char)toupper((unsigned char)*flag);
+    for (; *name && o + 1 < cap; name++) out[o++] = *name == '-' ? '_' : (char)toupper((unsigned char)*name);
     out[o] = 0;
 }
 
 int tr_parse_duration(const char *s, int64_t *ms) {
     if (!s || !*s) return -1;
-    if (strcmp(s, "0") == 0) { /* a bare zero needs no unit (--self-scrape-interval 0: off) */
+    if (strcmp(s, "0") == 0) { /* as Prometheus: a bare 0 needs no unit */
         *ms = 0;
         return 0;
     }
@@ -301,6 +289,16 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
     if (c->trace_max_attributes > 100000 || c->trace_max_events > 100000 || c->trace_max_links > 100000 ||
         c->trace_max_value_bytes > (1LL << 24)) {
         snprintf(err, errlen, "--trace-max-* limits: at most 100000 items and 16MiB per value");
+        return TR_CONFIG_ERROR;
+    }
+    if (strcmp(c->trace_sync, "full") != 0 && strcmp(c->trace_sync, "normal") != 0) {
+        snprintf(err, errlen, "--trace-sync must be full or normal, not %s", c->trace_sync);
+        return TR_CONFIG_ERROR;
+    }
+    c->trace_sync_normal = strcmp(c->trace_sync, "normal") == 0;
+    if (c->query_timeout_ms <= 0 || c->query_max_samples <= 0 || c->query_max_concurrency <= 0 ||
+        c->query_max_concurrency > 1000 || c->query_lookback_ms <= 0) {
+        snprintf(err, errlen, "--query-timeout, --query-max-samples, --query-lookback-delta must be positive, --query-max-concurrency between 1 and 1000");
         return TR_CONFIG_ERROR;
     }
     if (c->otlp_max_message_bytes < 1024 || c->otlp_max_message_bytes > (1LL << 30)) {

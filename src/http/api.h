@@ -1,22 +1,63 @@
-/* The route handlers of the HTTP module, registered by the application. */
+/* The API modules of the HTTP server. Each API file registers its own routes with one call
+ * that receives the environment (stores, work queue, limits); src/app.c builds the
+ * environment and calls each registration once. */
 #ifndef TR_API_H
 #define TR_API_H
 
 #include "http.h"
 #include "otlp/otlp.h"
+#include "util/workq.h"
 
-/* OTLP/HTTP; ctx is the otlp_receiver. Route it with TR_HTTP_INGEST. */
-void tr_api_otlp_http(struct evhttp_request *req, const char *path, void *ctx);
+struct tsdb;
+struct traces_store;
+typedef struct tr_ingest tr_ingest;
 
-/* GET /healthz, /-/healthy, /-/ready: 200 "ok" (ready once start-up finished). */
-void tr_api_health(struct evhttp_request *req, const char *path, void *ctx);
-/* GET /metrics: tricorder's own metrics in the Prometheus text format. */
-void tr_api_selfmetrics(struct evhttp_request *req, const char *path, void *ctx);
+typedef struct tr_api_env {
+    struct tsdb *db;             /* the metrics store */
+    struct traces_store *traces; /* the trace store */
+    otlp_receiver *recv;         /* OTLP decoding and dispatch to the stores */
+    tr_ingest *ingest;           /* remote write and text import → db */
+    tr_workq *wq;                /* every heavy read and the flushes run here */
+    size_t max_body_bytes;       /* request bodies (also bounds form bodies) */
+    int64_t retention_ms;        /* --retention, as /status/runtimeinfo reports it */
+    /* PromQL limits (see --query-* in config.c) */
+    int64_t query_timeout_ms, query_max_samples, query_lookback_ms, query_log_threshold_ms;
+    unsigned query_max_concurrency;
+} tr_api_env;
+
+/* Queues a job for `req` on env->wq and watches the client (its going away sets the job's
+ * cancel flag). Returns the flag, or NULL when the queue is full: the caller answers 503. */
+volatile int *tr_api_submit(const tr_api_env *env, struct evhttp_request *req, tr_workq_fn fn,
+                            tr_workq_done_fn done, void *ctx);
+/* The message of a 503 for a full queue. */
+#define TR_API_BUSY "too many requests in progress: the work queue is full, retry later"
+
+/* GET /healthz, /-/healthy, /-/ready (200 "ok") and GET /metrics (tricorder's own metrics). */
+void tr_api_core_routes(tr_http *h, const tr_api_env *env);
+/* OTLP/HTTP: POST /v1/metrics, /v1/traces, /v1/logs (ingest routes). */
+void tr_api_otlp_routes(tr_http *h, const tr_api_env *env);
+/* Prometheus metadata, status and admin: /api/v1/series, /labels, /label/{name}/values,
+ * /metadata, /status/buildinfo, /status/tsdb, /admin/tsdb/snapshot, /internal/force_flush. */
+void tr_api_prom_meta_routes(tr_http *h, const tr_api_env *env);
+/* /api/v1/export/prometheus and /federate, streamed. */
+void tr_api_prom_export_routes(tr_http *h, const tr_api_env *env);
+/* /api/v1/query_exemplars. */
+void tr_api_prom_exemplars_routes(tr_http *h, const tr_api_env *env);
+/* PromQL: /api/v1/query, /query_range, /format_query; /rules and /alerts; /status/runtimeinfo. */
+void tr_api_prom_query_routes(tr_http *h, const tr_api_env *env);
+/* POST /api/v1/write (remote write 1.0) and /api/v1/import/prometheus (ingest routes). */
+void tr_api_ingest_routes(tr_http *h, const tr_api_env *env);
+/* Jaeger's query API: /api/services, /api/services/{service}/operations, /api/operations,
+ * /api/traces, /api/traces/{id}, /api/dependencies, /api/v3/services, /api/v3/operations,
+ * /api/v3/traces, /api/v3/traces/{id}. */
+void tr_api_jaeger_routes(tr_http *h, const tr_api_env *env);
+/* Closes the trace reader connections the Jaeger jobs keep (after the work queue is freed,
+ * before the trace store is closed). */
+void tr_api_jaeger_fini(void);
 
 /* Self-scrape: every interval_ms, tricorder's own /metrics are parsed and appended to `db`
  * with job="tricorder" and instance=`instance` (the first time ~2 s after start). Returns
  * NULL when out of memory. Free before closing the store. */
-struct tsdb;
 typedef struct tr_selfscrape tr_selfscrape;
 tr_selfscrape *tr_selfscrape_start(struct event_base *base, struct tsdb *db, int64_t interval_ms,
                                    const char *instance);
@@ -25,28 +66,9 @@ void tr_selfscrape_free(tr_selfscrape *s);
  * Returns the samples appended, or -1 when out of memory. */
 long tr_selfscrape_once(struct tsdb *db, const char *instance, int64_t t_ms);
 
-/* The Prometheus metadata, status, admin (flush/snapshot), export and federate routes over the
- * metrics store (prom_meta.c, prom_export.c). */
-struct tsdb;
-void tr_api_prom_routes(tr_http *h, struct tsdb *db);
-
-/* Jaeger's query API (/api/services, /api/services/{s}/operations, /api/operations,
- * /api/traces, /api/traces/{id}, /api/dependencies, /api/v3/services, /api/v3/operations,
- * /api/v3/traces, /api/v3/traces/{id}); ctx is the traces_store. Route each path to it
- * (TR_HTTP_PREFIX for /api/traces/, /api/services/, /api/v3/traces/). */
-void tr_api_jaeger(struct evhttp_request *req, const char *path, void *ctx);
-
-/* Remote write 1.0 and VictoriaMetrics' text import (remote_write.c, prom_import.c): the
- * context shared by both, appending to `db`. max_body bounds a body as sent, max_uncompressed
- * after decompression. Returns NULL on OOM; free after the HTTP server. */
-struct tsdb;
-typedef struct tr_ingest tr_ingest;
+/* Remote write and text import's shared state, appending to `db`. max_body bounds a body as
+ * sent, max_uncompressed after decompression. Returns NULL on OOM; free after the server. */
 tr_ingest *tr_ingest_new(struct tsdb *db, size_t max_body, size_t max_uncompressed);
 void tr_ingest_free(tr_ingest *g);
-/* POST /api/v1/write; ctx is the tr_ingest. Route it with TR_HTTP_INGEST. */
-void tr_api_remote_write(struct evhttp_request *req, const char *path, void *ctx);
-/* POST /api/v1/import/prometheus (?extra_label=k=v, ?timestamp=ms); ctx is the tr_ingest.
- * Route it with TR_HTTP_INGEST. */
-void tr_api_prom_import(struct evhttp_request *req, const char *path, void *ctx);
 
 #endif

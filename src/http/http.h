@@ -1,6 +1,6 @@
-/* The HTTP server (libevent evhttp): one route table served on --http-addr, and the OTLP
- * routes also on --otlp-http-addr. Authentication, limits and the reply helpers that every
- * API handler uses live here. */
+/* The HTTP server (libevent evhttp): one route table (method + path pattern) served on
+ * --http-addr, and the ingest routes also on --otlp-http-addr. Authentication, limits, the
+ * query-string and form parser, and the reply helpers that every API handler uses live here. */
 #ifndef TR_HTTP_H
 #define TR_HTTP_H
 
@@ -14,16 +14,35 @@
 
 typedef struct tr_http tr_http;
 
-/* A handler gets the request and its decoded path. It must answer, now or later (deferred
- * replies are allowed: libevent keeps the request alive even if the client goes away). */
-typedef void (*tr_http_fn)(struct evhttp_request *req, const char *path, void *ctx);
+/* What the router found for a request: the decoded path and the values of the pattern's
+ * `{name}` segments (each percent-decoded; valid until the handler returns). */
+#define TR_HTTP_MAX_VARS 4
+typedef struct tr_http_match {
+    const char *path;
+    const char *names[TR_HTTP_MAX_VARS];
+    const char *vars[TR_HTTP_MAX_VARS];
+    size_t nvars;
+} tr_http_match;
+
+/* The value of `{name}` in the matched pattern, or NULL. */
+const char *tr_http_var(const tr_http_match *m, const char *name);
+
+/* A handler gets the request and what the router matched. It must answer, now or later
+ * (deferred replies are allowed: libevent keeps the request alive even if the client goes
+ * away; see tr_http_watch for noticing it). */
+typedef void (*tr_http_fn)(struct evhttp_request *req, const tr_http_match *m, void *ctx);
 
 enum {
-    TR_HTTP_PREFIX = 1, /* `path` is a prefix (ends with '/'); longer paths match too */
     TR_HTTP_PUBLIC = 2, /* no basic auth (/healthz) */
     TR_HTTP_INGEST = 4, /* a write endpoint: also served on the OTLP HTTP listener, and the
                            ingest token (Bearer) is accepted in place of basic auth */
 };
+
+/* Methods a route answers (libevent's EVHTTP_REQ_* bits). GET routes also answer HEAD. */
+#define TR_GET ((unsigned)EVHTTP_REQ_GET)
+#define TR_POST ((unsigned)EVHTTP_REQ_POST)
+#define TR_PUT ((unsigned)EVHTTP_REQ_PUT)
+#define TR_ANY (~0u) /* the handler checks the method itself */
 
 typedef struct tr_http_config {
     const char *basic_user, *basic_pass; /* NULL: no basic auth */
@@ -37,29 +56,72 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg);
 /* Serves the full route table (ingest_only = 0) or only TR_HTTP_INGEST routes on a bound,
  * listening, non-blocking socket. Returns 0 or -1. */
 int tr_http_listen(tr_http *h, int fd, int ingest_only);
-/* Adds a route. Exact paths win over prefixes; the longest prefix wins. */
-void tr_http_route(tr_http *h, const char *path, int flags, tr_http_fn fn, void *ctx);
-/* Stops accepting new connections (existing requests finish). */
+/* Adds a route: `methods` (TR_GET | TR_POST …) on a path pattern of `/`-separated segments,
+ * each a literal or a `{name}` that matches one non-empty segment (`/api/traces/{id}`).
+ * When several patterns match, the one with more literal segments wins. A path that matches
+ * some pattern but none for the request's method gets 405 with an `Allow` header (OPTIONS:
+ * 204 with `Allow`); a path that matches none gets 404. One handler per (pattern, method). */
+void tr_http_route(tr_http *h, unsigned methods, const char *pattern, int flags, tr_http_fn fn, void *ctx);
+/* Stops accepting new connections (existing requests finish); from now on every reply says
+ * `Connection: close` and closes its connection once written. */
 void tr_http_stop_accepting(tr_http *h);
+/* After tr_http_stop_accepting, on each shutdown tick: closes the keep-alive connections that
+ * have nothing in progress (no request being handled or read, none waiting in the socket, no
+ * reply being written). Returns the connections still open. */
+unsigned tr_http_drain(tr_http *h);
 void tr_http_free(tr_http *h);
 /* Requests currently being handled (deferred replies included). */
 unsigned tr_http_inflight(const tr_http *h);
 /* Open connections over all listeners. */
 unsigned tr_http_connections(const tr_http *h);
 
+/* The router's decision for (method, raw path) without a request: fills m (vars point into
+ * `scratch`, scap bytes) and returns the route's handler context through *ctx, or returns 404
+ * or 405 (with the allowed methods in *allow). For tests and tools. */
+int tr_http_resolve(tr_http *h, unsigned method, const char *raw_path, tr_http_match *m, char *scratch, size_t scap,
+                    void **ctx, unsigned *allow);
+
+/* Sets *flag to 1 (on the loop thread) when the client of `req` goes away before the reply
+ * is complete; a worker polls the flag. Undo with tr_http_unwatch before the flag's memory
+ * goes, and at the latest when the reply is sent. */
+void tr_http_watch(struct evhttp_request *req, volatile int *flag);
+void tr_http_unwatch(struct evhttp_request *req);
+
+/* ---- query strings and forms, as Go's net/url and net/http parse them ---- */
+
+typedef struct tr_form_kv {
+    char *key, *value; /* decoded, NUL-terminated; may hold any byte (vlen counts them) */
+    size_t klen, vlen;
+} tr_form_kv;
+
+typedef struct tr_form {
+    tr_form_kv *kv; /* in order: for a POST form, the body's pairs before the URL's */
+    size_t n, cap;
+} tr_form;
+
+/* Go's url.ParseQuery: `&`-separated pairs, `+` is a space, %XX escapes decoded; a pair
+ * holding `;` is refused ("invalid semicolon separator in query"), a bad escape too
+ * (`invalid URL escape "%zz"`). Like Go, the good pairs are kept and the first error is
+ * returned: 0, or -1 with Go's text in err; -2 when out of memory or past TR_FORM_MAX_PAIRS. */
+#define TR_FORM_MAX_PAIRS 100000
+int tr_form_parse(tr_form *f, const char *s, size_t len, char *err, size_t errlen);
+/* First value of `key` (case-sensitive), or NULL. */
+const char *tr_form_get(const tr_form *f, const char *key);
+/* As tr_form_get, but an empty value counts as absent. */
+const char *tr_form_get_nonempty(const tr_form *f, const char *key);
+void tr_form_free(tr_form *f);
+
+/* Go's Request.ParseForm: for POST, PUT and PATCH with Content-Type
+ * application/x-www-form-urlencoded the body's pairs, then the URL query's. Returns 0, or -1
+ * with Go's error text in err (the form then holds what parsed). Free `out` either way. */
+int tr_http_form(struct evhttp_request *req, tr_form *out, char *err, size_t errlen);
+/* The URL query alone (endpoints whose body is data). Same returns. */
+int tr_http_query_form(struct evhttp_request *req, tr_form *out, char *err, size_t errlen);
+
 /* ---- helpers for handlers ---- */
 
 /* Copies the request body into `out` (initialised by the caller); -1 when over `max`. */
 int tr_http_body(struct evhttp_request *req, size_t max, tr_buf *out);
-/* Parses the query string, and for POST with application/x-www-form-urlencoded also the
- * body, into `out` (caller frees with evhttp_clear_headers). Keys and values are
- * percent-decoded ('+' is a space); repeated keys are kept in order.
- * Returns 0, or -1 on a malformed query. */
-int tr_http_params(struct evhttp_request *req, struct evkeyvalq *out);
-/* As tr_http_params for the query string alone (for endpoints whose body is data). */
-int tr_http_query(struct evhttp_request *req, struct evkeyvalq *out);
-/* First value of `key`, or NULL. */
-const char *tr_http_param(struct evkeyvalq *q, const char *key);
 const char *tr_http_header(struct evhttp_request *req, const char *name);
 
 /* Sends a complete reply; `ctype` may be NULL. Counts it in /metrics. */
@@ -68,11 +130,29 @@ void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, co
 void tr_http_reply_buf(struct evhttp_request *req, int status, const char *ctype, const tr_buf *b);
 /* A text/plain reply ending with a newline. */
 void tr_http_reply_text(struct evhttp_request *req, int status, const char *text);
-/* Prometheus API error shape: {"status":"error","errorType":type,"error":msg}. */
-void tr_http_reply_prom_error(struct evhttp_request *req, int status, const char *type,
-                              const char *msg);
 
-/* Compares two strings in time that depends only on their lengths; 1 when equal. */
-int tr_secret_equal(const char *a, const char *b);
+/* ---- streamed replies: produced on a worker thread, sent by the loop in chunks ---- */
+
+struct tr_workq;
+typedef struct tr_http_stream tr_http_stream;
+
+/* Loop thread: prepares a streamed 200 reply to `req` (set its headers before the first
+ * write). Returns NULL when out of memory. */
+tr_http_stream *tr_http_stream_new(struct evhttp_request *req, struct tr_workq *q);
+/* Worker thread, before the first write: the job's cancellation flag, which stops a write
+ * that waits for a slow client. */
+void tr_http_stream_bind(tr_http_stream *s, const volatile int *cancel);
+/* Worker thread: queues bytes for the client. Blocks while more than TR_HTTP_STREAM_HIGH
+ * bytes wait to be written (back-pressure: a slow client slows the producer, memory stays
+ * bounded). Returns 0, or -1 when the job was cancelled (client gone): stop producing. */
+#define TR_HTTP_STREAM_HIGH (1u << 20)
+int tr_http_stream_write(tr_http_stream *s, const void *p, size_t n);
+/* Worker thread: writes b's bytes once it holds `at_least` (0: always), then empties it.
+ * Returns as tr_http_stream_write; b->failed counts as an error (-1). */
+int tr_http_stream_flush(tr_http_stream *s, tr_buf *b, size_t at_least);
+/* Loop thread, once the job is done: ok = 1 sends what is left and ends the reply (200);
+ * ok = 0 ends it as failed: when nothing was sent yet it returns -1 and the caller sends an
+ * error reply, else the connection is closed so the client sees a cut reply. Frees s. */
+int tr_http_stream_end(tr_http_stream *s, int ok);
 
 #endif

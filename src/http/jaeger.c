@@ -1,9 +1,10 @@
 /* Jaeger's HTTP query API (the legacy /api routes Grafana and the Jaeger UI call, and the
  * /api/v3 routes), answered as jaeger-query answers them: the same envelope, JSON model,
  * parameter parsing and error texts. Parameters are parsed on the loop thread; the store is
- * read and the JSON rendered on a reader thread of the trace store, and the reply is sent
- * back on the loop thread. */
+ * read and the JSON rendered by a job on the work queue (with a reader connection taken from
+ * a small pool), and the reply is sent back on the loop thread. */
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +17,9 @@
 
 #include "api.h"
 #include "jaeger.h"
+#include "util/clock.h"
 #include "util/log.h"
+#include "util/text.h"
 
 #define ENVELOPE_TAIL ",\"total\":%d,\"limit\":0,\"offset\":0,\"errors\":null}"
 #define MAX_LIMIT 1000        /* traces per search (larger asks are cut to this) */
@@ -116,13 +119,6 @@ invalid:
     return -1;
 }
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 int tr_jaeger_parse_trace_id(const char *s, uint8_t id[16], char *err, size_t errlen) {
     size_t n = strlen(s);
     if (n > 32) {
@@ -132,7 +128,7 @@ int tr_jaeger_parse_trace_id(const char *s, uint8_t id[16], char *err, size_t er
     if (n == 0) goto bad;
     memset(id, 0, 16);
     for (size_t i = 0; i < n; i++) {
-        int v = hexval((unsigned char)s[n - 1 - i]);
+        int v = tr_hex_val((unsigned char)s[n - 1 - i]);
         if (v < 0) goto bad;
         id[15 - i / 2] |= (uint8_t)(i % 2 ? v << 4 : v);
     }
@@ -142,61 +138,11 @@ bad:
     return -1;
 }
 
-int tr_jaeger_parse_rfc3339(const char *s, int64_t *ns) {
-    int Y, M, D, h, m, sec, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &Y, &M, &D, &n) != 3 || n != 10) return -1;
-    s += n;
-    if (*s != 'T' && *s != 't') return -1;
-    s++;
-    if (sscanf(s, "%2d:%2d:%2d%n", &h, &m, &sec, &n) != 3 || n != 8) return -1;
-    s += n;
-    int64_t frac = 0;
-    if (*s == '.') {
-        s++;
-        int digits = 0;
-        if (!isdigit((unsigned char)*s)) return -1;
-        for (; isdigit((unsigned char)*s); s++, digits++)
-            if (digits < 9) frac = frac * 10 + (*s - '0');
-        for (; digits < 9; digits++) frac *= 10;
-    }
-    int off = 0;
-    if (*s == 'Z' || *s == 'z') {
-        s++;
-    } else if (*s == '+' || *s == '-') {
-        int oh, om;
-        int sign = *s == '-' ? -1 : 1;
-        if (sscanf(s + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23 || om > 59) return -1;
-        off = sign * (oh * 3600 + om * 60);
-        s += 6;
-    } else {
-        return -1;
-    }
-    if (*s || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return -1;
-    struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h, .tm_min = m, .tm_sec = sec};
-    time_t t = timegm(&tm);
-    *ns = ((int64_t)t - off) * 1000000000LL + frac;
-    return 0;
-}
-
 void tr_jaeger_format_trace_id(const uint8_t id[16], char *out) {
-    static const char hx[] = "0123456789abcdef";
     int hi_zero = 1;
     for (int i = 0; i < 8; i++) if (id[i]) hi_zero = 0;
-    int from = hi_zero ? 8 : 0, o = 0;
-    for (int i = from; i < 16; i++) {
-        out[o++] = hx[id[i] >> 4];
-        out[o++] = hx[id[i] & 15];
-    }
-    out[o] = 0;
-}
-
-static void hex(const uint8_t *p, size_t n, char *out) {
-    static const char hx[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hx[p[i] >> 4];
-        out[2 * i + 1] = hx[p[i] & 15];
-    }
-    out[2 * n] = 0;
+    int from = hi_zero ? 8 : 0;
+    tr_hex_encode(id + from, (size_t)(16 - from), out);
 }
 
 /* ---- legacy Jaeger JSON ---- */
@@ -357,7 +303,7 @@ static const char *link_ref_type(const link_t *l) {
 static void ref(tr_json *j, const char *type, const uint8_t *tid, const uint8_t *sid) {
     char t[33], s[17];
     tr_jaeger_format_trace_id(tid, t);
-    hex(sid, 8, s);
+    tr_hex_encode(sid, 8, s);
     tr_json_obj_open(j);
     tr_json_key(j, "refType");
     tr_json_str(j, type);
@@ -372,7 +318,7 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, tr_b
     const traces_pb_span *sp = ts->span;
     char tid[33], sid[17];
     tr_jaeger_format_trace_id(sp->trace_id.data, tid);
-    hex(sp->span_id.data, 8, sid);
+    tr_hex_encode(sp->span_id.data, 8, sid);
     int link_removed = 0;
     tr_json_obj_open(j);
     tr_json_key(j, "traceID");
@@ -612,6 +558,7 @@ enum {
 
 typedef struct jjob {
     struct evhttp_request *req;
+    const tr_api_env *env;
     int op;
     char *service, *operation;
     int kind;
@@ -715,6 +662,35 @@ static int trace_start_cmp(const void *a, const void *b) {
     return sx < sy ? 1 : sx > sy ? -1 : 0;
 }
 
+/* One Jaeger error entry per damaged chunk left out of a result (the spans it held are not
+ * served; the store quarantines it). */
+static int damage_errors_ids(tr_json *j, const int64_t *ids, size_t n, int open) {
+    for (size_t i = 0; i < n; i++) {
+        if (!open++) {
+            tr_json_key(j, "errors");
+            tr_json_arr_open(j);
+        }
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "trace store chunk %lld is damaged (checksum mismatch or undecodable): its spans are left "
+                 "out and it is quarantined",
+                 (long long)ids[i]);
+        tr_json_obj_open(j);
+        tr_json_key(j, "code");
+        tr_json_int(j, 500);
+        tr_json_key(j, "msg");
+        tr_json_str(j, msg);
+        tr_json_obj_close(j);
+    }
+    return open;
+}
+
+static int damage_errors(tr_json *j, const traces_result *res, int open) {
+    const int64_t *ids;
+    size_t n = traces_result_damaged(res, &ids);
+    return damage_errors_ids(j, ids, n, open);
+}
+
 static void job_run(traces_reader *r, void *arg) {
     jjob *jb = arg;
     char err[300];
@@ -789,7 +765,7 @@ static void job_run(traces_reader *r, void *arg) {
         if (!ts) { traces_result_free(res); store_failed(jb, "out of memory"); return; }
         for (size_t i = 0; i < n; i++) ts[i] = traces_result_trace(res, i);
         if (jb->op == J_SEARCH || jb->op == J3_SEARCH) qsort(ts, n, sizeof *ts, trace_start_cmp);
-        if (jb->op == J_GET && n == 0) {
+        if (jb->op == J_GET && n == 0 && !traces_result_damaged(res, NULL)) {
             jb->status = 404;
             legacy_error(&jb->out, 404, "trace not found");
         } else if ((jb->op == J3_SEARCH || jb->op == J3_GET) && n == 0) {
@@ -817,11 +793,19 @@ static void job_run(traces_reader *r, void *arg) {
                     tr_json_key(&j, "traceID"); tr_json_str(&j, t);
                     tr_json_obj_close(&j);
                 }
+                missing = damage_errors(&j, res, missing);
                 if (missing) tr_json_arr_close(&j);
                 else { tr_json_key(&j, "errors"); tr_json_null(&j); }
                 tr_json_obj_close(&j);
             } else {
-                envelope_close(&j, 0, 0);
+                envelope_close(&j, 0, 1);
+                if (damage_errors(&j, res, 0))
+                    tr_json_arr_close(&j);
+                else {
+                    tr_json_key(&j, "errors");
+                    tr_json_null(&j);
+                }
+                tr_json_obj_close(&j);
             }
         }
         free(ts);
@@ -840,7 +824,13 @@ static void job_run(traces_reader *r, void *arg) {
             tr_json_key(&j, "callCount"); tr_json_uint(&j, d.v[i].count);
             tr_json_obj_close(&j);
         }
-        envelope_close(&j, 0, 0);
+        envelope_close(&j, 0, 1);
+        if (damage_errors_ids(&j, d.damaged, d.ndamaged, 0)) tr_json_arr_close(&j);
+        else {
+            tr_json_key(&j, "errors");
+            tr_json_null(&j);
+        }
+        tr_json_obj_close(&j);
         traces_dependencies_free(&d);
         return;
     }
@@ -858,9 +848,60 @@ static void job_done(void *arg) {
     job_free(jb);
 }
 
-static void submit(traces_store *s, jjob *jb) {
-    if (traces_job_submit(s, job_run, job_done, jb) != 0) {
-        reply_error(jb->req, jb->op >= J3_SERVICES, 503, "trace store is shutting down");
+/* Reader connections for the work queue's threads, reused between jobs. */
+#define MAX_POOLED 16
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static traces_reader *pool[MAX_POOLED];
+static size_t npool;
+
+static traces_reader *reader_get(traces_store *s) {
+    pthread_mutex_lock(&pool_mu);
+    traces_reader *r = npool ? pool[--npool] : NULL;
+    pthread_mutex_unlock(&pool_mu);
+    if (!r) {
+        char err[300];
+        r = traces_reader_open(s, err, sizeof err);
+        if (!r) TR_WARN("jaeger api: cannot open a trace reader", "error=\"%s\"", err);
+    }
+    return r;
+}
+
+static void reader_put(traces_reader *r) {
+    if (!r) return;
+    pthread_mutex_lock(&pool_mu);
+    if (npool < MAX_POOLED) pool[npool++] = r, r = NULL;
+    pthread_mutex_unlock(&pool_mu);
+    if (r) traces_reader_close(r);
+}
+
+void tr_api_jaeger_fini(void) {
+    pthread_mutex_lock(&pool_mu);
+    while (npool) traces_reader_close(pool[--npool]);
+    pthread_mutex_unlock(&pool_mu);
+}
+
+static void wq_run(void *ctx, const volatile int *cancel) {
+    jjob *jb = ctx;
+    if (*cancel) return;
+    traces_reader *r = reader_get(jb->env->traces);
+    job_run(r, jb);
+    reader_put(r);
+}
+
+static void wq_done(void *ctx, int cancelled) {
+    jjob *jb = ctx;
+    if (cancelled && jb->status < 400 && !jb->out.len) {
+        reply_error(jb->req, jb->op >= J3_SERVICES, 503, "request canceled");
+        job_free(jb);
+        return;
+    }
+    job_done(jb);
+}
+
+static void submit(const tr_api_env *env, jjob *jb) {
+    jb->env = env;
+    if (!tr_api_submit(env, jb->req, wq_run, wq_done, jb)) {
+        reply_error(jb->req, jb->op >= J3_SERVICES, 503, TR_API_BUSY);
         job_free(jb);
     }
 }
@@ -873,9 +914,8 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-static const char *param(struct evkeyvalq *q, const char *k) {
-    const char *v = tr_http_param(q, k);
-    return v && *v ? v : NULL; /* an empty single-valued parameter counts as absent */
+static const char *param(const tr_form *q, const char *k) {
+    return tr_form_get_nonempty(q, k); /* an empty single-valued parameter counts as absent */
 }
 
 static int kind_from_name(const char *k) {
@@ -921,7 +961,7 @@ static int parse_tags_json(jjob *jb, const char *name, const char *v, char *err,
     return 0;
 }
 
-static void h_search(struct evhttp_request *req, struct evkeyvalq *q, traces_store *s) {
+static void h_search(struct evhttp_request *req, const tr_form *q, const tr_api_env *s) {
     char err[400], inner[300];
     jjob *jb = job_new(req, J_SEARCH);
     if (!jb) { reply_error(req, 0, 500, "out of memory"); return; }
@@ -930,7 +970,7 @@ static void h_search(struct evhttp_request *req, struct evkeyvalq *q, traces_sto
     jb->q.end_ns = now;
     jb->q.limit = 100;
     const char *p;
-    struct evkeyval *kv;
+    const tr_form_kv *kv;
     if ((p = param(q, "start"))) {
         if (tr_jaeger_parse_int(p, 64, &v, inner, sizeof inner)) { snprintf(err, sizeof err, "unable to parse param 'start': %s", inner); goto bad; }
         jb->q.start_ns = v > INT64_MAX / 1000 ? INT64_MAX : v < INT64_MIN / 1000 ? INT64_MIN : v * 1000;
@@ -939,14 +979,14 @@ static void h_search(struct evhttp_request *req, struct evkeyvalq *q, traces_sto
         if (tr_jaeger_parse_int(p, 64, &v, inner, sizeof inner)) { snprintf(err, sizeof err, "unable to parse param 'end': %s", inner); goto bad; }
         jb->q.end_ns = v > INT64_MAX / 1000 ? INT64_MAX : v < INT64_MIN / 1000 ? INT64_MIN : v * 1000 + 999;
     }
-    TAILQ_FOREACH(kv, q, next) {
+    for (kv = q->kv; kv < q->kv + q->n; kv++) {
         if (strcmp(kv->key, "tag") != 0) continue;
         const char *colon = strchr(kv->value, ':');
         if (!colon) { snprintf(err, sizeof err, "malformed 'tag' parameter, expecting key:value, received: %s", kv->value); goto bad; }
         int rc = job_add_tag(jb, kv->value, (size_t)(colon - kv->value), colon + 1);
         if (rc) { snprintf(err, sizeof err, rc == -2 ? "too many tags (at most %d)" : "out of memory", MAX_TAGS); goto bad; }
     }
-    TAILQ_FOREACH(kv, q, next) {
+    for (kv = q->kv; kv < q->kv + q->n; kv++) {
         if (strcmp(kv->key, "tags") != 0) continue;
         if (parse_tags_json(jb, "tags", kv->value, err, sizeof err)) goto bad;
     }
@@ -963,7 +1003,7 @@ static void h_search(struct evhttp_request *req, struct evkeyvalq *q, traces_sto
         if (tr_jaeger_parse_duration(p, &v, inner, sizeof inner)) { snprintf(err, sizeof err, "unable to parse param 'maxDuration': %s", inner); goto bad; }
         jb->q.max_dur_ns = v;
     }
-    TAILQ_FOREACH(kv, q, next) {
+    for (kv = q->kv; kv < q->kv + q->n; kv++) {
         if (strcmp(kv->key, "traceID") != 0) continue;
         if (jb->nids >= MAX_TRACE_IDS) { snprintf(err, sizeof err, "too many traceID parameters (at most %d)", MAX_TRACE_IDS); goto bad; }
         uint8_t (*n)[16] = realloc(jb->ids, (jb->nids + 1) * sizeof *n);
@@ -995,7 +1035,7 @@ bad:
     job_free(jb);
 }
 
-static void h_get(struct evhttp_request *req, struct evkeyvalq *q, traces_store *s, const char *id, int v3) {
+static void h_get(struct evhttp_request *req, const tr_form *q, const tr_api_env *s, const char *id, int v3) {
     char err[400], inner[300];
     jjob *jb = job_new(req, v3 ? J3_GET : J_GET);
     if (!jb) { reply_error(req, v3, 500, "out of memory"); return; }
@@ -1022,7 +1062,7 @@ static void h_get(struct evhttp_request *req, struct evkeyvalq *q, traces_store 
         for (int i = 0; i < 2; i++) {
             const char *nm = names[i][0];
             if (!(p = param(q, nm))) p = param(q, nm = names[i][1]);
-            if (p && tr_jaeger_parse_rfc3339(p, &v)) {
+            if (p && tr_rfc3339_ns(p, &v)) {
                 snprintf(err, sizeof err, "malformed parameter %s: parsing time \"%s\" as \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse", nm, p);
                 goto bad;
             }
@@ -1044,7 +1084,7 @@ bad:
     job_free(jb);
 }
 
-static void h_v3_search(struct evhttp_request *req, struct evkeyvalq *q, traces_store *s) {
+static void h_v3_search(struct evhttp_request *req, const tr_form *q, const tr_api_env *s) {
     char err[400], inner[300];
     jjob *jb = job_new(req, J3_SEARCH);
     if (!jb) { reply_error(req, 1, 500, "out of memory"); return; }
@@ -1055,11 +1095,11 @@ static void h_v3_search(struct evhttp_request *req, struct evkeyvalq *q, traces_
     const char *tmin = param(q, "query.startTimeMin") ? param(q, "query.startTimeMin") : param(q, "query.start_time_min");
     const char *tmax = param(q, "query.startTimeMax") ? param(q, "query.startTimeMax") : param(q, "query.start_time_max");
     if (!tmin || !tmax) { snprintf(err, sizeof err, "query.startTimeMin and query.startTimeMax are required"); goto bad; }
-    if (tr_jaeger_parse_rfc3339(tmin, &jb->q.start_ns)) {
+    if (tr_rfc3339_ns(tmin, &jb->q.start_ns)) {
         snprintf(err, sizeof err, "malformed parameter query.startTimeMin: parsing time \"%s\" as \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse", tmin);
         goto bad;
     }
-    if (tr_jaeger_parse_rfc3339(tmax, &jb->q.end_ns)) {
+    if (tr_rfc3339_ns(tmax, &jb->q.end_ns)) {
         snprintf(err, sizeof err, "malformed parameter query.startTimeMax: parsing time \"%s\" as \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse", tmax);
         goto bad;
     }
@@ -1097,75 +1137,129 @@ bad:
     job_free(jb);
 }
 
-void tr_api_jaeger(struct evhttp_request *req, const char *path, void *ctx) {
-    traces_store *s = ctx;
-    struct evkeyvalq q;
-    char err[400], inner[300];
-    if (tr_http_params(req, &q) != 0) {
-        evhttp_clear_headers(&q);
-        reply_error(req, strncmp(path, "/api/v3/", 8) == 0, 400, "malformed query string");
+/* The form of a request; on error replies 400 and returns -1. */
+static int form_or_reply(struct evhttp_request *req, tr_form *q, int v3) {
+    char err[300], msg[400];
+    if (tr_http_form(req, q, err, sizeof err) == 0) return 0;
+    tr_form_free(q);
+    snprintf(msg, sizeof msg, "malformed query string: %s", err);
+    reply_error(req, v3, 400, msg);
+    return -1;
+}
+
+static void h_services(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    jjob *jb = job_or_reply(req, J_SERVICES);
+    if (jb) submit(ctx, jb);
+}
+
+static void h_service_ops(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    jjob *jb = job_or_reply(req, J_SERVICE_OPS);
+    if (!jb) return;
+    if (!(jb->service = strdup(tr_http_var(m, "service")))) {
+        reply_error(req, 0, 500, "out of memory");
+        job_free(jb);
         return;
     }
+    submit(ctx, jb);
+}
+
+static void h_operations(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_form q;
     const char *p;
-    jjob *jb = NULL;
-    if (strcmp(path, "/api/services") == 0) {
-        if ((jb = job_or_reply(req, J_SERVICES))) submit(s, jb);
-    } else if (strncmp(path, "/api/services/", 14) == 0) {
-        const char *svc = path + 14;
-        size_t n = strlen(svc);
-        if (n < 11 || strcmp(svc + n - 11, "/operations") != 0 || n == 11) {
-            tr_http_reply_text(req, 404, "404 page not found");
-        } else if ((jb = job_or_reply(req, J_SERVICE_OPS))) {
-            jb->service = strndup(svc, n - 11);
-            submit(s, jb);
-        }
-    } else if (strcmp(path, "/api/operations") == 0) {
-        if (!(p = param(&q, "service"))) {
-            reply_error(req, 0, 400, "parameter 'service' is required");
-        } else if ((jb = job_or_reply(req, J_OPERATIONS))) {
-            jb->service = strdup(p);
-            jb->kind = kind_from_name(param(&q, "spanKind"));
-            submit(s, jb);
-        }
-    } else if (strcmp(path, "/api/traces") == 0) {
-        h_search(req, &q, s);
-    } else if (strncmp(path, "/api/traces/", 12) == 0 && !strchr(path + 12, '/')) {
-        h_get(req, &q, s, path + 12, 0);
-    } else if (strcmp(path, "/api/dependencies") == 0) {
-        int64_t end = now_ns() / 1000000, lookback = 86400000;
-        if ((p = param(&q, "endTs")) && tr_jaeger_parse_int(p, 64, &end, inner, sizeof inner)) {
-            snprintf(err, sizeof err, "unable to parse param 'endTs': %s", inner);
-            reply_error(req, 0, 400, err);
-        } else if ((p = param(&q, "lookback")) && tr_jaeger_parse_int(p, 64, &lookback, inner, sizeof inner)) {
-            snprintf(err, sizeof err, "unable to parse param 'lookback': %s", inner);
-            reply_error(req, 0, 400, err);
-        } else if ((jb = job_or_reply(req, J_DEPS))) {
-            if (end > INT64_MAX / 1000000) end = INT64_MAX / 1000000;
-            if (lookback < 0) lookback = 0;
-            jb->to = end * 1000000 + 999999;
-            jb->from = (end - lookback) * 1000000;
-            if ((p = param(&q, "service"))) jb->service = strdup(p);
-            submit(s, jb);
-        }
-    } else if (strcmp(path, "/api/v3/services") == 0) {
-        if ((jb = job_or_reply(req, J3_SERVICES))) submit(s, jb);
-    } else if (strcmp(path, "/api/v3/operations") == 0) {
-        if ((jb = job_or_reply(req, J3_OPERATIONS))) {
-            p = param(&q, "service");
-            jb->service = p ? strdup(p) : NULL;
-            const char *k = param(&q, "spanKind") ? param(&q, "spanKind") : param(&q, "span_kind");
-            jb->kind = kind_from_name(k);
-            if (!p) jb->kind = 99; /* no service: nothing, as Jaeger's storage answers */
-            submit(s, jb);
-        }
-    } else if (strcmp(path, "/api/v3/traces") == 0) {
-        h_v3_search(req, &q, s);
-    } else if (strncmp(path, "/api/v3/traces/", 15) == 0 && !strchr(path + 15, '/')) {
-        h_get(req, &q, s, path + 15, 1);
-    } else {
-        tr_http_reply_text(req, 404, "404 page not found");
-        evhttp_clear_headers(&q);
-        return;
+    jjob *jb;
+    if (form_or_reply(req, &q, 0)) return;
+    if (!(p = param(&q, "service"))) {
+        reply_error(req, 0, 400, "parameter 'service' is required");
+    } else if ((jb = job_or_reply(req, J_OPERATIONS))) {
+        jb->service = strdup(p);
+        jb->kind = kind_from_name(param(&q, "spanKind"));
+        submit(ctx, jb);
     }
-    evhttp_clear_headers(&q);
+    tr_form_free(&q);
+}
+
+static void h_traces(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_form q;
+    if (form_or_reply(req, &q, 0)) return;
+    h_search(req, &q, ctx);
+    tr_form_free(&q);
+}
+
+static void h_trace(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_form q;
+    if (form_or_reply(req, &q, 0)) return;
+    h_get(req, &q, ctx, tr_http_var(m, "id"), 0);
+    tr_form_free(&q);
+}
+
+static void h_dependencies(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_form q;
+    char err[400], inner[300];
+    const char *p;
+    jjob *jb;
+    if (form_or_reply(req, &q, 0)) return;
+    int64_t end = now_ns() / 1000000, lookback = 86400000;
+    if ((p = param(&q, "endTs")) && tr_jaeger_parse_int(p, 64, &end, inner, sizeof inner)) {
+        snprintf(err, sizeof err, "unable to parse param 'endTs': %s", inner);
+        reply_error(req, 0, 400, err);
+    } else if ((p = param(&q, "lookback")) && tr_jaeger_parse_int(p, 64, &lookback, inner, sizeof inner)) {
+        snprintf(err, sizeof err, "unable to parse param 'lookback': %s", inner);
+        reply_error(req, 0, 400, err);
+    } else if ((jb = job_or_reply(req, J_DEPS))) {
+        if (end > INT64_MAX / 1000000) end = INT64_MAX / 1000000;
+        if (lookback < 0) lookback = 0;
+        jb->to = end * 1000000 + 999999;
+        jb->from = (end - lookback) * 1000000;
+        if ((p = param(&q, "service"))) jb->service = strdup(p);
+        submit(ctx, jb);
+    }
+    tr_form_free(&q);
+}
+
+static void h3_services(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    jjob *jb = job_or_reply(req, J3_SERVICES);
+    if (jb) submit(ctx, jb);
+}
+
+static void h3_operations(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_form q;
+    jjob *jb;
+    if (form_or_reply(req, &q, 1)) return;
+    if ((jb = job_or_reply(req, J3_OPERATIONS))) {
+        const char *p = param(&q, "service");
+        jb->service = p ? strdup(p) : NULL;
+        const char *k = param(&q, "spanKind") ? param(&q, "spanKind") : param(&q, "span_kind");
+        jb->kind = kind_from_name(k);
+        if (!p) jb->kind = 99; /* no service: nothing, as Jaeger's storage answers */
+        submit(ctx, jb);
+    }
+    tr_form_free(&q);
+}
+
+static void h3_traces(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_form q;
+    if (form_or_reply(req, &q, 1)) return;
+    h_v3_search(req, &q, ctx);
+    tr_form_free(&q);
+}
+
+static void h3_trace(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_form q;
+    if (form_or_reply(req, &q, 1)) return;
+    h_get(req, &q, ctx, tr_http_var(m, "id"), 1);
+    tr_form_free(&q);
+}
+
+void tr_api_jaeger_routes(tr_http *h, const tr_api_env *env) {
+    void *e = (void *)env;
+    tr_http_route(h, TR_GET, "/api/services", 0, h_services, e);
+    tr_http_route(h, TR_GET, "/api/services/{service}/operations", 0, h_service_ops, e);
+    tr_http_route(h, TR_GET, "/api/operations", 0, h_operations, e);
+    tr_http_route(h, TR_GET, "/api/traces", 0, h_traces, e);
+    tr_http_route(h, TR_GET, "/api/traces/{id}", 0, h_trace, e);
+    tr_http_route(h, TR_GET, "/api/dependencies", 0, h_dependencies, e);
+    tr_http_route(h, TR_GET, "/api/v3/services", 0, h3_services, e);
+    tr_http_route(h, TR_GET, "/api/v3/operations", 0, h3_operations, e);
+    tr_http_route(h, TR_GET, "/api/v3/traces", 0, h3_traces, e);
+    tr_http_route(h, TR_GET, "/api/v3/traces/{id}", 0, h3_trace, e);
 }

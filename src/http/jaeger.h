@@ -18,8 +18,6 @@ int tr_jaeger_parse_duration(const char *s, int64_t *ns, char *err, size_t errle
 /* A Jaeger trace id: 1–32 hex digits (leading zeros optional). Returns 0 with the 16-byte
  * big-endian id, or -1 with Jaeger's error text. */
 int tr_jaeger_parse_trace_id(const char *s, uint8_t id[16], char *err, size_t errlen);
-/* RFC 3339 with optional fraction and Z or ±hh:mm. Returns 0 and ns since the epoch, or -1. */
-int tr_jaeger_parse_rfc3339(const char *s, int64_t *ns);
 /* Go's strconv.ParseBool. Returns 0 or -1 with Go's error text. */
 int tr_jaeger_parse_bool(const char *s, int *out, char *err, size_t errlen);
 

@@ -6,17 +6,14 @@
 #include <string.h>
 
 #include "jaeger.h"
+#include "util/text.h"
 
 typedef Opentelemetry__Proto__Common__V1__KeyValue kv_t;
 
 static void hexs(tr_json *j, const uint8_t *p, size_t n) {
-    static const char hx[] = "0123456789abcdef";
     char out[65];
     if (n > 32) n = 32;
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hx[p[i] >> 4];
-        out[2 * i + 1] = hx[p[i] & 15];
-    }
+    tr_hex_encode(p, n, out);
     tr_json_strn(j, out, 2 * n);
 }
 

@@ -47,8 +47,9 @@ static int media_is(const char *ct, const char *want) {
     return ct[n] == 0 || ct[n] == ';' || ct[n] == ' ';
 }
 
-void tr_api_otlp_http(struct evhttp_request *req, const char *path, void *ctx) {
-    otlp_receiver *r = ctx;
+static void api_otlp_http(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    otlp_receiver *r = ((const tr_api_env *)ctx)->recv;
+    const char *path = m->path;
     otlp_signal sig = strcmp(path, "/v1/metrics") == 0 ? OTLP_METRICS
                       : strcmp(path, "/v1/traces") == 0 ? OTLP_TRACES
                                                          : OTLP_LOGS;
@@ -87,4 +88,11 @@ void tr_api_otlp_http(struct evhttp_request *req, const char *path, void *ctx) {
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     const uint8_t *body = len ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
     otlp_receiver_process(r, sig, tr, body, len, gzip, done, p);
+}
+
+void tr_api_otlp_routes(tr_http *h, const tr_api_env *env) {
+    /* every method reaches the handler: a wrong one is answered in OTLP's status encoding */
+    tr_http_route(h, TR_ANY, "/v1/metrics", TR_HTTP_INGEST, api_otlp_http, (void *)env);
+    tr_http_route(h, TR_ANY, "/v1/traces", TR_HTTP_INGEST, api_otlp_http, (void *)env);
+    tr_http_route(h, TR_ANY, "/v1/logs", TR_HTTP_INGEST, api_otlp_http, (void *)env);
 }

@@ -1,149 +1,131 @@
 /* GET|POST /api/v1/query_exemplars: the exemplars of the series a query selects, in
  * Prometheus' response shape. Until the PromQL engine lands the query must be a plain series
  * selector (what Grafana's exemplar toggle sends for a bare metric); anything else is
- * refused with 400 bad_data rather than guessed at. */
+ * refused with 400 bad_data rather than guessed at. The store is read on the work queue. */
 #include "api.h"
 
-#include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "metrics/metrics.h"
+#include "prom_api.h"
+#include "promql/promql.h"
 
-/* Prometheus' MinTime/MaxTime in milliseconds (the defaults of start and end). */
-#define PROM_MIN_TIME (-9223309901257974LL)
-#define PROM_MAX_TIME (9223309901257974LL)
-
-int tr_prom_time_param(struct evhttp_request *req, struct evkeyvalq *q, const char *name, int64_t def,
-                       int64_t *out);
-
-/* Go's strconv.FormatFloat(v, 'e', -1, 64): the shortest mantissa that round-trips. */
-static void format_e(char *out, size_t cap, double v) {
-    for (int prec = 0; prec < 17; prec++) {
-        snprintf(out, cap, "%.*e", prec, v);
-        if (strtod(out, NULL) == v) return;
-    }
-    snprintf(out, cap, "%.16e", v);
-}
-
-/* Prometheus' jsonutil.MarshalFloat: a JSON string, 'f' layout unless |v| < 1e-6 or
- * |v| >= 1e21 (then 'e'), "+Inf", "-Inf", "NaN". */
-static void json_prom_float(tr_json *j, double v) {
-    char s[TR_DOUBLE_MAX_TEXT];
-    double a = fabs(v);
-    if (isfinite(v) && a != 0 && (a < 1e-6 || a >= 1e21)) format_e(s, sizeof s, v);
-    else tr_format_double(s, sizeof s, v);
-    tr_json_str(j, s);
-}
-
-/* Prometheus' jsonutil.MarshalTimestamp: seconds, and when the milliseconds are not zero a
- * dot and exactly three digits. */
-static void json_prom_ts(tr_json *j, int64_t ms) {
-    char s[48];
-    uint64_t a = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
-    int n = snprintf(s, sizeof s, "%s%" PRIu64, ms < 0 ? "-" : "", a / 1000);
-    if (a % 1000) snprintf(s + n, sizeof s - (size_t)n, ".%03u", (unsigned)(a % 1000));
-    tr_json_raw(j, s, strlen(s));
-}
-
-static void json_labels(tr_json *j, const tsdb_label *l, size_t n) {
-    tr_json_obj_open(j);
-    for (size_t i = 0; i < n; i++) {
-        tr_json_key(j, l[i].name);
-        tr_json_str(j, l[i].value);
-    }
-    tr_json_obj_close(j);
-}
-
-static void api_query_exemplars(struct evhttp_request *req, const char *path, void *ctx) {
-    tsdb *db = ctx;
-    (void)path;
-    enum evhttp_cmd_type c = evhttp_request_get_command(req);
-    if (c == EVHTTP_REQ_OPTIONS) {
-        tr_http_reply(req, 204, NULL, NULL, 0);
-        return;
-    }
-    if (c != EVHTTP_REQ_GET && c != EVHTTP_REQ_HEAD && c != EVHTTP_REQ_POST) {
-        tr_http_reply_text(req, 405, "Method Not Allowed");
-        return;
-    }
-    struct evkeyvalq q;
-    if (tr_http_params(req, &q) != 0) {
-        tr_http_reply_prom_error(req, 400, "bad_data", "error parsing form values");
-        return;
-    }
-    tsdb_matcher **m = NULL;
-    size_t nm = 0;
-    tsdb_exemplars *res = NULL;
+typedef struct ejob {
+    struct evhttp_request *req;
+    const tr_api_env *env;
+    tsdb_matcher **m;
+    size_t nm;
     int64_t start, end;
-    if (tr_prom_time_param(req, &q, "start", PROM_MIN_TIME, &start) ||
-        tr_prom_time_param(req, &q, "end", PROM_MAX_TIME, &end))
-        goto out;
-    if (end < start) {
-        tr_http_reply_prom_error(req, 400, "bad_data", "end timestamp must not be before start timestamp");
-        goto out;
+    tr_buf out;
+    int failed;
+    char err[512];
+} ejob;
+
+static void ejob_free(ejob *j) {
+    if (j->m) tsdb_matchers_free(j->m, j->nm);
+    tr_buf_free(&j->out);
+    free(j);
+}
+
+/* Worker thread. */
+static void exemplars_run(void *ctx, const volatile int *cancel) {
+    ejob *j = ctx;
+    tsdb_exemplars *res = NULL;
+    tsdb_matcher **const sets[1] = {j->m};
+    if (tsdb_query_exemplars(j->env->db, sets, &j->nm, 1, j->start, j->end, &res, j->err, sizeof j->err) !=
+        0) {
+        j->failed = 1;
+        return;
     }
-    const char *query = tr_http_param(&q, "query");
-    if (!query || !*query) {
-        tr_http_reply_prom_error(req, 400, "bad_data", "1:1: parse error: no expression found in input");
-        goto out;
-    }
-    char err[512], msg[1024];
-    if (tsdb_parse_selector(query, &m, &nm, err, sizeof err) != 0) {
-        snprintf(msg, sizeof msg, "%s (only a series selector such as name{label=\"value\"} is supported here until the PromQL engine lands)", err);
-        tr_http_reply_prom_error(req, 400, "bad_data", msg);
-        goto out;
-    }
-    tsdb_matcher **const sets[1] = {m};
-    if (tsdb_query_exemplars(db, sets, &nm, 1, start, end, &res, err, sizeof err) != 0) {
-        tr_http_reply_prom_error(req, 500, "internal", err);
-        goto out;
-    }
-    tr_buf b;
-    tr_buf_init(&b, 0);
-    tr_json j;
-    tr_json_init(&j, &b);
-    tr_json_obj_open(&j);
-    tr_json_key(&j, "status");
-    tr_json_str(&j, "success");
-    tr_json_key(&j, "data");
-    tr_json_arr_open(&j);
-    for (size_t i = 0; i < tsdb_exemplars_len(res); i++) {
+    tr_json js;
+    tr_json_init(&js, &j->out);
+    tr_prom_open_success(&js);
+    tr_json_arr_open(&js);
+    for (size_t i = 0; i < tsdb_exemplars_len(res) && !*cancel; i++) {
         const tsdb_label *sl;
         size_t sn = tsdb_exemplars_series(res, i, &sl);
         const tsdb_exemplar *ex;
         size_t en = tsdb_exemplars_of(res, i, &ex);
-        tr_json_obj_open(&j);
-        tr_json_key(&j, "seriesLabels");
-        json_labels(&j, sl, sn);
-        tr_json_key(&j, "exemplars");
-        tr_json_arr_open(&j);
+        tr_json_obj_open(&js);
+        tr_json_key(&js, "seriesLabels");
+        tr_prom_json_labels(&js, sl, sn);
+        tr_json_key(&js, "exemplars");
+        tr_json_arr_open(&js);
         for (size_t k = 0; k < en; k++) {
-            tr_json_obj_open(&j);
-            tr_json_key(&j, "labels");
-            json_labels(&j, ex[k].labels, ex[k].n_labels);
-            tr_json_key(&j, "value");
-            json_prom_float(&j, ex[k].value);
-            tr_json_key(&j, "timestamp");
-            json_prom_ts(&j, ex[k].t_ms);
-            tr_json_obj_close(&j);
+            tr_json_obj_open(&js);
+            tr_json_key(&js, "labels");
+            tr_prom_json_labels(&js, ex[k].labels, ex[k].n_labels);
+            tr_json_key(&js, "value");
+            tr_prom_json_float(&js, ex[k].value);
+            tr_json_key(&js, "timestamp");
+            tr_prom_json_ts(&js, ex[k].t_ms);
+            tr_json_obj_close(&js);
         }
-        tr_json_arr_close(&j);
-        tr_json_obj_close(&j);
+        tr_json_arr_close(&js);
+        tr_json_obj_close(&js);
     }
-    tr_json_arr_close(&j);
-    tr_json_obj_close(&j);
-    if (b.failed) tr_http_reply_prom_error(req, 500, "internal", "response too large or out of memory");
-    else tr_http_reply_buf(req, 200, "application/json", &b);
-    tr_buf_free(&b);
-out:
+    tr_json_arr_close(&js);
+    tr_prom_close_success(&js, NULL);
     tsdb_exemplars_free(res);
-    if (m) tsdb_matchers_free(m, nm);
-    evhttp_clear_headers(&q);
 }
 
-void tr_api_prom_exemplars_route(tr_http *h, tsdb *db) {
-    tr_http_route(h, "/api/v1/query_exemplars", 0, api_query_exemplars, db);
+/* Loop thread. */
+static void exemplars_done(void *ctx, int cancelled) {
+    ejob *j = ctx;
+    if (j->failed)
+        tr_prom_reply_error(j->req, TR_PROM_INTERNAL, j->err);
+    else if (cancelled)
+        tr_prom_reply_error(j->req, TR_PROM_CANCELED, "request canceled");
+    else
+        tr_prom_reply_json(j->req, &j->out);
+    ejob_free(j);
+}
+
+static void api_query_exemplars(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_form f;
+    if (tr_prom_form(req, &f)) return;
+    char err[512], msg[1024];
+    ejob *j = calloc(1, sizeof *j);
+    if (!j) {
+        tr_prom_reply_error(req, TR_PROM_INTERNAL, "out of memory");
+        goto out;
+    }
+    j->req = req;
+    j->env = ctx;
+    tr_buf_init(&j->out, 0);
+    if (tr_prom_time_param(&f, "start", TR_PROM_MIN_TIME, &j->start, err, sizeof err) ||
+        tr_prom_time_param(&f, "end", TR_PROM_MAX_TIME, &j->end, err, sizeof err)) {
+        tr_prom_reply_error(req, TR_PROM_BAD_DATA, err);
+        goto out;
+    }
+    if (j->end < j->start) {
+        tr_prom_reply_error(req, TR_PROM_BAD_DATA, "end timestamp must not be before start timestamp");
+        goto out;
+    }
+    const char *query = tr_form_get_nonempty(&f, "query");
+    if (!query) {
+        tr_prom_reply_error(req, TR_PROM_BAD_DATA, "1:1: parse error: no expression found in input");
+        goto out;
+    }
+    int nsel = promql_parse_selector(query, strlen(query), &j->m, err, sizeof err);
+    if (nsel < 0) {
+        snprintf(msg, sizeof msg, "%s (only a series selector such as name{label=\"value\"} is supported here)", err);
+        tr_prom_reply_error(req, TR_PROM_BAD_DATA, msg);
+        goto out;
+    }
+    j->nm = (size_t)nsel;
+    if (!tr_api_submit(ctx, req, exemplars_run, exemplars_done, j)) {
+        tr_prom_reply_error(req, TR_PROM_UNAVAILABLE, TR_API_BUSY);
+        goto out;
+    }
+    j = NULL;
+out:
+    if (j) ejob_free(j);
+    tr_form_free(&f);
+}
+
+void tr_api_prom_exemplars_routes(tr_http *h, const tr_api_env *env) {
+    tr_http_route(h, TR_GET | TR_POST, "/api/v1/query_exemplars", 0, api_query_exemplars, (void *)env);
 }

@@ -1,7 +1,9 @@
 /* Ways out of the metrics store in the Prometheus text exposition format:
  * /api/v1/export/prometheus (VictoriaMetrics' export: every sample in [start, end], one line
  * each, with its timestamp) and /federate (Prometheus' federation: the latest sample of each
- * matching series within the 5-minute lookback, grouped by metric name under a TYPE line). */
+ * matching series within the 5-minute lookback, under a TYPE line per metric name). Both run
+ * on the work queue and stream their reply: one series' samples are in memory at a time, and
+ * the producer waits for a slow client. */
 #include "api.h"
 
 #include <math.h>
@@ -11,18 +13,12 @@
 #include <time.h>
 
 #include "metrics/metrics.h"
+#include "prom_api.h"
+#include "util/clock.h"
+
+#define CHUNK (64u << 10)
 
 #define LOOKBACK_MS (5 * 60 * 1000)
-
-typedef struct matchsets {
-    tsdb_matcher ***sets;
-    size_t *lens;
-    size_t n;
-} matchsets;
-int tr_prom_time_param(struct evhttp_request *req, struct evkeyvalq *q, const char *name,
-                       int64_t def, int64_t *out);
-int tr_prom_match_params(struct evhttp_request *req, struct evkeyvalq *q, matchsets *out);
-void tr_prom_matchsets_free(matchsets *m);
 
 static void put_escaped(tr_buf *b, const char *s) {
     for (; *s; s++) {
@@ -58,122 +54,71 @@ static void put_series(tr_buf *b, const tsdb_label *l, size_t n, int add_instanc
     if (!first) tr_buf_putc(b, '}');
 }
 
-static const char *series_name(const tsdb_seriesset *ss, size_t i) {
-    const tsdb_label *l;
-    size_t n = tsdb_seriesset_labels(ss, i, &l);
-    for (size_t k = 0; k < n; k++)
-        if (strcmp(l[k].name, "__name__") == 0) return l[k].value;
-    return "";
-}
 
-typedef struct ref {
-    const tsdb_seriesset *ss;
-    size_t i;
-    const char *name;
-    size_t ord;
-} ref;
-
-static int cmp_ref(const void *a, const void *b) {
-    const ref *x = a, *y = b;
-    int c = strcmp(x->name, y->name);
-    if (c) return c;
-    return x->ord < y->ord ? -1 : x->ord > y->ord;
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void run(struct evhttp_request *req, tsdb *db, int federate) {
-    struct evkeyvalq q;
-    matchsets ms = {0};
-    enum evhttp_cmd_type c = evhttp_request_get_command(req);
-    if (c != EVHTTP_REQ_GET && c != EVHTTP_REQ_HEAD && (federate || c != EVHTTP_REQ_POST)) {
-        tr_http_reply_text(req, 405, "Method Not Allowed");
-        return;
-    }
-    if (tr_http_params(req, &q) != 0) {
-        tr_http_reply_text(req, 400, "error parsing form values");
-        return;
-    }
-    int64_t start, end, now = now_ms();
-    if (federate) {
-        start = now - LOOKBACK_MS;
-        end = now;
-    } else {
-        if (tr_prom_time_param(req, &q, "start", INT64_MIN, &start) || tr_prom_time_param(req, &q, "end", now, &end))
-            goto out;
-    }
-    if (!federate && !tr_http_param(&q, "match[]")) {
-        tr_http_reply_text(req, 400, "missing `match[]` arg");
-        goto out;
-    }
-    if (tr_prom_match_params(req, &q, &ms)) goto out;
-    tsdb_querier *qr = tsdb_querier_open(db, start, end);
-    tsdb_seriesset **sets = calloc(ms.n + 1, sizeof *sets);
+typedef struct xjob {
+    struct evhttp_request *req;
+    const tr_api_env *env;
+    int federate;
+    int64_t start, end;
+    tr_prom_matchsets ms;
+    tr_http_stream *st;
+    int failed;
     char err[512];
-    size_t total = 0;
-    int failed = !qr || !sets;
-    for (size_t i = 0; !failed && i < ms.n; i++) {
-        /* labels only: samples are loaded one series at a time below, so an export of a
-         * large range holds one series' samples at once (the reply itself is still built
-         * in memory) */
-        sets[i] = tsdb_select(qr, ms.sets[i], ms.lens[i], 0, err, sizeof err);
-        if (!sets[i]) failed = 1;
-        else total += tsdb_seriesset_len(sets[i]);
-    }
-    ref *refs = failed ? NULL : calloc(total + 1, sizeof *refs);
-    if (failed || !refs) {
-        tr_http_reply_text(req, 500, failed && qr && sets ? err : "out of memory");
-        goto done;
-    }
-    /* series from several match[] merged, each once (sets are sorted by labels) */
-    size_t n = 0;
-    for (size_t s = 0; s < ms.n; s++)
-        for (size_t i = 0; i < tsdb_seriesset_len(sets[s]); i++) {
-            refs[n].ss = sets[s];
-            refs[n].i = i;
-            refs[n].name = series_name(sets[s], i);
-            refs[n].ord = n;
-            n++;
-        }
-    qsort(refs, n, sizeof *refs, cmp_ref);
+} xjob;
+
+static void xjob_free(xjob *j) {
+    tr_prom_matchsets_free(&j->ms);
+    free(j);
+}
+
+/* Worker thread. */
+static void export_run(void *ctx, const volatile int *cancel) {
+    xjob *j = ctx;
+    tr_http_stream_bind(j->st, cancel);
+    tsdb_querier *qr = tsdb_querier_open(j->env->db, j->start, j->end);
+    tsdb_seriesset **sets = calloc(j->ms.n + 1, sizeof *sets);
+    tr_prom_merge m = {0};
     tr_buf b;
     tr_buf_init(&b, 0);
-    const char *family = NULL;
-    const tsdb_label *prev = NULL;
-    size_t prevn = 0;
-    char num[64];
-    for (size_t r = 0; r < n; r++) {
-        const tsdb_label *l;
-        size_t nl = tsdb_seriesset_labels(refs[r].ss, refs[r].i, &l);
-        int dup = prev && prevn == nl;
-        for (size_t k = 0; dup && k < nl; k++)
-            if (strcmp(prev[k].name, l[k].name) || strcmp(prev[k].value, l[k].value)) dup = 0;
-        if (dup) continue;
-        prev = l;
-        prevn = nl;
+    if (!qr || !sets || tr_prom_merge_init(&m, sets, j->ms.n)) {
+        j->failed = 1;
+        snprintf(j->err, sizeof j->err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < j->ms.n; i++)
+        /* labels only: samples are loaded one series at a time below */
+        if (!(sets[i] = tsdb_select(qr, j->ms.sets[i], j->ms.lens[i], 0, j->err, sizeof j->err))) {
+            j->failed = 1;
+            goto out;
+        }
+    char num[64], family[1024] = "";
+    int have_family = 0;
+    tsdb_seriesset *set;
+    size_t idx, nl;
+    const tsdb_label *l;
+    while (tr_prom_merge_next(&m, &set, &idx, &l, &nl)) {
+        if (*cancel) break;
         const int64_t *ts;
         const double *vs;
-        tsdb_seriesset *set = (tsdb_seriesset *)refs[r].ss;
-        if (tsdb_seriesset_load(set, refs[r].i, err, sizeof err) != 0) {
-            tr_buf_free(&b);
-            tr_http_reply_text(req, 500, err);
-            goto done;
+        if (tsdb_seriesset_load(set, idx, j->err, sizeof j->err) != 0) {
+            j->failed = 1;
+            break;
         }
-        size_t k = tsdb_seriesset_samples(refs[r].ss, refs[r].i, &ts, &vs);
-        if (!k) continue;
-        if (federate) {
-            if (tsdb_is_stale_nan(vs[k - 1])) continue;
-            if (!family || strcmp(family, refs[r].name) != 0) {
-                family = refs[r].name;
-                tr_buf_printf(&b, "# TYPE %s untyped\n", family);
+        size_t k = tsdb_seriesset_samples(set, idx, &ts, &vs);
+        if (k && j->federate) {
+            if (!tsdb_is_stale_nan(vs[k - 1])) {
+                const char *name = "";
+                for (size_t i = 0; i < nl; i++)
+                    if (strcmp(l[i].name, "__name__") == 0) name = l[i].value;
+                if (!have_family || strcmp(family, name) != 0) {
+                    snprintf(family, sizeof family, "%s", name);
+                    have_family = 1;
+                    tr_buf_printf(&b, "# TYPE %s untyped\n", name);
+                }
+                put_series(&b, l, nl, 1);
+                tr_format_double_g(num, sizeof num, vs[k - 1]);
+                tr_buf_printf(&b, " %s %lld\n", num, (long long)ts[k - 1]);
             }
-            put_series(&b, l, nl, 1);
-            tr_format_double_g(num, sizeof num, vs[k - 1]);
-            tr_buf_printf(&b, " %s %lld\n", num, (long long)ts[k - 1]);
         } else {
             for (size_t x = 0; x < k; x++) {
                 if (tsdb_is_stale_nan(vs[x])) continue;
@@ -182,20 +127,93 @@ static void run(struct evhttp_request *req, tsdb *db, int federate) {
                 tr_buf_printf(&b, " %s %lld\n", num, (long long)ts[x]);
             }
         }
-        tsdb_seriesset_unload(set, refs[r].i);
+        tsdb_seriesset_unload(set, idx);
+        if (tr_http_stream_flush(j->st, &b, CHUNK) != 0) break;
     }
-    if (b.failed) tr_http_reply_text(req, 500, "response too large or out of memory");
-    else tr_http_reply_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
+    if (!j->failed && b.failed) {
+        j->failed = 1;
+        snprintf(j->err, sizeof j->err, "out of memory");
+    }
+    /* a streamed reply has sent its headers already: a damaged block left out is said in
+     * comment lines at the end, which every reader of the text format skips */
+    const char *const *warns;
+    size_t nw = tsdb_querier_warnings(qr, &warns);
+    for (size_t w = 0; w < nw && w < 8 && !j->failed; w++) tr_buf_printf(&b, "# warning: %s\n", warns[w]);
+    if (!j->failed) tr_http_stream_flush(j->st, &b, 0);
+out:
     tr_buf_free(&b);
-done:
-    free(refs);
-    for (size_t i = 0; sets && i < ms.n; i++) tsdb_seriesset_free(sets[i]);
+    tr_prom_merge_free(&m);
+    for (size_t i = 0; sets && i < j->ms.n; i++) tsdb_seriesset_free(sets[i]);
     free(sets);
     tsdb_querier_close(qr);
-out:
-    tr_prom_matchsets_free(&ms);
-    evhttp_clear_headers(&q);
 }
 
-void tr_api_export(struct evhttp_request *req, const char *path, void *ctx) { run(req, ctx, 0); }
-void tr_api_federate(struct evhttp_request *req, const char *path, void *ctx) { run(req, ctx, 1); }
+/* Loop thread. */
+static void export_done(void *ctx, int cancelled) {
+    xjob *j = ctx;
+    if (cancelled && !j->failed) {
+        j->failed = 1;
+        snprintf(j->err, sizeof j->err, "request canceled");
+    }
+    if (tr_http_stream_end(j->st, !j->failed) != 0) tr_http_reply_text(j->req, 500, j->err);
+    xjob_free(j);
+}
+
+static void run(struct evhttp_request *req, const tr_api_env *env, int federate) {
+    tr_form f;
+    char err[1200];
+    int rc = tr_http_form(req, &f, err, sizeof err);
+    xjob *j = NULL;
+    if (rc) {
+        char msg[1300];
+        snprintf(msg, sizeof msg, "error parsing form values: %s", err);
+        tr_http_reply_text(req, 400, msg);
+        goto out;
+    }
+    if (!(j = calloc(1, sizeof *j))) {
+        tr_http_reply_text(req, 500, "out of memory");
+        goto out;
+    }
+    j->req = req;
+    j->env = env;
+    j->federate = federate;
+    int64_t now = tr_now_ms();
+    if (federate) {
+        j->start = now - LOOKBACK_MS;
+        j->end = now;
+    } else if (tr_prom_time_param(&f, "start", INT64_MIN, &j->start, err, sizeof err) ||
+               tr_prom_time_param(&f, "end", now, &j->end, err, sizeof err)) {
+        tr_prom_reply_error(req, TR_PROM_BAD_DATA, err);
+        goto out;
+    }
+    if (!federate && !tr_form_get(&f, "match[]")) {
+        tr_http_reply_text(req, 400, "missing `match[]` arg");
+        goto out;
+    }
+    if ((rc = tr_prom_match_params(&f, &j->ms, err, sizeof err)) != 0) {
+        tr_prom_reply_error(req, rc == -1 ? TR_PROM_BAD_DATA : TR_PROM_INTERNAL, err);
+        goto out;
+    }
+    if (!(j->st = tr_http_stream_new(req, env->wq))) {
+        tr_http_reply_text(req, 500, "out of memory");
+        goto out;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    if (!tr_api_submit(env, req, export_run, export_done, j)) {
+        tr_http_stream_end(j->st, 0);
+        tr_http_reply_text(req, 503, TR_API_BUSY);
+        goto out;
+    }
+    j = NULL; /* the job owns it now */
+out:
+    if (j) xjob_free(j);
+    tr_form_free(&f);
+}
+
+static void api_export(struct evhttp_request *req, const tr_http_match *m, void *ctx) { run(req, ctx, 0); }
+static void api_federate(struct evhttp_request *req, const tr_http_match *m, void *ctx) { run(req, ctx, 1); }
+
+void tr_api_prom_export_routes(tr_http *h, const tr_api_env *env) {
+    tr_http_route(h, TR_GET | TR_POST, "/api/v1/export/prometheus", 0, api_export, (void *)env);
+    tr_http_route(h, TR_GET, "/federate", 0, api_federate, (void *)env);
+}

@@ -9,18 +9,28 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "drain.h"
 #include "http.h"
+#include "http_int.h"
+#include "util/gzip.h"
 #include "util/log.h"
 #include "util/selfmon.h"
+#include "util/text.h"
 
 #define MAX_HEADERS_BYTES (16 * 1024)
 
+#define MAX_SEGS 16
+
 typedef struct route {
-    char *path;
-    size_t len;
+    char *pattern; /* owns the segment strings: '/' replaced by NUL */
+    const char *seg[MAX_SEGS];
+    unsigned char is_var[MAX_SEGS];
+    size_t nseg, literals;
+    unsigned methods;
     int flags;
     tr_http_fn fn;
     void *ctx;
@@ -41,10 +51,15 @@ struct tr_http {
     listener ls[4];
     int nls;
     unsigned inflight, connections;
-    /* open-addressing set of connections already counted */
+    /* open-addressing set of connections already counted, and per slot the cancel flag of
+     * the work running for that connection's request (tr_http_watch) */
     void **conns;
+    volatile int **watch;
+    unsigned nwatch;
+    struct event *watch_ev; /* while anything is watched: looks for clients that went away */
     size_t conncap;
     tr_metric *req_by_class[6], *conn_gauge;
+    tr_drain *drain; /* shutdown: which connections have work in progress */
 };
 
 static tr_http *g_http; /* for the reply helpers, which only see the request */
@@ -61,6 +76,7 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg) {
         h->req_by_class[i] = tr_counter_new("tricorder_http_responses_total", "HTTP responses sent, by status class.", l);
     }
     h->conn_gauge = tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"http\"");
+    h->drain = tr_drain_new();
     g_http = h;
     return h;
 }
@@ -75,10 +91,16 @@ static size_t conn_slot(tr_http *h, void *c) {
 
 static void conn_closed(struct evhttp_connection *evcon, void *arg) {
     tr_http *h = arg;
+    tr_drain_closed(h->drain, evcon);
     if (!h->conncap) return;
     size_t i = ((uintptr_t)evcon >> 4) * 11400714819323198485ull & (h->conncap - 1);
     for (size_t n = 0; n < h->conncap && h->conns[i]; n++, i = (i + 1) & (h->conncap - 1))
         if (h->conns[i] == evcon) {
+            if (h->watch[i]) {
+                *h->watch[i] = 1; /* the client went away: the work stops */
+                h->watch[i] = NULL;
+                h->nwatch--;
+            }
             h->conns[i] = (void *)1; /* tombstone */
             h->connections--;
             tr_gauge_set(h->conn_gauge, h->connections);
@@ -91,14 +113,26 @@ static void conn_seen(tr_http *h, struct evhttp_connection *evcon) {
     if ((h->connections + 1) * 2 > h->conncap) {
         size_t ncap = h->conncap ? h->conncap * 2 : 64;
         void **old = h->conns;
+        volatile int **oldw = h->watch;
         size_t ocap = h->conncap;
         void **nc = calloc(ncap, sizeof *nc);
-        if (!nc) return;
+        volatile int **nw = calloc(ncap, sizeof *nw);
+        if (!nc || !nw) {
+            free(nc);
+            free((void *)nw);
+            return;
+        }
         h->conns = nc;
+        h->watch = nw;
         h->conncap = ncap;
         for (size_t i = 0; i < ocap; i++)
-            if (old[i] && old[i] != (void *)1) h->conns[conn_slot(h, old[i])] = old[i];
+            if (old[i] && old[i] != (void *)1) {
+                size_t k = conn_slot(h, old[i]);
+                h->conns[k] = old[i];
+                h->watch[k] = oldw[i];
+            }
         free(old);
+        free((void *)oldw);
     }
     size_t i = conn_slot(h, evcon);
     if (h->conns[i] == evcon) return;
@@ -107,42 +141,154 @@ static void conn_seen(tr_http *h, struct evhttp_connection *evcon) {
     for (size_t n = 0; n < h->conncap && h->conns[j]; n++, j = (j + 1) & (h->conncap - 1))
         if (h->conns[j] == evcon) return;
     h->conns[i] = evcon;
+    h->watch[i] = NULL;
     h->connections++;
     tr_gauge_set(h->conn_gauge, h->connections);
     evhttp_connection_set_closecb(evcon, conn_closed, h);
 }
 
+static long conn_find(tr_http *h, const void *evcon) {
+    if (!h || !h->conncap || !evcon) return -1;
+    size_t i = ((uintptr_t)evcon >> 4) * 11400714819323198485ull & (h->conncap - 1);
+    for (size_t n = 0; n < h->conncap && h->conns[i]; n++, i = (i + 1) & (h->conncap - 1))
+        if (h->conns[i] == evcon) return (long)i;
+    return -1;
+}
+
+/* libevent does not read from a connection while its request is being answered, so a
+ * client that closes meanwhile is not noticed until the reply is written. While work is
+ * watched, a timer peeks at each watched socket: end of file means the client is gone. (A
+ * client that half-closes after its request would be taken as gone; HTTP clients do not.) */
+#define WATCH_POLL_MS 100
+
+static void watch_poll(evutil_socket_t fd, short what, void *arg) {
+    tr_http *h = arg;
+    for (size_t i = 0; i < h->conncap && h->nwatch; i++) {
+        if (!h->watch[i]) continue;
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(h->conns[i]);
+        evutil_socket_t s = bev ? bufferevent_getfd(bev) : -1;
+        char c;
+        if (s >= 0 && recv(s, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0) continue; /* data, or nothing yet */
+        *h->watch[i] = 1;
+        h->watch[i] = NULL;
+        h->nwatch--;
+    }
+    if (h->nwatch) {
+        struct timeval tv = {0, WATCH_POLL_MS * 1000};
+        evtimer_add(h->watch_ev, &tv);
+    }
+}
+
+void tr_http_watch(struct evhttp_request *req, volatile int *flag) {
+    tr_http *h = g_http;
+    long i = conn_find(h, evhttp_request_get_connection(req));
+    if (i < 0) {
+        *flag = 1; /* already gone */
+        return;
+    }
+    if (!h->watch[i]) h->nwatch++;
+    h->watch[i] = flag;
+    if (!h->watch_ev) h->watch_ev = evtimer_new(h->base, watch_poll, h);
+    if (h->watch_ev && !evtimer_pending(h->watch_ev, NULL)) {
+        struct timeval tv = {0, WATCH_POLL_MS * 1000};
+        evtimer_add(h->watch_ev, &tv);
+    }
+}
+
+void tr_http_unwatch(struct evhttp_request *req) {
+    long i = conn_find(g_http, evhttp_request_get_connection(req));
+    if (i >= 0 && g_http->watch[i]) {
+        g_http->watch[i] = NULL;
+        g_http->nwatch--;
+    }
+}
+
 /* ---- replies ---- */
+
+static const char *reason_of(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+    }
+}
+
+void tr_http__count_reply(int status) {
+    if (!g_http) return;
+    int cls = status / 100 - 1;
+    if (cls < 0 || cls > 4) cls = 5;
+    tr_counter_add(g_http->req_by_class[cls], 1);
+}
+
+void tr_http__reply_starting(struct evhttp_request *req) {
+    if (g_http) tr_drain_reply(g_http->drain, req);
+}
+
+void tr_http__request_finished(void) {
+    if (g_http && g_http->inflight) g_http->inflight--;
+}
+
+/* Accept-Encoding names gzip (with a q-value other than 0). */
+static int accepts_gzip(struct evhttp_request *req) {
+    const char *ae = tr_http_header(req, "Accept-Encoding");
+    for (const char *p = ae; p && (p = strstr(p, "gzip")); p += 4) {
+        const char *q = p + 4;
+        while (*q == ' ') q++;
+        if (*q == ';') {
+            const char *v = strstr(q, "q=");
+            if (v && strtod(v + 2, NULL) == 0) return 0;
+        }
+        if (*q == 0 || *q == ',' || *q == ';') return 1;
+    }
+    return 0;
+}
+
+/* CORS on the APIs, as Prometheus answers with its default --web.cors.origin ('.*'). */
+static void cors(struct evhttp_request *req, const char *path) {
+    const char *origin = tr_http_header(req, "Origin");
+    if (!origin || strncmp(path, "/api/", 5) != 0) return;
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    evhttp_add_header(oh, "Access-Control-Allow-Origin", origin);
+    evhttp_add_header(oh, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    evhttp_add_header(oh, "Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, Origin");
+    evhttp_add_header(oh, "Access-Control-Expose-Headers", "Date");
+    evhttp_add_header(oh, "Vary", "Origin");
+}
 
 void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, const void *body,
                    size_t len) {
+    tr_http_unwatch(req);
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-    if (ctype) evhttp_add_header(oh, "Content-Type", ctype);
+    if (ctype) {
+        evhttp_remove_header(oh, "Content-Type"); /* a streamed reply that failed set one */
+        evhttp_add_header(oh, "Content-Type", ctype);
+    }
     struct evbuffer *eb = evhttp_request_get_output_buffer(req);
+    tr_buf z;
+    tr_buf_init(&z, 0);
+    if (len >= 1024 && ctype && (strncmp(ctype, "application/json", 16) == 0 || strncmp(ctype, "text/", 5) == 0) &&
+        !evhttp_find_header(oh, "Content-Encoding") && accepts_gzip(req) && tr_gzip(body, len, &z) == 0 && !z.failed) {
+        evhttp_add_header(oh, "Content-Encoding", "gzip");
+        evhttp_add_header(oh, "Vary", "Accept-Encoding");
+        body = z.data;
+        len = z.len;
+    }
     if (len) evbuffer_add(eb, body, len);
-    const char *reason = NULL;
-    switch (status) {
-    case 200: reason = "OK"; break;
-    case 204: reason = "No Content"; break;
-    case 400: reason = "Bad Request"; break;
-    case 401: reason = "Unauthorized"; break;
-    case 404: reason = "Not Found"; break;
-    case 405: reason = "Method Not Allowed"; break;
-    case 413: reason = "Payload Too Large"; break;
-    case 415: reason = "Unsupported Media Type"; break;
-    case 422: reason = "Unprocessable Entity"; break;
-    case 429: reason = "Too Many Requests"; break;
-    case 500: reason = "Internal Server Error"; break;
-    case 503: reason = "Service Unavailable"; break;
-    default: reason = "Status";
-    }
-    evhttp_send_reply(req, status, reason, NULL);
-    if (g_http) {
-        int cls = status / 100 - 1;
-        if (cls < 0 || cls > 4) cls = 5;
-        tr_counter_add(g_http->req_by_class[cls], 1);
-        if (g_http->inflight) g_http->inflight--;
-    }
+    tr_http__reply_starting(req);
+    tr_buf_free(&z);
+    evhttp_send_reply(req, status, reason_of(status), NULL);
+    tr_http__count_reply(status);
+    tr_http__request_finished();
 }
 
 void tr_http_reply_buf(struct evhttp_request *req, int status, const char *ctype, const tr_buf *b) {
@@ -157,32 +303,7 @@ void tr_http_reply_text(struct evhttp_request *req, int status, const char *text
     tr_http_reply(req, status, "text/plain; charset=utf-8", NULL, 0);
 }
 
-void tr_http_reply_prom_error(struct evhttp_request *req, int status, const char *type,
-                              const char *msg) {
-    tr_buf b;
-    tr_buf_init(&b, 0);
-    tr_json j;
-    tr_json_init(&j, &b);
-    tr_json_obj_open(&j);
-    tr_json_key(&j, "status");
-    tr_json_str(&j, "error");
-    tr_json_key(&j, "errorType");
-    tr_json_str(&j, type);
-    tr_json_key(&j, "error");
-    tr_json_str(&j, msg);
-    tr_json_obj_close(&j);
-    tr_http_reply_buf(req, status, "application/json", &b);
-    tr_buf_free(&b);
-}
-
 /* ---- helpers ---- */
-
-int tr_secret_equal(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char d = la != lb;
-    for (size_t i = 0; i < lb; i++) d |= (unsigned char)((i < la ? a[i] : 0) ^ b[i]);
-    return d == 0;
-}
 
 const char *tr_http_header(struct evhttp_request *req, const char *name) {
     return evhttp_find_header(evhttp_request_get_input_headers(req), name);
@@ -199,100 +320,19 @@ int tr_http_body(struct evhttp_request *req, size_t max, tr_buf *out) {
     return 0;
 }
 
-const char *tr_http_param(struct evkeyvalq *q, const char *key) { return evhttp_find_header(q, key); }
-
-/* Adds each `key=value` pair of an application/x-www-form-urlencoded string to out, with
- * keys and values percent-decoded and '+' read as a space. (evhttp_parse_query_str leaves
- * keys encoded, so `match%5B%5D=up` — how Grafana sends match[] — would not be found.) */
-static int parse_form(const char *s, struct evkeyvalq *out) {
-    while (*s) {
-        size_t n = strcspn(s, "&;");
-        if (n) {
-            const char *eq = memchr(s, '=', n);
-            size_t kn = eq ? (size_t)(eq - s) : n;
-            char *k = strndup(s, kn), *v = eq ? strndup(eq + 1, n - kn - 1) : strdup("");
-            char *dk = k ? evhttp_uridecode(k, 1, NULL) : NULL;
-            char *dv = v ? evhttp_uridecode(v, 1, NULL) : NULL;
-            int rc = dk && dv ? evhttp_add_header(out, dk, dv) : -1;
-            free(k), free(v), free(dk), free(dv);
-            if (rc != 0) return -1;
-        }
-        s += n;
-        if (*s) s++;
-    }
-    return 0;
-}
-
-int tr_http_query(struct evhttp_request *req, struct evkeyvalq *out) {
-    TAILQ_INIT(out);
-    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (q && parse_form(q, out) != 0) {
-        evhttp_clear_headers(out);
-        return -1;
-    }
-    return 0;
-}
-
-int tr_http_params(struct evhttp_request *req, struct evkeyvalq *out) {
-    if (tr_http_query(req, out) != 0) return -1;
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
-        const char *ct = tr_http_header(req, "Content-Type");
-        if (ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0) {
-            tr_buf b;
-            tr_buf_init(&b, 0);
-            int rc = tr_http_body(req, 1 << 24, &b) == 0 ? parse_form(b.data ? b.data : "", out) : -1;
-            tr_buf_free(&b);
-            if (rc != 0) goto fail;
-        }
-    }
-    return 0;
-fail:
-    evhttp_clear_headers(out);
-    return -1;
-}
-
 /* ---- dispatch ---- */
-
-static const route *find_route(tr_http *h, const char *path) {
-    const route *best = NULL;
-    for (size_t i = 0; i < h->nroutes; i++) {
-        const route *r = &h->routes[i];
-        if (!(r->flags & TR_HTTP_PREFIX)) {
-            if (strcmp(r->path, path) == 0) return r;
-        } else if (strncmp(r->path, path, r->len) == 0 && (!best || r->len > best->len)) {
-            best = r;
-        }
-    }
-    return best;
-}
 
 static int basic_ok(tr_http *h, const char *auth) {
     if (!auth || strncasecmp(auth, "Basic ", 6) != 0) return 0;
     const char *b64 = auth + 6;
     while (*b64 == ' ') b64++;
-    /* decode base64 */
     unsigned char out[512];
-    size_t o = 0;
-    unsigned v = 0;
-    int bits = 0;
-    for (const char *p = b64; *p && *p != '='; p++) {
-        int c;
-        if (*p >= 'A' && *p <= 'Z') c = *p - 'A';
-        else if (*p >= 'a' && *p <= 'z') c = *p - 'a' + 26;
-        else if (*p >= '0' && *p <= '9') c = *p - '0' + 52;
-        else if (*p == '+') c = 62;
-        else if (*p == '/') c = 63;
-        else return 0;
-        v = (v << 6) | (unsigned)c;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= sizeof out) return 0;
-            out[o++] = (unsigned char)(v >> bits);
-        }
-    }
+    size_t n = strlen(b64);
+    if (tr_base64_max(n) >= sizeof out) return 0;
+    long o = tr_base64_decode(b64, n, out);
+    if (o < 0) return 0;
     out[o] = 0;
-    char *colon = memchr(out, ':', o);
+    char *colon = memchr(out, ':', (size_t)o);
     if (!colon) return 0;
     *colon = 0;
     int u = tr_secret_equal((char *)out, h->cfg.basic_user);
@@ -307,30 +347,145 @@ static int bearer_ok(tr_http *h, const char *auth) {
     return tr_secret_equal(t, h->cfg.ingest_token);
 }
 
+static int hexdig(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes raw[0..n) into out (a path segment: '+' stays '+'). Returns the length,
+ * or -1 on a bad escape or when out is too small. */
+static long seg_decode(const char *raw, size_t n, char *out, size_t cap) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (o + 1 >= cap) return -1;
+        if (raw[i] != '%') {
+            out[o++] = raw[i];
+            continue;
+        }
+        if (i + 2 >= n) return -1;
+        int a = hexdig((unsigned char)raw[i + 1]), b = hexdig((unsigned char)raw[i + 2]);
+        if (a < 0 || b < 0) return -1;
+        out[o++] = (char)(a << 4 | b);
+        i += 2;
+    }
+    out[o] = 0;
+    return (long)o;
+}
+
+/* Requests' method bit as routes store it: HEAD is answered by GET routes. */
+static unsigned method_bit(unsigned m) { return m == EVHTTP_REQ_HEAD ? (unsigned)EVHTTP_REQ_GET : m; }
+
+/* The router: 0 with *out set, 404 or 405 (*allow: the methods the path takes). */
+static int resolve(tr_http *h, int ingest_only, unsigned method, const char *raw, tr_http_match *m, char *scratch,
+                   size_t scap, const route **out, unsigned *allow, int *flags) {
+    const char *seg[MAX_SEGS];
+    size_t nseg = 0, used = 0;
+    memset(m, 0, sizeof *m);
+    *allow = 0;
+    *out = NULL;
+    if (*raw != '/') return 404;
+    /* the decoded path first, then each decoded segment */
+    long pl = seg_decode(raw, strlen(raw), scratch, scap);
+    if (pl < 0) return 404;
+    m->path = scratch;
+    used = (size_t)pl + 1;
+    for (const char *p = raw + 1;;) {
+        size_t n = strcspn(p, "/");
+        if (nseg == MAX_SEGS) return 404;
+        long l = seg_decode(p, n, scratch + used, scap - used);
+        if (l < 0) return 404;
+        seg[nseg++] = scratch + used;
+        used += (size_t)l + 1;
+        if (!p[n]) break;
+        p += n + 1;
+    }
+    unsigned want = method_bit(method);
+    for (size_t i = 0; i < h->nroutes; i++) {
+        const route *r = &h->routes[i];
+        if (r->nseg != nseg || (ingest_only && !(r->flags & TR_HTTP_INGEST))) continue;
+        size_t k = 0;
+        for (; k < nseg; k++)
+            if (r->is_var[k] ? !*seg[k] : strcmp(r->seg[k], seg[k]) != 0) break;
+        if (k < nseg) continue;
+        if (!*allow) *flags = r->flags;
+        *allow |= r->methods;
+        if ((r->methods & want) && (!*out || r->literals > (*out)->literals)) *out = r;
+    }
+    if (!*allow) return 404;
+    if (!*out) return 405;
+    for (size_t k = 0; k < nseg && m->nvars < TR_HTTP_MAX_VARS; k++)
+        if ((*out)->is_var[k]) {
+            m->names[m->nvars] = (*out)->seg[k];
+            m->vars[m->nvars++] = seg[k];
+        }
+    return 0;
+}
+
+int tr_http_resolve(tr_http *h, unsigned method, const char *raw_path, tr_http_match *m, char *scratch, size_t scap,
+                    void **ctx, unsigned *allow) {
+    const route *r;
+    int flags;
+    int rc = resolve(h, 0, method, raw_path, m, scratch, scap, &r, allow, &flags);
+    if (ctx) *ctx = r ? r->ctx : NULL;
+    return rc;
+}
+
+const char *tr_http_var(const tr_http_match *m, const char *name) {
+    for (size_t i = 0; i < m->nvars; i++)
+        if (strcmp(m->names[i], name) == 0) return m->vars[i];
+    return NULL;
+}
+
+static void allow_header(struct evhttp_request *req, unsigned allow) {
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{EVHTTP_REQ_GET, "GET"},       {EVHTTP_REQ_GET, "HEAD"},     {EVHTTP_REQ_POST, "POST"},
+                 {EVHTTP_REQ_PUT, "PUT"},       {EVHTTP_REQ_DELETE, "DELETE"}, {EVHTTP_REQ_PATCH, "PATCH"},
+                 {EVHTTP_REQ_OPTIONS, "OPTIONS"}};
+    char v[128] = "";
+    size_t o = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (allow & names[i].bit) o += (size_t)snprintf(v + o, sizeof v - o, "%s%s", o ? ", " : "", names[i].name);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", v);
+}
+
 static void dispatch(struct evhttp_request *req, void *arg) {
     listener *l = arg;
     tr_http *h = l->h;
     h->inflight++;
     conn_seen(h, evhttp_request_get_connection(req));
+    tr_drain_request(h->drain, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
-    char *path = evhttp_uridecode(raw && *raw ? raw : "/", 0, NULL);
-    if (!path) {
-        tr_http_reply_text(req, 400, "bad request path");
+    if (!raw || !*raw) raw = "/";
+    size_t scap = strlen(raw) * 2 + 2 * MAX_SEGS + 16;
+    char *scratch = malloc(scap);
+    if (!scratch) {
+        tr_http_reply_text(req, 503, "out of memory");
         return;
     }
-    const route *r = find_route(h, path);
-    if (!r || (l->ingest_only && !(r->flags & TR_HTTP_INGEST))) {
-        tr_http_reply_text(req, 404, "not found");
-        free(path);
-        return;
+    tr_http_match m;
+    const route *r;
+    unsigned allow;
+    unsigned method = (unsigned)evhttp_request_get_command(req);
+    int flags = 0;
+    int rc = resolve(h, l->ingest_only, method, raw, &m, scratch, scap, &r, &allow, &flags);
+    if (rc == 404) {
+        tr_http_reply_text(req, 404, "404 page not found");
+        goto out;
     }
+    cors(req, raw);
+    /* authentication follows the path's routes (on 405, the first that matched) */
+    if (r) flags = r->flags;
     const char *auth = tr_http_header(req, "Authorization");
     int ok = 1;
     const char *challenge = NULL;
-    if (r->flags & TR_HTTP_PUBLIC) {
+    if (flags & TR_HTTP_PUBLIC) {
         ok = 1;
-    } else if (r->flags & TR_HTTP_INGEST) {
+    } else if (flags & TR_HTTP_INGEST) {
         if (h->cfg.ingest_token) {
             ok = bearer_ok(h, auth);
             challenge = "Bearer realm=\"tricorder\"";
@@ -345,14 +500,20 @@ static void dispatch(struct evhttp_request *req, void *arg) {
     if (!ok) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", challenge);
         tr_http_reply_text(req, 401, "unauthorized");
-        free(path);
-        return;
+        goto out;
     }
-    r->fn(req, path, r->ctx);
-    free(path);
+    if (rc == 405) {
+        allow_header(req, allow);
+        if (method == EVHTTP_REQ_OPTIONS) tr_http_reply(req, 204, NULL, NULL, 0);
+        else tr_http_reply_text(req, 405, "Method Not Allowed");
+        goto out;
+    }
+    r->fn(req, &m, r->ctx);
+out:
+    free(scratch);
 }
 
-void tr_http_route(tr_http *h, const char *path, int flags, tr_http_fn fn, void *ctx) {
+void tr_http_route(tr_http *h, unsigned methods, const char *pattern, int flags, tr_http_fn fn, void *ctx) {
     if (h->nroutes == h->caproutes) {
         size_t n = h->caproutes ? h->caproutes * 2 : 32;
         route *nr = realloc(h->routes, n * sizeof *nr);
@@ -360,13 +521,31 @@ void tr_http_route(tr_http *h, const char *path, int flags, tr_http_fn fn, void 
         h->routes = nr;
         h->caproutes = n;
     }
-    route *r = &h->routes[h->nroutes++];
-    r->path = strdup(path);
-    if (!r->path) abort();
-    r->len = strlen(path);
+    route *r = &h->routes[h->nroutes];
+    memset(r, 0, sizeof *r);
+    /* a programming error, not input: routes are fixed at start-up */
+    if (pattern[0] != '/' || !(r->pattern = strdup(pattern + 1))) abort();
+    for (char *p = r->pattern;;) {
+        if (r->nseg == MAX_SEGS) abort();
+        char *slash = strchr(p, '/');
+        if (slash) *slash = 0;
+        size_t n = strlen(p);
+        if (n > 2 && p[0] == '{' && p[n - 1] == '}') {
+            p[n - 1] = 0;
+            r->is_var[r->nseg] = 1;
+            r->seg[r->nseg++] = p + 1;
+        } else {
+            r->seg[r->nseg++] = p;
+            r->literals++;
+        }
+        if (!slash) break;
+        p = slash + 1;
+    }
+    r->methods = methods;
     r->flags = flags;
     r->fn = fn;
     r->ctx = ctx;
+    h->nroutes++;
 }
 
 int tr_http_listen(tr_http *h, int fd, int ingest_only) {
@@ -398,6 +577,7 @@ int tr_http_listen(tr_http *h, int fd, int ingest_only) {
 }
 
 void tr_http_stop_accepting(tr_http *h) {
+    tr_drain_stop(h->drain);
     for (int i = 0; i < h->nls; i++)
         if (h->ls[i].bound) {
             evhttp_del_accept_socket(h->ls[i].eh, h->ls[i].bound); /* closes the socket */
@@ -409,12 +589,16 @@ void tr_http_free(tr_http *h) {
     if (!h) return;
     for (int i = 0; i < h->nls; i++)
         if (h->ls[i].eh) evhttp_free(h->ls[i].eh);
-    for (size_t i = 0; i < h->nroutes; i++) free(h->routes[i].path);
+    for (size_t i = 0; i < h->nroutes; i++) free(h->routes[i].pattern);
     free(h->routes);
     free(h->conns);
+    free((void *)h->watch);
+    tr_drain_free(h->drain);
+    if (h->watch_ev) event_free(h->watch_ev);
     if (g_http == h) g_http = NULL;
     free(h);
 }
 
 unsigned tr_http_inflight(const tr_http *h) { return h->inflight; }
+unsigned tr_http_drain(tr_http *h) { return h ? tr_drain_idle_close(h->drain) : 0; }
 unsigned tr_http_connections(const tr_http *h) { return h->connections; }

@@ -21,6 +21,7 @@ struct tsdb_appender {
     pend *p;
     size_t n, cap;
     struct exbatch *ex; /* exemplars, applied at commit (exemplar.c) */
+    int not_ready;      /* begun during the WAL replay: everything is refused at commit */
 };
 
 static const char *const errs[] = {
@@ -38,6 +39,7 @@ static const char *const errs[] = {
     "out of memory",
     "store is closed",
     "label value is not valid UTF-8",
+    "the metrics store is replaying its write-ahead log; retry",
 };
 
 const char *tsdb_strerror(int code) {
@@ -58,17 +60,12 @@ double tsdb_stale_nan(void) {
     return v;
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 tsdb_appender *tsdb_appender_begin(tsdb *db) {
     tsdb_appender *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->db = db;
-    a->min_t = db->o.retention_ms > 0 ? now_ms() - db->o.retention_ms : INT64_MIN;
+    a->min_t = db->o.retention_ms > 0 ? tr_now_ms() - db->o.retention_ms : INT64_MIN;
+    a->not_ready = !tsdb_ready(db);
     return a;
 }
 
@@ -239,6 +236,7 @@ static int add_keyed(tsdb_appender *a, const char *key, size_t keylen, uint64_t 
 
 int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int64_t t, double v) {
     tsdb *db = a->db;
+    if (a->not_ready) return TSDB_OK; /* the head is not touched; the commit refuses the batch */
     tsdb_label sorted[256];
     size_t cap = (size_t)db->o.max_labels < 256 ? (size_t)db->o.max_labels : 256;
     int k = sort_labels(db, labels, n, sorted, cap);
@@ -261,6 +259,7 @@ int tsdb_appender_add(tsdb_appender *a, const tsdb_label *labels, size_t n, int6
 }
 
 int tsdb_appender_add_key(tsdb_appender *a, const char *key, size_t len, int64_t t, double v) {
+    if (a->not_ready) return TSDB_OK;
     return add_keyed(a, key, len, mt_hash(key, len, 0x12345), NULL, 0, t, v);
 }
 
@@ -281,6 +280,10 @@ size_t tsdb_appender_add_keys(tsdb_appender *a, const tsdb_keyed *s, size_t n, i
     tsdb *db = a->db;
     size_t refused = 0;
     uint64_t h[KEYS_BATCH];
+    if (a->not_ready) {
+        for (size_t i = 0; i < n; i++) rc[i] = TSDB_OK;
+        return 0;
+    }
     for (size_t base = 0; base < n; base += KEYS_BATCH) {
         size_t m = n - base < KEYS_BATCH ? n - base : KEYS_BATCH;
         const tsdb_keyed *k = s + base;
@@ -310,6 +313,7 @@ int tsdb_appender_add_exemplar(tsdb_appender *a, const tsdb_label *series_l, siz
                                const tsdb_label *ex_labels, size_t en, int64_t t, double v) {
     tsdb_label sorted[256];
     size_t cap = (size_t)a->db->o.max_labels < 256 ? (size_t)a->db->o.max_labels : 256;
+    if (a->not_ready) return TSDB_OK;
     /* no full validation: the series must exist at commit, so it was validated then */
     int k = sort_labels(a->db, series_l, n, sorted, cap);
     if (k < 0) return k;
@@ -353,6 +357,13 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
     int status = TSDB_OK;
     const char *msg = NULL;
     uint64_t upto = 0;
+    if (a->not_ready) {
+        exb_free(a->ex);
+        free(a->p);
+        free(a);
+        if (done) done(cookie, TSDB_ERR_NOT_READY, tsdb_strerror(TSDB_ERR_NOT_READY));
+        return;
+    }
     if (a->n == 0 && !exb_pending(a->ex)) {
         exb_free(a->ex);
         free(a->p);

@@ -1,9 +1,16 @@
 /* Immutable on-disk blocks: <blocks>/<id>/{chunks,index,meta.json}. Each series' samples in a
  * block are one columnar record (timestamps as delta-of-delta varints; values as decimal
  * integers with a shared exponent when that is exact, else XOR'd bit patterns), records are
- * grouped into zstd frames in `chunks`; `index` (zstd) holds the symbols, the series with their
+ * grouped into zstd frames in `chunks`; `index` holds the symbols, the series with their
  * label symbol ids and chunk positions, and the postings. A block is written in <id>.tmp and
- * renamed when complete, so a crash never leaves half a block behind. */
+ * renamed when complete, so a crash never leaves half a block behind.
+ *
+ * Format 2 (this writer) checksums everything that is read back, with CRC32C: each zstd frame
+ * of `chunks` is followed by the CRC32C of its compressed bytes, and `index` is three sections
+ * (symbols, series, postings), each [u64 raw length][u32 zstd length][zstd][u32 CRC32C of the
+ * previous three]. meta.json is parsed strictly (every field present, nothing else) and checked
+ * against the index. Format 1 blocks (an index with one zlib CRC, chunks without checksums) are
+ * still read, with a log line at load; compaction rewrites them in format 2. */
 #include "metrics_int.h"
 
 #include <errno.h>
@@ -18,9 +25,13 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "util/crc32c.h"
+
 #define FRAME_RAW (256u << 10)
 #define ZLEVEL 6
-static const char IDX_MAGIC[8] = {'T', 'R', 'I', 'D', 'X', '0', '0', '1'};
+static const char IDX_MAGIC_V1[8] = {'T', 'R', 'I', 'D', 'X', '0', '0', '1'};
+static const char IDX_MAGIC[8] = {'T', 'R', 'I', 'D', 'X', '0', '0', '2'};
+#define SECTION_MAX (1ull << 34)
 
 /* ---- per-series encoding ---- */
 
@@ -153,22 +164,10 @@ static int cmp_triple(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int write_file(const char *path, const void *p, size_t n) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return -1;
-    int rc = write_all(fd, p, n);
+    int rc = tr_write_all(fd, p, n);
     if (rc == 0) rc = fsync(fd);
     close(fd);
     return rc;
@@ -186,6 +185,24 @@ static void rm_rf_block(const char *dir) {
 
 static int cmp_sym(const void *a, const void *b) {
     return strcmp((*(sym *const *)a)->s, (*(sym *const *)b)->s);
+}
+
+/* Appends raw as one index section (see the top of the file) and empties raw. 0 or -1 (OOM). */
+static int put_section(bvec *idx, bvec *raw) {
+    if (raw->err) return -1;
+    size_t bound = ZSTD_compressBound(raw->len);
+    size_t start = idx->len;
+    bv_reserve(idx, bound + 16);
+    if (idx->err) return -1;
+    bv_u64le(idx, raw->len);
+    bv_u32le(idx, 0); /* zstd length, below */
+    size_t zl = ZSTD_compress(idx->p + idx->len, idx->cap - idx->len, raw->p, raw->len, ZLEVEL);
+    if (ZSTD_isError(zl) || zl > UINT32_MAX) return -1;
+    for (int x = 0; x < 4; x++) idx->p[start + 8 + x] = (uint8_t)(zl >> (8 * x));
+    idx->len += zl;
+    bv_u32le(idx, crc32c(idx->p + start, idx->len - start));
+    raw->len = 0;
+    return idx->err ? -1 : 0;
 }
 
 /* Per-series facts kept until the index is written; the samples themselves are encoded into
@@ -211,7 +228,7 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
     triple *tr = NULL;
     bvec idx = {0}, raw = {0};
     void *zbuf = NULL;
-    int cfd = -1, rc = -1, created = 0;
+    int cfd = -1, rc = -1, created = 0, saved_errno = 0;
     size_t ntr = 0;
     int64_t mint = INT64_MAX, maxt = INT64_MIN;
     uint64_t nsamples = 0;
@@ -224,7 +241,8 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
     snprintf(fin, sizeof fin, "%s/%s", blocks_dir, id_out);
 
     if (mkdir(tmp, 0755) != 0) {
-        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        saved_errno = errno;
+        snprintf(err, errlen, "cannot create %s: errno=%d %s", tmp, saved_errno, strerror(saved_errno));
         goto out;
     }
     created = 1;
@@ -290,15 +308,27 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
             zbuf = z;
             size_t zl = ZSTD_compress(zbuf, bound, raw.p, raw.len, ZLEVEL);
             if (ZSTD_isError(zl)) goto oom;
-            if (write_all(cfd, zbuf, zl)) goto ioerr;
+            uint8_t crc[4];
+            uint32_t c = crc32c(zbuf, zl);
+            for (int x = 0; x < 4; x++) crc[x] = (uint8_t)(c >> (8 * x));
+            if (tr_write_all(cfd, zbuf, zl) || tr_write_all(cfd, crc, 4)) goto ioerr;
             for (size_t k = first; k < n; k++) {
                 meta[k].frame_off = off;
                 meta[k].frame_len = (uint32_t)zl;
             }
-            off += zl;
+            off += zl + 4;
             first = n;
             raw.len = 0;
         }
+    }
+    if (!n) {
+        /* nothing to keep (a range the data only spans): no empty block */
+        close(cfd);
+        cfd = -1;
+        rm_rf_block(tmp);
+        id_out[0] = 0;
+        rc = 1;
+        goto out;
     }
     if (fsync(cfd)) goto ioerr;
     close(cfd);
@@ -313,13 +343,15 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
     for (size_t i = 0; i < nsyms; i++)
         if (pm_put(&symidx, (uintptr_t)syms[i], (void *)(uintptr_t)(i + 1))) goto oom;
 
-    /* index */
+    /* index: three checksummed sections */
+    bv_put(&idx, IDX_MAGIC, 8);
     raw.len = 0;
     bv_uvar(&raw, nsyms);
     for (size_t i = 0; i < nsyms; i++) {
         bv_uvar(&raw, syms[i]->len);
         bv_put(&raw, syms[i]->s, syms[i]->len);
     }
+    if (put_section(&idx, &raw)) goto oom;
     tr = malloc((nlbls / 2 + 1) * sizeof *tr);
     if (!tr) goto oom;
     bv_uvar(&raw, n);
@@ -343,6 +375,7 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
         bv_uvar(&raw, m->in_off);
         bv_uvar(&raw, m->in_len);
     }
+    if (put_section(&idx, &raw)) goto oom;
     qsort(tr, ntr, sizeof *tr, cmp_triple);
     size_t nnames = 0;
     for (size_t i = 0; i < ntr; i++)
@@ -370,24 +403,13 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
         }
         i = j;
     }
-    if (raw.err) goto oom;
-    {
-        size_t bound = ZSTD_compressBound(raw.len);
-        bv_reserve(&idx, bound + 20);
-        if (idx.err) goto oom;
-        bv_put(&idx, IDX_MAGIC, 8);
-        bv_u64le(&idx, raw.len);
-        bv_u32le(&idx, (uint32_t)crc32(0L, raw.p, (uInt)raw.len));
-        size_t zl = ZSTD_compress(idx.p + idx.len, idx.cap - idx.len, raw.p, raw.len, ZLEVEL);
-        if (ZSTD_isError(zl)) goto oom;
-        idx.len += zl;
-    }
+    if (put_section(&idx, &raw)) goto oom;
     snprintf(path, sizeof path, "%s/index", tmp);
     if (write_file(path, idx.p, idx.len)) goto ioerr;
     char metaj[512];
     if (!n) mint = maxt = 0;
     int ml = snprintf(metaj, sizeof metaj,
-                      "{\"version\":1,\"minTime\":%lld,\"maxTime\":%lld,\"numSeries\":%zu,\"numSamples\":%llu,\"level\":%d}\n",
+                      "{\"version\":2,\"minTime\":%lld,\"maxTime\":%lld,\"numSeries\":%zu,\"numSamples\":%llu,\"level\":%d}\n",
                       (long long)mint, (long long)maxt, n, (unsigned long long)nsamples, level);
     snprintf(path, sizeof path, "%s/meta.json", tmp);
     if (write_file(path, metaj, (size_t)ml)) goto ioerr;
@@ -408,11 +430,13 @@ oom:
     snprintf(err, errlen, "out of memory writing a block");
     goto fail;
 ioerr:
-    snprintf(err, errlen, "cannot write block %s: %s", tmp, strerror(errno));
+    saved_errno = errno;
+    snprintf(err, errlen, "cannot write block %s: errno=%d %s", tmp, saved_errno, strerror(saved_errno));
 fail:
     if (cfd >= 0) close(cfd);
     cfd = -1;
     if (created) rm_rf_block(tmp);
+    errno = saved_errno;
 out:
     free(lbls);
     free(syms);
@@ -436,17 +460,201 @@ typedef struct bcache {
     size_t len;
 } bcache;
 
-static int64_t json_int(const char *js, const char *key) {
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\":", key);
-    const char *p = strstr(js, k);
-    return p ? strtoll(p + strlen(k), NULL, 10) : 0;
+/* meta.json, strictly: one object of integer fields, each of `want` exactly once and nothing
+ * else. Returns 0, or -1 with why. */
+static const char *const META_KEYS[] = {"version", "minTime", "maxTime", "numSeries", "numSamples", "level"};
+enum { MK_VERSION, MK_MINT, MK_MAXT, MK_NSERIES, MK_NSAMPLES, MK_LEVEL, MK_N };
+
+static void skip_ws(const char **p) {
+    while (**p == ' ' || **p == '\n' || **p == '\t' || **p == '\r') (*p)++;
 }
 
-block *block_open(const char *path, char *err, size_t errlen) {
-    char p[4300];
+int block_parse_meta(const char *js, size_t len, int64_t *v, char *why, size_t whylen) {
+    if (strlen(js) != len) {
+        snprintf(why, whylen, "meta.json holds a NUL byte");
+        return -1;
+    }
+    const char *p = js;
+    unsigned seen = 0;
+    skip_ws(&p);
+    if (*p++ != '{') goto bad;
+    for (;;) {
+        skip_ws(&p);
+        if (*p++ != '"') goto bad;
+        const char *k = p;
+        while (*p && *p != '"') p++;
+        if (*p != '"') goto bad;
+        size_t kl = (size_t)(p - k);
+        p++;
+        int idx = -1;
+        for (int i = 0; i < MK_N; i++)
+            if (strlen(META_KEYS[i]) == kl && memcmp(META_KEYS[i], k, kl) == 0) idx = i;
+        if (idx < 0) {
+            snprintf(why, whylen, "meta.json: unknown field \"%.*s\"", (int)(kl > 40 ? 40 : kl), k);
+            return -1;
+        }
+        if (seen & (1u << idx)) {
+            snprintf(why, whylen, "meta.json: field %s twice", META_KEYS[idx]);
+            return -1;
+        }
+        skip_ws(&p);
+        if (*p++ != ':') goto bad;
+        skip_ws(&p);
+        if (!(*p == '-' || (*p >= '0' && *p <= '9'))) goto bad;
+        errno = 0;
+        char *end;
+        long long x = strtoll(p, &end, 10);
+        if (errno || end == p) goto bad;
+        p = end;
+        v[idx] = x;
+        seen |= 1u << idx;
+        skip_ws(&p);
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p++ != '}') goto bad;
+        break;
+    }
+    skip_ws(&p);
+    if (*p) goto bad;
+    for (int i = 0; i < MK_N; i++)
+        if (!(seen & (1u << i))) {
+            snprintf(why, whylen, "meta.json: field %s missing", META_KEYS[i]);
+            return -1;
+        }
+    return 0;
+bad:
+    snprintf(why, whylen, "meta.json does not parse (at byte %zu)", (size_t)(p - js));
+    return -1;
+}
+
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t le64(const uint8_t *p) { return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+/* Reads a whole small file (meta.json, index). 0, or -1 with errno set. */
+static int slurp(const char *path, uint8_t **out, size_t *n, size_t max) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return -1;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size > max) {
+        int e = errno ? errno : EFBIG;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    size_t l = (size_t)st.st_size, got = 0;
+    uint8_t *p = malloc(l + 1);
+    if (!p) {
+        close(fd);
+        errno = ENOMEM;
+        return -1;
+    }
+    while (got < l) {
+        ssize_t r = read(fd, p + got, l - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    int e = errno;
+    close(fd);
+    if (got != l) {
+        free(p);
+        errno = e ? e : EIO;
+        return -1;
+    }
+    p[l] = 0;
+    *out = p;
+    *n = l;
+    return 0;
+}
+
+/* The index's raw bytes (the three sections one after the other) after verifying every
+ * checksum. Returns 0, -1 when damaged (why says where), -2 when out of memory. */
+static int index_raw(const uint8_t *idx, size_t il, int *version, uint8_t **out, size_t *outlen, char *why,
+                     size_t whylen) {
+    *out = NULL;
+    if (il >= 20 && memcmp(idx, IDX_MAGIC_V1, 8) == 0) {
+        *version = 1;
+        uint64_t rawlen = le64(idx + 8);
+        uint32_t crc = le32(idx + 16);
+        if (rawlen > SECTION_MAX) goto bad;
+        uint8_t *raw = malloc(rawlen + 1);
+        if (!raw) return -2;
+        size_t dl = ZSTD_decompress(raw, rawlen, idx + 20, il - 20);
+        if (ZSTD_isError(dl) || dl != rawlen || (uint32_t)crc32(0L, raw, (uInt)rawlen) != crc) {
+            free(raw);
+            snprintf(why, whylen, "index checksum mismatch (format 1)");
+            return -1;
+        }
+        *out = raw;
+        *outlen = rawlen;
+        return 0;
+    }
+    if (il < 8 || memcmp(idx, IDX_MAGIC, 8) != 0) {
+        snprintf(why, whylen, "index: bad magic");
+        return -1;
+    }
+    *version = 2;
+    const char *names[3] = {"symbols", "series", "postings"};
+    bvec raw = {0};
+    size_t off = 8;
+    for (int sct = 0; sct < 3; sct++) {
+        if (il - off < 16) {
+            snprintf(why, whylen, "index section %s: truncated", names[sct]);
+            goto damaged;
+        }
+        uint64_t rl = le64(idx + off);
+        uint32_t zl = le32(idx + off + 8);
+        if (zl > il - off - 16) {
+            snprintf(why, whylen, "index section %s: truncated or bad length", names[sct]);
+            goto damaged;
+        }
+        if (crc32c(idx + off, 12 + (size_t)zl) != le32(idx + off + 12 + zl)) {
+            snprintf(why, whylen, "index section %s: checksum mismatch at offset %zu", names[sct], off);
+            goto damaged;
+        }
+        if (rl > SECTION_MAX) {
+            snprintf(why, whylen, "index section %s: bad length", names[sct]);
+            goto damaged;
+        }
+        bv_reserve(&raw, rl + 1);
+        if (raw.err) {
+            bv_free(&raw);
+            return -2;
+        }
+        size_t dl = ZSTD_decompress(raw.p + raw.len, rl, idx + off + 12, zl);
+        if (ZSTD_isError(dl) || dl != rl) {
+            snprintf(why, whylen, "index section %s: does not decompress", names[sct]);
+            goto damaged;
+        }
+        raw.len += rl;
+        off += 16 + (size_t)zl;
+    }
+    if (off != il) {
+        snprintf(why, whylen, "index: %zu bytes after the last section", il - off);
+        goto damaged;
+    }
+    *out = raw.p;
+    *outlen = raw.len;
+    return 0;
+damaged:
+    bv_free(&raw);
+    return -1;
+bad:
+    snprintf(why, whylen, "index: bad header");
+    return -1;
+}
+
+block *block_open(const char *path, int *damaged, char *err, size_t errlen) {
+    char p[4300], why[256] = "";
     block *b = calloc(1, sizeof *b);
-    uint8_t *idx = NULL, *raw = NULL;
+    uint8_t *idx = NULL, *raw = NULL, *metaj = NULL;
+    size_t rawlen = 0, ml = 0, il = 0;
+    int64_t mv[MK_N] = {0};
+    *damaged = 0;
     if (!b) goto oom;
     b->fd = -1;
     b->dir = strdup(path);
@@ -454,51 +662,41 @@ block *block_open(const char *path, char *err, size_t errlen) {
     const char *slash = strrchr(path, '/');
     snprintf(b->id, sizeof b->id, "%s", slash ? slash + 1 : path);
     snprintf(p, sizeof p, "%s/meta.json", path);
-    FILE *f = fopen(p, "r");
-    if (!f) {
-        snprintf(err, errlen, "block %s: cannot open meta.json: %s", path, strerror(errno));
-        goto fail;
+    if (slurp(p, &metaj, &ml, 1 << 16) != 0) {
+        if (errno == ENOMEM) goto oom;
+        if (errno == EMFILE || errno == ENFILE) goto nofd;
+        snprintf(why, sizeof why, "cannot read meta.json: %s", strerror(errno));
+        goto corrupt;
     }
-    char meta[1024];
-    size_t ml = fread(meta, 1, sizeof meta - 1, f);
-    fclose(f);
-    meta[ml] = 0;
-    b->mint = json_int(meta, "minTime");
-    b->maxt = json_int(meta, "maxTime");
-    b->nsamples = (uint64_t)json_int(meta, "numSamples");
-    b->level = (int)json_int(meta, "level");
+    if (block_parse_meta((const char *)metaj, ml, mv, why, sizeof why) != 0) goto corrupt;
+    b->mint = mv[MK_MINT];
+    b->maxt = mv[MK_MAXT];
+    b->nsamples = (uint64_t)mv[MK_NSAMPLES];
+    b->level = (int)mv[MK_LEVEL];
+    if (mv[MK_VERSION] != 1 && mv[MK_VERSION] != 2) {
+        snprintf(why, sizeof why, "meta.json: unknown version %lld", (long long)mv[MK_VERSION]);
+        goto corrupt;
+    }
+    if (b->mint > b->maxt || mv[MK_NSERIES] < 0 || mv[MK_NSAMPLES] < 0 || mv[MK_LEVEL] < 0 || mv[MK_LEVEL] > 64) {
+        snprintf(why, sizeof why, "meta.json: values out of range");
+        goto corrupt;
+    }
 
     snprintf(p, sizeof p, "%s/index", path);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        if (fd >= 0) close(fd);
-        snprintf(err, errlen, "block %s: cannot open index: %s", path, strerror(errno));
-        goto fail;
+    if (slurp(p, &idx, &il, SECTION_MAX) != 0) {
+        if (errno == ENOMEM) goto oom;
+        if (errno == EMFILE || errno == ENFILE) goto nofd;
+        snprintf(why, sizeof why, "cannot read index: %s", strerror(errno));
+        goto corrupt;
     }
-    size_t il = (size_t)st.st_size;
-    idx = malloc(il + 1);
-    if (!idx) {
-        close(fd);
-        goto oom;
-    }
-    size_t got = 0;
-    while (got < il) {
-        ssize_t r = read(fd, idx + got, il - got);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
     b->bytes = il;
-    if (got != il || il < 20 || memcmp(idx, IDX_MAGIC, 8) != 0) goto corrupt;
-    rd h = {idx + 8, idx + il, 0};
-    uint64_t rawlen = rd_u64le(&h);
-    uint32_t crc = rd_u32le(&h);
-    if (rawlen > (1ull << 34)) goto corrupt;
-    raw = malloc(rawlen + 1);
-    if (!raw) goto oom;
-    size_t dl = ZSTD_decompress(raw, rawlen, idx + 20, il - 20);
-    if (ZSTD_isError(dl) || dl != rawlen || (uint32_t)crc32(0L, raw, (uInt)rawlen) != crc) goto corrupt;
+    int ir = index_raw(idx, il, &b->version, &raw, &rawlen, why, sizeof why);
+    if (ir == -2) goto oom;
+    if (ir != 0) goto corrupt;
+    if (b->version != mv[MK_VERSION]) {
+        snprintf(why, sizeof why, "meta.json says version %lld, the index is format %d", (long long)mv[MK_VERSION], b->version);
+        goto corrupt;
+    }
     free(idx);
     idx = NULL;
 
@@ -571,28 +769,68 @@ block *block_open(const char *path, char *err, size_t errlen) {
             if (r.err) goto corrupt;
         }
     }
+    if (r.p != r.end) {
+        snprintf(why, sizeof why, "index: trailing bytes");
+        goto corrupt;
+    }
     free(raw);
     raw = NULL;
-    snprintf(p, sizeof p, "%s/chunks", path);
-    b->fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (b->fd < 0) {
-        snprintf(err, errlen, "block %s: cannot open chunks: %s", path, strerror(errno));
-        goto fail;
+    /* meta.json against the index: a flipped digit in a time would make retention drop the
+     * block or queries miss it */
+    {
+        int64_t lo = INT64_MAX, hi = INT64_MIN;
+        uint64_t nsamp = 0, chunk_end = 0;
+        for (uint64_t i = 0; i < b->nseries; i++) {
+            bseries *s = &b->series[i];
+            if (s->mint < lo) lo = s->mint;
+            if (s->maxt > hi) hi = s->maxt;
+            nsamp += s->n;
+            uint64_t e = s->frame_off + s->frame_len + (b->version >= 2 ? 4 : 0);
+            if (e > chunk_end) chunk_end = e;
+        }
+        if (!b->nseries) lo = hi = 0;
+        if ((uint64_t)mv[MK_NSERIES] != b->nseries || (uint64_t)mv[MK_NSAMPLES] != nsamp || lo != b->mint || hi != b->maxt) {
+            snprintf(why, sizeof why, "meta.json disagrees with the index (series, samples or time range)");
+            goto corrupt;
+        }
+        snprintf(p, sizeof p, "%s/chunks", path);
+        b->fd = open(p, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (b->fd < 0 || fstat(b->fd, &st) != 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
+                snprintf(err, errlen, "block %s: cannot open chunks: %s", path, strerror(errno));
+                goto fail;
+            }
+            snprintf(why, sizeof why, "cannot open chunks: %s", strerror(errno));
+            goto corrupt;
+        }
+        if ((uint64_t)st.st_size < chunk_end) {
+            snprintf(why, sizeof why, "chunks truncated: %lld bytes, the index needs %llu", (long long)st.st_size,
+                     (unsigned long long)chunk_end);
+            goto corrupt;
+        }
+        b->bytes += (uint64_t)st.st_size;
     }
-    if (fstat(b->fd, &st) == 0) b->bytes += (uint64_t)st.st_size;
     bcache *c = calloc(1, sizeof *c);
     if (!c) goto oom;
     pthread_mutex_init(&c->mu, NULL);
     b->arena = c;
+    free(metaj);
     return b;
 corrupt:
-    snprintf(err, errlen, "block %s: corrupt index", path);
+    if (!why[0]) snprintf(why, sizeof why, "index does not parse");
+    snprintf(err, errlen, "block %s: %s", b ? b->id : path, why);
+    *damaged = 1;
+    goto fail;
+nofd:
+    snprintf(err, errlen, "block %s: out of file descriptors", path);
     goto fail;
 oom:
     snprintf(err, errlen, "out of memory opening a block");
 fail:
     free(idx);
     free(raw);
+    free(metaj);
     block_free(b);
     return NULL;
 }
@@ -620,6 +858,11 @@ void block_free(block *b) {
     free(b);
 }
 
+/* Notes the first damage found in b (kept for the log line and the query warning). */
+static void note_damage(block *b, const char *fmt, uint64_t off) {
+    if (!b->damage[0]) snprintf(b->damage, sizeof b->damage, fmt, (unsigned long long)off);
+}
+
 long block_series_samples(block *b, uint32_t i, sample **out) {
     *out = NULL;
     if (i >= b->nseries) return -1;
@@ -629,16 +872,31 @@ long block_series_samples(block *b, uint32_t i, sample **out) {
     pthread_mutex_lock(&c->mu);
     if (!c->valid || c->off != s->frame_off) {
         c->valid = 0;
-        uint8_t *z = malloc(s->frame_len ? s->frame_len : 1);
+        size_t fl = (size_t)s->frame_len + (b->version >= 2 ? 4 : 0);
+        uint8_t *z = malloc(fl ? fl : 1);
         if (!z) goto out;
-        ssize_t got = pread(b->fd, z, s->frame_len, (off_t)s->frame_off);
-        if (got != (ssize_t)s->frame_len) {
+        ssize_t got = pread(b->fd, z, fl, (off_t)s->frame_off);
+        if (got != (ssize_t)fl) {
             free(z);
+            note_damage(b, "chunks: short read of the frame at offset %llu", s->frame_off);
+            rc = -2;
             goto out;
+        }
+        if (b->version >= 2) {
+            const uint8_t *q = z + s->frame_len;
+            uint32_t want = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+            if (crc32c(z, s->frame_len) != want) {
+                free(z);
+                note_damage(b, "chunks: checksum mismatch in the frame at offset %llu", s->frame_off);
+                rc = -2;
+                goto out;
+            }
         }
         unsigned long long cs = ZSTD_getFrameContentSize(z, s->frame_len);
         if (cs == ZSTD_CONTENTSIZE_ERROR || cs == ZSTD_CONTENTSIZE_UNKNOWN || cs > (1u << 30)) {
             free(z);
+            note_damage(b, "chunks: the frame at offset %llu does not decompress", s->frame_off);
+            rc = -2;
             goto out;
         }
         uint8_t *d = malloc(cs ? cs : 1);
@@ -650,6 +908,8 @@ long block_series_samples(block *b, uint32_t i, sample **out) {
         free(z);
         if (ZSTD_isError(dl)) {
             free(d);
+            note_damage(b, "chunks: the frame at offset %llu does not decompress", s->frame_off);
+            rc = -2;
             goto out;
         }
         free(c->data);
@@ -658,8 +918,21 @@ long block_series_samples(block *b, uint32_t i, sample **out) {
         c->off = s->frame_off;
         c->valid = 1;
     }
-    if ((size_t)s->in_off + s->in_len > c->len) goto out;
+    if ((size_t)s->in_off + s->in_len > c->len) {
+        note_damage(b, "chunks: a series record lies outside the frame at offset %llu", s->frame_off);
+        rc = -2;
+        goto out;
+    }
     rc = blockdec_series(c->data + s->in_off, s->in_len, out);
+    if (rc >= 0 && (uint64_t)rc != s->n) {
+        free(*out);
+        *out = NULL;
+        rc = -1;
+    }
+    if (rc < 0) {
+        note_damage(b, "chunks: a series record in the frame at offset %llu does not decode", s->frame_off);
+        rc = -2;
+    }
 out:
     pthread_mutex_unlock(&c->mu);
     return rc;

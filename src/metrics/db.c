@@ -22,12 +22,6 @@ typedef struct metaent {
     char *family, *type, *help, *unit;
 } metaent;
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- blocks list ---- */
 
 static int cmp_block(const void *a, const void *b) {
@@ -64,6 +58,80 @@ static void db_drop_block(tsdb *db, block *b) {
     db_block_unref(db, b);
 }
 
+/* Moves the block directory `path` (named id) to <dir>/quarantine/<id> (a suffix keeps an
+ * earlier quarantined copy). Never deletes anything. 0 or -1 with errno. */
+static int move_to_quarantine(tsdb *db, const char *path, const char *id, char *dst, size_t dstlen) {
+    char q[4200];
+    snprintf(q, sizeof q, "%s/quarantine", db->dir);
+    if (mkdir(q, 0755) != 0 && errno != EEXIST) return -1;
+    snprintf(dst, dstlen, "%s/%s", q, id);
+    struct stat st;
+    for (int k = 1; k < 1000 && lstat(dst, &st) == 0; k++) snprintf(dst, dstlen, "%s/%s.%d", q, id, k);
+    if (rename(path, dst) != 0) return -1;
+    int fd = open(q, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd)) { /* best effort */ }
+        close(fd);
+    }
+    return 0;
+}
+
+static void count_quarantine(tsdb *db) { /* under db->mu */
+    db->st.quarantined++;
+    if (db->self_on) tr_counter_add(db->self.quarantined, 1);
+}
+
+/* Quarantines the block directory `path` that failed to open (at load). */
+static void quarantine_path(tsdb *db, const char *path, const char *id, const char *why) {
+    char dst[4300], q1[600], q2[4400];
+    if (move_to_quarantine(db, path, id, dst, sizeof dst) != 0) {
+        int e = errno;
+        TR_ERROR("damaged block: cannot move it to quarantine; it is left in place and not loaded",
+                 "block=%s error=%s errno=%d reason=%s", id, tr_log_quote(q1, sizeof q1, why), e,
+                 tr_log_quote(q2, sizeof q2, strerror(e)));
+        tr_storage_error("metrics", "quarantine");
+        return;
+    }
+    pthread_mutex_lock(&db->mu);
+    count_quarantine(db);
+    pthread_mutex_unlock(&db->mu);
+    TR_ERROR("damaged block quarantined", "block=%s error=%s moved_to=%s", id, tr_log_quote(q1, sizeof q1, why),
+             tr_log_quote(q2, sizeof q2, dst));
+}
+
+void db_quarantine_block(tsdb *db, block *b, const char *why) {
+    pthread_mutex_lock(&db->mu);
+    int listed = 0;
+    for (size_t i = 0; i < db->nblocks; i++)
+        if (db->blocks[i] == b) {
+            memmove(db->blocks + i, db->blocks + i + 1, (db->nblocks - i - 1) * sizeof *db->blocks);
+            db->nblocks--;
+            listed = 1;
+            break;
+        }
+    if (!listed || b->quarantined) {
+        pthread_mutex_unlock(&db->mu);
+        return;
+    }
+    b->quarantined = 1;
+    db->st.blocks = db->nblocks;
+    char dst[4300], q1[600], q2[4400];
+    /* the open chunks descriptor stays valid across the rename: queries that hold the block
+     * finish (and skip its damaged frames) */
+    if (move_to_quarantine(db, b->dir, b->id, dst, sizeof dst) != 0) {
+        int e = errno;
+        TR_ERROR("damaged block: cannot move it to quarantine; it is no longer read", "block=%s error=%s errno=%d",
+                 b->id, tr_log_quote(q1, sizeof q1, why), e);
+        tr_storage_error("metrics", "quarantine");
+    } else {
+        count_quarantine(db);
+        TR_ERROR("damaged block quarantined", "block=%s error=%s moved_to=%s", b->id, tr_log_quote(q1, sizeof q1, why),
+                 tr_log_quote(q2, sizeof q2, dst));
+    }
+    db_block_unref(db, b);
+    pthread_mutex_unlock(&db->mu);
+}
+
 static int load_blocks(tsdb *db, char *err, size_t errlen) {
     DIR *d = opendir(db->blocks_dir);
     if (!d) {
@@ -88,12 +156,17 @@ static int load_blocks(tsdb *db, char *err, size_t errlen) {
             continue;
         }
         char berr[512];
-        block *b = block_open(p, berr, sizeof berr);
+        int damaged;
+        block *b = block_open(p, &damaged, berr, sizeof berr);
         if (!b) {
             char q[600];
-            TR_WARN("skipping unreadable block", "error=%s", tr_log_quote(q, sizeof q, berr));
+            if (damaged) quarantine_path(db, p, e->d_name, berr);
+            else TR_WARN("skipping unreadable block", "error=%s", tr_log_quote(q, sizeof q, berr));
             continue;
         }
+        if (b->version < 2)
+            TR_INFO("block in format 1 (no chunk checksums): read as before, rewritten with checksums when compacted",
+                    "block=%s", b->id);
         if (db_add_block(db, b)) {
             block_free(b);
             closedir(d);
@@ -105,6 +178,16 @@ static int load_blocks(tsdb *db, char *err, size_t errlen) {
     return 0;
 }
 
+/* Opens a block this process has just written; one that does not verify is quarantined. */
+static block *open_new_block(tsdb *db, const char *id, char *err, size_t errlen) {
+    char p[4200];
+    int damaged;
+    snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
+    block *b = block_open(p, &damaged, err, errlen);
+    if (!b && damaged) quarantine_path(db, p, id, err);
+    return b;
+}
+
 /* ---- cutting the head into a block ---- */
 
 typedef struct cutent {
@@ -114,9 +197,13 @@ typedef struct cutent {
     uint16_t open_n;
     uint8_t *open_copy;
     size_t open_len;
+    int64_t open_mint, open_maxt;
     sample *ooo;
     uint32_t nooo;
 } cutent;
+
+/* Floor division: the block range that holds t (also for negative times). */
+static int64_t range_of(int64_t t, int64_t r) { return t >= 0 ? t / r : -((-(t + 1)) / r) - 1; }
 
 static int cmp_wseries(const void *a, const void *b) {
     const wseries *x = a, *y = b;
@@ -163,6 +250,7 @@ typedef struct cutiter {
     cutent *ce;
     wseries *ws, **order;
     size_t n, i;
+    int64_t lo, hi; /* the block range being written: [lo, hi) */
     sample *buf;
 } cutiter;
 
@@ -175,15 +263,74 @@ static int cut_next(void *ctx, wseries *out) {
     cutent *c = &it->ce[w - it->ws];
     size_t cnt = 0;
     sample *a = NULL;
-    for (uint32_t j = 0; j < c->nchunks; j++) decode_append(c->chunks[j]->data, c->chunks[j]->len, c->chunks[j]->n, &a, &cnt);
-    if (c->open_n) decode_append(c->open_copy, c->open_len, c->open_n, &a, &cnt);
+    for (uint32_t j = 0; j < c->nchunks; j++) {
+        hchunk *k = c->chunks[j];
+        if (k->maxt >= it->lo && k->mint < it->hi) decode_append(k->data, k->len, k->n, &a, &cnt);
+    }
+    if (c->open_n && c->open_maxt >= it->lo && c->open_mint < it->hi)
+        decode_append(c->open_copy, c->open_len, c->open_n, &a, &cnt);
     merge_dedupe(&a, &cnt, c->ooo, c->nooo);
+    size_t o = 0;
+    for (size_t x = 0; a && x < cnt; x++)
+        if (a[x].t >= it->lo && a[x].t < it->hi) a[o++] = a[x];
     it->buf = a;
     out->lbl = w->lbl;
     out->nl = w->nl;
     out->s = a;
-    out->n = a ? cnt : 0;
+    out->n = a ? o : 0;
     return 1;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void push_range(int64_t **v, size_t *n, size_t *cap, int64_t k) {
+    if (*n && (*v)[*n - 1] == k) return;
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        int64_t *nv = realloc(*v, c * sizeof *nv);
+        if (!nv) return;
+        *v = nv;
+        *cap = c;
+    }
+    (*v)[(*n)++] = k;
+}
+
+/* The block ranges (as range_of indexes) that the snapshotted data touches, sorted, distinct. */
+static int64_t *cut_ranges(const cutent *ce, size_t n, int64_t r, size_t *out_n) {
+    int64_t *v = NULL;
+    size_t nv = 0, cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        const cutent *c = &ce[i];
+        for (uint32_t j = 0; j <= c->nchunks; j++) {
+            const uint8_t *buf = j < c->nchunks ? c->chunks[j]->data : c->open_copy;
+            size_t len = j < c->nchunks ? c->chunks[j]->len : c->open_len;
+            uint16_t cnt = j < c->nchunks ? c->chunks[j]->n : c->open_n;
+            int64_t lo = j < c->nchunks ? c->chunks[j]->mint : c->open_mint;
+            int64_t hi = j < c->nchunks ? c->chunks[j]->maxt : c->open_maxt;
+            if (!cnt) continue;
+            if (range_of(hi, r) - range_of(lo, r) < 4) {
+                for (int64_t k = range_of(lo, r); k <= range_of(hi, r); k++) push_range(&v, &nv, &cap, k);
+                continue;
+            }
+            /* a chunk with gaps of days (sparse or odd timestamps): the ranges of its
+             * samples, not every range in between */
+            xordec d;
+            xor_dec_init(&d, buf, len, cnt);
+            int64_t t;
+            double x;
+            while (xor_dec_next(&d, &t, &x)) push_range(&v, &nv, &cap, range_of(t, r));
+        }
+        for (uint32_t j = 0; j < c->nooo; j++) push_range(&v, &nv, &cap, range_of(c->ooo[j].t, r));
+    }
+    if (nv > 1) qsort(v, nv, sizeof *v, cmp_i64);
+    size_t o = 0;
+    for (size_t i = 0; i < nv; i++)
+        if (!o || v[o - 1] != v[i]) v[o++] = v[i];
+    *out_n = o;
+    return v;
 }
 
 /* Moves head data older than `before` (everything when INT64_MAX) into a new block. Holds
@@ -213,6 +360,8 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
          * receiving samples must not keep its data (and itself) in the head for ever */
         if (s->open.n && (before == INT64_MAX || s->open.t < before)) {
             c.open_n = s->open.n;
+            c.open_mint = s->open.mint;
+            c.open_maxt = s->open.t;
             c.open_len = (size_t)((s->open.bits + 7) / 8);
             c.open_copy = malloc(c.open_len ? c.open_len : 1);
             if (c.open_copy) memcpy(c.open_copy, s->open.buf, c.open_len);
@@ -250,28 +399,51 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
     }
     pthread_mutex_unlock(&db->mu);
 
-    /* the block is written in label order; each series is decoded only when the writer asks
-     * for it, outside the lock (sealed chunks are immutable and only this thread frees them) */
+    /* one block per block range the data touches (aligned, as Prometheus cuts, so that a
+     * backfill never makes one block spanning days); each is written in label order, each
+     * series decoded only when the writer asks for it, outside the lock (sealed chunks are
+     * immutable and only this thread frees them) */
     char id[64];
-    block *nb = NULL;
+    block **nbs = NULL;
+    size_t nnb = 0;
     if (n) {
+        int64_t r = db->o.block_range_ms;
+        size_t nr = 0;
+        int64_t *ranges = cut_ranges(ce, n, r, &nr);
         wseries **order = malloc(n * sizeof *order);
-        if (!order) {
+        nbs = calloc(nr + 1, sizeof *nbs);
+        if (!order || !ranges || !nbs) {
+            free(order);
+            free(ranges);
             snprintf(err, errlen, "out of memory");
             rc = -1;
             goto release;
         }
         for (size_t i = 0; i < n; i++) order[i] = &ws[i];
         qsort(order, n, sizeof *order, cmp_wseries_p);
-        cutiter it = {.ce = ce, .ws = ws, .order = order, .n = n};
-        rc = block_write(db->blocks_dir, cut_next, &it, 0, id, sizeof id, err, errlen);
-        free(it.buf);
+        for (size_t k = 0; k < nr && rc == 0; k++) {
+            int64_t lo = ranges[k] * r;
+            cutiter it = {.ce = ce, .ws = ws, .order = order, .n = n, .lo = lo, .hi = lo + r};
+            int w = block_write(db->blocks_dir, cut_next, &it, 0, id, sizeof id, err, errlen);
+            free(it.buf);
+            if (w < 0) {
+                rc = -1;
+                tr_storage_error("metrics", "block_write");
+            } else if (w == 0) {
+                nbs[nnb] = open_new_block(db, id, err, errlen);
+                if (nbs[nnb]) nnb++;
+                else rc = -1;
+            }
+        }
         free(order);
-        if (rc == 0) {
-            char p[4200];
-            snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
-            nb = block_open(p, err, errlen);
-            if (!nb) rc = -1;
+        free(ranges);
+        if (rc != 0) {
+            /* the head keeps everything: the blocks of this cut go (they were never listed) */
+            for (size_t k = 0; k < nnb; k++) {
+                nbs[k]->doomed = 1;
+                block_free(nbs[k]);
+            }
+            nnb = 0;
         }
     }
 release:
@@ -305,20 +477,24 @@ release:
             }
         }
         head_remove_all_empty(db);
-        if (nb) {
-            if (db_add_block(db, nb) == 0) {
+        for (size_t k = 0; k < nnb; k++)
+            if (db_add_block(db, nbs[k]) == 0) {
                 db->st.blocks_cut++;
-                nb = NULL;
+                nbs[k] = NULL;
             }
-        }
         ck = wal_checkpoint_begin(db, werr, sizeof werr);
-        if (!ck) TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
+        if (!ck) {
+            TR_ERROR("WAL checkpoint failed", "error=\"%s\"", werr);
+            tr_storage_error("metrics", "wal_checkpoint");
+        }
     }
     pthread_mutex_unlock(&db->mu);
     pthread_rwlock_unlock(&db->chunk_rw);
-    if (ck && wal_checkpoint_finish(db, ck, werr, sizeof werr) != 0) TR_WARN("WAL checkpoint failed", "error=\"%s\"", werr);
+    if (ck && wal_checkpoint_finish(db, ck, werr, sizeof werr) != 0) TR_ERROR("WAL checkpoint failed", "error=\"%s\"", werr);
     wal_checkpoint_free(ck);
-    if (nb) block_free(nb);
+    for (size_t k = 0; k < nnb; k++)
+        if (nbs[k]) block_free(nbs[k]); /* could not be listed (out of memory): its files stay for the next start */
+    free(nbs);
 out:
     for (size_t i = 0; ce && i < n; i++) {
         free(ce[i].chunks);
@@ -333,7 +509,13 @@ out:
     return rc;
 }
 
-int tsdb_flush(tsdb *db, char *err, size_t errlen) { return db_cut(db, INT64_MAX, err, errlen); }
+int tsdb_flush(tsdb *db, char *err, size_t errlen) {
+    if (!tsdb_ready(db)) {
+        snprintf(err, errlen, "the metrics store is replaying its write-ahead log; retry");
+        return -1;
+    }
+    return db_cut(db, INT64_MAX, err, errlen);
+}
 
 /* ---- compaction and retention ---- */
 
@@ -357,6 +539,7 @@ typedef struct mergeiter {
     sample *buf;
     char *err;
     size_t errlen;
+    block *bad; /* the damaged block that stopped the merge */
 } mergeiter;
 
 /* The next label set in order over all blocks, with the samples of every block holding it
@@ -390,8 +573,13 @@ static int merge_next(void *ctx, wseries *out) {
         sample *sm;
         long m = block_series_samples(c->b, (uint32_t)c->i, &sm);
         c->i++;
+        if (m == -2) {
+            it->bad = c->b;
+            snprintf(it->err, it->errlen, "block %s is damaged: %s", c->b->id, c->b->damage);
+            return -1;
+        }
         if (m < 0) {
-            snprintf(it->err, it->errlen, "block %s: unreadable chunk", c->b->id);
+            snprintf(it->err, it->errlen, "out of memory reading block %s", c->b->id);
             return -1;
         }
         if (!it->buf) {
@@ -410,7 +598,7 @@ static int merge_next(void *ctx, wseries *out) {
 }
 
 /* Merges blocks[0..k) (all held by a ref) into one block, streaming; returns it or NULL. */
-static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, char *err, size_t errlen) {
+static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, block **bad, char *err, size_t errlen) {
     mergeiter *it = calloc(1, sizeof *it);
     block *nb = NULL;
     if (!it || !(it->cur = calloc(k, sizeof *it->cur))) {
@@ -421,11 +609,12 @@ static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, char *er
     it->k = k;
     it->err = err;
     it->errlen = errlen;
-    char id[64], p[4200];
-    if (block_write(db->blocks_dir, merge_next, it, level, id, sizeof id, err, errlen) == 0) {
-        snprintf(p, sizeof p, "%s/%s", db->blocks_dir, id);
-        nb = block_open(p, err, errlen);
-    }
+    char id[64];
+    int w = block_write(db->blocks_dir, merge_next, it, level, id, sizeof id, err, errlen);
+    if (w == 0) nb = open_new_block(db, id, err, errlen);
+    else if (w == 1) snprintf(err, errlen, "the blocks hold no sample");
+    else if (!it->bad) tr_storage_error("metrics", "block_write");
+    *bad = it->bad;
 done:
     if (it) {
         free(it->buf);
@@ -435,34 +624,50 @@ done:
     return nb;
 }
 
-/* One compaction step: merges the first group of >= 2 blocks that fall in one aligned window
- * of 3^L block ranges. Returns 1 when it did something. */
+/* The largest compaction window: 10% of the retention, at most 31 days (as Prometheus). */
+static int64_t max_window(tsdb *db) {
+    int64_t m = 31LL * 86400000;
+    if (db->o.retention_ms > 0 && db->o.retention_ms / 10 < m) m = db->o.retention_ms / 10;
+    return m;
+}
+
+/* One compaction step, as Prometheus plans it: windows of 3, 9, 27 … block ranges (2h → 6h →
+ * 18h → 54h …, up to max_window), aligned; the first window holding >= 2 blocks that lie
+ * wholly inside it and end before the newest block and the head begin (or that overlap) is
+ * merged into
+ * one block. Each step reads one window's blocks, so memory is bounded by a window, and blocks
+ * stay bounded in span, so size retention drops a bounded slice. Returns 1 when it did
+ * something. */
 static int compact_once(tsdb *db) {
-    int64_t r = db->o.block_range_ms;
-    int64_t maxw = r * 81; /* 2h → 6.75d */
-    if (db->o.retention_ms > 0 && db->o.retention_ms / 10 < maxw) maxw = db->o.retention_ms / 10;
+    int64_t r = db->o.block_range_ms, maxw = max_window(db);
     pthread_mutex_lock(&db->bmu);
     pthread_mutex_lock(&db->mu);
+    /* a window is merged once nothing more will land in it: its blocks all end before the
+     * newest block starts (as Prometheus plans) and before the head's data */
+    int64_t high = db->h.mint;
+    if (db->nblocks && db->blocks[db->nblocks - 1]->mint < high) high = db->blocks[db->nblocks - 1]->mint;
     block *grp[64];
     size_t k = 0;
     int level = 1;
     for (int64_t w = r * 3; w <= maxw && k < 2; w *= 3, level++) {
         for (size_t i = 0; i < db->nblocks && k < 2; i++) {
             block *a = db->blocks[i];
-            if (a->mint / w != a->maxt / w) continue;
+            int64_t win = range_of(a->mint, w);
+            if (range_of(a->maxt, w) != win) continue;
             k = 0;
             grp[k++] = a;
             for (size_t j = i + 1; j < db->nblocks && k < 64; j++) {
                 block *b = db->blocks[j];
-                if (b->mint / w == a->mint / w && b->maxt / w == a->mint / w) grp[k++] = b;
+                if (range_of(b->mint, w) == win && range_of(b->maxt, w) == win) grp[k++] = b;
             }
-            /* never compact while the head still writes into this window (it would only
-             * make another block for it later) unless the blocks overlap */
-            if (k >= 2 && db->h.mint != INT64_MAX && db->h.mint / w == a->mint / w) {
+            int64_t gmax = INT64_MIN;
+            for (size_t x = 0; x < k; x++)
+                if (grp[x]->maxt > gmax) gmax = grp[x]->maxt;
+            if (k >= 2 && gmax >= high) {
                 int overlap = 0;
                 for (size_t x = 1; x < k; x++)
                     if (grp[x]->mint <= grp[x - 1]->maxt) overlap = 1;
-                if (!overlap && k < 3) k = 0;
+                if (!overlap) k = 0;
             }
             if (k < 2) k = 0;
         }
@@ -476,10 +681,17 @@ static int compact_once(tsdb *db) {
     for (size_t i = 0; i < k; i++) grp[i]->refs++;
     pthread_mutex_unlock(&db->mu);
     char err[512];
-    block *nb = compact_blocks(db, grp, k, level, err, sizeof err);
+    block *bad = NULL;
+    block *nb = compact_blocks(db, grp, k, level, &bad, err, sizeof err);
+    if (bad) {
+        /* the merge stopped at a damaged block: set it aside (named in the log) and compact
+         * the rest next round, so compaction never fails for ever on one block */
+        db_quarantine_block(db, bad, bad->damage);
+    }
     pthread_mutex_lock(&db->mu);
     if (nb && db_add_block(db, nb) == 0) {
-        for (size_t i = 0; i < k; i++) db_drop_block(db, grp[i]);
+        for (size_t i = 0; i < k; i++)
+            if (!grp[i]->quarantined) db_drop_block(db, grp[i]);
         db->st.compactions++;
         if (db->self_on) tr_counter_add(db->self.compactions, 1);
     } else {
@@ -490,7 +702,7 @@ static int compact_once(tsdb *db) {
     for (size_t i = 0; i < k; i++) db_block_unref(db, grp[i]);
     pthread_mutex_unlock(&db->mu);
     pthread_mutex_unlock(&db->bmu);
-    return nb != NULL;
+    return nb != NULL || bad != NULL;
 }
 
 /* Drops blocks past the retention (time, then size). Returns the number dropped. */
@@ -498,7 +710,7 @@ static int apply_retention(tsdb *db) {
     int dropped = 0;
     pthread_mutex_lock(&db->mu);
     if (db->o.retention_ms > 0) {
-        int64_t cutoff = now_ms() - db->o.retention_ms;
+        int64_t cutoff = tr_now_ms() - db->o.retention_ms;
         for (size_t i = 0; i < db->nblocks;) {
             if (db->blocks[i]->maxt < cutoff) {
                 TR_INFO("retention: dropping block", "block=%s max_time=%lld", db->blocks[i]->id, (long long)db->blocks[i]->maxt);
@@ -525,6 +737,7 @@ static int apply_retention(tsdb *db) {
 
 void tsdb_maintain(tsdb *db) {
     int64_t r = db->o.block_range_ms;
+    if (!tsdb_ready(db)) return;
     pthread_mutex_lock(&db->mu);
     int64_t hmin = db->h.mint, hmax = db->h.maxt;
     pthread_mutex_unlock(&db->mu);
@@ -534,7 +747,8 @@ void tsdb_maintain(tsdb *db) {
             char err[512];
             if (db_cut(db, before, err, sizeof err) != 0) {
                 char q[600];
-                TR_WARN("cutting the head into a block failed", "error=%s", tr_log_quote(q, sizeof q, err));
+                TR_ERROR("cutting the head into a block failed; the head and the WAL keep the data", "error=%s",
+                         tr_log_quote(q, sizeof q, err));
             }
         }
     }
@@ -542,8 +756,25 @@ void tsdb_maintain(tsdb *db) {
     apply_retention(db);
 }
 
+int tsdb_ready(tsdb *db) { return __atomic_load_n(&db->ready, __ATOMIC_ACQUIRE); }
+
 static void *bg_main(void *arg) {
     tsdb *db = arg;
+    if (!tsdb_ready(db)) {
+        char err[512], q[600];
+        if (wal_open(db, err, sizeof err) != 0) {
+            /* writes stay refused (503) and nothing is cut or checkpointed: the WAL is left as
+             * it is for the next start */
+            db->replay_failed = 1;
+            TR_ERROR("WAL replay failed: the metrics store stays read-only", "error=%s", tr_log_quote(q, sizeof q, err));
+            return NULL;
+        }
+        if (db->self_on) {
+            tr_counter_add(db->self.wal_skipped, db->st.wal_records_skipped);
+            tr_counter_add(db->self.wal_dropped, db->st.wal_samples_dropped);
+        }
+        __atomic_store_n(&db->ready, 1, __ATOMIC_RELEASE);
+    }
     pthread_mutex_lock(&db->smu);
     while (!db->bg_stop) {
         struct timespec ts;
@@ -734,24 +965,25 @@ static void self_init(tsdb *db) {
     m->blocks = tr_gauge_new("tricorder_tsdb_blocks", "Blocks on disk.", NULL);
     m->compactions = tr_counter_new("tricorder_tsdb_compactions_total", "Block compactions done.", NULL);
     m->disk_bytes = tr_gauge_new("tricorder_tsdb_disk_bytes", "Bytes used on disk by blocks and the WAL.", NULL);
+    m->wal_skipped = tr_counter_new("tricorder_tsdb_wal_corrupt_records_total",
+                                    "Damaged WAL records skipped by the replay at start (a copy of the file is kept as .corrupt).", NULL);
+    m->wal_dropped = tr_counter_new("tricorder_tsdb_wal_samples_dropped_total",
+                                    "Samples the WAL replay could not restore (damaged records, or series whose definition was damaged).", NULL);
+    if (tsdb_ready(db)) {
+        tr_counter_add(m->wal_skipped, db->st.wal_records_skipped);
+        tr_counter_add(m->wal_dropped, db->st.wal_samples_dropped);
+    }
+    m->quarantined = tr_counter_new("tricorder_tsdb_quarantined_blocks_total",
+                                    "Damaged blocks moved to <data-dir>/metrics/quarantine (never deleted).", NULL);
+    pthread_mutex_lock(&db->mu);
+    tr_counter_add(m->quarantined, db->st.quarantined); /* those set aside while loading */
+    pthread_mutex_unlock(&db->mu);
     tr_selfmon_add_collector(self_collect, db);
     ex_self_init(db);
     db->self_on = 1;
 }
 
 /* ---- open / close ---- */
-
-static int mkdirs(const char *p) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", p);
-    for (char *c = tmp + 1; *c; c++)
-        if (*c == '/') {
-            *c = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-            *c = '/';
-        }
-    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
 
 int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
     *out = NULL;
@@ -786,13 +1018,17 @@ int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
     db->o.dir = db->dir;
     snprintf(db->wal_dir, dl + 8, "%s/wal", db->dir);
     snprintf(db->blocks_dir, dl + 8, "%s/blocks", db->dir);
-    if (mkdirs(db->dir) || mkdirs(db->blocks_dir)) {
+    if (tr_mkdir_p(db->dir) || tr_mkdir_p(db->blocks_dir)) {
         snprintf(err, errlen, "cannot create %s: %s", db->blocks_dir, strerror(errno));
         goto fail;
     }
     if (ex_init(&db->ex, o->max_exemplars, err, errlen)) goto fail;
     if (load_blocks(db, err, errlen)) goto fail;
-    if (wal_open(db, err, errlen)) goto fail;
+    int async = o->base && o->async_replay;
+    if (!async) {
+        if (wal_open(db, err, errlen)) goto fail;
+        db->ready = 1;
+    }
     meta_load(db);
     if (syncer_start(db)) {
         snprintf(err, errlen, "cannot start the WAL syncer");
@@ -832,7 +1068,9 @@ void tsdb_close(tsdb *db) {
     }
     syncer_stop(db);
     char err[512];
-    if (db_cut(db, INT64_MAX, err, sizeof err) != 0) {
+    if (!tsdb_ready(db)) {
+        /* a failed replay: the head is partial; the WAL stays as it is */
+    } else if (db_cut(db, INT64_MAX, err, sizeof err) != 0) {
         char q[600];
         TR_WARN("flush at close failed; the WAL keeps the data", "error=%s", tr_log_quote(q, sizeof q, err));
     }
@@ -904,7 +1142,7 @@ int tsdb_snapshot(tsdb *db, char *name, size_t namecap, char *err, size_t errlen
              tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned long)(ts.tv_nsec / 1000));
     char sdir[4300], bdir[4400], src[4500], dst[4500];
     snprintf(sdir, sizeof sdir, "%s/snapshots/%s", db->dir, name);
-    if (mkdirs(sdir) != 0) {
+    if (tr_mkdir_p(sdir) != 0) {
         snprintf(err, errlen, "cannot create %s: %s", sdir, strerror(errno));
         return -1;
     }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define EX_MAX_CAP ((int64_t)1 << 28)    /* beyond this the ring alone would need > 10 GiB */
 #define EX_MAX_LABEL_BYTES 4096          /* replay sanity bound (128 runes need at most 640) */
@@ -549,6 +550,13 @@ int tsdb_query_exemplars(tsdb *db, tsdb_matcher **const *sets, const size_t *set
                          int64_t maxt, tsdb_exemplars **out, char *err, size_t errlen) {
     exstore *x = &db->ex;
     *out = NULL;
+    if (db->o.retention_ms > 0) {
+        /* as for samples: nothing older than the retention is answered */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t cutoff = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - db->o.retention_ms;
+        if (mint < cutoff) mint = cutoff;
+    }
     tsdb_exemplars *r = calloc(1, sizeof *r);
     if (!r) goto oom;
     pthread_mutex_lock(&x->mu);

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct event_base;
 
@@ -31,7 +32,18 @@ typedef struct tsdb_options {
     int64_t block_range_ms;   /* head data cut into blocks of this span; 0 = default 2h */
     int64_t max_exemplars;    /* size of the exemplar ring (memory + WAL); 0 = exemplars not kept */
     struct event_base *base;  /* commit callbacks run on this loop's thread; NULL = inline */
+    /* With base: instead of the store's own event, the syncer thread calls wake(wake_ctx) when
+     * acknowledgements are due, and the loop's owner then calls tsdb_run_completions() on the
+     * loop thread (the application routes it through its one work queue). */
+    void (*wake)(void *ctx);
+    void *wake_ctx;
+    int async_replay;         /* with base: replay the WAL on the background thread, so that
+                                 tsdb_open returns at once; until it is done tsdb_ready() is 0
+                                 and commits fail with TSDB_ERR_NOT_READY (retryable) */
 } tsdb_options;
+
+/* Runs the commit acknowledgements that are due (loop thread, after a wake). */
+void tsdb_run_completions(tsdb *db);
 
 /* Result codes of tsdb_appender_add and friends. */
 enum {
@@ -49,12 +61,18 @@ enum {
     TSDB_ERR_NOMEM = -11,
     TSDB_ERR_CLOSED = -12,
     TSDB_ERR_UTF8 = -13,         /* a label value (or name) is not valid UTF-8 */
+    TSDB_ERR_NOT_READY = -14,    /* the WAL is still being replayed: retry later */
 };
 
-/* Opens (creating if needed) the store in o->dir: loads the blocks, replays the WAL (a torn
- * last record is cut off), and starts the WAL syncer and the compaction thread. Returns 0 and
- * *out, or -1 with a message in err. Free with tsdb_close(). */
+/* Opens (creating if needed) the store in o->dir: loads the blocks (a damaged one is moved to
+ * <dir>/quarantine), replays the WAL (damaged records are skipped and counted; see wal.c), and
+ * starts the WAL syncer and the compaction thread. Returns 0 and *out, or -1 with a message in
+ * err. Free with tsdb_close(). */
 int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen);
+/* 1 once the WAL replay is done (at once unless o->async_replay), else 0: /-/ready answers 503
+ * and writes are refused (TSDB_ERR_NOT_READY at commit, which ingest answers with 503 or
+ * gRPC UNAVAILABLE, so clients retry instead of hanging). */
+int tsdb_ready(tsdb *db);
 /* Waits for pending commits, cuts the head into a block, truncates the WAL, stops the
  * threads and frees everything. NULL is a no-op. */
 void tsdb_close(tsdb *db);
@@ -137,17 +155,20 @@ const char *tsdb_matcher_name(const tsdb_matcher *m);
 const char *tsdb_matcher_value(const tsdb_matcher *m);
 tsdb_match_type tsdb_matcher_type(const tsdb_matcher *m);
 
-/* Parses a series selector: `name`, `name{l="v",…}` or `{l=~"v",…}` (PromQL string escapes,
- * single or double quotes or backticks). On success stores a malloc'd array of *n matchers in
- * *out (free with tsdb_matchers_free) and returns 0; else -1 with a Prometheus-like message. */
-int tsdb_parse_selector(const char *s, tsdb_matcher ***out, size_t *n, char *err, size_t errlen);
+/* Frees n matchers and the array (selectors are parsed by promql_parse_selector). */
 void tsdb_matchers_free(tsdb_matcher **m, size_t n);
 
 /* A querier sees the head and the blocks that overlap [mint, maxt] as of its creation; blocks
- * it uses are not deleted before it is closed. Returns NULL when out of memory. */
+ * it uses are not deleted before it is closed. mint is raised to now - retention: nothing
+ * older than the retention is answered. Returns NULL when out of memory. */
 typedef struct tsdb_querier tsdb_querier;
 tsdb_querier *tsdb_querier_open(tsdb *db, int64_t mint, int64_t maxt);
 void tsdb_querier_close(tsdb_querier *q);
+/* Warnings gathered so far by selections and loads through q, for Prometheus' `warnings`
+ * field: a block found damaged (checksum mismatch) has its data left out of the answer (never
+ * served) and is quarantined; the answer is the rest plus one warning naming the block.
+ * *out holds the returned number of strings, valid until q is closed or used again. */
+size_t tsdb_querier_warnings(const tsdb_querier *q, const char *const **out);
 
 /* The series matching every matcher (AND), with data overlapping the querier's range, sorted
  * by label set. Flags: TSDB_SELECT_SAMPLES also loads each series' samples in range.
@@ -224,6 +245,8 @@ typedef struct tsdb_stats {
     uint64_t wal_bytes;
     uint64_t samples_appended, out_of_order, too_old, limit_rejections, series_created;
     uint64_t wal_fsyncs, wal_written, compactions, blocks_cut;
+    uint64_t quarantined; /* damaged blocks moved to <dir>/quarantine since open */
+    uint64_t wal_records_skipped, wal_samples_dropped; /* damage met by the last WAL replay */
 } tsdb_stats;
 void tsdb_get_stats(tsdb *db, tsdb_stats *st);
 
@@ -240,6 +263,13 @@ typedef struct tsdb_card {
 } tsdb_card;
 void tsdb_head_cardinality(tsdb *db, size_t limit, tsdb_card *out);
 void tsdb_card_free(tsdb_card *c);
+
+/* Offline check of the store in `dir` (not open anywhere): verifies meta.json, every index
+ * section and chunk frame checksum of every block and every WAL record, writing one line per
+ * finding to `report`. With repair, damaged blocks are moved to <dir>/quarantine/<id> and
+ * damaged WAL files rewritten with their intact records (the original kept as .corrupt).
+ * Returns 0 when nothing is damaged, 1 when something is (also when repaired). */
+int tsdb_check(const char *dir, int repair, FILE *report);
 
 /* The Prometheus stale marker and a test for it (bit-exact). */
 #define TSDB_STALE_NAN_BITS 0x7ff0000000000002ULL

@@ -5,24 +5,19 @@
 #define TR_METRICS_INT_H
 
 #include <pthread.h>
-#include <regex.h>
 #include <stdint.h>
 #include <stddef.h>
 
 #include "metrics.h"
+#include "util/clock.h"
+#include "util/file.h"
+#include "util/hash.h"
 #include "util/selfmon.h"
+#include "util/text.h"
 
 /* ---- small helpers (mutil.c) ---- */
 
 uint64_t mt_hash(const void *p, size_t n, uint64_t seed);
-static inline uint64_t mt_mix(uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
 
 /* Growable byte vector (abort-free: failures set .err). */
 typedef struct bvec {
@@ -211,6 +206,9 @@ typedef struct block {
     uint32_t nnames;
     int fd;           /* chunks file */
     void *arena;      /* one allocation holding syms/series/postings */
+    int version;      /* format: 1 (no chunk checksums) or 2 */
+    int quarantined;  /* moved aside: never deleted, not listed (under db->mu) */
+    char damage[160]; /* the first damage found reading it (under the frame cache's lock) */
 } block;
 
 /* One series handed to the block writer: labels sorted, samples ascending and distinct. */
@@ -225,12 +223,21 @@ typedef struct wseries {
  * returns 1, 0 at the end, or -1 on error. Series with no samples are skipped. */
 typedef int (*wseries_next)(void *ctx, wseries *out);
 /* Writes a block of the series `next` gives into blocks_dir/<id> (streaming: one series and
- * one frame in memory at a time); returns 0 or -1 with err set. */
+ * one frame in memory at a time); returns 0, 1 when there was no sample (nothing written,
+ * id_out empty), or -1 with err set. */
 int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level, char *id_out,
                 size_t idcap, char *err, size_t errlen);
-block *block_open(const char *path, char *err, size_t errlen);
+/* Opens a block, verifying meta.json (strictly parsed, checked against the index) and every
+ * index checksum. NULL with err set on failure; *damaged says whether the block itself is bad
+ * (quarantine it) rather than the process (out of memory or file descriptors). */
+block *block_open(const char *path, int *damaged, char *err, size_t errlen);
+/* Parses meta.json text into v[] (version, minTime, maxTime, numSeries, numSamples, level):
+ * 0, or -1 with why. */
+int block_parse_meta(const char *js, size_t len, int64_t *v, char *why, size_t whylen);
 void block_free(block *b);
-/* Samples of block series i (all of them), malloc'd in *out; returns count or -1. */
+/* Samples of block series i (all of them), malloc'd in *out; returns the count, -1 when out of
+ * memory, or -2 when the block is damaged (checksum mismatch, short file, undecodable data;
+ * b->damage then says where). Damaged bytes are never returned as samples. */
 long block_series_samples(block *b, uint32_t i, sample **out);
 /* Ids of series matching all matchers (sorted). */
 int block_select(block *b, tsdb_matcher *const *m, size_t n, idlist *out);
@@ -243,8 +250,7 @@ long blockdec_series(const uint8_t *p, size_t len, sample **out);
 struct tsdb_matcher {
     tsdb_match_type type;
     char *name, *value;
-    regex_t re;
-    int has_re;
+    struct tr_re *re; /* =~ and !~ (util/re.h); NULL for = and != */
     int matches_empty;
 };
 
@@ -326,7 +332,8 @@ typedef struct waiter {
 
 typedef struct tsdb_metrics_self {
     tr_metric *series, *appended, *ooo_rej, *too_old, *limits, *wal_fsyncs, *wal_bytes,
-        *blocks, *compactions, *disk_bytes, *head_chunks, *series_created, *ooo_acc;
+        *blocks, *compactions, *disk_bytes, *head_chunks, *series_created, *ooo_acc, *quarantined,
+        *wal_skipped, *wal_dropped;
 } tsdb_metrics_self;
 
 struct tsdb {
@@ -371,6 +378,8 @@ struct tsdb {
     int self_on;
     tsdb_metrics_self self;
     int closing;
+    int ready;                 /* WAL replayed (atomic) */
+    int replay_failed;
     exstore ex;                /* exemplars (exemplar.c) */
 };
 
@@ -424,13 +433,29 @@ void syncer_stop(tsdb *db);
 void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie,
                  int status, const char *msg);
 enum { WAL_SERIES = 1, WAL_SAMPLES = 2, WAL_EXEMPLARS = 3 };
-/* Parses one WAL file; calls fn for each record. Returns the offset after the last good
- * record. */
+/* Parses one WAL file; calls fn for each intact record. Returns the offset of the first
+ * damaged byte (n when none). */
 size_t wal_scan(const uint8_t *p, size_t n, void (*fn)(void *ctx, uint8_t type, const uint8_t *pl,
                                                         size_t len), void *ctx);
+/* What a scan skipped: damaged regions (each counted as one record, or exactly one record
+ * when its header was intact), their bytes, the sample count that intact headers of damaged
+ * sample records announced, the first damaged offset (n when none) and whether the last
+ * damaged region reaches the end of the file (a torn tail). */
+typedef struct wal_damage {
+    uint64_t records, bad_records, bad_bytes, samples_hint;
+    size_t first_bad;
+    int tail;
+} wal_damage;
+/* As wal_scan, skipping damage: reading resumes at the next record that checks out. fn may
+ * be NULL (verification only). Returns n. */
+size_t wal_scan_ex(const uint8_t *p, size_t n, void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len),
+                   void *ctx, wal_damage *d);
 
 /* db.c */
 void db_block_unref(tsdb *db, block *b); /* under db->mu */
+/* Takes a damaged block off the list and moves its directory to <dir>/quarantine/<id>
+ * (logged once, counted, never deleted). Takes db->mu; a no-op when it is no longer listed. */
+void db_quarantine_block(tsdb *db, block *b, const char *why);
 int db_cut(tsdb *db, int64_t before, char *err, size_t errlen);
 /* One round of background work: cut the head if it spans too long, compact, retention. */
 void tsdb_maintain(tsdb *db);

@@ -36,7 +36,7 @@ uint64_t mt_hash(const void *p, size_t n, uint64_t seed) {
     } else if (left) {
         x = (uint64_t)b[0] << 16 | (uint64_t)b[left >> 1] << 8 | b[left - 1];
     }
-    return mt_mix(mum(x ^ k1, y ^ h) ^ h ^ k2);
+    return tr_mix64(mum(x ^ k1, y ^ h) ^ h ^ k2);
 }
 #else
 uint64_t mt_hash(const void *p, size_t n, uint64_t seed) {
@@ -45,15 +45,15 @@ uint64_t mt_hash(const void *p, size_t n, uint64_t seed) {
     while (n >= 8) {
         uint64_t k;
         memcpy(&k, b, 8);
-        h ^= mt_mix(k);
+        h ^= tr_mix64(k);
         h = (h << 27 | h >> 37) * 0x9e3779b97f4a7c15ULL + 0x52dce729;
         b += 8;
         n -= 8;
     }
     uint64_t k = 0;
     for (size_t i = 0; i < n; i++) k |= (uint64_t)b[i] << (8 * i);
-    h ^= mt_mix(k ^ n);
-    return mt_mix(h);
+    h ^= tr_mix64(k ^ n);
+    return tr_mix64(h);
 }
 #endif
 
@@ -148,7 +148,7 @@ uint64_t rd_u64le(rd *r) {
 
 /* ---- ptrmap ---- */
 
-static size_t pm_slot(uintptr_t k, size_t cap) { return (size_t)mt_mix((uint64_t)k) & (cap - 1); }
+static size_t pm_slot(uintptr_t k, size_t cap) { return (size_t)tr_mix64((uint64_t)k) & (cap - 1); }
 
 void *pm_get(const ptrmap *m, uintptr_t k) {
     if (!m->cap) return NULL;

@@ -6,13 +6,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct tsdb_querier {
     tsdb *db;
     int64_t mint, maxt;
     block **blocks;
     size_t nblocks;
+    char **warn;       /* tsdb_querier_warnings */
+    size_t nwarn;
+    block **damaged;   /* blocks already warned about and quarantined */
+    size_t ndamaged;
 };
+
+/* A block read through q turned out damaged: its data is left out of the answer, q gets one
+ * warning naming it, and the store quarantines it (once). */
+static void querier_damaged(tsdb_querier *q, block *b) {
+    for (size_t i = 0; i < q->ndamaged; i++)
+        if (q->damaged[i] == b) return;
+    block **nd = realloc(q->damaged, (q->ndamaged + 1) * sizeof *nd);
+    char **nw = realloc(q->warn, (q->nwarn + 1) * sizeof *nw);
+    if (nd) q->damaged = nd;
+    if (nw) q->warn = nw;
+    if (!nd || !nw) return;
+    q->damaged[q->ndamaged++] = b;
+    char msg[512];
+    snprintf(msg, sizeof msg, "block %s is damaged (%s): its data is left out of this answer and the block is quarantined",
+             b->id, b->damage[0] ? b->damage : "unreadable");
+    char *d = strdup(msg);
+    if (d) q->warn[q->nwarn++] = d;
+    db_quarantine_block(q->db, b, b->damage[0] ? b->damage : "unreadable");
+}
+
+size_t tsdb_querier_warnings(const tsdb_querier *q, const char *const **out) {
+    *out = (const char *const *)q->warn;
+    return q->nwarn;
+}
 
 typedef struct rsrc {
     block *b;
@@ -43,6 +72,14 @@ tsdb_querier *tsdb_querier_open(tsdb *db, int64_t mint, int64_t maxt) {
     tsdb_querier *q = calloc(1, sizeof *q);
     if (!q) return NULL;
     q->db = db;
+    if (db->o.retention_ms > 0) {
+        /* nothing older than the retention is answered, whether a block or the head holds it
+         * (the head keeps up to a block range of data past it until the next cut) */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t cutoff = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - db->o.retention_ms;
+        if (mint < cutoff) mint = cutoff;
+    }
     q->mint = mint;
     q->maxt = maxt;
     pthread_mutex_lock(&db->mu);
@@ -68,6 +105,9 @@ void tsdb_querier_close(tsdb_querier *q) {
     for (size_t i = 0; i < q->nblocks; i++) db_block_unref(q->db, q->blocks[i]);
     pthread_mutex_unlock(&q->db->mu);
     free(q->blocks);
+    for (size_t i = 0; i < q->nwarn; i++) free(q->warn[i]);
+    free(q->warn);
+    free(q->damaged);
     free(q);
 }
 
@@ -236,10 +276,12 @@ tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, 
             r->nsrc = 1;
             if (flags & TSDB_SELECT_SAMPLES) {
                 long k = block_series_samples(b, ids.v[i], &r->s);
-                if (k < 0) {
-                    snprintf(err, errlen, "block %s: unreadable chunk", b->id);
-                    goto fail;
+                if (k == -2) {
+                    querier_damaged(q, b);
+                    r->s = NULL;
+                    k = 0;
                 }
+                if (k < 0) goto oom;
                 r->n = (size_t)k;
                 filter_range(r->s, &r->n, q->mint, q->maxt);
             }
@@ -292,7 +334,6 @@ head_oom:
     pthread_rwlock_unlock(&db->chunk_rw);
 oom:
     snprintf(err, errlen, "out of memory");
-fail:
     il_free(&ids);
     tsdb_seriesset_free(ss);
     return NULL;
@@ -343,10 +384,13 @@ int tsdb_seriesset_load(tsdb_seriesset *ss, size_t i, char *err, size_t errlen) 
     for (size_t k = 0; k < r->nsrc; k++) {
         sample *sm;
         long m = block_series_samples(r->src[k].b, r->src[k].id, &sm);
+        if (m == -2) {
+            querier_damaged(q, r->src[k].b);
+            continue;
+        }
         if (m < 0) {
             free(acc);
-            snprintf(err, errlen, "block %s: unreadable chunk", r->src[k].b->id);
-            return -1;
+            goto oom;
         }
         size_t mm = (size_t)m;
         filter_range(sm, &mm, q->mint, q->maxt);

@@ -1,8 +1,19 @@
-/* The write-ahead log: numbered segment files in <dir>/wal holding CRC-framed records (series
- * definitions and sample batches). A commit is written here before it becomes visible and is
- * acknowledged only after an fdatasync; one syncer thread serves every waiting commit with
- * one fsync (group commit). Replay at open stops at the first torn or corrupt record and cuts
- * the file there, so a crash mid-write loses only the unacknowledged tail. */
+/* The write-ahead log: numbered segment files in <dir>/wal holding checksummed records (series
+ * definitions, sample batches, exemplars). A commit is written here before it becomes visible
+ * and is acknowledged only after an fdatasync; one syncer thread serves every waiting commit
+ * with one fsync (group commit).
+ *
+ * Record format 2 (written now): [type | 0x80][u32 length][u32 CRC32C of the payload]
+ * [u32 CRC32C of the 9 bytes before][payload]. The header's own checksum lets replay find the
+ * next intact record after damage: a corrupt record is skipped and counted, reading resumes
+ * at the next offset where a whole record checks out, so one flipped bit loses one record, not
+ * the rest of the log. Format 1 records ([type][u32 length][u32 zlib CRC32 of type, length and
+ * payload][payload]) from older versions are still read, but damage in them cannot be
+ * skipped past (their header has no checksum to resynchronise on).
+ *
+ * Replay never truncates or deletes: new records always go to a new segment, and a segment or
+ * checkpoint found damaged (anywhere but a torn tail of the newest segment, which a crash
+ * leaves) is kept as <name>.corrupt (a hard link) before checkpoints remove the original. */
 #include "metrics_int.h"
 
 #include <dirent.h>
@@ -17,13 +28,16 @@
 
 #include <event2/event.h>
 
+#include "util/crc32c.h"
 #include "util/log.h"
 
-#define WAL_HDR 9
+#define WAL_HDR1 9
+#define WAL_HDR 13
+#define WAL_V2 0x80
 #define WAL_MAX_RECORD (256u << 20)
 #define WAL_SEGMENT_BYTES (128ull << 20)
 
-static uint32_t rec_crc(uint8_t type, uint32_t len, const uint8_t *p) {
+static uint32_t rec_crc_v1(uint8_t type, uint32_t len, const uint8_t *p) {
     uint8_t h[5] = {type, (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24)};
     uLong c = crc32(0L, h, 5);
     /* zlib's length argument is a uInt: feed big payloads in pieces */
@@ -36,30 +50,99 @@ static uint32_t rec_crc(uint8_t type, uint32_t len, const uint8_t *p) {
     return (uint32_t)c;
 }
 
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 void wal_record(bvec *b, uint8_t type, const bvec *payload) {
     uint32_t len = (uint32_t)payload->len;
-    bv_u8(b, type);
+    size_t h = b->len;
+    bv_u8(b, type | WAL_V2);
     bv_u32le(b, len);
-    bv_u32le(b, rec_crc(type, len, payload->p));
+    bv_u32le(b, crc32c(payload->p, payload->len));
+    if (b->err) return;
+    bv_u32le(b, crc32c(b->p + h, 9));
     bv_put(b, payload->p, payload->len);
 }
 
-size_t wal_scan(const uint8_t *p, size_t n,
-                void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len), void *ctx) {
+static int known_type(uint8_t t) { return t == WAL_SERIES || t == WAL_SAMPLES || t == WAL_EXEMPLARS; }
+
+/* A format 2 header at p (n bytes available) that checks out: 1 and its payload length, else 0. */
+static int hdr2_ok(const uint8_t *p, size_t n, uint32_t *len) {
+    if (n < WAL_HDR || !(p[0] & WAL_V2) || !known_type(p[0] & 0x7f)) return 0;
+    if (crc32c(p, 9) != le32(p + 9)) return 0;
+    *len = le32(p + 1);
+    return *len <= WAL_MAX_RECORD;
+}
+
+/* The record at p: 1 when whole and intact (type, payload, size set), else 0. */
+static int rec_ok(const uint8_t *p, size_t n, uint8_t *type, const uint8_t **pl, uint32_t *len, size_t *size) {
+    uint32_t l;
+    if (n >= 1 && (p[0] & WAL_V2)) {
+        if (!hdr2_ok(p, n, &l) || l > n - WAL_HDR || crc32c(p + WAL_HDR, l) != le32(p + 5)) return 0;
+        *type = p[0] & 0x7f;
+        *pl = p + WAL_HDR;
+        *len = l;
+        *size = WAL_HDR + (size_t)l;
+        return 1;
+    }
+    if (n < WAL_HDR1 || !known_type(p[0])) return 0;
+    l = le32(p + 1);
+    if (l > WAL_MAX_RECORD || l > n - WAL_HDR1 || rec_crc_v1(p[0], l, p + WAL_HDR1) != le32(p + 5)) return 0;
+    *type = p[0];
+    *pl = p + WAL_HDR1;
+    *len = l;
+    *size = WAL_HDR1 + (size_t)l;
+    return 1;
+}
+
+size_t wal_scan_ex(const uint8_t *p, size_t n,
+                   void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len), void *ctx, wal_damage *d) {
     size_t off = 0;
-    while (n - off >= WAL_HDR) {
-        uint8_t type = p[off];
-        if (type != WAL_SERIES && type != WAL_SAMPLES && type != WAL_EXEMPLARS) break;
-        uint32_t len = (uint32_t)p[off + 1] | (uint32_t)p[off + 2] << 8 | (uint32_t)p[off + 3] << 16 |
-                       (uint32_t)p[off + 4] << 24;
-        uint32_t crc = (uint32_t)p[off + 5] | (uint32_t)p[off + 6] << 8 | (uint32_t)p[off + 7] << 16 |
-                       (uint32_t)p[off + 8] << 24;
-        if (len > WAL_MAX_RECORD || len > n - off - WAL_HDR) break;
-        if (rec_crc(type, len, p + off + WAL_HDR) != crc) break;
-        fn(ctx, type, p + off + WAL_HDR, len);
-        off += WAL_HDR + len;
+    memset(d, 0, sizeof *d);
+    d->first_bad = n;
+    while (off < n) {
+        uint8_t type;
+        const uint8_t *pl;
+        uint32_t len;
+        size_t size;
+        if (rec_ok(p + off, n - off, &type, &pl, &len, &size)) {
+            if (fn) fn(ctx, type, pl, len);
+            d->records++;
+            off += size;
+            continue;
+        }
+        if (d->first_bad == n) d->first_bad = off;
+        d->bad_records++;
+        if (hdr2_ok(p + off, n - off, &len) && len <= n - off - WAL_HDR) {
+            /* the header is intact, the payload is not: skip exactly this record */
+            if ((p[off] & 0x7f) == WAL_SAMPLES) {
+                rd x = {p + off + WAL_HDR, p + off + WAL_HDR + len, 0};
+                uint64_t k = rd_uvar(&x);
+                if (!x.err && k <= len) d->samples_hint += k;
+            }
+            d->bad_bytes += WAL_HDR + (size_t)len;
+            off += WAL_HDR + (size_t)len;
+            continue;
+        }
+        /* resynchronise: the next offset where a whole format 2 record checks out */
+        size_t j = off + 1;
+        for (; j < n; j++) {
+            if (!(p[j] & WAL_V2)) continue;
+            if (rec_ok(p + j, n - j, &type, &pl, &len, &size)) break;
+        }
+        d->bad_bytes += j - off;
+        if (j >= n) d->tail = 1;
+        off = j;
     }
     return off;
+}
+
+size_t wal_scan(const uint8_t *p, size_t n, void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len),
+                void *ctx) {
+    wal_damage d;
+    wal_scan_ex(p, n, fn, ctx, &d);
+    return d.first_bad;
 }
 
 /* ---- replay ---- */
@@ -67,11 +150,10 @@ size_t wal_scan(const uint8_t *p, size_t n,
 typedef struct replay {
     tsdb *db;
     ptrmap refs; /* WAL ref -> series* */
-    uint64_t samples, bad;
+    uint64_t samples, bad, unknown;
 } replay;
 
-static void replay_rec(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
-    replay *r = ctx;
+static void replay_rec_locked(replay *r, uint8_t type, const uint8_t *pl, size_t len) {
     rd x = {pl, pl + len, 0};
     if (type == WAL_SERIES) {
         while (x.p < x.end && !x.err) {
@@ -114,7 +196,8 @@ static void replay_rec(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
             if (x.err) break;
             series *s = pm_get(&r->refs, (uintptr_t)ref);
             if (!s) {
-                r->bad++;
+                /* its series record was in a damaged part of the log */
+                r->unknown++;
                 continue;
             }
             double v;
@@ -125,6 +208,14 @@ static void replay_rec(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
     } else if (type == WAL_EXEMPLARS) {
         ex_replay(r->db, pl, len, &r->refs);
     }
+}
+
+static void replay_rec(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
+    replay *r = ctx;
+    /* queries may run meanwhile when the replay is in the background */
+    pthread_mutex_lock(&r->db->mu);
+    replay_rec_locked(r, type, pl, len);
+    pthread_mutex_unlock(&r->db->mu);
 }
 
 static int cmp_u32(const void *a, const void *b) {
@@ -180,18 +271,6 @@ static int read_file(const char *path, uint8_t **out, size_t *n) {
     return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static void fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
@@ -227,6 +306,42 @@ static int open_segment(tsdb *db, uint32_t seg, char *err, size_t errlen) {
     return 0;
 }
 
+/* Keeps a copy of a damaged WAL file as <path>.corrupt (a hard link: the original may be
+ * removed by the next checkpoint, the copy stays). Returns the copy's name or "". */
+static const char *keep_copy(const char *path, char *copy, size_t cap) {
+    snprintf(copy, cap, "%s.corrupt", path);
+    if (link(path, copy) == 0 || errno == EEXIST) return copy;
+    int e = errno;
+    char q[4300];
+    TR_ERROR("WAL: cannot keep a copy of a damaged file", "file=%s errno=%d error=\"%s\"", tr_log_quote(q, sizeof q, path), e,
+             strerror(e));
+    tr_storage_error("metrics", "wal_copy");
+    copy[0] = 0;
+    return copy;
+}
+
+/* Replays one WAL file (checkpoint or segment), skipping damaged records; `newest` marks the
+ * newest segment, whose damaged tail is what a crash leaves (no copy kept). */
+static void replay_file(tsdb *db, replay *r, const char *path, const uint8_t *p, size_t n, int newest) {
+    wal_damage d;
+    wal_scan_ex(p, n, replay_rec, r, &d);
+    if (!d.bad_records) return;
+    char q[4300], c[4400], qc[4500];
+    db->st.wal_records_skipped += d.bad_records;
+    db->st.wal_samples_dropped += d.samples_hint;
+    if (newest && d.tail && d.bad_records == 1 && d.first_bad + d.bad_bytes == n) {
+        TR_WARN("WAL: torn tail ignored (a write the crash interrupted; it was never acknowledged)",
+                "segment=%s offset=%zu dropped_bytes=%llu", tr_log_quote(q, sizeof q, path), d.first_bad,
+                (unsigned long long)d.bad_bytes);
+        return;
+    }
+    keep_copy(path, c, sizeof c);
+    TR_ERROR("WAL: damaged records skipped, replay resumed after them",
+             "file=%s first_offset=%zu records_skipped=%llu bytes_skipped=%llu samples_in_skipped_records=%llu copy=%s",
+             tr_log_quote(q, sizeof q, path), d.first_bad, (unsigned long long)d.bad_records,
+             (unsigned long long)d.bad_bytes, (unsigned long long)d.samples_hint, tr_log_quote(qc, sizeof qc, c));
+}
+
 int wal_open(tsdb *db, char *err, size_t errlen) {
     if (mkdir(db->wal_dir, 0755) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create %s: %s", db->wal_dir, strerror(errno));
@@ -244,8 +359,9 @@ int wal_open(tsdb *db, char *err, size_t errlen) {
         unsigned k;
         char tail;
         int f = sscanf(e->d_name, "checkpoint.%8u%c", &k, &tail);
+        size_t l = strlen(e->d_name);
         if (f == 1 && (long)k > ckpt) ckpt = k;
-        if (f == 2) {
+        if (f == 2 && l > 4 && strcmp(e->d_name + l - 4, ".tmp") == 0) {
             snprintf(path, sizeof path, "%s/%s", db->wal_dir, e->d_name);
             unlink(path);
         }
@@ -257,15 +373,12 @@ int wal_open(tsdb *db, char *err, size_t errlen) {
         size_t n;
         if (read_file(path, &p, &n) != 0) {
             snprintf(err, errlen, "cannot read WAL checkpoint %s: %s", path, strerror(errno));
+            tr_storage_error("metrics", "wal_read");
             free(segs);
             return -1;
         }
-        size_t good = wal_scan(p, n, replay_rec, &r);
+        replay_file(db, &r, path, p, n, 0);
         free(p);
-        if (good < n) {
-            char q[4300];
-            TR_WARN("WAL checkpoint: corrupt record, the rest of it is skipped", "checkpoint=%s offset=%zu", tr_log_quote(q, sizeof q, path), good);
-        }
         /* segments it covers are obsolete (a crash may have left them) */
         size_t o = 0;
         for (size_t i = 0; i < nseg; i++) {
@@ -284,39 +397,39 @@ int wal_open(tsdb *db, char *err, size_t errlen) {
         size_t n;
         if (read_file(path, &p, &n) != 0) {
             snprintf(err, errlen, "cannot read WAL segment %s: %s", path, strerror(errno));
+            tr_storage_error("metrics", "wal_read");
             free(segs);
             pm_free(&r.refs);
             return -1;
         }
-        size_t good = wal_scan(p, n, replay_rec, &r);
+        replay_file(db, &r, path, p, n, i + 1 == nseg);
         free(p);
-        if (good < n) {
-            char q[4300];
-            TR_WARN("WAL: torn or corrupt tail cut off", "segment=%s offset=%zu dropped_bytes=%zu",
-                    tr_log_quote(q, sizeof q, path), good, n - good);
-            if (truncate(path, (off_t)good) != 0) {
-                snprintf(err, errlen, "cannot truncate %s: %s", path, strerror(errno));
-                free(segs);
-                pm_free(&r.refs);
-                return -1;
-            }
-        }
     }
     pm_free(&r.refs);
+    db->st.wal_samples_dropped += r.unknown;
     if (nseg || ckpt >= 0)
-        TR_INFO("WAL replayed", "checkpoint=%ld segments=%zu series=%zu samples=%llu", ckpt, nseg, db->h.nseries, (unsigned long long)r.samples);
+        TR_INFO("WAL replayed", "checkpoint=%ld segments=%zu series=%zu samples=%llu samples_dropped=%llu records_skipped=%llu",
+                ckpt, nseg, db->h.nseries, (unsigned long long)r.samples,
+                (unsigned long long)(db->st.wal_samples_dropped), (unsigned long long)db->st.wal_records_skipped);
     uint32_t next = nseg ? segs[nseg - 1] + 1 : 1;
     if ((long)next <= ckpt) next = (uint32_t)ckpt + 1;
     free(segs);
+    pthread_mutex_lock(&db->mu);
     db->wal_fd = -1;
-    return open_segment(db, next, err, errlen);
+    int rc = open_segment(db, next, err, errlen);
+    pthread_mutex_unlock(&db->mu);
+    return rc;
 }
 
 int wal_write(tsdb *db, const void *p, size_t n) {
     if (db->wal_fd < 0) return -1;
     if (db->wal_seg_bytes > WAL_SEGMENT_BYTES) {
         char e[256];
-        if (open_segment(db, db->wal_seg + 1, e, sizeof e) != 0) TR_WARN("WAL: cannot start a segment", "error=\"%s\"", e);
+        if (open_segment(db, db->wal_seg + 1, e, sizeof e) != 0) {
+            int en = errno;
+            TR_ERROR("WAL: cannot start a segment", "errno=%d error=\"%s\"", en, e);
+            tr_storage_error("metrics", "wal_segment");
+        }
     }
     const uint8_t *b = p;
     size_t done = 0;
@@ -324,9 +437,17 @@ int wal_write(tsdb *db, const void *p, size_t n) {
         ssize_t w = write(db->wal_fd, b + done, n - done);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            /* never leave a torn record in the middle of the log: later records would be
-             * unreachable at replay */
-            if (done && ftruncate(db->wal_fd, (off_t)db->wal_seg_bytes) != 0) db->wal_broken = 1;
+            int en = w < 0 ? errno : ENOSPC;
+            TR_ERROR("WAL write failed: the batch is refused (503)", "segment=%08u bytes=%zu errno=%d error=\"%s\"",
+                     db->wal_seg, n, en, strerror(en));
+            tr_storage_error("metrics", "wal_write");
+            /* never leave a torn record in the middle of the log (replay would skip it, but
+             * it was never acknowledged) */
+            if (done && ftruncate(db->wal_fd, (off_t)db->wal_seg_bytes) != 0) {
+                db->wal_broken = 1;
+                tr_storage_error("metrics", "wal_truncate");
+            }
+            errno = en;
             return -1;
         }
         done += (size_t)w;
@@ -479,7 +600,7 @@ int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen) {
         bvec piece = {.p = c->series.p + from, .len = c->cuts[i] - from};
         wal_record(&rec, WAL_SERIES, &piece);
         from = c->cuts[i];
-        if (rec.err || write_all(fd, rec.p, rec.len)) rc = -1;
+        if (rec.err || tr_write_all(fd, rec.p, rec.len)) rc = -1;
         rec.len = 0;
     }
     for (size_t i = 0; i < c->n && rc == 0; i++) {
@@ -506,21 +627,21 @@ int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen) {
         if (pl.len > (1u << 20) || i + 1 == c->n) {
             wal_record(&rec, WAL_SAMPLES, &pl);
             pl.len = 0;
-            if (rec.err || write_all(fd, rec.p, rec.len)) rc = -1;
+            if (rec.err || tr_write_all(fd, rec.p, rec.len)) rc = -1;
             rec.len = 0;
         } else {
             /* one record per series keeps replay simple; flush in batches */
             wal_record(&rec, WAL_SAMPLES, &pl);
             pl.len = 0;
             if (rec.len > (1u << 20)) {
-                if (rec.err || write_all(fd, rec.p, rec.len)) rc = -1;
+                if (rec.err || tr_write_all(fd, rec.p, rec.len)) rc = -1;
                 rec.len = 0;
             }
         }
     }
-    if (rc == 0 && rec.len && (rec.err || write_all(fd, rec.p, rec.len))) rc = -1;
+    if (rc == 0 && rec.len && (rec.err || tr_write_all(fd, rec.p, rec.len))) rc = -1;
     /* exemplars last: their series records are all above */
-    if (rc == 0 && c->ex.len && write_all(fd, c->ex.p, c->ex.len)) rc = -1;
+    if (rc == 0 && c->ex.len && tr_write_all(fd, c->ex.p, c->ex.len)) rc = -1;
     if (rc == 0 && fsync(fd) != 0) rc = -1;
     close(fd);
     free(a);
@@ -528,7 +649,9 @@ int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen) {
     bv_free(&pl);
     if (rc == 0 && rename(tmp, fin) != 0) rc = -1;
     if (rc) {
-        snprintf(err, errlen, "cannot write the WAL checkpoint %s: %s", fin, strerror(errno));
+        int en = errno;
+        snprintf(err, errlen, "cannot write the WAL checkpoint %s: errno=%d %s", fin, en, strerror(en));
+        tr_storage_error("metrics", "wal_checkpoint");
         unlink(tmp);
         return -1;
     }
@@ -607,6 +730,12 @@ static void deliver(tsdb *db) {
 
 static void on_done_ev(evutil_socket_t fd, short what, void *arg) { deliver(arg); }
 
+void tsdb_run_completions(tsdb *db) { deliver(db); }
+
+/* Commits are acknowledged from the loop (after a wake, through the owner's wake callback or
+ * the store's own event) rather than inline. */
+static int async_acks(const tsdb *db) { return db->done_ev || (db->o.base && db->o.wake); }
+
 static void *syncer_main(void *arg) {
     tsdb *db = arg;
     for (;;) {
@@ -628,7 +757,11 @@ static void *syncer_main(void *arg) {
         int e = 0;
         if (need) {
             ok = fd >= 0 && fdatasync(fd) == 0;
-            e = errno;
+            e = fd >= 0 ? errno : EBADF;
+            if (!ok) {
+                TR_ERROR("WAL fsync failed: the waiting batches are refused (503)", "errno=%d error=\"%s\"", e, strerror(e));
+                tr_storage_error("metrics", "wal_fsync");
+            }
         }
         pthread_mutex_lock(&db->mu);
         if (ok && target > db->wal_synced) db->wal_synced = target;
@@ -656,7 +789,8 @@ static void *syncer_main(void *arg) {
         int any = db->done_head != NULL;
         pthread_mutex_unlock(&db->smu);
         if (any) {
-            if (db->done_ev) event_active(db->done_ev, EV_READ, 0);
+            if (db->o.wake) db->o.wake(db->o.wake_ctx);
+            else if (db->done_ev) event_active(db->done_ev, EV_READ, 0);
         }
     }
     return NULL;
@@ -665,10 +799,9 @@ static void *syncer_main(void *arg) {
 int syncer_start(tsdb *db) {
     db->done_tail = &db->done_head;
     if (!db->o.base) return 0;
-    db->done_ev = event_new(db->o.base, -1, 0, on_done_ev, db);
-    if (!db->done_ev) return -1;
+    if (!db->o.wake && !(db->done_ev = event_new(db->o.base, -1, 0, on_done_ev, db))) return -1;
     if (pthread_create(&db->syncer, NULL, syncer_main, db) != 0) {
-        event_free(db->done_ev);
+        if (db->done_ev) event_free(db->done_ev);
         db->done_ev = NULL;
         return -1;
     }
@@ -676,21 +809,22 @@ int syncer_start(tsdb *db) {
 }
 
 void syncer_stop(tsdb *db) {
-    if (db->done_ev) {
+    if (async_acks(db)) {
         pthread_mutex_lock(&db->smu);
         db->sync_stop = 1;
         pthread_cond_signal(&db->scv);
         pthread_mutex_unlock(&db->smu);
         pthread_join(db->syncer, NULL);
-        event_free(db->done_ev);
+        if (db->done_ev) event_free(db->done_ev);
         db->done_ev = NULL;
+        db->o.wake = NULL; /* stopped: later commits are acknowledged inline */
     }
     deliver(db); /* what the loop did not run any more */
 }
 
 void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie,
                  int status, const char *msg) {
-    if (!db->done_ev || status) {
+    if (!async_acks(db) || status) {
         /* inline mode (no event loop) or an immediate failure */
         if (!status) {
             pthread_mutex_lock(&db->mu);
@@ -699,6 +833,9 @@ void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *
                     db->wal_synced = db->wal_written;
                     db->st.wal_fsyncs++;
                 } else {
+                    int e = db->wal_fd >= 0 ? errno : EBADF;
+                    TR_ERROR("WAL fsync failed: the batch is refused", "errno=%d error=\"%s\"", e, strerror(e));
+                    tr_storage_error("metrics", "wal_fsync");
                     status = TSDB_ERR_IO;
                     msg = "WAL fsync failed";
                 }

@@ -13,49 +13,7 @@
 
 /* ---- UTF-8 ---- */
 
-int otlp_utf8_valid(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s, *e = p + n;
-    while (p < e) {
-        unsigned c = *p;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        size_t len;
-        unsigned min;
-        if ((c & 0xE0) == 0xC0) len = 2, min = 0x80, c &= 0x1F;
-        else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800, c &= 0x0F;
-        else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000, c &= 0x07;
-        else return 0;
-        if ((size_t)(e - p) < len) return 0;
-        for (size_t i = 1; i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80) return 0;
-            c = (c << 6) | (p[i] & 0x3F);
-        }
-        /* overlong forms, surrogates and values past U+10FFFF are not UTF-8 */
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-        p += len;
-    }
-    return 1;
-}
-
 /* ---- wire-level pre-scan: bound the nesting before protobuf-c recurses into it ---- */
-
-/* Reads a varint at *p (< end) into *v; returns 0, or -1 when truncated or longer than 10
- * bytes. */
-static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
-    uint64_t r = 0;
-    for (int i = 0; i < 10; i++) {
-        if (*p >= end) return -1;
-        uint8_t b = *(*p)++;
-        r |= (uint64_t)(b & 0x7F) << (7 * i);
-        if (!(b & 0x80)) {
-            *v = r;
-            return 0;
-        }
-    }
-    return -1;
-}
 
 enum { SCAN_OK = 0, SCAN_BAD = -1, SCAN_DEEP = -2 };
 
@@ -66,12 +24,12 @@ static int scan_depth(const uint8_t *p, const uint8_t *end, const ProtobufCMessa
                       int depth) {
     while (p < end) {
         uint64_t key, n;
-        if (read_varint(&p, end, &key)) return SCAN_BAD;
+        if (tr_pb_varint(&p, end, &key)) return SCAN_BAD;
         uint64_t num = key >> 3;
         if (num == 0 || num > 536870911u) return SCAN_BAD;
         switch (key & 7) {
         case 0:
-            if (read_varint(&p, end, &n)) return SCAN_BAD;
+            if (tr_pb_varint(&p, end, &n)) return SCAN_BAD;
             break;
         case 1:
             if (end - p < 8) return SCAN_BAD;
@@ -82,7 +40,7 @@ static int scan_depth(const uint8_t *p, const uint8_t *end, const ProtobufCMessa
             p += 4;
             break;
         case 2: {
-            if (read_varint(&p, end, &n) || n > (uint64_t)(end - p)) return SCAN_BAD;
+            if (tr_pb_varint(&p, end, &n) || n > (uint64_t)(end - p)) return SCAN_BAD;
             const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, (unsigned)num);
             if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
                 if (depth + 1 >= MAX_MSG_DEPTH) return SCAN_DEEP;
@@ -186,7 +144,7 @@ static int walk(vctx *v, const ProtobufCMessage *m, int depth, int any_depth) {
             switch (f->type) {
             case PROTOBUF_C_TYPE_STRING: {
                 const char *s = ((const char *const *)p)[k];
-                if (s && !otlp_utf8_valid(s, strlen(s))) return verr(v, depth, "invalid UTF-8");
+                if (s && !tr_utf8_valid(s, strlen(s))) return verr(v, depth, "invalid UTF-8");
                 break;
             }
             case PROTOBUF_C_TYPE_BYTES: {

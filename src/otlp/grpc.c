@@ -101,12 +101,6 @@ struct otlp_grpc {
     int stopping;
 };
 
-static uint64_t now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /* =========================== pure helpers (grpc_frame.h) =========================== */
 
 void grpc_reader_init(grpc_reader *r) { memset(r, 0, sizeof *r); }
@@ -504,7 +498,7 @@ static int cb_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     s->c = c;
     s->id = frame->hd.stream_id;
     s->state = S_READING;
-    s->deadline = now_ms() + STREAM_TIMEOUT_MS;
+    s->deadline = (uint64_t)tr_mono_ms() + STREAM_TIMEOUT_MS;
     grpc_reader_init(&s->rd);
     tr_buf_init(&s->resp, 0);
     s->next = c->streams;
@@ -690,7 +684,7 @@ static void conn_goaway(gconn *c, const char *why) {
  * deadlines), the idle timeout, or the grace given to our GOAWAY. Traffic never postpones an
  * earlier expiry, so a trickling client cannot outrun its deadlines. */
 static void conn_arm(gconn *c) {
-    uint64_t now = now_ms(), at;
+    uint64_t now = (uint64_t)tr_mono_ms(), at;
     if (c->closing && !c->streams) {
         if (!c->close_at) c->close_at = now + CLOSE_GRACE_MS;
         at = c->close_at;
@@ -710,7 +704,7 @@ static void conn_arm(gconn *c) {
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
     gconn *c = arg;
-    uint64_t now = now_ms();
+    uint64_t now = (uint64_t)tr_mono_ms();
     if (c->close_at && now >= c->close_at) {
         TR_DEBUG("grpc: peer does not read our GOAWAY, dropping", "peer=%s", c->peer);
         conn_free(c);
@@ -745,7 +739,7 @@ static void on_read(struct bufferevent *bev, void *arg) {
     size_t len = evbuffer_get_length(in);
     if (len == 0) return;
     unsigned char *data = evbuffer_pullup(in, -1);
-    c->last_io = now_ms();
+    c->last_io = (uint64_t)tr_mono_ms();
     c->busy++;
     ssize_t rv = nghttp2_session_mem_recv(c->session, data, len);
     c->busy--;
@@ -761,7 +755,7 @@ static void on_read(struct bufferevent *bev, void *arg) {
 
 static void on_write(struct bufferevent *bev, void *arg) {
     gconn *c = arg;
-    c->last_io = now_ms();
+    c->last_io = (uint64_t)tr_mono_ms();
     conn_flush(c); /* frees c when it is over and the output is drained */
 }
 
@@ -831,7 +825,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     c->g = g;
     memcpy(c->peer, peer, sizeof peer);
-    c->accepted = c->last_io = now_ms();
+    c->accepted = c->last_io = (uint64_t)tr_mono_ms();
     c->next = g->conns;
     if (g->conns) g->conns->prev = c;
     g->conns = c;

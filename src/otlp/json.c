@@ -104,17 +104,10 @@ static int literal(jp *j, const char *word) {
     return 0;
 }
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 static long hex4(const char *s) {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)s[i]);
+        int h = tr_hex_val((unsigned char)s[i]);
         if (h < 0) return -1;
         v = v * 16 + h;
     }
@@ -188,7 +181,7 @@ static int str_span(jp *j, const char **s, const char **e, int *esc) {
         }
         /* one multi-byte sequence */
         size_t l = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-        if ((size_t)(end - p) < l || !otlp_utf8_valid(p, l) || l == 1) {
+        if ((size_t)(end - p) < l || !tr_utf8_valid(p, l) || l == 1) {
             j->p = p;
             return fail_syntax(j, "invalid UTF-8 in string");
         }
@@ -532,23 +525,10 @@ static int parse_hex_id(jp *j, size_t bytes, ProtobufCBinaryData *out) {
     if (esc || n != bytes * 2) return fail_at(j, "not %zu hex digits", bytes * 2);
     uint8_t *d = tr_arena_alloc(j->a, bytes);
     if (!d) return fail_at(j, "request too large to decode");
-    for (size_t i = 0; i < bytes; i++) {
-        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
-        if (hi < 0 || lo < 0) return fail_at(j, "not %zu hex digits", bytes * 2);
-        d[i] = (uint8_t)(hi << 4 | lo);
-    }
+    if (tr_hex_decode(s, bytes, d)) return fail_at(j, "not %zu hex digits", bytes * 2);
     out->data = d;
     out->len = bytes;
     return 0;
-}
-
-static int b64val(int c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
 }
 
 /* Other bytes are base64, standard or URL-safe alphabet, padding optional. */
@@ -557,27 +537,12 @@ static int parse_base64(jp *j, ProtobufCBinaryData *out) {
     char *s;
     size_t n;
     if (parse_string(j, &s, &n)) return -1;
-    size_t pad = 0;
-    while (n > 0 && pad < 2 && s[n - 1] == '=') n--, pad++;
-    if (pad && (n + pad) % 4 != 0) return fail_at(j, "invalid base64");
-    if (n % 4 == 1) return fail_at(j, "invalid base64");
     /* decode in place: output never outruns input */
+    long on = tr_base64_decode(s, n, (uint8_t *)s);
+    if (on < 0) return fail_at(j, "invalid base64");
     uint8_t *o = (uint8_t *)s;
-    size_t on = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0) return fail_at(j, "invalid base64");
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            o[on++] = (uint8_t)(acc >> bits);
-        }
-    }
     out->data = on ? o : NULL;
-    out->len = on;
+    out->len = (size_t)on;
     return 0;
 }
 

@@ -4,6 +4,9 @@
 
 #include "otlp.h"
 #include "util/buf.h"
+#include "util/clock.h"
+#include "util/pbwire.h"
+#include "util/text.h"
 
 /* Decodes a binary protobuf Export*ServiceRequest of signal `sig` into `a`. On success sets
  * ex->metrics or ex->traces and ex->items (data points / spans) and returns 0. On malformed
@@ -21,8 +24,6 @@ int otlp_decode_json(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *
  * every string, id lengths, attribute nesting) and sets ex->items. Error paths name fields in
  * lowerCamelCase when `json`, else as in the .proto. Returns 0, or -1 with a reason in err. */
 int otlp_finish_decode(otlp_export *ex, int json, char *err, size_t errlen);
-/* 1 when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
-int otlp_utf8_valid(const char *s, size_t n);
 /* Writes a field path such as "resource_spans[0].scope_spans[1].spans[3].name" (or the
  * lowerCamelCase form when `json`) from n proto field names and element indexes (-1: none)
  * into out; returns its length (truncated to cap - 1). */

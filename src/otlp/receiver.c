@@ -72,10 +72,7 @@ int otlp_receiver_authorized(const otlp_receiver *r, const char *authorization) 
     if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) return 0;
     const char *given = authorization + 7;
     while (*given == ' ') given++;
-    size_t a = strlen(given), b = strlen(r->token);
-    unsigned char diff = a != b;
-    for (size_t i = 0; i < b; i++) diff |= (unsigned char)((i < a ? given[i] : 0) ^ r->token[i]);
-    return diff == 0;
+    return tr_secret_equal(given, r->token);
 }
 
 void otlp_receiver_count_error(otlp_receiver *r, otlp_signal sig, otlp_transport tr,

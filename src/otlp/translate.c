@@ -12,6 +12,7 @@
 
 #include "util/arena.h"
 #include "util/buf.h"
+#include "util/text.h"
 
 typedef Opentelemetry__Proto__Common__V1__KeyValue pb_kv;
 typedef Opentelemetry__Proto__Common__V1__AnyValue pb_any;
@@ -60,13 +61,8 @@ static int label_char(char c) {
 /* Bytes of the UTF-8 rune at s (n bytes left); 1 for a byte that starts no valid rune, which
  * Go's range loop also reads as one (RuneError) rune. */
 static size_t rune_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
-    if (need == 0 || need > n) return 1;
-    for (size_t k = 1; k < need; k++)
-        if ((s[k] & 0xC0) != 0x80) return 1;
-    return need;
+    size_t l = tr_utf8_seq((const char *)s, n);
+    return l ? l : 1; /* a bad byte is one rune (U+FFFD), as Go decodes it */
 }
 
 static const struct { const char *otel, *prom; } unit_map[] = {
@@ -322,18 +318,6 @@ static void fmt_float_es6(double v, char *out, size_t cap) {
     tr_format_double(out, cap, v);
 }
 
-static void base64_std(const uint8_t *s, size_t n, tr_buf *b) {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n) v |= (uint32_t)s[i + 1] << 8;
-        if (i + 2 < n) v |= s[i + 2];
-        char q[4] = {tbl[(v >> 18) & 63], tbl[(v >> 12) & 63], i + 1 < n ? tbl[(v >> 6) & 63] : '=',
-                     i + 2 < n ? tbl[v & 63] : '='};
-        tr_buf_append(b, q, 4);
-    }
-}
-
 /* A JSON string as Go's encoding/json writes it (HTML-safe escapes included). */
 static void json_go_string(tr_buf *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
@@ -396,7 +380,7 @@ static void json_any(tr_buf *b, const pb_any *v, int depth) {
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
         tr_buf_putc(b, '"');
-        base64_std(v->bytes_value.data, v->bytes_value.len, b);
+        tr_base64_encode(b, v->bytes_value.data, v->bytes_value.len);
         tr_buf_putc(b, '"');
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE: {
@@ -470,7 +454,7 @@ static const char *any_string(tr_arena *a, const pb_any *v) {
         tr_buf b;
         tr_buf_init(&b, 0);
         if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE)
-            base64_std(v->bytes_value.data, v->bytes_value.len, &b);
+            tr_base64_encode(&b, v->bytes_value.data, v->bytes_value.len);
         else
             json_any(&b, v, 0);
         const char *r = b.failed ? NULL : tr_arena_strndup(a, b.data ? b.data : "", b.len);
@@ -996,15 +980,6 @@ static int emit_sample(ctx *c, const lset *base, const char *name, const char *x
     return 0;
 }
 
-static void hex(const uint8_t *p, size_t n, char *out) {
-    static const char h[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = h[p[i] >> 4];
-        out[2 * i + 1] = h[p[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 static int id_empty(const ProtobufCBinaryData *b) {
     for (size_t i = 0; i < b->len; i++)
         if (b->data[i]) return 0;
@@ -1042,7 +1017,7 @@ static int build_exemplars(ctx *c, pb_exemplar **in, size_t n, otlp_exemplar **o
             if (ids[j]->len == 0 || ids[j]->len > 64 || id_empty(ids[j])) continue;
             char *h = tr_arena_alloc(c->pa, ids[j]->len * 2 + 1);
             if (!h) return -1;
-            hex(ids[j]->data, ids[j]->len, h);
+            tr_hex_encode(ids[j]->data, ids[j]->len, h);
             l[k++] = (otlp_label){idn[j], h};
             r += strlen(idn[j]) + ids[j]->len * 2;
         }

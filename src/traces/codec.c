@@ -11,33 +11,25 @@
 #include <zstd.h>
 
 #include "traces_int.h"
+#include "util/crc32c.h"
 
 /* A small 64-bit hash (multiply-xorshift over 8-byte words). It is part of the file format:
  * changing it needs a schema version bump. */
-static inline uint64_t mix(uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 uint64_t tr_hash64(const void *p, size_t n, uint64_t seed) {
     const unsigned char *s = p;
     uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ULL);
     while (n >= 8) {
         uint64_t w;
         memcpy(&w, s, 8);
-        h = (h ^ mix(w)) * 0x9e3779b97f4a7c15ULL;
+        h = (h ^ tr_mix64(w)) * 0x9e3779b97f4a7c15ULL;
         h = (h << 29) | (h >> 35);
         s += 8;
         n -= 8;
     }
     uint64_t w = 0;
     for (size_t i = 0; i < n; i++) w |= (uint64_t)s[i] << (8 * i);
-    h ^= mix(w + n);
-    return mix(h);
+    h ^= tr_mix64(w + n);
+    return tr_mix64(h);
 }
 
 #define SEED_SVC 0x5356430000000001ULL
@@ -87,19 +79,6 @@ const char *traces_service_name(const traces_pb_resource *res) {
 
 /* ---- string forms ---- */
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void base64(tr_buf *b, const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n) v |= p[i + 2];
-        char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63], i + 1 < n ? b64[(v >> 6) & 63] : '=',
-                     i + 2 < n ? b64[v & 63] : '='};
-        tr_buf_append(b, q, 4);
-    }
-}
-
 /* JSON form of a value inside an array or map (Go's AsRaw marshalling). */
 static void json_value(tr_json *j, tr_buf *tmp, const traces_pb_value *v, int depth) {
     if (!v || depth > 32) { tr_json_null(j); return; }
@@ -110,7 +89,7 @@ static void json_value(tr_json *j, tr_buf *tmp, const traces_pb_value *v, int de
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE: tr_json_double(j, v->double_value); break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
         tr_buf_reset(tmp);
-        base64(tmp, v->bytes_value.data, v->bytes_value.len);
+        tr_base64_encode(tmp, v->bytes_value.data, v->bytes_value.len);
         tr_json_strn(j, tmp->data ? tmp->data : "", tmp->len);
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
@@ -162,7 +141,7 @@ const char *traces_value_form(const traces_pb_value *v, tr_buf *b, size_t *len) 
         break;
     }
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
-        base64(b, v->bytes_value.data, v->bytes_value.len);
+        tr_base64_encode(b, v->bytes_value.data, v->bytes_value.len);
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE: {
@@ -576,6 +555,13 @@ typedef struct view_span {
     span_peek peek;
 } view_span;
 
+static void *pb_alloc(void *ctx, size_t n) { return tr_arena_alloc(ctx, n); }
+static void pb_free(void *ctx, void *p) { (void)ctx, (void)p; }
+ProtobufCAllocator traces__arena_allocator(tr_arena *a) {
+    ProtobufCAllocator al = {.alloc = pb_alloc, .free = pb_free, .allocator_data = a};
+    return al;
+}
+
 struct chunk_view {
     tr_arena *a;
     ProtobufCAllocator al;
@@ -585,27 +571,16 @@ struct chunk_view {
     size_t nsp, capsp;
 };
 
-/* Reads a varint at *p (< end); returns 0 or -1. */
-static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
-    uint64_t r = 0;
-    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        r |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) { *v = r; return 0; }
-    }
-    return -1;
-}
-
 /* Reads one field: its number, wire type and, for LEN fields, the payload (*data, *dlen);
  * fixed and varint values land in *num. Returns 0 or -1 (damaged). */
 static int wire_field(const uint8_t **p, const uint8_t *end, uint32_t *field, int *wt, const uint8_t **data, size_t *dlen,
                       uint64_t *num) {
     uint64_t key;
-    if (wire_varint(p, end, &key) || key >> 3 == 0 || key >> 3 > 0x1fffffff) return -1;
+    if (tr_pb_varint(p, end, &key) || key >> 3 == 0 || key >> 3 > 0x1fffffff) return -1;
     *field = (uint32_t)(key >> 3);
     *wt = (int)(key & 7);
     switch (*wt) {
-    case 0: return wire_varint(p, end, num);
+    case 0: return tr_pb_varint(p, end, num);
     case 1:
         if (end - *p < 8) return -1;
         *num = get_u64(*p);
@@ -613,7 +588,7 @@ static int wire_field(const uint8_t **p, const uint8_t *end, uint32_t *field, in
         return 0;
     case 2: {
         uint64_t n;
-        if (wire_varint(p, end, &n) || n > (uint64_t)(end - *p)) return -1;
+        if (tr_pb_varint(p, end, &n) || n > (uint64_t)(end - *p)) return -1;
         *data = *p;
         *dlen = (size_t)n;
         *p += n;
@@ -641,6 +616,31 @@ static int wire_field(const uint8_t **p, const uint8_t *end, uint32_t *field, in
         memset(&(v)->arr[(v)->n], 0, sizeof *(v)->arr);                                  \
     } while (0)
 
+uint32_t chunk_crc(int64_t id, int64_t rawlen, int64_t nspans, const void *data, size_t len) {
+    uint8_t hdr[24];
+    put_u64(hdr, (uint64_t)id);
+    put_u64(hdr + 8, (uint64_t)rawlen);
+    put_u64(hdr + 16, (uint64_t)nspans);
+    return crc32c_update(crc32c_update(0, hdr, sizeof hdr), data, len);
+}
+
+uint32_t operation_crc(const char *service, const char *name, int kind) {
+    uint8_t k[4] = {(uint8_t)kind, (uint8_t)((unsigned)kind >> 8), (uint8_t)((unsigned)kind >> 16), (uint8_t)((unsigned)kind >> 24)};
+    uint32_t c = crc32c_update(0, service, strlen(service) + 1);
+    c = crc32c_update(c, name, strlen(name) + 1);
+    return crc32c_update(c, k, 4);
+}
+
+const char *chunk_check(int64_t id, const void *blob, size_t len, int64_t rawlen, int64_t nspans, int has_crc,
+                        uint32_t crc, tr_arena *a, void *dctx, chunk_view **out) {
+    if (has_crc && chunk_crc(id, rawlen, nspans, blob, len) != crc) return "checksum mismatch";
+    if (rawlen < 0) return "undecodable";
+    chunk_view *v = chunk_open(blob, len, (size_t)rawlen, a, dctx);
+    if (!v || (int64_t)chunk_nspans(v) != nspans) return "undecodable";
+    if (out) *out = v;
+    return NULL;
+}
+
 chunk_view *chunk_open(const void *blob, size_t len, size_t rawlen, tr_arena *a, void *dctx) {
     if (!blob || rawlen > MAX_CHUNK_RAW) return NULL;
     unsigned long long fr = ZSTD_getFrameContentSize(blob, len);
@@ -651,7 +651,7 @@ chunk_view *chunk_open(const void *blob, size_t len, size_t rawlen, tr_arena *a,
     size_t got = dctx ? ZSTD_decompressDCtx(dctx, raw, rawlen, blob, len) : ZSTD_decompress(raw, rawlen, blob, len);
     if (ZSTD_isError(got) || got != rawlen) return NULL;
     v->a = a;
-    v->al = tr_arena_pb_allocator(a);
+    v->al = traces__arena_allocator(a);
     const uint8_t *p = raw, *end = raw + rawlen, *d, *d2, *d3;
     size_t dl, dl2, dl3;
     uint64_t num;
@@ -834,7 +834,7 @@ static int u64set_grow(u64set *s) {
     for (size_t i = 0; i < s->cap; i++) {
         uint64_t k = s->v[i];
         if (!k) continue;
-        size_t j = mix(k) & (ncap - 1);
+        size_t j = tr_mix64(k) & (ncap - 1);
         while (nv[j]) j = (j + 1) & (ncap - 1);
         nv[j] = k;
     }
@@ -851,7 +851,7 @@ int u64set_add(u64set *s, uint64_t k) {
         return 1;
     }
     if ((s->n + 1) * 4 > s->cap * 3 && u64set_grow(s)) return -1;
-    size_t j = mix(k) & (s->cap - 1);
+    size_t j = tr_mix64(k) & (s->cap - 1);
     while (s->v[j]) {
         if (s->v[j] == k) return 0;
         j = (j + 1) & (s->cap - 1);
@@ -864,7 +864,7 @@ int u64set_add(u64set *s, uint64_t k) {
 int u64set_has(const u64set *s, uint64_t k) {
     if (k == 0) return s->has_zero;
     if (!s->cap) return 0;
-    size_t j = mix(k) & (s->cap - 1);
+    size_t j = tr_mix64(k) & (s->cap - 1);
     while (s->v[j]) {
         if (s->v[j] == k) return 1;
         j = (j + 1) & (s->cap - 1);

@@ -3,6 +3,7 @@
  * posting rows when a new one starts, COMMIT), and retention in bounded batches (oldest or
  * expired chunks with their index rows, postings of emptied buckets, then incremental vacuum
  * in small steps). */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,12 @@ typedef struct seal_ent {
     int64_t b[SUM_BOUNDS];
 } seal_ent;
 
+typedef struct ingest_counts {
+    uint64_t stored, rejected, dropped_attrs, dropped_events, dropped_links, truncated;
+} ingest_counts;
+
 typedef struct ingest_state {
-    sqlite3_stmt *begin, *commit, *rollback;
+    sqlite3_stmt *begin, *commit, *rollback, *savepoint, *release, *rollback_to;
     sqlite3_stmt *ins_chunk, *ins_trace, *ins_sum, *ins_tag, *ins_op;
     sqlite3_stmt *sel_expired, *sel_oldest, *sel_chunk, *del_chunk, *del_trace, *del_trace_fwd, *del_sum,
         *del_tag, *del_ops;
@@ -114,12 +119,15 @@ int ingest_init(traces_store *s, char *err, size_t errlen) {
     if (prep(db, "BEGIN IMMEDIATE", &g->begin, err, errlen) ||
         prep(db, "COMMIT", &g->commit, err, errlen) ||
         prep(db, "ROLLBACK", &g->rollback, err, errlen) ||
-        prep(db, "INSERT INTO chunk(id,min_start,max_start,min_dur,max_dur,nspans,rawlen,data) VALUES(?,?,?,?,?,?,?,?)", &g->ins_chunk, err, errlen) ||
+        prep(db, "SAVEPOINT export", &g->savepoint, err, errlen) ||
+        prep(db, "RELEASE export", &g->release, err, errlen) ||
+        prep(db, "ROLLBACK TO export", &g->rollback_to, err, errlen) ||
+        prep(db, "INSERT INTO chunk(id,min_start,max_start,min_dur,max_dur,nspans,rawlen,data,crc) VALUES(?,?,?,?,?,?,?,?,?)", &g->ins_chunk, err, errlen) ||
         prep(db, "INSERT INTO trace_idx(chunk,tids) VALUES(?,?)", &g->ins_trace, err, errlen) ||
         prep(db, "INSERT INTO sum_idx(chunk,ents) VALUES(?,?)", &g->ins_sum, err, errlen) ||
         prep(db, "INSERT INTO tag_idx(chunk,keys) VALUES(?,?)", &g->ins_tag, err, errlen) ||
-        prep(db, "INSERT INTO operation(service,name,kind,last_seen) VALUES(?,?,?,?) "
-                 "ON CONFLICT(service,name,kind) DO UPDATE SET last_seen=excluded.last_seen", &g->ins_op, err, errlen) ||
+        prep(db, "INSERT INTO operation(service,name,kind,last_seen,crc) VALUES(?,?,?,?,?) "
+                 "ON CONFLICT(service,name,kind) DO UPDATE SET last_seen=excluded.last_seen, crc=excluded.crc", &g->ins_op, err, errlen) ||
         prep(db, "SELECT id FROM chunk WHERE max_start < ? ORDER BY max_start LIMIT ?", &g->sel_expired, err, errlen) ||
         prep(db, "SELECT id FROM chunk ORDER BY id LIMIT ?", &g->sel_oldest, err, errlen) ||
         prep(db, "SELECT c.nspans, t.tids FROM chunk c LEFT JOIN trace_idx t ON t.chunk=c.id WHERE c.id=?", &g->sel_chunk, err, errlen) ||
@@ -148,7 +156,7 @@ int ingest_init(traces_store *s, char *err, size_t errlen) {
 void ingest_fini(traces_store *s) {
     ingest_state *g = s->ing;
     if (!g) return;
-    sqlite3_stmt *all[] = {g->begin, g->commit, g->rollback, g->ins_chunk, g->ins_trace, g->ins_sum,
+    sqlite3_stmt *all[] = {g->begin, g->commit, g->rollback, g->savepoint, g->release, g->rollback_to, g->ins_chunk, g->ins_trace, g->ins_sum,
                            g->ins_tag, g->ins_op, g->sel_expired, g->sel_oldest, g->sel_chunk,
                            g->del_chunk, g->del_trace, g->del_sum, g->del_tag, g->del_ops,
                            g->del_trace_fwd, g->seal_traces, g->ins_trace_post,
@@ -499,6 +507,7 @@ static int chunk_flush(traces_store *s) {
     sqlite3_bind_int64(st, 6, (int64_t)g->nspans);
     sqlite3_bind_int64(st, 7, (int64_t)raw);
     sqlite3_bind_blob(st, 8, g->comp.data, (int)clen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 9, chunk_crc(id, (int64_t)raw, (int64_t)g->nspans, g->comp.data, clen));
     rc = run(st);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE) return rc;
@@ -565,6 +574,7 @@ static int note_operation(traces_store *s, const char *svc, const char *name, in
     sqlite3_bind_text(g->ins_op, 2, name, -1, SQLITE_STATIC);
     sqlite3_bind_int(g->ins_op, 3, kind);
     sqlite3_bind_int64(g->ins_op, 4, now_ms);
+    sqlite3_bind_int64(g->ins_op, 5, operation_crc(svc, name, kind));
     int rc = run(g->ins_op);
     sqlite3_clear_bindings(g->ins_op);
     if (rc != SQLITE_DONE) return rc;
@@ -637,17 +647,15 @@ static int chunk_add(traces_store *s, const pb_rspans *rs, const pb_sspans *ss, 
     return 0;
 }
 
-void ingest_one(traces_store *s, tq_item *it) {
+/* The spans of one export into the open transaction (inside its savepoint). Returns 0 or an
+ * SQLite error code; fills the export's counts. */
+static int ingest_body(traces_store *s, tq_item *it, int64_t now_ms, ingest_counts *c) {
     ingest_state *g = s->ing;
     const traces_request *req = it->req;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int64_t now_ms = traces_now_ms();
-    uint64_t stored = 0, rejected = 0;
-    int rc = run(g->begin);
+    int rc;
     chunk_reset(g);
     g->dropped_attrs = g->dropped_events = g->dropped_links = g->truncated = 0;
-    if (rc != SQLITE_DONE) goto fail;
+    memset(c, 0, sizeof *c);
     for (size_t i = 0; i < req->n_resource_spans; i++) {
         const pb_rspans *rs = req->resource_spans[i];
         if (!rs) continue;
@@ -660,49 +668,119 @@ void ingest_one(traces_store *s, tq_item *it) {
                 if (!sp) continue;
                 if (sp->trace_id.len != 16 || all_zero(sp->trace_id.data, 16) || sp->span_id.len != 8 ||
                     all_zero(sp->span_id.data, 8)) {
-                    rejected++;
+                    c->rejected++;
                     continue;
                 }
                 sp = limit_span(s, sp);
-                if ((rc = chunk_add(s, rs, ss, sp, svc, now_ms))) goto fail;
-                stored++;
+                if ((rc = chunk_add(s, rs, ss, sp, svc, now_ms))) return rc;
+                c->stored++;
             }
         }
     }
-    if ((rc = chunk_flush(s))) goto fail;
-    if ((rc = run(g->commit)) != SQLITE_DONE) goto fail;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    tr_histogram_observe(s->m.tx_seconds, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-    tr_counter_add(s->m.stored, stored);
-    tr_counter_add(s->m.rejected, rejected);
-    tr_counter_add(s->m.dropped_attrs, g->dropped_attrs);
-    tr_counter_add(s->m.dropped_events, g->dropped_events);
-    tr_counter_add(s->m.dropped_links, g->dropped_links);
-    tr_counter_add(s->m.truncated_values, g->truncated);
-    it->status = TRACES_OK;
-    it->rejected = rejected;
-    if (rejected)
-        snprintf(it->msg, sizeof it->msg, "%llu span(s) rejected: trace_id must be 16 and span_id 8 bytes, not all zero",
-                 (unsigned long long)rejected);
-    goto out;
-fail:
-    snprintf(it->msg, sizeof it->msg, "trace store write failed: %s", rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(s->wdb));
-    TR_ERROR("trace store write failed", "error=\"%s\" code=%d", sqlite3_errmsg(s->wdb), rc);
-    if (!sqlite3_get_autocommit(s->wdb)) run(g->rollback);
+    if ((rc = chunk_flush(s))) return rc;
+    c->dropped_attrs = g->dropped_attrs;
+    c->dropped_events = g->dropped_events;
+    c->dropped_links = g->dropped_links;
+    c->truncated = g->truncated;
+    return 0;
+}
+
+/* After a rollback: chunk ids, the open bucket and the operations noted moved in memory
+ * only. */
+static void ingest_forget(traces_store *s) {
+    ingest_state *g = s->ing;
     chunk_reset(g);
-    /* operations noted in the rolled-back transaction must be written again */
     if (g->ops) memset(g->ops, 0, g->capops * sizeof *g->ops);
     g->nops = 0;
-    {   /* chunk ids and the open bucket moved in memory only */
-        char e[200];
-        if (ingest_load_position(s, e, sizeof e)) TR_ERROR("trace store: cannot reload the chunk position", "error=\"%s\"", e);
-    }
+    char e[200];
+    if (ingest_load_position(s, e, sizeof e))
+        TR_ERROR_LIMITED(NULL, "trace store: cannot reload the chunk position", "error=\"%s\"", e);
+}
+
+static void item_failed(traces_store *s, tq_item *it, int rc) {
+    snprintf(it->msg, sizeof it->msg, "trace store write failed: %s", rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errstr(rc));
+    (void)s;
     it->status = TRACES_UNAVAILABLE;
     it->rejected = 0;
-out:
+}
+
+static void scratch_reset(ingest_state *g) {
     tr_arena_free(g->scratch);
     g->scratch = tr_arena_new(0);
     if (!g->scratch) abort(); /* cannot go on without memory for the next export */
+}
+
+void ingest_batch(traces_store *s, tq_item **items, size_t n) {
+    ingest_state *g = s->ing;
+    sqlite3 *db = s->wdb;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t now_ms = tr_now_ms();
+    ingest_counts c[INGEST_BATCH_MAX];
+    int ok[INGEST_BATCH_MAX] = {0};
+    assert(n <= INGEST_BATCH_MAX);
+    size_t i = 0;
+    while (i < n) { /* one transaction for items[first..i) */
+        size_t first = i;
+        int rc = run(g->begin);
+        if (rc != SQLITE_DONE) {
+            traces_storage_error(db, rc, "export");
+            for (; i < n; i++) item_failed(s, items[i], rc);
+            ingest_forget(s);
+            break;
+        }
+        int restart = 0;
+        for (; i < n && !restart; i++) {
+            rc = run(g->savepoint);
+            if (rc == SQLITE_DONE) rc = ingest_body(s, items[i], now_ms, &c[i]);
+            if (rc == 0) rc = run(g->release);
+            scratch_reset(g);
+            if (rc == SQLITE_DONE) {
+                ok[i] = 1;
+                continue;
+            }
+            traces_storage_error(db, rc, "export");
+            item_failed(s, items[i], rc);
+            if (sqlite3_get_autocommit(db)) {
+                /* SQLite rolled the whole transaction back (disk full, I/O error): the
+                 * exports before it in this batch are lost too; the rest get a new one */
+                for (size_t j = first; j < i; j++)
+                    if (ok[j]) { ok[j] = 0; item_failed(s, items[j], rc); }
+                restart = 1;
+            } else {
+                run(g->rollback_to);
+                run(g->release);
+            }
+            ingest_forget(s);
+        }
+        if (restart) continue;
+        rc = run(g->commit);
+        if (rc != SQLITE_DONE) {
+            traces_storage_error(db, rc, "commit");
+            if (!sqlite3_get_autocommit(db)) run(g->rollback);
+            for (size_t j = first; j < i; j++)
+                if (ok[j]) { ok[j] = 0; item_failed(s, items[j], rc); }
+            ingest_forget(s);
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    tr_histogram_observe(s->m.tx_seconds, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    for (i = 0; i < n; i++) {
+        if (!ok[i]) continue;
+        tq_item *it = items[i];
+        tr_counter_add(s->m.stored, c[i].stored);
+        tr_counter_add(s->m.rejected, c[i].rejected);
+        tr_counter_add(s->m.dropped_attrs, c[i].dropped_attrs);
+        tr_counter_add(s->m.dropped_events, c[i].dropped_events);
+        tr_counter_add(s->m.dropped_links, c[i].dropped_links);
+        tr_counter_add(s->m.truncated_values, c[i].truncated);
+        it->status = TRACES_OK;
+        it->rejected = c[i].rejected;
+        it->msg[0] = 0;
+        if (c[i].rejected)
+            snprintf(it->msg, sizeof it->msg, "%llu span(s) rejected: trace_id must be 16 and span_id 8 bytes, not all zero",
+                     (unsigned long long)c[i].rejected);
+    }
 }
 
 /* ---- retention ---- */
@@ -776,8 +854,13 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
     int64_t psize = pragma_int(db, "PRAGMA page_size");
     int64_t freel = pragma_int(db, "PRAGMA freelist_count");
     if (n == 0 && s->cfg.retention_bytes > 0) {
+        /* the cap holds the file and its WAL: the live pages must leave room for the WAL's
+         * budget (the WAL is checkpointed and cut back to it, below and at every commit) */
         int64_t used = (pragma_int(db, "PRAGMA page_count") - freel) * psize;
-        if (used > s->cfg.retention_bytes) {
+        /* quarantined chunks are kept whatever the cap: they must not push good spans out */
+        int64_t qbytes = pragma_int(db, "SELECT coalesce(sum(length(data)), 0) FROM quarantine");
+        if (qbytes > 0) used -= qbytes;
+        if (used + traces_wal_budget(s->cfg.retention_bytes) > s->cfg.retention_bytes) {
             sqlite3_bind_int(g->sel_oldest, 1, RETENTION_BATCH_CHUNKS);
             while (n < RETENTION_BATCH_CHUNKS && sqlite3_step(g->sel_oldest) == SQLITE_ROW)
                 ids[n++] = sqlite3_column_int64(g->sel_oldest, 0);
@@ -785,12 +868,16 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
         }
     }
     if (n > 0) {
-        if (run(g->begin) != SQLITE_DONE) return 0;
+        int brc = run(g->begin);
+        if (brc != SQLITE_DONE) {
+            traces_storage_error(db, brc, "retention");
+            return 0;
+        }
         int64_t total = 0;
         for (int i = 0; i < n; i++) {
             int64_t d = delete_chunk(s, ids[i]);
             if (d < 0) {
-                TR_ERROR("trace retention failed", "error=\"%s\"", sqlite3_errmsg(db));
+                traces_storage_error(db, sqlite3_errcode(db), "retention");
                 run(g->rollback);
                 return 0;
             }
@@ -801,7 +888,7 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
             int seen = 0;
             for (int j = 0; j < i && !seen; j++) seen = ids[j] >> BUCKET_BITS == b;
             if (!seen && drop_bucket_if_empty(s, b) != SQLITE_DONE) {
-                TR_ERROR("trace retention failed", "error=\"%s\"", sqlite3_errmsg(db));
+                traces_storage_error(db, sqlite3_errcode(db), "retention");
                 run(g->rollback);
                 return 0;
             }
@@ -811,7 +898,7 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
             run(g->del_ops);
         }
         if (run(g->commit) != SQLITE_DONE) {
-            TR_ERROR("trace retention commit failed", "error=\"%s\"", sqlite3_errmsg(db));
+            traces_storage_error(db, sqlite3_errcode(db), "retention");
             run(g->rollback);
             return 0;
         }
@@ -830,7 +917,17 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
             while (sqlite3_step(st) == SQLITE_ROW) {}
             sqlite3_finalize(st);
         }
-        return freel > VACUUM_STEP_PAGES;
+        if (freel > VACUUM_STEP_PAGES) return 1;
+    }
+    if (s->cfg.retention_bytes > 0 &&
+        (traces_wal_bytes(s) > traces_wal_budget(s->cfg.retention_bytes) || traces_disk_bytes(s) > s->cfg.retention_bytes)) {
+        /* the WAL outgrew its budget (a long read kept the automatic checkpoints from
+         * resetting it, or a large batch), or the file still has the length it had before
+         * the pages freed above (it shrinks at a checkpoint): copy back and truncate now */
+        int busy = 0, logged = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &logged, &done);
+        busy = rc == SQLITE_BUSY;
+        if (rc != SQLITE_OK && !busy) traces_storage_error(db, rc, "checkpoint");
     }
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <zstd.h>
 
 #include "traces_int.h"
+#include "util/log.h"
 
 static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size_t errlen) {
     if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
@@ -24,7 +25,7 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size
 int reader_prepare(traces_reader *r, char *err, size_t errlen) {
     r->dctx = ZSTD_createDCtx();
     if (!r->dctx) { snprintf(err, errlen, "out of memory"); return -1; }
-    return prep(r->db, "SELECT data,rawlen FROM chunk WHERE id=?", &r->st_chunk, err, errlen) ||
+    return prep(r->db, "SELECT data,rawlen,nspans,crc FROM chunk WHERE id=?", &r->st_chunk, err, errlen) ||
                    prep(r->db, "SELECT chunk FROM trace_post WHERE b=?1 AND tid=?2", &r->st_trace, err, errlen) ||
                    prep(r->db, "SELECT chunk,tids FROM trace_idx WHERE chunk BETWEEN ?1 AND ?2", &r->st_trace_fwd, err, errlen) ||
                    prep(r->db, "SELECT bits,bounds FROM sum_post WHERE b=?1 AND k=?2", &r->st_sum_post, err, errlen) ||
@@ -61,6 +62,22 @@ static void db_err(traces_reader *r, char *err, size_t errlen) {
 
 /* ---- small lists ---- */
 
+/* Whether an operation row (service, name, kind, crc) checks out. A damaged one is left out
+ * of every list (the name it reads as is not one that was sent), logged and counted; the
+ * true row is written again when the writer next refreshes it (hourly, or at restart).
+ * Rows written before schema 3 have no CRC. */
+static int operation_row_ok(sqlite3_stmt *st) {
+    if (sqlite3_column_type(st, 3) == SQLITE_NULL) return 1;
+    const char *svc = (const char *)sqlite3_column_text(st, 0), *name = (const char *)sqlite3_column_text(st, 1);
+    if (svc && name && operation_crc(svc, name, sqlite3_column_int(st, 2)) == (uint32_t)sqlite3_column_int64(st, 3)) return 1;
+    tr_storage_error("traces", "corrupt");
+    char q1[200], q2[200];
+    TR_ERROR_LIMITED("operation", "trace store: an operation row fails its checksum; left out of the lists",
+                     "service=%s operation=%s kind=%d", tr_log_quote(q1, sizeof q1, svc ? svc : ""),
+                     tr_log_quote(q2, sizeof q2, name ? name : ""), sqlite3_column_int(st, 2));
+    return 0;
+}
+
 void traces_strings_free(traces_strings *l) {
     for (size_t i = 0; i < l->n; i++) free(l->v[i]);
     free(l->v);
@@ -88,20 +105,23 @@ void traces_dependencies_free(traces_dependencies *d) {
 int traces_services(traces_reader *r, traces_strings *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db, "SELECT DISTINCT service FROM operation ORDER BY service", -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(r->db, "SELECT service, name, kind, crc FROM operation ORDER BY service", -1, &st, NULL) != SQLITE_OK) {
         db_err(r, err, errlen);
         return -1;
     }
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *svc = (const char *)sqlite3_column_text(st, 0);
+        if (!svc || !operation_row_ok(st)) continue;
+        if (out->n && strcmp(out->v[out->n - 1], svc) == 0) continue; /* distinct, rows in service order */
         if (out->n == cap) {
             cap = cap ? cap * 2 : 16;
             char **nv = realloc(out->v, cap * sizeof *nv);
             if (!nv) { rc = SQLITE_NOMEM; break; }
             out->v = nv;
         }
-        out->v[out->n] = strdup((const char *)sqlite3_column_text(st, 0));
+        out->v[out->n] = strdup(svc);
         if (!out->v[out->n]) { rc = SQLITE_NOMEM; break; }
         out->n++;
     }
@@ -118,7 +138,7 @@ int traces_operations_list(traces_reader *r, const char *service, int kind, trac
                            char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    const char *sql = "SELECT name,kind FROM operation WHERE (?1 IS NULL OR service=?1) AND (?2 < 0 OR kind=?2) ORDER BY name,kind";
+    const char *sql = "SELECT service,name,kind,crc FROM operation WHERE (?1 IS NULL OR service=?1) AND (?2 < 0 OR kind=?2) ORDER BY name,kind";
     if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) {
         db_err(r, err, errlen);
         return -1;
@@ -128,14 +148,15 @@ int traces_operations_list(traces_reader *r, const char *service, int kind, trac
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (!operation_row_ok(st)) continue;
         if (out->n == cap) {
             cap = cap ? cap * 2 : 16;
             traces_operation *nv = realloc(out->v, cap * sizeof *nv);
             if (!nv) { rc = SQLITE_NOMEM; break; }
             out->v = nv;
         }
-        out->v[out->n].name = strdup((const char *)sqlite3_column_text(st, 0));
-        out->v[out->n].kind = sqlite3_column_int(st, 1);
+        out->v[out->n].name = strdup((const char *)sqlite3_column_text(st, 1));
+        out->v[out->n].kind = sqlite3_column_int(st, 2);
         if (!out->v[out->n].name) { rc = SQLITE_NOMEM; break; }
         out->n++;
     }
@@ -171,6 +192,10 @@ static void snapshot_end(qctx *q) {
 }
 
 size_t traces_result_count(const traces_result *res) { return res ? res->n : 0; }
+size_t traces_result_damaged(const traces_result *res, const int64_t **ids) {
+    if (ids) *ids = res ? res->damaged : NULL;
+    return res ? res->ndamaged : 0;
+}
 const traces_trace *traces_result_trace(const traces_result *res, size_t i) { return &res->traces[i]; }
 
 void traces_result_free(traces_result *res) {
@@ -189,17 +214,34 @@ static traces_result *result_new(void) {
     return res;
 }
 
-/* Opens chunk `id` into arena a; returns NULL when missing (expired meanwhile) or damaged;
- * *dberr set on a database error. */
+/* Notes a damaged chunk for the answer being built and has the writer quarantine it. */
+static void reader_damage(traces_reader *r, int64_t id, const char *why) {
+    for (size_t i = 0; i < r->ndmg; i++)
+        if (r->dmg[i] == id) return;
+    if (r->ndmg < TRACES_MAX_DAMAGE_REPORT) r->dmg[r->ndmg++] = id;
+    traces_report_damage(r->s, id, why);
+}
+
+/* Opens chunk `id` into arena a; returns NULL when missing (expired meanwhile) or damaged
+ * (its checksum or its bytes: it is then noted in r->dmg and sent to quarantine, never
+ * served); *dberr set on a database error. */
 static chunk_view *load_chunk(traces_reader *r, int64_t id, tr_arena *a, int *dberr) {
     sqlite3_stmt *st = r->st_chunk;
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
     chunk_view *v = NULL;
-    if (rc == SQLITE_ROW)
-        v = chunk_open(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), (size_t)sqlite3_column_int64(st, 1), a, r->dctx);
-    else if (rc != SQLITE_DONE)
+    if (rc == SQLITE_ROW) {
+        int has_crc = sqlite3_column_type(st, 3) != SQLITE_NULL;
+        const char *why = chunk_check(id, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                                      sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2), has_crc,
+                                      (uint32_t)sqlite3_column_int64(st, 3), a, r->dctx, &v);
+        if (why) {
+            v = NULL;
+            reader_damage(r, id, why);
+        }
+    } else if (rc != SQLITE_DONE) {
         *dberr = 1;
+    }
     sqlite3_reset(st);
     return v;
 }
@@ -263,6 +305,7 @@ static int i64_cmp(const void *a, const void *b) {
 /* Opens the read snapshot and learns its chunk id range. Returns 0 or -1. */
 static int snapshot_begin(qctx *q) {
     traces_reader *r = q->r;
+    r->ndmg = 0;
     if (run_stmt(r->st_begin) != SQLITE_DONE) return -1;
     int rc = sqlite3_step(r->st_range);
     if (rc == SQLITE_ROW) {
@@ -373,9 +416,12 @@ out:
     return ret;
 }
 
-/* Moves the kept chunks' arenas into the result so they live as long as it. */
+/* Moves the kept chunks' arenas into the result so they live as long as it, with the list of
+ * damaged chunks met. */
 static int result_adopt(qctx *q) {
     traces_result *res = q->res;
+    memcpy(res->damaged, q->r->dmg, q->r->ndmg * sizeof *res->damaged);
+    res->ndamaged = q->r->ndmg;
     if (!q->nchunks) return 0;
     res->chunk_arenas = malloc(q->nchunks * sizeof *res->chunk_arenas);
     if (!res->chunk_arenas) return -1;
@@ -796,6 +842,7 @@ static uint64_t span_key(const uint8_t *tid16, const uint8_t *sid8) {
 int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns, traces_dependencies *out,
                              char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
+    r->ndmg = 0;
     sqlite3_stmt *st = NULL;
     svc_tab svcs = {0};
     span_map map = {0};
@@ -867,6 +914,8 @@ int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns, t
             if (!out->v[out->n - 1].parent || !out->v[out->n - 1].child) goto oom;
         }
     ok = 1;
+    out->ndamaged = r->ndmg < 32 ? r->ndmg : 32;
+    memcpy(out->damaged, r->dmg, out->ndamaged * sizeof *out->damaged);
     goto out;
 oom:
     snprintf(err, errlen, "out of memory");

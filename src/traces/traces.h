@@ -6,6 +6,7 @@
 #define TR_TRACES_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "otlp_collector.pb-c.h"
@@ -29,6 +30,11 @@ typedef struct traces_config {
     uint32_t max_events;         /* per span; 0 = no limit */
     uint32_t max_links;          /* per span; 0 = no limit */
     int readers;                 /* reader threads for traces_job_submit (default 1) */
+    /* 0 (default): synchronous=FULL, every commit is fsynced before its exports are
+     * acknowledged (they survive a power cut); exports queued meanwhile share the next
+     * commit. 1: synchronous=NORMAL, a commit reaches the OS only (it survives kill -9, not
+     * a power cut: the last commits before it may be lost). */
+    int sync_normal;
     /* Called from the store's threads whenever completions are waiting; the owner of the
      * event loop then calls traces_run_completions() on the loop thread. */
     void (*wake)(void *ctx);
@@ -113,6 +119,11 @@ typedef struct traces_result traces_result;
 size_t traces_result_count(const traces_result *res);
 const traces_trace *traces_result_trace(const traces_result *res, size_t i);
 void traces_result_free(traces_result *res);
+/* The chunks found damaged while answering (checksum mismatch or undecodable): their spans
+ * are absent from the result (never served as data) and each is being moved to the
+ * quarantine table. Sets *ids (valid as long as res) and returns how many (at most 32 named;
+ * more are skipped all the same). */
+size_t traces_result_damaged(const traces_result *res, const int64_t **ids);
 
 /* A search: a trace matches when one of its spans meets every criterion. */
 typedef struct traces_query {
@@ -146,6 +157,8 @@ typedef struct traces_dependency {
 typedef struct traces_dependencies {
     traces_dependency *v;
     size_t n;
+    int64_t damaged[32]; /* chunks left out because damaged (see traces_result_damaged) */
+    size_t ndamaged;
 } traces_dependencies;
 int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns,
                              traces_dependencies *out, char *err, size_t errlen);
@@ -166,6 +179,13 @@ const char *traces_value_form(const traces_pb_value *v, tr_buf *b, size_t *len);
 /* Appends the string form of a value (the form tag searches compare with) to `out` (cap
  * bytes, NUL-terminated, cut when longer). Returns the full length. */
 size_t traces_value_string(const traces_pb_value *v, char *out, size_t cap);
+
+/* Offline check of <data_dir>/traces.db for `tricorder check` (no tricorder may be using the
+ * dir): SQLite's PRAGMA integrity_check, then every chunk's CRC-32C and decoding. Writes one
+ * line per damage found and a summary to `report`. With `repair`, damaged chunks are moved to
+ * the quarantine table (kept, never deleted); page damage is only reported. Returns the
+ * number of problems found (0: intact; an absent database is intact). */
+int traces_check(const char *data_dir, int repair, FILE *report);
 
 /* Test hooks: run the retention pass now with `now_ms` as the current time; returns the
  * spans deleted or -1. Also compacts free pages. */

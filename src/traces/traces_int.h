@@ -30,17 +30,24 @@
 #include "traces.h"
 #include "util/arena.h"
 #include "util/buf.h"
+#include "util/clock.h"
+#include "util/hash.h"
+#include "util/pbwire.h"
 #include "util/selfmon.h"
+#include "util/text.h"
 
 #define TRACES_APP_ID 0x54524346     /* "TRCF": PRAGMA application_id of our databases */
-#define TRACES_SCHEMA_VERSION 2      /* PRAGMA user_version this build writes */
+#define TRACES_SCHEMA_VERSION 3      /* PRAGMA user_version this build writes (3: chunk CRCs, quarantine) */
 #define CHUNK_SPANS 128              /* spans per chunk row */
 #define BUCKET_BITS 6                /* tag and summary postings: 64 chunks per bucket (bits) */
 #define CHUNK_BUCKET (1 << BUCKET_BITS)
 #define TRACE_BUCKET_BITS 10         /* trace_post: 1024 chunks per bucket (few probes per lookup) */
 #define SUM_BOUNDS 4                 /* min_start, max_start, min_dur, max_dur */
 #define RETENTION_BATCH_CHUNKS 16    /* chunks deleted per retention transaction */
-#define VACUUM_STEP_PAGES 256        /* pages released per incremental_vacuum step */
+#define VACUUM_STEP_PAGES 256
+#define TRACES_STR_(x) #x
+#define TRACES_XSTR(x) TRACES_STR_(x)
+#define TRACES_MAX_DAMAGE_REPORT 32  /* damaged chunk ids named per answer (more are skipped too) */        /* pages released per incremental_vacuum step */
 
 typedef Opentelemetry__Proto__Trace__V1__ResourceSpans pb_rspans;
 typedef Opentelemetry__Proto__Trace__V1__ScopeSpans pb_sspans;
@@ -69,7 +76,7 @@ typedef struct tq_item {
     int64_t call_arg, call_ret;
     int call_finished;
 } tq_item;
-enum { TQ_INGEST = 1, TQ_JOB = 2, TQ_CALL = 3 };
+enum { TQ_INGEST = 1, TQ_JOB = 2, TQ_CALL = 3, TQ_QUARANTINE = 4 }; /* quarantine: call_arg is the chunk id, msg the reason */
 
 typedef struct tqueue {
     tq_item *head, *tail;
@@ -78,7 +85,7 @@ typedef struct tqueue {
 typedef struct traces_metrics {
     tr_metric *stored, *rejected, *expired, *db_bytes, *tx_seconds, *search_seconds;
     tr_metric *dropped_attrs, *dropped_events, *dropped_links, *truncated_values;
-    tr_metric *chunks;
+    tr_metric *chunks, *quarantined, *quarantine_rows;
 } traces_metrics;
 
 /* An open-addressing set of 64-bit keys (0 is stored out of band). */
@@ -108,6 +115,7 @@ struct traces_store {
     int64_t next_retention_ms; /* writer thread only */
     int retention_busy;        /* writer: more to delete or vacuum right away */
     struct ingest_state *ing;  /* writer thread only */
+    u64set damage_seen;        /* chunk ids already sent to quarantine (under mu) */
     traces_metrics m;
 };
 
@@ -117,6 +125,9 @@ struct traces_reader {
     sqlite3_stmt *st_chunk, *st_trace, *st_trace_fwd, *st_sum_post, *st_tag_post, *st_sum_fwd, *st_tag_fwd,
         *st_all, *st_range, *st_begin, *st_end;
     void *dctx; /* ZSTD_DCtx reused for every chunk this reader opens */
+    /* damaged chunks met by the current search or lookup (reported with its result) */
+    int64_t dmg[TRACES_MAX_DAMAGE_REPORT];
+    size_t ndmg;
 };
 
 /* A decoded chunk: the request lives in `arena`. */
@@ -131,13 +142,42 @@ struct traces_result {
     size_t nchunk_arenas;
     traces_trace *traces;
     size_t n, cap;
+    int64_t damaged[TRACES_MAX_DAMAGE_REPORT]; /* chunks left out: damaged */
+    size_t ndamaged;
 };
+
+/* ---- codec.c ---- */
+/* A protobuf-c allocator drawing from `a` (free is a no-op), valid while `a` lives. */
+ProtobufCAllocator traces__arena_allocator(tr_arena *a);
 
 /* ---- store.c ---- */
 void traces_complete(traces_store *s, tq_item *it); /* queue for the loop thread */
 int traces_db_open(const char *path, int readonly, sqlite3 **out, char *err, size_t errlen);
 int traces_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
-int64_t traces_now_ms(void);
+
+/* Moves chunk `id` with every row that points at it into the quarantine table (inside the
+ * caller's transaction). Returns 1 when moved, 0 when it was not there, or -1 (SQLite error). */
+int chunk_quarantine(sqlite3 *db, int64_t id, const char *reason, int64_t now_ms);
+/* Counts a failed storage operation in tricorder_storage_errors_total{store="traces",kind}
+ * and logs it, rate-limited per kind, with SQLite's message and the OS errno behind it.
+ * `what` says which operation failed ("export", "retention", "quarantine", …). Returns the
+ * kind ("disk_full", "io", "corrupt", "readonly", "busy", "other"). */
+const char *traces_storage_error(sqlite3 *db, int rc, const char *what);
+/* Asks the writer thread to quarantine chunk `id` (once per id and run); any thread. */
+void traces_report_damage(traces_store *s, int64_t id, const char *reason);
+
+/* What SQLite's recovery will make of traces.db-wal: the first frame of this WAL generation
+ * whose checksum fails (-1: none), the frames and commits from it on (dropped by recovery),
+ * the commits before it and the frames up to the last of them (kept), and the frames the
+ * wal-index (-shm) of the last process counted as committed (0: no usable index) and how many
+ * of those it had copied into the database: index_frames above both frames_kept and
+ * backfilled means the WAL was cut or damaged. Returns 0, or -1 when out of memory. */
+typedef struct traces_wal_report {
+    int64_t bad_frame, frames_dropped, commits_dropped, commits_kept, frames_kept, index_frames, backfilled;
+} traces_wal_report;
+int traces_wal_scan(const char *dbpath, traces_wal_report *out);
+/* Copies traces.db-wal to traces.db-wal.damaged-<unix time> (path in copy). Returns 0 or -1. */
+int traces_wal_keep_copy(const char *dbpath, char *copy, size_t cap);
 
 /* ---- codec.c: hashing, string forms, chunk encoding ---- */
 uint64_t tr_hash64(const void *p, size_t n, uint64_t seed);
@@ -201,6 +241,19 @@ int chunk_bytes_contain(const chunk_view *v, size_t i, const char *needle, size_
  * certainly has not (see the proof in codec.c). */
 int chunk_may_have_tag(const chunk_view *v, size_t i, const char *k, const char *val);
 
+/* The CRC-32C stored with a chunk row: over its id, rawlen and nspans (little-endian 64-bit
+ * words) and then its compressed bytes, so a row whose blob moved to another id or whose
+ * lengths changed fails too. */
+uint32_t chunk_crc(int64_t id, int64_t rawlen, int64_t nspans, const void *data, size_t len);
+/* The CRC-32C of an operation row: service, NUL, name, NUL, kind (little-endian 32-bit). */
+uint32_t operation_crc(const char *service, const char *name, int kind);
+
+/* Checks a chunk row as read back: the CRC (skipped when has_crc is 0: rows written before
+ * schema 3) and that it decompresses and walks. Returns NULL when intact (the view in *out
+ * when out is not NULL), else why not ("checksum mismatch", "undecodable"). */
+const char *chunk_check(int64_t id, const void *blob, size_t len, int64_t rawlen, int64_t nspans, int has_crc,
+                        uint32_t crc, tr_arena *a, void *dctx, chunk_view **out);
+
 /* Little-endian 64-bit words in index blobs (the file format, whatever the host). */
 void put_u64(uint8_t *p, uint64_t v);
 uint64_t get_u64(const uint8_t *p);
@@ -211,10 +264,20 @@ long blob_find(const uint8_t *p, size_t n, size_t stride, uint64_t k);
 #define SUM_ENT_BYTES (8 * (1 + SUM_BOUNDS))
 
 
+/* The part of --trace-retention-size left to the WAL (traces.db-wal): a quarter of the cap,
+ * between 64 KiB and 64 MiB; the WAL is checkpointed and cut back to it. */
+int64_t traces_wal_budget(int64_t retention_bytes);
+/* Bytes of traces.db-wal now. */
+int64_t traces_wal_bytes(traces_store *s);
+
 /* ---- ingest.c (writer thread) ---- */
 int ingest_init(traces_store *s, char *err, size_t errlen);
 void ingest_fini(traces_store *s);
-void ingest_one(traces_store *s, tq_item *it);
+/* Writes up to INGEST_BATCH_MAX exports in one transaction (one fsync with --trace-sync
+ * full), each in its own savepoint so that one failing export fails alone; sets each item's
+ * status, rejected count and message (the caller completes them). */
+#define INGEST_BATCH_MAX 64
+void ingest_batch(traces_store *s, tq_item **items, size_t n);
 /* One bounded step of retention; returns 1 when more work is pending. */
 int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted);
 

@@ -268,7 +268,9 @@ static void get_dashboard(tr_ui *ui, struct evhttp_request *req, const char *uid
             send_asset(req, ui->dash[i].asset);
             return;
         }
-    tr_http_reply_prom_error(req, 404, "not_found", "no dashboard with this uid");
+    static const char nf[] =
+        "{\"status\":\"error\",\"errorType\":\"not_found\",\"error\":\"no dashboard with this uid\"}";
+    tr_http_reply(req, 404, "application/json", nf, sizeof nf - 1);
 }
 
 /* ---- routes ---- */
@@ -281,52 +283,40 @@ static const char NOT_BUILT[] =
     "href=\"/api/v1/labels\">/api/v1/labels</a>, "
     "<a href=\"/api/services\">/api/services</a>.</p></body></html>\n";
 
-static int spa_path(const char *p) {
-    static const char *const exact[] = {"/", "/dashboards", "/explore", "/traces", "/status"};
-    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
-        if (strcmp(p, exact[i]) == 0) return 1;
-    return (strncmp(p, "/d/", 3) == 0 && p[3]) || (strncmp(p, "/trace/", 7) == 0 && p[7]);
-}
-
-static void ui_handler(struct evhttp_request *req, const char *path, void *ctx) {
-    tr_ui *ui = ctx;
-    if (strncmp(path, "/api/", 5) == 0 || strcmp(path, "/api") == 0) {
-        tr_http_reply_prom_error(req, 404, "not_found", "unknown API endpoint");
-        return;
-    }
-    enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-        tr_http_reply_text(req, 405, "method not allowed");
-        return;
-    }
-    if (strcmp(path, "/ui/api/dashboards") == 0) {
-        list_dashboards(ui, req);
-        return;
-    }
-    if (strncmp(path, "/ui/api/dashboards/", 19) == 0 && path[19] && !strchr(path + 19, '/')) {
-        get_dashboard(ui, req, path + 19);
-        return;
-    }
-    if (spa_path(path)) {
-        const tr_ui_asset *a = tr_ui_built ? tr_ui_find_asset("/ui/index.html") : NULL;
-        if (a) {
-            send_asset(req, a);
-        } else {
-            common_headers(req, NULL);
-            tr_http_reply(req, 200, "text/html; charset=utf-8", NOT_BUILT, sizeof NOT_BUILT - 1);
-        }
-        return;
-    }
-    const tr_ui_asset *a = strncmp(path, "/ui/", 4) == 0 ? tr_ui_find_asset(path) : NULL;
+/* /, /dashboards, /explore, /traces, /status, /d/{uid}, /trace/{id}: the single-page app. */
+static void ui_index(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    (void)m;
+    (void)ctx;
+    const tr_ui_asset *a = tr_ui_built ? tr_ui_find_asset("/ui/index.html") : NULL;
     if (a) {
         send_asset(req, a);
         return;
     }
-    tr_http_reply_text(req, 404, "not found");
+    common_headers(req, NULL);
+    tr_http_reply(req, 200, "text/html; charset=utf-8", NOT_BUILT, sizeof NOT_BUILT - 1);
 }
 
-static void flags_handler(struct evhttp_request *req, const char *path, void *ctx) {
+/* /ui/…: an embedded file. */
+static void ui_asset(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    (void)ctx;
+    const tr_ui_asset *a = tr_ui_find_asset(m->path);
+    if (a)
+        send_asset(req, a);
+    else
+        tr_http_reply_text(req, 404, "404 page not found");
+}
+
+static void ui_list(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    (void)m;
+    list_dashboards(ctx, req);
+}
+
+static void ui_dashboard(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    get_dashboard(ctx, req, tr_http_var(m, "uid"));
+}
+
+static void flags_handler(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    (void)m;
     tr_ui *ui = ctx;
     tr_buf b;
     tr_buf_init(&b, 0);
@@ -363,8 +353,16 @@ tr_ui *tr_ui_new(tr_http *h, const tr_ui_options *o) {
         if (!d->uid || !d->title) goto oom;
         ui->ndash++;
     }
-    tr_http_route(h, "/", TR_HTTP_PREFIX, ui_handler, ui);
-    tr_http_route(h, "/api/v1/status/flags", 0, flags_handler, ui);
+    static const char *const pages[] = {"/",       "/dashboards", "/explore",   "/traces",
+                                        "/status", "/d/{uid}",    "/trace/{id}"};
+    for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
+        tr_http_route(h, TR_GET, pages[i], 0, ui_index, ui);
+    static const char *const assets[] = {"/ui/{a}", "/ui/{a}/{b}", "/ui/{a}/{b}/{c}", "/ui/{a}/{b}/{c}/{d}"};
+    for (size_t i = 0; i < sizeof assets / sizeof assets[0]; i++)
+        tr_http_route(h, TR_GET, assets[i], 0, ui_asset, ui);
+    tr_http_route(h, TR_GET, "/ui/api/dashboards", 0, ui_list, ui);
+    tr_http_route(h, TR_GET, "/ui/api/dashboards/{uid}", 0, ui_dashboard, ui);
+    tr_http_route(h, TR_GET, "/api/v1/status/flags", 0, flags_handler, ui);
     return ui;
 oom:
     tr_ui_free(ui);

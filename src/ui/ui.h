@@ -12,9 +12,10 @@ typedef struct tr_ui_options {
     const char *flags_json;     /* the flags in force, a JSON object (copied); NULL: {} */
 } tr_ui_options;
 
-/* Registers the UI's routes on `h`: `/` as a prefix (so it must be the fallback: every other
- * route is more specific), answering unknown `/api/…` paths with the Prometheus 404 error,
- * never with the UI. Returns NULL when out of memory. Free after the server. */
+/* Registers the UI's routes on `h` (GET): the pages `/`, `/dashboards`, `/explore`, `/traces`,
+ * `/status`, `/d/{uid}`, `/trace/{id}`; the files under `/ui/`; the dashboards under
+ * `/ui/api/dashboards`; and `/api/v1/status/flags`. Nothing else: unknown `/api/…` paths stay
+ * the router's 404. Returns NULL when out of memory. Free after the server. */
 tr_ui *tr_ui_new(tr_http *h, const tr_ui_options *o);
 void tr_ui_free(tr_ui *ui);
 

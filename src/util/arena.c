@@ -85,11 +85,3 @@ char *tr_arena_strndup(tr_arena *a, const char *s, size_t len) {
 
 size_t tr_arena_used(const tr_arena *a) { return a->total; }
 int tr_arena_exhausted(const tr_arena *a) { return a->exhausted; }
-
-static void *pb_alloc(void *ctx, size_t n) { return tr_arena_alloc(ctx, n); }
-static void pb_free(void *ctx, void *p) { (void)ctx; (void)p; }
-
-ProtobufCAllocator tr_arena_pb_allocator(tr_arena *a) {
-    ProtobufCAllocator al = {.alloc = pb_alloc, .free = pb_free, .allocator_data = a};
-    return al;
-}

@@ -4,7 +4,6 @@
 #define TR_ARENA_H
 
 #include <stddef.h>
-#include <protobuf-c/protobuf-c.h>
 
 typedef struct tr_arena tr_arena;
 
@@ -26,8 +25,5 @@ int tr_arena_exhausted(const tr_arena *a);
 
 /* Bytes handed out so far (what counts against the limit). */
 size_t tr_arena_used(const tr_arena *a);
-
-/* A protobuf-c allocator drawing from `a` (free is a no-op). Valid while `a` lives. */
-ProtobufCAllocator tr_arena_pb_allocator(tr_arena *a);
 
 #endif

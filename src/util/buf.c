@@ -1,5 +1,6 @@
 /* Bounded growable buffer and the JSON writer used by every HTTP API. */
 #include "buf.h"
+#include "text.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -102,35 +103,6 @@ void tr_json_obj_close(tr_json *j) { close_(j, '}'); }
 void tr_json_arr_open(tr_json *j) { open(j, '['); }
 void tr_json_arr_close(tr_json *j) { close_(j, ']'); }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if ((c & 0xE0) == 0xC0) len = 2, min = 0x80, c &= 0x1F;
-    else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800, c &= 0x0F;
-    else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000, c &= 0x07;
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-    return len;
-}
-
-int tr_utf8_valid(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t l = utf8_len(p + i, n - i);
-        if (l == 0) return 0;
-        i += l;
-    }
-    return 1;
-}
-
 void tr_json_escape(tr_buf *b, const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
@@ -143,7 +115,7 @@ void tr_json_escape(tr_buf *b, const char *s, size_t n) {
             continue;
         }
         if (c >= 0x80) {
-            size_t l = utf8_len(p + i, n - i);
+            size_t l = tr_utf8_seq(s + i, n - i);
             if (l == 0) {
                 tr_buf_puts(b, "\xEF\xBF\xBD");
                 i++;

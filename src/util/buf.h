@@ -50,8 +50,6 @@ void tr_json_bool(tr_json *j, int v);
 void tr_json_null(tr_json *j);
 /* Writes already-encoded JSON text as one value. */
 void tr_json_raw(tr_json *j, const char *s, size_t n);
-/* 1 when s[0..n) is valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
-int tr_utf8_valid(const char *s, size_t n);
 /* Appends `s` (length n) JSON-escaped, without quotes. Invalid UTF-8 becomes U+FFFD. */
 void tr_json_escape(tr_buf *b, const char *s, size_t n);
 

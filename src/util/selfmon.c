@@ -52,6 +52,32 @@ static tr_metric *add(kind k, const char *name, const char *help, const char *la
     return m;
 }
 
+typedef struct storerr {
+    struct storerr *next;
+    const char *store, *kind;
+    tr_metric *m;
+} storerr;
+static storerr *storerrs;
+static pthread_mutex_t storerr_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void tr_storage_error(const char *store, const char *what) {
+    pthread_mutex_lock(&storerr_mu);
+    storerr *e = storerrs;
+    while (e && !(strcmp(e->store, store) == 0 && strcmp(e->kind, what) == 0)) e = e->next;
+    if (!e && (e = calloc(1, sizeof *e))) {
+        char lbl[256];
+        snprintf(lbl, sizeof lbl, "store=\"%s\",kind=\"%s\"", store, what);
+        e->store = store;
+        e->kind = what;
+        e->m = tr_counter_new("tricorder_storage_errors_total",
+                              "Disk I/O failures of the stores (each one is logged with its errno).", lbl);
+        e->next = storerrs;
+        storerrs = e;
+    }
+    pthread_mutex_unlock(&storerr_mu);
+    if (e) tr_counter_add(e->m, 1);
+}
+
 tr_metric *tr_counter_new(const char *name, const char *help, const char *labels) {
     return add(K_COUNTER, name, help, labels);
 }
@@ -196,6 +222,13 @@ void tr_selfmon_render(tr_buf *out) {
 }
 
 void tr_selfmon_reset(void) {
+    pthread_mutex_lock(&storerr_mu);
+    while (storerrs) {
+        storerr *e = storerrs;
+        storerrs = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&storerr_mu);
     pthread_mutex_lock(&mu);
     while (all) {
         tr_metric *m = all;

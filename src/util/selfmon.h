@@ -25,6 +25,12 @@ void tr_histogram_observe(tr_metric *m, double v);
 /* Current value of a counter or gauge (for tests and computed views). */
 double tr_metric_value(tr_metric *m);
 
+/* Counts one failure of a store's disk I/O in tricorder_storage_errors_total{store,kind}
+ * (store: "metrics" or "traces"; kind: what failed, e.g. "wal_write", "wal_fsync",
+ * "block_write", "quarantine"). Both strings must be static. The series is created on first
+ * use; thread-safe. The caller logs the failure itself, with its errno. */
+void tr_storage_error(const char *store, const char *kind);
+
 /* A collector is called at each render to refresh gauges whose value is computed (RSS,
  * file sizes). It runs on the thread that renders. */
 void tr_selfmon_add_collector(void (*fn)(void *ctx), void *ctx);

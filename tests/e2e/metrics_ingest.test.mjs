@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { writeRequest, snappyLiteral } from './lib/remote_write.mjs';
 
 import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -482,36 +483,3 @@ test('limits: OTLP answers partial_success, remote write 400, both with the reas
     await stopClean(t);
   }
 });
-
-// ---- a minimal protobuf + snappy encoder for hand-made remote write requests ----
-
-function varint(n) {
-  n = BigInt(n);
-  const out = [];
-  while (n >= 0x80n) { out.push(Number((n & 0x7fn) | 0x80n)); n >>= 7n; }
-  out.push(Number(n));
-  return Buffer.from(out);
-}
-const field = (num, wire, payload) => Buffer.concat([varint((num << 3) | wire), payload]);
-const bytesField = (num, buf) => field(num, 2, Buffer.concat([varint(buf.length), buf]));
-function writeRequest(...series) {
-  const ts = series.map(([labels, samples]) => {
-    const parts = labels.map(([n, v]) => bytesField(1, Buffer.concat([bytesField(1, Buffer.from(n)), bytesField(2, Buffer.from(v))])));
-    for (const [v, t] of samples) {
-      const d = Buffer.alloc(8);
-      d.writeDoubleLE(v);
-      parts.push(bytesField(2, Buffer.concat([field(1, 1, d), field(2, 0, varint(t))])));
-    }
-    return bytesField(1, Buffer.concat(parts));
-  });
-  return Buffer.concat(ts);
-}
-// Snappy block format made only of literals: valid for any decoder.
-function snappyLiteral(buf) {
-  const parts = [varint(buf.length)];
-  for (let i = 0; i < buf.length; i += 60) {
-    const chunk = buf.subarray(i, i + 60);
-    parts.push(Buffer.from([(chunk.length - 1) << 2]), chunk);
-  }
-  return Buffer.concat(parts);
-}

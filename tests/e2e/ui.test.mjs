@@ -165,8 +165,13 @@ test('assets: gzip, ETag and 304, CSP, basic auth; unknown /api/ paths stay API 
   assert.equal(raw.headers['content-encoding'], 'gzip');
   assert.match(gunzipSync(raw.body).toString(), /uPlot/);
   r = await fetch(`${t.httpUrl}/api/v1/no_such_thing`, { headers: AUTH });
+  assert.equal(r.status, 404, 'an unknown API path is the API's 404');
+  assert.doesNotMatch(await r.text(), /<html|<!doctype/i, 'never the UI');
+  r = await fetch(`${t.httpUrl}/ui/api/dashboards/no-such-uid`, { headers: AUTH });
   assert.equal(r.status, 404);
   assert.equal((await r.json()).status, 'error');
+  r = await fetch(`${t.httpUrl}/`, { method: 'POST', headers: AUTH });
+  assert.equal(r.status, 405);
   r = await fetch(`${t.httpUrl}/ui/js/no_such.js`, { headers: AUTH });
   assert.equal(r.status, 404);
   r = await fetch(`${t.httpUrl}/d/scotty-metrics`, { headers: AUTH });

@@ -1,5 +1,5 @@
 /* Fuzz target: the decoders of the metrics store's on-disk data (a block's series record, a
- * Gorilla chunk, WAL record framing). Invariant: any bytes decode or are refused, never a
+ * Gorilla chunk, WAL record framing with and without resynchronisation, meta.json). Invariant: any bytes decode or are refused, never a
  * crash or an overrun; what decodes re-encodes to samples that decode identically. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,6 +40,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* WAL framing */
     size_t payload = 0;
     size_t good = wal_scan(data, size, rec, &payload);
-    if (good > size || payload > good) abort();
+    if (good > size || payload > size) abort(); /* records after damage are read too */
+    /* WAL replay with resynchronisation: the whole input is accounted for */
+    wal_damage dm;
+    size_t all = 0;
+    if (wal_scan_ex(data, size, rec, &all, &dm) != size || dm.bad_bytes > size || all > size) abort();
+    if (!dm.bad_records && dm.first_bad != size) abort();
+    /* meta.json: any text parses strictly or is refused */
+    char *js = malloc(size + 1);
+    if (js) {
+        memcpy(js, data, size);
+        js[size] = 0;
+        int64_t mv[6];
+        char why[128];
+        block_parse_meta(js, size, mv, why, sizeof why);
+        free(js);
+    }
     return 0;
 }

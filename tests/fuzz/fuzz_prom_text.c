@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/ingest.h"
+#include "otlp/promwire.h"
 #include "util/buf.h"
 
 static int metric_name_ok(const char *s) {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/ingest.h"
+#include "otlp/promwire.h"
 #include "prometheus_remote.pb-c.h"
 
 #define MAX_UNCOMPRESSED (1u << 20)
@@ -203,6 +203,9 @@ static void strip_all(Prometheus__WriteRequest *w) {
     for (size_t i = 0; i < w->n_metadata; i++) strip(&w->metadata[i]->base);
 }
 
+static void *pb_alloc(void *ctx, size_t n) { return tr_arena_alloc(ctx, n); }
+static void pb_free(void *ctx, void *p) { (void)ctx, (void)p; }
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     const uint8_t *body = data + 1;
@@ -225,7 +228,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         digest mine, theirs;
         int mrc = walk(plain, n, &mine);
         tr_arena *a = tr_arena_new(0);
-        ProtobufCAllocator al = tr_arena_pb_allocator(a);
+        ProtobufCAllocator al = {.alloc = pb_alloc, .free = pb_free, .allocator_data = a};
         Prometheus__WriteRequest *w = prometheus__write_request__unpack(&al, n, plain);
         /* the walker is at least as strict as protobuf-c, and agrees with it */
         if (mrc == 0 && !w) abort();

@@ -59,7 +59,8 @@ export async function start(opts = {}) {
   for (;;) {
     if (child.exitCode !== null) throw new Error(`tricorder exited at start: ${stderr}`);
     try {
-      const r = await fetch(`${t.httpUrl}/healthz`);
+      // up, and (unless the test watches the replay itself) done replaying the metrics WAL
+      const r = await fetch(`${t.httpUrl}${opts.noWaitReady ? '/healthz' : '/-/ready'}`);
       if (r.ok) break;
     } catch { /* not up yet */ }
     if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`tricorder did not become healthy: ${stderr}`); }

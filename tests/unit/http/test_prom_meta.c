@@ -7,7 +7,7 @@
 
 #include "util/buf.h"
 
-int tr_prom_parse_time(const char *s, int64_t *ms);
+#include "http/prom_api.h"
 
 Test(prom_meta, parse_time_like_prometheus) {
     struct { const char *in; int64_t ms; } ok[] = {
@@ -28,7 +28,7 @@ Test(prom_meta, parse_time_like_prometheus) {
         cr_assert_eq(tr_prom_parse_time(ok[i].in, &ms), 0, "%s", ok[i].in);
         cr_assert_eq(ms, ok[i].ms, "%s: %lld != %lld", ok[i].in, (long long)ms, (long long)ok[i].ms);
     }
-    const char *bad[] = {"", "abc", "2015-07-01", "2015-07-01T20:10:51", "2015-13-01T20:10:51Z", "NaN", "Inf", "1s"};
+    const char *bad[] = {"", "abc", "2015-07-01", "2015-07-01T20:10:51", "2015-13-01T20:10:51Z", "-NaN", "1s", " 1", "0x10"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t ms;
         cr_assert_eq(tr_prom_parse_time(bad[i], &ms), -1, "%s should fail", bad[i]);

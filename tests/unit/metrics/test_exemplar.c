@@ -14,7 +14,10 @@
 #include <unistd.h>
 
 #include "metrics/metrics_int.h"
+#include "helpers.h"
 #include "util/log.h"
+
+/* selectors as the API parses match[] (PromQL's selector parser) */
 
 static char dir[256];
 
@@ -64,7 +67,7 @@ static char *render(tsdb *db, const char *sel, int64_t mint, int64_t maxt) {
     tsdb_matcher **m = NULL;
     size_t n = 0;
     char err[256];
-    if (sel) cr_assert_eq(tsdb_parse_selector(sel, &m, &n, err, sizeof err), 0, "%s: %s", sel, err);
+    if (sel) cr_assert_eq(test_selector(sel, &m, &n, err, sizeof err), 0, "%s: %s", sel, err);
     tsdb_matcher **const sets[1] = {m};
     tsdb_exemplars *r;
     cr_assert_eq(tsdb_query_exemplars(db, sets, &n, sel ? 1 : 0, mint, maxt, &r, err, sizeof err), 0, "%s", err);
@@ -290,12 +293,12 @@ Test(metrics_exemplar, exemplar_before_the_sample_that_creates_its_series) {
 Test(metrics_exemplar, query_by_matchers_and_time) {
     mkdtemp_dir();
     tsdb *db = open_ex(dir, 100);
-    const char *series[][2] = {{"a", "y"}, {"b", "x"}, {"a", "x"}};
+    const char *names[][2] = {{"a", "y"}, {"b", "x"}, {"a", "x"}};
     for (int t = 10; t <= 30; t += 10)
         for (int i = 0; i < 3; i++) {
             char tr[32];
-            snprintf(tr, sizeof tr, "%s%s%d", series[i][0], series[i][1], t);
-            sample_ex(db, series[i][0], series[i][1], t, t, tr);
+            snprintf(tr, sizeof tr, "%s%s%d", names[i][0], names[i][1], t);
+            sample_ex(db, names[i][0], names[i][1], t, t, tr);
         }
     cr_assert_str_eq(render(db, "a", INT64_MIN, INT64_MAX),
                      "a{x}:trace_id=ax10@10=10,trace_id=ax20@20=20,trace_id=ax30@30=30;"
@@ -311,8 +314,8 @@ Test(metrics_exemplar, query_by_matchers_and_time) {
     tsdb_matcher **m1, **m2;
     size_t n[2];
     char err[128];
-    cr_assert_eq(tsdb_parse_selector("b", &m1, &n[0], err, sizeof err), 0);
-    cr_assert_eq(tsdb_parse_selector("a{job=\"y\"}", &m2, &n[1], err, sizeof err), 0);
+    cr_assert_eq(test_selector("b", &m1, &n[0], err, sizeof err), 0);
+    cr_assert_eq(test_selector("a{job=\"y\"}", &m2, &n[1], err, sizeof err), 0);
     tsdb_matcher **const sets[2] = {m1, m2};
     tsdb_exemplars *r;
     cr_assert_eq(tsdb_query_exemplars(db, sets, n, 2, 20, 20, &r, err, sizeof err), 0);
@@ -441,7 +444,7 @@ Test(metrics_exemplar, wal_replay_torn_at_every_byte_of_last_record) {
     tsdb_matcher **m;
     size_t n;
     char err[128];
-    tsdb_parse_selector("h_bucket", &m, &n, err, sizeof err);
+    test_selector("h_bucket", &m, &n, err, sizeof err);
     tsdb_seriesset *ss = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
     cr_assert_eq(tsdb_seriesset_len(ss), 1);
     tsdb_seriesset_free(ss);

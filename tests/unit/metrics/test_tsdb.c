@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include "metrics/metrics_int.h"
+#include "helpers.h"
 #include "util/log.h"
 
 static char dir[256];
 
+/* selectors as the API parses match[] (PromQL's selector parser) */
 static void quiet(void) { tr_log_set_level(TR_LOG_ERROR); }
 TestSuite(metrics_tsdb, .init = quiet);
 
@@ -67,7 +69,7 @@ static size_t count(tsdb *db, const char *sel, size_t *samples) {
     tsdb_matcher **m;
     size_t n;
     char err[256];
-    cr_assert_eq(tsdb_parse_selector(sel, &m, &n, err, sizeof err), 0, "%s: %s", sel, err);
+    cr_assert_eq(test_selector(sel, &m, &n, err, sizeof err), 0, "%s: %s", sel, err);
     tsdb_querier *q = tsdb_querier_open(db, INT64_MIN, INT64_MAX);
     tsdb_seriesset *ss = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
     cr_assert_not_null(ss, "%s", err);
@@ -112,6 +114,15 @@ Test(metrics_tsdb, matchers_and_postings) {
         {"{inst=~\"a1|b7\",__name__!=\"down\"}", 2},
         {"nothing", 0},
         {"up{inst=~\"a\"}", 0},           /* anchored: a partial match is no match */
+        /* the fast paths of util/re.h: sets looked up, .* and .+ without a regex run */
+        {"up{inst=~\"a1|b7|zz\"}", 2},
+        {"up{inst!~\"a1|b7\"}", 2},       /* a2 and the series without inst */
+        {"up{inst=~\"a1|\"}", 2},         /* "" in the set: the absent label matches */
+        {"up{inst!~\"a1|\"}", 2},
+        {"up{inst=~\".*\"}", 4},
+        {"up{inst!~\".*\"}", 0},
+        {"up{inst!~\".+\"}", 1},
+        {"{__name__=~\"up|down\",inst=~\"a.\"}", 3},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_assert_eq(count(db, cases[i].sel, NULL), cases[i].want, "%s", cases[i].sel);
@@ -127,7 +138,7 @@ Test(metrics_tsdb, matchers_and_postings) {
     tsdb_strings_free(v, n);
     tsdb_matcher **m;
     size_t nm;
-    cr_assert_eq(tsdb_parse_selector("down", &m, &nm, err, sizeof err), 0);
+    cr_assert_eq(test_selector("down", &m, &nm, err, sizeof err), 0);
     tsdb_matcher **const sets[] = {m};
     const size_t lens[] = {nm};
     cr_assert_eq(tsdb_label_names(q, sets, lens, 1, &v, &n, err, sizeof err), 0);
@@ -140,28 +151,6 @@ Test(metrics_tsdb, matchers_and_postings) {
     tsdb_querier_close(q);
     tsdb_close(db);
     rm_rf(dir);
-}
-
-Test(metrics_tsdb, selector_parser) {
-    tsdb_matcher **m;
-    size_t n;
-    char err[256];
-    cr_assert_eq(tsdb_parse_selector(" http_requests_total { code = \"200\" , path=~'/a\\\\.b' , x!~`y` } ", &m, &n, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(n, 4);
-    cr_assert_str_eq(tsdb_matcher_name(m[0]), "__name__");
-    cr_assert_str_eq(tsdb_matcher_value(m[0]), "http_requests_total");
-    cr_assert_eq(tsdb_matcher_type(m[2]), TSDB_MATCH_RE);
-    cr_assert_str_eq(tsdb_matcher_value(m[2]), "/a\\.b");
-    cr_assert(tsdb_matcher_matches(m[2], "/a.b"));
-    cr_assert(!tsdb_matcher_matches(m[2], "/axb"));
-    cr_assert_eq(tsdb_matcher_type(m[3]), TSDB_MATCH_NRE);
-    tsdb_matchers_free(m, n);
-    const char *bad[] = {"", "{", "up{a=}", "up{a=\"x\"", "up{1a=\"x\"}", "up{a~\"x\"}", "up}", "up{a=~\"(\"}", "{}"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        err[0] = 0;
-        cr_assert_eq(tsdb_parse_selector(bad[i], &m, &n, err, sizeof err), -1, "should fail: %s", bad[i]);
-        cr_assert_neq(err[0], 0);
-    }
 }
 
 Test(metrics_tsdb, ooo_window_and_duplicates) {
@@ -467,6 +456,15 @@ Test(metrics_tsdb, retention_time_and_size) {
     rm_rf(dir);
 }
 
+static int meta_cb_check(void *ctx, const tsdb_metadata *m) {
+    struct { int n; char help[64]; } *g = ctx;
+    if (g->n == 0) cr_assert_str_eq(m->family, "a_seconds");
+    if (g->n == 0) cr_assert_str_eq(m->help, "A\ttab\nline");
+    if (g->n == 1) snprintf(g->help, sizeof g->help, "%s", m->help);
+    g->n++;
+    return 0;
+}
+
 Test(metrics_tsdb, metadata_and_cardinality) {
     mkdtemp_dir();
     tsdb *db = open_db(dir, 0, 0);
@@ -486,21 +484,11 @@ Test(metrics_tsdb, metadata_and_cardinality) {
     tsdb_close(db);
     db = open_db(dir, 0, 0); /* metadata persists */
     struct { int n; char help[64]; } got = {0};
-    int meta_cb_check(void *ctx, const tsdb_metadata *m);
     tsdb_metadata_foreach(db, meta_cb_check, &got);
     cr_assert_eq(got.n, 2);
     cr_assert_str_eq(got.help, "B things, v2.");
     tsdb_close(db);
     rm_rf(dir);
-}
-
-int meta_cb_check(void *ctx, const tsdb_metadata *m) {
-    struct { int n; char help[64]; } *g = ctx;
-    if (g->n == 0) cr_assert_str_eq(m->family, "a_seconds");
-    if (g->n == 0) cr_assert_str_eq(m->help, "A\ttab\nline");
-    if (g->n == 1) snprintf(g->help, sizeof g->help, "%s", m->help);
-    g->n++;
-    return 0;
 }
 
 Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
@@ -560,7 +548,7 @@ Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
     tsdb_matcher **m;
     size_t n;
     char err[128];
-    tsdb_parse_selector("m{inst=\"i3\"}", &m, &n, err, sizeof err);
+    test_selector("m{inst=\"i3\"}", &m, &n, err, sizeof err);
     tsdb_seriesset *ss = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
     const int64_t *t;
     const double *v;
@@ -721,7 +709,7 @@ Test(metrics_tsdb, lazy_load_equals_eager_select) {
     }
     tsdb_matcher **m;
     size_t n;
-    cr_assert_eq(tsdb_parse_selector("lazy", &m, &n, err, sizeof err), 0);
+    cr_assert_eq(test_selector("lazy", &m, &n, err, sizeof err), 0);
     tsdb_querier *q = tsdb_querier_open(db, 1010000, 1100000);
     tsdb_seriesset *eager = tsdb_select(q, m, n, TSDB_SELECT_SAMPLES, err, sizeof err);
     tsdb_seriesset *lazy = tsdb_select(q, m, n, 0, err, sizeof err);

@@ -797,18 +797,6 @@ Test(otlp_decode, valid_multibyte_utf8_accepted) {
     cr_assert_str_eq(ex.traces->resource_spans[0]->scope_spans[0]->spans[0]->name, f.sp[0].name);
 }
 
-Test(otlp_decode, utf8_validator) {
-    cr_assert(otlp_utf8_valid("", 0));
-    cr_assert(otlp_utf8_valid("plain ascii", 11));
-    cr_assert(otlp_utf8_valid("a\0b", 3), "NUL is a valid code point");
-    cr_assert(otlp_utf8_valid("\xef\xbf\xbd", 3));
-    cr_assert_not(otlp_utf8_valid("\xe0\x80\x80", 3), "overlong 3-byte");
-    cr_assert_not(otlp_utf8_valid("\xf0\x80\x80\x80", 4), "overlong 4-byte");
-    cr_assert_not(otlp_utf8_valid("\x80", 1), "lone continuation");
-    cr_assert_not(otlp_utf8_valid("\xf8\x88\x80\x80\x80", 5), "5-byte form");
-    cr_assert_not(otlp_utf8_valid("\xc3\xa9", 1), "cut by the length");
-}
-
 /* ---- ids ---- */
 
 Test(otlp_decode, wrong_id_lengths_rejected) {

@@ -360,3 +360,40 @@ Test(traces_codec, damaged_chunks_are_refused) {
     cr_assert_null(chunk_open(z, zl / 2, raw, A, NULL));
     cr_assert_null(chunk_open(NULL, 0, 0, A, NULL));
 }
+
+/* protobuf-c unpacking into an arena that refuses to grow: a clean failure, never a crash,
+ * and the arena never passes its limit. */
+Test(traces_codec, arena_allocator_fails_cleanly_at_limit) {
+    /* a request with 50 resource spans, unpacked with ever larger arenas */
+    Opentelemetry__Proto__Collector__V1__ExportTraceServiceRequest req = OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
+    Opentelemetry__Proto__Trace__V1__ResourceSpans rs[50], *rsp[50];
+    for (int i = 0; i < 50; i++) {
+        opentelemetry__proto__trace__v1__resource_spans__init(&rs[i]);
+        rs[i].schema_url = "https://example.com/schema";
+        rsp[i] = &rs[i];
+    }
+    req.n_resource_spans = 50;
+    req.resource_spans = rsp;
+    size_t n = opentelemetry__proto__collector__v1__export_trace_service_request__get_packed_size(&req);
+    uint8_t *buf = malloc(n);
+    opentelemetry__proto__collector__v1__export_trace_service_request__pack(&req, buf);
+    int failed = 0, ok = 0;
+    for (size_t limit = 16; limit < 16384; limit += 16) {
+        tr_arena *a = tr_arena_new(limit);
+        ProtobufCAllocator al = traces__arena_allocator(a);
+        Opentelemetry__Proto__Collector__V1__ExportTraceServiceRequest *r =
+            opentelemetry__proto__collector__v1__export_trace_service_request__unpack(&al, n, buf);
+        if (r) {
+            ok++;
+            cr_assert_eq(r->n_resource_spans, 50);
+            cr_assert_str_eq(r->resource_spans[49]->schema_url, "https://example.com/schema");
+        } else {
+            failed++;
+        }
+        cr_assert_leq(tr_arena_used(a), limit);
+        tr_arena_free(a);
+    }
+    cr_assert_gt(failed, 0);
+    cr_assert_gt(ok, 0);
+    free(buf);
+}

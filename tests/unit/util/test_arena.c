@@ -1,11 +1,11 @@
 /* Unit tests of the per-request arena: alignment, the byte limit, overflow checks, large
- * allocations next to small ones, and the protobuf-c allocator failing cleanly at the limit. */
+ * allocations next to small ones. (The protobuf-c allocator over an arena is tested with its
+ * user, tests/unit/traces/test_codec.c.) */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "otlp_collector.pb-c.h"
 #include "util/arena.h"
 
 Test(arena, alignment_and_distinct_memory) {
@@ -64,41 +64,6 @@ Test(arena, calloc_and_strndup) {
     char *e = tr_arena_strndup(a, NULL, 0);
     cr_assert_str_eq(e, "");
     tr_arena_free(a);
-}
-
-Test(arena, protobuf_allocator_fails_cleanly_at_limit) {
-    /* a request with 50 resource spans, unpacked with ever larger arenas */
-    Opentelemetry__Proto__Collector__V1__ExportTraceServiceRequest req = OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
-    Opentelemetry__Proto__Trace__V1__ResourceSpans rs[50], *rsp[50];
-    for (int i = 0; i < 50; i++) {
-        opentelemetry__proto__trace__v1__resource_spans__init(&rs[i]);
-        rs[i].schema_url = "https://example.com/schema";
-        rsp[i] = &rs[i];
-    }
-    req.n_resource_spans = 50;
-    req.resource_spans = rsp;
-    size_t n = opentelemetry__proto__collector__v1__export_trace_service_request__get_packed_size(&req);
-    uint8_t *buf = malloc(n);
-    opentelemetry__proto__collector__v1__export_trace_service_request__pack(&req, buf);
-    int failed = 0, ok = 0;
-    for (size_t limit = 16; limit < 16384; limit += 16) {
-        tr_arena *a = tr_arena_new(limit);
-        ProtobufCAllocator al = tr_arena_pb_allocator(a);
-        Opentelemetry__Proto__Collector__V1__ExportTraceServiceRequest *r =
-            opentelemetry__proto__collector__v1__export_trace_service_request__unpack(&al, n, buf);
-        if (r) {
-            ok++;
-            cr_assert_eq(r->n_resource_spans, 50);
-            cr_assert_str_eq(r->resource_spans[49]->schema_url, "https://example.com/schema");
-        } else {
-            failed++;
-        }
-        cr_assert_leq(tr_arena_used(a), limit);
-        tr_arena_free(a);
-    }
-    cr_assert_gt(failed, 0);
-    cr_assert_gt(ok, 0);
-    free(buf);
 }
 
 Test(arena, exhausted_only_by_the_limit) {

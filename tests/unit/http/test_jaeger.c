@@ -6,17 +6,18 @@
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 
-#include "helpers.h"
+#include "../traces/helpers.h"
 #include "http/jaeger.h"
+#include "util/clock.h"
 
 #define MS 1000000ULL
 
 static tr_arena *A;
 static void setup(void) { A = tr_arena_new(0); }
 static void teardown(void) { tr_arena_free(A); }
-TestSuite(traces_jaeger, .init = setup, .fini = teardown);
+TestSuite(http_jaeger, .init = setup, .fini = teardown);
 
-Test(traces_jaeger, durations_like_go) {
+Test(http_jaeger, durations_like_go) {
     int64_t ns;
     char err[200];
     cr_assert_eq(tr_jaeger_parse_duration("35ms", &ns, err, sizeof err), 0);
@@ -40,7 +41,7 @@ Test(traces_jaeger, durations_like_go) {
     cr_assert_eq(tr_jaeger_parse_duration("", &ns, err, sizeof err), -1);
 }
 
-Test(traces_jaeger, ints_bools_ids_and_times) {
+Test(http_jaeger, ints_bools_ids_and_times) {
     int64_t v;
     char err[200];
     cr_assert_eq(tr_jaeger_parse_int("-12", 64, &v, err, sizeof err), 0);
@@ -76,12 +77,12 @@ Test(traces_jaeger, ints_bools_ids_and_times) {
     cr_assert_str_eq(out, "ab000000000000000000000000000001");
 
     int64_t ns;
-    cr_assert_eq(tr_jaeger_parse_rfc3339("2024-06-10T12:00:00Z", &ns), 0);
+    cr_assert_eq(tr_rfc3339_ns("2024-06-10T12:00:00Z", &ns), 0);
     cr_assert_eq(ns, 1718020800LL * 1000000000LL);
-    cr_assert_eq(tr_jaeger_parse_rfc3339("2024-06-10T14:00:00.123456789+02:00", &ns), 0);
+    cr_assert_eq(tr_rfc3339_ns("2024-06-10T14:00:00.123456789+02:00", &ns), 0);
     cr_assert_eq(ns, 1718020800LL * 1000000000LL + 123456789);
-    cr_assert_eq(tr_jaeger_parse_rfc3339("2024-06-10 12:00:00", &ns), -1);
-    cr_assert_eq(tr_jaeger_parse_rfc3339("x", &ns), -1);
+    cr_assert_eq(tr_rfc3339_ns("2024-06-10 12:00:00", &ns), -1);
+    cr_assert_eq(tr_rfc3339_ns("x", &ns), -1);
 }
 
 /* The example of API.md §3.8, built as OTLP and rendered. */
@@ -129,7 +130,7 @@ static void expect_kv(cJSON *kv, const char *key, const char *type) {
 static const char *kv_s(cJSON *kv) { return cJSON_GetObjectItem(kv, "value")->valuestring; }
 static double kv_n(cJSON *kv) { return cJSON_GetObjectItem(kv, "value")->valuedouble; }
 
-Test(traces_jaeger, legacy_model_field_by_field) {
+Test(http_jaeger, legacy_model_field_by_field) {
     uint8_t tid[16];
     traces_trace t = example(tid);
     cJSON *o = render(&t);
@@ -212,7 +213,7 @@ Test(traces_jaeger, legacy_model_field_by_field) {
     cJSON_Delete(o);
 }
 
-Test(traces_jaeger, types_links_ids_and_shared_processes) {
+Test(http_jaeger, types_links_ids_and_shared_processes) {
     uint8_t tid[16], other[16] = {0}, zero[16] = {0};
     memset(tid, 0, 16);
     tid[15] = 0x2a; /* a 64-bit id: printed with 16 digits */
@@ -285,7 +286,7 @@ Test(traces_jaeger, types_links_ids_and_shared_processes) {
     cJSON_Delete(o);
 }
 
-Test(traces_jaeger, v3_otlp_json) {
+Test(http_jaeger, v3_otlp_json) {
     uint8_t tid[16];
     traces_trace t = example(tid);
     const traces_trace *tp = &t;

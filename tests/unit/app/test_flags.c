@@ -11,7 +11,7 @@ static int parse2(tr_config *c, const char *flag, const char *val, char *err) {
     return tr_config_parse(c, 3, argv, NULL, err, 256);
 }
 
-Test(traces_flags, counts_are_whole_numbers) {
+Test(app_flags, counts_are_whole_numbers) {
     const char *counts[] = {"--trace-max-attributes", "--trace-max-events", "--trace-max-links"};
     for (size_t i = 0; i < 3; i++) {
         tr_config c;
@@ -32,7 +32,7 @@ Test(traces_flags, counts_are_whole_numbers) {
     }
 }
 
-Test(traces_flags, value_length_is_still_a_size_and_ceilings_hold) {
+Test(app_flags, value_length_is_still_a_size_and_ceilings_hold) {
     tr_config c;
     char err[256] = "";
     cr_assert_eq(parse2(&c, "--trace-max-attribute-value-bytes", "8KiB", err), TR_CONFIG_OK, "%s", err);

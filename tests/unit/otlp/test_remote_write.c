@@ -11,9 +11,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "http/ingest.h"
+#include "otlp/promwire.h"
+#include "../metrics/helpers.h"
 #include "prometheus_remote.pb-c.h"
 #include "util/log.h"
+
+/* selectors as the API parses match[] (PromQL's selector parser) */
 
 /* ---------------------------------------------------------------- a tiny protobuf writer */
 
@@ -541,7 +544,7 @@ static size_t stored(const char *sel, double *last) {
     tsdb_matcher **m;
     size_t nm, n = 0;
     char err[256];
-    cr_assert_eq(tsdb_parse_selector(sel, &m, &nm, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(test_selector(sel, &m, &nm, err, sizeof err), 0, "%s", err);
     tsdb_seriesset *s = tsdb_select(q, m, nm, TSDB_SELECT_SAMPLES, err, sizeof err);
     cr_assert_not_null(s, "%s", err);
     for (size_t i = 0; i < tsdb_seriesset_len(s); i++) {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/ingest.h"
+#include "otlp/promwire.h"
 
 static tr_arena *A;
 static void setup(void) { A = tr_arena_new(0); }

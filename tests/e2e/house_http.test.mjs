@@ -1,0 +1,146 @@
+// The HTTP house: heavy reads run on the work queue and stream, so the loop stays free for
+// health checks and ingestion; the router answers 405 with Allow; parameters are parsed as
+// Go parses them (Prometheus' and Jaeger's own servers).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { start, sleep } from './lib/tricorder.mjs';
+import { metricsProtobuf } from './lib/payloads.mjs';
+
+const SERIES = Number(process.env.TR_E2E_SERIES || 1_000_000);
+const BATCH = 100_000;
+let t;
+
+before(async () => {
+  t = await start({ args: ['--otlp-max-message-bytes', '64MiB'] });
+});
+after(async () => {
+  await t.stop();
+  t.cleanup();
+});
+
+async function post(url, body, headers = {}) {
+  const r = await fetch(url, { method: 'POST', body, headers });
+  return { status: r.status, text: await r.text(), headers: r.headers };
+}
+
+async function timed(fn) {
+  const t0 = performance.now();
+  const r = await fn();
+  return { ms: performance.now() - t0, r };
+}
+
+// The machine running the suite is shared (other builds and tests): a probe slower than the
+// bound is tried again, at most four times. A loop blocked by the export fails every try.
+const BOUND_MS = 50;
+async function probe(fn) {
+  let best;
+  for (let i = 0; i < 5; i++) {
+    const p = await timed(fn);
+    if (!best || p.ms < best.ms) best = p;
+    if (p.ms < BOUND_MS) break;
+  }
+  return best;
+}
+
+test(`an export of ${SERIES} series streams while /healthz and OTLP exports are answered in under 50 ms`, async () => {
+  const ts = Date.now() - 60_000;
+  const t0 = Date.now();
+  for (let base = 0; base < SERIES; base += BATCH) {
+    const lines = [];
+    for (let i = base; i < Math.min(SERIES, base + BATCH); i++) lines.push(`e2e_load{job="load",instance="i-${i}"} ${i} ${ts}`);
+    const r = await post(`${t.httpUrl}/api/v1/import/prometheus`, lines.join('\n') + '\n');
+    assert.equal(r.status, 204, r.text);
+  }
+  const loadMs = Date.now() - t0;
+  const card = await (await fetch(`${t.httpUrl}/api/v1/status/tsdb`)).json();
+  assert.ok(card.data.headStats.numSeries >= SERIES, JSON.stringify(card.data.headStats));
+
+  // the export, read slowly: the client takes a little now and then, so the reply (tens of
+  // MB) stays in progress and the server's producer waits on back-pressure. The probes start
+  // with the request, not with its answer: an export prepared on the loop would block them.
+  let received = 0, ended = false, chunked = false, status = 0, trickle;
+  const req = http.get(`${t.httpUrl}/api/v1/export/prometheus?match[]=e2e_load`);
+  req.on('response', (res) => {
+    status = res.statusCode;
+    chunked = res.headers['transfer-encoding'] === 'chunked';
+    res.on('data', (d) => { received += d.length; res.pause(); });
+    res.on('end', () => { ended = true; });
+    trickle = setInterval(() => res.resume(), 20);
+  });
+  req.on('error', () => {});
+  const { body: otlp } = await metricsProtobuf(2);
+  await sleep(100); // the server has the export request
+  const health = [], exports = [];
+  for (let i = 0; i < 20; i++) {
+    const h = await probe(() => fetch(`${t.httpUrl}/healthz`).then((r) => r.text()));
+    assert.equal(h.r, 'ok\n');
+    health.push(h.ms);
+    const o = await probe(() => post(`${t.otlpHttpUrl}/v1/metrics`, otlp, { 'Content-Type': 'application/x-protobuf' }));
+    assert.equal(o.r.status, 200);
+    exports.push(o.ms);
+    await sleep(25);
+  }
+  const stillStreaming = !ended;
+  clearInterval(trickle);
+  assert.equal(status, 200);
+  const max = (a) => Math.max(...a);
+  console.log(`loaded ${SERIES} series in ${loadMs} ms; export: ${received} bytes so far, chunked=${chunked}; ` +
+    `healthz max ${max(health).toFixed(1)} ms, OTLP export max ${max(exports).toFixed(1)} ms; healthz ${health.map((x) => x.toFixed(1))}`);
+  assert.ok(chunked, 'the export is streamed with chunked transfer encoding');
+  assert.ok(stillStreaming && received > 0, `the export was still streaming during the probes (received ${received})`);
+  assert.ok(max(health) < BOUND_MS, `healthz: ${health.map((x) => x.toFixed(1))}`);
+  assert.ok(max(exports) < BOUND_MS, `OTLP export: ${exports.map((x) => x.toFixed(1))}`);
+
+  // the client goes away mid-reply: the job is cancelled and the server carries on
+  req.destroy();
+  await sleep(200);
+  const s = await fetch(`${t.httpUrl}/api/v1/series?match[]=e2e_load{instance="i-7"}`);
+  assert.deepEqual((await s.json()).data, [{ __name__: 'e2e_load', instance: 'i-7', job: 'load' }]);
+  // and a whole export still completes, every series once
+  const whole = await fetch(`${t.httpUrl}/api/v1/export/prometheus?match[]=e2e_load&match[]={job="load"}`);
+  const text = await whole.text();
+  assert.equal(text.split('\n').filter(Boolean).length, SERIES);
+});
+
+test('router: 405 with Allow for a known path, 404 for an unknown one, OPTIONS 204', async () => {
+  let r = await fetch(`${t.httpUrl}/api/v1/label/job/values`, { method: 'POST' });
+  assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'GET, HEAD');
+  r = await fetch(`${t.httpUrl}/api/v1/series`, { method: 'DELETE' });
+  assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'GET, HEAD, POST');
+  r = await fetch(`${t.httpUrl}/api/traces/abc`, { method: 'POST' });
+  assert.equal(r.status, 405);
+  r = await fetch(`${t.httpUrl}/api/v1/query`, { method: 'OPTIONS' });
+  assert.equal(r.status, 404);
+  r = await fetch(`${t.httpUrl}/api/v1/labels`, { method: 'OPTIONS' });
+  assert.equal(r.status, 204);
+  r = await fetch(`${t.httpUrl}/api/v1/nonexistent`);
+  assert.equal(r.status, 404);
+  assert.equal(await r.text(), '404 page not found\n');
+  r = await fetch(`${t.httpUrl}/api/v1/label/job/values?match[]=e2e_load`);
+  assert.deepEqual(await r.json(), { status: 'success', data: ['load'] });
+});
+
+test('parameters as Go parses them: semicolons refused, CR/LF kept, the body before the URL', async () => {
+  let r = await fetch(`${t.httpUrl}/api/v1/labels?match[]=up;x=1`);
+  assert.equal(r.status, 400);
+  assert.deepEqual(await r.json(), { status: 'error', errorType: 'bad_data', error: 'error parsing form values: invalid semicolon separator in query' });
+  r = await fetch(`${t.httpUrl}/api/v1/labels?match[]=%zz`);
+  assert.equal((await r.json()).error, 'error parsing form values: invalid URL escape "%zz"');
+  // a multi-line selector in a form body, and the body's match[] comes before the URL's
+  const body = new URLSearchParams({ 'match[]': 'e2e_load{\n  instance="i-3",\r\n  job="load"\n}' }).toString();
+  r = await fetch(`${t.httpUrl}/api/v1/series?match[]=${encodeURIComponent('e2e_load{instance="i-4"}')}`, {
+    method: 'POST', body, headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+  });
+  const got = (await r.json()).data.map((s) => s.instance);
+  assert.deepEqual(got, ['i-3', 'i-4']);
+  // times: NaN is a float to Go; 2023-02-30 is not a date
+  r = await fetch(`${t.httpUrl}/api/v1/labels?start=2023-02-30T00:00:00Z`);
+  assert.equal(r.status, 400);
+  r = await fetch(`${t.httpUrl}/api/v1/labels?start=2023-01-01T00:00:60Z`);
+  assert.equal(r.status, 400);
+  r = await fetch(`${t.httpUrl}/api/v1/labels?start=NaN&match[]=e2e_load{instance="i-1"}`);
+  assert.equal(r.status, 200);
+});
