@@ -165,7 +165,7 @@ test('assets: gzip, ETag and 304, CSP, basic auth; unknown /api/ paths stay API 
   assert.equal(raw.headers['content-encoding'], 'gzip');
   assert.match(gunzipSync(raw.body).toString(), /uPlot/);
   r = await fetch(`${t.httpUrl}/api/v1/no_such_thing`, { headers: AUTH });
-  assert.equal(r.status, 404, 'an unknown API path is the API's 404');
+  assert.equal(r.status, 404, 'an unknown API path gets the API 404');
   assert.doesNotMatch(await r.text(), /<html|<!doctype/i, 'never the UI');
   r = await fetch(`${t.httpUrl}/ui/api/dashboards/no-such-uid`, { headers: AUTH });
   assert.equal(r.status, 404);
