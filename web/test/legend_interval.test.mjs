@@ -40,7 +40,8 @@ test('$__rate_interval is max(interval + scrape, 4 × scrape); $__range is secon
   assert.equal(formatDuration(630000), '10m30s');
   assert.equal(parseDuration('1h30m'), 5400000);
   assert.ok(Number.isNaN(parseDuration('1x')));
-  assert.deepEqual(alignRange(1000500, 1061000, 30000), { start: 990, end: 1050, step: 30 });
+  assert.deepEqual(alignRange(1000500, 1061000, 30000), { start: 990, end: 1080, step: 30 });
+  assert.deepEqual(alignRange(990000, 1050000, 30000), { start: 990, end: 1050, step: 30 });
 });
 
 test('reduce calculations', () => {

@@ -88,11 +88,12 @@ export function interpolate(expr, { fromMs, toMs, intervalMs, scrapeMs = MIN_INT
   });
 }
 
-// The query_range window: start and end aligned down to the step, as Grafana does, so that
-// refreshes reuse the same sample timestamps. Seconds.
+// The query_range window: on multiples of the step, so that refreshes reuse the same sample
+// timestamps (as Grafana aligns it); the end rounds up, not down as Grafana's does, so the
+// newest samples (those of a tricorder started seconds ago, say) are in the last point. Seconds.
 export function alignRange(fromMs, toMs, stepMs) {
   const step = stepMs / 1000;
   const start = Math.floor(fromMs / 1000 / step) * step;
-  const end = Math.floor(toMs / 1000 / step) * step;
+  const end = Math.ceil(toMs / 1000 / step) * step;
   return { start, end: Math.max(end, start), step };
 }
