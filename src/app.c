@@ -28,6 +28,7 @@
 #include "otlp/otlp.h"
 #include "otlp/translate.h"
 #include "traces/traces.h"
+#include "ui/ui.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/selfmon.h"
@@ -51,6 +52,8 @@ typedef struct app {
     struct timespec stop_at;
     int stopping;
     tr_metric *rss, *cpu, *fds, *start, *grpc_conns;
+    tr_ui *ui;             /* the web UI */
+    tr_selfscrape *scrape; /* --self-scrape-interval */
 } app;
 
 int tr_app_listen(const char *addr, char *err, size_t errlen) {
@@ -368,6 +371,13 @@ int tr_app_run(const tr_config *cfg) {
     tr_api_prom_exemplars_routes(a->http, &a->env);
     tr_api_prom_query_routes(a->http, &a->env);
     tr_api_jaeger_routes(a->http, &a->env);
+    char *flags_json = tr_config_flags_json(cfg);
+    a->ui = tr_ui_new(a->http, &(tr_ui_options){.dashboards_dir = cfg->dashboards_dir, .flags_json = flags_json});
+    free(flags_json);
+    if (!a->ui) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    char inst[300];
+    snprintf(inst, sizeof inst, "%s%s", cfg->http_addr[0] == ':' ? "localhost" : "", cfg->http_addr);
+    if (cfg->self_scrape_interval_ms > 0 && !(a->scrape = tr_selfscrape_start(a->base, a->db, cfg->self_scrape_interval_ms, inst))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
     if (tr_http_listen(a->http, fd_http, 0) != 0) { snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr); goto fail_msg; }
     fd_http = -1;
@@ -395,6 +405,8 @@ int tr_app_run(const tr_config *cfg) {
     /* the loop has ended: in-flight work is done (or timed out); close everything. Jobs
      * still running are cancelled; then the trace store: it finishes queued writes and
      * acknowledges them while the connections still exist. */
+    tr_selfscrape_free(a->scrape);
+    a->scrape = NULL;
     tr_workq_stop(a->wq);
     tr_api_jaeger_fini();
     traces_close(a->traces);
@@ -416,7 +428,9 @@ out:
     if (a->sigint) event_free(a->sigint);
     if (a->drain) event_free(a->drain);
     otlp_grpc_free(a->grpc);
+    tr_selfscrape_free(a->scrape);
     tr_http_free(a->http);
+    tr_ui_free(a->ui);
     tr_workq_stop(a->wq);
     tr_api_jaeger_fini();
     traces_close(a->traces);

@@ -56,6 +56,8 @@ static const flag flags[] = {
     {"query-max-concurrency", F_INT, OFF(query_max_concurrency), "20", "PromQL queries evaluated at once; more are answered 503"},
     {"query-lookback-delta", F_DURATION, OFF(query_lookback_ms), "5m", "how far back an instant selector looks for a sample"},
     {"query-log-threshold", F_DURATION, OFF(query_log_threshold_ms), "10s", "queries slower than this are logged (0: none)"},
+    {"self-scrape-interval", F_DURATION, OFF(self_scrape_interval_ms), "15s", "tricorder stores its own /metrics this often under job=\"tricorder\" (0: off)"},
+    {"dashboards-dir", F_STRING, OFF(dashboards_dir), NULL, "directory of Grafana dashboard JSON files added to the web UI (same uid: replaces a built-in one)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -320,4 +322,72 @@ void tr_config_free(tr_config *c) {
     free(c->basic_user);
     free(c->basic_pass);
     memset(c, 0, sizeof *c);
+}
+
+char *tr_config_flags_json(const tr_config *c) {
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    len += snprintf(out, cap, "{");
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const flag *f = &flags[i];
+        const char *base = (const char *)c;
+        char val[600];
+        switch (f->type) {
+        case F_STRING: {
+            const char *s = *(char *const *)(base + f->off);
+            int secret = strcmp(f->name, "basic-auth") == 0 || strcmp(f->name, "ingest-token") == 0;
+            snprintf(val, sizeof val, "%s", !s ? "" : secret ? "<hidden>" : s);
+            break;
+        }
+        case F_DURATION: {
+            int64_t ms = *(const int64_t *)(base + f->off);
+            static const struct {
+                const char *u;
+                int64_t ms;
+            } us[] = {{"y", 365 * 86400000LL}, {"d", 86400000LL}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+            snprintf(val, sizeof val, "%lldms", (long long)ms);
+            for (size_t k = 0; k < sizeof us / sizeof us[0]; k++)
+                if (ms && ms % us[k].ms == 0) {
+                    snprintf(val, sizeof val, "%lld%s", (long long)(ms / us[k].ms), us[k].u);
+                    break;
+                }
+            if (!ms) snprintf(val, sizeof val, "0s");
+            break;
+        }
+        case F_SIZE:
+        case F_INT:
+            snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)(base + f->off));
+            break;
+        case F_LEVEL:
+            snprintf(val, sizeof val, "%s",
+                     (const char *[]){"debug", "info", "warn",
+                                      "error"}[*(const tr_log_level *)(base + f->off) & 3]);
+            break;
+        }
+        /* JSON-escape the value (names are plain) */
+        char esc[1300];
+        size_t e = 0;
+        for (const unsigned char *p = (const unsigned char *)val; *p && e + 8 < sizeof esc; p++) {
+            if (*p == '"' || *p == '\\')
+                esc[e++] = '\\', esc[e++] = (char)*p;
+            else if (*p < 0x20)
+                e += snprintf(esc + e, sizeof esc - e, "\\u%04x", *p);
+            else
+                esc[e++] = (char)*p;
+        }
+        esc[e] = 0;
+        size_t need = strlen(f->name) + e + 8;
+        if (len + need + 2 >= cap) {
+            char *n = realloc(out, cap = (cap + need) * 2);
+            if (!n) {
+                free(out);
+                return NULL;
+            }
+            out = n;
+        }
+        len += snprintf(out + len, cap - len, "%s\"%s\":\"%s\"", i ? "," : "", f->name, esc);
+    }
+    snprintf(out + len, cap - len, "}");
+    return out;
 }

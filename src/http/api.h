@@ -55,6 +55,17 @@ void tr_api_jaeger_routes(tr_http *h, const tr_api_env *env);
  * before the trace store is closed). */
 void tr_api_jaeger_fini(void);
 
+/* Self-scrape: every interval_ms, tricorder's own /metrics are parsed and appended to `db`
+ * with job="tricorder" and instance=`instance` (the first time ~2 s after start). Returns
+ * NULL when out of memory. Free before closing the store. */
+typedef struct tr_selfscrape tr_selfscrape;
+tr_selfscrape *tr_selfscrape_start(struct event_base *base, struct tsdb *db, int64_t interval_ms,
+                                   const char *instance);
+void tr_selfscrape_free(tr_selfscrape *s);
+/* One scrape at t_ms, committed before it returns when the store has no event base.
+ * Returns the samples appended, or -1 when out of memory. */
+long tr_selfscrape_once(struct tsdb *db, const char *instance, int64_t t_ms);
+
 /* Remote write and text import's shared state, appending to `db`. max_body bounds a body as
  * sent, max_uncompressed after decompression. Returns NULL on OOM; free after the server. */
 tr_ingest *tr_ingest_new(struct tsdb *db, size_t max_body, size_t max_uncompressed);
