@@ -12,7 +12,7 @@
 #define TRICORDER_VERSION "dev"
 #endif
 
-typedef enum { F_STRING, F_DURATION, F_SIZE, F_LEVEL, F_INT } ftype; /* F_INT: a plain count, no unit */
+typedef enum { F_STRING, F_DURATION, F_SIZE, F_LEVEL, F_INT, F_LIST, F_BOOL } ftype; /* F_LIST: repeatable, values joined by newlines; F_BOOL: no value on the command line */ /* F_INT: a plain count, no unit */
 
 typedef struct flag {
     const char *name;
@@ -56,6 +56,10 @@ static const flag flags[] = {
     {"query-max-concurrency", F_INT, OFF(query_max_concurrency), "20", "PromQL queries evaluated at once; more are answered 503"},
     {"query-lookback-delta", F_DURATION, OFF(query_lookback_ms), "5m", "how far back an instant selector looks for a sample"},
     {"query-log-threshold", F_DURATION, OFF(query_log_threshold_ms), "10s", "queries slower than this are logged (0: none)"},
+    {"rule-files", F_LIST, OFF(rule_files), NULL, "Prometheus rule files (globs; repeatable, or comma-separated in the environment); replace the built-in rules/scotty.yml; reloaded on SIGHUP and when they change"},
+    {"no-default-rules", F_BOOL, OFF(no_default_rules), NULL, "do not load the built-in rules (Scotty's four alerts)"},
+    {"rule-evaluation-interval", F_DURATION, OFF(rule_eval_interval_ms), "1m", "evaluation interval of rule groups that set none"},
+    {"external-url", F_STRING, OFF(external_url), NULL, "the URL users reach tricorder at (alert links); default http://<hostname><http-addr>"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -172,6 +176,29 @@ static int set_flag(tr_config *c, const flag *f, const char *v, const char *src,
         snprintf(err, errlen, "%s: invalid count %s (want a whole number, e.g. 128)", src, v);
         return -1;
     }
+    case F_LIST: {
+        char **slot = (char **)(base + f->off);
+        /* the environment separates by commas, the command line by repetition */
+        int env = strncmp(src, "--", 2) != 0;
+        size_t old = *slot ? strlen(*slot) : 0, add = strlen(v);
+        char *d = realloc(*slot, old + add + 2);
+        if (!d) goto oom;
+        if (old) d[old++] = '\n';
+        memcpy(d + old, v, add + 1);
+        if (env)
+            for (char *p = d + old; *p; p++) if (*p == ',') *p = '\n';
+        *slot = d;
+        return 0;
+    }
+    case F_BOOL: {
+        int on = !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes");
+        if (!on && strcmp(v, "0") && strcmp(v, "false") && strcmp(v, "no") && *v) {
+            snprintf(err, errlen, "%s: invalid boolean %s (want true or false)", src, v);
+            return -1;
+        }
+        *(int64_t *)(base + f->off) = on;
+        return 0;
+    }
     case F_LEVEL:
         if (tr_log_parse_level(v, (tr_log_level *)(base + f->off)) == 0) return 0;
         snprintf(err, errlen, "%s: invalid log level %s (want debug, info, warn or error)", src, v);
@@ -255,6 +282,8 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
         }
         if (val) {
             val++;
+        } else if (f->type == F_BOOL) {
+            val = "true";
         } else {
             if (a + 1 >= argc) {
                 snprintf(err, errlen, "flag --%s needs a value", f->name);
@@ -316,7 +345,7 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
 
 void tr_config_free(tr_config *c) {
     for (size_t i = 0; i < NFLAGS; i++)
-        if (flags[i].type == F_STRING) free(*(char **)((char *)c + flags[i].off));
+        if (flags[i].type == F_STRING || flags[i].type == F_LIST) free(*(char **)((char *)c + flags[i].off));
     free(c->basic_user);
     free(c->basic_pass);
     memset(c, 0, sizeof *c);

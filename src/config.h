@@ -41,6 +41,10 @@ typedef struct tr_config {
     int64_t query_max_concurrency;     /* queries evaluated at once; more get 503 */
     int64_t query_lookback_ms;         /* --query-lookback-delta */
     int64_t query_log_threshold_ms;    /* slower queries are logged; 0: none */
+    char *rule_files;        /* --rule-files, repeatable: globs, one per line */
+    int64_t no_default_rules; /* --no-default-rules: no built-in rules/scotty.yml */
+    int64_t rule_eval_interval_ms; /* groups without an interval */
+    char *external_url;      /* links in alerts (generatorURL) */
 } tr_config;
 
 /* Outcome of tr_config_parse. */
