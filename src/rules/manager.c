@@ -1124,6 +1124,12 @@ static int in_list(const char *s, const char *const *l, size_t n) {
     return 0;
 }
 
+static int group_cmp(const void *a, const void *b) {
+    const group *x = *(group *const *)a, *y = *(group *const *)b;
+    int c = strcmp(x->def->file, y->def->file);
+    return c ? c : strcmp(x->def->name, y->def->name);
+}
+
 void tr_rules_json_rules(tr_rules *m, tr_json *j, const tr_rules_filter *f) {
     char t[64];
     pthread_mutex_lock(&m->mu);
@@ -1131,8 +1137,12 @@ void tr_rules_json_rules(tr_rules *m, tr_json *j, const tr_rules_filter *f) {
     tr_json_key(j, "groups");
     tr_json_arr_open(j);
     int filtered = f && (f->nrule_names || f->ngroup_names || f->nfiles || f->type);
-    for (size_t gi = 0; gi < m->ngroups; gi++) {
-        group *g = m->groups[gi];
+    /* Prometheus lists the groups by file, then name */
+    group **order = malloc((m->ngroups ? m->ngroups : 1) * sizeof *order);
+    if (m->ngroups) memcpy(order, m->groups, m->ngroups * sizeof *order);
+    qsort(order, m->ngroups, sizeof *order, group_cmp);
+    for (size_t gi = 0; order && gi < m->ngroups; gi++) {
+        group *g = order[gi];
         if (f && (!in_list(g->def->name, f->group_names, f->ngroup_names) ||
                   !in_list(g->def->file, f->files, f->nfiles)))
             continue;
@@ -1174,12 +1184,14 @@ void tr_rules_json_rules(tr_rules *m, tr_json *j, const tr_rules_filter *f) {
                 tr_json_key(j, "keepFiringFor");
                 tr_json_double(j, (double)d->keep_firing_for_ms / 1000);
             }
+            if (!d->alert && !d->nlabels) goto no_labels; /* Prometheus: omitempty for recording rules */
             tr_json_key(j, "labels");
             tr_rkv *sl = malloc((d->nlabels ? d->nlabels : 1) * sizeof *sl);
             if (d->nlabels) memcpy(sl, d->labels, d->nlabels * sizeof *sl);
             qsort(sl, d->nlabels, sizeof *sl, kv_cmp);
             json_kv(j, sl, d->nlabels);
             free(sl);
+        no_labels:
             if (d->alert) {
                 tr_json_key(j, "annotations");
                 json_kv(j, d->annotations, d->nannotations);
@@ -1216,6 +1228,7 @@ void tr_rules_json_rules(tr_rules *m, tr_json *j, const tr_rules_filter *f) {
         tr_json_str(j, t);
         tr_json_obj_close(j);
     }
+    free(order);
     tr_json_arr_close(j);
     if (m->last_error) {
         /* a failed reload: the old rules run; say why next to them */

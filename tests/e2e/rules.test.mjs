@@ -1,0 +1,192 @@
+// Rules side by side: the same rule file (data/rules/timeline.yml) and the same samples, sent by
+// remote write to Debian's Prometheus and to tricorder, give the same alerts over a scripted
+// timeline: pending, firing (after `for`), kept firing (keep_firing_for), resolved; the same
+// ALERTS / ALERTS_FOR_STATE series and recording rule results. tricorder is restarted while an
+// alert is pending: the `for` state comes back from ALERTS_FOR_STATE. Finally promtool and
+// `tricorder check-rules` print the same on good and bad files.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, rmSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { start, freePort, sleep, BIN } from './lib/tricorder.mjs';
+import { remoteWrite } from './lib/remote_write.mjs';
+
+const PROM = '/usr/bin/prometheus';
+const PROMTOOL = '/usr/bin/promtool';
+const skip = (!existsSync(PROM) || !existsSync(PROMTOOL)) && `no ${PROM} (apt-get install prometheus)`;
+const RULES_DIR = new URL('./data/rules/', import.meta.url).pathname;
+const RULES = join(RULES_DIR, 'timeline.yml');
+const run = promisify(execFile);
+
+let tr, prom, promUrl, promDir, trDir, writer, temp = 20, writing = true;
+
+async function startTricorder() {
+  tr = await start({ dataDir: trDir, args: ['--rule-files', RULES] });
+}
+
+// writes temp{room="a"} = `temp` at the current time to both, every 250 ms
+function startWriter() {
+  const tick = async () => {
+    while (writing) {
+      const now = Date.now();
+      const series = [[[['__name__', 'temp'], ['room', 'a']], [[temp, now]]]];
+      await Promise.allSettled([remoteWrite(promUrl, series), tr ? remoteWrite(tr.httpUrl, series) : null]);
+      await sleep(250);
+    }
+  };
+  writer = tick();
+}
+
+async function get(base, path) {
+  const r = await fetch(`${base}${path}`);
+  assert.equal(r.status, 200, `${base}${path}`);
+  const j = await r.json();
+  assert.equal(j.status, 'success');
+  return j.data;
+}
+
+// the alerts of one rule, in a form both sides share (activeAt differs: each side evaluates
+// on its own schedule)
+const alertsOf = (data, name) => data.alerts.filter((a) => a.labels.alertname === name)
+  .map(({ labels, annotations, state, value }) => ({ labels, annotations, state, value }))
+  .sort((x, y) => JSON.stringify(x.labels).localeCompare(JSON.stringify(y.labels)));
+
+// waits until `cond(alerts)` holds on base; returns the alerts
+async function waitFor(base, name, cond, ms = 8000) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = alertsOf(await get(base, '/api/v1/alerts'), name);
+    if (cond(last)) return last;
+    if (Date.now() > deadline) throw new Error(`${base}: ${name} never reached the expected state; last: ${JSON.stringify(last)}`);
+    await sleep(100);
+  }
+}
+const stateIs = (s) => (a) => a.length === 1 && a[0].state === s;
+const none = (a) => a.length === 0;
+
+async function both(name, cond, ms) {
+  const [p, t] = await Promise.all([waitFor(promUrl, name, cond, ms), waitFor(tr.httpUrl, name, cond, ms)]);
+  assert.deepEqual(t, p, `${name}: tricorder and Prometheus disagree`);
+  return t;
+}
+
+async function query(base, q) {
+  const d = await get(base, `/api/v1/query?query=${encodeURIComponent(q)}`);
+  return d.result.map((r) => ({ metric: r.metric, value: r.value[1] }))
+    .sort((x, y) => JSON.stringify(x.metric).localeCompare(JSON.stringify(y.metric)));
+}
+
+before(async () => {
+  if (skip) return;
+  promDir = mkdtempSync(join(tmpdir(), 'tricorder-rules-prom-'));
+  trDir = mkdtempSync(join(tmpdir(), 'tricorder-rules-'));
+  writeFileSync(join(promDir, 'prometheus.yml'), `global: {evaluation_interval: 1s}\nrule_files: ['${RULES}']\n`);
+  const port = await freePort();
+  promUrl = `http://127.0.0.1:${port}`;
+  prom = spawn(PROM, [`--config.file=${join(promDir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(promDir, 'data')}`,
+    `--web.listen-address=127.0.0.1:${port}`, '--web.enable-remote-write-receiver', '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let promErr = '';
+  prom.stderr.on('data', (d) => { promErr += d; });
+  for (let i = 0; ; i++) {
+    try { if ((await fetch(`${promUrl}/-/ready`)).ok) break; } catch { /* starting */ }
+    if (i > 200) throw new Error(`prometheus did not start: ${promErr}`);
+    await sleep(50);
+  }
+  await startTricorder();
+  startWriter();
+});
+
+after(async () => {
+  writing = false;
+  await writer;
+  if (tr) { await tr.stop(); }
+  if (prom) { prom.kill('SIGTERM'); await new Promise((r) => prom.on('exit', r)); }
+  if (promDir) rmSync(promDir, { recursive: true, force: true });
+  if (trDir) rmSync(trDir, { recursive: true, force: true });
+});
+
+test('the same rule file gives the same alerts over a timeline, in Prometheus and tricorder', { skip, timeout: 60000 }, async () => {
+  // both list the same rules
+  const [pr, tru] = await Promise.all([get(promUrl, '/api/v1/rules'), get(tr.httpUrl, '/api/v1/rules')]);
+  const shape = (d) => d.groups.map((g) => ({ name: g.name, file: g.file, interval: g.interval,
+    rules: g.rules.map((r) => ({ name: r.name, query: r.query, type: r.type, duration: r.duration, labels: r.labels, annotations: r.annotations })) }));
+  assert.deepEqual(shape(tru), shape(pr));
+
+  await both('RoomHot', none);
+  temp = 60;
+  const pending = await both('RoomHot', stateIs('pending'));
+  assert.equal(pending[0].labels.room_upper, 'A');
+  assert.equal(pending[0].annotations.summary, 'a at 60 degrees');
+  await both('RoomAnyHeat', stateIs('firing')); // no `for`: firing at once
+  await both('RoomHot', stateIs('firing'));
+  // ALERTS and ALERTS_FOR_STATE, and the recording rule
+  for (const q of ['ALERTS{alertname=~"RoomHot|RoomAnyHeat"}', 'room:temp:max', 'count by (alertname) (ALERTS_FOR_STATE{alertname=~"RoomHot|RoomAnyHeat"})',
+    'max_over_time(ALERTS{alertname="RoomHot",alertstate="pending"}[1m])']) {
+    const [p, t] = await Promise.all([query(promUrl, q), query(tr.httpUrl, q)]);
+    assert.deepEqual(t, p, q);
+    assert.ok(t.length > 0, q);
+  }
+  // ALERTS_FOR_STATE holds activeAt in seconds
+  const tAlerts = (await get(tr.httpUrl, '/api/v1/alerts')).alerts.find((a) => a.labels.alertname === 'RoomHot');
+  const fs = await query(tr.httpUrl, 'ALERTS_FOR_STATE{alertname="RoomHot"}');
+  assert.equal(Number(fs[0].value), Math.floor(Date.parse(tAlerts.activeAt) / 1000));
+
+  // cooling below 50: RoomHot resolves at once, RoomAnyHeat (still > 45) keeps firing
+  temp = 48;
+  await both('RoomHot', none);
+  await both('RoomAnyHeat', stateIs('firing'));
+  // below 45: RoomAnyHeat keeps firing for 2 s more (keep_firing_for), then resolves
+  temp = 30;
+  const t0 = Date.now();
+  await both('RoomAnyHeat', none);
+  assert.ok(Date.now() - t0 >= 1500, `keep_firing_for: resolved after ${Date.now() - t0} ms`);
+  for (const q of ['ALERTS{alertname=~"RoomHot|RoomAnyHeat"}']) {
+    const [p, t] = await Promise.all([query(promUrl, q), query(tr.httpUrl, q)]);
+    assert.deepEqual(t, p, q);
+    assert.equal(t.length, 0, 'stale markers end the ALERTS series');
+  }
+});
+
+test('a restart while an alert is pending keeps its `for` state (ALERTS_FOR_STATE)', { skip, timeout: 60000 }, async () => {
+  temp = 70;
+  const p = await waitFor(tr.httpUrl, 'RoomHotLong', stateIs('pending'));
+  assert.ok(p);
+  const before_ = (await get(tr.httpUrl, '/api/v1/alerts')).alerts.find((a) => a.labels.alertname === 'RoomHotLong');
+  await sleep(4000); // half of the 8 s `for`
+  await tr.stop();
+  const down = Date.now();
+  tr = null;
+  await sleep(500);
+  await startTricorder();
+  const restarted = Date.now();
+  // Prometheus's rule: pending time already spent counts, the time down does not
+  const fired = await waitFor(tr.httpUrl, 'RoomHotLong', stateIs('firing'), 12000);
+  const firedAfter = Date.now() - restarted;
+  const after_ = (await get(tr.httpUrl, '/api/v1/alerts')).alerts.find((a) => a.labels.alertname === 'RoomHotLong');
+  assert.ok(fired);
+  assert.ok(firedAfter < 7000, `fired ${firedAfter} ms after the restart: the pending time was lost`);
+  const shift = Date.parse(after_.activeAt) - Date.parse(before_.activeAt);
+  assert.ok(shift > 0 && shift < (restarted - down) + 3000, `activeAt moved by ${shift} ms (down ${restarted - down} ms)`);
+  temp = 20;
+  await both('RoomHotLong', none);
+});
+
+test('promtool check rules and tricorder check-rules agree', { skip }, async () => {
+  const files = readdirSync(RULES_DIR).filter((f) => f.endsWith('.yml')).sort();
+  assert.ok(files.length >= 6);
+  const lines = (s) => [...new Set(s.split('\n').filter(Boolean))].sort();
+  for (const f of files) {
+    const res = await Promise.all([PROMTOOL, BIN].map((bin) => run(bin, bin === PROMTOOL ? ['check', 'rules', f] : ['check-rules', f], { cwd: RULES_DIR })
+      .then(({ stdout, stderr }) => ({ code: 0, stdout, stderr }), (e) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }))));
+    const [p, t] = res;
+    assert.equal(t.code, p.code, `${f}: exit code`);
+    assert.equal(t.stdout, p.stdout, `${f}: stdout`);
+    // promtool prints a YAML syntax error twice; the lines are the same
+    assert.deepEqual(lines(t.stderr), lines(p.stderr), `${f}: stderr`);
+    if (f.startsWith('bad')) assert.equal(p.code, 1, `${f} is meant to be refused`);
+  }
+});
