@@ -264,8 +264,22 @@ static int start_rules(app *a, char *err, size_t errlen) {
         .query_lookback_ms = cfg->query_lookback_ms,
         .external_url = url,
     };
+    char *ams[64], *whs[64];
+    size_t nam = 0, nwh = 0;
+    char *amc = cfg->alertmanager_urls ? strdup(cfg->alertmanager_urls) : NULL;
+    char *whc = cfg->alert_webhook_urls ? strdup(cfg->alert_webhook_urls) : NULL;
+    for (char *t = amc ? strtok_r(amc, "\n", &save) : NULL; t && nam < 64; t = strtok_r(NULL, "\n", &save))
+        if (*t) ams[nam++] = t;
+    for (char *t = whc ? strtok_r(whc, "\n", &save) : NULL; t && nwh < 64; t = strtok_r(NULL, "\n", &save))
+        if (*t) whs[nwh++] = t;
+    ro.alertmanagers = (const char *const *)ams;
+    ro.nalertmanagers = nam;
+    ro.webhooks = (const char *const *)whs;
+    ro.nwebhooks = nwh;
     a->rules = tr_rules_new(&ro, err, errlen);
     free(copy);
+    free(amc);
+    free(whc);
     return a->rules ? 0 : -1;
 }
 

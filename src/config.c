@@ -59,6 +59,8 @@ static const flag flags[] = {
     {"rule-files", F_LIST, OFF(rule_files), NULL, "Prometheus rule files (globs; repeatable, or comma-separated in the environment); replace the built-in rules/scotty.yml; reloaded on SIGHUP and when they change"},
     {"no-default-rules", F_BOOL, OFF(no_default_rules), NULL, "do not load the built-in rules (Scotty's four alerts)"},
     {"rule-evaluation-interval", F_DURATION, OFF(rule_eval_interval_ms), "1m", "evaluation interval of rule groups that set none"},
+    {"alertmanager-url", F_LIST, OFF(alertmanager_urls), NULL, "Alertmanager to send alerts to (http://host:9093; repeatable): POST /api/v2/alerts"},
+    {"alert-webhook-url", F_LIST, OFF(alert_webhook_urls), NULL, "URL that receives Alertmanager's webhook payload (version 4) for each batch of alerts (repeatable)"},
     {"external-url", F_STRING, OFF(external_url), NULL, "the URL users reach tricorder at (alert links); default http://<hostname><http-addr>"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])

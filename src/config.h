@@ -45,6 +45,8 @@ typedef struct tr_config {
     int64_t no_default_rules; /* --no-default-rules: no built-in rules/scotty.yml */
     int64_t rule_eval_interval_ms; /* groups without an interval */
     char *external_url;      /* links in alerts (generatorURL) */
+    char *alertmanager_urls; /* --alertmanager-url, repeatable, one per line */
+    char *alert_webhook_urls; /* --alert-webhook-url, repeatable, one per line */
 } tr_config;
 
 /* Outcome of tr_config_parse. */

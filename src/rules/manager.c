@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 
+#include "notify.h"
 #include "promql/promql.h"
 #include "rules.h"
 #include "tmpl.h"
@@ -22,6 +23,7 @@
 #define OUTAGE_TOLERANCE_MS (3600000)
 #define FOR_GRACE_MS (10 * 60000)
 #define WATCH_MS 3000
+#define RESEND_DELAY_MS 60000 /* Prometheus's --rules.alert.resend-delay */
 
 enum { ST_INACTIVE, ST_PENDING, ST_FIRING };
 static const char *const state_names[] = {"inactive", "pending", "firing"};
@@ -35,6 +37,7 @@ typedef struct alert {
     int state;
     double value;
     int64_t active_at, fired_at, resolved_at, keep_since; /* ms; 0: unset */
+    int64_t last_sent_at, valid_until;
 } alert;
 
 typedef struct skey {
@@ -87,6 +90,8 @@ struct tr_rules {
     gstats *stats;
     int stopped;
     tr_metric *reloads_failed, *last_reload_ok;
+    tr_notifier *nt; /* NULL: no --alertmanager-url / --alert-webhook-url */
+    char *external_url;
 };
 
 /* ---- small helpers ---- */
@@ -251,6 +256,8 @@ typedef struct outbuf {
     size_t n, cap;
     skey *keys; /* this evaluation's series of the rule being built */
     size_t nkeys, kcap;
+    tr_notice *notices; /* alerts to send, handed to the notifier on the loop */
+    size_t nnotices, ncap;
 } outbuf;
 
 static void key_of(const tsdb_label *l, size_t n, skey *k) {
@@ -303,6 +310,69 @@ static void out_free(outbuf *o) {
     }
     free(o->s);
     skeys_free(o->keys, o->nkeys);
+    for (size_t i = 0; i < o->nnotices; i++)
+        tr_notice_free(&o->notices[i]);
+    free(o->notices);
+}
+
+static char *kv_json(const tr_rkv *kv, size_t n) {
+    tr_buf b;
+    tr_buf_init(&b, 0);
+    tr_json j;
+    tr_json_init(&j, &b);
+    tr_json_obj_open(&j);
+    for (size_t i = 0; i < n; i++) {
+        tr_json_key(&j, kv[i].name);
+        tr_json_str(&j, kv[i].value);
+    }
+    tr_json_obj_close(&j);
+    return b.data ? b.data : strdup("{}");
+}
+
+/* Prometheus's link to the expression: <external URL>/graph?g0.expr=…&g0.tab=1 */
+static char *generator_url(const char *base, const char *expr) {
+    tr_buf b;
+    tr_buf_init(&b, 0);
+    tr_buf_printf(&b, "%s/graph?g0.expr=", base ? base : "");
+    for (const unsigned char *c = (const unsigned char *)expr; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("-_.~", *c))
+            tr_buf_putc(&b, (char)*c);
+        else if (*c == ' ')
+            tr_buf_putc(&b, '+');
+        else
+            tr_buf_printf(&b, "%%%02X", *c);
+    }
+    tr_buf_puts(&b, "&g0.tab=1");
+    return b.data;
+}
+
+/* Prometheus's sendAlerts: firing alerts every resend delay, a resolution once. Lock held. */
+static void collect_notices(group *g, rule *r, int64_t ts, outbuf *o) {
+    if (!g->m->nt) return;
+    for (size_t i = 0; i < r->nalerts; i++) {
+        alert *a = &r->alerts[i];
+        if (a->state == ST_PENDING) continue;
+        int resolved_since = a->resolved_at > a->last_sent_at;
+        if (!resolved_since && (a->state == ST_INACTIVE || a->last_sent_at + RESEND_DELAY_MS >= ts)) continue;
+        a->last_sent_at = ts;
+        int64_t delta = g->interval_ms > RESEND_DELAY_MS ? g->interval_ms : RESEND_DELAY_MS;
+        a->valid_until = ts + 4 * delta;
+        if (o->nnotices == o->ncap) {
+            o->ncap = o->ncap ? o->ncap * 2 : 8;
+            o->notices = realloc(o->notices, o->ncap * sizeof *o->notices);
+            if (!o->notices) abort();
+        }
+        o->notices[o->nnotices++] = (tr_notice){
+            .labels_json = kv_json(a->labels, a->nl),
+            .annotations_json = kv_json(a->ann, a->na),
+            .generator_url = generator_url(g->m->o.external_url, r->def->expr),
+            .starts_ms = a->fired_at,
+            .ends_ms = a->resolved_at ? a->resolved_at : a->valid_until,
+            .resolved = a->state == ST_INACTIVE,
+            .fp = a->fp,
+        };
+    }
 }
 
 /* The rule's series of this evaluation become its `prev`; the vanished ones get a stale
@@ -617,6 +687,7 @@ static void eval_alerting(group *g, rule *r, const promql_result *res, int64_t t
         return;
     }
     if (!r->restored) restore_for_state(g, r, ts, cancel);
+    collect_notices(g, r, ts, o);
     int64_t st = ts - g->def->query_offset_ms;
     for (size_t i = 0; i < r->nalerts; i++) {
         alert *a = &r->alerts[i];
@@ -639,9 +710,11 @@ static void eval_alerting(group *g, rule *r, const promql_result *res, int64_t t
 typedef struct job {
     group *g;
     int64_t ts;
+    tr_notice *notices;
+    size_t nnotices;
 } job;
 
-static void eval_group(group *g, int64_t ts, const volatile int *cancel) {
+static void eval_group(group *g, int64_t ts, const volatile int *cancel, job *jb) {
     tr_rules *m = g->m;
     int64_t t0 = tr_mono_ms();
     outbuf o = {0};
@@ -702,6 +775,12 @@ static void eval_group(group *g, int64_t ts, const volatile int *cancel) {
             tsdb_appender_commit(ap, NULL, NULL);
         }
     }
+    if (jb) {
+        jb->notices = o.notices;
+        jb->nnotices = o.nnotices;
+        o.notices = NULL;
+        o.nnotices = 0;
+    }
     out_free(&o);
     pthread_mutex_lock(&m->mu);
     g->last_eval_ms = tr_now_ms();
@@ -721,13 +800,20 @@ static void group_free(group *g) {
 
 static void job_fn(void *ctx, const volatile int *cancel) {
     job *j = ctx;
-    eval_group(j->g, j->ts, cancel);
+    eval_group(j->g, j->ts, cancel, j);
 }
 
 static void job_done(void *ctx, int cancelled) {
     job *j = ctx;
     group *g = j->g;
     g->busy = 0;
+    if (j->nnotices && g->m->nt && !g->m->stopped) {
+        tr_notifier_send(g->m->nt, j->notices, j->nnotices);
+    } else {
+        for (size_t i = 0; i < j->nnotices; i++)
+            tr_notice_free(&j->notices[i]);
+        free(j->notices);
+    }
     if (g->retired) {
         /* the manager no longer lists it; its def belongs to a freed ruleset only if it was
          * copied: retired groups keep their own ruleset, see swap_in */
@@ -781,6 +867,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
         if (j) {
             j->g = g;
             j->ts = ts;
+            j->notices = NULL;
+            j->nnotices = 0;
             g->busy = 1;
             if (!tr_workq_submit(m->o.wq, job_fn, job_done, j)) {
                 g->busy = 0;
@@ -907,6 +995,9 @@ tr_rules *tr_rules_new(const tr_rules_opts *o, char *err, size_t errlen) {
         return NULL;
     }
     m->o = *o;
+    m->external_url = strdup(o->external_url ? o->external_url : "");
+    m->o.external_url = m->external_url;       /* the caller's string may not outlive this call */
+    m->o.alertmanagers = m->o.webhooks = NULL; /* only read here */
     m->globs = calloc(o->nglobs ? o->nglobs : 1, sizeof *m->globs);
     for (size_t i = 0; i < o->nglobs; i++)
         m->globs[i] = strdup(o->globs[i]);
@@ -915,6 +1006,14 @@ tr_rules *tr_rules_new(const tr_rules_opts *o, char *err, size_t errlen) {
                                        "Rule file reloads that failed (the old rules stay).", NULL);
     m->last_reload_ok = tr_gauge_new("tricorder_rule_last_reload_successful",
                                      "Whether the last rule file reload succeeded.", NULL);
+    if (o->base && (o->nalertmanagers || o->nwebhooks)) {
+        m->nt = tr_notifier_new(o->base, o->alertmanagers, o->nalertmanagers, o->webhooks, o->nwebhooks,
+                                o->external_url, err, errlen);
+        if (!m->nt) {
+            tr_rules_free(m);
+            return NULL;
+        }
+    }
     tr_ruleset rs = {0};
     tr_buf errs;
     tr_buf_init(&errs, 0);
@@ -1062,6 +1161,8 @@ void tr_rules_free(tr_rules *m) {
         group_free(m->groups[i]);
     free(m->groups);
     tr_ruleset_free(&m->rs);
+    tr_notifier_free(m->nt);
+    free(m->external_url);
     for (size_t i = 0; i < m->o.nglobs; i++)
         free(m->globs[i]);
     free(m->globs);
@@ -1080,7 +1181,7 @@ void tr_rules_free(tr_rules *m) {
 
 void tr_rules_eval_all(tr_rules *m, int64_t t_ms) {
     for (size_t i = 0; i < m->ngroups; i++)
-        eval_group(m->groups[i], t_ms, NULL);
+        eval_group(m->groups[i], t_ms, NULL, NULL);
 }
 
 /* ---- JSON ---- */
