@@ -1355,3 +1355,16 @@ void tr_rules_json_alerts(tr_rules *m, tr_json *j) {
     tr_json_obj_close(j);
     pthread_mutex_unlock(&m->mu);
 }
+
+void tr_rules_foreach_alert(tr_rules *m, tr_rules_alert_fn fn, void *ctx) {
+    pthread_mutex_lock(&m->mu);
+    for (size_t gi = 0; gi < m->ngroups; gi++)
+        for (size_t i = 0; i < m->groups[gi]->nrules; i++) {
+            rule *r = &m->groups[gi]->rules[i];
+            for (size_t k = 0; k < r->nalerts; k++)
+                if (r->alerts[k].state != ST_INACTIVE)
+                    fn(ctx, r->def->name, r->alerts[k].labels, r->alerts[k].nl, r->alerts[k].ann,
+                       r->alerts[k].na, r->alerts[k].state);
+        }
+    pthread_mutex_unlock(&m->mu);
+}

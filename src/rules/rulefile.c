@@ -15,8 +15,6 @@
 
 #define MAX_FILE_BYTES (64 << 20)
 
-int tr_parse_prom_duration(const char *s, int64_t *ms);
-
 /* Prometheus's model.ParseDuration: units y w d h m s ms, in that order, each at most once. */
 int tr_parse_prom_duration(const char *s, int64_t *ms) {
     if (!s || !*s) return -1;

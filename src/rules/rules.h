@@ -52,6 +52,8 @@ int tr_rules_parse(const char *file, const char *text, size_t len, tr_ruleset *r
 /* Reads and parses a file (as above; a missing file is one problem). */
 int tr_rules_parse_file(const char *path, tr_ruleset *rs, tr_buf *errs);
 void tr_ruleset_free(tr_ruleset *rs);
+/* Prometheus's model.ParseDuration (units y w d h m s ms, each once, in that order). */
+int tr_parse_prom_duration(const char *s, int64_t *ms);
 size_t tr_ruleset_count(const tr_ruleset *rs);
 
 /* The rule file shipped with tricorder (rules/scotty.yml), embedded at build time. */
@@ -103,6 +105,15 @@ void tr_rules_json_alerts(tr_rules *r, tr_json *j);
 /* Evaluates every group once at t_ms, synchronously on the calling thread (tests and
  * test-rules). */
 void tr_rules_eval_all(tr_rules *r, int64_t t_ms);
+
+/* Calls fn for every active alert (pending or firing; state 1 or 2) under the manager's lock. */
+typedef void (*tr_rules_alert_fn)(void *ctx, const char *alertname, const tr_rkv *labels, size_t nl,
+                                  const tr_rkv *annotations, size_t na, int state);
+void tr_rules_foreach_alert(tr_rules *r, tr_rules_alert_fn fn, void *ctx);
+
+/* `tricorder test-rules FILE…`: promtool test rules's format (input_series in the expanding
+ * notation, alert_rule_test, promql_expr_test), its report and exit code. */
+int tr_rules_test_main(int argc, char **argv, FILE *out, FILE *errout);
 
 /* `tricorder check-rules FILE…`: promtool check rules's output and exit code. */
 int tr_rules_check_main(int argc, char **argv, FILE *out, FILE *errout);

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, rmSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { start, freePort, sleep, BIN } from './lib/tricorder.mjs';
@@ -189,4 +189,28 @@ test('promtool check rules and tricorder check-rules agree', { skip }, async () 
     assert.deepEqual(lines(t.stderr), lines(p.stderr), `${f}: stderr`);
     if (f.startsWith('bad')) assert.equal(p.code, 1, `${f} is meant to be refused`);
   }
+});
+
+test('promtool test rules and tricorder test-rules agree on rules/scotty.test.yml and on a broken copy', { skip }, async () => {
+  const rulesDir = new URL('../../rules/', import.meta.url).pathname;
+  const runBoth = (dir, file) => Promise.all([[PROMTOOL, ['test', 'rules', file]], [BIN, ['test-rules', file]]].map(([bin, args]) => run(bin, args, { cwd: dir })
+    .then(({ stdout, stderr }) => ({ code: 0, stdout, stderr }), (e) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }))));
+  const [p, t] = await runBoth(rulesDir, 'scotty.test.yml');
+  assert.equal(p.code, 0, p.stderr);
+  assert.equal(t.code, 0, t.stderr);
+  assert.equal(t.stdout, p.stdout);
+  // the same tests with two wrong expectations fail in both, naming the same alert and expression
+  const dir = mkdtempSync(join(tmpdir(), 'tricorder-test-rules-'));
+  try {
+    writeFileSync(join(dir, 'scotty.yml'), readFileSync(join(rulesDir, 'scotty.yml')));
+    writeFileSync(join(dir, 'bad.test.yml'), readFileSync(join(rulesDir, 'scotty.test.yml'), 'utf8')
+      .replace('description: "2 failed', 'description: "3 failed').replace(/value: 1$/m, 'value: 2'));
+    const [pb, tb] = await runBoth(dir, 'bad.test.yml');
+    assert.equal(pb.code, 1);
+    assert.equal(tb.code, 1);
+    for (const s of ['alertname: ScottyWebSocketAuthFailures, time: 10m', 'rate(scotty_http_requests_total']) {
+      assert.ok(pb.stderr.includes(s), s);
+      assert.ok(tb.stderr.includes(s), s);
+    }
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
