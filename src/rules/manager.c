@@ -90,7 +90,9 @@ struct tr_rules {
     gstats *stats;
     int stopped;
     tr_metric *reloads_failed, *last_reload_ok;
-    tr_notifier *nt; /* NULL: no --alertmanager-url / --alert-webhook-url */
+    tr_notifier *nt;  /* NULL: no --alertmanager-url / --alert-webhook-url */
+    tr_ruleset *kept; /* rule sets of groups retired while evaluating, freed at the end */
+    size_t nkept;
     char *external_url;
 };
 
@@ -146,6 +148,42 @@ static void rule_clear(rule *r) {
     free(r->last_error);
     skeys_free(r->prev, r->nprev);
     memset(r, 0, sizeof *r);
+}
+
+static tr_rkv *kvs_dup(const tr_rkv *kv, size_t n) {
+    tr_rkv *c = calloc(n ? n : 1, sizeof *c);
+    if (!c) abort();
+    for (size_t i = 0; i < n; i++) {
+        c[i].name = strdup(kv[i].name);
+        c[i].value = strdup(kv[i].value);
+    }
+    return c;
+}
+
+/* carries a rule's state over a reload (the definition stays r's own). Lock held. */
+static void rule_copy(rule *r, const rule *o) {
+    r->alerts = calloc(o->nalerts ? o->nalerts : 1, sizeof *r->alerts);
+    if (!r->alerts) abort();
+    for (size_t i = 0; i < o->nalerts; i++) {
+        r->alerts[i] = o->alerts[i];
+        r->alerts[i].labels = kvs_dup(o->alerts[i].labels, o->alerts[i].nl);
+        r->alerts[i].ann = kvs_dup(o->alerts[i].ann, o->alerts[i].na);
+    }
+    r->nalerts = o->nalerts;
+    r->prev = calloc(o->nprev ? o->nprev : 1, sizeof *r->prev);
+    if (!r->prev) abort();
+    for (size_t i = 0; i < o->nprev; i++) {
+        r->prev[i].k = malloc(o->prev[i].len ? o->prev[i].len : 1);
+        if (!r->prev[i].k) abort();
+        memcpy(r->prev[i].k, o->prev[i].k, o->prev[i].len);
+        r->prev[i].len = o->prev[i].len;
+    }
+    r->nprev = o->nprev;
+    r->last_error = o->last_error ? strdup(o->last_error) : NULL;
+    r->health = o->health;
+    r->last_eval_ms = o->last_eval_ms;
+    r->eval_s = o->eval_s;
+    r->restored = o->restored;
 }
 
 static void fmt_time(int64_t ms, char *out, size_t cap) {
@@ -433,22 +471,16 @@ static void eval_recording(group *g, rule *r, const promql_result *res, int64_t 
         double v = s ? (s->n ? s->v[0] : NAN) : res->scalar;
         out_add(o, l, k, v, 1);
     }
-    /* duplicates after the rule's labels */
-    for (size_t i = first; i < o->n; i++)
-        for (size_t j = i + 1; j < o->n; j++) {
-            skey a, b;
-            key_of(o->s[i].l, o->s[i].n, &a);
-            key_of(o->s[j].l, o->s[j].n, &b);
-            int same = skey_cmp(&a, &b) == 0;
-            free(a.k);
-            free(b.k);
-            if (same) {
-                snprintf(err, errlen,
-                         "vector contains metrics with the same labelset after applying rule labels");
-                return;
-            }
-        }
+    /* duplicates after the rule's labels: o->keys holds this rule's series only */
+    (void)first;
     (void)ts;
+    if (o->nkeys > 1) qsort(o->keys, o->nkeys, sizeof *o->keys, skey_cmp);
+    for (size_t i = 1; i < o->nkeys; i++)
+        if (skey_cmp(&o->keys[i - 1], &o->keys[i]) == 0) {
+            snprintf(err, errlen,
+                     "vector contains metrics with the same labelset after applying rule labels");
+            return;
+        }
 }
 
 static alert *find_alert(rule *r, uint64_t fp) {
@@ -761,7 +793,13 @@ static void eval_group(group *g, int64_t ts, const volatile int *cancel, job *jb
             TR_WARN_LIMITED(r->def->name, "rules: evaluation failed", "group=%s rule=%s error=%s",
                             g->def->name, r->def->name, err);
         }
-        finish_series(r, &o); /* a failed rule's series go stale, as in Prometheus */
+        if (!*err) {
+            finish_series(r, &o);
+        } else { /* as Prometheus: a failed evaluation leaves the rule's series alone */
+            skeys_free(o.keys, o.nkeys);
+            o.keys = NULL;
+            o.nkeys = o.kcap = 0;
+        }
         set_error(r, *err ? err : NULL);
         r->last_eval_ms = tr_now_ms();
         r->eval_s = (double)(tr_mono_ms() - r0) / 1000;
@@ -851,6 +889,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     tr_rules *m = g->m;
     if (m->stopped || g->retired) return;
     int64_t ts = g->next_ms;
+    if (!tsdb_ready(m->o.db)) { /* the WAL is being replayed: nothing to read or restore yet */
+        g->next_ms = next_tick(g, ts);
+        arm(g);
+        return;
+    }
     if (g->st) tr_counter_add(g->st->iterations, 1);
     /* ticks the loop slept through are missed iterations, as is one while the last still runs */
     int64_t now = tr_now_ms();
@@ -945,10 +988,8 @@ static void swap_in(tr_rules *m, tr_ruleset *rs, int first) {
             for (size_t k = 0; old && k < old->nrules; k++) {
                 rule *o = &old->rules[k];
                 if (o->def && same_rule(o->def, r->def)) {
-                    const tr_rule_def *keep = r->def;
-                    *r = *o;
-                    r->def = keep;
-                    memset(o, 0, sizeof *o); /* moved */
+                    /* a copy: the old group's evaluation may still be running */
+                    rule_copy(r, o);
                     break;
                 }
             }
@@ -979,10 +1020,15 @@ static void swap_in(tr_rules *m, tr_ruleset *rs, int first) {
         }
     }
     free(old);
-    if (!busy)
+    if (!busy) {
         tr_ruleset_free(&ors);
-    else
-        TR_INFO("rules: an evaluation was running during the reload; its rule set is kept until exit", NULL);
+    } else { /* a running evaluation reads it: freed with the manager */
+        tr_ruleset *k = realloc(m->kept, (m->nkept + 1) * sizeof *k);
+        if (k) {
+            m->kept = k;
+            m->kept[m->nkept++] = ors;
+        }
+    }
 }
 
 static void start_watch(tr_rules *m);
@@ -1162,6 +1208,9 @@ void tr_rules_free(tr_rules *m) {
     free(m->groups);
     tr_ruleset_free(&m->rs);
     tr_notifier_free(m->nt);
+    for (size_t i = 0; i < m->nkept; i++)
+        tr_ruleset_free(&m->kept[i]);
+    free(m->kept);
     free(m->external_url);
     for (size_t i = 0; i < m->o.nglobs; i++)
         free(m->globs[i]);
