@@ -244,6 +244,7 @@ static int read_basic_auth_file(tr_config *c, char *err, size_t errlen) {
 int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     char src[96];
+    char cli_list[NFLAGS] = {0};
     for (size_t i = 0; i < NFLAGS; i++)
         if (flags[i].def && set_flag(c, &flags[i], flags[i].def, "default", err, errlen)) return TR_CONFIG_ERROR;
     for (char **e = envp; e && *e; e++) {
@@ -294,6 +295,11 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
             val = argv[++a];
         }
         snprintf(src, sizeof src, "--%s", f->name);
+        if (f->type == F_LIST && !cli_list[f - flags]) { /* the command line replaces the environment's list */
+            cli_list[f - flags] = 1;
+            free(*(char **)((char *)c + f->off));
+            *(char **)((char *)c + f->off) = NULL;
+        }
         if (set_flag(c, f, val, src, err, errlen)) return TR_CONFIG_ERROR;
     }
     if (c->basic_auth_file && read_basic_auth_file(c, err, errlen)) return TR_CONFIG_ERROR;
