@@ -420,10 +420,10 @@ static void finish_series(rule *r, outbuf *o) {
     for (size_t i = 0; i < r->nprev; i++) {
         if (o->nkeys && bsearch(&r->prev[i], o->keys, o->nkeys, sizeof *o->keys, skey_cmp)) continue;
         /* decode the key back into labels */
-        tsdb_label l[128];
+        tsdb_label l[256];
         size_t n = 0;
         const char *p = r->prev[i].k, *end = p + r->prev[i].len;
-        while (p < end && n < 128) {
+        while (p < end && n < 256) {
             l[n].name = p;
             p += strlen(p) + 1;
             l[n].value = p;
