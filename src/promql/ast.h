@@ -135,6 +135,7 @@ struct pq_node {
     char **incl;
     size_t nincl;
     int unary_neg; /* N_UNARY: 1 for '-', 0 for '+' */
+    int is_dur;    /* N_NUM written as a duration (printed as one) */
     int h;         /* height of the tree below (bounds the evaluator's recursion) */
     char *key;     /* evaluator: printed form, set when the expression occurs more than once */
 };

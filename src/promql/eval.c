@@ -59,7 +59,8 @@ static int64_t now_ns(void) {
 }
 
 void pq_poll(pq_ev *ev) {
-    if (ev->cancel && *ev->cancel) pq_fail(ev, PROMQL_ERR_CANCELED, "query was canceled");
+    if (ev->cancel && *ev->cancel)
+        pq_fail(ev, PROMQL_ERR_CANCELED, "query was canceled in expression evaluation");
     if (ev->deadline_ns && (++ev->polls & 63) == 0 && now_ns() > ev->deadline_ns)
         pq_fail(ev, PROMQL_ERR_TIMEOUT, "query timed out in expression evaluation");
 }
@@ -91,17 +92,6 @@ void pq_count_samples(pq_ev *ev, int64_t n) {
 }
 
 int pq_is_stale(double v) { return tsdb_is_stale_nan(v); }
-
-double pq_kahan_inc(double inc, double sum, double *c) {
-    double t = sum + inc;
-    if (isinf(t))
-        *c = 0;
-    else if (fabs(sum) >= fabs(inc))
-        *c += (sum - t) + inc;
-    else
-        *c += (inc - t) + sum;
-    return t;
-}
 
 const pq_node *pq_unwrap(const pq_node *n) {
     while (n && (n->kind == N_PAREN || n->kind == N_STEPINV))

@@ -140,7 +140,17 @@ typedef struct {
 } pq_rangearg;
 void pq_eval_rangearg(pq_ev *ev, const pq_node *n, const pq_rng *r, pq_rangearg *out);
 
-double pq_kahan_inc(double inc, double sum, double *c);
+/* Kahan-Neumaier summation step (Prometheus's kahanSumInc): returns the new sum, updates *c */
+static inline double pq_kahan_inc(double inc, double sum, double *c) {
+    double t = sum + inc;
+    if (__builtin_isinf(t))
+        *c = 0;
+    else if (__builtin_fabs(sum) >= __builtin_fabs(inc))
+        *c += (sum - t) + inc;
+    else
+        *c += (inc - t) + sum;
+    return t;
+}
 double pq_quantile(double q, double *v, size_t n);
 int pq_is_stale(double v);
 const pq_node *pq_unwrap(const pq_node *n);

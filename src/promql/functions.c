@@ -19,6 +19,9 @@ typedef struct {
     size_t step;
     int64_t ts;    /* the step's evaluation time */
     double p1, p2; /* scalar arguments */
+    double *buf;   /* scratch of bufcap values (quantiles sort a copy of the window) */
+    size_t bufcap;
+    pq_ev *ev;
 } rctx;
 
 typedef int (*rfn)(const rctx *c, const int64_t *t, const double *v, size_t n, double *out);
@@ -231,28 +234,26 @@ static int f_stddev_ot(const rctx *c, const int64_t *t, const double *v, size_t 
     *o = sqrt(*o);
     return 1;
 }
-static double *scratch(const double *v, size_t n) {
-    static __thread double *buf;
-    static __thread size_t cap;
-    if (n > cap) {
-        double *nb = realloc(buf, n * sizeof *nb);
-        if (!nb) return NULL;
-        buf = nb;
-        cap = n;
+static double *scratch(const rctx *cc, const double *v, size_t n) {
+    rctx *c = (rctx *)cc;
+    if (n > c->bufcap) {
+        size_t nc = n < 64 ? 64 : n * 2;
+        c->buf = pq_alloc(c->ev, nc * sizeof *c->buf);
+        c->bufcap = nc;
     }
-    memcpy(buf, v, n * sizeof *v);
-    return buf;
+    memcpy(c->buf, v, n * sizeof *v);
+    return c->buf;
 }
 static int f_quantile_ot(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
     if (!n) return 0;
-    double *b = scratch(v, n);
+    double *b = scratch(c, v, n);
     if (!b) return 0;
     *o = pq_quantile(c->p1, b, n);
     return 1;
 }
 static int f_mad_ot(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
     if (!n) return 0;
-    double *b = scratch(v, n);
+    double *b = scratch(c, v, n);
     if (!b) return 0;
     double med = pq_quantile(0.5, b, n);
     for (size_t i = 0; i < n; i++)
@@ -400,7 +401,7 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
         d->ok = pq_calloc(ev, ns, 1);
         size_t lo = 0, hi = 0;
         int any = 0;
-        rctx c = {n, &ra, 0, 0, 0, 0};
+        rctx c = {n, &ra, 0, 0, 0, 0, NULL, 0, ev};
         for (size_t j = 0; j < ns; j++) {
             int64_t tt = ra.tt[j];
             if (j && tt < ra.tt[j - 1]) lo = hi = 0;

@@ -141,12 +141,16 @@ Test(promql, format) {
     static const char *cases[][2] = {
         {"sum(rate(x[5m])) by (job)", "sum by (job) (rate(x[5m]))"},
         {"x{a='b'}  offset -1h30m", "x{a=\"b\"} offset -1h30m"},
-        {"foo @ 10 + on(a) group_left(b) bar", "foo @ 10.000 + on(a) group_left(b) bar"},
+        {"foo @ 10 + on(a) group_left(b) bar", "foo @ 10.000 + on (a) group_left (b) bar"},
+        {"x{b=\"1\",a=\"2\"} offset 5m @ 10", "x{a=\"2\",b=\"1\"} @ 10.000 offset 5m"},
+        {"rate(x[5m] offset 1m @ 100)", "rate(x[5m] @ 100.000 offset 1m)"},
+        {"time() - 1h30m", "time() - 1h30m"},
         {"rate(x[1h:5m] @ start())", "rate(x[1h:5m] @ start())"},
         {"topk(3, -x > bool 2)", "topk(3, -x > bool 2)"},
-        {"{__name__=\"a\",b!~\"c\"}", "{__name__=\"a\", b!~\"c\"}"},
-        {"a unless ignoring(x) b", "a unless ignoring(x) b"},
-        {"1e30 * 0.0001", "1e+30 * 0.0001"},
+        {"{__name__=\"a\",b!~\"c\"}", "{__name__=\"a\",b!~\"c\"}"},
+        {"{\"a.b\", c=\"d\"}", "{__name__=\"a.b\",c=\"d\"}"},
+        {"a unless ignoring(x) b", "a unless ignoring (x) b"},
+        {"1e30 * 0.0001", "1000000000000000000000000000000 * 0.0001"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[256];
@@ -299,6 +303,21 @@ Test(promql, shared_subexpressions) {
     promql_result_free(&r);
     r = inst("(foo > 4) or foo", 0);
     cr_assert_eq(r.nseries, 2);
+    promql_result_free(&r);
+}
+
+Test(promql, long_range_reads_only_its_windows) {
+    add("lr_total", "i", "a", 0, 15000, 11520, 0, 1); /* two days at 15 s */
+    promql_opts o = {.max_samples = 2000};
+    promql_result r;
+    char err[256];
+    const char *q = "rate(lr_total[1m])";
+    /* 49 hourly steps read ~4 samples each, not the 11,520 of the two days */
+    cr_assert_eq(promql_query_range(db, q, strlen(q), 3600000, 172800000, 3600000, &o, &r, err, sizeof err),
+                 PROMQL_OK, "%s", err);
+    cr_assert_eq(r.nseries, 1);
+    cr_assert_eq(r.series[0].n, 48);
+    cr_assert_float_eq(r.series[0].v[0], 1.0 / 15, 1e-9);
     promql_result_free(&r);
 }
 
