@@ -2,6 +2,8 @@
  * then executed against the alert's data. See tmpl.h. */
 #include "tmpl.h"
 
+#include "rules.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -1148,6 +1150,95 @@ static val call(ex *e, const char *fn, val *a, int n) {
         }
         return (val){.k = V_BOOL, .n = res};
     }
+    if (!strcmp(fn, "stripPort")) {
+        NEED(1);
+        /* net.SplitHostPort's host, or the input when it has no port */
+        const char *hp = to_str(e, a[0]);
+        char *h = (char *)kstr(e, hp);
+        if (h[0] == '[') {
+            char *rb = strchr(h, ']');
+            if (rb && rb[1] == ':') {
+                *rb = 0;
+                return mkstr(h + 1);
+            }
+            return mkstr(h);
+        }
+        char *c = strrchr(h, ':');
+        if (c && strchr(h, ':') == c) *c = 0;
+        return mkstr(h);
+    }
+    if (!strcmp(fn, "stripDomain")) {
+        NEED(1);
+        /* the first label of a host name, the port kept; IP addresses as they are */
+        const char *hp = to_str(e, a[0]);
+        const char *colon = strrchr(hp, ':');
+        size_t hl = colon && strchr(hp, ':') == colon ? (size_t)(colon - hp) : strlen(hp);
+        int ip = 1;
+        for (size_t i = 0; i < hl; i++)
+            ip &= isdigit((unsigned char)hp[i]) || hp[i] == '.';
+        if (ip || memchr(hp, ':', hl)) return mkstr(hp);
+        const char *dot = memchr(hp, '.', hl);
+        if (!dot) return mkstr(hp);
+        char *o = keep(e, malloc(strlen(hp) + 1));
+        sprintf(o, "%.*s%s", (int)(dot - hp), hp, hp + hl);
+        return mkstr(o);
+    }
+    if (!strcmp(fn, "parseDuration")) {
+        NEED(1);
+        int64_t ms;
+        const char *d = to_str(e, a[0]);
+        if (tr_parse_prom_duration(d, &ms)) {
+            xerr(e, "error calling parseDuration: not a valid duration string: \"%s\"", d);
+            return (val){0};
+        }
+        return mknum((double)ms / 1000);
+    }
+    if (!strcmp(fn, "graphLink") || !strcmp(fn, "tableLink")) {
+        NEED(1);
+        const char *q = to_str(e, a[0]);
+        tr_buf o;
+        tr_buf_init(&o, MAX_OUT);
+        tr_buf_puts(&o, "/graph?g0.expr=");
+        for (const unsigned char *c = (const unsigned char *)q; *c; c++) {
+            if (isalnum(*c) || strchr("-_.~", *c))
+                tr_buf_putc(&o, (char)*c);
+            else if (*c == ' ')
+                tr_buf_putc(&o, '+');
+            else
+                tr_buf_printf(&o, "%%%02X", *c);
+        }
+        tr_buf_printf(&o, "&g0.tab=%d", fn[0] == 't');
+        tr_buf_putc(&o, 0);
+        return mkstr(keep(e, o.data));
+    }
+    if (!strcmp(fn, "sortByLabel")) {
+        NEED(2);
+        if (a[1].k != V_SAMPLES) {
+            xerr(e, "error calling sortByLabel: not a query result");
+            return (val){0};
+        }
+        const char *ln = to_str(e, a[0]);
+        sample *c = keep(e, malloc((a[1].mn ? a[1].mn : 1) * sizeof *c));
+        if (a[1].mn) memcpy(c, a[1].smp, a[1].mn * sizeof *c);
+        /* a stable insertion sort by the label's value */
+        for (size_t i = 1; i < a[1].mn; i++) {
+            sample x = c[i];
+            const char *xv = "";
+            for (size_t k = 0; k < x.n; k++)
+                if (!strcmp(x.labels[k].name, ln)) xv = x.labels[k].value;
+            size_t j = i;
+            while (j > 0) {
+                const char *pv = "";
+                for (size_t k = 0; k < c[j - 1].n; k++)
+                    if (!strcmp(c[j - 1].labels[k].name, ln)) pv = c[j - 1].labels[k].value;
+                if (strcmp(pv, xv) <= 0) break;
+                c[j] = c[j - 1];
+                j--;
+            }
+            c[j] = x;
+        }
+        return (val){.k = V_SAMPLES, .smp = c, .mn = a[1].mn};
+    }
     if (!strcmp(fn, "safeHtml") || !strcmp(fn, "pathPrefix") || !strcmp(fn, "externalURL")) {
         if (!strcmp(fn, "safeHtml")) {
             NEED(1);
@@ -1161,7 +1252,13 @@ static val call(ex *e, const char *fn, val *a, int n) {
 }
 
 static int known_fn(const char *fn) {
-    static const char *const fns[] = {"humanize",
+    static const char *const fns[] = {"stripPort",
+                                      "stripDomain",
+                                      "parseDuration",
+                                      "graphLink",
+                                      "tableLink",
+                                      "sortByLabel",
+                                      "humanize",
                                       "humanize1024",
                                       "humanizeDuration",
                                       "humanizePercentage",

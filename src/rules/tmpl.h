@@ -3,7 +3,8 @@
  * variables ($labels, $value, $externalLabels, $externalURL, $x := …), if / else if / else,
  * with, range, and the functions Prometheus documents (humanize, humanize1024,
  * humanizeDuration, humanizePercentage, humanizeTimestamp, printf, query, first, label,
- * value, toUpper, toLower, title, match, reReplaceAll, eq/ne/lt/le/gt/ge, and/or/not, len,
+ * value, toUpper, toLower, title, match, stripPort, stripDomain, parseDuration, graphLink,
+ * tableLink, sortByLabel, eq/ne/lt/le/gt/ge, and/or/not, len,
  * index, print). Missing map keys give "" (missingkey=zero). */
 #ifndef TR_RULES_TMPL_H
 #define TR_RULES_TMPL_H

@@ -72,6 +72,8 @@ Test(rules_tmpl, expands_prometheus_templates) {
         {"{{ if match \"^h:\" $labels.instance }}yes{{ end }}", 0, "yes"},
         {"{{ $value }}", 1e6, "1e+06"},
         {"plain", 0, "plain"},
+        {"{{ \"h.example.com:9100\" | stripPort }} {{ \"[::1]:80\" | stripPort }} {{ \"h.example.com:9100\" | stripDomain }}", 0, "h.example.com ::1 h:9100"},
+        {"{{ parseDuration \"1m30s\" }} {{ graphLink \"up == 0\" }}", 0, "90 /graph?g0.expr=up+%3D%3D+0&g0.tab=0"},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         char *r = expand(c[i].t, c[i].v);
