@@ -21,7 +21,6 @@
 
 #define RESOLVED_RETENTION_MS (15 * 60000)
 #define OUTAGE_TOLERANCE_MS (3600000)
-#define FOR_GRACE_MS (10 * 60000)
 #define WATCH_MS 3000
 #define RESEND_DELAY_MS 60000 /* Prometheus's --rules.alert.resend-delay */
 
@@ -605,13 +604,11 @@ static void restore_for_state(group *g, rule *r, int64_t ts, const volatile int 
             if (tsdb_is_stale_nan(v) || isnan(v)) continue;
             int64_t restored = (int64_t)v * 1000;
             int64_t down = ts - down_at, spent = down_at - restored, remaining = r->def->for_ms - spent;
-            if (r->def->for_ms <= FOR_GRACE_MS)
-                restored += down;
-            else if (remaining <= 0) { /* was firing: it fires again at the next evaluation */
-            } else if (remaining < FOR_GRACE_MS)
-                restored = ts + FOR_GRACE_MS - r->def->for_ms;
-            else
-                restored += down;
+            /* Prometheus's RestoreForState with a grace period of 0 (--rules.alert.for-grace-period=0s):
+             * the time spent pending before the restart counts, the time down does not. An
+             * alert that was firing keeps its activeAt and fires again at once. (Prometheus's
+             * default grace of 10m would start alerts with a shorter `for` over.) */
+            if (remaining > 0) restored += down;
             a->active_at = restored;
             TR_INFO("rules: restored for state", "rule=%s active_at=%lld", r->def->name, (long long)restored);
             if (ts - a->active_at >= r->def->for_ms) {
