@@ -173,10 +173,26 @@ static void on_alert(void *ctx, const char *name, const tr_rkv *l, size_t nl, co
         g->lines = nlines;
         size_t len = strlen(lt) + strlen(at) + 40;
         g->lines[g->n] = malloc(len);
-        snprintf(g->lines[g->n++], len, "Labels:%s Annotations:%s", lt, at);
+        snprintf(g->lines[g->n++], len, "Labels:%s\n              Annotations:%s", lt, at);
     }
     free(lt);
     free(at);
+}
+
+/* Go's %E of a float64 (strconv 'E', shortest): 2E+00, 1.5E-03 */
+static void go_e(double v, char *out) {
+    if (isnan(v)) {
+        strcpy(out, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        strcpy(out, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    for (int p = 1; p <= 17; p++) {
+        sprintf(out, "%.*E", p - 1, v);
+        if (strtod(out, NULL) == v) return;
+    }
 }
 
 static int strpcmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -299,7 +315,7 @@ static void run_case(yaml_document_t *d, yaml_node_t *tc, const char *dir, yaml_
                 char *lt = kv_text(L, li), *atx = kv_text(A, na);
                 size_t len = strlen(lt) + strlen(atx) + 40;
                 want[k] = malloc(len);
-                snprintf(want[k], len, "Labels:%s Annotations:%s", lt, atx);
+                snprintf(want[k], len, "Labels:%s\n              Annotations:%s", lt, atx);
                 free(lt);
                 free(atx);
                 free(L);
@@ -315,10 +331,10 @@ static void run_case(yaml_document_t *d, yaml_node_t *tc, const char *dir, yaml_
                 fmt_dur(t, tb, sizeof tb);
                 tr_buf_printf(fail, "    alertname: %s, time: %s, \n        exp:[\n", g.name, tb);
                 for (size_t k = 0; k < ne; k++)
-                    tr_buf_printf(fail, "            %zu: %s\n", k, want[k]);
+                    tr_buf_printf(fail, "            %zu:\n              %s\n", k, want[k]);
                 tr_buf_printf(fail, "            ], \n        got:[\n");
                 for (size_t k = 0; k < g.n; k++)
-                    tr_buf_printf(fail, "            %zu: %s\n", k, g.lines[k]);
+                    tr_buf_printf(fail, "            %zu:\n              %s\n", k, g.lines[k]);
                 tr_buf_printf(fail, "            ]\n");
             }
             for (size_t k = 0; k < ne; k++)
@@ -360,7 +376,8 @@ static void run_case(yaml_document_t *d, yaml_node_t *tc, const char *dir, yaml_
             char *lt = kv_text(L, nl);
             double v = vs ? strtod(vs, NULL) : 0;
             want[k] = malloc(strlen(lt) + 64);
-            sprintf(want[k], "%s %.12g", lt, v);
+            sprintf(want[k], "%s ", lt);
+            go_e(v, want[k] + strlen(want[k]));
             free(lt);
             kvs_free(L, nl);
         }
@@ -379,7 +396,8 @@ static void run_case(yaml_document_t *d, yaml_node_t *tc, const char *dir, yaml_
                 v = r.series[k].n ? r.series[k].v[0] : NAN;
             }
             got[k] = malloc(strlen(lt) + 64);
-            sprintf(got[k], "%s %.12g", lt, v);
+            sprintf(got[k], "%s ", lt);
+            go_e(v, got[k] + strlen(got[k]));
             free(lt);
         }
         if (ne) qsort(want, ne, sizeof *want, strpcmp);
@@ -388,7 +406,9 @@ static void run_case(yaml_document_t *d, yaml_node_t *tc, const char *dir, yaml_
         for (size_t k = 0; same && k < ne; k++)
             same = !strcmp(want[k], got[k]);
         if (!same) {
-            tr_buf_printf(fail, "    expr: %s, time: %s,\n        exp: ", expr, tb);
+            tr_buf_printf(fail, "    expr: \"");
+            tr_json_escape(fail, expr, strlen(expr));
+            tr_buf_printf(fail, "\", time: %s,\n        exp: ", tb);
             for (size_t k = 0; k < ne; k++)
                 tr_buf_printf(fail, "%s%s", k ? ", " : "", want[k]);
             tr_buf_printf(fail, "\n        got: ");
@@ -447,7 +467,10 @@ static int run_file(const char *path, FILE *out, FILE *errout) {
     }
     int rc = 0;
     if (fail.len) {
-        fprintf(errout, "  FAILED:\n%s\n", fail.data);
+        fflush(out);
+        fprintf(errout, "  FAILED:\n%s", fail.data);
+        fflush(errout);
+        fprintf(out, "\n\n"); /* promtool's blank lines around its report */
         rc = 1;
     } else {
         fprintf(out, "  SUCCESS\n");
