@@ -1341,7 +1341,11 @@ void tr_rules_json_rules(tr_rules *m, tr_json *j, const tr_rules_filter *f) {
         no_labels:
             if (d->alert) {
                 tr_json_key(j, "annotations");
-                json_kv(j, d->annotations, d->nannotations);
+                tr_rkv *sa = malloc((d->nannotations ? d->nannotations : 1) * sizeof *sa);
+                if (d->nannotations) memcpy(sa, d->annotations, d->nannotations * sizeof *sa);
+                qsort(sa, d->nannotations, sizeof *sa, kv_cmp); /* Go's maps marshal sorted */
+                json_kv(j, sa, d->nannotations);
+                free(sa);
                 tr_json_key(j, "alerts");
                 tr_json_arr_open(j);
                 for (size_t k = 0; !(f && f->exclude_alerts) && k < r->nalerts; k++)
