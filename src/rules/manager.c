@@ -71,7 +71,7 @@ typedef struct group {
     int64_t interval_ms;
     struct event *timer;
     int busy, retired;
-    int64_t next_ms, last_eval_ms;
+    int64_t next_ns, last_eval_ms;
     double eval_s;
     gstats *st;
 } group;
@@ -859,25 +859,86 @@ static void job_done(void *ctx, int cancelled) {
 
 /* the group's next aligned evaluation time after `now` (Prometheus: an offset from the
  * group's hash within the interval) */
-static int64_t next_tick(const group *g, int64_t now) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const char *c = g->def->name; *c; c++)
-        h = (h ^ (uint8_t)*c) * 0x100000001b3ULL;
-    h = (h ^ ';') * 0x100000001b3ULL;
-    for (const char *c = g->def->file; *c; c++)
-        h = (h ^ (uint8_t)*c) * 0x100000001b3ULL;
-    int64_t iv = g->interval_ms, off = (int64_t)(tr_mix64(h) % (uint64_t)iv);
-    int64_t adj = now - off, base = adj - (adj % iv);
+/* xxHash64 (seed 0), written from its specification: Prometheus hashes label sets with it */
+static uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static uint64_t rd64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+static uint64_t xx_round(uint64_t acc, uint64_t in) {
+    static const uint64_t P1 = 11400714785074694791ULL, P2 = 14029467366897019727ULL;
+    return rotl64(acc + in * P2, 31) * P1;
+}
+uint64_t tr_rules_xxhash64(const void *data, size_t len);
+uint64_t tr_rules_xxhash64(const void *data, size_t len) {
+    static const uint64_t P1 = 11400714785074694791ULL, P2 = 14029467366897019727ULL,
+                          P3 = 1609587929392839161ULL, P4 = 9650029242287828579ULL,
+                          P5 = 2870177450012600261ULL;
+    const uint8_t *p = data, *end = p + len;
+    uint64_t h;
+    if (len >= 32) {
+        uint64_t v1 = P1 + P2, v2 = P2, v3 = 0, v4 = 0 - P1;
+        while (end - p >= 32) {
+            v1 = xx_round(v1, rd64(p));
+            v2 = xx_round(v2, rd64(p + 8));
+            v3 = xx_round(v3, rd64(p + 16));
+            v4 = xx_round(v4, rd64(p + 24));
+            p += 32;
+        }
+        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+        uint64_t v[4] = {v1, v2, v3, v4};
+        for (int i = 0; i < 4; i++)
+            h = (h ^ xx_round(0, v[i])) * P1 + P4;
+    } else {
+        h = P5;
+    }
+    h += (uint64_t)len;
+    while (end - p >= 8) {
+        h ^= xx_round(0, rd64(p));
+        h = rotl64(h, 27) * P1 + P4;
+        p += 8;
+    }
+    if (end - p >= 4) {
+        uint64_t k = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
+        h ^= k * P1;
+        h = rotl64(h, 23) * P2 + P3;
+        p += 4;
+    }
+    while (p < end) {
+        h ^= (uint64_t)*p++ * P5;
+        h = rotl64(h, 11) * P1;
+    }
+    h ^= h >> 33;
+    h *= P2;
+    h ^= h >> 29;
+    h *= P3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* The group's next evaluation time (ns) after `now_ns`, as Prometheus's EvalTimestamp: an
+ * offset within the interval from the hash of the label set {file, name}, so that the same
+ * group in Prometheus and in tricorder is evaluated at the same instants. */
+static int64_t next_tick(const group *g, int64_t now_ns) {
+    tr_buf b;
+    tr_buf_init(&b, 0);
+    tr_buf_printf(&b, "file%c%s%cname%c%s%c", 0xff, g->def->file, 0xff, 0xff, g->def->name, 0xff);
+    uint64_t h = tr_rules_xxhash64(b.data ? b.data : "", b.len);
+    tr_buf_free(&b);
+    int64_t iv = g->interval_ms * 1000000, off = (int64_t)(h % (uint64_t)iv);
+    int64_t adj = now_ns - off, base = adj - (adj % iv);
     int64_t t = base + off;
-    while (t <= now)
+    while (t <= now_ns)
         t += iv;
     return t;
 }
 
 static void arm(group *g) {
-    int64_t now = tr_now_ms(), d = g->next_ms - now;
+    int64_t d = (g->next_ns - tr_now_ns()) / 1000;
     if (d < 0) d = 0;
-    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000)};
+    struct timeval tv = {(time_t)(d / 1000000), (suseconds_t)(d % 1000000)};
     evtimer_add(g->timer, &tv);
 }
 
@@ -885,21 +946,22 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     group *g = arg;
     tr_rules *m = g->m;
     if (m->stopped || g->retired) return;
-    int64_t ts = g->next_ms;
+    int64_t tns = g->next_ns;
     if (!tsdb_ready(m->o.db)) { /* the WAL is being replayed: nothing to read or restore yet */
-        g->next_ms = next_tick(g, ts);
+        g->next_ns = next_tick(g, tns);
         arm(g);
         return;
     }
     if (g->st) tr_counter_add(g->st->iterations, 1);
     /* ticks the loop slept through are missed iterations, as is one while the last still runs */
-    int64_t now = tr_now_ms();
-    int64_t missed = (now - ts) / g->interval_ms;
-    if (missed > 0 && g->st) {
-        tr_counter_add(g->st->missed, (uint64_t)missed);
-        tr_counter_add(g->st->iterations, (uint64_t)missed);
-        ts += missed * g->interval_ms;
+    int64_t iv = g->interval_ms * 1000000;
+    int64_t missed = (tr_now_ns() - tns) / iv;
+    if (missed > 0) {
+        if (g->st) tr_counter_add(g->st->missed, (uint64_t)missed);
+        if (g->st) tr_counter_add(g->st->iterations, (uint64_t)missed);
+        tns += missed * iv;
     }
+    int64_t ts = tns / 1000000; /* samples carry milliseconds, truncated as Prometheus does */
     if (g->busy) {
         if (g->st) tr_counter_add(g->st->missed, 1);
     } else {
@@ -919,7 +981,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
             }
         }
     }
-    g->next_ms = next_tick(g, ts);
+    g->next_ns = next_tick(g, tns);
     arm(g);
 }
 
@@ -960,7 +1022,6 @@ static int same_rule(const tr_rule_def *a, const tr_rule_def *b) {
  * name, expression and labels), and swaps them in. Loop thread. */
 static void swap_in(tr_rules *m, tr_ruleset *rs, int first) {
     group **ng = calloc(rs->ngroups ? rs->ngroups : 1, sizeof *ng);
-    int64_t now = tr_now_ms();
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < rs->ngroups; i++) {
         group *g = calloc(1, sizeof *g);
@@ -992,7 +1053,7 @@ static void swap_in(tr_rules *m, tr_ruleset *rs, int first) {
             }
         }
         g->timer = evtimer_new(m->o.base, on_tick, g);
-        g->next_ms = next_tick(g, now);
+        g->next_ns = next_tick(g, tr_now_ns());
         ng[i] = g;
     }
     group **old = m->groups;

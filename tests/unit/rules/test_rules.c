@@ -72,8 +72,11 @@ Test(rules_tmpl, expands_prometheus_templates) {
         {"{{ if match \"^h:\" $labels.instance }}yes{{ end }}", 0, "yes"},
         {"{{ $value }}", 1e6, "1e+06"},
         {"plain", 0, "plain"},
-        {"{{ \"h.example.com:9100\" | stripPort }} {{ \"[::1]:80\" | stripPort }} {{ \"h.example.com:9100\" | stripDomain }}", 0, "h.example.com ::1 h:9100"},
-        {"{{ parseDuration \"1m30s\" }} {{ graphLink \"up == 0\" }}", 0, "90 /graph?g0.expr=up+%3D%3D+0&g0.tab=0"},
+        {"{{ \"h.example.com:9100\" | stripPort }} {{ \"[::1]:80\" | stripPort }} {{ \"h.example.com:9100\" "
+         "| stripDomain }}",
+         0, "h.example.com ::1 h:9100"},
+        {"{{ parseDuration \"1m30s\" }} {{ graphLink \"up == 0\" }}", 0,
+         "90 /graph?g0.expr=up+%3D%3D+0&g0.tab=0"},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         char *r = expand(c[i].t, c[i].v);
@@ -330,4 +333,14 @@ Test(rules_eval, limits_and_errors_in_the_api, .init = setup, .fini = teardown) 
     cr_expect(strstr(b.data, "\"lastError\":\"exceeded limit of 1 with 2 series\"") != NULL, "%s", b.data);
     tr_buf_free(&b);
     tr_rules_free(r);
+}
+
+uint64_t tr_rules_xxhash64(const void *data, size_t len);
+
+/* the hash that places a group's evaluations within its interval, as Prometheus's */
+Test(rules_eval, xxhash64_known_values) {
+    cr_expect_eq(tr_rules_xxhash64("", 0), 0xEF46DB3751D8E999ULL);
+    cr_expect_eq(tr_rules_xxhash64("abc", 3), 0x44BC2CF5AD770999ULL);
+    const char *long_in = "Nobody inspects the spammish repetition";
+    cr_expect_eq(tr_rules_xxhash64(long_in, strlen(long_in)), 0xFBCEA83C8A378BF1ULL);
 }
