@@ -558,9 +558,10 @@ static void expand_all(tr_rules *m, const tr_rule_def *d, const tr_tmpl_kv *sl, 
 
 /* Restores `for` state from ALERTS_FOR_STATE, once after a start (Prometheus's
  * RestoreForState). Called with the lock held. */
-static void restore_for_state(group *g, rule *r, int64_t ts, const volatile int *cancel) {
-    r->restored = 1;
-    if (!r->def->for_ms || !r->nalerts) return;
+/* The query of ALERTS_FOR_STATE for a rule's restore, over the outage tolerance; run without
+ * the lock. Returns 0 and *out, or -1 (logged). */
+static int query_for_state(group *g, const rule *r, int64_t ts, const volatile int *cancel,
+                           promql_result *out) {
     char q[1200], esc[600];
     size_t e = 0;
     for (const char *c = r->def->name; *c && e + 3 < sizeof esc; c++) {
@@ -571,12 +572,20 @@ static void restore_for_state(group *g, rule *r, int64_t ts, const volatile int 
     snprintf(q, sizeof q, "ALERTS_FOR_STATE{alertname=\"%s\"}[%llds]", esc,
              (long long)(OUTAGE_TOLERANCE_MS / 1000));
     promql_opts po = qopts(g->m, cancel);
-    promql_result res;
     char err[512];
-    if (promql_query_instant(g->m->o.db, q, strlen(q), ts, &po, &res, err, sizeof err) != PROMQL_OK) {
+    if (promql_query_instant(g->m->o.db, q, strlen(q), ts, &po, out, err, sizeof err) != PROMQL_OK) {
         TR_WARN("rules: cannot restore for state", "rule=%s error=%s", r->def->name, err);
-        return;
+        return -1;
     }
+    return 0;
+}
+
+/* Restores `for` state from ALERTS_FOR_STATE (`res`, NULL when it could not be read), once
+ * after a start (Prometheus's RestoreForState). Lock held. */
+static void restore_for_state(rule *r, int64_t ts, const promql_result *rp) {
+    r->restored = 1;
+    if (!rp || !r->def->for_ms || !r->nalerts) return;
+    const promql_result res = *rp;
     for (size_t i = 0; i < r->nalerts; i++) {
         alert *a = &r->alerts[i];
         if (a->state != ST_PENDING) continue;
@@ -618,39 +627,72 @@ static void restore_for_state(group *g, rule *r, int64_t ts, const volatile int 
             break;
         }
     }
-    promql_result_free(&res);
 }
 
-static void eval_alerting(group *g, rule *r, const promql_result *res, int64_t ts, outbuf *o, char *err,
-                          size_t errlen, const volatile int *cancel) {
-    const tr_rule_def *d = r->def;
+/* one result sample of an alerting rule, its labels and annotations expanded */
+typedef struct prepared {
+    tr_rkv *L, *A;
+    size_t nl, na;
+    uint64_t fp;
+    double v;
+} prepared;
+
+static void prepared_free(prepared *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        kvs_free(p[i].L, p[i].nl);
+        kvs_free(p[i].A, p[i].na);
+    }
+    free(p);
+}
+
+/* Expands the templates of every sample (they may run queries): no lock, as it reads only the
+ * rule's definition. Returns the samples, or NULL with err (duplicate label sets). */
+static prepared *prepare_alerts(group *g, const tr_rule_def *d, const promql_result *res, int64_t ts,
+                                const volatile int *cancel, size_t *np, char *err, size_t errlen) {
     qctx qc = {.m = g->m, .t = ts, .cancel = cancel};
     size_t n = res->type == PROMQL_SCALAR ? 1 : res->nseries;
-    uint64_t *fps = calloc(n ? n : 1, sizeof *fps);
-    size_t nfps = 0;
-    for (size_t i = 0; i < n && !*err; i++) {
+    prepared *p = calloc(n ? n : 1, sizeof *p);
+    if (!p) abort();
+    for (size_t i = 0; i < n; i++) {
         const promql_series *s = res->type == PROMQL_SCALAR ? NULL : &res->series[i];
         tr_tmpl_kv sl[160];
         size_t snl = 0;
         for (size_t j = 0; s && j < s->nlabels && j < 160; j++)
             sl[snl++] = (tr_tmpl_kv){s->labels[j].name, s->labels[j].value};
-        double v = s ? (s->n ? s->v[0] : NAN) : res->scalar;
-        tr_rkv *L, *A;
-        size_t nl, na;
-        expand_all(g->m, d, sl, snl, v, &qc, &L, &nl, &A, &na);
-        uint64_t fp = kvs_hash(L, nl);
-        for (size_t q = 0; q < nfps; q++)
-            if (fps[q] == fp)
+        p[i].v = s ? (s->n ? s->v[0] : NAN) : res->scalar;
+        expand_all(g->m, d, sl, snl, p[i].v, &qc, &p[i].L, &p[i].nl, &p[i].A, &p[i].na);
+        p[i].fp = kvs_hash(p[i].L, p[i].nl);
+    }
+    /* as Prometheus, before any state changes */
+    for (size_t i = 0; i < n; i++)
+        for (size_t q = i + 1; q < n; q++)
+            if (p[i].fp == p[q].fp) {
                 snprintf(err, errlen,
                          "vector contains metrics with the same labelset after applying alert labels");
+                prepared_free(p, n);
+                return NULL;
+            }
+    *np = n;
+    return p;
+}
+
+/* Applies an evaluation's samples to the rule's alerts (takes ownership of p). Lock held. */
+static void eval_alerting(group *g, rule *r, prepared *p, size_t n, int64_t ts, outbuf *o, char *err,
+                          size_t errlen, const promql_result *for_state) {
+    const tr_rule_def *d = r->def;
+    uint64_t *fps = calloc(n ? n : 1, sizeof *fps);
+    size_t nfps = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t fp = p[i].fp;
+        double v = p[i].v;
         fps[nfps++] = fp;
         alert *a = find_alert(r, fp);
         if (a && a->state != ST_INACTIVE) {
             a->value = v;
             kvs_free(a->ann, a->na);
-            a->ann = A;
-            a->na = na;
-            kvs_free(L, nl);
+            a->ann = p[i].A;
+            a->na = p[i].na;
+            kvs_free(p[i].L, p[i].nl);
             continue;
         }
         if (a) { /* a resolved one comes back: a new alert in its place */
@@ -661,18 +703,15 @@ static void eval_alerting(group *g, rule *r, const promql_result *res, int64_t t
         if (!na_) abort();
         r->alerts = na_;
         r->alerts[r->nalerts++] = (alert){.fp = fp,
-                                          .labels = L,
-                                          .nl = nl,
-                                          .ann = A,
-                                          .na = na,
+                                          .labels = p[i].L,
+                                          .nl = p[i].nl,
+                                          .ann = p[i].A,
+                                          .na = p[i].na,
                                           .state = ST_PENDING,
                                           .value = v,
                                           .active_at = ts};
     }
-    if (*err) {
-        free(fps);
-        return;
-    }
+    free(p);
     size_t active = 0;
     for (size_t i = 0; i < r->nalerts;) {
         alert *a = &r->alerts[i];
@@ -715,7 +754,7 @@ static void eval_alerting(group *g, rule *r, const promql_result *res, int64_t t
         snprintf(err, errlen, "exceeded limit of %lld with %zu alerts", (long long)g->def->limit, active);
         return;
     }
-    if (!r->restored) restore_for_state(g, r, ts, cancel);
+    if (!r->restored) restore_for_state(r, ts, for_state);
     collect_notices(g, r, ts, o);
     int64_t st = ts - g->def->query_offset_ms;
     for (size_t i = 0; i < r->nalerts; i++) {
@@ -758,18 +797,30 @@ static void eval_group(group *g, int64_t ts, const volatile int *cancel, job *jb
         promql_err pe =
             promql_query_instant(m->o.db, r->def->expr, strlen(r->def->expr), qt, &po, &res, err, sizeof err);
         if (g->st) tr_counter_add(g->st->evals, 1);
-        pthread_mutex_lock(&m->mu);
         if (pe == PROMQL_OK && res.type != PROMQL_VECTOR && res.type != PROMQL_SCALAR) {
             snprintf(err, sizeof err, "rule result is not a vector or scalar");
             pe = PROMQL_ERR_EXECUTION;
             promql_result_free(&res);
         }
+        /* the slow parts without the lock: templates (and their queries), the restore query */
+        prepared *prep = NULL;
+        size_t nprep = 0;
+        promql_result fs;
+        int have_fs = 0;
+        if (pe == PROMQL_OK && r->def->alert) {
+            prep = prepare_alerts(g, r->def, &res, qt, cancel, &nprep, err, sizeof err);
+            if (prep && nprep && !r->restored && r->def->for_ms)
+                have_fs = query_for_state(g, r, qt, cancel, &fs) == 0;
+        }
+        pthread_mutex_lock(&m->mu);
         if (pe == PROMQL_OK) {
             size_t first = o.n;
-            if (r->def->alert)
-                eval_alerting(g, r, &res, qt, &o, err, sizeof err, cancel);
-            else
+            if (r->def->alert) {
+                if (prep) eval_alerting(g, r, prep, nprep, qt, &o, err, sizeof err, have_fs ? &fs : NULL);
+            } else {
                 eval_recording(g, r, &res, qt, &o, err, sizeof err);
+            }
+            if (have_fs) promql_result_free(&fs);
             promql_result_free(&res);
             if (*err) { /* nothing of this rule is written */
                 for (size_t q = first; q < o.n; q++) {

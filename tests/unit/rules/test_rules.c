@@ -344,3 +344,25 @@ Test(rules_eval, xxhash64_known_values) {
     const char *long_in = "Nobody inspects the spammish repetition";
     cr_expect_eq(tr_rules_xxhash64(long_in, strlen(long_in)), 0xFBCEA83C8A378BF1ULL);
 }
+
+/* two samples with the same labels once the rule's are applied: an error, and no alert state
+ * changes (Prometheus checks before touching its alerts) */
+Test(rules_eval, duplicate_alert_labels_change_nothing, .init = setup, .fini = teardown) {
+    tr_rules *r =
+        load("groups:\n- name: g\n  rules:\n  - alert: D\n    expr: x > 0\n    labels: {i: same}\n");
+    int64_t t0 = 1000000000000LL;
+    put("x", "i", "1", t0, 1);
+    put("x", "i", "2", t0, 1);
+    tr_rules_eval_all(r, t0);
+    cr_expect_eq(alerts(r).n, 0);
+    tr_buf b;
+    tr_buf_init(&b, 0);
+    tr_json j;
+    tr_json_init(&j, &b);
+    tr_rules_json_rules(r, &j, NULL);
+    cr_expect(strstr(b.data, "vector contains metrics with the same labelset after applying alert labels") !=
+                  NULL,
+              "%s", b.data);
+    tr_buf_free(&b);
+    tr_rules_free(r);
+}
