@@ -43,6 +43,12 @@ typedef struct tr_config {
     int64_t query_log_threshold_ms;    /* slower queries are logged; 0: none */
     int64_t self_scrape_interval_ms;   /* tricorder stores its own /metrics this often; 0: off */
     char *dashboards_dir;              /* more Grafana dashboards for the web UI; NULL: none */
+    char *rule_files;        /* --rule-files, repeatable: globs, one per line */
+    int64_t no_default_rules; /* --no-default-rules: no built-in rules/scotty.yml */
+    int64_t rule_eval_interval_ms; /* groups without an interval */
+    char *external_url;      /* links in alerts (generatorURL) */
+    char *alertmanager_urls; /* --alertmanager-url, repeatable, one per line */
+    char *alert_webhook_urls; /* --alert-webhook-url, repeatable, one per line */
 } tr_config;
 
 /* Outcome of tr_config_parse. */
