@@ -335,3 +335,46 @@ Test(promql, limits) {
     cr_assert_eq(promql_query_instant(db, q, strlen(q), 5000000, &c, &r, err, sizeof err),
                  PROMQL_ERR_CANCELED);
 }
+
+/* --query-max-samples counts what Prometheus's engine holds at its peak (its
+ * TestMaxQuerySamples): each case fits a limit of exactly `max` and fails at max - 1. */
+static void max_samples_case(const char *q, int64_t start, int64_t end, int64_t step, int64_t max) {
+    promql_result r;
+    char err[256];
+    for (int over = 0; over < (max > 1 ? 2 : 1); over++) { /* a limit of 0 is the default */
+        promql_opts o = {.max_samples = max - over};
+        promql_err rc = step ? promql_query_range(db, q, strlen(q), start, end, step, &o, &r, err, sizeof err)
+                             : promql_query_instant(db, q, strlen(q), start, &o, &r, err, sizeof err);
+        if (!over) {
+            cr_assert_eq(rc, PROMQL_OK, "%s within %lld: %s", q, (long long)max, err);
+            promql_result_free(&r);
+        } else
+            cr_assert_eq(rc, PROMQL_ERR_TOO_MANY_SAMPLES, "%s should exceed %lld", q, (long long)(max - 1));
+    }
+}
+
+Test(promql, max_samples_counts_held_samples) {
+    add("metric", "i", "a", 0, 10000, 101, 1, 1);
+    add("bigmetric", "a", "1", 0, 10000, 101, 1, 1);
+    add("bigmetric", "a", "2", 0, 10000, 101, 1, 1);
+    max_samples_case("1", 1000, 0, 0, 1);
+    max_samples_case("metric", 1000, 0, 0, 1);
+    max_samples_case("metric[20s]", 10000, 0, 0, 2);
+    max_samples_case("rate(metric[20s])", 10000, 0, 0, 3);
+    max_samples_case("metric[20s:5s]", 10000, 0, 0, 3);
+    max_samples_case("1", 0, 2000, 1000, 3);
+    max_samples_case("metric", 0, 2000, 1000, 3);
+    max_samples_case("metric", 0, 10000, 5000, 3);
+    max_samples_case("rate(bigmetric[1s])", 0, 10000, 5000, 1);
+    max_samples_case("metric @ 10", 0, 10000, 5000, 3);
+    /* 20 subquery samples + the 10 of one series' window + 2 results */
+    max_samples_case("rate(bigmetric[10s:1s] @ 10)", 10000, 0, 0, 32);
+    /* 20 series of 20 samples: the sum holds one sample per series and its own result, not
+     * the samples read to find each series' latest */
+    for (int i = 0; i < 20; i++) {
+        char v[8];
+        snprintf(v, sizeof v, "%d", i);
+        add("lim", "i", v, 2000000, 10000, 20, 1, 1);
+    }
+    max_samples_case("sum(lim)", 2200000, 0, 0, 21);
+}
