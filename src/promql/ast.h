@@ -158,6 +158,7 @@ typedef struct {
     size_t pos;
     int brace_depth; /* inside {...}: label names may be keywords */
     int bracket;     /* inside [...]: durations */
+    int paren_depth; /* open '(' (Prometheus's lexer reports unclosed ones at the end) */
     char err[160];
 } pq_lexer;
 
