@@ -386,3 +386,18 @@ Test(promql, max_samples_counts_held_samples) {
     }
     max_samples_case("sum(lim)", 2200000, 0, 0, 21);
 }
+
+Test(promql, label_join_without_sources) {
+    add1("lj", "i", "a", 0, 1);
+    /* variadic: three arguments suffice; the destination gets the empty join (deleted) */
+    promql_result r = inst("label_join(lj, \"dst\", \",\")", 0);
+    cr_assert_eq(r.nseries, 1);
+    cr_assert_eq(r.series[0].nlabels, 2);
+    promql_result_free(&r);
+    r = inst("label_join(lj, \"i\", \",\")", 0);
+    cr_assert_eq(r.series[0].nlabels, 1); /* joining nothing into an existing label removes it */
+    promql_result_free(&r);
+    char err[256];
+    fails("label_join(lj, \"dst\")", 0, err, sizeof err);
+    cr_assert_str_eq(err, "1:1: parse error: expected at least 3 argument(s) in call to \"label_join\", got 2");
+}
