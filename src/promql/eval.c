@@ -20,6 +20,21 @@ _Noreturn void pq_fail(pq_ev *ev, promql_err code, const char *fmt, ...) {
     longjmp(ev->jb, 1);
 }
 
+static void add_note(pq_ev *ev, int info, const char *full) {
+    char ***arr = info ? &ev->info : &ev->warn;
+    size_t *n = info ? &ev->ninfo : &ev->nwarn;
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*arr)[i], full)) return;
+    if (*n >= 64) return;
+    char **na = pq_alloc(ev, (*n + 1) * sizeof *na);
+    if (*n) memcpy(na, *arr, *n * sizeof *na);
+    na[*n] = pq_strdup(ev, full);
+    *arr = na;
+    (*n)++;
+}
+
+void pq_warn_raw(pq_ev *ev, const char *msg) { add_note(ev, 0, msg); }
+
 void pq_warn(pq_ev *ev, int info, const pq_node *at, const char *fmt, ...) {
     char msg[512];
     va_list ap;
@@ -40,16 +55,7 @@ void pq_warn(pq_ev *ev, int info, const pq_node *at, const char *fmt, ...) {
         snprintf(full, sizeof full, "PromQL %s: %s (%d:%d)", info ? "info" : "warning", msg, line, col);
     else
         snprintf(full, sizeof full, "PromQL %s: %s", info ? "info" : "warning", msg);
-    char ***arr = info ? &ev->info : &ev->warn;
-    size_t *n = info ? &ev->ninfo : &ev->nwarn;
-    for (size_t i = 0; i < *n; i++)
-        if (!strcmp((*arr)[i], full)) return;
-    if (*n >= 64) return;
-    char **na = pq_alloc(ev, (*n + 1) * sizeof *na);
-    if (*n) memcpy(na, *arr, *n * sizeof *na);
-    na[*n] = pq_strdup(ev, full);
-    *arr = na;
-    (*n)++;
+    add_note(ev, info, full);
 }
 
 static int64_t now_ns(void) {
@@ -476,6 +482,12 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, const int64_t *tts, size
         }
         tsdb_seriesset_unload(h.ss, i);
     }
+    /* the store's warnings (a damaged block left out) go to the answer as Prometheus's
+     * storage warnings do: verbatim */
+    const char *const *ws;
+    size_t nw = tsdb_querier_warnings(h.q, &ws);
+    for (size_t i = 0; i < nw; i++)
+        pq_warn_raw(ev, ws[i]);
     sel_close(&h);
     *count = k;
     return out;

@@ -95,6 +95,8 @@ typedef struct {
 /* Stops evaluation with an error (longjmp). */
 _Noreturn void pq_fail(pq_ev *ev, promql_err code, const char *fmt, ...);
 void pq_warn(pq_ev *ev, int info, const pq_node *at, const char *fmt, ...);
+/* a warning as the store words it (no "PromQL warning:" prefix, no position) */
+void pq_warn_raw(pq_ev *ev, const char *msg);
 void pq_poll(pq_ev *ev);
 void *pq_alloc(pq_ev *ev, size_t n);
 void *pq_calloc(pq_ev *ev, size_t n, size_t sz);

@@ -12,6 +12,11 @@
 #include "promql/promql.h"
 #include "util/log.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 static char dir[256];
 static tsdb *db;
 
@@ -399,5 +404,42 @@ Test(promql, label_join_without_sources) {
     promql_result_free(&r);
     char err[256];
     fails("label_join(lj, \"dst\")", 0, err, sizeof err);
-    cr_assert_str_eq(err, "1:1: parse error: expected at least 3 argument(s) in call to \"label_join\", got 2");
+    cr_assert_str_eq(err,
+                     "1:1: parse error: expected at least 3 argument(s) in call to \"label_join\", got 2");
+}
+
+/* A damaged block: the store leaves it out and says so; the answer carries the warning. */
+Test(promql, store_warnings_reach_the_result) {
+    const int64_t H = 3600000, t0 = 1000 * H;
+    add("dmg", "i", "a", t0, 1000, 200, 0, 1.25);
+    char err[256], p[600];
+    cr_assert_eq(tsdb_flush(db, err, sizeof err), 0, "%s", err);
+    tsdb_close(db);
+    snprintf(p, sizeof p, "%s/blocks", dir);
+    DIR *d = opendir(p);
+    cr_assert_not_null(d);
+    struct dirent *e;
+    char id[300] = "";
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') snprintf(id, sizeof id, "%s", e->d_name);
+    closedir(d);
+    cr_assert(id[0]);
+    snprintf(p, sizeof p, "%s/blocks/%s/chunks", dir, id);
+    struct stat st;
+    cr_assert_eq(stat(p, &st), 0);
+    int fd = open(p, O_RDWR);
+    cr_assert(fd >= 0);
+    uint8_t c;
+    off_t off = st.st_size / 2;
+    cr_assert_eq(pread(fd, &c, 1, off), 1);
+    c ^= 0x10;
+    cr_assert_eq(pwrite(fd, &c, 1, off), 1);
+    close(fd);
+    tsdb_options o = {.dir = dir, .ooo_window_ms = 1000LL * 86400 * 365};
+    cr_assert_eq(tsdb_open(&o, &db, err, sizeof err), 0, "%s", err);
+    promql_result r = inst("count_over_time(dmg[10m])", t0 + 100000);
+    cr_assert_eq(r.nseries, 0, "nothing of the damaged block is served");
+    cr_assert_eq(r.nwarnings, 1);
+    cr_assert(strstr(r.warnings[0], id), "%s", r.warnings[0]);
+    promql_result_free(&r);
 }
