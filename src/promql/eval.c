@@ -1107,3 +1107,85 @@ int promql_parse_selector(const char *s, size_t len, tsdb_matcher ***out, char *
     *out = m;
     return cnt;
 }
+
+typedef struct {
+    tsdb_matcher ***sets;
+    size_t *counts;
+    size_t n, cap;
+    int oom;
+} sel_list;
+
+/* moves the matchers of every vector selector under n into l */
+static void collect_selectors(pq_node *n, sel_list *l) {
+    if (!n || l->oom) return;
+    if (n->kind == N_VSEL) {
+        if (l->n == l->cap) {
+            size_t nc = l->cap ? l->cap * 2 : 4;
+            tsdb_matcher ***ns = realloc(l->sets, nc * sizeof *ns);
+            if (ns) l->sets = ns;
+            size_t *nn = realloc(l->counts, nc * sizeof *nn);
+            if (nn) l->counts = nn;
+            if (!ns || !nn) {
+                l->oom = 1;
+                return;
+            }
+            l->cap = nc;
+        }
+        tsdb_matcher **m = calloc(n->nms ? n->nms : 1, sizeof *m);
+        if (!m) {
+            l->oom = 1;
+            return;
+        }
+        for (size_t i = 0; i < n->nms; i++) {
+            m[i] = n->ms[i].m; /* ownership moves to the list */
+            n->ms[i].m = NULL;
+        }
+        l->sets[l->n] = m;
+        l->counts[l->n++] = n->nms;
+        n->nms = 0;
+    }
+    collect_selectors(n->expr, l);
+    collect_selectors(n->lhs, l);
+    collect_selectors(n->rhs, l);
+    collect_selectors(n->param, l);
+    for (size_t i = 0; i < n->nargs; i++)
+        collect_selectors(n->args[i], l);
+}
+
+void promql_selectors_free(tsdb_matcher ***sets, size_t *counts, size_t n) {
+    for (size_t i = 0; sets && i < n; i++) {
+        for (size_t k = 0; k < counts[i]; k++)
+            tsdb_matcher_free(sets[i][k]);
+        free(sets[i]);
+    }
+    free(sets);
+    free(counts);
+}
+
+int promql_expr_selectors(const char *q, size_t qlen, tsdb_matcher ****sets, size_t **counts, char *err,
+                          size_t errlen) {
+    *sets = NULL;
+    *counts = NULL;
+    tr_arena *a = tr_arena_new((size_t)1 << 30);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pq_node *n = pq_parse(a, q, qlen, err, errlen);
+    if (!n) {
+        tr_arena_free(a);
+        return -1;
+    }
+    sel_list l = {0};
+    collect_selectors(n, &l);
+    pq_tree_free(n);
+    tr_arena_free(a);
+    if (l.oom) {
+        promql_selectors_free(l.sets, l.counts, l.n);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *sets = l.sets;
+    *counts = l.counts;
+    return (int)l.n;
+}

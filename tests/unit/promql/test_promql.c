@@ -443,3 +443,20 @@ Test(promql, store_warnings_reach_the_result) {
     cr_assert(strstr(r.warnings[0], id), "%s", r.warnings[0]);
     promql_result_free(&r);
 }
+
+Test(promql, expr_selectors) {
+    tsdb_matcher ***sets;
+    size_t *lens;
+    char err[256];
+    const char *q = "sum(rate(a{x=\"1\"}[5m])) / on() group_left max_over_time(b[10m:1m]) + c offset 1m * 2";
+    int n = promql_expr_selectors(q, strlen(q), &sets, &lens, err, sizeof err);
+    cr_assert_eq(n, 3, "%s", err);
+    cr_assert_eq(lens[0], 2); /* __name__="a", x="1" */
+    cr_assert_eq(lens[1], 1);
+    cr_assert_eq(lens[2], 1);
+    promql_selectors_free(sets, lens, (size_t)n);
+    cr_assert_eq(promql_expr_selectors("1 + 1", 5, &sets, &lens, err, sizeof err), 0);
+    promql_selectors_free(sets, lens, 0);
+    cr_assert_eq(promql_expr_selectors("sum(", 4, &sets, &lens, err, sizeof err), -1);
+    cr_assert_str_eq(err, "1:5: parse error: unclosed left parenthesis");
+}
