@@ -186,5 +186,7 @@ pq_node *pq_parse_ex(tr_arena *a, const char *q, size_t len, int selector_mode, 
 void pq_tree_free(pq_node *n);
 /* Prometheus's String() of an expression, appended to a malloc'd buffer. */
 char *pq_format_node(const pq_node *n);
+/* Prometheus's Prettify: split over indented lines where the one-line form exceeds 100 chars */
+char *pq_pretty_node(const pq_node *n);
 
 #endif

@@ -1065,7 +1065,7 @@ char *promql_format(const char *q, size_t qlen, char *err, size_t errlen) {
     pq_node *n = pq_parse(a, q, qlen, err, errlen);
     char *s = NULL;
     if (n) {
-        s = pq_format_node(n);
+        s = pq_pretty_node(n);
         if (!s) snprintf(err, errlen, "out of memory");
         pq_tree_free(n);
     }

@@ -80,8 +80,10 @@ promql_err promql_query_range(tsdb *db, const char *q, size_t qlen, int64_t star
                               promql_result *out, char *err, size_t errlen);
 void promql_result_free(promql_result *r);
 
-/* /api/v1/format_query: the expression pretty-printed as Prometheus's String() does, as a
- * malloc'd string; NULL with err on a parse error. */
+/* /api/v1/format_query: the expression pretty-printed as Prometheus's Prettify does (its
+ * String() form, split over lines indented two spaces per level wherever a sub-expression's
+ * one-line form exceeds 100 characters), as a malloc'd string; NULL with err on a parse
+ * error. */
 char *promql_format(const char *q, size_t qlen, char *err, size_t errlen);
 
 /* A series selector (`up{job="x"}`, `{__name__=~"a.*"}`) as match[] parameters carry them,

@@ -460,3 +460,41 @@ Test(promql, expr_selectors) {
     cr_assert_eq(promql_expr_selectors("sum(", 4, &sets, &lens, err, sizeof err), -1);
     cr_assert_str_eq(err, "1:5: parse error: unclosed left parenthesis");
 }
+
+/* format_query splits what exceeds 100 characters as Prometheus's Prettify does (expected
+ * texts are Debian Prometheus 2.42's answers to the same queries) */
+Test(promql, format_pretty) {
+#define LV "a-rather-long-label-value-for-testing"
+    const char *cases[][2] = {
+        {"sum(foo)", "sum(foo)"},
+        {"sum by (job) "
+         "(rate(http_requests_total{job=\"api-server-with-a-rather-long-name\",handler=\"/api/v1/"
+         "query_range\"}[5m]))",
+         "sum by (job) (\n  rate(\n    "
+         "http_requests_total{handler=\"/api/v1/"
+         "query_range\",job=\"api-server-with-a-rather-long-name\"}[5m]\n  )\n)"},
+        {"sum(rate(x{a=\"" LV "\"}[5m])) / sum(rate(y{a=\"" LV
+         "\"}[5m])) > bool on (a) group_left (b) z{a=\"" LV "\"}",
+         "    sum(rate(x{a=\"" LV "\"}[5m]))\n  /\n    sum(rate(y{a=\"" LV
+         "\"}[5m]))\n> bool on (a) group_left (b)\n  z{a=\"" LV "\"}"},
+        {"topk(5, -sum without (instance) (rate(foo{a=\"" LV "\",b=\"" LV "\"}[5m] offset 1h)))",
+         "topk(\n  5,\n  -sum without (instance) (\n    rate(\n      foo{a=\"" LV "\",b=\"" LV
+         "\"}[5m] offset 1h\n    )\n  )\n)"},
+        {"(sum(foo{a=\"" LV "\",b=\"" LV "\"}) + sum(bar{a=\"" LV "\",b=\"" LV "\"}))[30m:1m]",
+         "(\n    sum(foo{a=\"" LV "\",b=\"" LV "\"})\n  +\n    sum(bar{a=\"" LV "\",b=\"" LV
+         "\"})\n)[30m:1m]"},
+    };
+#undef LV
+    char err[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *s = promql_format(cases[i][0], strlen(cases[i][0]), err, sizeof err);
+        cr_assert_not_null(s, "%s", err);
+        cr_assert_str_eq(s, cases[i][1]);
+        /* the pretty form parses back to the same expression */
+        char *s2 = promql_format(s, strlen(s), err, sizeof err);
+        cr_assert_not_null(s2, "%s: %s", s, err);
+        cr_assert_str_eq(s2, s);
+        free(s);
+        free(s2);
+    }
+}
