@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -437,11 +438,19 @@ void tr_prom_reply_json(struct evhttp_request *req, const tr_buf *b) {
 
 /* Go's strconv.FormatFloat(v, 'e', -1, 64): the shortest mantissa that round-trips. */
 static void format_e(char *out, size_t cap, double v) {
-    for (int prec = 0; prec < 17; prec++) {
-        snprintf(out, cap, "%.*e", prec, v);
-        if (strtod(out, NULL) == v) return;
+    char m[48];
+    /* 15 significant digits that read back are the shortest form padded with zeros (see
+     * shortest_digits in util/buf.c); else 16, else 17 */
+    for (int prec = fabs(v) >= DBL_MIN ? 14 : 0; prec <= 16; prec++) { /* subnormals: all */
+        snprintf(m, sizeof m, "%.*e", prec, v);
+        if (prec == 16 || strtod(m, NULL) == v) break;
     }
-    snprintf(out, cap, "%.16e", v);
+    char *ep = strchr(m, 'e');
+    char *z = ep;
+    while (z > m && z[-1] == '0')
+        z--;
+    if (z > m && z[-1] == '.') z--;
+    snprintf(out, cap, "%.*s%s", (int)(z - m), m, ep);
 }
 
 void tr_prom_json_float(tr_json *j, double v) {

@@ -2,6 +2,7 @@
 #include "buf.h"
 #include "text.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,9 +200,13 @@ void tr_json_raw(tr_json *j, const char *s, size_t n) {
  * returns the digit count. */
 static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
     char e[40];
-    for (int p = 1; p <= 17; p++) {
+    /* When the shortest form that reads back has k <= 15 digits, the correctly rounded 15-digit
+     * form is that one padded with zeros (it lies within half an ulp of v, closer than half a
+     * unit of the 15th digit), so 15, 16 and 17 digits are the only tries needed.
+     * Subnormals have fewer bits: every length is tried. */
+    for (int p = fabs(v) >= DBL_MIN ? 15 : 1; p <= 17; p++) {
         snprintf(e, sizeof e, "%.*e", p - 1, v);
-        if (strtod(e, NULL) == v) break;
+        if (p == 17 || strtod(e, NULL) == v) break;
     }
     char *ep = strchr(e, 'e');
     *exp10 = atoi(ep + 1);

@@ -3,6 +3,8 @@
  * as Prometheus writes sample values). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,5 +192,47 @@ Test(format_double, round_trips) {
         const char *s = fmt(vals[i]);
         cr_assert_null(strchr(s, 'e'), "%s has no exponent", s);
         cr_assert_eq(strtod(s, NULL), vals[i], "%s", s);
+    }
+}
+
+/* the shortest digits that read back, found by trying every precision (the slow reference) */
+static void shortest_ref(double v, char *out, size_t cap) {
+    for (int p = 1; p <= 17; p++) {
+        snprintf(out, cap, "%.*g", p, v);
+        if (strtod(out, NULL) == v) return;
+    }
+}
+
+/* tr_format_double tries only 15, 16 and 17 digits: the same digits as trying them all */
+Test(buf, format_double_shortest_matches_trying_every_precision) {
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 300000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v;
+        if (i % 3 == 0) {
+            memcpy(&v, &x, sizeof v); /* any bit pattern */
+        } else if (i % 3 == 1) {
+            v = (double)(x % 1000000) / 1000.0; /* short decimals */
+        } else {
+            v = (double)(x % 100000) * 0.1 + (double)(x >> 40) / 7.0;
+        }
+        if (!isfinite(v)) continue;
+        char got[TR_DOUBLE_MAX_TEXT], want[64];
+        tr_format_double_g(got, sizeof got, v);
+        shortest_ref(v, want, sizeof want);
+        cr_assert_eq(strtod(got, NULL), v, "%s", got);
+        /* same significant digits: compare as the reference's %g and ours re-read */
+        char a[64], b[64];
+        int na = 0, nb = 0;
+        for (const char *c = got; *c && *c != 'e'; c++)
+            if (*c >= '0' && *c <= '9' && (na || *c != '0')) a[na++] = *c;
+        for (const char *c = want; *c && *c != 'e'; c++)
+            if (*c >= '0' && *c <= '9' && (nb || *c != '0')) b[nb++] = *c;
+        while (na && a[na - 1] == '0') na--;
+        while (nb && b[nb - 1] == '0') nb--;
+        a[na] = b[nb] = 0;
+        cr_assert_str_eq(a, b, "%.17g: %s vs %s", v, got, want);
     }
 }
