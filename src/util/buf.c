@@ -29,7 +29,8 @@ int tr_buf_reserve(tr_buf *b, size_t n) {
     if (n > SIZE_MAX / 2 - b->len || (b->max && b->len + n > b->max)) goto fail;
     if (b->len + n + 1 <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
+    while (cap < b->len + n + 1)
+        cap *= 2;
     if (b->max && cap > b->max + 1) cap = b->max + 1;
     char *p = realloc(b->data, cap);
     if (!p) goto fail;
@@ -111,7 +112,8 @@ void tr_json_escape(tr_buf *b, const char *s, size_t n) {
         unsigned char c = p[i];
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
             size_t st = i;
-            while (i < n && p[i] >= 0x20 && p[i] != '"' && p[i] != '\\' && p[i] < 0x80) i++;
+            while (i < n && p[i] >= 0x20 && p[i] != '"' && p[i] != '\\' && p[i] < 0x80)
+                i++;
             tr_buf_append(b, s + st, i - st);
             continue;
         }
@@ -127,12 +129,23 @@ void tr_json_escape(tr_buf *b, const char *s, size_t n) {
             continue;
         }
         switch (c) {
-        case '"': tr_buf_puts(b, "\\\""); break;
-        case '\\': tr_buf_puts(b, "\\\\"); break;
-        case '\n': tr_buf_puts(b, "\\n"); break;
-        case '\r': tr_buf_puts(b, "\\r"); break;
-        case '\t': tr_buf_puts(b, "\\t"); break;
-        default: tr_buf_printf(b, "\\u%04x", c);
+        case '"':
+            tr_buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            tr_buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            tr_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            tr_buf_puts(b, "\\r");
+            break;
+        case '\t':
+            tr_buf_puts(b, "\\t");
+            break;
+        default:
+            tr_buf_printf(b, "\\u%04x", c);
         }
         i++;
     }
@@ -198,23 +211,83 @@ void tr_json_raw(tr_json *j, const char *s, size_t n) {
 /* The shortest decimal digits of a finite v that read back as v: fills digits (no point, no
  * trailing zeros, "0" for zero), sets *exp10 (the power of ten of the first digit) and *neg;
  * returns the digit count. */
-static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
-    char e[40];
-    /* When the shortest form that reads back has k <= 15 digits, the correctly rounded 15-digit
-     * form is that one padded with zeros (it lies within half an ulp of v, closer than half a
-     * unit of the 15th digit), so 15, 16 and 17 digits are the only tries needed.
-     * Subnormals have fewer bits: every length is tried. */
-    for (int p = fabs(v) >= DBL_MIN ? 15 : 1; p <= 17; p++) {
-        snprintf(e, sizeof e, "%.*e", p - 1, v);
-        if (p == 17 || strtod(e, NULL) == v) break;
-    }
-    char *ep = strchr(e, 'e');
+/* Parses "d.ddd…e±x" (as %e prints) into digits, exponent and sign; returns the digit count. */
+static int parse_e(const char *e, char *digits, int *exp10, int *neg) {
+    const char *ep = strchr(e, 'e');
     *exp10 = atoi(ep + 1);
     *neg = e[0] == '-';
     int nd = 0;
-    for (char *c = e + *neg; c < ep; c++)
+    for (const char *c = e + *neg; c < ep; c++)
         if (*c >= '0' && *c <= '9') digits[nd++] = *c;
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    return nd;
+}
+
+/* Does the k-digit mantissa m (k digits, the first at 10^exp10) read back as v? */
+static int reads_back(double v, const char *m, int k, int exp10, int neg) {
+    char t[48];
+    snprintf(t, sizeof t, "%s%.*se%d", neg ? "-" : "", k, m, exp10 - (k - 1));
+    return strtod(t, NULL) == v;
+}
+
+static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
+    char e[40];
+    if (!(fabs(v) >= DBL_MIN)) { /* zero and subnormals (fewer bits): try every length */
+        for (int p = 1; p <= 17; p++) {
+            snprintf(e, sizeof e, "%.*e", p - 1, v);
+            if (p == 17 || strtod(e, NULL) == v) break;
+        }
+        int nd = parse_e(e, digits, exp10, neg);
+        while (nd > 1 && digits[nd - 1] == '0')
+            nd--;
+        return nd;
+    }
+    /* When the shortest form that reads back has k <= 15 digits, the correctly rounded 15-digit
+     * form is that one padded with zeros (it lies within half an ulp of v, closer than half a
+     * unit of the 15th digit), so 15, 16 and 17 digits are the only tries needed. The 15- and
+     * 16-digit roundings come from the 17 digits printed once, except when the digits cut off
+     * are exactly a half (then the exact value decides: printed again). */
+    char d17[24];
+    snprintf(e, sizeof e, "%.16e", v);
+    int nd = parse_e(e, d17, exp10, neg);
+    int e17 = *exp10;
+    for (int k = 15; k <= 16 && nd == 17; k++) {
+        char m[24];
+        int ex = e17;
+        int tail = k == 15 ? (d17[15] - '0') * 10 + (d17[16] - '0') : d17[16] - '0';
+        int half = k == 15 ? 50 : 5;
+        if (tail == half) {
+            char e2[40];
+            snprintf(e2, sizeof e2, "%.*e", k - 1, v);
+            int n2 = parse_e(e2, m, &ex, neg);
+            if (n2 != k) continue;
+        } else {
+            memcpy(m, d17, (size_t)k);
+            if (tail > half) { /* round up, carrying */
+                int i = k - 1;
+                while (i >= 0 && m[i] == '9')
+                    m[i--] = '0';
+                if (i >= 0)
+                    m[i]++;
+                else { /* 99…9 became 100…0 */
+                    m[0] = '1';
+                    ex++;
+                }
+            }
+        }
+        m[k] = 0;
+        if (reads_back(v, m, k, ex, *neg)) {
+            memcpy(digits, m, (size_t)k);
+            *exp10 = ex;
+            nd = k;
+            while (nd > 1 && digits[nd - 1] == '0')
+                nd--;
+            return nd;
+        }
+    }
+    memcpy(digits, d17, (size_t)nd);
+    *exp10 = e17;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     return nd;
 }
 
@@ -226,13 +299,17 @@ static int layout_fixed(char *tmp, const char *digits, int nd, int exp10, int ne
     if (point <= 0) {
         tmp[o++] = '0';
         tmp[o++] = '.';
-        for (int i = 0; i < -point; i++) tmp[o++] = '0';
-        for (int i = 0; i < nd; i++) tmp[o++] = digits[i];
+        for (int i = 0; i < -point; i++)
+            tmp[o++] = '0';
+        for (int i = 0; i < nd; i++)
+            tmp[o++] = digits[i];
     } else {
-        for (int i = 0; i < point; i++) tmp[o++] = i < nd ? digits[i] : '0';
+        for (int i = 0; i < point; i++)
+            tmp[o++] = i < nd ? digits[i] : '0';
         if (nd > point) {
             tmp[o++] = '.';
-            for (int i = point; i < nd; i++) tmp[o++] = digits[i];
+            for (int i = point; i < nd; i++)
+                tmp[o++] = digits[i];
         }
     }
     tmp[o] = 0;
@@ -264,7 +341,8 @@ int tr_format_double_g(char *out, size_t cap, double v) {
     tmp[o++] = digits[0];
     if (nd > 1) {
         tmp[o++] = '.';
-        for (int i = 1; i < nd; i++) tmp[o++] = digits[i];
+        for (int i = 1; i < nd; i++)
+            tmp[o++] = digits[i];
     }
     snprintf(tmp + o, sizeof tmp - o, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
     return snprintf(out, cap, "%s", tmp);
