@@ -464,11 +464,26 @@ void tr_prom_json_float(tr_json *j, double v) {
 }
 
 void tr_prom_json_ts(tr_json *j, int64_t ms) {
-    char s[48];
+    char s[48], r[24];
     uint64_t a = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
-    int n = snprintf(s, sizeof s, "%s%" PRIu64, ms < 0 ? "-" : "", a / 1000);
-    if (a % 1000) snprintf(s + n, sizeof s - (size_t)n, ".%03u", (unsigned)(a % 1000));
-    tr_json_raw(j, s, strlen(s));
+    size_t o = 0;
+    int n = 0;
+    if (ms < 0) s[o++] = '-';
+    uint64_t sec = a / 1000;
+    do {
+        r[n++] = (char)('0' + sec % 10);
+        sec /= 10;
+    } while (sec);
+    while (n)
+        s[o++] = r[--n];
+    unsigned frac = (unsigned)(a % 1000);
+    if (frac) {
+        s[o++] = '.';
+        s[o++] = (char)('0' + frac / 100);
+        s[o++] = (char)('0' + frac / 10 % 10);
+        s[o++] = (char)('0' + frac % 10);
+    }
+    tr_json_raw(j, s, o);
 }
 
 void tr_prom_json_labels(tr_json *j, const tsdb_label *l, size_t n) {

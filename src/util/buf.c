@@ -225,7 +225,25 @@ static int parse_e(const char *e, char *digits, int *exp10, int *neg) {
 /* Does the k-digit mantissa m (k digits, the first at 10^exp10) read back as v? */
 static int reads_back(double v, const char *m, int k, int exp10, int neg) {
     char t[48];
-    snprintf(t, sizeof t, "%s%.*se%d", neg ? "-" : "", k, m, exp10 - (k - 1));
+    size_t o = 0;
+    if (neg) t[o++] = '-';
+    memcpy(t + o, m, (size_t)k);
+    o += (size_t)k;
+    int x = exp10 - (k - 1);
+    t[o++] = 'e';
+    if (x < 0) {
+        t[o++] = '-';
+        x = -x;
+    }
+    char r[8];
+    int n = 0;
+    do {
+        r[n++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x);
+    while (n)
+        t[o++] = r[--n];
+    t[o] = 0;
     return strtod(t, NULL) == v;
 }
 
@@ -322,8 +340,13 @@ int tr_format_double(char *out, size_t cap, double v) {
     char digits[24], tmp[TR_DOUBLE_MAX_TEXT];
     int exp10, neg, nd = shortest_digits(v, digits, &exp10, &neg);
     if (nd == 1 && digits[0] == '0') return snprintf(out, cap, neg ? "-0" : "0"); /* Go keeps -0's sign */
-    layout_fixed(tmp, digits, nd, exp10, neg);
-    return snprintf(out, cap, "%s", tmp);
+    int len = layout_fixed(tmp, digits, nd, exp10, neg);
+    if (cap) {
+        size_t c = (size_t)len < cap ? (size_t)len : cap - 1;
+        memcpy(out, tmp, c);
+        out[c] = 0;
+    }
+    return len;
 }
 
 int tr_format_double_g(char *out, size_t cap, double v) {
