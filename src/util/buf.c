@@ -247,6 +247,66 @@ static int reads_back(double v, const char *m, int k, int exp10, int neg) {
     return strtod(t, NULL) == v;
 }
 
+/* Exact digits by 128-bit arithmetic for 1e-6 <= |v| < 1e15 (the values of most answers):
+ * v = m * 2^-s exactly, so v * 10^j = m * 10^j >> s with the remainder deciding the rounding
+ * (half to even, as printf rounds). A k-digit result N (15 or 16 digits, N < 2^53) reads back
+ * iff N / 10^j == v: both exact doubles, one correctly rounded division (Clinger's fast path).
+ * Returns the digit count, or 0 when the slow path must decide. */
+static int shortest_fast(double v, char digits[24], int *exp10) {
+    double a = fabs(v);
+    if (!(a >= 1e-6 && a < 1e15)) return 0;
+    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    int be;
+    double fr = frexp(a, &be);            /* a = fr * 2^be, fr in [0.5, 1) */
+    uint64_t m = (uint64_t)ldexp(fr, 53); /* exact: 53 bits */
+    int sh = 53 - be;                     /* a = m / 2^sh */
+    if (sh <= 0 || sh >= 120) return 0;
+    int e = (int)floor(log10(a)); /* first digit's power, fixed below */
+    int fixes = 0;
+    for (int k = 15; k <= 17; k++) {
+        int j = k - 1 - e;
+        if (j < 0 || j > 22) return 0;
+        unsigned __int128 p = 1;
+        for (int i = 0; i < j; i++)
+            p *= 10;
+        unsigned __int128 x = (unsigned __int128)m * p;
+        unsigned __int128 n = x >> sh, rem = x - (n << sh), half = (unsigned __int128)1 << (sh - 1);
+        if (rem > half || (rem == half && (n & 1))) n++;
+        /* the estimate of e may be one off: then N has k-1 or k+1 digits */
+        unsigned __int128 lo = 1, hi;
+        for (int i = 1; i < k; i++)
+            lo *= 10;
+        hi = lo * 10;
+        if ((n >= hi || n < lo) && ++fixes > 4) return 0;
+        if (n >= hi) {
+            e++;
+            k--;
+            continue; /* redo this k with the right exponent */
+        }
+        if (n < lo) {
+            e--;
+            k--;
+            continue;
+        }
+        if (k < 17) {
+            if (n >= ((unsigned __int128)1 << 53)) return 0; /* not exact as a double */
+            if ((double)(uint64_t)n / p10[j] != a) continue;
+        }
+        uint64_t u = (uint64_t)n;
+        for (int i = k - 1; i >= 0; i--) {
+            digits[i] = (char)('0' + u % 10);
+            u /= 10;
+        }
+        int nd = k;
+        while (nd > 1 && digits[nd - 1] == '0')
+            nd--;
+        *exp10 = e;
+        return nd;
+    }
+    return 0;
+}
+
 static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
     char e[40];
     if (!(fabs(v) >= DBL_MIN)) { /* zero and subnormals (fewer bits): try every length */
@@ -264,6 +324,11 @@ static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
      * unit of the 15th digit), so 15, 16 and 17 digits are the only tries needed. The 15- and
      * 16-digit roundings come from the 17 digits printed once, except when the digits cut off
      * are exactly a half (then the exact value decides: printed again). */
+    int fnd = shortest_fast(v, digits, exp10);
+    if (fnd) {
+        *neg = signbit(v) != 0;
+        return fnd;
+    }
     char d17[24];
     snprintf(e, sizeof e, "%.16e", v);
     int nd = parse_e(e, d17, exp10, neg);

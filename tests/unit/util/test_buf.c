@@ -213,6 +213,8 @@ Test(buf, format_double_shortest_matches_trying_every_precision) {
         double v;
         if (i % 3 == 0) {
             memcpy(&v, &x, sizeof v); /* any bit pattern */
+        } else if (i % 6 == 4) {
+            v = pow(10, (double)(x % 2300000) / 100000.0 - 7.5) * (x & 1 ? -1 : 1); /* 3e-8 .. 3e15 */
         } else if (i % 3 == 1) {
             v = (double)(x % 1000000) / 1000.0; /* short decimals */
         } else {
