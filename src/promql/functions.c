@@ -609,6 +609,15 @@ static int cmp_bucket(const void *a, const void *b) {
     return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/* buckets usually arrive in order (eval_histogram fills them so): sort only when not */
+static void sort_buckets(bucket *b, size_t n) {
+    for (size_t i = 1; i < n; i++)
+        if (cmp_bucket(&b[i - 1], &b[i]) > 0) {
+            qsort(b, n, sizeof *b, cmp_bucket);
+            return;
+        }
+}
+
 static int almost_eq(double a, double b, double eps) {
     if (a == b) return 1;
     if (isnan(a) && isnan(b)) return 1;
@@ -622,7 +631,7 @@ static int almost_eq(double a, double b, double eps) {
 
 static size_t coalesce(bucket *b, size_t n) {
     if (!n) return 0;
-    qsort(b, n, sizeof *b, cmp_bucket);
+    sort_buckets(b, n);
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {
         if (w && b[w - 1].ub == b[i].ub)
@@ -637,7 +646,7 @@ static double bucket_quantile(double q, bucket *b, size_t n, int *forced) {
     if (isnan(q)) return NAN;
     if (q < 0) return -INFINITY;
     if (q > 1) return INFINITY;
-    qsort(b, n, sizeof *b, cmp_bucket);
+    sort_buckets(b, n);
     if (!n || !isinf(b[n - 1].ub) || b[n - 1].ub < 0) return NAN;
     n = coalesce(b, n);
     double prev = b[0].c;
@@ -674,7 +683,7 @@ static double bucket_quantile(double q, bucket *b, size_t n, int *forced) {
 }
 
 static double bucket_fraction(double lower, double upper, bucket *b, size_t n) {
-    qsort(b, n, sizeof *b, cmp_bucket);
+    sort_buckets(b, n);
     if (!n || !isinf(b[n - 1].ub) || b[n - 1].ub < 0) return NAN;
     n = coalesce(b, n);
     double count = b[n - 1].c;
@@ -719,6 +728,17 @@ static double bucket_fraction(double lower, double upper, bucket *b, size_t n) {
     if (!lowerSet || lowerRank > count) lowerRank = count;
     if (!upperSet || upperRank > count) upperRank = count;
     return (upperRank - lowerRank) / count;
+}
+
+typedef struct {
+    double ub;
+    size_t i;
+} hord;
+
+static int cmp_hord(const void *a, const void *b) {
+    const hord *x = a, *y = b;
+    if (x->ub != y->ub) return x->ub < y->ub ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i ? 1 : 0;
 }
 
 static pq_val eval_histogram(pq_ev *ev, const pq_node *n, const pq_rng *r, int fraction) {
@@ -778,10 +798,20 @@ static pq_val eval_histogram(pq_ev *ev, const pq_node *n, const pq_rng *r, int f
         o.s[k].drop_name = 1;
     }
     int warned = 0;
+    /* the inputs in bucket order, so that each step's buckets come sorted */
+    hord *ord = pq_alloc(ev, (in.n + 1) * sizeof *ord);
+    size_t nord = 0;
+    for (size_t i = 0; i < in.n; i++)
+        if (g[i] >= 0) {
+            ord[nord].ub = ub[i];
+            ord[nord++].i = i;
+        }
+    qsort(ord, nord, sizeof *ord, cmp_hord);
     for (size_t j = 0; j < ns; j++) {
         memset(nb, 0, (size_t)ng * sizeof(size_t));
-        for (size_t i = 0; i < in.n; i++) {
-            if (g[i] < 0 || !in.s[i].ok[j]) continue;
+        for (size_t oi = 0; oi < nord; oi++) {
+            size_t i = ord[oi].i;
+            if (!in.s[i].ok[j]) continue;
             bucket *b = &bk[g[i]][nb[g[i]]++];
             b->ub = ub[i];
             b->c = in.s[i].v[j];
