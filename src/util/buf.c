@@ -257,6 +257,26 @@ static int shortest_fast(double v, char digits[24], int *exp10) {
     if (!(a >= 1e-6 && a < 1e15)) return 0;
     static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    static const uint64_t p10i[] = {1ULL,
+                                    10ULL,
+                                    100ULL,
+                                    1000ULL,
+                                    10000ULL,
+                                    100000ULL,
+                                    1000000ULL,
+                                    10000000ULL,
+                                    100000000ULL,
+                                    1000000000ULL,
+                                    10000000000ULL,
+                                    100000000000ULL,
+                                    1000000000000ULL,
+                                    10000000000000ULL,
+                                    100000000000000ULL,
+                                    1000000000000000ULL,
+                                    10000000000000000ULL,
+                                    100000000000000000ULL,
+                                    1000000000000000000ULL,
+                                    10000000000000000000ULL};
     int be;
     double fr = frexp(a, &be);            /* a = fr * 2^be, fr in [0.5, 1) */
     uint64_t m = (uint64_t)ldexp(fr, 53); /* exact: 53 bits */
@@ -267,17 +287,12 @@ static int shortest_fast(double v, char digits[24], int *exp10) {
     for (int k = 15; k <= 17; k++) {
         int j = k - 1 - e;
         if (j < 0 || j > 22) return 0;
-        unsigned __int128 p = 1;
-        for (int i = 0; i < j; i++)
-            p *= 10;
+        unsigned __int128 p = (unsigned __int128)p10i[j > 19 ? 19 : j] * (j > 19 ? p10i[j - 19] : 1);
         unsigned __int128 x = (unsigned __int128)m * p;
         unsigned __int128 n = x >> sh, rem = x - (n << sh), half = (unsigned __int128)1 << (sh - 1);
         if (rem > half || (rem == half && (n & 1))) n++;
         /* the estimate of e may be one off: then N has k-1 or k+1 digits */
-        unsigned __int128 lo = 1, hi;
-        for (int i = 1; i < k; i++)
-            lo *= 10;
-        hi = lo * 10;
+        unsigned __int128 lo = p10i[k - 1], hi = p10i[k];
         if ((n >= hi || n < lo) && ++fixes > 4) return 0;
         if (n >= hi) {
             e++;
