@@ -4,6 +4,7 @@
 #include "prom_api.h"
 
 #include "promql/promql.h"
+#include "util/clock.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -141,62 +142,6 @@ static int64_t unix_to_ms(int64_t sec, int64_t nsec) {
 
 /* ---- RFC 3339 as Go's time.Parse(time.RFC3339Nano, s) ---- */
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    const int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = (unsigned)(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static int num(const char *s, int n, int *out) {
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i])) return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_rfc3339(const char *s, int64_t *ms) {
-    int y, mo, d, h, mi, se;
-    if (strlen(s) < 20 || num(s, 4, &y) || s[4] != '-' || num(s + 5, 2, &mo) || s[7] != '-' ||
-        num(s + 8, 2, &d) || s[10] != 'T' || num(s + 11, 2, &h) || s[13] != ':' || num(s + 14, 2, &mi) ||
-        s[16] != ':' || num(s + 17, 2, &se))
-        return -1;
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (mo < 1 || mo > 12 || h > 23 || mi > 59 || se > 59 || d < 1) return -1;
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d > mdays[mo - 1] + (mo == 2 && leap)) return -1;
-    const char *p = s + 19;
-    int64_t frac_ns = 0;
-    if ((*p == '.' || *p == ',') && isdigit((unsigned char)p[1])) {
-        p++;
-        int digits = 0;
-        for (; isdigit((unsigned char)*p); p++, digits++)
-            if (digits < 9) frac_ns = frac_ns * 10 + (*p - '0');
-        for (; digits < 9; digits++)
-            frac_ns *= 10;
-    }
-    int64_t off = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om;
-        if (num(p + 1, 2, &oh) || p[3] != ':' || num(p + 4, 2, &om) || oh > 24 || om > 60) return -1;
-        off = (int64_t)(oh * 60 + om) * 60 * (*p == '+' ? 1 : -1);
-        p += 6;
-    } else {
-        return -1;
-    }
-    if (*p) return -1;
-    int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se - off;
-    *ms = unix_to_ms(secs, frac_ns);
-    return 0;
-}
-
 int tr_prom_parse_time(const char *s, int64_t *ms) {
     if (!s) return -1;
     double f;
@@ -207,7 +152,12 @@ int tr_prom_parse_time(const char *s, int64_t *ms) {
         *ms = unix_to_ms(go_f2i(ip), go_f2i(frac * 1e9));
         return 0;
     }
-    if (parse_rfc3339(s, ms) == 0) return 0;
+    int64_t sec;
+    int32_t nsec;
+    if (tr_rfc3339_parse(s, &sec, &nsec) == 0) { /* Go's time.Parse(time.RFC3339Nano, s) */
+        *ms = unix_to_ms(sec, nsec);
+        return 0;
+    }
     if (strcmp(s, "-292273086-05-16T16:47:06Z") == 0) {
         *ms = TR_PROM_MIN_TIME;
         return 0;

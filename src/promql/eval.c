@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "promql/eval_int.h"
+#include "util/clock.h"
 
 /* ---- errors, memory ---- */
 
@@ -58,16 +59,10 @@ void pq_warn(pq_ev *ev, int info, const pq_node *at, const char *fmt, ...) {
     add_note(ev, info, full);
 }
 
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 void pq_poll(pq_ev *ev) {
     if (ev->cancel && *ev->cancel)
         pq_fail(ev, PROMQL_ERR_CANCELED, "query was canceled in expression evaluation");
-    if (ev->deadline_ns && (++ev->polls & 63) == 0 && now_ns() > ev->deadline_ns)
+    if (ev->deadline_ns && (++ev->polls & 63) == 0 && tr_mono_ns() > ev->deadline_ns)
         pq_fail(ev, PROMQL_ERR_TIMEOUT, "query timed out in expression evaluation");
 }
 
@@ -422,7 +417,7 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, const int64_t *tts, size
     size_t k = 0;
     for (size_t i = 0; i < ns; i++) {
         if ((ev->cancel && *ev->cancel) ||
-            ((i & 127) == 127 && ev->deadline_ns && now_ns() > ev->deadline_ns)) {
+            ((i & 127) == 127 && ev->deadline_ns && tr_mono_ns() > ev->deadline_ns)) {
             sel_close(&h);
             ev->polls = 63; /* the next poll checks the clock */
             pq_poll(ev);
@@ -1007,7 +1002,7 @@ static promql_err run(tsdb *db, const char *q, size_t qlen, int64_t start, int64
      * windows); bounded still, relative to the limit */
     ev->hard_max = ev->max_samples > INT64_MAX / 4 ? INT64_MAX / 2 : 2 * ev->max_samples + 1000000;
     ev->subq_step = o->subquery_step_ms > 0 ? o->subquery_step_ms : 60000;
-    ev->deadline_ns = o->timeout_ms > 0 ? now_ns() + o->timeout_ms * 1000000LL : 0;
+    ev->deadline_ns = o->timeout_ms > 0 ? tr_mono_ns() + o->timeout_ms * 1000000LL : 0;
     ev->cancel = o->cancel;
     ev->err = err;
     ev->errlen = errlen;
