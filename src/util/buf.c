@@ -178,17 +178,32 @@ void tr_json_uint(tr_json *j, uint64_t v) {
     tr_buf_printf(j->b, "%llu", (unsigned long long)v);
 }
 
+static int shortest_digits(double v, char digits[24], int *exp10, int *neg);
+
+/* Go's encoding/json float64: shortest 'f' form, or 'e' below 1e-6 and from 1e21 on (with
+ * "e-07" shortened to "e-7"), so 300 is 300, not 3e+02 */
 void tr_json_double(tr_json *j, double v) {
     sep(j);
     if (!isfinite(v)) {
         tr_buf_puts(j->b, "null");
         return;
     }
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, "%.17g", v);
-    for (int p = 1; p <= 17; p++) {
-        snprintf(tmp, sizeof tmp, "%.*g", p, v);
-        if (strtod(tmp, NULL) == v) break;
+    char tmp[TR_DOUBLE_MAX_TEXT];
+    double a = fabs(v);
+    if (a != 0 && (a < 1e-6 || a >= 1e21)) {
+        char digits[24];
+        int exp10, neg, nd = shortest_digits(v, digits, &exp10, &neg);
+        int o = 0;
+        if (neg) tmp[o++] = '-';
+        tmp[o++] = digits[0];
+        if (nd > 1) {
+            tmp[o++] = '.';
+            for (int i = 1; i < nd; i++)
+                tmp[o++] = digits[i];
+        }
+        snprintf(tmp + o, sizeof tmp - (size_t)o, exp10 < 0 ? "e-%d" : "e+%02d", abs(exp10));
+    } else {
+        tr_format_double(tmp, sizeof tmp, v);
     }
     tr_buf_puts(j->b, tmp);
 }

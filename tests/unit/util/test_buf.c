@@ -86,6 +86,10 @@ static void doc(tr_json *j) {
     tr_json_double(j, 1e21);
     tr_json_key(j, "f");
     tr_json_strn(j, "abcdef", 3);
+    tr_json_key(j, "h");
+    tr_json_double(j, 300); /* as Go's encoding/json: not 3e+02 */
+    tr_json_key(j, "i");
+    tr_json_double(j, -1.5e-7);
     tr_json_key(j, "g");
     tr_json_str(j, NULL);
     tr_json_obj_close(j);
@@ -93,7 +97,7 @@ static void doc(tr_json *j) {
 
 Test(json_writer, separators_and_values) {
     cr_assert_str_eq(json_of(doc), "{\"a\":-5,\"b\":[18446744073709551615,\"x\",null,true,{},[],{\"r\":1}],"
-                                   "\"c\":0.1,\"d\":null,\"e\":1e+21,\"f\":\"abc\",\"g\":\"\"}");
+                                   "\"c\":0.1,\"d\":null,\"e\":1e+21,\"f\":\"abc\",\"h\":300,\"i\":-1.5e-7,\"g\":\"\"}");
 }
 
 static char *escaped(const char *s, size_t n) {
