@@ -22,6 +22,8 @@ typedef struct {
     double *buf;   /* scratch of bufcap values (quantiles sort a copy of the window) */
     size_t bufcap;
     pq_ev *ev;
+    const uint32_t *resets; /* rate/increase: drops among the series' first i+1 samples */
+    size_t lo;              /* the window's first sample in the series */
 } rctx;
 
 typedef int (*rfn)(const rctx *c, const int64_t *t, const double *v, size_t n, double *out);
@@ -31,7 +33,8 @@ static int extrapolated(const rctx *c, const int64_t *t, const double *v, size_t
     if (n < 2) return 0;
     int64_t rangeEnd = c->ra->tt[c->step], rangeStart = rangeEnd - c->ra->range;
     double res = v[n - 1] - v[0];
-    if (counter) {
+    /* windows without a drop (most) skip the walk; with one, it runs as Prometheus's does */
+    if (counter && (!c->resets || c->resets[c->lo + n - 1] != c->resets[c->lo])) {
         double last = 0;
         for (size_t i = 0; i < n; i++) {
             if (v[i] < last) res += last;
@@ -401,7 +404,14 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
         d->ok = pq_calloc(ev, ns, 1);
         size_t lo = 0, hi = 0;
         int any = 0;
-        rctx c = {n, &ra, 0, 0, 0, 0, NULL, 0, ev};
+        rctx c = {n, &ra, 0, 0, 0, 0, NULL, 0, ev, NULL, 0};
+        if (is_rate && s->n) {
+            uint32_t *rs = pq_alloc(ev, s->n * sizeof *rs);
+            rs[0] = 0;
+            for (size_t k = 1; k < s->n; k++)
+                rs[k] = rs[k - 1] + (s->v[k] < s->v[k - 1]);
+            c.resets = rs;
+        }
         for (size_t j = 0; j < ns; j++) {
             int64_t tt = ra.tt[j];
             if (j && tt < ra.tt[j - 1]) lo = hi = 0;
@@ -421,6 +431,7 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
                 warned_q = 1;
             }
             double v;
+            c.lo = lo;
             if (fn(&c, s->t + lo, s->v + lo, hi - lo, &v)) {
                 d->v[j] = v;
                 d->ok[j] = 1;
