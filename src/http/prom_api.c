@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -387,11 +388,19 @@ void tr_prom_reply_json(struct evhttp_request *req, const tr_buf *b) {
 
 /* Go's strconv.FormatFloat(v, 'e', -1, 64): the shortest mantissa that round-trips. */
 static void format_e(char *out, size_t cap, double v) {
-    for (int prec = 0; prec < 17; prec++) {
-        snprintf(out, cap, "%.*e", prec, v);
-        if (strtod(out, NULL) == v) return;
+    char m[48];
+    /* 15 significant digits that read back are the shortest form padded with zeros (see
+     * shortest_digits in util/buf.c); else 16, else 17 */
+    for (int prec = fabs(v) >= DBL_MIN ? 14 : 0; prec <= 16; prec++) { /* subnormals: all */
+        snprintf(m, sizeof m, "%.*e", prec, v);
+        if (prec == 16 || strtod(m, NULL) == v) break;
     }
-    snprintf(out, cap, "%.16e", v);
+    char *ep = strchr(m, 'e');
+    char *z = ep;
+    while (z > m && z[-1] == '0')
+        z--;
+    if (z > m && z[-1] == '.') z--;
+    snprintf(out, cap, "%.*s%s", (int)(z - m), m, ep);
 }
 
 void tr_prom_json_float(tr_json *j, double v) {
@@ -405,11 +414,26 @@ void tr_prom_json_float(tr_json *j, double v) {
 }
 
 void tr_prom_json_ts(tr_json *j, int64_t ms) {
-    char s[48];
+    char s[48], r[24];
     uint64_t a = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
-    int n = snprintf(s, sizeof s, "%s%" PRIu64, ms < 0 ? "-" : "", a / 1000);
-    if (a % 1000) snprintf(s + n, sizeof s - (size_t)n, ".%03u", (unsigned)(a % 1000));
-    tr_json_raw(j, s, strlen(s));
+    size_t o = 0;
+    int n = 0;
+    if (ms < 0) s[o++] = '-';
+    uint64_t sec = a / 1000;
+    do {
+        r[n++] = (char)('0' + sec % 10);
+        sec /= 10;
+    } while (sec);
+    while (n)
+        s[o++] = r[--n];
+    unsigned frac = (unsigned)(a % 1000);
+    if (frac) {
+        s[o++] = '.';
+        s[o++] = (char)('0' + frac / 100);
+        s[o++] = (char)('0' + frac / 10 % 10);
+        s[o++] = (char)('0' + frac % 10);
+    }
+    tr_json_raw(j, s, o);
 }
 
 void tr_prom_json_labels(tr_json *j, const tsdb_label *l, size_t n) {

@@ -110,12 +110,22 @@ void xor_append(xorenc *e, int64_t t, double v) {
 
 /* ---- decoding ---- */
 
-static uint64_t get_bits(xordec *d, int nbits) {
+static inline uint64_t get_bits(xordec *d, int nbits) {
     if (nbits <= 0) return 0;
     if (d->pos + (uint64_t)nbits > d->nbits) {
         d->err = 1;
         d->pos = d->nbits;
         return 0;
+    }
+    size_t at = (size_t)(d->pos >> 3);
+    int skip = (int)(d->pos & 7);
+    if (skip + nbits <= 64 && (uint64_t)at * 8 + 64 <= d->nbits) {
+        /* one big-endian 64-bit load holds all the bits wanted */
+        uint64_t w = 0;
+        for (int i = 0; i < 8; i++)
+            w = (w << 8) | d->buf[at + (size_t)i];
+        d->pos += (uint64_t)nbits;
+        return (w << skip) >> (64 - nbits);
     }
     uint64_t v = 0;
     while (nbits > 0) {

@@ -158,6 +158,7 @@ typedef struct {
     size_t pos;
     int brace_depth; /* inside {...}: label names may be keywords */
     int bracket;     /* inside [...]: durations */
+    int paren_depth; /* open '(' (Prometheus's lexer reports unclosed ones at the end) */
     char err[160];
 } pq_lexer;
 
@@ -185,5 +186,7 @@ pq_node *pq_parse_ex(tr_arena *a, const char *q, size_t len, int selector_mode, 
 void pq_tree_free(pq_node *n);
 /* Prometheus's String() of an expression, appended to a malloc'd buffer. */
 char *pq_format_node(const pq_node *n);
+/* Prometheus's Prettify: split over indented lines where the one-line form exceeds 100 chars */
+char *pq_pretty_node(const pq_node *n);
 
 #endif

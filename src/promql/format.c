@@ -369,3 +369,166 @@ char *pq_format_node(const pq_node *n) {
     }
     return s.b;
 }
+
+/* ---- Prometheus's Prettify (format_query): an expression whose one-line form is longer
+ * than 100 characters is split, its operands indented by two spaces per level ---- */
+
+enum { PRETTY_MAX = 100 };
+
+static void indent(sb *s, int level) {
+    for (int i = 0; i < level; i++)
+        sb_add(s, "  ");
+}
+
+/* n's one-line form, and whether it is too long for one line */
+static char *one_line(sb *s, const pq_node *n, int *split) {
+    char *t = pq_format_node(n);
+    if (!t) {
+        s->oom = 1;
+        *split = 0;
+        return NULL;
+    }
+    *split = strlen(t) > PRETTY_MAX;
+    return t;
+}
+
+static void pretty(sb *s, const pq_node *n, int level) {
+    int split;
+    char *t;
+    switch (n->kind) {
+    case N_STEPINV:
+        pretty(s, n->expr, level);
+        return;
+    case N_UNARY: {
+        sb c = {0};
+        pretty(&c, n->expr, level);
+        if (c.oom) s->oom = 1;
+        const char *b = c.b ? c.b : "";
+        while (*b == ' ' || *b == '\n' || *b == '\t')
+            b++;
+        size_t l = strlen(b);
+        while (l && (b[l - 1] == ' ' || b[l - 1] == '\n' || b[l - 1] == '\t'))
+            l--;
+        indent(s, level);
+        sb_add(s, "%s%.*s", n->unary_neg ? "-" : "+", (int)l, b);
+        free(c.b);
+        return;
+    }
+    case N_SUBQ:
+        t = one_line(s, n, &split);
+        if (!t) return;
+        if (!split) {
+            sb_add(s, "%s", t); /* Prometheus indents no unsplit subquery */
+        } else {
+            char d[64];
+            pretty(s, n->expr, level);
+            pq_format_duration(n->range_ms, d, sizeof d);
+            sb_add(s, "[%s:", n->range_src ? n->range_src : d);
+            if (n->step_ms) {
+                pq_format_duration(n->step_ms, d, sizeof d);
+                sb_add(s, "%s", n->step_src ? n->step_src : d);
+            }
+            sb_add(s, "]");
+            mods(s, n);
+        }
+        free(t);
+        return;
+    case N_AGG:
+    case N_BIN:
+    case N_CALL:
+    case N_PAREN:
+        break;
+    default: /* selectors and literals stay on one line */
+        t = pq_format_node(n);
+        if (!t) {
+            s->oom = 1;
+            return;
+        }
+        indent(s, level);
+        sb_add(s, "%s", t);
+        free(t);
+        return;
+    }
+    t = one_line(s, n, &split);
+    if (!t) return;
+    if (!split) {
+        indent(s, level);
+        sb_add(s, "%s", t);
+        free(t);
+        return;
+    }
+    free(t);
+    switch (n->kind) {
+    case N_AGG:
+        indent(s, level);
+        sb_add(s, "%s", aggname[n->op]);
+        if (n->without) {
+            sb_add(s, " without (");
+            labels_list(s, n->grp, n->ngrp);
+            sb_add(s, ") ");
+        } else if (n->ngrp) {
+            sb_add(s, " by (");
+            labels_list(s, n->grp, n->ngrp);
+            sb_add(s, ") ");
+        }
+        sb_add(s, "(\n");
+        if (n->param) {
+            pretty(s, n->param, level + 1);
+            sb_add(s, ",\n");
+        }
+        pretty(s, n->expr, level + 1);
+        sb_add(s, "\n");
+        indent(s, level);
+        sb_add(s, ")");
+        break;
+    case N_BIN:
+        pretty(s, n->lhs, level + 1);
+        sb_add(s, "\n");
+        indent(s, level);
+        sb_add(s, "%s", opstr(n->op));
+        if (n->bool_) sb_add(s, " bool");
+        if (n->has_matching &&
+            (n->on || n->ngrp || n->card == CARD_MANY_TO_ONE || n->card == CARD_ONE_TO_MANY)) {
+            sb_add(s, " %s (", n->on ? "on" : "ignoring");
+            labels_list(s, n->grp, n->ngrp);
+            sb_add(s, ")");
+        }
+        if (n->card == CARD_MANY_TO_ONE || n->card == CARD_ONE_TO_MANY) {
+            sb_add(s, " %s (", n->card == CARD_MANY_TO_ONE ? "group_left" : "group_right");
+            labels_list(s, n->incl, n->nincl);
+            sb_add(s, ")");
+        }
+        sb_add(s, "\n");
+        pretty(s, n->rhs, level + 1);
+        break;
+    case N_CALL:
+        indent(s, level);
+        sb_add(s, "%s(\n", n->fn->name);
+        for (size_t i = 0; i < n->nargs; i++) {
+            if (i) sb_add(s, ",\n");
+            pretty(s, n->args[i], level + 1);
+        }
+        sb_add(s, "\n");
+        indent(s, level);
+        sb_add(s, ")");
+        break;
+    default: /* N_PAREN */
+        indent(s, level);
+        sb_add(s, "(\n");
+        pretty(s, n->expr, level + 1);
+        sb_add(s, "\n");
+        indent(s, level);
+        sb_add(s, ")");
+        break;
+    }
+}
+
+char *pq_pretty_node(const pq_node *n) {
+    sb s = {0};
+    pretty(&s, n, 0);
+    if (s.oom || !s.b) {
+        free(s.b);
+        return NULL;
+    }
+    return s.b;
+}

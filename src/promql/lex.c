@@ -301,14 +301,25 @@ again:
         goto again;
     }
     size_t st = lx->pos;
-    if (st >= n) return mk(lx, T_EOF, st);
+    if (st >= n) {
+        /* Prometheus's lexer words these itself, at the end of the input */
+        if (lx->brace_depth > 0) return lerr(lx, st, "unexpected end of input inside braces");
+        if (lx->paren_depth > 0) return lerr(lx, st, "unclosed left parenthesis");
+        if (lx->bracket) return lerr(lx, st, "unclosed left bracket");
+        return mk(lx, T_EOF, st);
+    }
     char c = s[st];
     char c2 = st + 1 < n ? s[st + 1] : 0;
     lx->pos++;
     switch (c) {
     case '(':
+        if (!lx->brace_depth) lx->paren_depth++;
         return mk(lx, T_LPAREN, st);
     case ')':
+        if (!lx->brace_depth) {
+            if (lx->paren_depth == 0) return lerr(lx, st, "unexpected right parenthesis ')'");
+            lx->paren_depth--;
+        }
         return mk(lx, T_RPAREN, st);
     case '{':
         lx->brace_depth++;
@@ -317,9 +328,11 @@ again:
         if (lx->brace_depth > 0) lx->brace_depth--;
         return mk(lx, T_RBRACE, st);
     case '[':
+        if (lx->bracket) return lerr(lx, st, "unexpected left bracket '['");
         lx->bracket = 1;
         return mk(lx, T_LBRACKET, st);
     case ']':
+        if (!lx->bracket) return lerr(lx, st, "unexpected right bracket ']'");
         lx->bracket = 0;
         return mk(lx, T_RBRACKET, st);
     case ',':

@@ -80,8 +80,10 @@ promql_err promql_query_range(tsdb *db, const char *q, size_t qlen, int64_t star
                               promql_result *out, char *err, size_t errlen);
 void promql_result_free(promql_result *r);
 
-/* /api/v1/format_query: the expression pretty-printed as Prometheus's String() does, as a
- * malloc'd string; NULL with err on a parse error. */
+/* /api/v1/format_query: the expression pretty-printed as Prometheus's Prettify does (its
+ * String() form, split over lines indented two spaces per level wherever a sub-expression's
+ * one-line form exceeds 100 characters), as a malloc'd string; NULL with err on a parse
+ * error. */
 char *promql_format(const char *q, size_t qlen, char *err, size_t errlen);
 
 /* A series selector (`up{job="x"}`, `{__name__=~"a.*"}`) as match[] parameters carry them,
@@ -89,6 +91,15 @@ char *promql_format(const char *q, size_t qlen, char *err, size_t errlen);
  * with tsdb_matcher_free and the array with free) or -1 with err. */
 int promql_parse_selector(const char *s, size_t len, tsdb_matcher ***out, char *err,
                           size_t errlen);
+
+/* Every vector selector of an expression (inside range selectors, subqueries, calls,
+ * aggregations, binary operators), as /api/v1/query_exemplars reads them: one matcher set per
+ * selector, in order of appearance. Returns the number of sets, with *sets[i] (counts[i]
+ * matchers) malloc'd; free with promql_selectors_free. On a parse error returns -1 with err
+ * worded as Prometheus's parser words it. */
+int promql_expr_selectors(const char *q, size_t qlen, tsdb_matcher ****sets, size_t **counts, char *err,
+                          size_t errlen);
+void promql_selectors_free(tsdb_matcher ***sets, size_t *counts, size_t n);
 
 #ifdef __cplusplus
 }
