@@ -2,6 +2,8 @@
  * parser never disagree. */
 #include "config.h"
 
+#include "util/clock.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -75,36 +77,7 @@ static void env_name(const char *name, char *out, size_t cap) {
     out[o] = 0;
 }
 
-int tr_parse_duration(const char *s, int64_t *ms) {
-    if (!s || !*s) return -1;
-    if (strcmp(s, "0") == 0) { /* as Prometheus: a bare 0 needs no unit */
-        *ms = 0;
-        return 0;
-    }
-    int64_t total = 0;
-    const char *p = s;
-    while (*p) {
-        if (!isdigit((unsigned char)*p)) return -1;
-        errno = 0;
-        char *end;
-        long long n = strtoll(p, &end, 10);
-        if (errno) return -1;
-        p = end;
-        int64_t unit;
-        if (strncmp(p, "ms", 2) == 0) unit = 1, p += 2;
-        else if (*p == 's') unit = 1000, p++;
-        else if (*p == 'm') unit = 60000, p++;
-        else if (*p == 'h') unit = 3600000, p++;
-        else if (*p == 'd') unit = 86400000, p++;
-        else if (*p == 'w') unit = 7 * 86400000LL, p++;
-        else if (*p == 'y') unit = 365 * 86400000LL, p++;
-        else return -1;
-        if (n > INT64_MAX / unit || total > INT64_MAX - n * unit) return -1;
-        total += n * unit;
-    }
-    *ms = total;
-    return 0;
-}
+int tr_parse_duration(const char *s, int64_t *ms) { return tr_parse_model_duration(s, ms); }
 
 int tr_parse_size(const char *s, int64_t *bytes) {
     if (!s || !isdigit((unsigned char)*s)) return -1;

@@ -169,48 +169,11 @@ int tr_prom_parse_time(const char *s, int64_t *ms) {
     return -1;
 }
 
-/* Prometheus' model.ParseDuration: [0-9]+ with units y w d h m s ms, each at most once and in
- * that order; "0" alone is allowed. Returns 0 and ns, or -1. */
+/* Prometheus' model.ParseDuration, in nanoseconds. Returns 0, or -1. */
 static int model_duration(const char *s, int64_t *ns) {
-    static const struct {
-        const char *u;
-        int64_t ms;
-    } units[] = {{"y", 365LL * 86400000},
-                 {"w", 7LL * 86400000},
-                 {"d", 86400000},
-                 {"h", 3600000},
-                 {"m", 60000},
-                 {"s", 1000},
-                 {"ms", 1}};
-    if (!*s) return -1;
-    if (strcmp(s, "0") == 0) {
-        *ns = 0;
-        return 0;
-    }
-    size_t next = 0;
-    int64_t total = 0;
-    const char *p = s;
-    while (*p) {
-        if (!isdigit((unsigned char)*p)) return -1;
-        uint64_t v = 0;
-        for (; isdigit((unsigned char)*p); p++) {
-            if (v > (uint64_t)INT64_MAX / 10) return -1;
-            v = v * 10 + (uint64_t)(*p - '0');
-        }
-        size_t u = next;
-        for (; u < 7; u++) {
-            size_t l = strlen(units[u].u);
-            /* "m" must not take the "m" of "ms" */
-            if (strncmp(p, units[u].u, l) == 0 && !(l == 1 && *p == 'm' && p[1] == 's')) break;
-        }
-        if (u == 7) return -1;
-        p += strlen(units[u].u);
-        next = u + 1;
-        if (v > (uint64_t)(INT64_MAX / 1000000) / (uint64_t)units[u].ms) return -1;
-        total += (int64_t)v * units[u].ms;
-        if (total > INT64_MAX / 1000000) return -1;
-    }
-    *ns = total * 1000000;
+    int64_t ms;
+    if (tr_parse_model_duration(s, &ms) != 0 || ms > INT64_MAX / 1000000) return -1;
+    *ns = ms * 1000000;
     return 0;
 }
 

@@ -11,54 +11,11 @@
 #include "promql/promql.h"
 #include "rules.h"
 #include "tmpl.h"
+#include "util/clock.h"
 #include "util/text.h"
 
 #define MAX_FILE_BYTES (64 << 20)
 
-/* Prometheus's model.ParseDuration: units y w d h m s ms, in that order, each at most once. */
-int tr_parse_prom_duration(const char *s, int64_t *ms) {
-    if (!s || !*s) return -1;
-    if (!strcmp(s, "0")) {
-        *ms = 0;
-        return 0;
-    }
-    static const struct {
-        const char *u;
-        int64_t mul;
-    } units[] = {{"y", 365LL * 86400000},
-                 {"w", 7LL * 86400000},
-                 {"d", 86400000},
-                 {"h", 3600000},
-                 {"m", 60000},
-                 {"s", 1000},
-                 {"ms", 1}};
-    int64_t total = 0;
-    int next = 0;
-    const char *p = s;
-    while (*p) {
-        if (!isdigit((unsigned char)*p)) return -1;
-        errno = 0;
-        char *end;
-        long long n = strtoll(p, &end, 10);
-        if (errno) return -1;
-        p = end;
-        int found = -1;
-        for (int i = next; i < 7; i++) {
-            size_t ul = strlen(units[i].u);
-            if (!strncmp(p, units[i].u, ul) && !(ul == 1 && units[i].u[0] == 'm' && p[1] == 's')) {
-                found = i;
-                p += ul;
-                break;
-            }
-        }
-        if (found < 0) return -1;
-        next = found + 1;
-        if (n > INT64_MAX / units[found].mul || total > INT64_MAX - n * units[found].mul) return -1;
-        total += n * units[found].mul;
-    }
-    *ms = total;
-    return 0;
-}
 
 static int valid_label_name(const char *s) {
     if (!*s || !(isalpha((unsigned char)*s) || *s == '_')) return 0;
@@ -137,7 +94,7 @@ static int64_t get_dur(pctx *c, yaml_node_t *n) {
                       n->type == YAML_MAPPING_NODE ? "map" : "seq");
         return 0;
     }
-    if (tr_parse_prom_duration(s, &ms)) {
+    if (tr_parse_model_duration(s, &ms)) {
         if (!c->fatal) add_err(c, "not a valid duration string: \"%s\"", s);
         c->fatal = 1;
         return 0;

@@ -52,8 +52,6 @@ int tr_rules_parse(const char *file, const char *text, size_t len, tr_ruleset *r
 /* Reads and parses a file (as above; a missing file is one problem). */
 int tr_rules_parse_file(const char *path, tr_ruleset *rs, tr_buf *errs);
 void tr_ruleset_free(tr_ruleset *rs);
-/* Prometheus's model.ParseDuration (units y w d h m s ms, each once, in that order). */
-int tr_parse_prom_duration(const char *s, int64_t *ms);
 size_t tr_ruleset_count(const tr_ruleset *rs);
 
 /* The rule file shipped with tricorder (rules/scotty.yml), embedded at build time. */

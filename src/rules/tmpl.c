@@ -3,6 +3,7 @@
 #include "tmpl.h"
 
 #include "rules.h"
+#include "util/clock.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -1187,7 +1188,7 @@ static val call(ex *e, const char *fn, val *a, int n) {
         NEED(1);
         int64_t ms;
         const char *d = to_str(e, a[0]);
-        if (tr_parse_prom_duration(d, &ms)) {
+        if (tr_parse_model_duration(d, &ms)) {
             xerr(e, "error calling parseDuration: not a valid duration string: \"%s\"", d);
             return (val){0};
         }

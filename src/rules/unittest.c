@@ -14,6 +14,7 @@
 
 #include "promql/promql.h"
 #include "rules.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define MAX_SAMPLES_PER_SERIES 1000000
@@ -46,7 +47,7 @@ static int dur(yaml_node_t *n, int64_t def, int64_t *out) {
         *out = def;
         return 0;
     }
-    return tr_parse_prom_duration(s, out);
+    return tr_parse_model_duration(s, out);
 }
 
 /* a series selector of equality matchers → labels (malloc'd strings) */

@@ -1,6 +1,7 @@
 /* Clocks and RFC 3339 (util/clock.h). */
 #include "util/clock.h"
 
+#include <string.h>
 #include <time.h>
 
 int64_t tr_now_ms(void) {
@@ -116,5 +117,43 @@ int tr_rfc3339_ns(const char *s, int64_t *ns) {
     const int64_t G = 1000000000;
     if (sec > INT64_MAX / G || (sec == INT64_MAX / G && n > INT64_MAX % G) || sec < INT64_MIN / G) return -1;
     *ns = sec * G + n;
+    return 0;
+}
+
+int tr_parse_model_duration(const char *s, int64_t *ms) {
+    static const struct {
+        const char *u;
+        int64_t ms;
+    } units[] = {{"y", 365LL * 86400000}, {"w", 7LL * 86400000}, {"d", 86400000}, {"h", 3600000},
+                 {"m", 60000},          {"s", 1000},            {"ms", 1}};
+    if (!s || !*s) return -1;
+    if (strcmp(s, "0") == 0) {
+        *ms = 0;
+        return 0;
+    }
+    size_t next = 0;
+    int64_t total = 0;
+    for (const char *p = s; *p;) {
+        if (*p < '0' || *p > '9') return -1;
+        uint64_t v = 0;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (v > (uint64_t)INT64_MAX / 10) return -1;
+            v = v * 10 + (uint64_t)(*p - '0');
+        }
+        size_t u = next;
+        for (; u < 7; u++) {
+            size_t l = strlen(units[u].u);
+            /* "m" must not take the "m" of "ms" */
+            if (strncmp(p, units[u].u, l) == 0 && !(l == 1 && p[0] == 'm' && p[1] == 's')) break;
+        }
+        if (u == 7) return -1;
+        p += strlen(units[u].u);
+        next = u + 1;
+        if (v > (uint64_t)INT64_MAX / (uint64_t)units[u].ms) return -1;
+        int64_t add = (int64_t)v * units[u].ms;
+        if (total > INT64_MAX - add) return -1;
+        total += add;
+    }
+    *ms = total;
     return 0;
 }

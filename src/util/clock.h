@@ -24,6 +24,11 @@ int tr_rfc3339_ms(const char *s, int64_t *ms);
 /* As tr_rfc3339_parse, in Unix nanoseconds; -1 also past the int64 range (year 2262). */
 int tr_rfc3339_ns(const char *s, int64_t *ns);
 
+/* Prometheus' model.ParseDuration (flags, rule files, API parameters): digits then a unit, units
+ * y w d h m s ms each at most once and in that order ("1h30m", "90s", "2w"); "0" alone is
+ * allowed. Returns 0 and the milliseconds, or -1 (also on overflow). */
+int tr_parse_model_duration(const char *s, int64_t *ms);
+
 /* Days from 1970-01-01 to the proleptic Gregorian date y-m-d (m 1..12). */
 int64_t tr_days_from_civil(int64_t y, unsigned m, unsigned d);
 
