@@ -283,7 +283,7 @@ static const char NOT_BUILT[] =
     "href=\"/api/v1/labels\">/api/v1/labels</a>, "
     "<a href=\"/api/services\">/api/services</a>.</p></body></html>\n";
 
-/* /, /dashboards, /explore, /traces, /status, /d/{uid}, /trace/{id}: the single-page app. */
+/* /, /dashboards, /explore, /traces, /status, /alerts, /d/{uid}, /trace/{id}: the single-page app. */
 static void ui_index(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
     (void)m;
     (void)ctx;
@@ -353,8 +353,8 @@ tr_ui *tr_ui_new(tr_http *h, const tr_ui_options *o) {
         if (!d->uid || !d->title) goto oom;
         ui->ndash++;
     }
-    static const char *const pages[] = {"/",       "/dashboards", "/explore",   "/traces",
-                                        "/status", "/d/{uid}",    "/trace/{id}"};
+    static const char *const pages[] = {"/",       "/dashboards", "/explore", "/traces",
+                                        "/status", "/alerts",     "/d/{uid}", "/trace/{id}"};
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
         tr_http_route(h, TR_GET, pages[i], 0, ui_index, ui);
     static const char *const assets[] = {"/ui/{a}", "/ui/{a}/{b}", "/ui/{a}/{b}/{c}", "/ui/{a}/{b}/{c}/{d}"};

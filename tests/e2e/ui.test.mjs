@@ -197,7 +197,7 @@ test('every page loads without console errors; screenshots; the UI weighs under 
   await first.ctx.close();
   const { ctx, page, errors, dialogs } = await openPage();
   for (const [name, path] of [['dashboard-scotty', '/'], ['dashboard-tricorder', '/d/tricorder'], ['dashboards', '/dashboards'],
-    ['explore', '/explore?q=tricorder_tsdb_head_series'], ['traces', '/traces'], ['status', '/status']]) {
+    ['explore', '/explore?q=tricorder_tsdb_head_series'], ['traces', '/traces'], ['status', '/status'], ['alerts-default', '/alerts']]) {
     await page.goto(`${t.httpUrl}${path}`);
     await page.waitForLoadState('networkidle');
     await shot(page, name);
@@ -472,4 +472,90 @@ test('exemplars on a histogram panel: the point shows its trace id and a click o
   await page.locator('.span-row').first().waitFor();
   assert.deepEqual(errors, []);
   await ctx.close();
+});
+
+// The Alerts page and the top bar's badge, against a tricorder of its own whose only rule file
+// holds an alert that fires at its first evaluation (1 s group interval, for: 0s) and whose
+// label value and annotation are markup, plus an alert that never fires and a recording rule.
+test('alerts: the page lists groups, rules and the firing alert with its labels; the badge counts it; markup renders as text', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tricorder-ui-rules-'));
+  const rules = join(dir, 'ui.yml');
+  writeFileSync(rules, [
+    'groups:',
+    '  - name: ui-probe',
+    '    interval: 1s',
+    '    rules:',
+    '      - alert: AlwaysFiring',
+    '        expr: vector(1) > 0',
+    '        for: 0s',
+    '        labels:',
+    '          severity: page',
+    `          xss: '${XSS}'`,
+    '        annotations:',
+    `          summary: 'probe ${XSS}'`,
+    '      - alert: NeverFiring',
+    '        expr: vector(0) > 1',
+    '      - record: probe:one',
+    '        expr: vector(1)',
+    '',
+  ].join('\n'));
+  const t2 = await start({ args: ['--rule-files', rules, '--no-default-rules'] });
+  let ctx2;
+  try {
+    // the rule manager has evaluated once: the alert fires
+    let firing = [];
+    for (let i = 0; i < 100 && !firing.length; i++) {
+      const r = await (await fetch(`${t2.httpUrl}/api/v1/alerts`)).json();
+      firing = r.data.alerts.filter((a) => a.state === 'firing');
+      if (!firing.length) await sleep(100);
+    }
+    assert.equal(firing.length, 1, 'the alert fires within 10 s');
+    ctx2 = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    const page = await ctx2.newPage();
+    const errors = [];
+    const dialogs = [];
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+    page.on('dialog', async (d) => { dialogs.push(d.message()); await d.dismiss(); });
+    await page.goto(`${t2.httpUrl}/alerts`);
+    await page.locator('nav a[data-nav=alerts].active').waitFor();
+    const row = page.locator('.active-alerts tr.alert-row[data-state=firing]');
+    await row.waitFor();
+    assert.equal(await row.count(), 1);
+    assert.equal(await row.locator('.alert-state').textContent(), 'firing');
+    const labels = await row.locator('.alert-labels .tag').allTextContents();
+    assert.deepEqual(labels, ['alertname=AlwaysFiring', 'severity=page', `xss=${XSS}`], 'labels, alertname first, markup as text');
+    assert.equal(await row.locator('.annotations dd').textContent(), `probe ${XSS}`);
+    assert.equal(await row.locator('td.num').textContent(), '1');
+    assert.equal(await page.locator('.active-alerts img, .rule-groups img').count(), 0, 'no element made from a label value');
+    // the group and its rules: firing first, the recording rule last, all healthy, evaluated
+    await page.locator('.rule-group[data-group="ui-probe"]').waitFor();
+    const ruleRows = page.locator('.rule-group[data-group="ui-probe"] tr.rule-row');
+    assert.deepEqual(await ruleRows.evaluateAll((rs) => rs.map((r) => `${r.dataset.rule}:${r.dataset.state}:${r.dataset.health}`)),
+      ['AlwaysFiring:firing:ok', 'NeverFiring:inactive:ok', 'probe:one:recording:ok']);
+    assert.match(await ruleRows.first().locator('td').nth(3).textContent(), /ago|just now/);
+    assert.match(await page.locator('.alert-summary').textContent(), /1 firing.*0 pending.*1 inactive/);
+    // the badge in the top bar: 1 firing, on the dashboard too, and it links to /alerts
+    const badge = page.locator('#alert-badge');
+    await badge.waitFor();
+    assert.equal(await badge.getAttribute('data-count'), '1');
+    await shot(page, 'alerts');
+    await page.locator('a.brand').click();
+    await page.waitForFunction(() => location.pathname === '/');
+    await page.locator('nav a[data-nav=dashboards].active').waitFor();
+    await page.locator('#alert-badge[data-count="1"]').waitFor();
+    assert.equal(await badge.textContent(), '1 firing');
+    await shot(page, 'dashboard-alert-badge');
+    await badge.click();
+    await page.waitForFunction(() => location.pathname === '/alerts');
+    await page.locator('.active-alerts tr.alert-row[data-state=firing]').waitFor();
+    assert.deepEqual(dialogs, [], 'no markup ran');
+    assert.deepEqual(errors, []);
+  } finally {
+    if (ctx2) await ctx2.close();
+    const r = await t2.stop();
+    t2.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(r.code, 0, `tricorder exit ${r.code} ${r.signal}: ${t2.stderr.slice(-3000)}`);
+  }
 });

@@ -1,10 +1,12 @@
 // The single-page app: routes by path (/, /d/<uid>, /dashboards, /explore, /traces,
-// /trace/<id>, /status); same-origin links navigate without reloading.
+// /trace/<id>, /status, /alerts); same-origin links navigate without reloading.
 import { navigate } from './lib/dom.js';
 import { mountDashboard, mountDashboardList } from './dashboard.js';
 import { mountExplore } from './explore.js';
 import { mountTraces, mountTrace } from './traces.js';
 import { mountStatus } from './status.js';
+import { mountAlerts } from './alerts.js';
+import { pollAlertBadge } from './badge.js';
 
 export const HOME_UID = 'scotty-metrics';
 
@@ -24,7 +26,9 @@ function route() {
   else if (path === '/traces') { nav = 'traces'; current = mountTraces(main, toolbar); }
   else if (path.startsWith('/trace/')) { nav = 'traces'; current = mountTrace(main, toolbar, decodeURIComponent(path.slice(7))); }
   else if (path === '/status') { nav = 'status'; current = mountStatus(main, toolbar); }
+  else if (path === '/alerts') { nav = 'alerts'; current = mountAlerts(main, toolbar); }
   else current = mountDashboard(main, toolbar, HOME_UID);
+  pollAlertBadge();
   document.querySelectorAll('[data-nav]').forEach((a) => a.classList.toggle('active', a.dataset.nav === nav));
 }
 
