@@ -553,7 +553,7 @@ static void reply_error(struct evhttp_request *req, int v3, int code, const char
 
 enum {
     J_SERVICES, J_SERVICE_OPS, J_OPERATIONS, J_SEARCH, J_GET, J_BYIDS, J_DEPS,
-    J3_SERVICES, J3_OPERATIONS, J3_SEARCH, J3_GET
+    J3_SERVICES, J3_OPERATIONS, J3_SEARCH, J3_GET, J3_SUMMARIES
 };
 
 typedef struct jjob {
@@ -746,10 +746,12 @@ static void job_run(traces_reader *r, void *arg) {
     case J_GET:
     case J_BYIDS:
     case J3_SEARCH:
-    case J3_GET: {
+    case J3_GET:
+    case J3_SUMMARIES: {
         traces_result *res = NULL;
         int rc;
-        if (jb->op == J_SEARCH || jb->op == J3_SEARCH) {
+        int search = jb->op == J_SEARCH || jb->op == J3_SEARCH || jb->op == J3_SUMMARIES;
+        if (search) {
             jb->q.tag_keys = (const char *const *)jb->tagk;
             jb->q.tag_values = (const char *const *)jb->tagv;
             jb->q.ntags = jb->ntags;
@@ -764,8 +766,16 @@ static void job_run(traces_reader *r, void *arg) {
         const traces_trace **ts = calloc(n ? n : 1, sizeof *ts);
         if (!ts) { traces_result_free(res); store_failed(jb, "out of memory"); return; }
         for (size_t i = 0; i < n; i++) ts[i] = traces_result_trace(res, i);
-        if (jb->op == J_SEARCH || jb->op == J3_SEARCH) qsort(ts, n, sizeof *ts, trace_start_cmp);
-        if (jb->op == J_GET && n == 0 && !traces_result_damaged(res, NULL)) {
+        if (search) qsort(ts, n, sizeof *ts, trace_start_cmp);
+        if (jb->op == J3_SUMMARIES) {
+            /* no match is an empty list (200), unlike /api/v3/traces */
+            if (tr_jaeger_render_v3_summaries(&j, ts, n)) {
+                free(ts);
+                traces_result_free(res);
+                store_failed(jb, "out of memory");
+                return;
+            }
+        } else if (jb->op == J_GET && n == 0 && !traces_result_damaged(res, NULL)) {
             jb->status = 404;
             legacy_error(&jb->out, 404, "trace not found");
         } else if ((jb->op == J3_SEARCH || jb->op == J3_GET) && n == 0) {
@@ -1084,9 +1094,9 @@ bad:
     job_free(jb);
 }
 
-static void h_v3_search(struct evhttp_request *req, const tr_form *q, const tr_api_env *s) {
+static void h_v3_search(struct evhttp_request *req, const tr_form *q, const tr_api_env *s, int op) {
     char err[400], inner[300];
-    jjob *jb = job_new(req, J3_SEARCH);
+    jjob *jb = job_new(req, op);
     if (!jb) { reply_error(req, 1, 500, "out of memory"); return; }
     const char *p, *nm;
 #define V3P(canon, alias) ((p = param(q, nm = canon)) || (alias && (p = param(q, nm = alias))))
@@ -1239,7 +1249,15 @@ static void h3_operations(struct evhttp_request *req, const tr_http_match *m, vo
 static void h3_traces(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
     tr_form q;
     if (form_or_reply(req, &q, 1)) return;
-    h_v3_search(req, &q, ctx);
+    h_v3_search(req, &q, ctx, J3_SEARCH);
+    tr_form_free(&q);
+}
+
+/* Jaeger UI 2.19+'s search: the same parameters as /api/v3/traces, summaries only. */
+static void h3_summaries(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_form q;
+    if (form_or_reply(req, &q, 1)) return;
+    h_v3_search(req, &q, ctx, J3_SUMMARIES);
     tr_form_free(&q);
 }
 
@@ -1262,4 +1280,5 @@ void tr_api_jaeger_routes(tr_http *h, const tr_api_env *env) {
     tr_http_route(h, TR_GET, "/api/v3/operations", 0, h3_operations, e);
     tr_http_route(h, TR_GET, "/api/v3/traces", 0, h3_traces, e);
     tr_http_route(h, TR_GET, "/api/v3/traces/{id}", 0, h3_trace, e);
+    tr_http_route(h, TR_GET, "/api/v3/trace-summaries", 0, h3_summaries, e);
 }

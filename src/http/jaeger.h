@@ -29,5 +29,9 @@ void tr_jaeger_format_trace_id(const uint8_t id[16], char *out);
 void tr_jaeger_render_trace(tr_json *j, const traces_trace *t);
 /* The v3 body {"result":{"resourceSpans":[…]}} in OTLP JSON for every trace of `res`. */
 void tr_jaeger_render_v3_traces(tr_json *j, const traces_trace *const *traces, size_t n);
+/* The /api/v3/trace-summaries body {"summaries":[…]}: per trace its root (the parentless span
+ * that starts first), time bounds, span, error and orphan counts, and per-service counts
+ * sorted by name; zero values left out as protobuf JSON does. Returns -1 when out of memory. */
+int tr_jaeger_render_v3_summaries(tr_json *j, const traces_trace *const *traces, size_t n);
 
 #endif

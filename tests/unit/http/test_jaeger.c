@@ -327,3 +327,37 @@ Test(http_jaeger, v3_otlp_json) {
     cJSON_Delete(o);
     tr_buf_free(&b);
 }
+
+/* /api/v3/trace-summaries: root = the parentless span starting first, orphans counted, services
+ * sorted by name, zero counts left out. */
+Test(http_jaeger, v3_summaries) {
+    uint8_t tid[16];
+    traces_trace t = example(tid);
+    /* a third span whose parent is not in the trace (an orphan), in a service sorting first */
+    uint64_t t0 = 1718000000000000000ULL;
+    traces_pb_span *orphan = t_span(A, tid, 0x1111ULL, 0x9999ULL, "late", 1, t0 + 9 * MS, MS);
+    T_RS *ac = t_rs(A, "accounts", 0);
+    t_scope(A, ac, "x", "", 1, orphan);
+    traces_span *sp = tr_arena_alloc(A, 3 * sizeof *sp);
+    memcpy(sp, t.spans, 2 * sizeof *sp);
+    sp[2] = (traces_span){orphan, ac->resource, ac->scope_spans[0]->scope};
+    t.spans = sp;
+    t.n = 3;
+    const traces_trace *tp = &t;
+    tr_buf b;
+    tr_buf_init(&b, 0);
+    tr_json j;
+    tr_json_init(&j, &b);
+    cr_assert_eq(tr_jaeger_render_v3_summaries(&j, &tp, 1), 0);
+    cr_assert_str_eq(b.data,
+                     "{\"summaries\":[{\"traceId\":\"5b8efff798038103d269b633813fc60c\",\"rootServiceName\":\"frontend\","
+                     "\"rootOperationName\":\"GET /orders/{id}\",\"minStartTimeUnixNano\":\"1718000000000000000\","
+                     "\"maxEndTimeUnixNano\":\"1718000000010000000\",\"spanCount\":3,\"errorSpanCount\":1,"
+                     "\"orphanSpanCount\":1,\"services\":[{\"name\":\"accounts\",\"spanCount\":1},"
+                     "{\"name\":\"frontend\",\"spanCount\":1,\"errorSpanCount\":1},{\"name\":\"orders\",\"spanCount\":1}]}]}");
+    tr_buf_reset(&b);
+    tr_json_init(&j, &b);
+    cr_assert_eq(tr_jaeger_render_v3_summaries(&j, NULL, 0), 0);
+    cr_assert_str_eq(b.data, "{\"summaries\":[]}");
+    tr_buf_free(&b);
+}
