@@ -359,7 +359,8 @@ int tr_app_run(const tr_config *cfg) {
                           .query_max_samples = cfg->query_max_samples,
                           .query_lookback_ms = cfg->query_lookback_ms,
                           .query_log_threshold_ms = cfg->query_log_threshold_ms,
-                          .query_max_concurrency = (unsigned)cfg->query_max_concurrency};
+                          .query_max_concurrency = (unsigned)cfg->query_max_concurrency,
+                          .jaeger_max_skew_ms = cfg->jaeger_max_skew_ms};
     tr_api_core_routes(a->http, &a->env);
     tr_api_otlp_routes(a->http, &a->env);
     tr_api_ingest_routes(a->http, &a->env);

@@ -56,6 +56,7 @@ static const flag flags[] = {
     {"query-max-concurrency", F_INT, OFF(query_max_concurrency), "20", "PromQL queries evaluated at once; more are answered 503"},
     {"query-lookback-delta", F_DURATION, OFF(query_lookback_ms), "5m", "how far back an instant selector looks for a sample"},
     {"query-log-threshold", F_DURATION, OFF(query_log_threshold_ms), "10s", "queries slower than this are logged (0: none)"},
+    {"jaeger-max-clock-skew-adjust", F_DURATION, OFF(jaeger_max_skew_ms), "0", "largest clock-skew shift the Jaeger API applies to a span from another host (0: as jaeger-query, skew is only warned about)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 

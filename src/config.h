@@ -41,6 +41,7 @@ typedef struct tr_config {
     int64_t query_max_concurrency;     /* queries evaluated at once; more get 503 */
     int64_t query_lookback_ms;         /* --query-lookback-delta */
     int64_t query_log_threshold_ms;    /* slower queries are logged; 0: none */
+    int64_t jaeger_max_skew_ms;        /* --jaeger-max-clock-skew-adjust */
 } tr_config;
 
 /* Outcome of tr_config_parse. */

@@ -153,3 +153,26 @@ test('the search keys of Jaeger v2.20 storage', async () => {
   const r = await get(`/api/v3/trace-summaries?${q}`);
   assert.deepEqual(r.body.summaries.map((x) => x.traceId), [tr.traceId]);
 });
+
+test('trace ids in base64 in v3 and legacy paths; raw=true skips the adjusters', async () => {
+  const b64 = Buffer.from(tr.traceId, 'hex').toString('base64');
+  let r = await get(`/api/v3/traces/${encodeURIComponent(b64)}`);
+  assert.equal(r.status, 200);
+  assert.equal(r.body.result.resourceSpans[0].scopeSpans[0].spans[0].traceId, tr.traceId);
+  r = await get(`/api/traces/${b64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}`);
+  assert.equal(r.status, 200);
+  assert.equal(r.body.data[0].traceID, tr.traceId);
+  r = await get('/api/v3/traces/not-an-id');
+  assert.equal(r.status, 400);
+  assert.match(r.body.error.message, /^malformed parameter trace_id: /);
+  // every span's tags sorted by key unless raw
+  r = await get(`/api/traces/${tr.traceId}`);
+  const keys = (s) => s.tags.map((x) => x.key);
+  const db = r.body.data[0].spans.find((s) => s.operationName === 'INSERT');
+  assert.deepEqual(keys(db), ['otel.scope.name', 'otel.scope.version', 'db.system', 'span.kind']);
+  r = await get(`/api/traces/${tr.traceId}?raw=true`);
+  assert.equal(r.status, 200);
+  r = await get(`/api/traces/${tr.traceId}?raw=maybe`);
+  assert.equal(r.status, 400);
+  assert.equal(r.body.errors[0].msg, "unable to parse param 'raw': strconv.ParseBool: parsing \"maybe\": invalid syntax");
+});
