@@ -608,6 +608,7 @@ enum {
 
 typedef struct jjob {
     struct evhttp_request *req;
+    int pretty; /* prettyPrint: the legacy JSON indented by 4 spaces */
     const tr_api_env *env;
     int op;
     char *service, *operation;
@@ -637,10 +638,76 @@ static void job_free(jjob *jb) {
     free(jb);
 }
 
+/* prettyPrint: any value but "" and "false" (the first occurrence counts). */
+static int want_pretty(struct evhttp_request *req) {
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+    const char *qs = u ? evhttp_uri_get_query(u) : NULL;
+    struct evkeyvalq kv;
+    TAILQ_INIT(&kv);
+    if (!qs || evhttp_parse_query_str(qs, &kv)) return 0;
+    const char *v = evhttp_find_header(&kv, "prettyPrint");
+    int p = v && *v && strcmp(v, "false") != 0;
+    evhttp_clear_headers(&kv);
+    return p;
+}
+
+/* Go's json.MarshalIndent(v, "", "    ") of compact JSON: a newline and indent after { [ ,
+ * and before } ], a space after a key's colon; empty objects and arrays stay {} and []. */
+static int json_indent(const tr_buf *in, tr_buf *out) {
+    int depth = 0, instr = 0;
+    const char *s = in->data;
+    size_t n = in->len;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (instr) {
+            tr_buf_putc(out, c);
+            if (c == '\\' && i + 1 < n) tr_buf_putc(out, s[++i]);
+            else if (c == '"') instr = 0;
+            continue;
+        }
+        switch (c) {
+        case '"':
+            instr = 1;
+            tr_buf_putc(out, c);
+            break;
+        case '{':
+        case '[':
+            tr_buf_putc(out, c);
+            if (i + 1 < n && (s[i + 1] == '}' || s[i + 1] == ']')) {
+                tr_buf_putc(out, s[++i]);
+                break;
+            }
+            depth++;
+            tr_buf_putc(out, '\n');
+            for (int d = 0; d < depth; d++) tr_buf_puts(out, "    ");
+            break;
+        case '}':
+        case ']':
+            depth--;
+            tr_buf_putc(out, '\n');
+            for (int d = 0; d < depth; d++) tr_buf_puts(out, "    ");
+            tr_buf_putc(out, c);
+            break;
+        case ',':
+            tr_buf_putc(out, c);
+            tr_buf_putc(out, '\n');
+            for (int d = 0; d < depth; d++) tr_buf_puts(out, "    ");
+            break;
+        case ':':
+            tr_buf_puts(out, ": ");
+            break;
+        default:
+            tr_buf_putc(out, c);
+        }
+    }
+    return out->failed ? -1 : 0;
+}
+
 static jjob *job_new(struct evhttp_request *req, int op) {
     jjob *jb = calloc(1, sizeof *jb);
     if (!jb) return NULL;
     jb->req = req;
+    jb->pretty = op < J3_SERVICES && want_pretty(req);
     jb->op = op;
     jb->kind = -1;
     jb->status = 200;
@@ -912,7 +979,13 @@ static void job_done(void *arg) {
         reply_error(jb->req, jb->op >= J3_SERVICES, 500, "response too large");
     } else {
         int err = jb->status >= 400;
-        tr_http_reply_buf(jb->req, jb->status, err ? "text/plain; charset=utf-8" : "application/json", &jb->out);
+        tr_buf pretty;
+        tr_buf_init(&pretty, MAX_REPLY);
+        if (!err && jb->pretty && json_indent(&jb->out, &pretty) == 0)
+            tr_http_reply_buf(jb->req, jb->status, "application/json", &pretty);
+        else
+            tr_http_reply_buf(jb->req, jb->status, err ? "text/plain; charset=utf-8" : "application/json", &jb->out);
+        tr_buf_free(&pretty);
     }
     job_free(jb);
 }
@@ -1342,15 +1415,15 @@ static void h3_trace(struct evhttp_request *req, const tr_http_match *m, void *c
 
 void tr_api_jaeger_routes(tr_http *h, const tr_api_env *env) {
     void *e = (void *)env;
-    tr_http_route(h, TR_GET, "/api/services", 0, h_services, e);
-    tr_http_route(h, TR_GET, "/api/services/{service}/operations", 0, h_service_ops, e);
-    tr_http_route(h, TR_GET, "/api/operations", 0, h_operations, e);
-    tr_http_route(h, TR_GET, "/api/traces", 0, h_traces, e);
-    tr_http_route(h, TR_GET, "/api/traces/{id}", 0, h_trace, e);
-    tr_http_route(h, TR_GET, "/api/dependencies", 0, h_dependencies, e);
-    tr_http_route(h, TR_GET, "/api/v3/services", 0, h3_services, e);
-    tr_http_route(h, TR_GET, "/api/v3/operations", 0, h3_operations, e);
-    tr_http_route(h, TR_GET, "/api/v3/traces", 0, h3_traces, e);
-    tr_http_route(h, TR_GET, "/api/v3/traces/{id}", 0, h3_trace, e);
-    tr_http_route(h, TR_GET, "/api/v3/trace-summaries", 0, h3_summaries, e);
+    tr_http_route(h, TR_GET, "/api/services", TR_HTTP_NO_405, h_services, e);
+    tr_http_route(h, TR_GET, "/api/services/{service}/operations", TR_HTTP_NO_405, h_service_ops, e);
+    tr_http_route(h, TR_GET, "/api/operations", TR_HTTP_NO_405, h_operations, e);
+    tr_http_route(h, TR_GET, "/api/traces", TR_HTTP_NO_405, h_traces, e);
+    tr_http_route(h, TR_GET, "/api/traces/{id}", TR_HTTP_NO_405, h_trace, e);
+    tr_http_route(h, TR_GET, "/api/dependencies", TR_HTTP_NO_405, h_dependencies, e);
+    tr_http_route(h, TR_GET, "/api/v3/services", TR_HTTP_NO_405, h3_services, e);
+    tr_http_route(h, TR_GET, "/api/v3/operations", TR_HTTP_NO_405, h3_operations, e);
+    tr_http_route(h, TR_GET, "/api/v3/traces", TR_HTTP_NO_405, h3_traces, e);
+    tr_http_route(h, TR_GET, "/api/v3/traces/{id}", TR_HTTP_NO_405, h3_trace, e);
+    tr_http_route(h, TR_GET, "/api/v3/trace-summaries", TR_HTTP_NO_405, h3_summaries, e);
 }

@@ -502,6 +502,10 @@ static void dispatch(struct evhttp_request *req, void *arg) {
         tr_http_reply_text(req, 401, "unauthorized");
         goto out;
     }
+    if (rc == 405 && (flags & TR_HTTP_NO_405)) {
+        tr_http_reply_text(req, 404, "404 page not found");
+        goto out;
+    }
     if (rc == 405) {
         allow_header(req, allow);
         if (method == EVHTTP_REQ_OPTIONS) tr_http_reply(req, 204, NULL, NULL, 0);

@@ -176,3 +176,28 @@ test('trace ids in base64 in v3 and legacy paths; raw=true skips the adjusters',
   assert.equal(r.status, 400);
   assert.equal(r.body.errors[0].msg, "unable to parse param 'raw': strconv.ParseBool: parsing \"maybe\": invalid syntax");
 });
+
+test('unknown routes, other methods and prettyPrint as jaeger-query answers them', async () => {
+  for (const [method, path] of [['GET', '/api/nope'], ['POST', '/api/traces'], ['DELETE', '/api/services'], ['POST', '/api/v3/trace-summaries']]) {
+    const r = await fetch(t.httpUrl + path, { method });
+    assert.equal(r.status, 404, `${method} ${path}`);
+    assert.equal(await r.text(), '404 page not found\n');
+    assert.match(r.headers.get('content-type'), /^text\/plain; charset=utf-8/);
+  }
+  let r = await fetch(`${t.httpUrl}/api/services?prettyPrint=true`);
+  let text = await r.text();
+  assert.match(text, /^\{\n    "data": \[\n        "/);
+  assert.match(text, /\n    "errors": null\n\}$/);
+  assert.deepEqual(JSON.parse(text).data, (await get('/api/services')).body.data);
+  r = await fetch(`${t.httpUrl}/api/services?prettyPrint=false`);
+  assert.match(await r.text(), /^\{"data":\["/);
+  r = await fetch(`${t.httpUrl}/api/dependencies?prettyPrint=1&endTs=1`);
+  assert.equal(await r.text(), '{\n    "data": [],\n    "total": 0,\n    "limit": 0,\n    "offset": 0,\n    "errors": null\n}');
+  // errors stay compact, as http.Error writes them
+  r = await fetch(`${t.httpUrl}/api/traces?prettyPrint=1`);
+  assert.equal(await r.text(), '{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":400,"msg":"parameter \'service\' is required"}]}\n');
+  // gzip when asked for it (a large enough body)
+  r = await fetch(`${t.httpUrl}/api/traces/${tr.traceId}`, { headers: { 'accept-encoding': 'gzip' } });
+  assert.equal(r.headers.get('content-encoding'), 'gzip');
+  assert.equal((await r.json()).data[0].traceID, tr.traceId);
+});
