@@ -560,6 +560,10 @@ int tr_http_listen(tr_http *h, int fd, int ingest_only) {
     l->eh = evhttp_new(h->base);
     if (!l->eh) return -1;
     evhttp_set_max_body_size(l->eh, h->cfg.max_body_bytes);
+    /* a body over the limit is read to its end and dropped before the 413 goes out and the
+     * connection closes (nginx's lingering close): a client that writes its whole body before
+     * reading (Python's urllib, the OTel exporters) reads the 413 instead of a reset */
+    evhttp_set_flags(l->eh, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_max_headers_size(l->eh, MAX_HEADERS_BYTES);
     evhttp_set_timeout(l->eh, h->cfg.idle_timeout_s > 0 ? h->cfg.idle_timeout_s : 60);
     evhttp_set_allowed_methods(l->eh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |

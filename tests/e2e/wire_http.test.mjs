@@ -1,0 +1,60 @@
+// HTTP on the wire: a body over the limit is answered 413 after the body is read to its end
+// (lingering close), so clients that write the whole body before reading — Python's urllib,
+// the OTel SDK exporters — read the 413 instead of a broken pipe or a reset.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+
+import { BasicTracerProvider, SimpleSpanProcessor, InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+
+import { start } from './lib/tricorder.mjs';
+
+let t;
+before(async () => { t = await start({ args: ['--otlp-max-message-bytes', '256KiB'] }); });
+after(async () => {
+  if (!t) return;
+  const r = await t.stop();
+  t.cleanup();
+  assert.equal(r.code, 0, `exit code ${r.code} signal ${r.signal}: ${t.stderr}`);
+});
+
+const PY = `
+import sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1], data=b'x' * int(sys.argv[2]), headers={'Content-Type': sys.argv[3]})
+try:
+    r = urllib.request.urlopen(req, timeout=20)
+    print(r.status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception as e:
+    print('EXC', type(e).__name__, e)
+`;
+
+function urllibPost(url, size, ctype) {
+  const r = spawnSync('python3', ['-c', PY, url, String(size), ctype], { encoding: 'utf8', timeout: 60000 });
+  return r.stdout.trim() || r.stderr.trim();
+}
+
+test('python urllib reads the 413 of a body over the limit (several MB, sent whole)', () => {
+  for (const [path, ctype] of [['/v1/traces', 'application/x-protobuf'], ['/api/v1/write', 'application/x-protobuf'], ['/api/v1/import', 'text/plain']]) {
+    assert.equal(urllibPost(t.httpUrl + path, 8 << 20, ctype), '413', path);
+  }
+  assert.equal(urllibPost(`${t.otlpHttpUrl}/v1/traces`, 8 << 20, 'application/x-protobuf'), '413', 'OTLP/HTTP listener');
+});
+
+test('the OTel JS exporter gets a 413, not a connection error, and the server keeps serving', async () => {
+  const mem = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'big' }), spanProcessors: [new SimpleSpanProcessor(mem)] });
+  const tracer = provider.getTracer('x');
+  const pad = 'p'.repeat(4000);
+  for (let i = 0; i < 400; i++) tracer.startSpan(`s${i}`, { attributes: { pad } }).end();
+  const exp = new OTLPTraceExporter({ url: `${t.otlpHttpUrl}/v1/traces` });
+  const res = await new Promise((resolve) => exp.export(mem.getFinishedSpans(), resolve));
+  assert.equal(res.code, 1);
+  assert.match(String(res.error), /413|Payload Too Large|Entity Too Large/, String(res.error));
+  assert.doesNotMatch(String(res.error), /EPIPE|ECONNRESET|socket hang up/);
+  const r = await fetch(`${t.httpUrl}/api/v3/services`);
+  assert.equal(r.status, 200);
+});
