@@ -301,6 +301,7 @@ int tr_app_run(const tr_config *cfg) {
         .retention_ms = cfg->retention_ms,
         .retention_bytes = cfg->retention_bytes,
         .ooo_window_ms = cfg->ooo_window_ms,
+        .future_window_ms = cfg->future_window_ms,
         .max_series = cfg->max_series,
         .max_label_name_len = cfg->max_label_name_len,
         .max_label_value_len = cfg->max_label_value_len,

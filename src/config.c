@@ -31,6 +31,7 @@ static const flag flags[] = {
     {"retention", F_DURATION, OFF(retention_ms), "30d", "how long data is kept (12h, 14d, 90d, 1y)"},
     {"retention-size", F_SIZE, OFF(retention_bytes), NULL, "cap on the metric blocks on disk, oldest blocks go first (e.g. 10GiB)"},
     {"ooo-window", F_DURATION, OFF(ooo_window_ms), "10m", "samples this much older than a series' newest are still accepted"},
+    {"future-window", F_DURATION, OFF(future_window_ms), "2h", "samples more than this ahead of the clock are refused (0: no limit)"},
     {"max-series", F_INT, OFF(max_series), "0", "active series in the metrics head (0: no limit)"},
     {"max-label-name-length", F_INT, OFF(max_label_name_len), "256", "longest label name accepted"},
     {"max-label-value-length", F_INT, OFF(max_label_value_len), "4096", "longest label value accepted"},

@@ -959,6 +959,8 @@ static void self_init(tsdb *db) {
     m->ooo_rej = tr_counter_new("tricorder_tsdb_out_of_order_samples_total", "Samples rejected: older than the out-of-order window (or a different value for an existing timestamp).", NULL);
     m->ooo_acc = tr_counter_new("tricorder_tsdb_out_of_order_samples_accepted_total", "Out-of-order samples accepted within --ooo-window.", NULL);
     m->too_old = tr_counter_new("tricorder_tsdb_too_old_samples_total", "Samples rejected: older than the retention.", NULL);
+    m->duplicates = tr_counter_new("tricorder_tsdb_duplicate_samples_total", "Samples rejected: another value at a timestamp the series already has.", NULL);
+    m->too_new = tr_counter_new("tricorder_tsdb_too_new_samples_total", "Samples rejected: more than --future-window ahead of the clock.", NULL);
     m->limits = tr_counter_new("tricorder_tsdb_limit_rejections_total", "Samples rejected by a label or series limit.", NULL);
     m->wal_fsyncs = tr_counter_new("tricorder_tsdb_wal_fsyncs_total", "WAL fsyncs (one serves many commits).", NULL);
     m->wal_bytes = tr_gauge_new("tricorder_tsdb_wal_written_bytes", "Bytes written to the WAL since start.", NULL);

@@ -9,7 +9,8 @@ import { BasicTracerProvider, SimpleSpanProcessor, InMemorySpanExporter } from '
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 
-import { start } from './lib/tricorder.mjs';
+import { start, metricSum } from './lib/tricorder.mjs';
+import { writeRequest, snappyLiteral } from './lib/remote_write.mjs';
 
 let t;
 before(async () => { t = await start({ args: ['--otlp-max-message-bytes', '256KiB'] }); });
@@ -57,4 +58,42 @@ test('the OTel JS exporter gets a 413, not a connection error, and the server ke
   assert.doesNotMatch(String(res.error), /EPIPE|ECONNRESET|socket hang up/);
   const r = await fetch(`${t.httpUrl}/api/v3/services`);
   assert.equal(r.status, 200);
+});
+
+async function rw(series) {
+  const r = await fetch(`${t.httpUrl}/api/v1/write`, {
+    method: 'POST', body: snappyLiteral(writeRequest(...series)),
+    headers: { 'Content-Type': 'application/x-protobuf', 'Content-Encoding': 'snappy', 'X-Prometheus-Remote-Write-Version': '0.1.0' },
+  });
+  return { status: r.status, text: await r.text() };
+}
+
+test('remote write: another value at an existing timestamp and samples far ahead are refused and counted', async () => {
+  const L = [['__name__', 'wire_dup'], ['job', 'x']];
+  const t0 = Date.now() - 60000;
+  assert.equal((await rw([[L, [[1, t0], [2, t0 + 1000], [3, t0 + 2000]]]])).status, 204);
+  assert.equal((await rw([[L, [[3, t0 + 2000]]]])).status, 204, 'the same value again is fine');
+  let r = await rw([[L, [[9, t0 + 2000]]]]);
+  assert.equal(r.status, 400);
+  assert.match(r.text, /duplicate sample for timestamp/);
+  r = await rw([[L, [[9, t0 + 1000]]]]);
+  assert.equal(r.status, 400, 'a timestamp inside the in-order data, older than the newest');
+  assert.match(r.text, /duplicate sample for timestamp/);
+  assert.equal((await rw([[L, [[2, t0 + 1000]]]])).status, 204);
+  assert.equal((await rw([[L, [[5, t0 + 500]]]])).status, 204, 'out of order within the window');
+  r = await rw([[L, [[6, t0 + 500]]]]);
+  assert.equal(r.status, 400);
+  assert.match(r.text, /duplicate sample for timestamp/);
+  r = await rw([[L, [[7, Date.now() + 3 * 3600e3]]]]);
+  assert.equal(r.status, 400);
+  assert.match(r.text, /too far in the future/);
+  r = await rw([[L, [[7, Number.MAX_SAFE_INTEGER]]]]);
+  assert.equal(r.status, 400);
+  assert.equal((await rw([[L, [[8, Date.now() + 3600e3]]]])).status, 204, 'within --future-window (2h)');
+  const m = await t.metrics();
+  assert.equal(metricSum(m, 'tricorder_tsdb_duplicate_samples_total'), 3);
+  assert.equal(metricSum(m, 'tricorder_tsdb_too_new_samples_total'), 2);
+  // the stored values are the first ones
+  const q = await (await fetch(`${t.httpUrl}/api/v1/export/prometheus?match[]=wire_dup&start=${(t0 - 1000) / 1000}&end=${(t0 + 3000) / 1000}`)).text();
+  assert.deepEqual(q.trim().split('\n').map((l) => l.split(' ')[1]), ['1', '5', '2', '3']);
 });
