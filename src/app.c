@@ -349,6 +349,7 @@ int tr_app_run(const tr_config *cfg) {
         .ingest_token = cfg->ingest_token,
         .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
         .idle_timeout_s = (int)((cfg->idle_timeout_ms + 999) / 1000),
+        .cors_origin = cfg->web_cors_origin,
     };
     a->http = tr_http_new(a->base, &hc);
     if (!a->recv || !a->http) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }

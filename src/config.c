@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/re.h"
+
 #ifndef TRICORDER_VERSION
 #define TRICORDER_VERSION "dev"
 #endif
@@ -57,6 +59,7 @@ static const flag flags[] = {
     {"query-max-concurrency", F_INT, OFF(query_max_concurrency), "20", "PromQL queries evaluated at once; more are answered 503"},
     {"query-lookback-delta", F_DURATION, OFF(query_lookback_ms), "5m", "how far back an instant selector looks for a sample"},
     {"query-log-threshold", F_DURATION, OFF(query_log_threshold_ms), "10s", "queries slower than this are logged (0: none)"},
+    {"web-cors-origin", F_STRING, OFF(web_cors_origin), ".*", "regex (anchored, as Prometheus' --web.cors.origin) of the origins the APIs answer CORS requests for"},
     {"jaeger-max-clock-skew-adjust", F_DURATION, OFF(jaeger_max_skew_ms), "0", "largest clock-skew shift the Jaeger API applies to a span from another host (0: as jaeger-query, skew is only warned about)"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
@@ -300,6 +303,15 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
         c->query_max_concurrency > 1000 || c->query_lookback_ms <= 0) {
         snprintf(err, errlen, "--query-timeout, --query-max-samples, --query-lookback-delta must be positive, --query-max-concurrency between 1 and 1000");
         return TR_CONFIG_ERROR;
+    }
+    {
+        char rerr[300];
+        tr_re *re = tr_re_compile(c->web_cors_origin, strlen(c->web_cors_origin), rerr, sizeof rerr);
+        if (!re) {
+            snprintf(err, errlen, "--web-cors-origin: %s", rerr);
+            return TR_CONFIG_ERROR;
+        }
+        tr_re_free(re);
     }
     if (c->otlp_max_message_bytes < 1024 || c->otlp_max_message_bytes > (1LL << 30)) {
         snprintf(err, errlen, "--otlp-max-message-bytes must be between 1KiB and 1GiB");

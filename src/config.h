@@ -43,6 +43,7 @@ typedef struct tr_config {
     int64_t query_log_threshold_ms;    /* slower queries are logged; 0: none */
     int64_t jaeger_max_skew_ms;        /* --jaeger-max-clock-skew-adjust */
     int64_t future_window_ms;          /* --future-window */
+    const char *web_cors_origin;       /* --web-cors-origin (a regex) */
 } tr_config;
 
 /* Outcome of tr_config_parse. */

@@ -51,6 +51,7 @@ typedef struct tr_http_config {
     const char *ingest_token;            /* NULL: none */
     size_t max_body_bytes;               /* request bodies larger than this get 413 */
     int idle_timeout_s;                  /* idle keep-alive connections are closed (0: 60) */
+    const char *cors_origin;             /* regex of allowed CORS origins (NULL or ".*": any, "*") */
 } tr_http_config;
 
 /* Returns NULL on OOM. The strings in cfg must outlive the server. */

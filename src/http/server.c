@@ -17,11 +17,12 @@
 #include "http.h"
 #include "http_int.h"
 #include "util/gzip.h"
+#include "util/re.h"
 #include "util/log.h"
 #include "util/selfmon.h"
 #include "util/text.h"
 
-#define MAX_HEADERS_BYTES (16 * 1024)
+#define MAX_HEADERS_BYTES ((1 << 20) + 4096) /* request line and headers: as Go's server (1 MiB + 4 KiB) */
 
 #define MAX_SEGS 16
 
@@ -60,6 +61,7 @@ struct tr_http {
     size_t conncap;
     tr_metric *req_by_class[6], *conn_gauge;
     tr_drain *drain; /* shutdown: which connections have work in progress */
+    tr_re *cors;     /* --web-cors-origin unless ".*" (then NULL: "*" for any origin) */
 };
 
 static tr_http *g_http; /* for the reply helpers, which only see the request */
@@ -77,6 +79,14 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg) {
     }
     h->conn_gauge = tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"http\"");
     h->drain = tr_drain_new();
+    if (cfg->cors_origin && strcmp(cfg->cors_origin, ".*") != 0) {
+        char err[300];
+        h->cors = tr_re_compile(cfg->cors_origin, strlen(cfg->cors_origin), err, sizeof err);
+        if (!h->cors) {
+            free(h);
+            return NULL;
+        }
+    }
     g_http = h;
     return h;
 }
@@ -209,6 +219,8 @@ static const char *reason_of(int status) {
     switch (status) {
     case 200: return "OK";
     case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 307: return "Temporary Redirect";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
@@ -253,12 +265,15 @@ static int accepts_gzip(struct evhttp_request *req) {
     return 0;
 }
 
-/* CORS on the APIs, as Prometheus answers with its default --web.cors.origin ('.*'). */
-static void cors(struct evhttp_request *req, const char *path) {
+/* CORS on the APIs, as Prometheus sets it: with the default --web-cors-origin '.*' any
+ * origin gets "*"; with another regex, an origin it matches (whole) is echoed and others get
+ * no Access-Control-Allow-Origin (the other CORS headers are sent either way). */
+static void cors(tr_http *h, struct evhttp_request *req, const char *path) {
     const char *origin = tr_http_header(req, "Origin");
     if (!origin || strncmp(path, "/api/", 5) != 0) return;
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-    evhttp_add_header(oh, "Access-Control-Allow-Origin", origin);
+    if (!h->cors) evhttp_add_header(oh, "Access-Control-Allow-Origin", "*");
+    else if (tr_re_match(h->cors, origin, strlen(origin))) evhttp_add_header(oh, "Access-Control-Allow-Origin", origin);
     evhttp_add_header(oh, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     evhttp_add_header(oh, "Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, Origin");
     evhttp_add_header(oh, "Access-Control-Expose-Headers", "Date");
@@ -452,6 +467,59 @@ static void allow_header(struct evhttp_request *req, unsigned allow) {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", v);
 }
 
+/* Prometheus' router (httprouter) answers a path that is known without its trailing slash
+ * with a redirect there: 301 for GET and HEAD, 307 otherwise, the query string kept. The
+ * Jaeger routes (TR_HTTP_NO_405) do not: jaeger-query's catch-all answers 404. Returns 1 when
+ * it answered. */
+static int trailing_slash_redirect(tr_http *h, listener *l, struct evhttp_request *req, unsigned method, const char *raw) {
+    size_t n = strlen(raw);
+    if (n < 2 || raw[n - 1] != '/' || raw[n - 2] == '/') return 0;
+    char *path = strndup(raw, n - 1);
+    size_t scap = n * 2 + 2 * MAX_SEGS + 16;
+    char *scratch = malloc(scap);
+    int done = 0;
+    if (path && scratch) {
+        tr_http_match m;
+        const route *r;
+        unsigned allow;
+        int flags = 0;
+        int rc = resolve(h, l->ingest_only, method, path, &m, scratch, scap, &r, &allow, &flags);
+        if (r) flags = r->flags;
+        if (rc != 404 && !(flags & TR_HTTP_NO_405)) {
+            const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+            const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+            tr_buf loc, body;
+            tr_buf_init(&loc, 0);
+            tr_buf_init(&body, 0);
+            tr_buf_puts(&loc, path);
+            if (q) tr_buf_printf(&loc, "?%s", q);
+            int get = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
+            if (!loc.failed) {
+                evhttp_add_header(evhttp_request_get_output_headers(req), "Location", loc.data);
+                if (get) { /* Go's http.Redirect body, the URL HTML-escaped */
+                    tr_buf_puts(&body, "<a href=\"");
+                    for (const char *c = loc.data; *c; c++) {
+                        if (*c == '&') tr_buf_puts(&body, "&amp;");
+                        else if (*c == '<') tr_buf_puts(&body, "&lt;");
+                        else if (*c == '>') tr_buf_puts(&body, "&gt;");
+                        else if (*c == '"') tr_buf_puts(&body, "&#34;");
+                        else if (*c == '\'') tr_buf_puts(&body, "&#39;");
+                        else tr_buf_putc(&body, *c);
+                    }
+                    tr_buf_puts(&body, "\">Moved Permanently</a>.\n\n");
+                }
+                tr_http_reply(req, get ? 301 : 307, get ? "text/html; charset=utf-8" : NULL, body.data, body.len);
+                done = 1;
+            }
+            tr_buf_free(&loc);
+            tr_buf_free(&body);
+        }
+    }
+    free(path);
+    free(scratch);
+    return done;
+}
+
 static void dispatch(struct evhttp_request *req, void *arg) {
     listener *l = arg;
     tr_http *h = l->h;
@@ -473,11 +541,12 @@ static void dispatch(struct evhttp_request *req, void *arg) {
     unsigned method = (unsigned)evhttp_request_get_command(req);
     int flags = 0;
     int rc = resolve(h, l->ingest_only, method, raw, &m, scratch, scap, &r, &allow, &flags);
+    if (rc == 404 && trailing_slash_redirect(h, l, req, method, raw)) goto out;
     if (rc == 404) {
         tr_http_reply_text(req, 404, "404 page not found");
         goto out;
     }
-    cors(req, raw);
+    cors(h, req, raw);
     /* authentication follows the path's routes (on 405, the first that matched) */
     if (r) flags = r->flags;
     const char *auth = tr_http_header(req, "Authorization");
@@ -602,6 +671,7 @@ void tr_http_free(tr_http *h) {
     free(h->conns);
     free((void *)h->watch);
     tr_drain_free(h->drain);
+    tr_re_free(h->cors);
     if (h->watch_ev) event_free(h->watch_ev);
     if (g_http == h) g_http = NULL;
     free(h);

@@ -97,3 +97,29 @@ test('remote write: another value at an existing timestamp and samples far ahead
   const q = await (await fetch(`${t.httpUrl}/api/v1/export/prometheus?match[]=wire_dup&start=${(t0 - 1000) / 1000}&end=${(t0 + 3000) / 1000}`)).text();
   assert.deepEqual(q.trim().split('\n').map((l) => l.split(' ')[1]), ['1', '5', '2', '3']);
 });
+
+test('request lines and headers up to 1 MiB as Go allows; trailing slashes and CORS as Prometheus answers them', async () => {
+  let r = await fetch(`${t.httpUrl}/api/v1/labels?x=${'a'.repeat(1000000)}`);
+  assert.equal(r.status, 200);
+  r = await fetch(`${t.httpUrl}/api/v1/labels`, { headers: { 'x-big': 'b'.repeat(1000000) } });
+  assert.equal(r.status, 200);
+  r = await fetch(`${t.httpUrl}/api/v1/labels/?match[]=up`, { redirect: 'manual' });
+  assert.equal(r.status, 301);
+  assert.equal(r.headers.get('location'), '/api/v1/labels?match[]=up');
+  r = await fetch(`${t.httpUrl}/api/v1/series/`, { method: 'POST', redirect: 'manual' });
+  assert.equal(r.status, 307);
+  r = await fetch(`${t.httpUrl}/api/traces/`, { redirect: 'manual' });
+  assert.equal(r.status, 404, 'Jaeger routes do not redirect');
+  r = await fetch(`${t.httpUrl}/api/v1/labels`, { headers: { Origin: 'http://grafana.example' } });
+  assert.equal(r.headers.get('access-control-allow-origin'), '*');
+  assert.equal(r.headers.get('access-control-expose-headers'), 'Date');
+  const t2 = await start({ args: ['--web-cors-origin', 'https?://(grafana|ui)\\.example'] });
+  try {
+    for (const [origin, want] of [['http://grafana.example', 'http://grafana.example'], ['https://ui.example', 'https://ui.example'],
+      ['http://grafana.example.evil', null], ['http://other.example', null]]) {
+      r = await fetch(`${t2.httpUrl}/api/v1/labels`, { headers: { Origin: origin } });
+      assert.equal(r.headers.get('access-control-allow-origin'), want, origin);
+      assert.equal(r.headers.get('access-control-allow-methods'), 'GET, POST, OPTIONS');
+    }
+  } finally { await t2.stop(); t2.cleanup(); }
+});
