@@ -123,3 +123,21 @@ test('request lines and headers up to 1 MiB as Go allows; trailing slashes and C
     }
   } finally { await t2.stop(); t2.cleanup(); }
 });
+
+test('the text import parses a large body of short lines in pieces (as VictoriaMetrics streams it)', async () => {
+  const now = Date.now();
+  let body = '';
+  for (let i = 0; i < 40000; i++) body += `wire_imp${i % 50} ${i} ${now}\n`;
+  assert.ok(body.length > 900000);
+  const t2 = await start(); // the default body limit (4 MiB)
+  try {
+    let r = await fetch(`${t2.httpUrl}/api/v1/import/prometheus`, { method: 'POST', body });
+    assert.equal(r.status, 204, await r.text());
+    const s = await (await fetch(`${t2.httpUrl}/api/v1/series?match[]={__name__=~"wire_imp.*"}`)).json();
+    assert.equal(s.data.length, 50);
+    // a bad line far into the body is reported with its line number in the whole body
+    r = await fetch(`${t2.httpUrl}/api/v1/import/prometheus`, { method: 'POST', body: `${body}oops\n` });
+    assert.equal(r.status, 400);
+    assert.match(await r.text(), /line 40001: /);
+  } finally { await t2.stop(); t2.cleanup(); }
+});
