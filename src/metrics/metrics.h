@@ -130,14 +130,15 @@ void tsdb_appender_rollback(tsdb_appender *a);
 const char *tsdb_strerror(int code);
 
 /* Metric family metadata for /api/v1/metadata (type: counter|gauge|histogram|summary|unknown…;
- * help and unit may be NULL). The latest call for a family wins; kept in memory and in
- * <dir>/metadata.json at close. */
+ * help and unit may be NULL). Every distinct (type, help, unit) of a family is kept (the
+ * latest 8), in memory and in <dir>/metadata.tsv at close. */
 void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const char *help,
                        const char *unit);
 typedef struct tsdb_metadata {
     const char *family, *type, *help, *unit;
 } tsdb_metadata;
-/* Calls fn for every family sorted by name (fn returns non-zero to stop). */
+/* Calls fn for every (family, type, help, unit), families sorted by name, a family's triples
+ * oldest first (fn returns non-zero to stop). */
 void tsdb_metadata_foreach(tsdb *db, int (*fn)(void *ctx, const tsdb_metadata *m), void *ctx);
 
 /* ---- querier ---- */
