@@ -141,3 +141,19 @@ test('the text import parses a large body of short lines in pieces (as VictoriaM
     assert.match(await r.text(), /line 40001: /);
   } finally { await t2.stop(); t2.cleanup(); }
 });
+
+test('labels and label values with start/end: only series with samples in the window (series precision)', async () => {
+  const now = Date.now();
+  const body = `wire_old_m{oldlbl="x"} 1 ${now - 90 * 60000}\nwire_new_m{newlbl="y"} 2 ${now - 1000}\n`;
+  assert.equal((await fetch(`${t.httpUrl}/api/v1/import/prometheus`, { method: 'POST', body })).status, 204);
+  const get = async (q) => (await (await fetch(`${t.httpUrl}${q}`)).json()).data;
+  const recent = (now - 600000) / 1000, older = (now - 60 * 60000) / 1000;
+  assert.ok(!(await get(`/api/v1/labels?start=${recent}`)).includes('oldlbl'));
+  assert.ok((await get(`/api/v1/labels?start=${recent}`)).includes('newlbl'));
+  assert.ok((await get(`/api/v1/labels?end=${older}`)).includes('oldlbl'));
+  assert.ok(!(await get(`/api/v1/labels?end=${older}`)).includes('newlbl'));
+  const names = await get(`/api/v1/label/__name__/values?start=${recent}&match[]=${encodeURIComponent('{__name__=~"wire_.*_m"}')}`);
+  assert.deepEqual(names, ['wire_new_m']);
+  assert.deepEqual(await get(`/api/v1/label/__name__/values?end=${older}&match[]=${encodeURIComponent('{__name__=~"wire_.*_m"}')}`), ['wire_old_m']);
+  assert.deepEqual(await get('/api/v1/label/oldlbl/values'), ['x'], 'without a window: everything');
+});
