@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/http_struct.h> /* the HTTP version of a request libevent refused */
 #include <event2/keyvalq_struct.h>
 
 #include "drain.h"
@@ -304,6 +305,48 @@ void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, co
     evhttp_send_reply(req, status, reason_of(status), NULL);
     tr_http__count_reply(status);
     tr_http__request_finished();
+}
+
+/* libevent answers the requests it refuses before any handler sees them (a body or headers
+ * over the limit, a malformed request) through evhttp_send_error, with an HTML page no
+ * Prometheus or Jaeger client expects. This definition takes its place (the library calls it
+ * through its PLT, so the executable's symbol wins) and answers as Go's server does: plain
+ * text, `Connection: close`, 431 for headers over the limit (libevent says 413 for both). */
+void evhttp_send_error(struct evhttp_request *req, int error, const char *reason) {
+    struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+    const char *cl = ih ? evhttp_find_header(ih, "Content-Length") : NULL;
+    const char *te = ih ? evhttp_find_header(ih, "Transfer-Encoding") : NULL;
+    int code = error;
+    const char *text;
+    char msg[160];
+    if (error == 413) {
+        size_t max = g_http ? g_http->cfg.max_body_bytes : 0;
+        int body = te || (cl && strtoull(cl, NULL, 10) > max);
+        if (body) {
+            snprintf(msg, sizeof msg, "413 Request Entity Too Large: the request body is over the limit of %zu bytes", max);
+            text = msg;
+        } else {
+            code = 431;
+            text = "431 Request Header Fields Too Large";
+        }
+    } else if (error == 400) {
+        text = "400 Bad Request";
+    } else {
+        snprintf(msg, sizeof msg, "%d %s", error, reason ? reason : reason_of(error));
+        text = msg;
+    }
+    /* a request line that failed to parse left no HTTP version: answer as HTTP/1.1, as
+     * libevent's own error page does */
+    if (!req->major || !req->minor) req->major = 1, req->minor = 1;
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    evhttp_clear_headers(oh);
+    evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
+    evhttp_add_header(oh, "Connection", "close");
+    struct evbuffer *b = evbuffer_new();
+    if (b) evbuffer_add_printf(b, "%s\n", text);
+    evhttp_send_reply(req, code, code == 431 ? "Request Header Fields Too Large" : reason_of(code), b);
+    if (b) evbuffer_free(b);
+    tr_http__count_reply(code);
 }
 
 void tr_http_reply_buf(struct evhttp_request *req, int status, const char *ctype, const tr_buf *b) {

@@ -28,13 +28,18 @@ try:
     r = urllib.request.urlopen(req, timeout=20)
     print(r.status)
 except urllib.error.HTTPError as e:
-    print(e.code)
+    print(e.code, e.headers.get('Content-Type') if len(sys.argv) > 4 else '', e.read().decode()[:120] if len(sys.argv) > 4 else '')
 except Exception as e:
     print('EXC', type(e).__name__, e)
 `;
 
 function urllibPost(url, size, ctype) {
   const r = spawnSync('python3', ['-c', PY, url, String(size), ctype], { encoding: 'utf8', timeout: 60000 });
+  return r.stdout.trim() || r.stderr.trim();
+}
+
+function urllibPostVerbose(url, size, ctype) {
+  const r = spawnSync('python3', ['-c', PY, url, String(size), ctype, 'v'], { encoding: 'utf8', timeout: 60000 });
   return r.stdout.trim() || r.stderr.trim();
 }
 
@@ -156,4 +161,22 @@ test('labels and label values with start/end: only series with samples in the wi
   assert.deepEqual(names, ['wire_new_m']);
   assert.deepEqual(await get(`/api/v1/label/__name__/values?end=${older}&match[]=${encodeURIComponent('{__name__=~"wire_.*_m"}')}`), ['wire_old_m']);
   assert.deepEqual(await get('/api/v1/label/oldlbl/values'), ['x'], 'without a window: everything');
+});
+
+test("requests libevent refuses itself get plain text as Go's server writes, never an HTML page", async () => {
+  assert.equal(urllibPostVerbose(t.httpUrl + '/api/v1/write', 8 << 20, 'application/x-protobuf'),
+    '413 text/plain; charset=utf-8 413 Request Entity Too Large: the request body is over the limit of 262144 bytes');
+  const r = await fetch(`${t.httpUrl}/api/v1/labels`, { headers: { 'x-big': 'b'.repeat(2 << 20) } });
+  assert.equal(r.status, 400);
+  assert.equal(r.headers.get('content-type'), 'text/plain; charset=utf-8');
+  assert.equal(await r.text(), '400 Bad Request\n');
+  const net = await import('node:net');
+  const reply = await new Promise((resolve) => {
+    const c = net.connect(Number(new URL(t.httpUrl).port), '127.0.0.1', () => c.write('GARBAGE\r\n\r\n'));
+    let d = '';
+    c.on('data', (x) => { d += x; });
+    c.on('close', () => resolve(d));
+  });
+  assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  assert.doesNotMatch(reply, /<HTML>/i);
 });
