@@ -27,7 +27,9 @@
 #include "metrics/metrics.h"
 #include "otlp/otlp.h"
 #include "otlp/translate.h"
+#include "rules/rules.h"
 #include "traces/traces.h"
+#include "ui/ui.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/selfmon.h"
@@ -47,10 +49,13 @@ typedef struct app {
     tr_workq_waker *traces_waker; /* the trace store's threads ask for its completions */
     tr_workq_waker *tsdb_waker;   /* the metrics store's WAL syncer asks for its acknowledgements */
     tr_api_env env;
-    struct event *sigterm, *sigint, *drain;
+    tr_rules *rules; /* recording and alerting rules */
+    struct event *sigterm, *sigint, *sighup, *drain;
     struct timespec stop_at;
     int stopping;
     tr_metric *rss, *cpu, *fds, *start, *grpc_conns;
+    tr_ui *ui;             /* the web UI */
+    tr_selfscrape *scrape; /* --self-scrape-interval */
 } app;
 
 int tr_app_listen(const char *addr, char *err, size_t errlen) {
@@ -223,6 +228,64 @@ static void traces_ready(void *arg) { traces_run_completions(((app *)arg)->trace
 
 /* ---- shutdown ---- */
 
+static void on_sighup(evutil_socket_t sig, short what, void *arg) {
+    app *a = arg;
+    TR_INFO("SIGHUP: reloading rule files", NULL);
+    if (a->rules) tr_rules_reload(a->rules);
+}
+
+/* --rule-files (one glob per line) → the rule manager */
+static int start_rules(app *a, char *err, size_t errlen) {
+    const tr_config *cfg = a->cfg;
+    char *globs[256];
+    size_t n = 0;
+    char *copy = cfg->rule_files ? strdup(cfg->rule_files) : NULL, *save = NULL;
+    for (char *t = copy ? strtok_r(copy, "\n", &save) : NULL; t && n < 256; t = strtok_r(NULL, "\n", &save))
+        if (*t) globs[n++] = t;
+    char url[600];
+    if (cfg->external_url) {
+        snprintf(url, sizeof url, "%s", cfg->external_url);
+    } else {
+        char host[256] = "", h2[256];
+        int port = 0;
+        tr_parse_addr(cfg->http_addr, h2, sizeof h2, &port);
+        if (gethostname(host, sizeof host) != 0 || !*host) snprintf(host, sizeof host, "localhost");
+        snprintf(url, sizeof url, "http://%s:%d", *h2 && strcmp(h2, "0.0.0.0") && strcmp(h2, "::") ? h2 : host, port);
+    }
+    size_t l = strlen(url);
+    while (l && url[l - 1] == '/') url[--l] = 0;
+    tr_rules_opts ro = {
+        .db = a->db,
+        .wq = a->wq,
+        .base = a->base,
+        .globs = (const char *const *)globs,
+        .nglobs = n,
+        .no_default = (int)cfg->no_default_rules,
+        .default_interval_ms = cfg->rule_eval_interval_ms,
+        .query_timeout_ms = cfg->query_timeout_ms,
+        .query_max_samples = cfg->query_max_samples,
+        .query_lookback_ms = cfg->query_lookback_ms,
+        .external_url = url,
+    };
+    char *ams[64], *whs[64];
+    size_t nam = 0, nwh = 0;
+    char *amc = cfg->alertmanager_urls ? strdup(cfg->alertmanager_urls) : NULL;
+    char *whc = cfg->alert_webhook_urls ? strdup(cfg->alert_webhook_urls) : NULL;
+    for (char *t = amc ? strtok_r(amc, "\n", &save) : NULL; t && nam < 64; t = strtok_r(NULL, "\n", &save))
+        if (*t) ams[nam++] = t;
+    for (char *t = whc ? strtok_r(whc, "\n", &save) : NULL; t && nwh < 64; t = strtok_r(NULL, "\n", &save))
+        if (*t) whs[nwh++] = t;
+    ro.alertmanagers = (const char *const *)ams;
+    ro.nalertmanagers = nam;
+    ro.webhooks = (const char *const *)whs;
+    ro.nwebhooks = nwh;
+    a->rules = tr_rules_new(&ro, err, errlen);
+    free(copy);
+    free(amc);
+    free(whc);
+    return a->rules ? 0 : -1;
+}
+
 static int past(const struct timespec *t) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -252,6 +315,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
         return;
     }
     a->stopping = 1;
+    tr_rules_stop(a->rules);
     TR_INFO("shutting down", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     tr_http_stop_accepting(a->http);
     otlp_grpc_stop_accepting(a->grpc);
@@ -354,7 +418,8 @@ int tr_app_run(const tr_config *cfg) {
     a->http = tr_http_new(a->base, &hc);
     if (!a->recv || !a->http) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
-    a->env = (tr_api_env){.db = a->db, .traces = a->traces, .recv = a->recv, .ingest = a->ingest, .wq = a->wq,
+    if (start_rules(a, err, sizeof err) != 0) goto fail_msg;
+    a->env = (tr_api_env){.db = a->db, .traces = a->traces, .recv = a->recv, .ingest = a->ingest, .wq = a->wq, .rules = a->rules,
                           .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
                           .retention_ms = cfg->retention_ms,
                           .query_timeout_ms = cfg->query_timeout_ms,
@@ -370,7 +435,15 @@ int tr_app_run(const tr_config *cfg) {
     tr_api_prom_export_routes(a->http, &a->env);
     tr_api_prom_exemplars_routes(a->http, &a->env);
     tr_api_prom_query_routes(a->http, &a->env);
+    tr_api_prom_rules_routes(a->http, &a->env);
     tr_api_jaeger_routes(a->http, &a->env);
+    char *flags_json = tr_config_flags_json(cfg);
+    a->ui = tr_ui_new(a->http, &(tr_ui_options){.dashboards_dir = cfg->dashboards_dir, .flags_json = flags_json});
+    free(flags_json);
+    if (!a->ui) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    char inst[300];
+    snprintf(inst, sizeof inst, "%s%s", cfg->http_addr[0] == ':' ? "localhost" : "", cfg->http_addr);
+    if (cfg->self_scrape_interval_ms > 0 && !(a->scrape = tr_selfscrape_start(a->base, a->db, cfg->self_scrape_interval_ms, inst))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
 
     if (tr_http_listen(a->http, fd_http, 0) != 0) { snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr); goto fail_msg; }
     fd_http = -1;
@@ -384,6 +457,8 @@ int tr_app_run(const tr_config *cfg) {
     a->sigint = evsignal_new(a->base, SIGINT, on_signal, a);
     evsignal_add(a->sigterm, NULL);
     evsignal_add(a->sigint, NULL);
+    a->sighup = evsignal_new(a->base, SIGHUP, on_sighup, a);
+    evsignal_add(a->sighup, NULL);
 
     char ret[32];
     snprintf(ret, sizeof ret, "%lldh", (long long)(cfg->retention_ms / 3600000));
@@ -398,6 +473,8 @@ int tr_app_run(const tr_config *cfg) {
     /* the loop has ended: in-flight work is done (or timed out); close everything. Jobs
      * still running are cancelled; then the trace store: it finishes queued writes and
      * acknowledges them while the connections still exist. */
+    tr_selfscrape_free(a->scrape);
+    a->scrape = NULL;
     tr_workq_stop(a->wq);
     tr_api_jaeger_fini();
     traces_close(a->traces);
@@ -417,10 +494,16 @@ fail_msg:
 out:
     if (a->sigterm) event_free(a->sigterm);
     if (a->sigint) event_free(a->sigint);
+    if (a->sighup) event_free(a->sighup);
     if (a->drain) event_free(a->drain);
     otlp_grpc_free(a->grpc);
+    tr_selfscrape_free(a->scrape);
     tr_http_free(a->http);
+    tr_ui_free(a->ui);
+    tr_rules_stop(a->rules);
     tr_workq_stop(a->wq);
+    tr_rules_free(a->rules); /* after the queue: no evaluation runs any more */
+    a->rules = NULL;
     tr_api_jaeger_fini();
     traces_close(a->traces);
     tr_workq_waker_free(a->traces_waker);

@@ -14,7 +14,9 @@
 #define TRICORDER_VERSION "dev"
 #endif
 
-typedef enum { F_STRING, F_DURATION, F_SIZE, F_LEVEL, F_INT } ftype; /* F_INT: a plain count, no unit */
+/* F_INT: a plain count, no unit; F_LIST: repeatable, values joined by newlines; F_BOOL: no
+ * value on the command line */
+typedef enum { F_STRING, F_DURATION, F_SIZE, F_LEVEL, F_INT, F_LIST, F_BOOL } ftype;
 
 typedef struct flag {
     const char *name;
@@ -61,6 +63,14 @@ static const flag flags[] = {
     {"query-log-threshold", F_DURATION, OFF(query_log_threshold_ms), "10s", "queries slower than this are logged (0: none)"},
     {"web-cors-origin", F_STRING, OFF(web_cors_origin), ".*", "regex (anchored, as Prometheus' --web.cors.origin) of the origins the APIs answer CORS requests for"},
     {"jaeger-max-clock-skew-adjust", F_DURATION, OFF(jaeger_max_skew_ms), "0", "largest clock-skew shift the Jaeger API applies to a span from another host (0: as jaeger-query, skew is only warned about)"},
+    {"self-scrape-interval", F_DURATION, OFF(self_scrape_interval_ms), "15s", "tricorder stores its own /metrics this often under job=\"tricorder\" (0: off)"},
+    {"dashboards-dir", F_STRING, OFF(dashboards_dir), NULL, "directory of Grafana dashboard JSON files added to the web UI (same uid: replaces a built-in one)"},
+    {"rule-files", F_LIST, OFF(rule_files), NULL, "Prometheus rule files (globs; repeatable, or comma-separated in the environment); replace the built-in rules/scotty.yml; reloaded on SIGHUP and when they change"},
+    {"no-default-rules", F_BOOL, OFF(no_default_rules), NULL, "do not load the built-in rules (Scotty's four alerts)"},
+    {"rule-evaluation-interval", F_DURATION, OFF(rule_eval_interval_ms), "1m", "evaluation interval of rule groups that set none"},
+    {"alertmanager-url", F_LIST, OFF(alertmanager_urls), NULL, "Alertmanager to send alerts to (http://host:9093; repeatable): POST /api/v2/alerts"},
+    {"alert-webhook-url", F_LIST, OFF(alert_webhook_urls), NULL, "URL that receives Alertmanager's webhook payload (version 4) for each batch of alerts (repeatable)"},
+    {"external-url", F_STRING, OFF(external_url), NULL, "the URL users reach tricorder at (alert links); default http://<hostname><http-addr>"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
@@ -177,6 +187,29 @@ static int set_flag(tr_config *c, const flag *f, const char *v, const char *src,
         snprintf(err, errlen, "%s: invalid count %s (want a whole number, e.g. 128)", src, v);
         return -1;
     }
+    case F_LIST: {
+        char **slot = (char **)(base + f->off);
+        /* the environment separates by commas, the command line by repetition */
+        int env = strncmp(src, "--", 2) != 0;
+        size_t old = *slot ? strlen(*slot) : 0, add = strlen(v);
+        char *d = realloc(*slot, old + add + 2);
+        if (!d) goto oom;
+        if (old) d[old++] = '\n';
+        memcpy(d + old, v, add + 1);
+        if (env)
+            for (char *p = d + old; *p; p++) if (*p == ',') *p = '\n';
+        *slot = d;
+        return 0;
+    }
+    case F_BOOL: {
+        int on = !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes");
+        if (!on && strcmp(v, "0") && strcmp(v, "false") && strcmp(v, "no") && *v) {
+            snprintf(err, errlen, "%s: invalid boolean %s (want true or false)", src, v);
+            return -1;
+        }
+        *(int64_t *)(base + f->off) = on;
+        return 0;
+    }
     case F_LEVEL:
         if (tr_log_parse_level(v, (tr_log_level *)(base + f->off)) == 0) return 0;
         snprintf(err, errlen, "%s: invalid log level %s (want debug, info, warn or error)", src, v);
@@ -220,6 +253,7 @@ static int read_basic_auth_file(tr_config *c, char *err, size_t errlen) {
 int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     char src[96];
+    char cli_list[NFLAGS] = {0};
     for (size_t i = 0; i < NFLAGS; i++)
         if (flags[i].def && set_flag(c, &flags[i], flags[i].def, "default", err, errlen)) return TR_CONFIG_ERROR;
     for (char **e = envp; e && *e; e++) {
@@ -260,6 +294,8 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
         }
         if (val) {
             val++;
+        } else if (f->type == F_BOOL) {
+            val = "true";
         } else {
             if (a + 1 >= argc) {
                 snprintf(err, errlen, "flag --%s needs a value", f->name);
@@ -268,6 +304,11 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
             val = argv[++a];
         }
         snprintf(src, sizeof src, "--%s", f->name);
+        if (f->type == F_LIST && !cli_list[f - flags]) { /* the command line replaces the environment's list */
+            cli_list[f - flags] = 1;
+            free(*(char **)((char *)c + f->off));
+            *(char **)((char *)c + f->off) = NULL;
+        }
         if (set_flag(c, f, val, src, err, errlen)) return TR_CONFIG_ERROR;
     }
     if (c->basic_auth_file && read_basic_auth_file(c, err, errlen)) return TR_CONFIG_ERROR;
@@ -330,8 +371,86 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
 
 void tr_config_free(tr_config *c) {
     for (size_t i = 0; i < NFLAGS; i++)
-        if (flags[i].type == F_STRING) free(*(char **)((char *)c + flags[i].off));
+        if (flags[i].type == F_STRING || flags[i].type == F_LIST) free(*(char **)((char *)c + flags[i].off));
     free(c->basic_user);
     free(c->basic_pass);
     memset(c, 0, sizeof *c);
+}
+
+char *tr_config_flags_json(const tr_config *c) {
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    len += snprintf(out, cap, "{");
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const flag *f = &flags[i];
+        const char *base = (const char *)c;
+        char val[600];
+        switch (f->type) {
+        case F_STRING: {
+            const char *s = *(char *const *)(base + f->off);
+            int secret = strcmp(f->name, "basic-auth") == 0 || strcmp(f->name, "ingest-token") == 0;
+            snprintf(val, sizeof val, "%s", !s ? "" : secret ? "<hidden>" : s);
+            break;
+        }
+        case F_DURATION: {
+            int64_t ms = *(const int64_t *)(base + f->off);
+            static const struct {
+                const char *u;
+                int64_t ms;
+            } us[] = {{"y", 365 * 86400000LL}, {"d", 86400000LL}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+            snprintf(val, sizeof val, "%lldms", (long long)ms);
+            for (size_t k = 0; k < sizeof us / sizeof us[0]; k++)
+                if (ms && ms % us[k].ms == 0) {
+                    snprintf(val, sizeof val, "%lld%s", (long long)(ms / us[k].ms), us[k].u);
+                    break;
+                }
+            if (!ms) snprintf(val, sizeof val, "0s");
+            break;
+        }
+        case F_SIZE:
+        case F_INT:
+            snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)(base + f->off));
+            break;
+        case F_LEVEL:
+            snprintf(val, sizeof val, "%s",
+                     (const char *[]){"debug", "info", "warn",
+                                      "error"}[*(const tr_log_level *)(base + f->off) & 3]);
+            break;
+        case F_LIST: { /* one value per line, shown comma-separated as Prometheus shows lists */
+            const char *s = *(char *const *)(base + f->off);
+            size_t k = 0;
+            for (; s && s[k] && k + 1 < sizeof val; k++) val[k] = s[k] == '\n' ? ',' : s[k];
+            val[k] = 0;
+            break;
+        }
+        case F_BOOL:
+            snprintf(val, sizeof val, "%s", *(const int64_t *)(base + f->off) ? "true" : "false");
+            break;
+        }
+        /* JSON-escape the value (names are plain) */
+        char esc[1300];
+        size_t e = 0;
+        for (const unsigned char *p = (const unsigned char *)val; *p && e + 8 < sizeof esc; p++) {
+            if (*p == '"' || *p == '\\')
+                esc[e++] = '\\', esc[e++] = (char)*p;
+            else if (*p < 0x20)
+                e += snprintf(esc + e, sizeof esc - e, "\\u%04x", *p);
+            else
+                esc[e++] = (char)*p;
+        }
+        esc[e] = 0;
+        size_t need = strlen(f->name) + e + 8;
+        if (len + need + 2 >= cap) {
+            char *n = realloc(out, cap = (cap + need) * 2);
+            if (!n) {
+                free(out);
+                return NULL;
+            }
+            out = n;
+        }
+        len += snprintf(out + len, cap - len, "%s\"%s\":\"%s\"", i ? "," : "", f->name, esc);
+    }
+    snprintf(out + len, cap - len, "}");
+    return out;
 }

@@ -44,6 +44,14 @@ typedef struct tr_config {
     int64_t jaeger_max_skew_ms;        /* --jaeger-max-clock-skew-adjust */
     int64_t future_window_ms;          /* --future-window */
     const char *web_cors_origin;       /* --web-cors-origin (a regex) */
+    int64_t self_scrape_interval_ms;   /* tricorder stores its own /metrics this often; 0: off */
+    char *dashboards_dir;              /* more Grafana dashboards for the web UI; NULL: none */
+    char *rule_files;        /* --rule-files, repeatable: globs, one per line */
+    int64_t no_default_rules; /* --no-default-rules: no built-in rules/scotty.yml */
+    int64_t rule_eval_interval_ms; /* groups without an interval */
+    char *external_url;      /* links in alerts (generatorURL) */
+    char *alertmanager_urls; /* --alertmanager-url, repeatable, one per line */
+    char *alert_webhook_urls; /* --alert-webhook-url, repeatable, one per line */
 } tr_config;
 
 /* Outcome of tr_config_parse. */
@@ -54,6 +62,9 @@ enum { TR_CONFIG_OK = 0, TR_CONFIG_EXIT = 1, TR_CONFIG_ERROR = -1 };
  * TR_CONFIG_ERROR with a one-line message in err. Free with tr_config_free(). */
 int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err, size_t errlen);
 void tr_config_free(tr_config *c);
+/* The flags in force as a JSON object {"flag-name":"value",...} (secrets shown as <hidden>),
+ * for /api/v1/status/flags. Returns a malloc'd string or NULL when out of memory. */
+char *tr_config_flags_json(const tr_config *c);
 
 /* Prometheus-style durations: "30d", "12h", "1h30m", "90s", "500ms", "1y", "2w".
  * Returns 0 and the value in milliseconds, or -1. */

@@ -5,12 +5,15 @@
 #include "app.h"
 #include "check.h"
 #include "config.h"
+#include "rules/rules.h"
 #include "util/log.h"
 
 extern char **environ;
 
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "check") == 0) return tr_check_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "check-rules") == 0) return tr_rules_check_main(argc - 1, argv + 1, stdout, stderr);
+    if (argc >= 2 && strcmp(argv[1], "test-rules") == 0) return tr_rules_test_main(argc - 1, argv + 1, stdout, stderr);
     tr_config cfg;
     char err[512];
     int healthcheck = argc == 2 && strcmp(argv[1], "--healthcheck") == 0;

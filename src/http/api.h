@@ -10,6 +10,7 @@
 
 struct tsdb;
 struct traces_store;
+struct tr_rules;
 typedef struct tr_ingest tr_ingest;
 
 typedef struct tr_api_env {
@@ -18,6 +19,7 @@ typedef struct tr_api_env {
     otlp_receiver *recv;         /* OTLP decoding and dispatch to the stores */
     tr_ingest *ingest;           /* remote write and text import → db */
     tr_workq *wq;                /* every heavy read and the flushes run here */
+    struct tr_rules *rules;      /* recording and alerting rules (NULL: none) */
     size_t max_body_bytes;       /* request bodies (also bounds form bodies) */
     int64_t retention_ms;        /* --retention, as /status/runtimeinfo reports it */
     /* PromQL limits (see --query-* in config.c) */
@@ -44,8 +46,10 @@ void tr_api_prom_meta_routes(tr_http *h, const tr_api_env *env);
 void tr_api_prom_export_routes(tr_http *h, const tr_api_env *env);
 /* /api/v1/query_exemplars. */
 void tr_api_prom_exemplars_routes(tr_http *h, const tr_api_env *env);
-/* PromQL: /api/v1/query, /query_range, /format_query; /rules and /alerts; /status/runtimeinfo. */
+/* PromQL: /api/v1/query, /query_range, /format_query; /status/runtimeinfo. */
 void tr_api_prom_query_routes(tr_http *h, const tr_api_env *env);
+/* /api/v1/rules and /api/v1/alerts (env->rules). */
+void tr_api_prom_rules_routes(tr_http *h, const tr_api_env *env);
 /* POST /api/v1/write (remote write 1.0) and /api/v1/import/prometheus (ingest routes). */
 void tr_api_ingest_routes(tr_http *h, const tr_api_env *env);
 /* Jaeger's query API: /api/services, /api/services/{service}/operations, /api/operations,
@@ -55,6 +59,17 @@ void tr_api_jaeger_routes(tr_http *h, const tr_api_env *env);
 /* Closes the trace reader connections the Jaeger jobs keep (after the work queue is freed,
  * before the trace store is closed). */
 void tr_api_jaeger_fini(void);
+
+/* Self-scrape: every interval_ms, tricorder's own /metrics are parsed and appended to `db`
+ * with job="tricorder" and instance=`instance` (the first time ~2 s after start). Returns
+ * NULL when out of memory. Free before closing the store. */
+typedef struct tr_selfscrape tr_selfscrape;
+tr_selfscrape *tr_selfscrape_start(struct event_base *base, struct tsdb *db, int64_t interval_ms,
+                                   const char *instance);
+void tr_selfscrape_free(tr_selfscrape *s);
+/* One scrape at t_ms, committed before it returns when the store has no event base.
+ * Returns the samples appended, or -1 when out of memory. */
+long tr_selfscrape_once(struct tsdb *db, const char *instance, int64_t t_ms);
 
 /* Remote write and text import's shared state, appending to `db`. max_body bounds a body as
  * sent, max_uncompressed after decompression. Returns NULL on OOM; free after the server. */

@@ -1061,12 +1061,6 @@ int tr_jaeger_parse_trace_id_b64(const char *s, uint8_t id[16]) {
     return 0;
 }
 
-static int64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
 static const char *param(const tr_form *q, const char *k) {
     return tr_form_get_nonempty(q, k); /* an empty single-valued parameter counts as absent */
 }
@@ -1118,7 +1112,7 @@ static void h_search(struct evhttp_request *req, const tr_form *q, const tr_api_
     char err[400], inner[300];
     jjob *jb = job_new(req, J_SEARCH);
     if (!jb) { reply_error(req, 0, 500, "out of memory"); return; }
-    int64_t now = now_ns(), v;
+    int64_t now = tr_now_ns(), v;
     jb->q.start_ns = now - 48LL * 3600 * 1000000000LL;
     jb->q.end_ns = now;
     jb->q.limit = 100;
@@ -1353,7 +1347,7 @@ static void h_dependencies(struct evhttp_request *req, const tr_http_match *m, v
     const char *p;
     jjob *jb;
     if (form_or_reply(req, &q, 0)) return;
-    int64_t end = now_ns() / 1000000, lookback = 86400000;
+    int64_t end = tr_now_ns() / 1000000, lookback = 86400000;
     if ((p = param(&q, "endTs")) && tr_jaeger_parse_int(p, 64, &end, inner, sizeof inner)) {
         snprintf(err, sizeof err, "unable to parse param 'endTs': %s", inner);
         reply_error(req, 0, 400, err);

@@ -31,7 +31,8 @@ void tr_go_duration(int64_t d, char *out, size_t n) {
         if (prec) {
             snprintf(frac, sizeof frac, ".%0*llu", prec, (unsigned long long)(u % scale));
             size_t l = strlen(frac);
-            while (l > 1 && frac[l - 1] == '0') frac[--l] = 0;
+            while (l > 1 && frac[l - 1] == '0')
+                frac[--l] = 0;
             if (l == 1) frac[0] = 0;
         }
         snprintf(out, n, "%s%llu%s%s", sign, (unsigned long long)(u / scale), frac, unit);
@@ -41,11 +42,13 @@ void tr_go_duration(int64_t d, char *out, size_t n) {
     if (ns) {
         snprintf(frac, sizeof frac, ".%09llu", (unsigned long long)ns);
         size_t l = strlen(frac);
-        while (frac[l - 1] == '0') frac[--l] = 0;
+        while (frac[l - 1] == '0')
+            frac[--l] = 0;
     }
     uint64_t h = secs / 3600, m = secs / 60 % 60, s = secs % 60;
     if (h)
-        snprintf(out, n, "%s%lluh%llum%llu%ss", sign, (unsigned long long)h, (unsigned long long)m, (unsigned long long)s, frac);
+        snprintf(out, n, "%s%lluh%llum%llu%ss", sign, (unsigned long long)h, (unsigned long long)m,
+                 (unsigned long long)s, frac);
     else if (m)
         snprintf(out, n, "%s%llum%llu%ss", sign, (unsigned long long)m, (unsigned long long)s, frac);
     else
@@ -69,7 +72,8 @@ static int warn(tr_jaeger_span_adj *a, const char *fmt, ...) {
 static uint64_t id8(const ProtobufCBinaryData *d) {
     uint64_t v = 0;
     if (d->len != 8) return 0;
-    for (size_t i = 0; i < 8; i++) v = v << 8 | d->data[i];
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | d->data[i];
     return v;
 }
 
@@ -84,11 +88,13 @@ static const char *host_key(const traces_pb_resource *res) {
             const Opentelemetry__Proto__Common__V1__KeyValue *kv = res->attributes[i];
             if (!kv || !kv->key || strcmp(kv->key, keys[k]) || !kv->value) continue;
             const traces_pb_value *v = kv->value;
-            if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE && v->string_value)
+            if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE &&
+                v->string_value)
                 return v->string_value;
-            if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE && v->array_value &&
-                v->array_value->n_values && v->array_value->values[0] &&
-                v->array_value->values[0]->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE &&
+            if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE &&
+                v->array_value && v->array_value->n_values && v->array_value->values[0] &&
+                v->array_value->values[0]->value_case ==
+                    OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE &&
                 v->array_value->values[0]->string_value)
                 return v->array_value->values[0]->string_value;
             return "";
@@ -111,8 +117,10 @@ static long find_span(const idx_ent *ix, size_t n, uint64_t id) {
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (ix[mid].id < id) lo = mid + 1;
-        else hi = mid;
+        if (ix[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < n && ix[lo].id == id ? (long)ix[lo].i : -1;
 }
@@ -147,7 +155,8 @@ static int clock_skew(const traces_trace *t, int64_t max_ns, tr_jaeger_adj *a) {
     for (size_t i = 0; i < n; i++) {
         const traces_pb_span *sp = t->spans[i].span;
         st[i] = (int64_t)sp->start_time_unix_nano;
-        en[i] = (int64_t)(sp->end_time_unix_nano > sp->start_time_unix_nano ? sp->end_time_unix_nano : sp->start_time_unix_nano);
+        en[i] = (int64_t)(sp->end_time_unix_nano > sp->start_time_unix_nano ? sp->end_time_unix_nano
+                                                                            : sp->start_time_unix_nano);
         ix[nix++] = (idx_ent){id8(&sp->span_id), i};
     }
     qsort(ix, nix, sizeof *ix, idx_cmp);
@@ -168,12 +177,14 @@ static int clock_skew(const traces_trace *t, int64_t max_ns, tr_jaeger_adj *a) {
         uint64_t p = id8(&t->spans[i].span->parent_span_id);
         if (!p) continue;
         parent[i] = find_span(ix, nix, p);
-        if (parent[i] < 0 && warn(&a->sp[i], "parent span ID=%016llx is not in the trace; skipping clock skew adjustment",
-                                  (unsigned long long)p))
+        if (parent[i] < 0 &&
+            warn(&a->sp[i], "parent span ID=%016llx is not in the trace; skipping clock skew adjustment",
+                 (unsigned long long)p))
             goto out;
         if (parent[i] >= 0) kid_off[parent[i] + 1]++;
     }
-    for (size_t i = 0; i < n; i++) kid_off[i + 1] += kid_off[i];
+    for (size_t i = 0; i < n; i++)
+        kid_off[i + 1] += kid_off[i];
     {
         size_t *fill = calloc(n ? n : 1, sizeof *fill);
         if (!fill) goto out;
@@ -202,8 +213,13 @@ static int clock_skew(const traces_trace *t, int64_t max_ns, tr_jaeger_adj *a) {
                 tr_go_duration(cur.delta, d, sizeof d);
                 if (ad > max_ns) {
                     tr_go_duration(max_ns, m, sizeof m);
-                    if (max_ns == 0 ? warn(&a->sp[i], "clock skew adjustment disabled; not applying calculated delta of %s", d)
-                                    : warn(&a->sp[i], "max clock skew adjustment delta of %s exceeded; not applying calculated delta of %s", m, d))
+                    if (max_ns == 0
+                            ? warn(&a->sp[i],
+                                   "clock skew adjustment disabled; not applying calculated delta of %s", d)
+                            : warn(&a->sp[i],
+                                   "max clock skew adjustment delta of %s exceeded; not applying calculated "
+                                   "delta of %s",
+                                   m, d))
                         goto out;
                 } else {
                     st[i] += cur.delta;
@@ -212,7 +228,8 @@ static int clock_skew(const traces_trace *t, int64_t max_ns, tr_jaeger_adj *a) {
                     if (warn(&a->sp[i], "This span's timestamps were adjusted by %s", d)) goto out;
                 }
             }
-            for (size_t k = kid_off[i]; k < kid_off[i + 1]; k++) stack[sp++] = (walk){kids[k], cur.host, cur.delta};
+            for (size_t k = kid_off[i]; k < kid_off[i + 1]; k++)
+                stack[sp++] = (walk){kids[k], cur.host, cur.delta};
         }
     }
     rc = 0;
@@ -230,10 +247,11 @@ out:
 
 /* Whether a resource (with what earlier spans moved into it) holds key k, and its value's
  * string form. */
-static const Opentelemetry__Proto__Common__V1__KeyValue *res_get(const tr_jaeger_res_extra *rx,
-                                                                 const traces_pb_resource *res, const char *k) {
+static const Opentelemetry__Proto__Common__V1__KeyValue *
+res_get(const tr_jaeger_res_extra *rx, const traces_pb_resource *res, const char *k) {
     for (size_t i = 0; res && i < res->n_attributes; i++)
-        if (res->attributes[i] && res->attributes[i]->key && !strcmp(res->attributes[i]->key, k)) return res->attributes[i];
+        if (res->attributes[i] && res->attributes[i]->key && !strcmp(res->attributes[i]->key, k))
+            return res->attributes[i];
     for (size_t i = 0; rx && i < rx->n; i++)
         if (!strcmp(rx->kv[i]->key, k)) return rx->kv[i];
     return NULL;
@@ -261,8 +279,11 @@ static int sdk_move(const traces_trace *t, tr_jaeger_adj *a) {
                 if (a->rx[r].res == res) rx = &a->rx[r];
             const Opentelemetry__Proto__Common__V1__KeyValue *have = res_get(rx, res, kv->key);
             if (have) {
-                if (same_value(have->value, kv->value)) a->sp[i].sdk_moved |= 1u << s;
-                else if (warn(&a->sp[i], "conflicting values between Span and Resource for attribute %s", kv->key)) return -1;
+                if (same_value(have->value, kv->value))
+                    a->sp[i].sdk_moved |= 1u << s;
+                else if (warn(&a->sp[i], "conflicting values between Span and Resource for attribute %s",
+                              kv->key))
+                    return -1;
                 continue;
             }
             if (!rx) {
@@ -293,7 +314,8 @@ int tr_jaeger_adjust(const traces_trace *t, int64_t max_skew_ns, tr_jaeger_adj *
 
 void tr_jaeger_adj_free(tr_jaeger_adj *a) {
     for (size_t i = 0; a->sp && i < a->n; i++) {
-        for (size_t k = 0; k < a->sp[i].nwarn; k++) free(a->sp[i].warn[k]);
+        for (size_t k = 0; k < a->sp[i].nwarn; k++)
+            free(a->sp[i].warn[k]);
         free(a->sp[i].warn);
     }
     free(a->sp);

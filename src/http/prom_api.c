@@ -4,10 +4,12 @@
 #include "prom_api.h"
 
 #include "promql/promql.h"
+#include "util/clock.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,62 +142,6 @@ static int64_t unix_to_ms(int64_t sec, int64_t nsec) {
 
 /* ---- RFC 3339 as Go's time.Parse(time.RFC3339Nano, s) ---- */
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    const int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = (unsigned)(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static int num(const char *s, int n, int *out) {
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i])) return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_rfc3339(const char *s, int64_t *ms) {
-    int y, mo, d, h, mi, se;
-    if (strlen(s) < 20 || num(s, 4, &y) || s[4] != '-' || num(s + 5, 2, &mo) || s[7] != '-' ||
-        num(s + 8, 2, &d) || s[10] != 'T' || num(s + 11, 2, &h) || s[13] != ':' || num(s + 14, 2, &mi) ||
-        s[16] != ':' || num(s + 17, 2, &se))
-        return -1;
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (mo < 1 || mo > 12 || h > 23 || mi > 59 || se > 59 || d < 1) return -1;
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d > mdays[mo - 1] + (mo == 2 && leap)) return -1;
-    const char *p = s + 19;
-    int64_t frac_ns = 0;
-    if ((*p == '.' || *p == ',') && isdigit((unsigned char)p[1])) {
-        p++;
-        int digits = 0;
-        for (; isdigit((unsigned char)*p); p++, digits++)
-            if (digits < 9) frac_ns = frac_ns * 10 + (*p - '0');
-        for (; digits < 9; digits++)
-            frac_ns *= 10;
-    }
-    int64_t off = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om;
-        if (num(p + 1, 2, &oh) || p[3] != ':' || num(p + 4, 2, &om) || oh > 24 || om > 60) return -1;
-        off = (int64_t)(oh * 60 + om) * 60 * (*p == '+' ? 1 : -1);
-        p += 6;
-    } else {
-        return -1;
-    }
-    if (*p) return -1;
-    int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se - off;
-    *ms = unix_to_ms(secs, frac_ns);
-    return 0;
-}
-
 int tr_prom_parse_time(const char *s, int64_t *ms) {
     if (!s) return -1;
     double f;
@@ -206,7 +152,12 @@ int tr_prom_parse_time(const char *s, int64_t *ms) {
         *ms = unix_to_ms(go_f2i(ip), go_f2i(frac * 1e9));
         return 0;
     }
-    if (parse_rfc3339(s, ms) == 0) return 0;
+    int64_t sec;
+    int32_t nsec;
+    if (tr_rfc3339_parse(s, &sec, &nsec) == 0) { /* Go's time.Parse(time.RFC3339Nano, s) */
+        *ms = unix_to_ms(sec, nsec);
+        return 0;
+    }
     if (strcmp(s, "-292273086-05-16T16:47:06Z") == 0) {
         *ms = TR_PROM_MIN_TIME;
         return 0;
@@ -441,11 +392,19 @@ void tr_prom_reply_json(struct evhttp_request *req, const tr_buf *b) {
 
 /* Go's strconv.FormatFloat(v, 'e', -1, 64): the shortest mantissa that round-trips. */
 static void format_e(char *out, size_t cap, double v) {
-    for (int prec = 0; prec < 17; prec++) {
-        snprintf(out, cap, "%.*e", prec, v);
-        if (strtod(out, NULL) == v) return;
+    char m[48];
+    /* 15 significant digits that read back are the shortest form padded with zeros (see
+     * shortest_digits in util/buf.c); else 16, else 17 */
+    for (int prec = fabs(v) >= DBL_MIN ? 14 : 0; prec <= 16; prec++) { /* subnormals: all */
+        snprintf(m, sizeof m, "%.*e", prec, v);
+        if (prec == 16 || strtod(m, NULL) == v) break;
     }
-    snprintf(out, cap, "%.16e", v);
+    char *ep = strchr(m, 'e');
+    char *z = ep;
+    while (z > m && z[-1] == '0')
+        z--;
+    if (z > m && z[-1] == '.') z--;
+    snprintf(out, cap, "%.*s%s", (int)(z - m), m, ep);
 }
 
 void tr_prom_json_float(tr_json *j, double v) {
@@ -459,11 +418,26 @@ void tr_prom_json_float(tr_json *j, double v) {
 }
 
 void tr_prom_json_ts(tr_json *j, int64_t ms) {
-    char s[48];
+    char s[48], r[24];
     uint64_t a = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
-    int n = snprintf(s, sizeof s, "%s%" PRIu64, ms < 0 ? "-" : "", a / 1000);
-    if (a % 1000) snprintf(s + n, sizeof s - (size_t)n, ".%03u", (unsigned)(a % 1000));
-    tr_json_raw(j, s, strlen(s));
+    size_t o = 0;
+    int n = 0;
+    if (ms < 0) s[o++] = '-';
+    uint64_t sec = a / 1000;
+    do {
+        r[n++] = (char)('0' + sec % 10);
+        sec /= 10;
+    } while (sec);
+    while (n)
+        s[o++] = r[--n];
+    unsigned frac = (unsigned)(a % 1000);
+    if (frac) {
+        s[o++] = '.';
+        s[o++] = (char)('0' + frac / 100);
+        s[o++] = (char)('0' + frac / 10 % 10);
+        s[o++] = (char)('0' + frac % 10);
+    }
+    tr_json_raw(j, s, o);
 }
 
 void tr_prom_json_labels(tr_json *j, const tsdb_label *l, size_t n) {

@@ -1,7 +1,7 @@
 /* GET|POST /api/v1/query_exemplars: the exemplars of the series a query selects, in
- * Prometheus' response shape. Until the PromQL engine lands the query must be a plain series
- * selector (what Grafana's exemplar toggle sends for a bare metric); anything else is
- * refused with 400 bad_data rather than guessed at. The store is read on the work queue. */
+ * Prometheus' response shape. As Prometheus does, the query is any PromQL expression: the
+ * exemplars of every vector selector in it are answered (`rate(x[5m]) / rate(y[5m])` gives
+ * those of x and y). The store is read on the work queue. */
 #include "api.h"
 
 #include <stdio.h>
@@ -15,8 +15,8 @@
 typedef struct ejob {
     struct evhttp_request *req;
     const tr_api_env *env;
-    tsdb_matcher **m;
-    size_t nm;
+    tsdb_matcher ***sets; /* one matcher set per vector selector of the query */
+    size_t *lens, nsets;
     int64_t start, end;
     tr_buf out;
     int failed;
@@ -24,7 +24,7 @@ typedef struct ejob {
 } ejob;
 
 static void ejob_free(ejob *j) {
-    if (j->m) tsdb_matchers_free(j->m, j->nm);
+    promql_selectors_free(j->sets, j->lens, j->nsets);
     tr_buf_free(&j->out);
     free(j);
 }
@@ -33,9 +33,9 @@ static void ejob_free(ejob *j) {
 static void exemplars_run(void *ctx, const volatile int *cancel) {
     ejob *j = ctx;
     tsdb_exemplars *res = NULL;
-    tsdb_matcher **const sets[1] = {j->m};
-    if (tsdb_query_exemplars(j->env->db, sets, &j->nm, 1, j->start, j->end, &res, j->err, sizeof j->err) !=
-        0) {
+    /* an expression without selectors (`1 + 1`) has no exemplars */
+    if (j->nsets && tsdb_query_exemplars(j->env->db, (tsdb_matcher * *const *)j->sets, j->lens, j->nsets,
+                                         j->start, j->end, &res, j->err, sizeof j->err) != 0) {
         j->failed = 1;
         return;
     }
@@ -43,7 +43,7 @@ static void exemplars_run(void *ctx, const volatile int *cancel) {
     tr_json_init(&js, &j->out);
     tr_prom_open_success(&js);
     tr_json_arr_open(&js);
-    for (size_t i = 0; i < tsdb_exemplars_len(res) && !*cancel; i++) {
+    for (size_t i = 0; res && i < tsdb_exemplars_len(res) && !*cancel; i++) {
         const tsdb_label *sl;
         size_t sn = tsdb_exemplars_series(res, i, &sl);
         const tsdb_exemplar *ex;
@@ -68,7 +68,7 @@ static void exemplars_run(void *ctx, const volatile int *cancel) {
     }
     tr_json_arr_close(&js);
     tr_prom_close_success(&js, NULL);
-    tsdb_exemplars_free(res);
+    if (res) tsdb_exemplars_free(res);
 }
 
 /* Loop thread. */
@@ -86,7 +86,7 @@ static void exemplars_done(void *ctx, int cancelled) {
 static void api_query_exemplars(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
     tr_form f;
     if (tr_prom_form(req, &f)) return;
-    char err[512], msg[1024];
+    char err[512];
     ejob *j = calloc(1, sizeof *j);
     if (!j) {
         tr_prom_reply_error(req, TR_PROM_INTERNAL, "out of memory");
@@ -109,13 +109,12 @@ static void api_query_exemplars(struct evhttp_request *req, const tr_http_match 
         tr_prom_reply_error(req, TR_PROM_BAD_DATA, "1:1: parse error: no expression found in input");
         goto out;
     }
-    int nsel = promql_parse_selector(query, strlen(query), &j->m, err, sizeof err);
+    int nsel = promql_expr_selectors(query, strlen(query), &j->sets, &j->lens, err, sizeof err);
     if (nsel < 0) {
-        snprintf(msg, sizeof msg, "%s (only a series selector such as name{label=\"value\"} is supported here)", err);
-        tr_prom_reply_error(req, TR_PROM_BAD_DATA, msg);
+        tr_prom_reply_error(req, TR_PROM_BAD_DATA, err);
         goto out;
     }
-    j->nm = (size_t)nsel;
+    j->nsets = (size_t)nsel;
     if (!tr_api_submit(ctx, req, exemplars_run, exemplars_done, j)) {
         tr_prom_reply_error(req, TR_PROM_UNAVAILABLE, TR_API_BUSY);
         goto out;

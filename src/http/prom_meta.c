@@ -14,6 +14,7 @@
 #include "metrics/metrics.h"
 #include "prom_api.h"
 #include "util/log.h"
+#include "util/text.h"
 
 #ifndef TRICORDER_VERSION
 #define TRICORDER_VERSION "dev"
@@ -40,13 +41,6 @@ typedef struct mjob {
     char snap[128];
 } mjob;
 
-static int hexv(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Undoes Prometheus' U__ escaping (`U__http_2e_status` → `http.status`). 0 or -1. */
 static int unescape_name(const char *in, char *out, size_t cap) {
     if (strncmp(in, "U__", 3) != 0) {
@@ -68,8 +62,8 @@ static int unescape_name(const char *in, char *out, size_t cap) {
         }
         uint32_t cp = 0;
         const char *e = p + 1;
-        while (hexv(*e) >= 0 && e - p < 8)
-            cp = cp * 16 + (uint32_t)hexv(*e++);
+        while (tr_hex_val((unsigned char)*e) >= 0 && e - p < 8)
+            cp = cp * 16 + (uint32_t)tr_hex_val((unsigned char)*e++);
         if (*e != '_' || e == p + 1) return -1;
         if (cp < 0x80)
             out[o++] = (char)cp;

@@ -1,5 +1,5 @@
 /* Prometheus' query API over the PromQL engine: /api/v1/query, /api/v1/query_range,
- * /api/v1/format_query, /api/v1/rules and /api/v1/alerts (empty until rules exist), and
+ * /api/v1/format_query, and
  * /api/v1/status/runtimeinfo. Parameters and error texts follow Prometheus (the order in
  * which it checks them included, so the first error reported is the same). Parameters are
  * read on the loop thread; parsing and evaluation run as a job on the work queue, bounded by
@@ -15,6 +15,7 @@
 
 #include "prom_api.h"
 #include "promql/promql.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* Prometheus' limit on the points of one series in a range query. */
@@ -261,10 +262,7 @@ static void api_query(struct evhttp_request *req, const tr_http_match *m, void *
     char err[1200];
     qjob *j = job_new(req, env, Q_INSTANT, &f);
     if (!j) goto out;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    if (tr_prom_time_param(&f, "time", now_ms, &j->t, err, sizeof err) != 0) {
+    if (tr_prom_time_param(&f, "time", tr_now_ms(), &j->t, err, sizeof err) != 0) {
         tr_prom_reply_error(req, TR_PROM_BAD_DATA, err);
         job_free(j);
         goto out;
@@ -350,40 +348,6 @@ static void api_format_query(struct evhttp_request *req, const tr_http_match *m,
     tr_form_free(&f);
 }
 
-/* {"status":"success","data":{"<key>":[]}}: recording and alerting rules come with #12. */
-static void empty_list(struct evhttp_request *req, const char *key) {
-    tr_buf b;
-    tr_buf_init(&b, 0);
-    tr_json js;
-    tr_json_init(&js, &b);
-    tr_prom_open_success(&js);
-    tr_json_obj_open(&js);
-    tr_json_key(&js, key);
-    tr_json_arr_open(&js);
-    tr_json_arr_close(&js);
-    tr_json_obj_close(&js);
-    tr_prom_close_success(&js, NULL);
-    tr_prom_reply_json(req, &b);
-    tr_buf_free(&b);
-}
-
-static void api_rules(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
-    const char *type = NULL;
-    tr_form f;
-    if (tr_prom_form(req, &f)) return;
-    type = tr_form_get_nonempty(&f, "type");
-    if (type && strcmp(type, "alert") != 0 && strcmp(type, "record") != 0) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "invalid parameter \"type\": not supported value \"%.200s\"", type);
-        tr_prom_reply_error(req, TR_PROM_BAD_DATA, msg);
-    } else {
-        empty_list(req, "groups");
-    }
-    tr_form_free(&f);
-}
-
-static void api_alerts(struct evhttp_request *req, const tr_http_match *m, void *ctx) { empty_list(req, "alerts"); }
-
 /* Prometheus' RuntimeInfo shape, with tricorder's values where Go's do not apply. */
 static void api_runtimeinfo(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
     const tr_api_env *env = ctx;
@@ -438,7 +402,5 @@ void tr_api_prom_query_routes(tr_http *h, const tr_api_env *env) {
     tr_http_route(h, TR_GET | TR_POST, "/api/v1/query", 0, api_query, e);
     tr_http_route(h, TR_GET | TR_POST, "/api/v1/query_range", 0, api_query_range, e);
     tr_http_route(h, TR_GET | TR_POST, "/api/v1/format_query", 0, api_format_query, e);
-    tr_http_route(h, TR_GET, "/api/v1/rules", 0, api_rules, e);
-    tr_http_route(h, TR_GET, "/api/v1/alerts", 0, api_alerts, e);
     tr_http_route(h, TR_GET, "/api/v1/status/runtimeinfo", 0, api_runtimeinfo, e);
 }

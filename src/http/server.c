@@ -1,5 +1,6 @@
 /* The libevent HTTP server: route table, authentication, limits, connection accounting and
  * the reply helpers. */
+#include <errno.h>
 #include <stdio.h>
 #include <sys/queue.h>
 #include <netinet/in.h>
@@ -179,7 +180,8 @@ static void watch_poll(evutil_socket_t fd, short what, void *arg) {
         struct bufferevent *bev = evhttp_connection_get_bufferevent(h->conns[i]);
         evutil_socket_t s = bev ? bufferevent_getfd(bev) : -1;
         char c;
-        if (s >= 0 && recv(s, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0) continue; /* data, or nothing yet */
+        ssize_t r = s >= 0 ? recv(s, &c, 1, MSG_PEEK | MSG_DONTWAIT) : 0;
+        if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) continue; /* still there */
         *h->watch[i] = 1;
         h->watch[i] = NULL;
         h->nwatch--;

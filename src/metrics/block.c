@@ -13,6 +13,7 @@
  * still read, with a log line at load; compaction rewrites them in format 2. */
 #include "metrics_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -296,6 +297,20 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
             m->n = (uint32_t)w.n;
             m->mint = w.s[0].t;
             m->maxt = w.s[w.n - 1].t;
+#ifndef NDEBUG
+            /* a block's series come in label order, each with strictly increasing times */
+            for (size_t k = 1; k < w.n; k++) assert(w.s[k - 1].t < w.s[k].t);
+            if (n > 0) {
+                const wmeta *pm = &meta[n - 1];
+                size_t na = pm->nl, nb = w.nl, i = 0;
+                int c = 0;
+                for (; !c && i < na && i < nb; i++) {
+                    c = strcmp(lbls[pm->lbl_off + 2 * i]->s, lbls[m->lbl_off + 2 * i]->s);
+                    if (!c) c = strcmp(lbls[pm->lbl_off + 2 * i + 1]->s, lbls[m->lbl_off + 2 * i + 1]->s);
+                }
+                assert(c < 0 || (c == 0 && na < nb));
+            }
+#endif
             if (m->mint < mint) mint = m->mint;
             if (m->maxt > maxt) maxt = m->maxt;
             nsamples += w.n;

@@ -3,6 +3,7 @@
  * patterns of values are kept exactly (NaN payloads, stale markers, -0.0). */
 #include "metrics_int.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@ static int grow(xorenc *e, size_t need) {
  * of slack past the last bit, so whole 64-bit words can be OR'ed in. Inline: several calls
  * per sample. */
 static inline void put_bits(xorenc *e, uint64_t v, int nbits) {
+    assert(nbits >= 0 && nbits <= 64);
     if (nbits <= 0) return;
     size_t need = (size_t)(e->bits >> 3) + 16;
     if (__builtin_expect(need > e->cap || e->cap == (size_t)-1, 0) && grow(e, need)) return;
@@ -79,6 +81,7 @@ void xor_append(xorenc *e, int64_t t, double v) {
         e->tdelta = 0;
         e->lead = 0xff; /* no window yet */
     } else {
+        assert(t > e->t); /* a chunk holds strictly increasing times: the head sends the rest out of order */
         /* wrapping arithmetic: extreme timestamps must not be undefined behaviour */
         int64_t delta = (int64_t)((uint64_t)t - (uint64_t)e->t);
         put_dod(e, (int64_t)((uint64_t)delta - (uint64_t)e->tdelta));
@@ -89,6 +92,7 @@ void xor_append(xorenc *e, int64_t t, double v) {
         } else {
             int lead = __builtin_clzll(x), trail = __builtin_ctzll(x);
             if (lead > 31) lead = 31;
+            assert(lead + trail < 64);
             if (e->lead != 0xff && lead >= e->lead && trail >= e->trail) {
                 put_bits(e, 2, 2);
                 put_bits(e, x >> e->trail, 64 - e->lead - e->trail);
@@ -106,16 +110,27 @@ void xor_append(xorenc *e, int64_t t, double v) {
     e->t = t;
     e->vbits = vb;
     e->n++;
+    assert(e->n != 0); /* the sample count of a chunk never wraps (CHUNK_SAMPLES seals it long before) */
 }
 
 /* ---- decoding ---- */
 
-static uint64_t get_bits(xordec *d, int nbits) {
+static inline uint64_t get_bits(xordec *d, int nbits) {
     if (nbits <= 0) return 0;
     if (d->pos + (uint64_t)nbits > d->nbits) {
         d->err = 1;
         d->pos = d->nbits;
         return 0;
+    }
+    size_t at = (size_t)(d->pos >> 3);
+    int skip = (int)(d->pos & 7);
+    if (skip + nbits <= 64 && (uint64_t)at * 8 + 64 <= d->nbits) {
+        /* one big-endian 64-bit load holds all the bits wanted */
+        uint64_t w = 0;
+        for (int i = 0; i < 8; i++)
+            w = (w << 8) | d->buf[at + (size_t)i];
+        d->pos += (uint64_t)nbits;
+        return (w << skip) >> (64 - nbits);
     }
     uint64_t v = 0;
     while (nbits > 0) {

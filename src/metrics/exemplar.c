@@ -552,9 +552,7 @@ int tsdb_query_exemplars(tsdb *db, tsdb_matcher **const *sets, const size_t *set
     *out = NULL;
     if (db->o.retention_ms > 0) {
         /* as for samples: nothing older than the retention is answered */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t cutoff = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - db->o.retention_ms;
+        int64_t cutoff = tr_now_ms() - db->o.retention_ms;
         if (mint < cutoff) mint = cutoff;
     }
     tsdb_exemplars *r = calloc(1, sizeof *r);

@@ -3,6 +3,7 @@
  * sorted buffer of out-of-order samples. Everything here runs under db->mu. */
 #include "metrics_int.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -227,6 +228,7 @@ series *head_create_with_ref(tsdb *db, const tsdb_label *l, size_t n, uint64_t r
 
 static void seal(head *h, series *s) {
     xorenc *e = &s->open;
+    assert(e->n > 0 && e->mint <= e->t);
     size_t len = (size_t)((e->bits + 7) / 8);
     hchunk *c = malloc(sizeof *c + len);
     if (!c) return; /* keep appending to the open chunk: it just grows */
@@ -338,9 +340,13 @@ int head_append(tsdb *db, series *s, int64_t t, double v, int force) {
         s->ooo[lo].t = t;
         s->ooo[lo].v = v;
         s->nooo++;
+        /* the out-of-order buffer stays sorted and free of duplicate times */
+        assert(lo == 0 || s->ooo[lo - 1].t < t);
+        assert(lo + 1 == s->nooo || s->ooo[lo + 1].t > t);
     }
     if (t < h->mint) h->mint = t;
     if (t > h->maxt) h->maxt = t;
+    assert(s->maxt >= t && h->mint <= h->maxt);
     return TSDB_OK;
 }
 

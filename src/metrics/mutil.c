@@ -2,6 +2,7 @@
  * interned strings, sorted id lists (postings) and label-name validity. */
 #include "metrics_int.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -293,7 +294,15 @@ void il_free(idlist *l) {
     memset(l, 0, sizeof *l);
 }
 
+/* Postings lists are strictly increasing ids: the merges below rely on it. */
+static inline int il_sorted(const idlist *l) {
+    for (size_t i = 1; i < l->n; i++)
+        if (l->v[i - 1] >= l->v[i]) return 0;
+    return 1;
+}
+
 void il_intersect(idlist *a, const idlist *b) {
+    assert(il_sorted(a) && il_sorted(b));
     size_t i = 0, j = 0, o = 0;
     while (i < a->n && j < b->n) {
         if (a->v[i] < b->v[j]) i++;
@@ -308,6 +317,7 @@ void il_intersect(idlist *a, const idlist *b) {
 }
 
 void il_subtract(idlist *a, const idlist *b) {
+    assert(il_sorted(a) && il_sorted(b));
     size_t i = 0, j = 0, o = 0;
     while (i < a->n) {
         while (j < b->n && b->v[j] < a->v[i]) j++;

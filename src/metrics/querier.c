@@ -4,6 +4,7 @@
 #include "metrics_int.h"
 
 #include <stdio.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -75,9 +76,7 @@ tsdb_querier *tsdb_querier_open(tsdb *db, int64_t mint, int64_t maxt) {
     if (db->o.retention_ms > 0) {
         /* nothing older than the retention is answered, whether a block or the head holds it
          * (the head keeps up to a block range of data past it until the next cut) */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t cutoff = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - db->o.retention_ms;
+        int64_t cutoff = tr_now_ms() - db->o.retention_ms;
         if (mint < cutoff) mint = cutoff;
     }
     q->mint = mint;
@@ -122,6 +121,17 @@ static char *ss_str(tsdb_seriesset *ss, const char *s) {
     char *d = strdup(s);
     if (d) ss->strs[ss->nstrs++] = d;
     return d;
+}
+
+/* Room for n entries at once: growing by doubling under the store's mutex would copy the
+ * entries again and again while ingestion waits. */
+static int ss_reserve(tsdb_seriesset *ss, size_t n) {
+    if (n <= ss->cap) return 0;
+    rser *v = realloc(ss->v, n * sizeof *v);
+    if (!v) return -1;
+    ss->v = v;
+    ss->cap = n;
+    return 0;
 }
 
 static rser *ss_push(tsdb_seriesset *ss) {
@@ -183,6 +193,10 @@ static void merge_into(rser *a, sample *b, size_t nb) {
     a->n = o;
 }
 
+/* Head series looked at under the store's mutex before it is released once (a large
+ * selection must not hold ingestion up). */
+#define SELECT_YIELD_EVERY 16384
+
 tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, int flags,
                             char *err, size_t errlen) {
     tsdb *db = q->db;
@@ -208,40 +222,63 @@ tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, 
             goto oom;
         }
     }
+    /* under mu only what appends change (which series, their ranges and samples); the labels
+     * are copied after it, so that ingest does not wait for a large selection: series are
+     * freed only under chunk_rw held for writing, and their labels never change */
+    series **src = ids.n ? malloc(ids.n * sizeof *src) : NULL;
+    if (ids.n && (!src || ss_reserve(ss, ids.n))) {
+        free(src);
+        pthread_mutex_unlock(&db->mu);
+        goto head_oom;
+    }
+    size_t nsrc = 0;
     for (size_t i = 0; i < ids.n; i++) {
+        if (i && i % SELECT_YIELD_EVERY == 0) {
+            /* let a waiting append in (the slots array may grow meanwhile: read it anew) */
+            pthread_mutex_unlock(&db->mu);
+            sched_yield();
+            pthread_mutex_lock(&db->mu);
+        }
         series *s = db->h.slots[ids.v[i]];
         int64_t lo, hi;
         if (!s || !series_range(s, &lo, &hi) || hi < q->mint || lo > q->maxt) continue;
         rser *r = ss_push(ss);
         if (!r) {
             pthread_mutex_unlock(&db->mu);
+            free(src);
             goto head_oom;
         }
-        r->lbl = malloc(s->nl * sizeof *r->lbl);
-        if (!r->lbl) {
-            ss->n--;
-            pthread_mutex_unlock(&db->mu);
-            goto head_oom;
-        }
-        r->nl = s->nl;
         r->in_head = 1;
-        for (uint16_t j = 0; j < s->nl; j++) {
-            r->lbl[j].name = ss_str(ss, s->lbl[2 * j]->s);
-            r->lbl[j].value = ss_str(ss, s->lbl[2 * j + 1]->s);
-            if (!r->lbl[j].name || !r->lbl[j].value) {
-                pthread_mutex_unlock(&db->mu);
-                goto head_oom;
-            }
-        }
+        src[nsrc++] = s;
         if (snaps) {
             if (head_snapshot(s, q->mint, q->maxt, &snaps[nsnaps])) {
                 pthread_mutex_unlock(&db->mu);
+                free(src);
                 goto head_oom;
             }
             nsnaps++;
         }
     }
     pthread_mutex_unlock(&db->mu);
+    for (size_t i = 0; i < nsrc; i++) {
+        const series *s = src[i];
+        rser *r = &ss->v[i];
+        r->lbl = malloc(s->nl * sizeof *r->lbl);
+        if (!r->lbl) {
+            free(src);
+            goto head_oom;
+        }
+        r->nl = s->nl;
+        for (uint16_t j = 0; j < s->nl; j++) {
+            r->lbl[j].name = ss_str(ss, s->lbl[2 * j]->s);
+            r->lbl[j].value = ss_str(ss, s->lbl[2 * j + 1]->s);
+            if (!r->lbl[j].name || !r->lbl[j].value) {
+                free(src);
+                goto head_oom;
+            }
+        }
+    }
+    free(src);
     /* the head series are ss->v[0 .. nsnaps) in order */
     for (size_t i = 0; i < nsnaps; i++) {
         long k = hsnap_samples(&snaps[i], q->mint, q->maxt, &ss->v[i].s);

@@ -16,6 +16,7 @@
  * leaves) is kept as <name>.corrupt (a hard link) before checkpoints remove the original. */
 #include "metrics_int.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +64,7 @@ void wal_record(bvec *b, uint8_t type, const bvec *payload) {
     if (b->err) return;
     bv_u32le(b, crc32c(b->p + h, 9));
     bv_put(b, payload->p, payload->len);
+    assert(b->err || b->len == h + WAL_HDR + payload->len); /* the header is WAL_HDR bytes, as the scanner reads it */
 }
 
 static int known_type(uint8_t t) { return t == WAL_SERIES || t == WAL_SAMPLES || t == WAL_EXEMPLARS; }
@@ -107,6 +109,7 @@ size_t wal_scan_ex(const uint8_t *p, size_t n,
         uint32_t len;
         size_t size;
         if (rec_ok(p + off, n - off, &type, &pl, &len, &size)) {
+            assert(size > 0 && size <= n - off && pl + len == p + off + size);
             if (fn) fn(ctx, type, pl, len);
             d->records++;
             off += size;
@@ -135,6 +138,7 @@ size_t wal_scan_ex(const uint8_t *p, size_t n,
         if (j >= n) d->tail = 1;
         off = j;
     }
+    assert(off == n);
     return off;
 }
 

@@ -400,8 +400,8 @@ static int numeric_text(jp *j, char *tmp, size_t cap, const char **txt, size_t *
 static int parse_int(jp *j, int is_signed, int64_t min, int64_t max, uint64_t umax, int64_t *sv,
                      uint64_t *uv) {
     char tmp[64];
-    const char *t, *e;
-    size_t n;
+    const char *t = NULL, *e = NULL; /* set by numeric_text: initialised for gcc -O3's sake */
+    size_t n = 0;
     int quoted;
     if (numeric_text(j, tmp, sizeof tmp, &t, &n, &quoted)) return -1;
     if (n == 0 || number_span(t, t + n, &e) || e != t + n) return fail_at(j, "not an integer");
@@ -443,8 +443,8 @@ static int parse_int(jp *j, int is_signed, int64_t min, int64_t max, uint64_t um
 
 static int parse_double(jp *j, double *out) {
     char tmp[64];
-    const char *t, *e;
-    size_t n;
+    const char *t = NULL, *e = NULL; /* set by numeric_text: initialised for gcc -O3's sake */
+    size_t n = 0;
     int quoted;
     if (numeric_text(j, tmp, sizeof tmp, &t, &n, &quoted)) return -1;
     if (quoted) {

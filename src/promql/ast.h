@@ -135,6 +135,7 @@ struct pq_node {
     char **incl;
     size_t nincl;
     int unary_neg; /* N_UNARY: 1 for '-', 0 for '+' */
+    int is_dur;    /* N_NUM written as a duration (printed as one) */
     int h;         /* height of the tree below (bounds the evaluator's recursion) */
     char *key;     /* evaluator: printed form, set when the expression occurs more than once */
 };
@@ -157,6 +158,7 @@ typedef struct {
     size_t pos;
     int brace_depth; /* inside {...}: label names may be keywords */
     int bracket;     /* inside [...]: durations */
+    int paren_depth; /* open '(' (Prometheus's lexer reports unclosed ones at the end) */
     char err[160];
 } pq_lexer;
 
@@ -184,5 +186,7 @@ pq_node *pq_parse_ex(tr_arena *a, const char *q, size_t len, int selector_mode, 
 void pq_tree_free(pq_node *n);
 /* Prometheus's String() of an expression, appended to a malloc'd buffer. */
 char *pq_format_node(const pq_node *n);
+/* Prometheus's Prettify: split over indented lines where the one-line form exceeds 100 chars */
+char *pq_pretty_node(const pq_node *n);
 
 #endif

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "promql/eval_int.h"
+#include "util/clock.h"
 
 /* ---- errors, memory ---- */
 
@@ -19,6 +20,21 @@ _Noreturn void pq_fail(pq_ev *ev, promql_err code, const char *fmt, ...) {
     ev->code = code;
     longjmp(ev->jb, 1);
 }
+
+static void add_note(pq_ev *ev, int info, const char *full) {
+    char ***arr = info ? &ev->info : &ev->warn;
+    size_t *n = info ? &ev->ninfo : &ev->nwarn;
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*arr)[i], full)) return;
+    if (*n >= 64) return;
+    char **na = pq_alloc(ev, (*n + 1) * sizeof *na);
+    if (*n) memcpy(na, *arr, *n * sizeof *na);
+    na[*n] = pq_strdup(ev, full);
+    *arr = na;
+    (*n)++;
+}
+
+void pq_warn_raw(pq_ev *ev, const char *msg) { add_note(ev, 0, msg); }
 
 void pq_warn(pq_ev *ev, int info, const pq_node *at, const char *fmt, ...) {
     char msg[512];
@@ -40,27 +56,13 @@ void pq_warn(pq_ev *ev, int info, const pq_node *at, const char *fmt, ...) {
         snprintf(full, sizeof full, "PromQL %s: %s (%d:%d)", info ? "info" : "warning", msg, line, col);
     else
         snprintf(full, sizeof full, "PromQL %s: %s", info ? "info" : "warning", msg);
-    char ***arr = info ? &ev->info : &ev->warn;
-    size_t *n = info ? &ev->ninfo : &ev->nwarn;
-    for (size_t i = 0; i < *n; i++)
-        if (!strcmp((*arr)[i], full)) return;
-    if (*n >= 64) return;
-    char **na = pq_alloc(ev, (*n + 1) * sizeof *na);
-    if (*n) memcpy(na, *arr, *n * sizeof *na);
-    na[*n] = pq_strdup(ev, full);
-    *arr = na;
-    (*n)++;
-}
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    add_note(ev, info, full);
 }
 
 void pq_poll(pq_ev *ev) {
-    if (ev->cancel && *ev->cancel) pq_fail(ev, PROMQL_ERR_CANCELED, "query was canceled");
-    if (ev->deadline_ns && (++ev->polls & 63) == 0 && now_ns() > ev->deadline_ns)
+    if (ev->cancel && *ev->cancel)
+        pq_fail(ev, PROMQL_ERR_CANCELED, "query was canceled in expression evaluation");
+    if (ev->deadline_ns && (++ev->polls & 63) == 0 && tr_mono_ns() > ev->deadline_ns)
         pq_fail(ev, PROMQL_ERR_TIMEOUT, "query timed out in expression evaluation");
 }
 
@@ -83,25 +85,67 @@ char *pq_strdup(pq_ev *ev, const char *s) {
     return p;
 }
 
+static _Noreturn void too_many(pq_ev *ev) {
+    pq_fail(ev, PROMQL_ERR_TOO_MANY_SAMPLES,
+            "query processing would load too many samples into memory in query execution");
+}
+
 void pq_count_samples(pq_ev *ev, int64_t n) {
     ev->samples += n;
-    if (ev->samples > ev->max_samples)
-        pq_fail(ev, PROMQL_ERR_TOO_MANY_SAMPLES,
-                "query processing would load too many samples into memory in query execution");
+    if (ev->samples > ev->hard_max) too_many(ev);
+}
+
+void pq_hold_check(pq_ev *ev, int64_t n) {
+    if (ev->cur + n > ev->max_samples) too_many(ev);
+}
+
+/* a range function's buffer: held until the function's node is done */
+static void hold_window(pq_ev *ev, const pq_rangearg *ra, size_t nsteps) {
+    if (ev->plain_matrix) return; /* a range vector as the result: no function reads it */
+    int64_t w = pq_max_window(ra, nsteps);
+    pq_hold_check(ev, w);
+    ev->cur += w;
+}
+
+int64_t pq_max_window(const pq_rangearg *ra, size_t nsteps) {
+    int64_t best = 0;
+    for (size_t i = 0; i < ra->n; i++) {
+        const pq_raw *s = &ra->s[i];
+        size_t lo = 0, hi = 0;
+        for (size_t j = 0; j < nsteps; j++) {
+            int64_t tt = ra->tt[j];
+            if (j && tt < ra->tt[j - 1]) lo = hi = 0;
+            while (hi < s->n && s->t[hi] <= tt)
+                hi++;
+            while (lo < hi && s->t[lo] <= tt - ra->range)
+                lo++;
+            if ((int64_t)(hi - lo) > best) best = (int64_t)(hi - lo);
+        }
+    }
+    return best;
+}
+
+/* the samples a value holds: one per present step and series, a scalar one per step */
+static int64_t val_points(const pq_val *v, size_t nsteps) {
+    int64_t c = 0;
+    switch (v->type) {
+    case PV_SCALAR:
+        return (int64_t)nsteps;
+    case PV_VECTOR:
+        for (size_t i = 0; i < v->n; i++)
+            for (size_t j = 0; j < nsteps; j++)
+                c += v->s[i].ok[j];
+        return c;
+    case PV_MATRIX:
+        for (size_t i = 0; i < v->nm; i++)
+            c += (int64_t)v->m[i].n;
+        return c;
+    default:
+        return 0;
+    }
 }
 
 int pq_is_stale(double v) { return tsdb_is_stale_nan(v); }
-
-double pq_kahan_inc(double inc, double sum, double *c) {
-    double t = sum + inc;
-    if (isinf(t))
-        *c = 0;
-    else if (fabs(sum) >= fabs(inc))
-        *c += (sum - t) + inc;
-    else
-        *c += (inc - t) + sum;
-    return t;
-}
 
 const pq_node *pq_unwrap(const pq_node *n) {
     while (n && (n->kind == N_PAREN || n->kind == N_STEPINV))
@@ -373,7 +417,7 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, const int64_t *tts, size
     size_t k = 0;
     for (size_t i = 0; i < ns; i++) {
         if ((ev->cancel && *ev->cancel) ||
-            ((i & 127) == 127 && ev->deadline_ns && now_ns() > ev->deadline_ns)) {
+            ((i & 127) == 127 && ev->deadline_ns && tr_mono_ns() > ev->deadline_ns)) {
             sel_close(&h);
             ev->polls = 63; /* the next poll checks the clock */
             pq_poll(ev);
@@ -403,10 +447,9 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, const int64_t *tts, size
             continue;
         }
         ev->samples += (int64_t)c;
-        if (ev->samples > ev->max_samples) {
+        if (ev->samples > ev->hard_max) {
             sel_close(&h);
-            pq_fail(ev, PROMQL_ERR_TOO_MANY_SAMPLES,
-                    "query processing would load too many samples into memory in query execution");
+            too_many(ev);
         }
         pq_raw *r = &out[k++];
         r->lb.l = tr_arena_alloc(ev->a, (nl ? nl : 1) * sizeof *r->lb.l);
@@ -434,6 +477,12 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, const int64_t *tts, size
         }
         tsdb_seriesset_unload(h.ss, i);
     }
+    /* the store's warnings (a damaged block left out) go to the answer as Prometheus's
+     * storage warnings do: verbatim */
+    const char *const *ws;
+    size_t nw = tsdb_querier_warnings(h.q, &ws);
+    for (size_t i = 0; i < nw; i++)
+        pq_warn_raw(ev, ws[i]);
     sel_close(&h);
     *count = k;
     return out;
@@ -500,6 +549,7 @@ void pq_eval_rangearg(pq_ev *ev, const pq_node *n, const pq_rng *r, pq_rangearg 
     if (n->kind == N_MSEL) {
         out->sel = n->expr;
         out->s = load_series(ev, n->expr, out->tt, r->n, n->range_ms, &out->n, 0);
+        hold_window(ev, out, r->n);
         return;
     }
     if (n->kind != N_SUBQ) pq_fail(ev, PROMQL_ERR_BAD_DATA, "expected a range vector");
@@ -522,7 +572,10 @@ void pq_eval_rangearg(pq_ev *ev, const pq_node *n, const pq_rng *r, pq_rangearg 
         return;
     }
     ir.end = start + (int64_t)(ir.n - 1) * step;
+    int plain = ev->plain_matrix;
+    ev->plain_matrix = 0; /* functions inside the subquery hold their windows */
     pq_val v = pq_eval(ev, n->expr, &ir);
+    ev->plain_matrix = plain;
     if (v.type == PV_SCALAR) {
         /* a scalar subquery is not valid PromQL; the parser refuses it */
         pq_fail(ev, PROMQL_ERR_BAD_DATA, "subquery is only allowed on instant vector");
@@ -547,6 +600,7 @@ void pq_eval_rangearg(pq_ev *ev, const pq_node *n, const pq_rng *r, pq_rangearg 
             }
     }
     out->n = k;
+    hold_window(ev, out, r->n);
 }
 
 static pq_val scalar_val(pq_ev *ev, const pq_rng *r, double v) {
@@ -576,7 +630,11 @@ static pq_val eval_unary(pq_ev *ev, const pq_node *n, const pq_rng *r) {
 /* top-level range vector of an instant query */
 static pq_val eval_matrix(pq_ev *ev, const pq_node *n, const pq_rng *r) {
     pq_rangearg ra;
+    int64_t before = ev->cur;
+    ev->plain_matrix = 1;
     pq_eval_rangearg(ev, n, r, &ra);
+    ev->plain_matrix = 0;
+    ev->cur = before; /* the matrix itself is what is held (pq_eval counts it) */
     pq_val o = {.type = PV_MATRIX};
     o.m = pq_calloc(ev, ra.n, sizeof *o.m);
     int64_t tt = ra.tt[0];
@@ -620,7 +678,22 @@ static pq_val copy_val(pq_ev *ev, const pq_val *v, size_t nsteps) {
 
 static pq_val eval_node(pq_ev *ev, const pq_node *n, const pq_rng *r);
 
+static pq_val eval_memo(pq_ev *ev, const pq_node *n, const pq_rng *r);
+
+/* Evaluates n and accounts its result as Prometheus does: while it is computed its arguments
+ * are held too; afterwards only its result is. */
 pq_val pq_eval(pq_ev *ev, const pq_node *n, const pq_rng *r) {
+    /* parentheses and unary signs hand on their operand's samples */
+    if (n->kind == N_PAREN || n->kind == N_STEPINV || n->kind == N_UNARY) return eval_memo(ev, n, r);
+    int64_t before = ev->cur;
+    pq_val v = eval_memo(ev, n, r);
+    int64_t pts = val_points(&v, r->n);
+    pq_hold_check(ev, pts);
+    ev->cur = before + pts;
+    return v;
+}
+
+static pq_val eval_memo(pq_ev *ev, const pq_node *n, const pq_rng *r) {
     if (!n->key) return eval_node(ev, n, r);
     char pre[80];
     int pl = snprintf(pre, sizeof pre, "%lld/%lld/%lld/", (long long)r->start, (long long)r->end,
@@ -925,8 +998,11 @@ static promql_err run(tsdb *db, const char *q, size_t qlen, int64_t start, int64
     ev->qend = end;
     ev->lookback = o->lookback_ms > 0 ? o->lookback_ms : 300000;
     ev->max_samples = o->max_samples > 0 ? o->max_samples : 50000000;
+    /* allocations may exceed what is held at once (a range function reads every series'
+     * windows); bounded still, relative to the limit */
+    ev->hard_max = ev->max_samples > INT64_MAX / 4 ? INT64_MAX / 2 : 2 * ev->max_samples + 1000000;
     ev->subq_step = o->subquery_step_ms > 0 ? o->subquery_step_ms : 60000;
-    ev->deadline_ns = o->timeout_ms > 0 ? now_ns() + o->timeout_ms * 1000000LL : 0;
+    ev->deadline_ns = o->timeout_ms > 0 ? tr_mono_ns() + o->timeout_ms * 1000000LL : 0;
     ev->cancel = o->cancel;
     ev->err = err;
     ev->errlen = errlen;
@@ -984,7 +1060,7 @@ char *promql_format(const char *q, size_t qlen, char *err, size_t errlen) {
     pq_node *n = pq_parse(a, q, qlen, err, errlen);
     char *s = NULL;
     if (n) {
-        s = pq_format_node(n);
+        s = pq_pretty_node(n);
         if (!s) snprintf(err, errlen, "out of memory");
         pq_tree_free(n);
     }
@@ -1025,4 +1101,86 @@ int promql_parse_selector(const char *s, size_t len, tsdb_matcher ***out, char *
     tr_arena_free(a);
     *out = m;
     return cnt;
+}
+
+typedef struct {
+    tsdb_matcher ***sets;
+    size_t *counts;
+    size_t n, cap;
+    int oom;
+} sel_list;
+
+/* moves the matchers of every vector selector under n into l */
+static void collect_selectors(pq_node *n, sel_list *l) {
+    if (!n || l->oom) return;
+    if (n->kind == N_VSEL) {
+        if (l->n == l->cap) {
+            size_t nc = l->cap ? l->cap * 2 : 4;
+            tsdb_matcher ***ns = realloc(l->sets, nc * sizeof *ns);
+            if (ns) l->sets = ns;
+            size_t *nn = realloc(l->counts, nc * sizeof *nn);
+            if (nn) l->counts = nn;
+            if (!ns || !nn) {
+                l->oom = 1;
+                return;
+            }
+            l->cap = nc;
+        }
+        tsdb_matcher **m = calloc(n->nms ? n->nms : 1, sizeof *m);
+        if (!m) {
+            l->oom = 1;
+            return;
+        }
+        for (size_t i = 0; i < n->nms; i++) {
+            m[i] = n->ms[i].m; /* ownership moves to the list */
+            n->ms[i].m = NULL;
+        }
+        l->sets[l->n] = m;
+        l->counts[l->n++] = n->nms;
+        n->nms = 0;
+    }
+    collect_selectors(n->expr, l);
+    collect_selectors(n->lhs, l);
+    collect_selectors(n->rhs, l);
+    collect_selectors(n->param, l);
+    for (size_t i = 0; i < n->nargs; i++)
+        collect_selectors(n->args[i], l);
+}
+
+void promql_selectors_free(tsdb_matcher ***sets, size_t *counts, size_t n) {
+    for (size_t i = 0; sets && i < n; i++) {
+        for (size_t k = 0; k < counts[i]; k++)
+            tsdb_matcher_free(sets[i][k]);
+        free(sets[i]);
+    }
+    free(sets);
+    free(counts);
+}
+
+int promql_expr_selectors(const char *q, size_t qlen, tsdb_matcher ****sets, size_t **counts, char *err,
+                          size_t errlen) {
+    *sets = NULL;
+    *counts = NULL;
+    tr_arena *a = tr_arena_new((size_t)1 << 30);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pq_node *n = pq_parse(a, q, qlen, err, errlen);
+    if (!n) {
+        tr_arena_free(a);
+        return -1;
+    }
+    sel_list l = {0};
+    collect_selectors(n, &l);
+    pq_tree_free(n);
+    tr_arena_free(a);
+    if (l.oom) {
+        promql_selectors_free(l.sets, l.counts, l.n);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *sets = l.sets;
+    *counts = l.counts;
+    return (int)l.n;
 }

@@ -70,7 +70,13 @@ typedef struct {
     int64_t lookback, max_samples, subq_step;
     int64_t deadline_ns;
     const volatile int *cancel;
-    int64_t samples;
+    /* --query-max-samples as Prometheus counts it: the samples held at once (results of
+     * evaluated sub-expressions, the window of the series a range function reads, the result
+     * being built); checked against max_samples. */
+    int64_t cur;
+    /* memory guard: every slot and raw sample allocated, against hard_max */
+    int64_t samples, hard_max;
+    int plain_matrix; /* set while a range vector is evaluated as a query's result */
     jmp_buf jb;
     promql_err code;
     char *err;
@@ -89,11 +95,16 @@ typedef struct {
 /* Stops evaluation with an error (longjmp). */
 _Noreturn void pq_fail(pq_ev *ev, promql_err code, const char *fmt, ...);
 void pq_warn(pq_ev *ev, int info, const pq_node *at, const char *fmt, ...);
+/* a warning as the store words it (no "PromQL warning:" prefix, no position) */
+void pq_warn_raw(pq_ev *ev, const char *msg);
 void pq_poll(pq_ev *ev);
 void *pq_alloc(pq_ev *ev, size_t n);
 void *pq_calloc(pq_ev *ev, size_t n, size_t sz);
 char *pq_strdup(pq_ev *ev, const char *s);
+/* memory guard: n more value slots or raw samples are allocated */
 void pq_count_samples(pq_ev *ev, int64_t n);
+/* fails with the too-many-samples error when n samples more than those held would not fit */
+void pq_hold_check(pq_ev *ev, int64_t n);
 
 pq_val pq_eval(pq_ev *ev, const pq_node *n, const pq_rng *r);
 pq_ser *pq_new_series(pq_ev *ev, size_t n, size_t nsteps);
@@ -139,8 +150,21 @@ typedef struct {
     const pq_node *sel; /* the vector selector inside a matrix selector, or NULL */
 } pq_rangearg;
 void pq_eval_rangearg(pq_ev *ev, const pq_node *n, const pq_rng *r, pq_rangearg *out);
+/* the largest number of samples of one series inside one step's window (the buffer
+ * Prometheus holds while a range function reads that series) */
+int64_t pq_max_window(const pq_rangearg *ra, size_t nsteps);
 
-double pq_kahan_inc(double inc, double sum, double *c);
+/* Kahan-Neumaier summation step (Prometheus's kahanSumInc): returns the new sum, updates *c */
+static inline double pq_kahan_inc(double inc, double sum, double *c) {
+    double t = sum + inc;
+    if (__builtin_isinf(t))
+        *c = 0;
+    else if (__builtin_fabs(sum) >= __builtin_fabs(inc))
+        *c += (sum - t) + inc;
+    else
+        *c += (inc - t) + sum;
+    return t;
+}
 double pq_quantile(double q, double *v, size_t n);
 int pq_is_stale(double v);
 const pq_node *pq_unwrap(const pq_node *n);

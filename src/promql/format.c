@@ -1,4 +1,5 @@
 /* Prometheus's String() form of a PromQL tree (format_query, and the @-rewrites of tests). */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,8 +160,15 @@ static void labels_list(sb *s, char **l, size_t n) {
     }
 }
 
+/* " @ <t>" then " offset <d>", as Prometheus prints them */
 static void mods(sb *s, const pq_node *n) {
     char d[64];
+    if (n->at == AT_TIME)
+        sb_add(s, " @ %.3f", n->at_ms / 1000.0);
+    else if (n->at == AT_START)
+        sb_add(s, " @ start()");
+    else if (n->at == AT_END)
+        sb_add(s, " @ end()");
     if (n->offset_src) {
         sb_add(s, " offset %s", n->offset_src);
     } else if (n->offset_ms > 0) {
@@ -170,56 +178,110 @@ static void mods(sb *s, const pq_node *n) {
         pq_format_duration(-n->offset_ms, d, sizeof d);
         sb_add(s, " offset -%s", d);
     }
-    if (n->at == AT_TIME)
-        sb_add(s, " @ %.3f", n->at_ms / 1000.0);
-    else if (n->at == AT_START)
-        sb_add(s, " @ start()");
-    else if (n->at == AT_END)
-        sb_add(s, " @ end()");
+}
+
+/* Go's strconv.FormatFloat(v, 'f', -1, 64): shortest digits, never an exponent */
+static void fmt_f(double v, char *buf, size_t cap) {
+    if (isnan(v)) {
+        snprintf(buf, cap, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(buf, cap, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    char tmp[64];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+        if (strtod(tmp, NULL) == v) break;
+    }
+    char *e = strchr(tmp, 'e');
+    int exp = atoi(e + 1);
+    char digits[32];
+    int nd = 0, neg = tmp[0] == '-';
+    for (char *p = tmp + neg; p < e; p++)
+        if (*p >= '0' && *p <= '9') digits[nd++] = *p;
+    size_t o = 0;
+    if (neg && o + 1 < cap) buf[o++] = '-';
+    if (exp < 0) {
+        o += (size_t)snprintf(buf + o, cap - o, "0.");
+        for (int k = 0; k < -exp - 1 && o + 1 < cap; k++)
+            buf[o++] = '0';
+        for (int k = 0; k < nd && o + 1 < cap; k++)
+            buf[o++] = digits[k];
+    } else {
+        for (int k = 0; (k <= exp || k < nd) && o + 2 < cap; k++) {
+            if (k == exp + 1) buf[o++] = '.';
+            buf[o++] = k < nd ? digits[k] : '0';
+        }
+    }
+    buf[o] = 0;
 }
 
 static void fmt(sb *s, const pq_node *n) {
     char d[64];
     switch (n->kind) {
     case N_NUM:
-        pq_format_float(n->num, d, sizeof d);
-        sb_add(s, "%s", d);
+        if (n->is_dur && isfinite(n->num) && fabs(n->num) < 9e15) {
+            pq_format_duration((int64_t)llround(fabs(n->num) * 1000), d, sizeof d);
+            sb_add(s, "%s%s", n->num < 0 ? "-" : "", d);
+        } else {
+            char big[400];
+            fmt_f(n->num, big, sizeof big);
+            sb_add(s, "%s", big);
+        }
         break;
     case N_STR:
         sb_quote(s, n->str);
         break;
     case N_VSEL: {
-        int printed = 0;
+        /* name{matchers sorted as strings, joined by ","}; a name that is not a plain
+         * identifier stays a __name__ matcher */
         int bare = n->name && legacy_name(n->name, 1) && !keyword(n->name);
-        if (bare)
-            sb_add(s, "%s", n->name);
-        else if (n->name) {
-            sb_add(s, "{");
-            sb_quote(s, n->name);
-            printed = 1;
-        }
-        for (size_t i = 0; i < n->nms; i++) {
+        if (bare) sb_add(s, "%s", n->name);
+        char **ms = calloc(n->nms + 1, sizeof *ms);
+        size_t k = 0;
+        for (size_t i = 0; ms && i < n->nms; i++) {
             const pq_matcher *m = &n->ms[i];
-            if (n->name && m->type == TSDB_MATCH_EQ && !strcmp(m->name, "__name__") &&
+            if (bare && m->type == TSDB_MATCH_EQ && !strcmp(m->name, "__name__") &&
                 !strcmp(m->value, n->name))
                 continue;
-            sb_add(s, "%s", printed ? ", " : "{");
-            label_name(s, m->name);
+            sb one = {0};
+            label_name(&one, m->name);
             static const char *ops[] = {"=", "!=", "=~", "!~"};
-            sb_add(s, "%s", ops[m->type]);
-            sb_quote(s, m->value);
-            printed = 1;
+            sb_add(&one, "%s", ops[m->type]);
+            sb_quote(&one, m->value);
+            if (one.oom || !one.b) {
+                free(one.b);
+                s->oom = 1;
+                continue;
+            }
+            ms[k++] = one.b;
         }
-        if (printed)
+        if (!ms) s->oom = 1;
+        for (size_t i = 1; i < k; i++)
+            for (size_t j = i; j > 0 && strcmp(ms[j - 1], ms[j]) > 0; j--) {
+                char *t = ms[j];
+                ms[j] = ms[j - 1];
+                ms[j - 1] = t;
+            }
+        if (k) {
+            sb_add(s, "{");
+            for (size_t i = 0; i < k; i++)
+                sb_add(s, "%s%s", i ? "," : "", ms[i]);
             sb_add(s, "}");
-        else if (!n->name)
+        } else if (!bare)
             sb_add(s, "{}");
+        for (size_t i = 0; i < k; i++)
+            free(ms[i]);
+        free(ms);
         mods(s, n);
         break;
     }
     case N_MSEL: {
         pq_node tmp = *n->expr;
         tmp.offset_ms = 0;
+        tmp.offset_src = NULL;
         tmp.at = AT_NONE;
         fmt(s, &tmp);
         pq_format_duration(n->range_ms, d, sizeof d);
@@ -269,13 +331,14 @@ static void fmt(sb *s, const pq_node *n) {
         fmt(s, n->lhs);
         sb_add(s, " %s", opstr(n->op));
         if (n->bool_) sb_add(s, " bool");
-        if (n->has_matching && (n->on || n->ngrp)) {
-            sb_add(s, " %s(", n->on ? "on" : "ignoring");
+        if (n->has_matching &&
+            (n->on || n->ngrp || n->card == CARD_MANY_TO_ONE || n->card == CARD_ONE_TO_MANY)) {
+            sb_add(s, " %s (", n->on ? "on" : "ignoring");
             labels_list(s, n->grp, n->ngrp);
             sb_add(s, ")");
         }
         if (n->card == CARD_MANY_TO_ONE || n->card == CARD_ONE_TO_MANY) {
-            sb_add(s, " %s(", n->card == CARD_MANY_TO_ONE ? "group_left" : "group_right");
+            sb_add(s, " %s (", n->card == CARD_MANY_TO_ONE ? "group_left" : "group_right");
             labels_list(s, n->incl, n->nincl);
             sb_add(s, ")");
         }
@@ -300,6 +363,169 @@ static void fmt(sb *s, const pq_node *n) {
 char *pq_format_node(const pq_node *n) {
     sb s = {0};
     fmt(&s, n);
+    if (s.oom || !s.b) {
+        free(s.b);
+        return NULL;
+    }
+    return s.b;
+}
+
+/* ---- Prometheus's Prettify (format_query): an expression whose one-line form is longer
+ * than 100 characters is split, its operands indented by two spaces per level ---- */
+
+enum { PRETTY_MAX = 100 };
+
+static void indent(sb *s, int level) {
+    for (int i = 0; i < level; i++)
+        sb_add(s, "  ");
+}
+
+/* n's one-line form, and whether it is too long for one line */
+static char *one_line(sb *s, const pq_node *n, int *split) {
+    char *t = pq_format_node(n);
+    if (!t) {
+        s->oom = 1;
+        *split = 0;
+        return NULL;
+    }
+    *split = strlen(t) > PRETTY_MAX;
+    return t;
+}
+
+static void pretty(sb *s, const pq_node *n, int level) {
+    int split;
+    char *t;
+    switch (n->kind) {
+    case N_STEPINV:
+        pretty(s, n->expr, level);
+        return;
+    case N_UNARY: {
+        sb c = {0};
+        pretty(&c, n->expr, level);
+        if (c.oom) s->oom = 1;
+        const char *b = c.b ? c.b : "";
+        while (*b == ' ' || *b == '\n' || *b == '\t')
+            b++;
+        size_t l = strlen(b);
+        while (l && (b[l - 1] == ' ' || b[l - 1] == '\n' || b[l - 1] == '\t'))
+            l--;
+        indent(s, level);
+        sb_add(s, "%s%.*s", n->unary_neg ? "-" : "+", (int)l, b);
+        free(c.b);
+        return;
+    }
+    case N_SUBQ:
+        t = one_line(s, n, &split);
+        if (!t) return;
+        if (!split) {
+            sb_add(s, "%s", t); /* Prometheus indents no unsplit subquery */
+        } else {
+            char d[64];
+            pretty(s, n->expr, level);
+            pq_format_duration(n->range_ms, d, sizeof d);
+            sb_add(s, "[%s:", n->range_src ? n->range_src : d);
+            if (n->step_ms) {
+                pq_format_duration(n->step_ms, d, sizeof d);
+                sb_add(s, "%s", n->step_src ? n->step_src : d);
+            }
+            sb_add(s, "]");
+            mods(s, n);
+        }
+        free(t);
+        return;
+    case N_AGG:
+    case N_BIN:
+    case N_CALL:
+    case N_PAREN:
+        break;
+    default: /* selectors and literals stay on one line */
+        t = pq_format_node(n);
+        if (!t) {
+            s->oom = 1;
+            return;
+        }
+        indent(s, level);
+        sb_add(s, "%s", t);
+        free(t);
+        return;
+    }
+    t = one_line(s, n, &split);
+    if (!t) return;
+    if (!split) {
+        indent(s, level);
+        sb_add(s, "%s", t);
+        free(t);
+        return;
+    }
+    free(t);
+    switch (n->kind) {
+    case N_AGG:
+        indent(s, level);
+        sb_add(s, "%s", aggname[n->op]);
+        if (n->without) {
+            sb_add(s, " without (");
+            labels_list(s, n->grp, n->ngrp);
+            sb_add(s, ") ");
+        } else if (n->ngrp) {
+            sb_add(s, " by (");
+            labels_list(s, n->grp, n->ngrp);
+            sb_add(s, ") ");
+        }
+        sb_add(s, "(\n");
+        if (n->param) {
+            pretty(s, n->param, level + 1);
+            sb_add(s, ",\n");
+        }
+        pretty(s, n->expr, level + 1);
+        sb_add(s, "\n");
+        indent(s, level);
+        sb_add(s, ")");
+        break;
+    case N_BIN:
+        pretty(s, n->lhs, level + 1);
+        sb_add(s, "\n");
+        indent(s, level);
+        sb_add(s, "%s", opstr(n->op));
+        if (n->bool_) sb_add(s, " bool");
+        if (n->has_matching &&
+            (n->on || n->ngrp || n->card == CARD_MANY_TO_ONE || n->card == CARD_ONE_TO_MANY)) {
+            sb_add(s, " %s (", n->on ? "on" : "ignoring");
+            labels_list(s, n->grp, n->ngrp);
+            sb_add(s, ")");
+        }
+        if (n->card == CARD_MANY_TO_ONE || n->card == CARD_ONE_TO_MANY) {
+            sb_add(s, " %s (", n->card == CARD_MANY_TO_ONE ? "group_left" : "group_right");
+            labels_list(s, n->incl, n->nincl);
+            sb_add(s, ")");
+        }
+        sb_add(s, "\n");
+        pretty(s, n->rhs, level + 1);
+        break;
+    case N_CALL:
+        indent(s, level);
+        sb_add(s, "%s(\n", n->fn->name);
+        for (size_t i = 0; i < n->nargs; i++) {
+            if (i) sb_add(s, ",\n");
+            pretty(s, n->args[i], level + 1);
+        }
+        sb_add(s, "\n");
+        indent(s, level);
+        sb_add(s, ")");
+        break;
+    default: /* N_PAREN */
+        indent(s, level);
+        sb_add(s, "(\n");
+        pretty(s, n->expr, level + 1);
+        sb_add(s, "\n");
+        indent(s, level);
+        sb_add(s, ")");
+        break;
+    }
+}
+
+char *pq_pretty_node(const pq_node *n) {
+    sb s = {0};
+    pretty(&s, n, 0);
     if (s.oom || !s.b) {
         free(s.b);
         return NULL;

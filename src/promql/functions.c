@@ -19,6 +19,11 @@ typedef struct {
     size_t step;
     int64_t ts;    /* the step's evaluation time */
     double p1, p2; /* scalar arguments */
+    double *buf;   /* scratch of bufcap values (quantiles sort a copy of the window) */
+    size_t bufcap;
+    pq_ev *ev;
+    const uint32_t *resets; /* rate/increase: drops among the series' first i+1 samples */
+    size_t lo;              /* the window's first sample in the series */
 } rctx;
 
 typedef int (*rfn)(const rctx *c, const int64_t *t, const double *v, size_t n, double *out);
@@ -28,7 +33,8 @@ static int extrapolated(const rctx *c, const int64_t *t, const double *v, size_t
     if (n < 2) return 0;
     int64_t rangeEnd = c->ra->tt[c->step], rangeStart = rangeEnd - c->ra->range;
     double res = v[n - 1] - v[0];
-    if (counter) {
+    /* windows without a drop (most) skip the walk; with one, it runs as Prometheus's does */
+    if (counter && (!c->resets || c->resets[c->lo + n - 1] != c->resets[c->lo])) {
         double last = 0;
         for (size_t i = 0; i < n; i++) {
             if (v[i] < last) res += last;
@@ -231,28 +237,26 @@ static int f_stddev_ot(const rctx *c, const int64_t *t, const double *v, size_t 
     *o = sqrt(*o);
     return 1;
 }
-static double *scratch(const double *v, size_t n) {
-    static __thread double *buf;
-    static __thread size_t cap;
-    if (n > cap) {
-        double *nb = realloc(buf, n * sizeof *nb);
-        if (!nb) return NULL;
-        buf = nb;
-        cap = n;
+static double *scratch(const rctx *cc, const double *v, size_t n) {
+    rctx *c = (rctx *)cc;
+    if (n > c->bufcap) {
+        size_t nc = n < 64 ? 64 : n * 2;
+        c->buf = pq_alloc(c->ev, nc * sizeof *c->buf);
+        c->bufcap = nc;
     }
-    memcpy(buf, v, n * sizeof *v);
-    return buf;
+    memcpy(c->buf, v, n * sizeof *v);
+    return c->buf;
 }
 static int f_quantile_ot(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
     if (!n) return 0;
-    double *b = scratch(v, n);
+    double *b = scratch(c, v, n);
     if (!b) return 0;
     *o = pq_quantile(c->p1, b, n);
     return 1;
 }
 static int f_mad_ot(const rctx *c, const int64_t *t, const double *v, size_t n, double *o) {
     if (!n) return 0;
-    double *b = scratch(v, n);
+    double *b = scratch(c, v, n);
     if (!b) return 0;
     double med = pq_quantile(0.5, b, n);
     for (size_t i = 0; i < n; i++)
@@ -400,7 +404,14 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
         d->ok = pq_calloc(ev, ns, 1);
         size_t lo = 0, hi = 0;
         int any = 0;
-        rctx c = {n, &ra, 0, 0, 0, 0};
+        rctx c = {n, &ra, 0, 0, 0, 0, NULL, 0, ev, NULL, 0};
+        if (is_rate && s->n) {
+            uint32_t *rs = pq_alloc(ev, s->n * sizeof *rs);
+            rs[0] = 0;
+            for (size_t k = 1; k < s->n; k++)
+                rs[k] = rs[k - 1] + (s->v[k] < s->v[k - 1]);
+            c.resets = rs;
+        }
         for (size_t j = 0; j < ns; j++) {
             int64_t tt = ra.tt[j];
             if (j && tt < ra.tt[j - 1]) lo = hi = 0;
@@ -420,6 +431,7 @@ static pq_val eval_range_fn(pq_ev *ev, const pq_node *n, const pq_rng *r) {
                 warned_q = 1;
             }
             double v;
+            c.lo = lo;
             if (fn(&c, s->t + lo, s->v + lo, hi - lo, &v)) {
                 d->v[j] = v;
                 d->ok[j] = 1;
@@ -608,6 +620,15 @@ static int cmp_bucket(const void *a, const void *b) {
     return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/* buckets usually arrive in order (eval_histogram fills them so): sort only when not */
+static void sort_buckets(bucket *b, size_t n) {
+    for (size_t i = 1; i < n; i++)
+        if (cmp_bucket(&b[i - 1], &b[i]) > 0) {
+            qsort(b, n, sizeof *b, cmp_bucket);
+            return;
+        }
+}
+
 static int almost_eq(double a, double b, double eps) {
     if (a == b) return 1;
     if (isnan(a) && isnan(b)) return 1;
@@ -621,7 +642,7 @@ static int almost_eq(double a, double b, double eps) {
 
 static size_t coalesce(bucket *b, size_t n) {
     if (!n) return 0;
-    qsort(b, n, sizeof *b, cmp_bucket);
+    sort_buckets(b, n);
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {
         if (w && b[w - 1].ub == b[i].ub)
@@ -636,7 +657,7 @@ static double bucket_quantile(double q, bucket *b, size_t n, int *forced) {
     if (isnan(q)) return NAN;
     if (q < 0) return -INFINITY;
     if (q > 1) return INFINITY;
-    qsort(b, n, sizeof *b, cmp_bucket);
+    sort_buckets(b, n);
     if (!n || !isinf(b[n - 1].ub) || b[n - 1].ub < 0) return NAN;
     n = coalesce(b, n);
     double prev = b[0].c;
@@ -673,7 +694,7 @@ static double bucket_quantile(double q, bucket *b, size_t n, int *forced) {
 }
 
 static double bucket_fraction(double lower, double upper, bucket *b, size_t n) {
-    qsort(b, n, sizeof *b, cmp_bucket);
+    sort_buckets(b, n);
     if (!n || !isinf(b[n - 1].ub) || b[n - 1].ub < 0) return NAN;
     n = coalesce(b, n);
     double count = b[n - 1].c;
@@ -718,6 +739,17 @@ static double bucket_fraction(double lower, double upper, bucket *b, size_t n) {
     if (!lowerSet || lowerRank > count) lowerRank = count;
     if (!upperSet || upperRank > count) upperRank = count;
     return (upperRank - lowerRank) / count;
+}
+
+typedef struct {
+    double ub;
+    size_t i;
+} hord;
+
+static int cmp_hord(const void *a, const void *b) {
+    const hord *x = a, *y = b;
+    if (x->ub != y->ub) return x->ub < y->ub ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i ? 1 : 0;
 }
 
 static pq_val eval_histogram(pq_ev *ev, const pq_node *n, const pq_rng *r, int fraction) {
@@ -777,10 +809,20 @@ static pq_val eval_histogram(pq_ev *ev, const pq_node *n, const pq_rng *r, int f
         o.s[k].drop_name = 1;
     }
     int warned = 0;
+    /* the inputs in bucket order, so that each step's buckets come sorted */
+    hord *ord = pq_alloc(ev, (in.n + 1) * sizeof *ord);
+    size_t nord = 0;
+    for (size_t i = 0; i < in.n; i++)
+        if (g[i] >= 0) {
+            ord[nord].ub = ub[i];
+            ord[nord++].i = i;
+        }
+    qsort(ord, nord, sizeof *ord, cmp_hord);
     for (size_t j = 0; j < ns; j++) {
         memset(nb, 0, (size_t)ng * sizeof(size_t));
-        for (size_t i = 0; i < in.n; i++) {
-            if (g[i] < 0 || !in.s[i].ok[j]) continue;
+        for (size_t oi = 0; oi < nord; oi++) {
+            size_t i = ord[oi].i;
+            if (!in.s[i].ok[j]) continue;
             bucket *b = &bk[g[i]][nb[g[i]]++];
             b->ub = ub[i];
             b->c = in.s[i].v[j];

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "promql/ast.h"
+#include "util/text.h"
 
 void pq_lex_init(pq_lexer *lx, const char *s, size_t len) {
     memset(lx, 0, sizeof *lx);
@@ -156,13 +157,6 @@ void pq_format_float(double v, char *buf, size_t cap) {
     }
 }
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 static size_t put_utf8(char *o, uint32_t r) {
     if (r < 0x80) {
         o[0] = (char)r;
@@ -236,8 +230,8 @@ int pq_unquote(tr_arena *a, const char *s, size_t len, char **out, size_t *outle
                 o[n++] = c;
                 break;
             case 'x': {
-                if (i + 2 >= len - 1 + 1 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0) goto bad;
-                o[n++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+                if (i + 2 >= len - 1 + 1 || tr_hex_val((unsigned char)s[i + 1]) < 0 || tr_hex_val((unsigned char)s[i + 2]) < 0) goto bad;
+                o[n++] = (char)(tr_hex_val((unsigned char)s[i + 1]) * 16 + tr_hex_val((unsigned char)s[i + 2]));
                 i += 2;
                 break;
             }
@@ -247,7 +241,7 @@ int pq_unquote(tr_arena *a, const char *s, size_t len, char **out, size_t *outle
                 if (i + nd >= len - 1 + 1) goto bad;
                 uint32_t r = 0;
                 for (int k = 1; k <= nd; k++) {
-                    int h = hexval(s[i + k]);
+                    int h = tr_hex_val((unsigned char)s[i + k]);
                     if (h < 0) goto bad;
                     r = r * 16 + (uint32_t)h;
                 }
@@ -307,14 +301,25 @@ again:
         goto again;
     }
     size_t st = lx->pos;
-    if (st >= n) return mk(lx, T_EOF, st);
+    if (st >= n) {
+        /* Prometheus's lexer words these itself, at the end of the input */
+        if (lx->brace_depth > 0) return lerr(lx, st, "unexpected end of input inside braces");
+        if (lx->paren_depth > 0) return lerr(lx, st, "unclosed left parenthesis");
+        if (lx->bracket) return lerr(lx, st, "unclosed left bracket");
+        return mk(lx, T_EOF, st);
+    }
     char c = s[st];
     char c2 = st + 1 < n ? s[st + 1] : 0;
     lx->pos++;
     switch (c) {
     case '(':
+        if (!lx->brace_depth) lx->paren_depth++;
         return mk(lx, T_LPAREN, st);
     case ')':
+        if (!lx->brace_depth) {
+            if (lx->paren_depth == 0) return lerr(lx, st, "unexpected right parenthesis ')'");
+            lx->paren_depth--;
+        }
         return mk(lx, T_RPAREN, st);
     case '{':
         lx->brace_depth++;
@@ -323,9 +328,11 @@ again:
         if (lx->brace_depth > 0) lx->brace_depth--;
         return mk(lx, T_RBRACE, st);
     case '[':
+        if (lx->bracket) return lerr(lx, st, "unexpected left bracket '['");
         lx->bracket = 1;
         return mk(lx, T_LBRACKET, st);
     case ']':
+        if (!lx->bracket) return lerr(lx, st, "unexpected right bracket ']'");
         lx->bracket = 0;
         return mk(lx, T_RBRACKET, st);
     case ',':

@@ -444,9 +444,8 @@ static int parse_dur(P *p, int64_t *ms, int allow_neg, const char *ctx) {
             return -1;
         }
     } else if (t.kind == T_NUMBER) {
-        char buf[64];
-        snprintf(buf, sizeof buf, "%.*s", t.len, t.s);
-        double d = strtod(buf, NULL);
+        char *buf = tokdup(p, t);
+        double d = buf ? strtod(buf, NULL) : NAN;
         if (!isfinite(d) || fabs(d) * 1000 > 9.2e18) {
             perr(p, t.pos, "duration out of range");
             return -1;
@@ -490,8 +489,8 @@ static int dprimary(P *p, double *v) {
         return 0;
     }
     if (t.kind == T_NUMBER) {
-        char buf[64];
-        snprintf(buf, sizeof buf, "%.*s", t.len, t.s);
+        char *buf = tokdup(p, t);
+        if (!buf) return -1;
         *v = (t.len >= 2 && (buf[1] == 'x' || buf[1] == 'X')) ? (double)strtoull(buf, NULL, 16)
                                                               : strtod(buf, NULL);
         return 0;
@@ -725,9 +724,10 @@ static pq_node *parse_postfix(P *p, pq_node *e) {
                     v = next(p);
                 }
                 double d;
-                char buf[64];
+                char *buf;
                 if (v.kind == T_NUMBER) {
-                    snprintf(buf, sizeof buf, "%.*s", v.len, v.s);
+                    buf = tokdup(p, v);
+                    if (!buf) return NULL;
                     d = strtod(buf, NULL);
                 } else if (v.kind == T_DURATION) {
                     int64_t ms;
@@ -794,8 +794,8 @@ static pq_node *parse_primary(P *p) {
     switch (t.kind) {
     case T_NUMBER: {
         n = mknode(p, N_NUM, t.pos);
-        char buf[128];
-        snprintf(buf, sizeof buf, "%.*s", t.len, t.s);
+        char *buf = tokdup(p, t);
+        if (!buf) return NULL;
         if (t.len >= 2 && (buf[1] == 'x' || buf[1] == 'X'))
             n->num = (double)strtoull(buf, NULL, 16);
         else
@@ -812,6 +812,7 @@ static pq_node *parse_primary(P *p) {
         }
         n = mknode(p, N_NUM, t.pos);
         n->num = ms / 1000.0;
+        n->is_dur = 1;
         n->type = PV_SCALAR;
         n->end = t.pos + t.len;
         break;

@@ -2,6 +2,7 @@
 #include "buf.h"
 #include "text.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,8 @@ int tr_buf_reserve(tr_buf *b, size_t n) {
     if (n > SIZE_MAX / 2 - b->len || (b->max && b->len + n > b->max)) goto fail;
     if (b->len + n + 1 <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
+    while (cap < b->len + n + 1)
+        cap *= 2;
     if (b->max && cap > b->max + 1) cap = b->max + 1;
     char *p = realloc(b->data, cap);
     if (!p) goto fail;
@@ -110,7 +112,8 @@ void tr_json_escape(tr_buf *b, const char *s, size_t n) {
         unsigned char c = p[i];
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
             size_t st = i;
-            while (i < n && p[i] >= 0x20 && p[i] != '"' && p[i] != '\\' && p[i] < 0x80) i++;
+            while (i < n && p[i] >= 0x20 && p[i] != '"' && p[i] != '\\' && p[i] < 0x80)
+                i++;
             tr_buf_append(b, s + st, i - st);
             continue;
         }
@@ -126,12 +129,23 @@ void tr_json_escape(tr_buf *b, const char *s, size_t n) {
             continue;
         }
         switch (c) {
-        case '"': tr_buf_puts(b, "\\\""); break;
-        case '\\': tr_buf_puts(b, "\\\\"); break;
-        case '\n': tr_buf_puts(b, "\\n"); break;
-        case '\r': tr_buf_puts(b, "\\r"); break;
-        case '\t': tr_buf_puts(b, "\\t"); break;
-        default: tr_buf_printf(b, "\\u%04x", c);
+        case '"':
+            tr_buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            tr_buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            tr_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            tr_buf_puts(b, "\\r");
+            break;
+        case '\t':
+            tr_buf_puts(b, "\\t");
+            break;
+        default:
+            tr_buf_printf(b, "\\u%04x", c);
         }
         i++;
     }
@@ -164,17 +178,32 @@ void tr_json_uint(tr_json *j, uint64_t v) {
     tr_buf_printf(j->b, "%llu", (unsigned long long)v);
 }
 
+static int shortest_digits(double v, char digits[24], int *exp10, int *neg);
+
+/* Go's encoding/json float64: shortest 'f' form, or 'e' below 1e-6 and from 1e21 on (with
+ * "e-07" shortened to "e-7"), so 300 is 300, not 3e+02 */
 void tr_json_double(tr_json *j, double v) {
     sep(j);
     if (!isfinite(v)) {
         tr_buf_puts(j->b, "null");
         return;
     }
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, "%.17g", v);
-    for (int p = 1; p <= 17; p++) {
-        snprintf(tmp, sizeof tmp, "%.*g", p, v);
-        if (strtod(tmp, NULL) == v) break;
+    char tmp[TR_DOUBLE_MAX_TEXT];
+    double a = fabs(v);
+    if (a != 0 && (a < 1e-6 || a >= 1e21)) {
+        char digits[24];
+        int exp10, neg, nd = shortest_digits(v, digits, &exp10, &neg);
+        int o = 0;
+        if (neg) tmp[o++] = '-';
+        tmp[o++] = digits[0];
+        if (nd > 1) {
+            tmp[o++] = '.';
+            for (int i = 1; i < nd; i++)
+                tmp[o++] = digits[i];
+        }
+        snprintf(tmp + o, sizeof tmp - (size_t)o, exp10 < 0 ? "e-%d" : "e+%02d", abs(exp10));
+    } else {
+        tr_format_double(tmp, sizeof tmp, v);
     }
     tr_buf_puts(j->b, tmp);
 }
@@ -197,19 +226,181 @@ void tr_json_raw(tr_json *j, const char *s, size_t n) {
 /* The shortest decimal digits of a finite v that read back as v: fills digits (no point, no
  * trailing zeros, "0" for zero), sets *exp10 (the power of ten of the first digit) and *neg;
  * returns the digit count. */
-static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
-    char e[40];
-    for (int p = 1; p <= 17; p++) {
-        snprintf(e, sizeof e, "%.*e", p - 1, v);
-        if (strtod(e, NULL) == v) break;
-    }
-    char *ep = strchr(e, 'e');
+/* Parses "d.ddd…e±x" (as %e prints) into digits, exponent and sign; returns the digit count. */
+static int parse_e(const char *e, char *digits, int *exp10, int *neg) {
+    const char *ep = strchr(e, 'e');
     *exp10 = atoi(ep + 1);
     *neg = e[0] == '-';
     int nd = 0;
-    for (char *c = e + *neg; c < ep; c++)
+    for (const char *c = e + *neg; c < ep; c++)
         if (*c >= '0' && *c <= '9') digits[nd++] = *c;
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    return nd;
+}
+
+/* Does the k-digit mantissa m (k digits, the first at 10^exp10) read back as v? */
+static int reads_back(double v, const char *m, int k, int exp10, int neg) {
+    char t[48];
+    size_t o = 0;
+    if (neg) t[o++] = '-';
+    memcpy(t + o, m, (size_t)k);
+    o += (size_t)k;
+    int x = exp10 - (k - 1);
+    t[o++] = 'e';
+    if (x < 0) {
+        t[o++] = '-';
+        x = -x;
+    }
+    char r[8];
+    int n = 0;
+    do {
+        r[n++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x);
+    while (n)
+        t[o++] = r[--n];
+    t[o] = 0;
+    return strtod(t, NULL) == v;
+}
+
+/* Exact digits by 128-bit arithmetic for 1e-6 <= |v| < 1e15 (the values of most answers):
+ * v = m * 2^-s exactly, so v * 10^j = m * 10^j >> s with the remainder deciding the rounding
+ * (half to even, as printf rounds). A k-digit result N (15 or 16 digits, N < 2^53) reads back
+ * iff N / 10^j == v: both exact doubles, one correctly rounded division (Clinger's fast path).
+ * Returns the digit count, or 0 when the slow path must decide. */
+static int shortest_fast(double v, char digits[24], int *exp10) {
+    double a = fabs(v);
+    if (!(a >= 1e-6 && a < 1e15)) return 0;
+    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    static const uint64_t p10i[] = {1ULL,
+                                    10ULL,
+                                    100ULL,
+                                    1000ULL,
+                                    10000ULL,
+                                    100000ULL,
+                                    1000000ULL,
+                                    10000000ULL,
+                                    100000000ULL,
+                                    1000000000ULL,
+                                    10000000000ULL,
+                                    100000000000ULL,
+                                    1000000000000ULL,
+                                    10000000000000ULL,
+                                    100000000000000ULL,
+                                    1000000000000000ULL,
+                                    10000000000000000ULL,
+                                    100000000000000000ULL,
+                                    1000000000000000000ULL,
+                                    10000000000000000000ULL};
+    int be;
+    double fr = frexp(a, &be);            /* a = fr * 2^be, fr in [0.5, 1) */
+    uint64_t m = (uint64_t)ldexp(fr, 53); /* exact: 53 bits */
+    int sh = 53 - be;                     /* a = m / 2^sh */
+    if (sh <= 0 || sh >= 120) return 0;
+    int e = (int)floor(log10(a)); /* first digit's power, fixed below */
+    int fixes = 0;
+    for (int k = 15; k <= 17; k++) {
+        int j = k - 1 - e;
+        if (j < 0 || j > 22) return 0;
+        unsigned __int128 p = (unsigned __int128)p10i[j > 19 ? 19 : j] * (j > 19 ? p10i[j - 19] : 1);
+        unsigned __int128 x = (unsigned __int128)m * p;
+        unsigned __int128 n = x >> sh, rem = x - (n << sh), half = (unsigned __int128)1 << (sh - 1);
+        if (rem > half || (rem == half && (n & 1))) n++;
+        /* the estimate of e may be one off: then N has k-1 or k+1 digits */
+        unsigned __int128 lo = p10i[k - 1], hi = p10i[k];
+        if ((n >= hi || n < lo) && ++fixes > 4) return 0;
+        if (n >= hi) {
+            e++;
+            k--;
+            continue; /* redo this k with the right exponent */
+        }
+        if (n < lo) {
+            e--;
+            k--;
+            continue;
+        }
+        if (k < 17) {
+            if (n >= ((unsigned __int128)1 << 53)) return 0; /* not exact as a double */
+            if ((double)(uint64_t)n / p10[j] != a) continue;
+        }
+        uint64_t u = (uint64_t)n;
+        for (int i = k - 1; i >= 0; i--) {
+            digits[i] = (char)('0' + u % 10);
+            u /= 10;
+        }
+        int nd = k;
+        while (nd > 1 && digits[nd - 1] == '0')
+            nd--;
+        *exp10 = e;
+        return nd;
+    }
+    return 0;
+}
+
+static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
+    char e[40];
+    if (!(fabs(v) >= DBL_MIN)) { /* zero and subnormals (fewer bits): try every length */
+        for (int p = 1; p <= 17; p++) {
+            snprintf(e, sizeof e, "%.*e", p - 1, v);
+            if (p == 17 || strtod(e, NULL) == v) break;
+        }
+        int nd = parse_e(e, digits, exp10, neg);
+        while (nd > 1 && digits[nd - 1] == '0')
+            nd--;
+        return nd;
+    }
+    /* When the shortest form that reads back has k <= 15 digits, the correctly rounded 15-digit
+     * form is that one padded with zeros (it lies within half an ulp of v, closer than half a
+     * unit of the 15th digit), so 15, 16 and 17 digits are the only tries needed. The 15- and
+     * 16-digit roundings come from the 17 digits printed once, except when the digits cut off
+     * are exactly a half (then the exact value decides: printed again). */
+    int fnd = shortest_fast(v, digits, exp10);
+    if (fnd) {
+        *neg = signbit(v) != 0;
+        return fnd;
+    }
+    char d17[24];
+    snprintf(e, sizeof e, "%.16e", v);
+    int nd = parse_e(e, d17, exp10, neg);
+    int e17 = *exp10;
+    for (int k = 15; k <= 16 && nd == 17; k++) {
+        char m[24];
+        int ex = e17;
+        int tail = k == 15 ? (d17[15] - '0') * 10 + (d17[16] - '0') : d17[16] - '0';
+        int half = k == 15 ? 50 : 5;
+        if (tail == half) {
+            char e2[40];
+            snprintf(e2, sizeof e2, "%.*e", k - 1, v);
+            int n2 = parse_e(e2, m, &ex, neg);
+            if (n2 != k) continue;
+        } else {
+            memcpy(m, d17, (size_t)k);
+            if (tail > half) { /* round up, carrying */
+                int i = k - 1;
+                while (i >= 0 && m[i] == '9')
+                    m[i--] = '0';
+                if (i >= 0)
+                    m[i]++;
+                else { /* 99…9 became 100…0 */
+                    m[0] = '1';
+                    ex++;
+                }
+            }
+        }
+        m[k] = 0;
+        if (reads_back(v, m, k, ex, *neg)) {
+            memcpy(digits, m, (size_t)k);
+            *exp10 = ex;
+            nd = k;
+            while (nd > 1 && digits[nd - 1] == '0')
+                nd--;
+            return nd;
+        }
+    }
+    memcpy(digits, d17, (size_t)nd);
+    *exp10 = e17;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     return nd;
 }
 
@@ -221,13 +412,17 @@ static int layout_fixed(char *tmp, const char *digits, int nd, int exp10, int ne
     if (point <= 0) {
         tmp[o++] = '0';
         tmp[o++] = '.';
-        for (int i = 0; i < -point; i++) tmp[o++] = '0';
-        for (int i = 0; i < nd; i++) tmp[o++] = digits[i];
+        for (int i = 0; i < -point; i++)
+            tmp[o++] = '0';
+        for (int i = 0; i < nd; i++)
+            tmp[o++] = digits[i];
     } else {
-        for (int i = 0; i < point; i++) tmp[o++] = i < nd ? digits[i] : '0';
+        for (int i = 0; i < point; i++)
+            tmp[o++] = i < nd ? digits[i] : '0';
         if (nd > point) {
             tmp[o++] = '.';
-            for (int i = point; i < nd; i++) tmp[o++] = digits[i];
+            for (int i = point; i < nd; i++)
+                tmp[o++] = digits[i];
         }
     }
     tmp[o] = 0;
@@ -240,8 +435,13 @@ int tr_format_double(char *out, size_t cap, double v) {
     char digits[24], tmp[TR_DOUBLE_MAX_TEXT];
     int exp10, neg, nd = shortest_digits(v, digits, &exp10, &neg);
     if (nd == 1 && digits[0] == '0') return snprintf(out, cap, neg ? "-0" : "0"); /* Go keeps -0's sign */
-    layout_fixed(tmp, digits, nd, exp10, neg);
-    return snprintf(out, cap, "%s", tmp);
+    int len = layout_fixed(tmp, digits, nd, exp10, neg);
+    if (cap) {
+        size_t c = (size_t)len < cap ? (size_t)len : cap - 1;
+        memcpy(out, tmp, c);
+        out[c] = 0;
+    }
+    return len;
 }
 
 int tr_format_double_g(char *out, size_t cap, double v) {
@@ -259,7 +459,8 @@ int tr_format_double_g(char *out, size_t cap, double v) {
     tmp[o++] = digits[0];
     if (nd > 1) {
         tmp[o++] = '.';
-        for (int i = 1; i < nd; i++) tmp[o++] = digits[i];
+        for (int i = 1; i < nd; i++)
+            tmp[o++] = digits[i];
     }
     snprintf(tmp + o, sizeof tmp - o, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
     return snprintf(out, cap, "%s", tmp);

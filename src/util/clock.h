@@ -9,8 +9,9 @@
 /* Wall clock (CLOCK_REALTIME) since the Unix epoch. */
 int64_t tr_now_ms(void);
 int64_t tr_now_ns(void);
-/* Monotonic clock (CLOCK_MONOTONIC) in ms, for timeouts and durations. */
+/* Monotonic clock (CLOCK_MONOTONIC), for timeouts and durations. */
 int64_t tr_mono_ms(void);
+int64_t tr_mono_ns(void);
 
 /* Parses s as Go's time.Parse(time.RFC3339Nano, s) does: YYYY-MM-DDThh:mm:ss, an optional
  * fraction ('.' or ',' then digits, past nanoseconds ignored), then Z or ±hh:mm. The date

@@ -1,5 +1,6 @@
 /* logfmt logging to stderr; one write(2) per line so threads never interleave lines. */
 #include "log.h"
+#include "clock.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -108,9 +109,7 @@ void tr_log_set_clock(long long (*now_ms)(void)) { rl_clock = now_ms; }
 
 static long long rl_now(void) {
     if (rl_clock) return rl_clock();
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    return tr_mono_ms();
 }
 
 void tr_log_limited_reset(void) {

@@ -101,8 +101,12 @@ test('OTLP histogram exemplars come back with their trace id, also after kill -9
     assert.deepEqual((await exemplars(t, 'nope', '', '')).body, { status: 'success', data: [] });
     // Grafana's probe sends start/end in ms (far future as seconds): success, empty
     assert.deepEqual((await exemplars(t, 'test', Date.now() - 3600000, Date.now())).body, { status: 'success', data: [] });
-    // not a selector, no query, bad times: 400 bad_data
-    for (const [query, s, e] of [['rate(checkout_latency_seconds_bucket[5m])', '', ''], ['', '', ''], [q, 'abc', ''], [q, '10', '5']]) {
+    // any expression: the exemplars of every selector in it, as Prometheus extracts them
+    res = await exemplars(t, `sum by (route) (rate(${q}[5m])) / scalar(nope)`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(pick(res.body.data), want);
+    // not PromQL, no query, bad times: 400 bad_data
+    for (const [query, s, e] of [['rate(checkout_latency_seconds_bucket[5m]', '', ''], ['', '', ''], [q, 'abc', ''], [q, '10', '5']]) {
       const b = await exemplars(t, query, s, e);
       assert.equal(b.status, 400, `${query} ${s} ${e}`);
       assert.equal(b.body.status, 'error');
@@ -306,6 +310,8 @@ remote_write:
       `/api/v1/query_exemplars?query=${encodeURIComponent('e2e_ex_latency_seconds_bucket{le=~"0.1|\\\\+Inf"}')}`,
       `/api/v1/query_exemplars?query=e2e_ex_requests_total&start=${new Date((tsSec + 2) * 1000).toISOString()}`,
       '/api/v1/query_exemplars?query=nothing_here',
+      `/api/v1/query_exemplars?query=${encodeURIComponent('sum(rate(e2e_ex_requests_total[1m])) / sum(rate(e2e_ex_latency_seconds_bucket{le="+Inf"}[1m]))')}`,
+      `/api/v1/query_exemplars?query=${encodeURIComponent('sum(')}`,
       '/api/v1/query_exemplars?query=test&start=1795561255000&end=1795563055000',
       '/api/v1/query_exemplars?query=e2e_ex_requests_total&start=abc',
     ];

@@ -30,17 +30,24 @@ async function timed(fn) {
   return { ms: performance.now() - t0, r };
 }
 
-// The machine running the suite is shared (other builds and tests): a probe slower than the
-// bound is tried again, at most four times. A loop blocked by the export fails every try.
+// The machine running the suite may be shared (other builds and tests) and an OTLP export
+// waits for an fsync, so the same probes are first timed without an export: when even those
+// pass 50 ms, the bound becomes twice their worst time. A loop blocked by an export stalls a
+// probe for the whole export (11 s for 1M series before the work queue), far past either.
 const BOUND_MS = 50;
-async function probe(fn) {
-  let best;
-  for (let i = 0; i < 5; i++) {
-    const p = await timed(fn);
-    if (!best || p.ms < best.ms) best = p;
-    if (p.ms < BOUND_MS) break;
+// n probes, and more while `until()` is false (at most for 120 s)
+async function probes(t, otlp, n, until = () => true) {
+  const health = [], exports = [], t0 = Date.now();
+  for (let i = 0; i < n || (!until() && Date.now() - t0 < 120_000); i++) {
+    const h = await timed(() => fetch(`${t.httpUrl}/healthz`).then((r) => r.text()));
+    assert.equal(h.r, 'ok\n');
+    health.push(h.ms);
+    const o = await timed(() => post(`${t.otlpHttpUrl}/v1/metrics`, otlp, { 'Content-Type': 'application/x-protobuf' }));
+    assert.equal(o.r.status, 200);
+    exports.push(o.ms);
+    await sleep(25);
   }
-  return best;
+  return { health, exports };
 }
 
 test(`an export of ${SERIES} series streams while /healthz and OTLP exports are answered in under 50 ms`, async () => {
@@ -56,6 +63,13 @@ test(`an export of ${SERIES} series streams while /healthz and OTLP exports are 
   const card = await (await fetch(`${t.httpUrl}/api/v1/status/tsdb`)).json();
   assert.ok(card.data.headStats.numSeries >= SERIES, JSON.stringify(card.data.headStats));
 
+  const { body: otlp } = await metricsProtobuf(2);
+  const base = await probes(t, otlp, 100);
+  const max = (a) => Math.max(...a);
+  const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+  const bound = (a) => (max(a) < BOUND_MS ? BOUND_MS : 2 * max(a));
+  const hBound = bound(base.health), oBound = bound(base.exports);
+
   // the export, read slowly: the client takes a little now and then, so the reply (tens of
   // MB) stays in progress and the server's producer waits on back-pressure. The probes start
   // with the request, not with its answer: an export prepared on the loop would block them.
@@ -69,28 +83,20 @@ test(`an export of ${SERIES} series streams while /healthz and OTLP exports are 
     trickle = setInterval(() => res.resume(), 20);
   });
   req.on('error', () => {});
-  const { body: otlp } = await metricsProtobuf(2);
   await sleep(100); // the server has the export request
-  const health = [], exports = [];
-  for (let i = 0; i < 20; i++) {
-    const h = await probe(() => fetch(`${t.httpUrl}/healthz`).then((r) => r.text()));
-    assert.equal(h.r, 'ok\n');
-    health.push(h.ms);
-    const o = await probe(() => post(`${t.otlpHttpUrl}/v1/metrics`, otlp, { 'Content-Type': 'application/x-protobuf' }));
-    assert.equal(o.r.status, 200);
-    exports.push(o.ms);
-    await sleep(25);
-  }
+  // probing goes on until the first bytes came: selecting 1M series takes a while (on a worker)
+  const { health, exports } = await probes(t, otlp, 20, () => received > 0);
   const stillStreaming = !ended;
   clearInterval(trickle);
   assert.equal(status, 200);
-  const max = (a) => Math.max(...a);
   console.log(`loaded ${SERIES} series in ${loadMs} ms; export: ${received} bytes so far, chunked=${chunked}; ` +
-    `healthz max ${max(health).toFixed(1)} ms, OTLP export max ${max(exports).toFixed(1)} ms; healthz ${health.map((x) => x.toFixed(1))}`);
+    `healthz max ${max(health).toFixed(1)} ms (bound ${hBound.toFixed(1)}), ` +
+    `OTLP export max ${max(exports).toFixed(1)} ms (bound ${oBound.toFixed(1)}); ${health.length} probes (baseline max: healthz ${max(base.health).toFixed(1)}, OTLP ${max(base.exports).toFixed(1)})`);
   assert.ok(chunked, 'the export is streamed with chunked transfer encoding');
   assert.ok(stillStreaming && received > 0, `the export was still streaming during the probes (received ${received})`);
-  assert.ok(max(health) < BOUND_MS, `healthz: ${health.map((x) => x.toFixed(1))}`);
-  assert.ok(max(exports) < BOUND_MS, `OTLP export: ${exports.map((x) => x.toFixed(1))}`);
+  assert.ok(max(health) < hBound, `healthz: ${health.map((x) => x.toFixed(1))}`);
+  assert.ok(max(exports) < oBound, `OTLP export: ${exports.map((x) => x.toFixed(1))}`);
+  assert.ok(median(health) < BOUND_MS && median(exports) < BOUND_MS, 'medians under 50 ms');
 
   // the client goes away mid-reply: the job is cancelled and the server carries on
   req.destroy();
@@ -112,14 +118,16 @@ test('router: 405 with Allow for a known path, 404 for an unknown one, OPTIONS 2
   assert.equal(r.headers.get('allow'), 'GET, HEAD, POST');
   r = await fetch(`${t.httpUrl}/api/traces/abc`, { method: 'POST' });
   assert.equal(r.status, 404, 'jaeger-query v2: its /api/ catch-all answers other methods');
-  r = await fetch(`${t.httpUrl}/api/v1/query`, { method: 'OPTIONS' });
-  assert.equal(r.status, 204, 'Prometheus answers OPTIONS on every API path');
+  r = await fetch(`${t.httpUrl}/api/v1/nonexistent`, { method: 'OPTIONS' });
+  assert.equal(r.status, 404);
+  r = await fetch(`${t.httpUrl}/api/v1/query`, { method: 'OPTIONS' }); // as Prometheus 2.42 answers
+  assert.equal(r.status, 204);
   r = await fetch(`${t.httpUrl}/api/v1/labels`, { method: 'OPTIONS' });
   assert.equal(r.status, 204);
   r = await fetch(`${t.httpUrl}/api/v1/nonexistent`);
   assert.equal(r.status, 404);
   assert.equal(await r.text(), '404 page not found\n');
-  r = await fetch(`${t.httpUrl}/api/v1/label/job/values?match[]=e2e_load`);
+  r = await fetch(`${t.httpUrl}/api/v1/label/job/values?match[]=e2e_load{instance="i-1"}`);
   assert.deepEqual(await r.json(), { status: 'success', data: ['load'] });
 });
 

@@ -20,7 +20,7 @@ const PROM = '/usr/bin/prometheus';
 const PROMTOOL = '/usr/bin/promtool';
 const SHARED = process.env.TR_SHARED_DIR || new URL('../../../shared', import.meta.url).pathname;
 const skip = !existsSync(PROM) && `no ${PROM} (apt-get install prometheus)`;
-const MIN_SCORE = Number(process.env.TR_PROMQL_DIFF_MIN || 0.97);
+const MIN_SCORE = Number(process.env.TR_PROMQL_DIFF_MIN || 1);
 
 let tr, prom, promUrl, promDir, data;
 

@@ -31,12 +31,19 @@ export function dataset(t0) {
     const l = Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     out.push([l, samples]);
   };
-  // Counters start apart (real ones rarely tie), so that topk/bottomk have one answer: which
+  // Counters start at 0, as a process's counters do: a rate window that holds a series' first
+  // sample then extrapolates to that zero under both 2.x rules (zero point, then threshold) and
+  // 3.x rules (threshold, then zero point); from a non-zero start the two differ. Increments
+  // differ per seed (real counters rarely tie), so that topk/bottomk have one answer: which
   // of two equal series they pick is not specified.
   const counter = (seed, incMax, resetAt = -1) => {
     const r = rng(seed);
-    let c = seed * 7;
-    return (i) => { if (i === resetAt) c = 0; c += Math.floor(r() * incMax) + r() / 1000; return c; };
+    let c = 0;
+    return (i) => {
+      if (i === resetAt) c = 0;
+      if (i > 0) c += Math.floor(r() * incMax) + seed / 100 + r() / 1000;
+      return c;
+    };
   };
   const walk = (seed, scale, base = 0) => {
     const r = rng(seed);

@@ -33,6 +33,9 @@ export async function start(opts = {}) {
     '--otlp-http-addr', `127.0.0.1:${ports.otlpHttp}`,
     ...(opts.args || []),
   ];
+  // tricorder stores its own /metrics by default (job="tricorder"); suites that count series or
+  // label values get a store holding only what they send unless they ask for the self-scrape
+  if (!args.includes('--self-scrape-interval') && !(opts.env || {}).TRICORDER_SELF_SCRAPE_INTERVAL) args.push('--self-scrape-interval', '0');
   const child = spawn(BIN, args, { env: { ...process.env, ...(opts.env || {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; if (process.env.TR_E2E_VERBOSE) process.stderr.write(d); });

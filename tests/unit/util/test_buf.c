@@ -3,6 +3,8 @@
  * as Prometheus writes sample values). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +86,10 @@ static void doc(tr_json *j) {
     tr_json_double(j, 1e21);
     tr_json_key(j, "f");
     tr_json_strn(j, "abcdef", 3);
+    tr_json_key(j, "h");
+    tr_json_double(j, 300); /* as Go's encoding/json: not 3e+02 */
+    tr_json_key(j, "i");
+    tr_json_double(j, -1.5e-7);
     tr_json_key(j, "g");
     tr_json_str(j, NULL);
     tr_json_obj_close(j);
@@ -91,7 +97,7 @@ static void doc(tr_json *j) {
 
 Test(json_writer, separators_and_values) {
     cr_assert_str_eq(json_of(doc), "{\"a\":-5,\"b\":[18446744073709551615,\"x\",null,true,{},[],{\"r\":1}],"
-                                   "\"c\":0.1,\"d\":null,\"e\":1e+21,\"f\":\"abc\",\"g\":\"\"}");
+                                   "\"c\":0.1,\"d\":null,\"e\":1e+21,\"f\":\"abc\",\"h\":300,\"i\":-1.5e-7,\"g\":\"\"}");
 }
 
 static char *escaped(const char *s, size_t n) {
@@ -190,5 +196,49 @@ Test(format_double, round_trips) {
         const char *s = fmt(vals[i]);
         cr_assert_null(strchr(s, 'e'), "%s has no exponent", s);
         cr_assert_eq(strtod(s, NULL), vals[i], "%s", s);
+    }
+}
+
+/* the shortest digits that read back, found by trying every precision (the slow reference) */
+static void shortest_ref(double v, char *out, size_t cap) {
+    for (int p = 1; p <= 17; p++) {
+        snprintf(out, cap, "%.*g", p, v);
+        if (strtod(out, NULL) == v) return;
+    }
+}
+
+/* tr_format_double tries only 15, 16 and 17 digits: the same digits as trying them all */
+Test(buf, format_double_shortest_matches_trying_every_precision) {
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 300000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v;
+        if (i % 3 == 0) {
+            memcpy(&v, &x, sizeof v); /* any bit pattern */
+        } else if (i % 6 == 4) {
+            v = pow(10, (double)(x % 2300000) / 100000.0 - 7.5) * (x & 1 ? -1 : 1); /* 3e-8 .. 3e15 */
+        } else if (i % 3 == 1) {
+            v = (double)(x % 1000000) / 1000.0; /* short decimals */
+        } else {
+            v = (double)(x % 100000) * 0.1 + (double)(x >> 40) / 7.0;
+        }
+        if (!isfinite(v)) continue;
+        char got[TR_DOUBLE_MAX_TEXT], want[64];
+        tr_format_double_g(got, sizeof got, v);
+        shortest_ref(v, want, sizeof want);
+        cr_assert_eq(strtod(got, NULL), v, "%s", got);
+        /* same significant digits: compare as the reference's %g and ours re-read */
+        char a[64], b[64];
+        int na = 0, nb = 0;
+        for (const char *c = got; *c && *c != 'e'; c++)
+            if (*c >= '0' && *c <= '9' && (na || *c != '0')) a[na++] = *c;
+        for (const char *c = want; *c && *c != 'e'; c++)
+            if (*c >= '0' && *c <= '9' && (nb || *c != '0')) b[nb++] = *c;
+        while (na && a[na - 1] == '0') na--;
+        while (nb && b[nb - 1] == '0') nb--;
+        a[na] = b[nb] = 0;
+        cr_assert_str_eq(a, b, "%.17g: %s vs %s", v, got, want);
     }
 }
