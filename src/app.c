@@ -365,6 +365,7 @@ int tr_app_run(const tr_config *cfg) {
         .retention_ms = cfg->retention_ms,
         .retention_bytes = cfg->retention_bytes,
         .ooo_window_ms = cfg->ooo_window_ms,
+        .future_window_ms = cfg->future_window_ms,
         .max_series = cfg->max_series,
         .max_label_name_len = cfg->max_label_name_len,
         .max_label_value_len = cfg->max_label_value_len,
@@ -412,6 +413,7 @@ int tr_app_run(const tr_config *cfg) {
         .ingest_token = cfg->ingest_token,
         .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
         .idle_timeout_s = (int)((cfg->idle_timeout_ms + 999) / 1000),
+        .cors_origin = cfg->web_cors_origin,
     };
     a->http = tr_http_new(a->base, &hc);
     if (!a->recv || !a->http) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
@@ -424,7 +426,8 @@ int tr_app_run(const tr_config *cfg) {
                           .query_max_samples = cfg->query_max_samples,
                           .query_lookback_ms = cfg->query_lookback_ms,
                           .query_log_threshold_ms = cfg->query_log_threshold_ms,
-                          .query_max_concurrency = (unsigned)cfg->query_max_concurrency};
+                          .query_max_concurrency = (unsigned)cfg->query_max_concurrency,
+                          .jaeger_max_skew_ms = cfg->jaeger_max_skew_ms};
     tr_api_core_routes(a->http, &a->env);
     tr_api_otlp_routes(a->http, &a->env);
     tr_api_ingest_routes(a->http, &a->env);

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/re.h"
+
 #ifndef TRICORDER_VERSION
 #define TRICORDER_VERSION "dev"
 #endif
@@ -35,6 +37,7 @@ static const flag flags[] = {
     {"retention", F_DURATION, OFF(retention_ms), "30d", "how long data is kept (12h, 14d, 90d, 1y)"},
     {"retention-size", F_SIZE, OFF(retention_bytes), NULL, "cap on the metric blocks on disk, oldest blocks go first (e.g. 10GiB)"},
     {"ooo-window", F_DURATION, OFF(ooo_window_ms), "10m", "samples this much older than a series' newest are still accepted"},
+    {"future-window", F_DURATION, OFF(future_window_ms), "2h", "samples more than this ahead of the clock are refused (0: no limit)"},
     {"max-series", F_INT, OFF(max_series), "0", "active series in the metrics head (0: no limit)"},
     {"max-label-name-length", F_INT, OFF(max_label_name_len), "256", "longest label name accepted"},
     {"max-label-value-length", F_INT, OFF(max_label_value_len), "4096", "longest label value accepted"},
@@ -60,6 +63,8 @@ static const flag flags[] = {
     {"query-max-concurrency", F_INT, OFF(query_max_concurrency), "20", "PromQL queries evaluated at once; more are answered 503"},
     {"query-lookback-delta", F_DURATION, OFF(query_lookback_ms), "5m", "how far back an instant selector looks for a sample"},
     {"query-log-threshold", F_DURATION, OFF(query_log_threshold_ms), "10s", "queries slower than this are logged (0: none)"},
+    {"web-cors-origin", F_STRING, OFF(web_cors_origin), ".*", "regex (anchored, as Prometheus' --web.cors.origin) of the origins the APIs answer CORS requests for"},
+    {"jaeger-max-clock-skew-adjust", F_DURATION, OFF(jaeger_max_skew_ms), "0", "largest clock-skew shift the Jaeger API applies to a span from another host (0: as jaeger-query, skew is only warned about)"},
     {"self-scrape-interval", F_DURATION, OFF(self_scrape_interval_ms), "15s", "tricorder stores its own /metrics this often under job=\"tricorder\" (0: off)"},
     {"dashboards-dir", F_STRING, OFF(dashboards_dir), NULL, "directory of Grafana dashboard JSON files added to the web UI (same uid: replaces a built-in one)"},
     {"rule-files", F_LIST, OFF(rule_files), NULL, "Prometheus rule files (globs; repeatable, or comma-separated in the environment); replace the built-in rules/scotty.yml; reloaded on SIGHUP and when they change"},
@@ -312,6 +317,15 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
         c->query_max_concurrency > 1000 || c->query_lookback_ms <= 0) {
         snprintf(err, errlen, "--query-timeout, --query-max-samples, --query-lookback-delta must be positive, --query-max-concurrency between 1 and 1000");
         return TR_CONFIG_ERROR;
+    }
+    {
+        char rerr[300];
+        tr_re *re = tr_re_compile(c->web_cors_origin, strlen(c->web_cors_origin), rerr, sizeof rerr);
+        if (!re) {
+            snprintf(err, errlen, "--web-cors-origin: %s", rerr);
+            return TR_CONFIG_ERROR;
+        }
+        tr_re_free(re);
     }
     if (c->otlp_max_message_bytes < 1024 || c->otlp_max_message_bytes > (1LL << 30)) {
         snprintf(err, errlen, "--otlp-max-message-bytes must be between 1KiB and 1GiB");

@@ -41,6 +41,9 @@ typedef struct tr_config {
     int64_t query_max_concurrency;     /* queries evaluated at once; more get 503 */
     int64_t query_lookback_ms;         /* --query-lookback-delta */
     int64_t query_log_threshold_ms;    /* slower queries are logged; 0: none */
+    int64_t jaeger_max_skew_ms;        /* --jaeger-max-clock-skew-adjust */
+    int64_t future_window_ms;          /* --future-window */
+    const char *web_cors_origin;       /* --web-cors-origin (a regex) */
     int64_t self_scrape_interval_ms;   /* tricorder stores its own /metrics this often; 0: off */
     char *dashboards_dir;              /* more Grafana dashboards for the web UI; NULL: none */
     char *rule_files;        /* --rule-files, repeatable: globs, one per line */

@@ -25,6 +25,7 @@ typedef struct tr_api_env {
     /* PromQL limits (see --query-* in config.c) */
     int64_t query_timeout_ms, query_max_samples, query_lookback_ms, query_log_threshold_ms;
     unsigned query_max_concurrency;
+    int64_t jaeger_max_skew_ms; /* --jaeger-max-clock-skew-adjust (0: skew only warned about) */
 } tr_api_env;
 
 /* Queues a job for `req` on env->wq and watches the client (its going away sets the job's

@@ -36,6 +36,8 @@ enum {
     TR_HTTP_PUBLIC = 2, /* no basic auth (/healthz) */
     TR_HTTP_INGEST = 4, /* a write endpoint: also served on the OTLP HTTP listener, and the
                            ingest token (Bearer) is accepted in place of basic auth */
+    TR_HTTP_NO_405 = 8, /* another method gets 404 "404 page not found", not 405 (jaeger-query
+                           v2, whose /api/ catch-all answers before any method check) */
 };
 
 /* Methods a route answers (libevent's EVHTTP_REQ_* bits). GET routes also answer HEAD. */
@@ -49,6 +51,7 @@ typedef struct tr_http_config {
     const char *ingest_token;            /* NULL: none */
     size_t max_body_bytes;               /* request bodies larger than this get 413 */
     int idle_timeout_s;                  /* idle keep-alive connections are closed (0: 60) */
+    const char *cors_origin;             /* regex of allowed CORS origins (NULL or ".*": any, "*") */
 } tr_http_config;
 
 /* Returns NULL on OOM. The strings in cfg must outlive the server. */

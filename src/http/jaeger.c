@@ -256,13 +256,41 @@ static size_t count_nonnull(kv_t **kvs, size_t n) {
     return m;
 }
 
-static void kvs_sorted(tr_json *j, kv_t **kvs, size_t n, const char *skip, tr_buf *tmp) {
-    kv_t **o = sorted_kvs(kvs, n);
-    size_t m = count_nonnull(kvs, n);
+/* Jaeger's IP adjuster: an `ip` or `peer.ipv4` attribute holding a number is the address as
+ * a big-endian uint32, shown dotted. Returns 1 when it wrote kv so. */
+static int kv_ip(tr_json *j, const kv_t *kv) {
+    if (!kv->key || (strcmp(kv->key, "ip") && strcmp(kv->key, "peer.ipv4")) || !kv->value) return 0;
+    uint32_t a;
+    if (kv->value->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE)
+        a = (uint32_t)kv->value->int_value;
+    else if (kv->value->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE &&
+             isfinite(kv->value->double_value) && fabs(kv->value->double_value) < 9.2e18)
+        a = (uint32_t)(int64_t)kv->value->double_value;
+    else
+        return 0;
+    char b[16];
+    snprintf(b, sizeof b, "%u.%u.%u.%u", a >> 24, a >> 16 & 255, a >> 8 & 255, a & 255);
+    kv_str(j, kv->key, b);
+    return 1;
+}
+
+enum { KV_SORT = 1, KV_IP = 2 };
+
+/* Attributes as Jaeger KeyValues: sorted by key and with IPs rewritten unless raw (flags 0),
+ * leaving out `skip` and the SDK keys whose bit is set in sdk_skip. */
+static void kvs_out(tr_json *j, kv_t **kvs, size_t n, const char *skip, unsigned sdk_skip, int flags, tr_buf *tmp) {
+    kv_t **o = flags & KV_SORT ? sorted_kvs(kvs, n) : NULL;
+    size_t m = o ? count_nonnull(kvs, n) : n;
     for (size_t i = 0; i < m; i++) {
         const kv_t *kv = o ? o[i] : kvs[i];
         if (!kv) continue;
         if (skip && kv->key && strcmp(kv->key, skip) == 0) continue;
+        if (sdk_skip && kv->key) {
+            int drop = 0;
+            for (int q = 0; q < TR_JAEGER_NSDK && !drop; q++) drop = (sdk_skip >> q & 1) && !strcmp(kv->key, tr_jaeger_sdk_keys[q]);
+            if (drop) continue;
+        }
+        if ((flags & KV_IP) && kv_ip(j, kv)) continue;
         kv_attr(j, kv, tmp);
     }
     free(o);
@@ -273,7 +301,7 @@ static int zero_bytes(const uint8_t *p, size_t n) {
     return 1;
 }
 
-static void process_json(tr_buf *b, const traces_pb_resource *res, tr_buf *tmp) {
+static void process_json(tr_buf *b, const traces_pb_resource *res, const tr_jaeger_adj *adj, tr_buf *tmp) {
     tr_json j;
     tr_json_init(&j, b);
     tr_json_obj_open(&j);
@@ -281,7 +309,11 @@ static void process_json(tr_buf *b, const traces_pb_resource *res, tr_buf *tmp) 
     tr_json_str(&j, traces_service_name(res));
     tr_json_key(&j, "tags");
     tr_json_arr_open(&j);
-    if (res) kvs_sorted(&j, res->attributes, res->n_attributes, "service.name", tmp);
+    if (res) kvs_out(&j, res->attributes, res->n_attributes, "service.name", 0, adj ? KV_SORT | KV_IP : 0, tmp);
+    /* span attributes the SDK adjuster moved here come after the sorted ones, as Jaeger
+     * appends them */
+    const tr_jaeger_res_extra *rx = tr_jaeger_adj_extra(adj, res);
+    for (size_t i = 0; rx && i < rx->n; i++) kv_attr(&j, rx->kv[i], tmp);
     tr_json_arr_close(&j);
     tr_json_obj_close(&j);
 }
@@ -314,8 +346,15 @@ static void ref(tr_json *j, const char *type, const uint8_t *tid, const uint8_t 
     tr_json_obj_close(j);
 }
 
-static void render_span(tr_json *j, const traces_span *ts, const char *pid, tr_buf *tmp) {
+static int ev_name_cmp(const ev_t *a, const ev_t *b) {
+    return strcmp(a->name ? a->name : "", b->name ? b->name : "");
+}
+
+static void render_span(tr_json *j, const traces_span *ts, const char *pid, const tr_jaeger_span_adj *sa, tr_buf *tmp) {
     const traces_pb_span *sp = ts->span;
+    int raw = sa == NULL;
+    int64_t delta = sa ? sa->delta_ns : 0;
+    int kvf = raw ? 0 : KV_SORT | KV_IP;
     char tid[33], sid[17];
     tr_jaeger_format_trace_id(sp->trace_id.data, tid);
     tr_hex_encode(sp->span_id.data, 8, sid);
@@ -343,13 +382,13 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, tr_b
     for (size_t i = 0; i < sp->n_links; i++) {
         const link_t *l = sp->links[i];
         if (!l || l->trace_id.len != 16 || l->span_id.len != 8) continue;
-        if (zero_bytes(l->trace_id.data, 16)) { link_removed = 1; continue; }
+        if (!raw && zero_bytes(l->trace_id.data, 16)) { link_removed = 1; continue; }
         if (has_parent && !memcmp(l->trace_id.data, sp->trace_id.data, 16) && !memcmp(l->span_id.data, sp->parent_span_id.data, 8)) continue;
         ref(j, link_ref_type(l), l->trace_id.data, l->span_id.data);
     }
     tr_json_arr_close(j);
     tr_json_key(j, "startTime");
-    tr_json_uint(j, sp->start_time_unix_nano / 1000);
+    tr_json_int(j, ((int64_t)sp->start_time_unix_nano + delta) / 1000);
     tr_json_key(j, "duration");
     tr_json_uint(j, sp->end_time_unix_nano > sp->start_time_unix_nano ? (sp->end_time_unix_nano - sp->start_time_unix_nano) / 1000 : 0);
     tr_json_key(j, "tags");
@@ -357,7 +396,7 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, tr_b
     const traces_pb_scope *sc = ts->scope;
     if (sc && sc->name && *sc->name) kv_str(j, "otel.scope.name", sc->name);
     if (sc && sc->version && *sc->version) kv_str(j, "otel.scope.version", sc->version);
-    kvs_sorted(j, sp->attributes, sp->n_attributes, NULL, tmp);
+    kvs_out(j, sp->attributes, sp->n_attributes, NULL, sa ? sa->sdk_moved : 0, kvf, tmp);
     const char *kind = traces_kind_name(sp->kind);
     if (*kind) kv_str(j, "span.kind", kind);
     if (sp->status) {
@@ -379,7 +418,7 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, tr_b
     tr_json_arr_close(j);
     tr_json_key(j, "logs");
     tr_json_arr_open(j);
-    /* events in time order (stable) */
+    /* events by name (a stable sort, as Jaeger's sort adjuster), as stored when raw */
     size_t ne = sp->n_events;
     const ev_t **evs = malloc((ne ? ne : 1) * sizeof *evs);
     size_t m = 0;
@@ -387,7 +426,7 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, tr_b
         const ev_t *e = sp->events[i];
         if (!e) continue;
         size_t p = m;
-        while (p > 0 && evs[p - 1]->time_unix_nano > e->time_unix_nano) { evs[p] = evs[p - 1]; p--; }
+        while (!raw && p > 0 && ev_name_cmp(evs[p - 1], e) > 0) { evs[p] = evs[p - 1]; p--; }
         evs[p] = e;
         m++;
     }
@@ -395,14 +434,14 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, tr_b
         const ev_t *e = evs[i];
         tr_json_obj_open(j);
         tr_json_key(j, "timestamp");
-        tr_json_uint(j, e->time_unix_nano / 1000);
+        tr_json_int(j, ((int64_t)e->time_unix_nano + delta) / 1000);
         tr_json_key(j, "fields");
         tr_json_arr_open(j);
         int has_event_attr = 0;
         for (size_t k = 0; k < e->n_attributes; k++)
             if (e->attributes[k] && e->attributes[k]->key && strcmp(e->attributes[k]->key, "event") == 0) has_event_attr = 1;
         if (e->name && *e->name && !has_event_attr) kv_str(j, "event", e->name);
-        kvs_sorted(j, e->attributes, e->n_attributes, NULL, tmp);
+        kvs_out(j, e->attributes, e->n_attributes, NULL, 0, raw ? 0 : KV_SORT, tmp);
         tr_json_arr_close(j);
         tr_json_obj_close(j);
     }
@@ -411,9 +450,10 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, tr_b
     tr_json_key(j, "processID");
     tr_json_str(j, pid);
     tr_json_key(j, "warnings");
-    if (link_removed) {
+    if (link_removed || (sa && sa->nwarn)) {
         tr_json_arr_open(j);
-        tr_json_str(j, "Invalid span link removed");
+        for (size_t i = 0; sa && i < sa->nwarn; i++) tr_json_str(j, sa->warn[i]);
+        if (link_removed) tr_json_str(j, "Invalid span link removed");
         tr_json_arr_close(j);
     } else {
         tr_json_null(j);
@@ -435,6 +475,16 @@ static int pkey_cmp(const void *a, const void *b) {
 }
 
 void tr_jaeger_render_trace(tr_json *j, const traces_trace *t) {
+    tr_jaeger_adj adj;
+    if (tr_jaeger_adjust(t, 0, &adj) == 0) {
+        tr_jaeger_render_trace_adj(j, t, &adj);
+        tr_jaeger_adj_free(&adj);
+    } else {
+        tr_jaeger_render_trace_adj(j, t, NULL);
+    }
+}
+
+void tr_jaeger_render_trace_adj(tr_json *j, const traces_trace *t, const tr_jaeger_adj *adj) {
     tr_buf tmp;
     tr_buf_init(&tmp, 0);
     /* processes: equal resources (same service and tags) share one key, numbered in order */
@@ -450,7 +500,7 @@ void tr_jaeger_render_trace(tr_json *j, const traces_trace *t) {
         if (p == np) {
             tr_buf_init(&procs[np].json, 0);
             procs[np].res = res;
-            process_json(&procs[np].json, res, &tmp);
+            process_json(&procs[np].json, res, adj, &tmp);
             procs[np].key = 0;
             for (size_t q = 0; q < np; q++)
                 if (procs[q].json.len == procs[np].json.len && !memcmp(procs[q].json.data, procs[np].json.data, procs[q].json.len)) {
@@ -472,7 +522,7 @@ void tr_jaeger_render_trace(tr_json *j, const traces_trace *t) {
     for (size_t i = 0; i < t->n; i++) {
         char pid[16];
         snprintf(pid, sizeof pid, "p%d", span_proc ? span_proc[i] : 1);
-        render_span(j, &t->spans[i], pid, &tmp);
+        render_span(j, &t->spans[i], pid, adj ? &adj->sp[i] : NULL, &tmp);
     }
     tr_json_arr_close(j);
     tr_json_key(j, "processes");
@@ -553,11 +603,12 @@ static void reply_error(struct evhttp_request *req, int v3, int code, const char
 
 enum {
     J_SERVICES, J_SERVICE_OPS, J_OPERATIONS, J_SEARCH, J_GET, J_BYIDS, J_DEPS,
-    J3_SERVICES, J3_OPERATIONS, J3_SEARCH, J3_GET
+    J3_SERVICES, J3_OPERATIONS, J3_SEARCH, J3_GET, J3_SUMMARIES
 };
 
 typedef struct jjob {
     struct evhttp_request *req;
+    int pretty; /* prettyPrint: the legacy JSON indented by 4 spaces */
     const tr_api_env *env;
     int op;
     char *service, *operation;
@@ -568,6 +619,7 @@ typedef struct jjob {
     uint8_t (*ids)[16];
     size_t nids;
     int64_t from, to;
+    int raw; /* raw=true: no query-time adjusters */
     int status;
     tr_buf out;
 } jjob;
@@ -586,10 +638,76 @@ static void job_free(jjob *jb) {
     free(jb);
 }
 
+/* prettyPrint: any value but "" and "false" (the first occurrence counts). */
+static int want_pretty(struct evhttp_request *req) {
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+    const char *qs = u ? evhttp_uri_get_query(u) : NULL;
+    struct evkeyvalq kv;
+    TAILQ_INIT(&kv);
+    if (!qs || evhttp_parse_query_str(qs, &kv)) return 0;
+    const char *v = evhttp_find_header(&kv, "prettyPrint");
+    int p = v && *v && strcmp(v, "false") != 0;
+    evhttp_clear_headers(&kv);
+    return p;
+}
+
+/* Go's json.MarshalIndent(v, "", "    ") of compact JSON: a newline and indent after { [ ,
+ * and before } ], a space after a key's colon; empty objects and arrays stay {} and []. */
+static int json_indent(const tr_buf *in, tr_buf *out) {
+    int depth = 0, instr = 0;
+    const char *s = in->data;
+    size_t n = in->len;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (instr) {
+            tr_buf_putc(out, c);
+            if (c == '\\' && i + 1 < n) tr_buf_putc(out, s[++i]);
+            else if (c == '"') instr = 0;
+            continue;
+        }
+        switch (c) {
+        case '"':
+            instr = 1;
+            tr_buf_putc(out, c);
+            break;
+        case '{':
+        case '[':
+            tr_buf_putc(out, c);
+            if (i + 1 < n && (s[i + 1] == '}' || s[i + 1] == ']')) {
+                tr_buf_putc(out, s[++i]);
+                break;
+            }
+            depth++;
+            tr_buf_putc(out, '\n');
+            for (int d = 0; d < depth; d++) tr_buf_puts(out, "    ");
+            break;
+        case '}':
+        case ']':
+            depth--;
+            tr_buf_putc(out, '\n');
+            for (int d = 0; d < depth; d++) tr_buf_puts(out, "    ");
+            tr_buf_putc(out, c);
+            break;
+        case ',':
+            tr_buf_putc(out, c);
+            tr_buf_putc(out, '\n');
+            for (int d = 0; d < depth; d++) tr_buf_puts(out, "    ");
+            break;
+        case ':':
+            tr_buf_puts(out, ": ");
+            break;
+        default:
+            tr_buf_putc(out, c);
+        }
+    }
+    return out->failed ? -1 : 0;
+}
+
 static jjob *job_new(struct evhttp_request *req, int op) {
     jjob *jb = calloc(1, sizeof *jb);
     if (!jb) return NULL;
     jb->req = req;
+    jb->pretty = op < J3_SERVICES && want_pretty(req);
     jb->op = op;
     jb->kind = -1;
     jb->status = 200;
@@ -746,10 +864,12 @@ static void job_run(traces_reader *r, void *arg) {
     case J_GET:
     case J_BYIDS:
     case J3_SEARCH:
-    case J3_GET: {
+    case J3_GET:
+    case J3_SUMMARIES: {
         traces_result *res = NULL;
         int rc;
-        if (jb->op == J_SEARCH || jb->op == J3_SEARCH) {
+        int search = jb->op == J_SEARCH || jb->op == J3_SEARCH || jb->op == J3_SUMMARIES;
+        if (search) {
             jb->q.tag_keys = (const char *const *)jb->tagk;
             jb->q.tag_values = (const char *const *)jb->tagv;
             jb->q.ntags = jb->ntags;
@@ -764,8 +884,16 @@ static void job_run(traces_reader *r, void *arg) {
         const traces_trace **ts = calloc(n ? n : 1, sizeof *ts);
         if (!ts) { traces_result_free(res); store_failed(jb, "out of memory"); return; }
         for (size_t i = 0; i < n; i++) ts[i] = traces_result_trace(res, i);
-        if (jb->op == J_SEARCH || jb->op == J3_SEARCH) qsort(ts, n, sizeof *ts, trace_start_cmp);
-        if (jb->op == J_GET && n == 0 && !traces_result_damaged(res, NULL)) {
+        if (search) qsort(ts, n, sizeof *ts, trace_start_cmp);
+        if (jb->op == J3_SUMMARIES) {
+            /* no match is an empty list (200), unlike /api/v3/traces */
+            if (tr_jaeger_render_v3_summaries(&j, ts, n)) {
+                free(ts);
+                traces_result_free(res);
+                store_failed(jb, "out of memory");
+                return;
+            }
+        } else if (jb->op == J_GET && n == 0 && !traces_result_damaged(res, NULL)) {
             jb->status = 404;
             legacy_error(&jb->out, 404, "trace not found");
         } else if ((jb->op == J3_SEARCH || jb->op == J3_GET) && n == 0) {
@@ -775,7 +903,15 @@ static void job_run(traces_reader *r, void *arg) {
             tr_jaeger_render_v3_traces(&j, ts, n);
         } else {
             envelope_open(&j);
-            for (size_t i = 0; i < n; i++) tr_jaeger_render_trace(&j, ts[i]);
+            for (size_t i = 0; i < n; i++) {
+                tr_jaeger_adj adj;
+                if (!jb->raw && tr_jaeger_adjust(ts[i], jb->env->jaeger_max_skew_ms * 1000000, &adj) == 0) {
+                    tr_jaeger_render_trace_adj(&j, ts[i], &adj);
+                    tr_jaeger_adj_free(&adj);
+                } else {
+                    tr_jaeger_render_trace_adj(&j, ts[i], NULL);
+                }
+            }
             if (jb->op == J_BYIDS) {
                 envelope_close(&j, 0, 1);
                 /* each id not found adds an error entry; still 200 */
@@ -843,7 +979,13 @@ static void job_done(void *arg) {
         reply_error(jb->req, jb->op >= J3_SERVICES, 500, "response too large");
     } else {
         int err = jb->status >= 400;
-        tr_http_reply_buf(jb->req, jb->status, err ? "text/plain; charset=utf-8" : "application/json", &jb->out);
+        tr_buf pretty;
+        tr_buf_init(&pretty, MAX_REPLY);
+        if (!err && jb->pretty && json_indent(&jb->out, &pretty) == 0)
+            tr_http_reply_buf(jb->req, jb->status, "application/json", &pretty);
+        else
+            tr_http_reply_buf(jb->req, jb->status, err ? "text/plain; charset=utf-8" : "application/json", &jb->out);
+        tr_buf_free(&pretty);
     }
     job_free(jb);
 }
@@ -907,6 +1049,17 @@ static void submit(const tr_api_env *env, jjob *jb) {
 }
 
 /* ---- handlers ---- */
+
+int tr_jaeger_parse_trace_id_b64(const char *s, uint8_t id[16]) {
+    size_t n = strlen(s);
+    uint8_t out[tr_base64_max(24)];
+    if (n == 0 || n > 24) return -1;
+    long m = tr_base64_decode(s, n, out);
+    if (m != 8 && m != 16) return -1;
+    memset(id, 0, 16);
+    memcpy(id + 16 - m, out, (size_t)m);
+    return 0;
+}
 
 static const char *param(const tr_form *q, const char *k) {
     return tr_form_get_nonempty(q, k); /* an empty single-valued parameter counts as absent */
@@ -1009,6 +1162,7 @@ static void h_search(struct evhttp_request *req, const tr_form *q, const tr_api_
     if ((p = param(q, "raw"))) {
         int b;
         if (tr_jaeger_parse_bool(p, &b, inner, sizeof inner)) { snprintf(err, sizeof err, "unable to parse param 'raw': %s", inner); goto bad; }
+        jb->raw = b;
     }
     if (jb->nids) {
         jb->op = J_BYIDS;
@@ -1035,7 +1189,7 @@ static void h_get(struct evhttp_request *req, const tr_form *q, const tr_api_env
     if (!jb) { reply_error(req, v3, 500, "out of memory"); return; }
     jb->ids = malloc(sizeof *jb->ids);
     if (!jb->ids) { snprintf(err, sizeof err, "out of memory"); goto bad; }
-    if (tr_jaeger_parse_trace_id(id, jb->ids[0], inner, sizeof inner)) {
+    if (tr_jaeger_parse_trace_id(id, jb->ids[0], inner, sizeof inner) && tr_jaeger_parse_trace_id_b64(id, jb->ids[0])) {
         if (v3) snprintf(err, sizeof err, "malformed parameter trace_id: %s", inner);
         else snprintf(err, sizeof err, "%s", inner);
         goto bad;
@@ -1070,6 +1224,7 @@ static void h_get(struct evhttp_request *req, const tr_form *q, const tr_api_env
             else snprintf(err, sizeof err, "unable to parse param 'raw': %s", inner);
             goto bad;
         }
+        jb->raw = b;
     }
     submit(s, jb);
     return;
@@ -1078,9 +1233,9 @@ bad:
     job_free(jb);
 }
 
-static void h_v3_search(struct evhttp_request *req, const tr_form *q, const tr_api_env *s) {
+static void h_v3_search(struct evhttp_request *req, const tr_form *q, const tr_api_env *s, int op) {
     char err[400], inner[300];
-    jjob *jb = job_new(req, J3_SEARCH);
+    jjob *jb = job_new(req, op);
     if (!jb) { reply_error(req, 1, 500, "out of memory"); return; }
     const char *p, *nm;
 #define V3P(canon, alias) ((p = param(q, nm = canon)) || (alias && (p = param(q, nm = alias))))
@@ -1233,7 +1388,15 @@ static void h3_operations(struct evhttp_request *req, const tr_http_match *m, vo
 static void h3_traces(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
     tr_form q;
     if (form_or_reply(req, &q, 1)) return;
-    h_v3_search(req, &q, ctx);
+    h_v3_search(req, &q, ctx, J3_SEARCH);
+    tr_form_free(&q);
+}
+
+/* Jaeger UI 2.19+'s search: the same parameters as /api/v3/traces, summaries only. */
+static void h3_summaries(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
+    tr_form q;
+    if (form_or_reply(req, &q, 1)) return;
+    h_v3_search(req, &q, ctx, J3_SUMMARIES);
     tr_form_free(&q);
 }
 
@@ -1246,14 +1409,15 @@ static void h3_trace(struct evhttp_request *req, const tr_http_match *m, void *c
 
 void tr_api_jaeger_routes(tr_http *h, const tr_api_env *env) {
     void *e = (void *)env;
-    tr_http_route(h, TR_GET, "/api/services", 0, h_services, e);
-    tr_http_route(h, TR_GET, "/api/services/{service}/operations", 0, h_service_ops, e);
-    tr_http_route(h, TR_GET, "/api/operations", 0, h_operations, e);
-    tr_http_route(h, TR_GET, "/api/traces", 0, h_traces, e);
-    tr_http_route(h, TR_GET, "/api/traces/{id}", 0, h_trace, e);
-    tr_http_route(h, TR_GET, "/api/dependencies", 0, h_dependencies, e);
-    tr_http_route(h, TR_GET, "/api/v3/services", 0, h3_services, e);
-    tr_http_route(h, TR_GET, "/api/v3/operations", 0, h3_operations, e);
-    tr_http_route(h, TR_GET, "/api/v3/traces", 0, h3_traces, e);
-    tr_http_route(h, TR_GET, "/api/v3/traces/{id}", 0, h3_trace, e);
+    tr_http_route(h, TR_GET, "/api/services", TR_HTTP_NO_405, h_services, e);
+    tr_http_route(h, TR_GET, "/api/services/{service}/operations", TR_HTTP_NO_405, h_service_ops, e);
+    tr_http_route(h, TR_GET, "/api/operations", TR_HTTP_NO_405, h_operations, e);
+    tr_http_route(h, TR_GET, "/api/traces", TR_HTTP_NO_405, h_traces, e);
+    tr_http_route(h, TR_GET, "/api/traces/{id}", TR_HTTP_NO_405, h_trace, e);
+    tr_http_route(h, TR_GET, "/api/dependencies", TR_HTTP_NO_405, h_dependencies, e);
+    tr_http_route(h, TR_GET, "/api/v3/services", TR_HTTP_NO_405, h3_services, e);
+    tr_http_route(h, TR_GET, "/api/v3/operations", TR_HTTP_NO_405, h3_operations, e);
+    tr_http_route(h, TR_GET, "/api/v3/traces", TR_HTTP_NO_405, h3_traces, e);
+    tr_http_route(h, TR_GET, "/api/v3/traces/{id}", TR_HTTP_NO_405, h3_trace, e);
+    tr_http_route(h, TR_GET, "/api/v3/trace-summaries", TR_HTTP_NO_405, h3_summaries, e);
 }

@@ -3,6 +3,7 @@
  * numbers, default values omitted), one resourceSpans entry per run of spans sharing a
  * resource, within it one scopeSpans entry per run sharing a scope. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jaeger.h"
@@ -274,4 +275,138 @@ void tr_jaeger_render_v3_traces(tr_json *j, const traces_trace *const *traces, s
     tr_json_obj_close(j);
     tr_json_obj_close(j);
     tr_buf_free(&tmp);
+}
+
+/* ---- trace summaries (/api/v3/trace-summaries, Jaeger UI 2.19+'s search list) ---- */
+
+static int u64_cmp(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t id8(const ProtobufCBinaryData *d) {
+    uint64_t v = 0;
+    if (d->len != 8) return 0;
+    for (size_t i = 0; i < 8; i++) v = v << 8 | d->data[i];
+    return v;
+}
+
+typedef struct svc_count {
+    const char *name;
+    uint64_t spans, errors;
+} svc_count;
+
+static int svc_cmp(const void *a, const void *b) {
+    return strcmp(((const svc_count *)a)->name, ((const svc_count *)b)->name);
+}
+
+static int is_error(const traces_pb_span *sp) {
+    return sp->status && sp->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
+}
+
+/* One summary; returns -1 when out of memory (nothing written). */
+static int summary_json(tr_json *j, const traces_trace *tr) {
+    uint64_t *ids = malloc((tr->n ? tr->n : 1) * sizeof *ids);
+    svc_count *svc = malloc((tr->n ? tr->n : 1) * sizeof *svc);
+    if (!ids || !svc) {
+        free(ids);
+        free(svc);
+        return -1;
+    }
+    size_t nids = 0, nsvc = 0;
+    for (size_t i = 0; i < tr->n; i++) {
+        uint64_t v = id8(&tr->spans[i].span->span_id);
+        if (v) ids[nids++] = v;
+    }
+    qsort(ids, nids, sizeof *ids, u64_cmp);
+    const traces_span *root = NULL;
+    uint64_t min_start = UINT64_MAX, max_end = 0, errors = 0, orphans = 0;
+    for (size_t i = 0; i < tr->n; i++) {
+        const traces_pb_span *sp = tr->spans[i].span;
+        if (sp->start_time_unix_nano < min_start) min_start = sp->start_time_unix_nano;
+        if (sp->end_time_unix_nano > max_end) max_end = sp->end_time_unix_nano;
+        int err = is_error(sp);
+        errors += err;
+        uint64_t parent = id8(&sp->parent_span_id);
+        if (!parent) {
+            if (!root || sp->start_time_unix_nano < root->span->start_time_unix_nano) root = &tr->spans[i];
+        } else if (!bsearch(&parent, ids, nids, sizeof *ids, u64_cmp)) {
+            orphans++;
+        }
+        const char *name = traces_service_name(tr->spans[i].resource);
+        size_t k = 0;
+        while (k < nsvc && strcmp(svc[k].name, name)) k++;
+        if (k == nsvc) svc[nsvc++] = (svc_count){name, 0, 0};
+        svc[k].spans++;
+        svc[k].errors += err;
+    }
+    qsort(svc, nsvc, sizeof *svc, svc_cmp);
+    tr_json_obj_open(j);
+    tr_json_key(j, "traceId");
+    hexs(j, tr->id, 16);
+    if (root) {
+        const char *rs = traces_service_name(root->resource);
+        if (*rs) {
+            tr_json_key(j, "rootServiceName");
+            tr_json_str(j, rs);
+        }
+        if (root->span->name && *root->span->name) {
+            tr_json_key(j, "rootOperationName");
+            tr_json_str(j, root->span->name);
+        }
+    }
+    if (tr->n && min_start) {
+        tr_json_key(j, "minStartTimeUnixNano");
+        u64s(j, min_start);
+    }
+    if (max_end) {
+        tr_json_key(j, "maxEndTimeUnixNano");
+        u64s(j, max_end);
+    }
+    if (tr->n) {
+        tr_json_key(j, "spanCount");
+        tr_json_uint(j, tr->n);
+    }
+    if (errors) {
+        tr_json_key(j, "errorSpanCount");
+        tr_json_uint(j, errors);
+    }
+    if (orphans) {
+        tr_json_key(j, "orphanSpanCount");
+        tr_json_uint(j, orphans);
+    }
+    if (nsvc) {
+        tr_json_key(j, "services");
+        tr_json_arr_open(j);
+        for (size_t k = 0; k < nsvc; k++) {
+            tr_json_obj_open(j);
+            if (*svc[k].name) {
+                tr_json_key(j, "name");
+                tr_json_str(j, svc[k].name);
+            }
+            tr_json_key(j, "spanCount");
+            tr_json_uint(j, svc[k].spans);
+            if (svc[k].errors) {
+                tr_json_key(j, "errorSpanCount");
+                tr_json_uint(j, svc[k].errors);
+            }
+            tr_json_obj_close(j);
+        }
+        tr_json_arr_close(j);
+    }
+    tr_json_obj_close(j);
+    free(ids);
+    free(svc);
+    return 0;
+}
+
+int tr_jaeger_render_v3_summaries(tr_json *j, const traces_trace *const *traces, size_t n) {
+    tr_json_obj_open(j);
+    tr_json_key(j, "summaries");
+    tr_json_arr_open(j);
+    for (size_t t = 0; t < n; t++)
+        if (summary_json(j, traces[t])) return -1;
+    tr_json_arr_close(j);
+    tr_json_obj_close(j);
+    return 0;
 }

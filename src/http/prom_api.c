@@ -245,6 +245,10 @@ void tr_prom_matchsets_free(tr_prom_matchsets *m) {
 }
 
 int tr_prom_match_params(const tr_form *f, tr_prom_matchsets *out, char *err, size_t errlen) {
+    return tr_prom_match_params_ex(f, out, 0, err, errlen);
+}
+
+int tr_prom_match_params_ex(const tr_form *f, tr_prom_matchsets *out, int allow_empty, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     size_t count = 0;
     for (size_t i = 0; i < f->n; i++)
@@ -274,7 +278,7 @@ int tr_prom_match_params(const tr_form *f, tr_prom_matchsets *out, char *err, si
         int nonempty = 0;
         for (size_t k = 0; k < out->lens[out->n - 1]; k++)
             if (!tsdb_matcher_matches(out->sets[out->n - 1][k], "")) nonempty = 1;
-        if (!nonempty) {
+        if (!nonempty && !allow_empty) {
             snprintf(err, errlen,
                      "invalid parameter \"match[]\": match[] must contain at least one non-empty matcher");
             tr_prom_matchsets_free(out);

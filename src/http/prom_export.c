@@ -55,6 +55,13 @@ static void put_series(tr_buf *b, const tsdb_label *l, size_t n, int add_instanc
 }
 
 
+/* A value as Prometheus' text writer formats it: Go's shortest %g, except that -0 (equal to 0
+ * in Go's `f == 0` special case) prints 0. */
+static void put_value(char *out, size_t cap, double v) {
+    if (v == 0) snprintf(out, cap, "0");
+    else tr_format_double_g(out, cap, v);
+}
+
 typedef struct xjob {
     struct evhttp_request *req;
     const tr_api_env *env;
@@ -116,14 +123,14 @@ static void export_run(void *ctx, const volatile int *cancel) {
                     tr_buf_printf(&b, "# TYPE %s untyped\n", name);
                 }
                 put_series(&b, l, nl, 1);
-                tr_format_double_g(num, sizeof num, vs[k - 1]);
+                put_value(num, sizeof num, vs[k - 1]);
                 tr_buf_printf(&b, " %s %lld\n", num, (long long)ts[k - 1]);
             }
         } else {
             for (size_t x = 0; x < k; x++) {
                 if (tsdb_is_stale_nan(vs[x])) continue;
                 put_series(&b, l, nl, 0);
-                tr_format_double_g(num, sizeof num, vs[x]);
+                put_value(num, sizeof num, vs[x]);
                 tr_buf_printf(&b, " %s %lld\n", num, (long long)ts[x]);
             }
         }
@@ -190,9 +197,27 @@ static void run(struct evhttp_request *req, const tr_api_env *env, int federate)
         tr_http_reply_text(req, 400, "missing `match[]` arg");
         goto out;
     }
-    if ((rc = tr_prom_match_params(&f, &j->ms, err, sizeof err)) != 0) {
-        tr_prom_reply_error(req, rc == -1 ? TR_PROM_BAD_DATA : TR_PROM_INTERNAL, err);
+    if ((rc = tr_prom_match_params_ex(&f, &j->ms, federate, err, sizeof err)) != 0) {
+        static const char prefix[] = "invalid parameter \"match[]\": ";
+        if (federate) /* Prometheus' federation answers the parser's error alone, in text */
+            tr_http_reply_text(req, rc == -1 ? 400 : 500,
+                               strncmp(err, prefix, sizeof prefix - 1) ? err : err + sizeof prefix - 1);
+        else
+            tr_prom_reply_error(req, rc == -1 ? TR_PROM_BAD_DATA : TR_PROM_INTERNAL, err);
         goto out;
+    }
+    if (federate) {
+        /* `{}` (no matcher at all) selects nothing in Prometheus' federation */
+        size_t w = 0;
+        for (size_t i = 0; i < j->ms.n; i++) {
+            if (j->ms.lens[i] == 0) {
+                tsdb_matchers_free(j->ms.sets[i], 0);
+                continue;
+            }
+            j->ms.sets[w] = j->ms.sets[i];
+            j->ms.lens[w++] = j->ms.lens[i];
+        }
+        j->ms.n = w;
     }
     if (!(j->st = tr_http_stream_new(req, env->wq))) {
         tr_http_reply_text(req, 500, "out of memory");

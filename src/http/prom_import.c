@@ -60,6 +60,7 @@ static void imp_committed(void *cookie, int status, const char *msg) {
 }
 
 
+#define IMPORT_PIECE (64u << 10) /* text parsed at a time (whole lines) */
 #define MAX_EXTRA 32
 
 static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
@@ -136,40 +137,69 @@ static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, 
         imp_reply_error(g, req, 415, "unsupported content encoding: use gzip or none");
         goto out;
     }
-    /* text parses into roughly its own size in labels and samples, a few times over */
-    a = tr_arena_new(len * 8 + 65536);
+    /* parsed and appended in pieces of whole lines: memory follows the piece, not the body */
     p = calloc(1, sizeof *p);
     app = tsdb_appender_begin(g->db);
-    if (!a || !p || !app) {
+    if (!p || !app) {
         imp_reply_error(g, req, 503, "out of memory");
         goto out;
     }
-    tr_text_result r;
-    if (tr_prom_text_parse(body, len, a, &r) != 0) {
-        imp_reply_error(g, req, 413, "the data does not fit in memory: send it in smaller parts");
-        goto out;
-    }
+    tr_text_result r = {0};
+    size_t total_samples = 0, bad_lines = 0;
+    unsigned long long lines_before = 0;
     uint64_t refused = 0;
-    char first[300] = "";
+    char first[300] = "", firstbad[sizeof r.err] = "";
     tsdb_label lb[256 + MAX_EXTRA];
-    for (size_t i = 0; i < r.n_samples; i++) {
-        const tr_text_sample *s = &r.samples[i];
-        size_t n = s->n_labels < 256 ? s->n_labels : 256;
-        memcpy(lb, s->labels, n * sizeof *lb);
-        for (size_t e = 0; e < nextra; e++) {
-            size_t j;
-            for (j = 0; j < n && strcmp(lb[j].name, extra[e].name) != 0; j++) {}
-            if (j == n) n++;
-            lb[j] = extra[e];
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off;
+        if (n > IMPORT_PIECE) {
+            const char *nl = memrchr(body + off, '\n', IMPORT_PIECE);
+            if (!nl) nl = memchr(body + off + IMPORT_PIECE, '\n', len - off - IMPORT_PIECE); /* one long line */
+            n = nl ? (size_t)(nl - (body + off)) + 1 : len - off;
         }
-        int rc = s->n_labels > 256 ? TSDB_ERR_TOO_MANY_LABELS : tsdb_appender_add(app, lb, n, s->has_t ? s->t_ms : ts_default, s->value);
-        if (rc != TSDB_OK) {
-            if (!refused) snprintf(first, sizeof first, "%s for %.120s", tsdb_strerror(rc), s->labels[0].value);
-            refused++;
+        tr_arena_free(a);
+        /* short lines parse into many times their size (a sample, its labels); a few MiB
+         * covers a piece of the shortest, a long line needs about twice its own */
+        a = tr_arena_new(n * 16 + (4u << 20));
+        if (!a || tr_prom_text_parse(body + off, n, a, &r) != 0) {
+            imp_reply_error(g, req, 503, "out of memory");
+            goto out;
         }
+        off += n;
+        if (r.bad_lines && !bad_lines) {
+            /* the parser numbers the lines of its piece: count from the body's start */
+            unsigned long long ln;
+            int used = 0;
+            if (sscanf(r.err, "line %llu: %n", &ln, &used) == 1 && used > 0)
+                snprintf(firstbad, sizeof firstbad, "line %llu: %.200s", ln + lines_before, r.err + used);
+            else
+                memcpy(firstbad, r.err, sizeof firstbad);
+        }
+        for (const char *c = body + off - n; c < body + off; c++) lines_before += *c == '\n';
+        bad_lines += r.bad_lines;
+        total_samples += r.n_samples;
+        for (size_t i = 0; i < r.n_samples; i++) {
+            const tr_text_sample *s = &r.samples[i];
+            size_t k = s->n_labels < 256 ? s->n_labels : 256;
+            memcpy(lb, s->labels, k * sizeof *lb);
+            for (size_t e = 0; e < nextra; e++) {
+                size_t j;
+                for (j = 0; j < k && strcmp(lb[j].name, extra[e].name) != 0; j++) {}
+                if (j == k) k++;
+                lb[j] = extra[e];
+            }
+            int rc = s->n_labels > 256 ? TSDB_ERR_TOO_MANY_LABELS : tsdb_appender_add(app, lb, k, s->has_t ? s->t_ms : ts_default, s->value);
+            if (rc != TSDB_OK) {
+                if (!refused) snprintf(first, sizeof first, "%s for %.120s", tsdb_strerror(rc), s->labels[0].value);
+                refused++;
+            }
+        }
+        for (size_t i = 0; i < r.n_meta; i++)
+            tsdb_set_metadata(g->db, r.meta[i].family, r.meta[i].type ? r.meta[i].type : "unknown", r.meta[i].help, NULL);
     }
-    for (size_t i = 0; i < r.n_meta; i++)
-        tsdb_set_metadata(g->db, r.meta[i].family, r.meta[i].type ? r.meta[i].type : "unknown", r.meta[i].help, NULL);
+    r.bad_lines = bad_lines;
+    r.n_samples = total_samples;
+    memcpy(r.err, firstbad, sizeof r.err);
     tr_counter_add(g->stored[TR_INGEST_TEXT], r.n_samples - refused);
     tr_counter_add(g->refused[TR_INGEST_TEXT], refused);
     p->req = req;

@@ -6,6 +6,7 @@
 #include "api.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,27 +92,40 @@ typedef struct metactx {
     tr_json *j;
     const char *metric;
     long limit, per_metric;
-    long count;
+    long count, in_family;
+    int open;          /* a family's array is open */
+    char *family;      /* its name (malloc'd) */
 } metactx;
 
+/* Prometheus' /api/v1/metadata: an object of families, each an array of its distinct
+ * (type, help, unit); `limit` caps the families (0: none at all, negative: no cap),
+ * `limit_per_metric` the entries of each (0 or negative: no cap). */
 static int meta_fn(void *ctx, const tsdb_metadata *m) {
     metactx *c = ctx;
     if (c->metric && strcmp(c->metric, m->family) != 0) return 0;
-    if (c->limit > 0 && c->count >= c->limit) return 1;
-    c->count++;
-    tr_json_key(c->j, m->family);
-    tr_json_arr_open(c->j);
-    {
-        tr_json_obj_open(c->j);
-        tr_json_key(c->j, "type");
-        tr_json_str(c->j, m->type);
-        tr_json_key(c->j, "help");
-        tr_json_str(c->j, m->help);
-        tr_json_key(c->j, "unit");
-        tr_json_str(c->j, m->unit);
-        tr_json_obj_close(c->j);
+    int same = c->open && c->family && strcmp(c->family, m->family) == 0;
+    if (!same) {
+        if (c->open) tr_json_arr_close(c->j);
+        c->open = 0;
+        if (c->limit >= 0 && c->count >= c->limit) return 1;
+        c->count++;
+        free(c->family);
+        c->family = strdup(m->family);
+        tr_json_key(c->j, m->family);
+        tr_json_arr_open(c->j);
+        c->open = 1;
+        c->in_family = 0;
     }
-    tr_json_arr_close(c->j);
+    if (c->per_metric > 0 && c->in_family >= c->per_metric) return 0;
+    c->in_family++;
+    tr_json_obj_open(c->j);
+    tr_json_key(c->j, "type");
+    tr_json_str(c->j, m->type);
+    tr_json_key(c->j, "help");
+    tr_json_str(c->j, m->help);
+    tr_json_key(c->j, "unit");
+    tr_json_str(c->j, m->unit);
+    tr_json_obj_close(c->j);
     return 0;
 }
 
@@ -225,6 +239,8 @@ static void run_metadata(mjob *j) {
     tr_prom_open_success(&js);
     tr_json_obj_open(&js);
     tsdb_metadata_foreach(j->env->db, meta_fn, &c);
+    if (c.open) tr_json_arr_close(&js);
+    free(c.family);
     tr_json_obj_close(&js);
     tr_prom_close_success(&js, NULL);
 }
@@ -429,8 +445,21 @@ static void api_metadata(struct evhttp_request *req, const tr_http_match *m, voi
     if (tr_prom_form(req, &f)) return;
     mjob *j = job_new(req, ctx, K_METADATA);
     if (!j) goto out;
-    if (tr_prom_limit_param(&f, "limit", &j->limit, err, sizeof err) ||
-        tr_prom_limit_param(&f, "limit_per_metric", &j->per_metric, err, sizeof err)) {
+    /* limit=0 lists nothing, as Prometheus' `len(res) >= limit` stops at once */
+    const char *ls = tr_form_get(&f, "limit");
+    char *end;
+    j->limit = -1;
+    if (ls && *ls) {
+        errno = 0;
+        long l = strtol(ls, &end, 10);
+        if (errno || *end || isspace((unsigned char)*ls)) {
+            tr_prom_reply_error(req, TR_PROM_BAD_DATA, "limit must be a number");
+            job_free(j);
+            goto out;
+        }
+        j->limit = l < 0 ? -1 : l;
+    }
+    if (tr_prom_limit_param(&f, "limit_per_metric", &j->per_metric, err, sizeof err)) {
         tr_prom_reply_error(req, TR_PROM_BAD_DATA, err);
         job_free(j);
         goto out;

@@ -12,17 +12,19 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/http_struct.h> /* the HTTP version of a request libevent refused */
 #include <event2/keyvalq_struct.h>
 
 #include "drain.h"
 #include "http.h"
 #include "http_int.h"
 #include "util/gzip.h"
+#include "util/re.h"
 #include "util/log.h"
 #include "util/selfmon.h"
 #include "util/text.h"
 
-#define MAX_HEADERS_BYTES (16 * 1024)
+#define MAX_HEADERS_BYTES ((1 << 20) + 4096) /* request line and headers: as Go's server (1 MiB + 4 KiB) */
 
 #define MAX_SEGS 16
 
@@ -61,6 +63,7 @@ struct tr_http {
     size_t conncap;
     tr_metric *req_by_class[6], *conn_gauge;
     tr_drain *drain; /* shutdown: which connections have work in progress */
+    tr_re *cors;     /* --web-cors-origin unless ".*" (then NULL: "*" for any origin) */
 };
 
 static tr_http *g_http; /* for the reply helpers, which only see the request */
@@ -78,6 +81,14 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg) {
     }
     h->conn_gauge = tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"http\"");
     h->drain = tr_drain_new();
+    if (cfg->cors_origin && strcmp(cfg->cors_origin, ".*") != 0) {
+        char err[300];
+        h->cors = tr_re_compile(cfg->cors_origin, strlen(cfg->cors_origin), err, sizeof err);
+        if (!h->cors) {
+            free(h);
+            return NULL;
+        }
+    }
     g_http = h;
     return h;
 }
@@ -211,6 +222,8 @@ static const char *reason_of(int status) {
     switch (status) {
     case 200: return "OK";
     case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 307: return "Temporary Redirect";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
@@ -255,12 +268,15 @@ static int accepts_gzip(struct evhttp_request *req) {
     return 0;
 }
 
-/* CORS on the APIs, as Prometheus answers with its default --web.cors.origin ('.*'). */
-static void cors(struct evhttp_request *req, const char *path) {
+/* CORS on the APIs, as Prometheus sets it: with the default --web-cors-origin '.*' any
+ * origin gets "*"; with another regex, an origin it matches (whole) is echoed and others get
+ * no Access-Control-Allow-Origin (the other CORS headers are sent either way). */
+static void cors(tr_http *h, struct evhttp_request *req, const char *path) {
     const char *origin = tr_http_header(req, "Origin");
     if (!origin || strncmp(path, "/api/", 5) != 0) return;
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-    evhttp_add_header(oh, "Access-Control-Allow-Origin", origin);
+    if (!h->cors) evhttp_add_header(oh, "Access-Control-Allow-Origin", "*");
+    else if (tr_re_match(h->cors, origin, strlen(origin))) evhttp_add_header(oh, "Access-Control-Allow-Origin", origin);
     evhttp_add_header(oh, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     evhttp_add_header(oh, "Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, Origin");
     evhttp_add_header(oh, "Access-Control-Expose-Headers", "Date");
@@ -291,6 +307,48 @@ void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, co
     evhttp_send_reply(req, status, reason_of(status), NULL);
     tr_http__count_reply(status);
     tr_http__request_finished();
+}
+
+/* libevent answers the requests it refuses before any handler sees them (a body or headers
+ * over the limit, a malformed request) through evhttp_send_error, with an HTML page no
+ * Prometheus or Jaeger client expects. This definition takes its place (the library calls it
+ * through its PLT, so the executable's symbol wins) and answers as Go's server does: plain
+ * text, `Connection: close`, 431 for headers over the limit (libevent says 413 for both). */
+void evhttp_send_error(struct evhttp_request *req, int error, const char *reason) {
+    struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+    const char *cl = ih ? evhttp_find_header(ih, "Content-Length") : NULL;
+    const char *te = ih ? evhttp_find_header(ih, "Transfer-Encoding") : NULL;
+    int code = error;
+    const char *text;
+    char msg[160];
+    if (error == 413) {
+        size_t max = g_http ? g_http->cfg.max_body_bytes : 0;
+        int body = te || (cl && strtoull(cl, NULL, 10) > max);
+        if (body) {
+            snprintf(msg, sizeof msg, "413 Request Entity Too Large: the request body is over the limit of %zu bytes", max);
+            text = msg;
+        } else {
+            code = 431;
+            text = "431 Request Header Fields Too Large";
+        }
+    } else if (error == 400) {
+        text = "400 Bad Request";
+    } else {
+        snprintf(msg, sizeof msg, "%d %s", error, reason ? reason : reason_of(error));
+        text = msg;
+    }
+    /* a request line that failed to parse left no HTTP version: answer as HTTP/1.1, as
+     * libevent's own error page does */
+    if (!req->major || !req->minor) req->major = 1, req->minor = 1;
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    evhttp_clear_headers(oh);
+    evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
+    evhttp_add_header(oh, "Connection", "close");
+    struct evbuffer *b = evbuffer_new();
+    if (b) evbuffer_add_printf(b, "%s\n", text);
+    evhttp_send_reply(req, code, code == 431 ? "Request Header Fields Too Large" : reason_of(code), b);
+    if (b) evbuffer_free(b);
+    tr_http__count_reply(code);
 }
 
 void tr_http_reply_buf(struct evhttp_request *req, int status, const char *ctype, const tr_buf *b) {
@@ -454,6 +512,59 @@ static void allow_header(struct evhttp_request *req, unsigned allow) {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", v);
 }
 
+/* Prometheus' router (httprouter) answers a path that is known without its trailing slash
+ * with a redirect there: 301 for GET and HEAD, 307 otherwise, the query string kept. The
+ * Jaeger routes (TR_HTTP_NO_405) do not: jaeger-query's catch-all answers 404. Returns 1 when
+ * it answered. */
+static int trailing_slash_redirect(tr_http *h, listener *l, struct evhttp_request *req, unsigned method, const char *raw) {
+    size_t n = strlen(raw);
+    if (n < 2 || raw[n - 1] != '/' || raw[n - 2] == '/') return 0;
+    char *path = strndup(raw, n - 1);
+    size_t scap = n * 2 + 2 * MAX_SEGS + 16;
+    char *scratch = malloc(scap);
+    int done = 0;
+    if (path && scratch) {
+        tr_http_match m;
+        const route *r;
+        unsigned allow;
+        int flags = 0;
+        int rc = resolve(h, l->ingest_only, method, path, &m, scratch, scap, &r, &allow, &flags);
+        if (r) flags = r->flags;
+        if (rc != 404 && !(flags & TR_HTTP_NO_405)) {
+            const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+            const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+            tr_buf loc, body;
+            tr_buf_init(&loc, 0);
+            tr_buf_init(&body, 0);
+            tr_buf_puts(&loc, path);
+            if (q) tr_buf_printf(&loc, "?%s", q);
+            int get = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
+            if (!loc.failed) {
+                evhttp_add_header(evhttp_request_get_output_headers(req), "Location", loc.data);
+                if (get) { /* Go's http.Redirect body, the URL HTML-escaped */
+                    tr_buf_puts(&body, "<a href=\"");
+                    for (const char *c = loc.data; *c; c++) {
+                        if (*c == '&') tr_buf_puts(&body, "&amp;");
+                        else if (*c == '<') tr_buf_puts(&body, "&lt;");
+                        else if (*c == '>') tr_buf_puts(&body, "&gt;");
+                        else if (*c == '"') tr_buf_puts(&body, "&#34;");
+                        else if (*c == '\'') tr_buf_puts(&body, "&#39;");
+                        else tr_buf_putc(&body, *c);
+                    }
+                    tr_buf_puts(&body, "\">Moved Permanently</a>.\n\n");
+                }
+                tr_http_reply(req, get ? 301 : 307, get ? "text/html; charset=utf-8" : NULL, body.data, body.len);
+                done = 1;
+            }
+            tr_buf_free(&loc);
+            tr_buf_free(&body);
+        }
+    }
+    free(path);
+    free(scratch);
+    return done;
+}
+
 static void dispatch(struct evhttp_request *req, void *arg) {
     listener *l = arg;
     tr_http *h = l->h;
@@ -475,11 +586,12 @@ static void dispatch(struct evhttp_request *req, void *arg) {
     unsigned method = (unsigned)evhttp_request_get_command(req);
     int flags = 0;
     int rc = resolve(h, l->ingest_only, method, raw, &m, scratch, scap, &r, &allow, &flags);
+    if (rc == 404 && trailing_slash_redirect(h, l, req, method, raw)) goto out;
     if (rc == 404) {
         tr_http_reply_text(req, 404, "404 page not found");
         goto out;
     }
-    cors(req, raw);
+    cors(h, req, raw);
     /* authentication follows the path's routes (on 405, the first that matched) */
     if (r) flags = r->flags;
     const char *auth = tr_http_header(req, "Authorization");
@@ -502,6 +614,10 @@ static void dispatch(struct evhttp_request *req, void *arg) {
     if (!ok) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", challenge);
         tr_http_reply_text(req, 401, "unauthorized");
+        goto out;
+    }
+    if (rc == 405 && (flags & TR_HTTP_NO_405)) {
+        tr_http_reply_text(req, 404, "404 page not found");
         goto out;
     }
     if (rc == 405) {
@@ -558,6 +674,10 @@ int tr_http_listen(tr_http *h, int fd, int ingest_only) {
     l->eh = evhttp_new(h->base);
     if (!l->eh) return -1;
     evhttp_set_max_body_size(l->eh, h->cfg.max_body_bytes);
+    /* a body over the limit is read to its end and dropped before the 413 goes out and the
+     * connection closes (nginx's lingering close): a client that writes its whole body before
+     * reading (Python's urllib, the OTel exporters) reads the 413 instead of a reset */
+    evhttp_set_flags(l->eh, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_max_headers_size(l->eh, MAX_HEADERS_BYTES);
     evhttp_set_timeout(l->eh, h->cfg.idle_timeout_s > 0 ? h->cfg.idle_timeout_s : 60);
     evhttp_set_allowed_methods(l->eh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -596,6 +716,7 @@ void tr_http_free(tr_http *h) {
     free(h->conns);
     free((void *)h->watch);
     tr_drain_free(h->drain);
+    tr_re_free(h->cors);
     if (h->watch_ev) event_free(h->watch_ev);
     if (g_http == h) g_http = NULL;
     free(h);

@@ -18,6 +18,7 @@ typedef struct pend {
 struct tsdb_appender {
     tsdb *db;
     int64_t min_t; /* older samples are outside the retention */
+    int64_t max_t; /* newer samples are beyond the future window */
     pend *p;
     size_t n, cap;
     struct exbatch *ex; /* exemplars, applied at commit (exemplar.c) */
@@ -40,6 +41,7 @@ static const char *const errs[] = {
     "store is closed",
     "label value is not valid UTF-8",
     "the metrics store is replaying its write-ahead log; retry",
+    "sample timestamp too far in the future (more than --future-window ahead of the clock)",
 };
 
 const char *tsdb_strerror(int code) {
@@ -64,7 +66,9 @@ tsdb_appender *tsdb_appender_begin(tsdb *db) {
     tsdb_appender *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->db = db;
-    a->min_t = db->o.retention_ms > 0 ? tr_now_ms() - db->o.retention_ms : INT64_MIN;
+    int64_t now = tr_now_ms();
+    a->min_t = db->o.retention_ms > 0 ? now - db->o.retention_ms : INT64_MIN;
+    a->max_t = db->o.future_window_ms > 0 ? now + db->o.future_window_ms : INT64_MAX;
     a->not_ready = !tsdb_ready(db);
     return a;
 }
@@ -75,9 +79,16 @@ static void count_reject(tsdb *db, int rc) {
     /* under db->mu */
     switch (rc) {
     case TSDB_ERR_OUT_OF_ORDER:
-    case TSDB_ERR_DUPLICATE:
         db->st.out_of_order++;
         if (db->self_on) tr_counter_add(db->self.ooo_rej, 1);
+        break;
+    case TSDB_ERR_DUPLICATE:
+        db->st.duplicates++;
+        if (db->self_on) tr_counter_add(db->self.duplicates, 1);
+        break;
+    case TSDB_ERR_TOO_NEW:
+        db->st.too_new++;
+        if (db->self_on) tr_counter_add(db->self.too_new, 1);
         break;
     case TSDB_ERR_TOO_OLD:
         db->st.too_old++;
@@ -182,6 +193,10 @@ static int add_locked(tsdb_appender *a, const char *key, size_t keylen, uint64_t
         rc = TSDB_ERR_TOO_OLD;
         goto out;
     }
+    if (t > a->max_t) {
+        rc = TSDB_ERR_TOO_NEW;
+        goto out;
+    }
     series *s = head_lookup(&db->h, key, keylen, h);
     if (!s) {
         /* a new series: validate it fully once (outside the hot path of known series) */
@@ -205,6 +220,10 @@ static int add_locked(tsdb_appender *a, const char *key, size_t keylen, uint64_t
     }
     if (s->maxt != INT64_MIN && t < s->maxt - db->o.ooo_window_ms) {
         rc = TSDB_ERR_OUT_OF_ORDER;
+        goto out;
+    }
+    if (head_conflicts(s, t, v)) { /* refused now, so the writer hears of it */
+        rc = TSDB_ERR_DUPLICATE;
         goto out;
     }
     if (a->n == a->cap) {

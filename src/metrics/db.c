@@ -18,8 +18,13 @@
 void wal_delete_before(tsdb *db, uint32_t seg);
 uint64_t wal_disk_bytes(tsdb *db);
 
+/* A family's distinct (type, help, unit) triples, oldest first (at most META_ALT: a new one
+ * beyond that pushes out the oldest). */
+#define META_ALT 8
 typedef struct metaent {
-    char *family, *type, *help, *unit;
+    char *family;
+    char *type[META_ALT], *help[META_ALT], *unit[META_ALT];
+    int n;
 } metaent;
 
 /* ---- blocks list ---- */
@@ -825,14 +830,6 @@ static metaent *meta_find(tsdb *db, const char *family) {
     return NULL;
 }
 
-static void set_str(char **slot, const char *v) {
-    if (*slot && strcmp(*slot, v ? v : "") == 0) return;
-    char *d = strdup(v ? v : "");
-    if (!d) return;
-    free(*slot);
-    *slot = d;
-}
-
 void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const char *help,
                        const char *unit) {
     if (!family || !*family) return;
@@ -854,30 +851,57 @@ void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const cha
         uint64_t h = mt_hash(family, strlen(family), 7) | 1;
         if (!pm_get(&db->meta, (uintptr_t)h)) pm_put(&db->meta, (uintptr_t)h, (void *)(uintptr_t)db->nmetas);
     }
-    set_str(&e->type, type ? type : "unknown");
-    set_str(&e->help, help);
-    set_str(&e->unit, unit);
+    {
+        const char *t = type ? type : "unknown", *hp = help ? help : "", *u = unit ? unit : "";
+        for (int i = 0; i < e->n; i++)
+            if (!strcmp(e->type[i], t) && !strcmp(e->help[i], hp) && !strcmp(e->unit[i], u)) goto out;
+        char *dt = strdup(t), *dh = strdup(hp), *du = strdup(u);
+        if (!dt || !dh || !du) {
+            free(dt), free(dh), free(du);
+            goto out;
+        }
+        if (e->n == META_ALT) {
+            free(e->type[0]), free(e->help[0]), free(e->unit[0]);
+            memmove(e->type, e->type + 1, (META_ALT - 1) * sizeof *e->type);
+            memmove(e->help, e->help + 1, (META_ALT - 1) * sizeof *e->help);
+            memmove(e->unit, e->unit + 1, (META_ALT - 1) * sizeof *e->unit);
+            e->n--;
+        }
+        e->type[e->n] = dt, e->help[e->n] = dh, e->unit[e->n] = du;
+        e->n++;
+    }
 out:
     pthread_mutex_unlock(&db->metamu);
 }
 
-static int cmp_meta(const void *a, const void *b) {
-    return strcmp(((const metaent *)a)->family, ((const metaent *)b)->family);
+typedef struct metacopy {
+    char *family, *type, *help, *unit;
+    size_t seq;
+} metacopy;
+
+static int cmp_metacopy(const void *a, const void *b) {
+    const metacopy *x = a, *y = b;
+    int c = strcmp(x->family, y->family);
+    return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 void tsdb_metadata_foreach(tsdb *db, int (*fn)(void *ctx, const tsdb_metadata *m), void *ctx) {
     pthread_mutex_lock(&db->metamu);
-    size_t n = db->nmetas;
-    metaent *copy = malloc((n + 1) * sizeof *copy);
-    for (size_t i = 0; copy && i < n; i++) {
-        copy[i].family = strdup(db->metas[i].family);
-        copy[i].type = strdup(db->metas[i].type ? db->metas[i].type : "unknown");
-        copy[i].help = strdup(db->metas[i].help ? db->metas[i].help : "");
-        copy[i].unit = strdup(db->metas[i].unit ? db->metas[i].unit : "");
-    }
+    size_t n = 0;
+    for (size_t i = 0; i < db->nmetas; i++) n += (size_t)db->metas[i].n;
+    metacopy *copy = calloc(n + 1, sizeof *copy);
+    size_t k = 0;
+    for (size_t i = 0; copy && i < db->nmetas; i++)
+        for (int a = 0; a < db->metas[i].n; a++, k++) {
+            copy[k].family = strdup(db->metas[i].family);
+            copy[k].type = strdup(db->metas[i].type[a]);
+            copy[k].help = strdup(db->metas[i].help[a]);
+            copy[k].unit = strdup(db->metas[i].unit[a]);
+            copy[k].seq = k;
+        }
     pthread_mutex_unlock(&db->metamu);
     if (!copy) return;
-    qsort(copy, n, sizeof *copy, cmp_meta);
+    qsort(copy, n, sizeof *copy, cmp_metacopy);
     int stop = 0;
     for (size_t i = 0; i < n; i++) {
         if (!stop && copy[i].family && copy[i].type && copy[i].help && copy[i].unit) {
@@ -898,16 +922,17 @@ static void meta_save(tsdb *db) {
     snprintf(tmp, sizeof tmp, "%s.tmp", p);
     FILE *f = fopen(tmp, "w");
     if (!f) return;
-    for (size_t i = 0; i < db->nmetas; i++) {
-        meta_escape(f, db->metas[i].family);
-        fputc('\t', f);
-        meta_escape(f, db->metas[i].type);
-        fputc('\t', f);
-        meta_escape(f, db->metas[i].help);
-        fputc('\t', f);
-        meta_escape(f, db->metas[i].unit);
-        fputc('\n', f);
-    }
+    for (size_t i = 0; i < db->nmetas; i++)
+        for (int a = 0; a < db->metas[i].n; a++) { /* oldest first: a reload keeps the order */
+            meta_escape(f, db->metas[i].family);
+            fputc('\t', f);
+            meta_escape(f, db->metas[i].type[a]);
+            fputc('\t', f);
+            meta_escape(f, db->metas[i].help[a]);
+            fputc('\t', f);
+            meta_escape(f, db->metas[i].unit[a]);
+            fputc('\n', f);
+        }
     int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     fclose(f);
     if (ok) rename(tmp, p);
@@ -959,6 +984,8 @@ static void self_init(tsdb *db) {
     m->ooo_rej = tr_counter_new("tricorder_tsdb_out_of_order_samples_total", "Samples rejected: older than the out-of-order window (or a different value for an existing timestamp).", NULL);
     m->ooo_acc = tr_counter_new("tricorder_tsdb_out_of_order_samples_accepted_total", "Out-of-order samples accepted within --ooo-window.", NULL);
     m->too_old = tr_counter_new("tricorder_tsdb_too_old_samples_total", "Samples rejected: older than the retention.", NULL);
+    m->duplicates = tr_counter_new("tricorder_tsdb_duplicate_samples_total", "Samples rejected: another value at a timestamp the series already has.", NULL);
+    m->too_new = tr_counter_new("tricorder_tsdb_too_new_samples_total", "Samples rejected: more than --future-window ahead of the clock.", NULL);
     m->limits = tr_counter_new("tricorder_tsdb_limit_rejections_total", "Samples rejected by a label or series limit.", NULL);
     m->wal_fsyncs = tr_counter_new("tricorder_tsdb_wal_fsyncs_total", "WAL fsyncs (one serves many commits).", NULL);
     m->wal_bytes = tr_gauge_new("tricorder_tsdb_wal_written_bytes", "Bytes written to the WAL since start.", NULL);
@@ -1087,9 +1114,11 @@ void tsdb_close(tsdb *db) {
     ex_free(&db->ex);
     for (size_t i = 0; i < db->nmetas; i++) {
         free(db->metas[i].family);
-        free(db->metas[i].type);
-        free(db->metas[i].help);
-        free(db->metas[i].unit);
+        for (int a = 0; a < db->metas[i].n; a++) {
+            free(db->metas[i].type[a]);
+            free(db->metas[i].help[a]);
+            free(db->metas[i].unit[a]);
+        }
     }
     free(db->metas);
     pm_free(&db->meta);

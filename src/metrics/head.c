@@ -258,6 +258,44 @@ static void seal(head *h, series *s) {
     e->cap = cap;
 }
 
+/* Whether the in-order data of s (its open chunk and sealed head chunks) holds a sample at
+ * t; sets *v. Only the out-of-order path asks, so the decoding stays off the hot path. */
+static int inorder_at(const series *s, int64_t t, double *v) {
+    xordec d;
+    int64_t st;
+    double sv;
+    if (s->open.n && t >= s->open.mint && t <= s->open.t) {
+        xor_dec_init(&d, s->open.buf, (size_t)((s->open.bits + 7) / 8), s->open.n);
+        while (xor_dec_next(&d, &st, &sv) && st <= t)
+            if (st == t) return *v = sv, 1;
+        return 0;
+    }
+    for (uint32_t i = s->nchunks; i-- > 0;) {
+        const hchunk *c = s->chunks[i];
+        if (t > c->maxt) return 0;
+        if (t < c->mint) continue;
+        xor_dec_init(&d, c->data, c->len, c->n);
+        while (xor_dec_next(&d, &st, &sv) && st <= t)
+            if (st == t) return *v = sv, 1;
+        return 0;
+    }
+    return 0;
+}
+
+int head_conflicts(const series *s, int64_t t, double v) {
+    double have;
+    if (s->maxt == INT64_MIN || t > s->maxt) return 0;
+    if (t == s->maxt) return memcmp(&v, &s->lastv, sizeof v) != 0;
+    if (inorder_at(s, t, &have)) return memcmp(&v, &have, sizeof v) != 0;
+    uint32_t lo = 0, hi = s->nooo;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (s->ooo[mid].t < t) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < s->nooo && s->ooo[lo].t == t && memcmp(&v, &s->ooo[lo].v, sizeof v) != 0;
+}
+
 int head_append(tsdb *db, series *s, int64_t t, double v, int force) {
     head *h = &db->h;
     if (s->maxt == INT64_MIN || t > s->maxt) {
@@ -279,6 +317,9 @@ int head_append(tsdb *db, series *s, int64_t t, double v, int force) {
         return TSDB_ERR_DUPLICATE;
     } else {
         if (!force && t < s->maxt - db->o.ooo_window_ms) return TSDB_ERR_OUT_OF_ORDER;
+        double have;
+        if (inorder_at(s, t, &have)) /* a sample the in-order data has: same value, nothing to do */
+            return memcmp(&v, &have, sizeof v) == 0 || force ? TSDB_OK : TSDB_ERR_DUPLICATE;
         /* binary search the insertion point; equal timestamps: keep the first */
         uint32_t lo = 0, hi = s->nooo;
         while (lo < hi) {
@@ -286,7 +327,8 @@ int head_append(tsdb *db, series *s, int64_t t, double v, int force) {
             if (s->ooo[mid].t < t) lo = mid + 1;
             else hi = mid;
         }
-        if (lo < s->nooo && s->ooo[lo].t == t) return TSDB_OK;
+        if (lo < s->nooo && s->ooo[lo].t == t)
+            return memcmp(&v, &s->ooo[lo].v, sizeof v) == 0 || force ? TSDB_OK : TSDB_ERR_DUPLICATE;
         if (s->nooo == s->capooo) {
             uint32_t nc = s->capooo ? s->capooo * 2 : 4;
             sample *ns = realloc(s->ooo, nc * sizeof *ns);

@@ -25,6 +25,7 @@ typedef struct tsdb_options {
     int64_t retention_ms;     /* blocks whose data is all older than now - this are dropped; 0 = forever */
     int64_t retention_bytes;  /* oldest blocks dropped while blocks use more; 0 = no cap */
     int64_t ooo_window_ms;    /* samples up to this much older than a series' newest are accepted */
+    int64_t future_window_ms; /* samples more than this ahead of the clock are refused; 0 = no limit */
     int64_t max_series;       /* active series in the head; 0 = no limit */
     int64_t max_label_name_len;  /* 0 = default 256 */
     int64_t max_label_value_len; /* 0 = default 4096 */
@@ -62,6 +63,7 @@ enum {
     TSDB_ERR_CLOSED = -12,
     TSDB_ERR_UTF8 = -13,         /* a label value (or name) is not valid UTF-8 */
     TSDB_ERR_NOT_READY = -14,    /* the WAL is still being replayed: retry later */
+    TSDB_ERR_TOO_NEW = -15,      /* more than the future window ahead of the clock */
 };
 
 /* Opens (creating if needed) the store in o->dir: loads the blocks (a damaged one is moved to
@@ -128,14 +130,15 @@ void tsdb_appender_rollback(tsdb_appender *a);
 const char *tsdb_strerror(int code);
 
 /* Metric family metadata for /api/v1/metadata (type: counter|gauge|histogram|summary|unknown…;
- * help and unit may be NULL). The latest call for a family wins; kept in memory and in
- * <dir>/metadata.json at close. */
+ * help and unit may be NULL). Every distinct (type, help, unit) of a family is kept (the
+ * latest 8), in memory and in <dir>/metadata.tsv at close. */
 void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const char *help,
                        const char *unit);
 typedef struct tsdb_metadata {
     const char *family, *type, *help, *unit;
 } tsdb_metadata;
-/* Calls fn for every family sorted by name (fn returns non-zero to stop). */
+/* Calls fn for every (family, type, help, unit), families sorted by name, a family's triples
+ * oldest first (fn returns non-zero to stop). */
 void tsdb_metadata_foreach(tsdb *db, int (*fn)(void *ctx, const tsdb_metadata *m), void *ctx);
 
 /* ---- querier ---- */
@@ -244,6 +247,7 @@ typedef struct tsdb_stats {
     uint64_t blocks, block_bytes, block_series, block_samples;
     uint64_t wal_bytes;
     uint64_t samples_appended, out_of_order, too_old, limit_rejections, series_created;
+    uint64_t duplicates, too_new; /* refused: another value at an existing timestamp; too far ahead */
     uint64_t wal_fsyncs, wal_written, compactions, blocks_cut;
     uint64_t quarantined; /* damaged blocks moved to <dir>/quarantine since open */
     uint64_t wal_records_skipped, wal_samples_dropped; /* damage met by the last WAL replay */

@@ -333,7 +333,7 @@ typedef struct waiter {
 typedef struct tsdb_metrics_self {
     tr_metric *series, *appended, *ooo_rej, *too_old, *limits, *wal_fsyncs, *wal_bytes,
         *blocks, *compactions, *disk_bytes, *head_chunks, *series_created, *ooo_acc, *quarantined,
-        *wal_skipped, *wal_dropped;
+        *wal_skipped, *wal_dropped, *duplicates, *too_new;
 } tsdb_metrics_self;
 
 struct tsdb {
@@ -394,6 +394,9 @@ size_t labels_key(const tsdb_label *l, size_t n, char *buf, size_t cap);
 series *head_create_with_ref(tsdb *db, const tsdb_label *sorted, size_t n, uint64_t ref);
 /* Appends one sample, honouring the OOO window unless `force`; returns TSDB_OK or an error. */
 int head_append(tsdb *db, series *s, int64_t t, double v, int force);
+/* Whether s already holds another value at t (t at most its newest): head_append would
+ * refuse the sample as a duplicate. Under db->mu. */
+int head_conflicts(const series *s, int64_t t, double v);
 /* A copy of what a query needs from a head series, taken under db->mu and decoded after it
  * is released (with chunk_rw held for reading). */
 typedef struct hsnap {

@@ -535,12 +535,60 @@ static int collect_val(void *ctx, const char *v, const uint32_t *ids, size_t n) 
 }
 
 /* name == NULL: label names; else values of name. */
+/* Whether the querier's window cuts through the data (the head's or a block's time range
+ * reaches outside it): label names and values must then be taken from the series that have
+ * samples in the window, not from whole indexes. */
+static int window_cuts(tsdb_querier *q) {
+    tsdb *db = q->db;
+    pthread_mutex_lock(&db->mu);
+    int cuts = db->h.nseries && (db->h.mint < q->mint || db->h.maxt > q->maxt);
+    pthread_mutex_unlock(&db->mu);
+    for (size_t bi = 0; bi < q->nblocks && !cuts; bi++)
+        cuts = q->blocks[bi]->mint < q->mint || q->blocks[bi]->maxt > q->maxt;
+    return cuts;
+}
+
+/* Adds the names (or values of `name`) of the series of one matcher set that have a sample in
+ * the querier's window (series precision, finer than Prometheus' block precision). */
+static int label_query_exact(tsdb_querier *q, const char *name, tsdb_matcher *const *m, size_t nm, strset *s, char *err,
+                             size_t errlen) {
+    tsdb_seriesset *ss = tsdb_select(q, m, nm, 0, err, errlen);
+    if (!ss) return -1;
+    for (size_t i = 0; i < ss->n; i++) {
+        const int64_t *ts;
+        const double *vs;
+        if (tsdb_seriesset_load(ss, i, err, errlen) != 0) {
+            tsdb_seriesset_free(ss);
+            return -1;
+        }
+        size_t k = tsdb_seriesset_samples(ss, i, &ts, &vs);
+        tsdb_seriesset_unload(ss, i);
+        if (!k) continue;
+        for (size_t j = 0; j < ss->v[i].nl; j++) {
+            if (!name) sset_add(s, ss->v[i].lbl[j].name);
+            else if (strcmp(ss->v[i].lbl[j].name, name) == 0) sset_add(s, ss->v[i].lbl[j].value);
+        }
+    }
+    tsdb_seriesset_free(ss);
+    return 0;
+}
+
 static int label_query(tsdb_querier *q, const char *name, tsdb_matcher **const *sets,
                        const size_t *set_lens, size_t nsets, char ***out, size_t *n, char *err,
                        size_t errlen) {
     strset s = {0};
     tsdb *db = q->db;
-    if (nsets == 0) {
+    if (window_cuts(q)) {
+        if (nsets == 0) { /* every series: each has a __name__ */
+            tsdb_matcher *all = tsdb_matcher_new(TSDB_MATCH_RE, "__name__", ".+", err, errlen);
+            if (!all) goto fail;
+            int rc = label_query_exact(q, name, &all, 1, &s, err, errlen);
+            tsdb_matcher_free(all);
+            if (rc) goto fail;
+        }
+        for (size_t k = 0; k < nsets; k++)
+            if (label_query_exact(q, name, sets[k], set_lens[k], &s, err, errlen)) goto fail;
+    } else if (nsets == 0) {
         pthread_mutex_lock(&db->mu);
         int head_in = db->h.nseries && !(db->h.maxt < q->mint || db->h.mint > q->maxt);
         if (head_in) {

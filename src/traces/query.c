@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <zstd.h>
@@ -503,10 +504,58 @@ static int tag_match(void *ctx, const char *k, const char *v, size_t vlen) {
     return 0;
 }
 
+/* The search keys Jaeger v2's storage reads off the span rather than its attributes:
+ * `error` (true: status ERROR, false: status OK), `span.status` (OK, ERROR, anything else:
+ * unset; any case), `span.kind` (a kind name in any case, anything else: unspecified),
+ * `scope.name`, `scope.version`, and `resource.<key>` (that resource attribute only). */
+typedef struct special_tags {
+    int status;  /* -1: no condition, else the OTLP status code wanted */
+    int kind;    /* -1: no condition, else the OTLP span kind wanted */
+    const char *scope_name, *scope_version;
+    const char **res_keys, **res_values;
+    size_t nres;
+} special_tags;
+
+typedef struct res_match {
+    const special_tags *sp;
+    unsigned char *hit;
+    size_t left;
+} res_match;
+
+static int res_tag_match(void *ctx, const char *k, const char *v, size_t vlen) {
+    res_match *m = ctx;
+    for (size_t i = 0; i < m->sp->nres; i++) {
+        if (m->hit[i] || strcmp(m->sp->res_keys[i], k)) continue;
+        if (strlen(m->sp->res_values[i]) == vlen && memcmp(m->sp->res_values[i], v, vlen) == 0) {
+            m->hit[i] = 1;
+            if (--m->left == 0) return 1;
+        }
+    }
+    return 0;
+}
+
+static int specials_match(const special_tags *st, chunk_view *v, size_t i, const span_peek *pk) {
+    if (st->status >= 0 && (int)pk->status_code != st->status) return 0;
+    if (st->kind >= 0 && (int)pk->kind != st->kind) return 0;
+    if (st->scope_name || st->scope_version) {
+        const traces_pb_scope *sc = chunk_scope(v, i);
+        const char *n = sc && sc->name ? sc->name : "", *ver = sc && sc->version ? sc->version : "";
+        if (st->scope_name && strcmp(st->scope_name, n)) return 0;
+        if (st->scope_version && strcmp(st->scope_version, ver)) return 0;
+    }
+    if (st->nres) {
+        unsigned char hit[64] = {0};
+        res_match m = {st, hit, st->nres};
+        if (resource_each_tag(chunk_resource(v, i), res_tag_match, &m) != 1) return 0;
+    }
+    return 1;
+}
+
 /* Whether span i of a chunk meets every criterion of q: the checks that need no unpacking first, then a byte-level
  * test that rules out most spans without a wanted tag, then the exact tag check on the
  * unpacked span. Returns 1 (match, *start set), 0, or -1 (out of memory). */
-static int span_matches_view(const traces_query *q, chunk_view *v, size_t i, unsigned char *hit, int64_t *start) {
+static int span_matches_view(const traces_query *q, const special_tags *sx, chunk_view *v, size_t i, unsigned char *hit,
+                             int64_t *start) {
     span_peek pk;
     if (chunk_peek(v, i, &pk) || pk.tid_len != 16) return 0;
     if (q->service && strcmp(q->service, chunk_service(v, i)) != 0) return 0;
@@ -516,6 +565,7 @@ static int span_matches_view(const traces_query *q, chunk_view *v, size_t i, uns
     int64_t du = pk.end > pk.start ? (int64_t)(pk.end - pk.start) : 0;
     if (q->min_dur_ns > 0 && du < q->min_dur_ns) return 0;
     if (q->max_dur_ns > 0 && du > q->max_dur_ns) return 0;
+    if (!specials_match(sx, v, i, &pk)) return 0;
     *start = (int64_t)pk.start;
     if (q->ntags == 0) return 1;
     for (size_t t = 0; t < q->ntags; t++)
@@ -644,10 +694,88 @@ static int bucket_lookup(qctx *qc, int64_t b, const uint64_t *tagk, size_t ntags
     return 0;
 }
 
-int traces_search(traces_reader *r, const traces_query *q, traces_result **out, char *err, size_t errlen) {
+static int search_run(traces_reader *r, const traces_query *q, const special_tags *stp, const char **idx_k,
+                      const char **idx_v, size_t nidx, traces_result **out, char *err, size_t errlen,
+                      struct timespec *t0p);
+
+static int upper_eq(const char *a, const char *b) { return strcasecmp(a, b) == 0; }
+
+/* Splits the tags of `in` into the special keys (st) and the ordinary ones (out's tags, in
+ * keys/values, which need in->ntags entries), and adds to idx_k/idx_v one indexed tag per
+ * special condition that implies it (so sealed buckets are still pruned by the index). */
+static size_t split_tags(const traces_query *in, traces_query *out, special_tags *st, const char **keys,
+                         const char **values, const char **idx_k, const char **idx_v) {
+    static const char *const kinds[] = {"unspecified", "internal", "server", "client", "producer", "consumer"};
+    size_t n = 0, nidx = 0;
+    *out = *in;
+    memset(st, 0, sizeof *st);
+    st->status = st->kind = -1;
+    st->res_keys = idx_k + in->ntags; /* the second half of the index arrays */
+    st->res_values = idx_v + in->ntags;
+    for (size_t i = 0; i < in->ntags; i++) {
+        const char *k = in->tag_keys[i], *v = in->tag_values[i];
+        if (!strcmp(k, "error") && (!strcmp(v, "true") || !strcmp(v, "false"))) {
+            st->status = v[0] == 't' ? 2 : 1;
+        } else if (!strcmp(k, "span.status")) {
+            st->status = upper_eq(v, "OK") ? 1 : upper_eq(v, "ERROR") ? 2 : 0;
+        } else if (!strcmp(k, "span.kind")) {
+            st->kind = 0;
+            for (int j = 1; j < 6; j++)
+                if (upper_eq(v, kinds[j])) st->kind = j;
+        } else if (!strcmp(k, "scope.name")) {
+            st->scope_name = v;
+        } else if (!strcmp(k, "scope.version")) {
+            st->scope_version = v;
+        } else if (!strncmp(k, "resource.", 9) && k[9] && st->nres < 64) {
+            st->res_keys[st->nres] = k + 9;
+            st->res_values[st->nres] = v;
+            st->nres++;
+        } else {
+            keys[n] = k;
+            values[n] = v;
+            n++;
+            continue;
+        }
+    }
+    /* what the writer indexed for spans meeting the special conditions */
+    if (st->status == 1) idx_k[nidx] = "otel.status_code", idx_v[nidx++] = "OK";
+    if (st->status == 2) idx_k[nidx] = "otel.status_code", idx_v[nidx++] = "ERROR";
+    if (st->kind > 0) idx_k[nidx] = "span.kind", idx_v[nidx++] = kinds[st->kind];
+    if (st->scope_name && *st->scope_name) idx_k[nidx] = "otel.scope.name", idx_v[nidx++] = st->scope_name;
+    if (st->scope_version && *st->scope_version) idx_k[nidx] = "otel.scope.version", idx_v[nidx++] = st->scope_version;
+    for (size_t i = 0; i < st->nres; i++) idx_k[nidx] = st->res_keys[i], idx_v[nidx++] = st->res_values[i];
+    out->tag_keys = keys;
+    out->tag_values = values;
+    out->ntags = n;
+    return nidx;
+}
+
+int traces_search(traces_reader *r, const traces_query *q_in, traces_result **out, char *err, size_t errlen) {
     struct timespec t0;
     elapsed_start(&t0);
     *out = NULL;
+    size_t nt = q_in->ntags + 1;
+    const char **keys = calloc(nt, sizeof *keys), **values = calloc(nt, sizeof *values);
+    const char **idx_k = calloc(2 * nt, sizeof *idx_k), **idx_v = calloc(2 * nt, sizeof *idx_v);
+    if (!keys || !values || !idx_k || !idx_v) {
+        free(keys), free(values), free(idx_k), free(idx_v);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    traces_query qv;
+    special_tags st;
+    size_t nidx = split_tags(q_in, &qv, &st, keys, values, idx_k, idx_v);
+    const traces_query *q = &qv;
+    int rc = search_run(r, q, &st, idx_k, idx_v, nidx, out, err, errlen, &t0);
+    free(keys), free(values), free(idx_k), free(idx_v);
+    return rc;
+}
+
+static int search_run(traces_reader *r, const traces_query *q, const special_tags *stp, const char **idx_k,
+                      const char **idx_v, size_t nidx, traces_result **out, char *err, size_t errlen,
+                      struct timespec *t0p) {
+    special_tags st = *stp;
+    struct timespec t0 = *t0p;
     qctx qc = {.r = r, .res = result_new()};
     uint64_t *tagk = NULL;
     unsigned char *hit = NULL;
@@ -659,11 +787,12 @@ int traces_search(traces_reader *r, const traces_query *q, traces_result **out, 
     int ok = 0;
     if (!qc.res) { snprintf(err, errlen, "out of memory"); return -1; }
     size_t limit = q->limit > 0 ? (size_t)q->limit : 100;
-    tagk = calloc(q->ntags + 1, sizeof *tagk);
+    tagk = calloc(q->ntags + nidx + 1, sizeof *tagk);
     hit = calloc(q->ntags + 1, 1);
     bc = malloc(sizeof *bc);
     if (!tagk || !hit || !bc) { snprintf(err, errlen, "out of memory"); goto done; }
     for (size_t i = 0; i < q->ntags; i++) tagk[i] = key_tag(q->tag_keys[i], q->tag_values[i], strlen(q->tag_values[i]));
+    for (size_t i = 0; i < nidx; i++) tagk[q->ntags + i] = key_tag(idx_k[i], idx_v[i], strlen(idx_v[i]));
     /* the summary key: operation within service, else service, else none (every chunk) */
     int have_sum = q->service != NULL;
     uint64_t sumk = 0;
@@ -671,7 +800,7 @@ int traces_search(traces_reader *r, const traces_query *q, traces_result **out, 
     if (snapshot_begin(&qc)) goto dberr;
 
     for (int64_t b = qc.hi_id >> BUCKET_BITS; qc.hi_id >= qc.lo_id && b >= qc.lo_id >> BUCKET_BITS && nfl < limit; b--) {
-        if (bucket_lookup(&qc, b, tagk, q->ntags, have_sum, sumk, bc)) goto dberr;
+        if (bucket_lookup(&qc, b, tagk, q->ntags + nidx, have_sum, sumk, bc)) goto dberr;
         for (int off = CHUNK_BUCKET - 1; off >= 0 && nfl < limit; off--) {
             if (!(bc->bits >> off & 1)) continue;
             if (bc->bounded >> off & 1) {
@@ -689,7 +818,7 @@ int traces_search(traces_reader *r, const traces_query *q, traces_result **out, 
             if (dbe) { tr_arena_free(a); goto dberr; }
             size_t ncf = 0;
             for (size_t i = 0; v && i < chunk_nspans(v); i++) {
-                int m = span_matches_view(q, v, i, hit, &cf_start);
+                int m = span_matches_view(q, &st, v, i, hit, &cf_start);
                 if (m < 0) { tr_arena_free(a); snprintf(err, errlen, "out of memory"); goto done; }
                 if (!m) continue;
                 if (ncf == capcf) {

@@ -256,7 +256,10 @@ Test(http_jaeger, types_links_ids_and_shared_processes) {
     cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(refs, 2), "refType")->valuestring, "CHILD_OF");
     cJSON *w = cJSON_GetObjectItem(s0, "warnings");
     cr_assert(cJSON_IsArray(w));
-    cr_assert_str_eq(cJSON_GetArrayItem(w, 0)->valuestring, "Invalid span link removed");
+    cr_assert_eq(cJSON_GetArraySize(w), 2);
+    cr_assert_str_eq(cJSON_GetArrayItem(w, 0)->valuestring,
+                     "parent span ID=0000000000000009 is not in the trace; skipping clock skew adjustment");
+    cr_assert_str_eq(cJSON_GetArrayItem(w, 1)->valuestring, "Invalid span link removed");
     cJSON *tags = cJSON_GetObjectItem(s0, "tags");
     /* sorted: a, arr, b, big, f, raw; then span.kind, w3c.tracestate, dropped count */
     const char *want[][2] = {{"a", "string"}, {"arr", "string"}, {"b", "bool"}, {"big", "int64"}, {"f", "float64"},
@@ -326,4 +329,185 @@ Test(http_jaeger, v3_otlp_json) {
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(sp1, "status")), 0, "unset status is {}");
     cJSON_Delete(o);
     tr_buf_free(&b);
+}
+
+/* /api/v3/trace-summaries: root = the parentless span starting first, orphans counted, services
+ * sorted by name, zero counts left out. */
+Test(http_jaeger, v3_summaries) {
+    uint8_t tid[16];
+    traces_trace t = example(tid);
+    /* a third span whose parent is not in the trace (an orphan), in a service sorting first */
+    uint64_t t0 = 1718000000000000000ULL;
+    traces_pb_span *orphan = t_span(A, tid, 0x1111ULL, 0x9999ULL, "late", 1, t0 + 9 * MS, MS);
+    T_RS *ac = t_rs(A, "accounts", 0);
+    t_scope(A, ac, "x", "", 1, orphan);
+    traces_span *sp = tr_arena_alloc(A, 3 * sizeof *sp);
+    memcpy(sp, t.spans, 2 * sizeof *sp);
+    sp[2] = (traces_span){orphan, ac->resource, ac->scope_spans[0]->scope};
+    t.spans = sp;
+    t.n = 3;
+    const traces_trace *tp = &t;
+    tr_buf b;
+    tr_buf_init(&b, 0);
+    tr_json j;
+    tr_json_init(&j, &b);
+    cr_assert_eq(tr_jaeger_render_v3_summaries(&j, &tp, 1), 0);
+    cr_assert_str_eq(b.data,
+                     "{\"summaries\":[{\"traceId\":\"5b8efff798038103d269b633813fc60c\",\"rootServiceName\":\"frontend\","
+                     "\"rootOperationName\":\"GET /orders/{id}\",\"minStartTimeUnixNano\":\"1718000000000000000\","
+                     "\"maxEndTimeUnixNano\":\"1718000000010000000\",\"spanCount\":3,\"errorSpanCount\":1,"
+                     "\"orphanSpanCount\":1,\"services\":[{\"name\":\"accounts\",\"spanCount\":1},"
+                     "{\"name\":\"frontend\",\"spanCount\":1,\"errorSpanCount\":1},{\"name\":\"orders\",\"spanCount\":1}]}]}");
+    tr_buf_reset(&b);
+    tr_json_init(&j, &b);
+    cr_assert_eq(tr_jaeger_render_v3_summaries(&j, NULL, 0), 0);
+    cr_assert_str_eq(b.data, "{\"summaries\":[]}");
+    tr_buf_free(&b);
+}
+
+Test(http_jaeger, go_durations) {
+    char b[48];
+    const struct { int64_t ns; const char *s; } c[] = {
+        {0, "0s"}, {35000000, "35ms"}, {-45000000, "-45ms"}, {500000, "500µs"}, {1500, "1.5µs"}, {7, "7ns"},
+        {4323179750, "4.32317975s"}, {90000000000LL, "1m30s"}, {3600000000000LL, "1h0m0s"}, {1000000000, "1s"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        tr_go_duration(c[i].ns, b, sizeof b);
+        cr_assert_str_eq(b, c[i].s);
+    }
+}
+
+/* A span per host: id, parent, start and duration in ms. */
+static traces_trace skew_trace(int n, const uint64_t (*d)[4], const char *const *hosts) {
+    static const uint8_t tid[16] = {1};
+    traces_trace t = {.n = (size_t)n};
+    t.spans = tr_arena_alloc(A, n * sizeof *t.spans);
+    for (int i = 0; i < n; i++) {
+        traces_pb_span *sp = t_span(A, tid, d[i][0], d[i][1], "op", 2, 1000000000000ULL * 1000 + d[i][2] * MS, d[i][3] * MS);
+        T_RS *rs = hosts[i] ? t_rs(A, "svc", 1, t_str(A, "host.name", hosts[i])) : t_rs(A, "svc", 0);
+        t_scope(A, rs, "", "", 1, sp);
+        t.spans[i] = (traces_span){sp, rs->resource, rs->scope_spans[0]->scope};
+    }
+    return t;
+}
+
+Test(http_jaeger, clock_skew_adjuster) {
+    tr_jaeger_adj a;
+    /* a child on another host starting before its parent: centred (delta 35ms) */
+    const uint64_t d1[][4] = {{1, 0, 10, 100}, {2, 1, 0, 50}};
+    const char *h1[] = {"a", "b"};
+    traces_trace t = skew_trace(2, d1, h1);
+    cr_assert_eq(tr_jaeger_adjust(&t, 0, &a), 0);
+    cr_assert_eq(a.sp[1].nwarn, 1);
+    cr_assert_str_eq(a.sp[1].warn[0], "clock skew adjustment disabled; not applying calculated delta of 35ms");
+    cr_assert_eq(a.sp[1].delta_ns, 0);
+    cr_assert_eq(a.sp[0].nwarn, 0);
+    tr_jaeger_adj_free(&a);
+    cr_assert_eq(tr_jaeger_adjust(&t, 10 * MS, &a), 0);
+    cr_assert_str_eq(a.sp[1].warn[0], "max clock skew adjustment delta of 10ms exceeded; not applying calculated delta of 35ms");
+    tr_jaeger_adj_free(&a);
+    cr_assert_eq(tr_jaeger_adjust(&t, 1000 * MS, &a), 0);
+    cr_assert_eq(a.sp[1].delta_ns, 35 * (int64_t)MS);
+    cr_assert_str_eq(a.sp[1].warn[0], "This span's timestamps were adjusted by 35ms");
+    tr_jaeger_adj_free(&a);
+    /* the same host, or no host: never adjusted */
+    const char *h2[] = {"a", "a"}, *h3[] = {NULL, NULL};
+    t = skew_trace(2, d1, h2);
+    cr_assert_eq(tr_jaeger_adjust(&t, 1000 * MS, &a), 0);
+    cr_assert_eq(a.sp[1].nwarn + a.sp[1].delta_ns, 0);
+    tr_jaeger_adj_free(&a);
+    t = skew_trace(2, d1, h3);
+    cr_assert_eq(tr_jaeger_adjust(&t, 1000 * MS, &a), 0);
+    cr_assert_eq(a.sp[1].nwarn + a.sp[1].delta_ns, 0);
+    tr_jaeger_adj_free(&a);
+    /* a shorter child ending after its parent (-25ms); its child on the same host follows, a
+     * grandchild on a third host is measured against the shifted parent */
+    const uint64_t d4[][4] = {{1, 0, 10, 100}, {2, 1, 50, 70}, {3, 2, 60, 20}, {4, 2, 0, 10}};
+    const char *h4[] = {"a", "b", "b", "c"};
+    t = skew_trace(4, d4, h4);
+    cr_assert_eq(tr_jaeger_adjust(&t, 1000 * MS, &a), 0);
+    cr_assert_eq(a.sp[1].delta_ns, -25 * (int64_t)MS);
+    cr_assert_eq(a.sp[2].delta_ns, -25 * (int64_t)MS);
+    cr_assert_eq(a.sp[3].delta_ns, 55 * (int64_t)MS, "parent now 25..95: 25 + (70-10)/2 = 55");
+    tr_jaeger_adj_free(&a);
+    /* fits, or longer and starting later: left alone */
+    const uint64_t d5[][4] = {{1, 0, 10, 100}, {2, 1, 20, 50}, {3, 1, 20, 150}};
+    const char *h5[] = {"a", "b", "c"};
+    t = skew_trace(3, d5, h5);
+    cr_assert_eq(tr_jaeger_adjust(&t, 1000 * MS, &a), 0);
+    cr_assert_eq(a.sp[1].nwarn + a.sp[2].nwarn, 0);
+    tr_jaeger_adj_free(&a);
+    /* duplicate ids and missing parents are warned about */
+    const uint64_t d6[][4] = {{1, 0, 0, 100}, {1, 0, 0, 100}, {5, 99, 0, 1}};
+    const char *h6[] = {"a", "a", "a"};
+    t = skew_trace(3, d6, h6);
+    cr_assert_eq(tr_jaeger_adjust(&t, 0, &a), 0);
+    cr_assert_eq(a.sp[0].nwarn, 0);
+    cr_assert_str_eq(a.sp[1].warn[0], "duplicate span IDs; skipping clock skew adjustment");
+    cr_assert_str_eq(a.sp[2].warn[0], "parent span ID=0000000000000063 is not in the trace; skipping clock skew adjustment");
+    tr_jaeger_adj_free(&a);
+}
+
+/* telemetry.sdk.* move to the process (a conflicting value stays, warned about), numeric IPs
+ * are dotted, and raw=true shows the spans as stored. */
+Test(http_jaeger, sdk_ip_and_raw) {
+    static const uint8_t tid[16] = {2};
+    traces_pb_span *sp = t_span(A, tid, 1, 0, "op", 0, 1000000000000ULL * 1000, MS);
+    t_attrs(A, sp, 4, t_str(A, "telemetry.sdk.name", "opentelemetry"), t_str(A, "telemetry.sdk.language", "go"),
+            t_int(A, "peer.ipv4", 0x7f000001), t_str(A, "b", "x"));
+    T_RS *rs = t_rs(A, "svc", 2, t_str(A, "telemetry.sdk.language", "python"), t_int(A, "ip", 0x0a000002));
+    t_scope(A, rs, "", "", 1, sp);
+    traces_trace t = {.n = 1};
+    memcpy(t.id, tid, 16);
+    t.spans = tr_arena_alloc(A, sizeof *t.spans);
+    t.spans[0] = (traces_span){sp, rs->resource, rs->scope_spans[0]->scope};
+    cJSON *o = render(&t);
+    cJSON *s0 = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "spans"), 0);
+    cJSON *tags = cJSON_GetObjectItem(s0, "tags");
+    cr_assert_eq(cJSON_GetArraySize(tags), 3, "b, peer.ipv4, the conflicting telemetry.sdk.language");
+    expect_kv(cJSON_GetArrayItem(tags, 0), "b", "string");
+    expect_kv(cJSON_GetArrayItem(tags, 1), "peer.ipv4", "string");
+    cr_assert_str_eq(kv_s(cJSON_GetArrayItem(tags, 1)), "127.0.0.1");
+    expect_kv(cJSON_GetArrayItem(tags, 2), "telemetry.sdk.language", "string");
+    cJSON *w = cJSON_GetObjectItem(s0, "warnings");
+    cr_assert_str_eq(cJSON_GetArrayItem(w, 0)->valuestring,
+                     "conflicting values between Span and Resource for attribute telemetry.sdk.language");
+    cJSON *ptags = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "processes"), "p1"), "tags");
+    cr_assert_eq(cJSON_GetArraySize(ptags), 3);
+    expect_kv(cJSON_GetArrayItem(ptags, 0), "ip", "string");
+    cr_assert_str_eq(kv_s(cJSON_GetArrayItem(ptags, 0)), "10.0.0.2");
+    expect_kv(cJSON_GetArrayItem(ptags, 1), "telemetry.sdk.language", "string");
+    expect_kv(cJSON_GetArrayItem(ptags, 2), "telemetry.sdk.name", "string");
+    cr_assert_str_eq(kv_s(cJSON_GetArrayItem(ptags, 2)), "opentelemetry");
+    cJSON_Delete(o);
+
+    tr_buf b;
+    tr_buf_init(&b, 0);
+    tr_json j;
+    tr_json_init(&j, &b);
+    tr_jaeger_render_trace_adj(&j, &t, NULL);
+    o = cJSON_Parse(b.data);
+    s0 = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "spans"), 0);
+    tags = cJSON_GetObjectItem(s0, "tags");
+    cr_assert_eq(cJSON_GetArraySize(tags), 4, "raw: every attribute, in stored order");
+    expect_kv(cJSON_GetArrayItem(tags, 0), "telemetry.sdk.name", "string");
+    expect_kv(cJSON_GetArrayItem(tags, 2), "peer.ipv4", "int64");
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(s0, "warnings")));
+    cJSON_Delete(o);
+    tr_buf_free(&b);
+}
+
+Test(http_jaeger, base64_trace_ids) {
+    uint8_t id[16];
+    cr_assert_eq(tr_jaeger_parse_trace_id_b64("W47/95gDgQPSabYzgT/GDA==", id), 0);
+    cr_assert_eq(id[0], 0x5b);
+    cr_assert_eq(id[15], 0x0c);
+    cr_assert_eq(tr_jaeger_parse_trace_id_b64("W47_95gDgQPSabYzgT_GDA", id), 0, "URL alphabet, unpadded");
+    cr_assert_eq(id[2], 0xff);
+    cr_assert_eq(tr_jaeger_parse_trace_id_b64("AAAAAAAAAAE", id), 0, "8 bytes: the low half");
+    cr_assert_eq(id[7], 0);
+    cr_assert_eq(id[15], 1);
+    cr_assert_eq(tr_jaeger_parse_trace_id_b64("AAAA", id), -1, "3 bytes");
+    cr_assert_eq(tr_jaeger_parse_trace_id_b64("W47/95gDgQPSabYzgT/GDA==AAAA", id), -1, "too long");
+    cr_assert_eq(tr_jaeger_parse_trace_id_b64("", id), -1);
 }
