@@ -339,6 +339,12 @@ static int shortest_fast(double v, char digits[24], int *exp10) {
 
 static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
     char e[40];
+    if (v == 0) { /* frequent in answers (rates of idle counters): no printf round trip */
+        digits[0] = '0';
+        *exp10 = 0;
+        *neg = signbit(v) != 0;
+        return 1;
+    }
     if (!(fabs(v) >= DBL_MIN)) { /* zero and subnormals (fewer bits): try every length */
         for (int p = 1; p <= 17; p++) {
             snprintf(e, sizeof e, "%.*e", p - 1, v);
@@ -354,6 +360,26 @@ static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
      * unit of the 15th digit), so 15, 16 and 17 digits are the only tries needed. The 15- and
      * 16-digit roundings come from the 17 digits printed once, except when the digits cut off
      * are exactly a half (then the exact value decides: printed again). */
+    double a = fabs(v);
+    if (a < 9007199254740992.0 && a == floor(a)) {
+        /* an integer below 2^53 (counts, bucket bounds): its own digits are the shortest, as
+         * any fewer would move it by at least 1, more than half its ulp */
+        uint64_t u = (uint64_t)a;
+        char r[20];
+        int n = 0;
+        while (u) {
+            r[n++] = (char)('0' + u % 10);
+            u /= 10;
+        }
+        int nd = n;
+        for (int i = 0; i < n; i++)
+            digits[i] = r[n - 1 - i];
+        while (nd > 1 && digits[nd - 1] == '0')
+            nd--;
+        *exp10 = n - 1;
+        *neg = signbit(v) != 0;
+        return nd;
+    }
     int fnd = shortest_fast(v, digits, exp10);
     if (fnd) {
         *neg = signbit(v) != 0;
