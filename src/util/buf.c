@@ -320,8 +320,18 @@ static int shortest_fast(double v, char digits[24], int *exp10) {
             continue;
         }
         if (k < 17) {
-            if (n >= ((unsigned __int128)1 << 53)) return 0; /* not exact as a double */
-            if ((double)(uint64_t)n / p10[j] != a) continue;
+            if (n < ((unsigned __int128)1 << 53)) {
+                if ((double)(uint64_t)n / p10[j] != a) continue;
+            } else {
+                /* N is not exact as a double: N / 10^j reads back iff it lies within half an
+                 * ulp (2^-sh) of a = m / 2^sh, i.e. |N 2^(sh+1) - 2 m 10^j| < 10^j; a tie
+                 * reads back when m is even. At a power of two the ulp below is half: left
+                 * to the slow path. */
+                if (m == (1ULL << 52) || sh > 72) return 0;
+                unsigned __int128 l = n << (sh + 1), r = x << 1;
+                unsigned __int128 dd = l > r ? l - r : r - l;
+                if (dd > p || (dd == p && (m & 1))) continue;
+            }
         }
         uint64_t u = (uint64_t)n;
         for (int i = k - 1; i >= 0; i--) {
