@@ -131,6 +131,11 @@ const char *tr_http_header(struct evhttp_request *req, const char *name);
 void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, const void *body,
                    size_t len);
 void tr_http_reply_buf(struct evhttp_request *req, int status, const char *ctype, const tr_buf *b);
+/* Whether the request's Accept-Encoding takes gzip (loop thread). */
+int tr_http_accepts_gzip(struct evhttp_request *req);
+/* A reply whose body `gz` is already gzip-compressed (e.g. on a worker thread, for a request
+ * that tr_http_accepts_gzip): sent with Content-Encoding: gzip. */
+void tr_http_reply_gzipped(struct evhttp_request *req, int status, const char *ctype, const tr_buf *gz);
 /* A text/plain reply ending with a newline. */
 void tr_http_reply_text(struct evhttp_request *req, int status, const char *text);
 

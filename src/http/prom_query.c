@@ -16,6 +16,7 @@
 #include "prom_api.h"
 #include "promql/promql.h"
 #include "util/clock.h"
+#include "util/gzip.h"
 #include "util/log.h"
 
 /* Prometheus' limit on the points of one series in a range query. */
@@ -36,6 +37,9 @@ typedef struct qjob {
     promql_err rc;
     char err[1024];
     double seconds;
+    int gzip;    /* the client takes gzip (read on the loop thread) */
+    tr_buf body; /* the success reply, built on the worker */
+    int body_gz; /* body is gzip-compressed */
 } qjob;
 
 static unsigned running; /* queries submitted and not done (loop thread only) */
@@ -50,25 +54,8 @@ static double now_s(void) {
 static void job_free(qjob *j) {
     free(j->query);
     promql_result_free(&j->res);
+    tr_buf_free(&j->body);
     free(j);
-}
-
-/* Worker thread. */
-static void job_run(void *ctx, const volatile int *cancel) {
-    qjob *j = ctx;
-    promql_opts o = {
-        .lookback_ms = j->env->query_lookback_ms,
-        .max_samples = j->env->query_max_samples,
-        .timeout_ms = j->timeout_ms,
-        .cancel = cancel,
-    };
-    double t0 = now_s();
-    if (j->k == Q_INSTANT)
-        j->rc = promql_query_instant(j->env->db, j->query, j->qlen, j->t, &o, &j->res, j->err, sizeof j->err);
-    else
-        j->rc = promql_query_range(j->env->db, j->query, j->qlen, j->start, j->end, j->step, &o, &j->res, j->err,
-                                   sizeof j->err);
-    j->seconds = now_s() - t0;
 }
 
 static void json_series_labels(tr_json *js, const promql_series *s) {
@@ -144,6 +131,63 @@ static tr_prom_errtype errtype_of(promql_err rc) {
     }
 }
 
+/* The success reply: JSON, then gzip when the client takes it. Built on the worker so that
+ * the loop thread only hands the bytes to libevent. */
+static void build_body(qjob *j) {
+    tr_prom_notes notes = {0};
+    for (size_t i = 0; i < j->res.nwarnings; i++) tr_prom_warn(&notes, j->res.warnings[i]);
+    for (size_t i = 0; i < j->res.ninfos; i++) tr_prom_info(&notes, j->res.infos[i]);
+    if (j->limit > 0 && (j->res.type == PROMQL_VECTOR || j->res.type == PROMQL_MATRIX) &&
+        j->res.nseries > (size_t)j->limit)
+        tr_prom_warn(&notes, "results truncated due to limit");
+    tr_buf b;
+    tr_buf_init(&b, 0);
+    tr_json js;
+    tr_json_init(&js, &b);
+    tr_prom_open_success(&js);
+    json_data(&js, &j->res, j->limit);
+    tr_prom_close_success(&js, &notes);
+    tr_prom_notes_free(&notes);
+    /* the result is no longer needed: free it before compressing, to lower the peak */
+    promql_result_free(&j->res);
+    memset(&j->res, 0, sizeof j->res);
+    if (j->gzip && !b.failed && b.len >= 1024) {
+        tr_buf z;
+        tr_buf_init(&z, 0);
+        if (tr_gzip((const uint8_t *)b.data, b.len, &z) == 0 && !z.failed) {
+            tr_buf_free(&b);
+            j->body = z;
+            j->body_gz = 1;
+            return;
+        }
+        tr_buf_free(&z);
+    }
+    j->body = b;
+}
+
+/* Worker thread. */
+static void job_run(void *ctx, const volatile int *cancel) {
+    qjob *j = ctx;
+    promql_opts o = {
+        .lookback_ms = j->env->query_lookback_ms,
+        .max_samples = j->env->query_max_samples,
+        .timeout_ms = j->timeout_ms,
+        .cancel = cancel,
+    };
+    double t0 = now_s();
+    if (j->k == Q_INSTANT)
+        j->rc = promql_query_instant(j->env->db, j->query, j->qlen, j->t, &o, &j->res, j->err, sizeof j->err);
+    else
+        j->rc = promql_query_range(j->env->db, j->query, j->qlen, j->start, j->end, j->step, &o, &j->res, j->err,
+                                   sizeof j->err);
+    j->seconds = now_s() - t0;
+    if (j->rc == PROMQL_OK && *cancel) {
+        j->rc = PROMQL_ERR_CANCELED;
+        snprintf(j->err, sizeof j->err, "query was canceled");
+    }
+    if (j->rc == PROMQL_OK) build_body(j);
+}
+
 /* Loop thread. */
 static void job_done(void *ctx, int cancelled) {
     qjob *j = ctx;
@@ -166,22 +210,10 @@ static void job_done(void *ctx, int cancelled) {
         job_free(j);
         return;
     }
-    tr_prom_notes notes = {0};
-    for (size_t i = 0; i < j->res.nwarnings; i++) tr_prom_warn(&notes, j->res.warnings[i]);
-    for (size_t i = 0; i < j->res.ninfos; i++) tr_prom_info(&notes, j->res.infos[i]);
-    if (j->limit > 0 && (j->res.type == PROMQL_VECTOR || j->res.type == PROMQL_MATRIX) &&
-        j->res.nseries > (size_t)j->limit)
-        tr_prom_warn(&notes, "results truncated due to limit");
-    tr_buf b;
-    tr_buf_init(&b, 0);
-    tr_json js;
-    tr_json_init(&js, &b);
-    tr_prom_open_success(&js);
-    json_data(&js, &j->res, j->limit);
-    tr_prom_close_success(&js, &notes);
-    tr_prom_reply_json(j->req, &b);
-    tr_buf_free(&b);
-    tr_prom_notes_free(&notes);
+    if (j->body_gz)
+        tr_http_reply_gzipped(j->req, 200, "application/json", &j->body);
+    else
+        tr_prom_reply_json(j->req, &j->body);
     job_free(j);
 }
 
@@ -242,6 +274,7 @@ static qjob *job_new(struct evhttp_request *req, const tr_api_env *env, qkind k,
     j->k = k;
     j->req = req;
     j->env = env;
+    j->gzip = tr_http_accepts_gzip(req);
     return j;
 }
 

@@ -254,7 +254,7 @@ void tr_http__request_finished(void) {
 }
 
 /* Accept-Encoding names gzip (with a q-value other than 0). */
-static int accepts_gzip(struct evhttp_request *req) {
+int tr_http_accepts_gzip(struct evhttp_request *req) {
     const char *ae = tr_http_header(req, "Accept-Encoding");
     for (const char *p = ae; p && (p = strstr(p, "gzip")); p += 4) {
         const char *q = p + 4;
@@ -295,7 +295,7 @@ void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, co
     tr_buf z;
     tr_buf_init(&z, 0);
     if (len >= 1024 && ctype && (strncmp(ctype, "application/json", 16) == 0 || strncmp(ctype, "text/", 5) == 0) &&
-        !evhttp_find_header(oh, "Content-Encoding") && accepts_gzip(req) && tr_gzip(body, len, &z) == 0 && !z.failed) {
+        !evhttp_find_header(oh, "Content-Encoding") && tr_http_accepts_gzip(req) && tr_gzip(body, len, &z) == 0 && !z.failed) {
         evhttp_add_header(oh, "Content-Encoding", "gzip");
         evhttp_add_header(oh, "Vary", "Accept-Encoding");
         body = z.data;
@@ -353,6 +353,14 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 
 void tr_http_reply_buf(struct evhttp_request *req, int status, const char *ctype, const tr_buf *b) {
     tr_http_reply(req, status, ctype, b->data, b->len);
+}
+
+void tr_http_reply_gzipped(struct evhttp_request *req, int status, const char *ctype, const tr_buf *gz) {
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    evhttp_remove_header(oh, "Content-Encoding");
+    evhttp_add_header(oh, "Content-Encoding", "gzip");
+    evhttp_add_header(oh, "Vary", "Accept-Encoding");
+    tr_http_reply(req, status, ctype, gz->data, gz->len);
 }
 
 void tr_http_reply_text(struct evhttp_request *req, int status, const char *text) {

@@ -158,7 +158,7 @@ void xor_dec_init(xordec *d, const uint8_t *buf, size_t nbytes, uint16_t n) {
     d->lead = 0xff;
 }
 
-int xor_dec_next(xordec *d, int64_t *t, double *v) {
+static int dec_next_bitwise(xordec *d, int64_t *t, double *v) {
     if (d->err || d->i >= d->n) return 0;
     if (d->i == 0) {
         d->t = (int64_t)get_bits(d, 64);
@@ -197,6 +197,91 @@ int xor_dec_next(xordec *d, int64_t *t, double *v) {
         }
     }
     if (d->err) return 0;
+    d->i++;
+    *t = d->t;
+    memcpy(v, &d->vbits, 8);
+    return 1;
+}
+
+/* The 64 bits from bit `pos` on, for can_peek positions. */
+static inline uint64_t peek64(const xordec *d, uint64_t pos) {
+    size_t at = (size_t)(pos >> 3);
+    int skip = (int)(pos & 7);
+    uint64_t w = 0;
+    for (int i = 0; i < 8; i++)
+        w = (w << 8) | d->buf[at + (size_t)i];
+    if (skip) w = (w << skip) | (uint64_t)(d->buf[at + 8] >> (8 - skip));
+    return w;
+}
+
+/* Nine bytes from pos's byte on lie in the buffer: 64 bits can be peeked at pos. */
+static inline int can_peek(const xordec *d, uint64_t pos) { return (pos >> 3) + 9 <= (d->nbits >> 3); }
+
+/* n (1..64) bits of w from bit `off` (0 = the top), off + n <= 64 */
+static inline uint64_t bits_of(uint64_t w, int off, int n) { return (w << off) >> (64 - n); }
+
+/* Decodes a sample from peeked words rather than bit by bit (the query path decodes every
+ * chunk it reads); the rare cases (the first sample, a 64-bit delta of delta, the last bytes
+ * of the chunk, anything invalid) go the bitwise way, which starts from the same state. */
+int xor_dec_next(xordec *d, int64_t *t, double *v) {
+    if (d->err || d->i >= d->n) return 0;
+    uint64_t pos = d->pos;
+    if (d->i == 0 || !can_peek(d, pos)) return dec_next_bitwise(d, t, v);
+    uint64_t w = peek64(d, pos);
+    int64_t dod;
+    int used;
+    if (!(w >> 63)) {
+        dod = 0;
+        used = 1;
+    } else if (!((w >> 62) & 1)) {
+        dod = sext(bits_of(w, 2, 14), 14);
+        used = 16;
+    } else if (!((w >> 61) & 1)) {
+        dod = sext(bits_of(w, 3, 17), 17);
+        used = 20;
+    } else if (!((w >> 60) & 1)) {
+        dod = sext(bits_of(w, 4, 20), 20);
+        used = 24;
+    } else {
+        return dec_next_bitwise(d, t, v);
+    }
+    pos += (uint64_t)used;
+    if (!can_peek(d, pos)) return dec_next_bitwise(d, t, v);
+    w = peek64(d, pos);
+    uint64_t vb = d->vbits;
+    uint8_t lead = d->lead, trail = d->trail;
+    if (!(w >> 63)) {
+        used = 1;
+    } else if (!((w >> 62) & 1)) {
+        if (lead == 0xff) return dec_next_bitwise(d, t, v); /* reports the error */
+        int nb = 64 - lead - trail;
+        if (nb < 1 || 2 + nb > 64) return dec_next_bitwise(d, t, v);
+        vb ^= bits_of(w, 2, nb) << trail;
+        used = 2 + nb;
+    } else {
+        int l = (int)bits_of(w, 2, 5);
+        int sig = (int)bits_of(w, 7, 6);
+        if (sig == 0) sig = 64;
+        if (l + sig > 64) return dec_next_bitwise(d, t, v); /* reports the error */
+        int tr = 64 - l - sig;
+        uint64_t x;
+        if (13 + sig <= 64) {
+            x = bits_of(w, 13, sig);
+        } else {
+            if (!can_peek(d, pos + 13)) return dec_next_bitwise(d, t, v);
+            x = bits_of(peek64(d, pos + 13), 0, sig);
+        }
+        vb ^= x << tr;
+        lead = (uint8_t)l;
+        trail = (uint8_t)tr;
+        used = 13 + sig;
+    }
+    d->pos = pos + (uint64_t)used;
+    d->tdelta = (int64_t)((uint64_t)d->tdelta + (uint64_t)dod);
+    d->t = (int64_t)((uint64_t)d->t + (uint64_t)d->tdelta);
+    d->vbits = vb;
+    d->lead = lead;
+    d->trail = trail;
     d->i++;
     *t = d->t;
     memcpy(v, &d->vbits, 8);

@@ -507,6 +507,14 @@ long hsnap_samples(hsnap *h, int64_t mint, int64_t maxt, sample **out) {
     sample *a = NULL;
     size_t n = 0, cap = 0;
     long rc = 0;
+    /* room for every sample of the chunks at once: no regrowth (and copying) while decoding */
+    size_t all = h->open_n;
+    for (uint32_t i = 0; i < h->nchunks; i++)
+        all += h->chunks[i]->n;
+    if (all && mint <= maxt) {
+        a = malloc(all * sizeof *a);
+        if (a) cap = all;
+    }
     for (uint32_t i = 0; i < h->nchunks && rc == 0; i++)
         if (decode_into(h->chunks[i]->data, h->chunks[i]->len, h->chunks[i]->n, mint, maxt, &a, &n, &cap)) rc = -1;
     if (rc == 0 && h->open_n && decode_into(h->open, h->open_len, h->open_n, mint, maxt, &a, &n, &cap)) rc = -1;

@@ -145,7 +145,16 @@ static int64_t val_points(const pq_val *v, size_t nsteps) {
     }
 }
 
-int pq_is_stale(double v) { return tsdb_is_stale_nan(v); }
+/* Inlined in the sample loops (a call there spilled the loop's registers); only a NaN can
+ * be the stale marker. */
+static inline int stale_nan(double v) {
+    if (v == v) return 0;
+    uint64_t b;
+    memcpy(&b, &v, 8);
+    return b == TSDB_STALE_NAN_BITS;
+}
+
+int pq_is_stale(double v) { return stale_nan(v); }
 
 const pq_node *pq_unwrap(const pq_node *n) {
     while (n && (n->kind == N_PAREN || n->kind == N_STEPINV))
@@ -439,7 +448,7 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, const int64_t *tts, size
                 si++;
             if (si == nt) break;
             if (t[j] <= tts[si] - w) continue;
-            if (!keep_stale && tsdb_is_stale_nan(v[j])) continue;
+            if (!keep_stale && stale_nan(v[j])) continue;
             c++;
         }
         if (c == 0) {
@@ -471,7 +480,7 @@ static pq_raw *load_series(pq_ev *ev, const pq_node *n, const int64_t *tts, size
                 si++;
             if (si == nt) break;
             if (t[j] <= tts[si] - w) continue;
-            if (!keep_stale && tsdb_is_stale_nan(v[j])) continue;
+            if (!keep_stale && stale_nan(v[j])) continue;
             r->t[r->n] = t[j];
             r->v[r->n++] = v[j];
         }
@@ -521,7 +530,7 @@ static pq_val eval_vsel(pq_ev *ev, const pq_node *n, const pq_rng *r, int ts_out
             if (j == 0) continue;
             size_t p = j - 1;
             if (s->t[p] <= tt - ev->lookback) continue;
-            if (tsdb_is_stale_nan(s->v[p])) continue;
+            if (stale_nan(s->v[p])) continue;
             o->ok[st] = 1;
             o->v[st] = ts_out ? s->t[p] / 1000.0 : s->v[p];
             any = 1;

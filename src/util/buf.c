@@ -320,8 +320,18 @@ static int shortest_fast(double v, char digits[24], int *exp10) {
             continue;
         }
         if (k < 17) {
-            if (n >= ((unsigned __int128)1 << 53)) return 0; /* not exact as a double */
-            if ((double)(uint64_t)n / p10[j] != a) continue;
+            if (n < ((unsigned __int128)1 << 53)) {
+                if ((double)(uint64_t)n / p10[j] != a) continue;
+            } else {
+                /* N is not exact as a double: N / 10^j reads back iff it lies within half an
+                 * ulp (2^-sh) of a = m / 2^sh, i.e. |N 2^(sh+1) - 2 m 10^j| < 10^j; a tie
+                 * reads back when m is even. At a power of two the ulp below is half: left
+                 * to the slow path. */
+                if (m == (1ULL << 52) || sh > 72) return 0;
+                unsigned __int128 l = n << (sh + 1), r = x << 1;
+                unsigned __int128 dd = l > r ? l - r : r - l;
+                if (dd > p || (dd == p && (m & 1))) continue;
+            }
         }
         uint64_t u = (uint64_t)n;
         for (int i = k - 1; i >= 0; i--) {
@@ -339,6 +349,12 @@ static int shortest_fast(double v, char digits[24], int *exp10) {
 
 static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
     char e[40];
+    if (v == 0) { /* frequent in answers (rates of idle counters): no printf round trip */
+        digits[0] = '0';
+        *exp10 = 0;
+        *neg = signbit(v) != 0;
+        return 1;
+    }
     if (!(fabs(v) >= DBL_MIN)) { /* zero and subnormals (fewer bits): try every length */
         for (int p = 1; p <= 17; p++) {
             snprintf(e, sizeof e, "%.*e", p - 1, v);
@@ -354,6 +370,26 @@ static int shortest_digits(double v, char digits[24], int *exp10, int *neg) {
      * unit of the 15th digit), so 15, 16 and 17 digits are the only tries needed. The 15- and
      * 16-digit roundings come from the 17 digits printed once, except when the digits cut off
      * are exactly a half (then the exact value decides: printed again). */
+    double a = fabs(v);
+    if (a < 9007199254740992.0 && a == floor(a)) {
+        /* an integer below 2^53 (counts, bucket bounds): its own digits are the shortest, as
+         * any fewer would move it by at least 1, more than half its ulp */
+        uint64_t u = (uint64_t)a;
+        char r[20];
+        int n = 0;
+        while (u) {
+            r[n++] = (char)('0' + u % 10);
+            u /= 10;
+        }
+        int nd = n;
+        for (int i = 0; i < n; i++)
+            digits[i] = r[n - 1 - i];
+        while (nd > 1 && digits[nd - 1] == '0')
+            nd--;
+        *exp10 = n - 1;
+        *neg = signbit(v) != 0;
+        return nd;
+    }
     int fnd = shortest_fast(v, digits, exp10);
     if (fnd) {
         *neg = signbit(v) != 0;

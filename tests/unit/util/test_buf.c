@@ -221,6 +221,8 @@ Test(buf, format_double_shortest_matches_trying_every_precision) {
             v = pow(10, (double)(x % 2300000) / 100000.0 - 7.5) * (x & 1 ? -1 : 1); /* 3e-8 .. 3e15 */
         } else if (i % 3 == 1) {
             v = (double)(x % 1000000) / 1000.0; /* short decimals */
+        } else if (x & 4) {
+            v = (double)(x >> (x % 64)) * (x & 2 ? -1 : 1); /* integers, up to 2^53 and past */
         } else {
             v = (double)(x % 100000) * 0.1 + (double)(x >> 40) / 7.0;
         }

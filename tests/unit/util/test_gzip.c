@@ -76,12 +76,12 @@ Test(gzip, exact_limit) {
 }
 
 Test(gzip, bomb_refused_quickly_with_bounded_memory) {
-    size_t n = 10u * 1000 * 1000; /* 10 MB of zeros compresses to about 10 KB */
+    size_t n = 10u * 1000 * 1000; /* 10 MB of zeros: about 44 KB at tr_gzip's level 1 */
     uint8_t *zeros = calloc(1, n);
     tr_buf z, out;
     gz(zeros, n, &z);
     free(zeros);
-    cr_assert_lt(z.len, 20000);
+    cr_assert_lt(z.len, 100000, "a bomb: over 100 times smaller than what it inflates to");
     size_t limit = 4u << 20;
     tr_buf_init(&out, limit); /* as the receiver does: the buffer itself refuses to pass the limit */
     double t0 = now();
