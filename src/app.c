@@ -2,9 +2,10 @@
  * on SIGTERM/SIGINT: stop accepting → wait for in-flight work → flush stores → exit 0. */
 #include "app.h"
 
+#include <dirent.h>
 #include <errno.h>
-#include <malloc.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,7 +16,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,7 +41,7 @@ typedef struct app {
     tr_http *http;
     otlp_receiver *recv;
     otlp_grpc *grpc;
-    tsdb *db; /* the metrics store */
+    tsdb *db;                 /* the metrics store */
     otlp_metrics_sink *msink; /* OTLP metrics → db */
     tr_ingest *ingest;        /* remote write and text import → db */
     traces_store *traces;
@@ -79,7 +79,10 @@ int tr_app_listen(const char *addr, char *err, size_t errlen) {
         for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
             if (!*host && pass == 0 && ai->ai_family != AF_INET) continue;
             fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            if (fd < 0) { last = errno; continue; }
+            if (fd < 0) {
+                last = errno;
+                continue;
+            }
             int one = 1;
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
             if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 512) != 0) {
@@ -114,14 +117,15 @@ static int lock_data_dir(const char *dir, char *err, size_t errlen) {
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
         pid[n > 0 ? n : 0] = 0;
         pid[strcspn(pid, "\n")] = 0;
-        snprintf(err, errlen, "data dir %s is in use by another tricorder%s%s%s", dir,
-                 *pid ? " (pid " : "", pid, *pid ? ")" : "");
+        snprintf(err, errlen, "data dir %s is in use by another tricorder%s%s%s", dir, *pid ? " (pid " : "",
+                 pid, *pid ? ")" : "");
         close(fd);
         return -1;
     }
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, n, 0) != n) { /* best effort */ }
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, n, 0) != n) { /* best effort */
+    }
     return fd;
 }
 
@@ -131,7 +135,9 @@ int tr_app_healthcheck(const tr_config *cfg) {
     if (tr_parse_addr(cfg->http_addr, host, sizeof host, &p)) return 1;
     snprintf(port, sizeof port, "%d", p);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(*host && strcmp(host, "0.0.0.0") && strcmp(host, "::") ? host : "127.0.0.1", port, &hints, &res)) return 1;
+    if (getaddrinfo(*host && strcmp(host, "0.0.0.0") && strcmp(host, "::") ? host : "127.0.0.1", port, &hints,
+                    &res))
+        return 1;
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct timeval tv = {5, 0};
     int ok = 0;
@@ -140,7 +146,8 @@ int tr_app_healthcheck(const tr_config *cfg) {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         static const char req[] = "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n";
         char buf[64] = "";
-        if (connect(fd, res->ai_addr, res->ai_addrlen) == 0 && write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
+        if (connect(fd, res->ai_addr, res->ai_addrlen) == 0 &&
+            write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
             ssize_t n = read(fd, buf, sizeof buf - 1);
             buf[n > 0 ? n : 0] = 0;
             ok = strncmp(buf, "HTTP/1.1 200", 12) == 0 || strncmp(buf, "HTTP/1.0 200", 12) == 0;
@@ -165,13 +172,14 @@ static void process_collect(void *ctx) {
     tr_gauge_set(a->rss, (double)rss * (double)sysconf(_SC_PAGESIZE));
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    tr_gauge_set(a->cpu, ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
-                             (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+    tr_gauge_set(a->cpu,
+                 ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
     int nfd = 0;
     DIR *d = opendir("/proc/self/fd");
     if (d) {
         struct dirent *e;
-        while ((e = readdir(d))) if (e->d_name[0] != '.') nfd++;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.') nfd++;
         closedir(d);
         nfd--; /* the one opendir holds */
     }
@@ -181,11 +189,16 @@ static void process_collect(void *ctx) {
 
 static void process_metrics(app *a) {
     a->rss = tr_gauge_new("process_resident_memory_bytes", "Resident memory size in bytes.", NULL);
-    a->cpu = tr_gauge_new("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", NULL);
+    a->cpu =
+        tr_gauge_new("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", NULL);
     a->fds = tr_gauge_new("process_open_fds", "Number of open file descriptors.", NULL);
-    a->start = tr_gauge_new("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", NULL);
-    a->grpc_conns = tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"otlp_grpc\"");
-    tr_metric *info = tr_gauge_new("tricorder_build_info", "A metric with a constant '1' value labeled by version.", "version=\"" TRICORDER_VERSION "\"");
+    a->start = tr_gauge_new("process_start_time_seconds",
+                            "Start time of the process since unix epoch in seconds.", NULL);
+    a->grpc_conns =
+        tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"otlp_grpc\"");
+    tr_metric *info =
+        tr_gauge_new("tricorder_build_info", "A metric with a constant '1' value labeled by version.",
+                     "version=\"" TRICORDER_VERSION "\"");
     tr_gauge_set(info, 1);
     tr_gauge_set(a->start, (double)time(NULL));
     tr_selfmon_add_collector(process_collect, a);
@@ -250,10 +263,12 @@ static int start_rules(app *a, char *err, size_t errlen) {
         int port = 0;
         tr_parse_addr(cfg->http_addr, h2, sizeof h2, &port);
         if (gethostname(host, sizeof host) != 0 || !*host) snprintf(host, sizeof host, "localhost");
-        snprintf(url, sizeof url, "http://%s:%d", *h2 && strcmp(h2, "0.0.0.0") && strcmp(h2, "::") ? h2 : host, port);
+        snprintf(url, sizeof url, "http://%s:%d",
+                 *h2 && strcmp(h2, "0.0.0.0") && strcmp(h2, "::") ? h2 : host, port);
     }
     size_t l = strlen(url);
-    while (l && url[l - 1] == '/') url[--l] = 0;
+    while (l && url[l - 1] == '/')
+        url[--l] = 0;
     tr_rules_opts ro = {
         .db = a->db,
         .wq = a->wq,
@@ -322,7 +337,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     clock_gettime(CLOCK_MONOTONIC, &a->stop_at);
     a->stop_at.tv_sec += a->cfg->shutdown_timeout_ms / 1000;
     a->stop_at.tv_nsec += (a->cfg->shutdown_timeout_ms % 1000) * 1000000;
-    if (a->stop_at.tv_nsec >= 1000000000) { a->stop_at.tv_sec++; a->stop_at.tv_nsec -= 1000000000; }
+    if (a->stop_at.tv_nsec >= 1000000000) {
+        a->stop_at.tv_sec++;
+        a->stop_at.tv_nsec -= 1000000000;
+    }
     a->drain = evtimer_new(a->base, drain_tick, a);
     drain_tick(-1, 0, a);
 }
@@ -349,14 +367,20 @@ int tr_app_run(const tr_config *cfg) {
     if ((fd_otlp_http = tr_app_listen(cfg->otlp_http_addr, err, sizeof err)) < 0) goto fail_msg;
 
     a->base = event_base_new();
-    if (!a->base) { snprintf(err, sizeof err, "cannot create the event loop"); goto fail_msg; }
+    if (!a->base) {
+        snprintf(err, sizeof err, "cannot create the event loop");
+        goto fail_msg;
+    }
     process_metrics(a);
 
     /* workers: enough for a few concurrent exports and queries on a small machine; the
      * queue bound turns a pile-up into quick 503s instead of unbounded memory. Its event also
      * brings the stores' acknowledgements back to the loop. */
     if (!(a->wq = tr_workq_new(a->base, 4, 256, err, sizeof err))) goto fail_msg;
-    if (!(a->tsdb_waker = tr_workq_waker_new(a->wq, tsdb_completions_due, a))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    if (!(a->tsdb_waker = tr_workq_waker_new(a->wq, tsdb_completions_due, a))) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail_msg;
+    }
 
     char mdir[4200];
     snprintf(mdir, sizeof mdir, "%s/metrics", cfg->data_dir);
@@ -381,8 +405,13 @@ int tr_app_run(const tr_config *cfg) {
     if (!(a->msink = otlp_metrics_sink_new(a->db, &to, err, sizeof err))) goto fail_msg;
     /* remote write bodies are snappy blocks: bounded as sent by the HTTP limit, and once
      * uncompressed by at least 16 MiB (vmagent sends blocks of up to 8 MiB) */
-    size_t rw_max = (size_t)cfg->otlp_max_message_bytes * 4 > ((size_t)16 << 20) ? (size_t)cfg->otlp_max_message_bytes * 4 : ((size_t)16 << 20);
-    if (!(a->ingest = tr_ingest_new(a->db, (size_t)cfg->otlp_max_message_bytes, rw_max))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    size_t rw_max = (size_t)cfg->otlp_max_message_bytes * 4 > ((size_t)16 << 20)
+                        ? (size_t)cfg->otlp_max_message_bytes * 4
+                        : ((size_t)16 << 20);
+    if (!(a->ingest = tr_ingest_new(a->db, (size_t)cfg->otlp_max_message_bytes, rw_max))) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail_msg;
+    }
 
     a->traces_waker = tr_workq_waker_new(a->wq, traces_ready, a);
     traces_config tc = {
@@ -416,10 +445,18 @@ int tr_app_run(const tr_config *cfg) {
         .cors_origin = cfg->web_cors_origin,
     };
     a->http = tr_http_new(a->base, &hc);
-    if (!a->recv || !a->http) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    if (!a->recv || !a->http) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail_msg;
+    }
 
     if (start_rules(a, err, sizeof err) != 0) goto fail_msg;
-    a->env = (tr_api_env){.db = a->db, .traces = a->traces, .recv = a->recv, .ingest = a->ingest, .wq = a->wq, .rules = a->rules,
+    a->env = (tr_api_env){.db = a->db,
+                          .traces = a->traces,
+                          .recv = a->recv,
+                          .ingest = a->ingest,
+                          .wq = a->wq,
+                          .rules = a->rules,
                           .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
                           .retention_ms = cfg->retention_ms,
                           .query_timeout_ms = cfg->query_timeout_ms,
@@ -438,19 +475,36 @@ int tr_app_run(const tr_config *cfg) {
     tr_api_prom_rules_routes(a->http, &a->env);
     tr_api_jaeger_routes(a->http, &a->env);
     char *flags_json = tr_config_flags_json(cfg);
-    a->ui = tr_ui_new(a->http, &(tr_ui_options){.dashboards_dir = cfg->dashboards_dir, .flags_json = flags_json});
+    a->ui =
+        tr_ui_new(a->http, &(tr_ui_options){.dashboards_dir = cfg->dashboards_dir, .flags_json = flags_json});
     free(flags_json);
-    if (!a->ui) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    if (!a->ui) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail_msg;
+    }
     char inst[300];
     snprintf(inst, sizeof inst, "%s%s", cfg->http_addr[0] == ':' ? "localhost" : "", cfg->http_addr);
-    if (cfg->self_scrape_interval_ms > 0 && !(a->scrape = tr_selfscrape_start(a->base, a->db, cfg->self_scrape_interval_ms, inst))) { snprintf(err, sizeof err, "out of memory"); goto fail_msg; }
+    if (cfg->self_scrape_interval_ms > 0 &&
+        !(a->scrape = tr_selfscrape_start(a->base, a->db, cfg->self_scrape_interval_ms, inst))) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail_msg;
+    }
 
-    if (tr_http_listen(a->http, fd_http, 0) != 0) { snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr); goto fail_msg; }
+    if (tr_http_listen(a->http, fd_http, 0) != 0) {
+        snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr);
+        goto fail_msg;
+    }
     fd_http = -1;
-    if (tr_http_listen(a->http, fd_otlp_http, 1) != 0) { snprintf(err, sizeof err, "cannot serve OTLP/HTTP on %s", cfg->otlp_http_addr); goto fail_msg; }
+    if (tr_http_listen(a->http, fd_otlp_http, 1) != 0) {
+        snprintf(err, sizeof err, "cannot serve OTLP/HTTP on %s", cfg->otlp_http_addr);
+        goto fail_msg;
+    }
     fd_otlp_http = -1;
     a->grpc = otlp_grpc_new(a->base, a->recv, fd_grpc);
-    if (!a->grpc) { snprintf(err, sizeof err, "cannot serve OTLP/gRPC on %s", cfg->otlp_grpc_addr); goto fail_msg; }
+    if (!a->grpc) {
+        snprintf(err, sizeof err, "cannot serve OTLP/gRPC on %s", cfg->otlp_grpc_addr);
+        goto fail_msg;
+    }
     fd_grpc = -1;
 
     a->sigterm = evsignal_new(a->base, SIGTERM, on_signal, a);
@@ -462,8 +516,10 @@ int tr_app_run(const tr_config *cfg) {
 
     char ret[32];
     snprintf(ret, sizeof ret, "%lldh", (long long)(cfg->retention_ms / 3600000));
-    if (cfg->retention_ms % 86400000 == 0) snprintf(ret, sizeof ret, "%lldd", (long long)(cfg->retention_ms / 86400000));
-    TR_INFO("tricorder started", "version=%s http=%s otlp_grpc=%s otlp_http=%s data_dir=%s retention=%s auth=%s ingest_token=%s",
+    if (cfg->retention_ms % 86400000 == 0)
+        snprintf(ret, sizeof ret, "%lldd", (long long)(cfg->retention_ms / 86400000));
+    TR_INFO("tricorder started",
+            "version=%s http=%s otlp_grpc=%s otlp_http=%s data_dir=%s retention=%s auth=%s ingest_token=%s",
             TRICORDER_VERSION, cfg->http_addr, cfg->otlp_grpc_addr, cfg->otlp_http_addr,
             tr_log_quote(q, sizeof q, cfg->data_dir), ret, cfg->basic_user ? "basic" : "none",
             cfg->ingest_token ? "set" : "none");

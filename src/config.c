@@ -35,50 +35,86 @@ static const flag flags[] = {
     {"otlp-grpc-addr", F_STRING, OFF(otlp_grpc_addr), ":4317", "OTLP/gRPC listener"},
     {"otlp-http-addr", F_STRING, OFF(otlp_http_addr), ":4318", "OTLP/HTTP listener"},
     {"retention", F_DURATION, OFF(retention_ms), "30d", "how long data is kept (12h, 14d, 90d, 1y)"},
-    {"retention-size", F_SIZE, OFF(retention_bytes), NULL, "cap on the metric blocks on disk, oldest blocks go first (e.g. 10GiB)"},
-    {"ooo-window", F_DURATION, OFF(ooo_window_ms), "10m", "samples this much older than a series' newest are still accepted"},
-    {"future-window", F_DURATION, OFF(future_window_ms), "2h", "samples more than this ahead of the clock are refused (0: no limit)"},
+    {"retention-size", F_SIZE, OFF(retention_bytes), NULL,
+     "cap on the metric blocks on disk, oldest blocks go first (e.g. 10GiB)"},
+    {"ooo-window", F_DURATION, OFF(ooo_window_ms), "10m",
+     "samples this much older than a series' newest are still accepted"},
+    {"future-window", F_DURATION, OFF(future_window_ms), "2h",
+     "samples more than this ahead of the clock are refused (0: no limit)"},
     {"max-series", F_INT, OFF(max_series), "0", "active series in the metrics head (0: no limit)"},
     {"max-label-name-length", F_INT, OFF(max_label_name_len), "256", "longest label name accepted"},
     {"max-label-value-length", F_INT, OFF(max_label_value_len), "4096", "longest label value accepted"},
-    {"max-labels-per-series", F_INT, OFF(max_labels_per_series), "64", "most labels in one series (__name__ included)"},
-    {"max-exemplars", F_INT, OFF(max_exemplars), "100000", "exemplars kept (newest win; in memory and the WAL) for /api/v1/query_exemplars (0: none)"},
+    {"max-labels-per-series", F_INT, OFF(max_labels_per_series), "64",
+     "most labels in one series (__name__ included)"},
+    {"max-exemplars", F_INT, OFF(max_exemplars), "100000",
+     "exemplars kept (newest win; in memory and the WAL) for /api/v1/query_exemplars (0: none)"},
     {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
-    {"basic-auth", F_STRING, OFF(basic_auth), NULL, "user:password required on every HTTP endpoint but /healthz"},
-    {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL, "file holding user:password (instead of --basic-auth)"},
-    {"ingest-token", F_STRING, OFF(ingest_token), NULL, "OTLP requests must carry Authorization: Bearer <token>"},
-    {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB", "largest OTLP message, after decompression"},
-    {"otlp-promote-resource-attributes", F_STRING, OFF(otlp_promote_resource_attributes), "all", "resource attributes copied onto every metric series as labels: all (as Scotty's collector does), none, or a comma list of keys"},
-    {"shutdown-timeout", F_DURATION, OFF(shutdown_timeout_ms), "8s", "how long SIGTERM waits for in-flight requests"},
-    {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s", "idle client connections are closed after this"},
-    {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL, "how long spans are kept (default: --retention)"},
-    {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL, "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
-    {"trace-sync", F_STRING, OFF(trace_sync), "full", "full: acknowledged spans survive a power cut (fsync per commit, concurrent exports share one); normal: they survive a crash of tricorder only"},
-    {"trace-max-attributes", F_INT, OFF(trace_max_attributes), "128", "attributes kept per span, event and link (0: no limit)"},
-    {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096", "longer string/bytes attribute values are cut (0: no limit)"},
+    {"basic-auth", F_STRING, OFF(basic_auth), NULL,
+     "user:password required on every HTTP endpoint but /healthz"},
+    {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL,
+     "file holding user:password (instead of --basic-auth)"},
+    {"ingest-token", F_STRING, OFF(ingest_token), NULL,
+     "OTLP requests must carry Authorization: Bearer <token>"},
+    {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB",
+     "largest OTLP message, after decompression"},
+    {"otlp-promote-resource-attributes", F_STRING, OFF(otlp_promote_resource_attributes), "all",
+     "resource attributes copied onto every metric series as labels: all (as Scotty's collector does), none, "
+     "or a comma list of keys"},
+    {"shutdown-timeout", F_DURATION, OFF(shutdown_timeout_ms), "8s",
+     "how long SIGTERM waits for in-flight requests"},
+    {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s",
+     "idle client connections are closed after this"},
+    {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL,
+     "how long spans are kept (default: --retention)"},
+    {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL,
+     "cap on the trace database size, oldest spans go first (e.g. 10GiB)"},
+    {"trace-sync", F_STRING, OFF(trace_sync), "full",
+     "full: acknowledged spans survive a power cut (fsync per commit, concurrent exports share one); normal: "
+     "they survive a crash of tricorder only"},
+    {"trace-max-attributes", F_INT, OFF(trace_max_attributes), "128",
+     "attributes kept per span, event and link (0: no limit)"},
+    {"trace-max-attribute-value-bytes", F_SIZE, OFF(trace_max_value_bytes), "4096",
+     "longer string/bytes attribute values are cut (0: no limit)"},
     {"trace-max-events", F_INT, OFF(trace_max_events), "128", "events kept per span (0: no limit)"},
     {"trace-max-links", F_INT, OFF(trace_max_links), "128", "links kept per span (0: no limit)"},
     {"query-timeout", F_DURATION, OFF(query_timeout_ms), "2m", "longest a PromQL query may run"},
-    {"query-max-samples", F_INT, OFF(query_max_samples), "50000000", "most samples one PromQL query may load into memory"},
-    {"query-max-concurrency", F_INT, OFF(query_max_concurrency), "20", "PromQL queries evaluated at once; more are answered 503"},
-    {"query-lookback-delta", F_DURATION, OFF(query_lookback_ms), "5m", "how far back an instant selector looks for a sample"},
-    {"query-log-threshold", F_DURATION, OFF(query_log_threshold_ms), "10s", "queries slower than this are logged (0: none)"},
-    {"web-cors-origin", F_STRING, OFF(web_cors_origin), ".*", "regex (anchored, as Prometheus' --web.cors.origin) of the origins the APIs answer CORS requests for"},
-    {"jaeger-max-clock-skew-adjust", F_DURATION, OFF(jaeger_max_skew_ms), "0", "largest clock-skew shift the Jaeger API applies to a span from another host (0: as jaeger-query, skew is only warned about)"},
-    {"self-scrape-interval", F_DURATION, OFF(self_scrape_interval_ms), "15s", "tricorder stores its own /metrics this often under job=\"tricorder\" (0: off)"},
-    {"dashboards-dir", F_STRING, OFF(dashboards_dir), NULL, "directory of Grafana dashboard JSON files added to the web UI (same uid: replaces a built-in one)"},
-    {"rule-files", F_LIST, OFF(rule_files), NULL, "Prometheus rule files (globs; repeatable, or comma-separated in the environment); replace the built-in rules/scotty.yml; reloaded on SIGHUP and when they change"},
-    {"no-default-rules", F_BOOL, OFF(no_default_rules), NULL, "do not load the built-in rules (Scotty's four alerts)"},
-    {"rule-evaluation-interval", F_DURATION, OFF(rule_eval_interval_ms), "1m", "evaluation interval of rule groups that set none"},
-    {"alertmanager-url", F_LIST, OFF(alertmanager_urls), NULL, "Alertmanager to send alerts to (http://host:9093; repeatable): POST /api/v2/alerts"},
-    {"alert-webhook-url", F_LIST, OFF(alert_webhook_urls), NULL, "URL that receives Alertmanager's webhook payload (version 4) for each batch of alerts (repeatable)"},
-    {"external-url", F_STRING, OFF(external_url), NULL, "the URL users reach tricorder at (alert links); default http://<hostname><http-addr>"},
+    {"query-max-samples", F_INT, OFF(query_max_samples), "50000000",
+     "most samples one PromQL query may load into memory"},
+    {"query-max-concurrency", F_INT, OFF(query_max_concurrency), "20",
+     "PromQL queries evaluated at once; more are answered 503"},
+    {"query-lookback-delta", F_DURATION, OFF(query_lookback_ms), "5m",
+     "how far back an instant selector looks for a sample"},
+    {"query-log-threshold", F_DURATION, OFF(query_log_threshold_ms), "10s",
+     "queries slower than this are logged (0: none)"},
+    {"web-cors-origin", F_STRING, OFF(web_cors_origin), ".*",
+     "regex (anchored, as Prometheus' --web.cors.origin) of the origins the APIs answer CORS requests for"},
+    {"jaeger-max-clock-skew-adjust", F_DURATION, OFF(jaeger_max_skew_ms), "0",
+     "largest clock-skew shift the Jaeger API applies to a span from another host (0: as jaeger-query, skew "
+     "is only warned about)"},
+    {"self-scrape-interval", F_DURATION, OFF(self_scrape_interval_ms), "15s",
+     "tricorder stores its own /metrics this often under job=\"tricorder\" (0: off)"},
+    {"dashboards-dir", F_STRING, OFF(dashboards_dir), NULL,
+     "directory of Grafana dashboard JSON files added to the web UI (same uid: replaces a built-in one)"},
+    {"rule-files", F_LIST, OFF(rule_files), NULL,
+     "Prometheus rule files (globs; repeatable, or comma-separated in the environment); replace the built-in "
+     "rules/scotty.yml; reloaded on SIGHUP and when they change"},
+    {"no-default-rules", F_BOOL, OFF(no_default_rules), NULL,
+     "do not load the built-in rules (Scotty's four alerts)"},
+    {"rule-evaluation-interval", F_DURATION, OFF(rule_eval_interval_ms), "1m",
+     "evaluation interval of rule groups that set none"},
+    {"alertmanager-url", F_LIST, OFF(alertmanager_urls), NULL,
+     "Alertmanager to send alerts to (http://host:9093; repeatable): POST /api/v2/alerts"},
+    {"alert-webhook-url", F_LIST, OFF(alert_webhook_urls), NULL,
+     "URL that receives Alertmanager's webhook payload (version 4) for each batch of alerts (repeatable)"},
+    {"external-url", F_STRING, OFF(external_url), NULL,
+     "the URL users reach tricorder at (alert links); default http://<hostname><http-addr>"},
 };
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
 static void env_name(const char *name, char *out, size_t cap) {
     size_t o = snprintf(out, cap, "TRICORDER_");
-    for (; *name && o + 1 < cap; name++) out[o++] = *name == '-' ? '_' : (char)toupper((unsigned char)*name);
+    for (; *name && o + 1 < cap; name++)
+        out[o++] = *name == '-' ? '_' : (char)toupper((unsigned char)*name);
     out[o] = 0;
 }
 
@@ -90,10 +126,23 @@ int tr_parse_size(const char *s, int64_t *bytes) {
     char *end;
     long long n = strtoll(s, &end, 10);
     if (errno || n < 0) return -1;
-    static const struct { const char *suf; int64_t mul; } units[] = {
-        {"", 1}, {"B", 1}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000LL},
-        {"TB", 1000000000000LL}, {"KiB", 1024}, {"MiB", 1048576}, {"GiB", 1073741824LL},
-        {"TiB", 1099511627776LL}, {"k", 1000}, {"K", 1024}, {"M", 1048576}, {"G", 1073741824LL}};
+    static const struct {
+        const char *suf;
+        int64_t mul;
+    } units[] = {{"", 1},
+                 {"B", 1},
+                 {"KB", 1000},
+                 {"MB", 1000000},
+                 {"GB", 1000000000LL},
+                 {"TB", 1000000000000LL},
+                 {"KiB", 1024},
+                 {"MiB", 1048576},
+                 {"GiB", 1073741824LL},
+                 {"TiB", 1099511627776LL},
+                 {"k", 1000},
+                 {"K", 1024},
+                 {"M", 1048576},
+                 {"G", 1073741824LL}};
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (strcmp(end, units[i].suf) == 0) {
             if (n > INT64_MAX / units[i].mul) return -1;
@@ -128,8 +177,7 @@ int tr_parse_addr(const char *s, char *host, size_t hostcap, int *port) {
     return 0;
 }
 
-static int set_flag(tr_config *c, const flag *f, const char *v, const char *src, char *err,
-                    size_t errlen) {
+static int set_flag(tr_config *c, const flag *f, const char *v, const char *src, char *err, size_t errlen) {
     char *base = (char *)c;
     switch (f->type) {
     case F_STRING: {
@@ -170,7 +218,8 @@ static int set_flag(tr_config *c, const flag *f, const char *v, const char *src,
         if (old) d[old++] = '\n';
         memcpy(d + old, v, add + 1);
         if (env)
-            for (char *p = d + old; *p; p++) if (*p == ',') *p = '\n';
+            for (char *p = d + old; *p; p++)
+                if (*p == ',') *p = '\n';
         *slot = d;
         return 0;
     }
@@ -228,7 +277,8 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
     char src[96];
     char cli_list[NFLAGS] = {0};
     for (size_t i = 0; i < NFLAGS; i++)
-        if (flags[i].def && set_flag(c, &flags[i], flags[i].def, "default", err, errlen)) return TR_CONFIG_ERROR;
+        if (flags[i].def && set_flag(c, &flags[i], flags[i].def, "default", err, errlen))
+            return TR_CONFIG_ERROR;
     for (char **e = envp; e && *e; e++) {
         if (strncmp(*e, "TRICORDER_", 10) != 0) continue;
         const char *eq = strchr(*e, '=');
@@ -277,7 +327,8 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
             val = argv[++a];
         }
         snprintf(src, sizeof src, "--%s", f->name);
-        if (f->type == F_LIST && !cli_list[f - flags]) { /* the command line replaces the environment's list */
+        if (f->type == F_LIST &&
+            !cli_list[f - flags]) { /* the command line replaces the environment's list */
             cli_list[f - flags] = 1;
             free(*(char **)((char *)c + f->off));
             *(char **)((char *)c + f->off) = NULL;
@@ -315,7 +366,9 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
     c->trace_sync_normal = strcmp(c->trace_sync, "normal") == 0;
     if (c->query_timeout_ms <= 0 || c->query_max_samples <= 0 || c->query_max_concurrency <= 0 ||
         c->query_max_concurrency > 1000 || c->query_lookback_ms <= 0) {
-        snprintf(err, errlen, "--query-timeout, --query-max-samples, --query-lookback-delta must be positive, --query-max-concurrency between 1 and 1000");
+        snprintf(err, errlen,
+                 "--query-timeout, --query-max-samples, --query-lookback-delta must be positive, "
+                 "--query-max-concurrency between 1 and 1000");
         return TR_CONFIG_ERROR;
     }
     {
@@ -333,10 +386,13 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
     }
     char host[256];
     int port;
-    const char *addrs[][2] = {{"--http-addr", c->http_addr}, {"--otlp-grpc-addr", c->otlp_grpc_addr}, {"--otlp-http-addr", c->otlp_http_addr}};
+    const char *addrs[][2] = {{"--http-addr", c->http_addr},
+                              {"--otlp-grpc-addr", c->otlp_grpc_addr},
+                              {"--otlp-http-addr", c->otlp_http_addr}};
     for (int i = 0; i < 3; i++)
         if (tr_parse_addr(addrs[i][1], host, sizeof host, &port)) {
-            snprintf(err, errlen, "%s: invalid address %s (want host:port or :port)", addrs[i][0], addrs[i][1]);
+            snprintf(err, errlen, "%s: invalid address %s (want host:port or :port)", addrs[i][0],
+                     addrs[i][1]);
             return TR_CONFIG_ERROR;
         }
     return TR_CONFIG_OK;
@@ -393,7 +449,8 @@ char *tr_config_flags_json(const tr_config *c) {
         case F_LIST: { /* one value per line, shown comma-separated as Prometheus shows lists */
             const char *s = *(char *const *)(base + f->off);
             size_t k = 0;
-            for (; s && s[k] && k + 1 < sizeof val; k++) val[k] = s[k] == '\n' ? ',' : s[k];
+            for (; s && s[k] && k + 1 < sizeof val; k++)
+                val[k] = s[k] == '\n' ? ',' : s[k];
             val[k] = 0;
             break;
         }

@@ -12,8 +12,10 @@ extern char **environ;
 
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "check") == 0) return tr_check_main(argc - 1, argv + 1);
-    if (argc >= 2 && strcmp(argv[1], "check-rules") == 0) return tr_rules_check_main(argc - 1, argv + 1, stdout, stderr);
-    if (argc >= 2 && strcmp(argv[1], "test-rules") == 0) return tr_rules_test_main(argc - 1, argv + 1, stdout, stderr);
+    if (argc >= 2 && strcmp(argv[1], "check-rules") == 0)
+        return tr_rules_check_main(argc - 1, argv + 1, stdout, stderr);
+    if (argc >= 2 && strcmp(argv[1], "test-rules") == 0)
+        return tr_rules_test_main(argc - 1, argv + 1, stdout, stderr);
     tr_config cfg;
     char err[512];
     int healthcheck = argc == 2 && strcmp(argv[1], "--healthcheck") == 0;
@@ -28,8 +30,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (rc != TR_CONFIG_OK) {
-        tr_log(TR_LOG_ERROR, "invalid configuration", "error=%s",
-               tr_log_quote((char[600]){0}, 600, err));
+        tr_log(TR_LOG_ERROR, "invalid configuration", "error=%s", tr_log_quote((char[600]){0}, 600, err));
         tr_config_free(&cfg);
         return 1;
     }

@@ -40,7 +40,9 @@ void tr_drain_free(tr_drain *d) {
     free(d);
 }
 
-static size_t hash(const void *c, size_t cap) { return ((uintptr_t)c >> 4) * 11400714819323198485ull & (cap - 1); }
+static size_t hash(const void *c, size_t cap) {
+    return ((uintptr_t)c >> 4) * 11400714819323198485ull & (cap - 1);
+}
 
 static dconn *find(tr_drain *d, const struct evhttp_connection *c) {
     if (!d || !d->cap || !c) return NULL;
@@ -51,13 +53,15 @@ static dconn *find(tr_drain *d, const struct evhttp_connection *c) {
 
 static int grow(tr_drain *d) {
     size_t ncap = d->cap ? d->cap * 2 : 64;
-    while ((d->n + 1) * 2 > ncap) ncap *= 2;
+    while ((d->n + 1) * 2 > ncap)
+        ncap *= 2;
     dconn *nv = calloc(ncap, sizeof *nv);
     if (!nv) return -1;
     for (size_t i = 0; i < d->cap; i++) {
         if (!d->v[i].c || d->v[i].c == TOMB) continue;
         size_t j = hash(d->v[i].c, ncap);
-        while (nv[j].c) j = (j + 1) & (ncap - 1);
+        while (nv[j].c)
+            j = (j + 1) & (ncap - 1);
         nv[j] = d->v[i];
     }
     free(d->v);
@@ -83,7 +87,8 @@ void tr_drain_request(tr_drain *d, struct evhttp_request *req) {
     if (!e) {
         if ((d->used + 1) * 2 > d->cap && grow(d)) return;
         size_t i = hash(c, d->cap);
-        while (d->v[i].c && d->v[i].c != TOMB) i = (i + 1) & (d->cap - 1);
+        while (d->v[i].c && d->v[i].c != TOMB)
+            i = (i + 1) & (d->cap - 1);
         if (!d->v[i].c) d->used++;
         e = &d->v[i];
         *e = (dconn){.c = c};
@@ -124,7 +129,8 @@ static int idle(const dconn *e) {
     if (e->busy || e->reading) return 0;
     struct bufferevent *bev = evhttp_connection_get_bufferevent(e->c);
     if (!bev) return 0;
-    if (evbuffer_get_length(bufferevent_get_input(bev)) || evbuffer_get_length(bufferevent_get_output(bev))) return 0;
+    if (evbuffer_get_length(bufferevent_get_input(bev)) || evbuffer_get_length(bufferevent_get_output(bev)))
+        return 0;
     int pending = 0;
     evutil_socket_t fd = bufferevent_getfd(bev);
     if (fd >= 0 && ioctl(fd, FIONREAD, &pending) == 0 && pending > 0) return 0; /* a request not read yet */
@@ -138,7 +144,8 @@ unsigned tr_drain_idle_close(tr_drain *d) {
     size_t k = 0;
     for (size_t i = 0; close && i < d->cap; i++)
         if (d->v[i].c && d->v[i].c != TOMB && idle(&d->v[i])) close[k++] = d->v[i].c;
-    for (size_t i = 0; i < k; i++) evhttp_connection_free(close[i]);
+    for (size_t i = 0; i < k; i++)
+        evhttp_connection_free(close[i]);
     free(close);
     return (unsigned)d->n;
 }

@@ -81,8 +81,8 @@ unsigned tr_http_connections(const tr_http *h);
 /* The router's decision for (method, raw path) without a request: fills m (vars point into
  * `scratch`, scap bytes) and returns the route's handler context through *ctx, or returns 404
  * or 405 (with the allowed methods in *allow). For tests and tools. */
-int tr_http_resolve(tr_http *h, unsigned method, const char *raw_path, tr_http_match *m, char *scratch, size_t scap,
-                    void **ctx, unsigned *allow);
+int tr_http_resolve(tr_http *h, unsigned method, const char *raw_path, tr_http_match *m, char *scratch,
+                    size_t scap, void **ctx, unsigned *allow);
 
 /* Sets *flag to 1 (on the loop thread) when the client of `req` goes away before the reply
  * is complete; a worker polls the flag. Undo with tr_http_unwatch before the flag's memory
@@ -128,8 +128,7 @@ int tr_http_body(struct evhttp_request *req, size_t max, tr_buf *out);
 const char *tr_http_header(struct evhttp_request *req, const char *name);
 
 /* Sends a complete reply; `ctype` may be NULL. Counts it in /metrics. */
-void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, const void *body,
-                   size_t len);
+void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, const void *body, size_t len);
 void tr_http_reply_buf(struct evhttp_request *req, int status, const char *ctype, const tr_buf *b);
 /* Whether the request's Accept-Encoding takes gzip (loop thread). */
 int tr_http_accepts_gzip(struct evhttp_request *req);

@@ -18,7 +18,7 @@ struct tr_ingest {
     size_t max_body;         /* compressed (as sent) */
     size_t max_uncompressed; /* after snappy or gzip */
     tr_metric *requests[2], *errors[2], *stored[2], *refused[2];
-    uint8_t *plain;          /* remote write: the uncompressed body, reused between requests */
+    uint8_t *plain; /* remote write: the uncompressed body, reused between requests */
     size_t plain_cap;
 };
 

@@ -4,9 +4,9 @@
  * read and the JSON rendered by a job on the work queue (with a reader connection taken from
  * a small pool), and the reply is sent back on the loop thread. */
 #include <ctype.h>
-#include <pthread.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +22,9 @@
 #include "util/text.h"
 
 #define ENVELOPE_TAIL ",\"total\":%d,\"limit\":0,\"offset\":0,\"errors\":null}"
-#define MAX_LIMIT 1000        /* traces per search (larger asks are cut to this) */
-#define MAX_TRACE_IDS 1000    /* traceID parameters per request */
-#define MAX_TAGS 64           /* tag criteria per search */
+#define MAX_LIMIT 1000         /* traces per search (larger asks are cut to this) */
+#define MAX_TRACE_IDS 1000     /* traceID parameters per request */
+#define MAX_TAGS 64            /* tag criteria per search */
 #define MAX_REPLY (256u << 20) /* one response body */
 
 /* ---- parsers ---- */
@@ -38,8 +38,10 @@ int tr_jaeger_parse_int(const char *s, int bits, int64_t *out, char *err, size_t
     int range = 0;
     for (; *p; p++) {
         if (*p < '0' || *p > '9') goto syntax;
-        if (v > (UINT64_MAX - 9) / 10) range = 1;
-        else v = v * 10 + (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - 9) / 10)
+            range = 1;
+        else
+            v = v * 10 + (uint64_t)(*p - '0');
     }
     if (range || v > lim + (uint64_t)neg) {
         snprintf(err, errlen, "strconv.ParseInt: parsing \"%s\": value out of range", s);
@@ -56,8 +58,14 @@ int tr_jaeger_parse_bool(const char *s, int *out, char *err, size_t errlen) {
     static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
     static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
     for (int i = 0; i < 6; i++) {
-        if (strcmp(s, t[i]) == 0) { *out = 1; return 0; }
-        if (strcmp(s, f[i]) == 0) { *out = 0; return 0; }
+        if (strcmp(s, t[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcmp(s, f[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
     }
     snprintf(err, errlen, "strconv.ParseBool: parsing \"%s\": invalid syntax", s);
     return -1;
@@ -68,7 +76,10 @@ int tr_jaeger_parse_duration(const char *orig, int64_t *ns, char *err, size_t er
     int neg = 0;
     uint64_t d = 0;
     if (*s == '-' || *s == '+') neg = *s++ == '-';
-    if (strcmp(s, "0") == 0) { *ns = 0; return 0; }
+    if (strcmp(s, "0") == 0) {
+        *ns = 0;
+        return 0;
+    }
     if (!*s) goto invalid;
     while (*s) {
         if (*s != '.' && !isdigit((unsigned char)*s)) goto invalid;
@@ -84,24 +95,35 @@ int tr_jaeger_parse_duration(const char *orig, int64_t *ns, char *err, size_t er
             s++;
             const char *fs = s;
             for (; isdigit((unsigned char)*s); s++)
-                if (scale < 1e18) { frac = frac * 10 + (*s - '0'); scale *= 10; }
+                if (scale < 1e18) {
+                    frac = frac * 10 + (*s - '0');
+                    scale *= 10;
+                }
             post = s != fs;
         }
         if (!pre && !post) goto invalid;
         const char *u = s;
-        while (*s && *s != '.' && !isdigit((unsigned char)*s)) s++;
+        while (*s && *s != '.' && !isdigit((unsigned char)*s))
+            s++;
         size_t ul = (size_t)(s - u);
         if (ul == 0) {
             snprintf(err, errlen, "time: missing unit in duration \"%s\"", orig);
             return -1;
         }
         uint64_t unit;
-        if (ul == 2 && !memcmp(u, "ns", 2)) unit = 1;
-        else if ((ul == 2 && !memcmp(u, "us", 2)) || (ul == 3 && !memcmp(u, "\xc2\xb5s", 3)) || (ul == 3 && !memcmp(u, "\xce\xbcs", 3))) unit = 1000;
-        else if (ul == 2 && !memcmp(u, "ms", 2)) unit = 1000000;
-        else if (ul == 1 && *u == 's') unit = 1000000000ULL;
-        else if (ul == 1 && *u == 'm') unit = 60000000000ULL;
-        else if (ul == 1 && *u == 'h') unit = 3600000000000ULL;
+        if (ul == 2 && !memcmp(u, "ns", 2))
+            unit = 1;
+        else if ((ul == 2 && !memcmp(u, "us", 2)) || (ul == 3 && !memcmp(u, "\xc2\xb5s", 3)) ||
+                 (ul == 3 && !memcmp(u, "\xce\xbcs", 3)))
+            unit = 1000;
+        else if (ul == 2 && !memcmp(u, "ms", 2))
+            unit = 1000000;
+        else if (ul == 1 && *u == 's')
+            unit = 1000000000ULL;
+        else if (ul == 1 && *u == 'm')
+            unit = 60000000000ULL;
+        else if (ul == 1 && *u == 'h')
+            unit = 3600000000000ULL;
         else {
             snprintf(err, errlen, "time: unknown unit \"%.*s\" in duration \"%s\"", (int)ul, u, orig);
             return -1;
@@ -140,7 +162,8 @@ bad:
 
 void tr_jaeger_format_trace_id(const uint8_t id[16], char *out) {
     int hi_zero = 1;
-    for (int i = 0; i < 8; i++) if (id[i]) hi_zero = 0;
+    for (int i = 0; i < 8; i++)
+        if (id[i]) hi_zero = 0;
     int from = hi_zero ? 8 : 0;
     tr_hex_encode(id + from, (size_t)(16 - from), out);
 }
@@ -185,9 +208,12 @@ static void kv_attr(tr_json *j, const kv_t *kv, tr_buf *tmp) {
     switch (vc) {
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
         tr_json_obj_open(j);
-        tr_json_key(j, "key"); tr_json_str(j, k);
-        tr_json_key(j, "type"); tr_json_str(j, "bool");
-        tr_json_key(j, "value"); tr_json_bool(j, v->bool_value);
+        tr_json_key(j, "key");
+        tr_json_str(j, k);
+        tr_json_key(j, "type");
+        tr_json_str(j, "bool");
+        tr_json_key(j, "value");
+        tr_json_bool(j, v->bool_value);
         tr_json_obj_close(j);
         return;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
@@ -195,8 +221,10 @@ static void kv_attr(tr_json *j, const kv_t *kv, tr_buf *tmp) {
         return;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
         tr_json_obj_open(j);
-        tr_json_key(j, "key"); tr_json_str(j, k);
-        tr_json_key(j, "type"); tr_json_str(j, "float64");
+        tr_json_key(j, "key");
+        tr_json_str(j, k);
+        tr_json_key(j, "type");
+        tr_json_str(j, "float64");
         tr_json_key(j, "value");
         if (isfinite(v->double_value)) {
             tr_json_double(j, v->double_value);
@@ -211,9 +239,12 @@ static void kv_attr(tr_json *j, const kv_t *kv, tr_buf *tmp) {
         size_t n;
         const char *s = traces_value_form(v, tmp, &n);
         tr_json_obj_open(j);
-        tr_json_key(j, "key"); tr_json_str(j, k);
-        tr_json_key(j, "type"); tr_json_str(j, "binary");
-        tr_json_key(j, "value"); tr_json_strn(j, s, n);
+        tr_json_key(j, "key");
+        tr_json_str(j, k);
+        tr_json_key(j, "type");
+        tr_json_str(j, "binary");
+        tr_json_key(j, "value");
+        tr_json_strn(j, s, n);
         tr_json_obj_close(j);
         return;
     }
@@ -221,9 +252,12 @@ static void kv_attr(tr_json *j, const kv_t *kv, tr_buf *tmp) {
         size_t n;
         const char *s = traces_value_form(v, tmp, &n);
         tr_json_obj_open(j);
-        tr_json_key(j, "key"); tr_json_str(j, k);
-        tr_json_key(j, "type"); tr_json_str(j, "string");
-        tr_json_key(j, "value"); tr_json_strn(j, s, n);
+        tr_json_key(j, "key");
+        tr_json_str(j, k);
+        tr_json_key(j, "type");
+        tr_json_str(j, "string");
+        tr_json_key(j, "value");
+        tr_json_strn(j, s, n);
         tr_json_obj_close(j);
         return;
     }
@@ -252,7 +286,8 @@ static kv_t **sorted_kvs(kv_t **kvs, size_t n) {
 
 static size_t count_nonnull(kv_t **kvs, size_t n) {
     size_t m = 0;
-    for (size_t i = 0; i < n; i++) m += kvs[i] != NULL;
+    for (size_t i = 0; i < n; i++)
+        m += kvs[i] != NULL;
     return m;
 }
 
@@ -278,7 +313,8 @@ enum { KV_SORT = 1, KV_IP = 2 };
 
 /* Attributes as Jaeger KeyValues: sorted by key and with IPs rewritten unless raw (flags 0),
  * leaving out `skip` and the SDK keys whose bit is set in sdk_skip. */
-static void kvs_out(tr_json *j, kv_t **kvs, size_t n, const char *skip, unsigned sdk_skip, int flags, tr_buf *tmp) {
+static void kvs_out(tr_json *j, kv_t **kvs, size_t n, const char *skip, unsigned sdk_skip, int flags,
+                    tr_buf *tmp) {
     kv_t **o = flags & KV_SORT ? sorted_kvs(kvs, n) : NULL;
     size_t m = o ? count_nonnull(kvs, n) : n;
     for (size_t i = 0; i < m; i++) {
@@ -287,7 +323,8 @@ static void kvs_out(tr_json *j, kv_t **kvs, size_t n, const char *skip, unsigned
         if (skip && kv->key && strcmp(kv->key, skip) == 0) continue;
         if (sdk_skip && kv->key) {
             int drop = 0;
-            for (int q = 0; q < TR_JAEGER_NSDK && !drop; q++) drop = (sdk_skip >> q & 1) && !strcmp(kv->key, tr_jaeger_sdk_keys[q]);
+            for (int q = 0; q < TR_JAEGER_NSDK && !drop; q++)
+                drop = (sdk_skip >> q & 1) && !strcmp(kv->key, tr_jaeger_sdk_keys[q]);
             if (drop) continue;
         }
         if ((flags & KV_IP) && kv_ip(j, kv)) continue;
@@ -297,7 +334,8 @@ static void kvs_out(tr_json *j, kv_t **kvs, size_t n, const char *skip, unsigned
 }
 
 static int zero_bytes(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) if (p[i]) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
     return 1;
 }
 
@@ -309,11 +347,13 @@ static void process_json(tr_buf *b, const traces_pb_resource *res, const tr_jaeg
     tr_json_str(&j, traces_service_name(res));
     tr_json_key(&j, "tags");
     tr_json_arr_open(&j);
-    if (res) kvs_out(&j, res->attributes, res->n_attributes, "service.name", 0, adj ? KV_SORT | KV_IP : 0, tmp);
+    if (res)
+        kvs_out(&j, res->attributes, res->n_attributes, "service.name", 0, adj ? KV_SORT | KV_IP : 0, tmp);
     /* span attributes the SDK adjuster moved here come after the sorted ones, as Jaeger
      * appends them */
     const tr_jaeger_res_extra *rx = tr_jaeger_adj_extra(adj, res);
-    for (size_t i = 0; rx && i < rx->n; i++) kv_attr(&j, rx->kv[i], tmp);
+    for (size_t i = 0; rx && i < rx->n; i++)
+        kv_attr(&j, rx->kv[i], tmp);
     tr_json_arr_close(&j);
     tr_json_obj_close(&j);
 }
@@ -350,7 +390,8 @@ static int ev_name_cmp(const ev_t *a, const ev_t *b) {
     return strcmp(a->name ? a->name : "", b->name ? b->name : "");
 }
 
-static void render_span(tr_json *j, const traces_span *ts, const char *pid, const tr_jaeger_span_adj *sa, tr_buf *tmp) {
+static void render_span(tr_json *j, const traces_span *ts, const char *pid, const tr_jaeger_span_adj *sa,
+                        tr_buf *tmp) {
     const traces_pb_span *sp = ts->span;
     int raw = sa == NULL;
     int64_t delta = sa ? sa->delta_ns : 0;
@@ -373,7 +414,8 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, cons
         const char *type = "CHILD_OF";
         for (size_t i = 0; i < sp->n_links; i++) {
             const link_t *l = sp->links[i];
-            if (l && l->trace_id.len == 16 && l->span_id.len == 8 && !memcmp(l->trace_id.data, sp->trace_id.data, 16) &&
+            if (l && l->trace_id.len == 16 && l->span_id.len == 8 &&
+                !memcmp(l->trace_id.data, sp->trace_id.data, 16) &&
                 !memcmp(l->span_id.data, sp->parent_span_id.data, 8))
                 type = link_ref_type(l);
         }
@@ -382,15 +424,22 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, cons
     for (size_t i = 0; i < sp->n_links; i++) {
         const link_t *l = sp->links[i];
         if (!l || l->trace_id.len != 16 || l->span_id.len != 8) continue;
-        if (!raw && zero_bytes(l->trace_id.data, 16)) { link_removed = 1; continue; }
-        if (has_parent && !memcmp(l->trace_id.data, sp->trace_id.data, 16) && !memcmp(l->span_id.data, sp->parent_span_id.data, 8)) continue;
+        if (!raw && zero_bytes(l->trace_id.data, 16)) {
+            link_removed = 1;
+            continue;
+        }
+        if (has_parent && !memcmp(l->trace_id.data, sp->trace_id.data, 16) &&
+            !memcmp(l->span_id.data, sp->parent_span_id.data, 8))
+            continue;
         ref(j, link_ref_type(l), l->trace_id.data, l->span_id.data);
     }
     tr_json_arr_close(j);
     tr_json_key(j, "startTime");
     tr_json_int(j, ((int64_t)sp->start_time_unix_nano + delta) / 1000);
     tr_json_key(j, "duration");
-    tr_json_uint(j, sp->end_time_unix_nano > sp->start_time_unix_nano ? (sp->end_time_unix_nano - sp->start_time_unix_nano) / 1000 : 0);
+    tr_json_uint(j, sp->end_time_unix_nano > sp->start_time_unix_nano
+                        ? (sp->end_time_unix_nano - sp->start_time_unix_nano) / 1000
+                        : 0);
     tr_json_key(j, "tags");
     tr_json_arr_open(j);
     const traces_pb_scope *sc = ts->scope;
@@ -400,19 +449,25 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, cons
     const char *kind = traces_kind_name(sp->kind);
     if (*kind) kv_str(j, "span.kind", kind);
     if (sp->status) {
-        if (sp->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_OK) kv_str(j, "otel.status_code", "OK");
+        if (sp->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_OK)
+            kv_str(j, "otel.status_code", "OK");
         if (sp->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR) {
             kv_str(j, "otel.status_code", "ERROR");
             tr_json_obj_open(j);
-            tr_json_key(j, "key"); tr_json_str(j, "error");
-            tr_json_key(j, "type"); tr_json_str(j, "bool");
-            tr_json_key(j, "value"); tr_json_bool(j, 1);
+            tr_json_key(j, "key");
+            tr_json_str(j, "error");
+            tr_json_key(j, "type");
+            tr_json_str(j, "bool");
+            tr_json_key(j, "value");
+            tr_json_bool(j, 1);
             tr_json_obj_close(j);
         }
-        if (sp->status->message && *sp->status->message) kv_str(j, "otel.status_description", sp->status->message);
+        if (sp->status->message && *sp->status->message)
+            kv_str(j, "otel.status_description", sp->status->message);
     }
     if (sp->trace_state && *sp->trace_state) kv_str(j, "w3c.tracestate", sp->trace_state);
-    if (sp->dropped_attributes_count) kv_int(j, "otel.dropped_attributes_count", sp->dropped_attributes_count);
+    if (sp->dropped_attributes_count)
+        kv_int(j, "otel.dropped_attributes_count", sp->dropped_attributes_count);
     if (sp->dropped_events_count) kv_int(j, "otel.dropped_events_count", sp->dropped_events_count);
     if (sp->dropped_links_count) kv_int(j, "otel.dropped_links_count", sp->dropped_links_count);
     tr_json_arr_close(j);
@@ -426,7 +481,10 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, cons
         const ev_t *e = sp->events[i];
         if (!e) continue;
         size_t p = m;
-        while (!raw && p > 0 && ev_name_cmp(evs[p - 1], e) > 0) { evs[p] = evs[p - 1]; p--; }
+        while (!raw && p > 0 && ev_name_cmp(evs[p - 1], e) > 0) {
+            evs[p] = evs[p - 1];
+            p--;
+        }
         evs[p] = e;
         m++;
     }
@@ -439,7 +497,8 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, cons
         tr_json_arr_open(j);
         int has_event_attr = 0;
         for (size_t k = 0; k < e->n_attributes; k++)
-            if (e->attributes[k] && e->attributes[k]->key && strcmp(e->attributes[k]->key, "event") == 0) has_event_attr = 1;
+            if (e->attributes[k] && e->attributes[k]->key && strcmp(e->attributes[k]->key, "event") == 0)
+                has_event_attr = 1;
         if (e->name && *e->name && !has_event_attr) kv_str(j, "event", e->name);
         kvs_out(j, e->attributes, e->n_attributes, NULL, 0, raw ? 0 : KV_SORT, tmp);
         tr_json_arr_close(j);
@@ -452,7 +511,8 @@ static void render_span(tr_json *j, const traces_span *ts, const char *pid, cons
     tr_json_key(j, "warnings");
     if (link_removed || (sa && sa->nwarn)) {
         tr_json_arr_open(j);
-        for (size_t i = 0; sa && i < sa->nwarn; i++) tr_json_str(j, sa->warn[i]);
+        for (size_t i = 0; sa && i < sa->nwarn; i++)
+            tr_json_str(j, sa->warn[i]);
         if (link_removed) tr_json_str(j, "Invalid span link removed");
         tr_json_arr_close(j);
     } else {
@@ -503,7 +563,8 @@ void tr_jaeger_render_trace_adj(tr_json *j, const traces_trace *t, const tr_jaeg
             process_json(&procs[np].json, res, adj, &tmp);
             procs[np].key = 0;
             for (size_t q = 0; q < np; q++)
-                if (procs[q].json.len == procs[np].json.len && !memcmp(procs[q].json.data, procs[np].json.data, procs[q].json.len)) {
+                if (procs[q].json.len == procs[np].json.len &&
+                    !memcmp(procs[q].json.data, procs[np].json.data, procs[q].json.len)) {
                     procs[np].key = procs[q].key;
                     break;
                 }
@@ -532,7 +593,8 @@ void tr_jaeger_render_trace_adj(tr_json *j, const traces_trace *t, const tr_jaeg
     size_t nu = 0;
     for (size_t p = 0; uniq && p < np; p++) {
         int dup = 0;
-        for (size_t q = 0; q < nu && !dup; q++) dup = uniq[q]->key == procs[p].key;
+        for (size_t q = 0; q < nu && !dup; q++)
+            dup = uniq[q]->key == procs[p].key;
         if (!dup) uniq[nu++] = &procs[p];
     }
     if (uniq) qsort(uniq, nu, sizeof *uniq, pkey_cmp);
@@ -547,7 +609,8 @@ void tr_jaeger_render_trace_adj(tr_json *j, const traces_trace *t, const tr_jaeg
     tr_json_key(j, "warnings");
     tr_json_null(j);
     tr_json_obj_close(j);
-    for (size_t p = 0; p < np; p++) tr_buf_free(&procs[p].json);
+    for (size_t p = 0; p < np; p++)
+        tr_buf_free(&procs[p].json);
     free(procs);
     free(span_proc);
     tr_buf_free(&tmp);
@@ -561,15 +624,21 @@ static void legacy_error(tr_buf *out, int code, const char *msg) {
     tr_json j;
     tr_json_init(&j, out);
     tr_json_obj_open(&j);
-    tr_json_key(&j, "data"); tr_json_null(&j);
-    tr_json_key(&j, "total"); tr_json_int(&j, 0);
-    tr_json_key(&j, "limit"); tr_json_int(&j, 0);
-    tr_json_key(&j, "offset"); tr_json_int(&j, 0);
+    tr_json_key(&j, "data");
+    tr_json_null(&j);
+    tr_json_key(&j, "total");
+    tr_json_int(&j, 0);
+    tr_json_key(&j, "limit");
+    tr_json_int(&j, 0);
+    tr_json_key(&j, "offset");
+    tr_json_int(&j, 0);
     tr_json_key(&j, "errors");
     tr_json_arr_open(&j);
     tr_json_obj_open(&j);
-    tr_json_key(&j, "code"); tr_json_int(&j, code);
-    tr_json_key(&j, "msg"); tr_json_str(&j, msg);
+    tr_json_key(&j, "code");
+    tr_json_int(&j, code);
+    tr_json_key(&j, "msg");
+    tr_json_str(&j, msg);
     tr_json_obj_close(&j);
     tr_json_arr_close(&j);
     tr_json_obj_close(&j);
@@ -583,8 +652,10 @@ static void v3_error(tr_buf *out, int code, const char *msg) {
     tr_json_obj_open(&j);
     tr_json_key(&j, "error");
     tr_json_obj_open(&j);
-    tr_json_key(&j, "httpCode"); tr_json_int(&j, code);
-    tr_json_key(&j, "message"); tr_json_str(&j, msg);
+    tr_json_key(&j, "httpCode");
+    tr_json_int(&j, code);
+    tr_json_key(&j, "message");
+    tr_json_str(&j, msg);
     tr_json_obj_close(&j);
     tr_json_obj_close(&j);
     tr_buf_putc(out, '\n');
@@ -593,8 +664,10 @@ static void v3_error(tr_buf *out, int code, const char *msg) {
 static void reply_error(struct evhttp_request *req, int v3, int code, const char *msg) {
     tr_buf b;
     tr_buf_init(&b, 0);
-    if (v3) v3_error(&b, code, msg);
-    else legacy_error(&b, code, msg);
+    if (v3)
+        v3_error(&b, code, msg);
+    else
+        legacy_error(&b, code, msg);
     tr_http_reply_buf(req, code, "text/plain; charset=utf-8", &b);
     tr_buf_free(&b);
 }
@@ -602,8 +675,18 @@ static void reply_error(struct evhttp_request *req, int v3, int code, const char
 /* ---- jobs: parsed on the loop thread, run on a reader thread, replied on the loop ---- */
 
 enum {
-    J_SERVICES, J_SERVICE_OPS, J_OPERATIONS, J_SEARCH, J_GET, J_BYIDS, J_DEPS,
-    J3_SERVICES, J3_OPERATIONS, J3_SEARCH, J3_GET, J3_SUMMARIES
+    J_SERVICES,
+    J_SERVICE_OPS,
+    J_OPERATIONS,
+    J_SEARCH,
+    J_GET,
+    J_BYIDS,
+    J_DEPS,
+    J3_SERVICES,
+    J3_OPERATIONS,
+    J3_SEARCH,
+    J3_GET,
+    J3_SUMMARIES
 };
 
 typedef struct jjob {
@@ -661,8 +744,10 @@ static int json_indent(const tr_buf *in, tr_buf *out) {
         char c = s[i];
         if (instr) {
             tr_buf_putc(out, c);
-            if (c == '\\' && i + 1 < n) tr_buf_putc(out, s[++i]);
-            else if (c == '"') instr = 0;
+            if (c == '\\' && i + 1 < n)
+                tr_buf_putc(out, s[++i]);
+            else if (c == '"')
+                instr = 0;
             continue;
         }
         switch (c) {
@@ -679,19 +764,22 @@ static int json_indent(const tr_buf *in, tr_buf *out) {
             }
             depth++;
             tr_buf_putc(out, '\n');
-            for (int d = 0; d < depth; d++) tr_buf_puts(out, "    ");
+            for (int d = 0; d < depth; d++)
+                tr_buf_puts(out, "    ");
             break;
         case '}':
         case ']':
             depth--;
             tr_buf_putc(out, '\n');
-            for (int d = 0; d < depth; d++) tr_buf_puts(out, "    ");
+            for (int d = 0; d < depth; d++)
+                tr_buf_puts(out, "    ");
             tr_buf_putc(out, c);
             break;
         case ',':
             tr_buf_putc(out, c);
             tr_buf_putc(out, '\n');
-            for (int d = 0; d < depth; d++) tr_buf_puts(out, "    ");
+            for (int d = 0; d < depth; d++)
+                tr_buf_puts(out, "    ");
             break;
         case ':':
             tr_buf_puts(out, ": ");
@@ -754,9 +842,12 @@ static void envelope_open(tr_json *j) {
 
 static void envelope_close(tr_json *j, int total, int with_errors) {
     tr_json_arr_close(j);
-    tr_json_key(j, "total"); tr_json_int(j, total);
-    tr_json_key(j, "limit"); tr_json_int(j, 0);
-    tr_json_key(j, "offset"); tr_json_int(j, 0);
+    tr_json_key(j, "total");
+    tr_json_int(j, total);
+    tr_json_key(j, "limit");
+    tr_json_int(j, 0);
+    tr_json_key(j, "offset");
+    tr_json_int(j, 0);
     if (!with_errors) {
         tr_json_key(j, "errors");
         tr_json_null(j);
@@ -768,15 +859,19 @@ static void store_failed(jjob *jb, const char *err) {
     TR_WARN("jaeger api: trace store error", "error=\"%s\"", err);
     jb->status = 500;
     int v3 = jb->op >= J3_SERVICES;
-    if (v3) v3_error(&jb->out, 500, err);
-    else legacy_error(&jb->out, 500, err);
+    if (v3)
+        v3_error(&jb->out, 500, err);
+    else
+        legacy_error(&jb->out, 500, err);
 }
 
 static int trace_start_cmp(const void *a, const void *b) {
     const traces_trace *x = *(const traces_trace *const *)a, *y = *(const traces_trace *const *)b;
     uint64_t sx = UINT64_MAX, sy = UINT64_MAX;
-    for (size_t i = 0; i < x->n; i++) if (x->spans[i].span->start_time_unix_nano < sx) sx = x->spans[i].span->start_time_unix_nano;
-    for (size_t i = 0; i < y->n; i++) if (y->spans[i].span->start_time_unix_nano < sy) sy = y->spans[i].span->start_time_unix_nano;
+    for (size_t i = 0; i < x->n; i++)
+        if (x->spans[i].span->start_time_unix_nano < sx) sx = x->spans[i].span->start_time_unix_nano;
+    for (size_t i = 0; i < y->n; i++)
+        if (y->spans[i].span->start_time_unix_nano < sy) sy = y->spans[i].span->start_time_unix_nano;
     return sx < sy ? 1 : sx > sy ? -1 : 0;
 }
 
@@ -814,17 +909,33 @@ static void job_run(traces_reader *r, void *arg) {
     char err[300];
     tr_json j;
     tr_json_init(&j, &jb->out);
-    if (!r) { store_failed(jb, "trace store reader unavailable"); return; }
+    if (!r) {
+        store_failed(jb, "trace store reader unavailable");
+        return;
+    }
     switch (jb->op) {
     case J_SERVICES:
     case J3_SERVICES: {
         traces_strings l;
-        if (traces_services(r, &l, err, sizeof err)) { store_failed(jb, err); return; }
-        if (jb->op == J_SERVICES) envelope_open(&j);
-        else { tr_json_obj_open(&j); tr_json_key(&j, "services"); tr_json_arr_open(&j); }
-        for (size_t i = 0; i < l.n; i++) tr_json_str(&j, l.v[i]);
-        if (jb->op == J_SERVICES) envelope_close(&j, (int)l.n, 0);
-        else { tr_json_arr_close(&j); tr_json_obj_close(&j); }
+        if (traces_services(r, &l, err, sizeof err)) {
+            store_failed(jb, err);
+            return;
+        }
+        if (jb->op == J_SERVICES)
+            envelope_open(&j);
+        else {
+            tr_json_obj_open(&j);
+            tr_json_key(&j, "services");
+            tr_json_arr_open(&j);
+        }
+        for (size_t i = 0; i < l.n; i++)
+            tr_json_str(&j, l.v[i]);
+        if (jb->op == J_SERVICES)
+            envelope_close(&j, (int)l.n, 0);
+        else {
+            tr_json_arr_close(&j);
+            tr_json_obj_close(&j);
+        }
         traces_strings_free(&l);
         return;
     }
@@ -839,8 +950,12 @@ static void job_run(traces_reader *r, void *arg) {
             return;
         }
         size_t n = 0;
-        if (jb->op == J3_OPERATIONS) { tr_json_obj_open(&j); tr_json_key(&j, "operations"); tr_json_arr_open(&j); }
-        else envelope_open(&j);
+        if (jb->op == J3_OPERATIONS) {
+            tr_json_obj_open(&j);
+            tr_json_key(&j, "operations");
+            tr_json_arr_open(&j);
+        } else
+            envelope_open(&j);
         for (size_t i = 0; i < o.n; i++) {
             if (jb->op == J_SERVICE_OPS) {
                 if (i > 0 && strcmp(o.v[i].name, o.v[i - 1].name) == 0) continue; /* unique names */
@@ -849,14 +964,19 @@ static void job_run(traces_reader *r, void *arg) {
                 const char *k = traces_kind_name(o.v[i].kind);
                 if (jb->op == J3_OPERATIONS && !*k) k = "internal";
                 tr_json_obj_open(&j);
-                tr_json_key(&j, "name"); tr_json_str(&j, o.v[i].name);
-                tr_json_key(&j, "spanKind"); tr_json_str(&j, k);
+                tr_json_key(&j, "name");
+                tr_json_str(&j, o.v[i].name);
+                tr_json_key(&j, "spanKind");
+                tr_json_str(&j, k);
                 tr_json_obj_close(&j);
             }
             n++;
         }
-        if (jb->op == J3_OPERATIONS) { tr_json_arr_close(&j); tr_json_obj_close(&j); }
-        else envelope_close(&j, (int)n, 0);
+        if (jb->op == J3_OPERATIONS) {
+            tr_json_arr_close(&j);
+            tr_json_obj_close(&j);
+        } else
+            envelope_close(&j, (int)n, 0);
         traces_operations_free(&o);
         return;
     }
@@ -879,11 +999,19 @@ static void job_run(traces_reader *r, void *arg) {
         } else {
             rc = traces_get(r, (const uint8_t(*)[16])jb->ids, jb->nids, &res, err, sizeof err);
         }
-        if (rc) { store_failed(jb, err); return; }
+        if (rc) {
+            store_failed(jb, err);
+            return;
+        }
         size_t n = traces_result_count(res);
         const traces_trace **ts = calloc(n ? n : 1, sizeof *ts);
-        if (!ts) { traces_result_free(res); store_failed(jb, "out of memory"); return; }
-        for (size_t i = 0; i < n; i++) ts[i] = traces_result_trace(res, i);
+        if (!ts) {
+            traces_result_free(res);
+            store_failed(jb, "out of memory");
+            return;
+        }
+        for (size_t i = 0; i < n; i++)
+            ts[i] = traces_result_trace(res, i);
         if (search) qsort(ts, n, sizeof *ts, trace_start_cmp);
         if (jb->op == J3_SUMMARIES) {
             /* no match is an empty list (200), unlike /api/v3/traces */
@@ -918,20 +1046,31 @@ static void job_run(traces_reader *r, void *arg) {
                 int missing = 0;
                 for (size_t i = 0; i < jb->nids; i++) {
                     int found = 0;
-                    for (size_t k = 0; k < n && !found; k++) found = !memcmp(ts[k]->id, jb->ids[i], 16);
-                    for (size_t k = 0; k < i && !found; k++) found = !memcmp(jb->ids[k], jb->ids[i], 16); /* reported once */
+                    for (size_t k = 0; k < n && !found; k++)
+                        found = !memcmp(ts[k]->id, jb->ids[i], 16);
+                    for (size_t k = 0; k < i && !found; k++)
+                        found = !memcmp(jb->ids[k], jb->ids[i], 16); /* reported once */
                     if (found) continue;
-                    if (!missing++) { tr_json_key(&j, "errors"); tr_json_arr_open(&j); }
+                    if (!missing++) {
+                        tr_json_key(&j, "errors");
+                        tr_json_arr_open(&j);
+                    }
                     char t[33];
                     tr_jaeger_format_trace_id(jb->ids[i], t);
                     tr_json_obj_open(&j);
-                    tr_json_key(&j, "msg"); tr_json_str(&j, "trace not found");
-                    tr_json_key(&j, "traceID"); tr_json_str(&j, t);
+                    tr_json_key(&j, "msg");
+                    tr_json_str(&j, "trace not found");
+                    tr_json_key(&j, "traceID");
+                    tr_json_str(&j, t);
                     tr_json_obj_close(&j);
                 }
                 missing = damage_errors(&j, res, missing);
-                if (missing) tr_json_arr_close(&j);
-                else { tr_json_key(&j, "errors"); tr_json_null(&j); }
+                if (missing)
+                    tr_json_arr_close(&j);
+                else {
+                    tr_json_key(&j, "errors");
+                    tr_json_null(&j);
+                }
                 tr_json_obj_close(&j);
             } else {
                 envelope_close(&j, 0, 1);
@@ -950,18 +1089,26 @@ static void job_run(traces_reader *r, void *arg) {
     }
     case J_DEPS: {
         traces_dependencies d;
-        if (traces_dependencies_list(r, jb->from, jb->to, &d, err, sizeof err)) { store_failed(jb, err); return; }
+        if (traces_dependencies_list(r, jb->from, jb->to, &d, err, sizeof err)) {
+            store_failed(jb, err);
+            return;
+        }
         envelope_open(&j);
         for (size_t i = 0; i < d.n; i++) {
-            if (jb->service && strcmp(d.v[i].parent, jb->service) && strcmp(d.v[i].child, jb->service)) continue;
+            if (jb->service && strcmp(d.v[i].parent, jb->service) && strcmp(d.v[i].child, jb->service))
+                continue;
             tr_json_obj_open(&j);
-            tr_json_key(&j, "parent"); tr_json_str(&j, d.v[i].parent);
-            tr_json_key(&j, "child"); tr_json_str(&j, d.v[i].child);
-            tr_json_key(&j, "callCount"); tr_json_uint(&j, d.v[i].count);
+            tr_json_key(&j, "parent");
+            tr_json_str(&j, d.v[i].parent);
+            tr_json_key(&j, "child");
+            tr_json_str(&j, d.v[i].child);
+            tr_json_key(&j, "callCount");
+            tr_json_uint(&j, d.v[i].count);
             tr_json_obj_close(&j);
         }
         envelope_close(&j, 0, 1);
-        if (damage_errors_ids(&j, d.damaged, d.ndamaged, 0)) tr_json_arr_close(&j);
+        if (damage_errors_ids(&j, d.damaged, d.ndamaged, 0))
+            tr_json_arr_close(&j);
         else {
             tr_json_key(&j, "errors");
             tr_json_null(&j);
@@ -984,7 +1131,8 @@ static void job_done(void *arg) {
         if (!err && jb->pretty && json_indent(&jb->out, &pretty) == 0)
             tr_http_reply_buf(jb->req, jb->status, "application/json", &pretty);
         else
-            tr_http_reply_buf(jb->req, jb->status, err ? "text/plain; charset=utf-8" : "application/json", &jb->out);
+            tr_http_reply_buf(jb->req, jb->status, err ? "text/plain; charset=utf-8" : "application/json",
+                              &jb->out);
         tr_buf_free(&pretty);
     }
     job_free(jb);
@@ -1018,7 +1166,8 @@ static void reader_put(traces_reader *r) {
 
 void tr_api_jaeger_fini(void) {
     pthread_mutex_lock(&pool_mu);
-    while (npool) traces_reader_close(pool[--npool]);
+    while (npool)
+        traces_reader_close(pool[--npool]);
     pthread_mutex_unlock(&pool_mu);
 }
 
@@ -1067,7 +1216,8 @@ static const char *param(const tr_form *q, const char *k) {
 
 static int kind_from_name(const char *k) {
     if (!k || !*k) return -1;
-    static const char *const names[] = {"unspecified", "internal", "server", "client", "producer", "consumer"};
+    static const char *const names[] = {"unspecified", "internal", "server",
+                                        "client",      "producer", "consumer"};
     for (int i = 0; i < 6; i++)
         if (strcasecmp(k, names[i]) == 0) return i;
     return 99;
@@ -1078,22 +1228,45 @@ static int parse_tags_json(jjob *jb, const char *name, const char *v, char *err,
     cJSON *o = cJSON_Parse(v);
     if (!o) {
         const char *at = cJSON_GetErrorPtr();
-        if (!*v || (at && !*at)) snprintf(err, errlen, "malformed '%s' parameter, cannot unmarshal JSON: unexpected end of JSON input", name);
-        else snprintf(err, errlen, "malformed '%s' parameter, cannot unmarshal JSON: invalid character '%c' looking for beginning of value", name, at ? *at : '?');
+        if (!*v || (at && !*at))
+            snprintf(err, errlen,
+                     "malformed '%s' parameter, cannot unmarshal JSON: unexpected end of JSON input", name);
+        else
+            snprintf(err, errlen,
+                     "malformed '%s' parameter, cannot unmarshal JSON: invalid character '%c' looking for "
+                     "beginning of value",
+                     name, at ? *at : '?');
         return -1;
     }
     if (!cJSON_IsObject(o)) {
-        const char *t = cJSON_IsArray(o) ? "array" : cJSON_IsString(o) ? "string" : cJSON_IsNumber(o) ? "number" : cJSON_IsBool(o) ? "bool" : "null";
-        if (cJSON_IsNull(o)) { cJSON_Delete(o); return 0; }
-        snprintf(err, errlen, "malformed '%s' parameter, cannot unmarshal JSON: json: cannot unmarshal %s into Go value of type map[string]string", name, t);
+        const char *t = cJSON_IsArray(o)    ? "array"
+                        : cJSON_IsString(o) ? "string"
+                        : cJSON_IsNumber(o) ? "number"
+                        : cJSON_IsBool(o)   ? "bool"
+                                            : "null";
+        if (cJSON_IsNull(o)) {
+            cJSON_Delete(o);
+            return 0;
+        }
+        snprintf(err, errlen,
+                 "malformed '%s' parameter, cannot unmarshal JSON: json: cannot unmarshal %s into Go value "
+                 "of type map[string]string",
+                 name, t);
         cJSON_Delete(o);
         return -1;
     }
     for (cJSON *c = o->child; c; c = c->next) {
         if (!cJSON_IsString(c)) {
-            const char *t = cJSON_IsArray(c) ? "array" : cJSON_IsObject(c) ? "object" : cJSON_IsNumber(c) ? "number" : cJSON_IsBool(c) ? "bool" : "null";
+            const char *t = cJSON_IsArray(c)    ? "array"
+                            : cJSON_IsObject(c) ? "object"
+                            : cJSON_IsNumber(c) ? "number"
+                            : cJSON_IsBool(c)   ? "bool"
+                                                : "null";
             if (cJSON_IsNull(c)) continue;
-            snprintf(err, errlen, "malformed '%s' parameter, cannot unmarshal JSON: json: cannot unmarshal %s into Go value of type string", name, t);
+            snprintf(err, errlen,
+                     "malformed '%s' parameter, cannot unmarshal JSON: json: cannot unmarshal %s into Go "
+                     "value of type string",
+                     name, t);
             cJSON_Delete(o);
             return -1;
         }
@@ -1111,7 +1284,10 @@ static int parse_tags_json(jjob *jb, const char *name, const char *v, char *err,
 static void h_search(struct evhttp_request *req, const tr_form *q, const tr_api_env *s) {
     char err[400], inner[300];
     jjob *jb = job_new(req, J_SEARCH);
-    if (!jb) { reply_error(req, 0, 500, "out of memory"); return; }
+    if (!jb) {
+        reply_error(req, 0, 500, "out of memory");
+        return;
+    }
     int64_t now = tr_now_ns(), v;
     jb->q.start_ns = now - 48LL * 3600 * 1000000000LL;
     jb->q.end_ns = now;
@@ -1119,19 +1295,32 @@ static void h_search(struct evhttp_request *req, const tr_form *q, const tr_api_
     const char *p;
     const tr_form_kv *kv;
     if ((p = param(q, "start"))) {
-        if (tr_jaeger_parse_int(p, 64, &v, inner, sizeof inner)) { snprintf(err, sizeof err, "unable to parse param 'start': %s", inner); goto bad; }
+        if (tr_jaeger_parse_int(p, 64, &v, inner, sizeof inner)) {
+            snprintf(err, sizeof err, "unable to parse param 'start': %s", inner);
+            goto bad;
+        }
         jb->q.start_ns = v > INT64_MAX / 1000 ? INT64_MAX : v < INT64_MIN / 1000 ? INT64_MIN : v * 1000;
     }
     if ((p = param(q, "end"))) {
-        if (tr_jaeger_parse_int(p, 64, &v, inner, sizeof inner)) { snprintf(err, sizeof err, "unable to parse param 'end': %s", inner); goto bad; }
+        if (tr_jaeger_parse_int(p, 64, &v, inner, sizeof inner)) {
+            snprintf(err, sizeof err, "unable to parse param 'end': %s", inner);
+            goto bad;
+        }
         jb->q.end_ns = v > INT64_MAX / 1000 ? INT64_MAX : v < INT64_MIN / 1000 ? INT64_MIN : v * 1000 + 999;
     }
     for (kv = q->kv; kv < q->kv + q->n; kv++) {
         if (strcmp(kv->key, "tag") != 0) continue;
         const char *colon = strchr(kv->value, ':');
-        if (!colon) { snprintf(err, sizeof err, "malformed 'tag' parameter, expecting key:value, received: %s", kv->value); goto bad; }
+        if (!colon) {
+            snprintf(err, sizeof err, "malformed 'tag' parameter, expecting key:value, received: %s",
+                     kv->value);
+            goto bad;
+        }
         int rc = job_add_tag(jb, kv->value, (size_t)(colon - kv->value), colon + 1);
-        if (rc) { snprintf(err, sizeof err, rc == -2 ? "too many tags (at most %d)" : "out of memory", MAX_TAGS); goto bad; }
+        if (rc) {
+            snprintf(err, sizeof err, rc == -2 ? "too many tags (at most %d)" : "out of memory", MAX_TAGS);
+            goto bad;
+        }
     }
     for (kv = q->kv; kv < q->kv + q->n; kv++) {
         if (strcmp(kv->key, "tags") != 0) continue;
@@ -1139,29 +1328,51 @@ static void h_search(struct evhttp_request *req, const tr_form *q, const tr_api_
     }
     if ((p = param(q, "limit"))) {
         if (tr_jaeger_parse_int(p, 32, &v, err, sizeof err)) goto bad;
-        if (v <= 0) { snprintf(err, sizeof err, "unable to parse param 'limit': must be a positive number of traces, got %s", p); goto bad; }
+        if (v <= 0) {
+            snprintf(err, sizeof err,
+                     "unable to parse param 'limit': must be a positive number of traces, got %s", p);
+            goto bad;
+        }
         jb->q.limit = v > MAX_LIMIT ? MAX_LIMIT : (int)v;
     }
     if ((p = param(q, "minDuration"))) {
-        if (tr_jaeger_parse_duration(p, &v, inner, sizeof inner)) { snprintf(err, sizeof err, "unable to parse param 'minDuration': %s", inner); goto bad; }
+        if (tr_jaeger_parse_duration(p, &v, inner, sizeof inner)) {
+            snprintf(err, sizeof err, "unable to parse param 'minDuration': %s", inner);
+            goto bad;
+        }
         jb->q.min_dur_ns = v;
     }
     if ((p = param(q, "maxDuration"))) {
-        if (tr_jaeger_parse_duration(p, &v, inner, sizeof inner)) { snprintf(err, sizeof err, "unable to parse param 'maxDuration': %s", inner); goto bad; }
+        if (tr_jaeger_parse_duration(p, &v, inner, sizeof inner)) {
+            snprintf(err, sizeof err, "unable to parse param 'maxDuration': %s", inner);
+            goto bad;
+        }
         jb->q.max_dur_ns = v;
     }
     for (kv = q->kv; kv < q->kv + q->n; kv++) {
         if (strcmp(kv->key, "traceID") != 0) continue;
-        if (jb->nids >= MAX_TRACE_IDS) { snprintf(err, sizeof err, "too many traceID parameters (at most %d)", MAX_TRACE_IDS); goto bad; }
-        uint8_t (*n)[16] = realloc(jb->ids, (jb->nids + 1) * sizeof *n);
-        if (!n) { snprintf(err, sizeof err, "out of memory"); goto bad; }
+        if (jb->nids >= MAX_TRACE_IDS) {
+            snprintf(err, sizeof err, "too many traceID parameters (at most %d)", MAX_TRACE_IDS);
+            goto bad;
+        }
+        uint8_t(*n)[16] = realloc(jb->ids, (jb->nids + 1) * sizeof *n);
+        if (!n) {
+            snprintf(err, sizeof err, "out of memory");
+            goto bad;
+        }
         jb->ids = n;
-        if (tr_jaeger_parse_trace_id(kv->value, jb->ids[jb->nids], inner, sizeof inner)) { snprintf(err, sizeof err, "cannot parse traceID param: %s", inner); goto bad; }
+        if (tr_jaeger_parse_trace_id(kv->value, jb->ids[jb->nids], inner, sizeof inner)) {
+            snprintf(err, sizeof err, "cannot parse traceID param: %s", inner);
+            goto bad;
+        }
         jb->nids++;
     }
     if ((p = param(q, "raw"))) {
         int b;
-        if (tr_jaeger_parse_bool(p, &b, inner, sizeof inner)) { snprintf(err, sizeof err, "unable to parse param 'raw': %s", inner); goto bad; }
+        if (tr_jaeger_parse_bool(p, &b, inner, sizeof inner)) {
+            snprintf(err, sizeof err, "unable to parse param 'raw': %s", inner);
+            goto bad;
+        }
         jb->raw = b;
     }
     if (jb->nids) {
@@ -1169,7 +1380,10 @@ static void h_search(struct evhttp_request *req, const tr_form *q, const tr_api_
         submit(s, jb);
         return;
     }
-    if (!(p = param(q, "service"))) { snprintf(err, sizeof err, "parameter 'service' is required"); goto bad; }
+    if (!(p = param(q, "service"))) {
+        snprintf(err, sizeof err, "parameter 'service' is required");
+        goto bad;
+    }
     if (jb->q.min_dur_ns && jb->q.max_dur_ns && jb->q.max_dur_ns < jb->q.min_dur_ns) {
         snprintf(err, sizeof err, "'maxDuration' should be greater than 'minDuration'");
         goto bad;
@@ -1186,12 +1400,21 @@ bad:
 static void h_get(struct evhttp_request *req, const tr_form *q, const tr_api_env *s, const char *id, int v3) {
     char err[400], inner[300];
     jjob *jb = job_new(req, v3 ? J3_GET : J_GET);
-    if (!jb) { reply_error(req, v3, 500, "out of memory"); return; }
+    if (!jb) {
+        reply_error(req, v3, 500, "out of memory");
+        return;
+    }
     jb->ids = malloc(sizeof *jb->ids);
-    if (!jb->ids) { snprintf(err, sizeof err, "out of memory"); goto bad; }
-    if (tr_jaeger_parse_trace_id(id, jb->ids[0], inner, sizeof inner) && tr_jaeger_parse_trace_id_b64(id, jb->ids[0])) {
-        if (v3) snprintf(err, sizeof err, "malformed parameter trace_id: %s", inner);
-        else snprintf(err, sizeof err, "%s", inner);
+    if (!jb->ids) {
+        snprintf(err, sizeof err, "out of memory");
+        goto bad;
+    }
+    if (tr_jaeger_parse_trace_id(id, jb->ids[0], inner, sizeof inner) &&
+        tr_jaeger_parse_trace_id_b64(id, jb->ids[0])) {
+        if (v3)
+            snprintf(err, sizeof err, "malformed parameter trace_id: %s", inner);
+        else
+            snprintf(err, sizeof err, "%s", inner);
         goto bad;
     }
     jb->nids = 1;
@@ -1211,17 +1434,23 @@ static void h_get(struct evhttp_request *req, const tr_form *q, const tr_api_env
             const char *nm = names[i][0];
             if (!(p = param(q, nm))) p = param(q, nm = names[i][1]);
             if (p && tr_rfc3339_ns(p, &v)) {
-                snprintf(err, sizeof err, "malformed parameter %s: parsing time \"%s\" as \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse", nm, p);
+                snprintf(err, sizeof err,
+                         "malformed parameter %s: parsing time \"%s\" as "
+                         "\"2006-01-02T15:04:05.999999999Z07:00\": cannot parse",
+                         nm, p);
                 goto bad;
             }
         }
     }
-    const char *raw = v3 ? (param(q, "rawTraces") ? param(q, "rawTraces") : param(q, "raw_traces")) : param(q, "raw");
+    const char *raw =
+        v3 ? (param(q, "rawTraces") ? param(q, "rawTraces") : param(q, "raw_traces")) : param(q, "raw");
     if (raw) {
         int b;
         if (tr_jaeger_parse_bool(raw, &b, inner, sizeof inner)) {
-            if (v3) snprintf(err, sizeof err, "malformed parameter rawTraces: %s", inner);
-            else snprintf(err, sizeof err, "unable to parse param 'raw': %s", inner);
+            if (v3)
+                snprintf(err, sizeof err, "malformed parameter rawTraces: %s", inner);
+            else
+                snprintf(err, sizeof err, "unable to parse param 'raw': %s", inner);
             goto bad;
         }
         jb->raw = b;
@@ -1236,47 +1465,80 @@ bad:
 static void h_v3_search(struct evhttp_request *req, const tr_form *q, const tr_api_env *s, int op) {
     char err[400], inner[300];
     jjob *jb = job_new(req, op);
-    if (!jb) { reply_error(req, 1, 500, "out of memory"); return; }
+    if (!jb) {
+        reply_error(req, 1, 500, "out of memory");
+        return;
+    }
     const char *p, *nm;
 #define V3P(canon, alias) ((p = param(q, nm = canon)) || (alias && (p = param(q, nm = alias))))
     if (V3P("query.serviceName", "query.service_name")) jb->service = strdup(p);
     if (V3P("query.operationName", "query.operation_name")) jb->operation = strdup(p);
-    const char *tmin = param(q, "query.startTimeMin") ? param(q, "query.startTimeMin") : param(q, "query.start_time_min");
-    const char *tmax = param(q, "query.startTimeMax") ? param(q, "query.startTimeMax") : param(q, "query.start_time_max");
-    if (!tmin || !tmax) { snprintf(err, sizeof err, "query.startTimeMin and query.startTimeMax are required"); goto bad; }
+    const char *tmin =
+        param(q, "query.startTimeMin") ? param(q, "query.startTimeMin") : param(q, "query.start_time_min");
+    const char *tmax =
+        param(q, "query.startTimeMax") ? param(q, "query.startTimeMax") : param(q, "query.start_time_max");
+    if (!tmin || !tmax) {
+        snprintf(err, sizeof err, "query.startTimeMin and query.startTimeMax are required");
+        goto bad;
+    }
     if (tr_rfc3339_ns(tmin, &jb->q.start_ns)) {
-        snprintf(err, sizeof err, "malformed parameter query.startTimeMin: parsing time \"%s\" as \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse", tmin);
+        snprintf(err, sizeof err,
+                 "malformed parameter query.startTimeMin: parsing time \"%s\" as "
+                 "\"2006-01-02T15:04:05.999999999Z07:00\": cannot parse",
+                 tmin);
         goto bad;
     }
     if (tr_rfc3339_ns(tmax, &jb->q.end_ns)) {
-        snprintf(err, sizeof err, "malformed parameter query.startTimeMax: parsing time \"%s\" as \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse", tmax);
+        snprintf(err, sizeof err,
+                 "malformed parameter query.startTimeMax: parsing time \"%s\" as "
+                 "\"2006-01-02T15:04:05.999999999Z07:00\": cannot parse",
+                 tmax);
         goto bad;
     }
-    if (jb->q.start_ns >= jb->q.end_ns) { snprintf(err, sizeof err, "query.startTimeMin must be before query.startTimeMax"); goto bad; }
+    if (jb->q.start_ns >= jb->q.end_ns) {
+        snprintf(err, sizeof err, "query.startTimeMin must be before query.startTimeMax");
+        goto bad;
+    }
     int64_t v;
     if (V3P("query.durationMin", "query.duration_min")) {
-        if (tr_jaeger_parse_duration(p, &v, inner, sizeof inner)) { snprintf(err, sizeof err, "malformed parameter %s: %s", nm, inner); goto bad; }
+        if (tr_jaeger_parse_duration(p, &v, inner, sizeof inner)) {
+            snprintf(err, sizeof err, "malformed parameter %s: %s", nm, inner);
+            goto bad;
+        }
         jb->q.min_dur_ns = v;
     }
     if (V3P("query.durationMax", "query.duration_max")) {
-        if (tr_jaeger_parse_duration(p, &v, inner, sizeof inner)) { snprintf(err, sizeof err, "malformed parameter %s: %s", nm, inner); goto bad; }
+        if (tr_jaeger_parse_duration(p, &v, inner, sizeof inner)) {
+            snprintf(err, sizeof err, "malformed parameter %s: %s", nm, inner);
+            goto bad;
+        }
         jb->q.max_dur_ns = v;
     }
     jb->q.limit = 100;
     if (V3P("query.searchDepth", "query.search_depth") || (p = param(q, nm = "query.num_traces"))) {
         if (tr_jaeger_parse_int(p, 64, &v, inner, sizeof inner)) {
-            snprintf(err, sizeof err, "malformed parameter %s: strconv.Atoi: parsing \"%s\": invalid syntax", nm, p);
+            snprintf(err, sizeof err, "malformed parameter %s: strconv.Atoi: parsing \"%s\": invalid syntax",
+                     nm, p);
             goto bad;
         }
-        if (v <= 0) { snprintf(err, sizeof err, "malformed parameter %s: must be a positive number of traces", nm); goto bad; }
+        if (v <= 0) {
+            snprintf(err, sizeof err, "malformed parameter %s: must be a positive number of traces", nm);
+            goto bad;
+        }
         jb->q.limit = v > MAX_LIMIT ? MAX_LIMIT : (int)v;
     }
     if (V3P("query.rawTraces", "query.raw_traces")) {
         int b;
-        if (tr_jaeger_parse_bool(p, &b, inner, sizeof inner)) { snprintf(err, sizeof err, "malformed parameter %s: %s", nm, inner); goto bad; }
+        if (tr_jaeger_parse_bool(p, &b, inner, sizeof inner)) {
+            snprintf(err, sizeof err, "malformed parameter %s: %s", nm, inner);
+            goto bad;
+        }
     }
     if ((p = param(q, "query.attributes"))) {
-        if (parse_tags_json(jb, "query.attributes", p, inner, sizeof inner)) { snprintf(err, sizeof err, "malformed parameter query.attributes: %s", inner); goto bad; }
+        if (parse_tags_json(jb, "query.attributes", p, inner, sizeof inner)) {
+            snprintf(err, sizeof err, "malformed parameter query.attributes: %s", inner);
+            goto bad;
+        }
     }
 #undef V3P
     submit(s, jb);

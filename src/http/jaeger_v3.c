@@ -76,7 +76,8 @@ static void any_value(tr_json *j, const traces_pb_value *v, tr_buf *tmp, int dep
             if (v->array_value && v->array_value->n_values) {
                 tr_json_key(j, "values");
                 tr_json_arr_open(j);
-                for (size_t i = 0; i < v->array_value->n_values; i++) any_value(j, v->array_value->values[i], tmp, depth + 1);
+                for (size_t i = 0; i < v->array_value->n_values; i++)
+                    any_value(j, v->array_value->values[i], tmp, depth + 1);
                 tr_json_arr_close(j);
             }
             tr_json_obj_close(j);
@@ -287,7 +288,8 @@ static int u64_cmp(const void *a, const void *b) {
 static uint64_t id8(const ProtobufCBinaryData *d) {
     uint64_t v = 0;
     if (d->len != 8) return 0;
-    for (size_t i = 0; i < 8; i++) v = v << 8 | d->data[i];
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | d->data[i];
     return v;
 }
 
@@ -301,7 +303,8 @@ static int svc_cmp(const void *a, const void *b) {
 }
 
 static int is_error(const traces_pb_span *sp) {
-    return sp->status && sp->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
+    return sp->status &&
+           sp->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
 }
 
 /* One summary; returns -1 when out of memory (nothing written). */
@@ -335,7 +338,8 @@ static int summary_json(tr_json *j, const traces_trace *tr) {
         }
         const char *name = traces_service_name(tr->spans[i].resource);
         size_t k = 0;
-        while (k < nsvc && strcmp(svc[k].name, name)) k++;
+        while (k < nsvc && strcmp(svc[k].name, name))
+            k++;
         if (k == nsvc) svc[nsvc++] = (svc_count){name, 0, 0};
         svc[k].spans++;
         svc[k].errors += err;

@@ -35,8 +35,8 @@ static void done(void *cookie, const otlp_result *res) {
     } else {
         if (res->status == OTLP_UNAVAILABLE)
             evhttp_add_header(evhttp_request_get_output_headers(p->req), "Retry-After", "5");
-        reply_status(p->req, p->json, otlp_status_to_http(res->status),
-                     otlp_status_to_grpc(res->status), res->message);
+        reply_status(p->req, p->json, otlp_status_to_http(res->status), otlp_status_to_grpc(res->status),
+                     res->message);
     }
     free(p);
 }
@@ -50,9 +50,9 @@ static int media_is(const char *ct, const char *want) {
 static void api_otlp_http(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
     otlp_receiver *r = ((const tr_api_env *)ctx)->recv;
     const char *path = m->path;
-    otlp_signal sig = strcmp(path, "/v1/metrics") == 0 ? OTLP_METRICS
+    otlp_signal sig = strcmp(path, "/v1/metrics") == 0  ? OTLP_METRICS
                       : strcmp(path, "/v1/traces") == 0 ? OTLP_TRACES
-                                                         : OTLP_LOGS;
+                                                        : OTLP_LOGS;
     const char *ct = tr_http_header(req, "Content-Type");
     int json = ct && media_is(ct, "application/json");
     otlp_transport tr = json ? OTLP_HTTP_JSON : OTLP_HTTP_PROTOBUF;
@@ -71,7 +71,8 @@ static void api_otlp_http(struct evhttp_request *req, const tr_http_match *m, vo
     }
     const char *ce = tr_http_header(req, "Content-Encoding");
     int gzip = 0;
-    if (ce && strcasecmp(ce, "gzip") == 0) gzip = 1;
+    if (ce && strcasecmp(ce, "gzip") == 0)
+        gzip = 1;
     else if (ce && *ce && strcasecmp(ce, "identity") != 0) {
         otlp_receiver_count_error(r, sig, tr, OTLP_INVALID, len);
         reply_status(req, json, 415, GRPC_INVALID_ARGUMENT, "unsupported content encoding: use gzip or none");

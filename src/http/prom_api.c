@@ -8,8 +8,8 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,7 +248,8 @@ int tr_prom_match_params(const tr_form *f, tr_prom_matchsets *out, char *err, si
     return tr_prom_match_params_ex(f, out, 0, err, errlen);
 }
 
-int tr_prom_match_params_ex(const tr_form *f, tr_prom_matchsets *out, int allow_empty, char *err, size_t errlen) {
+int tr_prom_match_params_ex(const tr_form *f, tr_prom_matchsets *out, int allow_empty, char *err,
+                            size_t errlen) {
     memset(out, 0, sizeof *out);
     size_t count = 0;
     for (size_t i = 0; i < f->n; i++)

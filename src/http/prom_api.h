@@ -69,7 +69,8 @@ typedef struct tr_prom_matchsets {
 int tr_prom_match_params(const tr_form *f, tr_prom_matchsets *out, char *err, size_t errlen);
 /* As tr_prom_match_params; with allow_empty, a selector whose matchers all match the empty
  * string ({} or {job=""}) is kept, as Prometheus' /federate takes it. */
-int tr_prom_match_params_ex(const tr_form *f, tr_prom_matchsets *out, int allow_empty, char *err, size_t errlen);
+int tr_prom_match_params_ex(const tr_form *f, tr_prom_matchsets *out, int allow_empty, char *err,
+                            size_t errlen);
 void tr_prom_matchsets_free(tr_prom_matchsets *m);
 
 /* Reads the request's form; on error replies 400 bad_data ("error parsing form values: …")

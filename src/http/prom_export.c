@@ -22,10 +22,14 @@
 
 static void put_escaped(tr_buf *b, const char *s) {
     for (; *s; s++) {
-        if (*s == '\\') tr_buf_puts(b, "\\\\");
-        else if (*s == '"') tr_buf_puts(b, "\\\"");
-        else if (*s == '\n') tr_buf_puts(b, "\\n");
-        else tr_buf_putc(b, *s);
+        if (*s == '\\')
+            tr_buf_puts(b, "\\\\");
+        else if (*s == '"')
+            tr_buf_puts(b, "\\\"");
+        else if (*s == '\n')
+            tr_buf_puts(b, "\\n");
+        else
+            tr_buf_putc(b, *s);
     }
 }
 
@@ -54,12 +58,13 @@ static void put_series(tr_buf *b, const tsdb_label *l, size_t n, int add_instanc
     if (!first) tr_buf_putc(b, '}');
 }
 
-
 /* A value as Prometheus' text writer formats it: Go's shortest %g, except that -0 (equal to 0
  * in Go's `f == 0` special case) prints 0. */
 static void put_value(char *out, size_t cap, double v) {
-    if (v == 0) snprintf(out, cap, "0");
-    else tr_format_double_g(out, cap, v);
+    if (v == 0)
+        snprintf(out, cap, "0");
+    else
+        tr_format_double_g(out, cap, v);
 }
 
 typedef struct xjob {
@@ -145,12 +150,14 @@ static void export_run(void *ctx, const volatile int *cancel) {
      * comment lines at the end, which every reader of the text format skips */
     const char *const *warns;
     size_t nw = tsdb_querier_warnings(qr, &warns);
-    for (size_t w = 0; w < nw && w < 8 && !j->failed; w++) tr_buf_printf(&b, "# warning: %s\n", warns[w]);
+    for (size_t w = 0; w < nw && w < 8 && !j->failed; w++)
+        tr_buf_printf(&b, "# warning: %s\n", warns[w]);
     if (!j->failed) tr_http_stream_flush(j->st, &b, 0);
 out:
     tr_buf_free(&b);
     tr_prom_merge_free(&m);
-    for (size_t i = 0; sets && i < j->ms.n; i++) tsdb_seriesset_free(sets[i]);
+    for (size_t i = 0; sets && i < j->ms.n; i++)
+        tsdb_seriesset_free(sets[i]);
     free(sets);
     tsdb_querier_close(qr);
 }
@@ -223,7 +230,8 @@ static void run(struct evhttp_request *req, const tr_api_env *env, int federate)
         tr_http_reply_text(req, 500, "out of memory");
         goto out;
     }
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
     if (!tr_api_submit(env, req, export_run, export_done, j)) {
         tr_http_stream_end(j->st, 0);
         tr_http_reply_text(req, 503, TR_API_BUSY);

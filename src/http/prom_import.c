@@ -15,17 +15,18 @@
 #include <event2/http.h>
 
 #include "api.h"
-#include "util/clock.h"
-#include "util/text.h"
 #include "ingest.h"
+#include "util/clock.h"
 #include "util/gzip.h"
+#include "util/text.h"
 
 /* [a-zA-Z_][a-zA-Z0-9_]* */
 static int label_name_ok(const char *s, size_t n) {
     if (!n) return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (i && c >= '0' && c <= '9'))) return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (i && c >= '0' && c <= '9')))
+            return 0;
     }
     return 1;
 }
@@ -59,7 +60,6 @@ static void imp_committed(void *cookie, int status, const char *msg) {
     free(p);
 }
 
-
 #define IMPORT_PIECE (64u << 10) /* text parsed at a time (whole lines) */
 #define MAX_EXTRA 32
 
@@ -91,7 +91,8 @@ static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, 
         tr_form_kv *kv = &q.kv[qi];
         if (strcmp(kv->key, "extra_label") == 0) {
             char *eq = strchr(kv->value, '=');
-            if (!eq || !label_name_ok(kv->value, (size_t)(eq - kv->value)) || !tr_utf8_valid(eq + 1, strlen(eq + 1))) {
+            if (!eq || !label_name_ok(kv->value, (size_t)(eq - kv->value)) ||
+                !tr_utf8_valid(eq + 1, strlen(eq + 1))) {
                 imp_reply_error(g, req, 400, "extra_label must be name=value with a valid label name");
                 goto out;
             }
@@ -154,7 +155,8 @@ static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, 
         size_t n = len - off;
         if (n > IMPORT_PIECE) {
             const char *nl = memrchr(body + off, '\n', IMPORT_PIECE);
-            if (!nl) nl = memchr(body + off + IMPORT_PIECE, '\n', len - off - IMPORT_PIECE); /* one long line */
+            if (!nl)
+                nl = memchr(body + off + IMPORT_PIECE, '\n', len - off - IMPORT_PIECE); /* one long line */
             n = nl ? (size_t)(nl - (body + off)) + 1 : len - off;
         }
         tr_arena_free(a);
@@ -175,7 +177,8 @@ static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, 
             else
                 memcpy(firstbad, r.err, sizeof firstbad);
         }
-        for (const char *c = body + off - n; c < body + off; c++) lines_before += *c == '\n';
+        for (const char *c = body + off - n; c < body + off; c++)
+            lines_before += *c == '\n';
         bad_lines += r.bad_lines;
         total_samples += r.n_samples;
         for (size_t i = 0; i < r.n_samples; i++) {
@@ -184,18 +187,23 @@ static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, 
             memcpy(lb, s->labels, k * sizeof *lb);
             for (size_t e = 0; e < nextra; e++) {
                 size_t j;
-                for (j = 0; j < k && strcmp(lb[j].name, extra[e].name) != 0; j++) {}
+                for (j = 0; j < k && strcmp(lb[j].name, extra[e].name) != 0; j++) {
+                }
                 if (j == k) k++;
                 lb[j] = extra[e];
             }
-            int rc = s->n_labels > 256 ? TSDB_ERR_TOO_MANY_LABELS : tsdb_appender_add(app, lb, k, s->has_t ? s->t_ms : ts_default, s->value);
+            int rc = s->n_labels > 256
+                         ? TSDB_ERR_TOO_MANY_LABELS
+                         : tsdb_appender_add(app, lb, k, s->has_t ? s->t_ms : ts_default, s->value);
             if (rc != TSDB_OK) {
-                if (!refused) snprintf(first, sizeof first, "%s for %.120s", tsdb_strerror(rc), s->labels[0].value);
+                if (!refused)
+                    snprintf(first, sizeof first, "%s for %.120s", tsdb_strerror(rc), s->labels[0].value);
                 refused++;
             }
         }
         for (size_t i = 0; i < r.n_meta; i++)
-            tsdb_set_metadata(g->db, r.meta[i].family, r.meta[i].type ? r.meta[i].type : "unknown", r.meta[i].help, NULL);
+            tsdb_set_metadata(g->db, r.meta[i].family, r.meta[i].type ? r.meta[i].type : "unknown",
+                              r.meta[i].help, NULL);
     }
     r.bad_lines = bad_lines;
     r.n_samples = total_samples;
@@ -210,8 +218,8 @@ static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, 
         if (r.bad_lines)
             o += snprintf(p->msg, sizeof p->msg, "%zu lines skipped (first: %s)", r.bad_lines, r.err);
         if (refused && o < sizeof p->msg)
-            snprintf(p->msg + o, sizeof p->msg - o, "%s%llu of %zu samples refused (first: %s)", o ? "; " : "",
-                     (unsigned long long)refused, r.n_samples, first);
+            snprintf(p->msg + o, sizeof p->msg - o, "%s%llu of %zu samples refused (first: %s)",
+                     o ? "; " : "", (unsigned long long)refused, r.n_samples, first);
     }
     tr_arena_free(a);
     tr_buf_free(&plain);

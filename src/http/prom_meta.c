@@ -93,8 +93,8 @@ typedef struct metactx {
     const char *metric;
     long limit, per_metric;
     long count, in_family;
-    int open;          /* a family's array is open */
-    char *family;      /* its name (malloc'd) */
+    int open;     /* a family's array is open */
+    char *family; /* its name (malloc'd) */
 } metactx;
 
 /* Prometheus' /api/v1/metadata: an object of families, each an array of its distinct

@@ -110,7 +110,8 @@ static void json_data(tr_json *js, const promql_result *r, long limit) {
             } else {
                 tr_json_key(js, "values");
                 tr_json_arr_open(js);
-                for (size_t k = 0; k < s->n; k++) json_point(js, s->t[k], s->v[k]);
+                for (size_t k = 0; k < s->n; k++)
+                    json_point(js, s->t[k], s->v[k]);
                 tr_json_arr_close(js);
             }
             tr_json_obj_close(js);
@@ -122,12 +123,17 @@ static void json_data(tr_json *js, const promql_result *r, long limit) {
 
 static tr_prom_errtype errtype_of(promql_err rc) {
     switch (rc) {
-    case PROMQL_ERR_BAD_DATA: return TR_PROM_BAD_DATA;
+    case PROMQL_ERR_BAD_DATA:
+        return TR_PROM_BAD_DATA;
     case PROMQL_ERR_EXECUTION:
-    case PROMQL_ERR_TOO_MANY_SAMPLES: return TR_PROM_EXECUTION;
-    case PROMQL_ERR_TIMEOUT: return TR_PROM_TIMEOUT;
-    case PROMQL_ERR_CANCELED: return TR_PROM_CANCELED;
-    default: return TR_PROM_INTERNAL;
+    case PROMQL_ERR_TOO_MANY_SAMPLES:
+        return TR_PROM_EXECUTION;
+    case PROMQL_ERR_TIMEOUT:
+        return TR_PROM_TIMEOUT;
+    case PROMQL_ERR_CANCELED:
+        return TR_PROM_CANCELED;
+    default:
+        return TR_PROM_INTERNAL;
     }
 }
 
@@ -135,8 +141,10 @@ static tr_prom_errtype errtype_of(promql_err rc) {
  * the loop thread only hands the bytes to libevent. */
 static void build_body(qjob *j) {
     tr_prom_notes notes = {0};
-    for (size_t i = 0; i < j->res.nwarnings; i++) tr_prom_warn(&notes, j->res.warnings[i]);
-    for (size_t i = 0; i < j->res.ninfos; i++) tr_prom_info(&notes, j->res.infos[i]);
+    for (size_t i = 0; i < j->res.nwarnings; i++)
+        tr_prom_warn(&notes, j->res.warnings[i]);
+    for (size_t i = 0; i < j->res.ninfos; i++)
+        tr_prom_info(&notes, j->res.infos[i]);
     if (j->limit > 0 && (j->res.type == PROMQL_VECTOR || j->res.type == PROMQL_MATRIX) &&
         j->res.nseries > (size_t)j->limit)
         tr_prom_warn(&notes, "results truncated due to limit");
@@ -178,8 +186,8 @@ static void job_run(void *ctx, const volatile int *cancel) {
     if (j->k == Q_INSTANT)
         j->rc = promql_query_instant(j->env->db, j->query, j->qlen, j->t, &o, &j->res, j->err, sizeof j->err);
     else
-        j->rc = promql_query_range(j->env->db, j->query, j->qlen, j->start, j->end, j->step, &o, &j->res, j->err,
-                                   sizeof j->err);
+        j->rc = promql_query_range(j->env->db, j->query, j->qlen, j->start, j->end, j->step, &o, &j->res,
+                                   j->err, sizeof j->err);
     j->seconds = now_s() - t0;
     if (j->rc == PROMQL_OK && *cancel) {
         j->rc = PROMQL_ERR_CANCELED;
@@ -193,8 +201,8 @@ static void job_done(void *ctx, int cancelled) {
     qjob *j = ctx;
     running--;
     if (j->env->query_log_threshold_ms > 0 && j->seconds * 1000 >= (double)j->env->query_log_threshold_ms)
-        TR_WARN("slow query", "seconds=%.3f kind=%s query=%.*s", j->seconds, j->k == Q_INSTANT ? "instant" : "range",
-                (int)(j->qlen > 500 ? 500 : j->qlen), j->query);
+        TR_WARN("slow query", "seconds=%.3f kind=%s query=%.*s", j->seconds,
+                j->k == Q_INSTANT ? "instant" : "range", (int)(j->qlen > 500 ? 500 : j->qlen), j->query);
     if (cancelled && j->rc == PROMQL_OK) {
         j->rc = PROMQL_ERR_CANCELED;
         snprintf(j->err, sizeof j->err, "query was canceled");
@@ -283,7 +291,8 @@ static int range_time(qjob *j, const tr_form *f, const char *name, int64_t *out)
     const char *s = tr_form_get(f, name);
     if (tr_prom_parse_time(s ? s : "", out) == 0) return 0;
     char msg[700];
-    snprintf(msg, sizeof msg, "invalid parameter \"%s\": cannot parse \"%.500s\" to a valid timestamp", name, s ? s : "");
+    snprintf(msg, sizeof msg, "invalid parameter \"%s\": cannot parse \"%.500s\" to a valid timestamp", name,
+             s ? s : "");
     tr_prom_reply_error(j->req, TR_PROM_BAD_DATA, msg);
     return -1;
 }
@@ -318,7 +327,8 @@ static void api_query_range(struct evhttp_request *req, const tr_http_match *m, 
     if (!j) goto out;
     if (range_time(j, &f, "start", &j->start) || range_time(j, &f, "end", &j->end)) goto fail;
     if (j->end < j->start) {
-        tr_prom_reply_error(req, TR_PROM_BAD_DATA, "invalid parameter \"end\": end timestamp must not be before start time");
+        tr_prom_reply_error(req, TR_PROM_BAD_DATA,
+                            "invalid parameter \"end\": end timestamp must not be before start time");
         goto fail;
     }
     const char *st = tr_form_get(&f, "step");
@@ -329,17 +339,19 @@ static void api_query_range(struct evhttp_request *req, const tr_http_match *m, 
         goto fail;
     }
     if (step_ns <= 0) {
-        tr_prom_reply_error(req, TR_PROM_BAD_DATA,
-                            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. "
-                            "Try a positive integer");
+        tr_prom_reply_error(
+            req, TR_PROM_BAD_DATA,
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. "
+            "Try a positive integer");
         goto fail;
     }
     /* as Go computes end.Sub(start)/step: in nanoseconds, saturating */
     double span_ns = ((double)j->end - (double)j->start) * 1e6;
     if (span_ns / (double)step_ns > MAX_POINTS) {
-        tr_prom_reply_error(req, TR_PROM_BAD_DATA,
-                            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query "
-                            "resolution (?step=XX)");
+        tr_prom_reply_error(
+            req, TR_PROM_BAD_DATA,
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query "
+            "resolution (?step=XX)");
         goto fail;
     }
     j->step = step_ns / 1000000;

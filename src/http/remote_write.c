@@ -34,12 +34,19 @@ tr_ingest *tr_ingest_new(tsdb *db, size_t max_body, size_t max_uncompressed) {
     static const char *const ep[2] = {"endpoint=\"remote_write\"", "endpoint=\"import_prometheus\""};
     for (int i = 0; i < 2; i++) {
         char l[96];
-        g->requests[i] = tr_counter_new("tricorder_ingest_requests_total", "Remote write and text import requests received.", ep[i]);
-        g->errors[i] = tr_counter_new("tricorder_ingest_request_errors_total", "Remote write and text import requests answered with an error (4xx/5xx).", ep[i]);
+        g->requests[i] = tr_counter_new("tricorder_ingest_requests_total",
+                                        "Remote write and text import requests received.", ep[i]);
+        g->errors[i] =
+            tr_counter_new("tricorder_ingest_request_errors_total",
+                           "Remote write and text import requests answered with an error (4xx/5xx).", ep[i]);
         snprintf(l, sizeof l, "%s,result=\"stored\"", ep[i]);
-        g->stored[i] = tr_counter_new("tricorder_ingest_samples_total", "Samples from remote write and text import, by outcome in the store.", l);
+        g->stored[i] =
+            tr_counter_new("tricorder_ingest_samples_total",
+                           "Samples from remote write and text import, by outcome in the store.", l);
         snprintf(l, sizeof l, "%s,result=\"refused\"", ep[i]);
-        g->refused[i] = tr_counter_new("tricorder_ingest_samples_total", "Samples from remote write and text import, by outcome in the store.", l);
+        g->refused[i] =
+            tr_counter_new("tricorder_ingest_samples_total",
+                           "Samples from remote write and text import, by outcome in the store.", l);
     }
     return g;
 }
@@ -80,7 +87,8 @@ static void rw_committed(void *cookie, int status, const char *msg) {
 }
 
 static int media_is(const char *ct, const char *want) {
-    while (*ct == ' ') ct++;
+    while (*ct == ' ')
+        ct++;
     size_t n = strlen(want);
     return strncasecmp(ct, want, n) == 0 && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
 }
@@ -95,11 +103,13 @@ void tr_api__remote_write(struct evhttp_request *req, const tr_http_match *m, vo
     }
     const char *ct = tr_http_header(req, "Content-Type");
     if (ct && !media_is(ct, "application/x-protobuf")) {
-        rw_reply_error(g, req, 415, "unsupported content type: remote write 1.0 sends application/x-protobuf");
+        rw_reply_error(g, req, 415,
+                       "unsupported content type: remote write 1.0 sends application/x-protobuf");
         return;
     }
     if (ct && strstr(ct, "io.prometheus.write.v2")) {
-        rw_reply_error(g, req, 415, "remote write 2.0 is not supported: send remote write 1.0 (prometheus.WriteRequest)");
+        rw_reply_error(g, req, 415,
+                       "remote write 2.0 is not supported: send remote write 1.0 (prometheus.WriteRequest)");
         return;
     }
     const char *ce = tr_http_header(req, "Content-Encoding");
@@ -123,7 +133,8 @@ void tr_api__remote_write(struct evhttp_request *req, const tr_http_match *m, vo
         rw_reply_error(g, req, 503, "out of memory");
         goto out;
     }
-    int st = tr_remote_write_uncompress(body, len, g->max_uncompressed, &g->plain, &g->plain_cap, &plen, err, sizeof err);
+    int st = tr_remote_write_uncompress(body, len, g->max_uncompressed, &g->plain, &g->plain_cap, &plen, err,
+                                        sizeof err);
     if (!st) st = tr_remote_write_apply(g->db, app, g->plain, plen, &res, err, sizeof err);
     if (g->plain_cap > KEEP_PLAIN_BYTES) {
         free(g->plain);
@@ -140,13 +151,18 @@ void tr_api__remote_write(struct evhttp_request *req, const tr_http_match *m, vo
     tr_counter_add(g->stored[TR_INGEST_RW], res.samples - res.refused);
     tr_counter_add(g->refused[TR_INGEST_RW], res.refused);
     if (res.refused && res.histograms)
-        snprintf(p->msg, sizeof p->msg, "%llu of %llu samples refused (first: %s); %llu native histogram samples ignored: not supported",
-                 (unsigned long long)res.refused, (unsigned long long)res.samples, res.first, (unsigned long long)res.histograms);
+        snprintf(
+            p->msg, sizeof p->msg,
+            "%llu of %llu samples refused (first: %s); %llu native histogram samples ignored: not supported",
+            (unsigned long long)res.refused, (unsigned long long)res.samples, res.first,
+            (unsigned long long)res.histograms);
     else if (res.refused)
-        snprintf(p->msg, sizeof p->msg, "%llu of %llu samples refused (first: %s)", (unsigned long long)res.refused,
-                 (unsigned long long)res.samples, res.first);
+        snprintf(p->msg, sizeof p->msg, "%llu of %llu samples refused (first: %s)",
+                 (unsigned long long)res.refused, (unsigned long long)res.samples, res.first);
     else if (res.histograms) {
-        snprintf(p->msg, sizeof p->msg, "%llu native histogram samples ignored: native histograms are not supported (send classic histograms)",
+        snprintf(p->msg, sizeof p->msg,
+                 "%llu native histogram samples ignored: native histograms are not supported (send classic "
+                 "histograms)",
                  (unsigned long long)res.histograms);
         p->refused = res.histograms;
     }

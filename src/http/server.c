@@ -1,13 +1,13 @@
 /* The libevent HTTP server: route table, authentication, limits, connection accounting and
  * the reply helpers. */
 #include <errno.h>
-#include <stdio.h>
-#include <sys/queue.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/socket.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -19,8 +19,8 @@
 #include "http.h"
 #include "http_int.h"
 #include "util/gzip.h"
-#include "util/re.h"
 #include "util/log.h"
+#include "util/re.h"
 #include "util/selfmon.h"
 #include "util/text.h"
 
@@ -77,9 +77,11 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg) {
     char l[32];
     for (int i = 0; i < 6; i++) {
         snprintf(l, sizeof l, "code=\"%s\"", classes[i]);
-        h->req_by_class[i] = tr_counter_new("tricorder_http_responses_total", "HTTP responses sent, by status class.", l);
+        h->req_by_class[i] =
+            tr_counter_new("tricorder_http_responses_total", "HTTP responses sent, by status class.", l);
     }
-    h->conn_gauge = tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"http\"");
+    h->conn_gauge =
+        tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"http\"");
     h->drain = tr_drain_new();
     if (cfg->cors_origin && strcmp(cfg->cors_origin, ".*") != 0) {
         char err[300];
@@ -97,7 +99,8 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg) {
 
 static size_t conn_slot(tr_http *h, void *c) {
     size_t i = ((uintptr_t)c >> 4) * 11400714819323198485ull & (h->conncap - 1);
-    while (h->conns[i] && h->conns[i] != c && h->conns[i] != (void *)1) i = (i + 1) & (h->conncap - 1);
+    while (h->conns[i] && h->conns[i] != c && h->conns[i] != (void *)1)
+        i = (i + 1) & (h->conncap - 1);
     return i;
 }
 
@@ -181,7 +184,8 @@ static void watch_poll(evutil_socket_t fd, short what, void *arg) {
         evutil_socket_t s = bev ? bufferevent_getfd(bev) : -1;
         char c;
         ssize_t r = s >= 0 ? recv(s, &c, 1, MSG_PEEK | MSG_DONTWAIT) : 0;
-        if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) continue; /* still there */
+        if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+            continue; /* still there */
         *h->watch[i] = 1;
         h->watch[i] = NULL;
         h->nwatch--;
@@ -220,21 +224,36 @@ void tr_http_unwatch(struct evhttp_request *req) {
 
 static const char *reason_of(int status) {
     switch (status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 307: return "Temporary Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 307:
+        return "Temporary Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
     }
 }
 
@@ -258,7 +277,8 @@ int tr_http_accepts_gzip(struct evhttp_request *req) {
     const char *ae = tr_http_header(req, "Accept-Encoding");
     for (const char *p = ae; p && (p = strstr(p, "gzip")); p += 4) {
         const char *q = p + 4;
-        while (*q == ' ') q++;
+        while (*q == ' ')
+            q++;
         if (*q == ';') {
             const char *v = strstr(q, "q=");
             if (v && strtod(v + 2, NULL) == 0) return 0;
@@ -275,16 +295,17 @@ static void cors(tr_http *h, struct evhttp_request *req, const char *path) {
     const char *origin = tr_http_header(req, "Origin");
     if (!origin || strncmp(path, "/api/", 5) != 0) return;
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-    if (!h->cors) evhttp_add_header(oh, "Access-Control-Allow-Origin", "*");
-    else if (tr_re_match(h->cors, origin, strlen(origin))) evhttp_add_header(oh, "Access-Control-Allow-Origin", origin);
+    if (!h->cors)
+        evhttp_add_header(oh, "Access-Control-Allow-Origin", "*");
+    else if (tr_re_match(h->cors, origin, strlen(origin)))
+        evhttp_add_header(oh, "Access-Control-Allow-Origin", origin);
     evhttp_add_header(oh, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     evhttp_add_header(oh, "Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, Origin");
     evhttp_add_header(oh, "Access-Control-Expose-Headers", "Date");
     evhttp_add_header(oh, "Vary", "Origin");
 }
 
-void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, const void *body,
-                   size_t len) {
+void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, const void *body, size_t len) {
     tr_http_unwatch(req);
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
     if (ctype) {
@@ -294,8 +315,10 @@ void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, co
     struct evbuffer *eb = evhttp_request_get_output_buffer(req);
     tr_buf z;
     tr_buf_init(&z, 0);
-    if (len >= 1024 && ctype && (strncmp(ctype, "application/json", 16) == 0 || strncmp(ctype, "text/", 5) == 0) &&
-        !evhttp_find_header(oh, "Content-Encoding") && tr_http_accepts_gzip(req) && tr_gzip(body, len, &z) == 0 && !z.failed) {
+    if (len >= 1024 && ctype &&
+        (strncmp(ctype, "application/json", 16) == 0 || strncmp(ctype, "text/", 5) == 0) &&
+        !evhttp_find_header(oh, "Content-Encoding") && tr_http_accepts_gzip(req) &&
+        tr_gzip(body, len, &z) == 0 && !z.failed) {
         evhttp_add_header(oh, "Content-Encoding", "gzip");
         evhttp_add_header(oh, "Vary", "Accept-Encoding");
         body = z.data;
@@ -325,7 +348,8 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
         size_t max = g_http ? g_http->cfg.max_body_bytes : 0;
         int body = te || (cl && strtoull(cl, NULL, 10) > max);
         if (body) {
-            snprintf(msg, sizeof msg, "413 Request Entity Too Large: the request body is over the limit of %zu bytes", max);
+            snprintf(msg, sizeof msg,
+                     "413 Request Entity Too Large: the request body is over the limit of %zu bytes", max);
             text = msg;
         } else {
             code = 431;
@@ -393,7 +417,8 @@ int tr_http_body(struct evhttp_request *req, size_t max, tr_buf *out) {
 static int basic_ok(tr_http *h, const char *auth) {
     if (!auth || strncasecmp(auth, "Basic ", 6) != 0) return 0;
     const char *b64 = auth + 6;
-    while (*b64 == ' ') b64++;
+    while (*b64 == ' ')
+        b64++;
     unsigned char out[512];
     size_t n = strlen(b64);
     if (tr_base64_max(n) >= sizeof out) return 0;
@@ -411,7 +436,8 @@ static int basic_ok(tr_http *h, const char *auth) {
 static int bearer_ok(tr_http *h, const char *auth) {
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) return 0;
     const char *t = auth + 7;
-    while (*t == ' ') t++;
+    while (*t == ' ')
+        t++;
     return tr_secret_equal(t, h->cfg.ingest_token);
 }
 
@@ -446,8 +472,8 @@ static long seg_decode(const char *raw, size_t n, char *out, size_t cap) {
 static unsigned method_bit(unsigned m) { return m == EVHTTP_REQ_HEAD ? (unsigned)EVHTTP_REQ_GET : m; }
 
 /* The router: 0 with *out set, 404 or 405 (*allow: the methods the path takes). */
-static int resolve(tr_http *h, int ingest_only, unsigned method, const char *raw, tr_http_match *m, char *scratch,
-                   size_t scap, const route **out, unsigned *allow, int *flags) {
+static int resolve(tr_http *h, int ingest_only, unsigned method, const char *raw, tr_http_match *m,
+                   char *scratch, size_t scap, const route **out, unsigned *allow, int *flags) {
     const char *seg[MAX_SEGS];
     size_t nseg = 0, used = 0;
     memset(m, 0, sizeof *m);
@@ -491,8 +517,8 @@ static int resolve(tr_http *h, int ingest_only, unsigned method, const char *raw
     return 0;
 }
 
-int tr_http_resolve(tr_http *h, unsigned method, const char *raw_path, tr_http_match *m, char *scratch, size_t scap,
-                    void **ctx, unsigned *allow) {
+int tr_http_resolve(tr_http *h, unsigned method, const char *raw_path, tr_http_match *m, char *scratch,
+                    size_t scap, void **ctx, unsigned *allow) {
     const route *r;
     int flags;
     int rc = resolve(h, 0, method, raw_path, m, scratch, scap, &r, allow, &flags);
@@ -510,13 +536,14 @@ static void allow_header(struct evhttp_request *req, unsigned allow) {
     static const struct {
         unsigned bit;
         const char *name;
-    } names[] = {{EVHTTP_REQ_GET, "GET"},       {EVHTTP_REQ_GET, "HEAD"},     {EVHTTP_REQ_POST, "POST"},
-                 {EVHTTP_REQ_PUT, "PUT"},       {EVHTTP_REQ_DELETE, "DELETE"}, {EVHTTP_REQ_PATCH, "PATCH"},
+    } names[] = {{EVHTTP_REQ_GET, "GET"},        {EVHTTP_REQ_GET, "HEAD"},      {EVHTTP_REQ_POST, "POST"},
+                 {EVHTTP_REQ_PUT, "PUT"},        {EVHTTP_REQ_DELETE, "DELETE"}, {EVHTTP_REQ_PATCH, "PATCH"},
                  {EVHTTP_REQ_OPTIONS, "OPTIONS"}};
     char v[128] = "";
     size_t o = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (allow & names[i].bit) o += (size_t)snprintf(v + o, sizeof v - o, "%s%s", o ? ", " : "", names[i].name);
+        if (allow & names[i].bit)
+            o += (size_t)snprintf(v + o, sizeof v - o, "%s%s", o ? ", " : "", names[i].name);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", v);
 }
 
@@ -524,7 +551,8 @@ static void allow_header(struct evhttp_request *req, unsigned allow) {
  * with a redirect there: 301 for GET and HEAD, 307 otherwise, the query string kept. The
  * Jaeger routes (TR_HTTP_NO_405) do not: jaeger-query's catch-all answers 404. Returns 1 when
  * it answered. */
-static int trailing_slash_redirect(tr_http *h, listener *l, struct evhttp_request *req, unsigned method, const char *raw) {
+static int trailing_slash_redirect(tr_http *h, listener *l, struct evhttp_request *req, unsigned method,
+                                   const char *raw) {
     size_t n = strlen(raw);
     if (n < 2 || raw[n - 1] != '/' || raw[n - 2] == '/') return 0;
     char *path = strndup(raw, n - 1);
@@ -552,16 +580,23 @@ static int trailing_slash_redirect(tr_http *h, listener *l, struct evhttp_reques
                 if (get) { /* Go's http.Redirect body, the URL HTML-escaped */
                     tr_buf_puts(&body, "<a href=\"");
                     for (const char *c = loc.data; *c; c++) {
-                        if (*c == '&') tr_buf_puts(&body, "&amp;");
-                        else if (*c == '<') tr_buf_puts(&body, "&lt;");
-                        else if (*c == '>') tr_buf_puts(&body, "&gt;");
-                        else if (*c == '"') tr_buf_puts(&body, "&#34;");
-                        else if (*c == '\'') tr_buf_puts(&body, "&#39;");
-                        else tr_buf_putc(&body, *c);
+                        if (*c == '&')
+                            tr_buf_puts(&body, "&amp;");
+                        else if (*c == '<')
+                            tr_buf_puts(&body, "&lt;");
+                        else if (*c == '>')
+                            tr_buf_puts(&body, "&gt;");
+                        else if (*c == '"')
+                            tr_buf_puts(&body, "&#34;");
+                        else if (*c == '\'')
+                            tr_buf_puts(&body, "&#39;");
+                        else
+                            tr_buf_putc(&body, *c);
                     }
                     tr_buf_puts(&body, "\">Moved Permanently</a>.\n\n");
                 }
-                tr_http_reply(req, get ? 301 : 307, get ? "text/html; charset=utf-8" : NULL, body.data, body.len);
+                tr_http_reply(req, get ? 301 : 307, get ? "text/html; charset=utf-8" : NULL, body.data,
+                              body.len);
                 done = 1;
             }
             tr_buf_free(&loc);
@@ -630,8 +665,10 @@ static void dispatch(struct evhttp_request *req, void *arg) {
     }
     if (rc == 405) {
         allow_header(req, allow);
-        if (method == EVHTTP_REQ_OPTIONS) tr_http_reply(req, 204, NULL, NULL, 0);
-        else tr_http_reply_text(req, 405, "Method Not Allowed");
+        if (method == EVHTTP_REQ_OPTIONS)
+            tr_http_reply(req, 204, NULL, NULL, 0);
+        else
+            tr_http_reply_text(req, 405, "Method Not Allowed");
         goto out;
     }
     r->fn(req, &m, r->ctx);
@@ -688,9 +725,8 @@ int tr_http_listen(tr_http *h, int fd, int ingest_only) {
     evhttp_set_flags(l->eh, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_max_headers_size(l->eh, MAX_HEADERS_BYTES);
     evhttp_set_timeout(l->eh, h->cfg.idle_timeout_s > 0 ? h->cfg.idle_timeout_s : 60);
-    evhttp_set_allowed_methods(l->eh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                          EVHTTP_REQ_PATCH);
+    evhttp_set_allowed_methods(l->eh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(l->eh, dispatch, l);
     /* replies go out in a few writes: without TCP_NODELAY the last small segment can wait
      * ~40 ms for the client's delayed ACK (accepted sockets inherit the option) */
@@ -719,7 +755,8 @@ void tr_http_free(tr_http *h) {
     if (!h) return;
     for (int i = 0; i < h->nls; i++)
         if (h->ls[i].eh) evhttp_free(h->ls[i].eh);
-    for (size_t i = 0; i < h->nroutes; i++) free(h->routes[i].pattern);
+    for (size_t i = 0; i < h->nroutes; i++)
+        free(h->routes[i].pattern);
     free(h->routes);
     free(h->conns);
     free((void *)h->watch);

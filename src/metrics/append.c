@@ -128,12 +128,12 @@ static int sort_labels(tsdb *db, const tsdb_label *in, size_t n, tsdb_label *out
     if (!k || strcmp(out[0].name, "__name__") != 0) {
         /* "__name__" sorts after upper-case names: look for it */
         int has = 0;
-        for (size_t i = 0; i < k && !has; i++) has = strcmp(out[i].name, "__name__") == 0;
+        for (size_t i = 0; i < k && !has; i++)
+            has = strcmp(out[i].name, "__name__") == 0;
         if (!has) return TSDB_ERR_NO_NAME;
     }
     return (int)k;
 }
-
 
 /* The full validation, done once when a series is created. */
 static int validate_labels(tsdb *db, const tsdb_label *l, size_t k) {
@@ -176,8 +176,8 @@ static int key_labels(const char *key, size_t len, tsdb_label *out, size_t cap) 
 
 /* The part of an add after the lookup key is known, under db->mu: `sorted` (k labels) when
  * the caller has them, else (NULL) they are taken from the key if it creates a series. */
-static int add_locked(tsdb_appender *a, const char *key, size_t keylen, uint64_t h, const tsdb_label *sorted, int k,
-                      int64_t t, double v) {
+static int add_locked(tsdb_appender *a, const char *key, size_t keylen, uint64_t h, const tsdb_label *sorted,
+                      int k, int64_t t, double v) {
     tsdb *db = a->db;
     int rc = TSDB_OK;
     tsdb_label from_key[256];
@@ -245,8 +245,8 @@ out:
     return rc;
 }
 
-static int add_keyed(tsdb_appender *a, const char *key, size_t keylen, uint64_t h, const tsdb_label *sorted, int k,
-                     int64_t t, double v) {
+static int add_keyed(tsdb_appender *a, const char *key, size_t keylen, uint64_t h, const tsdb_label *sorted,
+                     int k, int64_t t, double v) {
     pthread_mutex_lock(&a->db->mu);
     int rc = add_locked(a, key, keylen, h, sorted, k, t, v);
     pthread_mutex_unlock(&a->db->mu);
@@ -300,13 +300,15 @@ size_t tsdb_appender_add_keys(tsdb_appender *a, const tsdb_keyed *s, size_t n, i
     size_t refused = 0;
     uint64_t h[KEYS_BATCH];
     if (a->not_ready) {
-        for (size_t i = 0; i < n; i++) rc[i] = TSDB_OK;
+        for (size_t i = 0; i < n; i++)
+            rc[i] = TSDB_OK;
         return 0;
     }
     for (size_t base = 0; base < n; base += KEYS_BATCH) {
         size_t m = n - base < KEYS_BATCH ? n - base : KEYS_BATCH;
         const tsdb_keyed *k = s + base;
-        for (size_t i = 0; i < m; i++) h[i] = mt_hash(k[i].key, k[i].len, 0x12345);
+        for (size_t i = 0; i < m; i++)
+            h[i] = mt_hash(k[i].key, k[i].len, 0x12345);
         pthread_mutex_lock(&db->mu);
         for (size_t i = 0; i < m + 2 * AHEAD; i++) {
             /* reread: adding a new series may grow the table */
@@ -356,7 +358,8 @@ static inline uint8_t *put_uvar(uint8_t *o, uint64_t v) {
 }
 
 static void release(tsdb_appender *a) {
-    for (size_t i = 0; i < a->n; i++) a->p[i].s->pending--;
+    for (size_t i = 0; i < a->n; i++)
+        a->p[i].s->pending--;
 }
 
 void tsdb_appender_rollback(tsdb_appender *a) {
@@ -399,7 +402,8 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
     pthread_mutex_lock(&db->mu);
     /* the batch touches thousands of series scattered over the heap: prefetch a few ahead
      * (what this loop and the next read: the WAL fields, the open chunk's header) */
-    for (size_t i = 0; i < a->n && i < 16; i++) prefetch_commit(a->p[i].s);
+    for (size_t i = 0; i < a->n && i < 16; i++)
+        prefetch_commit(a->p[i].s);
     for (size_t i = 0; i < a->n; i++) {
         series *s = a->p[i].s;
         if (i + 16 < a->n) prefetch_commit(a->p[i + 16].s);
@@ -422,7 +426,8 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
             o = put_uvar(o, s->ref);
             o = put_uvar(o, zz_enc((int64_t)((uint64_t)a->p[i].t - (uint64_t)prev)));
             prev = a->p[i].t;
-            for (int b = 0; b < 8; b++) *o++ = (uint8_t)(vb >> (8 * b)); /* little-endian */
+            for (int b = 0; b < 8; b++)
+                *o++ = (uint8_t)(vb >> (8 * b)); /* little-endian */
         }
     }
     if (o) smp.len = (size_t)(o - smp.p);
@@ -447,8 +452,10 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
         if (s->logged == 2) s->logged = status ? 0 : 1;
         if (status) continue;
         int rc = head_append(db, s, a->p[i].t, a->p[i].v, 0);
-        if (rc) count_reject(db, rc);
-        else ok++;
+        if (rc)
+            count_reject(db, rc);
+        else
+            ok++;
         if (rc == TSDB_OK && a->p[i].t < s->maxt && db->self_on) tr_counter_add(db->self.ooo_acc, 1);
     }
     exb_apply(db, a->ex, status);

@@ -36,7 +36,7 @@ static const char IDX_MAGIC[8] = {'T', 'R', 'I', 'D', 'X', '0', '0', '2'};
 
 /* ---- per-series encoding ---- */
 
-static const double p10[19] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+static const double p10[19] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8, 1e9,
                                1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
 
 static int same_bits(double a, double b) { return memcmp(&a, &b, 8) == 0; }
@@ -73,7 +73,8 @@ void blockenc_series(bvec *out, const sample *s, size_t n) {
     int emax = 0;
     for (size_t i = 0; ok && i < n; i++) {
         int e = decimal_exp(s[i].v, &m[i]);
-        if (e < 0) ok = 0;
+        if (e < 0)
+            ok = 0;
         else {
             k[i] = (int8_t)e;
             if (e > emax) emax = e;
@@ -87,7 +88,8 @@ void blockenc_series(bvec *out, const sample *s, size_t n) {
                 ok = 0;
                 break;
             }
-            for (int j = 0; j < d; j++) m[i] *= 10;
+            for (int j = 0; j < d; j++)
+                m[i] *= 10;
         }
         if (!same_bits((double)m[i] / p10[emax], s[i].v)) ok = 0;
     }
@@ -95,7 +97,8 @@ void blockenc_series(bvec *out, const sample *s, size_t n) {
         bv_u8(out, 1);
         bv_u8(out, (uint8_t)emax);
         bv_svar(out, m[0]);
-        for (size_t i = 1; i < n; i++) bv_svar(out, m[i] - m[i - 1]);
+        for (size_t i = 1; i < n; i++)
+            bv_svar(out, m[i] - m[i - 1]);
     } else {
         bv_u8(out, 0);
         uint64_t prev = 0;
@@ -199,7 +202,8 @@ static int put_section(bvec *idx, bvec *raw) {
     bv_u32le(idx, 0); /* zstd length, below */
     size_t zl = ZSTD_compress(idx->p + idx->len, idx->cap - idx->len, raw->p, raw->len, ZLEVEL);
     if (ZSTD_isError(zl) || zl > UINT32_MAX) return -1;
-    for (int x = 0; x < 4; x++) idx->p[start + 8 + x] = (uint8_t)(zl >> (8 * x));
+    for (int x = 0; x < 4; x++)
+        idx->p[start + 8 + x] = (uint8_t)(zl >> (8 * x));
     idx->len += zl;
     bv_u32le(idx, crc32c(idx->p + start, idx->len - start));
     raw->len = 0;
@@ -216,8 +220,8 @@ typedef struct wmeta {
     uint32_t frame_len, in_off, in_len;
 } wmeta;
 
-int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level, char *id_out,
-                size_t idcap, char *err, size_t errlen) {
+int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level, char *id_out, size_t idcap,
+                char *err, size_t errlen) {
     static unsigned seq;
     char tmp[4200], fin[4200], path[4300];
     symtab st = {0};
@@ -272,7 +276,8 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
             }
             if (nlbls + 2 * w.nl > caplbls) {
                 size_t c = caplbls ? caplbls * 2 : 4096;
-                while (c < nlbls + 2 * w.nl) c *= 2;
+                while (c < nlbls + 2 * w.nl)
+                    c *= 2;
                 sym **nl = realloc(lbls, c * sizeof *nl);
                 if (!nl) goto oom;
                 lbls = nl;
@@ -299,7 +304,8 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
             m->maxt = w.s[w.n - 1].t;
 #ifndef NDEBUG
             /* a block's series come in label order, each with strictly increasing times */
-            for (size_t k = 1; k < w.n; k++) assert(w.s[k - 1].t < w.s[k].t);
+            for (size_t k = 1; k < w.n; k++)
+                assert(w.s[k - 1].t < w.s[k].t);
             if (n > 0) {
                 const wmeta *pm = &meta[n - 1];
                 size_t na = pm->nl, nb = w.nl, i = 0;
@@ -325,7 +331,8 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
             if (ZSTD_isError(zl)) goto oom;
             uint8_t crc[4];
             uint32_t c = crc32c(zbuf, zl);
-            for (int x = 0; x < 4; x++) crc[x] = (uint8_t)(c >> (8 * x));
+            for (int x = 0; x < 4; x++)
+                crc[x] = (uint8_t)(c >> (8 * x));
             if (tr_write_all(cfd, zbuf, zl) || tr_write_all(cfd, crc, 4)) goto ioerr;
             for (size_t k = first; k < n; k++) {
                 meta[k].frame_off = off;
@@ -406,7 +413,8 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
         bv_uvar(&raw, nv);
         for (size_t a = i; a < j;) {
             size_t b = a;
-            while (b < j && tr[b].value == tr[a].value) b++;
+            while (b < j && tr[b].value == tr[a].value)
+                b++;
             bv_uvar(&raw, tr[a].value);
             bv_uvar(&raw, b - a);
             uint32_t prev = 0;
@@ -424,19 +432,22 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
     char metaj[512];
     if (!n) mint = maxt = 0;
     int ml = snprintf(metaj, sizeof metaj,
-                      "{\"version\":2,\"minTime\":%lld,\"maxTime\":%lld,\"numSeries\":%zu,\"numSamples\":%llu,\"level\":%d}\n",
+                      "{\"version\":2,\"minTime\":%lld,\"maxTime\":%lld,\"numSeries\":%zu,\"numSamples\":%"
+                      "llu,\"level\":%d}\n",
                       (long long)mint, (long long)maxt, n, (unsigned long long)nsamples, level);
     snprintf(path, sizeof path, "%s/meta.json", tmp);
     if (write_file(path, metaj, (size_t)ml)) goto ioerr;
     int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
-        if (fsync(dfd)) { /* best effort */ }
+        if (fsync(dfd)) { /* best effort */
+        }
         close(dfd);
     }
     if (rename(tmp, fin) != 0) goto ioerr;
     dfd = open(blocks_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
-        if (fsync(dfd)) { /* best effort */ }
+        if (fsync(dfd)) { /* best effort */
+        }
         close(dfd);
     }
     rc = 0;
@@ -481,7 +492,8 @@ static const char *const META_KEYS[] = {"version", "minTime", "maxTime", "numSer
 enum { MK_VERSION, MK_MINT, MK_MAXT, MK_NSERIES, MK_NSAMPLES, MK_LEVEL, MK_N };
 
 static void skip_ws(const char **p) {
-    while (**p == ' ' || **p == '\n' || **p == '\t' || **p == '\r') (*p)++;
+    while (**p == ' ' || **p == '\n' || **p == '\t' || **p == '\r')
+        (*p)++;
 }
 
 int block_parse_meta(const char *js, size_t len, int64_t *v, char *why, size_t whylen) {
@@ -497,7 +509,8 @@ int block_parse_meta(const char *js, size_t len, int64_t *v, char *why, size_t w
         skip_ws(&p);
         if (*p++ != '"') goto bad;
         const char *k = p;
-        while (*p && *p != '"') p++;
+        while (*p && *p != '"')
+            p++;
         if (*p != '"') goto bad;
         size_t kl = (size_t)(p - k);
         p++;
@@ -692,7 +705,8 @@ block *block_open(const char *path, int *damaged, char *err, size_t errlen) {
         snprintf(why, sizeof why, "meta.json: unknown version %lld", (long long)mv[MK_VERSION]);
         goto corrupt;
     }
-    if (b->mint > b->maxt || mv[MK_NSERIES] < 0 || mv[MK_NSAMPLES] < 0 || mv[MK_LEVEL] < 0 || mv[MK_LEVEL] > 64) {
+    if (b->mint > b->maxt || mv[MK_NSERIES] < 0 || mv[MK_NSAMPLES] < 0 || mv[MK_LEVEL] < 0 ||
+        mv[MK_LEVEL] > 64) {
         snprintf(why, sizeof why, "meta.json: values out of range");
         goto corrupt;
     }
@@ -709,7 +723,8 @@ block *block_open(const char *path, int *damaged, char *err, size_t errlen) {
     if (ir == -2) goto oom;
     if (ir != 0) goto corrupt;
     if (b->version != mv[MK_VERSION]) {
-        snprintf(why, sizeof why, "meta.json says version %lld, the index is format %d", (long long)mv[MK_VERSION], b->version);
+        snprintf(why, sizeof why, "meta.json says version %lld, the index is format %d",
+                 (long long)mv[MK_VERSION], b->version);
         goto corrupt;
     }
     free(idx);
@@ -804,7 +819,8 @@ block *block_open(const char *path, int *damaged, char *err, size_t errlen) {
             if (e > chunk_end) chunk_end = e;
         }
         if (!b->nseries) lo = hi = 0;
-        if ((uint64_t)mv[MK_NSERIES] != b->nseries || (uint64_t)mv[MK_NSAMPLES] != nsamp || lo != b->mint || hi != b->maxt) {
+        if ((uint64_t)mv[MK_NSERIES] != b->nseries || (uint64_t)mv[MK_NSAMPLES] != nsamp || lo != b->mint ||
+            hi != b->maxt) {
             snprintf(why, sizeof why, "meta.json disagrees with the index (series, samples or time range)");
             goto corrupt;
         }
@@ -820,8 +836,8 @@ block *block_open(const char *path, int *damaged, char *err, size_t errlen) {
             goto corrupt;
         }
         if ((uint64_t)st.st_size < chunk_end) {
-            snprintf(why, sizeof why, "chunks truncated: %lld bytes, the index needs %llu", (long long)st.st_size,
-                     (unsigned long long)chunk_end);
+            snprintf(why, sizeof why, "chunks truncated: %lld bytes, the index needs %llu",
+                     (long long)st.st_size, (unsigned long long)chunk_end);
             goto corrupt;
         }
         b->bytes += (uint64_t)st.st_size;
@@ -852,12 +868,15 @@ fail:
 
 void block_free(block *b) {
     if (!b) return;
-    for (uint32_t i = 0; i < b->nsyms && b->syms; i++) free(b->syms[i]);
+    for (uint32_t i = 0; i < b->nsyms && b->syms; i++)
+        free(b->syms[i]);
     free(b->syms);
-    for (uint64_t i = 0; i < b->nseries && b->series; i++) free(b->series[i].lbl);
+    for (uint64_t i = 0; i < b->nseries && b->series; i++)
+        free(b->series[i].lbl);
     free(b->series);
     for (uint32_t i = 0; i < b->nnames && b->names; i++) {
-        for (uint32_t j = 0; j < b->names[i].nvals && b->names[i].vals; j++) free(b->names[i].vals[j].ids);
+        for (uint32_t j = 0; j < b->names[i].nvals && b->names[i].vals; j++)
+            free(b->names[i].vals[j].ids);
         free(b->names[i].vals);
     }
     free(b->names);
@@ -899,7 +918,8 @@ long block_series_samples(block *b, uint32_t i, sample **out) {
         }
         if (b->version >= 2) {
             const uint8_t *q = z + s->frame_len;
-            uint32_t want = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+            uint32_t want =
+                (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
             if (crc32c(z, s->frame_len) != want) {
                 free(z);
                 note_damage(b, "chunks: checksum mismatch in the frame at offset %llu", s->frame_off);
@@ -964,7 +984,8 @@ static void bx_all(void *ctx, idlist *out) {
         out->v = v;
         out->cap = b->nseries + 1;
     }
-    for (uint64_t i = 0; i < b->nseries; i++) out->v[i] = (uint32_t)i;
+    for (uint64_t i = 0; i < b->nseries; i++)
+        out->v[i] = (uint32_t)i;
     out->n = b->nseries;
 }
 
@@ -974,8 +995,10 @@ static bname *find_name(block *b, const char *name) {
         uint32_t mid = (lo + hi) / 2;
         int c = strcmp(b->syms[b->names[mid].sym], name);
         if (c == 0) return &b->names[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -1005,8 +1028,10 @@ static void bx_lookup(void *ctx, const char *name, const char *value, const uint
             *n = bn->vals[mid].n;
             return;
         }
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
 }
 

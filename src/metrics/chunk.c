@@ -22,7 +22,8 @@ static inline void store_be64(uint8_t *p, uint64_t x) {
 static int grow(xorenc *e, size_t need) {
     if (e->cap == (size_t)-1) return -1;
     size_t c = e->cap ? e->cap * 2 : 64;
-    while (c < need) c *= 2;
+    while (c < need)
+        c *= 2;
     uint8_t *p = realloc(e->buf, c);
     if (!p) {
         e->cap = (size_t)-1;
@@ -63,11 +64,16 @@ void xor_reset(xorenc *e) {
 }
 
 static void put_dod(xorenc *e, int64_t dod) {
-    if (dod == 0) put_bits(e, 0, 1);
-    else if (dod >= -(1 << 13) && dod < (1 << 13)) put_bits(e, 2, 2), put_bits(e, (uint64_t)dod, 14);
-    else if (dod >= -(1 << 16) && dod < (1 << 16)) put_bits(e, 6, 3), put_bits(e, (uint64_t)dod, 17);
-    else if (dod >= -(1 << 19) && dod < (1 << 19)) put_bits(e, 14, 4), put_bits(e, (uint64_t)dod, 20);
-    else put_bits(e, 15, 4), put_bits(e, (uint64_t)dod, 64);
+    if (dod == 0)
+        put_bits(e, 0, 1);
+    else if (dod >= -(1 << 13) && dod < (1 << 13))
+        put_bits(e, 2, 2), put_bits(e, (uint64_t)dod, 14);
+    else if (dod >= -(1 << 16) && dod < (1 << 16))
+        put_bits(e, 6, 3), put_bits(e, (uint64_t)dod, 17);
+    else if (dod >= -(1 << 19) && dod < (1 << 19))
+        put_bits(e, 14, 4), put_bits(e, (uint64_t)dod, 20);
+    else
+        put_bits(e, 15, 4), put_bits(e, (uint64_t)dod, 64);
 }
 
 void xor_append(xorenc *e, int64_t t, double v) {
@@ -165,11 +171,16 @@ static int dec_next_bitwise(xordec *d, int64_t *t, double *v) {
         d->vbits = get_bits(d, 64);
     } else {
         int64_t dod;
-        if (get_bits(d, 1) == 0) dod = 0;
-        else if (get_bits(d, 1) == 0) dod = sext(get_bits(d, 14), 14);
-        else if (get_bits(d, 1) == 0) dod = sext(get_bits(d, 17), 17);
-        else if (get_bits(d, 1) == 0) dod = sext(get_bits(d, 20), 20);
-        else dod = (int64_t)get_bits(d, 64);
+        if (get_bits(d, 1) == 0)
+            dod = 0;
+        else if (get_bits(d, 1) == 0)
+            dod = sext(get_bits(d, 14), 14);
+        else if (get_bits(d, 1) == 0)
+            dod = sext(get_bits(d, 17), 17);
+        else if (get_bits(d, 1) == 0)
+            dod = sext(get_bits(d, 20), 20);
+        else
+            dod = (int64_t)get_bits(d, 64);
         d->tdelta = (int64_t)((uint64_t)d->tdelta + (uint64_t)dod);
         d->t = (int64_t)((uint64_t)d->t + (uint64_t)d->tdelta);
         if (get_bits(d, 1) == 1) {

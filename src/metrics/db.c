@@ -71,11 +71,13 @@ static int move_to_quarantine(tsdb *db, const char *path, const char *id, char *
     if (mkdir(q, 0755) != 0 && errno != EEXIST) return -1;
     snprintf(dst, dstlen, "%s/%s", q, id);
     struct stat st;
-    for (int k = 1; k < 1000 && lstat(dst, &st) == 0; k++) snprintf(dst, dstlen, "%s/%s.%d", q, id, k);
+    for (int k = 1; k < 1000 && lstat(dst, &st) == 0; k++)
+        snprintf(dst, dstlen, "%s/%s.%d", q, id, k);
     if (rename(path, dst) != 0) return -1;
     int fd = open(q, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
-        if (fsync(fd)) { /* best effort */ }
+        if (fsync(fd)) { /* best effort */
+        }
         close(fd);
     }
     return 0;
@@ -100,8 +102,8 @@ static void quarantine_path(tsdb *db, const char *path, const char *id, const ch
     pthread_mutex_lock(&db->mu);
     count_quarantine(db);
     pthread_mutex_unlock(&db->mu);
-    TR_ERROR("damaged block quarantined", "block=%s error=%s moved_to=%s", id, tr_log_quote(q1, sizeof q1, why),
-             tr_log_quote(q2, sizeof q2, dst));
+    TR_ERROR("damaged block quarantined", "block=%s error=%s moved_to=%s", id,
+             tr_log_quote(q1, sizeof q1, why), tr_log_quote(q2, sizeof q2, dst));
 }
 
 void db_quarantine_block(tsdb *db, block *b, const char *why) {
@@ -125,13 +127,13 @@ void db_quarantine_block(tsdb *db, block *b, const char *why) {
      * finish (and skip its damaged frames) */
     if (move_to_quarantine(db, b->dir, b->id, dst, sizeof dst) != 0) {
         int e = errno;
-        TR_ERROR("damaged block: cannot move it to quarantine; it is no longer read", "block=%s error=%s errno=%d",
-                 b->id, tr_log_quote(q1, sizeof q1, why), e);
+        TR_ERROR("damaged block: cannot move it to quarantine; it is no longer read",
+                 "block=%s error=%s errno=%d", b->id, tr_log_quote(q1, sizeof q1, why), e);
         tr_storage_error("metrics", "quarantine");
     } else {
         count_quarantine(db);
-        TR_ERROR("damaged block quarantined", "block=%s error=%s moved_to=%s", b->id, tr_log_quote(q1, sizeof q1, why),
-                 tr_log_quote(q2, sizeof q2, dst));
+        TR_ERROR("damaged block quarantined", "block=%s error=%s moved_to=%s", b->id,
+                 tr_log_quote(q1, sizeof q1, why), tr_log_quote(q2, sizeof q2, dst));
     }
     db_block_unref(db, b);
     pthread_mutex_unlock(&db->mu);
@@ -165,12 +167,15 @@ static int load_blocks(tsdb *db, char *err, size_t errlen) {
         block *b = block_open(p, &damaged, berr, sizeof berr);
         if (!b) {
             char q[600];
-            if (damaged) quarantine_path(db, p, e->d_name, berr);
-            else TR_WARN("skipping unreadable block", "error=%s", tr_log_quote(q, sizeof q, berr));
+            if (damaged)
+                quarantine_path(db, p, e->d_name, berr);
+            else
+                TR_WARN("skipping unreadable block", "error=%s", tr_log_quote(q, sizeof q, berr));
             continue;
         }
         if (b->version < 2)
-            TR_INFO("block in format 1 (no chunk checksums): read as before, rewritten with checksums when compacted",
+            TR_INFO("block in format 1 (no chunk checksums): read as before, rewritten with checksums when "
+                    "compacted",
                     "block=%s", b->id);
         if (db_add_block(db, b)) {
             block_free(b);
@@ -317,7 +322,8 @@ static int64_t *cut_ranges(const cutent *ce, size_t n, int64_t r, size_t *out_n)
             int64_t hi = j < c->nchunks ? c->chunks[j]->maxt : c->open_maxt;
             if (!cnt) continue;
             if (range_of(hi, r) - range_of(lo, r) < 4) {
-                for (int64_t k = range_of(lo, r); k <= range_of(hi, r); k++) push_range(&v, &nv, &cap, k);
+                for (int64_t k = range_of(lo, r); k <= range_of(hi, r); k++)
+                    push_range(&v, &nv, &cap, k);
                 continue;
             }
             /* a chunk with gaps of days (sparse or odd timestamps): the ranges of its
@@ -326,9 +332,11 @@ static int64_t *cut_ranges(const cutent *ce, size_t n, int64_t r, size_t *out_n)
             xor_dec_init(&d, buf, len, cnt);
             int64_t t;
             double x;
-            while (xor_dec_next(&d, &t, &x)) push_range(&v, &nv, &cap, range_of(t, r));
+            while (xor_dec_next(&d, &t, &x))
+                push_range(&v, &nv, &cap, range_of(t, r));
         }
-        for (uint32_t j = 0; j < c->nooo; j++) push_range(&v, &nv, &cap, range_of(c->ooo[j].t, r));
+        for (uint32_t j = 0; j < c->nooo; j++)
+            push_range(&v, &nv, &cap, range_of(c->ooo[j].t, r));
     }
     if (nv > 1) qsort(v, nv, sizeof *v, cmp_i64);
     size_t o = 0;
@@ -360,7 +368,8 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
         series *s = h->slots[i];
         if (!s) continue;
         cutent c = {.s = s};
-        while (c.nchunks < s->nchunks && s->chunks[c.nchunks]->maxt < before) c.nchunks++;
+        while (c.nchunks < s->nchunks && s->chunks[c.nchunks]->maxt < before)
+            c.nchunks++;
         /* the open chunk too when it lies wholly before the cut: a series that stopped
          * receiving samples must not keep its data (and itself) in the head for ever */
         if (s->open.n && (before == INT64_MAX || s->open.t < before)) {
@@ -369,11 +378,14 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
             c.open_maxt = s->open.t;
             c.open_len = (size_t)((s->open.bits + 7) / 8);
             c.open_copy = malloc(c.open_len ? c.open_len : 1);
-            if (c.open_copy) memcpy(c.open_copy, s->open.buf, c.open_len);
-            else c.open_n = 0;
+            if (c.open_copy)
+                memcpy(c.open_copy, s->open.buf, c.open_len);
+            else
+                c.open_n = 0;
         }
         uint32_t k = 0;
-        while (k < s->nooo && s->ooo[k].t < before) k++;
+        while (k < s->nooo && s->ooo[k].t < before)
+            k++;
         if (k) {
             c.ooo = malloc(k * sizeof *c.ooo);
             if (c.ooo) {
@@ -424,7 +436,8 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
             rc = -1;
             goto release;
         }
-        for (size_t i = 0; i < n; i++) order[i] = &ws[i];
+        for (size_t i = 0; i < n; i++)
+            order[i] = &ws[i];
         qsort(order, n, sizeof *order, cmp_wseries_p);
         for (size_t k = 0; k < nr && rc == 0; k++) {
             int64_t lo = ranges[k] * r;
@@ -436,8 +449,10 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen) {
                 tr_storage_error("metrics", "block_write");
             } else if (w == 0) {
                 nbs[nnb] = open_new_block(db, id, err, errlen);
-                if (nbs[nnb]) nnb++;
-                else rc = -1;
+                if (nbs[nnb])
+                    nnb++;
+                else
+                    rc = -1;
             }
         }
         free(order);
@@ -458,8 +473,10 @@ release:
         for (size_t i = 0; i < n; i++) {
             cutent *c = &ce[i];
             series *s = c->s;
-            for (uint32_t j = 0; j < c->nchunks; j++) free(s->chunks[j]);
-            if (c->nchunks) memmove(s->chunks, s->chunks + c->nchunks, (s->nchunks - c->nchunks) * sizeof *s->chunks);
+            for (uint32_t j = 0; j < c->nchunks; j++)
+                free(s->chunks[j]);
+            if (c->nchunks)
+                memmove(s->chunks, s->chunks + c->nchunks, (s->nchunks - c->nchunks) * sizeof *s->chunks);
             s->nchunks -= c->nchunks;
             h->nchunks -= c->nchunks;
             if (c->open_n && s->open.n == c->open_n) {
@@ -474,7 +491,8 @@ release:
                 /* drop the snapshotted OOO samples; ones added meanwhile stay */
                 uint32_t o = 0, j = 0;
                 for (uint32_t k = 0; k < s->nooo; k++) {
-                    while (j < c->nooo && c->ooo[j].t < s->ooo[k].t) j++;
+                    while (j < c->nooo && c->ooo[j].t < s->ooo[k].t)
+                        j++;
                     if (j < c->nooo && c->ooo[j].t == s->ooo[k].t) continue;
                     s->ooo[o++] = s->ooo[k];
                 }
@@ -495,10 +513,12 @@ release:
     }
     pthread_mutex_unlock(&db->mu);
     pthread_rwlock_unlock(&db->chunk_rw);
-    if (ck && wal_checkpoint_finish(db, ck, werr, sizeof werr) != 0) TR_ERROR("WAL checkpoint failed", "error=\"%s\"", werr);
+    if (ck && wal_checkpoint_finish(db, ck, werr, sizeof werr) != 0)
+        TR_ERROR("WAL checkpoint failed", "error=\"%s\"", werr);
     wal_checkpoint_free(ck);
     for (size_t k = 0; k < nnb; k++)
-        if (nbs[k]) block_free(nbs[k]); /* could not be listed (out of memory): its files stay for the next start */
+        if (nbs[k])
+            block_free(nbs[k]); /* could not be listed (out of memory): its files stay for the next start */
     free(nbs);
 out:
     for (size_t i = 0; ce && i < n; i++) {
@@ -557,7 +577,8 @@ static int merge_next(void *ctx, wseries *out) {
     size_t bnl = 0;
     for (size_t i = 0; i < it->k; i++) {
         mergecur *c = &it->cur[i];
-        while (c->i < c->b->nseries && c->b->series[c->i].nl > 512) c->i++; /* cannot happen: limit is lower */
+        while (c->i < c->b->nseries && c->b->series[c->i].nl > 512)
+            c->i++; /* cannot happen: limit is lower */
         if (c->i >= c->b->nseries) continue;
         bseries *s = &c->b->series[c->i];
         blabels(c->b, c->i, it->lb);
@@ -603,22 +624,27 @@ static int merge_next(void *ctx, wseries *out) {
 }
 
 /* Merges blocks[0..k) (all held by a ref) into one block, streaming; returns it or NULL. */
-static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, block **bad, char *err, size_t errlen) {
+static block *compact_blocks(tsdb *db, block **bs, size_t k, int level, block **bad, char *err,
+                             size_t errlen) {
     mergeiter *it = calloc(1, sizeof *it);
     block *nb = NULL;
     if (!it || !(it->cur = calloc(k, sizeof *it->cur))) {
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    for (size_t i = 0; i < k; i++) it->cur[i].b = bs[i];
+    for (size_t i = 0; i < k; i++)
+        it->cur[i].b = bs[i];
     it->k = k;
     it->err = err;
     it->errlen = errlen;
     char id[64];
     int w = block_write(db->blocks_dir, merge_next, it, level, id, sizeof id, err, errlen);
-    if (w == 0) nb = open_new_block(db, id, err, errlen);
-    else if (w == 1) snprintf(err, errlen, "the blocks hold no sample");
-    else if (!it->bad) tr_storage_error("metrics", "block_write");
+    if (w == 0)
+        nb = open_new_block(db, id, err, errlen);
+    else if (w == 1)
+        snprintf(err, errlen, "the blocks hold no sample");
+    else if (!it->bad)
+        tr_storage_error("metrics", "block_write");
     *bad = it->bad;
 done:
     if (it) {
@@ -683,7 +709,8 @@ static int compact_once(tsdb *db) {
         pthread_mutex_unlock(&db->bmu);
         return 0;
     }
-    for (size_t i = 0; i < k; i++) grp[i]->refs++;
+    for (size_t i = 0; i < k; i++)
+        grp[i]->refs++;
     pthread_mutex_unlock(&db->mu);
     char err[512];
     block *bad = NULL;
@@ -704,7 +731,8 @@ static int compact_once(tsdb *db) {
         char q[600];
         TR_WARN("compaction failed", "error=%s", tr_log_quote(q, sizeof q, err));
     }
-    for (size_t i = 0; i < k; i++) db_block_unref(db, grp[i]);
+    for (size_t i = 0; i < k; i++)
+        db_block_unref(db, grp[i]);
     pthread_mutex_unlock(&db->mu);
     pthread_mutex_unlock(&db->bmu);
     return nb != NULL || bad != NULL;
@@ -718,7 +746,8 @@ static int apply_retention(tsdb *db) {
         int64_t cutoff = tr_now_ms() - db->o.retention_ms;
         for (size_t i = 0; i < db->nblocks;) {
             if (db->blocks[i]->maxt < cutoff) {
-                TR_INFO("retention: dropping block", "block=%s max_time=%lld", db->blocks[i]->id, (long long)db->blocks[i]->maxt);
+                TR_INFO("retention: dropping block", "block=%s max_time=%lld", db->blocks[i]->id,
+                        (long long)db->blocks[i]->maxt);
                 db_drop_block(db, db->blocks[i]);
                 dropped++;
             } else {
@@ -729,9 +758,11 @@ static int apply_retention(tsdb *db) {
     if (db->o.retention_bytes > 0) {
         for (;;) {
             uint64_t total = 0;
-            for (size_t i = 0; i < db->nblocks; i++) total += db->blocks[i]->bytes;
+            for (size_t i = 0; i < db->nblocks; i++)
+                total += db->blocks[i]->bytes;
             if (!db->nblocks || total <= (uint64_t)db->o.retention_bytes) break;
-            TR_INFO("retention size: dropping oldest block", "block=%s blocks_bytes=%llu", db->blocks[0]->id, (unsigned long long)total);
+            TR_INFO("retention size: dropping oldest block", "block=%s blocks_bytes=%llu", db->blocks[0]->id,
+                    (unsigned long long)total);
             db_drop_block(db, db->blocks[0]);
             dropped++;
         }
@@ -752,12 +783,13 @@ void tsdb_maintain(tsdb *db) {
             char err[512];
             if (db_cut(db, before, err, sizeof err) != 0) {
                 char q[600];
-                TR_ERROR("cutting the head into a block failed; the head and the WAL keep the data", "error=%s",
-                         tr_log_quote(q, sizeof q, err));
+                TR_ERROR("cutting the head into a block failed; the head and the WAL keep the data",
+                         "error=%s", tr_log_quote(q, sizeof q, err));
             }
         }
     }
-    while (!db->bg_stop && compact_once(db)) {}
+    while (!db->bg_stop && compact_once(db)) {
+    }
     apply_retention(db);
 }
 
@@ -771,7 +803,8 @@ static void *bg_main(void *arg) {
             /* writes stay refused (503) and nothing is cut or checkpointed: the WAL is left as
              * it is for the next start */
             db->replay_failed = 1;
-            TR_ERROR("WAL replay failed: the metrics store stays read-only", "error=%s", tr_log_quote(q, sizeof q, err));
+            TR_ERROR("WAL replay failed: the metrics store stays read-only", "error=%s",
+                     tr_log_quote(q, sizeof q, err));
             return NULL;
         }
         if (db->self_on) {
@@ -799,10 +832,14 @@ static void *bg_main(void *arg) {
 
 static void meta_escape(FILE *f, const char *s) {
     for (; s && *s; s++) {
-        if (*s == '\t') fputs("\\t", f);
-        else if (*s == '\n') fputs("\\n", f);
-        else if (*s == '\\') fputs("\\\\", f);
-        else fputc(*s, f);
+        if (*s == '\t')
+            fputs("\\t", f);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else if (*s == '\\')
+            fputs("\\\\", f);
+        else
+            fputc(*s, f);
     }
 }
 
@@ -830,8 +867,7 @@ static metaent *meta_find(tsdb *db, const char *family) {
     return NULL;
 }
 
-void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const char *help,
-                       const char *unit) {
+void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const char *help, const char *unit) {
     if (!family || !*family) return;
     pthread_mutex_lock(&db->metamu);
     metaent *e = meta_find(db, family);
@@ -888,7 +924,8 @@ static int cmp_metacopy(const void *a, const void *b) {
 void tsdb_metadata_foreach(tsdb *db, int (*fn)(void *ctx, const tsdb_metadata *m), void *ctx) {
     pthread_mutex_lock(&db->metamu);
     size_t n = 0;
-    for (size_t i = 0; i < db->nmetas; i++) n += (size_t)db->metas[i].n;
+    for (size_t i = 0; i < db->nmetas; i++)
+        n += (size_t)db->metas[i].n;
     metacopy *copy = calloc(n + 1, sizeof *copy);
     size_t k = 0;
     for (size_t i = 0; copy && i < db->nmetas; i++)
@@ -935,8 +972,10 @@ static void meta_save(tsdb *db) {
         }
     int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     fclose(f);
-    if (ok) rename(tmp, p);
-    else unlink(tmp);
+    if (ok)
+        rename(tmp, p);
+    else
+        unlink(tmp);
 }
 
 static void meta_load(tsdb *db) {
@@ -953,11 +992,14 @@ static void meta_load(tsdb *db) {
         for (int i = 0; i < 4; i++) {
             fld[i] = s;
             char *tab = s ? strchr(s, '\t') : NULL;
-            if (tab) *tab = 0, s = tab + 1;
-            else s = NULL;
+            if (tab)
+                *tab = 0, s = tab + 1;
+            else
+                s = NULL;
         }
         if (!fld[3]) continue;
-        tsdb_set_metadata(db, meta_unescape(fld[0]), meta_unescape(fld[1]), meta_unescape(fld[2]), meta_unescape(fld[3]));
+        tsdb_set_metadata(db, meta_unescape(fld[0]), meta_unescape(fld[1]), meta_unescape(fld[2]),
+                          meta_unescape(fld[3]));
     }
     free(line);
     fclose(f);
@@ -980,28 +1022,45 @@ static void self_init(tsdb *db) {
     tsdb_metrics_self *m = &db->self;
     m->series = tr_gauge_new("tricorder_tsdb_head_series", "Active series in the head.", NULL);
     m->head_chunks = tr_gauge_new("tricorder_tsdb_head_chunks", "Sealed chunks in the head.", NULL);
-    m->appended = tr_counter_new("tricorder_tsdb_samples_appended_total", "Samples stored in the head.", NULL);
-    m->ooo_rej = tr_counter_new("tricorder_tsdb_out_of_order_samples_total", "Samples rejected: older than the out-of-order window (or a different value for an existing timestamp).", NULL);
-    m->ooo_acc = tr_counter_new("tricorder_tsdb_out_of_order_samples_accepted_total", "Out-of-order samples accepted within --ooo-window.", NULL);
-    m->too_old = tr_counter_new("tricorder_tsdb_too_old_samples_total", "Samples rejected: older than the retention.", NULL);
-    m->duplicates = tr_counter_new("tricorder_tsdb_duplicate_samples_total", "Samples rejected: another value at a timestamp the series already has.", NULL);
-    m->too_new = tr_counter_new("tricorder_tsdb_too_new_samples_total", "Samples rejected: more than --future-window ahead of the clock.", NULL);
-    m->limits = tr_counter_new("tricorder_tsdb_limit_rejections_total", "Samples rejected by a label or series limit.", NULL);
-    m->wal_fsyncs = tr_counter_new("tricorder_tsdb_wal_fsyncs_total", "WAL fsyncs (one serves many commits).", NULL);
-    m->wal_bytes = tr_gauge_new("tricorder_tsdb_wal_written_bytes", "Bytes written to the WAL since start.", NULL);
+    m->appended =
+        tr_counter_new("tricorder_tsdb_samples_appended_total", "Samples stored in the head.", NULL);
+    m->ooo_rej = tr_counter_new("tricorder_tsdb_out_of_order_samples_total",
+                                "Samples rejected: older than the out-of-order window (or a different value "
+                                "for an existing timestamp).",
+                                NULL);
+    m->ooo_acc = tr_counter_new("tricorder_tsdb_out_of_order_samples_accepted_total",
+                                "Out-of-order samples accepted within --ooo-window.", NULL);
+    m->too_old = tr_counter_new("tricorder_tsdb_too_old_samples_total",
+                                "Samples rejected: older than the retention.", NULL);
+    m->duplicates =
+        tr_counter_new("tricorder_tsdb_duplicate_samples_total",
+                       "Samples rejected: another value at a timestamp the series already has.", NULL);
+    m->too_new = tr_counter_new("tricorder_tsdb_too_new_samples_total",
+                                "Samples rejected: more than --future-window ahead of the clock.", NULL);
+    m->limits = tr_counter_new("tricorder_tsdb_limit_rejections_total",
+                               "Samples rejected by a label or series limit.", NULL);
+    m->wal_fsyncs =
+        tr_counter_new("tricorder_tsdb_wal_fsyncs_total", "WAL fsyncs (one serves many commits).", NULL);
+    m->wal_bytes =
+        tr_gauge_new("tricorder_tsdb_wal_written_bytes", "Bytes written to the WAL since start.", NULL);
     m->blocks = tr_gauge_new("tricorder_tsdb_blocks", "Blocks on disk.", NULL);
     m->compactions = tr_counter_new("tricorder_tsdb_compactions_total", "Block compactions done.", NULL);
-    m->disk_bytes = tr_gauge_new("tricorder_tsdb_disk_bytes", "Bytes used on disk by blocks and the WAL.", NULL);
-    m->wal_skipped = tr_counter_new("tricorder_tsdb_wal_corrupt_records_total",
-                                    "Damaged WAL records skipped by the replay at start (a copy of the file is kept as .corrupt).", NULL);
-    m->wal_dropped = tr_counter_new("tricorder_tsdb_wal_samples_dropped_total",
-                                    "Samples the WAL replay could not restore (damaged records, or series whose definition was damaged).", NULL);
+    m->disk_bytes =
+        tr_gauge_new("tricorder_tsdb_disk_bytes", "Bytes used on disk by blocks and the WAL.", NULL);
+    m->wal_skipped = tr_counter_new(
+        "tricorder_tsdb_wal_corrupt_records_total",
+        "Damaged WAL records skipped by the replay at start (a copy of the file is kept as .corrupt).", NULL);
+    m->wal_dropped = tr_counter_new(
+        "tricorder_tsdb_wal_samples_dropped_total",
+        "Samples the WAL replay could not restore (damaged records, or series whose definition was damaged).",
+        NULL);
     if (tsdb_ready(db)) {
         tr_counter_add(m->wal_skipped, db->st.wal_records_skipped);
         tr_counter_add(m->wal_dropped, db->st.wal_samples_dropped);
     }
-    m->quarantined = tr_counter_new("tricorder_tsdb_quarantined_blocks_total",
-                                    "Damaged blocks moved to <data-dir>/metrics/quarantine (never deleted).", NULL);
+    m->quarantined =
+        tr_counter_new("tricorder_tsdb_quarantined_blocks_total",
+                       "Damaged blocks moved to <data-dir>/metrics/quarantine (never deleted).", NULL);
     pthread_mutex_lock(&db->mu);
     tr_counter_add(m->quarantined, db->st.quarantined); /* those set aside while loading */
     pthread_mutex_unlock(&db->mu);
@@ -1073,7 +1132,8 @@ int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
     return 0;
 fail:
     wal_close(db);
-    for (size_t i = 0; i < db->nblocks; i++) block_free(db->blocks[i]);
+    for (size_t i = 0; i < db->nblocks; i++)
+        block_free(db->blocks[i]);
     free(db->blocks);
     head_free(&db->h);
     ex_free(&db->ex);
@@ -1108,7 +1168,8 @@ void tsdb_close(tsdb *db) {
     meta_save(db);
     pthread_mutex_unlock(&db->metamu);
     wal_close(db);
-    for (size_t i = 0; i < db->nblocks; i++) block_free(db->blocks[i]);
+    for (size_t i = 0; i < db->nblocks; i++)
+        block_free(db->blocks[i]);
     free(db->blocks);
     head_free(&db->h);
     ex_free(&db->ex);
@@ -1146,7 +1207,8 @@ void tsdb_get_stats(tsdb *db, tsdb_stats *st) {
     for (uint32_t i = 0; i < db->h.nslots; i++) {
         series *s = db->h.slots[i];
         if (!s) continue;
-        for (uint32_t j = 0; j < s->nchunks; j++) samples += s->chunks[j]->n;
+        for (uint32_t j = 0; j < s->nchunks; j++)
+            samples += s->chunks[j]->n;
         samples += s->open.n + s->nooo;
     }
     st->head_samples = samples;

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#define EX_MAX_CAP ((int64_t)1 << 28)    /* beyond this the ring alone would need > 10 GiB */
-#define EX_MAX_LABEL_BYTES 4096          /* replay sanity bound (128 runes need at most 640) */
-#define EX_CKPT_PER_RECORD 4096          /* exemplars per checkpoint record */
+#define EX_MAX_CAP ((int64_t)1 << 28) /* beyond this the ring alone would need > 10 GiB */
+#define EX_MAX_LABEL_BYTES 4096       /* replay sanity bound (128 runes need at most 640) */
+#define EX_CKPT_PER_RECORD 4096       /* exemplars per checkpoint record */
 
 /* ---- store ---- */
 
@@ -21,7 +21,8 @@ int ex_init(exstore *x, int64_t cap, char *err, size_t errlen) {
     pthread_mutex_init(&x->mu, NULL);
     if (cap < 0) cap = 0;
     if (cap > EX_MAX_CAP) {
-        snprintf(err, errlen, "--max-exemplars %lld is over the limit of %lld", (long long)cap, (long long)EX_MAX_CAP);
+        snprintf(err, errlen, "--max-exemplars %lld is over the limit of %lld", (long long)cap,
+                 (long long)EX_MAX_CAP);
         return -1;
     }
     x->cap = (size_t)cap;
@@ -39,7 +40,8 @@ int ex_init(exstore *x, int64_t cap, char *err, size_t errlen) {
 }
 
 void ex_free(exstore *x) {
-    for (size_t i = 0; x->ring && i < x->cap; i++) free(x->ring[i].lbl);
+    for (size_t i = 0; x->ring && i < x->cap; i++)
+        free(x->ring[i].lbl);
     for (size_t i = 0; x->buckets && i < x->nbuckets; i++)
         for (exseries *s = x->buckets[i], *nx; s; s = nx) {
             nx = s->hnext;
@@ -76,7 +78,8 @@ static void ser_grow(exstore *x) {
 
 static void ser_remove(exstore *x, exseries *s) {
     exseries **pp = &x->buckets[s->hash & (x->nbuckets - 1)];
-    while (*pp && *pp != s) pp = &(*pp)->hnext;
+    while (*pp && *pp != s)
+        pp = &(*pp)->hnext;
     if (*pp) *pp = s->hnext;
     x->nseries--;
     free(s);
@@ -103,7 +106,8 @@ static int ex_cmp(int64_t t1, double v1, const char *l1, size_t n1, int64_t t2, 
 
 /* Checks an exemplar against its series' newest: TSDB_OK, TSDB_ERR_DUPLICATE or
  * TSDB_ERR_OUT_OF_ORDER. Under x->mu. */
-static int ex_check(const exstore *x, const exseries *s, const char *lbl, size_t lbllen, int64_t t, double v) {
+static int ex_check(const exstore *x, const exseries *s, const char *lbl, size_t lbllen, int64_t t,
+                    double v) {
     if (!s) return TSDB_OK;
     const exslot *n = &x->ring[s->newest];
     int c = ex_cmp(t, v, lbl, lbllen, n->t, n->v, n->lbl, n->lbllen);
@@ -169,15 +173,15 @@ static int ex_add(exstore *x, const char *key, size_t keylen, uint64_t hash, con
 /* ---- appender side ---- */
 
 typedef struct exitem {
-    char *key;        /* series key, then the exemplar labels, in one allocation */
+    char *key; /* series key, then the exemplar labels, in one allocation */
     uint32_t keylen, lbllen;
     uint64_t hash;
     int64_t t;
     double v;
     size_t seq;
-    series *s;        /* resolved at encode; NULL: unknown series */
-    uint8_t ok;       /* passed the check at encode */
-    uint8_t marked;   /* its series record is written by this batch */
+    series *s;      /* resolved at encode; NULL: unknown series */
+    uint8_t ok;     /* passed the check at encode */
+    uint8_t marked; /* its series record is written by this batch */
 } exitem;
 
 struct exbatch {
@@ -187,10 +191,10 @@ struct exbatch {
 
 static size_t runes(const char *s) {
     size_t r = 0;
-    for (; *s; s++) r += ((unsigned char)*s & 0xc0) != 0x80;
+    for (; *s; s++)
+        r += ((unsigned char)*s & 0xc0) != 0x80;
     return r;
 }
-
 
 static void count_label_reject(tsdb *db) {
     pthread_mutex_lock(&db->ex.mu);
@@ -199,8 +203,8 @@ static void count_label_reject(tsdb *db) {
     if (db->ex.m_lbl) tr_counter_add(db->ex.m_lbl, 1);
 }
 
-int exb_add(tsdb *db, struct exbatch **bp, const tsdb_label *sorted, size_t n, const tsdb_label *exl, size_t en,
-            int64_t t, double v) {
+int exb_add(tsdb *db, struct exbatch **bp, const tsdb_label *sorted, size_t n, const tsdb_label *exl,
+            size_t en, int64_t t, double v) {
     if (!db->ex.cap) return TSDB_OK;
     /* the exemplar's labels: empty values dropped, sorted by name, within 128 runes (so at
      * most 64 of them) */
@@ -213,7 +217,8 @@ int exb_add(tsdb *db, struct exbatch **bp, const tsdb_label *sorted, size_t n, c
             break;
         }
         if (!exl[i].value || !exl[i].value[0]) continue;
-        if (!tr_utf8_valid(exl[i].name, strlen(exl[i].name)) || !tr_utf8_valid(exl[i].value, strlen(exl[i].value))) {
+        if (!tr_utf8_valid(exl[i].name, strlen(exl[i].name)) ||
+            !tr_utf8_valid(exl[i].value, strlen(exl[i].value))) {
             rc = TSDB_ERR_UTF8;
             break;
         }
@@ -228,7 +233,8 @@ int exb_add(tsdb *db, struct exbatch **bp, const tsdb_label *sorted, size_t n, c
             j--;
         }
         l[j] = exl[i];
-        if ((j > 0 && strcmp(l[j - 1].name, l[j].name) == 0) || (j + 1 < k && strcmp(l[j + 1].name, l[j].name) == 0))
+        if ((j > 0 && strcmp(l[j - 1].name, l[j].name) == 0) ||
+            (j + 1 < k && strcmp(l[j + 1].name, l[j].name) == 0))
             rc = TSDB_ERR_LABEL_NAME;
         lbllen += strlen(exl[i].name) + strlen(exl[i].value) + 2;
     }
@@ -270,7 +276,8 @@ int exb_pending(const struct exbatch *b) { return b && b->n; }
 
 void exb_free(struct exbatch *b) {
     if (!b) return;
-    for (size_t i = 0; i < b->n; i++) free(b->e[i].key);
+    for (size_t i = 0; i < b->n; i++)
+        free(b->e[i].key);
     free(b->e);
     free(b);
 }
@@ -312,11 +319,13 @@ void exb_encode(tsdb *db, struct exbatch *b, bvec *ser, bvec *pl) {
         }
         const exitem *p = i > 0 ? &b->e[i - 1] : NULL;
         if (p && p->s == e->s &&
-            ex_cmp(e->t, e->v, e->key + e->keylen, e->lbllen, p->t, p->v, p->key + p->keylen, p->lbllen) == 0) {
+            ex_cmp(e->t, e->v, e->key + e->keylen, e->lbllen, p->t, p->v, p->key + p->keylen, p->lbllen) ==
+                0) {
             dups++; /* the same exemplar twice in one batch (sorting made them neighbours) */
             continue;
         }
-        int rc = ex_check(x, ser_find(x, e->key, e->keylen, e->hash), e->key + e->keylen, e->lbllen, e->t, e->v);
+        int rc =
+            ex_check(x, ser_find(x, e->key, e->keylen, e->hash), e->key + e->keylen, e->lbllen, e->t, e->v);
         if (rc == TSDB_ERR_DUPLICATE) {
             dups++;
             continue;
@@ -364,7 +373,8 @@ void exb_apply(tsdb *db, struct exbatch *b, int status) {
         exitem *e = &b->e[i];
         if (e->marked && e->s->logged == 2) e->s->logged = status ? 0 : 1;
         if (status || !e->ok) continue;
-        if (ex_add(x, e->key, e->keylen, e->hash, e->key + e->keylen, e->lbllen, e->t, e->v) == TSDB_OK) added++;
+        if (ex_add(x, e->key, e->keylen, e->hash, e->key + e->keylen, e->lbllen, e->t, e->v) == TSDB_OK)
+            added++;
     }
     x->st.appended += added;
     pthread_mutex_unlock(&x->mu);
@@ -381,7 +391,8 @@ static int pairs_ok(const uint8_t *p, size_t n, int allow_empty) {
     if (!n) return allow_empty;
     if (p[n - 1] != 0) return 0;
     size_t strs = 0;
-    for (size_t i = 0; i < n; i++) strs += p[i] == 0;
+    for (size_t i = 0; i < n; i++)
+        strs += p[i] == 0;
     return strs % 2 == 0;
 }
 
@@ -429,8 +440,10 @@ static void flush_ckpt(bvec *out, bvec *body, size_t *count) {
     bvec pl = {0};
     bv_uvar(&pl, *count);
     bv_put(&pl, body->p, body->len);
-    if (pl.err || body->err) out->err = 1;
-    else wal_record(out, WAL_EXEMPLARS, &pl);
+    if (pl.err || body->err)
+        out->err = 1;
+    else
+        wal_record(out, WAL_EXEMPLARS, &pl);
     bv_free(&pl);
     body->len = 0;
     *count = 0;
@@ -511,7 +524,8 @@ static void *ra(tsdb_exemplars *r, size_t n) {
 /* Labels of a "name\0value\0…" string (copied into the result). Returns the count or -1. */
 static long split_pairs(tsdb_exemplars *r, const char *s, size_t len, tsdb_label **out) {
     size_t strs = 0;
-    for (size_t i = 0; i < len; i++) strs += s[i] == 0;
+    for (size_t i = 0; i < len; i++)
+        strs += s[i] == 0;
     *out = NULL;
     if (!strs) return 0;
     char *copy = ra(r, len);
@@ -546,8 +560,8 @@ static int cmp_res(const void *a, const void *b) {
     return labels_cmp(x->lbl, x->nl, y->lbl, y->nl);
 }
 
-int tsdb_query_exemplars(tsdb *db, tsdb_matcher **const *sets, const size_t *set_lens, size_t nsets, int64_t mint,
-                         int64_t maxt, tsdb_exemplars **out, char *err, size_t errlen) {
+int tsdb_query_exemplars(tsdb *db, tsdb_matcher **const *sets, const size_t *set_lens, size_t nsets,
+                         int64_t mint, int64_t maxt, tsdb_exemplars **out, char *err, size_t errlen) {
     exstore *x = &db->ex;
     *out = NULL;
     if (db->o.retention_ms > 0) {
@@ -571,7 +585,8 @@ int tsdb_query_exemplars(tsdb *db, tsdb_matcher **const *sets, const size_t *set
                 p += strlen(p) + 1;
             }
             int match = nsets == 0;
-            for (size_t i = 0; i < nsets && !match; i++) match = set_matches(sets[i], set_lens[i], stack, nl);
+            for (size_t i = 0; i < nsets && !match; i++)
+                match = set_matches(sets[i], set_lens[i], stack, nl);
             if (!match) continue;
             size_t cnt = 0;
             for (int64_t i = se->oldest; i >= 0; i = x->ring[i].next)
@@ -629,7 +644,8 @@ size_t tsdb_exemplars_of(const tsdb_exemplars *r, size_t i, const tsdb_exemplar 
 
 void tsdb_exemplars_free(tsdb_exemplars *r) {
     if (!r) return;
-    for (size_t i = 0; i < r->nblocks; i++) free(r->blocks[i]);
+    for (size_t i = 0; i < r->nblocks; i++)
+        free(r->blocks[i]);
     free(r->blocks);
     free(r->s);
     free(r);
@@ -658,11 +674,17 @@ static void ex_collect(void *ctx) {
 
 void ex_self_init(tsdb *db) {
     exstore *x = &db->ex;
-    x->m_stored = tr_gauge_new("tricorder_tsdb_exemplar_exemplars_in_storage", "Exemplars in the exemplar ring.", NULL);
-    x->m_series = tr_gauge_new("tricorder_tsdb_exemplar_series_with_exemplars_in_storage", "Series with at least one exemplar in the ring.", NULL);
-    x->m_max = tr_gauge_new("tricorder_tsdb_exemplar_max_exemplars", "Size of the exemplar ring (--max-exemplars).", NULL);
-    x->m_appended = tr_counter_new("tricorder_tsdb_exemplar_exemplars_appended_total", "Exemplars stored in the ring.", NULL);
-    x->m_ooo = tr_counter_new("tricorder_tsdb_exemplar_out_of_order_exemplars_total", "Exemplars refused: older than their series' newest exemplar.", NULL);
-    x->m_lbl = tr_counter_new("tricorder_tsdb_exemplar_label_limit_rejections_total", "Exemplars refused: labels over 128 runes, or invalid.", NULL);
+    x->m_stored =
+        tr_gauge_new("tricorder_tsdb_exemplar_exemplars_in_storage", "Exemplars in the exemplar ring.", NULL);
+    x->m_series = tr_gauge_new("tricorder_tsdb_exemplar_series_with_exemplars_in_storage",
+                               "Series with at least one exemplar in the ring.", NULL);
+    x->m_max = tr_gauge_new("tricorder_tsdb_exemplar_max_exemplars",
+                            "Size of the exemplar ring (--max-exemplars).", NULL);
+    x->m_appended = tr_counter_new("tricorder_tsdb_exemplar_exemplars_appended_total",
+                                   "Exemplars stored in the ring.", NULL);
+    x->m_ooo = tr_counter_new("tricorder_tsdb_exemplar_out_of_order_exemplars_total",
+                              "Exemplars refused: older than their series' newest exemplar.", NULL);
+    x->m_lbl = tr_counter_new("tricorder_tsdb_exemplar_label_limit_rejections_total",
+                              "Exemplars refused: labels over 128 runes, or invalid.", NULL);
     tr_selfmon_add_collector(ex_collect, db);
 }

@@ -105,9 +105,11 @@ static void postings_add(head *h, series *s) {
 }
 
 static void series_free(head *h, series *s) {
-    for (uint16_t i = 0; i < 2 * s->nl; i++) sym_unref(&h->syms, s->lbl[i]);
+    for (uint16_t i = 0; i < 2 * s->nl; i++)
+        sym_unref(&h->syms, s->lbl[i]);
     free(s->lbl);
-    for (uint32_t i = 0; i < s->nchunks; i++) free(s->chunks[i]);
+    for (uint32_t i = 0; i < s->nchunks; i++)
+        free(s->chunks[i]);
     h->nchunks -= s->nchunks;
     free(s->chunks);
     xor_reset(&s->open);
@@ -183,7 +185,8 @@ static series *series_new(tsdb *db, const tsdb_label *l, size_t n, const char *k
     return s;
 fail:
     if (s->lbl)
-        for (uint16_t i = 0; i < 2 * s->nl; i++) sym_unref(&h->syms, s->lbl[i]);
+        for (uint16_t i = 0; i < 2 * s->nl; i++)
+            sym_unref(&h->syms, s->lbl[i]);
     free(s->lbl);
     free(s);
     return NULL;
@@ -290,8 +293,10 @@ int head_conflicts(const series *s, int64_t t, double v) {
     uint32_t lo = 0, hi = s->nooo;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if (s->ooo[mid].t < t) lo = mid + 1;
-        else hi = mid;
+        if (s->ooo[mid].t < t)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < s->nooo && s->ooo[lo].t == t && memcmp(&v, &s->ooo[lo].v, sizeof v) != 0;
 }
@@ -324,8 +329,10 @@ int head_append(tsdb *db, series *s, int64_t t, double v, int force) {
         uint32_t lo = 0, hi = s->nooo;
         while (lo < hi) {
             uint32_t mid = (lo + hi) / 2;
-            if (s->ooo[mid].t < t) lo = mid + 1;
-            else hi = mid;
+            if (s->ooo[mid].t < t)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
         if (lo < s->nooo && s->ooo[lo].t == t)
             return memcmp(&v, &s->ooo[lo].v, sizeof v) == 0 || force ? TSDB_OK : TSDB_ERR_DUPLICATE;
@@ -351,8 +358,8 @@ int head_append(tsdb *db, series *s, int64_t t, double v, int force) {
 }
 
 /* Decodes chunk bytes into out (appending). */
-static int decode_into(const uint8_t *buf, size_t len, uint16_t n, int64_t mint, int64_t maxt,
-                       sample **out, size_t *cnt, size_t *cap) {
+static int decode_into(const uint8_t *buf, size_t len, uint16_t n, int64_t mint, int64_t maxt, sample **out,
+                       size_t *cnt, size_t *cap) {
     xordec d;
     xor_dec_init(&d, buf, len, n);
     int64_t t;
@@ -419,7 +426,8 @@ int head_select(head *h, tsdb_matcher *const *m, size_t n, idlist *out) {
 
 static void series_unlink(head *h, series *s) {
     series **pp = &h->buckets[s->hash & (h->nbuckets - 1)];
-    while (*pp && *pp != s) pp = &(*pp)->hnext;
+    while (*pp && *pp != s)
+        pp = &(*pp)->hnext;
     if (*pp) *pp = s->hnext;
     h->slots[s->slot] = NULL;
     h->nseries--;
@@ -436,7 +444,8 @@ static void postings_rebuild(head *h) {
         h->slots[o++] = s;
     }
     h->nslots = o;
-    for (uint32_t i = 0; i < h->nslots; i++) postings_add(h, h->slots[i]);
+    for (uint32_t i = 0; i < h->nslots; i++)
+        postings_add(h, h->slots[i]);
 }
 
 static int series_empty(const series *s) { return !s->nchunks && !s->open.n && !s->nooo; }
@@ -478,7 +487,8 @@ int head_snapshot(const series *s, int64_t mint, int64_t maxt, hsnap *o) {
         o->chunks = malloc(k * sizeof *o->chunks);
         if (!o->chunks) return -1;
         for (uint32_t i = 0; i < s->nchunks; i++)
-            if (!(s->chunks[i]->maxt < mint || s->chunks[i]->mint > maxt)) o->chunks[o->nchunks++] = s->chunks[i];
+            if (!(s->chunks[i]->maxt < mint || s->chunks[i]->mint > maxt))
+                o->chunks[o->nchunks++] = s->chunks[i];
     }
     if (s->open.n && !(s->open.t < mint || s->open.mint > maxt)) {
         o->open_len = (size_t)((s->open.bits + 7) / 8);
@@ -516,8 +526,10 @@ long hsnap_samples(hsnap *h, int64_t mint, int64_t maxt, sample **out) {
         if (a) cap = all;
     }
     for (uint32_t i = 0; i < h->nchunks && rc == 0; i++)
-        if (decode_into(h->chunks[i]->data, h->chunks[i]->len, h->chunks[i]->n, mint, maxt, &a, &n, &cap)) rc = -1;
-    if (rc == 0 && h->open_n && decode_into(h->open, h->open_len, h->open_n, mint, maxt, &a, &n, &cap)) rc = -1;
+        if (decode_into(h->chunks[i]->data, h->chunks[i]->len, h->chunks[i]->n, mint, maxt, &a, &n, &cap))
+            rc = -1;
+    if (rc == 0 && h->open_n && decode_into(h->open, h->open_len, h->open_n, mint, maxt, &a, &n, &cap))
+        rc = -1;
     if (rc == 0 && h->nooo) {
         sample *m = malloc((n + h->nooo) * sizeof *m);
         if (!m) {

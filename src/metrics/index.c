@@ -11,8 +11,8 @@
 
 /* ---- matchers ---- */
 
-tsdb_matcher *tsdb_matcher_new(tsdb_match_type type, const char *name, const char *value,
-                               char *err, size_t errlen) {
+tsdb_matcher *tsdb_matcher_new(tsdb_match_type type, const char *name, const char *value, char *err,
+                               size_t errlen) {
     tsdb_matcher *m = calloc(1, sizeof *m);
     if (!m) goto oom;
     m->type = type;
@@ -42,8 +42,10 @@ void tsdb_matcher_free(tsdb_matcher *m) {
 
 int tsdb_matcher_matches(const tsdb_matcher *m, const char *v) {
     int r;
-    if (m->re) r = tr_re_match(m->re, v, strlen(v));
-    else r = strcmp(m->value, v) == 0;
+    if (m->re)
+        r = tr_re_match(m->re, v, strlen(v));
+    else
+        r = strcmp(m->value, v) == 0;
     return (m->type == TSDB_MATCH_NEQ || m->type == TSDB_MATCH_NRE) ? !r : r;
 }
 const char *tsdb_matcher_name(const tsdb_matcher *m) { return m->name; }
@@ -52,7 +54,8 @@ tsdb_match_type tsdb_matcher_type(const tsdb_matcher *m) { return m->type; }
 
 void tsdb_matchers_free(tsdb_matcher **m, size_t n) {
     if (!m) return;
-    for (size_t i = 0; i < n; i++) tsdb_matcher_free(m[i]);
+    for (size_t i = 0; i < n; i++)
+        tsdb_matcher_free(m[i]);
     free(m);
 }
 
@@ -94,7 +97,7 @@ int ix_select(const ixview *ix, tsdb_matcher *const *m, size_t n, idlist *out) {
             idlist l = {0};
             tr_re_kind kind = mt->re ? tr_re_kind_of(mt->re) : TR_RE_GENERIC;
             if (kind == TR_RE_ANY && mt->type == TSDB_MATCH_RE) continue; /* =~".*": no-op */
-            if (kind == TR_RE_ANY) { /* !~".*" matches no series */
+            if (kind == TR_RE_ANY) {                                      /* !~".*" matches no series */
                 out->n = 0;
                 return rc;
             }

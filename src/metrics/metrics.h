@@ -21,26 +21,26 @@ typedef struct tsdb_label {
 } tsdb_label;
 
 typedef struct tsdb_options {
-    const char *dir;          /* data directory of the store (created if missing) */
-    int64_t retention_ms;     /* blocks whose data is all older than now - this are dropped; 0 = forever */
-    int64_t retention_bytes;  /* oldest blocks dropped while blocks use more; 0 = no cap */
-    int64_t ooo_window_ms;    /* samples up to this much older than a series' newest are accepted */
-    int64_t future_window_ms; /* samples more than this ahead of the clock are refused; 0 = no limit */
-    int64_t max_series;       /* active series in the head; 0 = no limit */
+    const char *dir;             /* data directory of the store (created if missing) */
+    int64_t retention_ms;        /* blocks whose data is all older than now - this are dropped; 0 = forever */
+    int64_t retention_bytes;     /* oldest blocks dropped while blocks use more; 0 = no cap */
+    int64_t ooo_window_ms;       /* samples up to this much older than a series' newest are accepted */
+    int64_t future_window_ms;    /* samples more than this ahead of the clock are refused; 0 = no limit */
+    int64_t max_series;          /* active series in the head; 0 = no limit */
     int64_t max_label_name_len;  /* 0 = default 256 */
     int64_t max_label_value_len; /* 0 = default 4096 */
     int64_t max_labels;          /* labels per series; 0 = default 64 */
-    int64_t block_range_ms;   /* head data cut into blocks of this span; 0 = default 2h */
-    int64_t max_exemplars;    /* size of the exemplar ring (memory + WAL); 0 = exemplars not kept */
-    struct event_base *base;  /* commit callbacks run on this loop's thread; NULL = inline */
+    int64_t block_range_ms;      /* head data cut into blocks of this span; 0 = default 2h */
+    int64_t max_exemplars;       /* size of the exemplar ring (memory + WAL); 0 = exemplars not kept */
+    struct event_base *base;     /* commit callbacks run on this loop's thread; NULL = inline */
     /* With base: instead of the store's own event, the syncer thread calls wake(wake_ctx) when
      * acknowledgements are due, and the loop's owner then calls tsdb_run_completions() on the
      * loop thread (the application routes it through its one work queue). */
     void (*wake)(void *ctx);
     void *wake_ctx;
-    int async_replay;         /* with base: replay the WAL on the background thread, so that
-                                 tsdb_open returns at once; until it is done tsdb_ready() is 0
-                                 and commits fail with TSDB_ERR_NOT_READY (retryable) */
+    int async_replay; /* with base: replay the WAL on the background thread, so that
+                         tsdb_open returns at once; until it is done tsdb_ready() is 0
+                         and commits fail with TSDB_ERR_NOT_READY (retryable) */
 } tsdb_options;
 
 /* Runs the commit acknowledgements that are due (loop thread, after a wake). */
@@ -49,21 +49,21 @@ void tsdb_run_completions(tsdb *db);
 /* Result codes of tsdb_appender_add and friends. */
 enum {
     TSDB_OK = 0,
-    TSDB_ERR_OUT_OF_ORDER = -1,  /* older than the series' newest sample minus --ooo-window */
-    TSDB_ERR_TOO_OLD = -2,       /* outside the retention */
-    TSDB_ERR_LABEL_NAME = -3,    /* invalid label name (or duplicate name) */
-    TSDB_ERR_NO_NAME = -4,       /* no __name__ label, or an invalid metric name */
-    TSDB_ERR_NAME_TOO_LONG = -5, /* label name over the limit */
-    TSDB_ERR_VALUE_TOO_LONG = -6,/* label value over the limit */
+    TSDB_ERR_OUT_OF_ORDER = -1,   /* older than the series' newest sample minus --ooo-window */
+    TSDB_ERR_TOO_OLD = -2,        /* outside the retention */
+    TSDB_ERR_LABEL_NAME = -3,     /* invalid label name (or duplicate name) */
+    TSDB_ERR_NO_NAME = -4,        /* no __name__ label, or an invalid metric name */
+    TSDB_ERR_NAME_TOO_LONG = -5,  /* label name over the limit */
+    TSDB_ERR_VALUE_TOO_LONG = -6, /* label value over the limit */
     TSDB_ERR_TOO_MANY_LABELS = -7,
-    TSDB_ERR_MAX_SERIES = -8,    /* would create a series beyond --max-series */
-    TSDB_ERR_DUPLICATE = -9,     /* same timestamp, different value */
-    TSDB_ERR_IO = -10,           /* WAL write failed (disk full, …) */
+    TSDB_ERR_MAX_SERIES = -8, /* would create a series beyond --max-series */
+    TSDB_ERR_DUPLICATE = -9,  /* same timestamp, different value */
+    TSDB_ERR_IO = -10,        /* WAL write failed (disk full, …) */
     TSDB_ERR_NOMEM = -11,
     TSDB_ERR_CLOSED = -12,
-    TSDB_ERR_UTF8 = -13,         /* a label value (or name) is not valid UTF-8 */
-    TSDB_ERR_NOT_READY = -14,    /* the WAL is still being replayed: retry later */
-    TSDB_ERR_TOO_NEW = -15,      /* more than the future window ahead of the clock */
+    TSDB_ERR_UTF8 = -13,      /* a label value (or name) is not valid UTF-8 */
+    TSDB_ERR_NOT_READY = -14, /* the WAL is still being replayed: retry later */
+    TSDB_ERR_TOO_NEW = -15,   /* more than the future window ahead of the clock */
 };
 
 /* Opens (creating if needed) the store in o->dir: loads the blocks (a damaged one is moved to
@@ -132,8 +132,7 @@ const char *tsdb_strerror(int code);
 /* Metric family metadata for /api/v1/metadata (type: counter|gauge|histogram|summary|unknown…;
  * help and unit may be NULL). Every distinct (type, help, unit) of a family is kept (the
  * latest 8), in memory and in <dir>/metadata.tsv at close. */
-void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const char *help,
-                       const char *unit);
+void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const char *help, const char *unit);
 typedef struct tsdb_metadata {
     const char *family, *type, *help, *unit;
 } tsdb_metadata;
@@ -149,8 +148,8 @@ typedef enum { TSDB_MATCH_EQ, TSDB_MATCH_NEQ, TSDB_MATCH_RE, TSDB_MATCH_NRE } ts
  * express it (\d \w \s, (?i), (?:…), non-greedy quantifiers are translated). */
 typedef struct tsdb_matcher tsdb_matcher;
 /* Returns a new matcher or NULL with err set (bad regex). Free with tsdb_matcher_free(). */
-tsdb_matcher *tsdb_matcher_new(tsdb_match_type type, const char *name, const char *value,
-                               char *err, size_t errlen);
+tsdb_matcher *tsdb_matcher_new(tsdb_match_type type, const char *name, const char *value, char *err,
+                               size_t errlen);
 void tsdb_matcher_free(tsdb_matcher *m);
 /* 1 when the matcher accepts `value` ("" stands for an absent label). */
 int tsdb_matcher_matches(const tsdb_matcher *m, const char *value);
@@ -178,8 +177,8 @@ size_t tsdb_querier_warnings(const tsdb_querier *q, const char *const **out);
  * Returns NULL with err set on failure. Free with tsdb_seriesset_free(). */
 enum { TSDB_SELECT_SAMPLES = 1 };
 typedef struct tsdb_seriesset tsdb_seriesset;
-tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t n, int flags,
-                            char *err, size_t errlen);
+tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t n, int flags, char *err,
+                            size_t errlen);
 size_t tsdb_seriesset_len(const tsdb_seriesset *s);
 /* The labels of series i, sorted by name (valid until the set is freed). */
 size_t tsdb_seriesset_labels(const tsdb_seriesset *s, size_t i, const tsdb_label **out);
@@ -197,11 +196,10 @@ void tsdb_seriesset_free(tsdb_seriesset *s);
 /* Sorted, distinct label names (resp. values of `name`) of the series matching any of the
  * `nsets` matcher sets (all series when nsets is 0) in the querier's range. On success returns
  * a malloc'd array of *n malloc'd strings (free with tsdb_strings_free) and 0, else -1. */
-int tsdb_label_names(tsdb_querier *q, tsdb_matcher **const *sets, const size_t *set_lens,
-                     size_t nsets, char ***out, size_t *n, char *err, size_t errlen);
-int tsdb_label_values(tsdb_querier *q, const char *name, tsdb_matcher **const *sets,
-                      const size_t *set_lens, size_t nsets, char ***out, size_t *n, char *err,
-                      size_t errlen);
+int tsdb_label_names(tsdb_querier *q, tsdb_matcher **const *sets, const size_t *set_lens, size_t nsets,
+                     char ***out, size_t *n, char *err, size_t errlen);
+int tsdb_label_values(tsdb_querier *q, const char *name, tsdb_matcher **const *sets, const size_t *set_lens,
+                      size_t nsets, char ***out, size_t *n, char *err, size_t errlen);
 void tsdb_strings_free(char **s, size_t n);
 
 /* ---- exemplars ---- */

@@ -5,8 +5,8 @@
 #define TR_METRICS_INT_H
 
 #include <pthread.h>
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "metrics.h"
 #include "util/clock.h"
@@ -70,7 +70,7 @@ typedef struct symtab {
     size_t cap, n;
     size_t bytes;
 } symtab;
-sym *sym_intern(symtab *t, const char *s, size_t len); /* new reference; NULL on OOM */
+sym *sym_intern(symtab *t, const char *s, size_t len);     /* new reference; NULL on OOM */
 sym *sym_find(const symtab *t, const char *s, size_t len); /* no reference taken */
 void sym_ref(sym *s);
 void sym_unref(symtab *t, sym *s);
@@ -83,8 +83,8 @@ typedef struct idlist {
 } idlist;
 void il_push(idlist *l, uint32_t id);
 void il_free(idlist *l);
-void il_intersect(idlist *a, const idlist *b);  /* a = a ∩ b */
-void il_subtract(idlist *a, const idlist *b);   /* a = a − b */
+void il_intersect(idlist *a, const idlist *b); /* a = a ∩ b */
+void il_subtract(idlist *a, const idlist *b);  /* a = a − b */
 void il_union_many(idlist *out, const uint32_t *const *lists, const size_t *lens, size_t k);
 
 /* Label validity (Prometheus classic rules). */
@@ -98,7 +98,7 @@ int mt_valid_metric_name(const char *s, size_t n);
 typedef struct xorenc {
     uint8_t *buf;
     size_t cap;
-    uint64_t bits;        /* bits written */
+    uint64_t bits; /* bits written */
     int64_t t, tdelta, mint;
     uint64_t vbits;
     uint8_t lead, trail;
@@ -136,10 +136,10 @@ typedef struct sample {
 } sample;
 
 typedef struct series {
-    uint64_t ref;   /* stable id in the WAL */
+    uint64_t ref; /* stable id in the WAL */
     uint64_t hash;
     struct series *hnext;
-    uint32_t slot;  /* position in head.slots, the id used by the postings */
+    uint32_t slot; /* position in head.slots, the id used by the postings */
     uint16_t nl;
     uint8_t logged; /* its series record is in the current WAL segment set */
     uint8_t pad;
@@ -149,21 +149,21 @@ typedef struct series {
     hchunk **chunks;
     uint32_t nchunks, capchunks;
     xorenc open;
-    int64_t maxt;     /* newest in-order timestamp; INT64_MIN when none */
+    int64_t maxt; /* newest in-order timestamp; INT64_MIN when none */
     double lastv;
-    sample *ooo;      /* out-of-order samples, sorted by t */
+    sample *ooo; /* out-of-order samples, sorted by t */
     uint32_t nooo, capooo;
-    char key[];       /* "name\0value\0…": the label set in one piece, next to the struct,
-                         so that a lookup touches one or two cache lines */
+    char key[]; /* "name\0value\0…": the label set in one piece, next to the struct,
+                   so that a lookup touches one or two cache lines */
 } series;
 
 typedef struct head {
     symtab syms;
     series **buckets; /* by label hash */
     size_t nbuckets, nseries;
-    series **slots;   /* by slot; NULL holes after deletion until the next GC */
+    series **slots; /* by slot; NULL holes after deletion until the next GC */
     uint32_t nslots, capslots;
-    ptrmap names;     /* name sym* -> ptrmap* (value sym* -> idlist*) */
+    ptrmap names; /* name sym* -> ptrmap* (value sym* -> idlist*) */
     uint64_t next_ref;
     int64_t mint, maxt;
     uint64_t nchunks;
@@ -197,12 +197,12 @@ typedef struct block {
     int64_t mint, maxt;
     uint64_t nseries, nsamples, bytes;
     int level;
-    int refs;         /* under db->mu */
-    int doomed;       /* delete the directory when the last ref goes */
+    int refs;   /* under db->mu */
+    int doomed; /* delete the directory when the last ref goes */
     char **syms;
     uint32_t nsyms;
-    bseries *series;  /* sorted by labels */
-    bname *names;     /* sorted by name */
+    bseries *series; /* sorted by labels */
+    bname *names;    /* sorted by name */
     uint32_t nnames;
     int fd;           /* chunks file */
     void *arena;      /* one allocation holding syms/series/postings */
@@ -225,8 +225,8 @@ typedef int (*wseries_next)(void *ctx, wseries *out);
 /* Writes a block of the series `next` gives into blocks_dir/<id> (streaming: one series and
  * one frame in memory at a time); returns 0, 1 when there was no sample (nothing written,
  * id_out empty), or -1 with err set. */
-int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level, char *id_out,
-                size_t idcap, char *err, size_t errlen);
+int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level, char *id_out, size_t idcap,
+                char *err, size_t errlen);
 /* Opens a block, verifying meta.json (strictly parsed, checked against the index) and every
  * index checksum. NULL with err set on failure; *damaged says whether the block itself is bad
  * (quarantine it) rather than the process (out of memory or file descriptors). */
@@ -259,7 +259,8 @@ typedef struct ixview {
     void *ctx;
     void (*all)(void *ctx, idlist *out); /* every id, sorted */
     /* calls fn for each value of label `name` with its sorted ids; fn returns non-zero to fail */
-    int (*values)(void *ctx, const char *name, int (*fn)(void *c, const char *v, const uint32_t *ids, size_t n), void *c);
+    int (*values)(void *ctx, const char *name,
+                  int (*fn)(void *c, const char *v, const uint32_t *ids, size_t n), void *c);
     void (*lookup)(void *ctx, const char *name, const char *value, const uint32_t **ids, size_t *n);
 } ixview;
 /* Ids of the series matching every matcher, sorted. Returns 0 or -1 (OOM). */
@@ -277,13 +278,13 @@ typedef struct exseries {
     uint64_t hash;
     int64_t oldest, newest; /* ring slots */
     uint32_t keylen;
-    char key[];             /* "name\0value\0…", sorted: the head's lookup key */
+    char key[]; /* "name\0value\0…", sorted: the head's lookup key */
 } exseries;
 
 typedef struct exslot {
-    exseries *ser;  /* NULL: empty */
-    int64_t next;   /* slot of the next newer exemplar of ser; -1: this is the newest */
-    char *lbl;      /* exemplar labels as "name\0value\0…" (sorted), NULL when none */
+    exseries *ser; /* NULL: empty */
+    int64_t next;  /* slot of the next newer exemplar of ser; -1: this is the newest */
+    char *lbl;     /* exemplar labels as "name\0value\0…" (sorted), NULL when none */
     uint32_t lbllen;
     int64_t t;
     double v;
@@ -331,9 +332,9 @@ typedef struct waiter {
 } waiter;
 
 typedef struct tsdb_metrics_self {
-    tr_metric *series, *appended, *ooo_rej, *too_old, *limits, *wal_fsyncs, *wal_bytes,
-        *blocks, *compactions, *disk_bytes, *head_chunks, *series_created, *ooo_acc, *quarantined,
-        *wal_skipped, *wal_dropped, *duplicates, *too_new;
+    tr_metric *series, *appended, *ooo_rej, *too_old, *limits, *wal_fsyncs, *wal_bytes, *blocks, *compactions,
+        *disk_bytes, *head_chunks, *series_created, *ooo_acc, *quarantined, *wal_skipped, *wal_dropped,
+        *duplicates, *too_new;
 } tsdb_metrics_self;
 
 struct tsdb {
@@ -346,31 +347,31 @@ struct tsdb {
     head h;
     /* WAL (wal.c) */
     int wal_fd;
-    uint32_t wal_seg;          /* current segment number */
-    uint64_t wal_written;      /* logical bytes written (all segments) */
-    uint64_t wal_synced;       /* logical bytes known on disk */
-    uint64_t wal_seg_bytes;    /* bytes in the current segment */
-    int *retired_fds;          /* segment fds to close after the syncer passes */
+    uint32_t wal_seg;       /* current segment number */
+    uint64_t wal_written;   /* logical bytes written (all segments) */
+    uint64_t wal_synced;    /* logical bytes known on disk */
+    uint64_t wal_seg_bytes; /* bytes in the current segment */
+    int *retired_fds;       /* segment fds to close after the syncer passes */
     size_t nretired;
     int wal_broken;
     /* syncer */
     pthread_t syncer;
-    pthread_mutex_t smu;       /* guards waiters, done list, stop */
+    pthread_mutex_t smu; /* guards waiters, done list, stop */
     pthread_cond_t scv;
     waiter *waiting, *done_head, **done_tail;
     int sync_stop;
     struct event *done_ev;
     /* blocks */
-    block **blocks;            /* sorted by mint */
+    block **blocks; /* sorted by mint */
     size_t nblocks;
     /* background */
     pthread_t bg;
-    pthread_mutex_t bmu;       /* serialises cuts and compactions */
+    pthread_mutex_t bmu; /* serialises cuts and compactions */
     pthread_cond_t bcv;
     int bg_stop;
     /* metadata */
     pthread_mutex_t metamu;
-    ptrmap meta;               /* family sym-less: key = hash → list */
+    ptrmap meta; /* family sym-less: key = hash → list */
     struct metaent *metas;
     size_t nmetas, capmetas;
     /* counters */
@@ -378,16 +379,16 @@ struct tsdb {
     int self_on;
     tsdb_metrics_self self;
     int closing;
-    int ready;                 /* WAL replayed (atomic) */
+    int ready; /* WAL replayed (atomic) */
     int replay_failed;
-    exstore ex;                /* exemplars (exemplar.c) */
+    exstore ex; /* exemplars (exemplar.c) */
 };
 
 /* head.c */
 int head_init(head *h);
 void head_free(head *h);
-series *head_get_or_create(tsdb *db, const tsdb_label *sorted, size_t n, const char *key,
-                           size_t keylen, uint64_t hash, int *created, int *err);
+series *head_get_or_create(tsdb *db, const tsdb_label *sorted, size_t n, const char *key, size_t keylen,
+                           uint64_t hash, int *created, int *err);
 series *head_lookup(head *h, const char *key, size_t keylen, uint64_t hash);
 /* Writes the lookup key of sorted labels into buf (if it fits) and returns its length. */
 size_t labels_key(const tsdb_label *l, size_t n, char *buf, size_t cap);
@@ -409,7 +410,7 @@ typedef struct hsnap {
     uint32_t nooo;
 } hsnap;
 int head_snapshot(const series *s, int64_t mint, int64_t maxt, hsnap *out); /* 0 or -1 (OOM) */
-long hsnap_samples(hsnap *h, int64_t mint, int64_t maxt, sample **out);  /* frees the copies */
+long hsnap_samples(hsnap *h, int64_t mint, int64_t maxt, sample **out);     /* frees the copies */
 int head_select(head *h, tsdb_matcher *const *m, size_t n, idlist *out);
 uint64_t labels_hash(const tsdb_label *l, size_t n);
 int labels_cmp(const tsdb_label *a, size_t na, const tsdb_label *b, size_t nb);
@@ -419,8 +420,8 @@ void head_remove_all_empty(tsdb *db);
 void series_labels(const series *s, tsdb_label *out);
 
 /* wal.c */
-int wal_open(tsdb *db, char *err, size_t errlen);       /* replays, then opens for append */
-int wal_write(tsdb *db, const void *p, size_t n);       /* under db->mu; 0 or -1 */
+int wal_open(tsdb *db, char *err, size_t errlen); /* replays, then opens for append */
+int wal_write(tsdb *db, const void *p, size_t n); /* under db->mu; 0 or -1 */
 void wal_record(bvec *b, uint8_t type, const bvec *payload);
 /* A checkpoint of the head: begin under db->mu (snapshot, new segment), finish without it
  * (writes wal/checkpoint.N, deletes the segments it covers). finish does not free c. */
@@ -433,13 +434,13 @@ void wal_delete_before(tsdb *db, uint32_t seg);
 uint64_t wal_disk_bytes(tsdb *db);
 int syncer_start(tsdb *db);
 void syncer_stop(tsdb *db);
-void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie,
-                 int status, const char *msg);
+void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie, int status,
+                 const char *msg);
 enum { WAL_SERIES = 1, WAL_SAMPLES = 2, WAL_EXEMPLARS = 3 };
 /* Parses one WAL file; calls fn for each intact record. Returns the offset of the first
  * damaged byte (n when none). */
-size_t wal_scan(const uint8_t *p, size_t n, void (*fn)(void *ctx, uint8_t type, const uint8_t *pl,
-                                                        size_t len), void *ctx);
+size_t wal_scan(const uint8_t *p, size_t n,
+                void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len), void *ctx);
 /* What a scan skipped: damaged regions (each counted as one record, or exactly one record
  * when its header was intact), their bytes, the sample count that intact headers of damaged
  * sample records announced, the first damaged offset (n when none) and whether the last
@@ -451,8 +452,9 @@ typedef struct wal_damage {
 } wal_damage;
 /* As wal_scan, skipping damage: reading resumes at the next record that checks out. fn may
  * be NULL (verification only). Returns n. */
-size_t wal_scan_ex(const uint8_t *p, size_t n, void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len),
-                   void *ctx, wal_damage *d);
+size_t wal_scan_ex(const uint8_t *p, size_t n,
+                   void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len), void *ctx,
+                   wal_damage *d);
 
 /* db.c */
 void db_block_unref(tsdb *db, block *b); /* under db->mu */

@@ -52,7 +52,8 @@ uint64_t mt_hash(const void *p, size_t n, uint64_t seed) {
         n -= 8;
     }
     uint64_t k = 0;
-    for (size_t i = 0; i < n; i++) k |= (uint64_t)b[i] << (8 * i);
+    for (size_t i = 0; i < n; i++)
+        k |= (uint64_t)b[i] << (8 * i);
     h ^= tr_mix64(k ^ n);
     return tr_mix64(h);
 }
@@ -63,7 +64,8 @@ uint64_t mt_hash(const void *p, size_t n, uint64_t seed) {
 void bv_reserve(bvec *b, size_t n) {
     if (b->err || b->len + n <= b->cap) return;
     size_t c = b->cap ? b->cap : 256;
-    while (c < b->len + n) c *= 2;
+    while (c < b->len + n)
+        c *= 2;
     uint8_t *p = realloc(b->p, c);
     if (!p) {
         b->err = 1;
@@ -171,7 +173,8 @@ static int pm_grow(ptrmap *m) {
     for (size_t i = 0; i < m->cap; i++)
         if (m->keys[i]) {
             size_t j = pm_slot(m->keys[i], nc);
-            while (nk[j]) j = (j + 1) & (nc - 1);
+            while (nk[j])
+                j = (j + 1) & (nc - 1);
             nk[j] = m->keys[i];
             nv[j] = m->vals[i];
         }
@@ -186,7 +189,8 @@ static int pm_grow(ptrmap *m) {
 int pm_put(ptrmap *m, uintptr_t k, void *v) {
     if ((m->n + 1) * 4 > m->cap * 3 && pm_grow(m)) return -1;
     size_t i = pm_slot(k, m->cap);
-    while (m->keys[i] && m->keys[i] != k) i = (i + 1) & (m->cap - 1);
+    while (m->keys[i] && m->keys[i] != k)
+        i = (i + 1) & (m->cap - 1);
     if (!m->keys[i]) m->n++;
     m->keys[i] = k;
     m->vals[i] = v;
@@ -220,7 +224,8 @@ static int sym_rehash(symtab *t) {
     for (size_t i = 0; i < t->cap; i++)
         if (t->tab[i] && t->tab[i] != (sym *)1) live++;
     size_t nc = 1024;
-    while (nc < (live + 1) * 4) nc *= 2;
+    while (nc < (live + 1) * 4)
+        nc *= 2;
     sym **nt = calloc(nc, sizeof *nt);
     if (!nt) return -1;
     t->n = live;
@@ -228,7 +233,8 @@ static int sym_rehash(symtab *t) {
         sym *e = t->tab[i];
         if (!e || e == (sym *)1) continue;
         size_t j = e->hash & (nc - 1);
-        while (nt[j]) j = (j + 1) & (nc - 1);
+        while (nt[j])
+            j = (j + 1) & (nc - 1);
         nt[j] = e;
     }
     free(t->tab);
@@ -305,8 +311,10 @@ void il_intersect(idlist *a, const idlist *b) {
     assert(il_sorted(a) && il_sorted(b));
     size_t i = 0, j = 0, o = 0;
     while (i < a->n && j < b->n) {
-        if (a->v[i] < b->v[j]) i++;
-        else if (a->v[i] > b->v[j]) j++;
+        if (a->v[i] < b->v[j])
+            i++;
+        else if (a->v[i] > b->v[j])
+            j++;
         else {
             a->v[o++] = a->v[i];
             i++;
@@ -320,7 +328,8 @@ void il_subtract(idlist *a, const idlist *b) {
     assert(il_sorted(a) && il_sorted(b));
     size_t i = 0, j = 0, o = 0;
     while (i < a->n) {
-        while (j < b->n && b->v[j] < a->v[i]) j++;
+        while (j < b->n && b->v[j] < a->v[i])
+            j++;
         if (j < b->n && b->v[j] == a->v[i]) {
             i++;
             continue;
@@ -338,7 +347,8 @@ static int cmp_u32(const void *x, const void *y) {
 void il_union_many(idlist *out, const uint32_t *const *lists, const size_t *lens, size_t k) {
     out->n = 0;
     size_t total = 0;
-    for (size_t i = 0; i < k; i++) total += lens[i];
+    for (size_t i = 0; i < k; i++)
+        total += lens[i];
     if (!total) return;
     if (out->cap < total) {
         uint32_t *v = realloc(out->v, total * sizeof *v);
@@ -368,7 +378,8 @@ int mt_valid_label_name(const char *s, size_t n) {
     if (!n) return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (i > 0 && c >= '0' && c <= '9')))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+              (i > 0 && c >= '0' && c <= '9')))
             return 0;
     }
     return 1;

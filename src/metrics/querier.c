@@ -3,8 +3,8 @@
  * timestamp), so overlapping blocks (e.g. after a crash or a flush) read correctly. */
 #include "metrics_int.h"
 
-#include <stdio.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,9 +14,9 @@ struct tsdb_querier {
     int64_t mint, maxt;
     block **blocks;
     size_t nblocks;
-    char **warn;       /* tsdb_querier_warnings */
+    char **warn; /* tsdb_querier_warnings */
     size_t nwarn;
-    block **damaged;   /* blocks already warned about and quarantined */
+    block **damaged; /* blocks already warned about and quarantined */
     size_t ndamaged;
 };
 
@@ -32,7 +32,8 @@ static void querier_damaged(tsdb_querier *q, block *b) {
     if (!nd || !nw) return;
     q->damaged[q->ndamaged++] = b;
     char msg[512];
-    snprintf(msg, sizeof msg, "block %s is damaged (%s): its data is left out of this answer and the block is quarantined",
+    snprintf(msg, sizeof msg,
+             "block %s is damaged (%s): its data is left out of this answer and the block is quarantined",
              b->id, b->damage[0] ? b->damage : "unreadable");
     char *d = strdup(msg);
     if (d) q->warn[q->nwarn++] = d;
@@ -52,7 +53,7 @@ typedef struct rsrc {
 typedef struct rser {
     tsdb_label *lbl;
     size_t nl;
-    int in_head;   /* where to load samples from later (tsdb_seriesset_load) */
+    int in_head; /* where to load samples from later (tsdb_seriesset_load) */
     rsrc *src;
     size_t nsrc;
     sample *s;
@@ -101,10 +102,12 @@ tsdb_querier *tsdb_querier_open(tsdb *db, int64_t mint, int64_t maxt) {
 void tsdb_querier_close(tsdb_querier *q) {
     if (!q) return;
     pthread_mutex_lock(&q->db->mu);
-    for (size_t i = 0; i < q->nblocks; i++) db_block_unref(q->db, q->blocks[i]);
+    for (size_t i = 0; i < q->nblocks; i++)
+        db_block_unref(q->db, q->blocks[i]);
     pthread_mutex_unlock(&q->db->mu);
     free(q->blocks);
-    for (size_t i = 0; i < q->nwarn; i++) free(q->warn[i]);
+    for (size_t i = 0; i < q->nwarn; i++)
+        free(q->warn[i]);
     free(q->warn);
     free(q->damaged);
     free(q);
@@ -197,8 +200,8 @@ static void merge_into(rser *a, sample *b, size_t nb) {
  * selection must not hold ingestion up). */
 #define SELECT_YIELD_EVERY 16384
 
-tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, int flags,
-                            char *err, size_t errlen) {
+tsdb_seriesset *tsdb_select(tsdb_querier *q, tsdb_matcher *const *m, size_t nm, int flags, char *err,
+                            size_t errlen) {
     tsdb *db = q->db;
     tsdb_seriesset *ss = calloc(1, sizeof *ss);
     idlist ids = {0};
@@ -412,8 +415,10 @@ int tsdb_seriesset_load(tsdb_seriesset *ss, size_t i, char *err, size_t errlen) 
         free(key);
         if (have > 0) {
             long k = hsnap_samples(&snap, q->mint, q->maxt, &acc);
-            if (k < 0) have = -1;
-            else n = (size_t)k;
+            if (k < 0)
+                have = -1;
+            else
+                n = (size_t)k;
         }
         pthread_rwlock_unlock(&db->chunk_rw);
         if (have < 0) goto oom;
@@ -476,7 +481,8 @@ void tsdb_seriesset_free(tsdb_seriesset *s) {
         free(s->v[i].vs);
     }
     free(s->v);
-    for (size_t i = 0; i < s->nstrs; i++) free(s->strs[i]);
+    for (size_t i = 0; i < s->nstrs; i++)
+        free(s->strs[i]);
     free(s->strs);
     free(s);
 }
@@ -525,7 +531,8 @@ static void sset_finish(strset *s) {
 }
 
 void tsdb_strings_free(char **s, size_t n) {
-    for (size_t i = 0; s && i < n; i++) free(s[i]);
+    for (size_t i = 0; s && i < n; i++)
+        free(s[i]);
     free(s);
 }
 
@@ -550,8 +557,8 @@ static int window_cuts(tsdb_querier *q) {
 
 /* Adds the names (or values of `name`) of the series of one matcher set that have a sample in
  * the querier's window (series precision, finer than Prometheus' block precision). */
-static int label_query_exact(tsdb_querier *q, const char *name, tsdb_matcher *const *m, size_t nm, strset *s, char *err,
-                             size_t errlen) {
+static int label_query_exact(tsdb_querier *q, const char *name, tsdb_matcher *const *m, size_t nm, strset *s,
+                             char *err, size_t errlen) {
     tsdb_seriesset *ss = tsdb_select(q, m, nm, 0, err, errlen);
     if (!ss) return -1;
     for (size_t i = 0; i < ss->n; i++) {
@@ -565,17 +572,18 @@ static int label_query_exact(tsdb_querier *q, const char *name, tsdb_matcher *co
         tsdb_seriesset_unload(ss, i);
         if (!k) continue;
         for (size_t j = 0; j < ss->v[i].nl; j++) {
-            if (!name) sset_add(s, ss->v[i].lbl[j].name);
-            else if (strcmp(ss->v[i].lbl[j].name, name) == 0) sset_add(s, ss->v[i].lbl[j].value);
+            if (!name)
+                sset_add(s, ss->v[i].lbl[j].name);
+            else if (strcmp(ss->v[i].lbl[j].name, name) == 0)
+                sset_add(s, ss->v[i].lbl[j].value);
         }
     }
     tsdb_seriesset_free(ss);
     return 0;
 }
 
-static int label_query(tsdb_querier *q, const char *name, tsdb_matcher **const *sets,
-                       const size_t *set_lens, size_t nsets, char ***out, size_t *n, char *err,
-                       size_t errlen) {
+static int label_query(tsdb_querier *q, const char *name, tsdb_matcher **const *sets, const size_t *set_lens,
+                       size_t nsets, char ***out, size_t *n, char *err, size_t errlen) {
     strset s = {0};
     tsdb *db = q->db;
     if (window_cuts(q)) {
@@ -612,13 +620,15 @@ static int label_query(tsdb_querier *q, const char *name, tsdb_matcher **const *
         for (size_t bi = 0; bi < q->nblocks; bi++) {
             block *b = q->blocks[bi];
             if (!name) {
-                for (uint32_t i = 0; i < b->nnames; i++) sset_add(&s, b->syms[b->names[i].sym]);
+                for (uint32_t i = 0; i < b->nnames; i++)
+                    sset_add(&s, b->syms[b->names[i].sym]);
             } else {
                 ixview ix = {0};
                 (void)ix;
                 for (uint32_t i = 0; i < b->nnames; i++)
                     if (strcmp(b->syms[b->names[i].sym], name) == 0)
-                        for (uint32_t j = 0; j < b->names[i].nvals; j++) collect_val(&s, b->syms[b->names[i].vals[j].sym], NULL, 1);
+                        for (uint32_t j = 0; j < b->names[i].nvals; j++)
+                            collect_val(&s, b->syms[b->names[i].vals[j].sym], NULL, 1);
             }
         }
     } else {
@@ -627,8 +637,10 @@ static int label_query(tsdb_querier *q, const char *name, tsdb_matcher **const *
             if (!ss) goto fail;
             for (size_t i = 0; i < ss->n; i++)
                 for (size_t j = 0; j < ss->v[i].nl; j++) {
-                    if (!name) sset_add(&s, ss->v[i].lbl[j].name);
-                    else if (strcmp(ss->v[i].lbl[j].name, name) == 0) sset_add(&s, ss->v[i].lbl[j].value);
+                    if (!name)
+                        sset_add(&s, ss->v[i].lbl[j].name);
+                    else if (strcmp(ss->v[i].lbl[j].name, name) == 0)
+                        sset_add(&s, ss->v[i].lbl[j].value);
                 }
             tsdb_seriesset_free(ss);
         }
@@ -650,14 +662,13 @@ fail:
     return -1;
 }
 
-int tsdb_label_names(tsdb_querier *q, tsdb_matcher **const *sets, const size_t *set_lens,
-                     size_t nsets, char ***out, size_t *n, char *err, size_t errlen) {
+int tsdb_label_names(tsdb_querier *q, tsdb_matcher **const *sets, const size_t *set_lens, size_t nsets,
+                     char ***out, size_t *n, char *err, size_t errlen) {
     return label_query(q, NULL, sets, set_lens, nsets, out, n, err, errlen);
 }
 
-int tsdb_label_values(tsdb_querier *q, const char *name, tsdb_matcher **const *sets,
-                      const size_t *set_lens, size_t nsets, char ***out, size_t *n, char *err,
-                      size_t errlen) {
+int tsdb_label_values(tsdb_querier *q, const char *name, tsdb_matcher **const *sets, const size_t *set_lens,
+                      size_t nsets, char ***out, size_t *n, char *err, size_t errlen) {
     return label_query(q, name, sets, set_lens, nsets, out, n, err, errlen);
 }
 
@@ -681,7 +692,8 @@ static void topk_add(topk *t, const char *name, const char *name2, uint64_t valu
     }
     if (t->n == t->k && ent_before(&t->v[t->n - 1], name, value)) return;
     size_t pos = t->n;
-    while (pos > 0 && !ent_before(&t->v[pos - 1], name, value)) pos--;
+    while (pos > 0 && !ent_before(&t->v[pos - 1], name, value))
+        pos--;
     if (t->n == t->k) {
         free(t->v[t->n - 1].name);
         t->n--;
@@ -741,7 +753,8 @@ void tsdb_card_free(tsdb_card *c) {
     tsdb_card_entry *l[4] = {c->by_metric, c->label_value_count, c->memory_by_label, c->by_pair};
     size_t n[4] = {c->n_by_metric, c->n_label_value_count, c->n_memory_by_label, c->n_by_pair};
     for (int i = 0; i < 4; i++) {
-        for (size_t j = 0; j < n[i]; j++) free(l[i][j].name);
+        for (size_t j = 0; j < n[i]; j++)
+            free(l[i][j].name);
         free(l[i]);
     }
     memset(c, 0, sizeof *c);

@@ -64,7 +64,8 @@ void wal_record(bvec *b, uint8_t type, const bvec *payload) {
     if (b->err) return;
     bv_u32le(b, crc32c(b->p + h, 9));
     bv_put(b, payload->p, payload->len);
-    assert(b->err || b->len == h + WAL_HDR + payload->len); /* the header is WAL_HDR bytes, as the scanner reads it */
+    assert(b->err ||
+           b->len == h + WAL_HDR + payload->len); /* the header is WAL_HDR bytes, as the scanner reads it */
 }
 
 static int known_type(uint8_t t) { return t == WAL_SERIES || t == WAL_SAMPLES || t == WAL_EXEMPLARS; }
@@ -78,7 +79,8 @@ static int hdr2_ok(const uint8_t *p, size_t n, uint32_t *len) {
 }
 
 /* The record at p: 1 when whole and intact (type, payload, size set), else 0. */
-static int rec_ok(const uint8_t *p, size_t n, uint8_t *type, const uint8_t **pl, uint32_t *len, size_t *size) {
+static int rec_ok(const uint8_t *p, size_t n, uint8_t *type, const uint8_t **pl, uint32_t *len,
+                  size_t *size) {
     uint32_t l;
     if (n >= 1 && (p[0] & WAL_V2)) {
         if (!hdr2_ok(p, n, &l) || l > n - WAL_HDR || crc32c(p + WAL_HDR, l) != le32(p + 5)) return 0;
@@ -99,7 +101,8 @@ static int rec_ok(const uint8_t *p, size_t n, uint8_t *type, const uint8_t **pl,
 }
 
 size_t wal_scan_ex(const uint8_t *p, size_t n,
-                   void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len), void *ctx, wal_damage *d) {
+                   void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len), void *ctx,
+                   wal_damage *d) {
     size_t off = 0;
     memset(d, 0, sizeof *d);
     d->first_bad = n;
@@ -142,8 +145,8 @@ size_t wal_scan_ex(const uint8_t *p, size_t n,
     return off;
 }
 
-size_t wal_scan(const uint8_t *p, size_t n, void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len),
-                void *ctx) {
+size_t wal_scan(const uint8_t *p, size_t n,
+                void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len), void *ctx) {
     wal_damage d;
     wal_scan_ex(p, n, fn, ctx, &d);
     return d.first_bad;
@@ -178,7 +181,8 @@ static void replay_rec_locked(replay *r, uint8_t type, const uint8_t *pl, size_t
                 k++;
             }
             if (k == 2 * nl) {
-                for (uint64_t i = 0; i < nl; i++) l[i].name = strs[2 * i], l[i].value = strs[2 * i + 1];
+                for (uint64_t i = 0; i < nl; i++)
+                    l[i].name = strs[2 * i], l[i].value = strs[2 * i + 1];
                 series *s = head_create_with_ref(r->db, l, nl, ref);
                 if (s) {
                     s->logged = 1;
@@ -187,7 +191,8 @@ static void replay_rec_locked(replay *r, uint8_t type, const uint8_t *pl, size_t
             } else {
                 r->bad++;
             }
-            for (size_t i = 0; i < k; i++) free(strs[i]);
+            for (size_t i = 0; i < k; i++)
+                free(strs[i]);
             if (k != 2 * nl) return;
         }
     } else if (type == WAL_SAMPLES) {
@@ -278,7 +283,8 @@ static int read_file(const char *path, uint8_t **out, size_t *n) {
 static void fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
-        if (fsync(fd)) { /* best effort */ }
+        if (fsync(fd)) { /* best effort */
+        }
         close(fd);
     }
 }
@@ -317,8 +323,8 @@ static const char *keep_copy(const char *path, char *copy, size_t cap) {
     if (link(path, copy) == 0 || errno == EEXIST) return copy;
     int e = errno;
     char q[4300];
-    TR_ERROR("WAL: cannot keep a copy of a damaged file", "file=%s errno=%d error=\"%s\"", tr_log_quote(q, sizeof q, path), e,
-             strerror(e));
+    TR_ERROR("WAL: cannot keep a copy of a damaged file", "file=%s errno=%d error=\"%s\"",
+             tr_log_quote(q, sizeof q, path), e, strerror(e));
     tr_storage_error("metrics", "wal_copy");
     copy[0] = 0;
     return copy;
@@ -341,9 +347,11 @@ static void replay_file(tsdb *db, replay *r, const char *path, const uint8_t *p,
     }
     keep_copy(path, c, sizeof c);
     TR_ERROR("WAL: damaged records skipped, replay resumed after them",
-             "file=%s first_offset=%zu records_skipped=%llu bytes_skipped=%llu samples_in_skipped_records=%llu copy=%s",
+             "file=%s first_offset=%zu records_skipped=%llu bytes_skipped=%llu "
+             "samples_in_skipped_records=%llu copy=%s",
              tr_log_quote(q, sizeof q, path), d.first_bad, (unsigned long long)d.bad_records,
-             (unsigned long long)d.bad_bytes, (unsigned long long)d.samples_hint, tr_log_quote(qc, sizeof qc, c));
+             (unsigned long long)d.bad_bytes, (unsigned long long)d.samples_hint,
+             tr_log_quote(qc, sizeof qc, c));
 }
 
 int wal_open(tsdb *db, char *err, size_t errlen) {
@@ -412,9 +420,11 @@ int wal_open(tsdb *db, char *err, size_t errlen) {
     pm_free(&r.refs);
     db->st.wal_samples_dropped += r.unknown;
     if (nseg || ckpt >= 0)
-        TR_INFO("WAL replayed", "checkpoint=%ld segments=%zu series=%zu samples=%llu samples_dropped=%llu records_skipped=%llu",
-                ckpt, nseg, db->h.nseries, (unsigned long long)r.samples,
-                (unsigned long long)(db->st.wal_samples_dropped), (unsigned long long)db->st.wal_records_skipped);
+        TR_INFO(
+            "WAL replayed",
+            "checkpoint=%ld segments=%zu series=%zu samples=%llu samples_dropped=%llu records_skipped=%llu",
+            ckpt, nseg, db->h.nseries, (unsigned long long)r.samples,
+            (unsigned long long)(db->st.wal_samples_dropped), (unsigned long long)db->st.wal_records_skipped);
     uint32_t next = nseg ? segs[nseg - 1] + 1 : 1;
     if ((long)next <= ckpt) next = (uint32_t)ckpt + 1;
     free(segs);
@@ -442,8 +452,8 @@ int wal_write(tsdb *db, const void *p, size_t n) {
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
             int en = w < 0 ? errno : ENOSPC;
-            TR_ERROR("WAL write failed: the batch is refused (503)", "segment=%08u bytes=%zu errno=%d error=\"%s\"",
-                     db->wal_seg, n, en, strerror(en));
+            TR_ERROR("WAL write failed: the batch is refused (503)",
+                     "segment=%08u bytes=%zu errno=%d error=\"%s\"", db->wal_seg, n, en, strerror(en));
             tr_storage_error("metrics", "wal_write");
             /* never leave a torn record in the middle of the log (replay would skip it, but
              * it was never acknowledged) */
@@ -487,7 +497,7 @@ struct wal_ckpt {
     size_t ncuts;
     ckser *s;
     size_t n;
-    bvec ex;       /* the exemplar ring, as framed records */
+    bvec ex; /* the exemplar ring, as framed records */
 };
 
 static void put_series(bvec *b, const series *s) {
@@ -570,7 +580,8 @@ void wal_checkpoint_free(wal_ckpt *c) {
 static void decode_all(const uint8_t *buf, size_t len, uint16_t n, sample **a, size_t *cnt, size_t *cap) {
     if (*cnt + n > *cap) {
         size_t nc = *cap ? *cap : 256;
-        while (nc < *cnt + n) nc *= 2;
+        while (nc < *cnt + n)
+            nc *= 2;
         sample *na = realloc(*a, nc * sizeof *na);
         if (!na) return;
         *a = na;
@@ -610,7 +621,8 @@ int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen) {
     for (size_t i = 0; i < c->n && rc == 0; i++) {
         ckser *k = &c->s[i];
         size_t n = 0;
-        for (uint32_t j = 0; j < k->nchunks; j++) decode_all(k->chunks[j]->data, k->chunks[j]->len, k->chunks[j]->n, &a, &n, &cap);
+        for (uint32_t j = 0; j < k->nchunks; j++)
+            decode_all(k->chunks[j]->data, k->chunks[j]->len, k->chunks[j]->n, &a, &n, &cap);
         if (k->open_n) decode_all(k->open, k->open_len, k->open_n, &a, &n, &cap);
         size_t total = n + k->nooo;
         if (!total) continue;
@@ -710,7 +722,8 @@ void wal_close(tsdb *db) {
         close(db->wal_fd);
         db->wal_fd = -1;
     }
-    for (size_t i = 0; i < db->nretired; i++) close(db->retired_fds[i]);
+    for (size_t i = 0; i < db->nretired; i++)
+        close(db->retired_fds[i]);
     free(db->retired_fds);
     db->retired_fds = NULL;
     db->nretired = 0;
@@ -744,7 +757,8 @@ static void *syncer_main(void *arg) {
     tsdb *db = arg;
     for (;;) {
         pthread_mutex_lock(&db->smu);
-        while (!db->waiting && !db->sync_stop) pthread_cond_wait(&db->scv, &db->smu);
+        while (!db->waiting && !db->sync_stop)
+            pthread_cond_wait(&db->scv, &db->smu);
         if (!db->waiting && db->sync_stop) {
             pthread_mutex_unlock(&db->smu);
             break;
@@ -752,7 +766,8 @@ static void *syncer_main(void *arg) {
         pthread_mutex_unlock(&db->smu);
 
         pthread_mutex_lock(&db->mu);
-        for (size_t i = 0; i < db->nretired; i++) close(db->retired_fds[i]);
+        for (size_t i = 0; i < db->nretired; i++)
+            close(db->retired_fds[i]);
         db->nretired = 0;
         uint64_t target = db->wal_written;
         int fd = db->wal_fd, ok = 1;
@@ -763,7 +778,8 @@ static void *syncer_main(void *arg) {
             ok = fd >= 0 && fdatasync(fd) == 0;
             e = fd >= 0 ? errno : EBADF;
             if (!ok) {
-                TR_ERROR("WAL fsync failed: the waiting batches are refused (503)", "errno=%d error=\"%s\"", e, strerror(e));
+                TR_ERROR("WAL fsync failed: the waiting batches are refused (503)", "errno=%d error=\"%s\"",
+                         e, strerror(e));
                 tr_storage_error("metrics", "wal_fsync");
             }
         }
@@ -793,8 +809,10 @@ static void *syncer_main(void *arg) {
         int any = db->done_head != NULL;
         pthread_mutex_unlock(&db->smu);
         if (any) {
-            if (db->o.wake) db->o.wake(db->o.wake_ctx);
-            else if (db->done_ev) event_active(db->done_ev, EV_READ, 0);
+            if (db->o.wake)
+                db->o.wake(db->o.wake_ctx);
+            else if (db->done_ev)
+                event_active(db->done_ev, EV_READ, 0);
         }
     }
     return NULL;
@@ -826,8 +844,8 @@ void syncer_stop(tsdb *db) {
     deliver(db); /* what the loop did not run any more */
 }
 
-void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie,
-                 int status, const char *msg) {
+void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *), void *cookie, int status,
+                 const char *msg) {
     if (!async_acks(db) || status) {
         /* inline mode (no event loop) or an immediate failure */
         if (!status) {
@@ -838,7 +856,8 @@ void syncer_wait(tsdb *db, uint64_t upto, void (*done)(void *, int, const char *
                     db->st.wal_fsyncs++;
                 } else {
                     int e = db->wal_fd >= 0 ? errno : EBADF;
-                    TR_ERROR("WAL fsync failed: the batch is refused", "errno=%d error=\"%s\"", e, strerror(e));
+                    TR_ERROR("WAL fsync failed: the batch is refused", "errno=%d error=\"%s\"", e,
+                             strerror(e));
                     tr_storage_error("metrics", "wal_fsync");
                     status = TSDB_ERR_IO;
                     msg = "WAL fsync failed";

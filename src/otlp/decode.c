@@ -20,8 +20,7 @@ enum { SCAN_OK = 0, SCAN_BAD = -1, SCAN_DEEP = -2 };
 /* Walks the wire format of a message of type d, descending into the fields that d declares
  * as messages (the only ones protobuf-c recurses into). Recursion is bounded by
  * MAX_MSG_DEPTH, so this is safe on any input. */
-static int scan_depth(const uint8_t *p, const uint8_t *end, const ProtobufCMessageDescriptor *d,
-                      int depth) {
+static int scan_depth(const uint8_t *p, const uint8_t *end, const ProtobufCMessageDescriptor *d, int depth) {
     while (p < end) {
         uint64_t key, n;
         if (tr_pb_varint(&p, end, &key)) return SCAN_BAD;
@@ -50,7 +49,8 @@ static int scan_depth(const uint8_t *p, const uint8_t *end, const ProtobufCMessa
             p += n;
             break;
         }
-        default: return SCAN_BAD; /* groups (3, 4) are not used by OTLP; 6, 7 do not exist */
+        default:
+            return SCAN_BAD; /* groups (3, 4) are not used by OTLP; 6, 7 do not exist */
         }
     }
     return SCAN_OK;
@@ -71,8 +71,7 @@ typedef struct vctx {
     size_t errlen;
 } vctx;
 
-size_t otlp_field_path(char *out, size_t cap, const char *const *names, const long *idx, int n,
-                       int json) {
+size_t otlp_field_path(char *out, size_t cap, const char *const *names, const long *idx, int n, int json) {
     size_t o = 0;
     if (cap == 0) return 0;
     out[0] = 0;
@@ -162,7 +161,8 @@ static int walk(vctx *v, const ProtobufCMessage *m, int depth, int any_depth) {
                 if (sub && walk(v, sub, depth + 1, any_depth)) return -1;
                 break;
             }
-            default: break;
+            default:
+                break;
             }
         }
     }
@@ -178,12 +178,23 @@ static uint64_t count_metric_points(const otlp_metrics_req *m) {
             for (size_t k = 0; k < sm->n_metrics; k++) {
                 const Opentelemetry__Proto__Metrics__V1__Metric *mt = sm->metrics[k];
                 switch (mt->data_case) {
-                case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE: n += mt->gauge->n_data_points; break;
-                case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM: n += mt->sum->n_data_points; break;
-                case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM: n += mt->histogram->n_data_points; break;
-                case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM: n += mt->exponential_histogram->n_data_points; break;
-                case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY: n += mt->summary->n_data_points; break;
-                default: break;
+                case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE:
+                    n += mt->gauge->n_data_points;
+                    break;
+                case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM:
+                    n += mt->sum->n_data_points;
+                    break;
+                case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM:
+                    n += mt->histogram->n_data_points;
+                    break;
+                case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM:
+                    n += mt->exponential_histogram->n_data_points;
+                    break;
+                case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
+                    n += mt->summary->n_data_points;
+                    break;
+                default:
+                    break;
                 }
             }
         }
@@ -194,7 +205,8 @@ static uint64_t count_metric_points(const otlp_metrics_req *m) {
 static uint64_t count_spans(const otlp_traces_req *t) {
     uint64_t n = 0;
     for (size_t i = 0; i < t->n_resource_spans; i++)
-        for (size_t j = 0; j < t->resource_spans[i]->n_scope_spans; j++) n += t->resource_spans[i]->scope_spans[j]->n_spans;
+        for (size_t j = 0; j < t->resource_spans[i]->n_scope_spans; j++)
+            n += t->resource_spans[i]->scope_spans[j]->n_spans;
     return n;
 }
 
@@ -226,12 +238,14 @@ static void *pb_alloc(void *ctx, size_t n) {
 
 static void pb_free(void *ctx, void *p) { (void)ctx, (void)p; }
 
-int otlp_decode_pb(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a, otlp_export *ex,
-                   char *err, size_t errlen) {
+int otlp_decode_pb(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a, otlp_export *ex, char *err,
+                   size_t errlen) {
     const char *what = sig == OTLP_METRICS ? "metrics" : "trace";
     const ProtobufCMessageDescriptor *d;
-    if (sig == OTLP_METRICS) d = &opentelemetry__proto__collector__v1__export_metrics_service_request__descriptor;
-    else if (sig == OTLP_TRACES) d = &opentelemetry__proto__collector__v1__export_trace_service_request__descriptor;
+    if (sig == OTLP_METRICS)
+        d = &opentelemetry__proto__collector__v1__export_metrics_service_request__descriptor;
+    else if (sig == OTLP_TRACES)
+        d = &opentelemetry__proto__collector__v1__export_trace_service_request__descriptor;
     else {
         snprintf(err, errlen, "unsupported signal");
         return -1;
@@ -253,8 +267,10 @@ int otlp_decode_pb(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a,
     if (!m) goto bad;
     ex->metrics = NULL;
     ex->traces = NULL;
-    if (sig == OTLP_METRICS) ex->metrics = (otlp_metrics_req *)m;
-    else ex->traces = (otlp_traces_req *)m;
+    if (sig == OTLP_METRICS)
+        ex->metrics = (otlp_metrics_req *)m;
+    else
+        ex->traces = (otlp_traces_req *)m;
     return otlp_finish_decode(ex, 0, err, errlen);
 bad:
     snprintf(err, errlen, "request body is not a valid protobuf %s export request", what);
@@ -284,8 +300,10 @@ void otlp_encode_response(otlp_signal sig, int json, const otlp_result *res, tr_
     }
     size_t n;
     if (sig == OTLP_METRICS) {
-        Opentelemetry__Proto__Collector__V1__ExportMetricsServiceResponse r = OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_METRICS_SERVICE_RESPONSE__INIT;
-        Opentelemetry__Proto__Collector__V1__ExportMetricsPartialSuccess ps = OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_METRICS_PARTIAL_SUCCESS__INIT;
+        Opentelemetry__Proto__Collector__V1__ExportMetricsServiceResponse r =
+            OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_METRICS_SERVICE_RESPONSE__INIT;
+        Opentelemetry__Proto__Collector__V1__ExportMetricsPartialSuccess ps =
+            OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_METRICS_PARTIAL_SUCCESS__INIT;
         if (res->rejected || res->message[0]) {
             ps.rejected_data_points = (int64_t)res->rejected;
             ps.error_message = (char *)res->message;
@@ -293,10 +311,13 @@ void otlp_encode_response(otlp_signal sig, int json, const otlp_result *res, tr_
         }
         n = opentelemetry__proto__collector__v1__export_metrics_service_response__get_packed_size(&r);
         if (tr_buf_reserve(out, n)) return;
-        opentelemetry__proto__collector__v1__export_metrics_service_response__pack(&r, (uint8_t *)out->data + out->len);
+        opentelemetry__proto__collector__v1__export_metrics_service_response__pack(&r, (uint8_t *)out->data +
+                                                                                           out->len);
     } else {
-        Opentelemetry__Proto__Collector__V1__ExportTraceServiceResponse r = OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_TRACE_SERVICE_RESPONSE__INIT;
-        Opentelemetry__Proto__Collector__V1__ExportTracePartialSuccess ps = OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_TRACE_PARTIAL_SUCCESS__INIT;
+        Opentelemetry__Proto__Collector__V1__ExportTraceServiceResponse r =
+            OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_TRACE_SERVICE_RESPONSE__INIT;
+        Opentelemetry__Proto__Collector__V1__ExportTracePartialSuccess ps =
+            OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_TRACE_PARTIAL_SUCCESS__INIT;
         if (res->rejected || res->message[0]) {
             ps.rejected_spans = (int64_t)res->rejected;
             ps.error_message = (char *)res->message;
@@ -304,7 +325,8 @@ void otlp_encode_response(otlp_signal sig, int json, const otlp_result *res, tr_
         }
         n = opentelemetry__proto__collector__v1__export_trace_service_response__get_packed_size(&r);
         if (tr_buf_reserve(out, n)) return;
-        opentelemetry__proto__collector__v1__export_trace_service_response__pack(&r, (uint8_t *)out->data + out->len);
+        opentelemetry__proto__collector__v1__export_trace_service_response__pack(&r, (uint8_t *)out->data +
+                                                                                         out->len);
     }
     out->len += n;
     out->data[out->len] = 0;
@@ -334,24 +356,36 @@ void otlp_encode_status(int json, int grpc_code, const char *message, tr_buf *ou
 
 int otlp_status_to_grpc(otlp_status st) {
     switch (st) {
-    case OTLP_OK: return GRPC_OK;
-    case OTLP_INVALID: return GRPC_INVALID_ARGUMENT;
-    case OTLP_TOO_LARGE: return GRPC_RESOURCE_EXHAUSTED;
-    case OTLP_UNAUTHENTICATED: return GRPC_UNAUTHENTICATED;
-    case OTLP_UNIMPLEMENTED: return GRPC_UNIMPLEMENTED;
-    case OTLP_UNAVAILABLE: return GRPC_UNAVAILABLE;
+    case OTLP_OK:
+        return GRPC_OK;
+    case OTLP_INVALID:
+        return GRPC_INVALID_ARGUMENT;
+    case OTLP_TOO_LARGE:
+        return GRPC_RESOURCE_EXHAUSTED;
+    case OTLP_UNAUTHENTICATED:
+        return GRPC_UNAUTHENTICATED;
+    case OTLP_UNIMPLEMENTED:
+        return GRPC_UNIMPLEMENTED;
+    case OTLP_UNAVAILABLE:
+        return GRPC_UNAVAILABLE;
     }
     return GRPC_INTERNAL;
 }
 
 int otlp_status_to_http(otlp_status st) {
     switch (st) {
-    case OTLP_OK: return 200;
-    case OTLP_INVALID: return 400;
-    case OTLP_TOO_LARGE: return 413;
-    case OTLP_UNAUTHENTICATED: return 401;
-    case OTLP_UNIMPLEMENTED: return 404;
-    case OTLP_UNAVAILABLE: return 503;
+    case OTLP_OK:
+        return 200;
+    case OTLP_INVALID:
+        return 400;
+    case OTLP_TOO_LARGE:
+        return 413;
+    case OTLP_UNAUTHENTICATED:
+        return 401;
+    case OTLP_UNIMPLEMENTED:
+        return 404;
+    case OTLP_UNAVAILABLE:
+        return 503;
     }
     return 500;
 }

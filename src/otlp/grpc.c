@@ -5,12 +5,12 @@
  * Export*ServiceResponse and a grpc-status trailer, or with a trailers-only error. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,21 +26,21 @@
 
 /* ---- limits and timeouts (constants: no flag asks for them yet) ---- */
 #define MAX_CONCURRENT_STREAMS 128
-#define STREAM_WINDOW (1u << 20)      /* per-stream receive window we advertise */
-#define CONN_WINDOW (16u << 20)       /* connection receive window */
-#define MAX_HEADER_LIST 32768u        /* request header list, counted as RFC 9113 does */
+#define STREAM_WINDOW (1u << 20) /* per-stream receive window we advertise */
+#define CONN_WINDOW (16u << 20)  /* connection receive window */
+#define MAX_HEADER_LIST 32768u   /* request header list, counted as RFC 9113 does */
 #define MAX_CONTINUATIONS 8
 #define MAX_CONNECTIONS 1024
-#define BUFFER_BUDGET (64u << 20)     /* bytes buffered across all streams (at least 2 messages) */
+#define BUFFER_BUDGET (64u << 20) /* bytes buffered across all streams (at least 2 messages) */
 #define FIRST_BODY_ALLOC 65536u
-#define OUTPUT_HIGH (256u * 1024)     /* stop producing frames above this much unsent output */
+#define OUTPUT_HIGH (256u * 1024)      /* stop producing frames above this much unsent output */
 #define FIRST_REQUEST_TIMEOUT_MS 10000 /* accept → first request HEADERS */
-#define IDLE_TIMEOUT_MS 300000        /* no stream and no traffic (exporters send every 60 s) */
-#define STREAM_TIMEOUT_MS 30000       /* request HEADERS → END_STREAM */
-#define WRITE_TIMEOUT_S 30            /* pending output that makes no progress */
+#define IDLE_TIMEOUT_MS 300000         /* no stream and no traffic (exporters send every 60 s) */
+#define STREAM_TIMEOUT_MS 30000        /* request HEADERS → END_STREAM */
+#define WRITE_TIMEOUT_S 30             /* pending output that makes no progress */
 #define TICK_MS 1000
-#define ACCEPT_PAUSE_S 1              /* after accept() fails (out of descriptors) */
-#define CLOSE_GRACE_MS 5000           /* our GOAWAY's chance to leave before we drop */
+#define ACCEPT_PAUSE_S 1    /* after accept() fails (out of descriptors) */
+#define CLOSE_GRACE_MS 5000 /* our GOAWAY's chance to leave before we drop */
 
 #define GRPC_DEADLINE_EXCEEDED 4
 
@@ -53,24 +53,24 @@ typedef struct gstream {
     struct gstream *prev, *next;
     int32_t id;
     int state;
-    int known;          /* :path is one of the Export methods */
+    int known; /* :path is one of the Export methods */
     otlp_signal sig;
-    int post;           /* :method is POST */
+    int post; /* :method is POST */
     int have_ct, ct_ok;
-    char ct[48];        /* content-type as given (truncated), for the error message */
-    char *auth;         /* authorization value */
+    char ct[48]; /* content-type as given (truncated), for the error message */
+    char *auth;  /* authorization value */
     grpc_encoding enc;
     char enc_name[32];
     size_t hdr_bytes;
-    int req_ended;      /* the client's END_STREAM arrived */
-    uint64_t deadline;  /* ms, monotonic: the request must be complete by then */
+    int req_ended;     /* the client's END_STREAM arrived */
+    uint64_t deadline; /* ms, monotonic: the request must be complete by then */
     grpc_reader rd;
     int compressed;
-    int complete;       /* a whole message has been read */
+    int complete; /* a whole message has been read */
     uint8_t *body;
     size_t body_len, body_cap, body_want;
-    size_t wire_bytes;  /* DATA payload received */
-    tr_buf resp;        /* length-prefixed response message */
+    size_t wire_bytes; /* DATA payload received */
+    tr_buf resp;       /* length-prefixed response message */
     size_t resp_off;
 } gstream;
 
@@ -81,12 +81,12 @@ struct gconn {
     nghttp2_session *session;
     struct event *timer;
     gstream *streams;
-    int busy;           /* depth of nghttp2 calls on the stack: no send, no free inside */
+    int busy; /* depth of nghttp2 calls on the stack: no send, no free inside */
     int got_request;
-    int closing;        /* GOAWAY sent by us; drop once no stream is left and output drained */
+    int closing; /* GOAWAY sent by us; drop once no stream is left and output drained */
     uint64_t accepted, last_io;
-    uint64_t timer_at;  /* when the pending timer fires (ms, monotonic) */
-    uint64_t close_at;  /* closing and streamless: dropped at this time even if unflushed */
+    uint64_t timer_at; /* when the pending timer fires (ms, monotonic) */
+    uint64_t close_at; /* closing and streamless: dropped at this time even if unflushed */
     char peer[64];
 };
 
@@ -111,8 +111,7 @@ size_t grpc_reader_partial(const grpc_reader *r) {
     return r->in_body ? 5 + (size_t)(r->length - r->need) : r->prefix_got;
 }
 
-int grpc_reader_feed(grpc_reader *r, const uint8_t *p, size_t n, const grpc_reader_ops *ops,
-                     void *ud) {
+int grpc_reader_feed(grpc_reader *r, const uint8_t *p, size_t n, const grpc_reader_ops *ops, void *ud) {
     int rc;
     while (n > 0) {
         if (!r->in_body) {
@@ -216,8 +215,10 @@ static void stream_drop_body(gstream *s) {
 static void stream_unlink(gstream *s) {
     gconn *c = s->c;
     if (!c) return;
-    if (s->prev) s->prev->next = s->next;
-    else c->streams = s->next;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->streams = s->next;
     if (s->next) s->next->prev = s->prev;
     s->prev = s->next = NULL;
 }
@@ -237,7 +238,8 @@ static void stream_orphan(gstream *s) {
     s->c = NULL;
 }
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define NV(n, v)                                                                                             \
+    { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE }
 
 /* A trailers-only response: one HEADERS frame with the status, ending the stream. When the
  * request is still arriving, on_frame_send then asks the client to stop with RST_STREAM
@@ -262,7 +264,8 @@ static void answer_error(gstream *s, int http_status, int code, const char *msg)
     s->state = S_ANSWERED;
     int rv = nghttp2_submit_response(c->session, s->id, nva, n, NULL);
     if (rv != 0) {
-        TR_DEBUG("grpc: cannot submit response", "peer=%s stream=%d error=\"%s\"", c->peer, s->id, nghttp2_strerror(rv));
+        TR_DEBUG("grpc: cannot submit response", "peer=%s stream=%d error=\"%s\"", c->peer, s->id,
+                 nghttp2_strerror(rv));
         nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
     }
 }
@@ -272,8 +275,8 @@ static void count_early(gstream *s, otlp_status st) {
     if (s->known && s->c) otlp_receiver_count_error(s->c->g->r, s->sig, OTLP_GRPC, st, s->wire_bytes);
 }
 
-static ssize_t resp_read(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
-                         uint32_t *flags, nghttp2_data_source *src, void *user_data) {
+static ssize_t resp_read(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                         nghttp2_data_source *src, void *user_data) {
     gstream *s = src->ptr;
     size_t left = s->resp.len - s->resp_off;
     size_t n = left < length ? left : length;
@@ -314,7 +317,8 @@ static void answer_ok(gstream *s, const otlp_result *res) {
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = resp_read};
     int rv = nghttp2_submit_response(c->session, s->id, nva, sizeof nva / sizeof nva[0], &prd);
     if (rv != 0) {
-        TR_DEBUG("grpc: cannot submit response", "peer=%s stream=%d error=\"%s\"", c->peer, s->id, nghttp2_strerror(rv));
+        TR_DEBUG("grpc: cannot submit response", "peer=%s stream=%d error=\"%s\"", c->peer, s->id,
+                 nghttp2_strerror(rv));
         nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
     }
 }
@@ -348,8 +352,7 @@ static void stream_process(gstream *s) {
     s->body = NULL;
     s->body_len = s->body_cap = s->body_want = 0;
     s->state = S_WAITING;
-    otlp_receiver_process(g->r, s->sig, OTLP_GRPC, body ? body : (const uint8_t *)"", len, gzip,
-                          on_done, s);
+    otlp_receiver_process(g->r, s->sig, OTLP_GRPC, body ? body : (const uint8_t *)"", len, gzip, on_done, s);
     free(body);
     budget_release(g, held);
 }
@@ -361,12 +364,14 @@ static int body_reserve(gstream *s, size_t more) {
     size_t need = s->body_len + more;
     if (need <= s->body_cap) return 0;
     size_t cap = s->body_cap ? s->body_cap : FIRST_BODY_ALLOC;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     if (cap > s->body_want) cap = s->body_want;
     size_t grow = cap - s->body_cap;
     if (g->buffered + grow > g->budget) {
         char m[160];
-        snprintf(m, sizeof m, "server busy: too much request data buffered (limit %zu bytes); retry later", g->budget);
+        snprintf(m, sizeof m, "server busy: too much request data buffered (limit %zu bytes); retry later",
+                 g->budget);
         count_early(s, OTLP_TOO_LARGE);
         answer_error(s, 200, GRPC_RESOURCE_EXHAUSTED, m);
         return -1;
@@ -439,11 +444,14 @@ static void headers_done(gstream *s) {
     }
     if (!otlp_receiver_authorized(c->g->r, s->auth)) {
         count_early(s, OTLP_UNAUTHENTICATED);
-        answer_error(s, 200, GRPC_UNAUTHENTICATED, s->auth ? "invalid ingest token" : "missing ingest token: send authorization: Bearer <token>");
+        answer_error(s, 200, GRPC_UNAUTHENTICATED,
+                     s->auth ? "invalid ingest token"
+                             : "missing ingest token: send authorization: Bearer <token>");
         return;
     }
     if (!s->known) {
-        answer_error(s, 200, GRPC_UNIMPLEMENTED, "unknown method (tricorder serves MetricsService/Export and TraceService/Export)");
+        answer_error(s, 200, GRPC_UNIMPLEMENTED,
+                     "unknown method (tricorder serves MetricsService/Export and TraceService/Export)");
         return;
     }
     if (s->sig == OTLP_LOGS) {
@@ -471,7 +479,8 @@ static void request_done(gstream *s) {
         return;
     }
     if (!s->complete) {
-        snprintf(m, sizeof m, "request ended inside a message (%zu of %u bytes)", grpc_reader_partial(&s->rd), s->rd.length + 5);
+        snprintf(m, sizeof m, "request ended inside a message (%zu of %u bytes)", grpc_reader_partial(&s->rd),
+                 s->rd.length + 5);
         count_early(s, OTLP_INVALID);
         answer_error(s, 200, GRPC_INTERNAL, m);
         return;
@@ -515,15 +524,15 @@ static int hdr_is(const uint8_t *name, size_t namelen, const char *want) {
 }
 
 static int cb_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *user_data) {
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
     gconn *c = user_data;
     gstream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     if (!s) return 0;
     s->hdr_bytes += namelen + valuelen + 32;
     if (s->hdr_bytes > MAX_HEADER_LIST) {
         /* refuse the stream (RST_STREAM) instead of decoding an unbounded block into memory */
-        TR_DEBUG("grpc: request headers too large", "peer=%s stream=%d limit=%u", c->peer, s->id, MAX_HEADER_LIST);
+        TR_DEBUG("grpc: request headers too large", "peer=%s stream=%d limit=%u", c->peer, s->id,
+                 MAX_HEADER_LIST);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* client trailers: unused */
@@ -534,20 +543,23 @@ static int cb_header(nghttp2_session *session, const nghttp2_frame *frame, const
     } else if (hdr_is(name, namelen, "content-type")) {
         s->have_ct = 1;
         s->ct_ok = grpc_content_type_ok((const char *)value, valuelen);
-        snprintf(s->ct, sizeof s->ct, "%.*s", (int)(valuelen < sizeof s->ct ? valuelen : sizeof s->ct - 1), (const char *)value);
+        snprintf(s->ct, sizeof s->ct, "%.*s", (int)(valuelen < sizeof s->ct ? valuelen : sizeof s->ct - 1),
+                 (const char *)value);
     } else if (hdr_is(name, namelen, "authorization")) {
         free(s->auth);
         s->auth = strndup((const char *)value, valuelen);
         if (!s->auth) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     } else if (hdr_is(name, namelen, "grpc-encoding")) {
         s->enc = grpc_parse_encoding((const char *)value, valuelen);
-        snprintf(s->enc_name, sizeof s->enc_name, "%.*s", (int)(valuelen < sizeof s->enc_name ? valuelen : sizeof s->enc_name - 1), (const char *)value);
+        snprintf(s->enc_name, sizeof s->enc_name, "%.*s",
+                 (int)(valuelen < sizeof s->enc_name ? valuelen : sizeof s->enc_name - 1),
+                 (const char *)value);
     }
     return 0;
 }
 
-static int cb_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
-                         const uint8_t *data, size_t len, void *user_data) {
+static int cb_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                         size_t len, void *user_data) {
     /* our window opens as fast as data is buffered or discarded: the hard bounds are the
      * message limit and the buffer budget, checked before anything is kept */
     nghttp2_session_consume(session, stream_id, len);
@@ -603,7 +615,8 @@ static int cb_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     if (!s) return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
     if (s->state == S_WAITING) {
-        TR_DEBUG("grpc: stream closed before its answer", "peer=%s stream=%d error_code=%u", s->c->peer, s->id, error_code);
+        TR_DEBUG("grpc: stream closed before its answer", "peer=%s stream=%d error_code=%u", s->c->peer,
+                 s->id, error_code);
         stream_orphan(s);
     } else {
         stream_free(s);
@@ -628,22 +641,29 @@ static nghttp2_session_callbacks *callbacks_new(void) {
 
 static unsigned conn_nstreams(const gconn *c) {
     unsigned n = 0;
-    for (const gstream *s = c->streams; s; s = s->next) n++;
+    for (const gstream *s = c->streams; s; s = s->next)
+        n++;
     return n;
 }
 
 static void conn_free(gconn *c) {
     otlp_grpc *g = c->g;
-    if (c->prev) c->prev->next = c->next;
-    else g->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     g->nconns--;
-    if (c->streams) TR_DEBUG("grpc: connection closed with open streams", "peer=%s streams=%u", c->peer, conn_nstreams(c));
+    if (c->streams)
+        TR_DEBUG("grpc: connection closed with open streams", "peer=%s streams=%u", c->peer,
+                 conn_nstreams(c));
     while (c->streams) {
         gstream *s = c->streams;
         if (c->session) nghttp2_session_set_stream_user_data(c->session, s->id, NULL);
-        if (s->state == S_WAITING) stream_orphan(s);
-        else stream_free(s);
+        if (s->state == S_WAITING)
+            stream_orphan(s);
+        else
+            stream_free(s);
     }
     if (c->session) nghttp2_session_del(c->session);
     if (c->timer) event_free(c->timer);
@@ -711,7 +731,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     if (!c->got_request && now >= c->accepted + FIRST_REQUEST_TIMEOUT_MS) {
-        TR_DEBUG("grpc: no request in time, closing", "peer=%s timeout_ms=%d", c->peer, FIRST_REQUEST_TIMEOUT_MS);
+        TR_DEBUG("grpc: no request in time, closing", "peer=%s timeout_ms=%d", c->peer,
+                 FIRST_REQUEST_TIMEOUT_MS);
         conn_goaway(c, "no request");
     } else if (!c->streams && now >= c->last_io + IDLE_TIMEOUT_MS) {
         TR_DEBUG("grpc: idle connection, closing", "peer=%s", c->peer);
@@ -721,7 +742,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     for (gstream *s = c->streams, *next; s; s = next) {
         next = s->next;
         if (s->state == S_READING && now >= s->deadline) {
-            TR_DEBUG("grpc: request not complete in time", "peer=%s stream=%d timeout_ms=%d", c->peer, s->id, STREAM_TIMEOUT_MS);
+            TR_DEBUG("grpc: request not complete in time", "peer=%s stream=%d timeout_ms=%d", c->peer, s->id,
+                     STREAM_TIMEOUT_MS);
             count_early(s, OTLP_INVALID);
             char m[96];
             snprintf(m, sizeof m, "request not received completely within %d s", STREAM_TIMEOUT_MS / 1000);
@@ -939,7 +961,8 @@ void otlp_grpc_free(otlp_grpc *g) {
          * can destroy answers the peer has not read yet) */
         shutdown(fd, SHUT_WR);
         char sink[4096];
-        while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {}
+        while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+        }
         conn_free(c);
     }
     free(g);

@@ -39,8 +39,7 @@ void grpc_reader_init(grpc_reader *r);
 /* Feeds p[0..n). Returns 0 when everything was consumed, GRPC_READER_BAD_FLAG (negative)
  * when a compressed-flag byte is neither 0 nor 1, or the first nonzero value a callback
  * returned (the rest of the input is then left unread). */
-int grpc_reader_feed(grpc_reader *r, const uint8_t *p, size_t n, const grpc_reader_ops *ops,
-                     void *ud);
+int grpc_reader_feed(grpc_reader *r, const uint8_t *p, size_t n, const grpc_reader_ops *ops, void *ud);
 /* 1 when the reader stands between two messages (no partial prefix or body). */
 int grpc_reader_idle(const grpc_reader *r);
 /* Bytes of the current message seen so far (prefix included) when not idle. */

@@ -53,8 +53,10 @@ static int fail_at(jp *j, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (path[0]) snprintf(j->err, j->errlen, "%s: %s", path, why);
-    else snprintf(j->err, j->errlen, "%s", why);
+    if (path[0])
+        snprintf(j->err, j->errlen, "%s: %s", path, why);
+    else
+        snprintf(j->err, j->errlen, "%s", why);
     return -1;
 }
 
@@ -77,13 +79,15 @@ static int peek(struct jp *j);
  * at all, else a syntax error (so "[}" reads as broken JSON, not as a wrong type). */
 static int fail_type(jp *j, const char *what) {
     int c = peek(j);
-    if (c == '"' || c == '{' || c == '[' || c == 't' || c == 'f' || c == 'n' || c == '-' || (c >= '0' && c <= '9'))
+    if (c == '"' || c == '{' || c == '[' || c == 't' || c == 'f' || c == 'n' || c == '-' ||
+        (c >= '0' && c <= '9'))
         return fail_at(j, "%s", what);
     return fail_syntax(j, "expected a value");
 }
 
 static void ws(jp *j) {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
 }
 
 static int peek(jp *j) {
@@ -236,11 +240,21 @@ static size_t unescape(const char *s, const char *e, char *o) {
         char x = s[1];
         s += 2;
         switch (x) {
-        case 'b': o[n++] = '\b'; break;
-        case 'f': o[n++] = '\f'; break;
-        case 'n': o[n++] = '\n'; break;
-        case 'r': o[n++] = '\r'; break;
-        case 't': o[n++] = '\t'; break;
+        case 'b':
+            o[n++] = '\b';
+            break;
+        case 'f':
+            o[n++] = '\f';
+            break;
+        case 'n':
+            o[n++] = '\n';
+            break;
+        case 'r':
+            o[n++] = '\r';
+            break;
+        case 't':
+            o[n++] = '\t';
+            break;
         case 'u': {
             unsigned long u = (unsigned long)hex4(s);
             s += 4;
@@ -252,7 +266,9 @@ static size_t unescape(const char *s, const char *e, char *o) {
             n += put_utf8(o + n, u);
             break;
         }
-        default: o[n++] = x; break; /* " \ / */
+        default:
+            o[n++] = x;
+            break; /* " \ / */
         }
     }
     o[n] = 0;
@@ -282,19 +298,23 @@ static int number_span(const char *p, const char *end, const char **e) {
     const char *q = p;
     if (q < end && *q == '-') q++;
     if (q >= end || *q < '0' || *q > '9') return -1;
-    if (*q == '0') q++;
+    if (*q == '0')
+        q++;
     else
-        while (q < end && *q >= '0' && *q <= '9') q++;
+        while (q < end && *q >= '0' && *q <= '9')
+            q++;
     if (q < end && *q == '.') {
         q++;
         if (q >= end || *q < '0' || *q > '9') return -1;
-        while (q < end && *q >= '0' && *q <= '9') q++;
+        while (q < end && *q >= '0' && *q <= '9')
+            q++;
     }
     if (q < end && (*q == 'e' || *q == 'E')) {
         q++;
         if (q < end && (*q == '+' || *q == '-')) q++;
         if (q >= end || *q < '0' || *q > '9') return -1;
-        while (q < end && *q >= '0' && *q <= '9') q++;
+        while (q < end && *q >= '0' && *q <= '9')
+            q++;
     }
     *e = q;
     return 0;
@@ -318,9 +338,12 @@ static int skip_value(jp *j) {
         int esc;
         return str_span(j, &s, &e, &esc);
     }
-    case 't': return literal(j, "true");
-    case 'f': return literal(j, "false");
-    case 'n': return literal(j, "null");
+    case 't':
+        return literal(j, "true");
+    case 'f':
+        return literal(j, "false");
+    case 'n':
+        return literal(j, "null");
     case '{':
     case '[': {
         if (++j->depth > JSON_MAX_DEPTH) return fail_syntax(j, "nested too deeply");
@@ -375,8 +398,10 @@ static int numeric_text(jp *j, char *tmp, size_t cap, const char **txt, size_t *
         size_t raw = (size_t)(e - s);
         char *o = raw < cap ? tmp : tr_arena_alloc(j->a, raw + 1);
         if (!o) return fail_at(j, "request too large to decode");
-        if (esc) *n = unescape(s, e, o);
-        else memcpy(o, s, raw), o[raw] = 0, *n = raw;
+        if (esc)
+            *n = unescape(s, e, o);
+        else
+            memcpy(o, s, raw), o[raw] = 0, *n = raw;
         *txt = o;
         *quoted = 1;
         return 0;
@@ -558,17 +583,23 @@ static size_t elem_size(const ProtobufCFieldDescriptor *f) {
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
     case PROTOBUF_C_TYPE_FLOAT:
-    case PROTOBUF_C_TYPE_ENUM: return 4;
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_ENUM:
+        return 4;
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE: return 8;
-    case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(ProtobufCMessage *);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 8;
+    case PROTOBUF_C_TYPE_STRING:
+        return sizeof(char *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(ProtobufCMessage *);
     }
     return 8;
 }
@@ -600,23 +631,27 @@ static int parse_value(jp *j, const ProtobufCFieldDescriptor *f, void *dst) {
         if (parse_int(j, 0, 0, 0, UINT64_MAX, &sv, &uv)) return -1;
         *(uint64_t *)dst = uv;
         return 0;
-    case PROTOBUF_C_TYPE_DOUBLE: return parse_double(j, (double *)dst);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return parse_double(j, (double *)dst);
     case PROTOBUF_C_TYPE_FLOAT: {
         double d;
         if (parse_double(j, &d)) return -1;
         *(float *)dst = (float)d;
         return 0;
     }
-    case PROTOBUF_C_TYPE_BOOL: return parse_bool(j, (protobuf_c_boolean *)dst);
-    case PROTOBUF_C_TYPE_ENUM: return parse_enum(j, f->descriptor, (int32_t *)dst);
+    case PROTOBUF_C_TYPE_BOOL:
+        return parse_bool(j, (protobuf_c_boolean *)dst);
+    case PROTOBUF_C_TYPE_ENUM:
+        return parse_enum(j, f->descriptor, (int32_t *)dst);
     case PROTOBUF_C_TYPE_STRING: {
         if (peek(j) != '"') return fail_type(j, "expected a string");
         size_t n;
         return parse_string(j, (char **)dst, &n);
     }
     case PROTOBUF_C_TYPE_BYTES: {
-        size_t idlen = !strcmp(f->name, "trace_id") ? 16
-                       : (!strcmp(f->name, "span_id") || !strcmp(f->name, "parent_span_id")) ? 8 : 0;
+        size_t idlen = !strcmp(f->name, "trace_id")                                          ? 16
+                       : (!strcmp(f->name, "span_id") || !strcmp(f->name, "parent_span_id")) ? 8
+                                                                                             : 0;
         return idlen ? parse_hex_id(j, idlen, dst) : parse_base64(j, dst);
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
@@ -671,8 +706,8 @@ static int parse_repeated(jp *j, const ProtobufCFieldDescriptor *f, char *base) 
 }
 
 /* Finds the field a JSON member name denotes: the proto name, or its lowerCamelCase form. */
-static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d,
-                                                  const char *key, size_t n) {
+static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d, const char *key,
+                                                  size_t n) {
     char snake[80];
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -720,8 +755,10 @@ static int parse_message(jp *j, const ProtobufCMessageDescriptor *d, ProtobufCMe
         size_t kn = (size_t)(ke - ks);
         const ProtobufCFieldDescriptor *f = NULL;
         if (kn < sizeof kb) {
-            if (esc) kn = unescape(ks, ke, kb);
-            else memcpy(kb, ks, kn), kb[kn] = 0;
+            if (esc)
+                kn = unescape(ks, ke, kb);
+            else
+                memcpy(kb, ks, kn), kb[kn] = 0;
             f = find_field(d, kb, kn);
         }
         if (expect(j, ':', "expected ':'")) return -1;
@@ -741,7 +778,8 @@ static int parse_message(jp *j, const ProtobufCMessageDescriptor *d, ProtobufCMe
             } else {
                 if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
                     uint32_t *c = (uint32_t *)(base + f->quantifier_offset);
-                    if (*c != 0 && *c != f->id) return fail_at(j, "another field of the same oneof is already set");
+                    if (*c != 0 && *c != f->id)
+                        return fail_at(j, "another field of the same oneof is already set");
                     *c = f->id;
                 } else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_MESSAGE &&
                            f->type != PROTOBUF_C_TYPE_STRING) {
@@ -768,11 +806,13 @@ done:
     return 0;
 }
 
-int otlp_decode_json(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a,
-                     otlp_export *ex, char *err, size_t errlen) {
+int otlp_decode_json(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *a, otlp_export *ex, char *err,
+                     size_t errlen) {
     const ProtobufCMessageDescriptor *d;
-    if (sig == OTLP_METRICS) d = &opentelemetry__proto__collector__v1__export_metrics_service_request__descriptor;
-    else if (sig == OTLP_TRACES) d = &opentelemetry__proto__collector__v1__export_trace_service_request__descriptor;
+    if (sig == OTLP_METRICS)
+        d = &opentelemetry__proto__collector__v1__export_metrics_service_request__descriptor;
+    else if (sig == OTLP_TRACES)
+        d = &opentelemetry__proto__collector__v1__export_trace_service_request__descriptor;
     else {
         snprintf(err, errlen, "unsupported signal");
         return -1;
@@ -800,7 +840,9 @@ int otlp_decode_json(otlp_signal sig, const uint8_t *buf, size_t len, tr_arena *
     }
     ex->metrics = NULL;
     ex->traces = NULL;
-    if (sig == OTLP_METRICS) ex->metrics = (otlp_metrics_req *)m;
-    else ex->traces = (otlp_traces_req *)m;
+    if (sig == OTLP_METRICS)
+        ex->metrics = (otlp_metrics_req *)m;
+    else
+        ex->traces = (otlp_traces_req *)m;
     return otlp_finish_decode(ex, 1, err, errlen);
 }

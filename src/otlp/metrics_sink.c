@@ -23,7 +23,7 @@ typedef struct batch {
     tsdb_appender *app;
     tsdb_label *lbuf, *ebuf; /* label copies handed to the store */
     size_t lcap, ecap;
-    char *key;               /* the sample's labels as the store's lookup key */
+    char *key; /* the sample's labels as the store's lookup key */
     size_t kcap;
     char why[200];
 } batch;
@@ -76,7 +76,9 @@ static size_t build_key(batch *b, const otlp_sample *smp) {
     const unsigned char *prev = NULL;
     for (size_t i = 0; i < smp->n_labels; i++) {
         const unsigned char *n = (const unsigned char *)smp->labels[i].name;
-        if (!smp->labels[i].value[0] || (prev && (prev[0] > n[0] || (prev[0] == n[0] && strcmp((const char *)prev, (const char *)n) >= 0))))
+        if (!smp->labels[i].value[0] ||
+            (prev &&
+             (prev[0] > n[0] || (prev[0] == n[0] && strcmp((const char *)prev, (const char *)n) >= 0))))
             return 0;
         prev = n;
         if (put_str(b, &len, smp->labels[i].name) || put_str(b, &len, smp->labels[i].value)) return 0;
@@ -87,7 +89,8 @@ static size_t build_key(batch *b, const otlp_sample *smp) {
 /* The sample's labels as tsdb_labels in b->lbuf (for the paths that need them). */
 static int copy_labels(batch *b, const otlp_sample *smp) {
     if (grow(&b->lbuf, &b->lcap, smp->n_labels)) return -1;
-    for (size_t i = 0; i < smp->n_labels; i++) b->lbuf[i] = (tsdb_label){smp->labels[i].name, smp->labels[i].value};
+    for (size_t i = 0; i < smp->n_labels; i++)
+        b->lbuf[i] = (tsdb_label){smp->labels[i].name, smp->labels[i].value};
     return 0;
 }
 
@@ -104,7 +107,8 @@ static int on_sample(void *ctx, const otlp_sample *smp, const char **why) {
         rc = tsdb_appender_add(b->app, b->lbuf, smp->n_labels, smp->t_ms, smp->value);
     }
     if (rc != TSDB_OK) {
-        snprintf(b->why, sizeof b->why, "%s (%.100s at %lld)", tsdb_strerror(rc), metric_name(smp), (long long)smp->t_ms);
+        snprintf(b->why, sizeof b->why, "%s (%.100s at %lld)", tsdb_strerror(rc), metric_name(smp),
+                 (long long)smp->t_ms);
         *why = b->why;
         tr_counter_add(b->s->refused, 1);
         return 1;
@@ -114,9 +118,11 @@ static int on_sample(void *ctx, const otlp_sample *smp, const char **why) {
         for (size_t e = 0; e < smp->n_exemplars; e++) {
             const otlp_exemplar *ex = &smp->exemplars[e];
             if (grow(&b->ebuf, &b->ecap, ex->n_labels)) break;
-            for (size_t i = 0; i < ex->n_labels; i++) b->ebuf[i] = (tsdb_label){ex->labels[i].name, ex->labels[i].value};
+            for (size_t i = 0; i < ex->n_labels; i++)
+                b->ebuf[i] = (tsdb_label){ex->labels[i].name, ex->labels[i].value};
             /* an exemplar the store does not keep costs the sample nothing */
-            (void)tsdb_appender_add_exemplar(b->app, b->lbuf, smp->n_labels, b->ebuf, ex->n_labels, ex->t_ms, ex->value);
+            (void)tsdb_appender_add_exemplar(b->app, b->lbuf, smp->n_labels, b->ebuf, ex->n_labels, ex->t_ms,
+                                             ex->value);
         }
     return 0;
 }
@@ -131,7 +137,8 @@ static void committed(void *cookie, int status, const char *msg) {
     otlp_result res = {.status = OTLP_OK};
     if (status != TSDB_OK) {
         res.status = OTLP_UNAVAILABLE;
-        snprintf(res.message, sizeof res.message, "metrics not stored: %s", msg ? msg : tsdb_strerror(status));
+        snprintf(res.message, sizeof res.message, "metrics not stored: %s",
+                 msg ? msg : tsdb_strerror(status));
         TR_WARN("metrics batch not stored", "error=\"%.200s\"", res.message);
     } else {
         res.rejected = p->st.rejected;
@@ -190,9 +197,14 @@ otlp_metrics_sink *otlp_metrics_sink_new(struct tsdb *db, const otlp_translate_o
         free(s);
         return NULL;
     }
-    s->stored = tr_counter_new("tricorder_otlp_samples_total", "Prometheus samples from OTLP metrics, by outcome in the store.", "result=\"stored\"");
-    s->refused = tr_counter_new("tricorder_otlp_samples_total", "Prometheus samples from OTLP metrics, by outcome in the store.", "result=\"refused\"");
-    s->delta_series = tr_gauge_new("tricorder_otlp_delta_series", "Delta-temporality series whose running cumulative state is kept.", NULL);
+    s->stored =
+        tr_counter_new("tricorder_otlp_samples_total",
+                       "Prometheus samples from OTLP metrics, by outcome in the store.", "result=\"stored\"");
+    s->refused = tr_counter_new("tricorder_otlp_samples_total",
+                                "Prometheus samples from OTLP metrics, by outcome in the store.",
+                                "result=\"refused\"");
+    s->delta_series = tr_gauge_new("tricorder_otlp_delta_series",
+                                   "Delta-temporality series whose running cumulative state is kept.", NULL);
     tr_selfmon_add_collector(collect, s);
     return s;
 }

@@ -40,8 +40,8 @@ typedef struct otlp_export {
 
 typedef struct otlp_result {
     otlp_status status;
-    uint64_t rejected;  /* points or spans not stored (OTLP partial_success) */
-    char message[256];  /* why, when status != OK or rejected > 0 */
+    uint64_t rejected; /* points or spans not stored (OTLP partial_success) */
+    char message[256]; /* why, when status != OK or rejected > 0 */
 } otlp_result;
 
 typedef void (*otlp_done_fn)(void *cookie, const otlp_result *res);
@@ -56,9 +56,9 @@ typedef struct otlp_sink {
 } otlp_sink;
 
 typedef struct otlp_config {
-    size_t max_message_bytes;   /* decoded (decompressed) size limit, default 4 MiB */
-    const char *ingest_token;   /* NULL: no auth on OTLP */
-    otlp_sink metrics, traces;  /* a sink with submit == NULL counts and acknowledges */
+    size_t max_message_bytes;  /* decoded (decompressed) size limit, default 4 MiB */
+    const char *ingest_token;  /* NULL: no auth on OTLP */
+    otlp_sink metrics, traces; /* a sink with submit == NULL counts and acknowledges */
 } otlp_config;
 
 typedef struct otlp_receiver otlp_receiver;
@@ -77,14 +77,13 @@ unsigned otlp_receiver_inflight(const otlp_receiver *r);
  * and calls done(cookie, result) exactly once (maybe before returning). Counts requests,
  * errors, items, bytes and duration in /metrics. On OTLP_OK the result's `rejected` and
  * `message` fill partial_success. */
-void otlp_receiver_process(otlp_receiver *r, otlp_signal sig, otlp_transport tr,
-                           const uint8_t *body, size_t len, int gzip, otlp_done_fn done,
-                           void *cookie);
+void otlp_receiver_process(otlp_receiver *r, otlp_signal sig, otlp_transport tr, const uint8_t *body,
+                           size_t len, int gzip, otlp_done_fn done, void *cookie);
 
 /* Counts a request answered without processing (auth failure, unknown method, too large
  * before decoding). */
-void otlp_receiver_count_error(otlp_receiver *r, otlp_signal sig, otlp_transport tr,
-                               otlp_status st, size_t bytes);
+void otlp_receiver_count_error(otlp_receiver *r, otlp_signal sig, otlp_transport tr, otlp_status st,
+                               size_t bytes);
 
 /* Checks an `Authorization` header value against the ingest token in constant time;
  * returns 1 when allowed (also when no token is configured). */

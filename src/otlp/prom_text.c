@@ -20,7 +20,8 @@ typedef struct cursor {
 } cursor;
 
 static void skip_ws(cursor *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t')) c->p++;
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t'))
+        c->p++;
 }
 
 static int name_start(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_'; }
@@ -30,57 +31,79 @@ static int name_char(char ch) { return name_start(ch) || (ch >= '0' && ch <= '9'
 static size_t metric_name_len(const cursor *c) {
     const char *p = c->p;
     if (p >= c->end || !(name_start(*p) || *p == ':')) return 0;
-    while (p < c->end && (name_char(*p) || *p == ':')) p++;
+    while (p < c->end && (name_char(*p) || *p == ':'))
+        p++;
     return (size_t)(p - c->p);
 }
 
 static size_t label_name_len(const cursor *c) {
     const char *p = c->p;
     if (p >= c->end || !name_start(*p)) return 0;
-    while (p < c->end && name_char(*p)) p++;
+    while (p < c->end && name_char(*p))
+        p++;
     return (size_t)(p - c->p);
 }
-
 
 /* A quoted label value with \\, \" and \n escapes, unescaped into the arena. Returns NULL with
  * *why set on a syntax error (or *oom). */
 static char *quoted(cursor *c, tr_arena *a, const char **why, int *oom) {
-    if (c->p >= c->end || *c->p != '"') { *why = "expected '\"' to start a label value"; return NULL; }
+    if (c->p >= c->end || *c->p != '"') {
+        *why = "expected '\"' to start a label value";
+        return NULL;
+    }
     c->p++;
     const char *start = c->p;
     size_t n = 0;
     for (const char *q = start;; q++) {
-        if (q >= c->end) { *why = "label value not terminated"; return NULL; }
+        if (q >= c->end) {
+            *why = "label value not terminated";
+            return NULL;
+        }
         if (*q == '"') break;
         if (*q == '\\') {
-            if (q + 1 >= c->end) { *why = "label value not terminated"; return NULL; }
+            if (q + 1 >= c->end) {
+                *why = "label value not terminated";
+                return NULL;
+            }
             q++;
         }
         n++;
     }
     char *out = tr_arena_alloc(a, n + 1);
-    if (!out) { *oom = 1; return NULL; }
+    if (!out) {
+        *oom = 1;
+        return NULL;
+    }
     size_t o = 0;
     while (*c->p != '"') {
         char ch = *c->p++;
         if (ch == '\\') {
             char e = *c->p++;
-            if (e == '\\' || e == '"') ch = e;
-            else if (e == 'n') ch = '\n';
-            else { *why = "invalid escape sequence in a label value"; return NULL; }
+            if (e == '\\' || e == '"')
+                ch = e;
+            else if (e == 'n')
+                ch = '\n';
+            else {
+                *why = "invalid escape sequence in a label value";
+                return NULL;
+            }
         }
         out[o++] = ch;
     }
     c->p++;
     out[o] = 0;
-    if (!tr_utf8_valid(out, o)) { *why = "label value is not valid UTF-8"; return NULL; }
+    if (!tr_utf8_valid(out, o)) {
+        *why = "label value is not valid UTF-8";
+        return NULL;
+    }
     return out;
 }
 
 /* The token up to the next blank, NUL-terminated in `tmp` (cap bytes); 0 when too long/empty. */
 static size_t token(cursor *c, char *tmp, size_t cap) {
     const char *s = c->p;
-    while (c->p < c->end && *c->p != ' ' && *c->p != '\t') c->p++;
+    while (c->p < c->end && *c->p != ' ' && *c->p != '\t')
+        c->p++;
     size_t n = (size_t)(c->p - s);
     if (n == 0 || n >= cap) return 0;
     memcpy(tmp, s, n);
@@ -118,7 +141,8 @@ typedef tr_text_meta metaent;
  * newest, where the HELP and TYPE of one family sit together, is enough). */
 static metaent *meta_get(tr_arena *a, metaent **ents, size_t *n, size_t *cap, const char *fam, size_t fl) {
     for (size_t i = *n; i > 0; i--)
-        if (strlen((*ents)[i - 1].family) == fl && memcmp((*ents)[i - 1].family, fam, fl) == 0) return &(*ents)[i - 1];
+        if (strlen((*ents)[i - 1].family) == fl && memcmp((*ents)[i - 1].family, fam, fl) == 0)
+            return &(*ents)[i - 1];
     if (*n == *cap) {
         size_t c = *cap ? *cap * 2 : 16;
         metaent *ne = tr_arena_alloc(a, c * sizeof *ne);
@@ -134,9 +158,15 @@ static metaent *meta_get(tr_arena *a, metaent **ents, size_t *n, size_t *cap, co
 }
 
 static const char *const types[][2] = {
-    {"counter", "counter"}, {"gauge", "gauge"}, {"histogram", "histogram"}, {"summary", "summary"},
-    {"untyped", "unknown"}, {"unknown", "unknown"}, {"gaugehistogram", "gaugehistogram"},
-    {"info", "info"}, {"stateset", "stateset"},
+    {"counter", "counter"},
+    {"gauge", "gauge"},
+    {"histogram", "histogram"},
+    {"summary", "summary"},
+    {"untyped", "unknown"},
+    {"unknown", "unknown"},
+    {"gaugehistogram", "gaugehistogram"},
+    {"info", "info"},
+    {"stateset", "stateset"},
 };
 
 /* # HELP / # TYPE; other comments are ignored. Returns 0, 1 (bad line, *why set), -1 (OOM). */
@@ -144,15 +174,23 @@ static int comment_line(cursor *c, tr_arena *a, metaent **ents, size_t *n, size_
     c->p++; /* '#' */
     skip_ws(c);
     int help = 0;
-    if (c->end - c->p > 4 && memcmp(c->p, "HELP", 4) == 0 && (c->p[4] == ' ' || c->p[4] == '\t')) help = 1;
-    else if (!(c->end - c->p > 4 && memcmp(c->p, "TYPE", 4) == 0 && (c->p[4] == ' ' || c->p[4] == '\t'))) return 0;
+    if (c->end - c->p > 4 && memcmp(c->p, "HELP", 4) == 0 && (c->p[4] == ' ' || c->p[4] == '\t'))
+        help = 1;
+    else if (!(c->end - c->p > 4 && memcmp(c->p, "TYPE", 4) == 0 && (c->p[4] == ' ' || c->p[4] == '\t')))
+        return 0;
     c->p += 4;
     skip_ws(c);
     size_t fl = metric_name_len(c);
-    if (!fl) { *why = "invalid metric name in a HELP or TYPE line"; return 1; }
+    if (!fl) {
+        *why = "invalid metric name in a HELP or TYPE line";
+        return 1;
+    }
     const char *fam = c->p;
     c->p += fl;
-    if (c->p < c->end && *c->p != ' ' && *c->p != '\t') { *why = "invalid metric name in a HELP or TYPE line"; return 1; }
+    if (c->p < c->end && *c->p != ' ' && *c->p != '\t') {
+        *why = "invalid metric name in a HELP or TYPE line";
+        return 1;
+    }
     skip_ws(c);
     if (help) {
         size_t tl = (size_t)(c->end - c->p);
@@ -168,14 +206,18 @@ static int comment_line(cursor *c, tr_arena *a, metaent **ents, size_t *n, size_
             }
         }
         h[o] = 0;
-        if (!tr_utf8_valid(h, o)) { *why = "HELP text is not valid UTF-8"; return 1; }
+        if (!tr_utf8_valid(h, o)) {
+            *why = "HELP text is not valid UTF-8";
+            return 1;
+        }
         metaent *e = meta_get(a, ents, n, cap, fam, fl);
         if (!e) return -1;
         e->help = h;
         return 0;
     }
     const char *t = c->p;
-    while (c->p < c->end && *c->p != ' ' && *c->p != '\t') c->p++;
+    while (c->p < c->end && *c->p != ' ' && *c->p != '\t')
+        c->p++;
     size_t tl = (size_t)(c->p - t);
     skip_ws(c);
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
@@ -205,23 +247,38 @@ static int sample_line(cursor *c, tr_arena *a, tr_text_sample *s, const char **w
         c->p++;
         for (;;) {
             skip_ws(c);
-            if (c->p < c->end && *c->p == '}') { c->p++; break; }
+            if (c->p < c->end && *c->p == '}') {
+                c->p++;
+                break;
+            }
             size_t ln = label_name_len(c);
-            if (!ln) { *why = "expected a label name or '}'"; return 1; }
+            if (!ln) {
+                *why = "expected a label name or '}'";
+                return 1;
+            }
             const char *lname = c->p;
             c->p += ln;
             skip_ws(c);
-            if (c->p >= c->end || *c->p != '=') { *why = "expected '=' after a label name"; return 1; }
+            if (c->p >= c->end || *c->p != '=') {
+                *why = "expected '=' after a label name";
+                return 1;
+            }
             c->p++;
             skip_ws(c);
             char *v = quoted(c, a, why, &oom);
             if (!v) return oom ? -1 : 1;
             if (ln == 8 && memcmp(lname, "__name__", 8) == 0) {
-                if (l[0].value) { *why = "duplicate label __name__"; return 1; }
+                if (l[0].value) {
+                    *why = "duplicate label __name__";
+                    return 1;
+                }
                 l[0].value = v;
             } else {
                 for (size_t i = 1; i < n; i++)
-                    if (strlen(l[i].name) == ln && memcmp(l[i].name, lname, ln) == 0) { *why = "duplicate label name"; return 1; }
+                    if (strlen(l[i].name) == ln && memcmp(l[i].name, lname, ln) == 0) {
+                        *why = "duplicate label name";
+                        return 1;
+                    }
                 if (n == cap) {
                     tsdb_label *nlb = tr_arena_alloc(a, cap * 2 * sizeof *nlb);
                     if (!nlb) return -1;
@@ -234,35 +291,62 @@ static int sample_line(cursor *c, tr_arena *a, tr_text_sample *s, const char **w
                 l[n++].value = v;
             }
             skip_ws(c);
-            if (c->p < c->end && *c->p == ',') { c->p++; continue; }
-            if (c->p < c->end && *c->p == '}') { c->p++; break; }
+            if (c->p < c->end && *c->p == ',') {
+                c->p++;
+                continue;
+            }
+            if (c->p < c->end && *c->p == '}') {
+                c->p++;
+                break;
+            }
             *why = "expected ',' or '}' after a label value";
             return 1;
         }
     }
-    if (!l[0].value || !l[0].value[0]) { *why = "a sample line must start with a metric name"; return 1; }
+    if (!l[0].value || !l[0].value[0]) {
+        *why = "a sample line must start with a metric name";
+        return 1;
+    }
     if (!nl) {
         cursor nc = {l[0].value, l[0].value + strlen(l[0].value)};
-        if (metric_name_len(&nc) != strlen(l[0].value)) { *why = "invalid metric name in __name__"; return 1; }
+        if (metric_name_len(&nc) != strlen(l[0].value)) {
+            *why = "invalid metric name in __name__";
+            return 1;
+        }
     }
-    if (c->p >= c->end || (*c->p != ' ' && *c->p != '\t')) { *why = "expected a blank before the value"; return 1; }
+    if (c->p >= c->end || (*c->p != ' ' && *c->p != '\t')) {
+        *why = "expected a blank before the value";
+        return 1;
+    }
     skip_ws(c);
     char tmp[64];
-    if (!token(c, tmp, sizeof tmp) || parse_float(tmp, &s->value)) { *why = "invalid sample value"; return 1; }
+    if (!token(c, tmp, sizeof tmp) || parse_float(tmp, &s->value)) {
+        *why = "invalid sample value";
+        return 1;
+    }
     skip_ws(c);
     s->has_t = 0;
     if (c->p < c->end && *c->p != '#') {
-        if (!token(c, tmp, sizeof tmp)) { *why = "invalid timestamp"; return 1; }
+        if (!token(c, tmp, sizeof tmp)) {
+            *why = "invalid timestamp";
+            return 1;
+        }
         errno = 0;
         char *end;
         long long t = strtoll(tmp, &end, 10);
-        if (*end || errno) { *why = "invalid timestamp (want integer milliseconds)"; return 1; }
+        if (*end || errno) {
+            *why = "invalid timestamp (want integer milliseconds)";
+            return 1;
+        }
         s->t_ms = t;
         s->has_t = 1;
         skip_ws(c);
     }
     /* an OpenMetrics exemplar (" # {…} v [t]") may follow: not kept */
-    if (c->p < c->end && *c->p != '#') { *why = "unexpected text after the sample"; return 1; }
+    if (c->p < c->end && *c->p != '#') {
+        *why = "unexpected text after the sample";
+        return 1;
+    }
     s->labels = l;
     s->n_labels = n;
     return 0;
@@ -304,7 +388,8 @@ int tr_prom_text_parse(const char *buf, size_t len, tr_arena *a, tr_text_result 
             if (!out->bad_lines) {
                 /* quote the start of the line, cut on a character boundary */
                 size_t ql = (size_t)(le - ls) > 80 ? 80 : (size_t)(le - ls);
-                while (ql && ql < (size_t)(le - ls) && ((unsigned char)ls[ql] & 0xC0) == 0x80) ql--;
+                while (ql && ql < (size_t)(le - ls) && ((unsigned char)ls[ql] & 0xC0) == 0x80)
+                    ql--;
                 snprintf(out->err, sizeof out->err, "line %zu: %s: %.*s", lineno, why, (int)ql, ls);
             }
             out->bad_lines++;
@@ -313,4 +398,3 @@ int tr_prom_text_parse(const char *buf, size_t len, tr_arena *a, tr_text_result 
     out->meta = ents;
     return 0;
 }
-

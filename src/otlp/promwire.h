@@ -18,8 +18,8 @@
  * length is read from the snappy header and checked against max_uncompressed before anything
  * is allocated. Returns 0 and *out_len, or an HTTP status (400 not snappy or corrupt, 413
  * over the limit, 503 out of memory) with a one-line reason in err. */
-int tr_remote_write_uncompress(const uint8_t *body, size_t len, size_t max_uncompressed, uint8_t **buf, size_t *cap,
-                               size_t *out_len, char *err, size_t errlen);
+int tr_remote_write_uncompress(const uint8_t *body, size_t len, size_t max_uncompressed, uint8_t **buf,
+                               size_t *cap, size_t *out_len, char *err, size_t errlen);
 
 /* Labels per TimeSeries the decoder keeps; a series with more is handed over with a problem. */
 #define TR_RW_MAX_LABELS 4096
@@ -47,12 +47,14 @@ typedef struct tr_rw_sink {
     void (*series)(void *ctx, const tr_rw_series *s);
     /* One sample, exemplar, native histogram of the current series, in wire order. */
     void (*sample)(void *ctx, int64_t t_ms, double v);
-    void (*exemplar)(void *ctx, const tsdb_label *labels, size_t n, const char *problem, int64_t t_ms, double v);
+    void (*exemplar)(void *ctx, const tsdb_label *labels, size_t n, const char *problem, int64_t t_ms,
+                     double v);
     void (*histogram)(void *ctx);
     /* One MetricMetadata (type: the wire enum, 0 unknown, 1 counter, 2 gauge, 3 histogram,
      * 4 gaugehistogram, 5 summary, 6 info, 7 stateset; absent strings are ""). Called only
      * after the whole request was found well-formed. */
-    void (*metadata)(void *ctx, int type, const char *family, const char *help, const char *unit, const char *problem);
+    void (*metadata)(void *ctx, int type, const char *family, const char *help, const char *unit,
+                     const char *problem);
     /* The whole request was walked and is well-formed (before its metadata, if any); the
      * series' strings are still valid. */
     void (*end)(void *ctx);
@@ -63,7 +65,8 @@ typedef struct tr_rw_sink {
  * skipped. Returns 0; 400 when the bytes are not a well-formed WriteRequest (err says where
  * and what: callbacks may already have run for what came before, so a caller that stores
  * as it goes rolls back); 503 when out of memory. */
-int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink, void *ctx, char *err, size_t errlen);
+int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink, void *ctx, char *err,
+                          size_t errlen);
 
 typedef struct tr_rw_result {
     uint64_t samples, refused; /* refused: by the store, or with unusable labels */
@@ -74,8 +77,8 @@ typedef struct tr_rw_result {
 /* Decodes an uncompressed WriteRequest and adds its samples and exemplars to `app`, its
  * metadata to `db` (only when the whole request is well-formed). Returns 0 (res says what
  * was refused), or as tr_remote_write_parse (then the caller rolls `app` back). */
-int tr_remote_write_apply(tsdb *db, tsdb_appender *app, const uint8_t *pb, size_t len, tr_rw_result *res, char *err,
-                          size_t errlen);
+int tr_remote_write_apply(tsdb *db, tsdb_appender *app, const uint8_t *pb, size_t len, tr_rw_result *res,
+                          char *err, size_t errlen);
 
 /* ---- Prometheus text exposition format ---- */
 
@@ -83,7 +86,7 @@ typedef struct tr_text_sample {
     tsdb_label *labels; /* __name__ first, then the labels as written */
     size_t n_labels;
     double value;
-    int64_t t_ms;       /* valid when has_t */
+    int64_t t_ms; /* valid when has_t */
     int has_t;
 } tr_text_sample;
 
@@ -96,8 +99,8 @@ typedef struct tr_text_result {
     size_t n_samples;
     tr_text_meta *meta;
     size_t n_meta;
-    size_t bad_lines;   /* lines that are neither samples, comments nor blank */
-    char err[256];      /* what was wrong with the first of them */
+    size_t bad_lines; /* lines that are neither samples, comments nor blank */
+    char err[256];    /* what was wrong with the first of them */
 } tr_text_result;
 
 /* Parses the text exposition format (0.0.4, plus what OpenMetrics adds that a sample line may

@@ -45,14 +45,21 @@ otlp_receiver *otlp_receiver_new(const otlp_config *cfg) {
     for (int t = 0; t < 3; t++)
         for (int s = 0; s < 3; s++) {
             snprintf(l, sizeof l, "transport=\"%s\",signal=\"%s\"", transports[t], signals[s]);
-            r->requests[t][s] = tr_counter_new("tricorder_otlp_requests_total", "OTLP export requests received.", l);
-            r->errors[t][s] = tr_counter_new("tricorder_otlp_request_errors_total", "OTLP export requests answered with an error.", l);
-            r->bytes[t][s] = tr_counter_new("tricorder_otlp_received_bytes_total", "OTLP request bytes received, as sent (before decompression).", l);
-            r->duration[t][s] = tr_histogram_new("tricorder_otlp_request_duration_seconds", "Time from a complete OTLP request to its answer.", l,
+            r->requests[t][s] =
+                tr_counter_new("tricorder_otlp_requests_total", "OTLP export requests received.", l);
+            r->errors[t][s] = tr_counter_new("tricorder_otlp_request_errors_total",
+                                             "OTLP export requests answered with an error.", l);
+            r->bytes[t][s] =
+                tr_counter_new("tricorder_otlp_received_bytes_total",
+                               "OTLP request bytes received, as sent (before decompression).", l);
+            r->duration[t][s] = tr_histogram_new("tricorder_otlp_request_duration_seconds",
+                                                 "Time from a complete OTLP request to its answer.", l,
                                                  tr_latency_buckets, tr_latency_buckets_n);
         }
-    r->accepted[0] = tr_counter_new("tricorder_otlp_points_accepted_total", "OTLP metric data points accepted.", NULL);
-    r->rejected[0] = tr_counter_new("tricorder_otlp_points_rejected_total", "OTLP metric data points rejected.", NULL);
+    r->accepted[0] =
+        tr_counter_new("tricorder_otlp_points_accepted_total", "OTLP metric data points accepted.", NULL);
+    r->rejected[0] =
+        tr_counter_new("tricorder_otlp_points_rejected_total", "OTLP metric data points rejected.", NULL);
     r->accepted[1] = tr_counter_new("tricorder_otlp_spans_accepted_total", "OTLP spans accepted.", NULL);
     r->rejected[1] = tr_counter_new("tricorder_otlp_spans_rejected_total", "OTLP spans rejected.", NULL);
     return r;
@@ -71,12 +78,13 @@ int otlp_receiver_authorized(const otlp_receiver *r, const char *authorization) 
     if (!r->token) return 1;
     if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) return 0;
     const char *given = authorization + 7;
-    while (*given == ' ') given++;
+    while (*given == ' ')
+        given++;
     return tr_secret_equal(given, r->token);
 }
 
-void otlp_receiver_count_error(otlp_receiver *r, otlp_signal sig, otlp_transport tr,
-                               otlp_status st, size_t bytes) {
+void otlp_receiver_count_error(otlp_receiver *r, otlp_signal sig, otlp_transport tr, otlp_status st,
+                               size_t bytes) {
     (void)st;
     tr_counter_add(r->requests[tr][sig], 1);
     tr_counter_add(r->errors[tr][sig], 1);
@@ -104,7 +112,8 @@ static void finish(void *cookie, const otlp_result *res) {
     }
     tr_histogram_observe(r->duration[tr][sig], since(&c->t0));
     if (res->status != OTLP_OK)
-        TR_DEBUG("otlp request failed", "transport=%s signal=%s status=%d reason=\"%.200s\"", transports[tr], signals[sig], res->status, res->message);
+        TR_DEBUG("otlp request failed", "transport=%s signal=%s status=%d reason=\"%.200s\"", transports[tr],
+                 signals[sig], res->status, res->message);
     c->done(c->cookie, res);
     tr_arena_free(c->ex.arena);
     r->inflight--;
@@ -117,9 +126,8 @@ static void fail(call *c, otlp_status st, const char *fmt, const char *detail) {
     finish(c, &res);
 }
 
-void otlp_receiver_process(otlp_receiver *r, otlp_signal sig, otlp_transport tr,
-                           const uint8_t *body, size_t len, int gzip, otlp_done_fn done,
-                           void *cookie) {
+void otlp_receiver_process(otlp_receiver *r, otlp_signal sig, otlp_transport tr, const uint8_t *body,
+                           size_t len, int gzip, otlp_done_fn done, void *cookie) {
     call *c = calloc(1, sizeof *c);
     if (!c) {
         otlp_result res = {.status = OTLP_UNAVAILABLE};

@@ -17,8 +17,8 @@
 #define TR_RW_XSTR(x) #x
 #define TR_RW_STR(x) TR_RW_XSTR(x)
 
-int tr_remote_write_uncompress(const uint8_t *body, size_t len, size_t max_uncompressed, uint8_t **buf, size_t *cap,
-                               size_t *out_len, char *err, size_t errlen) {
+int tr_remote_write_uncompress(const uint8_t *body, size_t len, size_t max_uncompressed, uint8_t **buf,
+                               size_t *cap, size_t *out_len, char *err, size_t errlen) {
     size_t ulen = 0;
     *out_len = 0;
     if (snappy_uncompressed_length((const char *)body, len, &ulen) != SNAPPY_OK) {
@@ -26,7 +26,8 @@ int tr_remote_write_uncompress(const uint8_t *body, size_t len, size_t max_uncom
         return 400;
     }
     if (ulen > max_uncompressed) {
-        snprintf(err, errlen, "uncompressed body of %zu bytes is over the limit of %zu bytes", ulen, max_uncompressed);
+        snprintf(err, errlen, "uncompressed body of %zu bytes is over the limit of %zu bytes", ulen,
+                 max_uncompressed);
         return 413;
     }
     if (ulen > *cap || !*buf) {
@@ -109,7 +110,8 @@ static double rd_double(const uint8_t *p) {
     return v;
 }
 
-__attribute__((format(printf, 3, 4))) static int malformed(rwdec *d, const uint8_t *at, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int malformed(rwdec *d, const uint8_t *at, const char *fmt,
+                                                           ...) {
     if (d->err && d->errlen) {
         int o = snprintf(d->err, d->errlen, "malformed WriteRequest at byte %zu: ", (size_t)(at - d->base));
         if (o > 0 && (size_t)o < d->errlen) {
@@ -132,7 +134,8 @@ static int out_of_memory(rwdec *d) {
 static inline int rd_varint(pbcur *c, uint64_t *out) { return tr_pb_varint(&c->p, c->end, out); }
 
 /* Reads a field's tag. Returns 0 with *field and *wt, or -1 (reported). */
-static inline __attribute__((always_inline)) int rd_tag(rwdec *d, pbcur *c, const char *msg, uint32_t *field, unsigned *wt) {
+static inline __attribute__((always_inline)) int rd_tag(rwdec *d, pbcur *c, const char *msg, uint32_t *field,
+                                                        unsigned *wt) {
     uint64_t t;
     const uint8_t *at = c->p;
     *field = 0;
@@ -147,10 +150,12 @@ static inline __attribute__((always_inline)) int rd_tag(rwdec *d, pbcur *c, cons
     if (rd_varint(c, &t)) return malformed(d, at, "truncated field tag in %s", msg);
     /* a tag is 32 bits: at most 5 bytes, as protobuf-c reads it */
     if (c->p - at > 5) return malformed(d, at, "field tag of more than 5 bytes in %s", msg);
-    if (t >> 32 || (t >> 3) == 0) return malformed(d, at, "invalid field number %llu in %s", (unsigned long long)(t >> 3), msg);
+    if (t >> 32 || (t >> 3) == 0)
+        return malformed(d, at, "invalid field number %llu in %s", (unsigned long long)(t >> 3), msg);
     *field = (uint32_t)(t >> 3);
     *wt = (unsigned)(t & 7);
-    if (*wt == 3 || *wt == 4) return malformed(d, at, "groups (wire type %u) are not supported, in %s", *wt, msg);
+    if (*wt == 3 || *wt == 4)
+        return malformed(d, at, "groups (wire type %u) are not supported, in %s", *wt, msg);
     if (*wt > 5) return malformed(d, at, "invalid wire type %u in %s", *wt, msg);
     return 0;
 }
@@ -207,7 +212,8 @@ static int wrong_type(rwdec *d, const uint8_t *at, const char *field, unsigned w
 static int ls_grow(rwdec *d, lscratch *s, size_t need) {
     if (s->in_block) return out_of_memory(d); /* reserved for the whole series: cannot happen */
     size_t c = s->cap ? s->cap * 2 : 1024;
-    while (c - s->len < need) c *= 2;
+    while (c - s->len < need)
+        c *= 2;
     char *n = malloc(c);
     if (!n) return out_of_memory(d);
     if (s->len) memcpy(n, s->s, s->len);
@@ -269,8 +275,8 @@ static inline __attribute__((always_inline)) int parse_label(rwdec *d, pbcur c, 
     size_t nl = 0, vl = 0;
     const uint8_t *p = c.p;
     size_t len = (size_t)(c.end - p), a, b;
-    if (len >= 4 && p[0] == 0x0a && (a = p[1]) < 0x80 && a + 4 <= len && p[2 + a] == 0x12 && (b = p[3 + a]) < 0x80 &&
-        a + b + 4 == len) {
+    if (len >= 4 && p[0] == 0x0a && (a = p[1]) < 0x80 && a + 4 <= len && p[2 + a] == 0x12 &&
+        (b = p[3 + a]) < 0x80 && a + b + 4 == len) {
         /* exactly a name and a value of under 128 bytes each, as every sender writes them */
         name = p + 2, nl = a;
         value = p + 4 + a, vl = b;
@@ -286,8 +292,10 @@ static inline __attribute__((always_inline)) int parse_label(rwdec *d, pbcur c, 
             const char *what = f == 1 ? "Label.name" : "Label.value";
             if (wt != 2) return wrong_type(d, at, what, wt, 2);
             if (rd_len(d, &c, what, &sub)) return -1;
-            if (f == 1) name = sub.p, nl = (size_t)(sub.end - sub.p);
-            else value = sub.p, vl = (size_t)(sub.end - sub.p);
+            if (f == 1)
+                name = sub.p, nl = (size_t)(sub.end - sub.p);
+            else
+                value = sub.p, vl = (size_t)(sub.end - sub.p);
         } else if (skip_value(d, &c, wt, "Label")) {
             return -1;
         }
@@ -430,7 +438,8 @@ static int check_span(rwdec *d, pbcur c) {
         uint32_t f;
         unsigned wt;
         if (rd_tag(d, &c, "BucketSpan", &f, &wt)) return -1;
-        if ((f == 1 || f == 2) && wt != 0) return wrong_type(d, at, f == 1 ? "BucketSpan.offset" : "BucketSpan.length", wt, 0);
+        if ((f == 1 || f == 2) && wt != 0)
+            return wrong_type(d, at, f == 1 ? "BucketSpan.offset" : "BucketSpan.length", wt, 0);
         if (skip_value(d, &c, wt, "BucketSpan")) return -1;
     }
     return 0;
@@ -444,26 +453,39 @@ static int check_histogram(rwdec *d, pbcur c) {
         if (rd_tag(d, &c, "Histogram", &f, &wt)) return -1;
         pbcur sub;
         switch (f) {
-        case 1: case 4: case 6: case 14: case 15: /* varints */
+        case 1:
+        case 4:
+        case 6:
+        case 14:
+        case 15: /* varints */
             if (wt != 0) return wrong_type(d, at, "a Histogram varint field", wt, 0);
             break;
-        case 2: case 3: case 5: case 7: /* doubles */
+        case 2:
+        case 3:
+        case 5:
+        case 7: /* doubles */
             if (wt != 1) return wrong_type(d, at, "a Histogram double field", wt, 1);
             break;
-        case 8: case 11: /* BucketSpans */
+        case 8:
+        case 11: /* BucketSpans */
             if (wt != 2) return wrong_type(d, at, "Histogram spans", wt, 2);
             if (rd_len(d, &c, "Histogram spans", &sub) || check_span(d, sub)) return -1;
             continue;
-        case 9: case 12: /* sint64 deltas, packed or not */
+        case 9:
+        case 12: /* sint64 deltas, packed or not */
             if (wt == 2) {
-                if (rd_len(d, &c, "Histogram deltas", &sub) || check_packed(d, sub, 1, "Histogram deltas")) return -1;
+                if (rd_len(d, &c, "Histogram deltas", &sub) || check_packed(d, sub, 1, "Histogram deltas"))
+                    return -1;
                 continue;
             }
             if (wt != 0) return wrong_type(d, at, "Histogram deltas", wt, 0);
             break;
-        case 10: case 13: case 16: /* doubles, packed or not */
+        case 10:
+        case 13:
+        case 16: /* doubles, packed or not */
             if (wt == 2) {
-                if (rd_len(d, &c, "Histogram counts", &sub) || check_packed(d, sub, 0, "Histogram counts")) return -1;
+                if (rd_len(d, &c, "Histogram counts", &sub) || check_packed(d, sub, 0, "Histogram counts"))
+                    return -1;
                 continue;
             }
             if (wt != 1) return wrong_type(d, at, "Histogram counts", wt, 1);
@@ -600,7 +622,8 @@ static int parse_metadata(rwdec *d, pbcur c, int emit) {
 
 /* The WriteRequest: timeseries as they come; metadata only after the whole request was
  * found well-formed (it is stored at once, not through the appender a caller rolls back). */
-int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink, void *ctx, char *err, size_t errlen) {
+int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink, void *ctx, char *err,
+                          size_t errlen) {
     rwdec d = {.base = pb, .end = pb + len, .sink = sink, .ctx = ctx, .err = err, .errlen = errlen};
     if (err && errlen) err[0] = 0;
     int rc = 0, has_md = 0;
@@ -623,10 +646,12 @@ int tr_remote_write_parse(const uint8_t *pb, size_t len, const tr_rw_sink *sink,
                 break;
             }
             if (f == 1) {
-                if (rd_len(&d, &c, "WriteRequest.timeseries", &sub) || (pass == 0 && parse_series(&d, sub))) rc = -1;
+                if (rd_len(&d, &c, "WriteRequest.timeseries", &sub) || (pass == 0 && parse_series(&d, sub)))
+                    rc = -1;
             } else if (f == 3) {
                 has_md = 1;
-                if (rd_len(&d, &c, "WriteRequest.metadata", &sub) || parse_metadata(&d, sub, pass == 1)) rc = -1;
+                if (rd_len(&d, &c, "WriteRequest.metadata", &sub) || parse_metadata(&d, sub, pass == 1))
+                    rc = -1;
             } else if (skip_value(&d, &c, wt, "WriteRequest")) {
                 rc = -1;
             }
@@ -665,7 +690,6 @@ typedef struct apply_ctx {
     tsdb_keyed batch[APPLY_BATCH];
     size_t nbatch;
 } apply_ctx;
-
 
 /* Writes `{a="b",…}` of a series (for messages), cut to fit. */
 static void series_text(char *out, size_t cap, const tsdb_label *l, size_t n) {
@@ -734,7 +758,8 @@ static void on_sample(void *ctx, int64_t t, double v) {
     if (rc != TSDB_OK) refused(c->res, c->problem ? c->problem : tsdb_strerror(rc), c->lb, c->n, t);
 }
 
-static void on_exemplar(void *ctx, const tsdb_label *el, size_t en, const char *problem, int64_t t, double v) {
+static void on_exemplar(void *ctx, const tsdb_label *el, size_t en, const char *problem, int64_t t,
+                        double v) {
     apply_ctx *c = ctx;
     if (c->problem || problem) return;
     (void)tsdb_appender_add_exemplar(c->app, c->lb, c->n, el, en, t, v);
@@ -749,18 +774,22 @@ static void on_histogram(void *ctx) {
 
 static const char *metadata_type(int t) {
     /* MetricMetadata.MetricType */
-    static const char *const names[] = {"unknown", "counter", "gauge", "histogram", "gaugehistogram", "summary", "info", "stateset"};
+    static const char *const names[] = {"unknown",        "counter", "gauge", "histogram",
+                                        "gaugehistogram", "summary", "info",  "stateset"};
     return t >= 0 && t < 8 ? names[t] : "unknown";
 }
 
-static void on_metadata(void *ctx, int type, const char *family, const char *help, const char *unit, const char *problem) {
+static void on_metadata(void *ctx, int type, const char *family, const char *help, const char *unit,
+                        const char *problem) {
     apply_ctx *c = ctx;
-    if (problem || !*family || !tr_utf8_valid(family, strlen(family)) || !tr_utf8_valid(help, strlen(help)) || !tr_utf8_valid(unit, strlen(unit))) return;
+    if (problem || !*family || !tr_utf8_valid(family, strlen(family)) || !tr_utf8_valid(help, strlen(help)) ||
+        !tr_utf8_valid(unit, strlen(unit)))
+        return;
     tsdb_set_metadata(c->db, family, metadata_type(type), *help ? help : NULL, *unit ? unit : NULL);
 }
 
-int tr_remote_write_apply(tsdb *db, tsdb_appender *app, const uint8_t *pb, size_t len, tr_rw_result *res, char *err,
-                          size_t errlen) {
+int tr_remote_write_apply(tsdb *db, tsdb_appender *app, const uint8_t *pb, size_t len, tr_rw_result *res,
+                          char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     apply_ctx *c = calloc(1, sizeof *c);
     if (!c) {
@@ -773,4 +802,3 @@ int tr_remote_write_apply(tsdb *db, tsdb_appender *app, const uint8_t *pb, size_
     free(c);
     return rc;
 }
-

@@ -26,14 +26,16 @@ typedef Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint__Bucket
 typedef Opentelemetry__Proto__Metrics__V1__SummaryDataPoint pb_summ;
 typedef Opentelemetry__Proto__Metrics__V1__Exemplar pb_exemplar;
 
-#define NO_RECORDED_VALUE OPENTELEMETRY__PROTO__METRICS__V1__DATA_POINT_FLAGS__DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+#define NO_RECORDED_VALUE                                                                                    \
+    OPENTELEMETRY__PROTO__METRICS__V1__DATA_POINT_FLAGS__DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 #define TEMP_DELTA OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA
-#define TEMP_CUMULATIVE OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE
+#define TEMP_CUMULATIVE                                                                                      \
+    OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE
 
-#define NAME_MAX_LEN 1024       /* longer metric names are refused rather than truncated */
-#define MAX_EXEMPLAR_RUNES 128  /* OpenMetrics: filtered attributes only while under this */
-#define EXP_OUT_MAX_SCALE 3     /* classic buckets from exponential ones: at most 8 per doubling */
-#define EXP_MIN_SCALE (-10)     /* the OTLP data model's range of scales */
+#define NAME_MAX_LEN 1024      /* longer metric names are refused rather than truncated */
+#define MAX_EXEMPLAR_RUNES 128 /* OpenMetrics: filtered attributes only while under this */
+#define EXP_OUT_MAX_SCALE 3    /* classic buckets from exponential ones: at most 8 per doubling */
+#define EXP_MIN_SCALE (-10)    /* the OTLP data model's range of scales */
 #define EXP_MAX_SCALE 20
 #define EXP_STATE_MAX_BUCKETS 4096 /* a delta exponential state is downscaled to stay under */
 
@@ -65,23 +67,51 @@ static size_t rune_len(const unsigned char *s, size_t n) {
     return l ? l : 1; /* a bad byte is one rune (U+FFFD), as Go decodes it */
 }
 
-static const struct { const char *otel, *prom; } unit_map[] = {
-    {"d", "days"}, {"h", "hours"}, {"min", "minutes"}, {"s", "seconds"}, {"ms", "milliseconds"},
-    {"us", "microseconds"}, {"ns", "nanoseconds"}, {"By", "bytes"}, {"KiBy", "kibibytes"},
-    {"MiBy", "mebibytes"}, {"GiBy", "gibibytes"}, {"TiBy", "tibibytes"}, {"KBy", "kilobytes"},
-    {"MBy", "megabytes"}, {"GBy", "gigabytes"}, {"TBy", "terabytes"}, {"m", "meters"},
-    {"V", "volts"}, {"A", "amperes"}, {"J", "joules"}, {"W", "watts"}, {"g", "grams"},
-    {"Cel", "celsius"}, {"Hz", "hertz"}, {"1", ""}, {"%", "percent"},
+static const struct {
+    const char *otel, *prom;
+} unit_map[] = {
+    {"d", "days"},
+    {"h", "hours"},
+    {"min", "minutes"},
+    {"s", "seconds"},
+    {"ms", "milliseconds"},
+    {"us", "microseconds"},
+    {"ns", "nanoseconds"},
+    {"By", "bytes"},
+    {"KiBy", "kibibytes"},
+    {"MiBy", "mebibytes"},
+    {"GiBy", "gibibytes"},
+    {"TiBy", "tibibytes"},
+    {"KBy", "kilobytes"},
+    {"MBy", "megabytes"},
+    {"GBy", "gigabytes"},
+    {"TBy", "terabytes"},
+    {"m", "meters"},
+    {"V", "volts"},
+    {"A", "amperes"},
+    {"J", "joules"},
+    {"W", "watts"},
+    {"g", "grams"},
+    {"Cel", "celsius"},
+    {"Hz", "hertz"},
+    {"1", ""},
+    {"%", "percent"},
 };
-static const struct { const char *otel, *prom; } per_unit_map[] = {
-    {"s", "second"}, {"m", "minute"}, {"h", "hour"}, {"d", "day"}, {"w", "week"}, {"mo", "month"},
-    {"y", "year"},
+static const struct {
+    const char *otel, *prom;
+} per_unit_map[] = {
+    {"s", "second"}, {"m", "minute"}, {"h", "hour"}, {"d", "day"},
+    {"w", "week"},   {"mo", "month"}, {"y", "year"},
 };
 
 /* Copies s[0..n) trimmed of ASCII spaces (Go's TrimSpace, for the unit's ASCII world). */
 static void trim(const char **s, size_t *n) {
-    while (*n && ((*s)[0] == ' ' || (*s)[0] == '\t' || (*s)[0] == '\n' || (*s)[0] == '\r' || (*s)[0] == '\v' || (*s)[0] == '\f')) (*s)++, (*n)--;
-    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' || (*s)[*n - 1] == '\n' || (*s)[*n - 1] == '\r' || (*s)[*n - 1] == '\v' || (*s)[*n - 1] == '\f')) (*n)--;
+    while (*n && ((*s)[0] == ' ' || (*s)[0] == '\t' || (*s)[0] == '\n' || (*s)[0] == '\r' ||
+                  (*s)[0] == '\v' || (*s)[0] == '\f'))
+        (*s)++, (*n)--;
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' || (*s)[*n - 1] == '\n' ||
+                  (*s)[*n - 1] == '\r' || (*s)[*n - 1] == '\v' || (*s)[*n - 1] == '\f'))
+        (*n)--;
 }
 
 static int has_brace(const char *s, size_t n) {
@@ -123,9 +153,12 @@ static void unit_suffixes(const char *unit, char *main_s, char *per_s, size_t ca
     if (mn && !has_brace(m, mn)) {
         const char *mapped = NULL;
         for (size_t i = 0; i < sizeof unit_map / sizeof unit_map[0]; i++)
-            if (strlen(unit_map[i].otel) == mn && memcmp(unit_map[i].otel, m, mn) == 0) mapped = unit_map[i].prom;
-        if (mapped) clean_unit(mapped, strlen(mapped), main_s, cap);
-        else clean_unit(m, mn, main_s, cap);
+            if (strlen(unit_map[i].otel) == mn && memcmp(unit_map[i].otel, m, mn) == 0)
+                mapped = unit_map[i].prom;
+        if (mapped)
+            clean_unit(mapped, strlen(mapped), main_s, cap);
+        else
+            clean_unit(m, mn, main_s, cap);
     }
     if (slash && slash[1]) {
         const char *p = slash + 1;
@@ -134,7 +167,8 @@ static void unit_suffixes(const char *unit, char *main_s, char *per_s, size_t ca
         if (pn && !has_brace(p, pn)) {
             const char *mapped = NULL;
             for (size_t i = 0; i < sizeof per_unit_map / sizeof per_unit_map[0]; i++)
-                if (strlen(per_unit_map[i].otel) == pn && memcmp(per_unit_map[i].otel, p, pn) == 0) mapped = per_unit_map[i].prom;
+                if (strlen(per_unit_map[i].otel) == pn && memcmp(per_unit_map[i].otel, p, pn) == 0)
+                    mapped = per_unit_map[i].prom;
             size_t l = mapped ? strlen(mapped) : pn;
             if (l + 5 < sizeof tmp) {
                 memcpy(tmp, "per_", 4);
@@ -149,8 +183,10 @@ int otlp_prom_unit(const char *unit, char *out, size_t cap) {
     char m[256], p[256];
     unit_suffixes(nz(unit), m, p, sizeof m);
     char u[520];
-    if (*m && *p) snprintf(u, sizeof u, "%s_%s", m, p);
-    else snprintf(u, sizeof u, "%s", *m ? m : p);
+    if (*m && *p)
+        snprintf(u, sizeof u, "%s_%s", m, p);
+    else
+        snprintf(u, sizeof u, "%s", *m ? m : p);
     char *s = u;
     if (*s == '_') s++;
     size_t n = strlen(s);
@@ -167,8 +203,7 @@ typedef struct tok {
 
 static int tok_eq(tok t, const char *s) { return strlen(s) == t.n && memcmp(t.s, s, t.n) == 0; }
 
-int otlp_prom_metric_name(const char *name, const char *unit, otlp_metric_kind kind, char *out,
-                          size_t cap) {
+int otlp_prom_metric_name(const char *name, const char *unit, otlp_metric_kind kind, char *out, size_t cap) {
     name = nz(name);
     unit = nz(unit);
     size_t len = strlen(name);
@@ -178,9 +213,11 @@ int otlp_prom_metric_name(const char *name, const char *unit, otlp_metric_kind k
     tok toks[NAME_MAX_LEN / 2 + 8];
     size_t nt = 0;
     for (size_t i = 0; i < len;) {
-        while (i < len && !metric_char(name[i])) i++;
+        while (i < len && !metric_char(name[i]))
+            i++;
         size_t st = i;
-        while (i < len && metric_char(name[i])) i++;
+        while (i < len && metric_char(name[i]))
+            i++;
         if (i > st) toks[nt++] = (tok){name + st, i - st};
     }
     char main_s[256], per_s[256];
@@ -204,8 +241,10 @@ int otlp_prom_metric_name(const char *name, const char *unit, otlp_metric_kind k
     if (*per_s) toks[nt++] = (tok){per_s, strlen(per_s)};
     /* _total once at the end of counters; _ratio for unit "1" gauges */
     const char *suffix = NULL;
-    if (kind == OTLP_KIND_COUNTER) suffix = "total";
-    else if (kind == OTLP_KIND_GAUGE && strcmp(unit, "1") == 0) suffix = "ratio";
+    if (kind == OTLP_KIND_COUNTER)
+        suffix = "total";
+    else if (kind == OTLP_KIND_GAUGE && strcmp(unit, "1") == 0)
+        suffix = "ratio";
     if (suffix) {
         size_t k = 0;
         for (size_t i = 0; i < nt; i++)
@@ -229,7 +268,8 @@ int otlp_prom_metric_name(const char *name, const char *unit, otlp_metric_kind k
     out[o] = 0;
     if (strcmp(out, name) != 0) {
         size_t i = 0;
-        while (out[i] == '_') i++;
+        while (out[i] == '_')
+            i++;
         if (!out[i]) return -1; /* only underscores */
     }
     return (int)o;
@@ -273,7 +313,8 @@ int otlp_prom_label_name(const char *key, char *out, size_t cap) {
     }
     out[o] = 0;
     size_t i = 0;
-    while (out[i] == '_') i++;
+    while (out[i] == '_')
+        i++;
     if (!out[i]) return -1;
     if (out[start] >= '0' && out[start] <= '9' && !reserved) {
         if (o + 5 > cap) return -1;
@@ -304,7 +345,8 @@ static void fmt_float_es6(double v, char *out, size_t cap) {
         memcpy(mant, e, ml);
         mant[ml] = 0;
         if (strchr(mant, '.')) {
-            while (ml && mant[ml - 1] == '0') mant[--ml] = 0;
+            while (ml && mant[ml - 1] == '0')
+                mant[--ml] = 0;
             if (ml && mant[ml - 1] == '.') mant[--ml] = 0;
         }
         snprintf(out, cap, "%s%s", mant, ep);
@@ -327,7 +369,8 @@ static void json_go_string(tr_buf *b, const char *s, size_t n) {
         size_t rl = rune_len((const unsigned char *)s + i, n - i);
         if (rl > 1) {
             /* U+2028 and U+2029 are escaped by Go */
-            if (rl == 3 && c == 0xE2 && (unsigned char)s[i + 1] == 0x80 && ((unsigned char)s[i + 2] & 0xFE) == 0xA8)
+            if (rl == 3 && c == 0xE2 && (unsigned char)s[i + 1] == 0x80 &&
+                ((unsigned char)s[i + 2] & 0xFE) == 0xA8)
                 tr_buf_printf(b, "\\u202%c", (unsigned char)s[i + 2] == 0xA8 ? '8' : '9');
             else
                 tr_buf_append(b, s + i, rl);
@@ -335,21 +378,42 @@ static void json_go_string(tr_buf *b, const char *s, size_t n) {
             continue;
         }
         i++;
-        if (c >= 0x80) { tr_buf_puts(b, "\\ufffd"); continue; }
+        if (c >= 0x80) {
+            tr_buf_puts(b, "\\ufffd");
+            continue;
+        }
         switch (c) {
-        case '"': tr_buf_puts(b, "\\\""); break;
-        case '\\': tr_buf_puts(b, "\\\\"); break;
-        case '\n': tr_buf_puts(b, "\\n"); break;
-        case '\r': tr_buf_puts(b, "\\r"); break;
-        case '\t': tr_buf_puts(b, "\\t"); break;
-        case '\b': tr_buf_puts(b, "\\b"); break;
-        case '\f': tr_buf_puts(b, "\\f"); break;
-        case '<': case '>': case '&':
+        case '"':
+            tr_buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            tr_buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            tr_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            tr_buf_puts(b, "\\r");
+            break;
+        case '\t':
+            tr_buf_puts(b, "\\t");
+            break;
+        case '\b':
+            tr_buf_puts(b, "\\b");
+            break;
+        case '\f':
+            tr_buf_puts(b, "\\f");
+            break;
+        case '<':
+        case '>':
+        case '&':
             tr_buf_printf(b, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
             break;
         default:
-            if (c < 0x20) tr_buf_printf(b, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
-            else tr_buf_putc(b, (char)c);
+            if (c < 0x20)
+                tr_buf_printf(b, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+            else
+                tr_buf_putc(b, (char)c);
         }
     }
     tr_buf_putc(b, '"');
@@ -363,7 +427,10 @@ static int kv_cmp_key(const void *a, const void *b) {
 /* JSON of a value inside an array or map (AsRaw then encoding/json). */
 static void json_any(tr_buf *b, const pb_any *v, int depth) {
     char num[64];
-    if (!v || depth > 32) { tr_buf_puts(b, "null"); return; }
+    if (!v || depth > 32) {
+        tr_buf_puts(b, "null");
+        return;
+    }
     switch (v->value_case) {
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
         json_go_string(b, nz(v->string_value), strlen(nz(v->string_value)));
@@ -375,8 +442,12 @@ static void json_any(tr_buf *b, const pb_any *v, int depth) {
         tr_buf_printf(b, "%lld", (long long)v->int_value);
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
-        if (isnan(v->double_value) || isinf(v->double_value)) tr_buf_puts(b, "null");
-        else { fmt_float_es6(v->double_value, num, sizeof num); tr_buf_puts(b, num); }
+        if (isnan(v->double_value) || isinf(v->double_value))
+            tr_buf_puts(b, "null");
+        else {
+            fmt_float_es6(v->double_value, num, sizeof num);
+            tr_buf_puts(b, num);
+        }
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
         tr_buf_putc(b, '"');
@@ -398,12 +469,18 @@ static void json_any(tr_buf *b, const pb_any *v, int depth) {
         const Opentelemetry__Proto__Common__V1__KeyValueList *l = v->kvlist_value;
         size_t n = l ? l->n_values : 0;
         pb_kv **sorted = n ? malloc(n * sizeof *sorted) : NULL;
-        if (n && !sorted) { b->failed = 1; return; }
+        if (n && !sorted) {
+            b->failed = 1;
+            return;
+        }
         if (n) memcpy(sorted, l->values, n * sizeof *sorted);
         for (size_t i = 1; i < n; i++) { /* insertion sort: stable, small */
             pb_kv *x = sorted[i];
             size_t j = i;
-            while (j > 0 && kv_cmp_key(&sorted[j - 1], &x) > 0) { sorted[j] = sorted[j - 1]; j--; }
+            while (j > 0 && kv_cmp_key(&sorted[j - 1], &x) > 0) {
+                sorted[j] = sorted[j - 1];
+                j--;
+            }
             sorted[j] = x;
         }
         tr_buf_putc(b, '{');
@@ -469,10 +546,10 @@ static const char *any_string(tr_arena *a, const pb_any *v) {
 /* ================================================================ label sets */
 
 typedef struct attr {
-    const char *key;   /* the OTLP key */
-    const char *name;  /* its label name */
+    const char *key;  /* the OTLP key */
+    const char *name; /* its label name */
     const char *value;
-    size_t idx;        /* position, for a stable sort */
+    size_t idx; /* position, for a stable sort */
 } attr;
 
 static int attr_cmp_key(const void *a, const void *b) {
@@ -534,8 +611,14 @@ static int lset_put(tr_arena *a, lset *s, const char *name, const char *value) {
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         int c = strcmp(s->l[mid].name, name);
-        if (c == 0) { s->l[mid].value = value; return 0; }
-        if (c < 0) lo = mid + 1; else hi = mid;
+        if (c == 0) {
+            s->l[mid].value = value;
+            return 0;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     if (lset_reserve(a, s, 1)) return -1;
     memmove(s->l + lo + 1, s->l + lo, (s->n - lo) * sizeof *s->l);
@@ -550,7 +633,8 @@ static int lset_put(tr_arena *a, lset *s, const char *name, const char *value) {
  * there already is not repeated). Keys that sanitise to nothing are skipped. */
 static int lset_from_attrs(tr_arena *a, lset *out, attr *at, size_t n) {
     *out = (lset){0};
-    for (size_t i = 0; i < n; i++) at[i].idx = i;
+    for (size_t i = 0; i < n; i++)
+        at[i].idx = i;
     sort_attrs(at, n, attr_cmp_name);
     out->n = 0;
     if (lset_reserve(a, out, n)) return -1;
@@ -666,7 +750,8 @@ static int expb_add(expb *dst, const expb *src) {
         dst->off = lo;
         dst->n = nn;
     }
-    for (size_t i = 0; i < src->n; i++) dst->c[src->off - lo + (int64_t)i] += src->c[i];
+    for (size_t i = 0; i < src->n; i++)
+        dst->c[src->off - lo + (int64_t)i] += src->c[i];
     return 0;
 }
 
@@ -698,7 +783,7 @@ typedef struct dstate {
     char *key;
     int kind;
     uint64_t start_ns, last_ns;
-    double value;       /* sums: the running total; histograms: the running sum */
+    double value; /* sums: the running total; histograms: the running sum */
     int has_sum;
     uint64_t count;
     size_t n_bounds, n_counts;
@@ -756,8 +841,14 @@ static uint64_t fnv1a(const char *s, size_t n) {
 }
 
 static void lru_unlink(otlp_translator *t, dstate *d) {
-    if (d->prev) d->prev->next = d->next; else t->lru_head = d->next;
-    if (d->next) d->next->prev = d->prev; else t->lru_tail = d->prev;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        t->lru_head = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    else
+        t->lru_tail = d->prev;
     d->prev = d->next = NULL;
 }
 static void lru_push(otlp_translator *t, dstate *d) {
@@ -770,7 +861,8 @@ static void lru_push(otlp_translator *t, dstate *d) {
 
 static void ds_remove(otlp_translator *t, dstate *d) {
     dstate **pp = &t->tab[d->hash & (t->tab_n - 1)];
-    while (*pp && *pp != d) pp = &(*pp)->hnext;
+    while (*pp && *pp != d)
+        pp = &(*pp)->hnext;
     if (*pp) *pp = d->hnext;
     lru_unlink(t, d);
     t->count--;
@@ -801,12 +893,16 @@ static int ds_grow(otlp_translator *t) {
 
 /* A new empty state for key (evicting the least recently updated one when full). */
 static dstate *ds_insert(otlp_translator *t, const char *key, size_t klen, uint64_t h, int kind) {
-    while (t->count >= t->max_delta && t->lru_tail) ds_remove(t, t->lru_tail);
+    while (t->count >= t->max_delta && t->lru_tail)
+        ds_remove(t, t->lru_tail);
     if (t->count + 1 > t->tab_n && ds_grow(t)) return NULL;
     dstate *d = calloc(1, sizeof *d);
     if (!d) return NULL;
     d->key = malloc(klen ? klen : 1);
-    if (!d->key) { free(d); return NULL; }
+    if (!d->key) {
+        free(d);
+        return NULL;
+    }
     memcpy(d->key, key, klen);
     d->klen = klen;
     d->hash = h;
@@ -847,26 +943,26 @@ typedef struct ctx {
     otlp_translator *t;
     const otlp_emit *emit;
     otlp_translate_stats *st;
-    uint64_t point;      /* index of the current data point */
-    int point_refused;   /* a sample of the current point was refused */
+    uint64_t point;    /* index of the current data point */
+    int point_refused; /* a sample of the current point was refused */
     int oom;
-    tr_arena *pa;        /* memory of the current point */
+    tr_arena *pa; /* memory of the current point */
     /* resource */
-    attr *promoted;      /* resource attributes copied onto every series */
+    attr *promoted; /* resource attributes copied onto every series */
     size_t n_promoted;
     const char *job, *instance;
-    uint64_t newest_ns;  /* newest point time in the ResourceMetrics (stamps target_info) */
+    uint64_t newest_ns; /* newest point time in the ResourceMetrics (stamps target_info) */
     /* scope */
     lset scope;
-    lset fixed;          /* the labels of a point without attributes (see point_labels) */
+    lset fixed; /* the labels of a point without attributes (see point_labels) */
     /* metric */
-    tr_arena *ma;        /* memory of the current metric */
+    tr_arena *ma; /* memory of the current metric */
     char *n_sum, *n_count, *n_bucket;
-    const double *le_b;  /* the last bucket bounds formatted, and their text */
+    const double *le_b; /* the last bucket bounds formatted, and their text */
     const char **le_s;
     size_t le_n, le_misses;
     /* metric */
-    const char *name;    /* base name */
+    const char *name; /* base name */
 } ctx;
 
 static void reason(ctx *c, const char *fmt, const char *arg) {
@@ -893,7 +989,8 @@ static int point_labels_exact(ctx *c, tr_arena *a, pb_kv **attrs, size_t n, lset
         const char *key = nz(kv->key);
         if (c->t->promote_all) {
             int shadowed = 0;
-            for (size_t j = 0; j < c->n_promoted && !shadowed; j++) shadowed = strcmp(c->promoted[j].key, key) == 0;
+            for (size_t j = 0; j < c->n_promoted && !shadowed; j++)
+                shadowed = strcmp(c->promoted[j].key, key) == 0;
             if (shadowed) continue;
         }
         const char *name = label_name_dup(a, key);
@@ -908,7 +1005,8 @@ static int point_labels_exact(ctx *c, tr_arena *a, pb_kv **attrs, size_t n, lset
          * the point's own attributes win */
         for (size_t j = 0; j < c->n_promoted; j++) {
             int present = 0;
-            for (size_t i = 0; i < out->n && !present; i++) present = strcmp(out->l[i].name, c->promoted[j].name) == 0;
+            for (size_t i = 0; i < out->n && !present; i++)
+                present = strcmp(out->l[i].name, c->promoted[j].name) == 0;
             if (!present && lset_put(a, out, c->promoted[j].name, c->promoted[j].value)) return -1;
         }
     }
@@ -951,9 +1049,8 @@ static int point_labels(ctx *c, pb_kv **attrs, size_t n, lset *out) {
 }
 
 /* Hands one sample to the sink: base + __name__ (+ le/quantile), empty values dropped. */
-static int emit_sample(ctx *c, const lset *base, const char *name, const char *xname,
-                       const char *xvalue, int64_t t_ms, double v, const otlp_exemplar *ex,
-                       size_t nex, uint64_t point) {
+static int emit_sample(ctx *c, const lset *base, const char *name, const char *xname, const char *xvalue,
+                       int64_t t_ms, double v, const otlp_exemplar *ex, size_t nex, uint64_t point) {
     lset s = {0};
     if (lset_reserve(c->pa, &s, base->n + 2)) return -1;
     if (base->n) memcpy(s.l, base->l, base->n * sizeof *s.l);
@@ -963,8 +1060,13 @@ static int emit_sample(ctx *c, const lset *base, const char *name, const char *x
     size_t k = 0;
     for (size_t i = 0; i < s.n; i++)
         if (s.l[i].value && s.l[i].value[0]) s.l[k++] = s.l[i];
-    otlp_sample smp = {.labels = s.l, .n_labels = k, .t_ms = t_ms, .value = v, .exemplars = ex,
-                       .n_exemplars = nex, .point = point};
+    otlp_sample smp = {.labels = s.l,
+                       .n_labels = k,
+                       .t_ms = t_ms,
+                       .value = v,
+                       .exemplars = ex,
+                       .n_exemplars = nex,
+                       .point = point};
     const char *why = NULL;
     c->st->samples++;
     if (c->emit->sample(c->emit->ctx, &smp, &why)) {
@@ -988,7 +1090,8 @@ static int id_empty(const ProtobufCBinaryData *b) {
 
 static size_t runes(const char *s) {
     size_t n = 0, len = strlen(s);
-    for (size_t i = 0; i < len; n++) i += rune_len((const unsigned char *)s + i, len - i);
+    for (size_t i = 0; i < len; n++)
+        i += rune_len((const unsigned char *)s + i, len - i);
     return n;
 }
 
@@ -1033,8 +1136,8 @@ static int build_exemplars(ctx *c, pb_exemplar **in, size_t n, otlp_exemplar **o
         }
         if (r > MAX_EXEMPLAR_RUNES) k = base;
         qsort(l, k, sizeof *l, label_cmp);
-        ex[i] = (otlp_exemplar){.labels = l, .n_labels = k, .t_ms = ns_to_ms(e->time_unix_nano),
-                                .value = exemplar_value(e)};
+        ex[i] = (otlp_exemplar){
+            .labels = l, .n_labels = k, .t_ms = ns_to_ms(e->time_unix_nano), .value = exemplar_value(e)};
     }
     *out = ex;
     return 0;
@@ -1043,7 +1146,8 @@ static int build_exemplars(ctx *c, pb_exemplar **in, size_t n, otlp_exemplar **o
 /* The delta state key of a series: kind, base name and label set. */
 static char *state_key(ctx *c, int kind, const lset *base, size_t *len) {
     size_t n = 2 + strlen(c->name);
-    for (size_t i = 0; i < base->n; i++) n += strlen(base->l[i].name) + strlen(base->l[i].value) + 2;
+    for (size_t i = 0; i < base->n; i++)
+        n += strlen(base->l[i].name) + strlen(base->l[i].value) + 2;
     char *k = tr_arena_alloc(c->pa, n + 1);
     if (!k) return NULL;
     size_t o = 0;
@@ -1092,8 +1196,8 @@ typedef struct dref {
 /* Looks up the state of the series `base` of `kind`. Returns -1 on OOM; 1 when the point ends
  * here (a stale point forgets the series; an out-of-order point is refused with a reason);
  * 0 with r->m set otherwise. */
-static int delta_lookup(ctx *c, int kind, const lset *base, int stale, uint64_t start_ns,
-                        uint64_t t_ns, dref *r) {
+static int delta_lookup(ctx *c, int kind, const lset *base, int stale, uint64_t start_ns, uint64_t t_ns,
+                        dref *r) {
     r->key = state_key(c, kind, base, &r->kl);
     if (!r->key) return -1;
     r->h = fnv1a(r->key, r->kl);
@@ -1120,9 +1224,11 @@ static dstate *delta_state(ctx *c, int kind, dref *r) {
 static int do_number(ctx *c, otlp_metric_kind kind, int delta, const pb_num *pt) {
     lset base;
     if (point_labels(c, pt->attributes, pt->n_attributes, &base)) return -1;
-    double v = pt->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_INT ? (double)pt->as_int
-               : pt->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE ? pt->as_double
-                                                                                                     : 0.0;
+    double v = pt->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_INT
+                   ? (double)pt->as_int
+               : pt->value_case == OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_DOUBLE
+                   ? pt->as_double
+                   : 0.0;
     int stale = (pt->flags & NO_RECORDED_VALUE) != 0;
     seen(c, pt->time_unix_nano);
     if (delta) {
@@ -1134,8 +1240,10 @@ static int do_number(ctx *c, otlp_metric_kind kind, int delta, const pb_num *pt)
             dmode m = r.m;
             dstate *d = delta_state(c, DS_SUM, &r);
             if (!d) return -1;
-            if (m == D_NEW) d->value = v;
-            else d->value += v;
+            if (m == D_NEW)
+                d->value = v;
+            else
+                d->value += v;
             touch(c->t, d, pt->start_time_unix_nano, pt->time_unix_nano, m == D_NEW);
             v = d->value;
         }
@@ -1146,7 +1254,8 @@ static int do_number(ctx *c, otlp_metric_kind kind, int delta, const pb_num *pt)
         if (build_exemplars(c, pt->exemplars, pt->n_exemplars, &ex)) return -1;
         nex = pt->n_exemplars;
     }
-    return emit_sample(c, &base, c->name, NULL, NULL, ns_to_ms(pt->time_unix_nano), stale ? stale_nan() : v, ex, nex, c->point);
+    return emit_sample(c, &base, c->name, NULL, NULL, ns_to_ms(pt->time_unix_nano), stale ? stale_nan() : v,
+                       ex, nex, c->point);
 }
 
 /* ---- histograms ---- */
@@ -1211,14 +1320,16 @@ static const char **le_strings(ctx *c, const double *les, size_t nb) {
  * bounds and cumulative counts; exemplars go to the first bucket whose bound is >= their value
  * (+Inf when none is). */
 static int emit_buckets(ctx *c, const lset *base, int64_t t_ms, int stale, int has_sum, double sum,
-                        uint64_t count, const double *les, const uint64_t *cum, size_t nb,
-                        pb_exemplar **pex, size_t npex) {
+                        uint64_t count, const double *les, const uint64_t *cum, size_t nb, pb_exemplar **pex,
+                        size_t npex) {
     const char *n_sum = c->n_sum, *n_count = c->n_count, *n_bucket = c->n_bucket;
     double sn = stale_nan();
     const char **le_s = le_strings(c, les, nb);
     if (!le_s) return -1;
-    if (has_sum && emit_sample(c, base, n_sum, NULL, NULL, t_ms, stale ? sn : sum, NULL, 0, c->point)) return -1;
-    if (emit_sample(c, base, n_count, NULL, NULL, t_ms, stale ? sn : (double)count, NULL, 0, c->point)) return -1;
+    if (has_sum && emit_sample(c, base, n_sum, NULL, NULL, t_ms, stale ? sn : sum, NULL, 0, c->point))
+        return -1;
+    if (emit_sample(c, base, n_count, NULL, NULL, t_ms, stale ? sn : (double)count, NULL, 0, c->point))
+        return -1;
     otlp_exemplar *ex = NULL;
     if (build_exemplars(c, pex, npex, &ex)) return -1;
     size_t *target = NULL;
@@ -1231,7 +1342,10 @@ static int emit_buckets(ctx *c, const lset *base, int64_t t_ms, int stale, int h
             target[i] = nb; /* +Inf */
             double best = INFINITY;
             for (size_t j = 0; j < nb; j++)
-                if (ex[i].value <= les[j] && les[j] < best) { best = les[j]; target[i] = j; }
+                if (ex[i].value <= les[j] && les[j] < best) {
+                    best = les[j];
+                    target[i] = j;
+                }
         }
     }
     for (size_t j = 0; j <= nb; j++) {
@@ -1265,14 +1379,20 @@ static int do_histogram(ctx *c, int delta, const pb_hist *pt) {
             dstate *d = r.d;
             /* a changed bucket layout cannot be added up: it starts a new run */
             if (m == D_ADD && (d->n_bounds != pt->n_explicit_bounds || d->n_counts != pt->n_bucket_counts ||
-                               (pt->n_explicit_bounds && memcmp(d->bounds, pt->explicit_bounds, pt->n_explicit_bounds * sizeof(double)))))
+                               (pt->n_explicit_bounds && memcmp(d->bounds, pt->explicit_bounds,
+                                                                pt->n_explicit_bounds * sizeof(double)))))
                 m = D_NEW;
             if (!(d = delta_state(c, DS_HIST, &r))) return -1;
             if (m == D_NEW) {
                 double *nbnd = malloc((pt->n_explicit_bounds + 1) * sizeof *nbnd);
                 uint64_t *ncnt = malloc((pt->n_bucket_counts + 1) * sizeof *ncnt);
-                if (!nbnd || !ncnt) { free(nbnd); free(ncnt); return -1; }
-                if (pt->n_explicit_bounds) memcpy(nbnd, pt->explicit_bounds, pt->n_explicit_bounds * sizeof *nbnd);
+                if (!nbnd || !ncnt) {
+                    free(nbnd);
+                    free(ncnt);
+                    return -1;
+                }
+                if (pt->n_explicit_bounds)
+                    memcpy(nbnd, pt->explicit_bounds, pt->n_explicit_bounds * sizeof *nbnd);
                 if (pt->n_bucket_counts) memcpy(ncnt, pt->bucket_counts, pt->n_bucket_counts * sizeof *ncnt);
                 free(d->bounds);
                 free(d->counts);
@@ -1284,7 +1404,8 @@ static int do_histogram(ctx *c, int delta, const pb_hist *pt) {
                 d->value = sum;
                 d->has_sum = has_sum;
             } else {
-                for (size_t i = 0; i < d->n_counts; i++) d->counts[i] += pt->bucket_counts[i];
+                for (size_t i = 0; i < d->n_counts; i++)
+                    d->counts[i] += pt->bucket_counts[i];
                 d->count += count;
                 d->value += sum;
                 d->has_sum = d->has_sum && has_sum;
@@ -1299,7 +1420,8 @@ static int do_histogram(ctx *c, int delta, const pb_hist *pt) {
     uint64_t *cum = tr_arena_alloc(c->pa, (nb + 1) * sizeof *cum);
     if (!cum) return -1;
     uint64_t acc = 0;
-    for (size_t i = 0; i < nb; i++) cum[i] = acc += counts[i];
+    for (size_t i = 0; i < nb; i++)
+        cum[i] = acc += counts[i];
     return emit_buckets(c, &base, ns_to_ms(pt->time_unix_nano), stale, has_sum, sum, count,
                         pt->explicit_bounds, cum, nb, pt->exemplars, pt->n_exemplars);
 }
@@ -1350,7 +1472,8 @@ static int do_exp_histogram(ctx *c, int delta, const pb_exph *pt) {
         return 0;
     }
     int stale = (pt->flags & NO_RECORDED_VALUE) != 0;
-    int has_sum = pt->_sum_case == OPENTELEMETRY__PROTO__METRICS__V1__EXPONENTIAL_HISTOGRAM_DATA_POINT___SUM_SUM;
+    int has_sum =
+        pt->_sum_case == OPENTELEMETRY__PROTO__METRICS__V1__EXPONENTIAL_HISTOGRAM_DATA_POINT___SUM_SUM;
     double sum = has_sum ? pt->sum : 0;
     uint64_t count = pt->count, zero_count = pt->zero_count;
     double zt = pt->zero_threshold > 0 ? pt->zero_threshold : 0; /* also maps NaN to 0 */
@@ -1386,7 +1509,8 @@ static int do_exp_histogram(ctx *c, int delta, const pb_exph *pt) {
             expb_downscale(&neg, scale - ts);
             d->scale = ts;
             if (expb_add(&d->pos, &pos) || expb_add(&d->neg, &neg)) goto out;
-            while ((d->pos.n > EXP_STATE_MAX_BUCKETS || d->neg.n > EXP_STATE_MAX_BUCKETS) && d->scale > EXP_MIN_SCALE) {
+            while ((d->pos.n > EXP_STATE_MAX_BUCKETS || d->neg.n > EXP_STATE_MAX_BUCKETS) &&
+                   d->scale > EXP_MIN_SCALE) {
                 expb_downscale(&d->pos, 1);
                 expb_downscale(&d->neg, 1);
                 d->scale--;
@@ -1402,7 +1526,10 @@ static int do_exp_histogram(ctx *c, int delta, const pb_exph *pt) {
             pos = neg = (expb){0};
             expb sp = {d->pos.off, d->pos.n, NULL}, sn = {d->neg.off, d->neg.n, NULL};
             if (d->pos.n && !(sp.c = malloc(d->pos.n * sizeof *sp.c))) goto out;
-            if (d->neg.n && !(sn.c = malloc(d->neg.n * sizeof *sn.c))) { free(sp.c); goto out; }
+            if (d->neg.n && !(sn.c = malloc(d->neg.n * sizeof *sn.c))) {
+                free(sp.c);
+                goto out;
+            }
             if (d->pos.n) memcpy(sp.c, d->pos.c, d->pos.n * sizeof *sp.c);
             if (d->neg.n) memcpy(sn.c, d->neg.c, d->neg.n * sizeof *sn.c);
             pos = sp;
@@ -1424,13 +1551,19 @@ static int do_exp_histogram(ctx *c, int delta, const pb_exph *pt) {
     for (size_t i = 0; i < neg.n; i++) {
         double b = exp_boundary(neg.off + (int64_t)i, os);
         if (isinf(b)) continue; /* below -DBL_MAX: only +Inf holds it */
-        if (b == 0) { folded_zero += neg.c[i]; continue; }
+        if (b == 0) {
+            folded_zero += neg.c[i];
+            continue;
+        }
         pairs[k++] = (lec){-b, neg.c[i]};
     }
     for (size_t i = 0; i < pos.n; i++) {
         double b = exp_boundary(pos.off + (int64_t)i + 1, os);
         if (isinf(b)) continue;
-        if (b <= zt) { folded_zero += pos.c[i]; continue; }
+        if (b <= zt) {
+            folded_zero += pos.c[i];
+            continue;
+        }
         pairs[k++] = (lec){b, pos.c[i]};
     }
     pairs[k++] = (lec){zt, folded_zero};
@@ -1442,7 +1575,10 @@ static int do_exp_histogram(ctx *c, int delta, const pb_exph *pt) {
     uint64_t acc = 0;
     for (size_t i = 0; i < k; i++) {
         acc += pairs[i].n;
-        if (m && les[m - 1] == pairs[i].le) { cum[m - 1] = acc; continue; }
+        if (m && les[m - 1] == pairs[i].le) {
+            cum[m - 1] = acc;
+            continue;
+        }
         les[m] = pairs[i].le;
         cum[m++] = acc;
     }
@@ -1465,13 +1601,16 @@ static int do_summary(ctx *c, const pb_summ *pt) {
     double sn = stale_nan();
     const char *n_sum = c->n_sum, *n_count = c->n_count;
     if (emit_sample(c, &base, n_sum, NULL, NULL, t, stale ? sn : pt->sum, NULL, 0, c->point)) return -1;
-    if (emit_sample(c, &base, n_count, NULL, NULL, t, stale ? sn : (double)pt->count, NULL, 0, c->point)) return -1;
+    if (emit_sample(c, &base, n_count, NULL, NULL, t, stale ? sn : (double)pt->count, NULL, 0, c->point))
+        return -1;
     for (size_t i = 0; i < pt->n_quantile_values; i++) {
-        const Opentelemetry__Proto__Metrics__V1__SummaryDataPoint__ValueAtQuantile *q = pt->quantile_values[i];
+        const Opentelemetry__Proto__Metrics__V1__SummaryDataPoint__ValueAtQuantile *q =
+            pt->quantile_values[i];
         if (!q) continue;
         const char *qs = le_text(c, c->pa, q->quantile);
         if (!qs) return -1;
-        if (emit_sample(c, &base, c->name, "quantile", qs, t, stale ? sn : q->value, NULL, 0, c->point)) return -1;
+        if (emit_sample(c, &base, c->name, "quantile", qs, t, stale ? sn : q->value, NULL, 0, c->point))
+            return -1;
     }
     return 0;
 }
@@ -1480,12 +1619,18 @@ static int do_summary(ctx *c, const pb_summ *pt) {
 
 static size_t metric_points(const pb_metric *m) {
     switch (m->data_case) {
-    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE: return m->gauge ? m->gauge->n_data_points : 0;
-    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM: return m->sum ? m->sum->n_data_points : 0;
-    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM: return m->histogram ? m->histogram->n_data_points : 0;
-    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM: return m->exponential_histogram ? m->exponential_histogram->n_data_points : 0;
-    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY: return m->summary ? m->summary->n_data_points : 0;
-    default: return 0;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE:
+        return m->gauge ? m->gauge->n_data_points : 0;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM:
+        return m->sum ? m->sum->n_data_points : 0;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM:
+        return m->histogram ? m->histogram->n_data_points : 0;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM:
+        return m->exponential_histogram ? m->exponential_histogram->n_data_points : 0;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
+        return m->summary ? m->summary->n_data_points : 0;
+    default:
+        return 0;
     }
 }
 
@@ -1574,7 +1719,8 @@ static int do_metric(ctx *c, const pb_metric *m) {
             if (m->histogram->data_points[i]) rc = do_histogram(c, delta, m->histogram->data_points[i]);
             break;
         case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM:
-            if (m->exponential_histogram->data_points[i]) rc = do_exp_histogram(c, delta, m->exponential_histogram->data_points[i]);
+            if (m->exponential_histogram->data_points[i])
+                rc = do_exp_histogram(c, delta, m->exponential_histogram->data_points[i]);
             break;
         case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
             if (m->summary->data_points[i]) rc = do_summary(c, m->summary->data_points[i]);
@@ -1662,22 +1808,29 @@ static int do_resource(ctx *c, const pb_rm *rm) {
         if (!*name) continue;
         /* a repeated key: the last one wins, as in the Collector's attribute map */
         size_t j;
-        for (j = 0; j < np && strcmp(promoted[j].key, key) != 0; j++) {}
+        for (j = 0; j < np && strcmp(promoted[j].key, key) != 0; j++) {
+        }
         if (is_promoted(c->t, key)) {
-            if (j < np) promoted[j].value = value;
-            else promoted[np++] = (attr){key, name, value, 0};
+            if (j < np)
+                promoted[j].value = value;
+            else
+                promoted[np++] = (attr){key, name, value, 0};
         }
         if (!identifying(key)) {
-            for (j = 0; j < ni && strcmp(info[j].key, key) != 0; j++) {}
-            if (j < ni) info[j].value = value;
-            else info[ni++] = (attr){key, name, value, 0};
+            for (j = 0; j < ni && strcmp(info[j].key, key) != 0; j++) {
+            }
+            if (j < ni)
+                info[j].value = value;
+            else
+                info[ni++] = (attr){key, name, value, 0};
         }
     }
     c->promoted = promoted;
     c->n_promoted = np;
     if (!c->t->promote_all && np > 1) {
         /* fill-in order for a list: by original key, like the attributes */
-        for (size_t i = 0; i < np; i++) promoted[i].idx = i;
+        for (size_t i = 0; i < np; i++)
+            promoted[i].idx = i;
         sort_attrs(promoted, np, attr_cmp_key);
     }
     c->newest_ns = 0;
@@ -1689,7 +1842,8 @@ static int do_resource(ctx *c, const pb_rm *rm) {
         const Opentelemetry__Proto__Common__V1__InstrumentationScope *sc = sm->scope;
         if (sc) {
             if (sc->name && *sc->name && lset_put(ra, &c->scope, "otel_scope_name", sc->name)) goto out;
-            if (sc->version && *sc->version && lset_put(ra, &c->scope, "otel_scope_version", sc->version)) goto out;
+            if (sc->version && *sc->version && lset_put(ra, &c->scope, "otel_scope_version", sc->version))
+                goto out;
             for (size_t i = 0; i < sc->n_attributes; i++) {
                 const pb_kv *kv = sc->attributes[i];
                 if (!kv) continue;
@@ -1700,8 +1854,8 @@ static int do_resource(ctx *c, const pb_rm *rm) {
                 memcpy(full + 11, nz(kv->key), kl + 1);
                 const char *name = label_name_dup(ra, full), *value = any_string(ra, kv->value);
                 if (!name || !value) goto out;
-                if (*name && strcmp(name, "otel_scope_name") != 0 && strcmp(name, "otel_scope_version") != 0 &&
-                    lset_put(ra, &c->scope, name, value))
+                if (*name && strcmp(name, "otel_scope_name") != 0 &&
+                    strcmp(name, "otel_scope_version") != 0 && lset_put(ra, &c->scope, name, value))
                     goto out;
             }
         }
@@ -1718,7 +1872,8 @@ static int do_resource(ctx *c, const pb_rm *rm) {
         if (c->instance && lset_put(ra, &tl, "instance", c->instance)) goto out;
         c->pa = ra;
         c->name = "target_info";
-        int e = emit_sample(c, &tl, "target_info", NULL, NULL, ns_to_ms(c->newest_ns), 1.0, NULL, 0, OTLP_NO_POINT);
+        int e = emit_sample(c, &tl, "target_info", NULL, NULL, ns_to_ms(c->newest_ns), 1.0, NULL, 0,
+                            OTLP_NO_POINT);
         c->pa = NULL;
         c->name = NULL;
         if (e) goto out;
@@ -1780,7 +1935,8 @@ otlp_translator *otlp_translator_new(const otlp_translate_opts *o, char *err, si
             trim(&s, &n);
             if (n) {
                 if (n == 3 && memcmp(s, "all", 3) == 0) {
-                    snprintf(err, errlen, "promote-resource-attributes: \"all\" cannot be combined with keys");
+                    snprintf(err, errlen,
+                             "promote-resource-attributes: \"all\" cannot be combined with keys");
                     otlp_translator_free(t);
                     return NULL;
                 }
@@ -1802,9 +1958,11 @@ oom:
 
 void otlp_translator_free(otlp_translator *t) {
     if (!t) return;
-    while (t->lru_tail) ds_remove(t, t->lru_tail);
+    while (t->lru_tail)
+        ds_remove(t, t->lru_tail);
     free(t->tab);
-    for (size_t i = 0; i < t->n_promote; i++) free(t->promote[i]);
+    for (size_t i = 0; i < t->n_promote; i++)
+        free(t->promote[i]);
     free(t->promote);
     pthread_mutex_destroy(&t->mu);
     free(t);

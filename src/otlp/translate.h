@@ -31,11 +31,11 @@ typedef struct otlp_sample {
     const otlp_label *labels; /* sorted by name, distinct, no empty values; has __name__ */
     size_t n_labels;
     int64_t t_ms;
-    double value;             /* stale markers are the StaleNaN bit pattern */
+    double value; /* stale markers are the StaleNaN bit pattern */
     const otlp_exemplar *exemplars;
     size_t n_exemplars;
-    uint64_t point;           /* the data point it came from, in request order; OTLP_NO_POINT
-                                 for target_info */
+    uint64_t point; /* the data point it came from, in request order; OTLP_NO_POINT
+                       for target_info */
 } otlp_sample;
 
 typedef struct otlp_metadata {
@@ -68,9 +68,9 @@ typedef struct otlp_translate_opts {
      * resource_to_telemetry_conversion does): "all", "" or "none", or a comma list of
      * attribute keys. NULL means "all". */
     const char *promote_resource_attributes;
-    size_t max_delta_series;  /* running states kept for delta series; 0 = 100000 */
-    int64_t delta_idle_ms;    /* a state not updated for this long (in data time) is
-                                 forgotten; 0 = 1 hour */
+    size_t max_delta_series; /* running states kept for delta series; 0 = 100000 */
+    int64_t delta_idle_ms;   /* a state not updated for this long (in data time) is
+                                forgotten; 0 = 1 hour */
 } otlp_translate_opts;
 
 typedef struct otlp_translator otlp_translator;
@@ -93,8 +93,8 @@ size_t otlp_translator_delta_series(otlp_translator *t);
 
 typedef enum {
     OTLP_KIND_GAUGE = 0,
-    OTLP_KIND_COUNTER,        /* monotonic sum */
-    OTLP_KIND_UPDOWN,         /* non-monotonic sum */
+    OTLP_KIND_COUNTER, /* monotonic sum */
+    OTLP_KIND_UPDOWN,  /* non-monotonic sum */
     OTLP_KIND_HISTOGRAM,
     OTLP_KIND_EXP_HISTOGRAM,
     OTLP_KIND_SUMMARY,
@@ -103,8 +103,7 @@ typedef enum {
 /* The Prometheus metric name for an OTLP metric (otlptranslator normalizeName). Writes a
  * NUL-terminated name into out and returns its length; returns -1 when the name is empty or
  * only underscores (the metric is dropped), or does not fit in cap. */
-int otlp_prom_metric_name(const char *name, const char *unit, otlp_metric_kind kind, char *out,
-                          size_t cap);
+int otlp_prom_metric_name(const char *name, const char *unit, otlp_metric_kind kind, char *out, size_t cap);
 /* The label name for an attribute key: characters outside [a-zA-Z0-9_] become `_`, runs of
  * `_` collapse, a leading digit gets `key_`, `__reserved__` names are kept. Returns the length,
  * or -1 when the result would be empty or only underscores, or does not fit. */

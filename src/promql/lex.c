@@ -230,8 +230,11 @@ int pq_unquote(tr_arena *a, const char *s, size_t len, char **out, size_t *outle
                 o[n++] = c;
                 break;
             case 'x': {
-                if (i + 2 >= len - 1 + 1 || tr_hex_val((unsigned char)s[i + 1]) < 0 || tr_hex_val((unsigned char)s[i + 2]) < 0) goto bad;
-                o[n++] = (char)(tr_hex_val((unsigned char)s[i + 1]) * 16 + tr_hex_val((unsigned char)s[i + 2]));
+                if (i + 2 >= len - 1 + 1 || tr_hex_val((unsigned char)s[i + 1]) < 0 ||
+                    tr_hex_val((unsigned char)s[i + 2]) < 0)
+                    goto bad;
+                o[n++] =
+                    (char)(tr_hex_val((unsigned char)s[i + 1]) * 16 + tr_hex_val((unsigned char)s[i + 2]));
                 i += 2;
                 break;
             }

@@ -16,7 +16,6 @@
 
 #define MAX_FILE_BYTES (64 << 20)
 
-
 static int valid_label_name(const char *s) {
     if (!*s || !(isalpha((unsigned char)*s) || *s == '_')) return 0;
     for (s++; *s; s++)

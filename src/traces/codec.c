@@ -27,7 +27,8 @@ uint64_t tr_hash64(const void *p, size_t n, uint64_t seed) {
         n -= 8;
     }
     uint64_t w = 0;
-    for (size_t i = 0; i < n; i++) w |= (uint64_t)s[i] << (8 * i);
+    for (size_t i = 0; i < n; i++)
+        w |= (uint64_t)s[i] << (8 * i);
     h ^= tr_mix64(w + n);
     return tr_mix64(h);
 }
@@ -48,18 +49,25 @@ uint64_t key_tag(const char *k, const char *v, size_t vlen) {
 
 int64_t key_trace(const uint8_t *id16) {
     uint64_t v = 0;
-    for (int i = 8; i < 16; i++) v = (v << 8) | id16[i];
+    for (int i = 8; i < 16; i++)
+        v = (v << 8) | id16[i];
     return (int64_t)v;
 }
 
 const char *traces_kind_name(int kind) {
     switch (kind) {
-    case 1: return "internal";
-    case 2: return "server";
-    case 3: return "client";
-    case 4: return "producer";
-    case 5: return "consumer";
-    default: return "";
+    case 1:
+        return "internal";
+    case 2:
+        return "server";
+    case 3:
+        return "client";
+    case 4:
+        return "producer";
+    case 5:
+        return "consumer";
+    default:
+        return "";
     }
 }
 
@@ -68,7 +76,8 @@ const char *traces_service_name(const traces_pb_resource *res) {
     for (size_t i = 0; i < res->n_attributes; i++) {
         const pb_kv *kv = res->attributes[i];
         if (kv && kv->key && strcmp(kv->key, "service.name") == 0) {
-            if (kv->value && kv->value->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE &&
+            if (kv->value &&
+                kv->value->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE &&
                 kv->value->string_value)
                 return kv->value->string_value;
             return "";
@@ -81,12 +90,23 @@ const char *traces_service_name(const traces_pb_resource *res) {
 
 /* JSON form of a value inside an array or map (Go's AsRaw marshalling). */
 static void json_value(tr_json *j, tr_buf *tmp, const traces_pb_value *v, int depth) {
-    if (!v || depth > 32) { tr_json_null(j); return; }
+    if (!v || depth > 32) {
+        tr_json_null(j);
+        return;
+    }
     switch (v->value_case) {
-    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE: tr_json_str(j, v->string_value ? v->string_value : ""); break;
-    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE: tr_json_bool(j, v->bool_value); break;
-    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE: tr_json_int(j, v->int_value); break;
-    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE: tr_json_double(j, v->double_value); break;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
+        tr_json_str(j, v->string_value ? v->string_value : "");
+        break;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
+        tr_json_bool(j, v->bool_value);
+        break;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
+        tr_json_int(j, v->int_value);
+        break;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
+        tr_json_double(j, v->double_value);
+        break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE:
         tr_buf_reset(tmp);
         tr_base64_encode(tmp, v->bytes_value.data, v->bytes_value.len);
@@ -95,7 +115,8 @@ static void json_value(tr_json *j, tr_buf *tmp, const traces_pb_value *v, int de
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
         tr_json_arr_open(j);
         if (v->array_value)
-            for (size_t i = 0; i < v->array_value->n_values; i++) json_value(j, tmp, v->array_value->values[i], depth + 1);
+            for (size_t i = 0; i < v->array_value->n_values; i++)
+                json_value(j, tmp, v->array_value->values[i], depth + 1);
         tr_json_arr_close(j);
         break;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE:
@@ -109,7 +130,9 @@ static void json_value(tr_json *j, tr_buf *tmp, const traces_pb_value *v, int de
             }
         tr_json_obj_close(j);
         break;
-    default: tr_json_null(j); break;
+    default:
+        tr_json_null(j);
+        break;
     }
 }
 
@@ -117,7 +140,10 @@ static void json_value(tr_json *j, tr_buf *tmp, const traces_pb_value *v, int de
  * pointer is the value itself; otherwise it is b->data. Sets *len. */
 const char *traces_value_form(const traces_pb_value *v, tr_buf *b, size_t *len) {
     tr_buf_reset(b);
-    if (!v) { *len = 0; return ""; }
+    if (!v) {
+        *len = 0;
+        return "";
+    }
     switch (v->value_case) {
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
         *len = v->string_value ? strlen(v->string_value) : 0;
@@ -129,7 +155,10 @@ const char *traces_value_form(const traces_pb_value *v, tr_buf *b, size_t *len) 
         /* by hand: every int attribute of every span passes here at ingest, printf was a hot spot */
         char d[24], *e = d + sizeof d, *q = e;
         uint64_t u = v->int_value < 0 ? 0 - (uint64_t)v->int_value : (uint64_t)v->int_value;
-        do { *--q = (char)('0' + u % 10); u /= 10; } while (u);
+        do {
+            *--q = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
         if (v->int_value < 0) *--q = '-';
         tr_buf_append(b, q, (size_t)(e - q));
         break;
@@ -188,15 +217,18 @@ static int each_kv(pb_kv **kvs, size_t n, tr_buf *tmp, tag_fn fn, void *ctx) {
     return 0;
 }
 
-#define EMIT(k, v)                                           \
-    do {                                                     \
-        const char *v_ = (v);                                \
-        int rc_ = fn(ctx, (k), v_, strlen(v_));              \
-        if (rc_) { tr_buf_free(&tmp); return rc_; }          \
+#define EMIT(k, v)                                                                                           \
+    do {                                                                                                     \
+        const char *v_ = (v);                                                                                \
+        int rc_ = fn(ctx, (k), v_, strlen(v_));                                                              \
+        if (rc_) {                                                                                           \
+            tr_buf_free(&tmp);                                                                               \
+            return rc_;                                                                                      \
+        }                                                                                                    \
     } while (0)
 
-int span_each_tag(const traces_pb_span *sp, const traces_pb_resource *res,
-                  const traces_pb_scope *sc, int with_resource, tag_fn fn, void *ctx) {
+int span_each_tag(const traces_pb_span *sp, const traces_pb_resource *res, const traces_pb_scope *sc,
+                  int with_resource, tag_fn fn, void *ctx) {
     tr_buf tmp;
     tr_buf_init(&tmp, 0);
     int rc;
@@ -209,7 +241,8 @@ int span_each_tag(const traces_pb_span *sp, const traces_pb_resource *res,
     const char *kind = traces_kind_name(sp->kind);
     if (*kind) EMIT("span.kind", kind);
     if (sp->status) {
-        if (sp->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_OK) EMIT("otel.status_code", "OK");
+        if (sp->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_OK)
+            EMIT("otel.status_code", "OK");
         if (sp->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR) {
             EMIT("otel.status_code", "ERROR");
             EMIT("error", "true");
@@ -248,12 +281,14 @@ int resource_each_tag(const traces_pb_resource *res, tag_fn fn, void *ctx) {
 /* ---- index blobs ---- */
 
 void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 
 uint64_t get_u64(const uint8_t *p) {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -263,8 +298,10 @@ long blob_find(const uint8_t *p, size_t n, size_t stride, uint64_t k) {
         size_t mid = lo + (hi - lo) / 2;
         uint64_t m = get_u64(p + mid * stride);
         if (m == k) return (long)mid;
-        if (m < k) lo = mid + 1;
-        else hi = mid;
+        if (m < k)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return -1;
 }
@@ -285,9 +322,13 @@ long blob_find(const uint8_t *p, size_t n, size_t stride, uint64_t k) {
 
 static int cw_grow(chunk_writer *w, size_t need) {
     size_t used = w->cap - w->pos, nc = w->cap ? w->cap * 2 : 65536;
-    while (nc - used < need) nc *= 2;
+    while (nc - used < need)
+        nc *= 2;
     uint8_t *nb = malloc(nc);
-    if (!nb) { w->oom = 1; return -1; }
+    if (!nb) {
+        w->oom = 1;
+        return -1;
+    }
     if (used) memcpy(nb + nc - used, w->buf + w->pos, used);
     free(w->buf);
     w->buf = nb;
@@ -314,7 +355,9 @@ static inline void cw_varint(chunk_writer *w, uint64_t v) {
 }
 
 static inline size_t cw_len(const chunk_writer *w) { return w->cap - w->pos; }
-static inline void cw_tag(chunk_writer *w, uint32_t field, int wt) { cw_varint(w, (uint64_t)field << 3 | (uint64_t)wt); }
+static inline void cw_tag(chunk_writer *w, uint32_t field, int wt) {
+    cw_varint(w, (uint64_t)field << 3 | (uint64_t)wt);
+}
 /* Closes a length-delimited field whose content was written since `mark`. */
 static inline void cw_close(chunk_writer *w, uint32_t field, size_t mark) {
     cw_varint(w, cw_len(w) - mark);
@@ -537,10 +580,10 @@ void chunk_writer_free(chunk_writer *w) {
 typedef struct view_group { /* one ResourceSpans or ScopeSpans */
     const uint8_t *p;       /* the resource or scope message bytes (NULL: absent) */
     size_t n;
-    void *msg;              /* unpacked, once */
+    void *msg; /* unpacked, once */
     int tried;
-    size_t rs;              /* scope groups: their ResourceSpans */
-    const char *needle;     /* the last needle looked for in p (every span of the group asks) */
+    size_t rs;          /* scope groups: their ResourceSpans */
+    const char *needle; /* the last needle looked for in p (every span of the group asks) */
     size_t needle_len;
     int has;
 } view_group;
@@ -548,10 +591,10 @@ typedef struct view_group { /* one ResourceSpans or ScopeSpans */
 typedef struct view_span {
     const uint8_t *p;
     size_t n;
-    size_t ss;              /* its ScopeSpans */
+    size_t ss; /* its ScopeSpans */
     traces_pb_span *msg;
     int tried;
-    int peeked;             /* 1: peek holds its fields, -1: damaged */
+    int peeked; /* 1: peek holds its fields, -1: damaged */
     span_peek peek;
 } view_span;
 
@@ -573,14 +616,15 @@ struct chunk_view {
 
 /* Reads one field: its number, wire type and, for LEN fields, the payload (*data, *dlen);
  * fixed and varint values land in *num. Returns 0 or -1 (damaged). */
-static int wire_field(const uint8_t **p, const uint8_t *end, uint32_t *field, int *wt, const uint8_t **data, size_t *dlen,
-                      uint64_t *num) {
+static int wire_field(const uint8_t **p, const uint8_t *end, uint32_t *field, int *wt, const uint8_t **data,
+                      size_t *dlen, uint64_t *num) {
     uint64_t key;
     if (tr_pb_varint(p, end, &key) || key >> 3 == 0 || key >> 3 > 0x1fffffff) return -1;
     *field = (uint32_t)(key >> 3);
     *wt = (int)(key & 7);
     switch (*wt) {
-    case 0: return tr_pb_varint(p, end, num);
+    case 0:
+        return tr_pb_varint(p, end, num);
     case 1:
         if (end - *p < 8) return -1;
         *num = get_u64(*p);
@@ -599,21 +643,22 @@ static int wire_field(const uint8_t **p, const uint8_t *end, uint32_t *field, in
         *num = (uint64_t)(*p)[0] | (uint64_t)(*p)[1] << 8 | (uint64_t)(*p)[2] << 16 | (uint64_t)(*p)[3] << 24;
         *p += 4;
         return 0;
-    default: return -1; /* groups are not in OTLP */
+    default:
+        return -1; /* groups are not in OTLP */
     }
 }
 
-#define VIEW_PUSH(v, arr, n, cap)                                                        \
-    do {                                                                                 \
-        if ((v)->n == (v)->cap) {                                                        \
-            size_t nc_ = (v)->cap ? (v)->cap * 2 : 16;                                   \
-            void *na_ = tr_arena_alloc((v)->a, nc_ * sizeof *(v)->arr);                  \
-            if (!na_) return NULL;                                                       \
-            if ((v)->n) memcpy(na_, (v)->arr, (v)->n * sizeof *(v)->arr);                \
-            (v)->arr = na_;                                                              \
-            (v)->cap = nc_;                                                              \
-        }                                                                                \
-        memset(&(v)->arr[(v)->n], 0, sizeof *(v)->arr);                                  \
+#define VIEW_PUSH(v, arr, n, cap)                                                                            \
+    do {                                                                                                     \
+        if ((v)->n == (v)->cap) {                                                                            \
+            size_t nc_ = (v)->cap ? (v)->cap * 2 : 16;                                                       \
+            void *na_ = tr_arena_alloc((v)->a, nc_ * sizeof *(v)->arr);                                      \
+            if (!na_) return NULL;                                                                           \
+            if ((v)->n) memcpy(na_, (v)->arr, (v)->n * sizeof *(v)->arr);                                    \
+            (v)->arr = na_;                                                                                  \
+            (v)->cap = nc_;                                                                                  \
+        }                                                                                                    \
+        memset(&(v)->arr[(v)->n], 0, sizeof *(v)->arr);                                                      \
     } while (0)
 
 uint32_t chunk_crc(int64_t id, int64_t rawlen, int64_t nspans, const void *data, size_t len) {
@@ -625,7 +670,8 @@ uint32_t chunk_crc(int64_t id, int64_t rawlen, int64_t nspans, const void *data,
 }
 
 uint32_t operation_crc(const char *service, const char *name, int kind) {
-    uint8_t k[4] = {(uint8_t)kind, (uint8_t)((unsigned)kind >> 8), (uint8_t)((unsigned)kind >> 16), (uint8_t)((unsigned)kind >> 24)};
+    uint8_t k[4] = {(uint8_t)kind, (uint8_t)((unsigned)kind >> 8), (uint8_t)((unsigned)kind >> 16),
+                    (uint8_t)((unsigned)kind >> 24)};
     uint32_t c = crc32c_update(0, service, strlen(service) + 1);
     c = crc32c_update(c, name, strlen(name) + 1);
     return crc32c_update(c, k, 4);
@@ -648,7 +694,8 @@ chunk_view *chunk_open(const void *blob, size_t len, size_t rawlen, tr_arena *a,
     chunk_view *v = tr_arena_calloc(a, 1, sizeof *v);
     uint8_t *raw = tr_arena_alloc(a, rawlen ? rawlen : 1);
     if (!v || !raw) return NULL;
-    size_t got = dctx ? ZSTD_decompressDCtx(dctx, raw, rawlen, blob, len) : ZSTD_decompress(raw, rawlen, blob, len);
+    size_t got =
+        dctx ? ZSTD_decompressDCtx(dctx, raw, rawlen, blob, len) : ZSTD_decompress(raw, rawlen, blob, len);
     if (ZSTD_isError(got) || got != rawlen) return NULL;
     v->a = a;
     v->al = traces__arena_allocator(a);
@@ -716,13 +763,24 @@ static int peek_bytes(const uint8_t *p, size_t n, span_peek *o) {
     while (p < end) {
         if (wire_field(&p, end, &f, &wt, &d, &dl, &num)) return -1;
         /* the last occurrence wins, as when unpacking */
-        if (wt == 2 && f == 1) { o->tid = d; o->tid_len = dl; }
-        else if (wt == 2 && f == 2) { o->sid = d; o->sid_len = dl; }
-        else if (wt == 2 && f == 4) { o->parent = d; o->parent_len = dl; }
-        else if (wt == 2 && f == 5) { o->name = (const char *)d; o->name_len = dl; }
-        else if (wt == 1 && f == 7) o->start = num;
-        else if (wt == 1 && f == 8) o->end = num;
-        else if (wt == 0 && f == 6) o->kind = (int)(int32_t)num;
+        if (wt == 2 && f == 1) {
+            o->tid = d;
+            o->tid_len = dl;
+        } else if (wt == 2 && f == 2) {
+            o->sid = d;
+            o->sid_len = dl;
+        } else if (wt == 2 && f == 4) {
+            o->parent = d;
+            o->parent_len = dl;
+        } else if (wt == 2 && f == 5) {
+            o->name = (const char *)d;
+            o->name_len = dl;
+        } else if (wt == 1 && f == 7)
+            o->start = num;
+        else if (wt == 1 && f == 8)
+            o->end = num;
+        else if (wt == 0 && f == 6)
+            o->kind = (int)(int32_t)num;
         else if (wt == 2 && f == 15) { /* Status: code is field 3 */
             const uint8_t *q = d, *qe = d + dl, *d2;
             size_t dl2;
@@ -758,7 +816,8 @@ const traces_pb_scope *chunk_scope(chunk_view *v, size_t i) {
     view_group *g = &v->ss[v->sp[i].ss];
     if (!g->tried) {
         g->tried = 1;
-        if (g->p) g->msg = opentelemetry__proto__common__v1__instrumentation_scope__unpack(&v->al, g->n, g->p);
+        if (g->p)
+            g->msg = opentelemetry__proto__common__v1__instrumentation_scope__unpack(&v->al, g->n, g->p);
     }
     return g->msg;
 }
@@ -795,7 +854,8 @@ static int maybe_not_string(const char *s) {
     if (s[0] == '[' || s[0] == '{') return 1;
     if (strchr("0123456789-+.", s[0]) || strcasestr(s, "nan") || strcasestr(s, "inf")) return 1;
     int b64 = n % 4 == 0;
-    for (size_t i = 0; b64 && i < n; i++) b64 = isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '/' || s[i] == '=';
+    for (size_t i = 0; b64 && i < n; i++)
+        b64 = isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '/' || s[i] == '=';
     return b64;
 }
 
@@ -808,13 +868,14 @@ static int maybe_not_string(const char *s) {
  * bytes; a string value puts the bytes of v there too, any other value has a formatted form
  * that maybe_not_string admits. */
 int chunk_may_have_tag(const chunk_view *v, size_t i, const char *k, const char *val) {
-    static const char *const from_string[] = {"event", "otel.status_description", "w3c.tracestate", "otel.scope.name",
-                                              "otel.scope.version"};
+    static const char *const from_string[] = {"event", "otel.status_description", "w3c.tracestate",
+                                              "otel.scope.name", "otel.scope.version"};
     span_peek pk;
     if (chunk_peek(v, i, &pk)) return 1; /* let the exact check decide */
     const char *kind = traces_kind_name(pk.kind);
     if (!strcmp(k, "span.kind") && *kind && !strcmp(val, kind)) return 1;
-    if (!strcmp(k, "otel.status_code") && ((pk.status_code == 1 && !strcmp(val, "OK")) || (pk.status_code == 2 && !strcmp(val, "ERROR"))))
+    if (!strcmp(k, "otel.status_code") &&
+        ((pk.status_code == 1 && !strcmp(val, "OK")) || (pk.status_code == 2 && !strcmp(val, "ERROR"))))
         return 1;
     if (!strcmp(k, "error") && pk.status_code == 2 && !strcmp(val, "true")) return 1;
     size_t vl = strlen(val);
@@ -835,7 +896,8 @@ static int u64set_grow(u64set *s) {
         uint64_t k = s->v[i];
         if (!k) continue;
         size_t j = tr_mix64(k) & (ncap - 1);
-        while (nv[j]) j = (j + 1) & (ncap - 1);
+        while (nv[j])
+            j = (j + 1) & (ncap - 1);
         nv[j] = k;
     }
     free(s->v);

@@ -43,11 +43,11 @@ typedef struct ingest_state {
         *del_tag, *del_ops;
     sqlite3_stmt *seal_tags, *seal_sums, *seal_traces, *ins_tag_post, *ins_sum_post, *ins_trace_post,
         *del_tag_fwd, *del_sum_fwd, *set_open, *sel_live, *del_tag_post, *del_sum_post;
-    int64_t next_id;  /* the id of the next chunk (ids only grow, even over deleted ones) */
-    int64_t open_b;   /* the bucket whose index facts are still per chunk */
-    uint64_t *keys;   /* scratch for sorted keys */
+    int64_t next_id; /* the id of the next chunk (ids only grow, even over deleted ones) */
+    int64_t open_b;  /* the bucket whose index facts are still per chunk */
+    uint64_t *keys;  /* scratch for sorted keys */
     size_t capkeys;
-    seal_ent *seal;   /* scratch for sealing */
+    seal_ent *seal; /* scratch for sealing */
     size_t capseal;
     ZSTD_CCtx *zc;
     tr_arena *scratch; /* per export: limited copies and the chunk's arrays */
@@ -87,7 +87,9 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size
 static int ingest_load_position(traces_store *s, char *err, size_t errlen) {
     ingest_state *g = s->ing;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->wdb, "SELECT (SELECT v FROM meta WHERE k='open_bucket'), (SELECT max(id) FROM chunk)", -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(s->wdb,
+                           "SELECT (SELECT v FROM meta WHERE k='open_bucket'), (SELECT max(id) FROM chunk)",
+                           -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(s->wdb));
         return -1;
     }
@@ -109,40 +111,59 @@ static int ingest_load_position(traces_store *s, char *err, size_t errlen) {
 
 int ingest_init(traces_store *s, char *err, size_t errlen) {
     ingest_state *g = calloc(1, sizeof *g);
-    if (!g) { snprintf(err, errlen, "out of memory"); return -1; }
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     s->ing = g;
     sqlite3 *db = s->wdb;
     g->zc = ZSTD_createCCtx();
     g->scratch = tr_arena_new(0);
     tr_buf_init(&g->comp, 0);
-    if (!g->zc || !g->scratch) { snprintf(err, errlen, "out of memory"); return -1; }
-    if (prep(db, "BEGIN IMMEDIATE", &g->begin, err, errlen) ||
-        prep(db, "COMMIT", &g->commit, err, errlen) ||
+    if (!g->zc || !g->scratch) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (prep(db, "BEGIN IMMEDIATE", &g->begin, err, errlen) || prep(db, "COMMIT", &g->commit, err, errlen) ||
         prep(db, "ROLLBACK", &g->rollback, err, errlen) ||
         prep(db, "SAVEPOINT export", &g->savepoint, err, errlen) ||
         prep(db, "RELEASE export", &g->release, err, errlen) ||
         prep(db, "ROLLBACK TO export", &g->rollback_to, err, errlen) ||
-        prep(db, "INSERT INTO chunk(id,min_start,max_start,min_dur,max_dur,nspans,rawlen,data,crc) VALUES(?,?,?,?,?,?,?,?,?)", &g->ins_chunk, err, errlen) ||
+        prep(db,
+             "INSERT INTO chunk(id,min_start,max_start,min_dur,max_dur,nspans,rawlen,data,crc) "
+             "VALUES(?,?,?,?,?,?,?,?,?)",
+             &g->ins_chunk, err, errlen) ||
         prep(db, "INSERT INTO trace_idx(chunk,tids) VALUES(?,?)", &g->ins_trace, err, errlen) ||
         prep(db, "INSERT INTO sum_idx(chunk,ents) VALUES(?,?)", &g->ins_sum, err, errlen) ||
         prep(db, "INSERT INTO tag_idx(chunk,keys) VALUES(?,?)", &g->ins_tag, err, errlen) ||
-        prep(db, "INSERT INTO operation(service,name,kind,last_seen,crc) VALUES(?,?,?,?,?) "
-                 "ON CONFLICT(service,name,kind) DO UPDATE SET last_seen=excluded.last_seen, crc=excluded.crc", &g->ins_op, err, errlen) ||
-        prep(db, "SELECT id FROM chunk WHERE max_start < ? ORDER BY max_start LIMIT ?", &g->sel_expired, err, errlen) ||
+        prep(db,
+             "INSERT INTO operation(service,name,kind,last_seen,crc) VALUES(?,?,?,?,?) "
+             "ON CONFLICT(service,name,kind) DO UPDATE SET last_seen=excluded.last_seen, crc=excluded.crc",
+             &g->ins_op, err, errlen) ||
+        prep(db, "SELECT id FROM chunk WHERE max_start < ? ORDER BY max_start LIMIT ?", &g->sel_expired, err,
+             errlen) ||
         prep(db, "SELECT id FROM chunk ORDER BY id LIMIT ?", &g->sel_oldest, err, errlen) ||
-        prep(db, "SELECT c.nspans, t.tids FROM chunk c LEFT JOIN trace_idx t ON t.chunk=c.id WHERE c.id=?", &g->sel_chunk, err, errlen) ||
+        prep(db, "SELECT c.nspans, t.tids FROM chunk c LEFT JOIN trace_idx t ON t.chunk=c.id WHERE c.id=?",
+             &g->sel_chunk, err, errlen) ||
         prep(db, "DELETE FROM chunk WHERE id=?", &g->del_chunk, err, errlen) ||
-        prep(db, "DELETE FROM trace_post WHERE b=?2 >> " XSTR(TRACE_BUCKET_BITS) " AND tid=?1 AND chunk=?2", &g->del_trace, err, errlen) ||
+        prep(db, "DELETE FROM trace_post WHERE b=?2 >> " XSTR(TRACE_BUCKET_BITS) " AND tid=?1 AND chunk=?2",
+             &g->del_trace, err, errlen) ||
         prep(db, "DELETE FROM trace_idx WHERE chunk=?", &g->del_trace_fwd, err, errlen) ||
         prep(db, "DELETE FROM sum_idx WHERE chunk=?", &g->del_sum, err, errlen) ||
         prep(db, "DELETE FROM tag_idx WHERE chunk=?", &g->del_tag, err, errlen) ||
         prep(db, "DELETE FROM operation WHERE last_seen < ?", &g->del_ops, err, errlen) ||
-        prep(db, "SELECT chunk,keys FROM tag_idx WHERE chunk BETWEEN ?1 AND ?2", &g->seal_tags, err, errlen) ||
-        prep(db, "SELECT chunk,ents FROM sum_idx WHERE chunk BETWEEN ?1 AND ?2", &g->seal_sums, err, errlen) ||
-        prep(db, "SELECT chunk,tids FROM trace_idx WHERE chunk BETWEEN ?1 AND ?2", &g->seal_traces, err, errlen) ||
-        prep(db, "INSERT OR IGNORE INTO trace_post(b,tid,chunk) VALUES(?2 >> " XSTR(TRACE_BUCKET_BITS) ",?1,?2)", &g->ins_trace_post, err, errlen) ||
+        prep(db, "SELECT chunk,keys FROM tag_idx WHERE chunk BETWEEN ?1 AND ?2", &g->seal_tags, err,
+             errlen) ||
+        prep(db, "SELECT chunk,ents FROM sum_idx WHERE chunk BETWEEN ?1 AND ?2", &g->seal_sums, err,
+             errlen) ||
+        prep(db, "SELECT chunk,tids FROM trace_idx WHERE chunk BETWEEN ?1 AND ?2", &g->seal_traces, err,
+             errlen) ||
+        prep(db,
+             "INSERT OR IGNORE INTO trace_post(b,tid,chunk) VALUES(?2 >> " XSTR(TRACE_BUCKET_BITS) ",?1,?2)",
+             &g->ins_trace_post, err, errlen) ||
         prep(db, "INSERT OR REPLACE INTO tag_post(b,h,bits) VALUES(?,?,?)", &g->ins_tag_post, err, errlen) ||
-        prep(db, "INSERT OR REPLACE INTO sum_post(b,k,bits,bounds) VALUES(?,?,?,?)", &g->ins_sum_post, err, errlen) ||
+        prep(db, "INSERT OR REPLACE INTO sum_post(b,k,bits,bounds) VALUES(?,?,?,?)", &g->ins_sum_post, err,
+             errlen) ||
         prep(db, "DELETE FROM tag_idx WHERE chunk BETWEEN ?1 AND ?2", &g->del_tag_fwd, err, errlen) ||
         prep(db, "DELETE FROM sum_idx WHERE chunk BETWEEN ?1 AND ?2", &g->del_sum_fwd, err, errlen) ||
         prep(db, "UPDATE meta SET v=? WHERE k='open_bucket'", &g->set_open, err, errlen) ||
@@ -156,13 +177,15 @@ int ingest_init(traces_store *s, char *err, size_t errlen) {
 void ingest_fini(traces_store *s) {
     ingest_state *g = s->ing;
     if (!g) return;
-    sqlite3_stmt *all[] = {g->begin, g->commit, g->rollback, g->savepoint, g->release, g->rollback_to, g->ins_chunk, g->ins_trace, g->ins_sum,
-                           g->ins_tag, g->ins_op, g->sel_expired, g->sel_oldest, g->sel_chunk,
-                           g->del_chunk, g->del_trace, g->del_sum, g->del_tag, g->del_ops,
-                           g->del_trace_fwd, g->seal_traces, g->ins_trace_post,
-                           g->seal_tags, g->seal_sums, g->ins_tag_post, g->ins_sum_post, g->del_tag_fwd,
-                           g->del_sum_fwd, g->set_open, g->sel_live, g->del_tag_post, g->del_sum_post};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
+    sqlite3_stmt *all[] = {g->begin,        g->commit,         g->rollback,    g->savepoint, g->release,
+                           g->rollback_to,  g->ins_chunk,      g->ins_trace,   g->ins_sum,   g->ins_tag,
+                           g->ins_op,       g->sel_expired,    g->sel_oldest,  g->sel_chunk, g->del_chunk,
+                           g->del_trace,    g->del_sum,        g->del_tag,     g->del_ops,   g->del_trace_fwd,
+                           g->seal_traces,  g->ins_trace_post, g->seal_tags,   g->seal_sums, g->ins_tag_post,
+                           g->ins_sum_post, g->del_tag_fwd,    g->del_sum_fwd, g->set_open,  g->sel_live,
+                           g->del_tag_post, g->del_sum_post};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(all[i]);
     ZSTD_freeCCtx(g->zc);
     tr_arena_free(g->scratch);
     chunk_writer_free(&g->packed);
@@ -187,7 +210,8 @@ static int run(sqlite3_stmt *st) {
 /* ---- limits ---- */
 
 static int all_zero(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) if (p[i]) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
     return 1;
 }
 
@@ -195,7 +219,8 @@ static int all_zero(const uint8_t *p, size_t n) {
 static size_t utf8_cut(const char *s, size_t n, size_t max) {
     if (n <= max) return n;
     size_t c = max;
-    while (c > 0 && ((unsigned char)s[c] & 0xC0) == 0x80) c--;
+    while (c > 0 && ((unsigned char)s[c] & 0xC0) == 0x80)
+        c--;
     return c;
 }
 
@@ -209,7 +234,8 @@ static pb_kv **limit_values(ingest_state *g, uint32_t maxv, pb_kv **kvs, size_t 
         if (!kv || !kv->value) continue;
         const traces_pb_value *v = kv->value;
         size_t len = 0;
-        if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE && v->string_value)
+        if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE &&
+            v->string_value)
             len = strlen(v->string_value);
         else if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE)
             len = v->bytes_value.len;
@@ -226,7 +252,8 @@ static pb_kv **limit_values(ingest_state *g, uint32_t maxv, pb_kv **kvs, size_t 
         *nv = *v;
         nk->value = nv;
         if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE) {
-            nv->string_value = tr_arena_strndup(g->scratch, v->string_value, utf8_cut(v->string_value, len, maxv));
+            nv->string_value =
+                tr_arena_strndup(g->scratch, v->string_value, utf8_cut(v->string_value, len, maxv));
             if (!nv->string_value) return outv;
         } else {
             nv->bytes_value.len = maxv;
@@ -242,13 +269,13 @@ static traces_pb_span *limit_span(traces_store *s, traces_pb_span *sp) {
     ingest_state *g = s->ing;
     const traces_config *c = &s->cfg;
     traces_pb_span *o = sp;
-#define COPY_SPAN()                                                   \
-    do {                                                              \
-        if (o == sp) {                                                \
-            o = tr_arena_alloc(g->scratch, sizeof *o);                \
-            if (!o) return sp;                                        \
-            *o = *sp;                                                 \
-        }                                                             \
+#define COPY_SPAN()                                                                                          \
+    do {                                                                                                     \
+        if (o == sp) {                                                                                       \
+            o = tr_arena_alloc(g->scratch, sizeof *o);                                                       \
+            if (!o) return sp;                                                                               \
+            *o = *sp;                                                                                        \
+        }                                                                                                    \
     } while (0)
     if (c->max_attributes && sp->n_attributes > c->max_attributes) {
         COPY_SPAN();
@@ -258,7 +285,10 @@ static traces_pb_span *limit_span(traces_store *s, traces_pb_span *sp) {
         g->dropped_attrs += d;
     }
     pb_kv **a = limit_values(g, c->max_value_bytes, o->attributes, o->n_attributes);
-    if (a != o->attributes) { COPY_SPAN(); o->attributes = a; }
+    if (a != o->attributes) {
+        COPY_SPAN();
+        o->attributes = a;
+    }
     if (c->max_events && sp->n_events > c->max_events) {
         COPY_SPAN();
         uint32_t d = (uint32_t)(sp->n_events - c->max_events);
@@ -279,8 +309,15 @@ static traces_pb_span *limit_span(traces_store *s, traces_pb_span *sp) {
         for (size_t i = 0; i < n; i++) {
             pb_kv **kvs;
             size_t nkv;
-            if (pass) { if (!o->links[i]) continue; kvs = o->links[i]->attributes; nkv = o->links[i]->n_attributes; }
-            else { if (!o->events[i]) continue; kvs = o->events[i]->attributes; nkv = o->events[i]->n_attributes; }
+            if (pass) {
+                if (!o->links[i]) continue;
+                kvs = o->links[i]->attributes;
+                nkv = o->links[i]->n_attributes;
+            } else {
+                if (!o->events[i]) continue;
+                kvs = o->events[i]->attributes;
+                nkv = o->events[i]->n_attributes;
+            }
             size_t keep = c->max_attributes && nkv > c->max_attributes ? c->max_attributes : nkv;
             pb_kv **nkvs = limit_values(g, c->max_value_bytes, kvs, keep);
             if (keep == nkv && nkvs == kvs) continue;
@@ -325,7 +362,9 @@ static traces_pb_span *limit_span(traces_store *s, traces_pb_span *sp) {
 
 static int64_t clamp_ns(uint64_t v) { return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v; }
 static int64_t span_dur(const traces_pb_span *sp) {
-    return sp->end_time_unix_nano > sp->start_time_unix_nano ? clamp_ns(sp->end_time_unix_nano - sp->start_time_unix_nano) : 0;
+    return sp->end_time_unix_nano > sp->start_time_unix_nano
+               ? clamp_ns(sp->end_time_unix_nano - sp->start_time_unix_nano)
+               : 0;
 }
 
 static void sum_update(ingest_state *g, uint64_t k, int64_t st, int64_t du) {
@@ -379,7 +418,8 @@ static void chunk_reset(ingest_state *g) {
 static int keys_room(ingest_state *g, size_t n) {
     if (n <= g->capkeys) return 0;
     size_t nc = g->capkeys ? g->capkeys : 256;
-    while (nc < n) nc *= 2;
+    while (nc < n)
+        nc *= 2;
     uint64_t *nk = realloc(g->keys, nc * sizeof *nk);
     if (!nk) return -1;
     g->keys = nk;
@@ -406,9 +446,13 @@ static int seal_read(ingest_state *g, sqlite3_stmt *st, int64_t b, size_t stride
         size_t cnt = (size_t)sqlite3_column_bytes(st, 1) / stride;
         if (*n + cnt > g->capseal) {
             size_t nc = g->capseal ? g->capseal : 4096;
-            while (nc < *n + cnt) nc *= 2;
+            while (nc < *n + cnt)
+                nc *= 2;
             seal_ent *ns = realloc(g->seal, nc * sizeof *ns);
-            if (!ns) { sqlite3_reset(st); return SQLITE_NOMEM; }
+            if (!ns) {
+                sqlite3_reset(st);
+                return SQLITE_NOMEM;
+            }
             g->seal = ns;
             g->capseal = nc;
         }
@@ -441,7 +485,8 @@ static int seal_bucket(traces_store *s, int64_t b) {
     }
     for (int pass = 0; pass < 2; pass++) {
         int sums = pass == 1;
-        if ((rc = seal_read(g, sums ? g->seal_sums : g->seal_tags, b, sums ? SUM_ENT_BYTES : 8, &n))) return rc;
+        if ((rc = seal_read(g, sums ? g->seal_sums : g->seal_tags, b, sums ? SUM_ENT_BYTES : 8, &n)))
+            return rc;
         sqlite3_stmt *ins = sums ? g->ins_sum_post : g->ins_tag_post;
         uint8_t bounds[CHUNK_BUCKET * SUM_BOUNDS * 8];
         for (size_t i = 0; i < n;) {
@@ -451,7 +496,8 @@ static int seal_bucket(traces_store *s, int64_t b) {
                 /* a chunk's keys are distinct; a damaged row could still repeat one: keep one */
                 if (bits & (1ULL << g->seal[j].off)) continue;
                 bits |= 1ULL << g->seal[j].off;
-                for (int x = 0; sums && x < SUM_BOUNDS; x++, nb += 8) put_u64(bounds + nb, (uint64_t)g->seal[j].b[x]);
+                for (int x = 0; sums && x < SUM_BOUNDS; x++, nb += 8)
+                    put_u64(bounds + nb, (uint64_t)g->seal[j].b[x]);
             }
             sqlite3_bind_int64(ins, 1, b);
             sqlite3_bind_int64(ins, 2, (int64_t)g->seal[i].k);
@@ -497,7 +543,8 @@ static int chunk_flush(traces_store *s) {
     uint64_t *tids = g->keys;
     ntr = u64set_sorted(&g->traces, tids);
     uint8_t *tblob = (uint8_t *)(g->keys + ntr); /* 8 bytes per key, after the keys */
-    for (size_t i = 0; i < ntr; i++) put_u64(tblob + 8 * i, tids[i]);
+    for (size_t i = 0; i < ntr; i++)
+        put_u64(tblob + 8 * i, tids[i]);
     sqlite3_stmt *st = g->ins_chunk;
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, g->min_start);
@@ -519,7 +566,8 @@ static int chunk_flush(traces_store *s) {
     uint64_t *tk = g->keys;
     ntag = u64set_sorted(&g->tags, tk);
     uint8_t *kb = (uint8_t *)(g->keys + ntag);
-    for (size_t i = 0; i < ntag; i++) put_u64(kb + 8 * i, tk[i]);
+    for (size_t i = 0; i < ntag; i++)
+        put_u64(kb + 8 * i, tk[i]);
     sqlite3_bind_int64(g->ins_tag, 1, id);
     sqlite3_bind_blob(g->ins_tag, 2, kb, (int)(8 * ntag), SQLITE_STATIC);
     if ((rc = run(g->ins_tag)) != SQLITE_DONE) return rc;
@@ -559,7 +607,8 @@ static int note_operation(traces_store *s, const char *svc, const char *name, in
         for (size_t i = 0; i < g->capops; i++)
             if (g->ops[i].k) {
                 size_t j = g->ops[i].k & (nc - 1);
-                while (no[j].k) j = (j + 1) & (nc - 1);
+                while (no[j].k)
+                    j = (j + 1) & (nc - 1);
                 no[j] = g->ops[i];
             }
         free(g->ops);
@@ -568,7 +617,8 @@ static int note_operation(traces_store *s, const char *svc, const char *name, in
     }
     if (!k) k = 1;
     size_t j = k & (g->capops - 1);
-    while (g->ops[j].k && g->ops[j].k != k) j = (j + 1) & (g->capops - 1);
+    while (g->ops[j].k && g->ops[j].k != k)
+        j = (j + 1) & (g->capops - 1);
     if (g->ops[j].k == k && now_ms - g->ops[j].seen_ms < 3600 * 1000) return 0;
     sqlite3_bind_text(g->ins_op, 1, svc, -1, SQLITE_STATIC);
     sqlite3_bind_text(g->ins_op, 2, name, -1, SQLITE_STATIC);
@@ -608,7 +658,8 @@ static int chunk_add(traces_store *s, const pb_rspans *rs, const pb_sspans *ss, 
         if (!g->out.resource_spans || !c) return SQLITE_NOMEM;
         *c = *rs;
         c->n_scope_spans = 0;
-        c->scope_spans = tr_arena_alloc(g->scratch, (rs->n_scope_spans ? rs->n_scope_spans : 1) * sizeof *c->scope_spans);
+        c->scope_spans =
+            tr_arena_alloc(g->scratch, (rs->n_scope_spans ? rs->n_scope_spans : 1) * sizeof *c->scope_spans);
         if (!c->scope_spans) return SQLITE_NOMEM;
         g->out.resource_spans[g->out.n_resource_spans++] = c;
         g->cur_rs = c;
@@ -698,7 +749,8 @@ static void ingest_forget(traces_store *s) {
 }
 
 static void item_failed(traces_store *s, tq_item *it, int rc) {
-    snprintf(it->msg, sizeof it->msg, "trace store write failed: %s", rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errstr(rc));
+    snprintf(it->msg, sizeof it->msg, "trace store write failed: %s",
+             rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errstr(rc));
     (void)s;
     it->status = TRACES_UNAVAILABLE;
     it->rejected = 0;
@@ -725,7 +777,8 @@ void ingest_batch(traces_store *s, tq_item **items, size_t n) {
         int rc = run(g->begin);
         if (rc != SQLITE_DONE) {
             traces_storage_error(db, rc, "export");
-            for (; i < n; i++) item_failed(s, items[i], rc);
+            for (; i < n; i++)
+                item_failed(s, items[i], rc);
             ingest_forget(s);
             break;
         }
@@ -745,7 +798,10 @@ void ingest_batch(traces_store *s, tq_item **items, size_t n) {
                 /* SQLite rolled the whole transaction back (disk full, I/O error): the
                  * exports before it in this batch are lost too; the rest get a new one */
                 for (size_t j = first; j < i; j++)
-                    if (ok[j]) { ok[j] = 0; item_failed(s, items[j], rc); }
+                    if (ok[j]) {
+                        ok[j] = 0;
+                        item_failed(s, items[j], rc);
+                    }
                 restart = 1;
             } else {
                 run(g->rollback_to);
@@ -759,12 +815,16 @@ void ingest_batch(traces_store *s, tq_item **items, size_t n) {
             traces_storage_error(db, rc, "commit");
             if (!sqlite3_get_autocommit(db)) run(g->rollback);
             for (size_t j = first; j < i; j++)
-                if (ok[j]) { ok[j] = 0; item_failed(s, items[j], rc); }
+                if (ok[j]) {
+                    ok[j] = 0;
+                    item_failed(s, items[j], rc);
+                }
             ingest_forget(s);
         }
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    tr_histogram_observe(s->m.tx_seconds, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    tr_histogram_observe(s->m.tx_seconds,
+                         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     for (i = 0; i < n; i++) {
         if (!ok[i]) continue;
         tq_item *it = items[i];
@@ -778,7 +838,8 @@ void ingest_batch(traces_store *s, tq_item **items, size_t n) {
         it->rejected = c[i].rejected;
         it->msg[0] = 0;
         if (c[i].rejected)
-            snprintf(it->msg, sizeof it->msg, "%llu span(s) rejected: trace_id must be 16 and span_id 8 bytes, not all zero",
+            snprintf(it->msg, sizeof it->msg,
+                     "%llu span(s) rejected: trace_id must be 16 and span_id 8 bytes, not all zero",
                      (unsigned long long)c[i].rejected);
     }
 }
@@ -793,7 +854,10 @@ static int64_t delete_chunk(traces_store *s, int64_t id) {
     sqlite3_stmt *st = g->sel_chunk;
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) { sqlite3_reset(st); return rc == SQLITE_DONE ? 0 : -1; }
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? 0 : -1;
+    }
     int64_t nspans = sqlite3_column_int64(st, 0);
     const uint8_t *p = sqlite3_column_blob(st, 1);
     size_t n = (size_t)sqlite3_column_bytes(st, 1) / 8;
@@ -886,7 +950,8 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
         for (int i = 0; i < n; i++) {
             int64_t b = ids[i] >> BUCKET_BITS;
             int seen = 0;
-            for (int j = 0; j < i && !seen; j++) seen = ids[j] >> BUCKET_BITS == b;
+            for (int j = 0; j < i && !seen; j++)
+                seen = ids[j] >> BUCKET_BITS == b;
             if (!seen && drop_bucket_if_empty(s, b) != SQLITE_DONE) {
                 traces_storage_error(db, sqlite3_errcode(db), "retention");
                 run(g->rollback);
@@ -914,13 +979,14 @@ int retention_step(traces_store *s, int64_t now_ms, int64_t *deleted) {
         snprintf(sql, sizeof sql, "PRAGMA incremental_vacuum(%d)", VACUUM_STEP_PAGES);
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-            while (sqlite3_step(st) == SQLITE_ROW) {}
+            while (sqlite3_step(st) == SQLITE_ROW) {
+            }
             sqlite3_finalize(st);
         }
         if (freel > VACUUM_STEP_PAGES) return 1;
     }
-    if (s->cfg.retention_bytes > 0 &&
-        (traces_wal_bytes(s) > traces_wal_budget(s->cfg.retention_bytes) || traces_disk_bytes(s) > s->cfg.retention_bytes)) {
+    if (s->cfg.retention_bytes > 0 && (traces_wal_bytes(s) > traces_wal_budget(s->cfg.retention_bytes) ||
+                                       traces_disk_bytes(s) > s->cfg.retention_bytes)) {
         /* the WAL outgrew its budget (a long read kept the automatic checkpoints from
          * resetting it, or a large batch), or the file still has the length it had before
          * the pages freed above (it shrinks at a checkpoint): copy back and truncate now */

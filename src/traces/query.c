@@ -25,16 +25,30 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size
 
 int reader_prepare(traces_reader *r, char *err, size_t errlen) {
     r->dctx = ZSTD_createDCtx();
-    if (!r->dctx) { snprintf(err, errlen, "out of memory"); return -1; }
+    if (!r->dctx) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     return prep(r->db, "SELECT data,rawlen,nspans,crc FROM chunk WHERE id=?", &r->st_chunk, err, errlen) ||
-                   prep(r->db, "SELECT chunk FROM trace_post WHERE b=?1 AND tid=?2", &r->st_trace, err, errlen) ||
-                   prep(r->db, "SELECT chunk,tids FROM trace_idx WHERE chunk BETWEEN ?1 AND ?2", &r->st_trace_fwd, err, errlen) ||
-                   prep(r->db, "SELECT bits,bounds FROM sum_post WHERE b=?1 AND k=?2", &r->st_sum_post, err, errlen) ||
-                   prep(r->db, "SELECT bits FROM tag_post WHERE b=?1 AND h=?2", &r->st_tag_post, err, errlen) ||
-                   prep(r->db, "SELECT chunk,ents FROM sum_idx WHERE chunk BETWEEN ?1 AND ?2", &r->st_sum_fwd, err, errlen) ||
-                   prep(r->db, "SELECT chunk,keys FROM tag_idx WHERE chunk BETWEEN ?1 AND ?2", &r->st_tag_fwd, err, errlen) ||
-                   prep(r->db, "SELECT id,min_start,max_start,min_dur,max_dur FROM chunk WHERE id BETWEEN ?1 AND ?2", &r->st_all, err, errlen) ||
-                   prep(r->db, "SELECT (SELECT min(id) FROM chunk), (SELECT max(id) FROM chunk), (SELECT v FROM meta WHERE k='open_bucket')", &r->st_range, err, errlen) ||
+                   prep(r->db, "SELECT chunk FROM trace_post WHERE b=?1 AND tid=?2", &r->st_trace, err,
+                        errlen) ||
+                   prep(r->db, "SELECT chunk,tids FROM trace_idx WHERE chunk BETWEEN ?1 AND ?2",
+                        &r->st_trace_fwd, err, errlen) ||
+                   prep(r->db, "SELECT bits,bounds FROM sum_post WHERE b=?1 AND k=?2", &r->st_sum_post, err,
+                        errlen) ||
+                   prep(r->db, "SELECT bits FROM tag_post WHERE b=?1 AND h=?2", &r->st_tag_post, err,
+                        errlen) ||
+                   prep(r->db, "SELECT chunk,ents FROM sum_idx WHERE chunk BETWEEN ?1 AND ?2", &r->st_sum_fwd,
+                        err, errlen) ||
+                   prep(r->db, "SELECT chunk,keys FROM tag_idx WHERE chunk BETWEEN ?1 AND ?2", &r->st_tag_fwd,
+                        err, errlen) ||
+                   prep(r->db,
+                        "SELECT id,min_start,max_start,min_dur,max_dur FROM chunk WHERE id BETWEEN ?1 AND ?2",
+                        &r->st_all, err, errlen) ||
+                   prep(r->db,
+                        "SELECT (SELECT min(id) FROM chunk), (SELECT max(id) FROM chunk), (SELECT v FROM "
+                        "meta WHERE k='open_bucket')",
+                        &r->st_range, err, errlen) ||
                    prep(r->db, "BEGIN", &r->st_begin, err, errlen) ||
                    prep(r->db, "COMMIT", &r->st_end, err, errlen)
                ? -1
@@ -42,9 +56,11 @@ int reader_prepare(traces_reader *r, char *err, size_t errlen) {
 }
 
 void reader_finalize(traces_reader *r) {
-    sqlite3_stmt *all[] = {r->st_chunk, r->st_trace, r->st_trace_fwd, r->st_sum_post, r->st_tag_post, r->st_sum_fwd,
-                           r->st_tag_fwd, r->st_all, r->st_range, r->st_begin, r->st_end};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
+    sqlite3_stmt *all[] = {r->st_chunk,    r->st_trace,   r->st_trace_fwd, r->st_sum_post,
+                           r->st_tag_post, r->st_sum_fwd, r->st_tag_fwd,   r->st_all,
+                           r->st_range,    r->st_begin,   r->st_end};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(all[i]);
     ZSTD_freeDCtx(r->dctx);
 }
 
@@ -69,8 +85,11 @@ static void db_err(traces_reader *r, char *err, size_t errlen) {
  * Rows written before schema 3 have no CRC. */
 static int operation_row_ok(sqlite3_stmt *st) {
     if (sqlite3_column_type(st, 3) == SQLITE_NULL) return 1;
-    const char *svc = (const char *)sqlite3_column_text(st, 0), *name = (const char *)sqlite3_column_text(st, 1);
-    if (svc && name && operation_crc(svc, name, sqlite3_column_int(st, 2)) == (uint32_t)sqlite3_column_int64(st, 3)) return 1;
+    const char *svc = (const char *)sqlite3_column_text(st, 0),
+               *name = (const char *)sqlite3_column_text(st, 1);
+    if (svc && name &&
+        operation_crc(svc, name, sqlite3_column_int(st, 2)) == (uint32_t)sqlite3_column_int64(st, 3))
+        return 1;
     tr_storage_error("traces", "corrupt");
     char q1[200], q2[200];
     TR_ERROR_LIMITED("operation", "trace store: an operation row fails its checksum; left out of the lists",
@@ -80,14 +99,16 @@ static int operation_row_ok(sqlite3_stmt *st) {
 }
 
 void traces_strings_free(traces_strings *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
     free(l->v);
     l->v = NULL;
     l->n = 0;
 }
 
 void traces_operations_free(traces_operations *o) {
-    for (size_t i = 0; i < o->n; i++) free(o->v[i].name);
+    for (size_t i = 0; i < o->n; i++)
+        free(o->v[i].name);
     free(o->v);
     o->v = NULL;
     o->n = 0;
@@ -106,7 +127,8 @@ void traces_dependencies_free(traces_dependencies *d) {
 int traces_services(traces_reader *r, traces_strings *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db, "SELECT service, name, kind, crc FROM operation ORDER BY service", -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(r->db, "SELECT service, name, kind, crc FROM operation ORDER BY service", -1, &st,
+                           NULL) != SQLITE_OK) {
         db_err(r, err, errlen);
         return -1;
     }
@@ -119,11 +141,17 @@ int traces_services(traces_reader *r, traces_strings *out, char *err, size_t err
         if (out->n == cap) {
             cap = cap ? cap * 2 : 16;
             char **nv = realloc(out->v, cap * sizeof *nv);
-            if (!nv) { rc = SQLITE_NOMEM; break; }
+            if (!nv) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
             out->v = nv;
         }
         out->v[out->n] = strdup(svc);
-        if (!out->v[out->n]) { rc = SQLITE_NOMEM; break; }
+        if (!out->v[out->n]) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
         out->n++;
     }
     sqlite3_finalize(st);
@@ -135,11 +163,12 @@ int traces_services(traces_reader *r, traces_strings *out, char *err, size_t err
     return 0;
 }
 
-int traces_operations_list(traces_reader *r, const char *service, int kind, traces_operations *out,
-                           char *err, size_t errlen) {
+int traces_operations_list(traces_reader *r, const char *service, int kind, traces_operations *out, char *err,
+                           size_t errlen) {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    const char *sql = "SELECT service,name,kind,crc FROM operation WHERE (?1 IS NULL OR service=?1) AND (?2 < 0 OR kind=?2) ORDER BY name,kind";
+    const char *sql = "SELECT service,name,kind,crc FROM operation WHERE (?1 IS NULL OR service=?1) AND (?2 "
+                      "< 0 OR kind=?2) ORDER BY name,kind";
     if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) {
         db_err(r, err, errlen);
         return -1;
@@ -153,12 +182,18 @@ int traces_operations_list(traces_reader *r, const char *service, int kind, trac
         if (out->n == cap) {
             cap = cap ? cap * 2 : 16;
             traces_operation *nv = realloc(out->v, cap * sizeof *nv);
-            if (!nv) { rc = SQLITE_NOMEM; break; }
+            if (!nv) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
             out->v = nv;
         }
         out->v[out->n].name = strdup((const char *)sqlite3_column_text(st, 1));
         out->v[out->n].kind = sqlite3_column_int(st, 2);
-        if (!out->v[out->n].name) { rc = SQLITE_NOMEM; break; }
+        if (!out->v[out->n].name) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
         out->n++;
     }
     sqlite3_finalize(st);
@@ -201,7 +236,8 @@ const traces_trace *traces_result_trace(const traces_result *res, size_t i) { re
 
 void traces_result_free(traces_result *res) {
     if (!res) return;
-    for (size_t i = 0; i < res->nchunk_arenas; i++) tr_arena_free(res->chunk_arenas[i]);
+    for (size_t i = 0; i < res->nchunk_arenas; i++)
+        tr_arena_free(res->chunk_arenas[i]);
     free(res->chunk_arenas);
     tr_arena_free(res->arena);
     free(res);
@@ -211,7 +247,10 @@ static traces_result *result_new(void) {
     traces_result *res = calloc(1, sizeof *res);
     if (!res) return NULL;
     res->arena = tr_arena_new(0);
-    if (!res->arena) { free(res); return NULL; }
+    if (!res->arena) {
+        free(res);
+        return NULL;
+    }
     return res;
 }
 
@@ -261,7 +300,10 @@ static chunk_view *keep_chunk(qctx *q, int64_t id, int *dberr) {
     tr_arena *a = tr_arena_new(0);
     if (!a) return NULL;
     chunk_view *v = load_chunk(q->r, id, a, dberr);
-    if (!v) { tr_arena_free(a); return NULL; }
+    if (!v) {
+        tr_arena_free(a);
+        return NULL;
+    }
     q->chunks[q->nchunks++] = (kept_chunk){id, a, v};
     return v;
 }
@@ -272,7 +314,10 @@ static int adopt_chunk(qctx *q, int64_t id, tr_arena *a, chunk_view *v) {
     if (q->nchunks == q->capchunks) {
         size_t nc = q->capchunks ? q->capchunks * 2 : 16;
         kept_chunk *n = realloc(q->chunks, nc * sizeof *n);
-        if (!n) { tr_arena_free(a); return -1; }
+        if (!n) {
+            tr_arena_free(a);
+            return -1;
+        }
         q->chunks = n;
         q->capchunks = nc;
     }
@@ -281,7 +326,8 @@ static int adopt_chunk(qctx *q, int64_t id, tr_arena *a, chunk_view *v) {
 }
 
 static void qctx_fini(qctx *q) {
-    for (size_t i = 0; i < q->nchunks; i++) tr_arena_free(q->chunks[i].arena);
+    for (size_t i = 0; i < q->nchunks; i++)
+        tr_arena_free(q->chunks[i].arena);
     free(q->chunks);
 }
 
@@ -362,7 +408,8 @@ static int find_trace_chunks(qctx *q, want *w, size_t n) {
         for (int64_t b = top; b >= q->lo_id >> TRACE_BUCKET_BITS; b--) {
             sqlite3_bind_int64(r->st_trace, 1, b);
             sqlite3_bind_int64(r->st_trace, 2, key_trace(w[i].id));
-            while ((rc = sqlite3_step(r->st_trace)) == SQLITE_ROW) want_add(&w[i], sqlite3_column_int64(r->st_trace, 0));
+            while ((rc = sqlite3_step(r->st_trace)) == SQLITE_ROW)
+                want_add(&w[i], sqlite3_column_int64(r->st_trace, 0));
             sqlite3_reset(r->st_trace);
             if (rc != SQLITE_DONE) return -1;
         }
@@ -376,7 +423,8 @@ static int fetch_traces(qctx *q, const uint8_t (*ids)[16], size_t n) {
     if (!n) return 0;
     want *w = calloc(n, sizeof *w);
     if (!w) return -1;
-    for (size_t i = 0; i < n; i++) w[i].id = ids[i];
+    for (size_t i = 0; i < n; i++)
+        w[i].id = ids[i];
     int ret = -1;
     if (find_trace_chunks(q, w, n)) goto out;
     traces_result *res = q->res;
@@ -406,7 +454,8 @@ static int fetch_traces(qctx *q, const uint8_t (*ids)[16], size_t n) {
                 if (chunk_peek(v, i, &pk) || pk.tid_len != 16 || memcmp(pk.tid, wt->id, 16) != 0) continue;
                 const traces_pb_span *sp = chunk_span(v, i);
                 if (!sp) continue;
-                if (add_span(res, t, &cap, (traces_span){sp, chunk_resource(v, i), chunk_scope(v, i)})) goto out;
+                if (add_span(res, t, &cap, (traces_span){sp, chunk_resource(v, i), chunk_scope(v, i)}))
+                    goto out;
             }
         }
         if (t->n) res->n++;
@@ -441,26 +490,35 @@ static int64_t elapsed_start(struct timespec *t0) {
 static void observe(traces_reader *r, const struct timespec *t0) {
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    tr_histogram_observe(r->s->m.search_seconds, (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9);
+    tr_histogram_observe(r->s->m.search_seconds,
+                         (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9);
 }
 
-int traces_get(traces_reader *r, const uint8_t (*ids)[16], size_t n, traces_result **out, char *err, size_t errlen) {
+int traces_get(traces_reader *r, const uint8_t (*ids)[16], size_t n, traces_result **out, char *err,
+               size_t errlen) {
     struct timespec t0;
     elapsed_start(&t0);
     *out = NULL;
     qctx q = {.r = r, .res = result_new()};
-    uint8_t (*uniq)[16] = NULL;
+    uint8_t(*uniq)[16] = NULL;
     size_t nu = 0;
-    if (!q.res) { snprintf(err, errlen, "out of memory"); return -1; }
+    if (!q.res) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     if (snapshot_begin(&q)) {
         db_err(r, err, errlen);
         goto fail;
     }
     uniq = malloc((n ? n : 1) * sizeof *uniq);
-    if (!uniq) { snprintf(err, errlen, "out of memory"); goto fail; }
+    if (!uniq) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     for (size_t i = 0; i < n; i++) {
         int dup = 0;
-        for (size_t j = 0; j < nu && !dup; j++) dup = memcmp(ids[i], uniq[j], 16) == 0;
+        for (size_t j = 0; j < nu && !dup; j++)
+            dup = memcmp(ids[i], uniq[j], 16) == 0;
         if (!dup) memcpy(uniq[nu++], ids[i], 16);
     }
     if (fetch_traces(&q, (const uint8_t(*)[16])uniq, nu) < 0) {
@@ -470,7 +528,10 @@ int traces_get(traces_reader *r, const uint8_t (*ids)[16], size_t n, traces_resu
     free(uniq);
     uniq = NULL;
     snapshot_end(&q);
-    if (result_adopt(&q)) { snprintf(err, errlen, "out of memory"); goto fail; }
+    if (result_adopt(&q)) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     qctx_fini(&q);
     *out = q.res;
     observe(r, &t0);
@@ -509,8 +570,8 @@ static int tag_match(void *ctx, const char *k, const char *v, size_t vlen) {
  * unset; any case), `span.kind` (a kind name in any case, anything else: unspecified),
  * `scope.name`, `scope.version`, and `resource.<key>` (that resource attribute only). */
 typedef struct special_tags {
-    int status;  /* -1: no condition, else the OTLP status code wanted */
-    int kind;    /* -1: no condition, else the OTLP span kind wanted */
+    int status; /* -1: no condition, else the OTLP status code wanted */
+    int kind;   /* -1: no condition, else the OTLP span kind wanted */
     const char *scope_name, *scope_version;
     const char **res_keys, **res_values;
     size_t nres;
@@ -551,15 +612,17 @@ static int specials_match(const special_tags *st, chunk_view *v, size_t i, const
     return 1;
 }
 
-/* Whether span i of a chunk meets every criterion of q: the checks that need no unpacking first, then a byte-level
- * test that rules out most spans without a wanted tag, then the exact tag check on the
- * unpacked span. Returns 1 (match, *start set), 0, or -1 (out of memory). */
-static int span_matches_view(const traces_query *q, const special_tags *sx, chunk_view *v, size_t i, unsigned char *hit,
-                             int64_t *start) {
+/* Whether span i of a chunk meets every criterion of q: the checks that need no unpacking first, then a
+ * byte-level test that rules out most spans without a wanted tag, then the exact tag check on the unpacked
+ * span. Returns 1 (match, *start set), 0, or -1 (out of memory). */
+static int span_matches_view(const traces_query *q, const special_tags *sx, chunk_view *v, size_t i,
+                             unsigned char *hit, int64_t *start) {
     span_peek pk;
     if (chunk_peek(v, i, &pk) || pk.tid_len != 16) return 0;
     if (q->service && strcmp(q->service, chunk_service(v, i)) != 0) return 0;
-    if (q->operation && (strlen(q->operation) != pk.name_len || memcmp(q->operation, pk.name, pk.name_len) != 0)) return 0;
+    if (q->operation &&
+        (strlen(q->operation) != pk.name_len || memcmp(q->operation, pk.name, pk.name_len) != 0))
+        return 0;
     int64_t st = pk.start > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)pk.start;
     if (st < q->start_ns || st > q->end_ns) return 0;
     int64_t du = pk.end > pk.start ? (int64_t)(pk.end - pk.start) : 0;
@@ -628,7 +691,8 @@ static int bucket_lookup(qctx *qc, int64_t b, const uint64_t *tagk, size_t ntags
                     size_t e = 0;
                     for (int off = 0; off < CHUNK_BUCKET; off++) {
                         if (!(bits >> off & 1)) continue;
-                        for (int x = 0; x < SUM_BOUNDS; x++) c->bounds[off][x] = (int64_t)get_u64(p + (e * SUM_BOUNDS + x) * 8);
+                        for (int x = 0; x < SUM_BOUNDS; x++)
+                            c->bounds[off][x] = (int64_t)get_u64(p + (e * SUM_BOUNDS + x) * 8);
                         e++;
                     }
                     c->bounded = bits;
@@ -650,7 +714,8 @@ static int bucket_lookup(qctx *qc, int64_t b, const uint64_t *tagk, size_t ntags
                 const uint8_t *p = sqlite3_column_blob(r->st_tag_fwd, 1);
                 size_t n = (size_t)sqlite3_column_bytes(r->st_tag_fwd, 1) / 8;
                 size_t i = 0;
-                while (i < ntags && p && blob_find(p, n, 8, tagk[i]) >= 0) i++;
+                while (i < ntags && p && blob_find(p, n, 8, tagk[i]) >= 0)
+                    i++;
                 if (i == ntags) got |= 1ULL << off;
             }
             sqlite3_reset(r->st_tag_fwd);
@@ -668,7 +733,8 @@ static int bucket_lookup(qctx *qc, int64_t b, const uint64_t *tagk, size_t ntags
                 long e = p ? blob_find(p, n, SUM_ENT_BYTES, sumk) : -1;
                 if (e < 0) continue;
                 got |= 1ULL << off;
-                for (int x = 0; x < SUM_BOUNDS; x++) c->bounds[off][x] = (int64_t)get_u64(p + (size_t)e * SUM_ENT_BYTES + 8 * (x + 1));
+                for (int x = 0; x < SUM_BOUNDS; x++)
+                    c->bounds[off][x] = (int64_t)get_u64(p + (size_t)e * SUM_ENT_BYTES + 8 * (x + 1));
             }
             sqlite3_reset(r->st_sum_fwd);
             if (rc != SQLITE_DONE) return -1;
@@ -684,7 +750,8 @@ static int bucket_lookup(qctx *qc, int64_t b, const uint64_t *tagk, size_t ntags
         while ((rc = sqlite3_step(r->st_all)) == SQLITE_ROW) {
             int off = (int)(sqlite3_column_int64(r->st_all, 0) & (CHUNK_BUCKET - 1));
             got |= 1ULL << off;
-            for (int x = 0; x < SUM_BOUNDS; x++) c->bounds[off][x] = sqlite3_column_int64(r->st_all, x + 1);
+            for (int x = 0; x < SUM_BOUNDS; x++)
+                c->bounds[off][x] = sqlite3_column_int64(r->st_all, x + 1);
         }
         sqlite3_reset(r->st_all);
         if (rc != SQLITE_DONE) return -1;
@@ -705,7 +772,8 @@ static int upper_eq(const char *a, const char *b) { return strcasecmp(a, b) == 0
  * special condition that implies it (so sealed buckets are still pruned by the index). */
 static size_t split_tags(const traces_query *in, traces_query *out, special_tags *st, const char **keys,
                          const char **values, const char **idx_k, const char **idx_v) {
-    static const char *const kinds[] = {"unspecified", "internal", "server", "client", "producer", "consumer"};
+    static const char *const kinds[] = {"unspecified", "internal", "server",
+                                        "client",      "producer", "consumer"};
     size_t n = 0, nidx = 0;
     *out = *in;
     memset(st, 0, sizeof *st);
@@ -742,8 +810,10 @@ static size_t split_tags(const traces_query *in, traces_query *out, special_tags
     if (st->status == 2) idx_k[nidx] = "otel.status_code", idx_v[nidx++] = "ERROR";
     if (st->kind > 0) idx_k[nidx] = "span.kind", idx_v[nidx++] = kinds[st->kind];
     if (st->scope_name && *st->scope_name) idx_k[nidx] = "otel.scope.name", idx_v[nidx++] = st->scope_name;
-    if (st->scope_version && *st->scope_version) idx_k[nidx] = "otel.scope.version", idx_v[nidx++] = st->scope_version;
-    for (size_t i = 0; i < st->nres; i++) idx_k[nidx] = st->res_keys[i], idx_v[nidx++] = st->res_values[i];
+    if (st->scope_version && *st->scope_version)
+        idx_k[nidx] = "otel.scope.version", idx_v[nidx++] = st->scope_version;
+    for (size_t i = 0; i < st->nres; i++)
+        idx_k[nidx] = st->res_keys[i], idx_v[nidx++] = st->res_values[i];
     out->tag_keys = keys;
     out->tag_values = values;
     out->ntags = n;
@@ -785,21 +855,30 @@ static int search_run(traces_reader *r, const traces_query *q, const special_tag
     u64set seen = {0};
     bucket_cands *bc = NULL;
     int ok = 0;
-    if (!qc.res) { snprintf(err, errlen, "out of memory"); return -1; }
+    if (!qc.res) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     size_t limit = q->limit > 0 ? (size_t)q->limit : 100;
     tagk = calloc(q->ntags + nidx + 1, sizeof *tagk);
     hit = calloc(q->ntags + 1, 1);
     bc = malloc(sizeof *bc);
-    if (!tagk || !hit || !bc) { snprintf(err, errlen, "out of memory"); goto done; }
-    for (size_t i = 0; i < q->ntags; i++) tagk[i] = key_tag(q->tag_keys[i], q->tag_values[i], strlen(q->tag_values[i]));
-    for (size_t i = 0; i < nidx; i++) tagk[q->ntags + i] = key_tag(idx_k[i], idx_v[i], strlen(idx_v[i]));
+    if (!tagk || !hit || !bc) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < q->ntags; i++)
+        tagk[i] = key_tag(q->tag_keys[i], q->tag_values[i], strlen(q->tag_values[i]));
+    for (size_t i = 0; i < nidx; i++)
+        tagk[q->ntags + i] = key_tag(idx_k[i], idx_v[i], strlen(idx_v[i]));
     /* the summary key: operation within service, else service, else none (every chunk) */
     int have_sum = q->service != NULL;
     uint64_t sumk = 0;
     if (q->service) sumk = q->operation ? key_operation(q->service, q->operation) : key_service(q->service);
     if (snapshot_begin(&qc)) goto dberr;
 
-    for (int64_t b = qc.hi_id >> BUCKET_BITS; qc.hi_id >= qc.lo_id && b >= qc.lo_id >> BUCKET_BITS && nfl < limit; b--) {
+    for (int64_t b = qc.hi_id >> BUCKET_BITS;
+         qc.hi_id >= qc.lo_id && b >= qc.lo_id >> BUCKET_BITS && nfl < limit; b--) {
         if (bucket_lookup(&qc, b, tagk, q->ntags + nidx, have_sum, sumk, bc)) goto dberr;
         for (int off = CHUNK_BUCKET - 1; off >= 0 && nfl < limit; off--) {
             if (!(bc->bits >> off & 1)) continue;
@@ -812,19 +891,33 @@ static int search_run(traces_reader *r, const traces_query *q, const special_tag
             int64_t chunk = b * CHUNK_BUCKET + off;
             /* a candidate: open it and check every span (unpacking only those that need it) */
             tr_arena *a = tr_arena_new(0);
-            if (!a) { snprintf(err, errlen, "out of memory"); goto done; }
+            if (!a) {
+                snprintf(err, errlen, "out of memory");
+                goto done;
+            }
             int dbe = 0;
             chunk_view *v = load_chunk(r, chunk, a, &dbe);
-            if (dbe) { tr_arena_free(a); goto dberr; }
+            if (dbe) {
+                tr_arena_free(a);
+                goto dberr;
+            }
             size_t ncf = 0;
             for (size_t i = 0; v && i < chunk_nspans(v); i++) {
                 int m = span_matches_view(q, &st, v, i, hit, &cf_start);
-                if (m < 0) { tr_arena_free(a); snprintf(err, errlen, "out of memory"); goto done; }
+                if (m < 0) {
+                    tr_arena_free(a);
+                    snprintf(err, errlen, "out of memory");
+                    goto done;
+                }
                 if (!m) continue;
                 if (ncf == capcf) {
                     size_t nc = capcf ? capcf * 2 : 64;
                     found *n = realloc(cf, nc * sizeof *n);
-                    if (!n) { tr_arena_free(a); snprintf(err, errlen, "out of memory"); goto done; }
+                    if (!n) {
+                        tr_arena_free(a);
+                        snprintf(err, errlen, "out of memory");
+                        goto done;
+                    }
                     cf = n;
                     capcf = nc;
                 }
@@ -842,7 +935,11 @@ static int search_run(traces_reader *r, const traces_query *q, const special_tag
                 if (nfl == capfl) {
                     size_t nc = capfl ? capfl * 2 : 32;
                     found *n = realloc(fl, nc * sizeof *n);
-                    if (!n) { tr_arena_free(a); snprintf(err, errlen, "out of memory"); goto done; }
+                    if (!n) {
+                        tr_arena_free(a);
+                        snprintf(err, errlen, "out of memory");
+                        goto done;
+                    }
                     fl = n;
                     capfl = nc;
                 }
@@ -851,22 +948,32 @@ static int search_run(traces_reader *r, const traces_query *q, const special_tag
             }
             /* a chunk that gave results is kept: fetching the whole traces will need it again */
             if (added && v) {
-                if (adopt_chunk(&qc, chunk, a, v)) { snprintf(err, errlen, "out of memory"); goto done; }
+                if (adopt_chunk(&qc, chunk, a, v)) {
+                    snprintf(err, errlen, "out of memory");
+                    goto done;
+                }
             } else {
                 tr_arena_free(a);
             }
         }
     }
     if (nfl) {
-        uint8_t (*ids)[16] = malloc(nfl * sizeof *ids);
-        if (!ids) { snprintf(err, errlen, "out of memory"); goto done; }
-        for (size_t i = 0; i < nfl; i++) memcpy(ids[i], fl[i].id, 16);
+        uint8_t(*ids)[16] = malloc(nfl * sizeof *ids);
+        if (!ids) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < nfl; i++)
+            memcpy(ids[i], fl[i].id, 16);
         int frc = fetch_traces(&qc, (const uint8_t(*)[16])ids, nfl);
         free(ids);
         if (frc < 0) goto dberr;
     }
     snapshot_end(&qc);
-    if (result_adopt(&qc)) { snprintf(err, errlen, "out of memory"); goto done; }
+    if (result_adopt(&qc)) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
     ok = 1;
     goto done;
 dberr:
@@ -931,11 +1038,16 @@ static int smap_put(span_map *m, uint64_t k, uint32_t v) {
         size_t nc = m->cap ? m->cap * 2 : 4096;
         uint64_t *nk = calloc(nc, sizeof *nk);
         uint32_t *nv = calloc(nc, sizeof *nv);
-        if (!nk || !nv) { free(nk); free(nv); return -1; }
+        if (!nk || !nv) {
+            free(nk);
+            free(nv);
+            return -1;
+        }
         for (size_t i = 0; i < m->cap; i++)
             if (m->k[i]) {
                 size_t j = m->k[i] & (nc - 1);
-                while (nk[j]) j = (j + 1) & (nc - 1);
+                while (nk[j])
+                    j = (j + 1) & (nc - 1);
                 nk[j] = m->k[i];
                 nv[j] = m->v[i];
             }
@@ -946,7 +1058,8 @@ static int smap_put(span_map *m, uint64_t k, uint32_t v) {
         m->cap = nc;
     }
     size_t j = k & (m->cap - 1);
-    while (m->k[j] && m->k[j] != k) j = (j + 1) & (m->cap - 1);
+    while (m->k[j] && m->k[j] != k)
+        j = (j + 1) & (m->cap - 1);
     if (!m->k[j]) m->n++;
     m->k[j] = k;
     m->v[j] = v;
@@ -958,7 +1071,10 @@ static int smap_get(const span_map *m, uint64_t k, uint32_t *v) {
     if (!m->cap) return 0;
     size_t j = k & (m->cap - 1);
     while (m->k[j]) {
-        if (m->k[j] == k) { *v = m->v[j]; return 1; }
+        if (m->k[j] == k) {
+            *v = m->v[j];
+            return 1;
+        }
         j = (j + 1) & (m->cap - 1);
     }
     return 0;
@@ -979,7 +1095,9 @@ int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns, t
     size_t nedges = 0, capedges = 0;
     uint64_t *counts = NULL;
     int ok = 0;
-    if (sqlite3_prepare_v2(r->db, "SELECT id FROM chunk WHERE max_start >= ?1 AND min_start <= ?2 ORDER BY id DESC LIMIT ?3", -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            r->db, "SELECT id FROM chunk WHERE max_start >= ?1 AND min_start <= ?2 ORDER BY id DESC LIMIT ?3",
+            -1, &st, NULL) != SQLITE_OK) {
         db_err(r, err, errlen);
         return -1;
     }
@@ -998,26 +1116,42 @@ int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns, t
         }
         ids[nids++] = sqlite3_column_int64(st, 0);
     }
-    if (rc != SQLITE_DONE) { db_err(r, err, errlen); goto out; }
+    if (rc != SQLITE_DONE) {
+        db_err(r, err, errlen);
+        goto out;
+    }
     for (size_t c = 0; c < nids; c++) {
         tr_arena *a = tr_arena_new(0);
         if (!a) goto oom;
         int dbe = 0;
         chunk_view *v = load_chunk(r, ids[c], a, &dbe);
-        if (dbe) { tr_arena_free(a); db_err(r, err, errlen); goto out; }
+        if (dbe) {
+            tr_arena_free(a);
+            db_err(r, err, errlen);
+            goto out;
+        }
         for (size_t i = 0; v && i < chunk_nspans(v); i++) {
             span_peek pk;
             if (chunk_peek(v, i, &pk)) continue;
             int64_t t = (int64_t)pk.start;
             if (t < from_ns || t > to_ns || pk.tid_len != 16 || pk.sid_len != 8) continue;
             int si = svc_index(&svcs, chunk_service(v, i));
-            if (si < 0) { tr_arena_free(a); goto oom; }
-            if (smap_put(&map, span_key(pk.tid, pk.sid), (uint32_t)si)) { tr_arena_free(a); goto oom; }
+            if (si < 0) {
+                tr_arena_free(a);
+                goto oom;
+            }
+            if (smap_put(&map, span_key(pk.tid, pk.sid), (uint32_t)si)) {
+                tr_arena_free(a);
+                goto oom;
+            }
             if (pk.parent_len == 8) {
                 if (nedges == capedges) {
                     capedges = capedges ? capedges * 2 : 1024;
                     dep_edge *n = realloc(edges, capedges * sizeof *n);
-                    if (!n) { tr_arena_free(a); goto oom; }
+                    if (!n) {
+                        tr_arena_free(a);
+                        goto oom;
+                    }
                     edges = n;
                 }
                 edges[nedges++] = (dep_edge){span_key(pk.tid, pk.parent), (uint32_t)si};
@@ -1050,7 +1184,8 @@ oom:
     snprintf(err, errlen, "out of memory");
 out:
     sqlite3_finalize(st);
-    for (size_t i = 0; i < svcs.n; i++) free(svcs.names[i]);
+    for (size_t i = 0; i < svcs.n; i++)
+        free(svcs.names[i]);
     free(svcs.names);
     free(map.k);
     free(map.v);

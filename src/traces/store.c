@@ -23,7 +23,8 @@ int traces_exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
 
 int traces_db_open(const char *path, int readonly, sqlite3 **out, char *err, size_t errlen) {
     sqlite3 *db = NULL;
-    int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
+    int flags =
+        (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
@@ -34,12 +35,16 @@ int traces_db_open(const char *path, int readonly, sqlite3 **out, char *err, siz
      * stays small: it touches only the right edges of the B-trees, and the cost of each commit
      * grew with its cache (a 64 MiB one was ~10% of ingest CPU in SQLite's page-cache
      * truncation at commit, measured with perf) */
-    if (traces_exec(db, readonly ? "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456"
-                                 : "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY",
+    if (traces_exec(db,
+                    readonly
+                        ? "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456"
+                        : "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY",
                     err, errlen)) {
         int code = sqlite3_errcode(db);
         if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
-            snprintf(err, errlen, "%s is not a usable trace database (%s): it is damaged or not an SQLite file; move it away to start afresh",
+            snprintf(err, errlen,
+                     "%s is not a usable trace database (%s): it is damaged or not an SQLite file; move it "
+                     "away to start afresh",
                      path, sqlite3_errstr(code));
         sqlite3_close(db);
         return -1;
@@ -65,7 +70,8 @@ static const char *const schema_index_v2 =
     "CREATE TABLE sum_idx(chunk INTEGER PRIMARY KEY, ents BLOB NOT NULL);"
     "CREATE TABLE tag_post(b INTEGER NOT NULL, h INTEGER NOT NULL, bits INTEGER NOT NULL,"
     " PRIMARY KEY(b, h)) WITHOUT ROWID;"
-    "CREATE TABLE sum_post(b INTEGER NOT NULL, k INTEGER NOT NULL, bits INTEGER NOT NULL, bounds BLOB NOT NULL,"
+    "CREATE TABLE sum_post(b INTEGER NOT NULL, k INTEGER NOT NULL, bits INTEGER NOT NULL, bounds BLOB NOT "
+    "NULL,"
     " PRIMARY KEY(b, k)) WITHOUT ROWID;"
     "CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT INTO meta VALUES('open_bucket', 0);";
@@ -77,7 +83,8 @@ static int migrate_trace_lists(sqlite3 *db, char *e, size_t el) {
     size_t n = 0, cap = 0;
     int64_t cur = -1;
     int rc = sqlite3_prepare_v2(db, "SELECT chunk, tid FROM v1_trace_idx ORDER BY chunk, tid", -1, &rd, NULL);
-    if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, "INSERT INTO trace_idx(chunk, tids) VALUES(?,?)", -1, &wr, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db, "INSERT INTO trace_idx(chunk, tids) VALUES(?,?)", -1, &wr, NULL);
     while (rc == SQLITE_OK || rc == SQLITE_ROW) {
         rc = sqlite3_step(rd);
         int row = rc == SQLITE_ROW;
@@ -88,7 +95,10 @@ static int migrate_trace_lists(sqlite3 *db, char *e, size_t el) {
             sqlite3_bind_blob(wr, 2, blob, (int)(8 * n), SQLITE_STATIC);
             int wrc = sqlite3_step(wr);
             sqlite3_reset(wr);
-            if (wrc != SQLITE_DONE) { rc = wrc; break; }
+            if (wrc != SQLITE_DONE) {
+                rc = wrc;
+                break;
+            }
             n = 0;
         }
         if (!row) break;
@@ -96,7 +106,10 @@ static int migrate_trace_lists(sqlite3 *db, char *e, size_t el) {
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
             uint8_t *nb = realloc(blob, 8 * cap);
-            if (!nb) { rc = SQLITE_NOMEM; break; }
+            if (!nb) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
             blob = nb;
         }
         put_u64(blob + 8 * n++, (uint64_t)sqlite3_column_int64(rd, 1));
@@ -130,8 +143,12 @@ static int migrate_1_to_2(sqlite3 *db, char *e, size_t el) {
     if (traces_exec(db, sql, e, el)) return -1;
     /* summaries: rows come in (k, chunk) order, so each (k, bucket) group is contiguous */
     sqlite3_stmt *rd = NULL, *wr = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT k, chunk, min_start, max_start, min_dur, max_dur FROM v1_sum_idx ORDER BY k, chunk", -1, &rd, NULL);
-    if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, "INSERT INTO sum_post(b, k, bits, bounds) VALUES(?,?,?,?)", -1, &wr, NULL);
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT k, chunk, min_start, max_start, min_dur, max_dur FROM v1_sum_idx ORDER BY k, chunk", -1,
+        &rd, NULL);
+    if (rc == SQLITE_OK)
+        rc =
+            sqlite3_prepare_v2(db, "INSERT INTO sum_post(b, k, bits, bounds) VALUES(?,?,?,?)", -1, &wr, NULL);
     uint8_t bounds[CHUNK_BUCKET * SUM_BOUNDS * 8];
     size_t nb = 0;
     uint64_t bits = 0, cur_k = 0;
@@ -152,19 +169,30 @@ static int migrate_1_to_2(sqlite3 *db, char *e, size_t el) {
             if (rc != SQLITE_DONE) break;
             cur_b = -1;
         }
-        if (!row) { more = 0; rc = SQLITE_DONE; break; }
-        if (cur_b < 0) { cur_b = chunk >> BUCKET_BITS; cur_k = k; bits = 0; nb = 0; }
+        if (!row) {
+            more = 0;
+            rc = SQLITE_DONE;
+            break;
+        }
+        if (cur_b < 0) {
+            cur_b = chunk >> BUCKET_BITS;
+            cur_k = k;
+            bits = 0;
+            nb = 0;
+        }
         bits |= 1ULL << (chunk & (CHUNK_BUCKET - 1));
-        for (int i = 0; i < SUM_BOUNDS; i++, nb += 8) put_u64(bounds + nb, (uint64_t)sqlite3_column_int64(rd, 2 + i));
+        for (int i = 0; i < SUM_BOUNDS; i++, nb += 8)
+            put_u64(bounds + nb, (uint64_t)sqlite3_column_int64(rd, 2 + i));
     }
     if (rc != SQLITE_DONE) snprintf(e, el, "%s", sqlite3_errmsg(db));
     sqlite3_finalize(rd);
     sqlite3_finalize(wr);
     if (rc != SQLITE_DONE) return -1;
-    snprintf(sql, sizeof sql,
-             "UPDATE meta SET v = coalesce((SELECT (max(id) >> %d) + 1 FROM chunk), 0) WHERE k = 'open_bucket';"
-             "DROP TABLE v1_trace_idx; DROP TABLE v1_sum_idx; DROP TABLE v1_tag_idx;",
-             BUCKET_BITS);
+    snprintf(
+        sql, sizeof sql,
+        "UPDATE meta SET v = coalesce((SELECT (max(id) >> %d) + 1 FROM chunk), 0) WHERE k = 'open_bucket';"
+        "DROP TABLE v1_trace_idx; DROP TABLE v1_sum_idx; DROP TABLE v1_tag_idx;",
+        BUCKET_BITS);
     return traces_exec(db, sql, e, el);
 }
 
@@ -179,7 +207,9 @@ static const char *const schema_quarantine_v3 =
  * before: chunks are then checked by decoding only, operation rows not at all until they
  * are refreshed) and damaged chunks a quarantine table. */
 static int migrate_2_to_3(sqlite3 *db, char *e, size_t el) {
-    return traces_exec(db, "ALTER TABLE chunk ADD COLUMN crc INTEGER; ALTER TABLE operation ADD COLUMN crc INTEGER", e, el) ||
+    return traces_exec(
+               db, "ALTER TABLE chunk ADD COLUMN crc INTEGER; ALTER TABLE operation ADD COLUMN crc INTEGER",
+               e, el) ||
                    traces_exec(db, schema_quarantine_v3, e, el)
                ? -1
                : 0;
@@ -232,7 +262,8 @@ static int schema_check(sqlite3 *db, const char *path, char *err, size_t errlen)
             return -1;
         }
         char sql[128];
-        snprintf(sql, sizeof sql, "PRAGMA application_id=%d; PRAGMA user_version=%d; COMMIT", TRACES_APP_ID, TRACES_SCHEMA_VERSION);
+        snprintf(sql, sizeof sql, "PRAGMA application_id=%d; PRAGMA user_version=%d; COMMIT", TRACES_APP_ID,
+                 TRACES_SCHEMA_VERSION);
         if (traces_exec(db, sql, e, sizeof e)) {
             snprintf(err, errlen, "cannot create the trace database %s: %s", path, e);
             return -1;
@@ -240,12 +271,16 @@ static int schema_check(sqlite3 *db, const char *path, char *err, size_t errlen)
         return 0;
     }
     if (app != TRACES_APP_ID) {
-        snprintf(err, errlen, "%s is an SQLite database of another program (application_id %lld), not a tricorder trace store; move it away or choose another --data-dir",
+        snprintf(err, errlen,
+                 "%s is an SQLite database of another program (application_id %lld), not a tricorder trace "
+                 "store; move it away or choose another --data-dir",
                  path, (long long)app);
         return -1;
     }
     if (ver > TRACES_SCHEMA_VERSION) {
-        snprintf(err, errlen, "%s has trace schema version %lld, newer than this tricorder understands (%d); run a newer tricorder",
+        snprintf(err, errlen,
+                 "%s has trace schema version %lld, newer than this tricorder understands (%d); run a newer "
+                 "tricorder",
                  path, (long long)ver, TRACES_SCHEMA_VERSION);
         return -1;
     }
@@ -253,9 +288,11 @@ static int schema_check(sqlite3 *db, const char *path, char *err, size_t errlen)
         char e[256], sql[96];
         int64_t to = v == 0 ? TRACES_SCHEMA_VERSION : v + 1;
         snprintf(sql, sizeof sql, "PRAGMA user_version=%lld; COMMIT", (long long)to);
-        if (traces_exec(db, "BEGIN IMMEDIATE", e, sizeof e) || migrations[v](db, e, sizeof e) || traces_exec(db, sql, e, sizeof e)) {
+        if (traces_exec(db, "BEGIN IMMEDIATE", e, sizeof e) || migrations[v](db, e, sizeof e) ||
+            traces_exec(db, sql, e, sizeof e)) {
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            snprintf(err, errlen, "cannot upgrade the trace database %s to schema %lld: %s", path, (long long)to, e);
+            snprintf(err, errlen, "cannot upgrade the trace database %s to schema %lld: %s", path,
+                     (long long)to, e);
             return -1;
         }
         TR_INFO("trace database upgraded", "schema=%lld", (long long)to);
@@ -272,7 +309,9 @@ static int schema_check(sqlite3 *db, const char *path, char *err, size_t errlen)
     return 0;
 bad:
     if (rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT)
-        snprintf(err, errlen, "%s is not a usable trace database (%s): it is damaged or not an SQLite file; move it away to start afresh",
+        snprintf(err, errlen,
+                 "%s is not a usable trace database (%s): it is damaged or not an SQLite file; move it away "
+                 "to start afresh",
                  path, sqlite3_errstr(rc));
     else
         snprintf(err, errlen, "cannot read the trace database %s: %s", path, sqlite3_errmsg(db));
@@ -283,15 +322,19 @@ static void q_push(struct tqueue *q, tq_item *it);
 
 /* ---- WAL damage, seen before SQLite's recovery drops it ---- */
 
-static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
 /* SQLite's WAL checksum over n bytes (n a multiple of 8), continuing s[2]. */
 static void wal_cksum(int native_le, const uint8_t *p, size_t n, uint32_t s[2]) {
     for (size_t i = 0; i + 8 <= n; i += 8) {
         uint32_t x0, x1;
         if (native_le) {
-            x0 = (uint32_t)p[i] | (uint32_t)p[i + 1] << 8 | (uint32_t)p[i + 2] << 16 | (uint32_t)p[i + 3] << 24;
-            x1 = (uint32_t)p[i + 4] | (uint32_t)p[i + 5] << 8 | (uint32_t)p[i + 6] << 16 | (uint32_t)p[i + 7] << 24;
+            x0 = (uint32_t)p[i] | (uint32_t)p[i + 1] << 8 | (uint32_t)p[i + 2] << 16 |
+                 (uint32_t)p[i + 3] << 24;
+            x1 = (uint32_t)p[i + 4] | (uint32_t)p[i + 5] << 8 | (uint32_t)p[i + 6] << 16 |
+                 (uint32_t)p[i + 7] << 24;
         } else {
             x0 = be32(p + i);
             x1 = be32(p + i + 4);
@@ -337,15 +380,27 @@ int traces_wal_scan(const char *dbpath, traces_wal_report *out) {
     FILE *f = fopen(wal, "rb");
     if (!f) return 0;
     uint8_t hdr[32];
-    if (fread(hdr, 1, 32, f) != 32) { fclose(f); return 0; }
+    if (fread(hdr, 1, 32, f) != 32) {
+        fclose(f);
+        return 0;
+    }
     uint32_t magic = be32(hdr), psize = be32(hdr + 8);
-    if ((magic & 0xFFFFFFFE) != 0x377f0682 || psize < 512 || psize > 65536 || (psize & (psize - 1))) { fclose(f); return 0; }
+    if ((magic & 0xFFFFFFFE) != 0x377f0682 || psize < 512 || psize > 65536 || (psize & (psize - 1))) {
+        fclose(f);
+        return 0;
+    }
     int native_le = (magic & 1) == 0;
     uint32_t s[2] = {0, 0};
     wal_cksum(native_le, hdr, 24, s);
-    if (s[0] != be32(hdr + 24) || s[1] != be32(hdr + 28)) { fclose(f); return 0; } /* an unused or stale WAL */
+    if (s[0] != be32(hdr + 24) || s[1] != be32(hdr + 28)) {
+        fclose(f);
+        return 0;
+    } /* an unused or stale WAL */
     uint8_t *frame = malloc(24 + (size_t)psize);
-    if (!frame) { fclose(f); return -1; }
+    if (!frame) {
+        fclose(f);
+        return -1;
+    }
     int64_t n = 0, bad_at = -1, commits_after = 0, frames_after = 0, good_commits = 0, last_commit = 0;
     while (fread(frame, 1, 24 + (size_t)psize, f) == 24 + (size_t)psize) {
         n++;
@@ -397,7 +452,8 @@ int traces_wal_keep_copy(const char *dbpath, char *copy, size_t cap) {
     int copied = in && out;
     char buf[65536];
     size_t k;
-    while (copied && (k = fread(buf, 1, sizeof buf, in)) > 0) copied = fwrite(buf, 1, k, out) == k;
+    while (copied && (k = fread(buf, 1, sizeof buf, in)) > 0)
+        copied = fwrite(buf, 1, k, out) == k;
     if (in) fclose(in);
     if (out && fclose(out) != 0) copied = 0;
     return copied ? 0 : -1;
@@ -409,23 +465,28 @@ static void wal_inspect(const char *dbpath) {
     int damaged = w.bad_frame >= 0 && w.commits_dropped > 0;
     int truncated = w.index_frames > w.frames_kept && w.index_frames > w.backfilled;
     if (!damaged && !truncated) return;
-    int64_t bad_at = w.bad_frame, frames_after = w.frames_dropped, commits_after = w.commits_dropped, good_commits = w.commits_kept;
+    int64_t bad_at = w.bad_frame, frames_after = w.frames_dropped, commits_after = w.commits_dropped,
+            good_commits = w.commits_kept;
     char wal[4200];
     snprintf(wal, sizeof wal, "%s-wal", dbpath);
     char copy[4300];
     int copied = traces_wal_keep_copy(dbpath, copy, sizeof copy) == 0;
     tr_storage_error("traces", "wal_corrupt");
     if (damaged)
-        TR_ERROR("trace WAL damaged: SQLite's recovery keeps the commits before the damaged frame and drops the rest; the "
+        TR_ERROR("trace WAL damaged: SQLite's recovery keeps the commits before the damaged frame and drops "
+                 "the rest; the "
                  "spans in the dropped commits are lost",
-                 "wal=\"%s\" bad_frame=%lld frames_dropped=%lld commits_dropped=%lld commits_kept=%lld copy=\"%s\"", wal,
-                 (long long)bad_at, (long long)frames_after, (long long)commits_after, (long long)good_commits,
-                 copied ? copy : "(copy failed)");
+                 "wal=\"%s\" bad_frame=%lld frames_dropped=%lld commits_dropped=%lld commits_kept=%lld "
+                 "copy=\"%s\"",
+                 wal, (long long)bad_at, (long long)frames_after, (long long)commits_after,
+                 (long long)good_commits, copied ? copy : "(copy failed)");
     else
-        TR_ERROR("trace WAL shorter than its index: the WAL was cut after frames its index counts as committed; the "
+        TR_ERROR("trace WAL shorter than its index: the WAL was cut after frames its index counts as "
+                 "committed; the "
                  "spans in the missing commits are lost",
                  "wal=\"%s\" frames_committed=%lld frames_present=%lld commits_kept=%lld copy=\"%s\"", wal,
-                 (long long)w.index_frames, (long long)w.frames_kept, (long long)good_commits, copied ? copy : "(copy failed)");
+                 (long long)w.index_frames, (long long)w.frames_kept, (long long)good_commits,
+                 copied ? copy : "(copy failed)");
 }
 
 /* ---- errors ---- */
@@ -536,8 +597,10 @@ void traces_report_damage(traces_store *s, int64_t id, const char *reason) {
 
 static void q_push(tqueue *q, tq_item *it) {
     it->next = NULL;
-    if (q->tail) q->tail->next = it;
-    else q->head = it;
+    if (q->tail)
+        q->tail->next = it;
+    else
+        q->head = it;
     q->tail = it;
 }
 
@@ -563,8 +626,10 @@ void traces_run_completions(traces_store *s) {
         tq_item *it = q_pop(&s->completions);
         pthread_mutex_unlock(&s->mu);
         if (!it) return;
-        if (it->kind == TQ_INGEST) it->done(it->cookie, it->status, it->rejected, it->msg);
-        else if (it->kind == TQ_JOB && it->jdone) it->jdone(it->arg);
+        if (it->kind == TQ_INGEST)
+            it->done(it->cookie, it->status, it->rejected, it->msg);
+        else if (it->kind == TQ_JOB && it->jdone)
+            it->jdone(it->arg);
         free(it);
     }
 }
@@ -584,12 +649,14 @@ static void *writer_main(void *arg) {
             size_t nb = 0;
             if (it->kind == TQ_INGEST) {
                 batch[nb++] = it;
-                while (nb < INGEST_BATCH_MAX && s->writes.head && s->writes.head->kind == TQ_INGEST) batch[nb++] = q_pop(&s->writes);
+                while (nb < INGEST_BATCH_MAX && s->writes.head && s->writes.head->kind == TQ_INGEST)
+                    batch[nb++] = q_pop(&s->writes);
             }
             pthread_mutex_unlock(&s->mu);
             if (nb) {
                 ingest_batch(s, batch, nb);
-                for (size_t i = 0; i < nb; i++) traces_complete(s, batch[i]);
+                for (size_t i = 0; i < nb; i++)
+                    traces_complete(s, batch[i]);
             } else if (it->kind == TQ_QUARANTINE) {
                 quarantine_one(s, it);
                 free(it);
@@ -625,7 +692,10 @@ static void *writer_main(void *arg) {
         if (wait > 1000) wait = 1000;
         until.tv_sec += wait / 1000;
         until.tv_nsec += (wait % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) { until.tv_sec++; until.tv_nsec -= 1000000000; }
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
         pthread_cond_timedwait(&s->cv_writer, &s->mu, &until);
     }
     pthread_mutex_unlock(&s->mu);
@@ -642,8 +712,10 @@ static void *reader_main(void *arg) {
         tq_item *it = q_pop(&s->jobs);
         if (it) {
             pthread_mutex_unlock(&s->mu);
-            if (r) it->run(r, it->arg);
-            else it->run(NULL, it->arg);
+            if (r)
+                it->run(r, it->arg);
+            else
+                it->run(NULL, it->arg);
             traces_complete(s, it);
             pthread_mutex_lock(&s->mu);
             continue;
@@ -689,25 +761,38 @@ int64_t traces_disk_bytes(traces_store *s) {
 
 static void metrics_init(traces_store *s) {
     traces_metrics *m = &s->m;
-    m->stored = tr_counter_new("tricorder_traces_spans_stored_total", "Spans committed to the trace store.", NULL);
-    m->rejected = tr_counter_new("tricorder_traces_spans_rejected_total", "Spans refused by the trace store (no valid trace or span id).", NULL);
-    m->expired = tr_counter_new("tricorder_traces_spans_expired_total", "Spans deleted by trace retention (age or size).", NULL);
-    m->db_bytes = tr_gauge_new("tricorder_traces_db_size_bytes", "Size of the trace database file and its write-ahead log.", NULL);
-    m->tx_seconds = tr_histogram_new("tricorder_traces_transaction_duration_seconds", "Time of one trace store write transaction (the exports queued together: group commit).", NULL,
-                                     tr_latency_buckets, tr_latency_buckets_n);
-    m->search_seconds = tr_histogram_new("tricorder_traces_search_duration_seconds", "Time of one trace search or lookup in the store.", NULL,
+    m->stored =
+        tr_counter_new("tricorder_traces_spans_stored_total", "Spans committed to the trace store.", NULL);
+    m->rejected = tr_counter_new("tricorder_traces_spans_rejected_total",
+                                 "Spans refused by the trace store (no valid trace or span id).", NULL);
+    m->expired = tr_counter_new("tricorder_traces_spans_expired_total",
+                                "Spans deleted by trace retention (age or size).", NULL);
+    m->db_bytes = tr_gauge_new("tricorder_traces_db_size_bytes",
+                               "Size of the trace database file and its write-ahead log.", NULL);
+    m->tx_seconds = tr_histogram_new(
+        "tricorder_traces_transaction_duration_seconds",
+        "Time of one trace store write transaction (the exports queued together: group commit).", NULL,
+        tr_latency_buckets, tr_latency_buckets_n);
+    m->search_seconds = tr_histogram_new("tricorder_traces_search_duration_seconds",
+                                         "Time of one trace search or lookup in the store.", NULL,
                                          tr_latency_buckets, tr_latency_buckets_n);
-    m->dropped_attrs = tr_counter_new("tricorder_traces_limit_dropped_total", "Span items dropped by a trace store limit.", "item=\"attributes\"");
-    m->dropped_events = tr_counter_new("tricorder_traces_limit_dropped_total", "Span items dropped by a trace store limit.", "item=\"events\"");
-    m->dropped_links = tr_counter_new("tricorder_traces_limit_dropped_total", "Span items dropped by a trace store limit.", "item=\"links\"");
-    m->truncated_values = tr_counter_new("tricorder_traces_values_truncated_total", "Attribute values cut to --trace-max-attribute-value-bytes.", NULL);
-    m->chunks = tr_counter_new("tricorder_traces_chunks_written_total", "Compressed span chunks written to the trace store.", NULL);
+    m->dropped_attrs = tr_counter_new("tricorder_traces_limit_dropped_total",
+                                      "Span items dropped by a trace store limit.", "item=\"attributes\"");
+    m->dropped_events = tr_counter_new("tricorder_traces_limit_dropped_total",
+                                       "Span items dropped by a trace store limit.", "item=\"events\"");
+    m->dropped_links = tr_counter_new("tricorder_traces_limit_dropped_total",
+                                      "Span items dropped by a trace store limit.", "item=\"links\"");
+    m->truncated_values = tr_counter_new("tricorder_traces_values_truncated_total",
+                                         "Attribute values cut to --trace-max-attribute-value-bytes.", NULL);
+    m->chunks = tr_counter_new("tricorder_traces_chunks_written_total",
+                               "Compressed span chunks written to the trace store.", NULL);
     m->quarantined = tr_counter_new(
         "tricorder_traces_chunks_quarantined_total",
         "Damaged span chunks (checksum mismatch or undecodable) moved to the quarantine table of traces.db.",
         NULL);
-    m->quarantine_rows = tr_gauge_new("tricorder_traces_quarantine_chunks",
-                                      "Chunks kept in the quarantine table of traces.db (never deleted by tricorder).", NULL);
+    m->quarantine_rows =
+        tr_gauge_new("tricorder_traces_quarantine_chunks",
+                     "Chunks kept in the quarantine table of traces.db (never deleted by tricorder).", NULL);
     int rc;
     tr_gauge_set(m->quarantine_rows, (double)q_int(s->wdb, "SELECT count(*) FROM quarantine", &rc));
     tr_selfmon_add_collector(db_size_collect, s);
@@ -715,12 +800,19 @@ static void metrics_init(traces_store *s) {
 
 traces_store *traces_open(const traces_config *cfg, char *err, size_t errlen) {
     traces_store *s = calloc(1, sizeof *s);
-    if (!s) { snprintf(err, errlen, "out of memory"); return NULL; }
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     s->cfg = *cfg;
     if (s->cfg.readers <= 0) s->cfg.readers = 1;
     size_t pl = strlen(cfg->dir) + 16;
     s->path = malloc(pl);
-    if (!s->path) { snprintf(err, errlen, "out of memory"); free(s); return NULL; }
+    if (!s->path) {
+        snprintf(err, errlen, "out of memory");
+        free(s);
+        return NULL;
+    }
     snprintf(s->path, pl, "%s/traces.db", cfg->dir);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv_writer, NULL);
@@ -733,8 +825,10 @@ traces_store *traces_open(const traces_config *cfg, char *err, size_t errlen) {
      * acknowledged (the writer batches the exports queued meanwhile into one commit, so the
      * fsync is shared). NORMAL: a commit is in the OS before the acknowledgement, so it
      * survives a crash of tricorder (kill -9) but not of the machine. */
-    if (traces_exec(s->wdb, s->cfg.sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", err, errlen) ||
-        traces_exec(s->wdb, "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864", err, errlen))
+    if (traces_exec(s->wdb, s->cfg.sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", err,
+                    errlen) ||
+        traces_exec(s->wdb, "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864", err,
+                    errlen))
         goto fail;
     if (s->cfg.retention_bytes > 0) {
         /* a size cap counts the WAL: checkpoint and cut it back at a budget of the cap */
@@ -744,7 +838,8 @@ traces_store *traces_open(const traces_config *cfg, char *err, size_t errlen) {
         int64_t psize = q_int(s->wdb, "PRAGMA page_size", &rc);
         int64_t pages = psize > 0 ? budget / 2 / psize : 16;
         if (pages < 16) pages = 16;
-        snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint=%lld; PRAGMA journal_size_limit=%lld", (long long)pages, (long long)budget);
+        snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint=%lld; PRAGMA journal_size_limit=%lld",
+                 (long long)pages, (long long)budget);
         if (traces_exec(s->wdb, sql, err, errlen)) goto fail;
     }
     if (ingest_init(s, err, errlen)) goto fail;
@@ -789,7 +884,8 @@ void traces_close(traces_store *s) {
     pthread_cond_broadcast(&s->cv_reader);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->writer, NULL);
-    for (int i = 0; i < s->nreaders; i++) pthread_join(s->readers[i], NULL);
+    for (int i = 0; i < s->nreaders; i++)
+        pthread_join(s->readers[i], NULL);
     free(s->readers);
     traces_run_completions(s);
     ingest_fini(s);
@@ -850,7 +946,8 @@ static int64_t writer_call(traces_store *s, int64_t (*fn)(traces_store *, int64_
     pthread_mutex_lock(&s->mu);
     q_push(&s->writes, &it);
     pthread_cond_signal(&s->cv_writer);
-    while (!it.call_finished) pthread_cond_wait(&s->cv_call, &s->mu);
+    while (!it.call_finished)
+        pthread_cond_wait(&s->cv_call, &s->mu);
     pthread_mutex_unlock(&s->mu);
     return it.call_ret;
 }
@@ -866,11 +963,16 @@ static int64_t retention_all(traces_store *s, int64_t now_ms) {
     return total;
 }
 
-int64_t traces_retention_run(traces_store *s, int64_t now_ms) { return writer_call(s, retention_all, now_ms); }
+int64_t traces_retention_run(traces_store *s, int64_t now_ms) {
+    return writer_call(s, retention_all, now_ms);
+}
 
 traces_reader *traces_reader_open(traces_store *s, char *err, size_t errlen) {
     traces_reader *r = calloc(1, sizeof *r);
-    if (!r) { snprintf(err, errlen, "out of memory"); return NULL; }
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     r->s = s;
     if (traces_db_open(s->path, 1, &r->db, err, errlen) || reader_prepare(r, err, errlen)) {
         traces_reader_close(r);

@@ -6,8 +6,8 @@
 #define TR_TRACES_H
 
 #include <stddef.h>
-#include <stdio.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "otlp_collector.pb-c.h"
 #include "util/buf.h"
@@ -22,14 +22,14 @@ typedef struct traces_store traces_store;
 typedef struct traces_reader traces_reader;
 
 typedef struct traces_config {
-    const char *dir;             /* the data dir; the database is <dir>/traces.db */
-    int64_t retention_ms;        /* spans whose start is older than this are deleted; 0 = never */
-    int64_t retention_bytes;     /* the database is kept under this size; 0 = no cap */
-    uint32_t max_attributes;     /* per span, event and link; 0 = no limit */
-    uint32_t max_value_bytes;    /* string and bytes values are cut to this; 0 = no limit */
-    uint32_t max_events;         /* per span; 0 = no limit */
-    uint32_t max_links;          /* per span; 0 = no limit */
-    int readers;                 /* reader threads for traces_job_submit (default 1) */
+    const char *dir;          /* the data dir; the database is <dir>/traces.db */
+    int64_t retention_ms;     /* spans whose start is older than this are deleted; 0 = never */
+    int64_t retention_bytes;  /* the database is kept under this size; 0 = no cap */
+    uint32_t max_attributes;  /* per span, event and link; 0 = no limit */
+    uint32_t max_value_bytes; /* string and bytes values are cut to this; 0 = no limit */
+    uint32_t max_events;      /* per span; 0 = no limit */
+    uint32_t max_links;       /* per span; 0 = no limit */
+    int readers;              /* reader threads for traces_job_submit (default 1) */
     /* 0 (default): synchronous=FULL, every commit is fsynced before its exports are
      * acknowledged (they survive a power cut); exports queued meanwhile share the next
      * commit. 1: synchronous=NORMAL, a commit reaches the OS only (it survives kill -9, not
@@ -97,8 +97,8 @@ typedef struct traces_operations {
 } traces_operations;
 /* Operations of `service` (kind < 0: every kind), sorted by name then kind. A NULL service
  * gives every service's operations. Returns 0 or -1 with err set. */
-int traces_operations_list(traces_reader *r, const char *service, int kind,
-                           traces_operations *out, char *err, size_t errlen);
+int traces_operations_list(traces_reader *r, const char *service, int kind, traces_operations *out, char *err,
+                           size_t errlen);
 void traces_operations_free(traces_operations *o);
 
 /* One span of a result, with the resource and scope it was exported under. */
@@ -131,23 +131,22 @@ typedef struct traces_query {
     const char *operation; /* NULL: any operation */
     int64_t start_ns;      /* span start in [start_ns, end_ns] */
     int64_t end_ns;
-    int64_t min_dur_ns;    /* 0: no lower bound */
-    int64_t max_dur_ns;    /* 0: no upper bound */
+    int64_t min_dur_ns;          /* 0: no lower bound */
+    int64_t max_dur_ns;          /* 0: no upper bound */
     const char *const *tag_keys; /* tags compared with the string form of span, resource,
                                     scope, event and link attributes and the Jaeger tags */
     const char *const *tag_values;
     size_t ntags;
-    int limit;             /* at most this many traces (>= 1) */
+    int limit; /* at most this many traces (>= 1) */
 } traces_query;
 
 /* Runs a search; *out gets the matching traces, whole, newest first. Returns 0, or -1 with
  * err set. */
-int traces_search(traces_reader *r, const traces_query *q, traces_result **out, char *err,
-                  size_t errlen);
+int traces_search(traces_reader *r, const traces_query *q, traces_result **out, char *err, size_t errlen);
 /* Fetches traces by id (16 bytes each, big-endian; a 64-bit id has 8 zero bytes first).
  * Found traces come in the order asked, duplicates once; missing ones are absent. */
-int traces_get(traces_reader *r, const uint8_t (*ids)[16], size_t n, traces_result **out,
-               char *err, size_t errlen);
+int traces_get(traces_reader *r, const uint8_t (*ids)[16], size_t n, traces_result **out, char *err,
+               size_t errlen);
 
 /* Parent → child service call counts between spans starting in [from_ns, to_ns]. */
 typedef struct traces_dependency {
@@ -160,8 +159,8 @@ typedef struct traces_dependencies {
     int64_t damaged[32]; /* chunks left out because damaged (see traces_result_damaged) */
     size_t ndamaged;
 } traces_dependencies;
-int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns,
-                             traces_dependencies *out, char *err, size_t errlen);
+int traces_dependencies_list(traces_reader *r, int64_t from_ns, int64_t to_ns, traces_dependencies *out,
+                             char *err, size_t errlen);
 void traces_dependencies_free(traces_dependencies *d);
 
 /* ---- helpers shared with the APIs ---- */

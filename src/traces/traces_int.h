@@ -36,18 +36,20 @@
 #include "util/selfmon.h"
 #include "util/text.h"
 
-#define TRACES_APP_ID 0x54524346     /* "TRCF": PRAGMA application_id of our databases */
-#define TRACES_SCHEMA_VERSION 3      /* PRAGMA user_version this build writes (3: chunk CRCs, quarantine) */
-#define CHUNK_SPANS 128              /* spans per chunk row */
-#define BUCKET_BITS 6                /* tag and summary postings: 64 chunks per bucket (bits) */
+#define TRACES_APP_ID 0x54524346 /* "TRCF": PRAGMA application_id of our databases */
+#define TRACES_SCHEMA_VERSION 3  /* PRAGMA user_version this build writes (3: chunk CRCs, quarantine) */
+#define CHUNK_SPANS 128          /* spans per chunk row */
+#define BUCKET_BITS 6            /* tag and summary postings: 64 chunks per bucket (bits) */
 #define CHUNK_BUCKET (1 << BUCKET_BITS)
-#define TRACE_BUCKET_BITS 10         /* trace_post: 1024 chunks per bucket (few probes per lookup) */
-#define SUM_BOUNDS 4                 /* min_start, max_start, min_dur, max_dur */
-#define RETENTION_BATCH_CHUNKS 16    /* chunks deleted per retention transaction */
+#define TRACE_BUCKET_BITS 10      /* trace_post: 1024 chunks per bucket (few probes per lookup) */
+#define SUM_BOUNDS 4              /* min_start, max_start, min_dur, max_dur */
+#define RETENTION_BATCH_CHUNKS 16 /* chunks deleted per retention transaction */
 #define VACUUM_STEP_PAGES 256
 #define TRACES_STR_(x) #x
 #define TRACES_XSTR(x) TRACES_STR_(x)
-#define TRACES_MAX_DAMAGE_REPORT 32  /* damaged chunk ids named per answer (more are skipped too) */        /* pages released per incremental_vacuum step */
+#define TRACES_MAX_DAMAGE_REPORT                                                                             \
+    32 /* damaged chunk ids named per answer (more are skipped too) */ /* pages released per                 \
+                                                                          incremental_vacuum step */
 
 typedef Opentelemetry__Proto__Trace__V1__ResourceSpans pb_rspans;
 typedef Opentelemetry__Proto__Trace__V1__ScopeSpans pb_sspans;
@@ -76,7 +78,12 @@ typedef struct tq_item {
     int64_t call_arg, call_ret;
     int call_finished;
 } tq_item;
-enum { TQ_INGEST = 1, TQ_JOB = 2, TQ_CALL = 3, TQ_QUARANTINE = 4 }; /* quarantine: call_arg is the chunk id, msg the reason */
+enum {
+    TQ_INGEST = 1,
+    TQ_JOB = 2,
+    TQ_CALL = 3,
+    TQ_QUARANTINE = 4
+}; /* quarantine: call_arg is the chunk id, msg the reason */
 
 typedef struct tqueue {
     tq_item *head, *tail;
@@ -137,8 +144,8 @@ typedef struct chunk_data {
 } chunk_data;
 
 struct traces_result {
-    tr_arena *arena;          /* the trace and span arrays */
-    tr_arena **chunk_arenas;  /* the decoded chunks the spans point into */
+    tr_arena *arena;         /* the trace and span arrays */
+    tr_arena **chunk_arenas; /* the decoded chunks the spans point into */
     size_t nchunk_arenas;
     traces_trace *traces;
     size_t n, cap;
@@ -191,8 +198,8 @@ int64_t key_trace(const uint8_t *id16);
  * its attributes, synthetic Jaeger tags, scope, events, links, and (when `with_resource`)
  * the resource's attributes. Stops and returns nonzero when fn does. */
 typedef int (*tag_fn)(void *ctx, const char *k, const char *v, size_t vlen);
-int span_each_tag(const traces_pb_span *sp, const traces_pb_resource *res,
-                  const traces_pb_scope *sc, int with_resource, tag_fn fn, void *ctx);
+int span_each_tag(const traces_pb_span *sp, const traces_pb_resource *res, const traces_pb_scope *sc,
+                  int with_resource, tag_fn fn, void *ctx);
 /* The same for the attributes of a resource only. */
 int resource_each_tag(const traces_pb_resource *res, tag_fn fn, void *ctx);
 /* The protobuf of a chunk, written back to front into a buffer that is reused (data in
@@ -217,10 +224,10 @@ typedef struct chunk_view chunk_view;
 typedef struct span_peek {
     const uint8_t *tid, *sid, *parent; /* NULL when absent */
     size_t tid_len, sid_len, parent_len;
-    const char *name;                  /* not NUL-terminated */
+    const char *name; /* not NUL-terminated */
     size_t name_len;
     uint64_t start, end;
-    int kind, status_code;             /* OTLP enums (0 when absent) */
+    int kind, status_code; /* OTLP enums (0 when absent) */
 } span_peek;
 /* Decompresses a chunk blob into `a` (dctx: a reusable decompression context, or NULL) and
  * walks it. Returns NULL when the blob or its protobuf is damaged. */
@@ -262,7 +269,6 @@ uint64_t get_u64(const uint8_t *p);
 long blob_find(const uint8_t *p, size_t n, size_t stride, uint64_t k);
 /* An "open bucket" summary entry in sum_idx.ents: key then SUM_BOUNDS int64 (40 bytes). */
 #define SUM_ENT_BYTES (8 * (1 + SUM_BOUNDS))
-
 
 /* The part of --trace-retention-size left to the WAL (traces.db-wal): a quarter of the cap,
  * between 64 KiB and 64 MiB; the WAL is checkpointed and cut back to it. */

@@ -7,10 +7,10 @@
 #include <stdint.h>
 
 typedef struct tr_buf {
-    char *data;   /* always NUL-terminated when non-NULL */
+    char *data; /* always NUL-terminated when non-NULL */
     size_t len, cap;
-    size_t max;   /* 0 = unlimited */
-    int failed;   /* set once a write was refused (limit or OOM); later writes are no-ops */
+    size_t max; /* 0 = unlimited */
+    int failed; /* set once a write was refused (limit or OOM); later writes are no-ops */
 } tr_buf;
 
 /* Initialises an empty buffer that will never hold more than `max` bytes (0 = no limit). */

@@ -124,8 +124,13 @@ int tr_parse_model_duration(const char *s, int64_t *ms) {
     static const struct {
         const char *u;
         int64_t ms;
-    } units[] = {{"y", 365LL * 86400000}, {"w", 7LL * 86400000}, {"d", 86400000}, {"h", 3600000},
-                 {"m", 60000},          {"s", 1000},            {"ms", 1}};
+    } units[] = {{"y", 365LL * 86400000},
+                 {"w", 7LL * 86400000},
+                 {"d", 86400000},
+                 {"h", 3600000},
+                 {"m", 60000},
+                 {"s", 1000},
+                 {"ms", 1}};
     if (!s || !*s) return -1;
     if (strcmp(s, "0") == 0) {
         *ms = 0;

@@ -71,7 +71,7 @@ int tr_gunzip(const uint8_t *in, size_t len, size_t max_out, tr_buf *out) {
         }
         if (z == Z_OK) continue; /* progress was made */
         if (z == Z_BUF_ERROR) {
-            if (zs.avail_in == 0 && left == 0) break; /* truncated: input ended mid-stream */
+            if (zs.avail_in == 0 && left == 0) break;            /* truncated: input ended mid-stream */
             if (zs.avail_in == 0 || zs.avail_out == 0) continue; /* refill / grow / probe */
         }
         break; /* Z_DATA_ERROR (corrupt, bad CRC/length, trailing garbage), Z_MEM_ERROR, ... */

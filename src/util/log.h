@@ -11,8 +11,7 @@ int tr_log_parse_level(const char *s, tr_log_level *out);
 
 /* Writes one line: `msg` is quoted; `kv` is printf-formatted logfmt pairs (may be NULL).
  * Values given through tr_log_quote() stay one line whatever they contain. */
-void tr_log(tr_log_level l, const char *msg, const char *kv_fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void tr_log(tr_log_level l, const char *msg, const char *kv_fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Quotes `s` for logfmt into `out` (size `cap`); returns out. Newlines and quotes escaped. */
 const char *tr_log_quote(char *out, unsigned cap, const char *s);

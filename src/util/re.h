@@ -43,8 +43,8 @@ const char *const *tr_re_set(const tr_re *re, size_t *n);
  * (Go's Regexp.Expand: $1, ${1}, $name, ${name}, $$) into a malloc'd, NUL-terminated *out
  * (its length in *outlen) and returns 1; returns 0 when s does not match; -1 when out of
  * memory. */
-int tr_re_replace(const tr_re *re, const char *s, size_t len, const char *tmpl, size_t tlen,
-                  char **out, size_t *outlen);
+int tr_re_replace(const tr_re *re, const char *s, size_t len, const char *tmpl, size_t tlen, char **out,
+                  size_t *outlen);
 
 #ifdef __cplusplus
 }

@@ -2,8 +2,8 @@
 #include "selfmon.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +46,8 @@ static tr_metric *add(kind k, const char *name, const char *help, const char *la
     pthread_mutex_lock(&mu);
     /* append, so that series of one family keep their creation order */
     tr_metric **pp = &all;
-    while (*pp) pp = &(*pp)->next;
+    while (*pp)
+        pp = &(*pp)->next;
     *pp = m;
     pthread_mutex_unlock(&mu);
     return m;
@@ -63,7 +64,8 @@ static pthread_mutex_t storerr_mu = PTHREAD_MUTEX_INITIALIZER;
 void tr_storage_error(const char *store, const char *what) {
     pthread_mutex_lock(&storerr_mu);
     storerr *e = storerrs;
-    while (e && !(strcmp(e->store, store) == 0 && strcmp(e->kind, what) == 0)) e = e->next;
+    while (e && !(strcmp(e->store, store) == 0 && strcmp(e->kind, what) == 0))
+        e = e->next;
     if (!e && (e = calloc(1, sizeof *e))) {
         char lbl[256];
         snprintf(lbl, sizeof lbl, "store=\"%s\",kind=\"%s\"", store, what);
@@ -86,8 +88,8 @@ tr_metric *tr_gauge_new(const char *name, const char *help, const char *labels) 
     return add(K_GAUGE, name, help, labels);
 }
 
-tr_metric *tr_histogram_new(const char *name, const char *help, const char *labels,
-                            const double *bounds, int n) {
+tr_metric *tr_histogram_new(const char *name, const char *help, const char *labels, const double *bounds,
+                            int n) {
     tr_metric *m = add(K_HISTOGRAM, name, help, labels);
     m->bounds = malloc(sizeof(double) * (n ? n : 1));
     m->buckets = calloc(n + 1, sizeof(uint64_t));
@@ -117,7 +119,8 @@ void tr_gauge_add(tr_metric *m, double v) {
 
 void tr_histogram_observe(tr_metric *m, double v) {
     int i = 0;
-    while (i < m->n && v > m->bounds[i]) i++;
+    while (i < m->n && v > m->bounds[i])
+        i++;
     pthread_mutex_lock(&mu);
     m->buckets[i]++;
     m->sum += v;
@@ -143,7 +146,6 @@ void tr_selfmon_add_collector(void (*fn)(void *ctx), void *ctx) {
     pthread_mutex_unlock(&mu);
 }
 
-
 static void labels_with(tr_buf *out, const char *labels, const char *extra) {
     int has = labels && *labels;
     if (!has && !extra) return;
@@ -160,18 +162,21 @@ void tr_selfmon_render(tr_buf *out) {
     pthread_mutex_lock(&mu);
     coll *c = colls;
     pthread_mutex_unlock(&mu);
-    for (; c; c = c->next) c->fn(c->ctx);
+    for (; c; c = c->next)
+        c->fn(c->ctx);
 
     pthread_mutex_lock(&mu);
     size_t n = 0;
-    for (tr_metric *m = all; m; m = m->next) n++;
+    for (tr_metric *m = all; m; m = m->next)
+        n++;
     tr_metric **v = malloc(sizeof *v * (n ? n : 1));
     if (!v) {
         pthread_mutex_unlock(&mu);
         return;
     }
     n = 0;
-    for (tr_metric *m = all; m; m = m->next) v[n++] = m;
+    for (tr_metric *m = all; m; m = m->next)
+        v[n++] = m;
     /* insertion sort by name keeps creation order within a family */
     for (size_t i = 1; i < n; i++) {
         tr_metric *x = v[i];
@@ -187,8 +192,7 @@ void tr_selfmon_render(tr_buf *out) {
     for (size_t i = 0; i < n; i++) {
         tr_metric *m = v[i];
         if (i == 0 || strcmp(v[i - 1]->name, m->name) != 0)
-            tr_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
-                          types[m->k]);
+            tr_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, types[m->k]);
         if (m->k != K_HISTOGRAM) {
             tr_buf_puts(out, m->name);
             labels_with(out, m->labels, NULL);

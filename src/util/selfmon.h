@@ -15,8 +15,8 @@ typedef struct tr_metric tr_metric;
 tr_metric *tr_counter_new(const char *name, const char *help, const char *labels);
 tr_metric *tr_gauge_new(const char *name, const char *help, const char *labels);
 /* `bounds` (n ascending upper bounds, +Inf implied) is copied. */
-tr_metric *tr_histogram_new(const char *name, const char *help, const char *labels,
-                            const double *bounds, int n);
+tr_metric *tr_histogram_new(const char *name, const char *help, const char *labels, const double *bounds,
+                            int n);
 
 void tr_counter_add(tr_metric *m, uint64_t v);
 void tr_gauge_set(tr_metric *m, double v);

@@ -1,6 +1,7 @@
 /* Fuzz target: the decoders of the metrics store's on-disk data (a block's series record, a
- * Gorilla chunk, WAL record framing with and without resynchronisation, meta.json). Invariant: any bytes decode or are refused, never a
- * crash or an overrun; what decodes re-encodes to samples that decode identically. */
+ * Gorilla chunk, WAL record framing with and without resynchronisation, meta.json). Invariant: any bytes
+ * decode or are refused, never a crash or an overrun; what decodes re-encodes to samples that decode
+ * identically. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int64_t t;
         double v;
         unsigned k = 0;
-        while (xor_dec_next(&d, &t, &v)) k++;
+        while (xor_dec_next(&d, &t, &v))
+            k++;
         if (k > (unsigned)(data[0] | data[1] << 8)) abort();
     }
     /* WAL framing */

@@ -24,9 +24,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             /* a matcher and its negation disagree on every value */
             int a = tsdb_matcher_matches(m[i], s), b = tsdb_matcher_matches(m[i], "");
             tsdb_match_type t = tsdb_matcher_type(m[i]);
-            tsdb_match_type neg = t == TSDB_MATCH_EQ ? TSDB_MATCH_NEQ : t == TSDB_MATCH_NEQ ? TSDB_MATCH_EQ
-                                : t == TSDB_MATCH_RE ? TSDB_MATCH_NRE : TSDB_MATCH_RE;
-            tsdb_matcher *x = tsdb_matcher_new(neg, tsdb_matcher_name(m[i]), tsdb_matcher_value(m[i]), err, sizeof err);
+            tsdb_match_type neg = t == TSDB_MATCH_EQ    ? TSDB_MATCH_NEQ
+                                  : t == TSDB_MATCH_NEQ ? TSDB_MATCH_EQ
+                                  : t == TSDB_MATCH_RE  ? TSDB_MATCH_NRE
+                                                        : TSDB_MATCH_RE;
+            tsdb_matcher *x =
+                tsdb_matcher_new(neg, tsdb_matcher_name(m[i]), tsdb_matcher_value(m[i]), err, sizeof err);
             if (!x) abort(); /* the same value compiled once already */
             if (tsdb_matcher_matches(x, s) == a || tsdb_matcher_matches(x, "") == b) abort();
             tsdb_matcher_free(x);

@@ -49,7 +49,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     otlp_export ex = {.signal = OTLP_METRICS};
     char err[200];
     if (otlp_decode_pb(OTLP_METRICS, data, size, a, &ex, err, sizeof err) == 0) {
-        otlp_translate_opts o = {.promote_resource_attributes = size & 1 ? "all" : "service.version,host.name", .max_delta_series = 16};
+        otlp_translate_opts o = {.promote_resource_attributes =
+                                     size & 1 ? "all" : "service.version,host.name",
+                                 .max_delta_series = 16};
         otlp_translator *t = otlp_translator_new(&o, err, sizeof err);
         if (!t) abort();
         for (int round = 0; round < 2; round++) {
@@ -57,7 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             otlp_emit e = {.ctx = &n, .sample = on_sample};
             otlp_translate_stats st;
             if (otlp_translate(t, ex.metrics, &e, &st) != 0) abort();
-            if (st.points != ex.items || st.rejected > st.points || st.samples != n || st.samples_refused > n) abort();
+            if (st.points != ex.items || st.rejected > st.points || st.samples != n || st.samples_refused > n)
+                abort();
             if (st.rejected && !st.message[0]) abort();
         }
         if (otlp_translator_delta_series(t) > 16) abort();

@@ -25,12 +25,14 @@ static uint64_t mix(uint64_t h, uint64_t v) {
 }
 static uint64_t mix_str(uint64_t h, const char *s) {
     if (!s) s = "";
-    for (; *s; s++) h = mix(h, (uint8_t)*s);
+    for (; *s; s++)
+        h = mix(h, (uint8_t)*s);
     return mix(h, 0x100);
 }
 static uint64_t mix_labels(uint64_t h, const tsdb_label *l, size_t n) {
     h = mix(h, n);
-    for (size_t i = 0; i < n; i++) h = mix_str(mix_str(h, l[i].name), l[i].value);
+    for (size_t i = 0; i < n; i++)
+        h = mix_str(mix_str(h, l[i].name), l[i].value);
     return h;
 }
 static uint64_t mix_double(uint64_t h, double v) {
@@ -87,7 +89,8 @@ static void w_series(void *c, const tr_rw_series *s) {
     /* the key is offered exactly when the labels are canonical, and spells them */
     int canonical = s->n > 0 && !s->problem;
     for (size_t i = 0; i < s->n && canonical; i++)
-        if (!s->labels[i].value[0] || (i && strcmp(s->labels[i - 1].name, s->labels[i].name) >= 0)) canonical = 0;
+        if (!s->labels[i].value[0] || (i && strcmp(s->labels[i - 1].name, s->labels[i].name) >= 0))
+            canonical = 0;
     if ((s->key != NULL) != canonical) abort();
     if (s->key) {
         size_t o = 0;
@@ -163,7 +166,8 @@ static void oracle(const Prometheus__WriteRequest *w, digest *d) {
     for (size_t i = 0; i < w->n_timeseries; i++) {
         const Prometheus__TimeSeries *ts = w->timeseries[i];
         open_series(d, l, to_labels(ts->labels, ts->n_labels, l));
-        for (size_t j = 0; j < ts->n_samples; j++) add_sample(d, ts->samples[j]->timestamp, ts->samples[j]->value);
+        for (size_t j = 0; j < ts->n_samples; j++)
+            add_sample(d, ts->samples[j]->timestamp, ts->samples[j]->value);
         for (size_t j = 0; j < ts->n_exemplars; j++) {
             const Prometheus__Exemplar *e = ts->exemplars[j];
             add_exemplar(d, l, to_labels(e->labels, e->n_labels, l), e->timestamp, e->value);
@@ -187,20 +191,26 @@ static void strip_all(Prometheus__WriteRequest *w) {
     for (size_t i = 0; i < w->n_timeseries; i++) {
         Prometheus__TimeSeries *ts = w->timeseries[i];
         strip(&ts->base);
-        for (size_t j = 0; j < ts->n_labels; j++) strip(&ts->labels[j]->base);
-        for (size_t j = 0; j < ts->n_samples; j++) strip(&ts->samples[j]->base);
+        for (size_t j = 0; j < ts->n_labels; j++)
+            strip(&ts->labels[j]->base);
+        for (size_t j = 0; j < ts->n_samples; j++)
+            strip(&ts->samples[j]->base);
         for (size_t j = 0; j < ts->n_exemplars; j++) {
             strip(&ts->exemplars[j]->base);
-            for (size_t k = 0; k < ts->exemplars[j]->n_labels; k++) strip(&ts->exemplars[j]->labels[k]->base);
+            for (size_t k = 0; k < ts->exemplars[j]->n_labels; k++)
+                strip(&ts->exemplars[j]->labels[k]->base);
         }
         for (size_t j = 0; j < ts->n_histograms; j++) {
             Prometheus__Histogram *h = ts->histograms[j];
             strip(&h->base);
-            for (size_t k = 0; k < h->n_negative_spans; k++) strip(&h->negative_spans[k]->base);
-            for (size_t k = 0; k < h->n_positive_spans; k++) strip(&h->positive_spans[k]->base);
+            for (size_t k = 0; k < h->n_negative_spans; k++)
+                strip(&h->negative_spans[k]->base);
+            for (size_t k = 0; k < h->n_positive_spans; k++)
+                strip(&h->positive_spans[k]->base);
         }
     }
-    for (size_t i = 0; i < w->n_metadata; i++) strip(&w->metadata[i]->base);
+    for (size_t i = 0; i < w->n_metadata; i++)
+        strip(&w->metadata[i]->base);
 }
 
 static void *pb_alloc(void *ctx, size_t n) { return tr_arena_alloc(ctx, n); }

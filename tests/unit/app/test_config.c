@@ -9,7 +9,8 @@
 
 static int parse(tr_config *c, char **argv, char **envp, char *err) {
     int argc = 0;
-    while (argv && argv[argc]) argc++;
+    while (argv && argv[argc])
+        argc++;
     return tr_config_parse(c, argc, argv, envp, err, 256);
 }
 
@@ -33,8 +34,9 @@ Test(config, defaults) {
 Test(config, env_then_flag_wins) {
     tr_config c;
     char err[256];
-    char *envp[] = {"TRICORDER_DATA_DIR=/from/env", "TRICORDER_RETENTION=14d", "TRICORDER_LOG_LEVEL=debug",
-                    "OTHER=1", "TRICORDER_HTTP_ADDR=127.0.0.1:9000", NULL};
+    char *envp[] = {"TRICORDER_DATA_DIR=/from/env",       "TRICORDER_RETENTION=14d",
+                    "TRICORDER_LOG_LEVEL=debug",          "OTHER=1",
+                    "TRICORDER_HTTP_ADDR=127.0.0.1:9000", NULL};
     char *argv[] = {"tricorder", "--data-dir", "/from/flag", "--http-addr=:9100", NULL};
     cr_assert_eq(parse(&c, argv, envp, err), TR_CONFIG_OK, "%s", err);
     cr_assert_str_eq(c.data_dir, "/from/flag");
@@ -45,7 +47,9 @@ Test(config, env_then_flag_wins) {
 }
 
 Test(config, bad_values_are_errors) {
-    struct { const char *flag, *val, *want; } cases[] = {
+    struct {
+        const char *flag, *val, *want;
+    } cases[] = {
         {"--retention", "30x", "invalid duration"},
         {"--retention", "", "invalid duration"},
         {"--log-level", "loud", "invalid log level"},
@@ -59,8 +63,10 @@ Test(config, bad_values_are_errors) {
         tr_config c;
         char err[256] = "";
         char *argv[] = {"tricorder", (char *)cases[i].flag, (char *)cases[i].val, NULL};
-        cr_assert_eq(parse(&c, argv, NULL, err), TR_CONFIG_ERROR, "%s %s accepted", cases[i].flag, cases[i].val);
-        cr_assert(strstr(err, cases[i].want), "%s %s: error '%s' lacks '%s'", cases[i].flag, cases[i].val, err, cases[i].want);
+        cr_assert_eq(parse(&c, argv, NULL, err), TR_CONFIG_ERROR, "%s %s accepted", cases[i].flag,
+                     cases[i].val);
+        cr_assert(strstr(err, cases[i].want), "%s %s: error '%s' lacks '%s'", cases[i].flag, cases[i].val,
+                  err, cases[i].want);
         tr_config_free(&c);
     }
 }
@@ -112,9 +118,12 @@ Test(config, basic_auth_and_file) {
 }
 
 Test(config, durations) {
-    struct { const char *s; int64_t ms; } ok[] = {
-        {"500ms", 500}, {"90s", 90000}, {"5m", 300000}, {"12h", 43200000}, {"14d", 14LL * 86400000},
-        {"2w", 14LL * 86400000}, {"1y", 365LL * 86400000}, {"1h30m", 5400000}, {"0s", 0}};
+    struct {
+        const char *s;
+        int64_t ms;
+    } ok[] = {{"500ms", 500},           {"90s", 90000},           {"5m", 300000},
+              {"12h", 43200000},        {"14d", 14LL * 86400000}, {"2w", 14LL * 86400000},
+              {"1y", 365LL * 86400000}, {"1h30m", 5400000},       {"0s", 0}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         int64_t v = -1;
         cr_assert_eq(tr_parse_duration(ok[i].s, &v), 0, "%s", ok[i].s);
@@ -128,9 +137,11 @@ Test(config, durations) {
 }
 
 Test(config, sizes) {
-    struct { const char *s; int64_t b; } ok[] = {
-        {"4194304", 4194304}, {"4MiB", 4194304}, {"512KB", 512000}, {"1GB", 1000000000}, {"1GiB", 1073741824},
-        {"10B", 10}};
+    struct {
+        const char *s;
+        int64_t b;
+    } ok[] = {{"4194304", 4194304}, {"4MiB", 4194304},    {"512KB", 512000},
+              {"1GB", 1000000000},  {"1GiB", 1073741824}, {"10B", 10}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         int64_t v = -1;
         cr_assert_eq(tr_parse_size(ok[i].s, &v), 0, "%s", ok[i].s);

@@ -22,10 +22,12 @@ Test(app_flags, counts_are_whole_numbers) {
         tr_config_free(&c);
         cr_assert_eq(parse2(&c, counts[i], "0", err), TR_CONFIG_OK, "%s 0 (no limit): %s", counts[i], err);
         tr_config_free(&c);
-        const char *bad[] = {"128KB", "1k", "4MiB", "12B", "-1", "+5", " 7", "7 ", "x", "", "1.5", "99999999999999999999"};
+        const char *bad[] = {"128KB", "1k", "4MiB", "12B", "-1",  "+5",
+                             " 7",    "7 ", "x",    "",    "1.5", "99999999999999999999"};
         for (size_t j = 0; j < sizeof bad / sizeof bad[0]; j++) {
             err[0] = 0;
-            cr_assert_eq(parse2(&c, counts[i], bad[j], err), TR_CONFIG_ERROR, "%s '%s' accepted", counts[i], bad[j]);
+            cr_assert_eq(parse2(&c, counts[i], bad[j], err), TR_CONFIG_ERROR, "%s '%s' accepted", counts[i],
+                         bad[j]);
             cr_assert(strstr(err, "invalid count"), "%s '%s': %s", counts[i], bad[j], err);
             tr_config_free(&c);
         }

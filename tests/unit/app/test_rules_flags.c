@@ -8,8 +8,16 @@
 Test(app_flags, rule_files_and_alerting_flags) {
     tr_config c;
     char err[256] = "";
-    char *argv[] = {"tricorder", "--rule-files", "a/*.yml", "--rule-files=b.yml", "--no-default-rules",
-                    "--alertmanager-url", "http://am1:9093", "--alertmanager-url", "http://am2:9093", NULL};
+    char *argv[] = {"tricorder",
+                    "--rule-files",
+                    "a/*.yml",
+                    "--rule-files=b.yml",
+                    "--no-default-rules",
+                    "--alertmanager-url",
+                    "http://am1:9093",
+                    "--alertmanager-url",
+                    "http://am2:9093",
+                    NULL};
     char *env[] = {"TRICORDER_RULE_FILES=x.yml,y.yml", NULL};
     cr_assert_eq(tr_config_parse(&c, 9, argv, env, err, sizeof err), TR_CONFIG_OK, "%s", err);
     cr_expect_str_eq(c.rule_files, "a/*.yml\nb.yml");

@@ -87,18 +87,20 @@ Test(http_jaeger, ints_bools_ids_and_times) {
 
 /* The example of API.md §3.8, built as OTLP and rendered. */
 static traces_trace example(uint8_t tid[16]) {
-    static const uint8_t id[16] = {0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, 0x0c};
+    static const uint8_t id[16] = {0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03,
+                                   0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, 0x0c};
     memcpy(tid, id, 16);
     uint64_t t0 = 1718000000000000000ULL;
     traces_pb_span *root = t_span(A, tid, 0xeee19b7ec3c1b174ULL, 0, "GET /orders/{id}", 2, t0, 5 * MS);
     t_attrs(A, root, 2, t_int(A, "http.response.status_code", 504), t_str(A, "http.request.method", "GET"));
     t_status(A, root, 2, "upstream timed out");
-    traces_pb_span *child = t_span(A, tid, 0xa1b2c3d4e5f60718ULL, 0xeee19b7ec3c1b174ULL, "SELECT orders", 3, t0 + MS, 2500000);
+    traces_pb_span *child =
+        t_span(A, tid, 0xa1b2c3d4e5f60718ULL, 0xeee19b7ec3c1b174ULL, "SELECT orders", 3, t0 + MS, 2500000);
     t_attrs(A, child, 1, t_str(A, "db.system", "postgresql"));
     t_event(A, child, "retry", t0 + 2 * MS, 1, t_int(A, "attempt", 2));
     T_RS *fe = t_rs(A, "frontend", 1, t_str(A, "host.name", "web-1"));
     t_scope(A, fe, "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp", "0.52.0", 1, root);
-    T_RS *or = t_rs(A, "orders", 1, t_str(A, "host.name", "db-1"));
+    T_RS * or = t_rs(A, "orders", 1, t_str(A, "host.name", "db-1"));
     t_scope(A, or, "database/sql", "", 1, child);
     traces_trace t = {.n = 2};
     memcpy(t.id, tid, 16);
@@ -142,10 +144,12 @@ Test(http_jaeger, legacy_model_field_by_field) {
     cr_assert_eq(cJSON_GetArraySize(spans), 2);
 
     cJSON *s0 = cJSON_GetArrayItem(spans, 0);
-    const char *keys[] = {"traceID", "spanID", "operationName", "references", "startTime", "duration", "tags", "logs", "processID", "warnings"};
+    const char *keys[] = {"traceID",  "spanID", "operationName", "references", "startTime",
+                          "duration", "tags",   "logs",          "processID",  "warnings"};
     cr_assert_eq(cJSON_GetArraySize(s0), 10, "no flags, no parentSpanID");
     int i = 0;
-    for (cJSON *c = s0->child; c; c = c->next, i++) cr_assert_str_eq(c->string, keys[i], "key order");
+    for (cJSON *c = s0->child; c; c = c->next, i++)
+        cr_assert_str_eq(c->string, keys[i], "key order");
     cr_assert_str_eq(cJSON_GetObjectItem(s0, "spanID")->valuestring, "eee19b7ec3c1b174");
     cr_assert_str_eq(cJSON_GetObjectItem(s0, "operationName")->valuestring, "GET /orders/{id}");
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(s0, "references")), 0);
@@ -156,7 +160,8 @@ Test(http_jaeger, legacy_model_field_by_field) {
     cJSON *tags = cJSON_GetObjectItem(s0, "tags");
     cr_assert_eq(cJSON_GetArraySize(tags), 8);
     expect_kv(cJSON_GetArrayItem(tags, 0), "otel.scope.name", "string");
-    cr_assert_str_eq(kv_s(cJSON_GetArrayItem(tags, 0)), "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp");
+    cr_assert_str_eq(kv_s(cJSON_GetArrayItem(tags, 0)),
+                     "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp");
     expect_kv(cJSON_GetArrayItem(tags, 1), "otel.scope.version", "string");
     expect_kv(cJSON_GetArrayItem(tags, 2), "http.request.method", "string"); /* attributes sorted by key */
     expect_kv(cJSON_GetArrayItem(tags, 3), "http.response.status_code", "int64");
@@ -221,8 +226,8 @@ Test(http_jaeger, types_links_ids_and_shared_processes) {
     other[15] = 1;
     uint8_t raw[] = {1, 2, 3};
     traces_pb_span *sp = t_span(A, tid, 0x10, 0x09, "op", 4, 1000000123456ULL, 1999);
-    t_attrs(A, sp, 6, t_dbl(A, "f", 0.25), t_bool(A, "b", 0), t_int(A, "big", 9007199254740993LL), t_bytes(A, "raw", raw, 3),
-            t_strarr(A, "arr", "x", "y"), t_str(A, "a", "first"));
+    t_attrs(A, sp, 6, t_dbl(A, "f", 0.25), t_bool(A, "b", 0), t_int(A, "big", 9007199254740993LL),
+            t_bytes(A, "raw", raw, 3), t_strarr(A, "arr", "x", "y"), t_str(A, "a", "first"));
     sp->trace_state = "k=v";
     sp->dropped_events_count = 3;
     t_link(A, sp, other, 0x55, 0);
@@ -250,9 +255,12 @@ Test(http_jaeger, types_links_ids_and_shared_processes) {
     cJSON *refs = cJSON_GetObjectItem(s0, "references");
     cr_assert_eq(cJSON_GetArraySize(refs), 3, "parent + 2 links (the zero-id link is removed)");
     cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(refs, 0), "refType")->valuestring, "CHILD_OF");
-    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(refs, 0), "spanID")->valuestring, "0000000000000009");
-    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(refs, 1), "refType")->valuestring, "FOLLOWS_FROM");
-    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(refs, 1), "traceID")->valuestring, "77000000000000000000000000000001");
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(refs, 0), "spanID")->valuestring,
+                     "0000000000000009");
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(refs, 1), "refType")->valuestring,
+                     "FOLLOWS_FROM");
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(refs, 1), "traceID")->valuestring,
+                     "77000000000000000000000000000001");
     cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(refs, 2), "refType")->valuestring, "CHILD_OF");
     cJSON *w = cJSON_GetObjectItem(s0, "warnings");
     cr_assert(cJSON_IsArray(w));
@@ -262,11 +270,18 @@ Test(http_jaeger, types_links_ids_and_shared_processes) {
     cr_assert_str_eq(cJSON_GetArrayItem(w, 1)->valuestring, "Invalid span link removed");
     cJSON *tags = cJSON_GetObjectItem(s0, "tags");
     /* sorted: a, arr, b, big, f, raw; then span.kind, w3c.tracestate, dropped count */
-    const char *want[][2] = {{"a", "string"}, {"arr", "string"}, {"b", "bool"}, {"big", "int64"}, {"f", "float64"},
-                             {"raw", "binary"}, {"span.kind", "string"}, {"w3c.tracestate", "string"},
+    const char *want[][2] = {{"a", "string"},
+                             {"arr", "string"},
+                             {"b", "bool"},
+                             {"big", "int64"},
+                             {"f", "float64"},
+                             {"raw", "binary"},
+                             {"span.kind", "string"},
+                             {"w3c.tracestate", "string"},
                              {"otel.dropped_events_count", "int64"}};
     cr_assert_eq(cJSON_GetArraySize(tags), 9);
-    for (int i = 0; i < 9; i++) expect_kv(cJSON_GetArrayItem(tags, i), want[i][0], want[i][1]);
+    for (int i = 0; i < 9; i++)
+        expect_kv(cJSON_GetArrayItem(tags, i), want[i][0], want[i][1]);
     cr_assert_str_eq(kv_s(cJSON_GetArrayItem(tags, 1)), "[\"x\",\"y\"]");
     cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(tags, 2), "value")));
     cr_assert_str_eq(kv_s(cJSON_GetArrayItem(tags, 3)), "9007199254740993", "beyond 2^53: a string");
@@ -305,9 +320,13 @@ Test(http_jaeger, v3_otlp_json) {
     cJSON *rs0 = cJSON_GetArrayItem(rss, 0);
     cJSON *rattr = cJSON_GetObjectItem(cJSON_GetObjectItem(rs0, "resource"), "attributes");
     cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(rattr, 0), "key")->valuestring, "service.name");
-    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(rattr, 0), "value"), "stringValue")->valuestring, "frontend");
+    cr_assert_str_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(rattr, 0), "value"), "stringValue")
+            ->valuestring,
+        "frontend");
     cJSON *ss0 = cJSON_GetArrayItem(cJSON_GetObjectItem(rs0, "scopeSpans"), 0);
-    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(ss0, "scope"), "version")->valuestring, "0.52.0");
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(ss0, "scope"), "version")->valuestring,
+                     "0.52.0");
     cJSON *sp = cJSON_GetArrayItem(cJSON_GetObjectItem(ss0, "spans"), 0);
     cr_assert_str_eq(cJSON_GetObjectItem(sp, "traceId")->valuestring, "5b8efff798038103d269b633813fc60c");
     cr_assert_str_eq(cJSON_GetObjectItem(sp, "spanId")->valuestring, "eee19b7ec3c1b174");
@@ -321,7 +340,8 @@ Test(http_jaeger, v3_otlp_json) {
     cr_assert_eq(cJSON_GetObjectItem(st, "code")->valueint, 2);
     cr_assert_str_eq(cJSON_GetObjectItem(st, "message")->valuestring, "upstream timed out");
     cJSON *rs1 = cJSON_GetArrayItem(rss, 1);
-    cJSON *sp1 = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(rs1, "scopeSpans"), 0), "spans"), 0);
+    cJSON *sp1 = cJSON_GetArrayItem(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(rs1, "scopeSpans"), 0), "spans"), 0);
     cr_assert_str_eq(cJSON_GetObjectItem(sp1, "parentSpanId")->valuestring, "eee19b7ec3c1b174");
     cJSON *ev = cJSON_GetArrayItem(cJSON_GetObjectItem(sp1, "events"), 0);
     cr_assert_str_eq(cJSON_GetObjectItem(ev, "name")->valuestring, "retry");
@@ -352,12 +372,14 @@ Test(http_jaeger, v3_summaries) {
     tr_json j;
     tr_json_init(&j, &b);
     cr_assert_eq(tr_jaeger_render_v3_summaries(&j, &tp, 1), 0);
-    cr_assert_str_eq(b.data,
-                     "{\"summaries\":[{\"traceId\":\"5b8efff798038103d269b633813fc60c\",\"rootServiceName\":\"frontend\","
-                     "\"rootOperationName\":\"GET /orders/{id}\",\"minStartTimeUnixNano\":\"1718000000000000000\","
-                     "\"maxEndTimeUnixNano\":\"1718000000010000000\",\"spanCount\":3,\"errorSpanCount\":1,"
-                     "\"orphanSpanCount\":1,\"services\":[{\"name\":\"accounts\",\"spanCount\":1},"
-                     "{\"name\":\"frontend\",\"spanCount\":1,\"errorSpanCount\":1},{\"name\":\"orders\",\"spanCount\":1}]}]}");
+    cr_assert_str_eq(
+        b.data,
+        "{\"summaries\":[{\"traceId\":\"5b8efff798038103d269b633813fc60c\",\"rootServiceName\":\"frontend\","
+        "\"rootOperationName\":\"GET /orders/{id}\",\"minStartTimeUnixNano\":\"1718000000000000000\","
+        "\"maxEndTimeUnixNano\":\"1718000000010000000\",\"spanCount\":3,\"errorSpanCount\":1,"
+        "\"orphanSpanCount\":1,\"services\":[{\"name\":\"accounts\",\"spanCount\":1},"
+        "{\"name\":\"frontend\",\"spanCount\":1,\"errorSpanCount\":1},{\"name\":\"orders\",\"spanCount\":1}]}"
+        "]}");
     tr_buf_reset(&b);
     tr_json_init(&j, &b);
     cr_assert_eq(tr_jaeger_render_v3_summaries(&j, NULL, 0), 0);
@@ -367,9 +389,20 @@ Test(http_jaeger, v3_summaries) {
 
 Test(http_jaeger, go_durations) {
     char b[48];
-    const struct { int64_t ns; const char *s; } c[] = {
-        {0, "0s"}, {35000000, "35ms"}, {-45000000, "-45ms"}, {500000, "500µs"}, {1500, "1.5µs"}, {7, "7ns"},
-        {4323179750, "4.32317975s"}, {90000000000LL, "1m30s"}, {3600000000000LL, "1h0m0s"}, {1000000000, "1s"},
+    const struct {
+        int64_t ns;
+        const char *s;
+    } c[] = {
+        {0, "0s"},
+        {35000000, "35ms"},
+        {-45000000, "-45ms"},
+        {500000, "500µs"},
+        {1500, "1.5µs"},
+        {7, "7ns"},
+        {4323179750, "4.32317975s"},
+        {90000000000LL, "1m30s"},
+        {3600000000000LL, "1h0m0s"},
+        {1000000000, "1s"},
     };
     for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
         tr_go_duration(c[i].ns, b, sizeof b);
@@ -383,7 +416,8 @@ static traces_trace skew_trace(int n, const uint64_t (*d)[4], const char *const 
     traces_trace t = {.n = (size_t)n};
     t.spans = tr_arena_alloc(A, n * sizeof *t.spans);
     for (int i = 0; i < n; i++) {
-        traces_pb_span *sp = t_span(A, tid, d[i][0], d[i][1], "op", 2, 1000000000000ULL * 1000 + d[i][2] * MS, d[i][3] * MS);
+        traces_pb_span *sp =
+            t_span(A, tid, d[i][0], d[i][1], "op", 2, 1000000000000ULL * 1000 + d[i][2] * MS, d[i][3] * MS);
         T_RS *rs = hosts[i] ? t_rs(A, "svc", 1, t_str(A, "host.name", hosts[i])) : t_rs(A, "svc", 0);
         t_scope(A, rs, "", "", 1, sp);
         t.spans[i] = (traces_span){sp, rs->resource, rs->scope_spans[0]->scope};
@@ -399,12 +433,15 @@ Test(http_jaeger, clock_skew_adjuster) {
     traces_trace t = skew_trace(2, d1, h1);
     cr_assert_eq(tr_jaeger_adjust(&t, 0, &a), 0);
     cr_assert_eq(a.sp[1].nwarn, 1);
-    cr_assert_str_eq(a.sp[1].warn[0], "clock skew adjustment disabled; not applying calculated delta of 35ms");
+    cr_assert_str_eq(a.sp[1].warn[0],
+                     "clock skew adjustment disabled; not applying calculated delta of 35ms");
     cr_assert_eq(a.sp[1].delta_ns, 0);
     cr_assert_eq(a.sp[0].nwarn, 0);
     tr_jaeger_adj_free(&a);
     cr_assert_eq(tr_jaeger_adjust(&t, 10 * MS, &a), 0);
-    cr_assert_str_eq(a.sp[1].warn[0], "max clock skew adjustment delta of 10ms exceeded; not applying calculated delta of 35ms");
+    cr_assert_str_eq(
+        a.sp[1].warn[0],
+        "max clock skew adjustment delta of 10ms exceeded; not applying calculated delta of 35ms");
     tr_jaeger_adj_free(&a);
     cr_assert_eq(tr_jaeger_adjust(&t, 1000 * MS, &a), 0);
     cr_assert_eq(a.sp[1].delta_ns, 35 * (int64_t)MS);
@@ -444,7 +481,8 @@ Test(http_jaeger, clock_skew_adjuster) {
     cr_assert_eq(tr_jaeger_adjust(&t, 0, &a), 0);
     cr_assert_eq(a.sp[0].nwarn, 0);
     cr_assert_str_eq(a.sp[1].warn[0], "duplicate span IDs; skipping clock skew adjustment");
-    cr_assert_str_eq(a.sp[2].warn[0], "parent span ID=0000000000000063 is not in the trace; skipping clock skew adjustment");
+    cr_assert_str_eq(a.sp[2].warn[0],
+                     "parent span ID=0000000000000063 is not in the trace; skipping clock skew adjustment");
     tr_jaeger_adj_free(&a);
 }
 
@@ -453,8 +491,8 @@ Test(http_jaeger, clock_skew_adjuster) {
 Test(http_jaeger, sdk_ip_and_raw) {
     static const uint8_t tid[16] = {2};
     traces_pb_span *sp = t_span(A, tid, 1, 0, "op", 0, 1000000000000ULL * 1000, MS);
-    t_attrs(A, sp, 4, t_str(A, "telemetry.sdk.name", "opentelemetry"), t_str(A, "telemetry.sdk.language", "go"),
-            t_int(A, "peer.ipv4", 0x7f000001), t_str(A, "b", "x"));
+    t_attrs(A, sp, 4, t_str(A, "telemetry.sdk.name", "opentelemetry"),
+            t_str(A, "telemetry.sdk.language", "go"), t_int(A, "peer.ipv4", 0x7f000001), t_str(A, "b", "x"));
     T_RS *rs = t_rs(A, "svc", 2, t_str(A, "telemetry.sdk.language", "python"), t_int(A, "ip", 0x0a000002));
     t_scope(A, rs, "", "", 1, sp);
     traces_trace t = {.n = 1};
@@ -472,7 +510,8 @@ Test(http_jaeger, sdk_ip_and_raw) {
     cJSON *w = cJSON_GetObjectItem(s0, "warnings");
     cr_assert_str_eq(cJSON_GetArrayItem(w, 0)->valuestring,
                      "conflicting values between Span and Resource for attribute telemetry.sdk.language");
-    cJSON *ptags = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "processes"), "p1"), "tags");
+    cJSON *ptags =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "processes"), "p1"), "tags");
     cr_assert_eq(cJSON_GetArraySize(ptags), 3);
     expect_kv(cJSON_GetArrayItem(ptags, 0), "ip", "string");
     cr_assert_str_eq(kv_s(cJSON_GetArrayItem(ptags, 0)), "10.0.0.2");

@@ -6,12 +6,13 @@
 #include <string.h>
 
 static const char *skip_ws(const char *p) {
-    while (isspace((unsigned char)*p)) p++;
+    while (isspace((unsigned char)*p))
+        p++;
     return p;
 }
 
-static int add(tsdb_matcher ***m, size_t *n, tsdb_match_type t, const char *name, const char *value, char *err,
-               size_t errlen) {
+static int add(tsdb_matcher ***m, size_t *n, tsdb_match_type t, const char *name, const char *value,
+               char *err, size_t errlen) {
     tsdb_matcher *x = tsdb_matcher_new(t, name, value, err, errlen);
     tsdb_matcher **g = x ? realloc(*m, (*n + 1) * sizeof **m) : NULL;
     if (!g) {
@@ -43,11 +44,16 @@ int test_selector(const char *s, tsdb_matcher ***m, size_t *n, char *err, size_t
             name[k] = 0;
             p = skip_ws(p);
             tsdb_match_type t;
-            if (p[0] == '=' && p[1] == '~') t = TSDB_MATCH_RE, p += 2;
-            else if (p[0] == '!' && p[1] == '~') t = TSDB_MATCH_NRE, p += 2;
-            else if (p[0] == '!' && p[1] == '=') t = TSDB_MATCH_NEQ, p += 2;
-            else if (p[0] == '=') t = TSDB_MATCH_EQ, p += 1;
-            else break;
+            if (p[0] == '=' && p[1] == '~')
+                t = TSDB_MATCH_RE, p += 2;
+            else if (p[0] == '!' && p[1] == '~')
+                t = TSDB_MATCH_NRE, p += 2;
+            else if (p[0] == '!' && p[1] == '=')
+                t = TSDB_MATCH_NEQ, p += 2;
+            else if (p[0] == '=')
+                t = TSDB_MATCH_EQ, p += 1;
+            else
+                break;
             p = skip_ws(p);
             if (*p++ != '"') break;
             for (k = 0; *p && *p != '"'; p++) {

@@ -24,7 +24,8 @@ static void close_db(void) {
     tsdb_close(db);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd)) {}
+    if (system(cmd)) {
+    }
 }
 TestSuite(metrics_append_key, .init = open_db, .fini = close_db);
 
@@ -79,15 +80,17 @@ Test(metrics_append_key, keys_not_canonical_or_invalid_create_nothing) {
         size_t len;
         int rc;
     } bad[] = {
-        {KEY("job\0api\0__name__\0up\0"), TSDB_ERR_LABEL_NAME},       /* unsorted */
-        {KEY("__name__\0up\0a\0x\0a\0y\0"), TSDB_ERR_LABEL_NAME},     /* a repeated name */
-        {KEY("__name__\0up\0a\0\0"), TSDB_ERR_LABEL_NAME},           /* an empty value */
-        {KEY("__name__\0up\0a"), TSDB_ERR_LABEL_NAME},               /* no value */
-        {KEY("__name__\0up\0a\0x"), TSDB_ERR_LABEL_NAME},            /* no final NUL */
+        {KEY("job\0api\0__name__\0up\0"), TSDB_ERR_LABEL_NAME},   /* unsorted */
+        {KEY("__name__\0up\0a\0x\0a\0y\0"), TSDB_ERR_LABEL_NAME}, /* a repeated name */
+        {KEY("__name__\0up\0a\0\0"), TSDB_ERR_LABEL_NAME},        /* an empty value */
+        {KEY("__name__\0up\0a"), TSDB_ERR_LABEL_NAME},            /* no value */
+        {KEY("__name__\0up\0a\0x"), TSDB_ERR_LABEL_NAME},         /* no final NUL */
         {KEY(""), TSDB_ERR_NO_NAME},
         {KEY("job\0api\0"), TSDB_ERR_NO_NAME},
-        {KEY("__name__\0" "1up\0"), TSDB_ERR_NO_NAME},              /* an invalid metric name */
-        {KEY("__name__\0up\0a-b\0x\0"), TSDB_ERR_LABEL_NAME},        /* an invalid label name */
+        {KEY("__name__\0"
+             "1up\0"),
+         TSDB_ERR_NO_NAME},                                   /* an invalid metric name */
+        {KEY("__name__\0up\0a-b\0x\0"), TSDB_ERR_LABEL_NAME}, /* an invalid label name */
         {KEY("__name__\0up\0a\0\xc3\x28\0"), TSDB_ERR_UTF8},
         {KEY("__name__\0up\0a\0x\0b\0x\0c\0x\0d\0x\0"), TSDB_ERR_TOO_MANY_LABELS}, /* max_labels 4 */
     };

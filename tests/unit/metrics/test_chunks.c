@@ -26,24 +26,37 @@ static int same(double a, double b) { return memcmp(&a, &b, 8) == 0; }
 /* Values that must survive exactly, mixed into every series. */
 static double special(int i) {
     switch (i % 12) {
-    case 0: return bits(TSDB_STALE_NAN_BITS);
-    case 1: return INFINITY;
-    case 2: return -INFINITY;
-    case 3: return -0.0;
-    case 4: return 4.9e-324; /* smallest denormal */
-    case 5: return bits(0x7ff8000000000001ULL); /* NaN with a payload */
-    case 6: return bits(0xfff0000000000abcULL); /* negative signalling NaN */
-    case 7: return 1.7976931348623157e308;
-    case 8: return 0.1;
-    case 9: return -2.2250738585072014e-308;
-    case 10: return 0.0;
-    default: return 123456789.0;
+    case 0:
+        return bits(TSDB_STALE_NAN_BITS);
+    case 1:
+        return INFINITY;
+    case 2:
+        return -INFINITY;
+    case 3:
+        return -0.0;
+    case 4:
+        return 4.9e-324; /* smallest denormal */
+    case 5:
+        return bits(0x7ff8000000000001ULL); /* NaN with a payload */
+    case 6:
+        return bits(0xfff0000000000abcULL); /* negative signalling NaN */
+    case 7:
+        return 1.7976931348623157e308;
+    case 8:
+        return 0.1;
+    case 9:
+        return -2.2250738585072014e-308;
+    case 10:
+        return 0.0;
+    default:
+        return 123456789.0;
     }
 }
 
 static void roundtrip_gorilla(const sample *s, size_t n) {
     xorenc e = {0};
-    for (size_t i = 0; i < n; i++) xor_append(&e, s[i].t, s[i].v);
+    for (size_t i = 0; i < n; i++)
+        xor_append(&e, s[i].t, s[i].v);
     cr_assert(!xor_oom(&e));
     cr_assert_eq(e.n, n);
     xordec d;
@@ -85,10 +98,16 @@ Test(metrics_chunk, gorilla_random_and_special_values) {
         for (size_t i = 0; i < n; i++) {
             /* regular steps, jitter, and now and then huge gaps */
             uint64_t r = xr() % 100;
-            t += r < 70 ? 15000 : r < 90 ? (int64_t)(xr() % 100000) : r < 98 ? (int64_t)(xr() % 10000000000ULL) : (int64_t)(xr() % 1000000000000000ULL);
+            t += r < 70   ? 15000
+                 : r < 90 ? (int64_t)(xr() % 100000)
+                 : r < 98 ? (int64_t)(xr() % 10000000000ULL)
+                          : (int64_t)(xr() % 1000000000000000ULL);
             s[i].t = t;
             uint64_t k = xr() % 4;
-            s[i].v = k == 0 ? special((int)(xr() % 12)) : k == 1 ? bits(xr()) : k == 2 ? (double)(i * 3) : (double)(xr() % 1000) / 7.0;
+            s[i].v = k == 0   ? special((int)(xr() % 12))
+                     : k == 1 ? bits(xr())
+                     : k == 2 ? (double)(i * 3)
+                              : (double)(xr() % 1000) / 7.0;
         }
         /* keep timestamps strictly increasing (the head only appends in order) */
         for (size_t i = 1; i < n; i++)
@@ -140,7 +159,8 @@ Test(metrics_chunk, corrupt_input_is_an_error_not_a_crash) {
     uint8_t junk[64];
     for (int r = 0; r < 200; r++) {
         size_t n = xr() % sizeof junk;
-        for (size_t i = 0; i < n; i++) junk[i] = (uint8_t)xr();
+        for (size_t i = 0; i < n; i++)
+            junk[i] = (uint8_t)xr();
         sample *out = NULL;
         long m = blockdec_series(junk, n, &out);
         if (m > 0) free(out);
@@ -149,7 +169,8 @@ Test(metrics_chunk, corrupt_input_is_an_error_not_a_crash) {
         int64_t t;
         double v;
         int k = 0;
-        while (xor_dec_next(&d, &t, &v)) k++;
+        while (xor_dec_next(&d, &t, &v))
+            k++;
         cr_assert_leq(k, 200);
     }
 }

@@ -13,8 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "metrics/metrics_int.h"
 #include "helpers.h"
+#include "metrics/metrics_int.h"
 #include "util/log.h"
 
 /* selectors as the API parses match[] (PromQL's selector parser) */
@@ -32,7 +32,8 @@ static void mkdtemp_dir(void) {
 static void rm_rf(const char *p) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-    if (system(cmd)) {}
+    if (system(cmd)) {
+    }
 }
 
 static tsdb *open_ex(const char *d, int64_t max_exemplars) {
@@ -70,7 +71,8 @@ static char *render(tsdb *db, const char *sel, int64_t mint, int64_t maxt) {
     if (sel) cr_assert_eq(test_selector(sel, &m, &n, err, sizeof err), 0, "%s: %s", sel, err);
     tsdb_matcher **const sets[1] = {m};
     tsdb_exemplars *r;
-    cr_assert_eq(tsdb_query_exemplars(db, sets, &n, sel ? 1 : 0, mint, maxt, &r, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tsdb_query_exemplars(db, sets, &n, sel ? 1 : 0, mint, maxt, &r, err, sizeof err), 0, "%s",
+                 err);
     size_t o = 0;
     out[0] = 0;
     for (size_t i = 0; i < tsdb_exemplars_len(r); i++) {
@@ -84,7 +86,8 @@ static char *render(tsdb *db, const char *sel, int64_t mint, int64_t maxt) {
         for (size_t k = 0; k < ne; k++) {
             if (k) o += snprintf(out + o, sizeof out - o, ",");
             for (size_t j = 0; j < ex[k].n_labels; j++)
-                o += snprintf(out + o, sizeof out - o, "%s%s=%s", j ? "|" : "", ex[k].labels[j].name, ex[k].labels[j].value);
+                o += snprintf(out + o, sizeof out - o, "%s%s=%s", j ? "|" : "", ex[k].labels[j].name,
+                              ex[k].labels[j].value);
             o += snprintf(out + o, sizeof out - o, "@%lld=%g", (long long)ex[k].t_ms, ex[k].value);
             if (k) cr_assert_geq(ex[k].t_ms, ex[k - 1].t_ms, "exemplars of a series come in time order");
         }
@@ -113,8 +116,9 @@ Test(metrics_exemplar, ring_wraps_and_keeps_per_series_chains) {
         snprintf(tr, sizeof tr, "t%d", i + 1);
         sample_ex(db, order[i], "j", i + 1, i + 1, tr);
     }
-    cr_assert_str_eq(render(db, NULL, INT64_MIN, INT64_MAX),
-                     "a{j}:trace_id=t3@3=3,trace_id=t5@5=5;b{j}:trace_id=t2@2=2,trace_id=t6@6=6;c{j}:trace_id=t4@4=4;");
+    cr_assert_str_eq(
+        render(db, NULL, INT64_MIN, INT64_MAX),
+        "a{j}:trace_id=t3@3=3,trace_id=t5@5=5;b{j}:trace_id=t2@2=2,trace_id=t6@6=6;c{j}:trace_id=t4@4=4;");
     tsdb_exemplar_stats st = stats(db);
     cr_assert_eq(st.in_storage, 5);
     cr_assert_eq(st.series, 3);
@@ -126,8 +130,9 @@ Test(metrics_exemplar, ring_wraps_and_keeps_per_series_chains) {
         snprintf(tr, sizeof tr, "t%d", i);
         sample_ex(db, "d", "j", i, i, tr);
     }
-    cr_assert_str_eq(render(db, NULL, INT64_MIN, INT64_MAX),
-                     "a{j}:trace_id=t5@5=5;b{j}:trace_id=t6@6=6;d{j}:trace_id=t7@7=7,trace_id=t8@8=8,trace_id=t9@9=9;");
+    cr_assert_str_eq(
+        render(db, NULL, INT64_MIN, INT64_MAX),
+        "a{j}:trace_id=t5@5=5;b{j}:trace_id=t6@6=6;d{j}:trace_id=t7@7=7,trace_id=t8@8=8,trace_id=t9@9=9;");
     st = stats(db);
     cr_assert_eq(st.in_storage, 5);
     cr_assert_eq(st.series, 3);
@@ -156,8 +161,10 @@ Test(metrics_exemplar, ring_matches_a_model_over_many_wraps) {
             int any = 0;
             for (int k = i - CAP + 1 < 0 ? 0 : i - CAP + 1; k <= i; k++) {
                 if (ser[k] != s) continue;
-                if (!any) o += snprintf(want + o, sizeof want - o, "s%d{j}:", s);
-                else o += snprintf(want + o, sizeof want - o, ",");
+                if (!any)
+                    o += snprintf(want + o, sizeof want - o, "s%d{j}:", s);
+                else
+                    o += snprintf(want + o, sizeof want - o, ",");
                 o += snprintf(want + o, sizeof want - o, "trace_id=t%d@%d=%d", k, 1000 + k, k);
                 any = 1;
             }
@@ -178,27 +185,36 @@ Test(metrics_exemplar, label_limits) {
     tsdb_label l[] = {{"__name__", "m"}};
     char v127[400] = "", v128[400] = "";
     /* "t" plus 127 two-byte runes is 128 runes (255 bytes): at the limit; one more is over */
-    for (int i = 0; i < 127; i++) strcat(v127, "\xc3\xa9");
+    for (int i = 0; i < 127; i++)
+        strcat(v127, "\xc3\xa9");
     strcpy(v128, v127);
     strcat(v128, "\xc3\xa9");
     tsdb_appender *a = tsdb_appender_begin(db);
     cr_assert_eq(tsdb_appender_add(a, l, 1, 1000, 1), TSDB_OK);
     cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"t", v127}}, 1, 1000, 1), TSDB_OK);
-    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"t", v128}}, 1, 1001, 1), TSDB_ERR_VALUE_TOO_LONG);
+    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"t", v128}}, 1, 1001, 1),
+                 TSDB_ERR_VALUE_TOO_LONG);
     /* names count too: 4 + 125 = 129 */
     char v125[200];
     memset(v125, 'x', 125);
     v125[125] = 0;
-    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"name", v125}}, 1, 1002, 1), TSDB_ERR_VALUE_TOO_LONG);
-    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"t", "\xff\xfe"}}, 1, 1003, 1), TSDB_ERR_UTF8);
-    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"", "x"}}, 1, 1004, 1), TSDB_ERR_LABEL_NAME);
-    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"a", "1"}, {"a", "2"}}, 2, 1005, 1), TSDB_ERR_LABEL_NAME);
+    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"name", v125}}, 1, 1002, 1),
+                 TSDB_ERR_VALUE_TOO_LONG);
+    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"t", "\xff\xfe"}}, 1, 1003, 1),
+                 TSDB_ERR_UTF8);
+    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"", "x"}}, 1, 1004, 1),
+                 TSDB_ERR_LABEL_NAME);
+    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"a", "1"}, {"a", "2"}}, 2, 1005, 1),
+                 TSDB_ERR_LABEL_NAME);
     /* empty values mean "absent"; labels come back sorted by name */
-    cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"z", "1"}, {"e", ""}, {"b", "2"}}, 3, 1006, 6), TSDB_OK);
+    cr_assert_eq(
+        tsdb_appender_add_exemplar(a, l, 1, (tsdb_label[]){{"z", "1"}, {"e", ""}, {"b", "2"}}, 3, 1006, 6),
+        TSDB_OK);
     /* no labels at all is fine */
     cr_assert_eq(tsdb_appender_add_exemplar(a, l, 1, NULL, 0, 1007, 7), TSDB_OK);
     /* an exemplar whose series has no __name__ is refused like a sample would be */
-    cr_assert_eq(tsdb_appender_add_exemplar(a, (tsdb_label[]){{"job", "x"}}, 1, NULL, 0, 1008, 1), TSDB_ERR_NO_NAME);
+    cr_assert_eq(tsdb_appender_add_exemplar(a, (tsdb_label[]){{"job", "x"}}, 1, NULL, 0, 1008, 1),
+                 TSDB_ERR_NO_NAME);
     commit(a);
     char want[1024];
     snprintf(want, sizeof want, "m:t=%s@1000=1,b=2|z=1@1006=6,@1007=7;", v127);
@@ -239,7 +255,8 @@ Test(metrics_exemplar, duplicates_and_out_of_order) {
     a = tsdb_appender_begin(db);
     tsdb_appender_add_exemplar(a, lj, 2, e2, 1, 100, 2);
     commit(a);
-    cr_assert_str_eq(render(db, "m", INT64_MIN, INT64_MAX), "m{j}:trace_id=aa@100=1,trace_id=aa@100=2,trace_id=bb@100=2;");
+    cr_assert_str_eq(render(db, "m", INT64_MIN, INT64_MAX),
+                     "m{j}:trace_id=aa@100=1,trace_id=aa@100=2,trace_id=bb@100=2;");
     st = stats(db);
     cr_assert_eq(st.out_of_order, 2);
     /* within one batch the order given does not matter (sorted by time), and an exact repeat
@@ -273,7 +290,8 @@ Test(metrics_exemplar, exemplar_before_the_sample_that_creates_its_series) {
     cr_assert_eq(tsdb_appender_add_exemplar(a, l, 2, e, 2, 5000, 0.25), TSDB_OK);
     cr_assert_eq(tsdb_appender_add(a, l, 2, 5000, 1), TSDB_OK);
     commit(a);
-    cr_assert_str_eq(render(db, "fresh", INT64_MIN, INT64_MAX), "fresh{x}:span_id=0102|trace_id=abcd@5000=0.25;");
+    cr_assert_str_eq(render(db, "fresh", INT64_MIN, INT64_MAX),
+                     "fresh{x}:span_id=0102|trace_id=abcd@5000=0.25;");
     /* a rolled-back batch leaves nothing behind */
     a = tsdb_appender_begin(db);
     tsdb_appender_add(a, l, 2, 6000, 1);
@@ -305,7 +323,8 @@ Test(metrics_exemplar, query_by_matchers_and_time) {
                      "a{y}:trace_id=ay10@10=10,trace_id=ay20@20=20,trace_id=ay30@30=30;");
     cr_assert_str_eq(render(db, "{job=\"x\"}", 15, 25), "a{x}:trace_id=ax20@20=20;b{x}:trace_id=bx20@20=20;");
     cr_assert_str_eq(render(db, "a{job=~\"y|z\"}", 30, 30), "a{y}:trace_id=ay30@30=30;");
-    cr_assert_str_eq(render(db, "{__name__=~\"a|b\",job!~\"x\"}", INT64_MIN, 10), "a{y}:trace_id=ay10@10=10;");
+    cr_assert_str_eq(render(db, "{__name__=~\"a|b\",job!~\"x\"}", INT64_MIN, 10),
+                     "a{y}:trace_id=ay10@10=10;");
     cr_assert_str_eq(render(db, "{job!=\"x\",__name__!=\"\"}", INT64_MIN, INT64_MAX),
                      "a{y}:trace_id=ay10@10=10,trace_id=ay20@20=20,trace_id=ay30@30=30;");
     cr_assert_str_eq(render(db, "a", 31, 40), "", "no exemplar in range: no series");
@@ -404,9 +423,11 @@ Test(metrics_exemplar, wal_replay_torn_at_every_byte_of_last_record) {
     cr_assert_eq(o.type[1], WAL_SAMPLES);
     cr_assert_eq(o.type[2], WAL_EXEMPLARS);
     cr_assert_eq(o.type[3], WAL_EXEMPLARS);
-    const char *both = "h_bucket{0.5}:span_id=00f067aa0ba902b7|trace_id=4bf92f3577b34da6a3ce929d0e0e4736@1000=0.25,"
-                       "span_id=00f067aa0ba902b7|trace_id=4bf92f3577b34da6a3ce929d0e0e4736@2000=0.5;";
-    const char *first = "h_bucket{0.5}:span_id=00f067aa0ba902b7|trace_id=4bf92f3577b34da6a3ce929d0e0e4736@1000=0.25;";
+    const char *both =
+        "h_bucket{0.5}:span_id=00f067aa0ba902b7|trace_id=4bf92f3577b34da6a3ce929d0e0e4736@1000=0.25,"
+        "span_id=00f067aa0ba902b7|trace_id=4bf92f3577b34da6a3ce929d0e0e4736@2000=0.5;";
+    const char *first =
+        "h_bucket{0.5}:span_id=00f067aa0ba902b7|trace_id=4bf92f3577b34da6a3ce929d0e0e4736@1000=0.25;";
     tsdb *db = open_ex(dir, 100);
     cr_assert_str_eq(render(db, "h_bucket", INT64_MIN, INT64_MAX), both);
     tsdb_close(db);
@@ -487,7 +508,8 @@ Test(metrics_exemplar, checkpoint_after_a_cut_then_crash) {
     waitpid(pid, &status, 0);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: %d", WEXITSTATUS(status));
     tsdb *db = open_ex(dir, 100);
-    cr_assert_str_eq(render(db, NULL, INT64_MIN, INT64_MAX), "kept:trace_id=02@2000=2,trace_id=03@3000=3;old:trace_id=01@1000=1;");
+    cr_assert_str_eq(render(db, NULL, INT64_MIN, INT64_MAX),
+                     "kept:trace_id=02@2000=2,trace_id=03@3000=3;old:trace_id=01@1000=1;");
     tsdb_close(db);
     /* a clean close checkpoints too; a smaller ring at reopen keeps the newest */
     db = open_ex(dir, 2);
@@ -515,7 +537,8 @@ Test(metrics_exemplar, switched_off) {
     fclose(f);
     offs o = {.base = data};
     cr_assert_eq(wal_scan(data, len, rec_off, &o), len);
-    for (size_t i = 0; i < o.n; i++) cr_assert_neq(o.type[i], WAL_EXEMPLARS);
+    for (size_t i = 0; i < o.n; i++)
+        cr_assert_neq(o.type[i], WAL_EXEMPLARS);
     tsdb_close(db);
     tsdb_options bad = {.dir = dir, .max_exemplars = (int64_t)1 << 40};
     char err[256];

@@ -6,18 +6,18 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "metrics/metrics_int.h"
 #include "helpers.h"
+#include "metrics/metrics_int.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/selfmon.h"
@@ -347,7 +347,8 @@ Test(metrics_integrity, a_series_with_years_between_samples_cuts_only_the_ranges
     int64_t ts[] = {5 * H, 40000 * H, 40000 * H + 60000, 80001 * H};
     tsdb_appender *a = tsdb_appender_begin(db);
     tsdb_label l[] = {{"__name__", "m"}, {"i", "0"}};
-    for (int k = 0; k < 4; k++) cr_assert_eq(tsdb_appender_add(a, l, 2, ts[k], val(0, ts[k])), TSDB_OK);
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(tsdb_appender_add(a, l, 2, ts[k], val(0, ts[k])), TSDB_OK);
     int st = 0;
     tsdb_appender_commit(a, on_done, &st);
     cr_assert_eq(st, 1);
@@ -475,7 +476,8 @@ Test(metrics_integrity, a_wal_write_failure_is_refused_logged_with_errno_and_cou
         for (int c = 0; c < 100; c++) {
             tsdb_appender *a = tsdb_appender_begin(db);
             tsdb_label l[] = {{"__name__", "m"}, {"i", "0"}};
-            for (int k = 0; k < 500; k++) tsdb_appender_add(a, l, 2, t0 + (c * 500 + k) * 1000, val(0, t0 + (c * 500 + k) * 1000));
+            for (int k = 0; k < 500; k++)
+                tsdb_appender_add(a, l, 2, t0 + (c * 500 + k) * 1000, val(0, t0 + (c * 500 + k) * 1000));
             int st = 0;
             tsdb_appender_commit(a, on_done, &st);
             if (st != 1) break;
@@ -484,7 +486,9 @@ Test(metrics_integrity, a_wal_write_failure_is_refused_logged_with_errno_and_cou
         tr_buf b;
         tr_buf_init(&b, 0);
         tr_selfmon_render(&b);
-        int counted = strstr(b.data, "tricorder_storage_errors_total{store=\"metrics\",kind=\"wal_write\"} 1\n") != NULL;
+        int counted =
+            strstr(b.data, "tricorder_storage_errors_total{store=\"metrics\",kind=\"wal_write\"} 1\n") !=
+            NULL;
         fflush(stderr);
         _exit(acked > 0 && acked < 100 && counted ? 100 + acked : 13);
     }

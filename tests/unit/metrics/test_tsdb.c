@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "metrics/metrics_int.h"
 #include "helpers.h"
+#include "metrics/metrics_int.h"
 #include "util/log.h"
 
 static char dir[256];
@@ -31,7 +31,8 @@ static void mkdtemp_dir(void) {
 static void rm_rf(const char *p) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-    if (system(cmd)) {}
+    if (system(cmd)) {
+    }
 }
 
 static tsdb *open_db(const char *d, int64_t ooo, int64_t retention) {
@@ -57,10 +58,12 @@ static void commit(tsdb_appender *a) {
 }
 
 /* Adds `n` samples to series {__name__=name, inst=inst, job="j"} at t0, t0+step, … */
-static void add_series(tsdb *db, const char *name, const char *inst, int64_t t0, int64_t step, int n, double v0) {
+static void add_series(tsdb *db, const char *name, const char *inst, int64_t t0, int64_t step, int n,
+                       double v0) {
     tsdb_appender *a = tsdb_appender_begin(db);
     tsdb_label l[] = {{"job", "j"}, {"__name__", name}, {"inst", inst}};
-    for (int i = 0; i < n; i++) cr_assert_eq(tsdb_appender_add(a, l, 3, t0 + i * step, v0 + i), TSDB_OK);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(tsdb_appender_add(a, l, 3, t0 + i * step, v0 + i), TSDB_OK);
     commit(a);
 }
 
@@ -78,7 +81,8 @@ static size_t count(tsdb *db, const char *sel, size_t *samples) {
         const int64_t *t;
         const double *v;
         size_t c = tsdb_seriesset_samples(ss, i, &t, &v);
-        for (size_t j = 1; j < c; j++) cr_assert_gt(t[j], t[j - 1], "samples must be ascending and distinct");
+        for (size_t j = 1; j < c; j++)
+            cr_assert_gt(t[j], t[j - 1], "samples must be ascending and distinct");
         tot += c;
     }
     tsdb_seriesset_free(ss);
@@ -99,25 +103,28 @@ Test(metrics_tsdb, matchers_and_postings) {
     tsdb_label l[] = {{"__name__", "up"}, {"job", "j"}}; /* no inst label */
     cr_assert_eq(tsdb_appender_add(a, l, 2, 1000, 1), TSDB_OK);
     commit(a);
-    struct { const char *sel; size_t want; } cases[] = {
+    struct {
+        const char *sel;
+        size_t want;
+    } cases[] = {
         {"up", 4},
         {"{__name__=~\"up|down\"}", 5},
         {"up{inst=\"a1\"}", 1},
-        {"up{inst!=\"a1\"}", 3},          /* the series without inst matches != */
+        {"up{inst!=\"a1\"}", 3}, /* the series without inst matches != */
         {"up{inst=~\"a.*\"}", 2},
         {"up{inst!~\"a.*\"}", 2},
-        {"up{inst=\"\"}", 1},             /* absent label equals "" */
+        {"up{inst=\"\"}", 1}, /* absent label equals "" */
         {"up{inst=~\".+\"}", 3},
         {"up{inst=~\"A\\\\d\", job=\"j\"}", 0},
-        {"up{inst=~\"(?i)A\\\\d\"}", 2},  /* RE2 syntax: (?i) and \d */
+        {"up{inst=~\"(?i)A\\\\d\"}", 2}, /* RE2 syntax: (?i) and \d */
         {"up{inst=~\"(?:a|b)[0-9]\"}", 3},
         {"{inst=~\"a1|b7\",__name__!=\"down\"}", 2},
         {"nothing", 0},
-        {"up{inst=~\"a\"}", 0},           /* anchored: a partial match is no match */
+        {"up{inst=~\"a\"}", 0}, /* anchored: a partial match is no match */
         /* the fast paths of util/re.h: sets looked up, .* and .+ without a regex run */
         {"up{inst=~\"a1|b7|zz\"}", 2},
-        {"up{inst!~\"a1|b7\"}", 2},       /* a2 and the series without inst */
-        {"up{inst=~\"a1|\"}", 2},         /* "" in the set: the absent label matches */
+        {"up{inst!~\"a1|b7\"}", 2}, /* a2 and the series without inst */
+        {"up{inst=~\"a1|\"}", 2},   /* "" in the set: the absent label matches */
         {"up{inst!~\"a1|\"}", 2},
         {"up{inst=~\".*\"}", 4},
         {"up{inst!~\".*\"}", 0},
@@ -182,7 +189,8 @@ Test(metrics_tsdb, ooo_window_and_duplicates) {
 
 Test(metrics_tsdb, limits_and_label_validation) {
     mkdtemp_dir();
-    tsdb_options o = {.dir = dir, .max_series = 2, .max_label_name_len = 8, .max_label_value_len = 5, .max_labels = 3};
+    tsdb_options o = {
+        .dir = dir, .max_series = 2, .max_label_name_len = 8, .max_label_value_len = 5, .max_labels = 3};
     tsdb *db;
     char err[256];
     cr_assert_eq(tsdb_open(&o, &db, err, sizeof err), 0);
@@ -265,7 +273,8 @@ Test(metrics_tsdb, wal_replay_torn_at_every_byte_of_last_record) {
         if (tsdb_open(&o, &db, err, sizeof err)) _exit(2);
         tsdb_appender *a = tsdb_appender_begin(db);
         tsdb_label l1[] = {{"__name__", "first"}, {"k", "v"}};
-        for (int i = 0; i < 10; i++) tsdb_appender_add(a, l1, 2, 1000 + i, i);
+        for (int i = 0; i < 10; i++)
+            tsdb_appender_add(a, l1, 2, 1000 + i, i);
         tsdb_appender_commit(a, NULL, NULL);
         a = tsdb_appender_begin(db);
         tsdb_label l2[] = {{"__name__", "second"}};
@@ -340,7 +349,8 @@ Test(metrics_tsdb, torn_tail_then_more_writes_then_crash) {
             if (tsdb_open(&o, &db, err, sizeof err)) _exit(2);
             tsdb_appender *a = tsdb_appender_begin(db);
             tsdb_label l[] = {{"__name__", step ? "after" : "before"}};
-            for (int i = 0; i < 5; i++) tsdb_appender_add(a, l, 1, 1000 + i, i);
+            for (int i = 0; i < 5; i++)
+                tsdb_appender_add(a, l, 1, 1000 + i, i);
             tsdb_appender_commit(a, NULL, NULL);
             _exit(0);
         }
@@ -457,7 +467,10 @@ Test(metrics_tsdb, retention_time_and_size) {
 }
 
 static int meta_cb_check(void *ctx, const tsdb_metadata *m) {
-    struct { int n; char help[64]; } *g = ctx;
+    struct {
+        int n;
+        char help[64];
+    } *g = ctx;
     if (g->n == 0) cr_assert_str_eq(m->family, "a_seconds");
     if (g->n == 0) cr_assert_str_eq(m->help, "A\ttab\nline");
     if (g->n == 1) cr_assert_str_eq(m->help, "B things.", "a family's distinct entries, oldest first");
@@ -484,7 +497,10 @@ Test(metrics_tsdb, metadata_and_cardinality) {
     tsdb_card_free(&c);
     tsdb_close(db);
     db = open_db(dir, 0, 0); /* metadata persists */
-    struct { int n; char help[64]; } got = {0};
+    struct {
+        int n;
+        char help[64];
+    } got = {0};
     tsdb_metadata_foreach(db, meta_cb_check, &got);
     cr_assert_eq(got.n, 3, "every distinct (type, help, unit) is kept, as Prometheus lists them");
     cr_assert_str_eq(got.help, "B things, v2.");
@@ -508,7 +524,8 @@ Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
             snprintf(inst, sizeof inst, "i%d", i);
             tsdb_appender *a = tsdb_appender_begin(db);
             tsdb_label l[] = {{"__name__", "m"}, {"inst", inst}};
-            for (int k = 0; k < 240; k++) tsdb_appender_add(a, l, 2, T0 + k * 60000, k);
+            for (int k = 0; k < 240; k++)
+                tsdb_appender_add(a, l, 2, T0 + k * 60000, k);
             tsdb_appender_commit(a, NULL, NULL);
         }
         tsdb_maintain(db); /* head spans 4h > 1.5 block ranges: cut before T0+2h */
@@ -519,7 +536,8 @@ Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
         for (int i = 0; i < 20; i++) {
             snprintf(inst, sizeof inst, "i%d", i);
             tsdb_label l[] = {{"__name__", "m"}, {"inst", inst}};
-            for (int k = 240; k < 250; k++) tsdb_appender_add(a, l, 2, T0 + k * 60000, k);
+            for (int k = 240; k < 250; k++)
+                tsdb_appender_add(a, l, 2, T0 + k * 60000, k);
         }
         tsdb_appender_commit(a, NULL, NULL);
         _exit(0);
@@ -527,7 +545,8 @@ Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
     int status;
     waitpid(pid, &status, 0);
     cr_assert(WIFEXITED(status), "child died");
-    cr_assert_eq(WEXITSTATUS(status), 0, "child failed with %d (3: unexpected cut result)", WEXITSTATUS(status));
+    cr_assert_eq(WEXITSTATUS(status), 0, "child failed with %d (3: unexpected cut result)",
+                 WEXITSTATUS(status));
     /* a checkpoint of the head replaced the segments it covers */
     char w[400];
     snprintf(w, sizeof w, "%s/wal", dir);
@@ -535,8 +554,10 @@ Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
     struct dirent *e;
     int segs = 0, ckpts = 0;
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "checkpoint.", 11) == 0) ckpts++;
-        else if (e->d_name[0] != '.') segs++;
+        if (strncmp(e->d_name, "checkpoint.", 11) == 0)
+            ckpts++;
+        else if (e->d_name[0] != '.')
+            segs++;
     }
     closedir(d);
     cr_assert_eq(ckpts, 1, "checkpoints: %d", ckpts);
@@ -556,7 +577,8 @@ Test(metrics_tsdb, periodic_cut_checkpoint_then_crash) {
     cr_assert_eq(tsdb_seriesset_len(ss), 1);
     size_t k = tsdb_seriesset_samples(ss, 0, &t, &v);
     cr_assert_eq(k, 31, "a range across the block/head boundary: %zu samples", k);
-    for (size_t i = 0; i < k; i++) cr_assert_eq(v[i], (double)(100 + i));
+    for (size_t i = 0; i < k; i++)
+        cr_assert_eq(v[i], (double)(100 + i));
     tsdb_seriesset_free(ss);
     tsdb_matchers_free(m, n);
     tsdb_querier_close(q);
@@ -622,7 +644,8 @@ Test(metrics_tsdb, group_commit_on_the_loop_thread) {
     cr_assert_eq(s.g.off_loop, 0, "every callback runs on the loop thread");
     tsdb_stats st;
     tsdb_get_stats(s.db, &st);
-    cr_assert_lt(st.wal_fsyncs, 200, "group commit: %llu fsyncs for 200 commits", (unsigned long long)st.wal_fsyncs);
+    cr_assert_lt(st.wal_fsyncs, 200, "group commit: %llu fsyncs for 200 commits",
+                 (unsigned long long)st.wal_fsyncs);
     cr_assert_eq(st.samples_appended, 200);
     event_free(ev);
     tsdb_close(s.db);
@@ -635,8 +658,8 @@ Test(metrics_tsdb, idle_series_leave_the_head_after_a_cut) {
     mkdtemp_dir();
     const int64_t H = 3600000, T0 = 1000 * 2 * H;
     tsdb *db = open_db(dir, 0, 0);
-    add_series(db, "gone", "x", T0 + 60000, 60000, 3, 0);   /* stops after 3 minutes */
-    add_series(db, "busy", "x", T0, 60000, 240, 0);         /* 4 hours */
+    add_series(db, "gone", "x", T0 + 60000, 60000, 3, 0); /* stops after 3 minutes */
+    add_series(db, "busy", "x", T0, 60000, 240, 0);       /* 4 hours */
     tsdb_maintain(db);
     tsdb_stats st;
     tsdb_get_stats(db, &st);
@@ -668,14 +691,16 @@ Test(metrics_tsdb, crash_after_checkpoint_before_segment_removal) {
         if (tsdb_open(&o, &db, err, sizeof err)) _exit(2);
         tsdb_appender *a = tsdb_appender_begin(db);
         tsdb_label l[] = {{"__name__", "m"}};
-        for (int k = 0; k < 240; k++) tsdb_appender_add(a, l, 1, T0 + k * 60000, k);
+        for (int k = 0; k < 240; k++)
+            tsdb_appender_add(a, l, 1, T0 + k * 60000, k);
         tsdb_appender_commit(a, NULL, NULL);
         char cmd[1000];
         snprintf(cmd, sizeof cmd, "cp '%s' '%s'", seg1, keep);
         if (system(cmd)) _exit(4);
         tsdb_maintain(db); /* block + checkpoint.00000001, segment 1 removed */
         a = tsdb_appender_begin(db);
-        for (int k = 240; k < 245; k++) tsdb_appender_add(a, l, 1, T0 + k * 60000, k);
+        for (int k = 240; k < 245; k++)
+            tsdb_appender_add(a, l, 1, T0 + k * 60000, k);
         tsdb_appender_commit(a, NULL, NULL);
         _exit(0);
     }

@@ -117,8 +117,10 @@ static void kv_str(KeyValue *kv, AnyValue *av, const char *k, const char *v) {
 
 static void tfix_init(tfix *f) {
     memset(f, 0, sizeof *f);
-    for (int i = 0; i < 16; i++) f->tid[i] = (uint8_t)(0xA0 + i);
-    for (int i = 0; i < 8; i++) f->sid[i] = (uint8_t)(0x10 + i), f->sid2[i] = (uint8_t)(0x20 + i), f->psid[i] = (uint8_t)(0x30 + i);
+    for (int i = 0; i < 16; i++)
+        f->tid[i] = (uint8_t)(0xA0 + i);
+    for (int i = 0; i < 8; i++)
+        f->sid[i] = (uint8_t)(0x10 + i), f->sid2[i] = (uint8_t)(0x20 + i), f->psid[i] = (uint8_t)(0x30 + i);
     opentelemetry__proto__collector__v1__export_trace_service_request__init(&f->req);
     opentelemetry__proto__trace__v1__resource_spans__init(&f->rs);
     opentelemetry__proto__resource__v1__resource__init(&f->res);
@@ -181,7 +183,8 @@ static void tfix_init(tfix *f) {
     f->ikvp[0] = &f->ikv;
     f->kvl.n_values = 1;
     f->kvl.values = f->ikvp;
-    for (int i = 0; i < 3; i++) f->skvp[i] = &f->skv[i];
+    for (int i = 0; i < 3; i++)
+        f->skvp[i] = &f->skv[i];
     root->n_attributes = 3;
     root->attributes = f->skvp;
     opentelemetry__proto__trace__v1__span__event__init(&f->ev);
@@ -348,8 +351,10 @@ static void mfix_init(mfix *f) {
     f->gauge.n_data_points = 2;
     f->gauge.data_points = f->gp;
     opentelemetry__proto__metrics__v1__exemplar__init(&f->ex);
-    for (int i = 0; i < 16; i++) f->tid[i] = (uint8_t)i;
-    for (int i = 0; i < 8; i++) f->sid[i] = (uint8_t)(0xF0 + i);
+    for (int i = 0; i < 16; i++)
+        f->tid[i] = (uint8_t)i;
+    for (int i = 0; i < 8; i++)
+        f->sid[i] = (uint8_t)(0xF0 + i);
     f->ex.trace_id.data = f->tid;
     f->ex.trace_id.len = 16;
     f->ex.span_id.data = f->sid;
@@ -368,7 +373,8 @@ static void mfix_init(mfix *f) {
     f->m[1].name = "requests";
     f->m[1].data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM;
     f->m[1].sum = &f->sum;
-    f->sum.aggregation_temporality = OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE;
+    f->sum.aggregation_temporality =
+        OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE;
     f->sum.is_monotonic = 1;
     for (int i = 0; i < 3; i++) {
         opentelemetry__proto__metrics__v1__number_data_point__init(&f->s[i]);
@@ -384,7 +390,8 @@ static void mfix_init(mfix *f) {
     f->m[2].unit = "s";
     f->m[2].data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM;
     f->m[2].histogram = &f->hist;
-    f->hist.aggregation_temporality = OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA;
+    f->hist.aggregation_temporality =
+        OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA;
     opentelemetry__proto__metrics__v1__histogram_data_point__init(&f->h);
     f->hp[0] = &f->h;
     f->hcounts[0] = 1, f->hcounts[1] = 2, f->hcounts[2] = 3;
@@ -461,7 +468,8 @@ Test(otlp_decode, metrics_round_trip_every_type) {
     cr_assert_str_eq(g->description, "Room temperature");
     cr_assert_eq(g->data_case, OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_GAUGE);
     cr_assert_eq(g->gauge->data_points[0]->as_double, 21.5);
-    cr_assert_eq(g->gauge->data_points[1]->value_case, OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_INT);
+    cr_assert_eq(g->gauge->data_points[1]->value_case,
+                 OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_INT);
     cr_assert_eq(g->gauge->data_points[1]->as_int, -9007199254740993ll);
     cr_assert_eq(g->gauge->data_points[1]->time_unix_nano, 1700000000000000001ull);
     cr_assert_str_eq(g->gauge->data_points[0]->attributes[0]->value->string_value, "/a");
@@ -473,10 +481,13 @@ Test(otlp_decode, metrics_round_trip_every_type) {
     Metric *s = sm->metrics[1];
     cr_assert_eq(s->data_case, OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM);
     cr_assert(s->sum->is_monotonic);
-    cr_assert_eq(s->sum->aggregation_temporality, OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE);
+    cr_assert_eq(
+        s->sum->aggregation_temporality,
+        OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE);
     cr_assert_eq(s->sum->data_points[2]->as_int, 30);
     HistDP *h = sm->metrics[2]->histogram->data_points[0];
-    cr_assert_eq(sm->metrics[2]->histogram->aggregation_temporality, OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA);
+    cr_assert_eq(sm->metrics[2]->histogram->aggregation_temporality,
+                 OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA);
     cr_assert_eq(h->count, 6);
     cr_assert_eq(h->n_bucket_counts, 3);
     cr_assert_eq(h->bucket_counts[2], 3);
@@ -484,7 +495,8 @@ Test(otlp_decode, metrics_round_trip_every_type) {
     cr_assert_eq(h->explicit_bounds[0], 0.5);
     cr_assert_eq(h->_sum_case, OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___SUM_SUM);
     cr_assert_eq(h->sum, 7.5);
-    cr_assert_eq(h->_min_case, OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___MIN_MIN, "min = 0 keeps its presence");
+    cr_assert_eq(h->_min_case, OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___MIN_MIN,
+                 "min = 0 keeps its presence");
     cr_assert_eq(h->_max_case, OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___MAX__NOT_SET);
     ExpDP *e = sm->metrics[3]->exponential_histogram->data_points[0];
     cr_assert_eq(e->scale, -3);
@@ -533,7 +545,8 @@ Test(otlp_decode, item_count_per_metric_type) {
             otlp_export ex;
             cr_assert_eq(dec(OTLP_METRICS, b, n, &ex), 0, "%s", err);
             free(b);
-            cr_assert_eq(ex.items, k, "type %d with %zu points counted %llu", type, k, (unsigned long long)ex.items);
+            cr_assert_eq(ex.items, k, "type %d with %zu points counted %llu", type, k,
+                         (unsigned long long)ex.items);
         }
     }
 }
@@ -565,7 +578,8 @@ static void truncate_everywhere(otlp_signal sig, const uint8_t *b, size_t n) {
         uint8_t *copy = malloc(cut ? cut : 1); /* exact size, so ASan sees any over-read */
         memcpy(copy, b, cut);
         int rc = dec(sig, copy, cut, &ex);
-        if (rc == 0) cr_assert_leq(ex.items, full, "cut at %zu: %llu items", cut, (unsigned long long)ex.items);
+        if (rc == 0)
+            cr_assert_leq(ex.items, full, "cut at %zu: %llu items", cut, (unsigned long long)ex.items);
         else {
             errors++;
             cr_assert(err[0], "an error names its reason");
@@ -615,7 +629,9 @@ Test(otlp_decode, malformed_wire_format) {
         size_t n;
         const char *why;
     } bad[] = {
-        {"\x0a\x05" "ab", 4, "length past the end"},
+        {"\x0a\x05"
+         "ab",
+         4, "length past the end"},
         {"\x0a", 1, "missing length"},
         {"\x08", 1, "truncated varint"},
         {"\x0a\x80", 2, "truncated length varint"},
@@ -642,8 +658,8 @@ Test(otlp_decode, malformed_wire_format) {
 
 Test(otlp_decode, unknown_fields_are_skipped) {
     /* field 15 (unknown) as varint, fixed64, bytes and fixed32, then one empty ResourceSpans */
-    static const uint8_t b[] = {0x78, 0x96, 0x01, 0x79, 1, 2, 3, 4, 5, 6, 7, 8, 0x7a, 0x02, 'h', 'i',
-                                0x7d, 1, 2, 3, 4, 0x0a, 0x00};
+    static const uint8_t b[] = {0x78, 0x96, 0x01, 0x79, 1,    2, 3, 4, 5, 6,    7,   8,
+                                0x7a, 0x02, 'h',  'i',  0x7d, 1, 2, 3, 4, 0x0a, 0x00};
     otlp_export ex;
     cr_assert_eq(dec(OTLP_TRACES, b, sizeof b, &ex), 0, "%s", err);
     cr_assert_eq(ex.traces->n_resource_spans, 1);
@@ -669,12 +685,14 @@ Test(otlp_decode, random_garbage_and_mutations) {
         if (round % 2) { /* pure garbage */
             len = next_rand() % 200;
             b = malloc(len ? len : 1);
-            for (size_t i = 0; i < len; i++) b[i] = (uint8_t)next_rand();
+            for (size_t i = 0; i < len; i++)
+                b[i] = (uint8_t)next_rand();
         } else { /* a real message with a few bytes flipped */
             len = n;
             b = malloc(n);
             memcpy(b, orig, n);
-            for (int k = 0; k < 3; k++) b[next_rand() % n] = (uint8_t)next_rand();
+            for (int k = 0; k < 3; k++)
+                b[next_rand() % n] = (uint8_t)next_rand();
         }
         otlp_export ex;
         int rc = dec(round % 3 ? OTLP_TRACES : OTLP_METRICS, b, len, &ex);
@@ -688,12 +706,12 @@ Test(otlp_decode, random_garbage_and_mutations) {
 /* ---- invalid UTF-8: every string field is checked and named ---- */
 
 static const char *const bad_utf8[] = {
-    "\xff",                 /* never valid */
-    "ab\xc0\x80",           /* overlong NUL */
-    "\xed\xa0\x80",         /* UTF-16 surrogate */
-    "\xf4\x90\x80\x80",     /* past U+10FFFF */
-    "caf\xc3",              /* cut sequence */
-    "\xe2\x82\x28",         /* bad continuation */
+    "\xff",             /* never valid */
+    "ab\xc0\x80",       /* overlong NUL */
+    "\xed\xa0\x80",     /* UTF-16 surrogate */
+    "\xf4\x90\x80\x80", /* past U+10FFFF */
+    "caf\xc3",          /* cut sequence */
+    "\xe2\x82\x28",     /* bad continuation */
 };
 
 static void expect_trace_error(tfix *f, const char *path_and_reason) {
@@ -733,25 +751,30 @@ Test(otlp_decode, invalid_utf8_in_trace_strings) {
         expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[0].trace_state: invalid UTF-8");
         tfix_init(&f);
         f.iav.string_value = s; /* inside a kvlist */
-        expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[0].attributes[2].value.kvlist_value.values[0].value.string_value: invalid UTF-8");
+        expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[0].attributes[2].value.kvlist_value."
+                               "values[0].value.string_value: invalid UTF-8");
         tfix_init(&f);
         f.ikv.key = s;
-        expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[0].attributes[2].value.kvlist_value.values[0].key: invalid UTF-8");
+        expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[0].attributes[2].value.kvlist_value."
+                               "values[0].key: invalid UTF-8");
         tfix_init(&f);
         f.ev.name = s;
         expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[0].events[0].name: invalid UTF-8");
         tfix_init(&f);
         f.eav.string_value = s;
-        expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[0].events[0].attributes[0].value.string_value: invalid UTF-8");
+        expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[0].events[0].attributes[0].value."
+                               "string_value: invalid UTF-8");
         tfix_init(&f);
         f.st.message = s;
         expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[0].status.message: invalid UTF-8");
         tfix_init(&f);
         f.ln.trace_state = s;
-        expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[1].links[0].trace_state: invalid UTF-8");
+        expect_trace_error(&f,
+                           "resource_spans[0].scope_spans[0].spans[1].links[0].trace_state: invalid UTF-8");
         tfix_init(&f);
         f.lkv.key = s;
-        expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[1].links[0].attributes[0].key: invalid UTF-8");
+        expect_trace_error(
+            &f, "resource_spans[0].scope_spans[0].spans[1].links[0].attributes[0].key: invalid UTF-8");
     }
 }
 
@@ -761,20 +784,34 @@ Test(otlp_decode, invalid_utf8_in_metric_strings) {
         "resource_metrics[0].scope_metrics[0].metrics[0].description: invalid UTF-8",
         "resource_metrics[0].scope_metrics[0].metrics[0].unit: invalid UTF-8",
         "resource_metrics[0].scope_metrics[0].scope.name: invalid UTF-8",
-        "resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].attributes[0].value.string_value: invalid UTF-8",
-        "resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].exemplars[0].filtered_attributes[0].key: invalid UTF-8",
+        "resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].attributes[0].value.string_"
+        "value: invalid UTF-8",
+        "resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].exemplars[0].filtered_"
+        "attributes[0].key: invalid UTF-8",
     };
     for (int w = 0; w < 6; w++) {
         mfix f;
         mfix_init(&f);
         char *s = "\xc3\x28";
         switch (w) {
-        case 0: f.m[0].name = s; break;
-        case 1: f.m[0].description = s; break;
-        case 2: f.m[0].unit = s; break;
-        case 3: f.scope.name = s; break;
-        case 4: f.av.string_value = s; break;
-        case 5: f.xkv.key = s; break;
+        case 0:
+            f.m[0].name = s;
+            break;
+        case 1:
+            f.m[0].description = s;
+            break;
+        case 2:
+            f.m[0].unit = s;
+            break;
+        case 3:
+            f.scope.name = s;
+            break;
+        case 4:
+            f.av.string_value = s;
+            break;
+        case 5:
+            f.xkv.key = s;
+            break;
         }
         size_t n;
         uint8_t *b = pack(&f.req.base, &n);
@@ -811,13 +848,16 @@ Test(otlp_decode, wrong_id_lengths_rejected) {
     uint8_t nine[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     f.sp[1].parent_span_id.data = nine;
     f.sp[1].parent_span_id.len = 9;
-    expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[1].parent_span_id: must be 8 bytes, got 9");
+    expect_trace_error(&f,
+                       "resource_spans[0].scope_spans[0].spans[1].parent_span_id: must be 8 bytes, got 9");
     tfix_init(&f);
     f.ln.span_id.len = 4;
-    expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[1].links[0].span_id: must be 8 bytes, got 4");
+    expect_trace_error(&f,
+                       "resource_spans[0].scope_spans[0].spans[1].links[0].span_id: must be 8 bytes, got 4");
     tfix_init(&f);
     f.ln.trace_id.len = 1;
-    expect_trace_error(&f, "resource_spans[0].scope_spans[0].spans[1].links[0].trace_id: must be 16 bytes, got 1");
+    expect_trace_error(
+        &f, "resource_spans[0].scope_spans[0].spans[1].links[0].trace_id: must be 16 bytes, got 1");
 
     mfix m;
     mfix_init(&m);
@@ -827,7 +867,8 @@ Test(otlp_decode, wrong_id_lengths_rejected) {
     otlp_export ex;
     cr_assert_eq(dec(OTLP_METRICS, b, n, &ex), -1);
     free(b);
-    cr_assert_str_eq(err, "resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].exemplars[0].trace_id: must be 16 bytes, got 3");
+    cr_assert_str_eq(err, "resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].exemplars[0]."
+                          "trace_id: must be 16 bytes, got 3");
 }
 
 Test(otlp_decode, empty_ids_accepted_here) {
@@ -912,19 +953,23 @@ Test(otlp_decode, attribute_nesting_bounded_at_32) {
     cr_assert_eq(decode_nested(32, 0), 0, "%s", err);
     cr_assert_eq(decode_nested(32, 1), 0, "%s", err);
     cr_assert_eq(decode_nested(33, 0), -1);
-    cr_assert_str_eq(err, "resource_spans[0].scope_spans[0].spans[0].attributes[0].value: value nested deeper than 32 levels");
+    cr_assert_str_eq(
+        err,
+        "resource_spans[0].scope_spans[0].spans[0].attributes[0].value: value nested deeper than 32 levels");
     cr_assert_eq(decode_nested(33, 1), -1);
     cr_assert(strstr(err, "nested deeper than 32 levels"), "%s", err);
     cr_assert_eq(decode_nested(40, 1), -1, "kvlist nesting past the message depth limit");
 }
 
 static void put_varint(uint8_t **p, uint64_t v) {
-    while (v >= 0x80) *(*p)++ = (uint8_t)(v | 0x80), v >>= 7;
+    while (v >= 0x80)
+        *(*p)++ = (uint8_t)(v | 0x80), v >>= 7;
     *(*p)++ = (uint8_t)v;
 }
 static size_t varint_len(uint64_t v) {
     size_t n = 1;
-    while (v >= 0x80) v >>= 7, n++;
+    while (v >= 0x80)
+        v >>= 7, n++;
     return n;
 }
 
@@ -998,12 +1043,14 @@ Test(otlp_decode, json_responses) {
     otlp_result part = {.status = OTLP_OK, .rejected = 3};
     strcpy(part.message, "3 points had \"NaN\" names");
     otlp_encode_response(OTLP_METRICS, 1, &part, &out);
-    cr_assert_str_eq(out.data, "{\"partialSuccess\":{\"rejectedDataPoints\":\"3\",\"errorMessage\":\"3 points had \\\"NaN\\\" names\"}}");
+    cr_assert_str_eq(out.data, "{\"partialSuccess\":{\"rejectedDataPoints\":\"3\",\"errorMessage\":\"3 "
+                               "points had \\\"NaN\\\" names\"}}");
     tr_buf_reset(&out);
     part.rejected = 9007199254740993ull;
     strcpy(part.message, "x");
     otlp_encode_response(OTLP_TRACES, 1, &part, &out);
-    cr_assert_str_eq(out.data, "{\"partialSuccess\":{\"rejectedSpans\":\"9007199254740993\",\"errorMessage\":\"x\"}}");
+    cr_assert_str_eq(out.data,
+                     "{\"partialSuccess\":{\"rejectedSpans\":\"9007199254740993\",\"errorMessage\":\"x\"}}");
     tr_buf_reset(&out);
     otlp_encode_status(1, GRPC_INVALID_ARGUMENT, "bad \x01 input", &out);
     cr_assert_str_eq(out.data, "{\"code\":3,\"message\":\"bad \\u0001 input\"}");
@@ -1020,7 +1067,8 @@ Test(otlp_decode, protobuf_responses) {
     strcpy(part.message, "two spans without ids");
     otlp_encode_response(OTLP_TRACES, 0, &part, &out);
     Opentelemetry__Proto__Collector__V1__ExportTraceServiceResponse *r =
-        opentelemetry__proto__collector__v1__export_trace_service_response__unpack(NULL, out.len, (uint8_t *)out.data);
+        opentelemetry__proto__collector__v1__export_trace_service_response__unpack(NULL, out.len,
+                                                                                   (uint8_t *)out.data);
     cr_assert_not_null(r);
     cr_assert_not_null(r->partial_success);
     cr_assert_eq(r->partial_success->rejected_spans, 2);
@@ -1029,7 +1077,8 @@ Test(otlp_decode, protobuf_responses) {
     tr_buf_reset(&out);
     otlp_encode_response(OTLP_METRICS, 0, &part, &out);
     Opentelemetry__Proto__Collector__V1__ExportMetricsServiceResponse *mr =
-        opentelemetry__proto__collector__v1__export_metrics_service_response__unpack(NULL, out.len, (uint8_t *)out.data);
+        opentelemetry__proto__collector__v1__export_metrics_service_response__unpack(NULL, out.len,
+                                                                                     (uint8_t *)out.data);
     cr_assert_not_null(mr);
     cr_assert_eq(mr->partial_success->rejected_data_points, 2);
     opentelemetry__proto__collector__v1__export_metrics_service_response__free_unpacked(mr, NULL);

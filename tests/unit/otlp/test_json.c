@@ -30,7 +30,9 @@ static int decj(otlp_signal sig, const char *json, size_t len, otlp_export *ex) 
     free(copy);
     return rc;
 }
-static int dj(otlp_signal sig, const char *json, otlp_export *ex) { return decj(sig, json, strlen(json), ex); }
+static int dj(otlp_signal sig, const char *json, otlp_export *ex) {
+    return decj(sig, json, strlen(json), ex);
+}
 
 static char *read_file(const char *rel, size_t *len) {
     char path[1024];
@@ -104,7 +106,8 @@ Test(otlp_json, sdk_traces_content) {
     cr_assert_eq(root->span_id.len, 8);
     cr_assert_eq(root->parent_span_id.len, 0);
     cr_assert_eq(root->kind, 2);
-    cr_assert_eq(root->start_time_unix_nano, 1700000000123456789ull, "a nanosecond timestamp survives exactly");
+    cr_assert_eq(root->start_time_unix_nano, 1700000000123456789ull,
+                 "a nanosecond timestamp survives exactly");
     cr_assert_eq(root->status->code, 2);
     cr_assert_str_eq(root->status->message, "payment failed");
     cr_assert_eq(root->flags, 257);
@@ -136,7 +139,8 @@ Test(otlp_json, sdk_traces_content) {
 
 /* A hand-written export with every metric type and every spelling OTLP/JSON allows. */
 static const char metrics_json[] =
-    "{\"resourceMetrics\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"api\"}}]},"
+    "{\"resourceMetrics\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{"
+    "\"stringValue\":\"api\"}}]},"
     "\"scopeMetrics\":[{\"scope\":{\"name\":\"m\",\"version\":\"1\"},\"metrics\":["
     /* gauge: int as string, int as number, double, NaN */
     "{\"name\":\"g\",\"unit\":\"1\",\"gauge\":{\"dataPoints\":["
@@ -145,16 +149,22 @@ static const char metrics_json[] =
     "{\"asDouble\":2.5e-3,\"startTimeUnixNano\":\"0\"},"
     "{\"asDouble\":\"NaN\"}]}},"
     /* sum: enums as names and numbers, snake_case keys */
-    "{\"name\":\"s\",\"sum\":{\"aggregationTemporality\":\"AGGREGATION_TEMPORALITY_DELTA\",\"isMonotonic\":true,"
-    "\"data_points\":[{\"as_double\":\"Infinity\",\"time_unix_nano\":\"18446744073709551615\",\"flags\":1}]}},"
-    "{\"name\":\"s2\",\"sum\":{\"aggregation_temporality\":2,\"is_monotonic\":false,\"dataPoints\":[{\"asDouble\":\"-Infinity\"}]}},"
+    "{\"name\":\"s\",\"sum\":{\"aggregationTemporality\":\"AGGREGATION_TEMPORALITY_DELTA\",\"isMonotonic\":"
+    "true,"
+    "\"data_points\":[{\"as_double\":\"Infinity\",\"time_unix_nano\":\"18446744073709551615\",\"flags\":1}]}}"
+    ","
+    "{\"name\":\"s2\",\"sum\":{\"aggregation_temporality\":2,\"is_monotonic\":false,\"dataPoints\":[{"
+    "\"asDouble\":\"-Infinity\"}]}},"
     /* histogram: counts as strings and numbers, bounds, optional sum/min/max (min absent via null) */
-    "{\"name\":\"h\",\"histogram\":{\"aggregationTemporality\":2,\"dataPoints\":[{\"count\":\"6\",\"sum\":7.5,"
+    "{\"name\":\"h\",\"histogram\":{\"aggregationTemporality\":2,\"dataPoints\":[{\"count\":\"6\",\"sum\":7."
+    "5,"
     "\"min\":null,\"max\":3,\"bucketCounts\":[\"1\",2,3],\"explicitBounds\":[0.5,1],"
-    "\"exemplars\":[{\"asInt\":\"4\",\"traceId\":\"0102030405060708090A0B0C0D0E0F10\",\"spanId\":\"a1a2a3a4a5a6a7a8\","
+    "\"exemplars\":[{\"asInt\":\"4\",\"traceId\":\"0102030405060708090A0B0C0D0E0F10\",\"spanId\":"
+    "\"a1a2a3a4a5a6a7a8\","
     "\"filteredAttributes\":[{\"key\":\"u\",\"value\":{\"boolValue\":true}}]}]}]}},"
     /* exponential histogram */
-    "{\"name\":\"e\",\"exponentialHistogram\":{\"aggregationTemporality\":1,\"dataPoints\":[{\"count\":10,\"scale\":-3,"
+    "{\"name\":\"e\",\"exponentialHistogram\":{\"aggregationTemporality\":1,\"dataPoints\":[{\"count\":10,"
+    "\"scale\":-3,"
     "\"zeroCount\":\"1\",\"zeroThreshold\":1e-9,\"positive\":{\"offset\":-2,\"bucketCounts\":[\"2\",3,0,4]},"
     "\"negative\":{}}]}},"
     /* summary */
@@ -191,7 +201,8 @@ Test(otlp_json, metrics_every_type_and_spelling) {
     cr_assert_eq(h->count, 6);
     cr_assert_eq(h->_sum_case, OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___SUM_SUM);
     cr_assert_eq(h->sum, 7.5);
-    cr_assert_eq(h->_min_case, OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___MIN__NOT_SET, "null is absent");
+    cr_assert_eq(h->_min_case, OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___MIN__NOT_SET,
+                 "null is absent");
     cr_assert_eq(h->_max_case, OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___MAX_MAX);
     cr_assert_eq(h->max, 3);
     cr_assert_eq(h->n_bucket_counts, 3);
@@ -207,7 +218,8 @@ Test(otlp_json, metrics_every_type_and_spelling) {
     cr_assert_arr_eq(x->trace_id.data, tid, 16, "upper-case hex");
     cr_assert_arr_eq(x->span_id.data, sid, 8);
     cr_assert(x->filtered_attributes[0]->value->bool_value);
-    Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint *e = m[4]->exponential_histogram->data_points[0];
+    Opentelemetry__Proto__Metrics__V1__ExponentialHistogramDataPoint *e =
+        m[4]->exponential_histogram->data_points[0];
     cr_assert_eq(m[4]->exponential_histogram->aggregation_temporality, 1);
     cr_assert_eq(e->count, 10);
     cr_assert_eq(e->scale, -3);
@@ -226,10 +238,11 @@ Test(otlp_json, metrics_every_type_and_spelling) {
 }
 
 static const char *span_json(const char *span_fields, char *buf, size_t cap) {
-    snprintf(buf, cap,
-             "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"traceId\":\"5b8efff798038103d269b633813fc60c\","
-             "\"spanId\":\"eee19b7ec3c1b174\",\"name\":\"s\"%s%s}]}]}]}",
-             span_fields[0] ? "," : "", span_fields);
+    snprintf(
+        buf, cap,
+        "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"traceId\":\"5b8efff798038103d269b633813fc60c\","
+        "\"spanId\":\"eee19b7ec3c1b174\",\"name\":\"s\"%s%s}]}]}]}",
+        span_fields[0] ? "," : "", span_fields);
     return buf;
 }
 
@@ -240,16 +253,21 @@ static Opentelemetry__Proto__Trace__V1__Span *one_span(otlp_export *ex) {
 Test(otlp_json, span_fields) {
     char b[4096];
     otlp_export ex;
-    cr_assert_eq(dj(OTLP_TRACES, span_json("\"parentSpanId\":\"EEE19B7EC3C1B175\",\"kind\":\"SPAN_KIND_CLIENT\","
-                                           "\"traceState\":\"a=b\",\"flags\":\"769\",\"startTimeUnixNano\":1e3,"
-                                           "\"endTimeUnixNano\":\"2000\",\"droppedAttributesCount\":5,"
-                                           "\"status\":{\"code\":\"STATUS_CODE_OK\"},"
-                                           "\"events\":[{\"name\":\"e\",\"timeUnixNano\":\"1500\"}],"
-                                           "\"links\":[{\"traceId\":\"00000000000000000000000000000001\",\"spanId\":\"0000000000000002\",\"flags\":1}]",
-                                           b, sizeof b), &ex), 0, "%s", err);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    span_json("\"parentSpanId\":\"EEE19B7EC3C1B175\",\"kind\":\"SPAN_KIND_CLIENT\","
+                              "\"traceState\":\"a=b\",\"flags\":\"769\",\"startTimeUnixNano\":1e3,"
+                              "\"endTimeUnixNano\":\"2000\",\"droppedAttributesCount\":5,"
+                              "\"status\":{\"code\":\"STATUS_CODE_OK\"},"
+                              "\"events\":[{\"name\":\"e\",\"timeUnixNano\":\"1500\"}],"
+                              "\"links\":[{\"traceId\":\"00000000000000000000000000000001\",\"spanId\":"
+                              "\"0000000000000002\",\"flags\":1}]",
+                              b, sizeof b),
+                    &ex),
+                 0, "%s", err);
     cr_assert_eq(ex.items, 1);
     Opentelemetry__Proto__Trace__V1__Span *s = one_span(&ex);
-    static const uint8_t tid[16] = {0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, 0x0c};
+    static const uint8_t tid[16] = {0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03,
+                                    0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, 0x0c};
     cr_assert_arr_eq(s->trace_id.data, tid, 16);
     cr_assert_eq(s->parent_span_id.len, 8);
     cr_assert_eq(s->parent_span_id.data[7], 0x75);
@@ -266,49 +284,70 @@ Test(otlp_json, span_fields) {
     cr_assert_eq(s->links[0]->flags, 1);
 
     /* enums as plain integers, unknown numbers kept (proto3 enums are open) */
-    cr_assert_eq(dj(OTLP_TRACES, span_json("\"kind\":4,\"status\":{\"code\":2,\"message\":\"m\"}", b, sizeof b), &ex), 0, "%s", err);
+    cr_assert_eq(
+        dj(OTLP_TRACES, span_json("\"kind\":4,\"status\":{\"code\":2,\"message\":\"m\"}", b, sizeof b), &ex),
+        0, "%s", err);
     cr_assert_eq(one_span(&ex)->kind, 4);
     cr_assert_eq(one_span(&ex)->status->code, 2);
     cr_assert_eq(dj(OTLP_TRACES, span_json("\"kind\":99", b, sizeof b), &ex), 0, "%s", err);
     cr_assert_eq(one_span(&ex)->kind, 99);
 
     /* empty ids are accepted here (the store refuses the span later) */
-    cr_assert_eq(dj(OTLP_TRACES, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"traceId\":\"\",\"spanId\":\"\",\"parentSpanId\":\"\"}]}]}]}", &ex), 0, "%s", err);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"traceId\":\"\",\"spanId\":\"\","
+                    "\"parentSpanId\":\"\"}]}]}]}",
+                    &ex),
+                 0, "%s", err);
     cr_assert_eq(one_span(&ex)->trace_id.len, 0);
     cr_assert_eq(one_span(&ex)->parent_span_id.len, 0);
 }
 
 Test(otlp_json, snake_case_keys) {
     otlp_export ex;
-    cr_assert_eq(dj(OTLP_TRACES, "{\"resource_spans\":[{\"scope_spans\":[{\"spans\":[{\"trace_id\":\"5b8efff798038103d269b633813fc60c\","
-                                 "\"span_id\":\"eee19b7ec3c1b174\",\"parent_span_id\":\"eee19b7ec3c1b175\",\"start_time_unix_nano\":\"7\","
-                                 "\"dropped_events_count\":2}]}]}]}", &ex), 0, "%s", err);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    "{\"resource_spans\":[{\"scope_spans\":[{\"spans\":[{\"trace_id\":"
+                    "\"5b8efff798038103d269b633813fc60c\","
+                    "\"span_id\":\"eee19b7ec3c1b174\",\"parent_span_id\":\"eee19b7ec3c1b175\",\"start_time_"
+                    "unix_nano\":\"7\","
+                    "\"dropped_events_count\":2}]}]}]}",
+                    &ex),
+                 0, "%s", err);
     cr_assert_eq(ex.items, 1);
     cr_assert_eq(one_span(&ex)->start_time_unix_nano, 7);
     cr_assert_eq(one_span(&ex)->parent_span_id.len, 8);
     cr_assert_eq(one_span(&ex)->dropped_events_count, 2);
     /* a spelling that is neither form is an unknown key, ignored */
-    cr_assert_eq(dj(OTLP_TRACES, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"traceID\":\"zz\",\"StartTimeUnixNano\":\"x\"}]}]}]}", &ex), 0, "%s", err);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"traceID\":\"zz\","
+                    "\"StartTimeUnixNano\":\"x\"}]}]}]}",
+                    &ex),
+                 0, "%s", err);
     cr_assert_eq(one_span(&ex)->trace_id.len, 0);
 }
 
 Test(otlp_json, attribute_values) {
     char b[4096];
     otlp_export ex;
-    cr_assert_eq(dj(OTLP_TRACES, span_json("\"attributes\":["
-                                           "{\"key\":\"s\",\"value\":{\"stringValue\":\"caf\\u00e9 \\ud83d\\ude00 \\\"q\\\" \\n\\t\\/\"}},"
-                                           "{\"key\":\"b\",\"value\":{\"bytesValue\":\"aGVsbG8=\"}},"
-                                           "{\"key\":\"b2\",\"value\":{\"bytesValue\":\"aGVsbG8\"}},"
-                                           "{\"key\":\"b3\",\"value\":{\"bytesValue\":\"-_8=\"}},"
-                                           "{\"key\":\"b4\",\"value\":{\"bytesValue\":\"\"}},"
-                                           "{\"key\":\"i\",\"value\":{\"intValue\":\"-12\"}},"
-                                           "{\"key\":\"d\",\"value\":{\"doubleValue\":1}},"
-                                           "{\"key\":\"f\",\"value\":{\"boolValue\":false}},"
-                                           "{\"key\":\"arr\",\"value\":{\"arrayValue\":{\"values\":[{\"intValue\":1},{\"stringValue\":\"x\"},{}]}}},"
-                                           "{\"key\":\"kv\",\"value\":{\"kvlistValue\":{\"values\":[{\"key\":\"in\",\"value\":{\"doubleValue\":\"NaN\"}}]}}},"
-                                           "{\"key\":\"none\"},"
-                                           "{\"key\":\"nul\",\"value\":null}]",
-                                           b, sizeof b), &ex), 0, "%s", err);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    span_json("\"attributes\":["
+                              "{\"key\":\"s\",\"value\":{\"stringValue\":\"caf\\u00e9 \\ud83d\\ude00 "
+                              "\\\"q\\\" \\n\\t\\/\"}},"
+                              "{\"key\":\"b\",\"value\":{\"bytesValue\":\"aGVsbG8=\"}},"
+                              "{\"key\":\"b2\",\"value\":{\"bytesValue\":\"aGVsbG8\"}},"
+                              "{\"key\":\"b3\",\"value\":{\"bytesValue\":\"-_8=\"}},"
+                              "{\"key\":\"b4\",\"value\":{\"bytesValue\":\"\"}},"
+                              "{\"key\":\"i\",\"value\":{\"intValue\":\"-12\"}},"
+                              "{\"key\":\"d\",\"value\":{\"doubleValue\":1}},"
+                              "{\"key\":\"f\",\"value\":{\"boolValue\":false}},"
+                              "{\"key\":\"arr\",\"value\":{\"arrayValue\":{\"values\":[{\"intValue\":1},{"
+                              "\"stringValue\":\"x\"},{}]}}},"
+                              "{\"key\":\"kv\",\"value\":{\"kvlistValue\":{\"values\":[{\"key\":\"in\","
+                              "\"value\":{\"doubleValue\":\"NaN\"}}]}}},"
+                              "{\"key\":\"none\"},"
+                              "{\"key\":\"nul\",\"value\":null}]",
+                              b, sizeof b),
+                    &ex),
+                 0, "%s", err);
     Opentelemetry__Proto__Common__V1__KeyValue **a = one_span(&ex)->attributes;
     cr_assert_eq(one_span(&ex)->n_attributes, 12);
     cr_assert_str_eq(a[0]->value->string_value, "café \xf0\x9f\x98\x80 \"q\" \n\t/");
@@ -327,7 +366,8 @@ Test(otlp_json, attribute_values) {
     cr_assert_not(a[7]->value->bool_value);
     cr_assert_eq(a[8]->value->array_value->n_values, 3);
     cr_assert_eq(a[8]->value->array_value->values[0]->int_value, 1);
-    cr_assert_eq(a[8]->value->array_value->values[2]->value_case, OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE__NOT_SET);
+    cr_assert_eq(a[8]->value->array_value->values[2]->value_case,
+                 OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE__NOT_SET);
     cr_assert(isnan(a[9]->value->kvlist_value->values[0]->value->double_value));
     cr_assert_null(a[10]->value);
     cr_assert_null(a[11]->value);
@@ -335,10 +375,13 @@ Test(otlp_json, attribute_values) {
 
 Test(otlp_json, unknown_keys_and_nulls) {
     otlp_export ex;
-    cr_assert_eq(dj(OTLP_TRACES, "{\"extra\":{\"a\":[1,2,{\"b\":null,\"c\":[true,false,\"\\u0041\"]}],\"d\":-1.5e10},"
-                                 "\"resourceSpans\":[{\"resource\":null,\"schemaUrl\":null,\"future\":[],"
-                                 "\"scopeSpans\":[{\"scope\":null,\"spans\":[{\"name\":null,\"status\":null,\"attributes\":null}]}]}]}",
-                    &ex), 0, "%s", err);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    "{\"extra\":{\"a\":[1,2,{\"b\":null,\"c\":[true,false,\"\\u0041\"]}],\"d\":-1.5e10},"
+                    "\"resourceSpans\":[{\"resource\":null,\"schemaUrl\":null,\"future\":[],"
+                    "\"scopeSpans\":[{\"scope\":null,\"spans\":[{\"name\":null,\"status\":null,"
+                    "\"attributes\":null}]}]}]}",
+                    &ex),
+                 0, "%s", err);
     cr_assert_eq(ex.items, 1);
     cr_assert_null(ex.traces->resource_spans[0]->resource);
     cr_assert_str_eq(one_span(&ex)->name, "");
@@ -387,28 +430,51 @@ Test(otlp_json, integer_rules) {
         }
         cr_assert_eq(rc, 0, "%s: %s", cases[i].field, err);
         Opentelemetry__Proto__Trace__V1__Span *s = one_span(&ex);
-        uint64_t got = strstr(cases[i].field, "start") ? s->start_time_unix_nano
-                       : strstr(cases[i].field, "dropped") ? s->dropped_attributes_count : s->flags;
+        uint64_t got = strstr(cases[i].field, "start")     ? s->start_time_unix_nano
+                       : strstr(cases[i].field, "dropped") ? s->dropped_attributes_count
+                                                           : s->flags;
         cr_assert_eq(got, cases[i].want, "%s (%s)", cases[i].field, cases[i].why);
     }
     /* signed 64-bit bounds */
-    cr_assert_eq(dj(OTLP_TRACES, span_json("\"attributes\":[{\"key\":\"k\",\"value\":{\"intValue\":9223372036854775807}}]", b, sizeof b), &ex), 0, "%s", err);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    span_json("\"attributes\":[{\"key\":\"k\",\"value\":{\"intValue\":9223372036854775807}}]",
+                              b, sizeof b),
+                    &ex),
+                 0, "%s", err);
     cr_assert_eq(one_span(&ex)->attributes[0]->value->int_value, INT64_MAX);
-    cr_assert_eq(dj(OTLP_TRACES, span_json("\"attributes\":[{\"key\":\"k\",\"value\":{\"intValue\":\"9223372036854775808\"}}]", b, sizeof b), &ex), -1);
-    cr_assert_str_eq(err, "resourceSpans[0].scopeSpans[0].spans[0].attributes[0].value.intValue: integer out of range");
+    cr_assert_eq(
+        dj(OTLP_TRACES,
+           span_json("\"attributes\":[{\"key\":\"k\",\"value\":{\"intValue\":\"9223372036854775808\"}}]", b,
+                     sizeof b),
+           &ex),
+        -1);
+    cr_assert_str_eq(
+        err, "resourceSpans[0].scopeSpans[0].spans[0].attributes[0].value.intValue: integer out of range");
 }
 
 Test(otlp_json, double_rules) {
     otlp_export ex;
-    const char *head = "{\"resourceMetrics\":[{\"scopeMetrics\":[{\"metrics\":[{\"gauge\":{\"dataPoints\":[{\"asDouble\":";
+    const char *head =
+        "{\"resourceMetrics\":[{\"scopeMetrics\":[{\"metrics\":[{\"gauge\":{\"dataPoints\":[{\"asDouble\":";
     struct {
         const char *v;
         int ok;
         double want;
     } cases[] = {
-        {"-0.5", 1, -0.5}, {"1e308", 1, 1e308}, {"\"1.25\"", 1, 1.25}, {"0", 1, 0}, {"-0", 1, -0.0},
-        {"1E-7", 1, 1e-7}, {"\"-Infinity\"", 1, -INFINITY}, {"1e400", 0, 0}, {"\"nan\"", 0, 0},
-        {"\"inf\"", 0, 0}, {"\".5\"", 0, 0}, {"true", 0, 0}, {"[1]", 0, 0}, {"\"1.5 \"", 0, 0},
+        {"-0.5", 1, -0.5},
+        {"1e308", 1, 1e308},
+        {"\"1.25\"", 1, 1.25},
+        {"0", 1, 0},
+        {"-0", 1, -0.0},
+        {"1E-7", 1, 1e-7},
+        {"\"-Infinity\"", 1, -INFINITY},
+        {"1e400", 0, 0},
+        {"\"nan\"", 0, 0},
+        {"\"inf\"", 0, 0},
+        {"\".5\"", 0, 0},
+        {"true", 0, 0},
+        {"[1]", 0, 0},
+        {"\"1.5 \"", 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char b[512];
@@ -416,11 +482,14 @@ Test(otlp_json, double_rules) {
         int rc = dj(OTLP_METRICS, b, &ex);
         if (!cases[i].ok) {
             cr_assert_eq(rc, -1, "%s accepted", cases[i].v);
-            cr_assert(strstr(err, "resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0].asDouble: "), "%s: %s", cases[i].v, err);
+            cr_assert(
+                strstr(err, "resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0].asDouble: "),
+                "%s: %s", cases[i].v, err);
             continue;
         }
         cr_assert_eq(rc, 0, "%s: %s", cases[i].v, err);
-        double got = ex.metrics->resource_metrics[0]->scope_metrics[0]->metrics[0]->gauge->data_points[0]->as_double;
+        double got =
+            ex.metrics->resource_metrics[0]->scope_metrics[0]->metrics[0]->gauge->data_points[0]->as_double;
         cr_assert_eq(got, cases[i].want, "%s", cases[i].v);
     }
 }
@@ -428,7 +497,8 @@ Test(otlp_json, double_rules) {
 Test(otlp_json, bad_ids) {
     /* four spans; the fourth one's traceId has 31 digits */
     const char *fmt = "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{},{},{},{\"traceId\":\"%s\"}]}]}]}";
-    const char *bad[] = {"5b8efff798038103d269b633813fc60", "5b8efff798038103d269b633813fc60cc", "5b8efff798038103d269b633813fc6zz",
+    const char *bad[] = {"5b8efff798038103d269b633813fc60", "5b8efff798038103d269b633813fc60cc",
+                         "5b8efff798038103d269b633813fc6zz",
                          "W47/95gDgQPSabYzgT/GDA==", "5b8efff7-98038103d269b633813fc60"};
     otlp_export ex;
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -437,13 +507,26 @@ Test(otlp_json, bad_ids) {
         cr_assert_eq(dj(OTLP_TRACES, b, &ex), -1, "%s accepted", bad[i]);
         cr_assert_str_eq(err, "resourceSpans[0].scopeSpans[0].spans[3].traceId: not 32 hex digits");
     }
-    cr_assert_eq(dj(OTLP_TRACES, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"spanId\":\"eee19b7ec3c1b17\"}]}]}]}", &ex), -1);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"spanId\":\"eee19b7ec3c1b17\"}]}]}]}",
+                    &ex),
+                 -1);
     cr_assert_str_eq(err, "resourceSpans[0].scopeSpans[0].spans[0].spanId: not 16 hex digits");
-    cr_assert_eq(dj(OTLP_TRACES, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"links\":[{\"spanId\":\"eee19b7ec3c1b17g\"}]}]}]}]}", &ex), -1);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"links\":[{\"spanId\":"
+                    "\"eee19b7ec3c1b17g\"}]}]}]}]}",
+                    &ex),
+                 -1);
     cr_assert_str_eq(err, "resourceSpans[0].scopeSpans[0].spans[0].links[0].spanId: not 16 hex digits");
-    cr_assert_eq(dj(OTLP_TRACES, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"parentSpanId\":12}]}]}]}", &ex), -1);
+    cr_assert_eq(
+        dj(OTLP_TRACES, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"parentSpanId\":12}]}]}]}", &ex),
+        -1);
     cr_assert_str_eq(err, "resourceSpans[0].scopeSpans[0].spans[0].parentSpanId: expected a hex string");
-    cr_assert_eq(dj(OTLP_TRACES, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"spanId\":\"\\u0065ee19b7ec3c1b174\"}]}]}]}", &ex), -1, "escapes in ids");
+    cr_assert_eq(
+        dj(OTLP_TRACES,
+           "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"spanId\":\"\\u0065ee19b7ec3c1b174\"}]}]}]}",
+           &ex),
+        -1, "escapes in ids");
 }
 
 Test(otlp_json, bad_base64) {
@@ -451,7 +534,10 @@ Test(otlp_json, bad_base64) {
     otlp_export ex;
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char b[512];
-        snprintf(b, sizeof b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":{\"bytesValue\":\"%s\"}}]}}]}", bad[i]);
+        snprintf(b, sizeof b,
+                 "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":{"
+                 "\"bytesValue\":\"%s\"}}]}}]}",
+                 bad[i]);
         cr_assert_eq(dj(OTLP_TRACES, b, &ex), -1, "%s accepted", bad[i]);
         cr_assert_str_eq(err, "resourceSpans[0].resource.attributes[0].value.bytesValue: invalid base64");
     }
@@ -467,7 +553,8 @@ Test(otlp_json, enum_rules) {
     cr_assert_eq(dj(OTLP_TRACES, span_json("\"kind\":1.5", b, sizeof b), &ex), -1);
     cr_assert_eq(dj(OTLP_TRACES, span_json("\"kind\":4294967296", b, sizeof b), &ex), -1);
     cr_assert_eq(dj(OTLP_TRACES, span_json("\"kind\":true", b, sizeof b), &ex), -1);
-    cr_assert_eq(dj(OTLP_TRACES, span_json("\"status\":{\"code\":\"STATUS_CODE_ERROR\"}", b, sizeof b), &ex), 0, "%s", err);
+    cr_assert_eq(dj(OTLP_TRACES, span_json("\"status\":{\"code\":\"STATUS_CODE_ERROR\"}", b, sizeof b), &ex),
+                 0, "%s", err);
     cr_assert_eq(one_span(&ex)->status->code, 2);
 }
 
@@ -481,17 +568,25 @@ Test(otlp_json, wrong_types) {
         {"{\"resourceSpans\":[null]}", "resourceSpans[0]: null is not allowed in an array"},
         {"{\"resourceSpans\":[{\"resource\":[]}]}", "resourceSpans[0].resource: expected an object"},
         {"{\"resourceSpans\":[{\"schemaUrl\":5}]}", "resourceSpans[0].schemaUrl: expected a string"},
-        {"{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":[\"x\"]}]}]}]}", "resourceSpans[0].scopeSpans[0].spans[0].name: expected a string"},
-        {"{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":{\"boolValue\":\"true\"}}]}}]}",
+        {"{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":[\"x\"]}]}]}]}",
+         "resourceSpans[0].scopeSpans[0].spans[0].name: expected a string"},
+        {"{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":{\"boolValue\":"
+         "\"true\"}}]}}]}",
          "resourceSpans[0].resource.attributes[0].value.boolValue: expected true or false"},
-        {"{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":{\"intValue\":true}}]}}]}",
+        {"{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":{\"intValue\":true}}]}}"
+         "]}",
          "resourceSpans[0].resource.attributes[0].value.intValue: expected a number"},
-        {"{\"resourceSpans\":[{\"resource\":{\"attributes\":{}}}]}", "resourceSpans[0].resource.attributes: expected an array"},
-        {"{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":{\"arrayValue\":{\"values\":[1]}}}]}}]}",
+        {"{\"resourceSpans\":[{\"resource\":{\"attributes\":{}}}]}",
+         "resourceSpans[0].resource.attributes: expected an array"},
+        {"{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":{\"arrayValue\":{"
+         "\"values\":[1]}}}]}}]}",
          "resourceSpans[0].resource.attributes[0].value.arrayValue.values[0]: expected an object"},
-        {"{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":{\"stringValue\":\"a\",\"intValue\":1}}]}}]}",
-         "resourceSpans[0].resource.attributes[0].value.intValue: another field of the same oneof is already set"},
-        {"{\"resourceSpans\":[{\"schemaUrl\":\"a\",\"schema_url\":\"b\"}]}", "resourceSpans[0].schemaUrl: given more than once"},
+        {"{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":{\"stringValue\":\"a\","
+         "\"intValue\":1}}]}}]}",
+         "resourceSpans[0].resource.attributes[0].value.intValue: another field of the same oneof is already "
+         "set"},
+        {"{\"resourceSpans\":[{\"schemaUrl\":\"a\",\"schema_url\":\"b\"}]}",
+         "resourceSpans[0].schemaUrl: given more than once"},
         {"{\"resourceSpans\":[],\"resourceSpans\":[]}", "resourceSpans: given more than once"},
     };
     otlp_export ex;
@@ -499,18 +594,58 @@ Test(otlp_json, wrong_types) {
         cr_assert_eq(dj(OTLP_TRACES, cases[i].json, &ex), -1, "%s accepted", cases[i].json);
         cr_assert_str_eq(err, cases[i].err, "for %s", cases[i].json);
     }
-    cr_assert_eq(dj(OTLP_METRICS, "{\"resourceMetrics\":[{\"scopeMetrics\":[{\"metrics\":[{\"gauge\":{},\"sum\":{}}]}]}]}", &ex), -1);
-    cr_assert_str_eq(err, "resourceMetrics[0].scopeMetrics[0].metrics[0].sum: another field of the same oneof is already set");
+    cr_assert_eq(dj(OTLP_METRICS,
+                    "{\"resourceMetrics\":[{\"scopeMetrics\":[{\"metrics\":[{\"gauge\":{},\"sum\":{}}]}]}]}",
+                    &ex),
+                 -1);
+    cr_assert_str_eq(
+        err,
+        "resourceMetrics[0].scopeMetrics[0].metrics[0].sum: another field of the same oneof is already set");
 }
 
 Test(otlp_json, broken_json) {
     const char *cases[] = {
-        "", " ", "{", "}", "[]", "null", "\"x\"", "42", "{\"resourceSpans\":[}", "{\"a\" 1}", "{'a':1}", "{\"a\":1,}",
-        "{\"a\":tru}", "{\"a\":nul}", "{} x", "{}{}", "{\"a\":\"\\x\"}", "{\"a\":\"\x01\"}", "{\"a\":01}", "{\"a\":1.}",
-        "{\"a\":-}", "{\"a\":.5}", "{\"a\":+1}", "{\"a\":1e}", "{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\\ud800\"}",
-        "{\"a\":\"\\ud800\\u0041\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"abc", "{\"a\":\"abc\\", "{\"a\":[1,2", "{\"a\":[1 2]}",
-        "{\"a\":\"\xff\"}", "{\"\xc3\x28\":1}", "{\"a\":\"\xed\xa0\x80\"}", "\xef\xbb\xbf{}", "{\"a\":NaN}", "{\"a\":Infinity}",
-        "{1:2}", "{\"a\":1 \"b\":2}", "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":\"x\"}]}]}]",
+        "",
+        " ",
+        "{",
+        "}",
+        "[]",
+        "null",
+        "\"x\"",
+        "42",
+        "{\"resourceSpans\":[}",
+        "{\"a\" 1}",
+        "{'a':1}",
+        "{\"a\":1,}",
+        "{\"a\":tru}",
+        "{\"a\":nul}",
+        "{} x",
+        "{}{}",
+        "{\"a\":\"\\x\"}",
+        "{\"a\":\"\x01\"}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":-}",
+        "{\"a\":.5}",
+        "{\"a\":+1}",
+        "{\"a\":1e}",
+        "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"\\udc00\\ud800\"}",
+        "{\"a\":\"\\ud800\\u0041\"}",
+        "{\"a\":\"\\u12\"}",
+        "{\"a\":\"abc",
+        "{\"a\":\"abc\\",
+        "{\"a\":[1,2",
+        "{\"a\":[1 2]}",
+        "{\"a\":\"\xff\"}",
+        "{\"\xc3\x28\":1}",
+        "{\"a\":\"\xed\xa0\x80\"}",
+        "\xef\xbb\xbf{}",
+        "{\"a\":NaN}",
+        "{\"a\":Infinity}",
+        "{1:2}",
+        "{\"a\":1 \"b\":2}",
+        "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":\"x\"}]}]}]",
     };
     otlp_export ex;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -528,26 +663,34 @@ Test(otlp_json, depth_limits) {
     tr_buf b;
     tr_buf_init(&b, 0);
     tr_buf_puts(&b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"k\",\"value\":");
-    for (int i = 0; i < 33; i++) tr_buf_puts(&b, "{\"arrayValue\":{\"values\":[");
+    for (int i = 0; i < 33; i++)
+        tr_buf_puts(&b, "{\"arrayValue\":{\"values\":[");
     tr_buf_puts(&b, "{\"intValue\":1}");
-    for (int i = 0; i < 33; i++) tr_buf_puts(&b, "]}}");
+    for (int i = 0; i < 33; i++)
+        tr_buf_puts(&b, "]}}");
     tr_buf_puts(&b, "}]}}]}");
     otlp_export ex;
     cr_assert_eq(decj(OTLP_TRACES, b.data, b.len, &ex), -1);
-    cr_assert_str_eq(err, "resourceSpans[0].resource.attributes[0].value: value nested deeper than 32 levels");
+    cr_assert_str_eq(err,
+                     "resourceSpans[0].resource.attributes[0].value: value nested deeper than 32 levels");
     /* 32 kvlist levels are fine */
     tr_buf_reset(&b);
-    tr_buf_puts(&b, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"events\":[{\"attributes\":[{\"key\":\"k\",\"value\":");
-    for (int i = 0; i < 31; i++) tr_buf_puts(&b, "{\"kvlistValue\":{\"values\":[{\"key\":\"k\",\"value\":");
+    tr_buf_puts(&b, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"events\":[{\"attributes\":[{\"key\":"
+                    "\"k\",\"value\":");
+    for (int i = 0; i < 31; i++)
+        tr_buf_puts(&b, "{\"kvlistValue\":{\"values\":[{\"key\":\"k\",\"value\":");
     tr_buf_puts(&b, "{\"intValue\":1}");
-    for (int i = 0; i < 31; i++) tr_buf_puts(&b, "}]}}");
+    for (int i = 0; i < 31; i++)
+        tr_buf_puts(&b, "}]}}");
     tr_buf_puts(&b, "}]}]}]}]}]}");
     cr_assert_eq(decj(OTLP_TRACES, b.data, b.len, &ex), 0, "%s", err);
     /* deep junk under an unknown key: refused before it costs stack */
     tr_buf_reset(&b);
     tr_buf_puts(&b, "{\"x\":");
-    for (int i = 0; i < 100000; i++) tr_buf_putc(&b, '[');
-    for (int i = 0; i < 100000; i++) tr_buf_putc(&b, ']');
+    for (int i = 0; i < 100000; i++)
+        tr_buf_putc(&b, '[');
+    for (int i = 0; i < 100000; i++)
+        tr_buf_putc(&b, ']');
     tr_buf_putc(&b, '}');
     cr_assert_eq(decj(OTLP_TRACES, b.data, b.len, &ex), -1);
     cr_assert(strstr(err, "nested too deeply"), "%s", err);
@@ -557,9 +700,15 @@ Test(otlp_json, depth_limits) {
 Test(otlp_json, invalid_utf8_named) {
     otlp_export ex;
     /* raw invalid bytes are a JSON error; \u escapes cannot produce invalid UTF-8 */
-    cr_assert_eq(dj(OTLP_TRACES, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":\"ab\xc0\x80\"}]}]}]}", &ex), -1);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":\"ab\xc0\x80\"}]}]}]}", &ex),
+                 -1);
     cr_assert(strstr(err, "invalid UTF-8"), "%s", err);
-    cr_assert_eq(dj(OTLP_TRACES, "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":\"\\u00e9\\u4e2d\\ud83d\\ude00\"}]}]}]}", &ex), 0, "%s", err);
+    cr_assert_eq(dj(OTLP_TRACES,
+                    "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":"
+                    "\"\\u00e9\\u4e2d\\ud83d\\ude00\"}]}]}]}",
+                    &ex),
+                 0, "%s", err);
     cr_assert_str_eq(one_span(&ex)->name, "é中😀");
 }
 

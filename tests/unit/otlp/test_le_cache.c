@@ -44,7 +44,8 @@ static int on_sample(void *ctx, const otlp_sample *s, const char **why) {
  * cumulative _bucket series i has (i + 1)(i + 2) / 2). */
 static void translate(otlp_translator *t, const double *bounds, got *g) {
     uint64_t counts[NB + 1];
-    for (size_t i = 0; i <= NB; i++) counts[i] = i + 1;
+    for (size_t i = 0; i <= NB; i++)
+        counts[i] = i + 1;
     HistPt p = OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT__INIT;
     p.time_unix_nano = 1700000000000000000ULL;
     p.n_explicit_bounds = NB;
@@ -54,7 +55,8 @@ static void translate(otlp_translator *t, const double *bounds, got *g) {
     p.count = (NB + 1) * (NB + 2) / 2;
     HistPt *pp = &p;
     Opentelemetry__Proto__Metrics__V1__Histogram h = OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM__INIT;
-    h.aggregation_temporality = OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE;
+    h.aggregation_temporality =
+        OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE;
     h.n_data_points = 1;
     h.data_points = &pp;
     Metric m = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__INIT;

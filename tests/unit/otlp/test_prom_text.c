@@ -28,20 +28,20 @@ static const char *label(const tr_text_sample *s, const char *name) {
 }
 
 Test(prom_text, samples_labels_timestamps) {
-    tr_text_result r = parse(
-        "# HELP http_requests_total The total number of HTTP requests.\n"
-        "# TYPE http_requests_total counter\n"
-        "http_requests_total{method=\"post\",code=\"200\"} 1027 1395066363000\n"
-        "http_requests_total{method=\"post\",code=\"400\",}    3 1395066363000\r\n"
-        "\n"
-        "  # a comment\n"
-        "msdos_file_access_time_seconds{path=\"C:\\\\DIR\\\\FILE.TXT\",error=\"Cannot find file:\\n\\\"FILE.TXT\\\"\"} 1.458255915e9\n"
-        "metric_without_timestamp_and_labels 12.47\n"
-        "something_weird{problem=\"division by zero\"} +Inf -3982045\n"
-        "nan_value NaN\n"
-        "neg_inf -Inf\n"
-        "x:y:z{} 0x10\n"
-        "with_exemplar_total 5 # {trace_id=\"abc\"} 1.0 1600000000.000\n");
+    tr_text_result r = parse("# HELP http_requests_total The total number of HTTP requests.\n"
+                             "# TYPE http_requests_total counter\n"
+                             "http_requests_total{method=\"post\",code=\"200\"} 1027 1395066363000\n"
+                             "http_requests_total{method=\"post\",code=\"400\",}    3 1395066363000\r\n"
+                             "\n"
+                             "  # a comment\n"
+                             "msdos_file_access_time_seconds{path=\"C:\\\\DIR\\\\FILE.TXT\",error=\"Cannot "
+                             "find file:\\n\\\"FILE.TXT\\\"\"} 1.458255915e9\n"
+                             "metric_without_timestamp_and_labels 12.47\n"
+                             "something_weird{problem=\"division by zero\"} +Inf -3982045\n"
+                             "nan_value NaN\n"
+                             "neg_inf -Inf\n"
+                             "x:y:z{} 0x10\n"
+                             "with_exemplar_total 5 # {trace_id=\"abc\"} 1.0 1600000000.000\n");
     cr_assert_eq(r.bad_lines, 0, "%s", r.err);
     cr_assert_eq(r.n_samples, 9);
     const tr_text_sample *s = r.samples;
@@ -76,7 +76,8 @@ Test(prom_text, samples_labels_timestamps) {
 }
 
 Test(prom_text, metadata) {
-    tr_text_result r = parse("# TYPE a gauge\n# HELP b line\\nnext \\\\ done\n# HELP a A\n# TYPE b untyped\n# EOF\n");
+    tr_text_result r =
+        parse("# TYPE a gauge\n# HELP b line\\nnext \\\\ done\n# HELP a A\n# TYPE b untyped\n# EOF\n");
     cr_assert_eq(r.bad_lines, 0, "%s", r.err);
     cr_assert_eq(r.n_meta, 2);
     cr_assert_str_eq(r.meta[0].family, "a");
@@ -96,10 +97,28 @@ Test(prom_text, name_as_a_label) {
 
 Test(prom_text, bad_lines_are_skipped_and_reported) {
     static const char *bad[] = {
-        "no_value\n", "v{a=\"1\" 1\n", "v{a=1} 1\n", "v{a=\"1\",a=\"2\"} 1\n", "v{a=\"x\\q\"} 1\n",
-        "v 1 2 3\n", "v abc\n", "v 1 1.5\n", "1abc 1\n", "v{a=\"\xff\"} 1\n", "{} 1\n", "v{a=\"open 1\n",
-        "# TYPE v bogus\n", "# TYPE 9v counter\n", "v{=\"a\"} 1\n", "v 1e999\n", "v nan(0x1)\n", "v{a=\"1\"\n",
-        "v{a=\"x\\", "v1\n", "{__name__=\"*\"} 1\n", "{__name__=\"9a\",b=\"c\"} 1\n",
+        "no_value\n",
+        "v{a=\"1\" 1\n",
+        "v{a=1} 1\n",
+        "v{a=\"1\",a=\"2\"} 1\n",
+        "v{a=\"x\\q\"} 1\n",
+        "v 1 2 3\n",
+        "v abc\n",
+        "v 1 1.5\n",
+        "1abc 1\n",
+        "v{a=\"\xff\"} 1\n",
+        "{} 1\n",
+        "v{a=\"open 1\n",
+        "# TYPE v bogus\n",
+        "# TYPE 9v counter\n",
+        "v{=\"a\"} 1\n",
+        "v 1e999\n",
+        "v nan(0x1)\n",
+        "v{a=\"1\"\n",
+        "v{a=\"x\\",
+        "v1\n",
+        "{__name__=\"*\"} 1\n",
+        "{__name__=\"9a\",b=\"c\"} 1\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char in[256];

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "otlp/promwire.h"
 #include "../metrics/helpers.h"
+#include "otlp/promwire.h"
 #include "prometheus_remote.pb-c.h"
 #include "util/log.h"
 
@@ -95,7 +95,8 @@ static void logf_(rec *r, const char *fmt, ...) {
     if (r->n >= sizeof r->log) r->n = sizeof r->log - 1;
 }
 static void log_labels(rec *r, const tsdb_label *l, size_t n) {
-    for (size_t i = 0; i < n; i++) logf_(r, "%s%s=%s", i ? "," : "", l[i].name, l[i].value);
+    for (size_t i = 0; i < n; i++)
+        logf_(r, "%s%s=%s", i ? "," : "", l[i].name, l[i].value);
 }
 /* Whether labels are in the store's canonical order (sorted, distinct, no empty value). */
 static int canonical(const tsdb_label *l, size_t n) {
@@ -163,19 +164,23 @@ static void oracle(const uint8_t *p, size_t n, rec *r) {
         Prometheus__TimeSeries *ts = w->timeseries[i];
         tsdb_label l[256];
         cr_assert_leq(ts->n_labels, 256);
-        for (size_t j = 0; j < ts->n_labels; j++) l[j] = (tsdb_label){ts->labels[j]->name, ts->labels[j]->value};
+        for (size_t j = 0; j < ts->n_labels; j++)
+            l[j] = (tsdb_label){ts->labels[j]->name, ts->labels[j]->value};
         tr_rw_series rs = {l, ts->n_labels, NULL, 0, NULL};
         r->log[r->n] = 0;
         logf_(r, "series ");
         log_labels(r, rs.labels, rs.n);
         logf_(r, "\n");
-        for (size_t j = 0; j < ts->n_samples; j++) r_sample(r, ts->samples[j]->timestamp, ts->samples[j]->value);
+        for (size_t j = 0; j < ts->n_samples; j++)
+            r_sample(r, ts->samples[j]->timestamp, ts->samples[j]->value);
         for (size_t j = 0; j < ts->n_exemplars; j++) {
             Prometheus__Exemplar *e = ts->exemplars[j];
-            for (size_t k = 0; k < e->n_labels; k++) l[k] = (tsdb_label){e->labels[k]->name, e->labels[k]->value};
+            for (size_t k = 0; k < e->n_labels; k++)
+                l[k] = (tsdb_label){e->labels[k]->name, e->labels[k]->value};
             r_exemplar(r, l, e->n_labels, NULL, e->timestamp, e->value);
         }
-        for (size_t j = 0; j < ts->n_histograms; j++) r_histogram(r);
+        for (size_t j = 0; j < ts->n_histograms; j++)
+            r_histogram(r);
     }
     for (size_t i = 0; i < w->n_metadata; i++) {
         Prometheus__MetricMetadata *m = w->metadata[i];
@@ -209,8 +214,8 @@ TestSuite(remote_write_walk);
  * metadata: the corpus files hold a mode byte (odd: the WriteRequest; even: the body as sent,
  * snappy-compressed) and then the bytes. */
 Test(remote_write_walk, requests_as_prometheus_sends_them) {
-    const char *files[] = {"prometheus_samples_plain.bin", "prometheus_samples_raw.bin", "prometheus_metadata_plain.bin",
-                           "prometheus_metadata_raw.bin"};
+    const char *files[] = {"prometheus_samples_plain.bin", "prometheus_samples_raw.bin",
+                           "prometheus_metadata_plain.bin", "prometheus_metadata_raw.bin"};
     for (size_t i = 0; i < 4; i++) {
         size_t n, plen;
         uint8_t *f = read_file(files[i], &n), *plain = NULL;
@@ -221,7 +226,9 @@ Test(remote_write_walk, requests_as_prometheus_sends_them) {
             memcpy(plain, f + 1, n - 1);
             plen = n - 1;
         } else {
-            cr_assert_eq(tr_remote_write_uncompress(f + 1, n - 1, 1 << 20, &plain, &cap, &plen, err, sizeof err), 0, "%s", err);
+            cr_assert_eq(
+                tr_remote_write_uncompress(f + 1, n - 1, 1 << 20, &plain, &cap, &plen, err, sizeof err), 0,
+                "%s", err);
         }
         rec mine, theirs;
         cr_assert_eq(parse(plain, plen, &mine, err), 0, "%s: %s", files[i], err);
@@ -301,15 +308,14 @@ static size_t full_request(pbw *w, size_t *bounds, size_t *nb) {
     return w->n;
 }
 
-static const char FULL[] =
-    "series job=api,__name__=http_requests_total\n"
-    "sample 1700000000000 1.5\n"
-    "exemplar trace_id=abc 1700000000001 0.25\n"
-    "sample -5 -2\n"
-    "series __name__=late_labels\n"
-    "sample 7 nan\n"
-    "histogram\n"
-    "metadata 1 http_requests_total help=Requests. unit=requests\n";
+static const char FULL[] = "series job=api,__name__=http_requests_total\n"
+                           "sample 1700000000000 1.5\n"
+                           "exemplar trace_id=abc 1700000000001 0.25\n"
+                           "sample -5 -2\n"
+                           "series __name__=late_labels\n"
+                           "sample 7 nan\n"
+                           "histogram\n"
+                           "metadata 1 http_requests_total help=Requests. unit=requests\n";
 
 Test(remote_write_walk, every_field_unknown_fields_skipped_labels_first) {
     pbw *w = new_w();
@@ -323,8 +329,10 @@ Test(remote_write_walk, every_field_unknown_fields_skipped_labels_first) {
     /* protobuf-c reads the same (it groups by kind: compare the parts that are in order) */
     rec o;
     oracle(w->b, n, &o);
-    cr_assert(strstr(o.log, "series job=api,__name__=http_requests_total\nsample 1700000000000 1.5\nsample -5 -2\n"
-                            "exemplar trace_id=abc 1700000000001 0.25\n"), "%s", o.log);
+    cr_assert(strstr(o.log,
+                     "series job=api,__name__=http_requests_total\nsample 1700000000000 1.5\nsample -5 -2\n"
+                     "exemplar trace_id=abc 1700000000001 0.25\n"),
+              "%s", o.log);
     cr_assert(strstr(o.log, "metadata 1 http_requests_total help=Requests. unit=requests\n"), "%s", o.log);
     free(w);
 }
@@ -339,7 +347,8 @@ Test(remote_write_walk, truncation_at_every_byte) {
         rec r;
         char err[256];
         int at_boundary = k == 0;
-        for (size_t i = 0; i < nb; i++) at_boundary |= bounds[i] == k;
+        for (size_t i = 0; i < nb; i++)
+            at_boundary |= bounds[i] == k;
         int rc = parse(cut, k, &r, err);
         if (at_boundary) {
             cr_assert_eq(rc, 0, "cut at %zu (a field boundary): %s", k, err);
@@ -372,13 +381,24 @@ Test(remote_write_walk, wrong_wire_types) {
     struct {
         const char *name;
         unsigned field, right;
-        int depth; /* 0: in WriteRequest, 1: in TimeSeries, 2: in a Label, 3: in a Sample, 4: Exemplar, 5: MetricMetadata */
+        int depth; /* 0: in WriteRequest, 1: in TimeSeries, 2: in a Label, 3: in a Sample, 4: Exemplar, 5:
+                      MetricMetadata */
     } fields[] = {
-        {"WriteRequest.timeseries", 1, 2, 0}, {"WriteRequest.metadata", 3, 2, 0},  {"TimeSeries.labels", 1, 2, 1},
-        {"TimeSeries.samples", 2, 2, 1},      {"TimeSeries.exemplars", 3, 2, 1},   {"TimeSeries.histograms", 4, 2, 1},
-        {"Label.name", 1, 2, 2},              {"Label.value", 2, 2, 2},            {"Sample.value", 1, 1, 3},
-        {"Sample.timestamp", 2, 0, 3},        {"Exemplar.labels", 1, 2, 4},        {"Exemplar.value", 2, 1, 4},
-        {"Exemplar.timestamp", 3, 0, 4},      {"MetricMetadata.type", 1, 0, 5},    {"a MetricMetadata string", 2, 2, 5},
+        {"WriteRequest.timeseries", 1, 2, 0},
+        {"WriteRequest.metadata", 3, 2, 0},
+        {"TimeSeries.labels", 1, 2, 1},
+        {"TimeSeries.samples", 2, 2, 1},
+        {"TimeSeries.exemplars", 3, 2, 1},
+        {"TimeSeries.histograms", 4, 2, 1},
+        {"Label.name", 1, 2, 2},
+        {"Label.value", 2, 2, 2},
+        {"Sample.value", 1, 1, 3},
+        {"Sample.timestamp", 2, 0, 3},
+        {"Exemplar.labels", 1, 2, 4},
+        {"Exemplar.value", 2, 1, 4},
+        {"Exemplar.timestamp", 3, 0, 4},
+        {"MetricMetadata.type", 1, 0, 5},
+        {"a MetricMetadata string", 2, 2, 5},
     };
     const unsigned wts[] = {0, 1, 2, 5};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
@@ -387,17 +407,33 @@ Test(remote_write_walk, wrong_wire_types) {
             /* the field with wire type wts[j] and a well-formed value of that type */
             pbw *in = new_w(), *m = new_w(), *top = new_w();
             w_tag(in, fields[i].field, wts[j]);
-            if (wts[j] == 0) w_varint(in, 1);
-            else if (wts[j] == 1) in->n += 8;
-            else if (wts[j] == 2) w_varint(in, 0);
-            else in->n += 4;
+            if (wts[j] == 0)
+                w_varint(in, 1);
+            else if (wts[j] == 1)
+                in->n += 8;
+            else if (wts[j] == 2)
+                w_varint(in, 0);
+            else
+                in->n += 4;
             switch (fields[i].depth) {
-            case 0: *top = *in; break;
-            case 1: w_msg(top, 1, in); break;
-            case 2: w_msg(m, 1, in), w_msg(top, 1, m); break;
-            case 3: w_msg(m, 2, in), w_msg(top, 1, m); break;
-            case 4: w_msg(m, 3, in), w_msg(top, 1, m); break;
-            case 5: w_msg(top, 3, in); break;
+            case 0:
+                *top = *in;
+                break;
+            case 1:
+                w_msg(top, 1, in);
+                break;
+            case 2:
+                w_msg(m, 1, in), w_msg(top, 1, m);
+                break;
+            case 3:
+                w_msg(m, 2, in), w_msg(top, 1, m);
+                break;
+            case 4:
+                w_msg(m, 3, in), w_msg(top, 1, m);
+                break;
+            case 5:
+                w_msg(top, 3, in);
+                break;
             }
             rec r;
             char err[256];
@@ -418,8 +454,14 @@ Test(remote_write_walk, groups_field_zero_and_bad_varints_are_malformed) {
         {"a group", {0x0b, 0x0c}, 2, "groups"},
         {"field number 0", {0x02, 0x00}, 2, "field number 0"},
         {"wire type 7", {0x0f}, 1, "wire type 7"},
-        {"an 11-byte varint", {0x28, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00}, 12, "varint"},
-        {"a varint over 64 bits", {0x28, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, 11, "varint"},
+        {"an 11-byte varint",
+         {0x28, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00},
+         12,
+         "varint"},
+        {"a varint over 64 bits",
+         {0x28, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
+         11,
+         "varint"},
         {"a length past the end", {0x0a, 0x05, 0x00}, 3, "past the end"},
         {"a tag over 32 bits", {0xff, 0xff, 0xff, 0xff, 0x7f}, 5, "field number"},
     };
@@ -452,7 +494,8 @@ Test(remote_write_walk, nul_bytes_and_label_limits_make_a_problem_not_an_error) 
     /* TR_RW_MAX_LABELS + 1 labels (empty ones: two bytes each) */
     memset(w, 0, sizeof *w);
     memset(ts, 0, sizeof *ts);
-    for (int i = 0; i <= TR_RW_MAX_LABELS; i++) w_bytes(ts, 1, "", 0);
+    for (int i = 0; i <= TR_RW_MAX_LABELS; i++)
+        w_bytes(ts, 1, "", 0);
     w_msg(w, 1, ts);
     cr_assert_eq(parse(w->b, w->n, &r, err), 0, "%s", err);
     cr_assert(strstr(r.log, "PROBLEM more than 4096 labels"), "%.200s", r.log);
@@ -472,15 +515,18 @@ Test(remote_write_walk, snappy_limits_before_allocating) {
     char err[256];
     /* a snappy header claiming 4 GiB - 1, and no data behind it */
     const uint8_t hdr[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
-    cr_assert_eq(tr_remote_write_uncompress(hdr, sizeof hdr, 32 << 20, &buf, &cap, &plen, err, sizeof err), 413);
+    cr_assert_eq(tr_remote_write_uncompress(hdr, sizeof hdr, 32 << 20, &buf, &cap, &plen, err, sizeof err),
+                 413);
     cr_assert_null(buf);
     cr_assert(strstr(err, "limit"), "%s", err);
     /* not snappy at all */
     const uint8_t junk[] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
-    cr_assert_eq(tr_remote_write_uncompress(junk, sizeof junk, 1 << 20, &buf, &cap, &plen, err, sizeof err), 400);
+    cr_assert_eq(tr_remote_write_uncompress(junk, sizeof junk, 1 << 20, &buf, &cap, &plen, err, sizeof err),
+                 400);
     /* an empty body is a valid empty block; the buffer is reused when big enough */
     const uint8_t empty[] = {0x00};
-    cr_assert_eq(tr_remote_write_uncompress(empty, 1, 32 << 20, &buf, &cap, &plen, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tr_remote_write_uncompress(empty, 1, 32 << 20, &buf, &cap, &plen, err, sizeof err), 0, "%s",
+                 err);
     cr_assert_eq(plen, 0);
     pbw *w = new_w();
     size_t bounds[8], nb;
@@ -515,7 +561,8 @@ static void close_db(void) {
     tsdb_close(DB);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd)) {}
+    if (system(cmd)) {
+    }
 }
 
 TestSuite(remote_write_store, .init = open_db, .fini = close_db);
@@ -676,8 +723,8 @@ Test(remote_write_walk, nul_bytes_found_anywhere) {
                     char err[256];
                     cr_assert_eq(parse(exact, w->n, &r, err), 0, "%s", err);
                     int flagged = strstr(r.log, "contains a NUL byte") != NULL;
-                    cr_assert_eq(flagged, pos < n, "n %zu, NUL at %zu, %s, %s: %s", n, pos, in_name ? "name" : "value",
-                                 at_end ? "at the end" : "inside", r.log);
+                    cr_assert_eq(flagged, pos < n, "n %zu, NUL at %zu, %s, %s: %s", n, pos,
+                                 in_name ? "name" : "value", at_end ? "at the end" : "inside", r.log);
                     free(exact);
                 }
     free(w), free(ts), free(l);

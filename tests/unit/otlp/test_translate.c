@@ -35,7 +35,13 @@ static void *mk(size_t n) {
     cr_assert(p);
     return p;
 }
-#define NEW(T, INIT) ({ T *_p = mk(sizeof(T)); T _i = INIT; *_p = _i; _p; })
+#define NEW(T, INIT)                                                                                         \
+    ({                                                                                                       \
+        T *_p = mk(sizeof(T));                                                                               \
+        T _i = INIT;                                                                                         \
+        *_p = _i;                                                                                            \
+        _p;                                                                                                  \
+    })
 
 static char *S(const char *s) { return tr_arena_strndup(A, s, strlen(s)); }
 
@@ -74,7 +80,8 @@ static KV *kvb(const char *k, int b) {
 /* A NULL-terminated list of KV* into (n, array). */
 static KV **kvlist(size_t *n, KV **l) {
     *n = 0;
-    while (l && l[*n]) (*n)++;
+    while (l && l[*n])
+        (*n)++;
     return l;
 }
 #define KVS(...) ((KV *[]){__VA_ARGS__, NULL})
@@ -112,7 +119,8 @@ static Metric *gauge(const char *name, const char *unit, NumPt *p) {
     return m;
 }
 
-static Metric *sum(const char *name, const char *unit, int monotonic, int temporality, size_t n, NumPt **pts) {
+static Metric *sum(const char *name, const char *unit, int monotonic, int temporality, size_t n,
+                   NumPt **pts) {
     Metric *m = metric(name, unit, "");
     m->data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM;
     m->sum = NEW(Opentelemetry__Proto__Metrics__V1__Sum, OPENTELEMETRY__PROTO__METRICS__V1__SUM__INIT);
@@ -147,7 +155,8 @@ static HistPt *hist_pt(KV **attrs, uint64_t t_ns, size_t nb, const double *bound
 static Metric *histogram(const char *name, const char *unit, int temporality, size_t n, HistPt **pts) {
     Metric *m = metric(name, unit, "");
     m->data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM;
-    m->histogram = NEW(Opentelemetry__Proto__Metrics__V1__Histogram, OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM__INIT);
+    m->histogram =
+        NEW(Opentelemetry__Proto__Metrics__V1__Histogram, OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM__INIT);
     m->histogram->aggregation_temporality = temporality;
     m->histogram->n_data_points = n;
     m->histogram->data_points = pts;
@@ -155,7 +164,8 @@ static Metric *histogram(const char *name, const char *unit, int temporality, si
 }
 
 static ExpBuckets *expb(int32_t off, size_t n, const uint64_t *c) {
-    ExpBuckets *b = NEW(ExpBuckets, OPENTELEMETRY__PROTO__METRICS__V1__EXPONENTIAL_HISTOGRAM_DATA_POINT__BUCKETS__INIT);
+    ExpBuckets *b =
+        NEW(ExpBuckets, OPENTELEMETRY__PROTO__METRICS__V1__EXPONENTIAL_HISTOGRAM_DATA_POINT__BUCKETS__INIT);
     b->offset = off;
     b->n_bucket_counts = n;
     b->bucket_counts = mk(sizeof(uint64_t) * (n + 1));
@@ -166,7 +176,8 @@ static ExpBuckets *expb(int32_t off, size_t n, const uint64_t *c) {
 static Metric *exp_histogram(const char *name, const char *unit, int temporality, size_t n, ExpPt **pts) {
     Metric *m = metric(name, unit, "");
     m->data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM;
-    m->exponential_histogram = NEW(Opentelemetry__Proto__Metrics__V1__ExponentialHistogram, OPENTELEMETRY__PROTO__METRICS__V1__EXPONENTIAL_HISTOGRAM__INIT);
+    m->exponential_histogram = NEW(Opentelemetry__Proto__Metrics__V1__ExponentialHistogram,
+                                   OPENTELEMETRY__PROTO__METRICS__V1__EXPONENTIAL_HISTOGRAM__INIT);
     m->exponential_histogram->aggregation_temporality = temporality;
     m->exponential_histogram->n_data_points = n;
     m->exponential_histogram->data_points = pts;
@@ -174,14 +185,18 @@ static Metric *exp_histogram(const char *name, const char *unit, int temporality
 }
 
 /* One ResourceMetrics with one scope holding the given metrics. */
-static otlp_metrics_req *request(KV **res, const char *scope, const char *version, KV **scope_attrs, size_t nm, Metric **ms) {
-    otlp_metrics_req *r = NEW(otlp_metrics_req, OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_METRICS_SERVICE_REQUEST__INIT);
+static otlp_metrics_req *request(KV **res, const char *scope, const char *version, KV **scope_attrs,
+                                 size_t nm, Metric **ms) {
+    otlp_metrics_req *r =
+        NEW(otlp_metrics_req, OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_METRICS_SERVICE_REQUEST__INIT);
     RM *rm = NEW(RM, OPENTELEMETRY__PROTO__METRICS__V1__RESOURCE_METRICS__INIT);
-    rm->resource = NEW(Opentelemetry__Proto__Resource__V1__Resource, OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT);
+    rm->resource =
+        NEW(Opentelemetry__Proto__Resource__V1__Resource, OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT);
     rm->resource->attributes = kvlist(&rm->resource->n_attributes, res);
     SM *sm = NEW(SM, OPENTELEMETRY__PROTO__METRICS__V1__SCOPE_METRICS__INIT);
     if (scope) {
-        sm->scope = NEW(Opentelemetry__Proto__Common__V1__InstrumentationScope, OPENTELEMETRY__PROTO__COMMON__V1__INSTRUMENTATION_SCOPE__INIT);
+        sm->scope = NEW(Opentelemetry__Proto__Common__V1__InstrumentationScope,
+                        OPENTELEMETRY__PROTO__COMMON__V1__INSTRUMENTATION_SCOPE__INIT);
         sm->scope->name = S(scope);
         sm->scope->version = S(version ? version : "");
         sm->scope->attributes = kvlist(&sm->scope->n_attributes, scope_attrs);
@@ -234,7 +249,8 @@ static int on_sample(void *ctx, const otlp_sample *s, const char **why) {
     int first = 1;
     for (size_t i = 0; i < s->n_labels; i++) {
         if (strcmp(s->labels[i].name, "__name__") == 0) continue;
-        o += snprintf(r->series + o, sizeof r->series - o, "%s%s=\"%s\"", first ? "" : ",", s->labels[i].name, s->labels[i].value);
+        o += snprintf(r->series + o, sizeof r->series - o, "%s%s=\"%s\"", first ? "" : ",", s->labels[i].name,
+                      s->labels[i].value);
         first = 0;
     }
     snprintf(r->series + o, sizeof r->series - o, "}");
@@ -243,9 +259,11 @@ static int on_sample(void *ctx, const otlp_sample *s, const char **why) {
     r->point = s->point;
     o = 0;
     for (size_t e = 0; e < s->n_exemplars; e++) {
-        o += snprintf(r->exemplars + o, sizeof r->exemplars - o, "%s%g@%lld{", e ? ";" : "", s->exemplars[e].value, (long long)s->exemplars[e].t_ms);
+        o += snprintf(r->exemplars + o, sizeof r->exemplars - o, "%s%g@%lld{", e ? ";" : "",
+                      s->exemplars[e].value, (long long)s->exemplars[e].t_ms);
         for (size_t i = 0; i < s->exemplars[e].n_labels; i++)
-            o += snprintf(r->exemplars + o, sizeof r->exemplars - o, "%s%s=%s", i ? "," : "", s->exemplars[e].labels[i].name, s->exemplars[e].labels[i].value);
+            o += snprintf(r->exemplars + o, sizeof r->exemplars - o, "%s%s=%s", i ? "," : "",
+                          s->exemplars[e].labels[i].name, s->exemplars[e].labels[i].value);
         o += snprintf(r->exemplars + o, sizeof r->exemplars - o, "}");
     }
     if (g->refuse && strstr(r->series, g->refuse)) {
@@ -281,7 +299,8 @@ static const rec *find(const char *series) {
 static void expect(const char *series, double v) {
     const rec *r = find(series);
     if (!r) {
-        for (size_t i = 0; i < G.n; i++) fprintf(stderr, "  have %s = %g\n", G.r[i].series, G.r[i].v);
+        for (size_t i = 0; i < G.n; i++)
+            fprintf(stderr, "  have %s = %g\n", G.r[i].series, G.r[i].v);
         cr_assert_fail("missing series %s", series);
     }
     cr_assert(r->v == v || (isnan(v) && isnan(r->v)), "%s = %g, want %g", series, r->v, v);
@@ -312,7 +331,11 @@ TestSuite(translate, .init = setup, .fini = fini_got);
 /* ------------------------------------------------------------------ names */
 
 Test(translate, naming_reference_examples) {
-    static const struct { const char *name, *unit; otlp_metric_kind kind; const char *want; } rows[] = {
+    static const struct {
+        const char *name, *unit;
+        otlp_metric_kind kind;
+        const char *want;
+    } rows[] = {
         {"http.server.request.duration", "s", OTLP_KIND_HISTOGRAM, "http_server_request_duration_seconds"},
         {"http.server.active_requests", "{request}", OTLP_KIND_UPDOWN, "http_server_active_requests"},
         {"process.cpu.time", "s", OTLP_KIND_COUNTER, "process_cpu_time_seconds_total"},
@@ -346,7 +369,8 @@ Test(translate, naming_reference_examples) {
         char out[256];
         int n = otlp_prom_metric_name(rows[i].name, rows[i].unit, rows[i].kind, out, sizeof out);
         cr_assert(n > 0, "%s failed", rows[i].name);
-        cr_expect_str_eq(out, rows[i].want, "%s [%s] → %s, want %s", rows[i].name, rows[i].unit, out, rows[i].want);
+        cr_expect_str_eq(out, rows[i].want, "%s [%s] → %s, want %s", rows[i].name, rows[i].unit, out,
+                         rows[i].want);
         cr_expect_eq((size_t)n, strlen(out));
     }
 }
@@ -367,14 +391,25 @@ Test(translate, naming_edges) {
     cr_assert_str_eq(out, "x_milliseconds_per_second", "units are trimmed");
     cr_assert_gt(otlp_prom_metric_name("x", "{a}/s", OTLP_KIND_COUNTER, out, sizeof out), 0);
     cr_assert_str_eq(out, "x_per_second_total");
-    cr_assert_eq(otlp_prom_metric_name("a.very.long.name.indeed", "", OTLP_KIND_GAUGE, out, 8), -1, "does not fit");
+    cr_assert_eq(otlp_prom_metric_name("a.very.long.name.indeed", "", OTLP_KIND_GAUGE, out, 8), -1,
+                 "does not fit");
 }
 
 Test(translate, unit_words) {
-    static const struct { const char *in, *want; } rows[] = {
-        {"s", "seconds"}, {"By/s", "bytes_per_second"}, {"1", ""}, {"{request}", ""},
-        {"1/s", "per_second"}, {"ms", "milliseconds"}, {"bytes", "bytes"}, {"", ""},
-        {"KiBy", "kibibytes"}, {"custom_unit", "custom_unit"}, {"m/mo", "meters_per_month"},
+    static const struct {
+        const char *in, *want;
+    } rows[] = {
+        {"s", "seconds"},
+        {"By/s", "bytes_per_second"},
+        {"1", ""},
+        {"{request}", ""},
+        {"1/s", "per_second"},
+        {"ms", "milliseconds"},
+        {"bytes", "bytes"},
+        {"", ""},
+        {"KiBy", "kibibytes"},
+        {"custom_unit", "custom_unit"},
+        {"m/mo", "meters_per_month"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char out[64];
@@ -384,11 +419,20 @@ Test(translate, unit_words) {
 }
 
 Test(translate, label_names) {
-    static const struct { const char *in, *want; } rows[] = {
-        {"http.request.method", "http_request_method"}, {"method", "method"},
-        {"123abc", "key_123abc"}, {"__reserved__", "__reserved__"}, {"a..b", "a_b"},
-        {"a__b", "a_b"}, {"k8s.pod-name", "k8s_pod_name"}, {"_private", "_private"},
-        {"a\xc3\xa9z", "a_z"}, {"__a.b__", "__a_b__"}, {"Upper.Case", "Upper_Case"},
+    static const struct {
+        const char *in, *want;
+    } rows[] = {
+        {"http.request.method", "http_request_method"},
+        {"method", "method"},
+        {"123abc", "key_123abc"},
+        {"__reserved__", "__reserved__"},
+        {"a..b", "a_b"},
+        {"a__b", "a_b"},
+        {"k8s.pod-name", "k8s_pod_name"},
+        {"_private", "_private"},
+        {"a\xc3\xa9z", "a_z"},
+        {"__a.b__", "__a_b__"},
+        {"Upper.Case", "Upper_Case"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char out[64];
@@ -407,37 +451,48 @@ Test(translate, labels_job_instance_scope_target_info) {
     otlp_translator *t = translator("none");
     NumPt *p1 = num_pt(KVS(kvs("http.method", "GET"), kvs("job", "ignored")), 0, 5000000000ULL, 7, 0);
     NumPt *p2 = num_pt(KVS(kvs("x", "y")), 0, 9000000000ULL, 8, 0);
-    otlp_metrics_req *r = request(
-        KVS(kvs("service.name", "api"), kvs("service.namespace", "shop"), kvs("service.instance.id", "i-1"),
-            kvs("host.name", "h1"), kvi("process.pid", 42)),
-        "lib", "1.2", KVS(kvs("team", "core")), METRICS(gauge("g1", "", p1), gauge("g2", "", p2)));
+    otlp_metrics_req *r =
+        request(KVS(kvs("service.name", "api"), kvs("service.namespace", "shop"),
+                    kvs("service.instance.id", "i-1"), kvs("host.name", "h1"), kvi("process.pid", 42)),
+                "lib", "1.2", KVS(kvs("team", "core")), METRICS(gauge("g1", "", p1), gauge("g2", "", p2)));
     otlp_translate_stats st = run(t, r);
     cr_assert_eq(st.points, 2);
     cr_assert_eq(st.rejected, 0);
-    expect("g1{http_method=\"GET\",instance=\"i-1\",job=\"shop/api\",otel_scope_name=\"lib\",otel_scope_team=\"core\",otel_scope_version=\"1.2\"}", 7);
-    expect("g2{instance=\"i-1\",job=\"shop/api\",otel_scope_name=\"lib\",otel_scope_team=\"core\",otel_scope_version=\"1.2\",x=\"y\"}", 8);
-    const rec *ti = find("target_info{host_name=\"h1\",instance=\"i-1\",job=\"shop/api\",process_pid=\"42\"}");
+    expect("g1{http_method=\"GET\",instance=\"i-1\",job=\"shop/"
+           "api\",otel_scope_name=\"lib\",otel_scope_team=\"core\",otel_scope_version=\"1.2\"}",
+           7);
+    expect("g2{instance=\"i-1\",job=\"shop/"
+           "api\",otel_scope_name=\"lib\",otel_scope_team=\"core\",otel_scope_version=\"1.2\",x=\"y\"}",
+           8);
+    const rec *ti =
+        find("target_info{host_name=\"h1\",instance=\"i-1\",job=\"shop/api\",process_pid=\"42\"}");
     cr_assert(ti, "target_info with the non-identifying attributes");
     cr_assert_eq(ti->v, 1);
     cr_assert_eq(ti->t, 9000, "stamped with the newest point of the resource");
     cr_assert_eq(ti->point, OTLP_NO_POINT);
     cr_assert_eq(G.n, 3);
-    cr_assert_eq(find("g1{http_method=\"GET\",instance=\"i-1\",job=\"shop/api\",otel_scope_name=\"lib\",otel_scope_team=\"core\",otel_scope_version=\"1.2\"}")->t, 5000, "ns → ms");
+    cr_assert_eq(find("g1{http_method=\"GET\",instance=\"i-1\",job=\"shop/"
+                      "api\",otel_scope_name=\"lib\",otel_scope_team=\"core\",otel_scope_version=\"1.2\"}")
+                     ->t,
+                 5000, "ns → ms");
     otlp_translator_free(t);
 }
 
 Test(translate, no_target_info_without_job_or_other_attributes) {
     otlp_translator *t = translator("none");
     /* only identifying attributes: nothing to put on target_info */
-    run(t, request(KVS(kvs("service.name", "a")), NULL, NULL, NULL, METRICS(gauge("g", "", num_pt(NULL, 0, 1000000, 1, 0)))));
+    run(t, request(KVS(kvs("service.name", "a")), NULL, NULL, NULL,
+                   METRICS(gauge("g", "", num_pt(NULL, 0, 1000000, 1, 0)))));
     cr_assert_eq(G.n, 1);
     expect("g{job=\"a\"}", 1);
     /* no service name nor instance: nothing to join target_info on */
-    run(t, request(KVS(kvs("host.name", "h")), NULL, NULL, NULL, METRICS(gauge("g", "", num_pt(NULL, 0, 1000000, 1, 0)))));
+    run(t, request(KVS(kvs("host.name", "h")), NULL, NULL, NULL,
+                   METRICS(gauge("g", "", num_pt(NULL, 0, 1000000, 1, 0)))));
     cr_assert_eq(G.n, 1);
     expect("g{}", 1);
     /* a zero timestamp: none either (the point itself keeps t=0, as the Collector does) */
-    run(t, request(KVS(kvs("service.name", "a"), kvs("host.name", "h")), NULL, NULL, NULL, METRICS(gauge("g", "", num_pt(NULL, 0, 0, 1, 0)))));
+    run(t, request(KVS(kvs("service.name", "a"), kvs("host.name", "h")), NULL, NULL, NULL,
+                   METRICS(gauge("g", "", num_pt(NULL, 0, 0, 1, 0)))));
     cr_assert_eq(G.n, 1);
     cr_assert_eq(G.r[0].t, 0);
     otlp_translator_free(t);
@@ -447,7 +502,10 @@ Test(translate, label_collisions_join_in_key_order) {
     otlp_translator *t = translator("none");
     /* k-a < k.a < k_a byte-wise; equal values are not repeated */
     run(t, request(NULL, NULL, NULL, NULL,
-                   METRICS(gauge("g", "", num_pt(KVS(kvs("k_a", "2"), kvs("k.a", "1"), kvs("k-a", "2"), kvs("b.b", "x"), kvs("b_b", "x")), 0, 1000000, 1, 0)))));
+                   METRICS(gauge("g", "",
+                                 num_pt(KVS(kvs("k_a", "2"), kvs("k.a", "1"), kvs("k-a", "2"),
+                                            kvs("b.b", "x"), kvs("b_b", "x")),
+                                        0, 1000000, 1, 0)))));
     expect("g{b_b=\"x\",k_a=\"2;1;2\"}", 1);
     otlp_translator_free(t);
 }
@@ -456,7 +514,8 @@ Test(translate, attribute_value_types) {
     otlp_translator *t = translator("none");
     AV *arr = NEW(AV, OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT);
     arr->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE;
-    arr->array_value = NEW(Opentelemetry__Proto__Common__V1__ArrayValue, OPENTELEMETRY__PROTO__COMMON__V1__ARRAY_VALUE__INIT);
+    arr->array_value = NEW(Opentelemetry__Proto__Common__V1__ArrayValue,
+                           OPENTELEMETRY__PROTO__COMMON__V1__ARRAY_VALUE__INIT);
     arr->array_value->n_values = 3;
     arr->array_value->values = mk(3 * sizeof(AV *));
     arr->array_value->values[0] = av_str("a<b");
@@ -464,7 +523,8 @@ Test(translate, attribute_value_types) {
     arr->array_value->values[2] = kvd("", 0.5)->value;
     AV *map = NEW(AV, OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT);
     map->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE;
-    map->kvlist_value = NEW(Opentelemetry__Proto__Common__V1__KeyValueList, OPENTELEMETRY__PROTO__COMMON__V1__KEY_VALUE_LIST__INIT);
+    map->kvlist_value = NEW(Opentelemetry__Proto__Common__V1__KeyValueList,
+                            OPENTELEMETRY__PROTO__COMMON__V1__KEY_VALUE_LIST__INIT);
     map->kvlist_value->n_values = 2;
     map->kvlist_value->values = mk(2 * sizeof(KV *));
     map->kvlist_value->values[0] = kvb("z", 1);
@@ -474,25 +534,34 @@ Test(translate, attribute_value_types) {
     bytes->bytes_value.data = (uint8_t *)S("hi!?");
     bytes->bytes_value.len = 4;
     run(t, request(NULL, NULL, NULL, NULL,
-                   METRICS(gauge("g", "", num_pt(KVS(kvi("i", -3), kvd("d", 1.5), kvd("big", 1e21), kvd("tiny", 1.5e-7), kvb("b", 0),
-                                                     kv("arr", arr), kv("map", map), kv("bytes", bytes), kvs("empty", "")),
-                                                 0, 1000000, 1, 0)))));
-    expect("g{arr=\"[\"a\\u003cb\",5,0.5]\",b=\"false\",big=\"1e+21\",bytes=\"aGkhPw==\",d=\"1.5\",i=\"-3\",map=\"{\"a\":\"q\\\"\",\"z\":true}\",tiny=\"1.5e-7\"}", 1);
+                   METRICS(gauge("g", "",
+                                 num_pt(KVS(kvi("i", -3), kvd("d", 1.5), kvd("big", 1e21),
+                                            kvd("tiny", 1.5e-7), kvb("b", 0), kv("arr", arr), kv("map", map),
+                                            kv("bytes", bytes), kvs("empty", "")),
+                                        0, 1000000, 1, 0)))));
+    expect("g{arr=\"[\"a\\u003cb\",5,0.5]\",b=\"false\",big=\"1e+21\",bytes=\"aGkhPw==\",d=\"1.5\",i=\"-3\","
+           "map=\"{\"a\":\"q\\\"\",\"z\":true}\",tiny=\"1.5e-7\"}",
+           1);
     otlp_translator_free(t);
 }
 
 Test(translate, promotion_all_none_list) {
-    KV **res = KVS(kvs("service.name", "svc"), kvs("service.version", "1"), kvs("deployment.environment", "prod"));
+    KV **res =
+        KVS(kvs("service.name", "svc"), kvs("service.version", "1"), kvs("deployment.environment", "prod"));
     NumPt *p = num_pt(KVS(kvs("service.version", "point"), kvs("a", "b")), 0, 1000000, 1, 0);
     /* all: resource attributes overwrite the point's (resource_to_telemetry_conversion) */
     otlp_translator *t = translator("all");
     run(t, request(res, NULL, NULL, NULL, METRICS(gauge("g", "", p))));
-    expect("g{a=\"b\",deployment_environment=\"prod\",job=\"svc\",service_name=\"svc\",service_version=\"1\"}", 1);
+    expect(
+        "g{a=\"b\",deployment_environment=\"prod\",job=\"svc\",service_name=\"svc\",service_version=\"1\"}",
+        1);
     otlp_translator_free(t);
     /* NULL means all too */
     t = translator(NULL);
     run(t, request(res, NULL, NULL, NULL, METRICS(gauge("g", "", p))));
-    expect("g{a=\"b\",deployment_environment=\"prod\",job=\"svc\",service_name=\"svc\",service_version=\"1\"}", 1);
+    expect(
+        "g{a=\"b\",deployment_environment=\"prod\",job=\"svc\",service_name=\"svc\",service_version=\"1\"}",
+        1);
     otlp_translator_free(t);
     /* none */
     t = translator("");
@@ -518,8 +587,10 @@ Test(translate, sums_and_gauges) {
     NumPt *u1 = num_pt(NULL, 1, 2000000, -3, 1);
     Metric *g = gauge("util", "1", num_pt(NULL, 0, 2000000, 0.25, 0));
     g->description = S("CPU use");
-    otlp_translate_stats st = run(t, request(NULL, NULL, NULL, NULL,
-                                             METRICS(sum("req", "1", 1, CUMUL, 1, (NumPt *[]){c1}), sum("active", "{request}", 0, CUMUL, 1, (NumPt *[]){u1}), g)));
+    otlp_translate_stats st =
+        run(t, request(NULL, NULL, NULL, NULL,
+                       METRICS(sum("req", "1", 1, CUMUL, 1, (NumPt *[]){c1}),
+                               sum("active", "{request}", 0, CUMUL, 1, (NumPt *[]){u1}), g)));
     cr_assert_eq(st.points, 3);
     expect("req_total{}", 10);
     expect("active{}", -3);
@@ -531,7 +602,8 @@ Test(translate, sums_and_gauges) {
     otlp_translator_free(t);
 }
 
-static const double scotty_bounds[15] = {0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000};
+static const double scotty_bounds[15] = {0,   5,   10,   25,   50,   75,   100,  250,
+                                         500, 750, 1000, 2500, 5000, 7500, 10000};
 
 Test(translate, explicit_histogram) {
     otlp_translator *t = translator("none");
@@ -553,7 +625,9 @@ Test(translate, explicit_histogram) {
     cr_assert_eq(G.n, 9);
     cr_assert_str_eq(G.meta[0], "http_dur_seconds|histogram|seconds|Latency");
     /* no sum: no _sum series */
-    run(t, request(NULL, NULL, NULL, NULL, METRICS(histogram("h", "", CUMUL, 1, (HistPt *[]){hist_pt(NULL, 1000000, 1, b, c, 3, 0, 0)}))));
+    run(t, request(NULL, NULL, NULL, NULL,
+                   METRICS(histogram("h", "", CUMUL, 1,
+                                     (HistPt *[]){hist_pt(NULL, 1000000, 1, b, c, 3, 0, 0)}))));
     cr_assert_null(find("h_sum{}"));
     expect("h_count{}", 3);
     expect("h_bucket{le=\"0.005\"}", 1);
@@ -571,13 +645,16 @@ Test(translate, summary) {
     p->quantile_values = mk(3 * sizeof(void *));
     double qs[3][2] = {{0.5, 0.1}, {0.99, 0.9}, {1, 2}};
     for (int i = 0; i < 3; i++) {
-        p->quantile_values[i] = NEW(Opentelemetry__Proto__Metrics__V1__SummaryDataPoint__ValueAtQuantile, OPENTELEMETRY__PROTO__METRICS__V1__SUMMARY_DATA_POINT__VALUE_AT_QUANTILE__INIT);
+        p->quantile_values[i] =
+            NEW(Opentelemetry__Proto__Metrics__V1__SummaryDataPoint__ValueAtQuantile,
+                OPENTELEMETRY__PROTO__METRICS__V1__SUMMARY_DATA_POINT__VALUE_AT_QUANTILE__INIT);
         p->quantile_values[i]->quantile = qs[i][0];
         p->quantile_values[i]->value = qs[i][1];
     }
     Metric *m = metric("rpc.latency", "ms", "");
     m->data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY;
-    m->summary = NEW(Opentelemetry__Proto__Metrics__V1__Summary, OPENTELEMETRY__PROTO__METRICS__V1__SUMMARY__INIT);
+    m->summary =
+        NEW(Opentelemetry__Proto__Metrics__V1__Summary, OPENTELEMETRY__PROTO__METRICS__V1__SUMMARY__INIT);
     m->summary->n_data_points = 1;
     m->summary->data_points = (SumPt *[]){p};
     run(t, request(NULL, NULL, NULL, NULL, METRICS(m)));
@@ -604,17 +681,26 @@ Test(translate, exponential_histogram) {
     p->sum = 30;
     p->positive = expb(0, 3, (uint64_t[]){3, 0, 4});
     p->negative = expb(1, 1, (uint64_t[]){3});
-    run(t, request(NULL, NULL, NULL, NULL, METRICS(exp_histogram("rpc.server.duration", "ms", CUMUL, 1, (ExpPt *[]){p}))));
+    run(t, request(NULL, NULL, NULL, NULL,
+                   METRICS(exp_histogram("rpc.server.duration", "ms", CUMUL, 1, (ExpPt *[]){p}))));
     const char *n = "rpc_server_duration_milliseconds";
     char s[128];
-    snprintf(s, sizeof s, "%s_bucket{le=\"-2\"}", n); expect(s, 3);
-    snprintf(s, sizeof s, "%s_bucket{le=\"0\"}", n); expect(s, 5);
-    snprintf(s, sizeof s, "%s_bucket{le=\"2\"}", n); expect(s, 8);
-    snprintf(s, sizeof s, "%s_bucket{le=\"4\"}", n); expect(s, 8);
-    snprintf(s, sizeof s, "%s_bucket{le=\"8\"}", n); expect(s, 12);
-    snprintf(s, sizeof s, "%s_bucket{le=\"+Inf\"}", n); expect(s, 12);
-    snprintf(s, sizeof s, "%s_sum{}", n); expect(s, 30);
-    snprintf(s, sizeof s, "%s_count{}", n); expect(s, 12);
+    snprintf(s, sizeof s, "%s_bucket{le=\"-2\"}", n);
+    expect(s, 3);
+    snprintf(s, sizeof s, "%s_bucket{le=\"0\"}", n);
+    expect(s, 5);
+    snprintf(s, sizeof s, "%s_bucket{le=\"2\"}", n);
+    expect(s, 8);
+    snprintf(s, sizeof s, "%s_bucket{le=\"4\"}", n);
+    expect(s, 8);
+    snprintf(s, sizeof s, "%s_bucket{le=\"8\"}", n);
+    expect(s, 12);
+    snprintf(s, sizeof s, "%s_bucket{le=\"+Inf\"}", n);
+    expect(s, 12);
+    snprintf(s, sizeof s, "%s_sum{}", n);
+    expect(s, 30);
+    snprintf(s, sizeof s, "%s_count{}", n);
+    expect(s, 12);
     cr_assert_eq(G.n, 8);
     cr_assert_str_eq(G.meta[0], "rpc_server_duration_milliseconds|histogram|milliseconds|");
 
@@ -642,7 +728,8 @@ Test(translate, exponential_histogram) {
     expect(want, 10);
     /* a scale outside the data model is refused, not guessed at */
     q->scale = 21;
-    otlp_translate_stats st = run(t, request(NULL, NULL, NULL, NULL, METRICS(exp_histogram("e", "", CUMUL, 1, (ExpPt *[]){q}))));
+    otlp_translate_stats st =
+        run(t, request(NULL, NULL, NULL, NULL, METRICS(exp_histogram("e", "", CUMUL, 1, (ExpPt *[]){q}))));
     cr_assert_eq(st.rejected, 1);
     cr_assert_eq(G.n, 0);
     cr_assert(strstr(st.message, "scale"));
@@ -654,17 +741,22 @@ Test(translate, exponential_histogram) {
 Test(translate, delta_sums_accumulate_reset_and_refuse_out_of_order) {
     otlp_translator *t = translator("none");
     const uint64_t s = 1000000000ULL;
-    struct { uint64_t start, end; double v; double want; int refused; } steps[] = {
-        {10 * s, 20 * s, 5, 5, 0},
-        {20 * s, 30 * s, 3, 8, 0},
-        {40 * s, 50 * s, 2, 10, 0},  /* a gap: still adds up */
-        {45 * s, 50 * s, 9, 0, 1},   /* ends at the last end: out of order */
-        {45 * s, 60 * s, 4, 4, 0},   /* starts inside the counted window: a new run */
+    struct {
+        uint64_t start, end;
+        double v;
+        double want;
+        int refused;
+    } steps[] = {
+        {10 * s, 20 * s, 5, 5, 0},  {20 * s, 30 * s, 3, 8, 0},
+        {40 * s, 50 * s, 2, 10, 0}, /* a gap: still adds up */
+        {45 * s, 50 * s, 9, 0, 1},  /* ends at the last end: out of order */
+        {45 * s, 60 * s, 4, 4, 0},  /* starts inside the counted window: a new run */
         {60 * s, 70 * s, 1, 5, 0},
     };
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         NumPt *p = num_pt(KVS(kvs("k", "v")), steps[i].start, steps[i].end, steps[i].v, 1);
-        otlp_translate_stats st = run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("d", "", 1, DELTA, 1, (NumPt *[]){p}))));
+        otlp_translate_stats st =
+            run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("d", "", 1, DELTA, 1, (NumPt *[]){p}))));
         cr_assert_eq(st.rejected, (uint64_t)steps[i].refused, "step %zu", i);
         if (steps[i].refused) {
             cr_assert_eq(G.n, 0);
@@ -676,7 +768,8 @@ Test(translate, delta_sums_accumulate_reset_and_refuse_out_of_order) {
     }
     cr_assert_eq(otlp_translator_delta_series(t), 1);
     /* another label set is another running sum; an up-down delta adds negatives */
-    NumPt *u1 = num_pt(KVS(kvs("k", "w")), 1 * s, 2 * s, 4, 1), *u2 = num_pt(KVS(kvs("k", "w")), 2 * s, 3 * s, -6, 1);
+    NumPt *u1 = num_pt(KVS(kvs("k", "w")), 1 * s, 2 * s, 4, 1),
+          *u2 = num_pt(KVS(kvs("k", "w")), 2 * s, 3 * s, -6, 1);
     run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("d", "", 0, DELTA, 2, (NumPt *[]){u1, u2}))));
     cr_assert_eq(G.n, 2);
     cr_assert_eq(G.r[0].v, 4);
@@ -699,23 +792,35 @@ Test(translate, delta_state_is_bounded) {
     for (int i = 0; i < 10; i++) {
         char v[8];
         snprintf(v, sizeof v, "%d", i);
-        run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("d", "", 1, DELTA, 1, (NumPt *[]){num_pt(KVS(kvs("i", v)), 1000, 2000000 + i, 1, 1)}))));
+        run(t, request(NULL, NULL, NULL, NULL,
+                       METRICS(sum("d", "", 1, DELTA, 1,
+                                   (NumPt *[]){num_pt(KVS(kvs("i", v)), 1000, 2000000 + i, 1, 1)}))));
     }
     cr_assert_eq(otlp_translator_delta_series(t), 3);
     /* the evicted series starts again from its own point */
-    run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("d", "", 1, DELTA, 1, (NumPt *[]){num_pt(KVS(kvs("i", "0")), 3000000, 4000000, 7, 1)}))));
+    run(t, request(NULL, NULL, NULL, NULL,
+                   METRICS(sum("d", "", 1, DELTA, 1,
+                               (NumPt *[]){num_pt(KVS(kvs("i", "0")), 3000000, 4000000, 7, 1)}))));
     expect("d_total{i=\"0\"}", 7);
-    run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("d", "", 1, DELTA, 1, (NumPt *[]){num_pt(KVS(kvs("i", "9")), 3000000, 4000000, 7, 1)}))));
+    run(t, request(NULL, NULL, NULL, NULL,
+                   METRICS(sum("d", "", 1, DELTA, 1,
+                               (NumPt *[]){num_pt(KVS(kvs("i", "9")), 3000000, 4000000, 7, 1)}))));
     expect("d_total{i=\"9\"}", 8);
     otlp_translator_free(t);
     /* idle states go (data time): a point 2h later expires one not updated since */
     otlp_translate_opts o2 = {.promote_resource_attributes = "none", .delta_idle_ms = 3600000};
     t = otlp_translator_new(&o2, err, sizeof err);
     const uint64_t s = 1000000000ULL;
-    run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("d", "", 1, DELTA, 1, (NumPt *[]){num_pt(KVS(kvs("i", "a")), 1 * s, 2 * s, 1, 1)}))));
-    run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("d", "", 1, DELTA, 1, (NumPt *[]){num_pt(KVS(kvs("i", "b")), 7200 * s, 7300 * s, 1, 1)}))));
+    run(t, request(NULL, NULL, NULL, NULL,
+                   METRICS(sum("d", "", 1, DELTA, 1,
+                               (NumPt *[]){num_pt(KVS(kvs("i", "a")), 1 * s, 2 * s, 1, 1)}))));
+    run(t, request(NULL, NULL, NULL, NULL,
+                   METRICS(sum("d", "", 1, DELTA, 1,
+                               (NumPt *[]){num_pt(KVS(kvs("i", "b")), 7200 * s, 7300 * s, 1, 1)}))));
     cr_assert_eq(otlp_translator_delta_series(t), 2);
-    run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("d", "", 1, DELTA, 1, (NumPt *[]){num_pt(KVS(kvs("i", "b")), 7300 * s, 7400 * s, 1, 1)}))));
+    run(t, request(NULL, NULL, NULL, NULL,
+                   METRICS(sum("d", "", 1, DELTA, 1,
+                               (NumPt *[]){num_pt(KVS(kvs("i", "b")), 7300 * s, 7400 * s, 1, 1)}))));
     cr_assert_eq(otlp_translator_delta_series(t), 1);
     otlp_translator_free(t);
 }
@@ -782,7 +887,11 @@ Test(translate, delta_histograms) {
 
 Test(translate, unspecified_temporality_is_refused) {
     otlp_translator *t = translator("none");
-    otlp_translate_stats st = run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("s", "", 1, 0, 2, (NumPt *[]){num_pt(NULL, 0, 1000000, 1, 1), num_pt(NULL, 0, 2000000, 1, 1)}))));
+    otlp_translate_stats st = run(
+        t,
+        request(NULL, NULL, NULL, NULL,
+                METRICS(sum("s", "", 1, 0, 2,
+                            (NumPt *[]){num_pt(NULL, 0, 1000000, 1, 1), num_pt(NULL, 0, 2000000, 1, 1)}))));
     cr_assert_eq(st.points, 2);
     cr_assert_eq(st.rejected, 2);
     cr_assert_eq(G.n, 0);
@@ -802,9 +911,11 @@ Test(translate, no_recorded_value_is_a_stale_marker) {
     double b[] = {1};
     HistPt *h = hist_pt(NULL, 1000000, 1, b, (uint64_t[]){0, 0}, 0, 1, 0);
     h->flags = 1;
-    run(t, request(NULL, NULL, NULL, NULL, METRICS(gauge("g", "", g), histogram("h", "", CUMUL, 1, (HistPt *[]){h}))));
+    run(t, request(NULL, NULL, NULL, NULL,
+                   METRICS(gauge("g", "", g), histogram("h", "", CUMUL, 1, (HistPt *[]){h}))));
     cr_assert_eq(G.n, 5);
-    for (size_t i = 0; i < G.n; i++) cr_assert(is_stale(G.r[i].v), "%s is a stale marker", G.r[i].series);
+    for (size_t i = 0; i < G.n; i++)
+        cr_assert(is_stale(G.r[i].v), "%s is a stale marker", G.r[i].series);
     otlp_translator_free(t);
 }
 
@@ -816,10 +927,12 @@ static Exemplar *exemplar(double v, uint64_t t_ns, int with_ids, KV **attrs) {
     if (with_ids) {
         e->trace_id.len = 16;
         e->trace_id.data = mk(16);
-        for (int i = 0; i < 16; i++) e->trace_id.data[i] = (uint8_t)(i + 1);
+        for (int i = 0; i < 16; i++)
+            e->trace_id.data[i] = (uint8_t)(i + 1);
         e->span_id.len = 8;
         e->span_id.data = mk(8);
-        for (int i = 0; i < 8; i++) e->span_id.data[i] = (uint8_t)(0xa0 + i);
+        for (int i = 0; i < 8; i++)
+            e->span_id.data[i] = (uint8_t)(0xa0 + i);
     }
     e->filtered_attributes = kvlist(&e->n_filtered_attributes, attrs);
     return e;
@@ -836,14 +949,20 @@ Test(translate, exemplars) {
     char longv[200];
     memset(longv, 'x', sizeof longv - 1);
     longv[sizeof longv - 1] = 0;
-    h->exemplars = (Exemplar *[]){exemplar(0.5, 3000000, 0, NULL), exemplar(7, 3000000, 1, KVS(kvs("big", longv))),
-                                  exemplar(99, 3000000, 1, NULL)};
-    run(t, request(NULL, NULL, NULL, NULL, METRICS(sum("c", "", 1, CUMUL, 1, (NumPt *[]){c}), histogram("h", "", CUMUL, 1, (HistPt *[]){h}))));
-    cr_assert_str_eq(find("c_total{}")->exemplars, "1@4{span_id=a0a1a2a3a4a5a6a7,trace_id=0102030405060708090a0b0c0d0e0f10,user_id=u1}");
+    h->exemplars =
+        (Exemplar *[]){exemplar(0.5, 3000000, 0, NULL), exemplar(7, 3000000, 1, KVS(kvs("big", longv))),
+                       exemplar(99, 3000000, 1, NULL)};
+    run(t, request(NULL, NULL, NULL, NULL,
+                   METRICS(sum("c", "", 1, CUMUL, 1, (NumPt *[]){c}),
+                           histogram("h", "", CUMUL, 1, (HistPt *[]){h}))));
+    cr_assert_str_eq(find("c_total{}")->exemplars,
+                     "1@4{span_id=a0a1a2a3a4a5a6a7,trace_id=0102030405060708090a0b0c0d0e0f10,user_id=u1}");
     cr_assert_str_eq(find("h_bucket{le=\"1\"}")->exemplars, "0.5@3{}");
     /* over 128 runes: the filtered attributes are left out, the ids stay */
-    cr_assert_str_eq(find("h_bucket{le=\"10\"}")->exemplars, "7@3{span_id=a0a1a2a3a4a5a6a7,trace_id=0102030405060708090a0b0c0d0e0f10}");
-    cr_assert_str_eq(find("h_bucket{le=\"+Inf\"}")->exemplars, "99@3{span_id=a0a1a2a3a4a5a6a7,trace_id=0102030405060708090a0b0c0d0e0f10}");
+    cr_assert_str_eq(find("h_bucket{le=\"10\"}")->exemplars,
+                     "7@3{span_id=a0a1a2a3a4a5a6a7,trace_id=0102030405060708090a0b0c0d0e0f10}");
+    cr_assert_str_eq(find("h_bucket{le=\"+Inf\"}")->exemplars,
+                     "99@3{span_id=a0a1a2a3a4a5a6a7,trace_id=0102030405060708090a0b0c0d0e0f10}");
     cr_assert_str_eq(find("h_count{}")->exemplars, "");
     otlp_translator_free(t);
 }
@@ -854,7 +973,9 @@ Test(translate, refused_samples_count_their_points_once) {
     HistPt *h1 = hist_pt(KVS(kvs("a", "1")), 1000000, 3, b, (uint64_t[]){1, 1, 1, 1}, 4, 1, 1);
     HistPt *h2 = hist_pt(KVS(kvs("a", "2")), 1000000, 3, b, (uint64_t[]){1, 1, 1, 1}, 4, 1, 1);
     G.refuse = "a=\"2\"";
-    otlp_translate_stats st = run(t, request(KVS(kvs("service.name", "s"), kvs("host", "h")), NULL, NULL, NULL, METRICS(histogram("h", "", CUMUL, 2, (HistPt *[]){h1, h2}))));
+    otlp_translate_stats st =
+        run(t, request(KVS(kvs("service.name", "s"), kvs("host", "h")), NULL, NULL, NULL,
+                       METRICS(histogram("h", "", CUMUL, 2, (HistPt *[]){h1, h2}))));
     G.refuse = NULL;
     cr_assert_eq(st.points, 2);
     cr_assert_eq(st.rejected, 1, "six refused samples are one rejected point");
@@ -875,7 +996,9 @@ typedef struct pair {
     const char *k, *v;
 } pair;
 
-static int pair_cmp(const void *a, const void *b) { return strcmp(((const pair *)a)->k, ((const pair *)b)->k); }
+static int pair_cmp(const void *a, const void *b) {
+    return strcmp(((const pair *)a)->k, ((const pair *)b)->k);
+}
 
 /* name{k="v",…} with the labels sorted by name, as the recorder prints series. */
 static void series_str(char *out, size_t cap, const char *name, const pair *l, size_t n) {
@@ -883,7 +1006,8 @@ static void series_str(char *out, size_t cap, const char *name, const pair *l, s
     memcpy(s, l, n * sizeof *s);
     qsort(s, n, sizeof *s, pair_cmp);
     size_t o = snprintf(out, cap, "%s{", name);
-    for (size_t i = 0; i < n; i++) o += snprintf(out + o, cap - o, "%s%s=\"%s\"", i ? "," : "", s[i].k, s[i].v);
+    for (size_t i = 0; i < n; i++)
+        o += snprintf(out + o, cap - o, "%s%s=\"%s\"", i ? "," : "", s[i].k, s[i].v);
     snprintf(out + o, cap - o, "}");
 }
 
@@ -895,55 +1019,97 @@ static const struct scotty_instrument {
 } scotty[51] = {
     {"scotty.log_streams.active", SC_GAUGE, "", "Active log streams", "", "scotty_log_streams_active"},
     {"scotty.log_streams.total", SC_COUNTER, "", "Total log streams", "", "scotty_log_streams_total"},
-    {"scotty.log_stream.duration", SC_HIST, "s", "Log stream duration", "", "scotty_log_stream_duration_seconds"},
+    {"scotty.log_stream.duration", SC_HIST, "s", "Log stream duration", "",
+     "scotty_log_stream_duration_seconds"},
     {"scotty.log_stream.lines", SC_COUNTER, "", "Log lines received", "", "scotty_log_stream_lines_total"},
-    {"scotty.log_stream.errors", SC_COUNTER, "", "Log streaming errors", "", "scotty_log_stream_errors_total"},
-    {"scotty.shell_sessions.active", SC_GAUGE, "", "Active shell sessions", "", "scotty_shell_sessions_active"},
-    {"scotty.shell_sessions.total", SC_COUNTER, "", "Total shell sessions", "", "scotty_shell_sessions_total"},
-    {"scotty.shell_session.duration", SC_HIST, "s", "Shell session duration", "", "scotty_shell_session_duration_seconds"},
-    {"scotty.shell_session.errors", SC_COUNTER, "", "Shell session errors", "", "scotty_shell_session_errors_total"},
-    {"scotty.shell_session.timeouts", SC_COUNTER, "", "Shell session timeouts", "", "scotty_shell_session_timeouts_total"},
-    {"scotty.websocket.connections", SC_GAUGE, "", "Active WebSocket connections", "", "scotty_websocket_connections"},
-    {"scotty.websocket.messages_sent", SC_COUNTER, "", "WebSocket messages sent", "", "scotty_websocket_messages_sent_total"},
-    {"scotty.websocket.messages_received", SC_COUNTER, "", "WebSocket messages received", "", "scotty_websocket_messages_received_total"},
-    {"scotty.websocket.auth_failures", SC_COUNTER, "", "WebSocket authentication failures", "", "scotty_websocket_auth_failures_total"},
+    {"scotty.log_stream.errors", SC_COUNTER, "", "Log streaming errors", "",
+     "scotty_log_stream_errors_total"},
+    {"scotty.shell_sessions.active", SC_GAUGE, "", "Active shell sessions", "",
+     "scotty_shell_sessions_active"},
+    {"scotty.shell_sessions.total", SC_COUNTER, "", "Total shell sessions", "",
+     "scotty_shell_sessions_total"},
+    {"scotty.shell_session.duration", SC_HIST, "s", "Shell session duration", "",
+     "scotty_shell_session_duration_seconds"},
+    {"scotty.shell_session.errors", SC_COUNTER, "", "Shell session errors", "",
+     "scotty_shell_session_errors_total"},
+    {"scotty.shell_session.timeouts", SC_COUNTER, "", "Shell session timeouts", "",
+     "scotty_shell_session_timeouts_total"},
+    {"scotty.websocket.connections", SC_GAUGE, "", "Active WebSocket connections", "",
+     "scotty_websocket_connections"},
+    {"scotty.websocket.messages_sent", SC_COUNTER, "", "WebSocket messages sent", "",
+     "scotty_websocket_messages_sent_total"},
+    {"scotty.websocket.messages_received", SC_COUNTER, "", "WebSocket messages received", "",
+     "scotty_websocket_messages_received_total"},
+    {"scotty.websocket.auth_failures", SC_COUNTER, "", "WebSocket authentication failures", "",
+     "scotty_websocket_auth_failures_total"},
     {"scotty.tasks.active", SC_GAUGE, "", "Active tasks", "", "scotty_tasks_active"},
     {"scotty.tasks.total", SC_COUNTER, "", "Total tasks executed", "", "scotty_tasks_total"},
     {"scotty.task.duration", SC_HIST, "s", "Task execution duration", "", "scotty_task_duration_seconds"},
     {"scotty.task.failures", SC_COUNTER, "", "Failed tasks", "", "scotty_task_failures_total"},
-    {"scotty.task.output_lines", SC_COUNTER, "", "Task output lines streamed", "", "scotty_task_output_lines_total"},
-    {"scotty.task_output_streams.active", SC_GAUGE, "", "Active task output streams", "", "scotty_task_output_streams_active"},
-    {"scotty.task_output_streams.total", SC_COUNTER, "", "Total task output streams", "", "scotty_task_output_streams_total"},
-    {"scotty.memory.rss_bytes", SC_GAUGE, "bytes", "Resident Set Size (RSS) in bytes", "", "scotty_memory_rss_bytes"},
-    {"scotty.memory.virtual_bytes", SC_GAUGE, "bytes", "Virtual memory size in bytes", "", "scotty_memory_virtual_bytes"},
-    {"scotty.tokio.workers.count", SC_GAUGE, "", "Number of Tokio worker threads", "", "scotty_tokio_workers_count"},
-    {"scotty.tokio.tasks.active", SC_GAUGE, "", "Number of active instrumented tasks", "", "scotty_tokio_tasks_active"},
-    {"scotty.tokio.tasks.dropped", SC_COUNTER, "", "Number of completed tasks", "", "scotty_tokio_tasks_dropped_total"},
-    {"scotty.tokio.poll.count", SC_COUNTER, "", "Total number of task polls", "", "scotty_tokio_poll_count_total"},
-    {"scotty.tokio.poll.duration", SC_HIST, "s", "Task poll duration", "", "scotty_tokio_poll_duration_seconds"},
-    {"scotty.tokio.poll.slow_count", SC_COUNTER, "", "Number of slow task polls", "", "scotty_tokio_poll_slow_count_total"},
-    {"scotty.tokio.idle.duration", SC_HIST, "s", "Task idle duration between polls", "", "scotty_tokio_idle_duration_seconds"},
-    {"scotty.tokio.scheduled.count", SC_COUNTER, "", "Number of times tasks were scheduled", "", "scotty_tokio_scheduled_count_total"},
-    {"scotty.tokio.first_poll.delay", SC_HIST, "s", "Delay between task creation and first poll", "", "scotty_tokio_first_poll_delay_seconds"},
-    {"scotty.http.requests.total", SC_COUNTER, "", "Total HTTP requests", "method=GET,route=/api/v1/health,status=200", "scotty_http_requests_total"},
-    {"scotty.http.request.duration", SC_HIST, "s", "HTTP request duration", "method=GET,route=/api/v1/health,status=200", "scotty_http_request_duration_seconds"},
+    {"scotty.task.output_lines", SC_COUNTER, "", "Task output lines streamed", "",
+     "scotty_task_output_lines_total"},
+    {"scotty.task_output_streams.active", SC_GAUGE, "", "Active task output streams", "",
+     "scotty_task_output_streams_active"},
+    {"scotty.task_output_streams.total", SC_COUNTER, "", "Total task output streams", "",
+     "scotty_task_output_streams_total"},
+    {"scotty.memory.rss_bytes", SC_GAUGE, "bytes", "Resident Set Size (RSS) in bytes", "",
+     "scotty_memory_rss_bytes"},
+    {"scotty.memory.virtual_bytes", SC_GAUGE, "bytes", "Virtual memory size in bytes", "",
+     "scotty_memory_virtual_bytes"},
+    {"scotty.tokio.workers.count", SC_GAUGE, "", "Number of Tokio worker threads", "",
+     "scotty_tokio_workers_count"},
+    {"scotty.tokio.tasks.active", SC_GAUGE, "", "Number of active instrumented tasks", "",
+     "scotty_tokio_tasks_active"},
+    {"scotty.tokio.tasks.dropped", SC_COUNTER, "", "Number of completed tasks", "",
+     "scotty_tokio_tasks_dropped_total"},
+    {"scotty.tokio.poll.count", SC_COUNTER, "", "Total number of task polls", "",
+     "scotty_tokio_poll_count_total"},
+    {"scotty.tokio.poll.duration", SC_HIST, "s", "Task poll duration", "",
+     "scotty_tokio_poll_duration_seconds"},
+    {"scotty.tokio.poll.slow_count", SC_COUNTER, "", "Number of slow task polls", "",
+     "scotty_tokio_poll_slow_count_total"},
+    {"scotty.tokio.idle.duration", SC_HIST, "s", "Task idle duration between polls", "",
+     "scotty_tokio_idle_duration_seconds"},
+    {"scotty.tokio.scheduled.count", SC_COUNTER, "", "Number of times tasks were scheduled", "",
+     "scotty_tokio_scheduled_count_total"},
+    {"scotty.tokio.first_poll.delay", SC_HIST, "s", "Delay between task creation and first poll", "",
+     "scotty_tokio_first_poll_delay_seconds"},
+    {"scotty.http.requests.total", SC_COUNTER, "", "Total HTTP requests",
+     "method=GET,route=/api/v1/health,status=200", "scotty_http_requests_total"},
+    {"scotty.http.request.duration", SC_HIST, "s", "HTTP request duration",
+     "method=GET,route=/api/v1/health,status=200", "scotty_http_request_duration_seconds"},
     {"scotty.http.requests.active", SC_UPDOWN, "", "Active HTTP requests", "", "scotty_http_requests_active"},
     {"scotty.apps.total", SC_GAUGE, "", "Total number of managed applications", "", "scotty_apps_total"},
-    {"scotty.apps.by_status", SC_GAUGE, "", "Number of apps by status", "status=running", "scotty_apps_by_status"},
-    {"scotty.app.services.count", SC_HIST, "", "Number of services per application", "", "scotty_app_services_count"},
-    {"scotty.app.last_check.age", SC_HIST, "s", "Time since last health check", "", "scotty_app_last_check_age_seconds"},
-    {"scotty.oauth.device_flow_sessions.active", SC_GAUGE, "", "Active OAuth device flow sessions", "", "scotty_oauth_device_flow_sessions_active"},
-    {"scotty.oauth.web_flow_sessions.active", SC_GAUGE, "", "Active OAuth web flow sessions", "", "scotty_oauth_web_flow_sessions_active"},
-    {"scotty.oauth.sessions.active", SC_GAUGE, "", "Active OAuth sessions", "", "scotty_oauth_sessions_active"},
-    {"scotty.oauth.sessions.expired_cleaned", SC_COUNTER, "", "Expired OAuth sessions cleaned up", "", "scotty_oauth_sessions_expired_cleaned_total"},
-    {"scotty.oauth.device_flows.total", SC_COUNTER, "", "Total OAuth device flows started", "", "scotty_oauth_device_flows_total"},
-    {"scotty.oauth.web_flows.total", SC_COUNTER, "", "Total OAuth web flows started", "", "scotty_oauth_web_flows_total"},
-    {"scotty.oauth.flows.failures", SC_COUNTER, "", "Failed OAuth flows", "", "scotty_oauth_flows_failures_total"},
-    {"scotty.oauth.token_validations.total", SC_COUNTER, "", "Total OAuth token validations", "", "scotty_oauth_token_validations_total"},
-    {"scotty.oauth.token_validation.duration", SC_HIST, "s", "OAuth token validation duration", "", "scotty_oauth_token_validation_duration_seconds"},
-    {"scotty.oauth.token_validations.failures", SC_COUNTER, "", "Failed OAuth token validations", "", "scotty_oauth_token_validations_failures_total"},
-    {"scotty.rate_limit.requests.total", SC_COUNTER, "", "Total rate limit requests (allowed and denied)", "tier=public_auth,decision=allowed", "scotty_rate_limit_requests_total"},
-    {"scotty.rate_limit.extractor.errors", SC_COUNTER, "", "Rate limit key extraction failures", "", "scotty_rate_limit_extractor_errors_total"},
+    {"scotty.apps.by_status", SC_GAUGE, "", "Number of apps by status", "status=running",
+     "scotty_apps_by_status"},
+    {"scotty.app.services.count", SC_HIST, "", "Number of services per application", "",
+     "scotty_app_services_count"},
+    {"scotty.app.last_check.age", SC_HIST, "s", "Time since last health check", "",
+     "scotty_app_last_check_age_seconds"},
+    {"scotty.oauth.device_flow_sessions.active", SC_GAUGE, "", "Active OAuth device flow sessions", "",
+     "scotty_oauth_device_flow_sessions_active"},
+    {"scotty.oauth.web_flow_sessions.active", SC_GAUGE, "", "Active OAuth web flow sessions", "",
+     "scotty_oauth_web_flow_sessions_active"},
+    {"scotty.oauth.sessions.active", SC_GAUGE, "", "Active OAuth sessions", "",
+     "scotty_oauth_sessions_active"},
+    {"scotty.oauth.sessions.expired_cleaned", SC_COUNTER, "", "Expired OAuth sessions cleaned up", "",
+     "scotty_oauth_sessions_expired_cleaned_total"},
+    {"scotty.oauth.device_flows.total", SC_COUNTER, "", "Total OAuth device flows started", "",
+     "scotty_oauth_device_flows_total"},
+    {"scotty.oauth.web_flows.total", SC_COUNTER, "", "Total OAuth web flows started", "",
+     "scotty_oauth_web_flows_total"},
+    {"scotty.oauth.flows.failures", SC_COUNTER, "", "Failed OAuth flows", "",
+     "scotty_oauth_flows_failures_total"},
+    {"scotty.oauth.token_validations.total", SC_COUNTER, "", "Total OAuth token validations", "",
+     "scotty_oauth_token_validations_total"},
+    {"scotty.oauth.token_validation.duration", SC_HIST, "s", "OAuth token validation duration", "",
+     "scotty_oauth_token_validation_duration_seconds"},
+    {"scotty.oauth.token_validations.failures", SC_COUNTER, "", "Failed OAuth token validations", "",
+     "scotty_oauth_token_validations_failures_total"},
+    {"scotty.rate_limit.requests.total", SC_COUNTER, "", "Total rate limit requests (allowed and denied)",
+     "tier=public_auth,decision=allowed", "scotty_rate_limit_requests_total"},
+    {"scotty.rate_limit.extractor.errors", SC_COUNTER, "", "Rate limit key extraction failures", "",
+     "scotty_rate_limit_extractor_errors_total"},
 };
 
 /* The table above is checked against TELEMETRY.md §4 when the reference is at hand: instrument
@@ -961,7 +1127,8 @@ Test(translate, scotty_table_matches_the_reference) {
         /* columns: # | field | `otel name` | instrument | data | unit | desc | attrs | when | prom */
         char *col[12] = {0};
         int nc = 0;
-        for (char *p = strchr(line, '|'); p && nc < 12; p = strchr(p + 1, '|')) col[nc++] = p + 1;
+        for (char *p = strchr(line, '|'); p && nc < 12; p = strchr(p + 1, '|'))
+            col[nc++] = p + 1;
         cr_assert_geq(nc, 10, "row %d", idx);
         const struct scotty_instrument *s = &scotty[idx - 1];
         char want[256];
@@ -984,8 +1151,9 @@ Test(translate, scotty_table_matches_the_reference) {
 
 Test(translate, scotty_instruments) {
     otlp_translator *t = translator("all");
-    KV **res = KVS(kvs("service.name", "scotty"), kvs("service.version", "0.3.3"), kvs("telemetry.sdk.language", "rust"),
-                   kvs("telemetry.sdk.name", "opentelemetry"), kvs("telemetry.sdk.version", "0.31.0"));
+    KV **res = KVS(kvs("service.name", "scotty"), kvs("service.version", "0.3.3"),
+                   kvs("telemetry.sdk.language", "rust"), kvs("telemetry.sdk.name", "opentelemetry"),
+                   kvs("telemetry.sdk.version", "0.31.0"));
     Metric **ms = mk(51 * sizeof(Metric *));
     const uint64_t t0 = 1750000000000000000ULL, t1 = t0 + 10000000000ULL;
     for (int i = 0; i < 51; i++) {
@@ -1020,14 +1188,19 @@ Test(translate, scotty_instruments) {
     otlp_translate_stats st = run(t, request(res, "scotty", "", NULL, 51, ms));
     cr_assert_eq(st.points, 51);
     cr_assert_eq(st.rejected, 0);
-    static const char *les[] = {"0", "5", "10", "25", "50", "75", "100", "250", "500", "750", "1000", "2500", "5000", "7500", "10000", "+Inf"};
+    static const char *les[] = {"0",   "5",   "10",   "25",   "50",   "75",   "100",   "250",
+                                "500", "750", "1000", "2500", "5000", "7500", "10000", "+Inf"};
     size_t want_samples = 1; /* target_info */
     for (int i = 0; i < 51; i++) {
         const struct scotty_instrument *s = &scotty[i];
         /* the labels Scotty's stack gives: resource attributes, job, scope, the instrument's own */
-        pair l[16] = {{"job", "scotty"}, {"otel_scope_name", "scotty"}, {"service_name", "scotty"},
-                      {"service_version", "0.3.3"}, {"telemetry_sdk_language", "rust"},
-                      {"telemetry_sdk_name", "opentelemetry"}, {"telemetry_sdk_version", "0.31.0"}};
+        pair l[16] = {{"job", "scotty"},
+                      {"otel_scope_name", "scotty"},
+                      {"service_name", "scotty"},
+                      {"service_version", "0.3.3"},
+                      {"telemetry_sdk_language", "rust"},
+                      {"telemetry_sdk_name", "opentelemetry"},
+                      {"telemetry_sdk_version", "0.31.0"}};
         size_t nl = 7;
         char buf[256];
         snprintf(buf, sizeof buf, "%s", s->attrs);
@@ -1061,7 +1234,8 @@ Test(translate, scotty_instruments) {
         }
     }
     cr_assert_eq(G.n, want_samples, "no other series");
-    const rec *ti = find("target_info{job=\"scotty\",service_version=\"0.3.3\",telemetry_sdk_language=\"rust\",telemetry_sdk_name=\"opentelemetry\",telemetry_sdk_version=\"0.31.0\"}");
+    const rec *ti = find("target_info{job=\"scotty\",service_version=\"0.3.3\",telemetry_sdk_language="
+                         "\"rust\",telemetry_sdk_name=\"opentelemetry\",telemetry_sdk_version=\"0.31.0\"}");
     cr_assert(ti, "Scotty's target_info");
     cr_assert_eq(ti->t, (int64_t)(t1 / 1000000));
     /* metadata: type, help and unit per family */

@@ -87,7 +87,8 @@ static ProtobufCBinaryData bin(tr_arena *a, const void *p, size_t n) {
 
 static ProtobufCBinaryData sid8(tr_arena *a, uint64_t v) {
     uint8_t b[8];
-    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (56 - 8 * i));
     return bin(a, b, 8);
 }
 
@@ -105,17 +106,20 @@ traces_pb_span *t_span(tr_arena *a, const uint8_t tid[16], uint64_t sid, uint64_
     return s;
 }
 
-#define COLLECT(arr, nfield, n, T)                      \
-    do {                                                \
-        va_list ap;                                     \
-        va_start(ap, n);                                \
-        arr = zalloc(a, (size_t)(n ? n : 1) * sizeof(T)); \
-        for (int i_ = 0; i_ < n; i_++) arr[i_] = va_arg(ap, T); \
-        nfield = (size_t)n;                             \
-        va_end(ap);                                     \
+#define COLLECT(arr, nfield, n, T)                                                                           \
+    do {                                                                                                     \
+        va_list ap;                                                                                          \
+        va_start(ap, n);                                                                                     \
+        arr = zalloc(a, (size_t)(n ? n : 1) * sizeof(T));                                                    \
+        for (int i_ = 0; i_ < n; i_++)                                                                       \
+            arr[i_] = va_arg(ap, T);                                                                         \
+        nfield = (size_t)n;                                                                                  \
+        va_end(ap);                                                                                          \
     } while (0)
 
-void t_attrs(tr_arena *a, traces_pb_span *s, int n, ...) { COLLECT(s->attributes, s->n_attributes, n, T_KV *); }
+void t_attrs(tr_arena *a, traces_pb_span *s, int n, ...) {
+    COLLECT(s->attributes, s->n_attributes, n, T_KV *);
+}
 
 void t_event(tr_arena *a, traces_pb_span *s, const char *name, uint64_t t_ns, int n, ...) {
     Opentelemetry__Proto__Trace__V1__Span__Event *e = zalloc(a, sizeof *e);
@@ -157,7 +161,8 @@ T_RS *t_rs(tr_arena *a, const char *service, int n, ...) {
     va_start(ap, n);
     rs->resource->attributes = zalloc(a, (size_t)(n + 1) * sizeof(T_KV *));
     if (service) rs->resource->attributes[rs->resource->n_attributes++] = t_str(a, "service.name", service);
-    for (int i = 0; i < n; i++) rs->resource->attributes[rs->resource->n_attributes++] = va_arg(ap, T_KV *);
+    for (int i = 0; i < n; i++)
+        rs->resource->attributes[rs->resource->n_attributes++] = va_arg(ap, T_KV *);
     va_end(ap);
     return rs;
 }

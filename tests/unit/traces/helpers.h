@@ -24,7 +24,7 @@ void t_tid(uint8_t id[16], uint8_t b, uint8_t last);
 /* A span: ids copied into the arena; parent may be NULL. Times in ns. */
 traces_pb_span *t_span(tr_arena *a, const uint8_t tid[16], uint64_t sid, uint64_t parent, const char *name,
                        int kind, uint64_t start_ns, uint64_t dur_ns);
-void t_attrs(tr_arena *a, traces_pb_span *s, int n, ...);           /* T_KV* … */
+void t_attrs(tr_arena *a, traces_pb_span *s, int n, ...);                                  /* T_KV* … */
 void t_event(tr_arena *a, traces_pb_span *s, const char *name, uint64_t t_ns, int n, ...); /* T_KV* … */
 void t_link(tr_arena *a, traces_pb_span *s, const uint8_t tid[16], uint64_t sid, int n, ...);
 void t_status(tr_arena *a, traces_pb_span *s, int code, const char *msg);
@@ -33,7 +33,7 @@ void t_status(tr_arena *a, traces_pb_span *s, int code, const char *msg);
 T_RS *t_rs(tr_arena *a, const char *service, int n, ...); /* T_KV* … */
 /* Adds a scope with spans to rs. */
 void t_scope(tr_arena *a, T_RS *rs, const char *name, const char *version, int n, ...); /* span* … */
-traces_request *t_req(tr_arena *a, int n, ...); /* T_RS* … */
+traces_request *t_req(tr_arena *a, int n, ...);                                         /* T_RS* … */
 
 /* Opens a store in a new temp dir (path in dir, 256 bytes) with the given limits. */
 traces_store *t_open(char *dir, const traces_config *over);

@@ -42,9 +42,7 @@ static const char *const SVC[] = {"alpha", "beta", "gamma"};
 
 /* Trace i: one span of service SVC[i%3], operation op-(i%4), tag n=(i%7), tag uniq=u-i,
  * lasting 1+i%10 ms, started `age` ms before base. */
-static void trace_id(int i, uint8_t tid[16]) {
-    t_tid(tid, (uint8_t)(1 + (i >> 8)), (uint8_t)(i & 0xff));
-}
+static void trace_id(int i, uint8_t tid[16]) { t_tid(tid, (uint8_t)(1 + (i >> 8)), (uint8_t)(i & 0xff)); }
 
 static traces_request *one_trace(int i, uint64_t start) {
     uint8_t tid[16];
@@ -63,7 +61,8 @@ static traces_request *one_trace(int i, uint64_t start) {
 /* One export (so one chunk) per trace. */
 static void ingest_range(traces_store *s, int from, int to, uint64_t base, int64_t age_ms) {
     for (int i = from; i < to; i++)
-        cr_assert_eq(t_ingest(s, one_trace(i, base - (uint64_t)(age_ms + to - i) * MS), NULL, NULL, 0), TRACES_OK);
+        cr_assert_eq(t_ingest(s, one_trace(i, base - (uint64_t)(age_ms + to - i) * MS), NULL, NULL, 0),
+                     TRACES_OK);
 }
 
 /* The ids found, as trace numbers, newest first; returns how many. */
@@ -82,12 +81,17 @@ static size_t run_search(traces_reader *r, traces_query *q, int *out) {
 }
 
 /* Checks a search against the brute-force answer over traces [from, to). */
-static void expect_search(traces_reader *r, int from, int to, const char *svc, int op, int tag_n, int uniq, int64_t min_dur,
-                          int64_t max_dur, int limit) {
+static void expect_search(traces_reader *r, int from, int to, const char *svc, int op, int tag_n, int uniq,
+                          int64_t min_dur, int64_t max_dur, int limit) {
     const char *keys[2], *vals[2];
     char opn[16], nv[16], uv[16];
     size_t nt = 0;
-    traces_query q = {.service = svc, .start_ns = 1, .end_ns = INT64_MAX, .min_dur_ns = min_dur, .max_dur_ns = max_dur, .limit = limit};
+    traces_query q = {.service = svc,
+                      .start_ns = 1,
+                      .end_ns = INT64_MAX,
+                      .min_dur_ns = min_dur,
+                      .max_dur_ns = max_dur,
+                      .limit = limit};
     if (op >= 0) {
         snprintf(opn, sizeof opn, "op-%d", op);
         q.operation = opn;
@@ -118,9 +122,10 @@ static void expect_search(traces_reader *r, int from, int to, const char *svc, i
         want[nw++] = i;
     }
     size_t ng = run_search(r, &q, got);
-    cr_assert_eq(ng, nw, "svc=%s op=%d n=%d uniq=%d dur=[%lld,%lld]: %zu traces, want %zu", svc ? svc : "-", op, tag_n, uniq,
-                 (long long)min_dur, (long long)max_dur, ng, nw);
-    for (size_t i = 0; i < nw; i++) cr_assert_eq(got[i], want[i], "result %zu: trace %d, want %d", i, got[i], want[i]);
+    cr_assert_eq(ng, nw, "svc=%s op=%d n=%d uniq=%d dur=[%lld,%lld]: %zu traces, want %zu", svc ? svc : "-",
+                 op, tag_n, uniq, (long long)min_dur, (long long)max_dur, ng, nw);
+    for (size_t i = 0; i < nw; i++)
+        cr_assert_eq(got[i], want[i], "result %zu: trace %d, want %d", i, got[i], want[i]);
 }
 
 static void expect_get(traces_reader *r, int i, int found) {
@@ -178,7 +183,8 @@ Test(traces_buckets, sealed_and_open_buckets_answer_alike) {
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM trace_idx"), 200, "trace lists stay for every chunk");
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM trace_post"), 191, "trace postings for the sealed chunks");
     search_everything(r, 0, 200);
-    for (int i = 0; i < 200; i += 13) expect_get(r, i, 1);
+    for (int i = 0; i < 200; i += 13)
+        expect_get(r, i, 1);
     expect_get(r, 199, 1);
     expect_get(r, 500, 0);
     traces_reader_close(r);
@@ -212,7 +218,7 @@ static void expire_now(traces_store *s, uint64_t now, double want) {
 Test(traces_buckets, newest_chunks_expired_then_restart_never_reuses_a_sealed_id) {
     traces_store *s = t_open(dir, NULL);
     uint64_t now = t_now_ns();
-    ingest_range(s, 0, 127, now, 0);          /* chunks 1..127: bucket 0 and 1 */
+    ingest_range(s, 0, 127, now, 0);             /* chunks 1..127: bucket 0 and 1 */
     ingest_range(s, 127, 140, now, 7200 * 1000); /* chunks 128..140 (bucket 2, sealing 1) start 2 h ago */
     traces_close(s);
     tr_selfmon_reset();
@@ -225,11 +231,15 @@ Test(traces_buckets, newest_chunks_expired_then_restart_never_reuses_a_sealed_id
     ingest_range(s, 140, 150, now, 0);
     char err[256];
     traces_reader *r = traces_reader_open(s, err, sizeof err);
-    cr_assert_eq(q1(r->db, "SELECT max(id) FROM chunk WHERE id < 128"), 127, "no new chunk inside sealed bucket 1");
+    cr_assert_eq(q1(r->db, "SELECT max(id) FROM chunk WHERE id < 128"), 127,
+                 "no new chunk inside sealed bucket 1");
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM chunk"), 137);
-    for (int i = 127; i < 140; i++) expect_get(r, i, 0);
-    for (int i = 140; i < 150; i++) expect_get(r, i, 1);
-    for (int i = 0; i < 127; i += 9) expect_get(r, i, 1);
+    for (int i = 127; i < 140; i++)
+        expect_get(r, i, 0);
+    for (int i = 140; i < 150; i++)
+        expect_get(r, i, 1);
+    for (int i = 0; i < 127; i += 9)
+        expect_get(r, i, 1);
     expect_search(r, 140, 150, "alpha", -1, -1, -1, 0, 0, 3); /* the newest three */
     traces_reader_close(r);
     traces_close(s);
@@ -250,12 +260,14 @@ Test(traces_buckets, retention_drops_postings_of_emptied_buckets) {
     s = t_open(dir, &c);
     expire_now(s, now, 70);
     r = traces_reader_open(s, err, sizeof err);
-    cr_assert_eq(q1(r->db, "SELECT count(*) FROM tag_post WHERE b=0"), 0, "bucket 0 is empty: its postings go");
+    cr_assert_eq(q1(r->db, "SELECT count(*) FROM tag_post WHERE b=0"), 0,
+                 "bucket 0 is empty: its postings go");
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM sum_post WHERE b=0"), 0);
     cr_assert_gt(q1(r->db, "SELECT count(*) FROM tag_post WHERE b=1"), 0, "bucket 1 still has chunks");
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM trace_post WHERE chunk <= 70"), 0);
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM trace_idx WHERE chunk <= 70"), 0);
-    for (int i = 0; i < 70; i += 7) expect_get(r, i, 0);
+    for (int i = 0; i < 70; i += 7)
+        expect_get(r, i, 0);
     search_everything(r, 70, 200);
     traces_reader_close(r);
     traces_close(s);
@@ -268,7 +280,8 @@ static const char *const SCHEMA_1 =
     " min_dur INTEGER NOT NULL, max_dur INTEGER NOT NULL, nspans INTEGER NOT NULL, rawlen INTEGER NOT NULL,"
     " data BLOB NOT NULL);"
     "CREATE INDEX chunk_max_start ON chunk(max_start);"
-    "CREATE TABLE trace_idx(tid INTEGER NOT NULL, chunk INTEGER NOT NULL, PRIMARY KEY(tid, chunk)) WITHOUT ROWID;"
+    "CREATE TABLE trace_idx(tid INTEGER NOT NULL, chunk INTEGER NOT NULL, PRIMARY KEY(tid, chunk)) WITHOUT "
+    "ROWID;"
     "CREATE TABLE sum_idx(k INTEGER NOT NULL, chunk INTEGER NOT NULL, min_start INTEGER NOT NULL,"
     " max_start INTEGER NOT NULL, min_dur INTEGER NOT NULL, max_dur INTEGER NOT NULL,"
     " PRIMARY KEY(k, chunk)) WITHOUT ROWID;"
@@ -292,11 +305,13 @@ static int v1_tag(void *ctx, const char *k, const char *v, size_t vlen) {
 
 static void v1_sum(sqlite3 *db, uint64_t k, int64_t chunk, int64_t st, int64_t du) {
     sqlite3_stmt *x;
-    cr_assert_eq(sqlite3_prepare_v2(db,
-                                    "INSERT INTO sum_idx VALUES(?1,?2,?3,?3,?4,?4) ON CONFLICT(k,chunk) DO UPDATE SET"
-                                    " min_start=min(min_start,?3), max_start=max(max_start,?3), min_dur=min(min_dur,?4), max_dur=max(max_dur,?4)",
-                                    -1, &x, NULL),
-                 SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_prepare_v2(db,
+                           "INSERT INTO sum_idx VALUES(?1,?2,?3,?3,?4,?4) ON CONFLICT(k,chunk) DO UPDATE SET"
+                           " min_start=min(min_start,?3), max_start=max(max_start,?3), "
+                           "min_dur=min(min_dur,?4), max_dur=max(max_dur,?4)",
+                           -1, &x, NULL),
+        SQLITE_OK);
     sqlite3_bind_int64(x, 1, (int64_t)k);
     sqlite3_bind_int64(x, 2, chunk);
     sqlite3_bind_int64(x, 3, st);
@@ -315,8 +330,10 @@ static void v1_write_chunk(sqlite3 *db, int64_t id, const traces_request *req) {
     size_t zl = ZSTD_compress(z, bound, p, raw, 1);
     int64_t min_s = INT64_MAX, max_s = INT64_MIN, min_d = INT64_MAX, max_d = INT64_MIN, n = 0;
     sqlite3_stmt *tag, *tr;
-    cr_assert_eq(sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO tag_idx VALUES(?,?)", -1, &tag, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO trace_idx VALUES(?,?)", -1, &tr, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO tag_idx VALUES(?,?)", -1, &tag, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO trace_idx VALUES(?,?)", -1, &tr, NULL),
+                 SQLITE_OK);
     v1_ctx c = {tag, id};
     for (size_t i = 0; i < req->n_resource_spans; i++) {
         const T_RS *rs = req->resource_spans[i];
@@ -325,7 +342,8 @@ static void v1_write_chunk(sqlite3 *db, int64_t id, const traces_request *req) {
         for (size_t j = 0; j < rs->n_scope_spans; j++)
             for (size_t k = 0; k < rs->scope_spans[j]->n_spans; k++) {
                 const traces_pb_span *sp = rs->scope_spans[j]->spans[k];
-                int64_t st = (int64_t)sp->start_time_unix_nano, du = (int64_t)(sp->end_time_unix_nano - sp->start_time_unix_nano);
+                int64_t st = (int64_t)sp->start_time_unix_nano,
+                        du = (int64_t)(sp->end_time_unix_nano - sp->start_time_unix_nano);
                 min_s = st < min_s ? st : min_s;
                 max_s = st > max_s ? st : max_s;
                 min_d = du < min_d ? du : min_d;
@@ -343,9 +361,11 @@ static void v1_write_chunk(sqlite3 *db, int64_t id, const traces_request *req) {
     sqlite3_finalize(tag);
     sqlite3_finalize(tr);
     sqlite3_stmt *st;
-    cr_assert_eq(sqlite3_prepare_v2(db, "INSERT INTO chunk VALUES(?,?,?,?,?,?,?,?)", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "INSERT INTO chunk VALUES(?,?,?,?,?,?,?,?)", -1, &st, NULL),
+                 SQLITE_OK);
     int64_t vals[] = {id, min_s, max_s, min_d, max_d, n, (int64_t)raw};
-    for (int i = 0; i < 7; i++) sqlite3_bind_int64(st, i + 1, vals[i]);
+    for (int i = 0; i < 7; i++)
+        sqlite3_bind_int64(st, i + 1, vals[i]);
     sqlite3_bind_blob(st, 8, z, (int)zl, SQLITE_STATIC);
     cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
     sqlite3_finalize(st);
@@ -360,7 +380,9 @@ Test(traces_buckets, schema_1_file_is_upgraded_in_place) {
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
     char sql[128];
-    snprintf(sql, sizeof sql, "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; PRAGMA application_id=%d", TRACES_APP_ID);
+    snprintf(sql, sizeof sql,
+             "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; PRAGMA application_id=%d",
+             TRACES_APP_ID);
     cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(db, SCHEMA_1, NULL, NULL, NULL), SQLITE_OK);
     uint64_t now = t_now_ns();
@@ -370,9 +392,12 @@ Test(traces_buckets, schema_1_file_is_upgraded_in_place) {
     T_RS *both[] = {a->resource_spans[0], b->resource_spans[0]};
     traces_request *mixed = t_req(A, 2, both[0], both[1]);
     v1_write_chunk(db, 1, mixed);
-    for (int i = 2; i < 70; i++) v1_write_chunk(db, i, one_trace(i, now - (uint64_t)(7200 - i) * 1000 * MS));
-    cr_assert_eq(sqlite3_exec(db, "INSERT INTO operation VALUES('alpha','op-0',2,0); PRAGMA user_version=1; COMMIT", NULL, NULL, NULL),
-                 SQLITE_OK);
+    for (int i = 2; i < 70; i++)
+        v1_write_chunk(db, i, one_trace(i, now - (uint64_t)(7200 - i) * 1000 * MS));
+    cr_assert_eq(
+        sqlite3_exec(db, "INSERT INTO operation VALUES('alpha','op-0',2,0); PRAGMA user_version=1; COMMIT",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
 
     traces_config c = {.retention_ms = 3 * 3600 * 1000, .readers = 1};
@@ -387,7 +412,8 @@ Test(traces_buckets, schema_1_file_is_upgraded_in_place) {
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'v1_%'"), 0);
     /* the old spans are all found, by every kind of search */
     search_everything(r, 0, 70);
-    for (int i = 0; i < 70; i += 3) expect_get(r, i, 1);
+    for (int i = 0; i < 70; i += 3)
+        expect_get(r, i, 1);
     /* the mixed chunk: beta's search for alpha's unique tag finds nothing */
     expect_search(r, 0, 70, "beta", -1, -1, 0, 0, 0, 10);
     /* new spans go after the migrated buckets and are found with the old ones */
@@ -405,7 +431,8 @@ Test(traces_buckets, schema_1_file_is_upgraded_in_place) {
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM trace_post"), 0);
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM tag_post"), 0);
     cr_assert_eq(q1(r->db, "SELECT count(*) FROM sum_post"), 0);
-    for (int i = 0; i < 70; i += 5) expect_get(r, i, 0);
+    for (int i = 0; i < 70; i += 5)
+        expect_get(r, i, 0);
     search_everything(r, 70, 80);
     traces_reader_close(r);
     traces_close(s);

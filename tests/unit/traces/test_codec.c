@@ -88,7 +88,7 @@ static traces_request *full_request(void) {
     a->dropped_events_count = 2;
     a->dropped_links_count = 3;
     a->events[0]->dropped_attributes_count = 4;
-    traces_pb_span *b = t_span(A, tid, 2, 1, "", 0, 0, 0);  /* nearly everything at its default */
+    traces_pb_span *b = t_span(A, tid, 2, 1, "", 0, 0, 0); /* nearly everything at its default */
     t_status(A, b, 0, "");
     traces_pb_span *c = t_span(A, tid, 3, 1, "neg kind", -1, 7, 0);
     T_RS *rs = t_rs(A, "frontend", 1, t_str(A, "host.name", "web-1"));
@@ -121,11 +121,21 @@ static Opentelemetry__Proto__Common__V1__AnyValue *rand_value(int depth) {
     int kind = (int)(rnd() % (depth < 3 ? 8 : 5));
     snprintf(s, sizeof s, "v%llu", (unsigned long long)(rnd() % 1000));
     switch (kind) {
-    case 0: kv = t_str(A, "", rnd() % 5 ? s : ""); break;
-    case 1: kv = t_int(A, "", (int64_t)rnd()); break;
-    case 2: kv = t_bool(A, "", (int)(rnd() & 1)); break;
-    case 3: kv = t_dbl(A, "", (double)(int64_t)rnd() / 1e9); break;
-    case 4: kv = t_bytes(A, "", (const uint8_t *)s, rnd() % 4); break;
+    case 0:
+        kv = t_str(A, "", rnd() % 5 ? s : "");
+        break;
+    case 1:
+        kv = t_int(A, "", (int64_t)rnd());
+        break;
+    case 2:
+        kv = t_bool(A, "", (int)(rnd() & 1));
+        break;
+    case 3:
+        kv = t_dbl(A, "", (double)(int64_t)rnd() / 1e9);
+        break;
+    case 4:
+        kv = t_bytes(A, "", (const uint8_t *)s, rnd() % 4);
+        break;
     case 5:
     case 6: {
         kv = t_str(A, "", "");
@@ -135,7 +145,8 @@ static Opentelemetry__Proto__Common__V1__AnyValue *rand_value(int depth) {
         opentelemetry__proto__common__v1__array_value__init(kv->value->array_value);
         kv->value->array_value->n_values = n;
         kv->value->array_value->values = tr_arena_alloc(A, (n + 1) * sizeof(void *));
-        for (size_t i = 0; i < n; i++) kv->value->array_value->values[i] = rand_value(depth + 1);
+        for (size_t i = 0; i < n; i++)
+            kv->value->array_value->values[i] = rand_value(depth + 1);
         break;
     }
     default: {
@@ -314,9 +325,9 @@ Test(traces_codec, byte_test_never_rules_out_a_tag_a_span_has) {
     /* synthetic tags from enums are judged exactly */
     traces_request *req = full_request();
     chunk_view *v = open_view(req);
-    cr_assert(chunk_may_have_tag(v, 0, "error", "true"));      /* status ERROR */
+    cr_assert(chunk_may_have_tag(v, 0, "error", "true")); /* status ERROR */
     cr_assert(chunk_may_have_tag(v, 0, "span.kind", "server"));
-    cr_assert_not(chunk_may_have_tag(v, 1, "error", "true"));  /* status unset, no "error" anywhere */
+    cr_assert_not(chunk_may_have_tag(v, 1, "error", "true")); /* status unset, no "error" anywhere */
     cr_assert_not(chunk_may_have_tag(v, 1, "span.kind", "server"));
 }
 
@@ -365,7 +376,8 @@ Test(traces_codec, damaged_chunks_are_refused) {
  * and the arena never passes its limit. */
 Test(traces_codec, arena_allocator_fails_cleanly_at_limit) {
     /* a request with 50 resource spans, unpacked with ever larger arenas */
-    Opentelemetry__Proto__Collector__V1__ExportTraceServiceRequest req = OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
+    Opentelemetry__Proto__Collector__V1__ExportTraceServiceRequest req =
+        OPENTELEMETRY__PROTO__COLLECTOR__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
     Opentelemetry__Proto__Trace__V1__ResourceSpans rs[50], *rsp[50];
     for (int i = 0; i < 50; i++) {
         opentelemetry__proto__trace__v1__resource_spans__init(&rs[i]);

@@ -247,17 +247,21 @@ Test(traces_integrity, concurrent_exports_share_commits) {
         t_scope(A, rs, "lib", "1", 1, t_span(A, tids[i], 1 + (uint64_t)i, 0, "op", 2, now, MS));
         reqs[i] = t_req(A, 1, rs);
     }
-    for (int i = 0; i < N; i++) traces_submit(s, reqs[i], on_async_ack, &acks[i]);
+    for (int i = 0; i < N; i++)
+        traces_submit(s, reqs[i], on_async_ack, &acks[i]);
     for (int spins = 0; spins < 20000; spins++) {
         traces_run_completions(s);
         int all = 1;
-        for (int i = 0; i < N; i++) all &= acks[i].done;
+        for (int i = 0; i < N; i++)
+            all &= acks[i].done;
         if (all) break;
         usleep(1000);
     }
-    for (int i = 0; i < N; i++) cr_assert(acks[i].done && acks[i].status == TRACES_OK, "export %d acknowledged", i);
+    for (int i = 0; i < N; i++)
+        cr_assert(acks[i].done && acks[i].status == TRACES_OK, "export %d acknowledged", i);
     uint64_t tx = histogram_count("tricorder_traces_transaction_duration_seconds");
-    cr_assert(tx >= 1 && tx < N, "%d exports queued together took %llu transactions", N, (unsigned long long)tx);
+    cr_assert(tx >= 1 && tx < N, "%d exports queued together took %llu transactions", N,
+              (unsigned long long)tx);
     traces_reader *r = traces_reader_open(s, (char[256]){0}, 256);
     traces_result *res;
     char err[256];
@@ -278,7 +282,8 @@ Test(traces_integrity, sync_normal_is_chosen_by_config) {
 
 /* ---- --trace-retention-size counts the WAL ---- */
 
-static void ingest_random_blobs(traces_store *s, int exports, uint64_t now, uint8_t first, int with_reader_open) {
+static void ingest_random_blobs(traces_store *s, int exports, uint64_t now, uint8_t first,
+                                int with_reader_open) {
     (void)with_reader_open;
     for (int e = 0; e < exports; e++) {
         T_RS *rs = t_rs(A, "svc", 0);
@@ -287,9 +292,11 @@ static void ingest_random_blobs(traces_store *s, int exports, uint64_t now, uint
         traces_pb_span *sp[8];
         for (int i = 0; i < 8; i++) {
             char v[4100];
-            for (int k = 0; k < 4096; k++) v[k] = (char)('a' + (rand() % 26));
+            for (int k = 0; k < 4096; k++)
+                v[k] = (char)('a' + (rand() % 26));
             v[4096] = 0;
-            sp[i] = t_span(A, tid, (uint64_t)(e * 100 + i + 1), 0, "op", 2, now - MS * (uint64_t)(exports - e), MS);
+            sp[i] = t_span(A, tid, (uint64_t)(e * 100 + i + 1), 0, "op", 2,
+                           now - MS * (uint64_t)(exports - e), MS);
             t_attrs(A, sp[i], 1, t_str(A, "blob", v));
         }
         t_scope(A, rs, "", "", 8, sp[0], sp[1], sp[2], sp[3], sp[4], sp[5], sp[6], sp[7]);
@@ -321,8 +328,8 @@ Test(traces_integrity, size_cap_holds_with_the_wal) {
     uint8_t first[16];
     t_tid(first, 1, 7);
     int64_t db = file_bytes(""), wal = file_bytes("-wal");
-    cr_assert_leq(db + wal, cap, "traces.db %lld + traces.db-wal %lld bytes over the %lld cap", (long long)db, (long long)wal,
-                  (long long)cap);
+    cr_assert_leq(db + wal, cap, "traces.db %lld + traces.db-wal %lld bytes over the %lld cap", (long long)db,
+                  (long long)wal, (long long)cap);
     cr_assert_eq(traces_disk_bytes(s), db + wal);
     /* the newest export stays */
     traces_reader *r = traces_reader_open(s, (char[256]){0}, 256);
@@ -339,8 +346,8 @@ Test(traces_integrity, size_cap_holds_with_the_wal) {
     traces_reader_close(r);
     /* and more ingest keeps the WAL within its budget between passes */
     ingest_random_blobs(s, 40, now, 130, 0);
-    cr_assert_leq(file_bytes("-wal"), traces_wal_budget(cap) + 256 * 1024, "the WAL is cut back at checkpoints (%lld)",
-                  (long long)file_bytes("-wal"));
+    cr_assert_leq(file_bytes("-wal"), traces_wal_budget(cap) + 256 * 1024,
+                  "the WAL is cut back at checkpoints (%lld)", (long long)file_bytes("-wal"));
     traces_retention_run(s, (int64_t)(now / MS));
     cr_assert_leq(file_bytes("") + file_bytes("-wal"), cap);
     traces_close(s);
@@ -443,7 +450,8 @@ Test(traces_integrity, damaged_operation_rows_are_left_out_of_the_lists) {
     traces_operations o;
     cr_assert_eq(traces_operations_list(r, NULL, -1, &o, err, sizeof err), 0, "%s", err);
     cr_assert_eq(o.n, 2);
-    for (size_t i = 0; i < o.n; i++) cr_assert_str_eq(o.v[i].name, "op", "never the damaged name");
+    for (size_t i = 0; i < o.n; i++)
+        cr_assert_str_eq(o.v[i].name, "op", "never the damaged name");
     traces_operations_free(&o);
     cr_assert_geq(metric("tricorder_storage_errors_total{store=\"traces\",kind=\"corrupt\"}"), 1);
     traces_reader_close(r);
@@ -480,7 +488,8 @@ Test(traces_integrity, check_reports_wal_frames_recovery_would_drop) {
     ingest_services(s, 3, tids);
     char img[300], cmd[1300];
     snprintf(img, sizeof img, "%s/img", dir);
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s/traces.db' '%s/traces.db-wal' '%s/'", img, dir, dir, img);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s/traces.db' '%s/traces.db-wal' '%s/'", img, dir, dir,
+             img);
     cr_assert_eq(system(cmd), 0);
     traces_close(s);
     /* flip a byte in the page data of the last frames (the third export's commit) */

@@ -132,7 +132,8 @@ Test(traces_store, rejects_spans_without_ids_and_keeps_the_rest) {
 }
 
 Test(traces_store, limits_drop_and_count_the_excess) {
-    traces_config c = {.max_attributes = 2, .max_events = 1, .max_links = 1, .max_value_bytes = 5, .readers = 1};
+    traces_config c = {
+        .max_attributes = 2, .max_events = 1, .max_links = 1, .max_value_bytes = 5, .readers = 1};
     traces_store *s = t_open(dir, &c);
     uint8_t tid[16];
     t_tid(tid, 0x55, 5);
@@ -171,7 +172,8 @@ Test(traces_store, limits_drop_and_count_the_excess) {
 /* Fills a store with traces for the search tests. */
 static traces_store *search_fixture(uint64_t now, uint8_t tids[6][16]) {
     traces_store *s = t_open(dir, NULL);
-    for (int i = 0; i < 6; i++) t_tid(tids[i], (uint8_t)(0x60 + i), (uint8_t)i);
+    for (int i = 0; i < 6; i++)
+        t_tid(tids[i], (uint8_t)(0x60 + i), (uint8_t)i);
     /* t0: fast GET /a with a db child carrying an event; error on the root */
     traces_pb_span *r0 = t_span(A, tids[0], 1, 0, "GET /a", SERVER, now - 50 * MS, 10 * MS);
     t_attrs(A, r0, 2, t_int(A, "http.response.status_code", 500), t_str(A, "user", "ann"));
@@ -213,16 +215,20 @@ static void search(traces_reader *r, traces_query *q, uint64_t now, char *out) {
     char err[256];
     cr_assert_eq(traces_search(r, q, &res, err, sizeof err), 0, "%s", err);
     size_t n = traces_result_count(res);
-    for (size_t i = 0; i < n; i++) out[i] = (char)('0' + traces_result_trace(res, i)->id[0] - 0x60);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)('0' + traces_result_trace(res, i)->id[0] - 0x60);
     out[n] = 0;
     traces_result_free(res);
 }
 
-#define TAGS(...)                                              \
-    const char *tk_[] = {__VA_ARGS__};                          \
-    const char *keys_[8], *vals_[8];                            \
-    size_t nt_ = sizeof tk_ / sizeof tk_[0] / 2;                \
-    for (size_t i_ = 0; i_ < nt_; i_++) { keys_[i_] = tk_[2 * i_]; vals_[i_] = tk_[2 * i_ + 1]; }
+#define TAGS(...)                                                                                            \
+    const char *tk_[] = {__VA_ARGS__};                                                                       \
+    const char *keys_[8], *vals_[8];                                                                         \
+    size_t nt_ = sizeof tk_ / sizeof tk_[0] / 2;                                                             \
+    for (size_t i_ = 0; i_ < nt_; i_++) {                                                                    \
+        keys_[i_] = tk_[2 * i_];                                                                             \
+        vals_[i_] = tk_[2 * i_ + 1];                                                                         \
+    }
 
 Test(traces_store, search_semantics) {
     uint64_t now = t_now_ns();
@@ -258,7 +264,8 @@ Test(traces_store, search_semantics) {
     search(r, &q, now, got);
     cr_assert_str_eq(got, "0");
     /* time window on span start */
-    q = (traces_query){.service = "frontend", .start_ns = (int64_t)(now - 25 * MS), .end_ns = (int64_t)(now - 8 * MS)};
+    q = (traces_query){
+        .service = "frontend", .start_ns = (int64_t)(now - 25 * MS), .end_ns = (int64_t)(now - 8 * MS)};
     search(r, &q, now, got);
     cr_assert_str_eq(got, "43");
     {
@@ -273,37 +280,37 @@ Test(traces_store, search_semantics) {
         search(r, &q, now, got);
         cr_assert_str_eq(got, "1");
     }
-    {   /* a resource attribute */
+    { /* a resource attribute */
         TAGS("host.name", "web-2");
         q = (traces_query){.service = "frontend", .tag_keys = keys_, .tag_values = vals_, .ntags = nt_};
         search(r, &q, now, got);
         cr_assert_str_eq(got, "543");
     }
-    {   /* an event field and the event name, on the orders span */
+    { /* an event field and the event name, on the orders span */
         TAGS("attempt", "2", "event", "retry");
         q = (traces_query){.service = "orders", .tag_keys = keys_, .tag_values = vals_, .ntags = nt_};
         search(r, &q, now, got);
         cr_assert_str_eq(got, "0");
     }
-    {   /* the synthetic Jaeger tags */
+    { /* the synthetic Jaeger tags */
         TAGS("span.kind", "client", "otel.scope.name", "sql");
         q = (traces_query){.service = "orders", .tag_keys = keys_, .tag_values = vals_, .ntags = nt_};
         search(r, &q, now, got);
         cr_assert_str_eq(got, "0");
     }
-    {   /* both tags exist in trace 2, but on different spans: no match */
+    { /* both tags exist in trace 2, but on different spans: no match */
         TAGS("user", "bob", "cached", "true");
         q = (traces_query){.service = "frontend", .tag_keys = keys_, .tag_values = vals_, .ntags = nt_};
         search(r, &q, now, got);
         cr_assert_str_eq(got, "");
     }
-    {   /* service of one span, tag of another: no match either */
+    { /* service of one span, tag of another: no match either */
         TAGS("user", "ann");
         q = (traces_query){.service = "orders", .tag_keys = keys_, .tag_values = vals_, .ntags = nt_};
         search(r, &q, now, got);
         cr_assert_str_eq(got, "");
     }
-    {   /* v3 style: no service at all */
+    { /* v3 style: no service at all */
         TAGS("user", "bob");
         q = (traces_query){.tag_keys = keys_, .tag_values = vals_, .ntags = nt_};
         search(r, &q, now, got);
@@ -312,7 +319,13 @@ Test(traces_store, search_semantics) {
     /* a match returns the whole trace, other services included */
     {
         TAGS("user", "ann");
-        q = (traces_query){.service = "frontend", .tag_keys = keys_, .tag_values = vals_, .ntags = nt_, .start_ns = 1, .end_ns = (int64_t)now, .limit = 10};
+        q = (traces_query){.service = "frontend",
+                           .tag_keys = keys_,
+                           .tag_values = vals_,
+                           .ntags = nt_,
+                           .start_ns = 1,
+                           .end_ns = (int64_t)now,
+                           .limit = 10};
         traces_result *res;
         cr_assert_eq(traces_search(r, &q, &res, err, sizeof err), 0);
         cr_assert_eq(traces_result_count(res), 1);
@@ -321,11 +334,14 @@ Test(traces_store, search_semantics) {
     }
 
     traces_dependencies d;
-    cr_assert_eq(traces_dependencies_list(r, (int64_t)(now - 3600 * 1000 * MS), (int64_t)now, &d, err, sizeof err), 0);
+    cr_assert_eq(
+        traces_dependencies_list(r, (int64_t)(now - 3600 * 1000 * MS), (int64_t)now, &d, err, sizeof err), 0);
     int fe_orders = 0, fe_fe = 0;
     for (size_t i = 0; i < d.n; i++) {
-        if (!strcmp(d.v[i].parent, "frontend") && !strcmp(d.v[i].child, "orders")) fe_orders = (int)d.v[i].count;
-        if (!strcmp(d.v[i].parent, "frontend") && !strcmp(d.v[i].child, "frontend")) fe_fe = (int)d.v[i].count;
+        if (!strcmp(d.v[i].parent, "frontend") && !strcmp(d.v[i].child, "orders"))
+            fe_orders = (int)d.v[i].count;
+        if (!strcmp(d.v[i].parent, "frontend") && !strcmp(d.v[i].child, "frontend"))
+            fe_fe = (int)d.v[i].count;
     }
     cr_assert_eq(fe_orders, 1);
     cr_assert_eq(fe_fe, 1);
@@ -364,7 +380,11 @@ Test(traces_store, many_chunks_search_limit_and_reopen) {
     s = t_open(dir, NULL); /* reopen: everything is still there */
     char err[256];
     traces_reader *r = traces_reader_open(s, err, sizeof err);
-    traces_query q = {.service = "bulk", .operation = "rare", .start_ns = 1, .end_ns = (int64_t)now + 1000 * (int64_t)MS, .limit = 1000};
+    traces_query q = {.service = "bulk",
+                      .operation = "rare",
+                      .start_ns = 1,
+                      .end_ns = (int64_t)now + 1000 * (int64_t)MS,
+                      .limit = 1000};
     traces_result *res;
     cr_assert_eq(traces_search(r, &q, &res, err, sizeof err), 0);
     cr_assert_eq(traces_result_count(res), 90);
@@ -405,9 +425,15 @@ Test(traces_store, retention_deletes_old_spans_and_keeps_new_ones) {
     traces_result_free(res);
     /* the index rows went with the chunk */
     sqlite3_stmt *st;
-    cr_assert_eq(sqlite3_prepare_v2(r->db, "SELECT (SELECT count(*) FROM chunk), (SELECT count(*) FROM trace_idx), (SELECT count(DISTINCT chunk) FROM sum_idx), (SELECT count(DISTINCT chunk) FROM tag_idx)", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_prepare_v2(r->db,
+                           "SELECT (SELECT count(*) FROM chunk), (SELECT count(*) FROM trace_idx), (SELECT "
+                           "count(DISTINCT chunk) FROM sum_idx), (SELECT count(DISTINCT chunk) FROM tag_idx)",
+                           -1, &st, NULL),
+        SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    for (int i = 0; i < 4; i++) cr_assert_eq(sqlite3_column_int(st, i), 1, "column %d", i);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(sqlite3_column_int(st, i), 1, "column %d", i);
     sqlite3_finalize(st);
     traces_reader_close(r);
     traces_close(s);
@@ -428,13 +454,15 @@ Test(traces_store, size_cap_deletes_oldest_first) {
         for (int i = 0; i < 20; i++) {
             char v[2100];
             /* incompressible-ish values so that the file grows */
-            for (int k = 0; k < 2000; k++) v[k] = (char)('a' + (rand() % 26));
+            for (int k = 0; k < 2000; k++)
+                v[k] = (char)('a' + (rand() % 26));
             v[2000] = 0;
-            sp[i] = t_span(A, tid, (uint64_t)(e * 100 + i + 1), 0, "op", SERVER, now - MS * (uint64_t)(40 - e), MS);
+            sp[i] = t_span(A, tid, (uint64_t)(e * 100 + i + 1), 0, "op", SERVER,
+                           now - MS * (uint64_t)(40 - e), MS);
             t_attrs(A, sp[i], 1, t_str(A, "blob", v));
         }
-        t_scope(A, rs, "", "", 20, sp[0], sp[1], sp[2], sp[3], sp[4], sp[5], sp[6], sp[7], sp[8], sp[9], sp[10], sp[11],
-                sp[12], sp[13], sp[14], sp[15], sp[16], sp[17], sp[18], sp[19]);
+        t_scope(A, rs, "", "", 20, sp[0], sp[1], sp[2], sp[3], sp[4], sp[5], sp[6], sp[7], sp[8], sp[9],
+                sp[10], sp[11], sp[12], sp[13], sp[14], sp[15], sp[16], sp[17], sp[18], sp[19]);
         cr_assert_eq(t_ingest(s, t_req(A, 1, rs), NULL, NULL, 0), TRACES_OK);
     }
     int64_t deleted = traces_retention_run(s, (int64_t)(now / MS));
@@ -458,7 +486,8 @@ Test(traces_store, size_cap_deletes_oldest_first) {
     sqlite3_prepare_v2(r->db, "PRAGMA page_size", -1, &st, NULL);
     if (sqlite3_step(st) == SQLITE_ROW) psize = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    cr_assert_leq(pages * psize, 400 * 1024 + 64 * 1024, "file shrank by incremental vacuum: %lld", (long long)(pages * psize));
+    cr_assert_leq(pages * psize, 400 * 1024 + 64 * 1024, "file shrank by incremental vacuum: %lld",
+                  (long long)(pages * psize));
     (void)big;
     traces_reader_close(r);
     traces_close(s);
@@ -479,14 +508,17 @@ Test(traces_store, refuses_garbage_foreign_and_newer_files) {
     snprintf(path, sizeof path, "%s/traces.db", dir);
 
     FILE *f = fopen(path, "w");
-    for (int i = 0; i < 500; i++) fputs("this is not a database. ", f);
+    for (int i = 0; i < 500; i++)
+        fputs("this is not a database. ", f);
     fclose(f);
     expect_open_error(dir, "not a usable trace database");
 
     unlink(path);
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, "CREATE TABLE accounts(id INTEGER); PRAGMA application_id=1234", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db, "CREATE TABLE accounts(id INTEGER); PRAGMA application_id=1234", NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     expect_open_error(dir, "another program");
 

@@ -20,7 +20,8 @@ Test(arena, alignment_and_distinct_memory) {
         memset(p[i], i, sizes[i]);
     }
     for (int i = 0; i < 200; i++)
-        for (size_t k = 0; k < sizes[i]; k++) cr_assert_eq(p[i][k], (unsigned char)i, "allocation %d overwritten", i);
+        for (size_t k = 0; k < sizes[i]; k++)
+            cr_assert_eq(p[i][k], (unsigned char)i, "allocation %d overwritten", i);
     tr_arena_free(a);
 }
 
@@ -58,7 +59,8 @@ Test(arena, calloc_and_strndup) {
     unsigned char *d = tr_arena_alloc(a, 64);
     memset(d, 0xAA, 64);
     uint32_t *z = tr_arena_calloc(a, 100, sizeof *z);
-    for (int i = 0; i < 100; i++) cr_assert_eq(z[i], 0);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(z[i], 0);
     char *s = tr_arena_strndup(a, "hello world", 5);
     cr_assert_str_eq(s, "hello");
     char *e = tr_arena_strndup(a, NULL, 0);

@@ -44,7 +44,8 @@ Test(buf, failure_is_sticky) {
 Test(buf, unlimited_growth) {
     tr_buf b;
     tr_buf_init(&b, 0);
-    for (int i = 0; i < 100000; i++) cr_assert_eq(tr_buf_putc(&b, (char)('a' + i % 26)), 0);
+    for (int i = 0; i < 100000; i++)
+        cr_assert_eq(tr_buf_putc(&b, (char)('a' + i % 26)), 0);
     cr_assert_eq(b.len, 100000);
     cr_assert_eq(b.data[26], 'a');
     cr_assert_eq(b.data[b.len], 0);
@@ -96,8 +97,9 @@ static void doc(tr_json *j) {
 }
 
 Test(json_writer, separators_and_values) {
-    cr_assert_str_eq(json_of(doc), "{\"a\":-5,\"b\":[18446744073709551615,\"x\",null,true,{},[],{\"r\":1}],"
-                                   "\"c\":0.1,\"d\":null,\"e\":1e+21,\"f\":\"abc\",\"h\":300,\"i\":-1.5e-7,\"g\":\"\"}");
+    cr_assert_str_eq(json_of(doc),
+                     "{\"a\":-5,\"b\":[18446744073709551615,\"x\",null,true,{},[],{\"r\":1}],"
+                     "\"c\":0.1,\"d\":null,\"e\":1e+21,\"f\":\"abc\",\"h\":300,\"i\":-1.5e-7,\"g\":\"\"}");
 }
 
 static char *escaped(const char *s, size_t n) {
@@ -120,12 +122,17 @@ Test(json_writer, escaping) {
 }
 
 Test(json_writer, invalid_utf8_becomes_replacement_char) {
-    cr_assert_str_eq(escaped("a\xff" "b", 3), "a\xef\xbf\xbd" "b");
+    cr_assert_str_eq(escaped("a\xff"
+                             "b",
+                             3),
+                     "a\xef\xbf\xbd"
+                     "b");
     cr_assert_str_eq(escaped("\xc3", 1), "\xef\xbf\xbd", "sequence cut by the end");
     cr_assert_str_eq(escaped("\xc3(", 2), "\xef\xbf\xbd(", "bad continuation keeps the next character");
     cr_assert_str_eq(escaped("\xc0\x80", 2), "\xef\xbf\xbd\xef\xbf\xbd", "overlong");
     cr_assert_str_eq(escaped("\xed\xa0\x80", 3), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", "surrogate");
-    cr_assert_str_eq(escaped("\xf4\x90\x80\x80", 4), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", "past U+10FFFF");
+    cr_assert_str_eq(escaped("\xf4\x90\x80\x80", 4), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
+                     "past U+10FFFF");
     cr_assert_str_eq(escaped("\xe2\x82\xac", 2), "\xef\xbf\xbd\xef\xbf\xbd", "length cuts the sequence");
 }
 
@@ -148,7 +155,8 @@ Test(json_writer, output_limit) {
     tr_json j;
     tr_json_init(&j, &b);
     tr_json_arr_open(&j);
-    for (int i = 0; i < 100; i++) tr_json_int(&j, i);
+    for (int i = 0; i < 100; i++)
+        tr_json_int(&j, i);
     tr_json_arr_close(&j);
     cr_assert(b.failed, "the writer stops at the buffer's limit");
     cr_assert_leq(b.len, 10);
@@ -238,8 +246,10 @@ Test(buf, format_double_shortest_matches_trying_every_precision) {
             if (*c >= '0' && *c <= '9' && (na || *c != '0')) a[na++] = *c;
         for (const char *c = want; *c && *c != 'e'; c++)
             if (*c >= '0' && *c <= '9' && (nb || *c != '0')) b[nb++] = *c;
-        while (na && a[na - 1] == '0') na--;
-        while (nb && b[nb - 1] == '0') nb--;
+        while (na && a[na - 1] == '0')
+            na--;
+        while (nb && b[nb - 1] == '0')
+            nb--;
         a[na] = b[nb] = 0;
         cr_assert_str_eq(a, b, "%.17g: %s vs %s", v, got, want);
     }

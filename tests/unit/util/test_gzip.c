@@ -69,7 +69,8 @@ Test(gzip, exact_limit) {
     tr_buf_init(&fresh, 0);
     cr_assert_eq(tr_gunzip((uint8_t *)z.data, z.len, n - 1, &fresh), TR_GZIP_TOO_LARGE);
     cr_assert_leq(fresh.cap, n, "never grew past the limit + 1");
-    cr_assert_eq(tr_gunzip((uint8_t *)z.data, z.len, n - 1, &out), TR_GZIP_TOO_LARGE, "also in a reused, larger buffer");
+    cr_assert_eq(tr_gunzip((uint8_t *)z.data, z.len, n - 1, &out), TR_GZIP_TOO_LARGE,
+                 "also in a reused, larger buffer");
     tr_buf_free(&fresh);
     cr_assert_eq(tr_gunzip((uint8_t *)z.data, z.len, 0, &out), TR_GZIP_TOO_LARGE);
     tr_buf_free(&z), tr_buf_free(&out), free(data);
@@ -155,7 +156,8 @@ Test(gzip, trailing_garbage_and_corruption) {
     bad.data[bad.len - 4] ^= 1; /* ISIZE */
     cr_assert_eq(tr_gunzip((uint8_t *)bad.data, bad.len, 100, &out), TR_GZIP_INVALID, "bad length");
     cr_assert_eq(tr_gunzip((const uint8_t *)"not gzip at all", 15, 100, &out), TR_GZIP_INVALID);
-    cr_assert_eq(tr_gunzip((const uint8_t *)"", 0, 100, &out), TR_GZIP_INVALID, "an empty body is not a gzip stream");
+    cr_assert_eq(tr_gunzip((const uint8_t *)"", 0, 100, &out), TR_GZIP_INVALID,
+                 "an empty body is not a gzip stream");
     cr_assert_eq(tr_gunzip(NULL, 0, 100, &out), TR_GZIP_INVALID);
     /* zlib-wrapped deflate is not gzip */
     static const uint8_t zlib_stream[] = {0x78, 0x9c, 0x4b, 0x04, 0x00, 0x00, 0x62, 0x00, 0x62};
@@ -166,6 +168,7 @@ Test(gzip, trailing_garbage_and_corruption) {
 Test(gzip, gzip_fails_on_full_buffer) {
     tr_buf out;
     tr_buf_init(&out, 10);
-    cr_assert_eq(tr_gzip((const uint8_t *)"hello", 5, &out), -1, "the output buffer's own limit is respected");
+    cr_assert_eq(tr_gzip((const uint8_t *)"hello", 5, &out), -1,
+                 "the output buffer's own limit is respected");
     tr_buf_free(&out);
 }

@@ -35,7 +35,8 @@ static char *lines(int *n) {
     char *b = calloc(1, (size_t)len + 1);
     cr_assert_eq(pread(fileno(out), b, (size_t)len, 0), len);
     *n = 0;
-    for (char *p = b; *p; p++) *n += *p == '\n';
+    for (char *p = b; *p; p++)
+        *n += *p == '\n';
     return b;
 }
 
@@ -46,7 +47,8 @@ static void fail_write(const char *key, int err) {
 TestSuite(log_limited, .init = setup, .fini = teardown);
 
 Test(log_limited, first_then_a_count_per_window) {
-    for (int i = 0; i < 1000; i++) fail_write("disk_full", 28);
+    for (int i = 0; i < 1000; i++)
+        fail_write("disk_full", 28);
     int n;
     char *b = lines(&n);
     cr_assert_eq(n, 1, "one line for a burst: %s", b);

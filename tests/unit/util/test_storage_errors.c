@@ -15,9 +15,14 @@ Test(storage_errors, one_series_per_store_and_kind) {
     tr_buf b;
     tr_buf_init(&b, 0);
     tr_selfmon_render(&b);
-    cr_assert_not_null(strstr(b.data, "tricorder_storage_errors_total{store=\"metrics\",kind=\"wal_write\"} 2\n"), "%s", b.data);
-    cr_assert_not_null(strstr(b.data, "tricorder_storage_errors_total{store=\"traces\",kind=\"commit\"} 1\n"), "%s", b.data);
-    cr_assert_not_null(strstr(b.data, "tricorder_storage_errors_total{store=\"metrics\",kind=\"block_write\"} 1\n"), "%s", b.data);
+    cr_assert_not_null(
+        strstr(b.data, "tricorder_storage_errors_total{store=\"metrics\",kind=\"wal_write\"} 2\n"), "%s",
+        b.data);
+    cr_assert_not_null(strstr(b.data, "tricorder_storage_errors_total{store=\"traces\",kind=\"commit\"} 1\n"),
+                       "%s", b.data);
+    cr_assert_not_null(
+        strstr(b.data, "tricorder_storage_errors_total{store=\"metrics\",kind=\"block_write\"} 1\n"), "%s",
+        b.data);
     const char *first = strstr(b.data, "# TYPE tricorder_storage_errors_total counter");
     cr_assert_not_null(first);
     cr_assert_null(strstr(first + 1, "# TYPE tricorder_storage_errors_total"), "one family");
