@@ -42,7 +42,7 @@ void tr_go_duration(int64_t d, char *out, size_t n) {
     if (ns) {
         snprintf(frac, sizeof frac, ".%09llu", (unsigned long long)ns);
         size_t l = strlen(frac);
-        while (frac[l - 1] == '0')
+        while (l > 1 && frac[l - 1] == '0')
             frac[--l] = 0;
     }
     uint64_t h = secs / 3600, m = secs / 60 % 60, s = secs % 60;
