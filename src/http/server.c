@@ -363,7 +363,7 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
     }
     /* a request line that failed to parse left no HTTP version: answer as HTTP/1.1, as
      * libevent's own error page does */
-    if (!req->major || !req->minor) req->major = 1, req->minor = 1;
+    if (!req->major) req->major = 1, req->minor = 1;
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
     evhttp_clear_headers(oh);
     evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
