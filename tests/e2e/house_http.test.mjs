@@ -34,7 +34,10 @@ async function timed(fn) {
 // waits for an fsync, so the same probes are first timed without an export: when even those
 // pass 50 ms, the bound becomes twice their worst time. A loop blocked by an export stalls a
 // probe for the whole export (11 s for 1M series before the work queue), far past either.
-const BOUND_MS = 50;
+// 50 ms is the product's bound (the normal build); ./dev's ASan+UBSan pass, where everything
+// runs several times slower, sets TR_E2E_LATENCY_BOUND_MS higher: there the test still
+// catches a loop that the export blocks (seconds), not the sanitizer's overhead.
+const BOUND_MS = Number(process.env.TR_E2E_LATENCY_BOUND_MS || 50);
 // n probes, and more while `until()` is false (at most for 120 s)
 async function probes(t, otlp, n, until = () => true) {
   const health = [], exports = [], t0 = Date.now();
@@ -96,7 +99,7 @@ test(`an export of ${SERIES} series streams while /healthz and OTLP exports are 
   assert.ok(stillStreaming && received > 0, `the export was still streaming during the probes (received ${received})`);
   assert.ok(max(health) < hBound, `healthz: ${health.map((x) => x.toFixed(1))}`);
   assert.ok(max(exports) < oBound, `OTLP export: ${exports.map((x) => x.toFixed(1))}`);
-  assert.ok(median(health) < BOUND_MS && median(exports) < BOUND_MS, 'medians under 50 ms');
+  assert.ok(median(health) < BOUND_MS && median(exports) < BOUND_MS, `medians under ${BOUND_MS} ms`);
 
   // the client goes away mid-reply: the job is cancelled and the server carries on
   req.destroy();
