@@ -28,6 +28,7 @@
 #include "otlp/otlp.h"
 #include "otlp/translate.h"
 #include "rules/rules.h"
+#include "tls/tls.h"
 #include "traces/traces.h"
 #include "ui/ui.h"
 #include "util/file.h"
@@ -56,6 +57,7 @@ typedef struct app {
     tr_metric *rss, *cpu, *fds, *start, *grpc_conns;
     tr_ui *ui;             /* the web UI */
     tr_selfscrape *scrape; /* --self-scrape-interval */
+    tr_tls *tls;           /* --tls-cert-file: certificates of the TLS listeners */
 } app;
 
 int tr_app_listen(const char *addr, char *err, size_t errlen) {
@@ -146,8 +148,12 @@ int tr_app_healthcheck(const tr_config *cfg) {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         static const char req[] = "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n";
         char buf[64] = "";
-        if (connect(fd, res->ai_addr, res->ai_addrlen) == 0 &&
-            write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
+        if (cfg->tls_cert_file && cfg->http_tls) {
+            if (connect(fd, res->ai_addr, res->ai_addrlen) == 0 &&
+                tr_tls_client_exchange(fd, req, sizeof req - 1, buf, sizeof buf) > 0)
+                ok = strncmp(buf, "HTTP/1.1 200", 12) == 0 || strncmp(buf, "HTTP/1.0 200", 12) == 0;
+        } else if (connect(fd, res->ai_addr, res->ai_addrlen) == 0 &&
+                   write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
             ssize_t n = read(fd, buf, sizeof buf - 1);
             buf[n > 0 ? n : 0] = 0;
             ok = strncmp(buf, "HTTP/1.1 200", 12) == 0 || strncmp(buf, "HTTP/1.0 200", 12) == 0;
@@ -245,6 +251,35 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg) {
     app *a = arg;
     TR_INFO("SIGHUP: reloading rule files", NULL);
     if (a->rules) tr_rules_reload(a->rules);
+    if (a->tls) tr_tls_reload(a->tls, 1);
+}
+
+/* --tls-cert-file: one certificate source, a context per TLS listener. The OTLP listeners
+ * require a client certificate when --tls-client-ca-file is set; the HTTP listener only asks
+ * for one (the UI does not need it), and its ingest routes refuse a client without one. */
+#define TLS_WATCH_MS 2000
+static int start_tls(app *a, tr_tls_server **http, tr_tls_server **otlp_http, tr_tls_server **grpc, char *err,
+                     size_t errlen) {
+    const tr_config *cfg = a->cfg;
+    if (!cfg->tls_cert_file || !(cfg->http_tls || cfg->otlp_http_tls || cfg->otlp_grpc_tls)) return 0;
+    tr_tls_files f = {cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_client_ca_file};
+    if (!(a->tls = tr_tls_new(&f, err, errlen))) return -1;
+    if (cfg->http_tls &&
+        !(*http = tr_tls_server_add(a->tls, "http", TR_TLS_ALPN_HTTP1, TR_TLS_CLIENT_OPTIONAL, err, errlen)))
+        return -1;
+    if (cfg->otlp_http_tls && !(*otlp_http = tr_tls_server_add(a->tls, "otlp-http", TR_TLS_ALPN_HTTP1,
+                                                               TR_TLS_CLIENT_REQUIRED, err, errlen)))
+        return -1;
+    if (cfg->otlp_grpc_tls && !(*grpc = tr_tls_server_add(a->tls, "otlp-grpc", TR_TLS_ALPN_H2,
+                                                          TR_TLS_CLIENT_REQUIRED, err, errlen)))
+        return -1;
+    if (tr_tls_watch(a->tls, a->base, TLS_WATCH_MS) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    TR_INFO("tls: serving", "http=%s otlp_http=%s otlp_grpc=%s client_ca=%s", *http ? "tls" : "plain",
+            *otlp_http ? "tls" : "plain", *grpc ? "tls" : "plain", cfg->tls_client_ca_file ? "set" : "none");
+    return 0;
 }
 
 /* --rule-files (one glob per line) → the rule manager */
@@ -490,12 +525,14 @@ int tr_app_run(const tr_config *cfg) {
         goto fail_msg;
     }
 
-    if (tr_http_listen(a->http, fd_http, 0) != 0) {
+    tr_tls_server *tls_http = NULL, *tls_otlp_http = NULL, *tls_grpc = NULL;
+    if (start_tls(a, &tls_http, &tls_otlp_http, &tls_grpc, err, sizeof err) != 0) goto fail_msg;
+    if (tr_http_listen_tls(a->http, fd_http, 0, tls_http) != 0) {
         snprintf(err, sizeof err, "cannot serve HTTP on %s", cfg->http_addr);
         goto fail_msg;
     }
     fd_http = -1;
-    if (tr_http_listen(a->http, fd_otlp_http, 1) != 0) {
+    if (tr_http_listen_tls(a->http, fd_otlp_http, 1, tls_otlp_http) != 0) {
         snprintf(err, sizeof err, "cannot serve OTLP/HTTP on %s", cfg->otlp_http_addr);
         goto fail_msg;
     }
@@ -505,6 +542,7 @@ int tr_app_run(const tr_config *cfg) {
         snprintf(err, sizeof err, "cannot serve OTLP/gRPC on %s", cfg->otlp_grpc_addr);
         goto fail_msg;
     }
+    otlp_grpc_set_tls(a->grpc, tls_grpc);
     fd_grpc = -1;
 
     a->sigterm = evsignal_new(a->base, SIGTERM, on_signal, a);
@@ -541,6 +579,8 @@ int tr_app_run(const tr_config *cfg) {
     a->grpc = NULL;
     tr_http_free(a->http);
     a->http = NULL;
+    tr_tls_free(a->tls); /* after the connections: they hold references to its contexts */
+    a->tls = NULL;
     TR_INFO("stopped", NULL);
     rc = 0;
     goto out;
@@ -555,6 +595,7 @@ out:
     otlp_grpc_free(a->grpc);
     tr_selfscrape_free(a->scrape);
     tr_http_free(a->http);
+    tr_tls_free(a->tls);
     tr_ui_free(a->ui);
     tr_rules_stop(a->rules);
     tr_workq_stop(a->wq);

@@ -55,6 +55,19 @@ static const flag flags[] = {
      "file holding user:password (instead of --basic-auth)"},
     {"ingest-token", F_STRING, OFF(ingest_token), NULL,
      "OTLP requests must carry Authorization: Bearer <token>"},
+    {"tls-cert-file", F_STRING, OFF(tls_cert_file), NULL,
+     "PEM certificate (then its chain, served whole): with --tls-key-file, TLS on every listener; reloaded "
+     "on "
+     "SIGHUP and when the files change"},
+    {"tls-key-file", F_STRING, OFF(tls_key_file), NULL, "PEM private key (unencrypted) of --tls-cert-file"},
+    {"tls-client-ca-file", F_STRING, OFF(tls_client_ca_file), NULL,
+     "PEM CA: OTLP ingestion (gRPC, OTLP/HTTP listener, ingest routes on --http-addr) requires a client "
+     "certificate it signed (mTLS); the UI and APIs are not affected"},
+    {"http-tls", F_BOOL, OFF(http_tls), "true", "TLS on --http-addr when a certificate is set"},
+    {"otlp-grpc-tls", F_BOOL, OFF(otlp_grpc_tls), "true",
+     "TLS on --otlp-grpc-addr when a certificate is set"},
+    {"otlp-http-tls", F_BOOL, OFF(otlp_http_tls), "true",
+     "TLS on --otlp-http-addr when a certificate is set"},
     {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB",
      "largest OTLP message, after decompression"},
     {"otlp-promote-resource-attributes", F_STRING, OFF(otlp_promote_resource_attributes), "all",
@@ -348,6 +361,20 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
     if (c->ingest_token && !*c->ingest_token) {
         free(c->ingest_token);
         c->ingest_token = NULL;
+    }
+    char **tls_files[] = {&c->tls_cert_file, &c->tls_key_file, &c->tls_client_ca_file};
+    for (int i = 0; i < 3; i++)
+        if (*tls_files[i] && !**tls_files[i]) { /* empty in the environment: unset */
+            free(*tls_files[i]);
+            *tls_files[i] = NULL;
+        }
+    if (!c->tls_cert_file != !c->tls_key_file) {
+        snprintf(err, errlen, "--tls-cert-file and --tls-key-file go together");
+        return TR_CONFIG_ERROR;
+    }
+    if (c->tls_client_ca_file && !c->tls_cert_file) {
+        snprintf(err, errlen, "--tls-client-ca-file needs --tls-cert-file and --tls-key-file");
+        return TR_CONFIG_ERROR;
     }
     if (c->retention_ms <= 0) {
         snprintf(err, errlen, "--retention must be positive");

@@ -24,6 +24,9 @@ typedef struct tr_config {
     char *basic_auth_file;         /* file holding user:password */
     char *basic_user, *basic_pass; /* resolved from either of the two */
     char *ingest_token;
+    char *tls_cert_file, *tls_key_file;             /* PEM; both set: TLS on the listeners below */
+    char *tls_client_ca_file;                       /* OTLP ingestion needs a client certificate it signed */
+    int64_t http_tls, otlp_grpc_tls, otlp_http_tls; /* per listener, when a certificate is set */
     int64_t otlp_max_message_bytes;
     char *otlp_promote_resource_attributes; /* "all", "none" or a comma list of keys */
     int64_t shutdown_timeout_ms;

@@ -59,6 +59,12 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg);
 /* Serves the full route table (ingest_only = 0) or only TR_HTTP_INGEST routes on a bound,
  * listening, non-blocking socket. Returns 0 or -1. */
 int tr_http_listen(tr_http *h, int fd, int ingest_only);
+/* The same over TLS (tls/tls.h): each connection gets a TLS bufferevent from `tls`. Replies
+ * of the full route table carry Strict-Transport-Security; when `tls` asks for client
+ * certificates without requiring them, the TR_HTTP_INGEST routes answer 403 to a client
+ * without a verified one. tls NULL: plain, as tr_http_listen. */
+struct tr_tls_server;
+int tr_http_listen_tls(tr_http *h, int fd, int ingest_only, struct tr_tls_server *tls);
 /* Adds a route: `methods` (TR_GET | TR_POST …) on a path pattern of `/`-separated segments,
  * each a literal or a `{name}` that matches one non-empty segment (`/api/traces/{id}`).
  * When several patterns match, the one with more literal segments wins. A path that matches

@@ -18,6 +18,7 @@
 #include "drain.h"
 #include "http.h"
 #include "http_int.h"
+#include "tls/tls.h"
 #include "util/gzip.h"
 #include "util/log.h"
 #include "util/re.h"
@@ -44,6 +45,7 @@ typedef struct listener {
     struct evhttp *eh;
     struct evhttp_bound_socket *bound;
     int ingest_only;
+    tr_tls_server *tls; /* NULL: plain HTTP */
 } listener;
 
 struct tr_http {
@@ -236,6 +238,8 @@ static const char *reason_of(int status) {
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -608,6 +612,35 @@ static int trailing_slash_redirect(tr_http *h, listener *l, struct evhttp_reques
     return done;
 }
 
+/* ---- TLS ---- */
+
+static struct bufferevent *tls_bev(struct event_base *base, void *arg) {
+    listener *l = arg;
+    return tr_tls_bufferevent(l->tls, base, -1);
+}
+
+/* On a TLS listener: HSTS on the UI and API replies; the ingest routes of a listener that
+ * asks for client certificates without requiring them (the UI's) need a verified one.
+ * Returns 1 when it answered. */
+static int tls_check(listener *l, struct evhttp_request *req, int flags) {
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(req));
+    if (!tr_tls_is_tls(bev)) { /* evhttp falls back to a plain socket when ours failed */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        tr_http_reply_text(req, 503, "TLS unavailable");
+        return 1;
+    }
+    if (!l->ingest_only)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Strict-Transport-Security",
+                          "max-age=31536000");
+    if ((flags & TR_HTTP_INGEST) && tr_tls_server_client_mode(l->tls) == TR_TLS_CLIENT_OPTIONAL &&
+        !tr_tls_peer_verified(bev)) {
+        tr_http_reply_text(req, 403,
+                           "ingestion needs a client certificate signed by the --tls-client-ca-file CA");
+        return 1;
+    }
+    return 0;
+}
+
 static void dispatch(struct evhttp_request *req, void *arg) {
     listener *l = arg;
     tr_http *h = l->h;
@@ -637,6 +670,7 @@ static void dispatch(struct evhttp_request *req, void *arg) {
     cors(h, req, raw);
     /* authentication follows the path's routes (on 405, the first that matched) */
     if (r) flags = r->flags;
+    if (l->tls && tls_check(l, req, flags)) goto out;
     const char *auth = tr_http_header(req, "Authorization");
     int ok = 1;
     const char *challenge = NULL;
@@ -712,12 +746,18 @@ void tr_http_route(tr_http *h, unsigned methods, const char *pattern, int flags,
 }
 
 int tr_http_listen(tr_http *h, int fd, int ingest_only) {
+    return tr_http_listen_tls(h, fd, ingest_only, NULL);
+}
+
+int tr_http_listen_tls(tr_http *h, int fd, int ingest_only, tr_tls_server *tls) {
     if (h->nls >= 4) return -1;
     listener *l = &h->ls[h->nls];
     l->h = h;
     l->ingest_only = ingest_only;
+    l->tls = tls;
     l->eh = evhttp_new(h->base);
     if (!l->eh) return -1;
+    if (tls) evhttp_set_bevcb(l->eh, tls_bev, l);
     evhttp_set_max_body_size(l->eh, h->cfg.max_body_bytes);
     /* a body over the limit is read to its end and dropped before the 413 goes out and the
      * connection closes (nginx's lingering close): a client that writes its whole body before

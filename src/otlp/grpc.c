@@ -1,4 +1,4 @@
-/* OTLP/gRPC over HTTP/2 cleartext (prior knowledge, as gRPC clients speak it): one nghttp2
+/* OTLP/gRPC over HTTP/2 cleartext (prior knowledge, as gRPC clients speak it) or TLS (ALPN h2): one nghttp2
  * server session per connection, driven by a libevent bufferevent. Each request stream
  * carries exactly one length-prefixed Export*ServiceRequest; it is buffered (bounded per
  * message and across all streams), handed to the receiver core, and answered with the
@@ -22,6 +22,7 @@
 
 #include "grpc_frame.h"
 #include "otlp_int.h"
+#include "tls/tls.h"
 #include "util/log.h"
 
 /* ---- limits and timeouts (constants: no flag asks for them yet) ---- */
@@ -95,6 +96,7 @@ struct otlp_grpc {
     otlp_receiver *r;
     struct evconnlistener *listener;
     struct event *accept_pause; /* re-enables accepting after a failed accept() */
+    tr_tls_server *tls;         /* NULL: cleartext (h2c with prior knowledge) */
     gconn *conns;
     unsigned nconns;
     size_t buffered, budget;
@@ -854,7 +856,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     g->nconns++;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->bev = bufferevent_socket_new(g->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = g->tls ? tr_tls_bufferevent(g->tls, g->base, fd)
+                    : bufferevent_socket_new(g->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         evutil_closesocket(fd);
         conn_free(c);
@@ -936,6 +939,8 @@ void otlp_grpc_stop_accepting(otlp_grpc *g) {
     }
 }
 
+void otlp_grpc_set_tls(otlp_grpc *g, tr_tls_server *tls) { g->tls = tls; }
+
 unsigned otlp_grpc_connections(const otlp_grpc *g) { return g ? g->nconns : 0; }
 
 void otlp_grpc_free(otlp_grpc *g) {
@@ -951,6 +956,10 @@ void otlp_grpc_free(otlp_grpc *g) {
             if (s->state == S_READING) answer_error(s, 200, GRPC_UNAVAILABLE, "server shutting down");
         nghttp2_session_send(c->session);
         c->busy--;
+        if (tr_tls_is_tls(c->bev)) { /* no raw write under TLS: freeing closes it */
+            conn_free(c);
+            continue;
+        }
         struct evbuffer *out = bufferevent_get_output(c->bev);
         evutil_socket_t fd = bufferevent_getfd(c->bev);
         size_t n = evbuffer_get_length(out);

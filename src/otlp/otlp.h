@@ -96,6 +96,9 @@ typedef struct otlp_grpc otlp_grpc;
 otlp_grpc *otlp_grpc_new(struct event_base *base, otlp_receiver *r, int fd);
 /* Stops accepting; in-flight streams finish. */
 void otlp_grpc_stop_accepting(otlp_grpc *g);
+/* Serves TLS (tls/tls.h, ALPN h2) on the connections accepted from now on. */
+struct tr_tls_server;
+void otlp_grpc_set_tls(otlp_grpc *g, struct tr_tls_server *tls);
 /* Open connections (for /metrics and shutdown). */
 unsigned otlp_grpc_connections(const otlp_grpc *g);
 /* Closes every connection and frees. */
