@@ -63,8 +63,8 @@ export async function start(opts = {}) {
     if (child.exitCode !== null) throw new Error(`tricorder exited at start: ${stderr}`);
     try {
       // up, and (unless the test watches the replay itself) done replaying the metrics WAL
-      const r = await fetch(`${t.httpUrl}${opts.noWaitReady ? '/healthz' : '/-/ready'}`);
-      if (r.ok) break;
+      // opts.ready(t): the suite's own probe (e.g. HTTPS when the HTTP listener serves TLS)
+      if (opts.ready ? await opts.ready(t) : (await fetch(`${t.httpUrl}${opts.noWaitReady ? '/healthz' : '/-/ready'}`)).ok) break;
     } catch { /* not up yet */ }
     if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`tricorder did not become healthy: ${stderr}`); }
     await sleep(50);
