@@ -6,7 +6,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -265,7 +265,10 @@ describe('client certificates (--tls-client-ca-file)', () => {
   let t, base;
   const cert = read(client.crt), key = read(client.key);
   before(async () => {
-    install(srvA);
+    // served with its chain this time: the leaf, then the CA
+    const chain = join(dir, 'chain.crt');
+    writeFileSync(chain, Buffer.concat([readFileSync(srvA.crt), readFileSync(certs.ca.crt)]));
+    install({ crt: chain, key: srvA.key });
     t = await start({
       args: ['--tls-cert-file', certFile, '--tls-key-file', keyFile, '--tls-client-ca-file', certs.ca.crt],
       ready: httpsUp,
@@ -276,6 +279,11 @@ describe('client certificates (--tls-client-ca-file)', () => {
     const r = await t.stop();
     t.cleanup();
     assert.equal(r.code, 0, `exit code ${r.code} signal ${r.signal}: ${t.stderr}`);
+  });
+
+  test('the chain in the certificate file is served whole', async () => {
+    const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${t.ports.http}`, '-showcerts', '-servername', 'localhost']);
+    assert.equal((r.out.match(/-----BEGIN CERTIFICATE-----/g) || []).length, 2, r.out);
   });
 
   test('OTLP/HTTP listener: no certificate or a foreign one refused, the CA-signed one accepted', async () => {
