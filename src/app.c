@@ -298,7 +298,7 @@ static int start_rules(app *a, char *err, size_t errlen) {
         int port = 0;
         tr_parse_addr(cfg->http_addr, h2, sizeof h2, &port);
         if (gethostname(host, sizeof host) != 0 || !*host) snprintf(host, sizeof host, "localhost");
-        snprintf(url, sizeof url, "http://%s:%d",
+        snprintf(url, sizeof url, "%s://%s:%d", cfg->tls_cert_file && cfg->http_tls ? "https" : "http",
                  *h2 && strcmp(h2, "0.0.0.0") && strcmp(h2, "::") ? h2 : host, port);
     }
     size_t l = strlen(url);
