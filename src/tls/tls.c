@@ -16,6 +16,7 @@
 #include <openssl/x509.h>
 
 #include "util/log.h"
+#include "util/selfmon.h"
 
 /* TLS 1.2 suites: ECDHE key exchange and AEAD ciphers only (TLS 1.3's defaults are all
  * AEAD). The client picks among them: every one is good. */
@@ -50,6 +51,7 @@ struct tr_tls {
     unsigned generation;
     struct event *watch;
     int watch_ms;
+    tr_metric *expiry, *reloads_ok, *reloads_refused;
     /* what the last load read, used by tr_tls_server_add */
     X509 *leaf;
     STACK_OF(X509) * chain, *cas;
@@ -319,6 +321,8 @@ static void log_loaded(const char *msg, X509 *leaf) {
 
 /* Keeps m as the material later tr_tls_server_add calls build from. */
 static void keep_material(tr_tls *t, material *m) {
+    struct tm tm;
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(m->leaf), &tm) == 1) tr_gauge_set(t->expiry, (double)timegm(&tm));
     material old = {t->leaf, t->chain, t->key, t->cas};
     material_free(&old);
     t->leaf = m->leaf;
@@ -339,6 +343,12 @@ tr_tls *tr_tls_new(const tr_tls_files *f, char *err, size_t errlen) {
     t->key_file = strdup(f->key_file);
     t->ca_file = f->client_ca_file ? strdup(f->client_ca_file) : NULL;
     if (!t->cert_file || !t->key_file || (f->client_ca_file && !t->ca_file)) goto oom;
+    t->expiry = tr_gauge_new("tricorder_tls_certificate_expiry_timestamp_seconds",
+                             "When the served TLS certificate expires (notAfter), in Unix seconds.", NULL);
+    t->reloads_ok = tr_counter_new("tricorder_tls_reloads_total", "TLS certificate reloads, by result.",
+                                   "result=\"success\"");
+    t->reloads_refused = tr_counter_new("tricorder_tls_reloads_total", "TLS certificate reloads, by result.",
+                                        "result=\"refused\"");
     stat_files(t, t->sig);
     material m;
     if (load_material(t, &m, err, errlen) != 0) {
@@ -402,12 +412,14 @@ int tr_tls_reload(tr_tls *t, int force) {
     log_loaded("tls: certificate reloaded", m.leaf);
     keep_material(t, &m);
     t->generation++;
+    tr_counter_add(t->reloads_ok, 1);
     return 1;
 refused:
     for (int i = 0; i < t->nservers; i++)
         SSL_CTX_free(fresh[i]);
     TR_ERROR("tls: new certificate refused, the previous one keeps serving", "error=%s",
              tr_log_quote(q, sizeof q, err));
+    tr_counter_add(t->reloads_refused, 1);
     return -1;
 }
 

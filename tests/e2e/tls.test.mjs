@@ -244,20 +244,28 @@ describe('TLS on every listener', () => {
     }
     assert.equal(seen, fpC, 'reloaded on file change');
 
-    // a key that does not match: refused with one log line, the old pair serves on
+    // a key that does not match: refused with one log line, the old pair serves on, the same
+    // files are not tried again by the watch, SIGHUP tries them again
     const refusals = () => (t.stderr.match(/tls: new certificate refused/g) || []).length;
     const n0 = refusals();
     install(srvA, srvB.key);
-    t.child.kill('SIGHUP');
-    for (let i = 0; i < 50 && refusals() === n0; i++) await sleep(100);
+    for (let i = 0; i < 80 && refusals() === n0; i++) await sleep(100);
     assert.equal(refusals(), n0 + 1, t.stderr);
     assert.match(t.stderr, /tls: new certificate refused.*does not match/);
-    await sleep(2500); // the watcher sees the same files: no second line
+    await sleep(2500); // a watch tick later: no second line
     assert.equal(refusals(), n0 + 1);
+    t.child.kill('SIGHUP');
+    for (let i = 0; i < 50 && refusals() === n0 + 1; i++) await sleep(100);
+    assert.equal(refusals(), n0 + 2);
     assert.equal((await httpsRequest(`${base}/healthz`, { ca })).fingerprint, fpC);
     const r2 = await httpsRequest(`${base}/healthz`, { agent: keep });
     assert.equal(r2.status, 200);
     keep.destroy();
+    const m = await serverMetrics(t);
+    assert.ok(metricSum(m, 'tricorder_tls_reloads_total', { result: 'success' }) >= 2);
+    assert.equal(metricSum(m, 'tricorder_tls_reloads_total', { result: 'refused' }), n0 + 2);
+    const expiry = metricSum(m, 'tricorder_tls_certificate_expiry_timestamp_seconds');
+    assert.ok(expiry > Date.now() / 1000 + 86400 && expiry < Date.now() / 1000 + 3 * 86400, String(expiry));
   });
 });
 
