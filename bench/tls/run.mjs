@@ -1,8 +1,9 @@
 // TLS benchmark (issue 13, item 1; not part of the test suite).
 //
-// 1. Handshake rate: `openssl s_time` against the TLS gRPC port, full handshakes (-new) and
-//    resumed ones (-reuse), for --seconds each; reports connections per wall second and the
-//    server's CPU per handshake (utime+stime of tricorder from /proc/<pid>/stat).
+// 1. Handshake rate: `openssl s_time` against the TLS gRPC and OTLP/HTTP ports, full
+//    handshakes (TLS 1.3 and 1.2) and resumed ones (TLS 1.2), --seconds each; reports
+//    connections per wall second and the server's CPU per handshake (utime+stime from
+//    /proc/<pid>/stat), next to `openssl s_server` on the same certificate as a reference.
 // 2. OTLP/HTTP throughput over TLS vs plain HTTP on the same data: the very same protobuf
 //    bodies (made by the OTel SDK's serializers: traces of --spans spans, metrics of
 //    --series series) POSTed --requests times over --conns keep-alive connections to the
@@ -11,7 +12,7 @@
 //    server's CPU per request, and the TLS/plain ratios.
 //
 // Usage: node bench/tls/run.mjs [--bin build/tricorder] [--requests 4000] [--conns 4]
-//        [--spans 100] [--series 200] [--seconds 5]
+//        [--spans 100] [--series 200] [--seconds 5] [--rounds 3]
 // (tests/e2e's node_modules must be installed: the payloads come from its OTel SDK.)
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -35,7 +36,10 @@ const CONNS = Number(opt('conns', 4));
 const SPANS = Number(opt('spans', 100));
 const SERIES = Number(opt('series', 200));
 const SECONDS = Number(opt('seconds', 5));
+const ROUNDS = Number(opt('rounds', 3));
 const CLK_TCK = 100;
+// s_time closes before TLS 1.3 tickets arrive, so resumption is measured with TLS 1.2
+const MODES = ['-new -tls1_3', '-new -tls1_2', '-reuse -tls1_2'];
 
 const dir = mkdtempSync(join(tmpdir(), 'tricorder-bench-tls-'));
 const certs = makeCerts(dir);
@@ -72,7 +76,8 @@ function run(cmd, a) {
 
 async function sTime(pid, port, mode) {
   const c0 = cpuSeconds(pid);
-  const text = await run('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, mode, '-time', String(SECONDS), '-CAfile', certs.ca.crt]);
+  const [m0, ver] = mode.split(' ');
+  const text = await run('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, m0, ver, '-time', String(SECONDS), '-CAfile', certs.ca.crt]);
   const c1 = cpuSeconds(pid);
   const m = text.match(/(\d+) connections in ([\d.]+) real seconds/);
   if (!m) throw new Error(`s_time: ${text}`);
@@ -85,7 +90,7 @@ async function sTime(pid, port, mode) {
 async function handshakes() {
   const s = await startServer(true);
   const out = {};
-  for (const mode of ['-new', '-reuse']) {
+  for (const mode of MODES) {
     out[`grpc ${mode}`] = await sTime(s.child.pid, s.ports.grpc, mode);
     out[`otlp-http ${mode}`] = await sTime(s.child.pid, s.ports.otlp, mode);
   }
@@ -93,7 +98,7 @@ async function handshakes() {
   const port = await freePort();
   const ref = spawn('openssl', ['s_server', '-quiet', '-cert', srv.crt, '-key', srv.key, '-accept', `127.0.0.1:${port}`], { stdio: 'ignore' });
   await sleep(500);
-  for (const mode of ['-new', '-reuse']) out[`openssl s_server ${mode}`] = await sTime(ref.pid, port, mode);
+  for (const mode of MODES) out[`openssl s_server ${mode}`] = await sTime(ref.pid, port, mode);
   ref.kill();
   return out;
 }
@@ -133,7 +138,7 @@ console.log(`tricorder TLS benchmark: ${BIN}`);
 const h = await handshakes();
 console.log(`handshakes (openssl s_time, ${SECONDS}s each, ECDSA P-256; -new: full, -reuse: resumed):`);
 for (const [k, v] of Object.entries(h)) {
-  console.log(`  ${k.padEnd(24)} ${fmt(v.rate).padStart(6)} /s   server CPU ${fmt(v.cpuUs)} µs per handshake (${v.n} in ${SECONDS}s)`);
+  console.log(`  ${k.padEnd(32)} ${fmt(v.rate).padStart(6)} /s   server CPU ${fmt(v.cpuUs)} µs per handshake (${v.n} in ${SECONDS}s)`);
 }
 
 const payloads = [
@@ -141,10 +146,19 @@ const payloads = [
   { name: `metrics ${SERIES * 2} points`, body: (await metricsProtobuf(SERIES)).body, path: '/v1/metrics' },
 ];
 console.log(`OTLP/HTTP protobuf, ${REQUESTS} requests over ${CONNS} keep-alive connections:`);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 for (const p of payloads) {
-  const plain = await throughput(false, p.body, p.path);
-  const tlsr = await throughput(true, p.body, p.path);
-  console.log(`  ${p.name} (${p.body.length} B/request)`);
+  // alternated, --rounds times each; medians reported (the machine is shared)
+  const runs = { plain: [], tls: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    runs.plain.push(await throughput(false, p.body, p.path));
+    runs.tls.push(await throughput(true, p.body, p.path));
+  }
+  const med = (k) => ({
+    rps: median(runs[k].map((x) => x.rps)), mbps: median(runs[k].map((x) => x.mbps)), cpuUs: median(runs[k].map((x) => x.cpuUs)),
+  });
+  const plain = med('plain'), tlsr = med('tls');
+  console.log(`  ${p.name} (${p.body.length} B/request), median of ${ROUNDS}`);
   console.log(`    plain  ${fmt(plain.rps)} req/s  ${fmt(plain.mbps, 1)} MB/s  server CPU ${fmt(plain.cpuUs)} µs/request`);
   console.log(`    TLS    ${fmt(tlsr.rps)} req/s  ${fmt(tlsr.mbps, 1)} MB/s  server CPU ${fmt(tlsr.cpuUs)} µs/request`);
   console.log(`    TLS/plain: throughput ${fmt((tlsr.rps / plain.rps) * 100, 1)}%  server CPU ${fmt((tlsr.cpuUs / plain.cpuUs) * 100, 1)}%`);
