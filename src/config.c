@@ -56,9 +56,8 @@ static const flag flags[] = {
     {"ingest-token", F_STRING, OFF(ingest_token), NULL,
      "OTLP requests must carry Authorization: Bearer <token>"},
     {"tls-cert-file", F_STRING, OFF(tls_cert_file), NULL,
-     "PEM certificate (then its chain, served whole): with --tls-key-file, TLS on every listener; reloaded "
-     "on "
-     "SIGHUP and when the files change"},
+     "PEM certificate (then its chain, served whole): with --tls-key-file, TLS on every listener; "
+     "reloaded on SIGHUP and when the files change"},
     {"tls-key-file", F_STRING, OFF(tls_key_file), NULL, "PEM private key (unencrypted) of --tls-cert-file"},
     {"tls-client-ca-file", F_STRING, OFF(tls_client_ca_file), NULL,
      "PEM CA: OTLP ingestion (gRPC, OTLP/HTTP listener, ingest routes on --http-addr) requires a client "
