@@ -1,7 +1,9 @@
 /* TLS contexts, their reload, and the bufferevents that carry them (see tls.h). */
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,9 +202,30 @@ static int verify_record_only(int ok, X509_STORE_CTX *x) { return 1; }
 static void info_cb(const SSL *ssl, int where, int ret) {
     if (!(where & SSL_CB_ACCEPT_EXIT) || ret > 0) return;
     unsigned long e = ERR_peek_last_error();
-    if (ERR_GET_LIB(e) != ERR_LIB_SSL || ERR_GET_REASON(e) != SSL_R_HTTP_REQUEST) return;
+    if (!e) return; /* waiting for more input */
     int fd = SSL_get_fd(ssl);
-    if (fd < 0) return;
+    if (ERR_GET_LIB(e) != ERR_LIB_SSL || ERR_GET_REASON(e) != SSL_R_HTTP_REQUEST || fd < 0) {
+        if (tr_log_get_level() > TR_LOG_DEBUG) return;
+        /* why a client was refused (no client certificate, no common protocol or suite …) */
+        char peer[INET6_ADDRSTRLEN + 8] = "?", ip[INET6_ADDRSTRLEN] = "?", why[256];
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof sa;
+        if (fd >= 0 && getpeername(fd, (struct sockaddr *)&sa, &sl) == 0) {
+            int port = 0;
+            if (sa.ss_family == AF_INET) {
+                inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, ip, sizeof ip);
+                port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+            } else if (sa.ss_family == AF_INET6) {
+                inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, ip, sizeof ip);
+                port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+            }
+            snprintf(peer, sizeof peer, "%s:%d", ip, port);
+        }
+        ERR_error_string_n(e, why, sizeof why);
+        char q[300];
+        TR_DEBUG("tls: handshake failed", "peer=%s error=%s", peer, tr_log_quote(q, sizeof q, why));
+        return;
+    }
     static const char body[] = "400 Bad Request: this port speaks HTTPS, use an https:// URL\n";
     char msg[256];
     int n = snprintf(msg, sizeof msg,
