@@ -25,6 +25,7 @@ typedef struct tr_config {
     char *basic_user, *basic_pass; /* resolved from either of the two */
     char *ingest_token;
     int64_t otlp_max_message_bytes;
+    int64_t max_import_bytes;               /* POST /api/v1/import/prometheus bodies */
     char *otlp_promote_resource_attributes; /* "all", "none" or a comma list of keys */
     int64_t shutdown_timeout_ms;
     int64_t idle_timeout_ms;         /* connections idle this long are closed */
