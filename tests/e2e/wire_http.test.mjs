@@ -103,6 +103,25 @@ test('remote write: another value at an existing timestamp and samples far ahead
   assert.deepEqual(q.trim().split('\n').map((l) => l.split(' ')[1]), ['1', '5', '2', '3']);
 });
 
+test('remote write and import: a sample already cut into an on-disk block is checked too', async () => {
+  const L = [['__name__', 'wire_dup_block'], ['job', 'x']];
+  const t0 = Date.now() - 3 * 3600e3; // backfill, hours old
+  assert.equal((await rw([[L, [[1, t0], [2, t0 + 1000], [3, t0 + 2000]]]])).status, 204);
+  assert.equal((await fetch(`${t.httpUrl}/internal/force_flush`, { method: 'POST' })).status < 300, true);
+  const before = metricSum(await t.metrics(), 'tricorder_tsdb_duplicate_samples_total');
+  let r = await rw([[L, [[9, t0 + 1000]]]]);
+  assert.equal(r.status, 400);
+  assert.match(r.text, /duplicate sample for timestamp/);
+  assert.equal((await rw([[L, [[2, t0 + 1000]]]])).status, 204, 'the same value again is fine');
+  assert.equal((await rw([[L, [[4, t0 + 1500]]]])).status, 204, 'a timestamp the block lacks');
+  const imp = await fetch(`${t.httpUrl}/api/v1/import/prometheus`, { method: 'POST', body: `wire_dup_block{job="x"} 8 ${t0 + 2000}\n` });
+  assert.equal(imp.status, 400);
+  assert.match(await imp.text(), /duplicate sample for timestamp/);
+  assert.equal(metricSum(await t.metrics(), 'tricorder_tsdb_duplicate_samples_total') - before, 2);
+  const q = await (await fetch(`${t.httpUrl}/api/v1/export/prometheus?match[]=wire_dup_block&start=${(t0 - 1000) / 1000}&end=${(t0 + 3000) / 1000}`)).text();
+  assert.deepEqual(q.trim().split('\n').map((l) => l.split(' ')[1]), ['1', '2', '4', '3']);
+});
+
 test('request lines and headers up to 1 MiB as Go allows; trailing slashes and CORS as Prometheus answers them', async () => {
   let r = await fetch(`${t.httpUrl}/api/v1/labels?x=${'a'.repeat(1000000)}`);
   assert.equal(r.status, 200);
