@@ -100,9 +100,7 @@ static int accept_less(const accept_ent *a, const accept_ent *b) {
     return 0;
 }
 
-/* 1 when the Accept header makes Prometheus answer the delimited protobuf exposition. Only that
- * protobuf encoding is served: `encoding=text`/`compact-text` fall through to the next choice. */
-static int wants_proto_delim(const char *h) {
+int tr_prom_wants_protobuf(const char *h) {
     if (!h) return 0;
     accept_ent e[12];
     size_t n = 0;
@@ -141,7 +139,7 @@ static int wants_proto_delim(const char *h) {
                     raw[rn] = 0;
                     char *x;
                     a.q = strtod(raw, &x);
-                    if (x == raw || *x) a.q = 0;
+                    if (x == raw || *x || raw[0] == ' ' || raw[0] == '\t') a.q = 0;
                 } else if (strcmp(key, "proto") == 0) {
                     trim_copy(a.proto, sizeof a.proto, val, strlen(val));
                 } else if (strcmp(key, "encoding") == 0) {
@@ -495,7 +493,7 @@ static void run(struct evhttp_request *req, const tr_api_env *env, int federate)
         tr_http_reply_text(req, 500, "out of memory");
         goto out;
     }
-    j->proto = federate && wants_proto_delim(tr_http_header(req, "Accept"));
+    j->proto = federate && tr_prom_wants_protobuf(tr_http_header(req, "Accept"));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       j->proto ? PROTO_DELIM_CTYPE : TEXT_CTYPE);
     if (!tr_api_submit(env, req, export_run, export_done, j)) {
