@@ -443,7 +443,8 @@ int tr_app_run(const tr_config *cfg) {
     size_t rw_max = (size_t)cfg->otlp_max_message_bytes * 4 > ((size_t)16 << 20)
                         ? (size_t)cfg->otlp_max_message_bytes * 4
                         : ((size_t)16 << 20);
-    if (!(a->ingest = tr_ingest_new(a->db, (size_t)cfg->otlp_max_message_bytes, rw_max))) {
+    if (!(a->ingest = tr_ingest_new(a->db, (size_t)cfg->otlp_max_message_bytes, rw_max,
+                                    (size_t)cfg->max_import_bytes))) {
         snprintf(err, sizeof err, "out of memory");
         goto fail_msg;
     }
@@ -476,6 +477,7 @@ int tr_app_run(const tr_config *cfg) {
         .basic_pass = cfg->basic_pass,
         .ingest_token = cfg->ingest_token,
         .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
+        .max_import_bytes = (size_t)cfg->max_import_bytes,
         .idle_timeout_s = (int)((cfg->idle_timeout_ms + 999) / 1000),
         .cors_origin = cfg->web_cors_origin,
     };

@@ -69,6 +69,8 @@ static const flag flags[] = {
      "TLS on --otlp-http-addr when a certificate is set"},
     {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB",
      "largest OTLP message, after decompression"},
+    {"max-import-bytes", F_SIZE, OFF(max_import_bytes), "32MiB",
+     "largest body of the text import (/api/v1/import/prometheus), as sent and after gzip"},
     {"otlp-promote-resource-attributes", F_STRING, OFF(otlp_promote_resource_attributes), "all",
      "resource attributes copied onto every metric series as labels: all (as Scotty's collector does), none, "
      "or a comma list of keys"},
@@ -408,6 +410,10 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
     }
     if (c->otlp_max_message_bytes < 1024 || c->otlp_max_message_bytes > (1LL << 30)) {
         snprintf(err, errlen, "--otlp-max-message-bytes must be between 1KiB and 1GiB");
+        return TR_CONFIG_ERROR;
+    }
+    if (c->max_import_bytes < 1024 || c->max_import_bytes > (1LL << 30)) {
+        snprintf(err, errlen, "--max-import-bytes must be between 1KiB and 1GiB");
         return TR_CONFIG_ERROR;
     }
     char host[256];

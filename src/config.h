@@ -28,6 +28,7 @@ typedef struct tr_config {
     char *tls_client_ca_file;                       /* OTLP ingestion needs a client certificate it signed */
     int64_t http_tls, otlp_grpc_tls, otlp_http_tls; /* per listener, when a certificate is set */
     int64_t otlp_max_message_bytes;
+    int64_t max_import_bytes;               /* POST /api/v1/import/prometheus bodies */
     char *otlp_promote_resource_attributes; /* "all", "none" or a comma list of keys */
     int64_t shutdown_timeout_ms;
     int64_t idle_timeout_ms;         /* connections idle this long are closed */

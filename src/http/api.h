@@ -72,8 +72,9 @@ void tr_selfscrape_free(tr_selfscrape *s);
 long tr_selfscrape_once(struct tsdb *db, const char *instance, int64_t t_ms);
 
 /* Remote write and text import's shared state, appending to `db`. max_body bounds a body as
- * sent, max_uncompressed after decompression. Returns NULL on OOM; free after the server. */
-tr_ingest *tr_ingest_new(struct tsdb *db, size_t max_body, size_t max_uncompressed);
+ * sent, max_uncompressed after decompression; max_import bounds a text import (as sent and after gzip).
+ * Returns NULL on OOM; free after the server. */
+tr_ingest *tr_ingest_new(struct tsdb *db, size_t max_body, size_t max_uncompressed, size_t max_import);
 void tr_ingest_free(tr_ingest *g);
 
 #endif

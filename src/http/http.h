@@ -33,11 +33,13 @@ const char *tr_http_var(const tr_http_match *m, const char *name);
 typedef void (*tr_http_fn)(struct evhttp_request *req, const tr_http_match *m, void *ctx);
 
 enum {
-    TR_HTTP_PUBLIC = 2, /* no basic auth (/healthz) */
-    TR_HTTP_INGEST = 4, /* a write endpoint: also served on the OTLP HTTP listener, and the
-                           ingest token (Bearer) is accepted in place of basic auth */
-    TR_HTTP_NO_405 = 8, /* another method gets 404 "404 page not found", not 405 (jaeger-query
-                           v2, whose /api/ catch-all answers before any method check) */
+    TR_HTTP_PUBLIC = 2,    /* no basic auth (/healthz) */
+    TR_HTTP_INGEST = 4,    /* a write endpoint: also served on the OTLP HTTP listener, and the
+                              ingest token (Bearer) is accepted in place of basic auth */
+    TR_HTTP_NO_405 = 8,    /* another method gets 404 "404 page not found", not 405 (jaeger-query
+                              v2, whose /api/ catch-all answers before any method check) */
+    TR_HTTP_BIG_BODY = 16, /* bodies up to max_import_bytes (the text import checks its own
+                              limit); every other route's body is bounded by max_body_bytes */
 };
 
 /* Methods a route answers (libevent's EVHTTP_REQ_* bits). GET routes also answer HEAD. */
@@ -50,6 +52,7 @@ typedef struct tr_http_config {
     const char *basic_user, *basic_pass; /* NULL: no basic auth */
     const char *ingest_token;            /* NULL: none */
     size_t max_body_bytes;               /* request bodies larger than this get 413 */
+    size_t max_import_bytes;             /* /api/v1/import bodies on the full listener (0: as above) */
     int idle_timeout_s;                  /* idle keep-alive connections are closed (0: 60) */
     const char *cors_origin;             /* regex of allowed CORS origins (NULL or ".*": any, "*") */
 } tr_http_config;

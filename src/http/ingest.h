@@ -17,6 +17,7 @@ struct tr_ingest {
     tsdb *db;
     size_t max_body;         /* compressed (as sent) */
     size_t max_uncompressed; /* after snappy or gzip */
+    size_t max_import;       /* the text import, as sent and after gzip (--max-import-bytes) */
     tr_metric *requests[2], *errors[2], *stored[2], *refused[2];
     uint8_t *plain; /* remote write: the uncompressed body, reused between requests */
     size_t plain_cap;

@@ -264,8 +264,7 @@ static void kv_attr(tr_json *j, const kv_t *kv, tr_buf *tmp) {
     }
 }
 
-/* Attributes sorted by key (stable), as Jaeger v2's query adjuster orders them. */
-static kv_t **sorted_kvs(kv_t **kvs, size_t n) {
+kv_t **tr_jaeger_sorted_kvs(kv_t **kvs, size_t n) {
     kv_t **o = malloc((n ? n : 1) * sizeof *o);
     if (!o) return NULL;
     size_t m = 0;
@@ -291,9 +290,7 @@ static size_t count_nonnull(kv_t **kvs, size_t n) {
     return m;
 }
 
-/* Jaeger's IP adjuster: an `ip` or `peer.ipv4` attribute holding a number is the address as
- * a big-endian uint32, shown dotted. Returns 1 when it wrote kv so. */
-static int kv_ip(tr_json *j, const kv_t *kv) {
+int tr_jaeger_ip_attr(const kv_t *kv, char out[16]) {
     if (!kv->key || (strcmp(kv->key, "ip") && strcmp(kv->key, "peer.ipv4")) || !kv->value) return 0;
     uint32_t a;
     if (kv->value->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE)
@@ -303,10 +300,23 @@ static int kv_ip(tr_json *j, const kv_t *kv) {
         a = (uint32_t)(int64_t)kv->value->double_value;
     else
         return 0;
+    snprintf(out, 16, "%u.%u.%u.%u", a >> 24, a >> 16 & 255, a >> 8 & 255, a & 255);
+    return 1;
+}
+
+/* Writes kv dotted when the IP adjuster rewrites it; returns 1 then. */
+static int kv_ip(tr_json *j, const kv_t *kv) {
     char b[16];
-    snprintf(b, sizeof b, "%u.%u.%u.%u", a >> 24, a >> 16 & 255, a >> 8 & 255, a & 255);
+    if (!tr_jaeger_ip_attr(kv, b)) return 0;
     kv_str(j, kv->key, b);
     return 1;
+}
+
+int tr_jaeger_sdk_skipped(const kv_t *kv, unsigned sdk_moved) {
+    if (!sdk_moved || !kv->key) return 0;
+    for (int q = 0; q < TR_JAEGER_NSDK; q++)
+        if ((sdk_moved >> q & 1) && !strcmp(kv->key, tr_jaeger_sdk_keys[q])) return 1;
+    return 0;
 }
 
 enum { KV_SORT = 1, KV_IP = 2 };
@@ -315,18 +325,13 @@ enum { KV_SORT = 1, KV_IP = 2 };
  * leaving out `skip` and the SDK keys whose bit is set in sdk_skip. */
 static void kvs_out(tr_json *j, kv_t **kvs, size_t n, const char *skip, unsigned sdk_skip, int flags,
                     tr_buf *tmp) {
-    kv_t **o = flags & KV_SORT ? sorted_kvs(kvs, n) : NULL;
+    kv_t **o = flags & KV_SORT ? tr_jaeger_sorted_kvs(kvs, n) : NULL;
     size_t m = o ? count_nonnull(kvs, n) : n;
     for (size_t i = 0; i < m; i++) {
         const kv_t *kv = o ? o[i] : kvs[i];
         if (!kv) continue;
         if (skip && kv->key && strcmp(kv->key, skip) == 0) continue;
-        if (sdk_skip && kv->key) {
-            int drop = 0;
-            for (int q = 0; q < TR_JAEGER_NSDK && !drop; q++)
-                drop = (sdk_skip >> q & 1) && !strcmp(kv->key, tr_jaeger_sdk_keys[q]);
-            if (drop) continue;
-        }
+        if (tr_jaeger_sdk_skipped(kv, sdk_skip)) continue;
         if ((flags & KV_IP) && kv_ip(j, kv)) continue;
         kv_attr(j, kv, tmp);
     }
@@ -1028,7 +1033,23 @@ static void job_run(traces_reader *r, void *arg) {
             jb->status = 404;
             v3_error(&jb->out, 404, "No traces found");
         } else if (jb->op == J3_SEARCH || jb->op == J3_GET) {
-            tr_jaeger_render_v3_traces(&j, ts, n);
+            tr_jaeger_adj *adjs = jb->raw ? NULL : calloc(n, sizeof *adjs);
+            size_t na = 0;
+            for (; adjs && na < n; na++)
+                if (tr_jaeger_adjust(ts[na], jb->env->jaeger_max_skew_ms * 1000000, &adjs[na]) != 0) break;
+            if (!jb->raw && na < n) {
+                for (size_t i = 0; i < na; i++)
+                    tr_jaeger_adj_free(&adjs[i]);
+                free(adjs);
+                free(ts);
+                traces_result_free(res);
+                store_failed(jb, "out of memory");
+                return;
+            }
+            tr_jaeger_render_v3_traces(&j, ts, n, adjs);
+            for (size_t i = 0; adjs && i < n; i++)
+                tr_jaeger_adj_free(&adjs[i]);
+            free(adjs);
         } else {
             envelope_open(&j);
             for (size_t i = 0; i < n; i++) {

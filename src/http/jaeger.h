@@ -72,8 +72,22 @@ void tr_go_duration(int64_t ns, char *out, size_t n);
 void tr_jaeger_render_trace_adj(tr_json *j, const traces_trace *t, const tr_jaeger_adj *adj);
 /* tr_jaeger_render_trace_adj with the default adjustments (clock skew never applied). */
 void tr_jaeger_render_trace(tr_json *j, const traces_trace *t);
-/* The v3 body {"result":{"resourceSpans":[…]}} in OTLP JSON for every trace of `res`. */
-void tr_jaeger_render_v3_traces(tr_json *j, const traces_trace *const *traces, size_t n);
+/* The v3 body {"result":{"resourceSpans":[…]}} in OTLP JSON for every trace of `res`, with
+ * adjs[i] the adjustments of traces[i] as Jaeger v2's query service applies them (attributes,
+ * events and link attributes sorted, IPs dotted, library attributes moved to the resource,
+ * clock skew, empty links removed, warnings in the span attribute "@jaeger@warnings"); adjs
+ * NULL: raw, as stored. */
+void tr_jaeger_render_v3_traces(tr_json *j, const traces_trace *const *traces, size_t n,
+                                const tr_jaeger_adj *adjs);
+/* Attributes sorted by key (a stable sort; NULL entries dropped, the array NULL-terminated when
+ * shorter), as Jaeger's sort adjuster orders them. Returns NULL when out of memory; free(). */
+Opentelemetry__Proto__Common__V1__KeyValue **
+tr_jaeger_sorted_kvs(Opentelemetry__Proto__Common__V1__KeyValue **kvs, size_t n);
+/* Jaeger's IP adjuster: 1 with out set to the dotted form when kv is an `ip` or `peer.ipv4`
+ * attribute holding a number (the address as a big-endian uint32). */
+int tr_jaeger_ip_attr(const Opentelemetry__Proto__Common__V1__KeyValue *kv, char out[16]);
+/* 1 when kv is one of the library attributes whose bit is set in sdk_moved. */
+int tr_jaeger_sdk_skipped(const Opentelemetry__Proto__Common__V1__KeyValue *kv, unsigned sdk_moved);
 /* The /api/v3/trace-summaries body {"summaries":[…]}: per trace its root (the parentless span
  * that starts first), time bounds, span, error and orphan counts, and per-service counts
  * sorted by name; zero values left out as protobuf JSON does. Returns -1 when out of memory. */

@@ -26,18 +26,118 @@ static void u64s(tr_json *j, uint64_t v) {
 
 static void any_value(tr_json *j, const traces_pb_value *v, tr_buf *tmp, int depth);
 
+static void kv_one(tr_json *j, const kv_t *kv, tr_buf *tmp, int depth) {
+    tr_json_obj_open(j);
+    tr_json_key(j, "key");
+    tr_json_str(j, kv->key ? kv->key : "");
+    tr_json_key(j, "value");
+    any_value(j, kv->value, tmp, depth + 1);
+    tr_json_obj_close(j);
+}
+
 static void kvs(tr_json *j, kv_t **a, size_t n, tr_buf *tmp, int depth) {
     tr_json_arr_open(j);
+    for (size_t i = 0; i < n; i++)
+        if (a[i]) kv_one(j, a[i], tmp, depth);
+    tr_json_arr_close(j);
+}
+
+/* What the adjusters change in one attribute list (v3 output, not raw). */
+typedef struct kvadj {
+    int ip;                           /* ip / peer.ipv4 dotted */
+    unsigned sdk_moved;               /* library attributes left out (moved to the resource) */
+    const tr_jaeger_res_extra *extra; /* appended: moved into this resource */
+    char **warn;                      /* appended as "@jaeger@warnings" */
+    size_t nwarn;
+    int link_removed; /* "Invalid span link removed" warned too */
+} kvadj;
+
+/* An attribute list as the adjusters leave it: sorted by key, IPs dotted, moved library
+ * attributes out, the resource's new ones and the span's warnings appended. The key is
+ * written only when the list is not empty. */
+static void kvs_adj(tr_json *j, const char *key, kv_t **a, size_t n, const kvadj *x, tr_buf *tmp) {
+    kv_t **o = tr_jaeger_sorted_kvs(a, n);
+    size_t extra = x->extra ? x->extra->n : 0;
+    int warn = x->nwarn || x->link_removed;
+    size_t shown = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!a[i]) continue;
+        const kv_t *kv = o ? o[i] : a[i];
+        if (o && !kv) break;
+        if (kv && !tr_jaeger_sdk_skipped(kv, x->sdk_moved)) shown++;
+    }
+    if (!shown && !extra && !warn) {
+        free(o);
+        return;
+    }
+    tr_json_key(j, key);
+    tr_json_arr_open(j);
+    for (size_t i = 0; i < n; i++) {
+        const kv_t *kv = o ? o[i] : a[i];
+        if (o && !kv) break;
+        if (!kv || tr_jaeger_sdk_skipped(kv, x->sdk_moved)) continue;
+        char ip[16];
+        if (x->ip && tr_jaeger_ip_attr(kv, ip)) {
+            tr_json_obj_open(j);
+            tr_json_key(j, "key");
+            tr_json_str(j, kv->key);
+            tr_json_key(j, "value");
+            tr_json_obj_open(j);
+            tr_json_key(j, "stringValue");
+            tr_json_str(j, ip);
+            tr_json_obj_close(j);
+            tr_json_obj_close(j);
+            continue;
+        }
+        kv_one(j, kv, tmp, 0);
+    }
+    for (size_t i = 0; i < extra; i++)
+        kv_one(j, x->extra->kv[i], tmp, 0);
+    if (warn) {
         tr_json_obj_open(j);
         tr_json_key(j, "key");
-        tr_json_str(j, a[i]->key ? a[i]->key : "");
+        tr_json_str(j, "@jaeger@warnings");
         tr_json_key(j, "value");
-        any_value(j, a[i]->value, tmp, depth + 1);
+        tr_json_obj_open(j);
+        tr_json_key(j, "arrayValue");
+        tr_json_obj_open(j);
+        tr_json_key(j, "values");
+        tr_json_arr_open(j);
+        for (size_t i = 0; i < x->nwarn + (x->link_removed ? 1 : 0); i++) {
+            tr_json_obj_open(j);
+            tr_json_key(j, "stringValue");
+            tr_json_str(j, i < x->nwarn ? x->warn[i] : "Invalid span link removed");
+            tr_json_obj_close(j);
+        }
+        tr_json_arr_close(j);
+        tr_json_obj_close(j);
+        tr_json_obj_close(j);
         tr_json_obj_close(j);
     }
     tr_json_arr_close(j);
+    free(o);
+}
+
+/* Writes `key` and the attributes, adjusted when x is set. */
+static void attrs(tr_json *j, const char *key, kv_t **a, size_t n, const kvadj *x, tr_buf *tmp) {
+    if (x) {
+        kvs_adj(j, key, a, n, x, tmp);
+    } else if (n) {
+        tr_json_key(j, key);
+        kvs(j, a, n, tmp, 0);
+    }
+}
+
+static int zero16(const uint8_t *p, size_t n) {
+    if (n != 16) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
+
+static int ev_name_cmp(const void *a, const void *b) {
+    const Opentelemetry__Proto__Trace__V1__Span__Event *x = *(const void *const *)a,
+                                                       *y = *(const void *const *)b;
+    return strcmp(x->name ? x->name : "", y->name ? y->name : "");
 }
 
 static void any_value(tr_json *j, const traces_pb_value *v, tr_buf *tmp, int depth) {
@@ -98,7 +198,12 @@ static void any_value(tr_json *j, const traces_pb_value *v, tr_buf *tmp, int dep
     tr_json_obj_close(j);
 }
 
-static void span_json(tr_json *j, const traces_pb_span *sp, tr_buf *tmp) {
+static void span_json(tr_json *j, const traces_pb_span *sp, const tr_jaeger_span_adj *sa, tr_buf *tmp) {
+    static const kvadj sorted = {0};
+    int64_t delta = sa ? sa->delta_ns : 0;
+    int link_removed = 0;
+    for (size_t i = 0; sa && i < sp->n_links; i++)
+        if (sp->links[i] && zero16(sp->links[i]->trace_id.data, sp->links[i]->trace_id.len)) link_removed = 1;
     tr_json_obj_open(j);
     tr_json_key(j, "traceId");
     hexs(j, sp->trace_id.data, sp->trace_id.len);
@@ -123,34 +228,41 @@ static void span_json(tr_json *j, const traces_pb_span *sp, tr_buf *tmp) {
         tr_json_int(j, sp->kind);
     }
     tr_json_key(j, "startTimeUnixNano");
-    u64s(j, sp->start_time_unix_nano);
+    u64s(j, sp->start_time_unix_nano + (uint64_t)delta);
     tr_json_key(j, "endTimeUnixNano");
-    u64s(j, sp->end_time_unix_nano);
-    if (sp->n_attributes) {
-        tr_json_key(j, "attributes");
-        kvs(j, sp->attributes, sp->n_attributes, tmp, 0);
-    }
+    u64s(j, sp->end_time_unix_nano + (uint64_t)delta);
+    kvadj sx = {.ip = 1, .link_removed = link_removed};
+    if (sa) sx.sdk_moved = sa->sdk_moved, sx.warn = sa->warn, sx.nwarn = sa->nwarn;
+    attrs(j, "attributes", sp->attributes, sp->n_attributes, sa ? &sx : NULL, tmp);
     if (sp->dropped_attributes_count) {
         tr_json_key(j, "droppedAttributesCount");
         tr_json_uint(j, sp->dropped_attributes_count);
     }
     if (sp->n_events) {
+        /* adjusted: by name (a stable sort, as pdata's Sort) */
+        const Opentelemetry__Proto__Trace__V1__Span__Event **evs = malloc(sp->n_events * sizeof *evs);
+        size_t ne = 0;
+        for (size_t i = 0; evs && i < sp->n_events; i++)
+            if (sp->events[i]) evs[ne++] = sp->events[i];
+        for (size_t i = 1; sa && evs && i < ne; i++)
+            for (size_t k = i; k > 0 && ev_name_cmp(&evs[k - 1], &evs[k]) > 0; k--) {
+                const Opentelemetry__Proto__Trace__V1__Span__Event *t = evs[k];
+                evs[k] = evs[k - 1];
+                evs[k - 1] = t;
+            }
         tr_json_key(j, "events");
         tr_json_arr_open(j);
-        for (size_t i = 0; i < sp->n_events; i++) {
-            const Opentelemetry__Proto__Trace__V1__Span__Event *e = sp->events[i];
+        for (size_t i = 0; i < (evs ? ne : sp->n_events); i++) {
+            const Opentelemetry__Proto__Trace__V1__Span__Event *e = evs ? evs[i] : sp->events[i];
             if (!e) continue;
             tr_json_obj_open(j);
             tr_json_key(j, "timeUnixNano");
-            u64s(j, e->time_unix_nano);
+            u64s(j, e->time_unix_nano + (uint64_t)delta);
             if (e->name && *e->name) {
                 tr_json_key(j, "name");
                 tr_json_str(j, e->name);
             }
-            if (e->n_attributes) {
-                tr_json_key(j, "attributes");
-                kvs(j, e->attributes, e->n_attributes, tmp, 0);
-            }
+            attrs(j, "attributes", e->attributes, e->n_attributes, sa ? &sorted : NULL, tmp);
             if (e->dropped_attributes_count) {
                 tr_json_key(j, "droppedAttributesCount");
                 tr_json_uint(j, e->dropped_attributes_count);
@@ -158,17 +270,21 @@ static void span_json(tr_json *j, const traces_pb_span *sp, tr_buf *tmp) {
             tr_json_obj_close(j);
         }
         tr_json_arr_close(j);
+        free(evs);
     }
     if (sp->dropped_events_count) {
         tr_json_key(j, "droppedEventsCount");
         tr_json_uint(j, sp->dropped_events_count);
     }
-    if (sp->n_links) {
+    size_t nlinks = 0;
+    for (size_t i = 0; i < sp->n_links; i++)
+        nlinks += sp->links[i] && !(sa && zero16(sp->links[i]->trace_id.data, sp->links[i]->trace_id.len));
+    if (nlinks) {
         tr_json_key(j, "links");
         tr_json_arr_open(j);
         for (size_t i = 0; i < sp->n_links; i++) {
             const Opentelemetry__Proto__Trace__V1__Span__Link *l = sp->links[i];
-            if (!l) continue;
+            if (!l || (sa && zero16(l->trace_id.data, l->trace_id.len))) continue;
             tr_json_obj_open(j);
             tr_json_key(j, "traceId");
             hexs(j, l->trace_id.data, l->trace_id.len);
@@ -178,10 +294,7 @@ static void span_json(tr_json *j, const traces_pb_span *sp, tr_buf *tmp) {
                 tr_json_key(j, "traceState");
                 tr_json_str(j, l->trace_state);
             }
-            if (l->n_attributes) {
-                tr_json_key(j, "attributes");
-                kvs(j, l->attributes, l->n_attributes, tmp, 0);
-            }
+            attrs(j, "attributes", l->attributes, l->n_attributes, sa ? &sorted : NULL, tmp);
             if (l->dropped_attributes_count) {
                 tr_json_key(j, "droppedAttributesCount");
                 tr_json_uint(j, l->dropped_attributes_count);
@@ -214,7 +327,9 @@ static void span_json(tr_json *j, const traces_pb_span *sp, tr_buf *tmp) {
     tr_json_obj_close(j);
 }
 
-void tr_jaeger_render_v3_traces(tr_json *j, const traces_trace *const *traces, size_t n) {
+void tr_jaeger_render_v3_traces(tr_json *j, const traces_trace *const *traces, size_t n,
+                                const tr_jaeger_adj *adjs) {
+    static const kvadj sorted = {0};
     tr_buf tmp;
     tr_buf_init(&tmp, 0);
     tr_json_obj_open(j);
@@ -224,16 +339,16 @@ void tr_jaeger_render_v3_traces(tr_json *j, const traces_trace *const *traces, s
     tr_json_arr_open(j);
     for (size_t t = 0; t < n; t++) {
         const traces_trace *tr = traces[t];
+        const tr_jaeger_adj *adj = adjs ? &adjs[t] : NULL;
         size_t i = 0;
         while (i < tr->n) {
             const traces_pb_resource *res = tr->spans[i].resource;
             tr_json_obj_open(j);
             tr_json_key(j, "resource");
             tr_json_obj_open(j);
-            if (res && res->n_attributes) {
-                tr_json_key(j, "attributes");
-                kvs(j, res->attributes, res->n_attributes, &tmp, 0);
-            }
+            kvadj rx = {.ip = 1, .extra = tr_jaeger_adj_extra(adj, res)};
+            attrs(j, "attributes", res ? res->attributes : NULL, res ? res->n_attributes : 0,
+                  adj ? &rx : NULL, &tmp);
             if (res && res->dropped_attributes_count) {
                 tr_json_key(j, "droppedAttributesCount");
                 tr_json_uint(j, res->dropped_attributes_count);
@@ -254,15 +369,12 @@ void tr_jaeger_render_v3_traces(tr_json *j, const traces_trace *const *traces, s
                     tr_json_key(j, "version");
                     tr_json_str(j, sc->version);
                 }
-                if (sc && sc->n_attributes) {
-                    tr_json_key(j, "attributes");
-                    kvs(j, sc->attributes, sc->n_attributes, &tmp, 0);
-                }
+                if (sc) attrs(j, "attributes", sc->attributes, sc->n_attributes, adj ? &sorted : NULL, &tmp);
                 tr_json_obj_close(j);
                 tr_json_key(j, "spans");
                 tr_json_arr_open(j);
                 while (i < tr->n && tr->spans[i].resource == res && tr->spans[i].scope == sc) {
-                    span_json(j, tr->spans[i].span, &tmp);
+                    span_json(j, tr->spans[i].span, adj && i < adj->n ? &adj->sp[i] : NULL, &tmp);
                     i++;
                 }
                 tr_json_arr_close(j);

@@ -103,6 +103,11 @@ void tr_prom_json_ts(tr_json *j, int64_t ms);
 /* {"name":"value",…} */
 void tr_prom_json_labels(tr_json *j, const tsdb_label *l, size_t n);
 
+/* 1 when an Accept header makes Prometheus' federation (expfmt.Negotiate over goautoneg) answer
+ * the delimited protobuf exposition, 0 for the text format (also for NULL). Only that protobuf
+ * encoding is served: `encoding=text`/`compact-text` fall through to the next choice. */
+int tr_prom_wants_protobuf(const char *accept);
+
 /* ---- merging several match[] results ---- */
 
 /* Walks k series sets (each sorted by labels) in label order, yielding each label set once. */

@@ -83,7 +83,7 @@ static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, 
     imp_pending *p = NULL;
     tsdb_appender *app = NULL;
     tr_buf plain;
-    tr_buf_init(&plain, g->max_uncompressed);
+    tr_buf_init(&plain, g->max_import);
     tsdb_label extra[MAX_EXTRA];
     size_t nextra = 0;
     int64_t ts_default = tr_now_ms();
@@ -116,16 +116,22 @@ static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, 
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
-    if (len > g->max_body) {
-        imp_reply_error(g, req, 413, "request body over the size limit");
+    if (len > g->max_import) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "request body over the --max-import-bytes limit of %zu bytes",
+                 g->max_import);
+        imp_reply_error(g, req, 413, msg);
         goto out;
     }
     const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
     const char *ce = tr_http_header(req, "Content-Encoding");
     if (ce && strcasecmp(ce, "gzip") == 0) {
-        int z = tr_gunzip((const uint8_t *)body, len, g->max_uncompressed, &plain);
+        int z = tr_gunzip((const uint8_t *)body, len, g->max_import, &plain);
         if (z == TR_GZIP_TOO_LARGE) {
-            imp_reply_error(g, req, 413, "decompressed body over the size limit");
+            char msg[160];
+            snprintf(msg, sizeof msg, "decompressed body over the --max-import-bytes limit of %zu bytes",
+                     g->max_import);
+            imp_reply_error(g, req, 413, msg);
             goto out;
         }
         if (z != TR_GZIP_OK) {
@@ -237,5 +243,6 @@ out:
 void tr_api_ingest_routes(tr_http *h, const tr_api_env *env) {
     /* every method reaches the handlers, which count a wrong one as a failed ingest */
     tr_http_route(h, TR_ANY, "/api/v1/write", TR_HTTP_INGEST, tr_api__remote_write, (void *)env);
-    tr_http_route(h, TR_ANY, "/api/v1/import/prometheus", TR_HTTP_INGEST, api_prom_import, (void *)env);
+    tr_http_route(h, TR_ANY, "/api/v1/import/prometheus", TR_HTTP_INGEST | TR_HTTP_BIG_BODY, api_prom_import,
+                  (void *)env);
 }

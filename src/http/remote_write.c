@@ -25,12 +25,13 @@
 
 /* ---- the shared ingest context ---- */
 
-tr_ingest *tr_ingest_new(tsdb *db, size_t max_body, size_t max_uncompressed) {
+tr_ingest *tr_ingest_new(tsdb *db, size_t max_body, size_t max_uncompressed, size_t max_import) {
     tr_ingest *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     g->db = db;
     g->max_body = max_body;
     g->max_uncompressed = max_uncompressed;
+    g->max_import = max_import;
     static const char *const ep[2] = {"endpoint=\"remote_write\"", "endpoint=\"import_prometheus\""};
     for (int i = 0; i < 2; i++) {
         char l[96];

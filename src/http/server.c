@@ -341,6 +341,42 @@ void tr_http_reply(struct evhttp_request *req, int status, const char *ctype, co
  * Prometheus or Jaeger client expects. This definition takes its place (the library calls it
  * through its PLT, so the executable's symbol wins) and answers as Go's server does: plain
  * text, `Connection: close`, 431 for headers over the limit (libevent says 413 for both). */
+/* The body limit of the listener the request came in on: --http-addr also takes imports of up
+ * to --max-import-bytes (the import route checks its own limit, every other route its own). */
+static size_t listen_limit(const tr_http *h, int ingest_only) {
+    size_t m = h->cfg.max_body_bytes;
+    return !ingest_only && h->cfg.max_import_bytes > m ? h->cfg.max_import_bytes : m;
+}
+
+static size_t body_limit_of(struct evhttp_request *req) {
+    if (!g_http) return 0;
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
+    struct sockaddr_storage a, b;
+    socklen_t al = sizeof a, bl = sizeof b;
+    if (bev && getsockname(bufferevent_getfd(bev), (struct sockaddr *)&a, &al) == 0)
+        for (int i = 0; i < g_http->nls; i++) {
+            const listener *l = &g_http->ls[i];
+            bl = sizeof b;
+            if (l->bound &&
+                getsockname(evhttp_bound_socket_get_fd(l->bound), (struct sockaddr *)&b, &bl) == 0 &&
+                ((struct sockaddr_in *)&a)->sin_port == ((struct sockaddr_in *)&b)->sin_port)
+                return listen_limit(g_http, l->ingest_only);
+        }
+    return g_http->cfg.max_body_bytes;
+}
+
+/* libevent 2.1 reports a request line or headers over evhttp_set_max_headers_size as an
+ * invalid header (400), not as data too long. It refuses them when what it has counted of the
+ * headers, plus what waits unparsed in the connection's input, is over the limit: the same
+ * sum tells them from a malformed request here. */
+static int header_overflow(struct evhttp_request *req) {
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
+    size_t pending = bev ? evbuffer_get_length(bufferevent_get_input(bev)) : 0;
+    return req->headers_size + pending > MAX_HEADERS_BYTES;
+}
+
 void evhttp_send_error(struct evhttp_request *req, int error, const char *reason) {
     struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
     const char *cl = ih ? evhttp_find_header(ih, "Content-Length") : NULL;
@@ -349,7 +385,7 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
     const char *text;
     char msg[160];
     if (error == 413) {
-        size_t max = g_http ? g_http->cfg.max_body_bytes : 0;
+        size_t max = body_limit_of(req);
         int body = te || (cl && strtoull(cl, NULL, 10) > max);
         if (body) {
             snprintf(msg, sizeof msg,
@@ -359,6 +395,9 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
             code = 431;
             text = "431 Request Header Fields Too Large";
         }
+    } else if (error == 400 && header_overflow(req)) {
+        code = 431;
+        text = "431 Request Header Fields Too Large";
     } else if (error == 400) {
         text = "400 Bad Request";
     } else {
@@ -373,7 +412,8 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
     evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
     evhttp_add_header(oh, "Connection", "close");
     struct evbuffer *b = evbuffer_new();
-    if (b) evbuffer_add_printf(b, "%s\n", text);
+    /* Go's server writes its own refusals (400, 431) without a trailing newline */
+    if (b) evbuffer_add_printf(b, code == 400 || code == 431 ? "%s" : "%s\n", text);
     evhttp_send_reply(req, code, code == 431 ? "Request Header Fields Too Large" : reason_of(code), b);
     if (b) evbuffer_free(b);
     tr_http__count_reply(code);
@@ -705,6 +745,15 @@ static void dispatch(struct evhttp_request *req, void *arg) {
             tr_http_reply_text(req, 405, "Method Not Allowed");
         goto out;
     }
+    if (!(flags & TR_HTTP_BIG_BODY) &&
+        evbuffer_get_length(evhttp_request_get_input_buffer(req)) > h->cfg.max_body_bytes) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "413 Request Entity Too Large: the request body is over the limit of %zu bytes",
+                 h->cfg.max_body_bytes);
+        tr_http_reply_text(req, 413, msg);
+        goto out;
+    }
     r->fn(req, &m, r->ctx);
 out:
     free(scratch);
@@ -758,7 +807,7 @@ int tr_http_listen_tls(tr_http *h, int fd, int ingest_only, tr_tls_server *tls) 
     l->eh = evhttp_new(h->base);
     if (!l->eh) return -1;
     if (tls) evhttp_set_bevcb(l->eh, tls_bev, l);
-    evhttp_set_max_body_size(l->eh, h->cfg.max_body_bytes);
+    evhttp_set_max_body_size(l->eh, listen_limit(h, ingest_only));
     /* a body over the limit is read to its end and dropped before the 413 goes out and the
      * connection closes (nginx's lingering close): a client that writes its whole body before
      * reading (Python's urllib, the OTel exporters) reads the 413 instead of a reset */

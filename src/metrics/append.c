@@ -23,7 +23,82 @@ struct tsdb_appender {
     size_t n, cap;
     struct exbatch *ex; /* exemplars, applied at commit (exemplar.c) */
     int not_ready;      /* begun during the WAL replay: everything is refused at commit */
+    /* the last block series read for the duplicate check (a backfill touches one series'
+     * samples of one block many times): the block is referenced while cached */
+    struct {
+        block *b;
+        const series *s;
+        sample *smp;
+        long n; /* < 0: the series is not in the block (or the block is damaged) */
+    } bc;
 };
+
+/* Under db->mu. */
+static void bcache_drop(tsdb_appender *a) {
+    if (!a->bc.b) return;
+    free(a->bc.smp);
+    db_block_unref(a->db, a->bc.b);
+    memset(&a->bc, 0, sizeof a->bc);
+}
+
+/* Whether a block holds series s at t with another value (Prometheus refuses such a sample as
+ * a duplicate, wherever the first one lives). Asked only for samples not newer than the
+ * newest block. Under db->mu; reads the block's chunk file (once per series and block in a
+ * batch). */
+static int block_conflicts(tsdb_appender *a, const series *s, int64_t t, double v) {
+    tsdb *db = a->db;
+    tsdb_label mine[512], theirs[512];
+    int have_mine = 0;
+    for (size_t bi = 0; bi < db->nblocks; bi++) {
+        block *b = db->blocks[bi];
+        if (t < b->mint || t > b->maxt || b->quarantined) continue;
+        if (a->bc.b != b || a->bc.s != s) {
+            bcache_drop(a);
+            if (!have_mine) {
+                series_labels(s, mine);
+                have_mine = 1;
+            }
+            long lo = 0, hi = (long)b->nseries, at = -1;
+            while (lo < hi && s->nl <= 512) {
+                long mid = lo + (hi - lo) / 2;
+                const bseries *bs = &b->series[mid];
+                uint32_t nl = bs->nl < 512 ? bs->nl : 512;
+                for (uint32_t j = 0; j < nl; j++) {
+                    theirs[j].name = b->syms[bs->lbl[2 * j]];
+                    theirs[j].value = b->syms[bs->lbl[2 * j + 1]];
+                }
+                int c = labels_cmp(theirs, nl, mine, s->nl);
+                if (c == 0) {
+                    at = mid;
+                    break;
+                }
+                if (c < 0)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            b->refs++;
+            a->bc.b = b;
+            a->bc.s = s;
+            a->bc.n = -1;
+            if (at >= 0) { /* all its samples: later ones of this batch hit the cache */
+                a->bc.n = block_series_samples(b, (uint32_t)at, &a->bc.smp);
+                if (a->bc.n < 0) a->bc.smp = NULL; /* damaged: nothing to compare with */
+            }
+        }
+        if (a->bc.n <= 0) continue;
+        long lo = 0, hi = a->bc.n;
+        while (lo < hi) {
+            long mid = lo + (hi - lo) / 2;
+            if (a->bc.smp[mid].t < t)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < a->bc.n && a->bc.smp[lo].t == t) return memcmp(&v, &a->bc.smp[lo].v, sizeof v) != 0;
+    }
+    return 0;
+}
 
 static const char *const errs[] = {
     "ok",
@@ -226,6 +301,12 @@ static int add_locked(tsdb_appender *a, const char *key, size_t keylen, uint64_t
         rc = TSDB_ERR_DUPLICATE;
         goto out;
     }
+    /* samples as old as the data cut into blocks (a backfill; live samples are newer than
+     * every block, so ingestion pays one comparison) */
+    if (t <= db->blocks_maxt && db->nblocks && block_conflicts(a, s, t, v)) {
+        rc = TSDB_ERR_DUPLICATE;
+        goto out;
+    }
     if (a->n == a->cap) {
         size_t nc = a->cap ? a->cap * 2 : 64;
         pend *np = realloc(a->p, nc * sizeof *np);
@@ -366,6 +447,7 @@ void tsdb_appender_rollback(tsdb_appender *a) {
     if (!a) return;
     pthread_mutex_lock(&a->db->mu);
     release(a);
+    bcache_drop(a);
     pthread_mutex_unlock(&a->db->mu);
     exb_free(a->ex);
     free(a->p);
@@ -379,6 +461,11 @@ void tsdb_appender_commit(tsdb_appender *a, void (*done)(void *cookie, int statu
     int status = TSDB_OK;
     const char *msg = NULL;
     uint64_t upto = 0;
+    if (a->bc.b) { /* the duplicate check's block reference, not needed at commit */
+        pthread_mutex_lock(&db->mu);
+        bcache_drop(a);
+        pthread_mutex_unlock(&db->mu);
+    }
     if (a->not_ready) {
         exb_free(a->ex);
         free(a->p);

@@ -39,6 +39,14 @@ void db_block_unref(tsdb *db, block *b) {
     if (--b->refs == 0) block_free(b);
 }
 
+/* Keeps the blocks' count and newest time current after the list changed. Under db->mu. */
+static void blocks_changed(tsdb *db) {
+    db->st.blocks = db->nblocks;
+    db->blocks_maxt = INT64_MIN;
+    for (size_t i = 0; i < db->nblocks; i++)
+        if (db->blocks[i]->maxt > db->blocks_maxt) db->blocks_maxt = db->blocks[i]->maxt;
+}
+
 static int db_add_block(tsdb *db, block *b) {
     block **nb = realloc(db->blocks, (db->nblocks + 1) * sizeof *nb);
     if (!nb) return -1;
@@ -46,7 +54,7 @@ static int db_add_block(tsdb *db, block *b) {
     b->refs = 1;
     db->blocks[db->nblocks++] = b;
     qsort(db->blocks, db->nblocks, sizeof *db->blocks, cmp_block);
-    db->st.blocks = db->nblocks;
+    blocks_changed(db);
     return 0;
 }
 
@@ -58,7 +66,7 @@ static void db_drop_block(tsdb *db, block *b) {
             db->nblocks--;
             break;
         }
-    db->st.blocks = db->nblocks;
+    blocks_changed(db);
     b->doomed = 1;
     db_block_unref(db, b);
 }
@@ -121,7 +129,7 @@ void db_quarantine_block(tsdb *db, block *b, const char *why) {
         return;
     }
     b->quarantined = 1;
-    db->st.blocks = db->nblocks;
+    blocks_changed(db);
     char dst[4300], q1[600], q2[4400];
     /* the open chunks descriptor stays valid across the rename: queries that hold the block
      * finish (and skip its damaged frames) */

@@ -364,6 +364,7 @@ struct tsdb {
     /* blocks */
     block **blocks; /* sorted by mint */
     size_t nblocks;
+    int64_t blocks_maxt; /* the newest block's maxt, for the duplicate check (under mu) */
     /* background */
     pthread_t bg;
     pthread_mutex_t bmu; /* serialises cuts and compactions */

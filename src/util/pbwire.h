@@ -4,6 +4,7 @@
 #ifndef TR_PBWIRE_H
 #define TR_PBWIRE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Wire types. */
@@ -43,6 +44,17 @@ static inline int tr_pb_varint(const uint8_t **pp, const uint8_t *end, uint64_t 
         }
     }
     return -1;
+}
+
+/* Writes v as a varint at out (room for 10 bytes); returns the bytes written. */
+static inline size_t tr_pb_put_varint(uint8_t *out, uint64_t v) {
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
 }
 
 #endif

@@ -13,7 +13,7 @@ import { start, metricSum } from './lib/tricorder.mjs';
 import { writeRequest, snappyLiteral } from './lib/remote_write.mjs';
 
 let t;
-before(async () => { t = await start({ args: ['--otlp-max-message-bytes', '256KiB'] }); });
+before(async () => { t = await start({ args: ['--otlp-max-message-bytes', '256KiB', '--max-import-bytes', '1MiB'] }); });
 after(async () => {
   if (!t) return;
   const r = await t.stop();
@@ -103,6 +103,25 @@ test('remote write: another value at an existing timestamp and samples far ahead
   assert.deepEqual(q.trim().split('\n').map((l) => l.split(' ')[1]), ['1', '5', '2', '3']);
 });
 
+test('remote write and import: a sample already cut into an on-disk block is checked too', async () => {
+  const L = [['__name__', 'wire_dup_block'], ['job', 'x']];
+  const t0 = Date.now() - 3 * 3600e3; // backfill, hours old
+  assert.equal((await rw([[L, [[1, t0], [2, t0 + 1000], [3, t0 + 2000]]]])).status, 204);
+  assert.equal((await fetch(`${t.httpUrl}/internal/force_flush`, { method: 'POST' })).status < 300, true);
+  const before = metricSum(await t.metrics(), 'tricorder_tsdb_duplicate_samples_total');
+  let r = await rw([[L, [[9, t0 + 1000]]]]);
+  assert.equal(r.status, 400);
+  assert.match(r.text, /duplicate sample for timestamp/);
+  assert.equal((await rw([[L, [[2, t0 + 1000]]]])).status, 204, 'the same value again is fine');
+  assert.equal((await rw([[L, [[4, t0 + 1500]]]])).status, 204, 'a timestamp the block lacks');
+  const imp = await fetch(`${t.httpUrl}/api/v1/import/prometheus`, { method: 'POST', body: `wire_dup_block{job="x"} 8 ${t0 + 2000}\n` });
+  assert.equal(imp.status, 400);
+  assert.match(await imp.text(), /duplicate sample for timestamp/);
+  assert.equal(metricSum(await t.metrics(), 'tricorder_tsdb_duplicate_samples_total') - before, 2);
+  const q = await (await fetch(`${t.httpUrl}/api/v1/export/prometheus?match[]=wire_dup_block&start=${(t0 - 1000) / 1000}&end=${(t0 + 3000) / 1000}`)).text();
+  assert.deepEqual(q.trim().split('\n').map((l) => l.split(' ')[1]), ['1', '2', '4', '3']);
+});
+
 test('request lines and headers up to 1 MiB as Go allows; trailing slashes and CORS as Prometheus answers them', async () => {
   let r = await fetch(`${t.httpUrl}/api/v1/labels?x=${'a'.repeat(1000000)}`);
   assert.equal(r.status, 200);
@@ -164,12 +183,14 @@ test('labels and label values with start/end: only series with samples in the wi
 });
 
 test("requests libevent refuses itself get plain text as Go's server writes, never an HTML page", async () => {
+  // over the listener's limit (--max-import-bytes here, the larger): refused by libevent
   assert.equal(urllibPostVerbose(t.httpUrl + '/api/v1/write', 8 << 20, 'application/x-protobuf'),
+    '413 text/plain; charset=utf-8 413 Request Entity Too Large: the request body is over the limit of 1048576 bytes');
+  assert.equal(urllibPostVerbose(t.otlpHttpUrl + '/v1/traces', 8 << 20, 'application/x-protobuf'),
     '413 text/plain; charset=utf-8 413 Request Entity Too Large: the request body is over the limit of 262144 bytes');
-  const r = await fetch(`${t.httpUrl}/api/v1/labels`, { headers: { 'x-big': 'b'.repeat(2 << 20) } });
-  assert.equal(r.status, 400);
-  assert.equal(r.headers.get('content-type'), 'text/plain; charset=utf-8');
-  assert.equal(await r.text(), '400 Bad Request\n');
+  // under it but over the route's own (--otlp-max-message-bytes): the same answer from the router
+  assert.equal(urllibPostVerbose(t.httpUrl + '/api/v1/write', 600000, 'application/x-protobuf'),
+    '413 text/plain; charset=utf-8 413 Request Entity Too Large: the request body is over the limit of 262144 bytes');
   const net = await import('node:net');
   const reply = await new Promise((resolve) => {
     const c = net.connect(Number(new URL(t.httpUrl).port), '127.0.0.1', () => c.write('GARBAGE\r\n\r\n'));
@@ -178,5 +199,66 @@ test("requests libevent refuses itself get plain text as Go's server writes, nev
     c.on('close', () => resolve(d));
   });
   assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  assert.match(reply, /\r\n\r\n400 Bad Request$/, 'the body as Go writes it, no newline');
   assert.doesNotMatch(reply, /<HTML>/i);
+});
+
+// Sends raw bytes and reads until the server closes (or 20 s).
+async function rawExchange(bytes) {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const c = net.connect(Number(new URL(t.httpUrl).port), '127.0.0.1', () => c.write(bytes));
+    let d = '';
+    c.on('data', (x) => { d += x; });
+    c.on('error', () => {}); // the server may close while we still write
+    c.on('close', () => resolve(d));
+    setTimeout(() => { c.destroy(); resolve(d); }, 20000);
+  });
+}
+
+test("request lines and headers over 1 MiB get Go's 431, under it they are served", async () => {
+  const body431 = '431 Request Header Fields Too Large';
+  // one big header (fetch), many headers, a huge request line (raw)
+  let r = await fetch(`${t.httpUrl}/api/v1/labels`, { headers: { 'x-big': 'b'.repeat(2 << 20) } });
+  assert.equal(r.status, 431);
+  assert.equal(r.headers.get('content-type'), 'text/plain; charset=utf-8');
+  assert.equal(r.headers.get('connection'), 'close');
+  assert.equal(await r.text(), body431);
+  let many = '';
+  for (let i = 0; i < 30000; i++) many += `X-H${i}: ${'v'.repeat(40)}\r\n`;
+  assert.ok(many.length > (1 << 20) + 4096);
+  let reply = await rawExchange(`GET /api/v1/labels HTTP/1.1\r\nHost: x\r\n${many}\r\n`);
+  assert.match(reply, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+  assert.ok(reply.endsWith(`\r\n\r\n${body431}`), reply.slice(-200));
+  reply = await rawExchange(`GET /api/v1/labels?x=${'a'.repeat((1 << 20) + 10000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  assert.match(reply, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+  // many headers under 1 MiB in total are fine
+  many = '';
+  for (let i = 0; i < 15000; i++) many += `X-H${i}: ${'v'.repeat(40)}\r\n`;
+  reply = await rawExchange(`GET /api/v1/labels HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${many}\r\n`);
+  assert.match(reply, /^HTTP\/1\.1 200 OK\r\n/);
+  r = await fetch(`${t.httpUrl}/api/v1/labels`, { headers: { 'x-big': 'b'.repeat(1000000) } });
+  assert.equal(r.status, 200);
+});
+
+test('--max-import-bytes bounds the text import apart from the OTLP limit', async () => {
+  const now = Date.now();
+  let body = '';
+  for (let i = 0; body.length < 900000; i++) body += `wire_bigimp{n="${i % 100}"} ${i} ${now}\n`;
+  // 900 KB: over --otlp-max-message-bytes (256 KiB), under --max-import-bytes (1 MiB)
+  let r = await fetch(`${t.httpUrl}/api/v1/import/prometheus`, { method: 'POST', body });
+  assert.equal(r.status, 204, await r.text());
+  r = await fetch(`${t.httpUrl}/api/v1/import/prometheus`, { method: 'POST', body: body + body });
+  assert.equal(r.status, 413);
+  assert.equal(await r.text(), '413 Request Entity Too Large: the request body is over the limit of 1048576 bytes\n');
+  const { gzipSync } = await import('node:zlib');
+  r = await fetch(`${t.httpUrl}/api/v1/import/prometheus`, { method: 'POST', body: gzipSync(body + body), headers: { 'Content-Encoding': 'gzip' } });
+  assert.equal(r.status, 413);
+  assert.equal(await r.text(), 'decompressed body over the --max-import-bytes limit of 1048576 bytes\n');
+  // the other routes keep their own limit on the same listener
+  r = await fetch(`${t.httpUrl}/api/v1/query`, { method: 'POST', body: `query=up&x=${'a'.repeat(300000)}`, headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+  assert.equal(r.status, 413);
+  r = await fetch(`${t.otlpHttpUrl}/api/v1/import/prometheus`, { method: 'POST', body });
+  assert.equal(r.status, 413, 'the OTLP listener keeps --otlp-max-message-bytes');
+  await assert.rejects(start({ args: ['--max-import-bytes', '512'] }), /--max-import-bytes must be between 1KiB and 1GiB/);
 });

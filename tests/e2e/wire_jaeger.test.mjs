@@ -201,3 +201,92 @@ test('unknown routes, other methods and prettyPrint as jaeger-query answers them
   assert.equal(r.headers.get('content-encoding'), 'gzip');
   assert.equal((await r.json()).data[0].traceID, tr.traceId);
 });
+
+// One trace over OTLP/JSON with everything the adjusters touch: a library attribute on a span, a
+// numeric ip, a zero-id link, events out of name order, unsorted attributes, and a child on
+// another host that starts before its parent (clock skew).
+function adjTrace(t0ms) {
+  const tid = '5a'.repeat(16), P = '0000000000000a01', C = '0000000000000c01';
+  const ns = (ms) => String(BigInt(t0ms) * 1000000n + BigInt(Math.round(ms * 1e6)));
+  const str = (k, v) => ({ key: k, value: { stringValue: v } });
+  const body = { resourceSpans: [
+    { resource: { attributes: [str('service.name', 'wire-adj'), str('zeta', 'z'), str('host.name', 'hA'), str('alpha', 'a')] },
+      scopeSpans: [{ scope: { name: 'lib', attributes: [str('y', '1'), str('b', '2')] }, spans: [{
+        traceId: tid, spanId: P, name: 'parent', kind: 2, startTimeUnixNano: ns(0), endTimeUnixNano: ns(100),
+        attributes: [str('z', '1'), { key: 'ip', value: { intValue: '167772161' } }, str('telemetry.sdk.language', 'nodejs'), str('a', 'x')],
+        events: [{ timeUnixNano: ns(10), name: 'zz', attributes: [str('k2', 'v'), str('k1', 'v')] }, { timeUnixNano: ns(20), name: 'aa' }],
+        links: [{ traceId: '00'.repeat(16), spanId: '0000000000000001' }, { traceId: '7b'.repeat(16), spanId: '0000000000000002', attributes: [str('q', '1'), str('p', '2')] }],
+      }] }] },
+    { resource: { attributes: [str('service.name', 'wire-adj-child'), str('host.name', 'hB')] },
+      scopeSpans: [{ scope: { name: 'lib' }, spans: [{
+        traceId: tid, spanId: C, parentSpanId: P, name: 'child', kind: 3, startTimeUnixNano: ns(-30), endTimeUnixNano: ns(-10),
+        events: [{ timeUnixNano: ns(-20), name: 'e' }],
+      }] }] },
+  ] };
+  return { tid, body };
+}
+
+const v3spans = (r) => r.body.result.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans.map((sp) => ({ ...sp, resource: rs.resource, scope: ss.scope }))));
+const akeys = (a) => (a || []).map((x) => x.key);
+const warnings = (sp) => (sp.attributes || []).find((x) => x.key === '@jaeger@warnings')?.value.arrayValue.values.map((v) => v.stringValue);
+
+test('/api/v3/traces applies the query-time adjusters as Jaeger v2 does; raw_traces=true skips them', async () => {
+  const { tid, body } = adjTrace(Date.now() - 4000);
+  const post = await fetch(`${t.httpUrl}/v1/traces`, { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+  assert.equal(post.status, 200);
+  let r = await get(`/api/v3/traces/${tid}`);
+  assert.equal(r.status, 200);
+  const [p, c] = ['parent', 'child'].map((n) => v3spans(r).find((s) => s.name === n));
+  // sorted resource attributes, the library attribute moved onto the resource (appended)
+  assert.deepEqual(akeys(p.resource.attributes), ['alpha', 'host.name', 'service.name', 'zeta', 'telemetry.sdk.language']);
+  assert.deepEqual(akeys(p.scope.attributes), ['b', 'y']);
+  // span attributes sorted, ip dotted, the library attribute gone, warnings appended
+  assert.deepEqual(akeys(p.attributes), ['a', 'ip', 'z', '@jaeger@warnings']);
+  assert.deepEqual(p.attributes.find((x) => x.key === 'ip').value, { stringValue: '10.0.0.1' });
+  assert.deepEqual(warnings(p), ['Invalid span link removed']);
+  assert.deepEqual(p.links.map((l) => l.traceId), ['7b'.repeat(16)]);
+  assert.deepEqual(akeys(p.links[0].attributes), ['p', 'q']);
+  assert.deepEqual(p.events.map((e) => e.name), ['aa', 'zz']);
+  assert.deepEqual(akeys(p.events[1].attributes), ['k1', 'k2']);
+  // clock skew: not applied with the default --jaeger-max-clock-skew-adjust 0, warned as the legacy route does
+  const legacy = (await get(`/api/traces/${tid}`)).body.data[0];
+  const lc = legacy.spans.find((s) => s.operationName === 'child');
+  assert.equal(warnings(c).length, 1);
+  assert.match(warnings(c)[0], /^clock skew adjustment disabled; not applying calculated delta of /);
+  assert.deepEqual(warnings(c), lc.warnings);
+  assert.equal(BigInt(c.startTimeUnixNano) / 1000n, BigInt(lc.startTime));
+  // raw: as stored
+  r = await get(`/api/v3/traces/${tid}?raw_traces=true`);
+  const [rp, rc] = ['parent', 'child'].map((n) => v3spans(r).find((s) => s.name === n));
+  assert.deepEqual(akeys(rp.resource.attributes), ['service.name', 'zeta', 'host.name', 'alpha']);
+  assert.deepEqual(akeys(rp.attributes), ['z', 'ip', 'telemetry.sdk.language', 'a']);
+  assert.deepEqual(rp.attributes[1].value, { intValue: '167772161' });
+  assert.equal(rp.links.length, 2);
+  assert.deepEqual(rp.events.map((e) => e.name), ['zz', 'aa']);
+  assert.equal(warnings(rc), undefined);
+  assert.equal((await get(`/api/v3/traces/${tid}?raw_traces=false`)).body.result.resourceSpans[0].resource.attributes[0].key, 'alpha');
+  // the search route adjusts too
+  r = await get(`/api/v3/traces?query.service_name=wire-adj&query.start_time_min=${new Date(Date.now() - 60000).toISOString()}&query.start_time_max=${new Date().toISOString()}`);
+  assert.equal(r.status, 200);
+  assert.deepEqual(akeys(v3spans(r).find((s) => s.name === 'parent').attributes), ['a', 'ip', 'z', '@jaeger@warnings']);
+});
+
+test('/api/v3/traces shifts a skewed span and its events within --jaeger-max-clock-skew-adjust', async () => {
+  const t2 = await start({ args: ['--jaeger-max-clock-skew-adjust', '1s'] });
+  try {
+    const { tid, body } = adjTrace(Date.now() - 4000);
+    const post = await fetch(`${t2.httpUrl}/v1/traces`, { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+    assert.equal(post.status, 200);
+    const r = await (await fetch(`${t2.httpUrl}/api/v3/traces/${tid}`)).json();
+    const c = r.result.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)).find((s) => s.name === 'child');
+    const orig = body.resourceSpans[1].scopeSpans[0].spans[0];
+    const delta = BigInt(c.startTimeUnixNano) - BigInt(orig.startTimeUnixNano);
+    assert.ok(delta > 0n, 'moved later, into its parent');
+    assert.equal(BigInt(c.endTimeUnixNano) - BigInt(orig.endTimeUnixNano), delta);
+    assert.equal(BigInt(c.events[0].timeUnixNano) - BigInt(orig.events[0].timeUnixNano), delta);
+    assert.match(warnings(c)[0], /^This span's timestamps were adjusted by /);
+    const lc = (await (await fetch(`${t2.httpUrl}/api/traces/${tid}`)).json()).data[0].spans.find((s) => s.operationName === 'child');
+    assert.deepEqual(warnings(c), lc.warnings);
+    assert.equal(BigInt(c.startTimeUnixNano) / 1000n, BigInt(lc.startTime));
+  } finally { await t2.stop(); t2.cleanup(); }
+});

@@ -26,6 +26,7 @@ Test(config, defaults) {
     cr_assert_eq(c.retention_ms, 30LL * 86400000);
     cr_assert_eq(c.log_level, TR_LOG_INFO);
     cr_assert_eq(c.otlp_max_message_bytes, 4 << 20);
+    cr_assert_eq(c.max_import_bytes, 32 << 20);
     cr_assert_null(c.basic_user);
     cr_assert_null(c.ingest_token);
     tr_config_free(&c);
@@ -54,6 +55,8 @@ Test(config, bad_values_are_errors) {
         {"--retention", "", "invalid duration"},
         {"--log-level", "loud", "invalid log level"},
         {"--otlp-max-message-bytes", "lots", "invalid size"},
+        {"--max-import-bytes", "512", "between 1KiB and 1GiB"},
+        {"--max-import-bytes", "2GiB", "between 1KiB and 1GiB"},
         {"--http-addr", "nohostport", "invalid address"},
         {"--otlp-grpc-addr", ":99999", "invalid address"},
         {"--basic-auth", "nocolon", "user:password"},

@@ -312,7 +312,7 @@ Test(http_jaeger, v3_otlp_json) {
     tr_buf_init(&b, 0);
     tr_json j;
     tr_json_init(&j, &b);
-    tr_jaeger_render_v3_traces(&j, &tp, 1);
+    tr_jaeger_render_v3_traces(&j, &tp, 1, NULL);
     cJSON *o = cJSON_Parse(b.data);
     cr_assert(o, "%s", b.data);
     cJSON *rss = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "result"), "resourceSpans");

@@ -149,3 +149,39 @@ Test(prom_api, envelope_with_capped_warnings_and_infos) {
     tr_prom_notes_free(&n);
     tr_buf_free(&b);
 }
+
+/* /federate's content negotiation: expfmt.Negotiate over goautoneg's ordering (q first, then
+ * concrete types before wildcards, header order among equals). */
+Test(prom_api, federate_accept_negotiation) {
+    static const struct {
+        const char *accept;
+        int proto;
+    } c[] = {
+        {NULL, 0},
+        {"", 0},
+        {"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited", 1},
+        {"application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited", 1},
+        {"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.2,"
+         "text/plain;version=0.0.4;q=0.5",
+         0},
+        {"text/plain;version=0.0.4;q=0.5,application/"
+         "vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+         "encoding=delimited;q=0.7",
+         1},
+        {"text/plain;version=0.0.4,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+         "encoding=delimited",
+         0},
+        {"text/plain;version=1.0.0,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+         "encoding=delimited",
+         1},
+        {"*/*,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited", 1},
+        {"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text", 0},
+        {"application/vnd.google.protobuf;encoding=delimited", 0},
+        {"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q= 0.9,"
+         "text/plain;q=0.1",
+         0},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        cr_expect_eq(tr_prom_wants_protobuf(c[i].accept), c[i].proto, "%s",
+                     c[i].accept ? c[i].accept : "(none)");
+}
