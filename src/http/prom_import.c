@@ -18,6 +18,7 @@
 #include "ingest.h"
 #include "util/clock.h"
 #include "util/gzip.h"
+#include "util/memlimit.h"
 #include "util/text.h"
 
 /* [a-zA-Z_][a-zA-Z0-9_]* */
@@ -113,6 +114,11 @@ static void api_prom_import(struct evhttp_request *req, const tr_http_match *m, 
             }
             ts_default = t;
         }
+    }
+    if (tr_mem_refuse()) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "5");
+        imp_reply_error(g, req, 503, "server over its memory limit (--memory-limit); retry later");
+        goto out;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
