@@ -393,14 +393,14 @@ int tr_app_run(const tr_config *cfg) {
 
     lockfd = lock_data_dir(cfg->data_dir, err, sizeof err);
     if (lockfd < 0) goto fail_msg;
-    raise_nofile();
-    int64_t max_series;
-    memory_limits(cfg, &max_series);
 
     /* bind every listener before anything else, so a busy port fails fast and clearly */
     if ((fd_http = tr_app_listen(cfg->http_addr, err, sizeof err)) < 0) goto fail_msg;
     if ((fd_grpc = tr_app_listen(cfg->otlp_grpc_addr, err, sizeof err)) < 0) goto fail_msg;
     if ((fd_otlp_http = tr_app_listen(cfg->otlp_http_addr, err, sizeof err)) < 0) goto fail_msg;
+    raise_nofile();
+    int64_t max_series;
+    memory_limits(cfg, &max_series);
 
     a->base = event_base_new();
     if (!a->base) {
