@@ -50,7 +50,8 @@ typedef struct listener {
     /* accept-side limits: evhttp's own accept callback, called when a connection is let in */
     evconnlistener_cb evhttp_accept;
     struct evconnlistener *lev;
-    struct event *pause_ev;      /* re-enables accepting after accept() failed */
+    struct event *pause_ev;      /* re-enables accepting after accept() failed or a burst */
+    unsigned burst;              /* accepted since the last yield */
     struct bufferevent *new_bev; /* the bufferevent made for the connection being accepted */
     tr_addrcount *per_addr;      /* open connections per client address */
     unsigned nconns;             /* open connections on this listener */
@@ -275,6 +276,7 @@ void tr_http_unwatch(struct evhttp_request *req) {
 #define SWEEP_MS 250        /* how often the header and body deadlines are checked */
 #define ACCEPT_PAUSE_MS 250 /* accepting stops this long after accept() failed (EMFILE …) */
 #define CLOSE_WRITE_S 2     /* a 408 that cannot be written within this is dropped */
+#define ACCEPT_BURST 32     /* connections accepted before the loop turns to other work */
 
 static void set_phase(tr_http *h, struct evhttp_connection *evcon, int phase) {
     long i = conn_find(h, evcon);
@@ -384,6 +386,13 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
                       void *arg) {
     listener *l = arg;
     tr_http *h = l->h;
+    /* libevent accepts every pending connection in one go: after a burst, the loop serves
+     * other work first */
+    if (++l->burst >= ACCEPT_BURST && l->pause_ev && !evtimer_pending(l->pause_ev, NULL)) {
+        struct timeval now = {0, 0};
+        evconnlistener_disable(lev);
+        evtimer_add(l->pause_ev, &now);
+    }
     tr_addrkey key;
     tr_addrkey_from(sa, &key);
     unsigned per = h->cfg.max_conns_per_addr, total = h->cfg.max_conns;
@@ -427,6 +436,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 
 static void accept_resume(evutil_socket_t fd, short what, void *arg) {
     listener *l = arg;
+    l->burst = 0;
     if (l->lev) evconnlistener_enable(l->lev);
 }
 

@@ -43,6 +43,7 @@
 #define WRITE_TIMEOUT_S 30             /* pending output that makes no progress */
 #define TICK_MS 1000
 #define ACCEPT_PAUSE_MS 250 /* after accept() fails (out of descriptors) */
+#define ACCEPT_BURST 32     /* connections accepted before the loop turns to other work */
 #define CLOSE_GRACE_MS 5000 /* our GOAWAY's chance to leave before we drop */
 
 #define GRPC_DEADLINE_EXCEEDED 4
@@ -98,7 +99,8 @@ struct otlp_grpc {
     struct event_base *base;
     otlp_receiver *r;
     struct evconnlistener *listener;
-    struct event *accept_pause; /* re-enables accepting after a failed accept() */
+    struct event *accept_pause; /* re-enables accepting after a failed accept() or a burst */
+    unsigned burst;             /* accepted since the last yield */
     gconn *conns;
     unsigned nconns;
     unsigned max_conns, max_per_addr;
@@ -903,6 +905,13 @@ static int conn_start_session(gconn *c) {
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg) {
     otlp_grpc *g = arg;
+    /* libevent accepts every pending connection in one go: after a burst, the loop serves
+     * other work first (a thousand connects at once would otherwise hold it for long) */
+    if (++g->burst >= ACCEPT_BURST && !evtimer_pending(g->accept_pause, NULL)) {
+        struct timeval now = {0, 0};
+        evconnlistener_disable(l);
+        evtimer_add(g->accept_pause, &now);
+    }
     char peer[64];
     format_peer(sa, peer, sizeof peer);
     tr_addrkey key;
@@ -955,6 +964,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
     otlp_grpc *g = arg;
+    g->burst = 0;
     if (g->listener && !g->stopping) evconnlistener_enable(g->listener);
 }
 
