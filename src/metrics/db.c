@@ -25,7 +25,11 @@ typedef struct metaent {
     char *family;
     char *type[META_ALT], *help[META_ALT], *unit[META_ALT];
     int n;
+    int64_t set_ms; /* last given (wall clock): fresh metadata waits for its samples */
 } metaent;
+
+#define META_PRUNE_EVERY_MS 60000 /* metadata of families without series is looked for */
+#define META_GRACE_MS 600000      /* metadata given this recently is kept without series */
 
 /* ---- blocks list ---- */
 
@@ -791,6 +795,11 @@ void tsdb_maintain(tsdb *db) {
     while (!db->bg_stop && compact_once(db)) {
     }
     apply_retention(db);
+    int64_t now = tr_now_ms();
+    if (now - db->meta_pruned_ms >= META_PRUNE_EVERY_MS) {
+        db->meta_pruned_ms = now;
+        db_meta_prune(db, META_GRACE_MS);
+    }
 }
 
 int tsdb_ready(tsdb *db) { return __atomic_load_n(&db->ready, __ATOMIC_ACQUIRE); }
@@ -887,6 +896,7 @@ void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const cha
         uint64_t h = mt_hash(family, strlen(family), 7) | 1;
         if (!pm_get(&db->meta, (uintptr_t)h)) pm_put(&db->meta, (uintptr_t)h, (void *)(uintptr_t)db->nmetas);
     }
+    e->set_ms = tr_now_ms();
     {
         const char *t = type ? type : "unknown", *hp = help ? help : "", *u = unit ? unit : "";
         for (int i = 0; i < e->n; i++)
@@ -908,6 +918,60 @@ void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const cha
     }
 out:
     pthread_mutex_unlock(&db->metamu);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The metric names that carry a family's samples: the family itself and its suffixed series
+ * (histogram and summary parts, counters' _total and _created, info's _info). */
+static int family_has_series(const char *fam, char **names, size_t n) {
+    static const char *const suffixes[] = {"",         "_bucket", "_sum",    "_count", "_total",
+                                           "_created", "_info",   "_gcount", "_gsum"};
+    char name[1024];
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        if ((size_t)snprintf(name, sizeof name, "%s%s", fam, suffixes[i]) >= sizeof name) return 1;
+        const char *k = name;
+        if (bsearch(&k, names, n, sizeof *names, cmp_str)) return 1;
+    }
+    return 0;
+}
+
+size_t db_meta_prune(tsdb *db, int64_t grace_ms) {
+    tsdb_querier *q = tsdb_querier_open(db, INT64_MIN, INT64_MAX);
+    if (!q) return 0;
+    char **names = NULL, err[256];
+    size_t n = 0, dropped = 0;
+    int rc = tsdb_label_values(q, "__name__", NULL, NULL, 0, &names, &n, err, sizeof err);
+    tsdb_querier_close(q);
+    if (rc != 0) return 0;
+    int64_t now = tr_now_ms();
+    pthread_mutex_lock(&db->metamu);
+    size_t keep = 0;
+    for (size_t i = 0; i < db->nmetas; i++) {
+        metaent *e = &db->metas[i];
+        if (now - e->set_ms < grace_ms || family_has_series(e->family, names, n)) {
+            if (keep != i) db->metas[keep] = *e;
+            keep++;
+            continue;
+        }
+        free(e->family);
+        for (int a = 0; a < e->n; a++)
+            free(e->type[a]), free(e->help[a]), free(e->unit[a]);
+        dropped++;
+    }
+    if (dropped) { /* indices moved: the index is rebuilt */
+        db->nmetas = keep;
+        pm_free(&db->meta);
+        for (size_t i = 0; i < db->nmetas; i++) {
+            uint64_t h = mt_hash(db->metas[i].family, strlen(db->metas[i].family), 7) | 1;
+            if (!pm_get(&db->meta, (uintptr_t)h)) pm_put(&db->meta, (uintptr_t)h, (void *)(uintptr_t)(i + 1));
+        }
+    }
+    pthread_mutex_unlock(&db->metamu);
+    tsdb_strings_free(names, n);
+    if (dropped)
+        TR_INFO("metadata of families without series forgotten", "families=%zu kept=%zu", dropped, keep);
+    return dropped;
 }
 
 typedef struct metacopy {
