@@ -940,16 +940,27 @@ size_t db_meta_prune(tsdb *db, int64_t grace_ms) {
     tsdb_querier *q = tsdb_querier_open(db, INT64_MIN, INT64_MAX);
     if (!q) return 0;
     char **names = NULL, err[256];
-    size_t n = 0, dropped = 0;
+    size_t n = 0, dropped = 0, keep = 0;
     int rc = tsdb_label_values(q, "__name__", NULL, NULL, 0, &names, &n, err, sizeof err);
     tsdb_querier_close(q);
     if (rc != 0) return 0;
+    /* the families as they are now; entries are only appended meanwhile (this thread alone
+     * removes them), so the lookups run without holding writers of metadata up */
+    pthread_mutex_lock(&db->metamu);
+    size_t nf = db->nmetas;
+    const char **fams = malloc((nf + 1) * sizeof *fams);
+    for (size_t i = 0; fams && i < nf; i++)
+        fams[i] = db->metas[i].family;
+    pthread_mutex_unlock(&db->metamu);
+    unsigned char *dead = fams ? calloc(nf + 1, 1) : NULL;
+    if (!dead) goto out;
+    for (size_t i = 0; i < nf; i++)
+        dead[i] = !family_has_series(fams[i], names, n);
     int64_t now = tr_now_ms();
     pthread_mutex_lock(&db->metamu);
-    size_t keep = 0;
     for (size_t i = 0; i < db->nmetas; i++) {
         metaent *e = &db->metas[i];
-        if (now - e->set_ms < grace_ms || family_has_series(e->family, names, n)) {
+        if (i >= nf || !dead[i] || now - e->set_ms < grace_ms) {
             if (keep != i) db->metas[keep] = *e;
             keep++;
             continue;
@@ -968,6 +979,9 @@ size_t db_meta_prune(tsdb *db, int64_t grace_ms) {
         }
     }
     pthread_mutex_unlock(&db->metamu);
+out:
+    free(fams);
+    free(dead);
     tsdb_strings_free(names, n);
     if (dropped)
         TR_INFO("metadata of families without series forgotten", "families=%zu kept=%zu", dropped, keep);
@@ -1180,6 +1194,7 @@ int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
         db->ready = 1;
     }
     meta_load(db);
+    db->meta_pruned_ms = tr_now_ms(); /* the first look a minute from now */
     if (syncer_start(db)) {
         snprintf(err, errlen, "cannot start the WAL syncer");
         goto fail;

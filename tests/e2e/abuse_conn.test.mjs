@@ -343,16 +343,22 @@ test('accept() out of descriptors: the listener pauses and logs once, without sp
   assert.equal(await r.text(), 'ok\n');
 });
 
-test('an import of 160k families (# TYPE lines) finishes in seconds and their metadata is served', async () => {
+test('an import of 160k families (# TYPE lines) finishes in seconds, the loop stays responsive, their metadata is served', async () => {
   const t = await server({});
+  const bound = await baseline(t.httpUrl);
+  const rss0 = rssBytes(t);
   const lines = [];
   for (let i = 0; i < 160000; i++) lines.push(`# TYPE fam_${i} counter\n`);
   const body = lines.join('');
+  const p = prober(t.httpUrl);
+  await p.ready;
   const t0 = Date.now();
   const r = await fetch(`${t.httpUrl}/api/v1/import/prometheus`, { method: 'POST', body });
   const ms = Date.now() - t0;
   assert.equal(r.status, 204, await r.text());
+  assertFast(await p.stop(), bound, 'during the import');
   assert.ok(ms < 8000 * SLOWER, `the import took ${ms} ms`);
+  assert.ok(rssBytes(t) < rss0 + 160 * MiB, `RSS ${rssBytes(t)} after 160k families`);
   const md = await (await fetch(`${t.httpUrl}/api/v1/metadata?metric=fam_159999`)).json();
   assert.deepEqual(md.data.fam_159999?.[0]?.type, 'counter');
   const h = await fetch(`${t.httpUrl}/healthz`);
