@@ -62,7 +62,7 @@ static void imp_committed(void *cookie, int status, const char *msg) {
     free(p);
 }
 
-#define IMPORT_PIECE (64u << 10) /* text parsed at a time (whole lines) */
+#define IMPORT_PIECE (16u << 10) /* text parsed at a time (whole lines): a few ms of work */
 #define MAX_EXTRA 32
 
 /* An import in progress: its body is parsed and appended a few pieces per turn of the loop,

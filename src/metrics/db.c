@@ -869,10 +869,10 @@ static char *meta_unescape(char *s) {
 static metaent *meta_find(tsdb *db, const char *family) {
     uint64_t h = mt_hash(family, strlen(family), 7) | 1;
     uintptr_t idx = (uintptr_t)pm_get(&db->meta, (uintptr_t)h);
-    if (idx && strcmp(db->metas[idx - 1].family, family) == 0) return &db->metas[idx - 1];
+    if (idx && strcmp(db->metas[idx - 1]->family, family) == 0) return db->metas[idx - 1];
     if (idx) /* hash collision: slow path */
         for (size_t i = 0; i < db->nmetas; i++)
-            if (strcmp(db->metas[i].family, family) == 0) return &db->metas[i];
+            if (strcmp(db->metas[i]->family, family) == 0) return db->metas[i];
     return NULL;
 }
 
@@ -883,15 +883,18 @@ void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const cha
     if (!e) {
         if (db->nmetas == db->capmetas) {
             size_t c = db->capmetas ? db->capmetas * 2 : 64;
-            metaent *n = realloc(db->metas, c * sizeof *n);
+            metaent **n = realloc(db->metas, c * sizeof *n); /* pointers: growing copies 8 bytes each */
             if (!n) goto out;
             db->metas = n;
             db->capmetas = c;
         }
-        e = &db->metas[db->nmetas];
-        memset(e, 0, sizeof *e);
-        e->family = strdup(family);
-        if (!e->family) goto out;
+        e = calloc(1, sizeof *e);
+        if (e) e->family = strdup(family);
+        if (!e || !e->family) {
+            free(e);
+            goto out;
+        }
+        db->metas[db->nmetas] = e;
         db->nmetas++;
         uint64_t h = mt_hash(family, strlen(family), 7) | 1;
         if (!pm_get(&db->meta, (uintptr_t)h)) pm_put(&db->meta, (uintptr_t)h, (void *)(uintptr_t)db->nmetas);
@@ -950,7 +953,7 @@ size_t db_meta_prune(tsdb *db, int64_t grace_ms) {
     size_t nf = db->nmetas;
     const char **fams = malloc((nf + 1) * sizeof *fams);
     for (size_t i = 0; fams && i < nf; i++)
-        fams[i] = db->metas[i].family;
+        fams[i] = db->metas[i]->family;
     pthread_mutex_unlock(&db->metamu);
     unsigned char *dead = fams ? calloc(nf + 1, 1) : NULL;
     if (!dead) goto out;
@@ -959,22 +962,23 @@ size_t db_meta_prune(tsdb *db, int64_t grace_ms) {
     int64_t now = tr_now_ms();
     pthread_mutex_lock(&db->metamu);
     for (size_t i = 0; i < db->nmetas; i++) {
-        metaent *e = &db->metas[i];
+        metaent *e = db->metas[i];
         if (i >= nf || !dead[i] || now - e->set_ms < grace_ms) {
-            if (keep != i) db->metas[keep] = *e;
+            db->metas[keep] = e;
             keep++;
             continue;
         }
         free(e->family);
         for (int a = 0; a < e->n; a++)
             free(e->type[a]), free(e->help[a]), free(e->unit[a]);
+        free(e);
         dropped++;
     }
     if (dropped) { /* indices moved: the index is rebuilt */
         db->nmetas = keep;
         pm_free(&db->meta);
         for (size_t i = 0; i < db->nmetas; i++) {
-            uint64_t h = mt_hash(db->metas[i].family, strlen(db->metas[i].family), 7) | 1;
+            uint64_t h = mt_hash(db->metas[i]->family, strlen(db->metas[i]->family), 7) | 1;
             if (!pm_get(&db->meta, (uintptr_t)h)) pm_put(&db->meta, (uintptr_t)h, (void *)(uintptr_t)(i + 1));
         }
     }
@@ -1003,15 +1007,15 @@ void tsdb_metadata_foreach(tsdb *db, int (*fn)(void *ctx, const tsdb_metadata *m
     pthread_mutex_lock(&db->metamu);
     size_t n = 0;
     for (size_t i = 0; i < db->nmetas; i++)
-        n += (size_t)db->metas[i].n;
+        n += (size_t)db->metas[i]->n;
     metacopy *copy = calloc(n + 1, sizeof *copy);
     size_t k = 0;
     for (size_t i = 0; copy && i < db->nmetas; i++)
-        for (int a = 0; a < db->metas[i].n; a++, k++) {
-            copy[k].family = strdup(db->metas[i].family);
-            copy[k].type = strdup(db->metas[i].type[a]);
-            copy[k].help = strdup(db->metas[i].help[a]);
-            copy[k].unit = strdup(db->metas[i].unit[a]);
+        for (int a = 0; a < db->metas[i]->n; a++, k++) {
+            copy[k].family = strdup(db->metas[i]->family);
+            copy[k].type = strdup(db->metas[i]->type[a]);
+            copy[k].help = strdup(db->metas[i]->help[a]);
+            copy[k].unit = strdup(db->metas[i]->unit[a]);
             copy[k].seq = k;
         }
     pthread_mutex_unlock(&db->metamu);
@@ -1038,14 +1042,14 @@ static void meta_save(tsdb *db) {
     FILE *f = fopen(tmp, "w");
     if (!f) return;
     for (size_t i = 0; i < db->nmetas; i++)
-        for (int a = 0; a < db->metas[i].n; a++) { /* oldest first: a reload keeps the order */
-            meta_escape(f, db->metas[i].family);
+        for (int a = 0; a < db->metas[i]->n; a++) { /* oldest first: a reload keeps the order */
+            meta_escape(f, db->metas[i]->family);
             fputc('\t', f);
-            meta_escape(f, db->metas[i].type[a]);
+            meta_escape(f, db->metas[i]->type[a]);
             fputc('\t', f);
-            meta_escape(f, db->metas[i].help[a]);
+            meta_escape(f, db->metas[i]->help[a]);
             fputc('\t', f);
-            meta_escape(f, db->metas[i].unit[a]);
+            meta_escape(f, db->metas[i]->unit[a]);
             fputc('\n', f);
         }
     int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
@@ -1253,12 +1257,13 @@ void tsdb_close(tsdb *db) {
     head_free(&db->h);
     ex_free(&db->ex);
     for (size_t i = 0; i < db->nmetas; i++) {
-        free(db->metas[i].family);
-        for (int a = 0; a < db->metas[i].n; a++) {
-            free(db->metas[i].type[a]);
-            free(db->metas[i].help[a]);
-            free(db->metas[i].unit[a]);
+        free(db->metas[i]->family);
+        for (int a = 0; a < db->metas[i]->n; a++) {
+            free(db->metas[i]->type[a]);
+            free(db->metas[i]->help[a]);
+            free(db->metas[i]->unit[a]);
         }
+        free(db->metas[i]);
     }
     free(db->metas);
     pm_free(&db->meta);

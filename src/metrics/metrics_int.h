@@ -372,7 +372,7 @@ struct tsdb {
     /* metadata */
     pthread_mutex_t metamu;
     ptrmap meta; /* family sym-less: key = hash → list */
-    struct metaent *metas;
+    struct metaent **metas;
     size_t nmetas, capmetas;
     int64_t meta_pruned_ms; /* when meta_prune last ran (wall clock) */
     /* counters */
