@@ -33,6 +33,7 @@
 #include "ui/ui.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/memlimit.h"
 #include "util/selfmon.h"
 #include "util/workq.h"
 
@@ -380,6 +381,38 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     drain_tick(-1, 0, a);
 }
 
+/* Every connection and file takes a descriptor: a soft limit of 1024 (the usual default) is
+ * reached long before the hard one, so take what the hard limit allows. */
+static void raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was;
+    }
+    TR_INFO("open files limit", "soft=%llu hard=%llu was=%llu", (unsigned long long)rl.rlim_cur,
+            (unsigned long long)rl.rlim_max, (unsigned long long)was);
+}
+
+/* --memory-limit (a size or a share of the machine's or cgroup's memory) and --max-series
+ * auto (the limit / MAX_SERIES_BYTES: a head series costs about 0.9 KB measured, issue 13, so
+ * twice that leaves room for samples, queries and the trace store). */
+#define MAX_SERIES_BYTES 2048
+static void memory_limits(const tr_config *cfg, int64_t *max_series) {
+    int64_t lim = cfg->memory_limit_bytes;
+    const char *from = "flag";
+    if (cfg->memory_limit_pct > 0) {
+        int64_t total = tr_mem_available_total(&from);
+        lim = (int64_t)((double)total * cfg->memory_limit_pct / 100.0);
+    }
+    tr_mem_set_limit(lim);
+    *max_series = cfg->max_series;
+    if (*max_series < 0) *max_series = lim > 0 ? lim / MAX_SERIES_BYTES : 0;
+    TR_INFO("memory limit", "limit_bytes=%lld from=%s max_series=%lld", (long long)lim, from,
+            (long long)*max_series);
+}
+
 int tr_app_run(const tr_config *cfg) {
     app A = {.cfg = cfg}, *a = &A;
     char err[512], q[600];
@@ -400,6 +433,9 @@ int tr_app_run(const tr_config *cfg) {
     if ((fd_http = tr_app_listen(cfg->http_addr, err, sizeof err)) < 0) goto fail_msg;
     if ((fd_grpc = tr_app_listen(cfg->otlp_grpc_addr, err, sizeof err)) < 0) goto fail_msg;
     if ((fd_otlp_http = tr_app_listen(cfg->otlp_http_addr, err, sizeof err)) < 0) goto fail_msg;
+    raise_nofile();
+    int64_t max_series;
+    memory_limits(cfg, &max_series);
 
     a->base = event_base_new();
     if (!a->base) {
@@ -425,7 +461,7 @@ int tr_app_run(const tr_config *cfg) {
         .retention_bytes = cfg->retention_bytes,
         .ooo_window_ms = cfg->ooo_window_ms,
         .future_window_ms = cfg->future_window_ms,
-        .max_series = cfg->max_series,
+        .max_series = max_series,
         .max_label_name_len = cfg->max_label_name_len,
         .max_label_value_len = cfg->max_label_value_len,
         .max_labels = cfg->max_labels_per_series,
@@ -480,6 +516,10 @@ int tr_app_run(const tr_config *cfg) {
         .max_import_bytes = (size_t)cfg->max_import_bytes,
         .idle_timeout_s = (int)((cfg->idle_timeout_ms + 999) / 1000),
         .cors_origin = cfg->web_cors_origin,
+        .max_conns = (unsigned)cfg->max_connections,
+        .max_conns_per_addr = (unsigned)cfg->max_connections_per_ip,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .body_timeout_ms = cfg->body_timeout_ms,
     };
     a->http = tr_http_new(a->base, &hc);
     if (!a->recv || !a->http) {
@@ -546,6 +586,7 @@ int tr_app_run(const tr_config *cfg) {
     }
     otlp_grpc_set_tls(a->grpc, tls_grpc);
     fd_grpc = -1;
+    otlp_grpc_set_limits(a->grpc, (unsigned)cfg->max_connections, (unsigned)cfg->max_connections_per_ip);
 
     a->sigterm = evsignal_new(a->base, SIGTERM, on_signal, a);
     a->sigint = evsignal_new(a->base, SIGINT, on_signal, a);

@@ -41,7 +41,11 @@ static const flag flags[] = {
      "samples this much older than a series' newest are still accepted"},
     {"future-window", F_DURATION, OFF(future_window_ms), "2h",
      "samples more than this ahead of the clock are refused (0: no limit)"},
-    {"max-series", F_INT, OFF(max_series), "0", "active series in the metrics head (0: no limit)"},
+    {"max-series", F_STRING, OFF(max_series_s), "auto",
+     "active series in the metrics head; auto: --memory-limit / 2KiB (0: no limit)"},
+    {"memory-limit", F_STRING, OFF(memory_limit_s), "80%",
+     "resident memory above which writes are refused, retryably (503 / RESOURCE_EXHAUSTED): a size (2GiB), a "
+     "share of the machine's or the cgroup's memory (80%), or 0 for none"},
     {"max-label-name-length", F_INT, OFF(max_label_name_len), "256", "longest label name accepted"},
     {"max-label-value-length", F_INT, OFF(max_label_value_len), "4096", "longest label value accepted"},
     {"max-labels-per-series", F_INT, OFF(max_labels_per_series), "64",
@@ -78,6 +82,15 @@ static const flag flags[] = {
      "how long SIGTERM waits for in-flight requests"},
     {"idle-timeout", F_DURATION, OFF(idle_timeout_ms), "60s",
      "idle client connections are closed after this"},
+    {"header-timeout", F_DURATION, OFF(header_timeout_ms), "10s",
+     "a request's headers must arrive within this of the accept or of its first byte, else 408 and close (0: "
+     "none)"},
+    {"body-timeout", F_DURATION, OFF(body_timeout_ms), "60s",
+     "a request's body must arrive within this of the end of its headers, else 408 and close (0: none)"},
+    {"max-connections", F_INT, OFF(max_connections), "4096",
+     "open connections per listener; more are closed at accept (0: no limit)"},
+    {"max-connections-per-ip", F_INT, OFF(max_connections_per_ip), "256",
+     "open connections per listener from one client address; more are closed at accept (0: no limit)"},
     {"trace-retention", F_DURATION, OFF(trace_retention_ms), NULL,
      "how long spans are kept (default: --retention)"},
     {"trace-retention-size", F_SIZE, OFF(trace_retention_bytes), NULL,
@@ -407,6 +420,43 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
             return TR_CONFIG_ERROR;
         }
         tr_re_free(re);
+    }
+    if (strcmp(c->max_series_s, "auto") == 0) {
+        c->max_series = -1; /* resolved with the memory limit */
+    } else {
+        char *end;
+        errno = 0;
+        long long n = isdigit((unsigned char)c->max_series_s[0]) ? strtoll(c->max_series_s, &end, 10) : -1;
+        if (n < 0 || errno || *end) {
+            snprintf(err, errlen, "--max-series: invalid count %s (want a whole number or auto)",
+                     c->max_series_s);
+            return TR_CONFIG_ERROR;
+        }
+        c->max_series = n;
+    }
+    {
+        const char *m = c->memory_limit_s;
+        size_t ml = strlen(m);
+        char *end;
+        if (ml > 1 && m[ml - 1] == '%') {
+            errno = 0;
+            double pct = isdigit((unsigned char)m[0]) ? strtod(m, &end) : -1;
+            if (pct <= 0 || pct > 100 || errno || end != m + ml - 1) {
+                snprintf(err, errlen, "--memory-limit: invalid share %s (want e.g. 80%%)", m);
+                return TR_CONFIG_ERROR;
+            }
+            c->memory_limit_pct = pct;
+        } else if (tr_parse_size(m, &c->memory_limit_bytes) != 0) {
+            snprintf(err, errlen,
+                     "--memory-limit: invalid value %s (want a size such as 2GiB, a share such as "
+                     "80%%, or 0)",
+                     m);
+            return TR_CONFIG_ERROR;
+        }
+    }
+    if (c->max_connections > 1000000 || c->max_connections_per_ip > 1000000) {
+        snprintf(err, errlen, "--max-connections and --max-connections-per-ip: at most 1000000");
+        return TR_CONFIG_ERROR;
     }
     if (c->otlp_max_message_bytes < 1024 || c->otlp_max_message_bytes > (1LL << 30)) {
         snprintf(err, errlen, "--otlp-max-message-bytes must be between 1KiB and 1GiB");

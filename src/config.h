@@ -14,9 +14,13 @@ typedef struct tr_config {
     char *otlp_grpc_addr;
     char *otlp_http_addr;
     int64_t retention_ms;
-    int64_t retention_bytes; /* --retention-size: cap on metric blocks; 0: none */
-    int64_t ooo_window_ms;   /* out-of-order samples accepted within this */
-    int64_t max_series;      /* active head series; 0: no limit */
+    int64_t retention_bytes;    /* --retention-size: cap on metric blocks; 0: none */
+    int64_t ooo_window_ms;      /* out-of-order samples accepted within this */
+    char *max_series_s;         /* --max-series as given: a count or "auto" */
+    int64_t max_series;         /* active head series; 0: no limit; -1: auto (from the memory limit) */
+    char *memory_limit_s;       /* --memory-limit as given */
+    int64_t memory_limit_bytes; /* resolved: a size (0: none) … */
+    double memory_limit_pct;    /* … or a share of the machine's or cgroup's memory (0: not a share) */
     int64_t max_label_name_len, max_label_value_len, max_labels_per_series;
     int64_t max_exemplars; /* exemplar ring size; 0: exemplars not kept */
     tr_log_level log_level;
@@ -32,6 +36,10 @@ typedef struct tr_config {
     char *otlp_promote_resource_attributes; /* "all", "none" or a comma list of keys */
     int64_t shutdown_timeout_ms;
     int64_t idle_timeout_ms;         /* connections idle this long are closed */
+    int64_t header_timeout_ms;       /* accept / first byte → end of a request's headers (0: none) */
+    int64_t body_timeout_ms;         /* end of headers → end of body (0: none) */
+    int64_t max_connections;         /* per listener (0: none) */
+    int64_t max_connections_per_ip;  /* per listener and client address (0: none) */
     int64_t trace_retention_ms;      /* 0 on the command line: --retention */
     int64_t trace_retention_bytes;   /* 0: no size cap on the trace database */
     char *trace_sync;                /* "full" (default) or "normal" */

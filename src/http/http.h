@@ -5,6 +5,7 @@
 #define TR_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -55,6 +56,10 @@ typedef struct tr_http_config {
     size_t max_import_bytes;             /* /api/v1/import bodies on the full listener (0: as above) */
     int idle_timeout_s;                  /* idle keep-alive connections are closed (0: 60) */
     const char *cors_origin;             /* regex of allowed CORS origins (NULL or ".*": any, "*") */
+    unsigned max_conns;          /* open connections per listener; more are closed at accept (0: any) */
+    unsigned max_conns_per_addr; /* the same from one client address (0: any) */
+    int64_t header_timeout_ms;   /* accept or a request's first byte → end of its headers (0: none) */
+    int64_t body_timeout_ms;     /* end of the headers → end of the body (0: none) */
 } tr_http_config;
 
 /* Returns NULL on OOM. The strings in cfg must outlive the server. */

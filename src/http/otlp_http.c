@@ -33,7 +33,7 @@ static void done(void *cookie, const otlp_result *res) {
         tr_http_reply_buf(p->req, 200, p->json ? "application/json" : "application/x-protobuf", &b);
         tr_buf_free(&b);
     } else {
-        if (res->status == OTLP_UNAVAILABLE)
+        if (res->status == OTLP_UNAVAILABLE || res->status == OTLP_OVERLOADED)
             evhttp_add_header(evhttp_request_get_output_headers(p->req), "Retry-After", "5");
         reply_status(p->req, p->json, otlp_status_to_http(res->status), otlp_status_to_grpc(res->status),
                      res->message);

@@ -18,6 +18,7 @@
 #include "api.h"
 #include "ingest.h"
 #include "util/log.h"
+#include "util/memlimit.h"
 
 /* The uncompressed buffer kept between requests up to this size (ingest runs on the loop
  * thread, one request at a time): no allocation and no fresh page faults per request. */
@@ -116,6 +117,11 @@ void tr_api__remote_write(struct evhttp_request *req, const tr_http_match *m, vo
     const char *ce = tr_http_header(req, "Content-Encoding");
     if (ce && *ce && strcasecmp(ce, "snappy") != 0) {
         rw_reply_error(g, req, 415, "unsupported content encoding: remote write 1.0 uses snappy");
+        return;
+    }
+    if (tr_mem_refuse()) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "5");
+        rw_reply_error(g, req, 503, "server over its memory limit (--memory-limit); retry later");
         return;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);

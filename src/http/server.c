@@ -14,11 +14,14 @@
 #include <event2/http.h>
 #include <event2/http_struct.h> /* the HTTP version of a request libevent refused */
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "drain.h"
 #include "http.h"
 #include "http_int.h"
 #include "tls/tls.h"
+#include "util/addrcount.h"
+#include "util/clock.h"
 #include "util/gzip.h"
 #include "util/log.h"
 #include "util/re.h"
@@ -46,7 +49,30 @@ typedef struct listener {
     struct evhttp_bound_socket *bound;
     int ingest_only;
     tr_tls_server *tls; /* NULL: plain HTTP */
+    /* accept-side limits: evhttp's own accept callback, called when a connection is let in */
+    evconnlistener_cb evhttp_accept;
+    struct evconnlistener *lev;
+    struct event *pause_ev;      /* re-enables accepting after accept() failed or a burst */
+    unsigned burst;              /* accepted since the last yield */
+    struct bufferevent *new_bev; /* the bufferevent made for the connection being accepted */
+    tr_addrcount *per_addr;      /* open connections per client address */
+    unsigned nconns;             /* open connections on this listener */
+    tr_metric *refused_addr, *refused_total;
 } listener;
+
+/* Where a connection is in its request: the header and body deadlines are absolute, counted
+ * from the accept (first request) or the request's first byte (later ones) to the end of the
+ * headers, then from there to the end of the body. Waiting for a next request on a keep-alive
+ * connection is left to the idle timeout, and a request being answered (a streamed export
+ * included) has no deadline. */
+enum { P_HEAD, P_BODY, P_BUSY, P_IDLE, P_CLOSING };
+
+typedef struct cstate {
+    listener *l; /* NULL: counted in dispatch only (no accept-side accounting) */
+    tr_addrkey key;
+    int64_t t0;
+    unsigned char phase, eol, seen;
+} cstate;
 
 struct tr_http {
     struct event_base *base;
@@ -60,12 +86,15 @@ struct tr_http {
      * the work running for that connection's request (tr_http_watch) */
     void **conns;
     volatile int **watch;
+    cstate *cst;
     unsigned nwatch;
     struct event *watch_ev; /* while anything is watched: looks for clients that went away */
     size_t conncap;
     tr_metric *req_by_class[6], *conn_gauge;
-    tr_drain *drain; /* shutdown: which connections have work in progress */
-    tr_re *cors;     /* --web-cors-origin unless ".*" (then NULL: "*" for any origin) */
+    tr_drain *drain;        /* shutdown: which connections have work in progress */
+    tr_re *cors;            /* --web-cors-origin unless ".*" (then NULL: "*" for any origin) */
+    struct event *sweep_ev; /* checks the header and body deadlines */
+    tr_metric *timeouts_head, *timeouts_body;
 };
 
 static tr_http *g_http; /* for the reply helpers, which only see the request */
@@ -85,6 +114,13 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg) {
     h->conn_gauge =
         tr_gauge_new("tricorder_open_connections", "Open client connections.", "listener=\"http\"");
     h->drain = tr_drain_new();
+    static const char timeouts_help[] =
+        "Connections closed (408) because a request's headers or body did not "
+        "arrive by their deadline (--header-timeout, --body-timeout).";
+    h->timeouts_head =
+        tr_counter_new("tricorder_http_request_timeouts_total", timeouts_help, "phase=\"headers\"");
+    h->timeouts_body =
+        tr_counter_new("tricorder_http_request_timeouts_total", timeouts_help, "phase=\"body\"");
     if (cfg->cors_origin && strcmp(cfg->cors_origin, ".*") != 0) {
         char err[300];
         h->cors = tr_re_compile(cfg->cors_origin, strlen(cfg->cors_origin), err, sizeof err);
@@ -119,49 +155,64 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg) {
                 h->nwatch--;
             }
             h->conns[i] = (void *)1; /* tombstone */
+            listener *l = h->cst[i].l;
+            if (l) {
+                if (l->per_addr) tr_addrcount_release(l->per_addr, &h->cst[i].key);
+                if (l->nconns) l->nconns--;
+            }
             h->connections--;
             tr_gauge_set(h->conn_gauge, h->connections);
             return;
         }
 }
 
-static void conn_seen(tr_http *h, struct evhttp_connection *evcon) {
-    if (!evcon) return;
+/* Counts a connection (once) and returns its slot, or -1 (out of memory: not counted). */
+static long conn_seen(tr_http *h, struct evhttp_connection *evcon) {
+    if (!evcon) return -1;
     if ((h->connections + 1) * 2 > h->conncap) {
         size_t ncap = h->conncap ? h->conncap * 2 : 64;
         void **old = h->conns;
         volatile int **oldw = h->watch;
+        cstate *olds = h->cst;
         size_t ocap = h->conncap;
         void **nc = calloc(ncap, sizeof *nc);
         volatile int **nw = calloc(ncap, sizeof *nw);
-        if (!nc || !nw) {
+        cstate *ns = calloc(ncap, sizeof *ns);
+        if (!nc || !nw || !ns) {
             free(nc);
             free((void *)nw);
-            return;
+            free(ns);
+            return -1;
         }
         h->conns = nc;
         h->watch = nw;
+        h->cst = ns;
         h->conncap = ncap;
         for (size_t i = 0; i < ocap; i++)
             if (old[i] && old[i] != (void *)1) {
                 size_t k = conn_slot(h, old[i]);
                 h->conns[k] = old[i];
                 h->watch[k] = oldw[i];
+                h->cst[k] = olds[i];
             }
         free(old);
         free((void *)oldw);
+        free(olds);
     }
     size_t i = conn_slot(h, evcon);
-    if (h->conns[i] == evcon) return;
+    if (h->conns[i] == evcon) return (long)i;
     /* conn_slot may stop at a tombstone before the key: look further before inserting */
     size_t j = i;
     for (size_t n = 0; n < h->conncap && h->conns[j]; n++, j = (j + 1) & (h->conncap - 1))
-        if (h->conns[j] == evcon) return;
+        if (h->conns[j] == evcon) return (long)j;
     h->conns[i] = evcon;
     h->watch[i] = NULL;
+    memset(&h->cst[i], 0, sizeof h->cst[i]);
+    h->cst[i].phase = P_BUSY;
     h->connections++;
     tr_gauge_set(h->conn_gauge, h->connections);
     evhttp_connection_set_closecb(evcon, conn_closed, h);
+    return (long)i;
 }
 
 static long conn_find(tr_http *h, const void *evcon) {
@@ -220,6 +271,213 @@ void tr_http_unwatch(struct evhttp_request *req) {
         g_http->watch[i] = NULL;
         g_http->nwatch--;
     }
+}
+
+/* ---- accept-side limits and request deadlines ---- */
+
+#define SWEEP_MS 250        /* how often the header and body deadlines are checked */
+#define ACCEPT_PAUSE_MS 250 /* accepting stops this long after accept() failed (EMFILE …) */
+#define CLOSE_WRITE_S 2     /* a 408 that cannot be written within this is dropped */
+#define ACCEPT_BURST 32     /* connections accepted before the loop turns to other work */
+
+static void set_phase(tr_http *h, struct evhttp_connection *evcon, int phase) {
+    long i = conn_find(h, evcon);
+    if (i < 0 || h->cst[i].phase == P_CLOSING) return;
+    h->cst[i].phase = (unsigned char)phase;
+    h->cst[i].t0 = tr_mono_ms();
+    h->cst[i].eol = h->cst[i].seen = 0;
+}
+
+/* Bytes arrived on a connection (its bufferevent's input, before evhttp parses them): the
+ * first byte of a request on a kept-alive connection starts the header deadline, and an
+ * empty line ends the headers. Costs a look at the new bytes while headers are arriving. */
+static void input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
+    tr_http *h = g_http;
+    if (!info->n_added || !h) return;
+    long i = conn_find(h, arg);
+    if (i < 0) return;
+    cstate *c = &h->cst[i];
+    if (c->phase == P_IDLE) {
+        c->phase = P_HEAD;
+        c->t0 = tr_mono_ms();
+        c->eol = c->seen = 0;
+    }
+    if (c->phase != P_HEAD || info->orig_size > evbuffer_get_length(buf)) return;
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(buf, &at, info->orig_size, EVBUFFER_PTR_SET) != 0) return;
+    struct evbuffer_iovec v[16];
+    int nv = evbuffer_peek(buf, (ev_ssize_t)info->n_added, &at, v, 16);
+    if (nv > 16) nv = 16;
+    for (int k = 0; k < nv; k++) {
+        const unsigned char *p = v[k].iov_base;
+        for (size_t n = 0; n < v[k].iov_len; n++) {
+            if (p[n] == '\n') {
+                if (c->eol && c->seen) { /* an empty line after the request line: headers done */
+                    c->phase = P_BODY;
+                    c->t0 = tr_mono_ms();
+                    return;
+                }
+                c->eol = 1;
+            } else if (p[n] != '\r') { /* CR leaves the state: CRLF ends a line as LF does */
+                c->eol = 0;
+                c->seen = 1;
+            }
+        }
+    }
+}
+
+static void closing_done(struct bufferevent *bev, void *arg) {
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) evhttp_connection_free(arg);
+}
+
+static void closing_event(struct bufferevent *bev, short what, void *arg) { evhttp_connection_free(arg); }
+
+/* The request's deadline passed before it was read: answer 408 (nothing was answered on it
+ * yet) and close. evhttp is taken out of the connection first: it sees no more input. */
+static void expire(tr_http *h, size_t i) {
+    struct evhttp_connection *evcon = h->conns[i];
+    cstate *c = &h->cst[i];
+    int body = c->phase == P_BODY;
+    c->phase = P_CLOSING;
+    tr_counter_add(body ? h->timeouts_body : h->timeouts_head, 1);
+    char peer[64];
+    tr_addrkey_format(&c->key, peer, sizeof peer);
+    TR_DEBUG("http: request not read by its deadline, closing", "peer=%s phase=%s", peer,
+             body ? "body" : "headers");
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    const char *msg = body ? "408 Request Timeout: the request body did not arrive in time\n"
+                           : "408 Request Timeout: the request headers did not arrive in time\n";
+    char head[200];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                      "Connection: close\r\nContent-Length: %zu\r\n\r\n",
+                      strlen(msg));
+    tr_http__count_reply(408);
+    bufferevent_disable(bev, EV_READ);
+    bufferevent_setcb(bev, NULL, closing_done, closing_event, evcon);
+    struct timeval wt = {CLOSE_WRITE_S, 0};
+    bufferevent_set_timeouts(bev, NULL, &wt);
+    if (bufferevent_write(bev, head, (size_t)hl) != 0 || bufferevent_write(bev, msg, strlen(msg)) != 0 ||
+        bufferevent_enable(bev, EV_WRITE) != 0)
+        evhttp_connection_free(evcon);
+}
+
+static void sweep(evutil_socket_t fd, short what, void *arg) {
+    tr_http *h = arg;
+    int64_t now = tr_mono_ms();
+    int64_t ht = h->cfg.header_timeout_ms, bt = h->cfg.body_timeout_ms;
+    for (size_t i = 0; i < h->conncap; i++) {
+        if (!h->conns[i] || h->conns[i] == (void *)1) continue;
+        const cstate *c = &h->cst[i];
+        if ((c->phase == P_HEAD && ht > 0 && now - c->t0 >= ht) ||
+            (c->phase == P_BODY && bt > 0 && now - c->t0 >= bt))
+            expire(h, i); /* may free the connection: its slot becomes a tombstone */
+    }
+}
+
+/* evhttp makes each connection's bufferevent here (an OpenSSL one on a TLS listener); we keep
+ * it to find the connection. */
+static struct bufferevent *listener_bev(struct event_base *base, void *arg) {
+    listener *l = arg;
+    struct bufferevent *bev = l->tls ? tr_tls_bufferevent(l->tls, base, -1)
+                                     : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev) bufferevent_incref(bev); /* outlives a failed set-up: see on_accept */
+    l->new_bev = bev;
+    return bev;
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg) {
+    listener *l = arg;
+    tr_http *h = l->h;
+    /* libevent accepts every pending connection in one go: after a burst, the loop serves
+     * other work first */
+    if (++l->burst >= ACCEPT_BURST && l->pause_ev && !evtimer_pending(l->pause_ev, NULL)) {
+        struct timeval now = {0, 0};
+        evconnlistener_disable(lev);
+        evtimer_add(l->pause_ev, &now);
+    }
+    tr_addrkey key;
+    tr_addrkey_from(sa, &key);
+    unsigned per = h->cfg.max_conns_per_addr, total = h->cfg.max_conns;
+    /* the cap per address first, so one client cannot take the whole listener */
+    int over_addr = per && tr_addrcount_get(l->per_addr, &key) >= per;
+    if (over_addr || (total && l->nconns >= total)) {
+        char peer[64];
+        tr_addrkey_format(&key, peer, sizeof peer);
+        tr_counter_add(over_addr ? l->refused_addr : l->refused_total, 1);
+        TR_DEBUG("http: connection refused: over the limit", "peer=%s listener=%s limit=%s", peer,
+                 l->ingest_only ? "otlp_http" : "http", over_addr ? "per_address" : "total");
+        evutil_closesocket(fd);
+        return;
+    }
+    l->new_bev = NULL;
+    l->evhttp_accept(lev, fd, sa, salen, l->eh);
+    struct bufferevent *bev = l->new_bev;
+    l->new_bev = NULL;
+    if (!bev) return;
+    /* a connection evhttp could not set up freed its bufferevent: our reference kept the
+     * memory, and the callbacks were cleared */
+    bufferevent_data_cb rcb;
+    bufferevent_event_cb ecb;
+    void *evcon = NULL;
+    bufferevent_getcb(bev, &rcb, NULL, &ecb, &evcon);
+    if (rcb && evcon) {
+        long i = conn_seen(h, evcon);
+        if (i >= 0 && tr_addrcount_acquire(l->per_addr, &key, 0) >= 0) {
+            h->cst[i].l = l;
+            h->cst[i].key = key;
+            l->nconns++;
+        }
+        if (i >= 0) {
+            h->cst[i].phase = P_HEAD; /* the first request's deadline runs from the accept */
+            h->cst[i].t0 = tr_mono_ms();
+            evbuffer_add_cb(bufferevent_get_input(bev), input_cb, evcon);
+        }
+    }
+    bufferevent_decref(bev);
+}
+
+static void accept_resume(evutil_socket_t fd, short what, void *arg) {
+    listener *l = arg;
+    l->burst = 0;
+    if (l->lev) evconnlistener_enable(l->lev);
+}
+
+/* accept() failed with something other than a retry (EMFILE, ENFILE, ENOBUFS …): the pending
+ * connection stays queued and the listener would fire again at once, spinning a core and
+ * the log. Pause this listener a moment; the connections we have are served meanwhile. */
+static void accept_error(struct evconnlistener *lev, void *arg) {
+    listener *l = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    TR_WARN_LIMITED("accept", "accept failed: pausing the listener",
+                    "listener=%s error=\"%s\" pause_ms=%d open=%u", l->ingest_only ? "otlp_http" : "http",
+                    evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, l->nconns);
+    evconnlistener_disable(lev);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    if (l->pause_ev) evtimer_add(l->pause_ev, &tv);
+}
+
+/* libevent 2.1 has no hook between accept() and evhttp taking the connection (2.2's
+ * evhttp_set_max_connections is not in Debian 12), so the listener's callback is wrapped:
+ * evhttp_bind_listener installed (cb = its accept function, user_data = the evhttp), read
+ * from 2.1's struct evconnlistener {ops, lock, cb, errorcb, user_data, …} and checked against
+ * the evhttp before it is replaced. Returns 0, or -1 when the layout is not the expected one
+ * (then the limits are off on this listener, said once in the log). */
+static int wrap_accept(listener *l) {
+    struct evconnlistener *lev = evhttp_bound_socket_get_listener(l->bound);
+    if (!lev) return -1;
+    const char *raw = (const char *)lev;
+    evconnlistener_cb cb;
+    void *ud;
+    memcpy(&cb, raw + 2 * sizeof(void *), sizeof cb);
+    memcpy(&ud, raw + 4 * sizeof(void *), sizeof ud);
+    if (ud != (void *)l->eh || !cb) return -1;
+    l->evhttp_accept = cb;
+    l->lev = lev;
+    evconnlistener_set_cb(lev, on_accept, l);
+    evconnlistener_set_error_cb(lev, accept_error);
+    return 0;
 }
 
 /* ---- replies ---- */
@@ -407,6 +665,7 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
     /* a request line that failed to parse left no HTTP version: answer as HTTP/1.1, as
      * libevent's own error page does */
     if (!req->major) req->major = 1, req->minor = 1;
+    if (g_http) set_phase(g_http, evhttp_request_get_connection(req), P_BUSY); /* answered: no 408 */
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
     evhttp_clear_headers(oh);
     evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
@@ -654,11 +913,6 @@ static int trailing_slash_redirect(tr_http *h, listener *l, struct evhttp_reques
 
 /* ---- TLS ---- */
 
-static struct bufferevent *tls_bev(struct event_base *base, void *arg) {
-    listener *l = arg;
-    return tr_tls_bufferevent(l->tls, base, -1);
-}
-
 /* On a TLS listener: HSTS on the UI and API replies; the ingest routes of a listener that
  * asks for client certificates without requiring them (the UI's) need a verified one.
  * Returns 1 when it answered. */
@@ -681,11 +935,25 @@ static int tls_check(listener *l, struct evhttp_request *req, int flags) {
     return 0;
 }
 
+/* A reply was written: the connection waits for its next request (under the idle timeout),
+ * or one already arriving (pipelined) runs under the header deadline from now. */
+static void request_complete(struct evhttp_request *req, void *arg) {
+    tr_http *h = g_http;
+    if (!h) return;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(arg);
+    int more = bev && evbuffer_get_length(bufferevent_get_input(bev)) > 0;
+    set_phase(h, arg, more ? P_HEAD : P_IDLE);
+}
+
 static void dispatch(struct evhttp_request *req, void *arg) {
     listener *l = arg;
     tr_http *h = l->h;
     h->inflight++;
-    conn_seen(h, evhttp_request_get_connection(req));
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (conn_seen(h, evcon) >= 0) {
+        set_phase(h, evcon, P_BUSY);
+        evhttp_request_set_on_complete_cb(req, request_complete, evcon);
+    }
     tr_drain_request(h->drain, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
@@ -806,7 +1074,6 @@ int tr_http_listen_tls(tr_http *h, int fd, int ingest_only, tr_tls_server *tls) 
     l->tls = tls;
     l->eh = evhttp_new(h->base);
     if (!l->eh) return -1;
-    if (tls) evhttp_set_bevcb(l->eh, tls_bev, l);
     evhttp_set_max_body_size(l->eh, listen_limit(h, ingest_only));
     /* a body over the limit is read to its end and dropped before the 413 goes out and the
      * connection closes (nginx's lingering close): a client that writes its whole body before
@@ -821,11 +1088,33 @@ int tr_http_listen_tls(tr_http *h, int fd, int ingest_only, tr_tls_server *tls) 
      * ~40 ms for the client's delayed ACK (accepted sockets inherit the option) */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    evhttp_set_bevcb(l->eh, listener_bev, l);
     l->bound = evhttp_accept_socket_with_handle(l->eh, fd);
-    if (!l->bound) {
+    l->per_addr = tr_addrcount_new();
+    l->pause_ev = evtimer_new(h->base, accept_resume, l);
+    if (!l->bound || !l->per_addr || !l->pause_ev) {
+        if (l->bound) evhttp_del_accept_socket(l->eh, l->bound);
+        l->bound = NULL;
         evhttp_free(l->eh);
         l->eh = NULL;
+        tr_addrcount_free(l->per_addr);
+        l->per_addr = NULL;
+        if (l->pause_ev) event_free(l->pause_ev);
+        l->pause_ev = NULL;
         return -1;
+    }
+    const char *ln = ingest_only ? "listener=\"otlp_http\",reason=" : "listener=\"http\",reason=";
+    char lab[96];
+    snprintf(lab, sizeof lab, "%s\"per_address\"", ln);
+    l->refused_addr = tr_counter_new("tricorder_connections_refused_total", TR_CONN_REFUSED_HELP, lab);
+    snprintf(lab, sizeof lab, "%s\"total\"", ln);
+    l->refused_total = tr_counter_new("tricorder_connections_refused_total", TR_CONN_REFUSED_HELP, lab);
+    if (wrap_accept(l) != 0)
+        TR_WARN("http: cannot wrap libevent's accept; connection limits are off on this listener", NULL);
+    if (!h->sweep_ev && (h->cfg.header_timeout_ms > 0 || h->cfg.body_timeout_ms > 0)) {
+        h->sweep_ev = event_new(h->base, -1, EV_PERSIST, sweep, h);
+        struct timeval tv = {0, SWEEP_MS * 1000};
+        if (h->sweep_ev) evtimer_add(h->sweep_ev, &tv);
     }
     h->nls++;
     return 0;
@@ -837,13 +1126,19 @@ void tr_http_stop_accepting(tr_http *h) {
         if (h->ls[i].bound) {
             evhttp_del_accept_socket(h->ls[i].eh, h->ls[i].bound); /* closes the socket */
             h->ls[i].bound = NULL;
+            h->ls[i].lev = NULL;
         }
 }
 
 void tr_http_free(tr_http *h) {
     if (!h) return;
-    for (int i = 0; i < h->nls; i++)
+    for (int i = 0; i < h->nls; i++) {
         if (h->ls[i].eh) evhttp_free(h->ls[i].eh);
+        if (h->ls[i].pause_ev) event_free(h->ls[i].pause_ev);
+        tr_addrcount_free(h->ls[i].per_addr);
+    }
+    if (h->sweep_ev) event_free(h->sweep_ev);
+    free(h->cst);
     for (size_t i = 0; i < h->nroutes; i++)
         free(h->routes[i].pattern);
     free(h->routes);

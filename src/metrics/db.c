@@ -25,7 +25,11 @@ typedef struct metaent {
     char *family;
     char *type[META_ALT], *help[META_ALT], *unit[META_ALT];
     int n;
+    int64_t set_ms; /* last given (wall clock): fresh metadata waits for its samples */
 } metaent;
+
+#define META_PRUNE_EVERY_MS 60000 /* metadata of families without series is looked for */
+#define META_GRACE_MS 600000      /* metadata given this recently is kept without series */
 
 /* ---- blocks list ---- */
 
@@ -799,6 +803,11 @@ void tsdb_maintain(tsdb *db) {
     while (!db->bg_stop && compact_once(db)) {
     }
     apply_retention(db);
+    int64_t now = tr_now_ms();
+    if (now - db->meta_pruned_ms >= META_PRUNE_EVERY_MS) {
+        db->meta_pruned_ms = now;
+        db_meta_prune(db, META_GRACE_MS);
+    }
 }
 
 int tsdb_ready(tsdb *db) { return __atomic_load_n(&db->ready, __ATOMIC_ACQUIRE); }
@@ -868,10 +877,10 @@ static char *meta_unescape(char *s) {
 static metaent *meta_find(tsdb *db, const char *family) {
     uint64_t h = mt_hash(family, strlen(family), 7) | 1;
     uintptr_t idx = (uintptr_t)pm_get(&db->meta, (uintptr_t)h);
-    if (idx && strcmp(db->metas[idx - 1].family, family) == 0) return &db->metas[idx - 1];
+    if (idx && strcmp(db->metas[idx - 1]->family, family) == 0) return db->metas[idx - 1];
     if (idx) /* hash collision: slow path */
         for (size_t i = 0; i < db->nmetas; i++)
-            if (strcmp(db->metas[i].family, family) == 0) return &db->metas[i];
+            if (strcmp(db->metas[i]->family, family) == 0) return db->metas[i];
     return NULL;
 }
 
@@ -882,19 +891,23 @@ void tsdb_set_metadata(tsdb *db, const char *family, const char *type, const cha
     if (!e) {
         if (db->nmetas == db->capmetas) {
             size_t c = db->capmetas ? db->capmetas * 2 : 64;
-            metaent *n = realloc(db->metas, c * sizeof *n);
+            metaent **n = realloc(db->metas, c * sizeof *n); /* pointers: growing copies 8 bytes each */
             if (!n) goto out;
             db->metas = n;
             db->capmetas = c;
         }
-        e = &db->metas[db->nmetas];
-        memset(e, 0, sizeof *e);
-        e->family = strdup(family);
-        if (!e->family) goto out;
+        e = calloc(1, sizeof *e);
+        if (e) e->family = strdup(family);
+        if (!e || !e->family) {
+            free(e);
+            goto out;
+        }
+        db->metas[db->nmetas] = e;
         db->nmetas++;
         uint64_t h = mt_hash(family, strlen(family), 7) | 1;
         if (!pm_get(&db->meta, (uintptr_t)h)) pm_put(&db->meta, (uintptr_t)h, (void *)(uintptr_t)db->nmetas);
     }
+    e->set_ms = tr_now_ms();
     {
         const char *t = type ? type : "unknown", *hp = help ? help : "", *u = unit ? unit : "";
         for (int i = 0; i < e->n; i++)
@@ -918,6 +931,75 @@ out:
     pthread_mutex_unlock(&db->metamu);
 }
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The metric names that carry a family's samples: the family itself and its suffixed series
+ * (histogram and summary parts, counters' _total and _created, info's _info). */
+static int family_has_series(const char *fam, char **names, size_t n) {
+    static const char *const suffixes[] = {"",         "_bucket", "_sum",    "_count", "_total",
+                                           "_created", "_info",   "_gcount", "_gsum"};
+    char name[1024];
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        if ((size_t)snprintf(name, sizeof name, "%s%s", fam, suffixes[i]) >= sizeof name) return 1;
+        const char *k = name;
+        if (bsearch(&k, names, n, sizeof *names, cmp_str)) return 1;
+    }
+    return 0;
+}
+
+size_t db_meta_prune(tsdb *db, int64_t grace_ms) {
+    tsdb_querier *q = tsdb_querier_open(db, INT64_MIN, INT64_MAX);
+    if (!q) return 0;
+    char **names = NULL, err[256];
+    size_t n = 0, dropped = 0, keep = 0;
+    int rc = tsdb_label_values(q, "__name__", NULL, NULL, 0, &names, &n, err, sizeof err);
+    tsdb_querier_close(q);
+    if (rc != 0) return 0;
+    /* the families as they are now; entries are only appended meanwhile (this thread alone
+     * removes them), so the lookups run without holding writers of metadata up */
+    pthread_mutex_lock(&db->metamu);
+    size_t nf = db->nmetas;
+    const char **fams = malloc((nf + 1) * sizeof *fams);
+    for (size_t i = 0; fams && i < nf; i++)
+        fams[i] = db->metas[i]->family;
+    pthread_mutex_unlock(&db->metamu);
+    unsigned char *dead = fams ? calloc(nf + 1, 1) : NULL;
+    if (!dead) goto out;
+    for (size_t i = 0; i < nf; i++)
+        dead[i] = !family_has_series(fams[i], names, n);
+    int64_t now = tr_now_ms();
+    pthread_mutex_lock(&db->metamu);
+    for (size_t i = 0; i < db->nmetas; i++) {
+        metaent *e = db->metas[i];
+        if (i >= nf || !dead[i] || now - e->set_ms < grace_ms) {
+            db->metas[keep] = e;
+            keep++;
+            continue;
+        }
+        free(e->family);
+        for (int a = 0; a < e->n; a++)
+            free(e->type[a]), free(e->help[a]), free(e->unit[a]);
+        free(e);
+        dropped++;
+    }
+    if (dropped) { /* indices moved: the index is rebuilt */
+        db->nmetas = keep;
+        pm_free(&db->meta);
+        for (size_t i = 0; i < db->nmetas; i++) {
+            uint64_t h = mt_hash(db->metas[i]->family, strlen(db->metas[i]->family), 7) | 1;
+            if (!pm_get(&db->meta, (uintptr_t)h)) pm_put(&db->meta, (uintptr_t)h, (void *)(uintptr_t)(i + 1));
+        }
+    }
+    pthread_mutex_unlock(&db->metamu);
+out:
+    free(fams);
+    free(dead);
+    tsdb_strings_free(names, n);
+    if (dropped)
+        TR_INFO("metadata of families without series forgotten", "families=%zu kept=%zu", dropped, keep);
+    return dropped;
+}
+
 typedef struct metacopy {
     char *family, *type, *help, *unit;
     size_t seq;
@@ -933,15 +1015,15 @@ void tsdb_metadata_foreach(tsdb *db, int (*fn)(void *ctx, const tsdb_metadata *m
     pthread_mutex_lock(&db->metamu);
     size_t n = 0;
     for (size_t i = 0; i < db->nmetas; i++)
-        n += (size_t)db->metas[i].n;
+        n += (size_t)db->metas[i]->n;
     metacopy *copy = calloc(n + 1, sizeof *copy);
     size_t k = 0;
     for (size_t i = 0; copy && i < db->nmetas; i++)
-        for (int a = 0; a < db->metas[i].n; a++, k++) {
-            copy[k].family = strdup(db->metas[i].family);
-            copy[k].type = strdup(db->metas[i].type[a]);
-            copy[k].help = strdup(db->metas[i].help[a]);
-            copy[k].unit = strdup(db->metas[i].unit[a]);
+        for (int a = 0; a < db->metas[i]->n; a++, k++) {
+            copy[k].family = strdup(db->metas[i]->family);
+            copy[k].type = strdup(db->metas[i]->type[a]);
+            copy[k].help = strdup(db->metas[i]->help[a]);
+            copy[k].unit = strdup(db->metas[i]->unit[a]);
             copy[k].seq = k;
         }
     pthread_mutex_unlock(&db->metamu);
@@ -968,14 +1050,14 @@ static void meta_save(tsdb *db) {
     FILE *f = fopen(tmp, "w");
     if (!f) return;
     for (size_t i = 0; i < db->nmetas; i++)
-        for (int a = 0; a < db->metas[i].n; a++) { /* oldest first: a reload keeps the order */
-            meta_escape(f, db->metas[i].family);
+        for (int a = 0; a < db->metas[i]->n; a++) { /* oldest first: a reload keeps the order */
+            meta_escape(f, db->metas[i]->family);
             fputc('\t', f);
-            meta_escape(f, db->metas[i].type[a]);
+            meta_escape(f, db->metas[i]->type[a]);
             fputc('\t', f);
-            meta_escape(f, db->metas[i].help[a]);
+            meta_escape(f, db->metas[i]->help[a]);
             fputc('\t', f);
-            meta_escape(f, db->metas[i].unit[a]);
+            meta_escape(f, db->metas[i]->unit[a]);
             fputc('\n', f);
         }
     int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
@@ -1124,6 +1206,7 @@ int tsdb_open(const tsdb_options *o, tsdb **out, char *err, size_t errlen) {
         db->ready = 1;
     }
     meta_load(db);
+    db->meta_pruned_ms = tr_now_ms(); /* the first look a minute from now */
     if (syncer_start(db)) {
         snprintf(err, errlen, "cannot start the WAL syncer");
         goto fail;
@@ -1182,12 +1265,13 @@ void tsdb_close(tsdb *db) {
     head_free(&db->h);
     ex_free(&db->ex);
     for (size_t i = 0; i < db->nmetas; i++) {
-        free(db->metas[i].family);
-        for (int a = 0; a < db->metas[i].n; a++) {
-            free(db->metas[i].type[a]);
-            free(db->metas[i].help[a]);
-            free(db->metas[i].unit[a]);
+        free(db->metas[i]->family);
+        for (int a = 0; a < db->metas[i]->n; a++) {
+            free(db->metas[i]->type[a]);
+            free(db->metas[i]->help[a]);
+            free(db->metas[i]->unit[a]);
         }
+        free(db->metas[i]);
     }
     free(db->metas);
     pm_free(&db->meta);

@@ -373,8 +373,9 @@ struct tsdb {
     /* metadata */
     pthread_mutex_t metamu;
     ptrmap meta; /* family sym-less: key = hash → list */
-    struct metaent *metas;
+    struct metaent **metas;
     size_t nmetas, capmetas;
+    int64_t meta_pruned_ms; /* when meta_prune last ran (wall clock) */
     /* counters */
     tsdb_stats st;
     int self_on;
@@ -463,6 +464,9 @@ void db_block_unref(tsdb *db, block *b); /* under db->mu */
  * (logged once, counted, never deleted). Takes db->mu; a no-op when it is no longer listed. */
 void db_quarantine_block(tsdb *db, block *b, const char *why);
 int db_cut(tsdb *db, int64_t before, char *err, size_t errlen);
+/* Forgets the metadata of families that no series (head or block) carries any more and that
+ * were not given metadata within the last grace_ms. Returns how many went. */
+size_t db_meta_prune(tsdb *db, int64_t grace_ms);
 /* One round of background work: cut the head if it spans too long, compact, retention. */
 void tsdb_maintain(tsdb *db);
 

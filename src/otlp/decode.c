@@ -368,6 +368,8 @@ int otlp_status_to_grpc(otlp_status st) {
         return GRPC_UNIMPLEMENTED;
     case OTLP_UNAVAILABLE:
         return GRPC_UNAVAILABLE;
+    case OTLP_OVERLOADED:
+        return GRPC_RESOURCE_EXHAUSTED;
     }
     return GRPC_INTERNAL;
 }
@@ -385,6 +387,7 @@ int otlp_status_to_http(otlp_status st) {
     case OTLP_UNIMPLEMENTED:
         return 404;
     case OTLP_UNAVAILABLE:
+    case OTLP_OVERLOADED:
         return 503;
     }
     return 500;

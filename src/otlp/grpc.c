@@ -23,7 +23,10 @@
 #include "grpc_frame.h"
 #include "otlp_int.h"
 #include "tls/tls.h"
+#include "util/addrcount.h"
 #include "util/log.h"
+#include "util/selfmon.h"
+#include "util/text.h"
 
 /* ---- limits and timeouts (constants: no flag asks for them yet) ---- */
 #define MAX_CONCURRENT_STREAMS 128
@@ -35,12 +38,13 @@
 #define BUFFER_BUDGET (64u << 20) /* bytes buffered across all streams (at least 2 messages) */
 #define FIRST_BODY_ALLOC 65536u
 #define OUTPUT_HIGH (256u * 1024)      /* stop producing frames above this much unsent output */
-#define FIRST_REQUEST_TIMEOUT_MS 10000 /* accept → first request HEADERS */
-#define IDLE_TIMEOUT_MS 300000         /* no stream and no traffic (exporters send every 60 s) */
+#define FIRST_REQUEST_TIMEOUT_MS 10000 /* accept → a first request completed and accepted */
+#define IDLE_TIMEOUT_MS 300000         /* no stream and no request (exporters send every 60 s) */
 #define STREAM_TIMEOUT_MS 30000        /* request HEADERS → END_STREAM */
 #define WRITE_TIMEOUT_S 30             /* pending output that makes no progress */
 #define TICK_MS 1000
-#define ACCEPT_PAUSE_S 1    /* after accept() fails (out of descriptors) */
+#define ACCEPT_PAUSE_MS 250 /* after accept() fails (out of descriptors) */
+#define ACCEPT_BURST 32     /* connections accepted before the loop turns to other work */
 #define CLOSE_GRACE_MS 5000 /* our GOAWAY's chance to leave before we drop */
 
 #define GRPC_DEADLINE_EXCEEDED 4
@@ -82,10 +86,11 @@ struct gconn {
     nghttp2_session *session;
     struct event *timer;
     gstream *streams;
-    int busy; /* depth of nghttp2 calls on the stack: no send, no free inside */
-    int got_request;
-    int closing; /* GOAWAY sent by us; drop once no stream is left and output drained */
-    uint64_t accepted, last_io;
+    int busy;        /* depth of nghttp2 calls on the stack: no send, no free inside */
+    int got_request; /* a request was complete and authorized (PINGs and refused ones do not count) */
+    int closing;     /* GOAWAY sent by us; drop once no stream is left and output drained */
+    uint64_t accepted, last_io; /* last_io: the last request frame (HEADERS, DATA) or stream end */
+    tr_addrkey key;
     uint64_t timer_at; /* when the pending timer fires (ms, monotonic) */
     uint64_t close_at; /* closing and streamless: dropped at this time even if unflushed */
     char peer[64];
@@ -95,10 +100,14 @@ struct otlp_grpc {
     struct event_base *base;
     otlp_receiver *r;
     struct evconnlistener *listener;
-    struct event *accept_pause; /* re-enables accepting after a failed accept() */
     tr_tls_server *tls;         /* NULL: cleartext (h2c with prior knowledge) */
+    struct event *accept_pause; /* re-enables accepting after a failed accept() or a burst */
+    unsigned burst;             /* accepted since the last yield */
     gconn *conns;
     unsigned nconns;
+    unsigned max_conns, max_per_addr;
+    tr_addrcount *per_addr;
+    tr_metric *refused_addr, *refused_total, *auth_closed;
     size_t buffered, budget;
     int stopping;
 };
@@ -246,7 +255,47 @@ static void stream_orphan(gstream *s) {
 /* A trailers-only response: one HEADERS frame with the status, ending the stream. When the
  * request is still arriving, on_frame_send then asks the client to stop with RST_STREAM
  * NO_ERROR (RFC 9113 §8.1). */
+static void pb_varint(tr_buf *b, uint64_t v) {
+    while (v >= 0x80) {
+        tr_buf_putc(b, (char)((v & 0x7f) | 0x80));
+        v >>= 7;
+    }
+    tr_buf_putc(b, (char)v);
+}
+
+static void pb_bytes(tr_buf *b, unsigned field, const void *p, size_t n) {
+    pb_varint(b, field << 3 | 2);
+    pb_varint(b, n);
+    tr_buf_append(b, p, n);
+}
+
+/* grpc-status-details-bin: a google.rpc.Status with a google.rpc.RetryInfo detail, which makes
+ * RESOURCE_EXHAUSTED retryable for OTLP exporters (after retry_s seconds). Base64 into out. */
+static void retry_details(int code, const char *msg, int retry_s, tr_buf *out) {
+    tr_buf dur, ri, any, st;
+    tr_buf_init(&dur, 0), tr_buf_init(&ri, 0), tr_buf_init(&any, 0), tr_buf_init(&st, 0);
+    pb_varint(&dur, 1 << 3); /* Duration.seconds */
+    pb_varint(&dur, (uint64_t)retry_s);
+    pb_bytes(&ri, 1, dur.data, dur.len); /* RetryInfo.retry_delay */
+    static const char url[] = "type.googleapis.com/google.rpc.RetryInfo";
+    pb_bytes(&any, 1, url, sizeof url - 1);
+    pb_bytes(&any, 2, ri.data, ri.len);
+    pb_varint(&st, 1 << 3); /* Status.code */
+    pb_varint(&st, (uint64_t)code);
+    pb_bytes(&st, 2, msg, strlen(msg));
+    pb_bytes(&st, 3, any.data, any.len);
+    if (!st.failed) tr_base64_encode(out, (const uint8_t *)st.data, st.len);
+    tr_buf_free(&dur), tr_buf_free(&ri), tr_buf_free(&any), tr_buf_free(&st);
+}
+
+static void answer_error_retry(gstream *s, int http_status, int code, const char *msg, int retry_s);
+
 static void answer_error(gstream *s, int http_status, int code, const char *msg) {
+    answer_error_retry(s, http_status, code, msg, 0);
+}
+
+/* As answer_error; retry_s > 0 adds RetryInfo (retry after that many seconds). */
+static void answer_error_retry(gstream *s, int http_status, int code, const char *msg, int retry_s) {
     gconn *c = s->c;
     if (s->state == S_ANSWERED || s->state == S_RESPONDING) return; /* one answer per stream */
     char st[8], gs[8], pm[512];
@@ -259,12 +308,25 @@ static void answer_error(gstream *s, int http_status, int code, const char *msg)
         NV("grpc-accept-encoding", "gzip"),
         NV("grpc-status", gs),
         NV("grpc-message", pm),
+        NV("grpc-status-details-bin", ""),
     };
-    size_t n = sizeof nva / sizeof nva[0];
+    size_t n = sizeof nva / sizeof nva[0] - 1;
     if (!pm[0]) n--;
+    tr_buf det;
+    tr_buf_init(&det, 0);
+    if (retry_s > 0) {
+        retry_details(code, msg ? msg : "", retry_s, &det);
+        if (det.len && !det.failed) {
+            nva[n] = nva[5];
+            nva[n].value = (uint8_t *)det.data;
+            nva[n].valuelen = det.len;
+            n++;
+        }
+    }
     stream_drop_body(s);
     s->state = S_ANSWERED;
-    int rv = nghttp2_submit_response(c->session, s->id, nva, n, NULL);
+    int rv = nghttp2_submit_response(c->session, s->id, nva, n, NULL); /* copies the headers */
+    tr_buf_free(&det);
     if (rv != 0) {
         TR_DEBUG("grpc: cannot submit response", "peer=%s stream=%d error=\"%s\"", c->peer, s->id,
                  nghttp2_strerror(rv));
@@ -326,6 +388,7 @@ static void answer_ok(gstream *s, const otlp_result *res) {
 }
 
 static int conn_flush(gconn *c);
+static void conn_goaway(gconn *c, const char *why);
 
 /* The receiver's done callback: exactly once per processed stream, maybe before
  * otlp_receiver_process returns (then we are inside an nghttp2 callback and the frames go
@@ -338,7 +401,8 @@ static void on_done(void *cookie, const otlp_result *res) {
         return;
     }
     if (res->status != OTLP_OK)
-        answer_error(s, 200, otlp_status_to_grpc(res->status), res->message);
+        answer_error_retry(s, 200, otlp_status_to_grpc(res->status), res->message,
+                           res->status == OTLP_OVERLOADED ? 5 : 0);
     else
         answer_ok(s, res);
     if (!c->busy) conn_flush(c);
@@ -354,6 +418,7 @@ static void stream_process(gstream *s) {
     s->body = NULL;
     s->body_len = s->body_cap = s->body_want = 0;
     s->state = S_WAITING;
+    s->c->got_request = 1;
     otlp_receiver_process(g->r, s->sig, OTLP_GRPC, body ? body : (const uint8_t *)"", len, gzip, on_done, s);
     free(body);
     budget_release(g, held);
@@ -449,6 +514,10 @@ static void headers_done(gstream *s) {
         answer_error(s, 200, GRPC_UNAUTHENTICATED,
                      s->auth ? "invalid ingest token"
                              : "missing ingest token: send authorization: Bearer <token>");
+        /* a client without the token gets nothing more from this connection: holding it open
+         * (PINGs keep it busy) would let such clients take every slot from real exporters */
+        tr_counter_add(c->g->auth_closed, 1);
+        conn_goaway(c, "unauthenticated");
         return;
     }
     if (!s->known) {
@@ -515,7 +584,6 @@ static int cb_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     s->next = c->streams;
     if (c->streams) c->streams->prev = s;
     c->streams = s;
-    c->got_request = 1;
     nghttp2_session_set_stream_user_data(session, s->id, s);
     return 0;
 }
@@ -579,6 +647,10 @@ static int cb_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 static int cb_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
     gconn *c = user_data;
     gstream *s;
+    /* only requests are activity: PING, SETTINGS and WINDOW_UPDATE alone do not keep a
+     * connection open past its idle timeout */
+    if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)
+        c->last_io = (uint64_t)tr_mono_ms();
     switch (frame->hd.type) {
     case NGHTTP2_HEADERS:
         s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -615,6 +687,7 @@ static int cb_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
                            void *user_data) {
     gstream *s = nghttp2_session_get_stream_user_data(session, stream_id);
     if (!s) return 0;
+    if (s->c) s->c->last_io = (uint64_t)tr_mono_ms(); /* the idle time runs from the answer */
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
     if (s->state == S_WAITING) {
         TR_DEBUG("grpc: stream closed before its answer", "peer=%s stream=%d error_code=%u", s->c->peer,
@@ -656,6 +729,7 @@ static void conn_free(gconn *c) {
         g->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     g->nconns--;
+    if (g->per_addr) tr_addrcount_release(g->per_addr, &c->key);
     if (c->streams)
         TR_DEBUG("grpc: connection closed with open streams", "peer=%s streams=%u", c->peer,
                  conn_nstreams(c));
@@ -763,7 +837,6 @@ static void on_read(struct bufferevent *bev, void *arg) {
     size_t len = evbuffer_get_length(in);
     if (len == 0) return;
     unsigned char *data = evbuffer_pullup(in, -1);
-    c->last_io = (uint64_t)tr_mono_ms();
     c->busy++;
     ssize_t rv = nghttp2_session_mem_recv(c->session, data, len);
     c->busy--;
@@ -779,7 +852,6 @@ static void on_read(struct bufferevent *bev, void *arg) {
 
 static void on_write(struct bufferevent *bev, void *arg) {
     gconn *c = arg;
-    c->last_io = (uint64_t)tr_mono_ms();
     conn_flush(c); /* frees c when it is over and the output is drained */
 }
 
@@ -835,18 +907,33 @@ static int conn_start_session(gconn *c) {
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg) {
     otlp_grpc *g = arg;
+    /* libevent accepts every pending connection in one go: after a burst, the loop serves
+     * other work first (a thousand connects at once would otherwise hold it for long) */
+    if (++g->burst >= ACCEPT_BURST && !evtimer_pending(g->accept_pause, NULL)) {
+        struct timeval now = {0, 0};
+        evconnlistener_disable(l);
+        evtimer_add(g->accept_pause, &now);
+    }
     char peer[64];
     format_peer(sa, peer, sizeof peer);
-    if (g->stopping || g->nconns >= MAX_CONNECTIONS) {
-        TR_DEBUG("grpc: refusing connection", "peer=%s open=%u limit=%d", peer, g->nconns, MAX_CONNECTIONS);
+    tr_addrkey key;
+    tr_addrkey_from(sa, &key);
+    /* the cap per address first, so one client cannot take the whole listener */
+    int over_addr = g->max_per_addr && tr_addrcount_get(g->per_addr, &key) >= g->max_per_addr;
+    if (g->stopping || over_addr || (g->max_conns && g->nconns >= g->max_conns)) {
+        if (!g->stopping) tr_counter_add(over_addr ? g->refused_addr : g->refused_total, 1);
+        TR_DEBUG("grpc: refusing connection", "peer=%s open=%u limit=%s", peer, g->nconns,
+                 over_addr ? "per_address" : "total");
         evutil_closesocket(fd);
         return;
     }
     gconn *c = calloc(1, sizeof *c);
-    if (!c) {
+    if (!c || tr_addrcount_acquire(g->per_addr, &key, 0) < 0) {
+        free(c);
         evutil_closesocket(fd);
         return;
     }
+    c->key = key;
     c->g = g;
     memcpy(c->peer, peer, sizeof peer);
     c->accepted = c->last_io = (uint64_t)tr_mono_ms();
@@ -880,6 +967,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
     otlp_grpc *g = arg;
+    g->burst = 0;
     if (g->listener && !g->stopping) evconnlistener_enable(g->listener);
 }
 
@@ -888,9 +976,10 @@ static void on_accept_error(struct evconnlistener *l, void *arg) {
     int err = EVUTIL_SOCKET_ERROR();
     /* EMFILE and friends: the pending connection stays queued and the listener would fire
      * again at once; pause accepting for a second, keep serving the connections we have */
-    TR_WARN("grpc: accept failed, pausing for 1 s", "error=\"%s\"", evutil_socket_error_to_string(err));
+    TR_WARN_LIMITED("accept", "grpc: accept failed: pausing the listener", "error=\"%s\" pause_ms=%d open=%u",
+                    evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, g->nconns);
     evconnlistener_disable(l);
-    struct timeval tv = {ACCEPT_PAUSE_S, 0};
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
     evtimer_add(g->accept_pause, &tv);
 }
 
@@ -903,6 +992,15 @@ otlp_grpc *otlp_grpc_new(struct event_base *base, otlp_receiver *r, int fd) {
     g->r = r;
     size_t max = otlp_receiver_config(r)->max_message_bytes;
     g->budget = BUFFER_BUDGET;
+    g->max_conns = MAX_CONNECTIONS;
+    g->refused_addr = tr_counter_new("tricorder_connections_refused_total", TR_CONN_REFUSED_HELP,
+                                     "listener=\"grpc\",reason=\"per_address\"");
+    g->refused_total = tr_counter_new("tricorder_connections_refused_total", TR_CONN_REFUSED_HELP,
+                                      "listener=\"grpc\",reason=\"total\"");
+    g->auth_closed =
+        tr_counter_new("tricorder_grpc_unauthenticated_closes_total",
+                       "gRPC connections ended (GOAWAY) after a request without the ingest token.", NULL);
+    if (!(g->per_addr = tr_addrcount_new())) goto fail;
     if (max > g->budget / 2) g->budget = max * 2; /* at least two messages fit */
     evutil_make_socket_nonblocking(fd);
     g->accept_pause = evtimer_new(base, on_accept_resume, g);
@@ -914,6 +1012,7 @@ otlp_grpc *otlp_grpc_new(struct event_base *base, otlp_receiver *r, int fd) {
     return g;
 fail:
     if (g->accept_pause) event_free(g->accept_pause);
+    tr_addrcount_free(g->per_addr);
     free(g);
     return NULL;
 }
@@ -942,6 +1041,11 @@ void otlp_grpc_stop_accepting(otlp_grpc *g) {
 void otlp_grpc_set_tls(otlp_grpc *g, tr_tls_server *tls) { g->tls = tls; }
 
 unsigned otlp_grpc_connections(const otlp_grpc *g) { return g ? g->nconns : 0; }
+
+void otlp_grpc_set_limits(otlp_grpc *g, unsigned max_total, unsigned max_per_addr) {
+    g->max_conns = max_total;
+    g->max_per_addr = max_per_addr;
+}
 
 void otlp_grpc_free(otlp_grpc *g) {
     if (!g) return;
@@ -974,5 +1078,6 @@ void otlp_grpc_free(otlp_grpc *g) {
         }
         conn_free(c);
     }
+    tr_addrcount_free(g->per_addr);
     free(g);
 }

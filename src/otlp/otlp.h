@@ -26,6 +26,8 @@ typedef enum {
     OTLP_UNAUTHENTICATED, /* 401 / UNAUTHENTICATED */
     OTLP_UNIMPLEMENTED,   /* 404 / UNIMPLEMENTED */
     OTLP_UNAVAILABLE,     /* nothing stored, try again: 503 / UNAVAILABLE */
+    OTLP_OVERLOADED,      /* over --memory-limit, nothing stored, try again: 503 / RESOURCE_EXHAUSTED
+                             with RetryInfo (retryable per the OTLP specification) */
 } otlp_status;
 
 /* One decoded export. The receiver owns it (and its arena) until the sink's done callback. */
@@ -101,6 +103,10 @@ struct tr_tls_server;
 void otlp_grpc_set_tls(otlp_grpc *g, struct tr_tls_server *tls);
 /* Open connections (for /metrics and shutdown). */
 unsigned otlp_grpc_connections(const otlp_grpc *g);
+/* Connection caps (0: none): open connections in total and from one client address; over
+ * either (the per-address cap is checked first) a new connection is closed at accept and
+ * counted. The defaults until called: 1024 in total, none per address. */
+void otlp_grpc_set_limits(otlp_grpc *g, unsigned max_total, unsigned max_per_addr);
 /* Closes every connection and frees. */
 void otlp_grpc_free(otlp_grpc *g);
 

@@ -3,6 +3,7 @@
  * (buf, len), fuzzed. Bad lines are counted and skipped. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "promwire.h"
+#include "util/hash.h"
 #include "util/text.h"
 
 /* ---------------------------------------------------------------- the parser */
@@ -137,24 +139,57 @@ static int parse_float(const char *s, double *out) {
 
 typedef tr_text_meta metaent;
 
-/* The metadata entry of a family, added if new (families are few: a linear search from the
- * newest, where the HELP and TYPE of one family sit together, is enough). */
-static metaent *meta_get(tr_arena *a, metaent **ents, size_t *n, size_t *cap, const char *fam, size_t fl) {
-    for (size_t i = *n; i > 0; i--)
-        if (strlen((*ents)[i - 1].family) == fl && memcmp((*ents)[i - 1].family, fam, fl) == 0)
-            return &(*ents)[i - 1];
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
+/* The families met so far: their entries, and an open-addressing index of them by name
+ * (a body may hold hundreds of thousands of families, each asked for by its HELP and TYPE). */
+typedef struct metatab {
+    metaent *ents;
+    size_t n, cap;
+    uint32_t *idx; /* entry + 1; 0: empty */
+    size_t icap;   /* a power of two, at least twice n */
+} metatab;
+
+static size_t name_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return (size_t)tr_mix64(h);
+}
+
+/* The metadata entry of a family, added if new. */
+static metaent *meta_get(tr_arena *a, metatab *t, const char *fam, size_t fl) {
+    if ((t->n + 1) * 2 > t->icap) { /* grow the index (and rebuild it) */
+        size_t ncap = t->icap ? t->icap * 2 : 64;
+        uint32_t *ni = tr_arena_alloc(a, ncap * sizeof *ni);
+        if (!ni || t->n >= UINT32_MAX - 1) return NULL;
+        memset(ni, 0, ncap * sizeof *ni);
+        for (size_t i = 0; i < t->n; i++) {
+            size_t k = name_hash(t->ents[i].family, strlen(t->ents[i].family)) & (ncap - 1);
+            while (ni[k])
+                k = (k + 1) & (ncap - 1);
+            ni[k] = (uint32_t)i + 1;
+        }
+        t->idx = ni;
+        t->icap = ncap;
+    }
+    size_t k = name_hash(fam, fl) & (t->icap - 1);
+    for (; t->idx[k]; k = (k + 1) & (t->icap - 1)) {
+        metaent *e = &t->ents[t->idx[k] - 1];
+        if (strncmp(e->family, fam, fl) == 0 && e->family[fl] == 0) return e;
+    }
+    if (t->n == t->cap) {
+        size_t c = t->cap ? t->cap * 2 : 16;
         metaent *ne = tr_arena_alloc(a, c * sizeof *ne);
         if (!ne) return NULL;
-        if (*n) memcpy(ne, *ents, *n * sizeof *ne);
-        *ents = ne;
-        *cap = c;
+        if (t->n) memcpy(ne, t->ents, t->n * sizeof *ne);
+        t->ents = ne;
+        t->cap = c;
     }
-    metaent *e = &(*ents)[(*n)++];
+    metaent *e = &t->ents[t->n];
     e->type = e->help = NULL;
     e->family = tr_arena_strndup(a, fam, fl);
-    return e->family ? e : NULL;
+    if (!e->family) return NULL;
+    t->idx[k] = (uint32_t)++t->n;
+    return e;
 }
 
 static const char *const types[][2] = {
@@ -170,7 +205,7 @@ static const char *const types[][2] = {
 };
 
 /* # HELP / # TYPE; other comments are ignored. Returns 0, 1 (bad line, *why set), -1 (OOM). */
-static int comment_line(cursor *c, tr_arena *a, metaent **ents, size_t *n, size_t *cap, const char **why) {
+static int comment_line(cursor *c, tr_arena *a, metatab *mt, const char **why) {
     c->p++; /* '#' */
     skip_ws(c);
     int help = 0;
@@ -210,7 +245,7 @@ static int comment_line(cursor *c, tr_arena *a, metaent **ents, size_t *n, size_
             *why = "HELP text is not valid UTF-8";
             return 1;
         }
-        metaent *e = meta_get(a, ents, n, cap, fam, fl);
+        metaent *e = meta_get(a, mt, fam, fl);
         if (!e) return -1;
         e->help = h;
         return 0;
@@ -222,7 +257,7 @@ static int comment_line(cursor *c, tr_arena *a, metaent **ents, size_t *n, size_
     skip_ws(c);
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (strlen(types[i][0]) == tl && memcmp(types[i][0], t, tl) == 0 && c->p == c->end) {
-            metaent *e = meta_get(a, ents, n, cap, fam, fl);
+            metaent *e = meta_get(a, mt, fam, fl);
             if (!e) return -1;
             e->type = types[i][1];
             return 0;
@@ -354,8 +389,8 @@ static int sample_line(cursor *c, tr_arena *a, tr_text_sample *s, const char **w
 
 int tr_prom_text_parse(const char *buf, size_t len, tr_arena *a, tr_text_result *out) {
     memset(out, 0, sizeof *out);
-    size_t scap = 0, mcap = 0, lineno = 0;
-    metaent *ents = NULL;
+    size_t scap = 0, lineno = 0;
+    metatab mt = {0};
     const char *p = buf, *end = buf + len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -370,7 +405,7 @@ int tr_prom_text_parse(const char *buf, size_t len, tr_arena *a, tr_text_result 
         const char *why = NULL;
         int rc;
         if (*c.p == '#') {
-            rc = comment_line(&c, a, &ents, &out->n_meta, &mcap, &why);
+            rc = comment_line(&c, a, &mt, &why);
         } else {
             if (out->n_samples == scap) {
                 size_t nc = scap ? scap * 2 : 64;
@@ -395,6 +430,7 @@ int tr_prom_text_parse(const char *buf, size_t len, tr_arena *a, tr_text_result 
             out->bad_lines++;
         }
     }
-    out->meta = ents;
+    out->meta = mt.ents;
+    out->n_meta = mt.n;
     return 0;
 }

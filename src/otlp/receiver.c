@@ -8,6 +8,7 @@
 #include "otlp_int.h"
 #include "util/gzip.h"
 #include "util/log.h"
+#include "util/memlimit.h"
 #include "util/selfmon.h"
 
 /* Decoded messages take more room than their wire form (a struct per submessage); this
@@ -147,6 +148,12 @@ void otlp_receiver_process(otlp_receiver *r, otlp_signal sig, otlp_transport tr,
 
     if (sig == OTLP_LOGS) {
         fail(c, OTLP_UNIMPLEMENTED, "%s", "logs are not stored by tricorder (metrics and traces are)");
+        return;
+    }
+    if (tr_mem_refuse()) { /* before decoding: the refusal itself must cost nothing */
+        char m[64];
+        snprintf(m, sizeof m, "%lld", (long long)tr_mem_limit());
+        fail(c, OTLP_OVERLOADED, "server over its memory limit (%s bytes); retry later", m);
         return;
     }
     size_t max = r->cfg.max_message_bytes;

@@ -315,26 +315,35 @@ test('a non-gRPC content-type answers HTTP 415 with grpc-status 3, as grpc-go do
   assert.equal(ok.grpcStatus, 0, ok.grpcMessage);
 });
 
-test('with --ingest-token: missing or wrong token 16, right token 0', async () => {
+test('with --ingest-token: missing or wrong token 16 (and the connection ends), right token 0', async () => {
   const s = await start({ args: ['--ingest-token', 's3cret'] });
-  const c = http2.connect(s.grpcUrl);
-  c.on('error', () => {});
+  // a refused request ends its connection (GOAWAY): each attempt gets a new one
+  const conns = [];
+  const conn = () => {
+    const c = http2.connect(s.grpcUrl);
+    c.on('error', () => {});
+    conns.push(c);
+    return c;
+  };
   try {
     const { body, spans } = tracesProtobuf(1);
-    let r = await call(c, TRACES, grpcFrame(body));
+    const c0 = conn();
+    const goaway = new Promise((resolve) => c0.on('goaway', resolve));
+    let r = await call(c0, TRACES, grpcFrame(body));
     assert.equal(r.grpcStatus, 16);
     assert.match(r.grpcMessage, /token/);
-    r = await call(c, TRACES, grpcFrame(body), { headers: { authorization: 'Bearer wrong' } });
+    await goaway;
+    r = await call(conn(), TRACES, grpcFrame(body), { headers: { authorization: 'Bearer wrong' } });
     assert.equal(r.grpcStatus, 16);
-    r = await call(c, TRACES, grpcFrame(body), { headers: { authorization: 'Basic czNjcmV0' } });
+    r = await call(conn(), TRACES, grpcFrame(body), { headers: { authorization: 'Basic czNjcmV0' } });
     assert.equal(r.grpcStatus, 16);
-    r = await call(c, TRACES, grpcFrame(body), { headers: { authorization: 'Bearer s3cret' } });
+    r = await call(conn(), TRACES, grpcFrame(body), { headers: { authorization: 'Bearer s3cret' } });
     assert.equal(r.grpcStatus, 0, r.grpcMessage);
     const m = await s.metrics();
     assert.equal(metricSum(m, 'tricorder_otlp_spans_accepted_total'), spans);
     assert.equal(metricSum(m, 'tricorder_otlp_request_errors_total', { transport: 'grpc', signal: 'traces' }), 3);
   } finally {
-    c.destroy();
+    for (const c of conns) c.destroy();
     const r = await s.stop();
     s.cleanup();
     assert.equal(r.code, 0);

@@ -36,7 +36,9 @@ export async function start(opts = {}) {
   // tricorder stores its own /metrics by default (job="tricorder"); suites that count series or
   // label values get a store holding only what they send unless they ask for the self-scrape
   if (!args.includes('--self-scrape-interval') && !(opts.env || {}).TRICORDER_SELF_SCRAPE_INTERVAL) args.push('--self-scrape-interval', '0');
-  const child = spawn(BIN, args, { env: { ...process.env, ...(opts.env || {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // opts.wrapper: a command the binary runs under (['prlimit', '--nofile=256:256', '--'])
+  const cmd = opts.wrapper ? [...opts.wrapper, BIN] : [BIN];
+  const child = spawn(cmd[0], [...cmd.slice(1), ...args], { env: { ...process.env, ...(opts.env || {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; if (process.env.TR_E2E_VERBOSE) process.stderr.write(d); });
   child.stdout.on('data', () => {});

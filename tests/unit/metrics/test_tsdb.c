@@ -804,3 +804,44 @@ Test(metrics_tsdb, lazy_load_equals_eager_select) {
     tsdb_close(db);
     rm_rf(dir);
 }
+
+/* ---- metadata pruning ---- */
+
+static int collect_family(void *ctx, const tsdb_metadata *m) {
+    char *out = ctx;
+    strcat(out, m->family);
+    strcat(out, ",");
+    return 0;
+}
+
+Test(metrics_tsdb, metadata_of_families_without_series_is_pruned, .init = quiet) {
+    mkdtemp_dir();
+    tsdb *db = open_db(dir, 600000, 0);
+    tsdb_set_metadata(db, "req", "counter", "requests", NULL);    /* series req_total */
+    tsdb_set_metadata(db, "lat", "histogram", "latency", NULL);   /* series lat_bucket */
+    tsdb_set_metadata(db, "up", "gauge", "", NULL);               /* series up */
+    tsdb_set_metadata(db, "gone", "counter", "no series", NULL);  /* none */
+    tsdb_set_metadata(db, "gone2", "gauge", "none either", NULL); /* none */
+    int64_t t = tr_now_ms();
+    tsdb_appender *a = tsdb_appender_begin(db);
+    tsdb_label l1[] = {{"__name__", "req_total"}};
+    tsdb_label l2[] = {{"__name__", "lat_bucket"}, {"le", "+Inf"}};
+    tsdb_label l3[] = {{"__name__", "up"}};
+    cr_assert_eq(tsdb_appender_add(a, l1, 1, t, 1), TSDB_OK);
+    cr_assert_eq(tsdb_appender_add(a, l2, 2, t, 1), TSDB_OK);
+    cr_assert_eq(tsdb_appender_add(a, l3, 1, t, 1), TSDB_OK);
+    commit(a);
+    cr_assert_eq(db_meta_prune(db, 600000), 0, "fresh metadata waits for its series");
+    cr_assert_eq(db_meta_prune(db, 0), 2);
+    char fams[256] = "";
+    tsdb_metadata_foreach(db, collect_family, fams);
+    cr_assert_str_eq(fams, "lat,req,up,");
+    /* the index still finds every kept family (a new triple is added to it, not a new entry) */
+    tsdb_set_metadata(db, "up", "gauge", "now with help", NULL);
+    tsdb_set_metadata(db, "gone", "counter", "back", NULL);
+    fams[0] = 0;
+    tsdb_metadata_foreach(db, collect_family, fams);
+    cr_assert_str_eq(fams, "gone,lat,req,up,up,");
+    tsdb_close(db);
+    rm_rf(dir);
+}
