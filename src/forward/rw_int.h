@@ -15,6 +15,7 @@ typedef struct rw_series {
     uint8_t *pb;
     uint32_t pblen;
     uint8_t selected; /* matches the target's selector */
+    struct rw_series *next_retired;
 } rw_series;
 
 typedef struct rw_sample {
@@ -48,6 +49,7 @@ typedef struct rw_reader {
     /* ref -> series, open addressing */
     rw_series **slots;
     size_t nslots, nseries;
+    rw_series *retired; /* redefined refs, freed at close */
     /* read position: the next record starts at (seg, off) */
     uint32_t seg;
     uint64_t off;

@@ -174,9 +174,16 @@ static int series_put(rw_reader *r, rw_series *s) {
             r->nseries++;
             return 0;
         }
-        if (r->slots[i]->ref == s->ref) { /* redefined (after a restart of the store): the newest wins */
-            free(r->slots[i]->pb);
-            free(r->slots[i]);
+        if (r->slots[i]->ref == s->ref) {
+            rw_series *o = r->slots[i];
+            if (o->pblen == s->pblen && memcmp(o->pb, s->pb, s->pblen) == 0) { /* read again (checkpoint) */
+                free(s->pb);
+                free(s);
+                return 0;
+            }
+            /* redefined: the newest wins; the old one may still be in a batch, so it is kept */
+            o->next_retired = r->retired;
+            r->retired = o;
             r->slots[i] = s;
             return 0;
         }
@@ -459,6 +466,12 @@ void rw_reader_close(rw_reader *r) {
             free(r->slots[i]);
         }
     free(r->slots);
+    while (r->retired) {
+        rw_series *n = r->retired->next_retired;
+        free(r->retired->pb);
+        free(r->retired);
+        r->retired = n;
+    }
     free(r->buf);
     memset(r, 0, sizeof *r);
     r->fd = -1;
