@@ -132,7 +132,7 @@ uint32_t rw_out_wal_keep(void *ctx, uint32_t upto) {
             int behind = t->has_pos && t->acked.seg <= segs[i];
             uint64_t from = t->has_pos && t->acked.seg == segs[i] ? t->acked.off : 0;
             int logged = t->drop_logged;
-            t->drop_logged = 1;
+            if (behind) t->drop_logged = 1;
             pthread_mutex_unlock(&t->mu);
             if (!behind) continue;
             uint64_t lost = rw_wal_count_samples(path, from);

@@ -276,7 +276,7 @@ test('target down for good: the WAL stays under --remote-write-max-backlog, the 
   const deadPort = await freePort();
   const cfg = writeConfig(dir, [{ url: `http://127.0.0.1:${deadPort}/api/v1/write`, name: 'dead' }]);
   const backlog = 256 * 1024, seg = 64 * 1024;
-  const t = await start({ args: ['--remote-write-config', cfg, '--wal-segment-size', '64KiB', '--remote-write-max-backlog', '256KiB'], dataDir });
+  const t = await start({ args: ['--remote-write-config', cfg, '--wal-segment-size', '64KiB', '--remote-write-max-backlog', '256KiB', '--shutdown-timeout', '1s'], dataDir });
   try {
     const t0 = Date.now() - 600000;
     for (let b = 0; b < 100; b++) {
