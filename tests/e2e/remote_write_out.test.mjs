@@ -7,37 +7,14 @@
 // --remote-write-max-backlog, and a tiny HTTP target answering 429 + Retry-After and 400.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { remoteWrite, STALE } from './lib/remote_write.mjs';
-import { start, freePort, sleep, metricSum } from './lib/tricorder.mjs';
+import { start, freePort, sleep, metricSum, eventually, spawnLogged } from './lib/tricorder.mjs';
 
 const HAVE = existsSync('/usr/bin/prometheus') && existsSync('/usr/bin/victoria-metrics');
-
-async function eventually(fn, ms = 20000, what = 'condition') {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) { last = e; }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${last instanceof Error ? last.stack : JSON.stringify(last)}`);
-    await sleep(200);
-  }
-}
-
-function spawnLogged(bin, args, cwd) {
-  const child = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout.on('data', (d) => { log += d; });
-  child.stderr.on('data', (d) => { log += d; });
-  const exited = new Promise((r) => child.on('exit', r));
-  return { child, get log() { return log; }, async stop() { if (child.exitCode === null) child.kill('SIGTERM'); await exited; } };
-}
 
 async function startVM(dir, port) {
   port = port || await freePort();
