@@ -503,14 +503,6 @@ static void *target_main(void *arg) {
         pthread_mutex_unlock(&o->mu);
         if (st) return NULL;
     }
-    if (!t->has_pos) {
-        /* a new target starts with what arrives from now on */
-        size_t ns;
-        uint32_t *segs = rw_wal_segments(o->wal_dir, &ns, NULL);
-        rw_pos p = {ns ? segs[ns - 1] : 1, 0};
-        free(segs);
-        save_pos(t, p);
-    }
     rw_reader r;
     char err[256];
     pthread_mutex_lock(&t->mu);
@@ -626,6 +618,18 @@ static void metrics_for(rw_tgt *t) {
     tr_gauge_set(t->shards_max, (double)t->c.max_shards);
 }
 
+/* Where a new target starts: the segment the store will open at this start (as wal_open
+ * numbers it; called before the store opens), so it gets everything that arrives from now on. */
+static rw_pos start_pos(rw_out *o) {
+    size_t ns;
+    long ck;
+    uint32_t *segs = rw_wal_segments(o->wal_dir, &ns, &ck);
+    uint32_t next = ns ? segs[ns - 1] + 1 : 1;
+    free(segs);
+    if (ck >= 0 && (uint32_t)ck + 1 > next) next = (uint32_t)ck + 1;
+    return (rw_pos){next, 0};
+}
+
 rw_out *rw_out_new(const rw_out_config *c, char *err, size_t errlen) {
     rw_out *o = calloc(1, sizeof *o);
     if (!o) goto oom;
@@ -700,6 +704,8 @@ rw_out *rw_out_new(const rw_out_config *c, char *err, size_t errlen) {
         snprintf(t->label, sizeof t->label, "remote_name=\"%s\",url=\"%s\"", t->c.name, t->c.url);
         snprintf(t->pos_path, sizeof t->pos_path, "%s/%s.pos", o->pos_dir, id);
         if (rw_pos_load(t->pos_path, &t->acked) == 0) t->has_pos = 1;
+        metrics_for(t);
+        if (!t->has_pos) save_pos(t, start_pos(o));
         if (t->c.selector) {
             int nm = promql_parse_selector(t->c.selector, strlen(t->c.selector), &t->m, err, errlen);
             if (nm < 0) {
@@ -745,7 +751,6 @@ rw_out *rw_out_new(const rw_out_config *c, char *err, size_t errlen) {
         if (!t->hdrs || !t->conns) goto oom;
         for (int64_t k = 0; k < t->c.max_shards; k++)
             t->conns[k].fd = -1;
-        metrics_for(t);
     }
     return o;
 oom:

@@ -233,6 +233,7 @@ test('target down, tricorder restarted meanwhile, target up: it catches up and n
     assert.equal(want.size, 12 * 200 * 2);
     // the target comes up
     const outage = Date.now() - outageStart;
+    console.log(`# outage: ${outage} ms, ${segs.length} WAL segments, ${metricSum(await t.metrics(), "prometheus_remote_storage_samples_retried_total")} samples retried since the restart`);
     vm = await startVM(dir, vmPort);
     await eventually(async () => metricSum(await t.metrics(), 'prometheus_remote_storage_samples_total') >= want.size, 30000, 'caught up');
     const got = await eventually(async () => { const e = await exportVM(vm, '{__name__="rwo_down_total"}'); return e.size >= want.size ? e : null; }, 15000, 'VM export');
