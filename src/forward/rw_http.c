@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -246,6 +247,29 @@ static int send_all(int fd, const void *p, size_t n, int64_t deadline) {
     return 0;
 }
 
+/* head, headers, the blank line and the body: one writev when the socket takes it all */
+static int send_parts(int fd, const char *head, size_t hl, const char *headers, const uint8_t *body,
+                      size_t len, int64_t deadline) {
+    struct iovec v[4] = {
+        {(void *)head, hl}, {(void *)headers, strlen(headers)}, {(void *)"\r\n", 2}, {(void *)body, len}};
+    size_t total = hl + v[1].iov_len + 2 + len;
+    struct msghdr m = {.msg_iov = v, .msg_iovlen = 4};
+    ssize_t k = sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (k == (ssize_t)total) return 0;
+    if (k < 0 && errno != EAGAIN && errno != EINTR) return -1;
+    size_t done = k > 0 ? (size_t)k : 0;
+    /* the rest piece by piece */
+    for (int i = 0; i < 4; i++) {
+        if (done >= v[i].iov_len) {
+            done -= v[i].iov_len;
+            continue;
+        }
+        if (send_all(fd, (const char *)v[i].iov_base + done, v[i].iov_len - done, deadline) != 0) return -1;
+        done = 0;
+    }
+    return 0;
+}
+
 /* a read buffer */
 typedef struct rbuf {
     char *p;
@@ -325,9 +349,8 @@ int rw_http_post(rw_conn *c, const rw_url *u, const char *headers, const uint8_t
                      u->path, strchr(u->host, ':') ? "[" : "", u->host, strchr(u->host, ':') ? "]" : "",
                      strcmp(u->port, "80") ? ":" : "", strcmp(u->port, "80") ? u->port : "", len);
         rbuf rb = {0};
-        int ok = hl > 0 && (size_t)hl < sizeof head && send_all(c->fd, head, (size_t)hl, deadline) == 0 &&
-                 send_all(c->fd, headers, strlen(headers), deadline) == 0 &&
-                 send_all(c->fd, "\r\n", 2, deadline) == 0 && send_all(c->fd, body, len, deadline) == 0;
+        int ok = hl > 0 && (size_t)hl < sizeof head &&
+                 send_parts(c->fd, head, (size_t)hl, headers, body, len, deadline) == 0;
         long h = 0;
         while (ok) {
             h = rw_http_parse_head(rb.p ? rb.p : "", rb.len, now_ms(), r);

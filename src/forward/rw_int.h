@@ -54,8 +54,8 @@ typedef struct rw_reader {
     uint32_t seg;
     uint64_t off;
     int fd;
-    uint8_t *buf; /* file bytes [buf_off, buf_off + len) not parsed yet */
-    size_t len, cap;
+    uint8_t *buf; /* file bytes [buf_off, buf_off + len) not parsed yet, at buf + head */
+    size_t head, len, cap;
     uint64_t buf_off;
     uint64_t records_skipped;  /* damaged records met */
     uint64_t segments_missing; /* segments found gone (dropped by the backlog bound) */
@@ -81,6 +81,7 @@ typedef struct rw_bytes {
     int err;
 } rw_bytes;
 void rwb_put(rw_bytes *b, const void *p, size_t n);
+int rwb_reserve(rw_bytes *b, size_t n); /* room for n more bytes; 0 or -1 (b->err set) */
 void rwb_varint(rw_bytes *b, uint64_t v);
 void rwb_free(rw_bytes *b);
 

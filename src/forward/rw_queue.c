@@ -172,16 +172,17 @@ static void put_fixed64(rw_bytes *b, uint64_t v) {
 
 static size_t sample_len(int64_t t) { return 1 + 8 + 1 + vlen((uint64_t)t); }
 
-static void put_sample(rw_bytes *b, int64_t t, uint64_t v) {
-    rwb_varint(b, (2 << 3) | 2);
-    rwb_varint(b, 1 + 8 + 1 + vlen((uint64_t)t));
-    rwb_varint(b, (1 << 3) | 1);
-    put_fixed64(b, v);
-    rwb_varint(b, 2 << 3);
-    rwb_varint(b, (uint64_t)t);
+static uint8_t *pvar(uint8_t *p, uint64_t v) {
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
 }
 
-/* samples (sorted by series, then in WAL order) idx[0..n) as TimeSeries */
+/* samples (sorted by series, then in WAL order) idx[0..n) as TimeSeries; each written in place
+ * after one size check */
 static void encode_samples(rw_bytes *out, const rw_sample *s, const size_t *idx, size_t n) {
     for (size_t i = 0; i < n;) {
         const rw_series *ser = s[idx[i]].s;
@@ -190,11 +191,23 @@ static void encode_samples(rw_bytes *out, const rw_sample *s, const size_t *idx,
             size_t l = sample_len(s[idx[j]].t);
             len += 1 + vlen(l) + l;
         }
-        rwb_varint(out, (1 << 3) | 2);
-        rwb_varint(out, len);
-        rwb_put(out, ser->pb, ser->pblen);
-        for (; i < j; i++)
-            put_sample(out, s[idx[i]].t, s[idx[i]].v);
+        if (rwb_reserve(out, 1 + 10 + len) != 0) return;
+        uint8_t *p = out->p + out->len;
+        *p++ = (1 << 3) | 2;
+        p = pvar(p, len);
+        memcpy(p, ser->pb, ser->pblen);
+        p += ser->pblen;
+        for (; i < j; i++) {
+            const rw_sample *x = &s[idx[i]];
+            *p++ = (2 << 3) | 2;
+            *p++ = (uint8_t)sample_len(x->t); /* at most 20: one byte */
+            *p++ = (1 << 3) | 1;
+            for (int k = 0; k < 8; k++)
+                *p++ = (uint8_t)(x->v >> (8 * k));
+            *p++ = 2 << 3;
+            p = pvar(p, (uint64_t)x->t);
+        }
+        out->len = (size_t)(p - out->p);
     }
 }
 

@@ -20,6 +20,23 @@
 
 /* ---- bytes ---- */
 
+int rwb_reserve(rw_bytes *b, size_t n) {
+    if (b->err) return -1;
+    if (b->len + n > b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 256;
+        while (nc < b->len + n)
+            nc *= 2;
+        uint8_t *np = realloc(b->p, nc);
+        if (!np) {
+            b->err = 1;
+            return -1;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    return 0;
+}
+
 void rwb_put(rw_bytes *b, const void *p, size_t n) {
     if (b->err) return;
     if (b->len + n > b->cap) {
@@ -497,7 +514,15 @@ static void to_segment(rw_reader *r, uint32_t seg) {
     r->fd = -1;
     r->seg = seg;
     r->off = r->buf_off = 0;
-    r->len = 0;
+    r->len = r->head = 0;
+}
+
+/* n buffered bytes are done with */
+static void skip(rw_reader *r, size_t n) {
+    r->head += n;
+    r->len -= n;
+    r->buf_off += n;
+    r->off = r->buf_off;
 }
 
 int rw_reader_next(rw_reader *r, rw_batch *b, size_t max_samples) {
@@ -522,13 +547,14 @@ int rw_reader_next(rw_reader *r, rw_batch *b, size_t max_samples) {
         /* a newer segment seen before reading means this one is complete */
         uint32_t next = 0;
         int complete = newer_segment(r, &next);
-        /* parse what is buffered */
+        /* parse what is buffered (from r->head; compacted only before a read) */
         size_t used = 0;
+        const uint8_t *d = r->buf + r->head;
         while (used < r->len && b->n < max_samples) {
             uint8_t type;
             const uint8_t *pl;
             size_t len, size;
-            if (!tsdb_wal_record(r->buf + used, r->len - used, &type, &pl, &len, &size)) break;
+            if (!tsdb_wal_record(d + used, r->len - used, &type, &pl, &len, &size)) break;
             if (type == TSDB_WAL_SERIES)
                 on_series(r, pl, len);
             else if (type == TSDB_WAL_SAMPLES)
@@ -538,14 +564,15 @@ int rw_reader_next(rw_reader *r, rw_batch *b, size_t max_samples) {
             used += size;
         }
         if (used) {
-            memmove(r->buf, r->buf + used, r->len - used);
-            r->len -= used;
-            r->buf_off += used;
-            r->off = r->buf_off;
+            skip(r, used);
             moved = 1;
         }
         if (b->n >= max_samples) return 1;
         /* read more */
+        if (r->head) {
+            memmove(r->buf, r->buf + r->head, r->len);
+            r->head = 0;
+        }
         size_t want = READ_CHUNK;
         if (r->len + want > r->cap) {
             size_t nc = r->len + want;
@@ -567,23 +594,15 @@ int rw_reader_next(rw_reader *r, rw_batch *b, size_t max_samples) {
                 continue;
             }
             if (r->len >= MAX_RECORD + 13) { /* cannot be a record being written: damage */
-                size_t j = tsdb_wal_resync(r->buf, r->len);
                 r->records_skipped++;
-                memmove(r->buf, r->buf + j, r->len - j);
-                r->len -= j;
-                r->buf_off += j;
-                r->off = r->buf_off;
+                skip(r, tsdb_wal_resync(r->buf + r->head, r->len));
                 continue;
             }
             return moved;
         }
         /* a complete segment with bytes that do not parse: damage; skip to the next record */
-        size_t j = tsdb_wal_resync(r->buf, r->len);
         r->records_skipped++;
-        memmove(r->buf, r->buf + j, r->len - j);
-        r->len -= j;
-        r->buf_off += j;
-        r->off = r->buf_off;
+        skip(r, tsdb_wal_resync(r->buf + r->head, r->len));
         moved = 1;
     }
 }
