@@ -38,6 +38,15 @@ typedef struct rw_tgt {
     int drop_logged;
     pthread_t th;
     int running;
+    /* shard workers 1..max_shards-1 (shard 0 is the reader thread), started as the backlog
+     * first needs them and kept */
+    pthread_t *wth;
+    size_t nw;
+    pthread_mutex_t pmu;
+    pthread_cond_t pcv, dcv;
+    struct shard_job **slot; /* per worker: its job of the current round, or NULL */
+    size_t busy;
+    int quit;
     rw_conn *conns;
     tr_metric *samples, *failed, *retried, *dropped, *pending, *sent_ts, *in_ts, *shards, *shards_desired,
         *shards_max, *exemplars, *ex_failed, *ex_retried, *metadata, *bytes, *segment, *failed_req;
@@ -381,6 +390,31 @@ static void *shard_main(void *arg) {
     return NULL;
 }
 
+struct wstart {
+    rw_tgt *t;
+    size_t i;
+};
+
+static void *worker_main(void *arg) {
+    struct wstart ws = *(struct wstart *)arg;
+    free(arg);
+    rw_tgt *t = ws.t;
+    pthread_mutex_lock(&t->pmu);
+    for (;;) {
+        while (!t->slot[ws.i] && !t->quit)
+            pthread_cond_wait(&t->pcv, &t->pmu);
+        if (!t->slot[ws.i]) break; /* quit */
+        shard_job *j = t->slot[ws.i];
+        pthread_mutex_unlock(&t->pmu);
+        shard_main(j);
+        pthread_mutex_lock(&t->pmu);
+        t->slot[ws.i] = NULL;
+        if (--t->busy == 0) pthread_cond_signal(&t->dcv);
+    }
+    pthread_mutex_unlock(&t->pmu);
+    return NULL;
+}
+
 /* Sends the batch over as many shards as it needs; 0 when every part was sent or refused. */
 static int send_round(rw_tgt *t, rw_batch *b) {
     size_t per = (size_t)t->c.max_samples_per_send;
@@ -420,17 +454,32 @@ static int send_round(rw_tgt *t, rw_batch *b) {
         shard_job *j = &jobs[tr_mix64(b->e[i].s->ref) % k];
         j->eidx[j->ne++] = i;
     }
-    pthread_t *th = calloc(k, sizeof *th);
-    int *started = calloc(k, sizeof *started);
-    for (size_t s = 1; th && started && s < k; s++)
-        started[s] = pthread_create(&th[s], NULL, shard_main, &jobs[s]) == 0;
-    shard_main(&jobs[0]);
-    for (size_t s = 1; s < k; s++) {
-        if (started && started[s])
-            pthread_join(th[s], NULL);
-        else
-            shard_main(&jobs[s]);
+    /* shards 1..k-1 on the workers (started when first needed), shard 0 here */
+    pthread_mutex_lock(&t->pmu);
+    while (t->nw + 1 < k) {
+        struct wstart *ws = malloc(sizeof *ws);
+        if (!ws) break;
+        ws->t = t;
+        ws->i = t->nw;
+        if (pthread_create(&t->wth[t->nw], NULL, worker_main, ws) != 0) {
+            free(ws);
+            break;
+        }
+        t->nw++;
     }
+    size_t remote = k - 1 < t->nw ? k - 1 : t->nw;
+    for (size_t s = 1; s <= remote; s++)
+        t->slot[s - 1] = &jobs[s];
+    t->busy = remote;
+    pthread_cond_broadcast(&t->pcv);
+    pthread_mutex_unlock(&t->pmu);
+    shard_main(&jobs[0]);
+    for (size_t s = remote + 1; s < k; s++) /* workers that could not be started */
+        shard_main(&jobs[s]);
+    pthread_mutex_lock(&t->pmu);
+    while (t->busy)
+        pthread_cond_wait(&t->dcv, &t->pmu);
+    pthread_mutex_unlock(&t->pmu);
     int rc = 0;
     for (size_t s = 0; s < k; s++)
         if (jobs[s].rc == ABORTED) rc = -1;
@@ -441,8 +490,6 @@ static int send_round(rw_tgt *t, rw_batch *b) {
             if ((double)b->max_t / 1000.0 > cur) tr_gauge_set(t->sent_ts, (double)b->max_t / 1000.0);
         }
     }
-    free(th);
-    free(started);
     free(jobs);
     free(idx);
     free(eidx);
@@ -664,6 +711,9 @@ rw_out *rw_out_new(const rw_out_config *c, char *err, size_t errlen) {
         o->n++;
         t->o = o;
         pthread_mutex_init(&t->mu, NULL);
+        pthread_mutex_init(&t->pmu, NULL);
+        pthread_cond_init(&t->pcv, NULL);
+        pthread_cond_init(&t->dcv, NULL);
         copy_target(&t->c, &c->targets[i]);
         if (!t->c.url || rw_url_parse(t->c.url, &t->u, err, errlen) != 0) {
             if (!t->c.url) snprintf(err, errlen, "remote write target without a url");
@@ -761,7 +811,9 @@ rw_out *rw_out_new(const rw_out_config *c, char *err, size_t errlen) {
         t->hdrs = strdup(hb.data ? hb.data : "");
         tr_buf_free(&hb);
         t->conns = calloc((size_t)t->c.max_shards, sizeof *t->conns);
-        if (!t->hdrs || !t->conns) goto oom;
+        t->wth = calloc((size_t)t->c.max_shards, sizeof *t->wth);
+        t->slot = calloc((size_t)t->c.max_shards, sizeof *t->slot);
+        if (!t->hdrs || !t->conns || !t->wth || !t->slot) goto oom;
         for (int64_t k = 0; k < t->c.max_shards; k++)
             t->conns[k].fd = -1;
     }
@@ -794,11 +846,20 @@ void rw_out_stop(rw_out *o, int64_t timeout_ms) {
     o->stop_deadline = mono() + timeout_ms;
     pthread_cond_broadcast(&o->cv);
     pthread_mutex_unlock(&o->mu);
-    for (size_t i = 0; i < o->n; i++)
-        if (o->t[i].running) {
-            pthread_join(o->t[i].th, NULL);
-            o->t[i].running = 0;
+    for (size_t i = 0; i < o->n; i++) {
+        rw_tgt *t = &o->t[i];
+        if (t->running) {
+            pthread_join(t->th, NULL);
+            t->running = 0;
         }
+        pthread_mutex_lock(&t->pmu);
+        t->quit = 1;
+        pthread_cond_broadcast(&t->pcv);
+        pthread_mutex_unlock(&t->pmu);
+        for (size_t w = 0; w < t->nw; w++)
+            pthread_join(t->wth[w], NULL);
+        t->nw = 0;
+    }
 }
 
 static void target_strings_free(rw_target_config *t) {
@@ -829,7 +890,12 @@ void rw_out_free(rw_out *o) {
         for (int64_t k = 0; t->conns && k < t->c.max_shards; k++)
             rw_conn_close(&t->conns[k]);
         free(t->conns);
+        free(t->wth);
+        free(t->slot);
         free(t->hdrs);
+        pthread_mutex_destroy(&t->pmu);
+        pthread_cond_destroy(&t->pcv);
+        pthread_cond_destroy(&t->dcv);
         if (t->m) tsdb_matchers_free(t->m, t->nm);
         pthread_mutex_destroy(&t->mu);
         target_strings_free(&t->c);
