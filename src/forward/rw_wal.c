@@ -38,19 +38,7 @@ int rwb_reserve(rw_bytes *b, size_t n) {
 }
 
 void rwb_put(rw_bytes *b, const void *p, size_t n) {
-    if (b->err) return;
-    if (b->len + n > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 256;
-        while (nc < b->len + n)
-            nc *= 2;
-        uint8_t *np = realloc(b->p, nc);
-        if (!np) {
-            b->err = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
+    if (rwb_reserve(b, n) != 0) return;
     if (n) memcpy(b->p + b->len, p, n);
     b->len += n;
 }
