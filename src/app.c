@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "forward/rw_out.h"
 #include "http/api.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -59,6 +60,7 @@ typedef struct app {
     tr_ui *ui;             /* the web UI */
     tr_selfscrape *scrape; /* --self-scrape-interval */
     tr_tls *tls;           /* --tls-cert-file: certificates of the TLS listeners */
+    rw_out *rwout;         /* remote write out; NULL: no target */
 } app;
 
 int tr_app_listen(const char *addr, char *err, size_t errlen) {
@@ -284,6 +286,31 @@ static int start_tls(app *a, tr_tls_server **http, tr_tls_server **otlp_http, tr
 }
 
 /* --rule-files (one glob per line) → the rule manager */
+/* Remote write targets (--remote-write-url, --remote-write-config): created before the store
+ * opens, as the store asks them which WAL segments to keep. */
+static int start_remote_write_out(app *a, tsdb_options *mo, char *err, size_t errlen) {
+    const tr_config *cfg = a->cfg;
+    rw_target_config *t = NULL;
+    size_t n = 0;
+    mo->wal_segment_bytes = cfg->wal_segment_size;
+    if (rw_config_load(cfg->remote_write_urls, cfg->remote_write_config, &t, &n, err, errlen) != 0) {
+        rw_config_free(t, n);
+        return -1;
+    }
+    if (!n) return 0;
+    rw_out_config rc = {.user_agent = "tricorder/" TRICORDER_VERSION,
+                        .data_dir = cfg->data_dir,
+                        .max_backlog_bytes = cfg->remote_write_max_backlog,
+                        .targets = t,
+                        .ntargets = n};
+    a->rwout = rw_out_new(&rc, err, errlen);
+    rw_config_free(t, n);
+    if (!a->rwout) return -1;
+    mo->wal_keep = rw_out_wal_keep;
+    mo->wal_keep_ctx = a->rwout;
+    return 0;
+}
+
 static int start_rules(app *a, char *err, size_t errlen) {
     const tr_config *cfg = a->cfg;
     char *globs[256];
@@ -471,7 +498,9 @@ int tr_app_run(const tr_config *cfg) {
         .wake_ctx = a,
         .async_replay = 1, /* listeners answer (503 until replayed) instead of hanging */
     };
+    if (start_remote_write_out(a, &mo, err, sizeof err) != 0) goto fail_msg;
     if (tsdb_open(&mo, &a->db, err, sizeof err) != 0) goto fail_msg;
+    if (a->rwout && rw_out_start(a->rwout, a->db, err, sizeof err) != 0) goto fail_msg;
     otlp_translate_opts to = {.promote_resource_attributes = cfg->otlp_promote_resource_attributes};
     if (!(a->msink = otlp_metrics_sink_new(a->db, &to, err, sizeof err))) goto fail_msg;
     /* remote write bodies are snappy blocks: bounded as sent by the HTTP limit, and once
@@ -616,6 +645,7 @@ int tr_app_run(const tr_config *cfg) {
     tr_api_jaeger_fini();
     traces_close(a->traces);
     a->traces = NULL;
+    rw_out_stop(a->rwout, a->cfg->shutdown_timeout_ms); /* sends what it can, saves positions */
     tsdb_close(a->db); /* acknowledges the last commits, cuts the head into a block */
     a->db = NULL;
     otlp_grpc_free(a->grpc);
@@ -650,7 +680,9 @@ out:
     otlp_receiver_free(a->recv);
     otlp_metrics_sink_free(a->msink);
     tr_ingest_free(a->ingest);
+    rw_out_stop(a->rwout, 0);
     tsdb_close(a->db);
+    rw_out_free(a->rwout); /* after the store: its last checkpoint asks which segments to keep */
     tr_workq_waker_free(a->tsdb_waker);
     tr_workq_free(a->wq);
     if (a->base) event_base_free(a->base);

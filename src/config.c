@@ -133,6 +133,17 @@ static const flag flags[] = {
      "Alertmanager to send alerts to (http://host:9093; repeatable): POST /api/v2/alerts"},
     {"alert-webhook-url", F_LIST, OFF(alert_webhook_urls), NULL,
      "URL that receives Alertmanager's webhook payload (version 4) for each batch of alerts (repeatable)"},
+    {"remote-write-url", F_LIST, OFF(remote_write_urls), NULL,
+     "forward every stored sample to this Prometheus remote-write receiver (http://host:9090/api/v1/write; "
+     "repeatable), read from the metrics WAL"},
+    {"remote-write-config", F_STRING, OFF(remote_write_config), NULL,
+     "YAML file with a Prometheus-style remote_write: list (url, name, headers, basic_auth, bearer_token, "
+     "series_selector, write_relabel_configs keep/drop, queue_config, metadata_config)"},
+    {"remote-write-max-backlog", F_SIZE, OFF(remote_write_max_backlog), "1GiB",
+     "WAL kept for remote write targets that lag behind; past it the oldest segments go (samples dropped, "
+     "counted)"},
+    {"wal-segment-size", F_SIZE, OFF(wal_segment_size), "128MiB",
+     "size at which the metrics WAL starts a new segment"},
     {"external-url", F_STRING, OFF(external_url), NULL,
      "the URL users reach tricorder at (alert links); default http://<hostname><http-addr>"},
 };

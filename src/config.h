@@ -64,6 +64,12 @@ typedef struct tr_config {
     char *external_url;              /* links in alerts (generatorURL) */
     char *alertmanager_urls;         /* --alertmanager-url, repeatable, one per line */
     char *alert_webhook_urls;        /* --alert-webhook-url, repeatable, one per line */
+    /* remote write out: --remote-write-url (repeatable, one per line), --remote-write-config
+     * (YAML), --remote-write-max-backlog (WAL bytes kept for lagging targets) */
+    char *remote_write_urls;
+    char *remote_write_config;
+    int64_t remote_write_max_backlog;
+    int64_t wal_segment_size; /* --wal-segment-size */
 } tr_config;
 
 /* Outcome of tr_config_parse. */

@@ -38,9 +38,15 @@ typedef struct tsdb_options {
      * loop thread (the application routes it through its one work queue). */
     void (*wake)(void *ctx);
     void *wake_ctx;
-    int async_replay; /* with base: replay the WAL on the background thread, so that
-                         tsdb_open returns at once; until it is done tsdb_ready() is 0
-                         and commits fail with TSDB_ERR_NOT_READY (retryable) */
+    int async_replay;          /* with base: replay the WAL on the background thread, so that
+                                  tsdb_open returns at once; until it is done tsdb_ready() is 0
+                                  and commits fail with TSDB_ERR_NOT_READY (retryable) */
+    int64_t wal_segment_bytes; /* a new WAL segment is started past this size; 0 = 128 MiB */
+    /* WAL readers (remote write out): before segments are deleted (a checkpoint covering up to
+     * segment `upto`, at open or after a cut), wal_keep(ctx, upto) returns the lowest segment
+     * number still needed; segments from it on are kept. NULL: none kept past checkpoints. */
+    uint32_t (*wal_keep)(void *ctx, uint32_t upto);
+    void *wal_keep_ctx;
 } tsdb_options;
 
 /* Runs the commit acknowledgements that are due (loop thread, after a wake). */
@@ -272,6 +278,21 @@ void tsdb_card_free(tsdb_card *c);
  * damaged WAL files rewritten with their intact records (the original kept as .corrupt).
  * Returns 0 when nothing is damaged, 1 when something is (also when repaired). */
 int tsdb_check(const char *dir, int repair, FILE *report);
+
+/* ---- reading the WAL (remote write out tails it) ----
+ * Segments are <dir>/wal/NNNNNNNN (8 digits), checkpoints <dir>/wal/checkpoint.NNNNNNNN.
+ * Record payloads: TSDB_WAL_SERIES: repeated {uvarint ref, uvarint nlabels, nlabels x
+ * (uvarint len, name bytes, uvarint len, value bytes)}; TSDB_WAL_SAMPLES: uvarint n, n x
+ * {uvarint ref, svarint timestamp delta (from 0, then from the previous), u64le value bits};
+ * TSDB_WAL_EXEMPLARS: uvarint n, n x {uvarint ref (0: then uvarint len + series key of
+ * NUL-terminated name/value strings), svarint timestamp delta, u64le value bits, uvarint len +
+ * labels as NUL-terminated name/value strings}. */
+enum { TSDB_WAL_SERIES = 1, TSDB_WAL_SAMPLES = 2, TSDB_WAL_EXEMPLARS = 3 };
+/* The record at p (n bytes available): 1 when it is whole and intact (*type, payload *pl of
+ * *len bytes, *size bytes in all), else 0 (incomplete or damaged). */
+int tsdb_wal_record(const uint8_t *p, size_t n, uint8_t *type, const uint8_t **pl, size_t *len, size_t *size);
+/* The offset of the next intact record after damage at p (n when there is none). */
+size_t tsdb_wal_resync(const uint8_t *p, size_t n);
 
 /* The Prometheus stale marker and a test for it (bit-exact). */
 #define TSDB_STALE_NAN_BITS 0x7ff0000000000002ULL

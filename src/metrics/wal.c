@@ -100,6 +100,24 @@ static int rec_ok(const uint8_t *p, size_t n, uint8_t *type, const uint8_t **pl,
     return 1;
 }
 
+int tsdb_wal_record(const uint8_t *p, size_t n, uint8_t *type, const uint8_t **pl, size_t *len,
+                    size_t *size) {
+    uint32_t l;
+    if (!rec_ok(p, n, type, pl, &l, size)) return 0;
+    *len = l;
+    return 1;
+}
+
+size_t tsdb_wal_resync(const uint8_t *p, size_t n) {
+    uint8_t type;
+    const uint8_t *pl;
+    uint32_t len;
+    size_t size, j = 1;
+    for (; j < n; j++)
+        if ((p[j] & WAL_V2) && rec_ok(p + j, n - j, &type, &pl, &len, &size)) break;
+    return j < n ? j : n;
+}
+
 size_t wal_scan_ex(const uint8_t *p, size_t n,
                    void (*fn)(void *ctx, uint8_t type, const uint8_t *pl, size_t len), void *ctx,
                    wal_damage *d) {
@@ -391,12 +409,14 @@ int wal_open(tsdb *db, char *err, size_t errlen) {
         }
         replay_file(db, &r, path, p, n, 0);
         free(p);
-        /* segments it covers are obsolete (a crash may have left them) */
+        /* segments it covers are obsolete (a crash may have left them), unless a WAL reader
+         * still needs them (not replayed either way) */
+        uint32_t keep = db->o.wal_keep ? db->o.wal_keep(db->o.wal_keep_ctx, (uint32_t)ckpt) : UINT32_MAX;
         size_t o = 0;
         for (size_t i = 0; i < nseg; i++) {
             if ((long)segs[i] <= ckpt) {
                 snprintf(path, sizeof path, "%s/%08u", db->wal_dir, segs[i]);
-                unlink(path);
+                if (segs[i] < keep) unlink(path);
             } else {
                 segs[o++] = segs[i];
             }
@@ -437,7 +457,8 @@ int wal_open(tsdb *db, char *err, size_t errlen) {
 
 int wal_write(tsdb *db, const void *p, size_t n) {
     if (db->wal_fd < 0) return -1;
-    if (db->wal_seg_bytes > WAL_SEGMENT_BYTES) {
+    if (db->wal_seg_bytes >
+        (db->o.wal_segment_bytes > 0 ? (uint64_t)db->o.wal_segment_bytes : WAL_SEGMENT_BYTES)) {
         char e[256];
         if (open_segment(db, db->wal_seg + 1, e, sizeof e) != 0) {
             int en = errno;
@@ -672,7 +693,13 @@ int wal_checkpoint_finish(tsdb *db, wal_ckpt *c, char *err, size_t errlen) {
         return -1;
     }
     fsync_dir(db->wal_dir);
-    wal_delete_before(db, c->upto + 1);
+    uint32_t before = c->upto + 1;
+    if (db->o.wal_keep) {
+        /* WAL readers (remote write out) lagging behind keep their segments */
+        uint32_t keep = db->o.wal_keep(db->o.wal_keep_ctx, c->upto);
+        if (keep < before) before = keep;
+    }
+    wal_delete_before(db, before);
     return 0;
 }
 

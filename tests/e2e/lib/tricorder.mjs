@@ -97,3 +97,27 @@ export function metricSum(metrics, name, match = {}) {
   }
   return sum;
 }
+
+// Polls fn every 200 ms until it returns something truthy (returned), or throws after ms.
+export async function eventually(fn, ms = 20000, what = 'condition') {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) { last = e; }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${last instanceof Error ? last.stack : JSON.stringify(last)}`);
+    await sleep(200);
+  }
+}
+
+// Starts a peer server (prometheus, victoria-metrics, vmagent …) and keeps its output.
+export function spawnLogged(bin, args, cwd) {
+  const child = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (d) => { log += d; });
+  child.stderr.on('data', (d) => { log += d; });
+  const exited = new Promise((r) => child.on('exit', r));
+  return { child, get log() { return log; }, async stop() { if (child.exitCode === null) child.kill('SIGTERM'); await exited; } };
+}

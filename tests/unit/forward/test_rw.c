@@ -1,0 +1,214 @@
+/* Remote write out: the WAL reader (tailing, positions, selector, restart), the back-off rule,
+ * the HTTP response-head parser and the URL parser. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "forward/rw_int.h"
+#include "promql/promql.h"
+
+static char dir[256];
+
+static void mkdir_tmp(void) {
+    snprintf(dir, sizeof dir, "/tmp/tricorder-rw-XXXXXX");
+    cr_assert(mkdtemp(dir));
+}
+
+static void rm_tmp(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static tsdb *open_db(int64_t seg_bytes) {
+    char d[300], err[256];
+    snprintf(d, sizeof d, "%s/metrics", dir);
+    tsdb_options o = {.dir = d, .wal_segment_bytes = seg_bytes, .max_exemplars = 100};
+    tsdb *db = NULL;
+    cr_assert_eq(tsdb_open(&o, &db, err, sizeof err), 0, "%s", err);
+    return db;
+}
+
+/* n samples of `series` series named name, timestamps from t */
+static void append(tsdb *db, const char *name, int series, int n, int64_t t) {
+    tsdb_appender *a = tsdb_appender_begin(db);
+    for (int i = 0; i < n; i++)
+        for (int s = 0; s < series; s++) {
+            char v[16];
+            snprintf(v, sizeof v, "%d", s);
+            tsdb_label l[2] = {{"__name__", name}, {"s", v}};
+            cr_assert_eq(tsdb_appender_add(a, l, 2, t + i * 1000, i + s / 100.0), TSDB_OK);
+        }
+    tsdb_appender_commit(a, NULL, NULL);
+}
+
+static void wal_dir(char *out, size_t cap) { snprintf(out, cap, "%s/metrics/wal", dir); }
+
+static size_t read_all(rw_reader *r, rw_batch *b) {
+    while (rw_reader_next(r, b, 1000000)) {
+    }
+    return b->n;
+}
+
+Test(rw_reader, tails_the_wal_and_resumes_from_a_position) {
+    mkdir_tmp();
+    tsdb *db = open_db(1024); /* small segments: the reader crosses several */
+    for (int i = 0; i < 30; i++)
+        append(db, "m", 20, 1, 1000 + i * 1000);
+    char wd[300], err[256];
+    wal_dir(wd, sizeof wd);
+    rw_reader r;
+    rw_pos start = {1, 0};
+    cr_assert_eq(rw_reader_open(&r, wd, start, NULL, 0, err, sizeof err), 0);
+    rw_batch b = {0};
+    cr_assert_eq(read_all(&r, &b), 600);
+    cr_assert_gt(r.seg, 1, "several segments read");
+    /* order per series is kept, values and timestamps as written */
+    int64_t last[20];
+    for (int i = 0; i < 20; i++)
+        last[i] = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        double v;
+        memcpy(&v, &b.s[i].v, 8);
+        int s = (int)((v - (int)v) * 100 + 0.5);
+        cr_assert_gt(b.s[i].t, last[s]);
+        last[s] = b.s[i].t;
+    }
+    rw_pos here = {r.seg, r.off};
+    /* nothing new: no progress */
+    rw_batch_clear(&b);
+    cr_assert_eq(rw_reader_next(&r, &b, 100000), 0);
+    cr_assert_eq(b.n, 0);
+    /* the tail grows */
+    append(db, "m", 20, 5, 100000);
+    cr_assert_eq(read_all(&r, &b), 100);
+    rw_reader_close(&r);
+    rw_batch_free(&b);
+
+    /* a reader started at the saved position sees only what came after it, with labels */
+    char pos[300];
+    snprintf(pos, sizeof pos, "%s/p.pos", dir);
+    cr_assert_eq(rw_pos_save(pos, &here), 0);
+    rw_pos back;
+    cr_assert_eq(rw_pos_load(pos, &back), 0);
+    cr_assert_eq(back.seg, here.seg);
+    cr_assert_eq(back.off, here.off);
+    cr_assert_eq(rw_reader_open(&r, wd, back, NULL, 0, err, sizeof err), 0);
+    rw_batch b2 = {0};
+    cr_assert_eq(read_all(&r, &b2), 100);
+    cr_assert_geq(b2.s[0].t, 100000);
+    cr_assert(memmem(b2.s[0].s->pb, b2.s[0].s->pblen, "__name__", 8));
+    rw_reader_close(&r);
+    rw_batch_free(&b2);
+    tsdb_close(db);
+    rm_tmp();
+}
+
+Test(rw_reader, series_from_before_the_position_and_the_selector) {
+    mkdir_tmp();
+    tsdb *db = open_db(0);
+    append(db, "keep", 3, 2, 1000);
+    append(db, "skip", 3, 2, 1000);
+    char wd[300], err[256];
+    wal_dir(wd, sizeof wd);
+    /* the position after everything so far: the series records are before it */
+    rw_reader r;
+    cr_assert_eq(rw_reader_open(&r, wd, (rw_pos){1, 0}, NULL, 0, err, sizeof err), 0);
+    rw_batch b = {0};
+    read_all(&r, &b);
+    rw_pos p = {r.seg, r.off};
+    rw_reader_close(&r);
+    rw_batch_free(&b);
+    append(db, "keep", 3, 2, 50000);
+    append(db, "skip", 3, 2, 50000);
+    tsdb_matcher **m;
+    int nm = promql_parse_selector("{__name__=\"keep\"}", 17, &m, err, sizeof err);
+    cr_assert_eq(nm, 1, "%s", err);
+    cr_assert_eq(rw_reader_open(&r, wd, p, m, (size_t)nm, err, sizeof err), 0);
+    cr_assert_eq(read_all(&r, &b), 6, "only the selected series, known from records before the position");
+    for (size_t i = 0; i < b.n; i++)
+        cr_assert(memmem(b.s[i].s->pb, b.s[i].s->pblen, "keep", 4));
+    rw_reader_close(&r);
+    rw_batch_free(&b);
+    tsdb_matchers_free(m, (size_t)nm);
+    tsdb_close(db);
+    rm_tmp();
+}
+
+Test(rw_reader, stale_markers_keep_their_bits) {
+    mkdir_tmp();
+    tsdb *db = open_db(0);
+    tsdb_appender *a = tsdb_appender_begin(db);
+    tsdb_label l[1] = {{"__name__", "st"}};
+    cr_assert_eq(tsdb_appender_add(a, l, 1, 1000, 1), TSDB_OK);
+    cr_assert_eq(tsdb_appender_add(a, l, 1, 2000, tsdb_stale_nan()), TSDB_OK);
+    tsdb_appender_commit(a, NULL, NULL);
+    char wd[300], err[256];
+    wal_dir(wd, sizeof wd);
+    rw_reader r;
+    cr_assert_eq(rw_reader_open(&r, wd, (rw_pos){1, 0}, NULL, 0, err, sizeof err), 0);
+    rw_batch b = {0};
+    cr_assert_eq(read_all(&r, &b), 2);
+    cr_assert_eq(b.s[1].v, TSDB_STALE_NAN_BITS);
+    rw_reader_close(&r);
+    rw_batch_free(&b);
+    tsdb_close(db);
+    rm_tmp();
+}
+
+Test(rw_backoff, doubles_up_to_the_cap_and_honours_retry_after) {
+    cr_assert_eq(rw_backoff_ms(30, 5000, 0, -1), 30);
+    cr_assert_eq(rw_backoff_ms(30, 5000, 1, -1), 60);
+    cr_assert_eq(rw_backoff_ms(30, 5000, 4, -1), 480);
+    cr_assert_eq(rw_backoff_ms(30, 5000, 30, -1), 5000);
+    cr_assert_eq(rw_backoff_ms(30, 5000, 0, 2000), 2000, "Retry-After longer than the back-off wins");
+    cr_assert_eq(rw_backoff_ms(30, 5000, 10, 100), 5000, "a shorter Retry-After does not shorten it");
+    cr_assert_eq(rw_backoff_ms(30, 5000, 0, 3600 * 1000), 300000, "capped at 5 minutes");
+}
+
+Test(rw_http, response_heads) {
+    rw_http_resp r;
+    const char *a = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+    cr_assert_eq(rw_http_parse_head(a, strlen(a), 0, &r), (long)strlen(a));
+    cr_assert_eq(r.status, 204);
+    cr_assert_eq(r.content_length, 0);
+    cr_assert_eq(r.close, 0);
+    const char *b = "HTTP/1.1 429 Too Many\r\nretry-after:  7 \r\nTransfer-Encoding: chunked\r\n\r\nbody";
+    cr_assert_eq(rw_http_parse_head(b, strlen(b), 0, &r), (long)strlen(b) - 4);
+    cr_assert_eq(r.retry_after_ms, 7000);
+    cr_assert_eq(r.chunked, 1);
+    /* an HTTP date: 1700000000 is Tue, 14 Nov 2023 22:13:20 GMT */
+    const char *c =
+        "HTTP/1.1 503 x\r\nRetry-After: Tue, 14 Nov 2023 22:13:30 GMT\r\nConnection: close\r\n\r\n";
+    cr_assert_gt(rw_http_parse_head(c, strlen(c), 1700000000000LL, &r), 0);
+    cr_assert_eq(r.retry_after_ms, 10000);
+    cr_assert_eq(r.close, 1);
+    const char *d = "HTTP/1.0 400 Bad\r\n\r\n";
+    cr_assert_gt(rw_http_parse_head(d, strlen(d), 0, &r), 0);
+    cr_assert_eq(r.close, 1, "HTTP/1.0 closes unless kept alive");
+    cr_assert_eq(rw_http_parse_head("HTTP/1.1 200 OK\r\nContent-Le", 27, 0, &r), 0, "incomplete");
+    cr_assert_eq(rw_http_parse_head("SMTP ready\r\n\r\n", 14, 0, &r), -1);
+    const char *e = "HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n";
+    cr_assert_eq(rw_http_parse_head(e, strlen(e), 0, &r), -1);
+}
+
+Test(rw_url, parses_http_urls_and_refuses_the_rest) {
+    rw_url u;
+    char err[256];
+    cr_assert_eq(rw_url_parse("http://127.0.0.1:9090/api/v1/write", &u, err, sizeof err), 0);
+    cr_assert_str_eq(u.host, "127.0.0.1");
+    cr_assert_str_eq(u.port, "9090");
+    cr_assert_str_eq(u.path, "/api/v1/write");
+    cr_assert_eq(rw_url_parse("http://[::1]:8428/insert/0/prometheus", &u, err, sizeof err), 0);
+    cr_assert_str_eq(u.host, "::1");
+    cr_assert_eq(rw_url_parse("http://mimir", &u, err, sizeof err), 0);
+    cr_assert_str_eq(u.port, "80");
+    cr_assert_str_eq(u.path, "/");
+    cr_assert_eq(rw_url_parse("https://mimir/api/v1/push", &u, err, sizeof err), -1);
+    cr_assert(strstr(err, "https"));
+    cr_assert_eq(rw_url_parse("ftp://x/", &u, err, sizeof err), -1);
+    cr_assert_eq(rw_url_parse("http://u:p@x/", &u, err, sizeof err), -1);
+    cr_assert_eq(rw_url_parse("http://x:9a/", &u, err, sizeof err), -1);
+}
