@@ -27,33 +27,34 @@ typedef struct tr_config {
     int64_t otlp_max_message_bytes;
     char *otlp_promote_resource_attributes; /* "all", "none" or a comma list of keys */
     int64_t shutdown_timeout_ms;
-    int64_t idle_timeout_ms;              /* connections idle this long are closed */
-    int64_t trace_retention_ms;           /* 0 on the command line: --retention */
-    int64_t trace_retention_bytes;        /* 0: no size cap on the trace database */
-    char *trace_sync;                     /* "full" (default) or "normal" */
-    int trace_sync_normal;                /* resolved from trace_sync */
-    int64_t trace_max_attributes;         /* per span, event and link; 0: no limit */
-    int64_t trace_max_value_bytes;        /* string/bytes attribute values cut to this; 0: no limit */
-    int64_t trace_max_events;             /* per span; 0: no limit */
-    int64_t trace_max_links;              /* per span; 0: no limit */
-    int64_t query_timeout_ms;             /* PromQL evaluation time limit */
-    int64_t query_max_samples;            /* samples one query may hold in memory */
-    int64_t query_max_concurrency;        /* queries evaluated at once; more get 503 */
-    int64_t query_lookback_ms;            /* --query-lookback-delta */
-    int64_t query_log_threshold_ms;       /* slower queries are logged; 0: none */
-    int64_t jaeger_max_skew_ms;           /* --jaeger-max-clock-skew-adjust */
-    int64_t future_window_ms;             /* --future-window */
-    const char *web_cors_origin;          /* --web-cors-origin (a regex) */
-    int64_t self_scrape_interval_ms;      /* tricorder stores its own /metrics this often; 0: off */
-    char *dashboards_dir;                 /* more Grafana dashboards for the web UI; NULL: none */
-    char *rule_files;                     /* --rule-files, repeatable: globs, one per line */
-    int64_t no_default_rules;             /* --no-default-rules: no built-in rules/scotty.yml */
-    int64_t rule_eval_interval_ms;        /* groups without an interval */
-    char *external_url;                   /* links in alerts (generatorURL) */
-    char *alertmanager_urls;              /* --alertmanager-url, repeatable, one per line */
-    char *alert_webhook_urls;             /* --alert-webhook-url, repeatable, one per line */
-    char *otlp_forward_endpoints;         /* --otlp-forward-endpoint, repeatable, one per line */
-    int64_t otlp_forward_max_queue_bytes; /* per endpoint, on disk */
+    int64_t idle_timeout_ms;         /* connections idle this long are closed */
+    int64_t trace_retention_ms;      /* 0 on the command line: --retention */
+    int64_t trace_retention_bytes;   /* 0: no size cap on the trace database */
+    char *trace_sync;                /* "full" (default) or "normal" */
+    int trace_sync_normal;           /* resolved from trace_sync */
+    int64_t trace_max_attributes;    /* per span, event and link; 0: no limit */
+    int64_t trace_max_value_bytes;   /* string/bytes attribute values cut to this; 0: no limit */
+    int64_t trace_max_events;        /* per span; 0: no limit */
+    int64_t trace_max_links;         /* per span; 0: no limit */
+    int64_t query_timeout_ms;        /* PromQL evaluation time limit */
+    int64_t query_max_samples;       /* samples one query may hold in memory */
+    int64_t query_max_concurrency;   /* queries evaluated at once; more get 503 */
+    int64_t query_lookback_ms;       /* --query-lookback-delta */
+    int64_t query_log_threshold_ms;  /* slower queries are logged; 0: none */
+    int64_t jaeger_max_skew_ms;      /* --jaeger-max-clock-skew-adjust */
+    int64_t future_window_ms;        /* --future-window */
+    const char *web_cors_origin;     /* --web-cors-origin (a regex) */
+    int64_t self_scrape_interval_ms; /* tricorder stores its own /metrics this often; 0: off */
+    char *dashboards_dir;            /* more Grafana dashboards for the web UI; NULL: none */
+    char *rule_files;                /* --rule-files, repeatable: globs, one per line */
+    int64_t no_default_rules;        /* --no-default-rules: no built-in rules/scotty.yml */
+    int64_t rule_eval_interval_ms;   /* groups without an interval */
+    char *external_url;              /* links in alerts (generatorURL) */
+    char *alertmanager_urls;         /* --alertmanager-url, repeatable, one per line */
+    char *alert_webhook_urls;        /* --alert-webhook-url, repeatable, one per line */
+    char *otlp_forward_endpoints;    /* --otlp-forward-endpoint, one per line */
+    /* --otlp-forward-max-queue-bytes: the disk queue of each endpoint */
+    int64_t otlp_forward_max_queue_bytes;
 } tr_config;
 
 /* Outcome of tr_config_parse. */
