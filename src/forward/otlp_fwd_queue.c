@@ -275,6 +275,7 @@ otlp_fwdq *otlp_fwdq_open(const char *dir, uint64_t max_bytes, char *err, size_t
                 snprintf(err, errlen, "%s: %s", p, strerror(errno));
                 goto fail;
             }
+            q->st.dropped_bytes += s->size - valid; /* counted; the items in it are unknown */
             s->size = valid;
         }
         q->total += s->size;
