@@ -110,7 +110,9 @@ static const flag flags[] = {
     {"otlp-forward-endpoint", F_LIST, OFF(otlp_forward_endpoints), NULL,
      "forward every OTLP metrics/traces export, as received, to grpc://host:port or "
      "http://host:port[/prefix] "
-     "(repeatable); options after ';': header=Name=value (repeatable), compression=gzip, timeout=<seconds>"},
+     "(repeatable); options after ';': header=Name=value (repeatable), compression=gzip, "
+     "signals=traces|metrics, "
+     "timeout=<seconds>"},
     {"otlp-forward-max-queue-bytes", F_SIZE, OFF(otlp_forward_max_queue_bytes), "1GiB",
      "disk queue per forwarding endpoint (under <data-dir>/otlp-forward); when full the oldest exports are "
      "dropped "

@@ -41,6 +41,7 @@ typedef struct endpoint {
     int nheaders;
     int gzip;
     int timeout_s;
+    int skip[2]; /* signals=: metrics (0) or traces (1) not sent to this endpoint */
 } endpoint;
 
 typedef enum { SEND_OK, SEND_RETRY, SEND_PERMANENT } result;
@@ -168,6 +169,10 @@ static int parse_endpoint(const char *spec, endpoint *e, char *err, size_t errle
             e->hname[e->nheaders] = strdup(name);
             e->hval[e->nheaders] = strdup(eq + 1);
             e->nheaders++;
+        } else if (strcmp(opt, "signals=traces") == 0 || strcmp(opt, "signals=metrics") == 0) {
+            int traces = opt[8] == 't';
+            e->skip[0] = traces;
+            e->skip[1] = !traces;
         } else if (strcmp(opt, "compression=gzip") == 0) {
             e->gzip = 1;
         } else if (strcmp(opt, "compression=none") == 0) {
@@ -760,6 +765,7 @@ int otlp_fwd_enqueue(otlp_fwd *f, int signal, uint32_t items, const uint8_t *p, 
     int rc = 0;
     for (int i = 0; i < f->n; i++) {
         sender *s = &f->s[i];
+        if (s->ep.skip[signal ? 1 : 0]) continue;
         int a = otlp_fwdq_append(s->q, (uint8_t)signal, items, p, n);
         if (a < 0) {
             TR_ERROR("otlp forward queue write failed", "endpoint=%s errno=%d", s->ep.url, errno);

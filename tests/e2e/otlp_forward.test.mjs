@@ -193,7 +193,11 @@ test('target down with a tiny queue bound: the disk stays under it, the oldest e
   const dead = await freePort(); // nobody listens here
   const bound = 65536;
   const ep = `grpc://127.0.0.1:${dead}`;
-  const a = await start({ args: ['--otlp-forward-endpoint', ep, '--otlp-forward-max-queue-bytes', String(bound)] });
+  const metricsOnly = `http://127.0.0.1:${await freePort()}`;
+  const a = await start({
+    args: ['--otlp-forward-endpoint', ep, '--otlp-forward-max-queue-bytes', String(bound),
+      '--otlp-forward-endpoint', `${metricsOnly};signals=metrics`],
+  });
   try {
     let spans = 0;
     for (let round = 0; round < 40; round++) {
@@ -204,7 +208,7 @@ test('target down with a tiny queue bound: the disk stays under it, the oldest e
       await te.shutdown();
       spans += batch.length;
     }
-    const qdir = join(a.dataDir, 'otlp-forward');
+    const qdir = join(a.dataDir, 'otlp-forward'); // both endpoints' queues (the second stays empty)
     assert.ok(dirBytes(qdir) <= bound + 100, `queue dir holds ${dirBytes(qdir)} bytes, bound ${bound}`);
     const m = await waitFor(async () => {
       const mm = await a.metrics();
@@ -216,6 +220,8 @@ test('target down with a tiny queue bound: the disk stays under it, the oldest e
     assert.ok(dropped > 0 && dropped < spans, `dropped ${dropped} of ${spans}`);
     assert.ok(metricSum(m, 'tricorder_otlp_forward_queue_bytes', { endpoint: ep }) <= bound);
     assert.ok(metricSum(m, 'tricorder_otlp_forward_retries_total', { endpoint: ep }) > 0);
+    // signals=metrics: spans are not queued for that endpoint
+    assert.equal(metricSum(m, 'tricorder_otlp_forward_queued_items_total', { endpoint: metricsOnly }), 0);
     // the local store has every span regardless
     const local = await spanCounts(a, 'fwd-bound');
     assert.equal(local.size, spans);

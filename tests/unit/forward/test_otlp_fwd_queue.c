@@ -255,7 +255,8 @@ Test(fwdq, endpoint_specs) {
     cr_assert_eq(otlp_fwd_check_endpoint("http://[::1]:4318/otlp;compression=gzip;header=X-Scope-OrgID=a=b",
                                          err, sizeof err),
                  0, "%s", err);
-    cr_assert_eq(otlp_fwd_check_endpoint("http://jaeger", err, sizeof err), 0);
+    cr_assert_eq(otlp_fwd_check_endpoint("http://jaeger;signals=traces", err, sizeof err), 0);
+    cr_assert_eq(otlp_fwd_check_endpoint("http://jaeger;signals=logs", err, sizeof err), -1);
     cr_assert_eq(otlp_fwd_check_endpoint("https://x", err, sizeof err), -1);
     cr_assert_eq(otlp_fwd_check_endpoint("grpc://x:4317/path", err, sizeof err), -1);
     cr_assert_eq(otlp_fwd_check_endpoint("grpc://x:port", err, sizeof err), -1);
