@@ -53,5 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     otlp_fwdq_close(q);
     unlink(seg);
     unlink(pos);
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%s/position.tmp", dir);
+    unlink(tmp);
+    rmdir(dir); /* recreated by the next input's open */
     return 0;
 }
