@@ -239,7 +239,7 @@ otlp_fwdq *otlp_fwdq_open(const char *dir, uint64_t max_bytes, char *err, size_t
         ids[nids++] = id;
     }
     closedir(d);
-    qsort(ids, nids, sizeof *ids, cmp_u64);
+    if (nids) qsort(ids, nids, sizeof *ids, cmp_u64);
 
     char pp[4200];
     snprintf(pp, sizeof pp, "%s/position", dir);

@@ -4,7 +4,8 @@
 // middle, A is restarted while B is down, and a tiny queue bound drops the oldest, counted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
@@ -118,11 +119,10 @@ for (const k of kinds) {
   test(`forward over ${k.name}: the target stopped and restarted, then the forwarder restarted while the target is down: every span arrives once`, async () => {
     const service = `fwd-${k.name}`;
     const bPorts = { http: await freePort(), grpc: await freePort(), otlpHttp: await freePort() };
-    let b = await startAt(bPorts);
-    const bDir = b.dataDir;
+    const bDir = mkdtempSync(join(tmpdir(), 'tricorder-e2e-fwd-b-'));
+    const aDir = mkdtempSync(join(tmpdir(), 'tricorder-e2e-fwd-a-'));
     const fwdArgs = ['--otlp-forward-endpoint', `${k.scheme}://127.0.0.1:${k.port(bPorts)}${k.opts || ''}`];
-    let a = await start({ args: fwdArgs, keepDataDir: true });
-    const aDir = a.dataDir;
+    let a, b;
     const sent = new Set();
     let rounds = 0;
     const exportRound = async (json) => {
@@ -139,6 +139,8 @@ for (const k of kinds) {
       rounds++;
     };
     try {
+      b = await startAt(bPorts, bDir);
+      a = await start({ args: fwdArgs, dataDir: aDir });
       for (let i = 0; i < 4; i++) await exportRound(false);
       await exportRound(true); // OTLP/JSON in: forwarded as protobuf
       assert.equal((await b.stop()).code, 0);
@@ -179,12 +181,10 @@ for (const k of kinds) {
         assert.equal(flags.data['otlp-forward-endpoint'], ep);
       }
     } finally {
-      await a.stop();
-      await b.stop();
-      a.cleanup();
-      b.cleanup();
-      const { rmSync } = await import('node:fs');
+      if (a) await a.stop();
+      if (b) await b.stop();
       rmSync(aDir, { recursive: true, force: true });
+      rmSync(bDir, { recursive: true, force: true });
     }
   });
 }
