@@ -44,7 +44,7 @@ typedef struct otlp_fwdq_stats {
  * max_bytes/4, at least 64 KiB). A torn record at the end of the newest segment is cut
  * off; the read position comes from dir/position. Returns NULL with a message in err. */
 otlp_fwdq *otlp_fwdq_open(const char *dir, uint64_t max_bytes, char *err, size_t errlen);
-/* Closes (the position is already on disk). NULL is fine. */
+/* Saves the position and closes. NULL is fine. */
 void otlp_fwdq_close(otlp_fwdq *q);
 /* Appends one record (write(2) done when it returns: it survives a crash of the process).
  * Drops the oldest segments to stay under the bound; a record larger than the bound is
@@ -54,12 +54,14 @@ int otlp_fwdq_append(otlp_fwdq *q, uint8_t signal, uint32_t items, const uint8_t
  * wait_ms for one. Returns 1 with *r filled (r->payload into *buf), 0 when none came, -1 on
  * a disk error. A corrupt record skips the rest of its segment (counted as dropped). */
 int otlp_fwdq_peek(otlp_fwdq *q, int wait_ms, uint8_t **buf, size_t *cap, otlp_fwdq_rec *r);
-/* Marks the record last peeked as sent and saves the position (rename of a small file);
- * segments fully sent are deleted. Returns 0 or -1. */
+/* Marks the record last peeked as sent; segments fully sent are deleted. The position is
+ * saved (rename of a small file) at most every 100 ms, and by otlp_fwdq_sync and close.
+ * Returns 0 or -1 (the save failed). */
 int otlp_fwdq_commit(otlp_fwdq *q);
 /* Wakes a peek that waits (for shutdown). */
 void otlp_fwdq_wake(otlp_fwdq *q);
-/* fdatasync of what was appended since the last call (the sender calls it about once a second). */
+/* Saves a position not yet saved, and fdatasyncs what was appended since the last call (the
+ * sender calls it about once a second). */
 void otlp_fwdq_sync(otlp_fwdq *q);
 void otlp_fwdq_stats_get(otlp_fwdq *q, otlp_fwdq_stats *s);
 

@@ -41,6 +41,8 @@ struct otlp_fwdq {
     int rfd;
     uint64_t rfd_seg;
     int woken, dirty;
+    int pos_dirty; /* the position moved since it was last saved */
+    struct timespec pos_saved;
     otlp_fwdq_stats st;
 };
 
@@ -309,6 +311,7 @@ fail:
 
 void otlp_fwdq_close(otlp_fwdq *q) {
     if (!q) return;
+    if (q->pos_dirty) save_position(q);
     if (q->wfd >= 0) close(q->wfd);
     if (q->rfd >= 0) close(q->rfd);
     pthread_mutex_destroy(&q->mu);
@@ -503,7 +506,18 @@ int otlp_fwdq_commit(otlp_fwdq *q) {
         }
         q->peeked = 0;
         advance_segments(q);
-        rc = save_position(q);
+        /* at most ten saves a second (a rename each); otlp_fwdq_sync and close save the rest:
+         * a crash re-sends what was sent in the last 100 ms (delivery is at least once) */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t ms = (int64_t)(now.tv_sec - q->pos_saved.tv_sec) * 1000 +
+                     (now.tv_nsec - q->pos_saved.tv_nsec) / 1000000;
+        q->pos_dirty = 1;
+        if (ms >= 100) {
+            rc = save_position(q);
+            q->pos_dirty = rc != 0;
+            q->pos_saved = now;
+        }
     }
     pthread_mutex_unlock(&q->mu);
     return rc;
@@ -518,6 +532,7 @@ void otlp_fwdq_wake(otlp_fwdq *q) {
 
 void otlp_fwdq_sync(otlp_fwdq *q) {
     pthread_mutex_lock(&q->mu);
+    if (q->pos_dirty && save_position(q) == 0) q->pos_dirty = 0;
     int fd = q->dirty && q->wfd >= 0 ? dup(q->wfd) : -1;
     q->dirty = 0;
     pthread_mutex_unlock(&q->mu);
