@@ -23,6 +23,7 @@
 #include <event2/thread.h>
 
 #include "forward/rw_out.h"
+#include "forward/otlp_fwd.h"
 #include "http/api.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -61,7 +62,13 @@ typedef struct app {
     tr_selfscrape *scrape; /* --self-scrape-interval */
     tr_tls *tls;           /* --tls-cert-file: certificates of the TLS listeners */
     rw_out *rwout;         /* remote write out; NULL: no target */
+    otlp_fwd *fwd;         /* --otlp-forward-endpoint */
 } app;
+
+static int forward_export(void *ctx, otlp_signal sig, uint64_t items, const uint8_t *pb, size_t len) {
+    return otlp_fwd_enqueue(ctx, sig == OTLP_TRACES, items > UINT32_MAX ? UINT32_MAX : (uint32_t)items, pb,
+                            len);
+}
 
 int tr_app_listen(const char *addr, char *err, size_t errlen) {
     char host[256], port[16];
@@ -536,6 +543,15 @@ int tr_app_run(const tr_config *cfg) {
         .traces = {.ctx = a->traces, .submit = traces_sink_submit},
         .metrics = otlp_metrics_sink_get(a->msink),
     };
+    if (cfg->otlp_forward_endpoints && *cfg->otlp_forward_endpoints) {
+        char fdir[4200];
+        snprintf(fdir, sizeof fdir, "%s/otlp-forward", cfg->data_dir);
+        if (!(a->fwd = otlp_fwd_new(cfg->otlp_forward_endpoints, fdir,
+                                    (uint64_t)cfg->otlp_forward_max_queue_bytes, err, sizeof err)))
+            goto fail_msg;
+        oc.forward = forward_export;
+        oc.forward_ctx = a->fwd;
+    }
     a->recv = otlp_receiver_new(&oc);
     tr_http_config hc = {
         .basic_user = cfg->basic_user,
@@ -689,6 +705,7 @@ out:
     if (fd_http >= 0) close(fd_http);
     if (fd_grpc >= 0) close(fd_grpc);
     if (fd_otlp_http >= 0) close(fd_otlp_http);
+    otlp_fwd_free(a->fwd); /* after the receiver: nothing appends any more */
     if (lockfd >= 0) close(lockfd);
     tr_selfmon_reset();
     return rc;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "forward/otlp_fwd.h"
 #include "util/re.h"
 
 #ifndef TRICORDER_VERSION
@@ -144,6 +145,16 @@ static const flag flags[] = {
      "counted)"},
     {"wal-segment-size", F_SIZE, OFF(wal_segment_size), "128MiB",
      "size at which the metrics WAL starts a new segment"},
+    {"otlp-forward-endpoint", F_LIST, OFF(otlp_forward_endpoints), NULL,
+     "forward every OTLP metrics/traces export, as received, to grpc://host:port or "
+     "http://host:port[/prefix] "
+     "(repeatable); options after ';': header=Name=value (repeatable), compression=gzip, "
+     "signals=traces|metrics, "
+     "timeout=<seconds>"},
+    {"otlp-forward-max-queue-bytes", F_SIZE, OFF(otlp_forward_max_queue_bytes), "1GiB",
+     "disk queue per forwarding endpoint (under <data-dir>/otlp-forward); when full the oldest exports are "
+     "dropped "
+     "and counted"},
     {"external-url", F_STRING, OFF(external_url), NULL,
      "the URL users reach tricorder at (alert links); default http://<hostname><http-addr>"},
 };
@@ -477,6 +488,18 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
         snprintf(err, errlen, "--max-import-bytes must be between 1KiB and 1GiB");
         return TR_CONFIG_ERROR;
     }
+    if (c->otlp_forward_max_queue_bytes < 65536) {
+        snprintf(err, errlen, "--otlp-forward-max-queue-bytes must be at least 64KiB");
+        return TR_CONFIG_ERROR;
+    }
+    for (const char *p = c->otlp_forward_endpoints; p && *p;) {
+        size_t l = strcspn(p, "\n");
+        char *one = strndup(p, l);
+        int bad = !one || otlp_fwd_check_endpoint(one, err, errlen) != 0;
+        free(one);
+        if (bad) return TR_CONFIG_ERROR;
+        p += l + (p[l] == '\n');
+    }
     char host[256];
     int port;
     const char *addrs[][2] = {{"--http-addr", c->http_addr},
@@ -542,8 +565,13 @@ char *tr_config_flags_json(const tr_config *c) {
         case F_LIST: { /* one value per line, shown comma-separated as Prometheus shows lists */
             const char *s = *(char *const *)(base + f->off);
             size_t k = 0;
-            for (; s && s[k] && k + 1 < sizeof val; k++)
-                val[k] = s[k] == '\n' ? ',' : s[k];
+            /* forwarding options may carry credentials (header=Authorization=...): not shown */
+            int hide_opts = strcmp(f->name, "otlp-forward-endpoint") == 0, in_opts = 0;
+            for (size_t j = 0; s && s[j] && k + 1 < sizeof val; j++) {
+                if (s[j] == '\n') in_opts = 0;
+                if (hide_opts && s[j] == ';') in_opts = 1;
+                if (!in_opts) val[k++] = s[j] == '\n' ? ',' : s[j];
+            }
             val[k] = 0;
             break;
         }

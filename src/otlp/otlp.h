@@ -61,6 +61,11 @@ typedef struct otlp_config {
     size_t max_message_bytes;  /* decoded (decompressed) size limit, default 4 MiB */
     const char *ingest_token;  /* NULL: no auth on OTLP */
     otlp_sink metrics, traces; /* a sink with submit == NULL counts and acknowledges */
+    /* OTLP forwarding: called on the loop with each decoded metrics or traces export as
+     * protobuf (the decompressed body; JSON re-encoded), before its sink; a non-zero return
+     * answers UNAVAILABLE (retry). NULL: no forwarding. */
+    int (*forward)(void *ctx, otlp_signal sig, uint64_t items, const uint8_t *pb, size_t len);
+    void *forward_ctx;
 } otlp_config;
 
 typedef struct otlp_receiver otlp_receiver;

@@ -127,6 +127,22 @@ static void fail(call *c, otlp_status st, const char *fmt, const char *detail) {
     finish(c, &res);
 }
 
+/* Hands the export to the forwarding hook as protobuf: the body itself, or for OTLP/JSON
+ * the decoded message packed again. */
+static int forward(otlp_receiver *r, call *c, const uint8_t *body, size_t len) {
+    if (c->ex.transport != OTLP_HTTP_JSON)
+        return r->cfg.forward(r->cfg.forward_ctx, c->ex.signal, c->ex.items, body, len);
+    const ProtobufCMessage *m = c->ex.signal == OTLP_METRICS ? (const ProtobufCMessage *)c->ex.metrics
+                                                             : (const ProtobufCMessage *)c->ex.traces;
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *pb = malloc(n ? n : 1);
+    if (!pb) return -1;
+    protobuf_c_message_pack(m, pb);
+    int rc = r->cfg.forward(r->cfg.forward_ctx, c->ex.signal, c->ex.items, pb, n);
+    free(pb);
+    return rc;
+}
+
 void otlp_receiver_process(otlp_receiver *r, otlp_signal sig, otlp_transport tr, const uint8_t *body,
                            size_t len, int gzip, otlp_done_fn done, void *cookie) {
     call *c = calloc(1, sizeof *c);
@@ -192,6 +208,11 @@ void otlp_receiver_process(otlp_receiver *r, otlp_signal sig, otlp_transport tr,
     err[0] = 0;
     int rc = tr == OTLP_HTTP_JSON ? otlp_decode_json(sig, body, len, c->ex.arena, &c->ex, err, sizeof err)
                                   : otlp_decode_pb(sig, body, len, c->ex.arena, &c->ex, err, sizeof err);
+    if (rc == 0 && r->cfg.forward && forward(r, c, body, len) != 0) {
+        tr_buf_free(&plain);
+        fail(c, OTLP_UNAVAILABLE, "%s", "cannot queue the export for forwarding (disk error)");
+        return;
+    }
     tr_buf_free(&plain);
     if (rc != 0) {
         /* a well-formed message whose decoded form outgrows the request's memory budget is

@@ -22,10 +22,11 @@ export async function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// start({ args: [...], env: {...}, dataDir }) → a running tricorder.
+// start({ args: [...], env: {...}, dataDir, ports }) → a running tricorder (ports: fixed ones, e.g. for a
+// restart on the same addresses).
 export async function start(opts = {}) {
   const dataDir = opts.dataDir || mkdtempSync(join(tmpdir(), 'tricorder-e2e-'));
-  const ports = { http: await freePort(), grpc: await freePort(), otlpHttp: await freePort() };
+  const ports = opts.ports || { http: await freePort(), grpc: await freePort(), otlpHttp: await freePort() };
   const args = [
     '--data-dir', dataDir,
     '--http-addr', `127.0.0.1:${ports.http}`,
