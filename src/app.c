@@ -22,8 +22,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "forward/rw_out.h"
 #include "forward/otlp_fwd.h"
+#include "forward/rw_out.h"
 #include "http/api.h"
 #include "http/http.h"
 #include "metrics/metrics.h"

@@ -69,8 +69,8 @@ typedef struct tr_config {
     char *remote_write_urls;
     char *remote_write_config;
     int64_t remote_write_max_backlog;
-    int64_t wal_segment_size; /* --wal-segment-size */
-    char *otlp_forward_endpoints;    /* --otlp-forward-endpoint, one per line */
+    int64_t wal_segment_size;     /* --wal-segment-size */
+    char *otlp_forward_endpoints; /* --otlp-forward-endpoint, one per line */
     /* --otlp-forward-max-queue-bytes: the disk queue of each endpoint */
     int64_t otlp_forward_max_queue_bytes;
 } tr_config;
