@@ -21,9 +21,12 @@ typedef struct tr_config {
     int64_t max_exemplars; /* exemplar ring size; 0: exemplars not kept */
     tr_log_level log_level;
     char *basic_auth;              /* "user:password" as given */
-    char *basic_auth_file;         /* file holding user:password */
+    char *basic_auth_file;         /* htpasswd file (bcrypt), read by the server */
     char *basic_user, *basic_pass; /* resolved from either of the two */
     char *ingest_token;
+    char *ingest_token_file;         /* one token a line, read by the server */
+    int64_t max_buffered_body_bytes; /* request bodies being read at once; 0: no cap */
+    int64_t auth_reads;              /* 0: reads open even with credentials set */
     int64_t otlp_max_message_bytes;
     char *otlp_promote_resource_attributes; /* "all", "none" or a comma list of keys */
     int64_t shutdown_timeout_ms;

@@ -38,6 +38,9 @@ enum {
                            ingest token (Bearer) is accepted in place of basic auth */
     TR_HTTP_NO_405 = 8, /* another method gets 404 "404 page not found", not 405 (jaeger-query
                            v2, whose /api/ catch-all answers before any method check) */
+    TR_HTTP_OTLP = 16,  /* an OTLP route: the only ones the OTLP/HTTP listener serves */
+    TR_HTTP_ADMIN = 32, /* flush, snapshot: behind basic auth, or the ingest token when only
+                           that is set; never open while any credential is configured */
 };
 
 /* Methods a route answers (libevent's EVHTTP_REQ_* bits). GET routes also answer HEAD. */
@@ -46,12 +49,16 @@ enum {
 #define TR_PUT ((unsigned)EVHTTP_REQ_PUT)
 #define TR_ANY (~0u) /* the handler checks the method itself */
 
+struct tr_credstore;
+struct tr_workq;
 typedef struct tr_http_config {
-    const char *basic_user, *basic_pass; /* NULL: no basic auth */
-    const char *ingest_token;            /* NULL: none */
-    size_t max_body_bytes;               /* request bodies larger than this get 413 */
-    int idle_timeout_s;                  /* idle keep-alive connections are closed (0: 60) */
-    const char *cors_origin;             /* regex of allowed CORS origins (NULL or ".*": any, "*") */
+    struct tr_credstore *creds;     /* users and tokens (NULL: no authentication) */
+    struct tr_workq *wq;            /* runs bcrypt checks of --basic-auth-file users */
+    size_t max_body_bytes;          /* request bodies larger than this get 413 */
+    size_t max_buffered_body_bytes; /* all bodies being read at once; over it: 503 (0: no cap) */
+    int open_reads;                 /* --auth-reads=false: routes neither ingest nor admin are open */
+    int idle_timeout_s;             /* idle keep-alive connections are closed (0: 60) */
+    const char *cors_origin;        /* regex of allowed CORS origins (NULL or ".*": any, "*") */
 } tr_http_config;
 
 /* Returns NULL on OOM. The strings in cfg must outlive the server. */
