@@ -133,17 +133,19 @@ int tr_auth_decide(tr_auth *a, int route_flags, int ingest_only, const char *add
     if (!bearer_only && !basic) return TR_AUTH_OK;
     if ((route_flags & TR_HTTP_INGEST) && ingest_only && !tokens)
         return TR_AUTH_OK; /* OTLP without a token */
+    *challenge = bearer_only ? bearer_challenge : basic_challenge;
+    /* no credentials: no guess either; neither counted nor throttled */
+    if (!authorization) return TR_AUTH_MISSING;
     int64_t wait = tr_ratelimit_blocked(a->rl, addr ? addr : "", tr_mono_ms());
     if (wait > 0) {
         *retry_s = (wait + 999) / 1000;
         return TR_AUTH_THROTTLED;
     }
-    if (bearer_only) {
-        *challenge = bearer_challenge;
-        return tr_credstore_bearer_ok(a->creds, authorization) ? TR_AUTH_OK : TR_AUTH_DENY;
-    }
-    *challenge = basic_challenge;
-    return basic_decide(a, authorization);
+    int rc = bearer_only ? (tr_credstore_bearer_ok(a->creds, authorization) ? TR_AUTH_OK : TR_AUTH_DENY)
+                         : basic_decide(a, authorization);
+    if (rc == TR_AUTH_OK)
+        tr_ratelimit_success(a->rl, addr ? addr : ""); /* a login: the address starts over */
+    return rc;
 }
 
 void tr_auth_failed(tr_auth *a, const char *addr) {

@@ -17,7 +17,8 @@ typedef struct tr_auth tr_auth;
 
 enum {
     TR_AUTH_OK = 0,
-    TR_AUTH_DENY,      /* 401 */
+    TR_AUTH_DENY,      /* 401: wrong credentials (a failed login) */
+    TR_AUTH_MISSING,   /* 401: none at all (a browser's first request: not a failed login) */
     TR_AUTH_THROTTLED, /* 429, Retry-After */
     TR_AUTH_VERIFY,    /* well-formed basic credentials of the users file, not in the cache */
 };
@@ -28,7 +29,7 @@ tr_auth *tr_auth_new(tr_credstore *creds, tr_workq *wq, int open_reads);
 void tr_auth_free(tr_auth *a);
 /* What a request to a route with these TR_HTTP_* flags gets from its Authorization header
  * (NULL: none) and client address. *challenge: the WWW-Authenticate value for a 401;
- * *retry_s: Retry-After for a 429. No side effect. */
+ * *retry_s: Retry-After for a 429. Valid credentials clear the address' failures. */
 int tr_auth_decide(tr_auth *a, int route_flags, int ingest_only, const char *addr, const char *authorization,
                    const char **challenge, int64_t *retry_s);
 /* A 401 was sent to addr: counts it and extends its back-off. */

@@ -486,7 +486,7 @@ static void refuse(tr_http *h, struct evhttp_request *req, int rc, const char *c
         tr_http_reply_text(req, 429, "too many failed logins from this address, retry later");
         return;
     }
-    tr_auth_failed(h->auth, addr);
+    if (rc == TR_AUTH_DENY) tr_auth_failed(h->auth, addr);
     if (challenge) evhttp_add_header(oh, "WWW-Authenticate", challenge);
     tr_http_reply_text(req, 401, "unauthorized");
 }
@@ -509,9 +509,10 @@ static int refused_reply(struct evhttp_request *req) {
     char addr[64];
     if (code == 401) {
         peer_of(req, addr, sizeof addr);
-        tr_auth_failed(g_http->auth, addr);
+        if (extra[0] == 'T' || extra[0] == 'B') tr_auth_failed(g_http->auth, addr); /* not when missing */
         evhttp_add_header(oh, "WWW-Authenticate",
-                          extra[0] == 'T' ? "Bearer realm=\"tricorder\"" : basic_challenge);
+                          extra[0] == 'T' || extra[0] == 't' ? "Bearer realm=\"tricorder\""
+                                                             : basic_challenge);
         text = "unauthorized\n";
     } else if (code == 429) {
         tr_auth_throttled(g_http->auth);
@@ -600,9 +601,11 @@ static int on_headers(struct evhttp_request *req, void *arg) {
             peer_of(req, addr, sizeof addr);
             int a = tr_auth_decide(h->auth, flags, l->ingest_only, addr,
                                    evhttp_find_header(ih, "Authorization"), &challenge, &retry_s);
-            if (a == TR_AUTH_DENY)
+            /* "401 T"/"401 B": wrong bearer/basic credentials; lower case: none sent */
+            int bearer = challenge && challenge[0] == 'B' && challenge[1] == 'e';
+            if (a == TR_AUTH_DENY || a == TR_AUTH_MISSING)
                 snprintf(code, sizeof code, "401 %c",
-                         challenge && challenge[0] == 'B' && challenge[1] == 'e' ? 'T' : 'B');
+                         a == TR_AUTH_DENY ? (bearer ? 'T' : 'B') : (bearer ? 't' : 'b'));
             else if (a == TR_AUTH_THROTTLED)
                 snprintf(code, sizeof code, "429 %lld", (long long)retry_s);
         }
