@@ -9,11 +9,12 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { start, sleep, metricSum, parseMetrics } from './lib/tricorder.mjs';
-import { metricsProtobuf, metricsJson } from './lib/payloads.mjs';
+import { metricsProtobuf, metricsJson, tracesProtobuf } from './lib/payloads.mjs';
 
 const basic = (u, p) => ({ Authorization: 'Basic ' + Buffer.from(`${u}:${p}`).toString('base64') });
 const bearer = (t) => ({ Authorization: `Bearer ${t}` });
@@ -300,5 +301,49 @@ test('security headers on the UI and the API', async () => {
   } finally {
     await t.stop();
     t.cleanup();
+  }
+});
+
+// One unary gRPC export on an HTTP/2 session: resolves with its grpc-status.
+function grpcExport(session, body, token) {
+  return new Promise((resolve, reject) => {
+    const frame = Buffer.alloc(5 + body.length);
+    frame.writeUInt32BE(body.length, 1);
+    body.copy(frame, 5);
+    const st = session.request({
+      ':method': 'POST', ':path': '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
+      'content-type': 'application/grpc', te: 'trailers', ...(token ? { authorization: `Bearer ${token}` } : {}),
+    });
+    let status = null;
+    st.on('response', (h) => { if (h['grpc-status'] !== undefined) status = Number(h['grpc-status']); });
+    st.on('trailers', (h) => { status = Number(h['grpc-status']); });
+    st.on('data', () => {});
+    st.on('end', () => resolve(status));
+    st.on('error', reject);
+    st.end(frame);
+  });
+}
+
+test('gRPC takes the tokens of --ingest-token-file besides --ingest-token, and follows its reloads', async () => {
+  const dir = tmp();
+  const tokens = join(dir, 'tokens');
+  writeFileSync(tokens, 'file-tok\n');
+  const t = await start({ args: ['--ingest-token', 'flag-tok', '--ingest-token-file', tokens] });
+  // a session per call: a refused call may end its connection
+  const c = { request: (...a) => { const x = http2.connect(t.grpcUrl); x.on('error', () => {}); const st = x.request(...a); st.on('close', () => x.close()); return st; } };
+  try {
+    const { body } = tracesProtobuf(1);
+    assert.equal(await grpcExport(c, body, 'flag-tok'), 0);
+    assert.equal(await grpcExport(c, body, 'file-tok'), 0);
+    assert.equal(await grpcExport(c, body, 'other'), 16);
+    assert.equal(await grpcExport(c, body, null), 16);
+    writeFileSync(tokens, 'other\n');
+    await waitFor(async () => (await grpcExport(c, body, 'other')) === 0, 'the new token');
+    assert.equal(await grpcExport(c, body, 'file-tok'), 16, 'the removed token');
+    assert.equal(await grpcExport(c, body, 'flag-tok'), 0, '--ingest-token stays');
+  } finally {
+    await t.stop();
+    t.cleanup();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
