@@ -390,6 +390,7 @@ int tr_app_run(const tr_config *cfg) {
         .dir = mdir,
         .retention_ms = cfg->retention_ms,
         .retention_bytes = cfg->retention_bytes,
+        .snapshots_keep = cfg->snapshots_keep,
         .ooo_window_ms = cfg->ooo_window_ms,
         .future_window_ms = cfg->future_window_ms,
         .max_series = cfg->max_series,

@@ -59,6 +59,10 @@ static const flag flags[] = {
     {"ingest-token-file", F_STRING, OFF(ingest_token_file), NULL,
      "file of ingest tokens, one a line ('#' comments), accepted besides --ingest-token; reloaded when it "
      "changes"},
+    {"snapshots-keep", F_INT, OFF(snapshots_keep), "3",
+     "snapshots (POST /api/v1/admin/tsdb/snapshot) kept, the newest; older ones are removed (0: all); what "
+     "only "
+     "snapshots hold counts in --retention-size, and the oldest snapshot goes first"},
     {"auth-reads", F_BOOL, OFF(auth_reads), "true",
      "false: the read endpoints (queries, the UI) need no credentials; writes and admin calls always do"},
     {"max-buffered-body-bytes", F_SIZE, OFF(max_buffered_body_bytes), "256MiB",

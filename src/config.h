@@ -26,6 +26,7 @@ typedef struct tr_config {
     char *ingest_token;
     char *ingest_token_file;         /* one token a line, read by the server */
     int64_t max_buffered_body_bytes; /* request bodies being read at once; 0: no cap */
+    int64_t snapshots_keep;          /* --snapshots-keep: newest snapshots kept; 0: all */
     int64_t auth_reads;              /* 0: reads open even with credentials set */
     int64_t otlp_max_message_bytes;
     char *otlp_promote_resource_attributes; /* "all", "none" or a comma list of keys */

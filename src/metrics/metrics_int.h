@@ -465,4 +465,7 @@ int db_cut(tsdb *db, int64_t before, char *err, size_t errlen);
 /* One round of background work: cut the head if it spans too long, compact, retention. */
 void tsdb_maintain(tsdb *db);
 
+/* Removes a block directory (its three files, then the directory). */
+void block_remove_dir(const char *dir);
+
 #endif

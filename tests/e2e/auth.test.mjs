@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
@@ -231,8 +231,8 @@ test('the OTLP/HTTP listener serves exactly the OTLP routes', async () => {
   }
 });
 
-test('admin calls: POST only, always behind auth, one at a time', async () => {
-  const t = await start({ args: ['--basic-auth', 'admin:pw'] });
+test('admin calls: POST only, always behind auth, one at a time; old snapshots pruned', async () => {
+  const t = await start({ args: ['--basic-auth', 'admin:pw', '--snapshots-keep', '2'] });
   try {
     const flush = `${t.httpUrl}/internal/force_flush`;
     assert.equal((await get(flush)).status, 401);
@@ -253,6 +253,14 @@ test('admin calls: POST only, always behind auth, one at a time', async () => {
       assert.equal(r.status, 503, JSON.stringify(r));
       assert.equal(r.retry, '1');
     }
+    // one after the other: only the newest two stay
+    const names = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await fetch(snap, { method: 'POST', headers: basic('admin', 'pw') });
+      assert.equal(r.status, 200);
+      names.push((await r.json()).data.name);
+    }
+    assert.deepEqual(readdirSync(join(t.dataDir, 'metrics', 'snapshots')).sort(), names.slice(1).sort());
   } finally {
     await t.stop();
     t.cleanup();
