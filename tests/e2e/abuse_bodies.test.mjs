@@ -139,3 +139,31 @@ test('the budget refuses a body that does not fit, with a retryable 503', async 
     t.cleanup();
   }
 });
+
+test('a chunked body is read only up to the route limit: a chunk past it is refused before its data', async () => {
+  const t = await start({ env, args: ['--basic-auth', 'admin:pw', '--otlp-max-message-bytes', '1MiB'] });
+  try {
+    const base = rssMB(t.child.pid);
+    const t0 = Date.now();
+    const answer = await new Promise((resolve) => {
+      const s = connect(t.ports.http, '127.0.0.1');
+      let out = '';
+      s.on('data', (d) => { out += d; });
+      s.on('close', () => resolve(out));
+      s.on('error', () => resolve(out));
+      // announces a 64 MiB chunk and sends 2 MiB of it, then waits
+      s.write(`POST /api/v1/write HTTP/1.1\r\nHost: x\r\nAuthorization: ${basicHdr}\r\nTransfer-Encoding: chunked\r\n\r\n4000000\r\n`);
+      s.write(Buffer.alloc(2 << 20, 0x42));
+      setTimeout(() => s.destroy(), 3000);
+    });
+    // the 413 goes out and the connection closes at once; the client's unread data then
+    // turns the close into a reset that may destroy the 413 before the client reads it
+    assert.ok(answer === '' || /^HTTP\/1\.1 413 /.test(answer), answer.slice(0, 200));
+    assert.ok(Date.now() - t0 < 2500, 'closed by the server, not by the client giving up');
+    assert.ok(rssMB(t.child.pid) - base < 32 * SLACK, 'the chunk was not kept');
+    assert.equal(t.child.exitCode, null);
+  } finally {
+    await t.stop();
+    t.cleanup();
+  }
+});
