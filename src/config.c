@@ -50,7 +50,9 @@ static const flag flags[] = {
      "exemplars kept (newest win; in memory and the WAL) for /api/v1/query_exemplars (0: none)"},
     {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
     {"basic-auth", F_STRING, OFF(basic_auth), NULL,
-     "user:password required on every HTTP endpoint but /healthz"},
+     "user:password (plain text: logs a warning; prefer --basic-auth-file) required on every HTTP endpoint "
+     "but "
+     "/healthz"},
     {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL,
      "htpasswd file of users with bcrypt hashes (htpasswd -B); reloaded when it changes; with or instead of "
      "--basic-auth"},
