@@ -11,7 +11,7 @@ FROM debian:bookworm-slim
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends libevent-core-2.1-7 libevent-extra-2.1-7 \
       libevent-pthreads-2.1-7 libnghttp2-14 libprotobuf-c1 libsqlite3-0 libzstd1 libcjson1 zlib1g \
-      libsnappy1v5 libre2-9 libyaml-0-2 libssl3 libevent-openssl-2.1-7 >/dev/null \
+      libsnappy1v5 libre2-9 libyaml-0-2 libssl3 libevent-openssl-2.1-7 libcrypt1 >/dev/null \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 tricorder \
  && useradd --system --uid 10001 --gid tricorder --home-dir /data --no-create-home tricorder \

@@ -33,6 +33,7 @@
 #include "tls/tls.h"
 #include "traces/traces.h"
 #include "ui/ui.h"
+#include "util/credentials.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/memlimit.h"
@@ -43,6 +44,7 @@ typedef struct app {
     const tr_config *cfg;
     struct event_base *base;
     tr_http *http;
+    tr_credstore *creds; /* users and tokens, reloaded from their files */
     otlp_receiver *recv;
     otlp_grpc *grpc;
     tsdb *db;                 /* the metrics store */
@@ -493,6 +495,7 @@ int tr_app_run(const tr_config *cfg) {
         .dir = mdir,
         .retention_ms = cfg->retention_ms,
         .retention_bytes = cfg->retention_bytes,
+        .snapshots_keep = cfg->snapshots_keep,
         .ooo_window_ms = cfg->ooo_window_ms,
         .future_window_ms = cfg->future_window_ms,
         .max_series = max_series,
@@ -537,9 +540,20 @@ int tr_app_run(const tr_config *cfg) {
     };
     if (!a->traces_waker || !(a->traces = traces_open(&tc, err, sizeof err))) goto fail_msg;
 
+    tr_credstore_config cc = {.basic_user = cfg->basic_user,
+                              .basic_pass = cfg->basic_pass,
+                              .htpasswd_file = cfg->basic_auth_file,
+                              .token = cfg->ingest_token,
+                              .token_file = cfg->ingest_token_file};
+    if (!(a->creds = tr_credstore_new(a->base, &cc, err, sizeof err))) goto fail_msg;
+    if (cfg->basic_user)
+        TR_WARN("--basic-auth sends the password in clear text on every request unless tricorder is reached "
+                "over TLS; prefer --basic-auth-file (bcrypt) and TLS",
+                NULL);
     otlp_config oc = {
         .max_message_bytes = (size_t)cfg->otlp_max_message_bytes,
         .ingest_token = cfg->ingest_token,
+        .creds = a->creds,
         .traces = {.ctx = a->traces, .submit = traces_sink_submit},
         .metrics = otlp_metrics_sink_get(a->msink),
     };
@@ -554,11 +568,12 @@ int tr_app_run(const tr_config *cfg) {
     }
     a->recv = otlp_receiver_new(&oc);
     tr_http_config hc = {
-        .basic_user = cfg->basic_user,
-        .basic_pass = cfg->basic_pass,
-        .ingest_token = cfg->ingest_token,
+        .creds = a->creds,
+        .wq = a->wq,
         .max_body_bytes = (size_t)cfg->otlp_max_message_bytes,
         .max_import_bytes = (size_t)cfg->max_import_bytes,
+        .max_buffered_body_bytes = (size_t)cfg->max_buffered_body_bytes,
+        .open_reads = !cfg->auth_reads,
         .idle_timeout_s = (int)((cfg->idle_timeout_ms + 999) / 1000),
         .cors_origin = cfg->web_cors_origin,
         .max_conns = (unsigned)cfg->max_connections,
@@ -647,8 +662,11 @@ int tr_app_run(const tr_config *cfg) {
     TR_INFO("tricorder started",
             "version=%s http=%s otlp_grpc=%s otlp_http=%s data_dir=%s retention=%s auth=%s ingest_token=%s",
             TRICORDER_VERSION, cfg->http_addr, cfg->otlp_grpc_addr, cfg->otlp_http_addr,
-            tr_log_quote(q, sizeof q, cfg->data_dir), ret, cfg->basic_user ? "basic" : "none",
-            cfg->ingest_token ? "set" : "none");
+            tr_log_quote(q, sizeof q, cfg->data_dir), ret,
+            cfg->basic_auth_file ? "htpasswd"
+            : cfg->basic_user    ? "basic"
+                                 : "none",
+            cfg->ingest_token || cfg->ingest_token_file ? "set" : "none");
 
     event_base_dispatch(a->base);
 
@@ -701,6 +719,7 @@ out:
     rw_out_free(a->rwout); /* after the store: its last checkpoint asks which segments to keep */
     tr_workq_waker_free(a->tsdb_waker);
     tr_workq_free(a->wq);
+    tr_credstore_free(a->creds);
     if (a->base) event_base_free(a->base);
     if (fd_http >= 0) close(fd_http);
     if (fd_grpc >= 0) close(fd_grpc);

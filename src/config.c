@@ -55,9 +55,12 @@ static const flag flags[] = {
      "exemplars kept (newest win; in memory and the WAL) for /api/v1/query_exemplars (0: none)"},
     {"log-level", F_LEVEL, OFF(log_level), "info", "debug, info, warn or error"},
     {"basic-auth", F_STRING, OFF(basic_auth), NULL,
-     "user:password required on every HTTP endpoint but /healthz"},
+     "user:password (plain text: logs a warning; prefer --basic-auth-file) required on every HTTP endpoint "
+     "but "
+     "/healthz"},
     {"basic-auth-file", F_STRING, OFF(basic_auth_file), NULL,
-     "file holding user:password (instead of --basic-auth)"},
+     "htpasswd file of users with bcrypt hashes (htpasswd -B); reloaded when it changes; with or instead of "
+     "--basic-auth"},
     {"ingest-token", F_STRING, OFF(ingest_token), NULL,
      "OTLP requests must carry Authorization: Bearer <token>"},
     {"tls-cert-file", F_STRING, OFF(tls_cert_file), NULL,
@@ -72,6 +75,17 @@ static const flag flags[] = {
      "TLS on --otlp-grpc-addr when a certificate is set"},
     {"otlp-http-tls", F_BOOL, OFF(otlp_http_tls), "true",
      "TLS on --otlp-http-addr when a certificate is set"},
+    {"ingest-token-file", F_STRING, OFF(ingest_token_file), NULL,
+     "file of ingest tokens, one a line ('#' comments), accepted besides --ingest-token; reloaded when it "
+     "changes"},
+    {"snapshots-keep", F_INT, OFF(snapshots_keep), "3",
+     "snapshots (POST /api/v1/admin/tsdb/snapshot) kept, the newest; older ones are removed (0: all); what "
+     "only "
+     "snapshots hold counts in --retention-size, and the oldest snapshot goes first"},
+    {"auth-reads", F_BOOL, OFF(auth_reads), "true",
+     "false: the read endpoints (queries, the UI) need no credentials; writes and admin calls always do"},
+    {"max-buffered-body-bytes", F_SIZE, OFF(max_buffered_body_bytes), "256MiB",
+     "request bodies being read at once, over all connections; more are answered 503 (0: no cap)"},
     {"otlp-max-message-bytes", F_SIZE, OFF(otlp_max_message_bytes), "4MiB",
      "largest OTLP message, after decompression"},
     {"max-import-bytes", F_SIZE, OFF(max_import_bytes), "32MiB",
@@ -306,21 +320,6 @@ static void usage(void) {
     printf("  --%-34s print this help\n  --%-34s print the version\n", "help", "version");
 }
 
-static int read_basic_auth_file(tr_config *c, char *err, size_t errlen) {
-    FILE *f = fopen(c->basic_auth_file, "r");
-    if (!f) {
-        snprintf(err, errlen, "--basic-auth-file %s: %s", c->basic_auth_file, strerror(errno));
-        return -1;
-    }
-    char line[1024];
-    if (!fgets(line, sizeof line, f)) line[0] = 0;
-    fclose(f);
-    line[strcspn(line, "\r\n")] = 0;
-    free(c->basic_auth);
-    c->basic_auth = strdup(line);
-    return c->basic_auth ? 0 : -1;
-}
-
 int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     char src[96];
@@ -384,7 +383,6 @@ int tr_config_parse(tr_config *c, int argc, char **argv, char **envp, char *err,
         }
         if (set_flag(c, f, val, src, err, errlen)) return TR_CONFIG_ERROR;
     }
-    if (c->basic_auth_file && read_basic_auth_file(c, err, errlen)) return TR_CONFIG_ERROR;
     if (c->basic_auth) {
         char *colon = strchr(c->basic_auth, ':');
         if (!colon || colon == c->basic_auth) {

@@ -25,12 +25,16 @@ typedef struct tr_config {
     int64_t max_exemplars; /* exemplar ring size; 0: exemplars not kept */
     tr_log_level log_level;
     char *basic_auth;              /* "user:password" as given */
-    char *basic_auth_file;         /* file holding user:password */
+    char *basic_auth_file;         /* htpasswd file (bcrypt), read by the server */
     char *basic_user, *basic_pass; /* resolved from either of the two */
     char *ingest_token;
     char *tls_cert_file, *tls_key_file;             /* PEM; both set: TLS on the listeners below */
     char *tls_client_ca_file;                       /* OTLP ingestion needs a client certificate it signed */
     int64_t http_tls, otlp_grpc_tls, otlp_http_tls; /* per listener, when a certificate is set */
+    char *ingest_token_file;                        /* one token a line, read by the server */
+    int64_t max_buffered_body_bytes;                /* request bodies being read at once; 0: no cap */
+    int64_t snapshots_keep;                         /* --snapshots-keep: newest snapshots kept; 0: all */
+    int64_t auth_reads;                             /* 0: reads open even with credentials set */
     int64_t otlp_max_message_bytes;
     int64_t max_import_bytes;               /* POST /api/v1/import/prometheus bodies */
     char *otlp_promote_resource_attributes; /* "all", "none" or a comma list of keys */

@@ -41,6 +41,9 @@ enum {
                               v2, whose /api/ catch-all answers before any method check) */
     TR_HTTP_BIG_BODY = 16, /* bodies up to max_import_bytes (the text import checks its own
                               limit); every other route's body is bounded by max_body_bytes */
+    TR_HTTP_OTLP = 32,     /* an OTLP route: the only ones the OTLP/HTTP listener serves */
+    TR_HTTP_ADMIN = 64,    /* flush, snapshot: behind basic auth, or the ingest token when only
+                              that is set; never open while any credential is configured */
 };
 
 /* Methods a route answers (libevent's EVHTTP_REQ_* bits). GET routes also answer HEAD. */
@@ -49,17 +52,21 @@ enum {
 #define TR_PUT ((unsigned)EVHTTP_REQ_PUT)
 #define TR_ANY (~0u) /* the handler checks the method itself */
 
+struct tr_credstore;
+struct tr_workq;
 typedef struct tr_http_config {
-    const char *basic_user, *basic_pass; /* NULL: no basic auth */
-    const char *ingest_token;            /* NULL: none */
-    size_t max_body_bytes;               /* request bodies larger than this get 413 */
-    size_t max_import_bytes;             /* /api/v1/import bodies on the full listener (0: as above) */
-    int idle_timeout_s;                  /* idle keep-alive connections are closed (0: 60) */
-    const char *cors_origin;             /* regex of allowed CORS origins (NULL or ".*": any, "*") */
-    unsigned max_conns;          /* open connections per listener; more are closed at accept (0: any) */
-    unsigned max_conns_per_addr; /* the same from one client address (0: any) */
-    int64_t header_timeout_ms;   /* accept or a request's first byte → end of its headers (0: none) */
-    int64_t body_timeout_ms;     /* end of the headers → end of the body (0: none) */
+    struct tr_credstore *creds;     /* users and tokens (NULL: no authentication) */
+    struct tr_workq *wq;            /* runs bcrypt checks of --basic-auth-file users */
+    size_t max_body_bytes;          /* request bodies larger than this get 413 */
+    size_t max_buffered_body_bytes; /* all bodies being read at once; over it: 503 (0: no cap) */
+    int open_reads;                 /* --auth-reads=false: routes neither ingest nor admin are open */
+    int idle_timeout_s;             /* idle keep-alive connections are closed (0: 60) */
+    const char *cors_origin;        /* regex of allowed CORS origins (NULL or ".*": any, "*") */
+    size_t max_import_bytes;        /* /api/v1/import bodies on the full listener (0: as above) */
+    unsigned max_conns;             /* open connections per listener; more are closed at accept (0: any) */
+    unsigned max_conns_per_addr;    /* the same from one client address (0: any) */
+    int64_t header_timeout_ms;      /* accept or a request's first byte → end of its headers (0: none) */
+    int64_t body_timeout_ms;        /* end of the headers → end of the body (0: none) */
 } tr_http_config;
 
 /* Returns NULL on OOM. The strings in cfg must outlive the server. */

@@ -93,7 +93,7 @@ static void api_otlp_http(struct evhttp_request *req, const tr_http_match *m, vo
 
 void tr_api_otlp_routes(tr_http *h, const tr_api_env *env) {
     /* every method reaches the handler: a wrong one is answered in OTLP's status encoding */
-    tr_http_route(h, TR_ANY, "/v1/metrics", TR_HTTP_INGEST, api_otlp_http, (void *)env);
-    tr_http_route(h, TR_ANY, "/v1/traces", TR_HTTP_INGEST, api_otlp_http, (void *)env);
-    tr_http_route(h, TR_ANY, "/v1/logs", TR_HTTP_INGEST, api_otlp_http, (void *)env);
+    tr_http_route(h, TR_ANY, "/v1/metrics", TR_HTTP_INGEST | TR_HTTP_OTLP, api_otlp_http, (void *)env);
+    tr_http_route(h, TR_ANY, "/v1/traces", TR_HTTP_INGEST | TR_HTTP_OTLP, api_otlp_http, (void *)env);
+    tr_http_route(h, TR_ANY, "/v1/logs", TR_HTTP_INGEST | TR_HTTP_OTLP, api_otlp_http, (void *)env);
 }

@@ -143,7 +143,10 @@ static void card_list(tr_json *j, const char *key, const tsdb_card_entry *e, siz
     tr_json_arr_close(j);
 }
 
+static int admin_running; /* a flush or snapshot is queued or running */
+
 static void job_free(mjob *j) {
+    if (j->k == K_FLUSH || j->k == K_SNAPSHOT) admin_running = 0;
     tr_prom_matchsets_free(&j->ms);
     free(j->name);
     tr_buf_free(&j->out);
@@ -523,14 +526,30 @@ static void api_status_tsdb(struct evhttp_request *req, const tr_http_match *m, 
     submit(j);
 }
 
+/* Flush and snapshot each write a block: one at a time, a second meanwhile gets 503. */
+
+static void api_admin(struct evhttp_request *req, void *ctx, kind k) {
+    if (admin_running) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        if (k == K_FLUSH)
+            tr_http_reply_text(req, 503, "another flush or snapshot is running, retry later");
+        else
+            tr_prom_reply_error(req, TR_PROM_UNAVAILABLE,
+                                "another flush or snapshot is running, retry later");
+        return;
+    }
+    mjob *j = job_new(req, ctx, k);
+    if (!j) return;
+    admin_running = 1;
+    submit(j); /* job_free clears admin_running, also when the submit is refused */
+}
+
 static void api_force_flush(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
-    mjob *j = job_new(req, ctx, K_FLUSH);
-    if (j) submit(j);
+    api_admin(req, ctx, K_FLUSH);
 }
 
 static void api_snapshot(struct evhttp_request *req, const tr_http_match *m, void *ctx) {
-    mjob *j = job_new(req, ctx, K_SNAPSHOT);
-    if (j) submit(j);
+    api_admin(req, ctx, K_SNAPSHOT);
 }
 
 void tr_api_prom_meta_routes(tr_http *h, const tr_api_env *env) {
@@ -541,6 +560,6 @@ void tr_api_prom_meta_routes(tr_http *h, const tr_api_env *env) {
     tr_http_route(h, TR_GET, "/api/v1/metadata", 0, api_metadata, e);
     tr_http_route(h, TR_GET, "/api/v1/status/buildinfo", 0, api_buildinfo, e);
     tr_http_route(h, TR_GET, "/api/v1/status/tsdb", 0, api_status_tsdb, e);
-    tr_http_route(h, TR_POST | TR_PUT, "/api/v1/admin/tsdb/snapshot", 0, api_snapshot, e);
-    tr_http_route(h, TR_GET | TR_POST, "/internal/force_flush", 0, api_force_flush, e);
+    tr_http_route(h, TR_POST | TR_PUT, "/api/v1/admin/tsdb/snapshot", TR_HTTP_ADMIN, api_snapshot, e);
+    tr_http_route(h, TR_POST, "/internal/force_flush", TR_HTTP_ADMIN, api_force_flush, e);
 }

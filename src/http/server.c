@@ -1,5 +1,6 @@
 /* The libevent HTTP server: route table, authentication, limits, connection accounting and
  * the reply helpers. */
+#include <dlfcn.h> /* dlsym(RTLD_NEXT) */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +17,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include "auth.h"
 #include "drain.h"
 #include "http.h"
 #include "http_int.h"
@@ -87,6 +89,8 @@ struct tr_http {
     void **conns;
     volatile int **watch;
     cstate *cst;
+    size_t *held;    /* per slot: the body bytes reserved for the request being read */
+    size_t buffered; /* sum of held */
     unsigned nwatch;
     struct event *watch_ev; /* while anything is watched: looks for clients that went away */
     size_t conncap;
@@ -95,6 +99,8 @@ struct tr_http {
     tr_re *cors;            /* --web-cors-origin unless ".*" (then NULL: "*" for any origin) */
     struct event *sweep_ev; /* checks the header and body deadlines */
     tr_metric *timeouts_head, *timeouts_body;
+    tr_auth *auth;
+    tr_metric *budget_refused;
 };
 
 static tr_http *g_http; /* for the reply helpers, which only see the request */
@@ -129,6 +135,16 @@ tr_http *tr_http_new(struct event_base *base, const tr_http_config *cfg) {
             return NULL;
         }
     }
+    h->auth = tr_auth_new(cfg->creds, cfg->wq, cfg->open_reads);
+    if (!h->auth) {
+        tr_re_free(h->cors);
+        free(h);
+        return NULL;
+    }
+    h->budget_refused = tr_counter_new("tricorder_http_body_budget_refused_total",
+                                       "Requests answered 503 because request bodies being read filled "
+                                       "--max-buffered-body-bytes.",
+                                       NULL);
     g_http = h;
     return h;
 }
@@ -154,6 +170,8 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg) {
                 h->watch[i] = NULL;
                 h->nwatch--;
             }
+            h->buffered -= h->held[i];
+            h->held[i] = 0;
             h->conns[i] = (void *)1; /* tombstone */
             listener *l = h->cst[i].l;
             if (l) {
@@ -178,15 +196,18 @@ static long conn_seen(tr_http *h, struct evhttp_connection *evcon) {
         void **nc = calloc(ncap, sizeof *nc);
         volatile int **nw = calloc(ncap, sizeof *nw);
         cstate *ns = calloc(ncap, sizeof *ns);
-        if (!nc || !nw || !ns) {
+        size_t *nh = calloc(ncap, sizeof *nh), *oldh = h->held;
+        if (!nc || !nw || !ns || !nh) {
             free(nc);
             free((void *)nw);
             free(ns);
+            free(nh);
             return -1;
         }
         h->conns = nc;
         h->watch = nw;
         h->cst = ns;
+        h->held = nh;
         h->conncap = ncap;
         for (size_t i = 0; i < ocap; i++)
             if (old[i] && old[i] != (void *)1) {
@@ -194,10 +215,12 @@ static long conn_seen(tr_http *h, struct evhttp_connection *evcon) {
                 h->conns[k] = old[i];
                 h->watch[k] = oldw[i];
                 h->cst[k] = olds[i];
+                h->held[k] = oldh[i];
             }
         free(old);
         free((void *)oldw);
         free(olds);
+        free(oldh);
     }
     size_t i = conn_slot(h, evcon);
     if (h->conns[i] == evcon) return (long)i;
@@ -209,6 +232,7 @@ static long conn_seen(tr_http *h, struct evhttp_connection *evcon) {
     h->watch[i] = NULL;
     memset(&h->cst[i], 0, sizeof h->cst[i]);
     h->cst[i].phase = P_BUSY;
+    h->held[i] = 0;
     h->connections++;
     tr_gauge_set(h->conn_gauge, h->connections);
     evhttp_connection_set_closecb(evcon, conn_closed, h);
@@ -480,6 +504,12 @@ static int wrap_accept(listener *l) {
     return 0;
 }
 
+/* A refusal decided from a request's headers (on_headers) rides in this output header until
+ * the answer: "400", "401 B" (basic) or "401 T" (bearer), "429 <seconds>", "503". */
+#define REFUSED_HDR "X-Tricorder-Refused"
+static const char basic_challenge[] = "Basic realm=\"tricorder\", charset=\"UTF-8\"";
+static int refused_reply(struct evhttp_request *req);
+
 /* ---- replies ---- */
 
 static const char *reason_of(int status) {
@@ -526,7 +556,19 @@ void tr_http__count_reply(int status) {
     tr_counter_add(g_http->req_by_class[cls], 1);
 }
 
+/* On every reply that has not set its own (the UI sets a policy for its pages): API answers
+ * load nothing, may not be framed, and are not sniffed into another type. */
+static void security_headers(struct evhttp_request *req) {
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    if (!evhttp_find_header(oh, "Content-Security-Policy"))
+        evhttp_add_header(oh, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+    if (!evhttp_find_header(oh, "X-Content-Type-Options"))
+        evhttp_add_header(oh, "X-Content-Type-Options", "nosniff");
+    if (!evhttp_find_header(oh, "Referrer-Policy")) evhttp_add_header(oh, "Referrer-Policy", "no-referrer");
+}
+
 void tr_http__reply_starting(struct evhttp_request *req) {
+    security_headers(req);
     if (g_http) tr_drain_reply(g_http->drain, req);
 }
 
@@ -636,6 +678,7 @@ static int header_overflow(struct evhttp_request *req) {
 }
 
 void evhttp_send_error(struct evhttp_request *req, int error, const char *reason) {
+    if (error == 413 && refused_reply(req)) return;
     struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
     const char *cl = ih ? evhttp_find_header(ih, "Content-Length") : NULL;
     const char *te = ih ? evhttp_find_header(ih, "Transfer-Encoding") : NULL;
@@ -715,34 +758,203 @@ int tr_http_body(struct evhttp_request *req, size_t max, tr_buf *out) {
     return 0;
 }
 
+/* ---- authentication and body budget, decided from the headers ---- */
+
+static void peer_of(struct evhttp_request *req, char *out, size_t cap) {
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    const char *a = NULL;
+    ev_uint16_t port;
+    if (c) evhttp_connection_get_peer(c, (char **)&a, &port);
+    snprintf(out, cap, "%s", a ? a : "");
+}
+
+/* More than one Content-Length header (even with equal values): refused, as a request
+ * smuggling vector (RFC 9112 §6.3 allows refusing). */
+static int duplicate_content_length(const struct evkeyvalq *ih) {
+    int n = 0;
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, ih, next)
+    if (evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0) n++;
+    return n > 1;
+}
+
+static void refuse(tr_http *h, struct evhttp_request *req, int rc, const char *challenge, int64_t retry_s,
+                   const char *addr) {
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    if (rc == TR_AUTH_THROTTLED) {
+        char v[24];
+        snprintf(v, sizeof v, "%lld", (long long)retry_s);
+        evhttp_add_header(oh, "Retry-After", v);
+        tr_auth_throttled(h->auth);
+        tr_http_reply_text(req, 429, "too many failed logins from this address, retry later");
+        return;
+    }
+    if (rc == TR_AUTH_DENY) tr_auth_failed(h->auth, addr);
+    if (challenge) evhttp_add_header(oh, "WWW-Authenticate", challenge);
+    tr_http_reply_text(req, 401, "unauthorized");
+}
+
+/* The answer to a request refused by on_headers, whose body libevent discarded (it was
+ * given a body limit of 0, so it read the body to its end without keeping it and asks for a
+ * 413). Returns 0 when req was not refused that way. */
+static int refused_reply(struct evhttp_request *req) {
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    const char *v = oh ? evhttp_find_header(oh, REFUSED_HDR) : NULL;
+    if (!v || !g_http) return 0;
+    int code = atoi(v);
+    char extra[64] = "";
+    snprintf(extra, sizeof extra, "%s", strchr(v, ' ') ? strchr(v, ' ') + 1 : "");
+    evhttp_clear_headers(oh);
+    evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
+    evhttp_add_header(oh, "Connection", "close");
+    security_headers(req);
+    const char *text = "400 Bad Request: more than one Content-Length header\n";
+    char addr[64];
+    if (code == 401) {
+        peer_of(req, addr, sizeof addr);
+        if (extra[0] == 'T' || extra[0] == 'B') tr_auth_failed(g_http->auth, addr); /* not when missing */
+        evhttp_add_header(oh, "WWW-Authenticate",
+                          extra[0] == 'T' || extra[0] == 't' ? "Bearer realm=\"tricorder\""
+                                                             : basic_challenge);
+        text = "unauthorized\n";
+    } else if (code == 429) {
+        tr_auth_throttled(g_http->auth);
+        evhttp_add_header(oh, "Retry-After", extra);
+        text = "too many failed logins from this address, retry later\n";
+    } else if (code == 404) {
+        text = "404 page not found\n";
+    } else if (code == 503) {
+        tr_counter_add(g_http->budget_refused, 1);
+        evhttp_add_header(oh, "Retry-After", "1");
+        text = "503 Service Unavailable: too many request bodies being read at once, retry later\n";
+    }
+    if (!req->major) req->major = 1, req->minor = 1;
+    struct evbuffer *b = evbuffer_new();
+    if (b) evbuffer_add(b, text, strlen(text));
+    evhttp_send_reply(req, code, reason_of(code), b);
+    if (b) evbuffer_free(b);
+    tr_http__count_reply(code);
+    return 1;
+}
+
+static void body_done(struct evhttp_request *req, void *arg) {
+    tr_http *h = arg;
+    long i = conn_find(h, evhttp_request_get_connection(req));
+    if (i >= 0) {
+        h->buffered -= h->held[i];
+        h->held[i] = 0;
+    }
+}
+
+static int resolve(tr_http *h, int ingest_only, unsigned method, const char *raw, tr_http_match *m,
+                   char *scratch, size_t scap, const route **out, unsigned *allow, int *flags);
+
+/* The route's flags for a request (0 when no route matches: the 404 needs no credentials,
+ * but neither does it need a body). */
+static int route_flags(tr_http *h, listener *l, struct evhttp_request *req, int *rc) {
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!raw || !*raw) raw = "/";
+    size_t scap = strlen(raw) * 2 + 2 * MAX_SEGS + 16;
+    char *scratch = malloc(scap);
+    int flags = 0;
+    *rc = 404;
+    if (!scratch) return 0;
+    tr_http_match m;
+    const route *r;
+    unsigned allow;
+    *rc = resolve(h, l->ingest_only, (unsigned)evhttp_request_get_command(req), raw, &m, scratch, scap, &r,
+                  &allow, &flags);
+    if (r) flags = r->flags;
+    free(scratch);
+    return flags;
+}
+
+/* Runs once a request's headers are read, before any of its body: refusals that need no
+ * body (duplicate Content-Length, no or wrong credentials, a throttled address, the body
+ * budget full) make libevent discard the body (limit 0: read to its end, never kept; see
+ * refused_reply); a body that may be read reserves its size in the budget until the reply
+ * is sent or the connection closes. */
+static int on_headers(struct evhttp_request *req, void *arg) {
+    tr_http *h = g_http;
+    listener *l = NULL;
+    for (int i = 0; h && i < h->nls; i++)
+        if ((void *)h->ls[i].eh == arg) l = &h->ls[i];
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!l || !evcon) return 0;
+    conn_seen(h, evcon);
+    evhttp_connection_set_max_body_size(evcon, (ev_ssize_t)h->cfg.max_body_bytes);
+    struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+    char code[32] = "";
+    if (duplicate_content_length(ih)) {
+        snprintf(code, sizeof code, "400");
+    } else {
+        int rc;
+        int flags = route_flags(h, l, req, &rc);
+        const char *cl0 = evhttp_find_header(ih, "Content-Length");
+        unsigned long long n0 = cl0 ? strtoull(cl0, NULL, 10) : 0;
+        /* (a body over the limit keeps libevent's 413, as before) */
+        if (rc == 404 &&
+            (evhttp_find_header(ih, "Transfer-Encoding") || (n0 > 0 && n0 <= h->cfg.max_body_bytes)))
+            snprintf(code, sizeof code, "404"); /* no route reads it: dropped, not kept */
+        else if (rc != 404) {
+            const char *challenge;
+            char addr[64];
+            int64_t retry_s;
+            peer_of(req, addr, sizeof addr);
+            int a = tr_auth_decide(h->auth, flags, l->ingest_only, addr,
+                                   evhttp_find_header(ih, "Authorization"), &challenge, &retry_s);
+            /* "401 T"/"401 B": wrong bearer/basic credentials; lower case: none sent */
+            int bearer = challenge && challenge[0] == 'B' && challenge[1] == 'e';
+            if (a == TR_AUTH_DENY || a == TR_AUTH_MISSING)
+                snprintf(code, sizeof code, "401 %c",
+                         a == TR_AUTH_DENY ? (bearer ? 'T' : 'B') : (bearer ? 't' : 'b'));
+            else if (a == TR_AUTH_THROTTLED)
+                snprintf(code, sizeof code, "429 %lld", (long long)retry_s);
+        }
+    }
+    const char *cl = evhttp_find_header(ih, "Content-Length"),
+               *te = evhttp_find_header(ih, "Transfer-Encoding");
+    size_t need = 0;
+    if (te)
+        need = h->cfg.max_body_bytes;
+    else if (cl) {
+        unsigned long long n = strtoull(cl, NULL, 10);
+        need = n > h->cfg.max_body_bytes ? 0 : (size_t)n; /* over the limit: libevent's 413 */
+    }
+    if (!*code && need && h->cfg.max_buffered_body_bytes) {
+        long i = conn_find(h, evcon);
+        if (h->buffered + need > h->cfg.max_buffered_body_bytes || i < 0) {
+            snprintf(code, sizeof code, "503");
+        } else {
+            h->buffered += need;
+            h->held[i] += need;
+            evhttp_request_set_on_complete_cb(req, body_done, h);
+        }
+    }
+    if (*code) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), REFUSED_HDR, code);
+        evhttp_connection_set_max_body_size(evcon, 0);
+    }
+    return 0;
+}
+
+/* libevent 2.1 has no hook for a server request whose headers are in (2.2's
+ * evhttp_set_newreqcb comes earlier still): it creates each request through
+ * evhttp_request_new, called through the PLT, so this definition sees them and gives the
+ * requests of our listeners (their callback argument is our evhttp) a header callback. */
+struct evhttp_request *evhttp_request_new(void (*cb)(struct evhttp_request *, void *), void *arg) {
+    static struct evhttp_request *(*real)(void (*)(struct evhttp_request *, void *), void *);
+    if (!real) *(void **)&real = dlsym(RTLD_NEXT, "evhttp_request_new");
+    if (!real) abort();
+    struct evhttp_request *req = real(cb, arg);
+    if (req && g_http)
+        for (int i = 0; i < g_http->nls; i++)
+            if ((void *)g_http->ls[i].eh == arg) evhttp_request_set_header_cb(req, on_headers);
+    return req;
+}
+
 /* ---- dispatch ---- */
-
-static int basic_ok(tr_http *h, const char *auth) {
-    if (!auth || strncasecmp(auth, "Basic ", 6) != 0) return 0;
-    const char *b64 = auth + 6;
-    while (*b64 == ' ')
-        b64++;
-    unsigned char out[512];
-    size_t n = strlen(b64);
-    if (tr_base64_max(n) >= sizeof out) return 0;
-    long o = tr_base64_decode(b64, n, out);
-    if (o < 0) return 0;
-    out[o] = 0;
-    char *colon = memchr(out, ':', (size_t)o);
-    if (!colon) return 0;
-    *colon = 0;
-    int u = tr_secret_equal((char *)out, h->cfg.basic_user);
-    int pw = tr_secret_equal(colon + 1, h->cfg.basic_pass);
-    return u & pw;
-}
-
-static int bearer_ok(tr_http *h, const char *auth) {
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) return 0;
-    const char *t = auth + 7;
-    while (*t == ' ')
-        t++;
-    return tr_secret_equal(t, h->cfg.ingest_token);
-}
 
 static int hexdig(int c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -801,7 +1013,7 @@ static int resolve(tr_http *h, int ingest_only, unsigned method, const char *raw
     unsigned want = method_bit(method);
     for (size_t i = 0; i < h->nroutes; i++) {
         const route *r = &h->routes[i];
-        if (r->nseg != nseg || (ingest_only && !(r->flags & TR_HTTP_INGEST))) continue;
+        if (r->nseg != nseg || (ingest_only && !(r->flags & TR_HTTP_OTLP))) continue;
         size_t k = 0;
         for (; k < nseg; k++)
             if (r->is_var[k] ? !*seg[k] : strcmp(r->seg[k], seg[k]) != 0) break;
@@ -945,6 +1157,17 @@ static void request_complete(struct evhttp_request *req, void *arg) {
     set_phase(h, arg, more ? P_HEAD : P_IDLE);
 }
 
+static void serve(listener *l, struct evhttp_request *req, int authed);
+
+static void verified(struct evhttp_request *req, int ok, void *arg) {
+    if (ok) {
+        serve(arg, req, 1);
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", basic_challenge);
+    tr_http_reply_text(req, 401, "unauthorized");
+}
+
 static void dispatch(struct evhttp_request *req, void *arg) {
     listener *l = arg;
     tr_http *h = l->h;
@@ -955,6 +1178,17 @@ static void dispatch(struct evhttp_request *req, void *arg) {
         evhttp_request_set_on_complete_cb(req, request_complete, evcon);
     }
     tr_drain_request(h->drain, req);
+    evhttp_remove_header(evhttp_request_get_output_headers(req), REFUSED_HDR);
+    if (duplicate_content_length(evhttp_request_get_input_headers(req))) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        tr_http_reply_text(req, 400, "400 Bad Request: more than one Content-Length header");
+        return;
+    }
+    serve(l, req, 0);
+}
+
+static void serve(listener *l, struct evhttp_request *req, int authed) {
+    tr_http *h = l->h;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!raw || !*raw) raw = "/";
@@ -975,31 +1209,25 @@ static void dispatch(struct evhttp_request *req, void *arg) {
         tr_http_reply_text(req, 404, "404 page not found");
         goto out;
     }
-    cors(h, req, raw);
+    if (!authed) cors(h, req, raw); /* a second pass (after a bcrypt check) has them already */
     /* authentication follows the path's routes (on 405, the first that matched) */
     if (r) flags = r->flags;
-    if (l->tls && tls_check(l, req, flags)) goto out;
-    const char *auth = tr_http_header(req, "Authorization");
-    int ok = 1;
-    const char *challenge = NULL;
-    if (flags & TR_HTTP_PUBLIC) {
-        ok = 1;
-    } else if (flags & TR_HTTP_INGEST) {
-        if (h->cfg.ingest_token) {
-            ok = bearer_ok(h, auth);
-            challenge = "Bearer realm=\"tricorder\"";
-        } else if (h->cfg.basic_user && !l->ingest_only) {
-            ok = basic_ok(h, auth);
-            challenge = "Basic realm=\"tricorder\", charset=\"UTF-8\"";
+    if (!authed && l->tls && tls_check(l, req, flags)) goto out;
+    if (!authed) {
+        const char *auth = tr_http_header(req, "Authorization"), *challenge;
+        char addr[64];
+        int64_t retry_s;
+        peer_of(req, addr, sizeof addr);
+        int rc_auth = tr_auth_decide(h->auth, flags, l->ingest_only, addr, auth, &challenge, &retry_s);
+        if (rc_auth == TR_AUTH_VERIFY) {
+            if (tr_auth_verify(h->auth, req, addr, auth, verified, l) != 0)
+                tr_http_reply_text(req, 503, "server busy, retry later");
+            goto out;
         }
-    } else if (h->cfg.basic_user) {
-        ok = basic_ok(h, auth);
-        challenge = "Basic realm=\"tricorder\", charset=\"UTF-8\"";
-    }
-    if (!ok) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", challenge);
-        tr_http_reply_text(req, 401, "unauthorized");
-        goto out;
+        if (rc_auth != TR_AUTH_OK) {
+            refuse(h, req, rc_auth, challenge, retry_s, addr);
+            goto out;
+        }
     }
     if (rc == 405 && (flags & TR_HTTP_NO_405)) {
         tr_http_reply_text(req, 404, "404 page not found");
@@ -1143,6 +1371,8 @@ void tr_http_free(tr_http *h) {
         free(h->routes[i].pattern);
     free(h->routes);
     free(h->conns);
+    free(h->held);
+    tr_auth_free(h->auth);
     free((void *)h->watch);
     tr_drain_free(h->drain);
     tr_re_free(h->cors);

@@ -177,7 +177,7 @@ static int write_file(const char *path, const void *p, size_t n) {
     return rc;
 }
 
-static void rm_rf_block(const char *dir) {
+void block_remove_dir(const char *dir) {
     char p[4300];
     const char *files[] = {"chunks", "index", "meta.json"};
     for (int i = 0; i < 3; i++) {
@@ -347,7 +347,7 @@ int block_write(const char *blocks_dir, wseries_next next, void *ctx, int level,
         /* nothing to keep (a range the data only spans): no empty block */
         close(cfd);
         cfd = -1;
-        rm_rf_block(tmp);
+        block_remove_dir(tmp);
         id_out[0] = 0;
         rc = 1;
         goto out;
@@ -461,7 +461,7 @@ ioerr:
 fail:
     if (cfd >= 0) close(cfd);
     cfd = -1;
-    if (created) rm_rf_block(tmp);
+    if (created) block_remove_dir(tmp);
     errno = saved_errno;
 out:
     free(lbls);
@@ -887,7 +887,7 @@ void block_free(block *b) {
         free(c->data);
         free(c);
     }
-    if (b->doomed && b->dir) rm_rf_block(b->dir);
+    if (b->doomed && b->dir) block_remove_dir(b->dir);
     free(b->dir);
     free(b);
 }

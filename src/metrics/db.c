@@ -750,6 +750,81 @@ static int compact_once(tsdb *db) {
     return nb != NULL || bad != NULL;
 }
 
+/* ---- snapshots: <dir>/snapshots/<UTC time>-<µs>/<block>/{chunks,index,meta.json} ---- */
+
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The snapshots' names, oldest first (names start with the UTC time). Free each and *out. */
+static size_t snap_names(const tsdb *db, char ***out) {
+    char sdir[4200];
+    snprintf(sdir, sizeof sdir, "%s/snapshots", db->dir);
+    *out = NULL;
+    DIR *d = opendir(sdir);
+    if (!d) return 0;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            char **nv = realloc(*out, nc * sizeof *nv);
+            if (!nv) break;
+            *out = nv;
+            cap = nc;
+        }
+        if (!((*out)[n] = strdup(e->d_name))) break;
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(*out, n, sizeof **out, cmp_name);
+    return n;
+}
+
+static void snap_names_free(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Walks one snapshot: removes it (rm) or sums the bytes of the files that only it holds (the
+ * live blocks' files are hard links: a file with one link is the snapshot's own). */
+static uint64_t snap_walk(const tsdb *db, const char *name, int rm) {
+    char sdir[4400], p[4700], f[4800];
+    snprintf(sdir, sizeof sdir, "%s/snapshots/%s", db->dir, name);
+    DIR *d = opendir(sdir);
+    uint64_t own = 0;
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(p, sizeof p, "%s/%s", sdir, e->d_name);
+        if (rm) {
+            block_remove_dir(p);
+            continue;
+        }
+        const char *files[] = {"chunks", "index", "meta.json"};
+        for (int i = 0; i < 3; i++) {
+            struct stat st;
+            snprintf(f, sizeof f, "%s/%s", p, files[i]);
+            if (stat(f, &st) == 0 && st.st_nlink == 1) own += (uint64_t)st.st_size;
+        }
+    }
+    closedir(d);
+    if (rm) rmdir(sdir);
+    return own;
+}
+
+/* Removes the oldest snapshots beyond --snapshots-keep. */
+static void snap_prune(tsdb *db) {
+    char **v;
+    size_t n = snap_names(db, &v);
+    for (size_t i = 0; db->o.snapshots_keep > 0 && i + (size_t)db->o.snapshots_keep < n; i++) {
+        TR_INFO("snapshot pruned", "snapshot=%s keep=%lld", v[i], (long long)db->o.snapshots_keep);
+        snap_walk(db, v[i], 1);
+    }
+    snap_names_free(v, n);
+}
+
 /* Drops blocks past the retention (time, then size). Returns the number dropped. */
 static int apply_retention(tsdb *db) {
     int dropped = 0;
@@ -772,6 +847,19 @@ static int apply_retention(tsdb *db) {
             uint64_t total = 0;
             for (size_t i = 0; i < db->nblocks; i++)
                 total += db->blocks[i]->bytes;
+            /* snapshots count with what only they hold, and go first: they are the older copies */
+            char **v;
+            size_t ns = snap_names(db, &v);
+            for (size_t i = 0; i < ns; i++)
+                total += snap_walk(db, v[i], 0);
+            if (ns && total > (uint64_t)db->o.retention_bytes) {
+                TR_INFO("retention size: dropping oldest snapshot", "snapshot=%s bytes=%llu", v[0],
+                        (unsigned long long)total);
+                snap_walk(db, v[0], 1);
+                snap_names_free(v, ns);
+                continue;
+            }
+            snap_names_free(v, ns);
             if (!db->nblocks || total <= (uint64_t)db->o.retention_bytes) break;
             TR_INFO("retention size: dropping oldest block", "block=%s blocks_bytes=%llu", db->blocks[0]->id,
                     (unsigned long long)total);
@@ -1345,5 +1433,6 @@ int tsdb_snapshot(tsdb *db, char *name, size_t namecap, char *err, size_t errlen
     pthread_mutex_unlock(&db->mu);
     pthread_mutex_unlock(&db->bmu);
     if (rc) snprintf(err, errlen, "cannot link block files into %s: %s", sdir, strerror(errno));
+    if (rc == 0) snap_prune(db);
     return rc;
 }

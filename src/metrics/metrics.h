@@ -32,6 +32,7 @@ typedef struct tsdb_options {
     int64_t max_labels;          /* labels per series; 0 = default 64 */
     int64_t block_range_ms;      /* head data cut into blocks of this span; 0 = default 2h */
     int64_t max_exemplars;       /* size of the exemplar ring (memory + WAL); 0 = exemplars not kept */
+    int64_t snapshots_keep;      /* snapshots kept (the newest); 0 = all */
     struct event_base *base;     /* commit callbacks run on this loop's thread; NULL = inline */
     /* With base: instead of the store's own event, the syncer thread calls wake(wake_ctx) when
      * acknowledgements are due, and the loop's owner then calls tsdb_run_completions() on the

@@ -470,4 +470,7 @@ size_t db_meta_prune(tsdb *db, int64_t grace_ms);
 /* One round of background work: cut the head if it spans too long, compact, retention. */
 void tsdb_maintain(tsdb *db);
 
+/* Removes a block directory (its three files, then the directory). */
+void block_remove_dir(const char *dir);
+
 #endif

@@ -646,7 +646,10 @@ static int parse_value(jp *j, const ProtobufCFieldDescriptor *f, void *dst) {
     case PROTOBUF_C_TYPE_STRING: {
         if (peek(j) != '"') return fail_type(j, "expected a string");
         size_t n;
-        return parse_string(j, (char **)dst, &n);
+        if (parse_string(j, (char **)dst, &n)) return -1;
+        /* protobuf-c keeps strings NUL-terminated: a \u0000 would silently cut the value */
+        if (memchr(*(char **)dst, 0, n)) return fail_at(j, "string holds a NUL character (\\u0000)");
+        return 0;
     }
     case PROTOBUF_C_TYPE_BYTES: {
         size_t idlen = !strcmp(f->name, "trace_id")                                          ? 16

@@ -58,9 +58,10 @@ typedef struct otlp_sink {
 } otlp_sink;
 
 typedef struct otlp_config {
-    size_t max_message_bytes;  /* decoded (decompressed) size limit, default 4 MiB */
-    const char *ingest_token;  /* NULL: no auth on OTLP */
-    otlp_sink metrics, traces; /* a sink with submit == NULL counts and acknowledges */
+    size_t max_message_bytes;         /* decoded (decompressed) size limit, default 4 MiB */
+    const char *ingest_token;         /* NULL: no auth on OTLP */
+    const struct tr_credstore *creds; /* set: its tokens (reloaded) decide, not ingest_token */
+    otlp_sink metrics, traces;        /* a sink with submit == NULL counts and acknowledges */
     /* OTLP forwarding: called on the loop with each decoded metrics or traces export as
      * protobuf (the decompressed body; JSON re-encoded), before its sink; a non-zero return
      * answers UNAVAILABLE (retry). NULL: no forwarding. */

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "otlp_int.h"
+#include "util/credentials.h"
 #include "util/gzip.h"
 #include "util/log.h"
 #include "util/memlimit.h"
@@ -76,6 +77,8 @@ const otlp_config *otlp_receiver_config(const otlp_receiver *r) { return &r->cfg
 unsigned otlp_receiver_inflight(const otlp_receiver *r) { return r->inflight; }
 
 int otlp_receiver_authorized(const otlp_receiver *r, const char *authorization) {
+    if (r->cfg.creds)
+        return !tr_credstore_has_tokens(r->cfg.creds) || tr_credstore_bearer_ok(r->cfg.creds, authorization);
     if (!r->token) return 1;
     if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) return 0;
     const char *given = authorization + 7;

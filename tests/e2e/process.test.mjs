@@ -3,8 +3,8 @@
 // /healthz, /metrics, and a clean exit on SIGTERM and SIGINT.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,7 +84,8 @@ test('SIGTERM and SIGINT: clean exit 0 well within 10 s, with log lines', async 
 test('basic auth guards every endpoint but /healthz; the ingest token guards OTLP', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tr-auth-'));
   const file = join(dir, 'auth');
-  writeFileSync(file, 'admin:pa55:word\n');
+  // an htpasswd file (bcrypt) made by Apache's htpasswd; a password may hold ':'
+  execFileSync('htpasswd', ['-c', '-b', '-B', '-C', '5', file, 'admin', 'pa55:word'], { stdio: 'ignore' });
   const t = await start({ args: ['--basic-auth-file', file, '--ingest-token', 'tok3n'] });
   try {
     const good = 'Basic ' + Buffer.from('admin:pa55:word').toString('base64');

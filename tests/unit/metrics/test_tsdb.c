@@ -845,3 +845,47 @@ Test(metrics_tsdb, metadata_of_families_without_series_is_pruned, .init = quiet)
     tsdb_close(db);
     rm_rf(dir);
 }
+
+static size_t count_dir(const char *p) {
+    DIR *d = opendir(p);
+    size_t n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    if (d) closedir(d);
+    return n;
+}
+
+Test(metrics_tsdb, snapshots_pruned_and_counted_in_retention_size) {
+    mkdtemp_dir();
+    char err[512], name[64], sdir[600];
+    tsdb_options o = {.dir = dir, .snapshots_keep = 2};
+    tsdb *db;
+    cr_assert_eq(tsdb_open(&o, &db, err, sizeof err), 0, "%s", err);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    add_series(db, "snap_me", "1", now - 3600000, 15000, 20, 1);
+    snprintf(sdir, sizeof sdir, "%s/snapshots", dir);
+    char first[64] = "";
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tsdb_snapshot(db, name, sizeof name, err, sizeof err), 0, "%s", err);
+        if (i == 0) snprintf(first, sizeof first, "%s", name);
+    }
+    cr_assert_eq(count_dir(sdir), 2, "only the newest two are kept");
+    char p[700];
+    snprintf(p, sizeof p, "%s/%s", sdir, first);
+    cr_assert_eq(access(p, F_OK), -1, "the oldest went");
+    snprintf(p, sizeof p, "%s/%s", sdir, name);
+    cr_assert_eq(access(p, F_OK), 0, "the newest stays");
+    tsdb_close(db);
+
+    /* over --retention-size: the snapshots go before any block is dropped... */
+    tsdb_options o2 = {.dir = dir, .retention_bytes = 1};
+    cr_assert_eq(tsdb_open(&o2, &db, err, sizeof err), 0, "%s", err);
+    tsdb_maintain(db);
+    cr_assert_eq(count_dir(sdir), 0);
+    tsdb_stats st;
+    tsdb_get_stats(db, &st);
+    cr_assert_eq(st.blocks, 0, "...and then the blocks");
+    tsdb_close(db);
+    rm_rf(dir);
+}

@@ -748,3 +748,20 @@ Test(otlp_json, arena_limit_fails_cleanly) {
     cr_assert_gt(passed, 0);
     free(j);
 }
+
+Test(otlp_json, nul_in_a_string_is_refused_naming_the_field) {
+    /* protobuf-c strings end at a NUL: "\u0000" would silently cut the value */
+    static const char j[] = "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
+                            "\"value\":{\"stringValue\":\"a\\u0000b\"}}]}}]}";
+    otlp_export ex;
+    cr_assert_eq(decj(OTLP_TRACES, j, sizeof j - 1, &ex), -1);
+    cr_assert(strstr(err, "stringValue"), "%s", err);
+    cr_assert(strstr(err, "NUL"), "%s", err);
+    static const char k[] = "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"a\\u0000b\","
+                            "\"value\":{\"stringValue\":\"x\"}}]}}]}";
+    cr_assert_eq(decj(OTLP_TRACES, k, sizeof k - 1, &ex), -1);
+    cr_assert(strstr(err, "key"), "%s", err);
+    static const char ok[] = "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"a\\u0001b\","
+                             "\"value\":{\"stringValue\":\"x\"}}]}}]}";
+    cr_assert_eq(decj(OTLP_TRACES, ok, sizeof ok - 1, &ex), 0, "%s", err);
+}
