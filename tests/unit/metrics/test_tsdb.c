@@ -467,15 +467,18 @@ Test(metrics_tsdb, block_cut_reopen_and_compaction) {
 
 Test(metrics_tsdb, retention_time_and_size) {
     mkdtemp_dir();
-    int64_t now = now_ms(), day = 86400000;
+    int64_t now = now_ms(), day = 86400000, range = 7200000;
+    /* each series inside one 2 h block range whatever the time of day (the head is cut on
+     * 2 h-aligned boundaries: a series across one would make two blocks) */
+    int64_t cut = now / range * range;
     /* no retention while writing old data, then reopen with one */
     tsdb *db = open_db(dir, 0, 0);
     char err[256];
-    add_series(db, "old", "x", now - 10 * day, 60000, 30, 0);
+    add_series(db, "old", "x", cut - 10 * day + 60000, 60000, 30, 0);
     cr_assert_eq(tsdb_flush(db, err, sizeof err), 0);
-    add_series(db, "mid", "x", now - 3 * day, 60000, 30, 0);
+    add_series(db, "mid", "x", cut - 3 * day + 60000, 60000, 30, 0);
     cr_assert_eq(tsdb_flush(db, err, sizeof err), 0);
-    add_series(db, "new", "x", now - 60000, 1000, 30, 0);
+    add_series(db, "new", "x", cut - range + 60000, 1000, 30, 0);
     cr_assert_eq(tsdb_flush(db, err, sizeof err), 0);
     tsdb_close(db);
 
