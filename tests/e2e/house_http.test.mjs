@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { start, sleep } from './lib/tricorder.mjs';
+import { start, sleep, assertLatency } from './lib/tricorder.mjs';
 import { metricsProtobuf } from './lib/payloads.mjs';
 
 const SERIES = Number(process.env.TR_E2E_SERIES || 1_000_000);
@@ -32,7 +32,9 @@ async function timed(fn) {
 
 // The machine running the suite may be shared (other builds and tests) and an OTLP export
 // waits for an fsync, so the same probes are first timed without an export: when even those
-// pass 50 ms, the bound becomes twice their worst time. A loop blocked by an export stalls a
+// pass 50 ms, the bound becomes twice their worst time; at most 5% of the probes may pass the
+// bound and none four times it (assertLatency: one fsync queued behind another is not a
+// blocked loop; 115 ms once in 178 probes was seen on a loaded machine). A loop blocked by an export stalls a
 // probe for the whole export (11 s for 1M series before the work queue), far past either.
 // 50 ms is the product's bound (the normal build); ./dev's ASan+UBSan pass, where everything
 // runs several times slower, sets TR_E2E_LATENCY_BOUND_MS higher: there the test still
@@ -97,8 +99,8 @@ test(`an export of ${SERIES} series streams while /healthz and OTLP exports are 
     `OTLP export max ${max(exports).toFixed(1)} ms (bound ${oBound.toFixed(1)}); ${health.length} probes (baseline max: healthz ${max(base.health).toFixed(1)}, OTLP ${max(base.exports).toFixed(1)})`);
   assert.ok(chunked, 'the export is streamed with chunked transfer encoding');
   assert.ok(stillStreaming && received > 0, `the export was still streaming during the probes (received ${received})`);
-  assert.ok(max(health) < hBound, `healthz: ${health.map((x) => x.toFixed(1))}`);
-  assert.ok(max(exports) < oBound, `OTLP export: ${exports.map((x) => x.toFixed(1))}`);
+  assertLatency(assert, health, hBound, 'healthz');
+  assertLatency(assert, exports, oBound, 'OTLP export');
   assert.ok(median(health) < BOUND_MS && median(exports) < BOUND_MS, `medians under ${BOUND_MS} ms`);
 
   // the client goes away mid-reply: the job is cancelled and the server carries on
