@@ -73,6 +73,7 @@ typedef struct cstate {
     listener *l; /* NULL: counted in dispatch only (no accept-side accounting) */
     tr_addrkey key;
     int64_t t0;
+    size_t body_limit; /* the body limit of the route of the request being read (0: not known) */
     unsigned char phase, eol, seen;
 } cstate;
 
@@ -308,6 +309,7 @@ static void set_phase(tr_http *h, struct evhttp_connection *evcon, int phase) {
     long i = conn_find(h, evcon);
     if (i < 0 || h->cst[i].phase == P_CLOSING) return;
     h->cst[i].phase = (unsigned char)phase;
+    if (phase == P_HEAD || phase == P_IDLE) h->cst[i].body_limit = 0; /* the next request's */
     h->cst[i].t0 = tr_mono_ms();
     h->cst[i].eol = h->cst[i].seen = 0;
 }
@@ -651,6 +653,8 @@ static size_t listen_limit(const tr_http *h, int ingest_only) {
 static size_t body_limit_of(struct evhttp_request *req) {
     if (!g_http) return 0;
     struct evhttp_connection *c = evhttp_request_get_connection(req);
+    long slot = c ? conn_find(g_http, c) : -1;
+    if (slot >= 0 && g_http->cst[slot].body_limit) return g_http->cst[slot].body_limit; /* on_headers */
     struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
     struct sockaddr_storage a, b;
     socklen_t al = sizeof a, bl = sizeof b;
@@ -882,20 +886,23 @@ static int on_headers(struct evhttp_request *req, void *arg) {
         if ((void *)h->ls[i].eh == arg) l = &h->ls[i];
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     if (!l || !evcon) return 0;
-    conn_seen(h, evcon);
-    evhttp_connection_set_max_body_size(evcon, (ev_ssize_t)h->cfg.max_body_bytes);
+    long slot = conn_seen(h, evcon);
+    int rc;
+    int flags = route_flags(h, l, req, &rc);
+    /* the route's own limit: only the import takes --max-import-bytes, every other route
+     * --otlp-max-message-bytes, so a body meant for no import is never buffered past that */
+    size_t limit = (flags & TR_HTTP_BIG_BODY) ? listen_limit(h, l->ingest_only) : h->cfg.max_body_bytes;
+    if (slot >= 0) h->cst[slot].body_limit = limit; /* for evhttp_send_error's 413 text */
+    evhttp_connection_set_max_body_size(evcon, (ev_ssize_t)limit);
     struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
     char code[32] = "";
     if (duplicate_content_length(ih)) {
         snprintf(code, sizeof code, "400");
     } else {
-        int rc;
-        int flags = route_flags(h, l, req, &rc);
         const char *cl0 = evhttp_find_header(ih, "Content-Length");
         unsigned long long n0 = cl0 ? strtoull(cl0, NULL, 10) : 0;
         /* (a body over the limit keeps libevent's 413, as before) */
-        if (rc == 404 &&
-            (evhttp_find_header(ih, "Transfer-Encoding") || (n0 > 0 && n0 <= h->cfg.max_body_bytes)))
+        if (rc == 404 && (evhttp_find_header(ih, "Transfer-Encoding") || (n0 > 0 && n0 <= limit)))
             snprintf(code, sizeof code, "404"); /* no route reads it: dropped, not kept */
         else if (rc != 404) {
             const char *challenge;
@@ -917,10 +924,10 @@ static int on_headers(struct evhttp_request *req, void *arg) {
                *te = evhttp_find_header(ih, "Transfer-Encoding");
     size_t need = 0;
     if (te)
-        need = h->cfg.max_body_bytes;
+        need = limit;
     else if (cl) {
         unsigned long long n = strtoull(cl, NULL, 10);
-        need = n > h->cfg.max_body_bytes ? 0 : (size_t)n; /* over the limit: libevent's 413 */
+        need = n > limit ? 0 : (size_t)n; /* over the limit: libevent's 413 */
     }
     if (!*code && need && h->cfg.max_buffered_body_bytes) {
         long i = conn_find(h, evcon);

@@ -183,8 +183,11 @@ test('labels and label values with start/end: only series with samples in the wi
 });
 
 test("requests libevent refuses itself get plain text as Go's server writes, never an HTML page", async () => {
-  // over the listener's limit (--max-import-bytes here, the larger): refused by libevent
+  // over the route's limit (--otlp-max-message-bytes; only the import takes --max-import-bytes,
+  // set from the headers before any of the body is kept): refused by libevent
   assert.equal(urllibPostVerbose(t.httpUrl + '/api/v1/write', 8 << 20, 'application/x-protobuf'),
+    '413 text/plain; charset=utf-8 413 Request Entity Too Large: the request body is over the limit of 262144 bytes');
+  assert.equal(urllibPostVerbose(t.httpUrl + '/api/v1/import/prometheus', 8 << 20, 'text/plain'),
     '413 text/plain; charset=utf-8 413 Request Entity Too Large: the request body is over the limit of 1048576 bytes');
   assert.equal(urllibPostVerbose(t.otlpHttpUrl + '/v1/traces', 8 << 20, 'application/x-protobuf'),
     '413 text/plain; charset=utf-8 413 Request Entity Too Large: the request body is over the limit of 262144 bytes');
