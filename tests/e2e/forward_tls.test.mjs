@@ -6,7 +6,7 @@
 // and logged, nothing acknowledged is lost; insecure / insecure_skip_verify accepts it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -18,7 +18,7 @@ import { OTLPTraceExporter as TraceProto } from '@opentelemetry/exporter-trace-o
 
 import { makeCerts, httpsRequest, read } from './lib/tls.mjs';
 import { remoteWrite } from './lib/remote_write.mjs';
-import { start, freePort, metricSum, eventually, sleep } from './lib/tricorder.mjs';
+import { start, freePort, metricSum, eventually, sleep, spawnLogged } from './lib/tricorder.mjs';
 
 class TestReader extends MetricReader {
   async onForceFlush() {}
@@ -167,4 +167,36 @@ test('remote write over https:// with tls_config: the samples arrive; a wrong CA
   assert.equal(metricSum(m, 'prometheus_remote_storage_samples_failed_total', { remote_name: 'rogue' }), 0);
   assert.ok(metricSum(m, 'prometheus_remote_storage_samples_pending', { remote_name: 'rogue' }) > 0, 'pending, not dropped');
   assert.match(a.stderr, /cannot reach the target; retrying.*remote_name="rogue".*certificate verify failed/);
+});
+
+test('remote write over https:// to Debian\'s Prometheus (Go TLS stack) requiring a client certificate', { skip: !existsSync('/usr/bin/prometheus') && 'no prometheus' }, async () => {
+  const pdir = mkdtempSync(join(dir, 'prom-'));
+  const port = await freePort();
+  writeFileSync(join(pdir, 'prometheus.yml'), 'global: {scrape_interval: 1m}\n');
+  writeFileSync(join(pdir, 'web.yml'), `tls_server_config:\n  cert_file: ${srv.crt}\n  key_file: ${srv.key}\n` +
+    `  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ${certs.ca.crt}\n`);
+  const p = spawnLogged('/usr/bin/prometheus', [
+    `--config.file=${join(pdir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(pdir, 'data')}`,
+    `--web.listen-address=127.0.0.1:${port}`, `--web.config.file=${join(pdir, 'web.yml')}`,
+    '--web.enable-remote-write-receiver', '--log.level=warn',
+  ], pdir);
+  const opts = { ca, cert: read(cli.crt), key: read(cli.key) };
+  const base = `https://127.0.0.1:${port}`;
+  const cfg = join(pdir, 'rw.yml');
+  writeFileSync(cfg, `remote_write:\n  - url: ${base}/api/v1/write\n    name: prom\n` +
+    `    tls_config: {ca_file: ${certs.ca.crt}, cert_file: ${cli.crt}, key_file: ${cli.key}}\n` +
+    '    queue_config: {batch_send_deadline: 200ms, min_backoff: 100ms, max_backoff: 500ms}\n');
+  let c;
+  try {
+    await eventually(async () => (await httpsRequest(`${base}/-/ready`, opts)).status === 200, 20000, 'prometheus ready');
+    c = await start({ args: ['--remote-write-config', cfg] });
+    const now = Date.now();
+    await remoteWrite(c.httpUrl, [[[['__name__', 'fwdtls_prom_total'], ['a', 'b']], [[1, now - 2000], [2, now - 1000]]]]);
+    await eventually(async () => metricSum(await c.metrics(), 'prometheus_remote_storage_samples_total', { remote_name: 'prom' }) >= 2, 20000, 'acknowledged by prometheus');
+    const r = JSON.parse((await httpsRequest(`${base}/api/v1/query?query=${encodeURIComponent('fwdtls_prom_total[1h]')}&time=${now / 1000 + 1}`, opts)).body);
+    assert.deepEqual(r.data.result.map((x) => x.values.map((v) => [Math.round(v[0] * 1000), v[1]])), [[[now - 2000, '1'], [now - 1000, '2']]]);
+  } finally {
+    if (c) { await c.stop(); c.cleanup(); }
+    await p.stop();
+  }
 });
