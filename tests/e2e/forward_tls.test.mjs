@@ -90,7 +90,7 @@ before(async () => {
   ].join('\n'));
   a = await start({
     args: [
-      '--remote-write-config', cfg,
+      '--remote-write-config', cfg, '--shutdown-timeout', '1s', // the rogue target never takes its batch
       // gRPC over TLS, the IP address checked against the certificate's IP SAN
       '--otlp-forward-endpoint', `grpcs://127.0.0.1:${b1.ports.grpc};${tls}`,
       // OTLP/HTTP over TLS, the name checked (and sent as SNI)
