@@ -89,6 +89,12 @@ static void free_endpoint(endpoint *e) {
     e->ca = e->cert = e->key = e->server_name = NULL;
 }
 
+/* ca=FILE, cert=FILE, key=FILE, server_name=NAME, insecure */
+static int is_tls_option(const char *opt) {
+    return strncmp(opt, "ca=", 3) == 0 || strncmp(opt, "cert=", 5) == 0 || strncmp(opt, "key=", 4) == 0 ||
+           strncmp(opt, "server_name=", 12) == 0 || strcmp(opt, "insecure") == 0;
+}
+
 static int parse_endpoint(const char *spec, endpoint *e, char *err, size_t errlen) {
     memset(e, 0, sizeof *e);
     e->timeout_s = 10;
@@ -190,13 +196,17 @@ static int parse_endpoint(const char *spec, endpoint *e, char *err, size_t errle
             e->gzip = 0;
         } else if (strncmp(opt, "timeout=", 8) == 0 && atoi(opt + 8) > 0 && atoi(opt + 8) <= 600) {
             e->timeout_s = atoi(opt + 8);
-        } else if ((strncmp(opt, "ca=", 3) == 0 || strncmp(opt, "cert=", 5) == 0 ||
-                    strncmp(opt, "key=", 4) == 0 || strncmp(opt, "server_name=", 12) == 0 ||
-                    strcmp(opt, "insecure") == 0) &&
-                   e->tls) {
-            char *eq = strchr(opt, '='), **dst = opt[0] == 'c'   ? (opt[1] == 'a' ? &e->ca : &e->cert)
-                                                 : opt[0] == 'k' ? &e->key
-                                                                 : &e->server_name;
+        } else if (is_tls_option(opt)) {
+            if (!e->tls) {
+                snprintf(err, errlen, "--otlp-forward-endpoint %s: %s is for https:// and grpcs:// endpoints",
+                         e->url, opt);
+                goto fail;
+            }
+            char *eq = strchr(opt, '=');
+            char **dst = opt[0] == 'k'   ? &e->key
+                         : opt[0] == 's' ? &e->server_name
+                         : opt[1] == 'a' ? &e->ca
+                                         : &e->cert;
             if (!eq) {
                 e->insecure = 1;
             } else if (!eq[1]) {
@@ -209,12 +219,6 @@ static int parse_endpoint(const char *spec, endpoint *e, char *err, size_t errle
                     goto fail;
                 }
             }
-        } else if (!e->tls && (strncmp(opt, "ca=", 3) == 0 || strncmp(opt, "cert=", 5) == 0 ||
-                               strncmp(opt, "key=", 4) == 0 || strncmp(opt, "server_name=", 12) == 0 ||
-                               strcmp(opt, "insecure") == 0)) {
-            snprintf(err, errlen, "--otlp-forward-endpoint %s: %s is for https:// and grpcs:// endpoints",
-                     e->url, opt);
-            goto fail;
         } else {
             snprintf(
                 err, errlen,
