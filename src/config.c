@@ -150,10 +150,12 @@ static const flag flags[] = {
      "URL that receives Alertmanager's webhook payload (version 4) for each batch of alerts (repeatable)"},
     {"remote-write-url", F_LIST, OFF(remote_write_urls), NULL,
      "forward every stored sample to this Prometheus remote-write receiver (http://host:9090/api/v1/write; "
-     "repeatable), read from the metrics WAL"},
+     "repeatable), read from the metrics WAL; https:// is verified against the system CA store (other TLS "
+     "settings: --remote-write-config)"},
     {"remote-write-config", F_STRING, OFF(remote_write_config), NULL,
      "YAML file with a Prometheus-style remote_write: list (url, name, headers, basic_auth, bearer_token, "
-     "series_selector, write_relabel_configs keep/drop, queue_config, metadata_config)"},
+     "series_selector, write_relabel_configs keep/drop, queue_config, metadata_config, tls_config: ca_file, "
+     "cert_file, key_file, server_name, insecure_skip_verify)"},
     {"remote-write-max-backlog", F_SIZE, OFF(remote_write_max_backlog), "1GiB",
      "WAL kept for remote write targets that lag behind; past it the oldest segments go (samples dropped, "
      "counted)"},
@@ -161,10 +163,11 @@ static const flag flags[] = {
      "size at which the metrics WAL starts a new segment"},
     {"otlp-forward-endpoint", F_LIST, OFF(otlp_forward_endpoints), NULL,
      "forward every OTLP metrics/traces export, as received, to grpc://host:port or "
-     "http://host:port[/prefix] "
+     "http://host:port[/prefix], or over TLS grpcs:// or https:// "
      "(repeatable); options after ';': header=Name=value (repeatable), compression=gzip, "
      "signals=traces|metrics, "
-     "timeout=<seconds>"},
+     "timeout=<seconds>; for TLS ca=FILE (default: the system CAs), cert=FILE and key=FILE (client "
+     "certificate), server_name=NAME, insecure (no verification)"},
     {"otlp-forward-max-queue-bytes", F_SIZE, OFF(otlp_forward_max_queue_bytes), "1GiB",
      "disk queue per forwarding endpoint (under <data-dir>/otlp-forward); when full the oldest exports are "
      "dropped "

@@ -21,6 +21,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "otlp_fwd.h"
+#include "tls/tls.h"
 #include "util/buf.h"
 #include "util/gzip.h"
 #include "util/log.h"
@@ -42,6 +43,9 @@ typedef struct endpoint {
     int gzip;
     int timeout_s;
     int skip[2]; /* signals=: metrics (0) or traces (1) not sent to this endpoint */
+    int tls;     /* https:// or grpcs:// */
+    char *ca, *cert, *key, *server_name;
+    int insecure;
 } endpoint;
 
 typedef enum { SEND_OK, SEND_RETRY, SEND_PERMANENT } result;
@@ -55,6 +59,8 @@ typedef struct sender {
     pthread_cond_t cv;
     int stop;
     int fd;
+    tr_tls_client *tlsctx; /* tls endpoints: built once from the files */
+    tr_tls_conn *tls;      /* over fd */
     nghttp2_session *h2;
     long retry_after_ms;
     char why[640];
@@ -76,6 +82,17 @@ static void free_endpoint(endpoint *e) {
         free(e->hval[i]);
     }
     e->nheaders = 0;
+    free(e->ca);
+    free(e->cert);
+    free(e->key);
+    free(e->server_name);
+    e->ca = e->cert = e->key = e->server_name = NULL;
+}
+
+/* ca=FILE, cert=FILE, key=FILE, server_name=NAME, insecure */
+static int is_tls_option(const char *opt) {
+    return strncmp(opt, "ca=", 3) == 0 || strncmp(opt, "cert=", 5) == 0 || strncmp(opt, "key=", 4) == 0 ||
+           strncmp(opt, "server_name=", 12) == 0 || strcmp(opt, "insecure") == 0;
 }
 
 static int parse_endpoint(const char *spec, endpoint *e, char *err, size_t errlen) {
@@ -94,15 +111,15 @@ static int parse_endpoint(const char *spec, endpoint *e, char *err, size_t errle
         rest = e->url + 7;
     } else if (strncmp(e->url, "http://", 7) == 0) {
         rest = e->url + 7;
-    } else if (strncmp(e->url, "https://", 8) == 0 || strncmp(e->url, "grpcs://", 8) == 0) {
-        snprintf(
-            err, errlen,
-            "--otlp-forward-endpoint %s: TLS is not supported for forwarding yet (use grpc:// or http://, "
-            "e.g. through a local TLS proxy)",
-            e->url);
-        return -1;
+    } else if (strncmp(e->url, "grpcs://", 8) == 0) {
+        e->grpc = e->tls = 1;
+        rest = e->url + 8;
+    } else if (strncmp(e->url, "https://", 8) == 0) {
+        e->tls = 1;
+        rest = e->url + 8;
     } else {
-        snprintf(err, errlen, "--otlp-forward-endpoint %s: want grpc://host:port or http://host:port[/path]",
+        snprintf(err, errlen,
+                 "--otlp-forward-endpoint %s: want grpc[s]://host:port or http[s]://host:port[/path]",
                  e->url);
         return -1;
     }
@@ -179,14 +196,42 @@ static int parse_endpoint(const char *spec, endpoint *e, char *err, size_t errle
             e->gzip = 0;
         } else if (strncmp(opt, "timeout=", 8) == 0 && atoi(opt + 8) > 0 && atoi(opt + 8) <= 600) {
             e->timeout_s = atoi(opt + 8);
+        } else if (is_tls_option(opt)) {
+            if (!e->tls) {
+                snprintf(err, errlen, "--otlp-forward-endpoint %s: %s is for https:// and grpcs:// endpoints",
+                         e->url, opt);
+                goto fail;
+            }
+            char *eq = strchr(opt, '=');
+            char **dst = opt[0] == 'k'   ? &e->key
+                         : opt[0] == 's' ? &e->server_name
+                         : opt[1] == 'a' ? &e->ca
+                                         : &e->cert;
+            if (!eq) {
+                e->insecure = 1;
+            } else if (!eq[1]) {
+                snprintf(err, errlen, "--otlp-forward-endpoint %s: %s needs a value", e->url, opt);
+                goto fail;
+            } else {
+                free(*dst);
+                if (!(*dst = strdup(eq + 1))) {
+                    snprintf(err, errlen, "out of memory");
+                    goto fail;
+                }
+            }
         } else {
             snprintf(
                 err, errlen,
                 "--otlp-forward-endpoint %s: unknown option %s (header=Name=value, compression=gzip|none, "
-                "timeout=<seconds>)",
+                "timeout=<seconds>, signals=traces|metrics; with TLS ca=, cert=, key=, server_name=, "
+                "insecure)",
                 e->url, opt);
             goto fail;
         }
+    }
+    if (!e->cert != !e->key) {
+        snprintf(err, errlen, "--otlp-forward-endpoint %s: cert= and key= go together", e->url);
+        goto fail;
     }
     return 0;
 fail:
@@ -194,11 +239,32 @@ fail:
     return -1;
 }
 
+/* The TLS context of a tls endpoint (the files are read and checked here). 0 or -1 (err). */
+static int endpoint_tls(const endpoint *e, tr_tls_client **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (!e->tls) return 0;
+    tr_tls_client_opts o = {.ca_file = e->ca,
+                            .cert_file = e->cert,
+                            .key_file = e->key,
+                            .server_name = e->server_name,
+                            .insecure = e->insecure,
+                            .alpn = e->grpc ? "h2" : "http/1.1"};
+    char m[600];
+    if (!(*out = tr_tls_client_new(&o, m, sizeof m))) {
+        snprintf(err, errlen, "--otlp-forward-endpoint %s: %s", e->url, m);
+        return -1;
+    }
+    return 0;
+}
+
 int otlp_fwd_check_endpoint(const char *spec, char *err, size_t errlen) {
     endpoint e;
     if (parse_endpoint(spec, &e, err, errlen)) return -1;
+    tr_tls_client *c;
+    int rc = endpoint_tls(&e, &c, err, errlen);
+    tr_tls_client_free(c);
     free_endpoint(&e);
-    return 0;
+    return rc;
 }
 
 /* ---- connection ---- */
@@ -208,6 +274,8 @@ static void disconnect(sender *s) {
         nghttp2_session_del(s->h2);
         s->h2 = NULL;
     }
+    tr_tls_conn_free(s->tls);
+    s->tls = NULL;
     pthread_mutex_lock(&s->mu);
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
@@ -245,10 +313,26 @@ static int connect_ep(sender *s) {
         disconnect(s);
         return -1;
     }
+    if (s->tlsctx) {
+        char e[600];
+        if (!(s->tls = tr_tls_connect(s->tlsctx, fd, s->ep.host, s->ep.timeout_s * 1000, e, sizeof e))) {
+            snprintf(s->why, sizeof s->why, "%s", e);
+            disconnect(s);
+            return -1;
+        }
+        const char *alpn = tr_tls_conn_alpn(s->tls);
+        if (s->ep.grpc && *alpn && strcmp(alpn, "h2") != 0) {
+            snprintf(s->why, sizeof s->why, "TLS: the server chose ALPN %s, not h2", alpn);
+            disconnect(s);
+            return -1;
+        }
+    }
     return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
+static int write_all(sender *s, const void *p, size_t n) {
+    if (s->tls) return tr_tls_write(s->tls, p, n, s->ep.timeout_s * 1000);
+    int fd = s->fd;
     const char *c = p;
     while (n) {
         ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
@@ -258,6 +342,16 @@ static int write_all(int fd, const void *p, size_t n) {
         n -= (size_t)w;
     }
     return 0;
+}
+
+/* > 0 bytes, 0 at the peer's close, -1 on an error */
+static ssize_t read_some(sender *s, void *buf, size_t n) {
+    if (s->tls) return tr_tls_read(s->tls, buf, n, s->ep.timeout_s * 1000);
+    ssize_t r;
+    do
+        r = recv(s->fd, buf, n, 0);
+    while (r < 0 && errno == EINTR);
+    return r;
 }
 
 static long parse_retry_after(const char *v) {
@@ -294,10 +388,7 @@ static int fill(sender *s, rbuf *b, size_t want) {
         b->d = nd;
         b->cap = nc;
     }
-    ssize_t r;
-    do
-        r = recv(s->fd, b->d + b->len, b->cap - b->len, 0);
-    while (r < 0 && errno == EINTR);
+    ssize_t r = read_some(s, b->d + b->len, b->cap - b->len);
     if (r <= 0) {
         snprintf(s->why, sizeof s->why, "read: %s", r == 0 ? "connection closed" : strerror(errno));
         return -1;
@@ -395,7 +486,7 @@ static result send_http(sender *s, const otlp_fwdq_rec *r) {
         int reused = s->fd >= 0;
         if (!reused && connect_ep(s)) break;
         int keep = 0, st = -1;
-        if (write_all(s->fd, h.data, h.len) == 0 && write_all(s->fd, p, n) == 0)
+        if (write_all(s, h.data, h.len) == 0 && write_all(s, p, n) == 0)
             st = read_http_response(s, &keep);
         else
             snprintf(s->why, sizeof s->why, "write: %s", strerror(errno));
@@ -429,7 +520,7 @@ typedef struct h2call {
 static ssize_t h2_send(nghttp2_session *ss, const uint8_t *data, size_t len, int flags, void *u) {
     h2call *c = u;
     if (!c) return NGHTTP2_ERR_CALLBACK_FAILURE;
-    return write_all(c->s->fd, data, len) == 0 ? (ssize_t)len : NGHTTP2_ERR_CALLBACK_FAILURE;
+    return write_all(c->s, data, len) == 0 ? (ssize_t)len : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
 static int h2_header(nghttp2_session *ss, const nghttp2_frame *f, const uint8_t *name, size_t nl,
@@ -516,7 +607,7 @@ static result send_grpc(sender *s, const otlp_fwdq_rec *r) {
                                  : "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE}
     nghttp2_nv nv[8 + MAX_HEADERS] = {NV(":method", "POST"),
-                                      NV(":scheme", "http"),
+                                      NV(":scheme", s->ep.tls ? "https" : "http"),
                                       NV(":path", path),
                                       NV(":authority", s->ep.authority),
                                       NV("content-type", "application/grpc"),
@@ -545,10 +636,7 @@ static result send_grpc(sender *s, const otlp_fwdq_rec *r) {
             snprintf(s->why, sizeof s->why, "HTTP/2: connection ended (GOAWAY)");
             break;
         }
-        ssize_t n;
-        do
-            n = recv(s->fd, buf, sizeof buf, 0);
-        while (n < 0 && errno == EINTR);
+        ssize_t n = read_some(s, buf, sizeof buf);
         if (n <= 0) {
             snprintf(s->why, sizeof s->why, "read: %s", n == 0 ? "connection closed" : strerror(errno));
             break;
@@ -708,6 +796,10 @@ otlp_fwd *otlp_fwd_new(const char *specs, const char *dir, uint64_t max_queue_by
         sender *s = &f->s[f->n];
         s->fd = -1;
         if (parse_endpoint(spec, &s->ep, err, errlen)) goto fail;
+        if (endpoint_tls(&s->ep, &s->tlsctx, err, errlen)) {
+            free_endpoint(&s->ep);
+            goto fail;
+        }
         pthread_mutex_init(&s->mu, NULL);
         pthread_cond_init(&s->cv, NULL);
         f->n++;
@@ -794,6 +886,7 @@ void otlp_fwd_free(otlp_fwd *f) {
         if (s->started) pthread_join(s->th, NULL);
         otlp_fwdq_close(s->q);
         free_endpoint(&s->ep);
+        tr_tls_client_free(s->tlsctx);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
     }

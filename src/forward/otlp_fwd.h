@@ -69,10 +69,12 @@ void otlp_fwdq_stats_get(otlp_fwdq *q, otlp_fwdq_stats *s);
 
 typedef struct otlp_fwd otlp_fwd;
 
-/* Parses one --otlp-forward-endpoint value: URL (grpc://host:port, http://host:port[/prefix])
- * then ;-separated options: header=Name=value (repeatable), compression=gzip|none,
- * signals=traces|metrics (only those; default both), timeout=<seconds>. Returns 0, or -1 with a message in
- * err. Used by otlp_fwd_new and tests. */
+/* Parses one --otlp-forward-endpoint value: URL (grpc://host:port, http://host:port[/prefix],
+ * or over TLS grpcs://, https://) then ;-separated options: header=Name=value (repeatable),
+ * compression=gzip|none, signals=traces|metrics (only those; default both), timeout=<seconds>;
+ * for TLS ca=FILE (default: the system store), cert=FILE and key=FILE (a client certificate),
+ * server_name=NAME (verified instead of the host), insecure (no verification). The TLS files
+ * are loaded and checked. Returns 0, or -1 with a message in err. Used by otlp_fwd_new and tests. */
 int otlp_fwd_check_endpoint(const char *spec, char *err, size_t errlen);
 
 /* Starts one queue (under dir/<hash of the URL>) and one sender thread per endpoint spec

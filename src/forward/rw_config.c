@@ -142,6 +142,41 @@ static int relabel(ydoc *y, yaml_node_t *n, rw_target_config *t) {
     return 0;
 }
 
+/* Prometheus's tls_config: ca_file, cert_file, key_file, server_name, insecure_skip_verify
+ * (min_version: TLS12 accepted, the floor anyway) */
+static int tls_config(ydoc *y, yaml_node_t *n, rw_target_config *t) {
+    if (n->type != YAML_MAPPING_NODE) return fail(y, n, "tls_config: expected a mapping");
+    for (yaml_node_pair_t *h = n->data.mapping.pairs.start; h < n->data.mapping.pairs.top; h++) {
+        yaml_node_t *k = yaml_document_get_node(&y->d, h->key), *v = yaml_document_get_node(&y->d, h->value);
+        const char *key = scalar(y, k), *val = scalar(y, v);
+        int rc;
+        if (!key) return fail(y, k, "expected a key");
+        if (strcmp(key, "ca_file") == 0)
+            rc = want_str(y, v, &t->tls_ca_file);
+        else if (strcmp(key, "cert_file") == 0)
+            rc = want_str(y, v, &t->tls_cert_file);
+        else if (strcmp(key, "key_file") == 0)
+            rc = want_str(y, v, &t->tls_key_file);
+        else if (strcmp(key, "server_name") == 0)
+            rc = want_str(y, v, &t->tls_server_name);
+        else if (strcmp(key, "insecure_skip_verify") == 0) {
+            if (!val || (strcmp(val, "true") != 0 && strcmp(val, "false") != 0))
+                return fail(y, v, "tls_config: insecure_skip_verify: expected true or false");
+            t->tls_insecure = strcmp(val, "true") == 0;
+            rc = 0;
+        } else if (strcmp(key, "min_version") == 0 && val && strcmp(val, "TLS12") == 0)
+            rc = 0; /* the floor anyway */
+        else
+            return fail(y, k,
+                        "tls_config: ca_file, cert_file, key_file, server_name or insecure_skip_verify "
+                        "(inline ca/cert/key are not supported)");
+        if (rc) return -1;
+    }
+    if (!t->tls_cert_file != !t->tls_key_file)
+        return fail(y, n, "tls_config: cert_file and key_file go together");
+    return 0;
+}
+
 static int target(ydoc *y, yaml_node_t *n, rw_target_config *t) {
     if (n->type != YAML_MAPPING_NODE) return fail(y, n, "remote_write entry: expected a mapping");
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
@@ -260,10 +295,7 @@ static int target(ydoc *y, yaml_node_t *n, rw_target_config *t) {
         } else if (strcmp(key, "write_relabel_configs") == 0)
             rc = relabel(y, v, t);
         else if (strcmp(key, "tls_config") == 0)
-            rc = fail(
-                y, k,
-                "tls_config: TLS to remote write targets is not supported yet (use http:// or a local TLS "
-                "proxy)");
+            rc = tls_config(y, v, t);
         else
             rc = fail(y, k, "unknown key in a remote_write entry");
         if (rc) return -1;

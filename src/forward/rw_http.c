@@ -3,6 +3,8 @@
  * back-off rule. */
 #include "rw_int.h"
 
+#include "tls/tls.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
@@ -22,16 +24,12 @@
 
 int rw_url_parse(const char *url, rw_url *u, char *err, size_t errlen) {
     memset(u, 0, sizeof *u);
-    if (strncasecmp(url, "https://", 8) == 0) {
-        snprintf(err, errlen,
-                 "remote write URL %s: https is not supported yet (use http://, or a local TLS proxy)", url);
+    u->https = strncasecmp(url, "https://", 8) == 0;
+    if (!u->https && strncasecmp(url, "http://", 7) != 0) {
+        snprintf(err, errlen, "remote write URL %s: must start with http:// or https://", url);
         return -1;
     }
-    if (strncasecmp(url, "http://", 7) != 0) {
-        snprintf(err, errlen, "remote write URL %s: must start with http://", url);
-        return -1;
-    }
-    const char *h = url + 7, *slash = strchr(h, '/');
+    const char *h = url + (u->https ? 8 : 7), *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
     const char *hp = h, *pp = NULL;
     size_t hostlen = hl;
@@ -60,7 +58,7 @@ int rw_url_parse(const char *url, rw_url *u, char *err, size_t errlen) {
             if (!isdigit((unsigned char)pp[i])) goto bad;
         memcpy(u->port, pp, pl);
     } else {
-        strcpy(u->port, "80");
+        strcpy(u->port, u->https ? "443" : "80");
     }
     snprintf(u->path, sizeof u->path, "%s", slash ? slash : "/");
     if (strlen(slash ? slash : "/") >= sizeof u->path) goto bad;
@@ -69,7 +67,7 @@ int rw_url_parse(const char *url, rw_url *u, char *err, size_t errlen) {
     return 0;
 bad:
     snprintf(err, errlen,
-             "remote write URL %s: not of the form http://host[:port]/path (credentials go in the "
+             "remote write URL %s: not of the form http[s]://host[:port]/path (credentials go in the "
              "target's basic_auth)",
              url);
     return -1;
@@ -174,7 +172,29 @@ int64_t rw_backoff_ms(int64_t min_ms, int64_t max_ms, unsigned attempt, int64_t 
     return d;
 }
 
+int rw_url_tls_setup(rw_url *u, const rw_target_config *c, char *err, size_t errlen) {
+    if (!u->https) return 0;
+    tr_tls_client_opts o = {.ca_file = c->tls_ca_file,
+                            .cert_file = c->tls_cert_file,
+                            .key_file = c->tls_key_file,
+                            .server_name = c->tls_server_name,
+                            .insecure = c->tls_insecure};
+    char e[600];
+    if (!(u->tls = tr_tls_client_new(&o, e, sizeof e))) {
+        snprintf(err, errlen, "remote write %s: tls_config: %s", c->url, e);
+        return -1;
+    }
+    return 0;
+}
+
+void rw_url_free(rw_url *u) {
+    tr_tls_client_free(u->tls);
+    u->tls = NULL;
+}
+
 void rw_conn_close(rw_conn *c) {
+    tr_tls_conn_free(c->tls);
+    c->tls = NULL;
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
 }
@@ -229,7 +249,14 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int send_all(int fd, const void *p, size_t n, int64_t deadline) {
+static int left_ms(int64_t deadline) {
+    int64_t l = deadline - now_ms();
+    return l <= 0 ? 0 : l > INT32_MAX ? INT32_MAX : (int)l;
+}
+
+static int send_all(rw_conn *c, const void *p, size_t n, int64_t deadline) {
+    if (c->tls) return left_ms(deadline) ? tr_tls_write(c->tls, p, n, left_ms(deadline)) : -1;
+    int fd = c->fd;
     const uint8_t *b = p;
     while (n) {
         ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
@@ -248,13 +275,13 @@ static int send_all(int fd, const void *p, size_t n, int64_t deadline) {
 }
 
 /* head, headers, the blank line and the body: one writev when the socket takes it all */
-static int send_parts(int fd, const char *head, size_t hl, const char *headers, const uint8_t *body,
+static int send_parts(rw_conn *c, const char *head, size_t hl, const char *headers, const uint8_t *body,
                       size_t len, int64_t deadline) {
     struct iovec v[4] = {
         {(void *)head, hl}, {(void *)headers, strlen(headers)}, {(void *)"\r\n", 2}, {(void *)body, len}};
     size_t total = hl + v[1].iov_len + 2 + len;
     struct msghdr m = {.msg_iov = v, .msg_iovlen = 4};
-    ssize_t k = sendmsg(fd, &m, MSG_NOSIGNAL);
+    ssize_t k = c->tls ? 0 : sendmsg(c->fd, &m, MSG_NOSIGNAL);
     if (k == (ssize_t)total) return 0;
     if (k < 0 && errno != EAGAIN && errno != EINTR) return -1;
     size_t done = k > 0 ? (size_t)k : 0;
@@ -264,7 +291,7 @@ static int send_parts(int fd, const char *head, size_t hl, const char *headers, 
             done -= v[i].iov_len;
             continue;
         }
-        if (send_all(fd, (const char *)v[i].iov_base + done, v[i].iov_len - done, deadline) != 0) return -1;
+        if (send_all(c, (const char *)v[i].iov_base + done, v[i].iov_len - done, deadline) != 0) return -1;
         done = 0;
     }
     return 0;
@@ -276,7 +303,7 @@ typedef struct rbuf {
     size_t len, cap;
 } rbuf;
 
-static int fill(int fd, rbuf *b, int64_t deadline) {
+static int fill(rw_conn *c, rbuf *b, int64_t deadline) {
     if (b->len == b->cap) {
         size_t nc = b->cap ? b->cap * 2 : 4096;
         if (nc > (size_t)MAX_HEAD * 4) return -1;
@@ -285,6 +312,14 @@ static int fill(int fd, rbuf *b, int64_t deadline) {
         b->p = np;
         b->cap = nc;
     }
+    if (c->tls) {
+        long k =
+            left_ms(deadline) ? tr_tls_read(c->tls, b->p + b->len, b->cap - b->len, left_ms(deadline)) : -1;
+        if (k <= 0) return -1;
+        b->len += (size_t)k;
+        return 0;
+    }
+    int fd = c->fd;
     for (;;) {
         ssize_t k = recv(fd, b->p + b->len, b->cap - b->len, 0);
         if (k > 0) {
@@ -309,10 +344,10 @@ static void consume(rbuf *b, size_t n, char *keep, size_t keepcap, size_t *kept)
 }
 
 /* Reads and discards (keeping a prefix) a body of `len` bytes. */
-static int skip_body(int fd, rbuf *b, int64_t len, int64_t deadline, char *keep, size_t keepcap,
+static int skip_body(rw_conn *c, rbuf *b, int64_t len, int64_t deadline, char *keep, size_t keepcap,
                      size_t *kept) {
     while (len > 0) {
-        if (!b->len && fill(fd, b, deadline) != 0) return -1;
+        if (!b->len && fill(c, b, deadline) != 0) return -1;
         size_t k = (size_t)len < b->len ? (size_t)len : b->len;
         consume(b, k, keep, keepcap, kept);
         len -= (int64_t)k;
@@ -320,7 +355,7 @@ static int skip_body(int fd, rbuf *b, int64_t len, int64_t deadline, char *keep,
     return 0;
 }
 
-static int read_line(int fd, rbuf *b, int64_t deadline, char *line, size_t cap) {
+static int read_line(rw_conn *conn, rbuf *b, int64_t deadline, char *line, size_t cap) {
     for (;;) {
         char *nl = b->len ? memchr(b->p, '\n', b->len) : NULL;
         if (nl) {
@@ -331,7 +366,7 @@ static int read_line(int fd, rbuf *b, int64_t deadline, char *line, size_t cap) 
             consume(b, l, NULL, 0, NULL);
             return 0;
         }
-        if (b->len > 4096 || fill(fd, b, deadline) != 0) return -1;
+        if (b->len > 4096 || fill(conn, b, deadline) != 0) return -1;
     }
 }
 
@@ -339,23 +374,31 @@ int rw_http_post(rw_conn *c, const rw_url *u, const char *headers, const uint8_t
                  int64_t timeout_ms, rw_http_resp *r, char *errbody, size_t errcap, char *err,
                  size_t errlen) {
     int64_t deadline = now_ms() + timeout_ms;
+    const char *dport = u->https ? "443" : "80";
     if (errcap) errbody[0] = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         int reused = c->fd >= 0;
-        if (c->fd < 0 && (c->fd = dial(u, timeout_ms, err, errlen)) < 0) return -1;
+        if (c->fd < 0) {
+            if ((c->fd = dial(u, timeout_ms, err, errlen)) < 0) return -1;
+            if (u->tls &&
+                !(c->tls = tr_tls_connect(u->tls, c->fd, u->host, left_ms(deadline), err, errlen))) {
+                rw_conn_close(c);
+                return -1;
+            }
+        }
         char head[4096];
         int hl =
             snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s%s%s%s%s\r\nContent-Length: %zu\r\n",
                      u->path, strchr(u->host, ':') ? "[" : "", u->host, strchr(u->host, ':') ? "]" : "",
-                     strcmp(u->port, "80") ? ":" : "", strcmp(u->port, "80") ? u->port : "", len);
+                     strcmp(u->port, dport) ? ":" : "", strcmp(u->port, dport) ? u->port : "", len);
         rbuf rb = {0};
         int ok = hl > 0 && (size_t)hl < sizeof head &&
-                 send_parts(c->fd, head, (size_t)hl, headers, body, len, deadline) == 0;
+                 send_parts(c, head, (size_t)hl, headers, body, len, deadline) == 0;
         long h = 0;
         while (ok) {
             h = rw_http_parse_head(rb.p ? rb.p : "", rb.len, now_ms(), r);
             if (h != 0) break;
-            if (fill(c->fd, &rb, deadline) != 0) ok = 0;
+            if (fill(c, &rb, deadline) != 0) ok = 0;
         }
         if (ok && h < 0) {
             snprintf(err, errlen, "malformed HTTP response from %s:%s", u->host, u->port);
@@ -380,7 +423,7 @@ int rw_http_post(rw_conn *c, const rw_url *u, const char *headers, const uint8_t
         } else if (r->chunked) {
             char line[128];
             for (;;) {
-                if (read_line(c->fd, &rb, deadline, line, sizeof line) != 0) {
+                if (read_line(c, &rb, deadline, line, sizeof line) != 0) {
                     bodyok = 0;
                     break;
                 }
@@ -392,20 +435,20 @@ int rw_http_post(rw_conn *c, const rw_url *u, const char *headers, const uint8_t
                 }
                 if (cl == 0) { /* trailers until the blank line */
                     do {
-                        if (read_line(c->fd, &rb, deadline, line, sizeof line) != 0) bodyok = 0;
+                        if (read_line(c, &rb, deadline, line, sizeof line) != 0) bodyok = 0;
                     } while (bodyok && strcmp(line, "\r\n") != 0);
                     break;
                 }
-                if (skip_body(c->fd, &rb, (int64_t)cl + 2, deadline, errbody, errcap, &kept) != 0) {
+                if (skip_body(c, &rb, (int64_t)cl + 2, deadline, errbody, errcap, &kept) != 0) {
                     bodyok = 0;
                     break;
                 }
             }
         } else if (r->content_length >= 0) {
-            bodyok = skip_body(c->fd, &rb, r->content_length, deadline, errbody, errcap, &kept) == 0;
+            bodyok = skip_body(c, &rb, r->content_length, deadline, errbody, errcap, &kept) == 0;
         } else {
             /* until close */
-            while (fill(c->fd, &rb, deadline) == 0)
+            while (fill(c, &rb, deadline) == 0)
                 consume(&rb, rb.len, errbody, errcap, &kept);
             consume(&rb, rb.len, errbody, errcap, &kept);
             r->close = 1;

@@ -90,6 +90,7 @@ void rwb_free(rw_bytes *b);
 /* ---- HTTP/1.1 client (rw_http.c): blocking, one connection per shard, kept alive ---- */
 typedef struct rw_conn {
     int fd;
+    struct tr_tls_conn *tls; /* https: the TLS session over fd */
 } rw_conn;
 /* POSTs body to u with the given extra header block ("Name: value\r\n" lines). Returns 0 with
  * *r filled (and up to errcap-1 bytes of the response body in errbody), or -1 on a network

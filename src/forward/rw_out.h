@@ -39,6 +39,10 @@ typedef struct rw_target_config {
     int64_t max_backoff_ms;         /* 0: 5 s */
     int64_t timeout_ms;             /* per request; 0: 30 s */
     int64_t metadata_interval_ms;   /* 0: 1 m; < 0: metadata not sent */
+    /* tls_config (https:// URLs): CA file (NULL: the system store), client certificate and key
+     * (mutual TLS), the name to verify instead of the URL's host, and no verification at all */
+    char *tls_ca_file, *tls_cert_file, *tls_key_file, *tls_server_name;
+    int tls_insecure;
 } rw_target_config;
 
 typedef struct rw_out_config {
@@ -70,13 +74,18 @@ void rw_out_free(rw_out *o);
 
 /* ---- internals shared by the module's files (and tested) ---- */
 
-/* A parsed http:// URL. */
+/* A parsed http:// or https:// URL. */
 typedef struct rw_url {
     char host[256];
     char port[8];
     char path[2048];
+    int https;
+    struct tr_tls_client *tls; /* https: the client context (rw_url_tls_setup), else NULL */
 } rw_url;
 int rw_url_parse(const char *url, rw_url *u, char *err, size_t errlen);
+/* For an https URL, builds u->tls from c's tls_config (checks the files). 0, or -1 (err). */
+int rw_url_tls_setup(rw_url *u, const rw_target_config *c, char *err, size_t errlen);
+void rw_url_free(rw_url *u);
 
 /* An HTTP/1.1 response head. */
 typedef struct rw_http_resp {

@@ -629,6 +629,10 @@ static void copy_target(rw_target_config *d, const rw_target_config *s) {
     d->basic_pass = dupz(s->basic_pass);
     d->bearer_token = dupz(s->bearer_token);
     d->selector = dupz(s->selector);
+    d->tls_ca_file = dupz(s->tls_ca_file);
+    d->tls_cert_file = dupz(s->tls_cert_file);
+    d->tls_key_file = dupz(s->tls_key_file);
+    d->tls_server_name = dupz(s->tls_server_name);
     d->headers = s->nheaders ? calloc(s->nheaders, sizeof *d->headers) : NULL;
     for (size_t i = 0; d->headers && i < s->nheaders; i++) {
         d->headers[i].name = dupz(s->headers[i].name);
@@ -715,7 +719,8 @@ rw_out *rw_out_new(const rw_out_config *c, char *err, size_t errlen) {
         pthread_cond_init(&t->pcv, NULL);
         pthread_cond_init(&t->dcv, NULL);
         copy_target(&t->c, &c->targets[i]);
-        if (!t->c.url || rw_url_parse(t->c.url, &t->u, err, errlen) != 0) {
+        if (!t->c.url || rw_url_parse(t->c.url, &t->u, err, errlen) != 0 ||
+            rw_url_tls_setup(&t->u, &t->c, err, errlen) != 0) {
             if (!t->c.url) snprintf(err, errlen, "remote write target without a url");
             rw_out_free(o);
             return NULL;
@@ -869,6 +874,10 @@ static void target_strings_free(rw_target_config *t) {
     free(t->basic_pass);
     free(t->bearer_token);
     free(t->selector);
+    free(t->tls_ca_file);
+    free(t->tls_cert_file);
+    free(t->tls_key_file);
+    free(t->tls_server_name);
     for (size_t k = 0; k < t->nheaders; k++) {
         free(t->headers[k].name);
         free(t->headers[k].value);
@@ -890,6 +899,7 @@ void rw_out_free(rw_out *o) {
         for (int64_t k = 0; t->conns && k < t->c.max_shards; k++)
             rw_conn_close(&t->conns[k]);
         free(t->conns);
+        rw_url_free(&t->u);
         free(t->wth);
         free(t->slot);
         free(t->hdrs);

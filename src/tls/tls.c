@@ -3,7 +3,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -533,4 +535,217 @@ long tr_tls_client_exchange(int fd, const char *req, size_t n, char *out, size_t
     SSL_CTX_free(ctx);
     ERR_clear_error();
     return got;
+}
+
+/* ---- client side ---- */
+
+struct tr_tls_client {
+    SSL_CTX *ctx;
+    char *server_name;
+    int insecure;
+};
+
+struct tr_tls_conn {
+    SSL *ssl;
+    int fd;
+};
+
+tr_tls_client *tr_tls_client_new(const tr_tls_client_opts *o, char *err, size_t errlen) {
+    tr_tls_client *c = calloc(1, sizeof *c);
+    if (!c || !(c->ctx = SSL_CTX_new(TLS_client_method()))) {
+        snprintf(err, errlen, "out of memory");
+        free(c);
+        return NULL;
+    }
+    SSL_CTX *ctx = c->ctx;
+    char what[4200];
+    c->insecure = o->insecure;
+    if (o->server_name && *o->server_name && !(c->server_name = strdup(o->server_name))) goto oom;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* a server that closes without close_notify ends the stream as EOF (HTTP frames its own ends) */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_default_passwd_cb(ctx, no_password);
+    SSL_CTX_set_verify(ctx, o->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    if (o->ca_file && *o->ca_file) {
+        if (SSL_CTX_load_verify_locations(ctx, o->ca_file, NULL) != 1) {
+            snprintf(what, sizeof what, "CA file %s", o->ca_file);
+            goto fail;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        snprintf(what, sizeof what, "the system CA store");
+        goto fail;
+    }
+    int has_cert = o->cert_file && *o->cert_file, has_key = o->key_file && *o->key_file;
+    if (has_cert != has_key) {
+        snprintf(err, errlen, "a client certificate needs both the certificate and the key file");
+        tr_tls_client_free(c);
+        return NULL;
+    }
+    if (has_cert) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1) {
+            snprintf(what, sizeof what, "client certificate %s", o->cert_file);
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, o->key_file, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+            snprintf(what, sizeof what, "client key %s", o->key_file);
+            goto fail;
+        }
+    }
+    if (o->alpn && *o->alpn) {
+        unsigned char wire[64];
+        size_t l = strlen(o->alpn);
+        if (l >= sizeof wire) {
+            snprintf(err, errlen, "ALPN protocol too long");
+            tr_tls_client_free(c);
+            return NULL;
+        }
+        wire[0] = (unsigned char)l;
+        memcpy(wire + 1, o->alpn, l);
+        if (SSL_CTX_set_alpn_protos(ctx, wire, (unsigned)l + 1) != 0) goto oom;
+    }
+    return c;
+oom:
+    snprintf(what, sizeof what, "out of memory");
+fail:
+    ssl_err(err, errlen, what);
+    tr_tls_client_free(c);
+    return NULL;
+}
+
+void tr_tls_client_free(tr_tls_client *c) {
+    if (!c) return;
+    SSL_CTX_free(c->ctx);
+    free(c->server_name);
+    free(c);
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* After an SSL call returned r <= 0: 1 when it should be retried once the socket is ready
+ * (waited for here, up to deadline), 0 for a clean close, -1 on an error (errno set). */
+static int ssl_wait(SSL *ssl, int fd, int r, int64_t deadline) {
+    int e = SSL_get_error(ssl, r);
+    short ev;
+    if (e == SSL_ERROR_WANT_READ)
+        ev = POLLIN;
+    else if (e == SSL_ERROR_WANT_WRITE)
+        ev = POLLOUT;
+    else if (e == SSL_ERROR_ZERO_RETURN) {
+        ERR_clear_error();
+        return 0;
+    } else {
+        if (e != SSL_ERROR_SYSCALL || !errno) errno = EPROTO;
+        ERR_clear_error();
+        return -1;
+    }
+    for (;;) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd pf = {.fd = fd, .events = ev};
+        int p = poll(&pf, 1, (int)left);
+        if (p > 0) return 1;
+        if (p < 0 && errno != EINTR) return -1;
+    }
+}
+
+tr_tls_conn *tr_tls_connect(tr_tls_client *c, int fd, const char *host, int timeout_ms, char *err,
+                            size_t errlen) {
+    tr_tls_conn *t = calloc(1, sizeof *t);
+    if (!t || !(t->ssl = SSL_new(c->ctx)) || SSL_set_fd(t->ssl, fd) != 1) {
+        ssl_err(err, errlen, "TLS set-up");
+        goto fail;
+    }
+    t->fd = fd;
+    const char *name = c->server_name ? c->server_name : host;
+    unsigned char ip[16];
+    int is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+    if (!is_ip && SSL_set_tlsext_host_name(t->ssl, name) != 1) { /* SNI carries names, never addresses */
+        ssl_err(err, errlen, "TLS server name");
+        goto fail;
+    }
+    if (!c->insecure) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) : X509_VERIFY_PARAM_set1_host(vp, name, 0);
+        if (ok != 1) {
+            ssl_err(err, errlen, "TLS server name");
+            goto fail;
+        }
+    }
+    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 1);
+    for (;;) {
+        errno = 0;
+        int r = SSL_connect(t->ssl);
+        if (r == 1) break;
+        long vr = SSL_get_verify_result(t->ssl);
+        int w = ssl_wait(t->ssl, fd, r, deadline);
+        if (w == 1) continue;
+        if (vr != X509_V_OK)
+            snprintf(err, errlen, "TLS handshake with %s: certificate verify failed: %s", name,
+                     X509_verify_cert_error_string(vr));
+        else if (errno == EPROTO || errno == 0)
+            snprintf(err, errlen, "TLS handshake with %s failed (not a TLS server, or no common protocol)",
+                     name);
+        else
+            snprintf(err, errlen, "TLS handshake with %s: %s", name, strerror(errno));
+        goto fail;
+    }
+    return t;
+fail:
+    ERR_clear_error();
+    tr_tls_conn_free(t);
+    return NULL;
+}
+
+long tr_tls_read(tr_tls_conn *t, void *buf, size_t n, int timeout_ms) {
+    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 1);
+    int k = n > INT_MAX ? INT_MAX : (int)n;
+    for (;;) {
+        errno = 0;
+        int r = SSL_read(t->ssl, buf, k);
+        if (r > 0) return r;
+        int w = ssl_wait(t->ssl, t->fd, r, deadline);
+        if (w <= 0) return w;
+    }
+}
+
+int tr_tls_write(tr_tls_conn *t, const void *buf, size_t n, int timeout_ms) {
+    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 1);
+    const char *p = buf;
+    while (n) {
+        int k = n > INT_MAX ? INT_MAX : (int)n;
+        errno = 0;
+        int r = SSL_write(t->ssl, p, k); /* without partial writes: r == k, or retry the same call */
+        if (r > 0) {
+            p += r;
+            n -= (size_t)r;
+            continue;
+        }
+        int w = ssl_wait(t->ssl, t->fd, r, deadline);
+        if (w == 0) errno = EPIPE;
+        if (w <= 0) return -1;
+    }
+    return 0;
+}
+
+const char *tr_tls_conn_alpn(tr_tls_conn *t) {
+    static __thread char out[32];
+    const unsigned char *p = NULL;
+    unsigned l = 0;
+    SSL_get0_alpn_selected(t->ssl, &p, &l);
+    snprintf(out, sizeof out, "%.*s", (int)l, p ? (const char *)p : "");
+    return out;
+}
+
+void tr_tls_conn_free(tr_tls_conn *t) {
+    if (!t) return;
+    SSL_free(t->ssl);
+    free(t);
 }

@@ -62,4 +62,37 @@ unsigned tr_tls_generation(const tr_tls *t);
  * up to cap - 1 bytes of the answer into out (NUL-terminated). Returns the bytes read or -1. */
 long tr_tls_client_exchange(int fd, const char *req, size_t n, char *out, size_t cap);
 
+/* ---- client side: the forwarders' outgoing TLS (blocking worker threads, not the loop) ---- */
+
+typedef struct tr_tls_client tr_tls_client;
+typedef struct tr_tls_conn tr_tls_conn;
+
+typedef struct tr_tls_client_opts {
+    const char *ca_file;     /* PEM CA certificate(s) the server must chain to; NULL: the system store */
+    const char *cert_file;   /* client certificate (PEM, chain after it) for mutual TLS; NULL: none */
+    const char *key_file;    /* its key (PEM, unencrypted); with cert_file */
+    const char *server_name; /* name checked in the server certificate and sent as SNI; NULL: the host */
+    int insecure;            /* 1: the server certificate is not verified at all */
+    const char *alpn;        /* one ALPN protocol to offer ("h2", "http/1.1"); NULL: none */
+} tr_tls_client_opts;
+
+/* Builds a client context (TLS 1.2 minimum, the server certificate and name verified unless
+ * insecure). Returns NULL with a message in err. Thread-safe to use from several threads. */
+tr_tls_client *tr_tls_client_new(const tr_tls_client_opts *o, char *err, size_t errlen);
+void tr_tls_client_free(tr_tls_client *c);
+/* Handshakes over the connected socket fd (blocking or not) to host (a name or an IP address;
+ * the options' server_name wins), within timeout_ms. Returns NULL with a message in err (e.g.
+ * the verification failure). The connection does not own fd. */
+tr_tls_conn *tr_tls_connect(tr_tls_client *c, int fd, const char *host, int timeout_ms, char *err,
+                            size_t errlen);
+/* Reads up to n bytes, waiting up to timeout_ms. Returns the count, 0 when the peer closed,
+ * -1 on an error or time-out (errno set: ETIMEDOUT, EPROTO or the socket's). */
+long tr_tls_read(tr_tls_conn *t, void *buf, size_t n, int timeout_ms);
+/* Writes all n bytes within timeout_ms. 0 or -1 (errno set). */
+int tr_tls_write(tr_tls_conn *t, const void *buf, size_t n, int timeout_ms);
+/* The ALPN protocol the server chose ("" when none). */
+const char *tr_tls_conn_alpn(tr_tls_conn *t);
+/* Frees the connection (without close_notify: the caller closes the socket next). */
+void tr_tls_conn_free(tr_tls_conn *t);
+
 #endif

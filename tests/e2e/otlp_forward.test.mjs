@@ -232,7 +232,7 @@ test('target down with a tiny queue bound: the disk stays under it, the oldest e
 });
 
 test('a bad --otlp-forward-endpoint is refused at start with a clear message', async () => {
-  for (const [v, re] of [['https://x:4318', /TLS is not supported/], ['ftp://x', /want grpc:\/\/host:port/],
+  for (const [v, re] of [['https://x:4318;ca=/nonexistent/ca.pem', /nonexistent\/ca\.pem/], ['ftp://x', /want grpc\[s\]:\/\/host:port/],
     ['grpc://x:4317;bogus=1', /unknown option bogus=1/], ['http://x:4318;header=NoValue', /header=Name=value/]]) {
     await assert.rejects(start({ args: ['--otlp-forward-endpoint', v] }), re);
   }

@@ -257,7 +257,17 @@ Test(fwdq, endpoint_specs) {
                  0, "%s", err);
     cr_assert_eq(otlp_fwd_check_endpoint("http://jaeger;signals=traces", err, sizeof err), 0);
     cr_assert_eq(otlp_fwd_check_endpoint("http://jaeger;signals=logs", err, sizeof err), -1);
-    cr_assert_eq(otlp_fwd_check_endpoint("https://x", err, sizeof err), -1);
+    cr_assert_eq(otlp_fwd_check_endpoint("https://x", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(otlp_fwd_check_endpoint("grpcs://x:4317;insecure;server_name=tempo", err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(otlp_fwd_check_endpoint("grpcs://x;ca=/nonexistent/ca.pem", err, sizeof err), -1);
+    cr_assert(strstr(err, "/nonexistent/ca.pem"), "%s", err);
+    cr_assert_eq(otlp_fwd_check_endpoint("https://x;cert=/c.pem", err, sizeof err), -1);
+    cr_assert(strstr(err, "go together"), "%s", err);
+    cr_assert_eq(otlp_fwd_check_endpoint("https://x;ca=", err, sizeof err), -1);
+    cr_assert_eq(otlp_fwd_check_endpoint("grpc://x:4317;insecure", err, sizeof err), -1);
+    cr_assert(strstr(err, "https:// and grpcs://"), "%s", err);
+    cr_assert_eq(otlp_fwd_check_endpoint("http://x;ca=/etc/ssl/ca.pem", err, sizeof err), -1);
     cr_assert_eq(otlp_fwd_check_endpoint("grpc://x:4317/path", err, sizeof err), -1);
     cr_assert_eq(otlp_fwd_check_endpoint("grpc://x:port", err, sizeof err), -1);
     cr_assert_eq(otlp_fwd_check_endpoint("grpc://x:1;header=Bad Name=v", err, sizeof err), -1);

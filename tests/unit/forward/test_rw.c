@@ -206,9 +206,88 @@ Test(rw_url, parses_http_urls_and_refuses_the_rest) {
     cr_assert_eq(rw_url_parse("http://mimir", &u, err, sizeof err), 0);
     cr_assert_str_eq(u.port, "80");
     cr_assert_str_eq(u.path, "/");
-    cr_assert_eq(rw_url_parse("https://mimir/api/v1/push", &u, err, sizeof err), -1);
-    cr_assert(strstr(err, "https"));
+    cr_assert_eq(u.https, 0);
+    cr_assert_eq(rw_url_parse("https://mimir/api/v1/push", &u, err, sizeof err), 0);
+    cr_assert_eq(u.https, 1);
+    cr_assert_str_eq(u.port, "443");
+    cr_assert_eq(rw_url_parse("HTTPS://[::1]:9443/w", &u, err, sizeof err), 0);
+    cr_assert_str_eq(u.port, "9443");
+    cr_assert_eq(rw_url_parse("httpx://x/", &u, err, sizeof err), -1);
     cr_assert_eq(rw_url_parse("ftp://x/", &u, err, sizeof err), -1);
     cr_assert_eq(rw_url_parse("http://u:p@x/", &u, err, sizeof err), -1);
     cr_assert_eq(rw_url_parse("http://x:9a/", &u, err, sizeof err), -1);
+}
+
+/* writes text to a file in a fresh directory and loads it as --remote-write-config */
+static int load_cfg(const char *text, rw_target_config **t, size_t *n, char *err, size_t errlen) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/rw.yml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+    *t = NULL;
+    *n = 0;
+    return rw_config_load(NULL, path, t, n, err, errlen);
+}
+
+Test(rw_config, tls_config, .init = mkdir_tmp, .fini = rm_tmp) {
+    rw_target_config *t;
+    size_t n;
+    char err[512];
+    cr_assert_eq(load_cfg("remote_write:\n"
+                          "  - url: https://mimir:9009/api/v1/push\n"
+                          "    tls_config:\n"
+                          "      ca_file: /etc/ca.pem\n"
+                          "      cert_file: /etc/c.pem\n"
+                          "      key_file: /etc/c.key\n"
+                          "      server_name: mimir.example\n"
+                          "      min_version: TLS12\n"
+                          "  - url: https://other/w\n"
+                          "    tls_config: {insecure_skip_verify: true}\n",
+                          &t, &n, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(t[0].tls_ca_file, "/etc/ca.pem");
+    cr_assert_str_eq(t[0].tls_cert_file, "/etc/c.pem");
+    cr_assert_str_eq(t[0].tls_key_file, "/etc/c.key");
+    cr_assert_str_eq(t[0].tls_server_name, "mimir.example");
+    cr_assert_eq(t[0].tls_insecure, 0);
+    cr_assert_eq(t[1].tls_insecure, 1);
+    cr_assert_null(t[1].tls_ca_file);
+    rw_config_free(t, n);
+
+    const char *bad[][2] = {
+        {"remote_write:\n  - url: https://x/\n    tls_config: {insecure_skip_verify: yes please}\n",
+         "insecure_skip_verify"},
+        {"remote_write:\n  - url: https://x/\n    tls_config: {cert_file: /c.pem}\n", "go together"},
+        {"remote_write:\n  - url: https://x/\n    tls_config: {ca: inline}\n", "tls_config:"},
+        {"remote_write:\n  - url: https://x/\n    tls_config: [a]\n", "expected a mapping"},
+        {"remote_write:\n  - url: https://x/\n    tls_config: {min_version: TLS10}\n", "tls_config:"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(load_cfg(bad[i][0], &t, &n, err, sizeof err), -1, "%s", bad[i][0]);
+        cr_assert(strstr(err, bad[i][1]), "%s: %s", bad[i][0], err);
+        cr_assert(strstr(err, "rw.yml:3"), "%s", err);
+        rw_config_free(t, n);
+    }
+}
+
+Test(rw_config, tls_setup_checks_the_files) {
+    rw_url u;
+    char err[512];
+    rw_target_config c = {.url = "https://x/"};
+    cr_assert_eq(rw_url_parse(c.url, &u, err, sizeof err), 0);
+    cr_assert_eq(rw_url_tls_setup(&u, &c, err, sizeof err), 0, "%s", err); /* the system store */
+    cr_assert_not_null(u.tls);
+    rw_url_free(&u);
+    cr_assert_null(u.tls);
+    c.tls_ca_file = "/nonexistent/ca.pem";
+    cr_assert_eq(rw_url_parse(c.url, &u, err, sizeof err), 0);
+    cr_assert_eq(rw_url_tls_setup(&u, &c, err, sizeof err), -1);
+    cr_assert(strstr(err, "/nonexistent/ca.pem"), "%s", err);
+    /* plain http: no context, tls_config ignored as Prometheus does */
+    cr_assert_eq(rw_url_parse("http://x/", &u, err, sizeof err), 0);
+    cr_assert_eq(rw_url_tls_setup(&u, &c, err, sizeof err), 0);
+    cr_assert_null(u.tls);
 }

@@ -186,3 +186,36 @@ Test(tls, client_ca_and_chain_files) {
     cr_assert(strstr(err, "bad certificate"), "%s", err);
     tr_tls_free(t);
 }
+
+Test(tls, client_context_checks_its_files) {
+    char err[600];
+    tr_tls_client_opts o = {.ca_file = path("a.crt"),
+                            .cert_file = path("b.crt"),
+                            .key_file = path("b.key"),
+                            .server_name = "localhost",
+                            .alpn = "h2"};
+    tr_tls_client *c = tr_tls_client_new(&o, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    tr_tls_client_free(c);
+    tr_tls_client_opts sys = {0}; /* the system CA store */
+    c = tr_tls_client_new(&sys, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    tr_tls_client_free(c);
+
+    tr_tls_client_opts bad = o;
+    bad.key_file = path("a.key"); /* not b.crt's key */
+    cr_assert_null(tr_tls_client_new(&bad, err, sizeof err));
+    cr_assert(strstr(err, "client key") && strstr(err, "a.key"), "%s", err);
+    bad = o;
+    bad.key_file = NULL;
+    cr_assert_null(tr_tls_client_new(&bad, err, sizeof err));
+    cr_assert(strstr(err, "both"), "%s", err);
+    bad = o;
+    bad.ca_file = path("missing.pem");
+    cr_assert_null(tr_tls_client_new(&bad, err, sizeof err));
+    cr_assert(strstr(err, "missing.pem"), "%s", err);
+    bad = o;
+    bad.cert_file = path("a.key"); /* a key is not a certificate */
+    cr_assert_null(tr_tls_client_new(&bad, err, sizeof err));
+    cr_assert(strstr(err, "client certificate"), "%s", err);
+}
