@@ -12,7 +12,7 @@
  * repeated Label fields of a TimeSeries. */
 typedef struct rw_series {
     uint64_t ref;
-    uint8_t *pb;
+    uint8_t *pb; /* in the same allocation, right after the struct */
     uint32_t pblen;
     uint8_t selected; /* matches the target's selector */
     /* the lowest WAL segment that may still hold its samples: the segment of its series record
@@ -53,11 +53,12 @@ typedef struct rw_reader {
     char wal_dir[4096];
     tsdb_matcher **m; /* the selector (not owned) */
     size_t nm;
-    /* ref -> series, open addressing; the ref is kept in the slot so that a probe does not
-     * touch the series */
+    /* ref -> series, open addressing; the ref and the selector's verdict are kept in the slot
+     * so that neither a probe nor skipping an unselected sample touches the series */
     struct rw_slot {
         uint64_t ref;
         rw_series *s;
+        uint8_t selected;
     } * slots;
     size_t nslots, nseries;
     rw_series *retired;      /* redefined refs, freed once no batch can point at them */

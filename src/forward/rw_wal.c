@@ -146,11 +146,11 @@ static const uint8_t *r_bytes(rdr *r, uint64_t n) {
 
 static size_t slot_of(const rw_reader *r, uint64_t ref) { return (size_t)(tr_mix64(ref) & (r->nslots - 1)); }
 
-static rw_series *series_get(const rw_reader *r, uint64_t ref, uint64_t h) {
+static const struct rw_slot *series_slot(const rw_reader *r, uint64_t ref, uint64_t h) {
     if (!r->nslots) return NULL;
     for (size_t i = (size_t)(h & (r->nslots - 1));; i = (i + 1) & (r->nslots - 1)) {
         if (!r->slots[i].s) return NULL;
-        if (r->slots[i].ref == ref) return r->slots[i].s;
+        if (r->slots[i].ref == ref) return &r->slots[i];
     }
 }
 
@@ -158,7 +158,7 @@ static rw_series *series_get(const rw_reader *r, uint64_t ref, uint64_t h) {
 static void slot_insert(struct rw_slot *slots, size_t n, rw_series *s) {
     for (size_t j = (size_t)(tr_mix64(s->ref) & (n - 1));; j = (j + 1) & (n - 1))
         if (!slots[j].s) {
-            slots[j] = (struct rw_slot){s->ref, s};
+            slots[j] = (struct rw_slot){s->ref, s, s->selected};
             return;
         }
 }
@@ -176,7 +176,7 @@ static int series_put(rw_reader *r, rw_series *s) {
     }
     for (size_t i = slot_of(r, s->ref);; i = (i + 1) & (r->nslots - 1)) {
         if (!r->slots[i].s) {
-            r->slots[i] = (struct rw_slot){s->ref, s};
+            r->slots[i] = (struct rw_slot){s->ref, s, s->selected};
             r->nseries++;
             return 0;
         }
@@ -184,14 +184,13 @@ static int series_put(rw_reader *r, rw_series *s) {
             rw_series *o = r->slots[i].s;
             if (o->pblen == s->pblen && memcmp(o->pb, s->pb, s->pblen) == 0) { /* read again (checkpoint) */
                 if (s->seg > o->seg) o->seg = s->seg;
-                free(s->pb);
                 free(s);
                 return 0;
             }
             /* redefined: the newest wins; the old one may still be in a batch, so it is kept */
             o->next_retired = r->retired;
             r->retired = o;
-            r->slots[i].s = s;
+            r->slots[i] = (struct rw_slot){s->ref, s, s->selected};
             return 0;
         }
     }
@@ -240,19 +239,22 @@ static void on_series(rw_reader *r, const uint8_t *pl, size_t len, uint32_t seg)
             vals[i] = (const char *)v;
             vlens[i] = b;
         }
-        rw_series *s = x.err || pb.err ? NULL : calloc(1, sizeof *s);
+        /* the labels right after the series, in one block: one cache miss less per sample */
+        rw_series *s = x.err || pb.err ? NULL : malloc(sizeof *s + pb.len);
         if (!s) {
             rwb_free(&pb);
             return;
         }
+        memset(s, 0, sizeof *s);
         s->ref = ref;
         s->seg = seg;
         s->first = s->last = UINT32_MAX;
-        s->pb = pb.p;
+        s->pb = (uint8_t *)(s + 1);
+        if (pb.len) memcpy(s->pb, pb.p, pb.len);
         s->pblen = (uint32_t)pb.len;
+        rwb_free(&pb);
         s->selected = (uint8_t)selected(r, names, vals, vlens, nl);
         if (series_put(r, s) != 0) {
-            free(s->pb);
             free(s);
             return;
         }
@@ -281,8 +283,8 @@ static void on_samples(rw_reader *r, rw_batch *b, const uint8_t *pl, size_t len)
         uint64_t v = r_u64(&x);
         if (x.err) break;
         uint64_t h = tr_mix64(ref);
-        rw_series *s = series_get(r, ref, h);
-        if (s && s->selected) push_sample(b, s, h, t, v);
+        const struct rw_slot *sl = series_slot(r, ref, h);
+        if (sl && sl->selected) push_sample(b, sl->s, h, t, v);
     }
 }
 
@@ -318,8 +320,9 @@ static void on_exemplars(rw_reader *r, rw_batch *b, const uint8_t *pl, size_t le
         uint64_t ll = r_uvar(&x);
         const uint8_t *lbl = r_bytes(&x, ll);
         if (x.err) break;
-        const rw_series *s = ref ? series_get(r, ref, tr_mix64(ref)) : NULL;
-        if (!s || !s->selected) continue;
+        const struct rw_slot *sl = ref ? series_slot(r, ref, tr_mix64(ref)) : NULL;
+        if (!sl || !sl->selected) continue;
+        const rw_series *s = sl->s;
         rw_bytes pb = {0};
         if (pairs_to_pb(&pb, lbl, ll) != 0) {
             rwb_free(&pb);
@@ -450,7 +453,6 @@ static int learn_file(rw_reader *r, const char *path, size_t upto, uint32_t seg)
 static void free_retired(rw_reader *r) {
     while (r->retired) {
         rw_series *n = r->retired->next_retired;
-        free(r->retired->pb);
         free(r->retired);
         r->retired = n;
     }
@@ -470,7 +472,6 @@ static void trim_series(rw_reader *r, long ck) {
         rw_series *s = r->slots[i].s;
         if (!s) continue;
         if (s->seg <= (uint32_t)ck) {
-            free(s->pb);
             free(s);
             r->series_trimmed++;
         } else {
@@ -519,7 +520,6 @@ void rw_reader_close(rw_reader *r) {
     if (r->fd >= 0) close(r->fd);
     for (size_t i = 0; i < r->nslots; i++)
         if (r->slots[i].s) {
-            free(r->slots[i].s->pb);
             free(r->slots[i].s);
         }
     free(r->slots);
@@ -620,7 +620,8 @@ int rw_reader_next(rw_reader *r, rw_batch *b, size_t max_samples) {
         }
         size_t want = READ_CHUNK;
         if (r->len + want > r->cap) {
-            size_t nc = r->len + want;
+            /* doubled: a leftover partial record must not make every read reallocate */
+            size_t nc = r->len + want > 2 * r->cap ? r->len + want : 2 * r->cap;
             uint8_t *nb = realloc(r->buf, nc);
             if (!nb) return moved;
             r->buf = nb;
