@@ -12,14 +12,21 @@
  * repeated Label fields of a TimeSeries. */
 typedef struct rw_series {
     uint64_t ref;
-    uint8_t *pb;
+    uint8_t *pb; /* in the same allocation, right after the struct */
     uint32_t pblen;
     uint8_t selected; /* matches the target's selector */
+    /* the lowest WAL segment that may still hold its samples: the segment of its series record
+     * (checkpoint.N's series: N + 1); dropped from the map at a newer checkpoint without it */
+    uint32_t seg;
+    /* scratch of the one shard encoding it (a series goes to one shard per round): its first
+     * and last sample in the request being encoded, UINT32_MAX when none */
+    uint32_t first, last;
     struct rw_series *next_retired;
 } rw_series;
 
 typedef struct rw_sample {
-    const rw_series *s;
+    rw_series *s;
+    uint32_t h; /* the ref's hash: picks the shard without touching the series */
     int64_t t;
     uint64_t v; /* value bits, as in the WAL (a staleness marker keeps its exact bits) */
 } rw_sample;
@@ -46,10 +53,18 @@ typedef struct rw_reader {
     char wal_dir[4096];
     tsdb_matcher **m; /* the selector (not owned) */
     size_t nm;
-    /* ref -> series, open addressing */
-    rw_series **slots;
+    /* ref -> series, open addressing; the ref and the selector's verdict are kept in the slot
+     * so that neither a probe nor skipping an unselected sample touches the series */
+    struct rw_slot {
+        uint64_t ref;
+        rw_series *s;
+        uint8_t selected;
+    } * slots;
     size_t nslots, nseries;
-    rw_series *retired; /* redefined refs, freed at close */
+    rw_series *retired;      /* redefined refs, freed once no batch can point at them */
+    long checkpoint;         /* the newest checkpoint the map was trimmed by (-1: none) */
+    uint64_t series_trimmed; /* series dropped from the map at checkpoints */
+    int check_checkpoint;    /* a segment change since the last look for a new checkpoint */
     /* read position: the next record starts at (seg, off) */
     uint32_t seg;
     uint64_t off;
@@ -67,7 +82,9 @@ int rw_reader_open(rw_reader *r, const char *wal_dir, rw_pos pos, tsdb_matcher *
                    size_t errlen);
 /* Appends the selected samples and exemplars of whole records to b until it holds max_samples
  * or the end of the written WAL is reached. Returns 1 when it read something (the position
- * moved), 0 at the end of the WAL. */
+ * moved), 0 at the end of the WAL. When b is empty and a checkpoint newer than the last one
+ * covers only segments before the one being read, the series map is trimmed to the series
+ * still alive (those in the checkpoint or defined after it), as Prometheus's WAL watcher does. */
 int rw_reader_next(rw_reader *r, rw_batch *b, size_t max_samples);
 void rw_reader_close(rw_reader *r);
 /* Samples in the sample records of a segment file from byte `from` on (for the dropped count). */

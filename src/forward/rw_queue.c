@@ -190,23 +190,38 @@ static uint8_t *pvar(uint8_t *p, uint64_t v) {
     return p;
 }
 
-/* samples (sorted by series, then in WAL order) idx[0..n) as TimeSeries; each written in place
- * after one size check */
-static void encode_samples(rw_bytes *out, const rw_sample *s, const size_t *idx, size_t n) {
-    for (size_t i = 0; i < n;) {
-        const rw_series *ser = s[idx[i]].s;
-        size_t j = i, len = ser->pblen;
-        for (; j < n && s[idx[j]].s == ser; j++) {
-            size_t l = sample_len(s[idx[j]].t);
+/* samples idx[0..n) (in WAL order) as TimeSeries, one per series with its labels once and its
+ * samples in order; each written in place after one size check. The samples are grouped by
+ * chaining them per series (nx: the next sample of the same series, order: each series' first)
+ * rather than sorted; the chains live in the series' scratch fields, which only this shard uses. */
+static void encode_samples(rw_bytes *out, const rw_sample *s, const size_t *idx, size_t n, uint32_t *nx,
+                           uint32_t *order) {
+    size_t no = 0;
+    for (size_t i = 0; i < n; i++) {
+        rw_series *ser = s[idx[i]].s;
+        nx[i] = UINT32_MAX;
+        if (ser->first == UINT32_MAX) {
+            ser->first = (uint32_t)i;
+            order[no++] = (uint32_t)i;
+        } else {
+            nx[ser->last] = (uint32_t)i;
+        }
+        ser->last = (uint32_t)i;
+    }
+    for (size_t o = 0; o < no && !out->err; o++) {
+        const rw_series *ser = s[idx[order[o]]].s;
+        size_t len = ser->pblen;
+        for (uint32_t i = order[o]; i != UINT32_MAX; i = nx[i]) {
+            size_t l = sample_len(s[idx[i]].t);
             len += 1 + vlen(l) + l;
         }
-        if (rwb_reserve(out, 1 + 10 + len) != 0) return;
+        if (rwb_reserve(out, 1 + 10 + len) != 0) break;
         uint8_t *p = out->p + out->len;
         *p++ = (1 << 3) | 2;
         p = pvar(p, len);
         memcpy(p, ser->pb, ser->pblen);
         p += ser->pblen;
-        for (; i < j; i++) {
+        for (uint32_t i = order[o]; i != UINT32_MAX; i = nx[i]) {
             const rw_sample *x = &s[idx[i]];
             *p++ = (2 << 3) | 2;
             *p++ = (uint8_t)sample_len(x->t); /* at most 20: one byte */
@@ -218,6 +233,8 @@ static void encode_samples(rw_bytes *out, const rw_sample *s, const size_t *idx,
         }
         out->len = (size_t)(p - out->p);
     }
+    for (size_t o = 0; o < no; o++)
+        s[idx[order[o]]].s->first = UINT32_MAX;
 }
 
 static void encode_exemplars(rw_bytes *out, const rw_exemplar *e, const size_t *idx, size_t n) {
@@ -345,15 +362,6 @@ typedef struct shard_job {
     int rc;
 } shard_job;
 
-static __thread const rw_sample *tl_s;
-
-static int cmp_idx(const void *a, const void *b) {
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    const rw_series *sx = tl_s[x].s, *sy = tl_s[y].s;
-    if (sx != sy) return sx < sy ? -1 : 1;
-    return x < y ? -1 : x > y;
-}
-
 static void *shard_main(void *arg) {
     shard_job *j = arg;
     rw_tgt *t = j->t;
@@ -361,13 +369,15 @@ static void *shard_main(void *arg) {
     size_t per = (size_t)t->c.max_samples_per_send;
     rw_bytes pb = {0};
     j->rc = SENT;
-    tl_s = j->b->s;
+    size_t most = j->n < per ? j->n : per;
+    uint32_t *nx = most ? malloc(most * sizeof *nx) : NULL,
+             *order = most ? malloc(most * sizeof *order) : NULL;
+    if (most && (!nx || !order)) j->rc = ABORTED;
     for (size_t i = 0; i < j->n && j->rc != ABORTED; i += per) {
         size_t k = j->n - i < per ? j->n - i : per;
-        qsort(j->idx + i, k, sizeof *j->idx, cmp_idx);
         pb.len = 0;
         pb.err = 0;
-        encode_samples(&pb, j->b->s, j->idx + i, k);
+        encode_samples(&pb, j->b->s, j->idx + i, k, nx, order);
         if (pb.err) {
             j->rc = ABORTED;
             break;
@@ -386,6 +396,8 @@ static void *shard_main(void *arg) {
         }
         if (send_req(t, c, &pb, 0, k, 0) == ABORTED) j->rc = ABORTED;
     }
+    free(nx);
+    free(order);
     rwb_free(&pb);
     return NULL;
 }
@@ -437,7 +449,7 @@ static int send_round(rw_tgt *t, rw_batch *b) {
     }
     /* shard by series: a series' samples stay in order on one shard */
     for (size_t i = 0; i < b->n; i++)
-        cnt[tr_mix64(b->s[i].s->ref) % k]++;
+        cnt[b->s[i].h % k]++;
     for (size_t i = 0; i < b->ne; i++)
         ecnt[tr_mix64(b->e[i].s->ref) % k]++;
     size_t off = 0, eoff = 0;
@@ -447,7 +459,7 @@ static int send_round(rw_tgt *t, rw_batch *b) {
         eoff += ecnt[s];
     }
     for (size_t i = 0; i < b->n; i++) {
-        shard_job *j = &jobs[tr_mix64(b->s[i].s->ref) % k];
+        shard_job *j = &jobs[b->s[i].h % k];
         j->idx[j->n++] = i;
     }
     for (size_t i = 0; i < b->ne; i++) {
@@ -594,8 +606,11 @@ static void *target_main(void *arg) {
             if (send_round(t, &b) != 0) break; /* stopped mid-send: the position stays where it was */
             rw_batch_clear(&b);
             first = 0;
-            save_pos(t, here);
-            last_save = now;
+            /* at most one fdatasync'd save a second: a restart sends the last second again */
+            if (now - last_save >= 1000 || st) {
+                save_pos(t, here);
+                last_save = now;
+            }
         } else if (!b.n && !b.ne && (here.seg != t->acked.seg || here.off != t->acked.off) &&
                    (now - last_save >= 1000 || st)) {
             save_pos(t, here); /* records without selected samples */

@@ -146,50 +146,51 @@ static const uint8_t *r_bytes(rdr *r, uint64_t n) {
 
 static size_t slot_of(const rw_reader *r, uint64_t ref) { return (size_t)(tr_mix64(ref) & (r->nslots - 1)); }
 
-static rw_series *series_get(const rw_reader *r, uint64_t ref) {
+static const struct rw_slot *series_slot(const rw_reader *r, uint64_t ref, uint64_t h) {
     if (!r->nslots) return NULL;
-    for (size_t i = slot_of(r, ref);; i = (i + 1) & (r->nslots - 1)) {
-        rw_series *s = r->slots[i];
-        if (!s) return NULL;
-        if (s->ref == ref) return s;
+    for (size_t i = (size_t)(h & (r->nslots - 1));; i = (i + 1) & (r->nslots - 1)) {
+        if (!r->slots[i].s) return NULL;
+        if (r->slots[i].ref == ref) return &r->slots[i];
     }
+}
+
+/* puts s in a table of n slots known to have a free one and no entry for its ref */
+static void slot_insert(struct rw_slot *slots, size_t n, rw_series *s) {
+    for (size_t j = (size_t)(tr_mix64(s->ref) & (n - 1));; j = (j + 1) & (n - 1))
+        if (!slots[j].s) {
+            slots[j] = (struct rw_slot){s->ref, s, s->selected};
+            return;
+        }
 }
 
 static int series_put(rw_reader *r, rw_series *s) {
     if ((r->nseries + 1) * 2 > r->nslots) {
         size_t nn = r->nslots ? r->nslots * 2 : 1024;
-        rw_series **ns = calloc(nn, sizeof *ns);
+        struct rw_slot *ns = calloc(nn, sizeof *ns);
         if (!ns) return -1;
-        rw_series **old = r->slots;
-        size_t on = r->nslots;
+        for (size_t i = 0; i < r->nslots; i++)
+            if (r->slots[i].s) slot_insert(ns, nn, r->slots[i].s);
+        free(r->slots);
         r->slots = ns;
         r->nslots = nn;
-        for (size_t i = 0; i < on; i++)
-            if (old[i])
-                for (size_t j = slot_of(r, old[i]->ref);; j = (j + 1) & (nn - 1))
-                    if (!ns[j]) {
-                        ns[j] = old[i];
-                        break;
-                    }
-        free(old);
     }
     for (size_t i = slot_of(r, s->ref);; i = (i + 1) & (r->nslots - 1)) {
-        if (!r->slots[i]) {
-            r->slots[i] = s;
+        if (!r->slots[i].s) {
+            r->slots[i] = (struct rw_slot){s->ref, s, s->selected};
             r->nseries++;
             return 0;
         }
-        if (r->slots[i]->ref == s->ref) {
-            rw_series *o = r->slots[i];
+        if (r->slots[i].ref == s->ref) {
+            rw_series *o = r->slots[i].s;
             if (o->pblen == s->pblen && memcmp(o->pb, s->pb, s->pblen) == 0) { /* read again (checkpoint) */
-                free(s->pb);
+                if (s->seg > o->seg) o->seg = s->seg;
                 free(s);
                 return 0;
             }
             /* redefined: the newest wins; the old one may still be in a batch, so it is kept */
             o->next_retired = r->retired;
             r->retired = o;
-            r->slots[i] = s;
+            r->slots[i] = (struct rw_slot){s->ref, s, s->selected};
             return 0;
         }
     }
@@ -214,7 +215,7 @@ static int selected(const rw_reader *r, const char **names, const char **vals, c
     return 1;
 }
 
-static void on_series(rw_reader *r, const uint8_t *pl, size_t len) {
+static void on_series(rw_reader *r, const uint8_t *pl, size_t len, uint32_t seg) {
     rdr x = {pl, pl + len, 0};
     while (x.p < x.end && !x.err) {
         uint64_t ref = r_uvar(&x), nl = r_uvar(&x);
@@ -238,24 +239,29 @@ static void on_series(rw_reader *r, const uint8_t *pl, size_t len) {
             vals[i] = (const char *)v;
             vlens[i] = b;
         }
-        rw_series *s = x.err || pb.err ? NULL : calloc(1, sizeof *s);
+        /* the labels right after the series, in one block: one cache miss less per sample */
+        rw_series *s = x.err || pb.err ? NULL : malloc(sizeof *s + pb.len);
         if (!s) {
             rwb_free(&pb);
             return;
         }
+        memset(s, 0, sizeof *s);
         s->ref = ref;
-        s->pb = pb.p;
+        s->seg = seg;
+        s->first = s->last = UINT32_MAX;
+        s->pb = (uint8_t *)(s + 1);
+        if (pb.len) memcpy(s->pb, pb.p, pb.len);
         s->pblen = (uint32_t)pb.len;
+        rwb_free(&pb);
         s->selected = (uint8_t)selected(r, names, vals, vlens, nl);
         if (series_put(r, s) != 0) {
-            free(s->pb);
             free(s);
             return;
         }
     }
 }
 
-static void push_sample(rw_batch *b, const rw_series *s, int64_t t, uint64_t v) {
+static void push_sample(rw_batch *b, rw_series *s, uint64_t h, int64_t t, uint64_t v) {
     if (b->n == b->cap) {
         size_t nc = b->cap ? b->cap * 2 : 4096;
         rw_sample *ns = realloc(b->s, nc * sizeof *ns);
@@ -263,7 +269,7 @@ static void push_sample(rw_batch *b, const rw_series *s, int64_t t, uint64_t v) 
         b->s = ns;
         b->cap = nc;
     }
-    b->s[b->n++] = (rw_sample){s, t, v};
+    b->s[b->n++] = (rw_sample){s, (uint32_t)h, t, v};
     if (t > b->max_t) b->max_t = t;
 }
 
@@ -276,8 +282,9 @@ static void on_samples(rw_reader *r, rw_batch *b, const uint8_t *pl, size_t len)
         t = (int64_t)((uint64_t)t + (uint64_t)r_svar(&x));
         uint64_t v = r_u64(&x);
         if (x.err) break;
-        const rw_series *s = series_get(r, ref);
-        if (s && s->selected) push_sample(b, s, t, v);
+        uint64_t h = tr_mix64(ref);
+        const struct rw_slot *sl = series_slot(r, ref, h);
+        if (sl && sl->selected) push_sample(b, sl->s, h, t, v);
     }
 }
 
@@ -313,8 +320,9 @@ static void on_exemplars(rw_reader *r, rw_batch *b, const uint8_t *pl, size_t le
         uint64_t ll = r_uvar(&x);
         const uint8_t *lbl = r_bytes(&x, ll);
         if (x.err) break;
-        const rw_series *s = ref ? series_get(r, ref) : NULL;
-        if (!s || !s->selected) continue;
+        const struct rw_slot *sl = ref ? series_slot(r, ref, tr_mix64(ref)) : NULL;
+        if (!sl || !sl->selected) continue;
+        const rw_series *s = sl->s;
         rw_bytes pb = {0};
         if (pairs_to_pb(&pb, lbl, ll) != 0) {
             rwb_free(&pb);
@@ -405,8 +413,14 @@ static void walk(const uint8_t *p, size_t n, void (*fn)(void *, uint8_t, const u
     }
 }
 
+typedef struct learn_ctx {
+    rw_reader *r;
+    uint32_t seg; /* what the series learnt get as rw_series.seg */
+} learn_ctx;
+
 static void series_only(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
-    if (type == TSDB_WAL_SERIES) on_series(ctx, pl, len);
+    learn_ctx *c = ctx;
+    if (type == TSDB_WAL_SERIES) on_series(c->r, pl, len, c->seg);
 }
 
 static void count_samples(void *ctx, uint8_t type, const uint8_t *pl, size_t len) {
@@ -425,13 +439,51 @@ uint64_t rw_wal_count_samples(const char *path, uint64_t from) {
     return c;
 }
 
-static void learn_file(rw_reader *r, const char *path, size_t upto) {
+static int learn_file(rw_reader *r, const char *path, size_t upto, uint32_t seg) {
     size_t n = 0;
     uint8_t *p = slurp(path, &n);
-    if (!p) return;
+    if (!p) return -1;
     if (upto < n) n = upto;
-    walk(p, n, series_only, r);
+    learn_ctx c = {r, seg};
+    walk(p, n, series_only, &c);
     free(p);
+    return 0;
+}
+
+static void free_retired(rw_reader *r) {
+    while (r->retired) {
+        rw_series *n = r->retired->next_retired;
+        free(r->retired);
+        r->retired = n;
+    }
+}
+
+/* Checkpoint ck holds every series still alive at its cut: those it has are marked alive past
+ * it, then the series last defined in segments up to ck and not in it are dead and dropped.
+ * Called only with an empty batch (no sample points at a series). */
+static void trim_series(rw_reader *r, long ck) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/checkpoint.%08u", r->wal_dir, (unsigned)ck);
+    if (learn_file(r, path, SIZE_MAX, (uint32_t)ck + 1) != 0) return; /* gone: a newer one comes */
+    struct rw_slot *ns = calloc(r->nslots ? r->nslots : 1, sizeof *ns);
+    if (!ns) return;
+    size_t kept = 0;
+    for (size_t i = 0; i < r->nslots; i++) {
+        rw_series *s = r->slots[i].s;
+        if (!s) continue;
+        if (s->seg <= (uint32_t)ck) {
+            free(s);
+            r->series_trimmed++;
+        } else {
+            slot_insert(ns, r->nslots, s);
+            kept++;
+        }
+    }
+    free(r->slots);
+    r->slots = ns;
+    r->nseries = kept;
+    free_retired(r);
+    r->checkpoint = ck;
 }
 
 int rw_reader_open(rw_reader *r, const char *wal_dir, rw_pos pos, tsdb_matcher **m, size_t nm, char *err,
@@ -445,14 +497,15 @@ int rw_reader_open(rw_reader *r, const char *wal_dir, rw_pos pos, tsdb_matcher *
     long ck;
     uint32_t *segs = rw_wal_segments(wal_dir, &ns, &ck);
     char path[4200];
+    r->checkpoint = ck;
     if (ck >= 0) {
         snprintf(path, sizeof path, "%s/checkpoint.%08u", wal_dir, (unsigned)ck);
-        learn_file(r, path, SIZE_MAX);
+        learn_file(r, path, SIZE_MAX, (uint32_t)ck + 1);
     }
     for (size_t i = 0; i < ns; i++) {
         if (segs[i] > pos.seg) break;
         snprintf(path, sizeof path, "%s/%08u", wal_dir, segs[i]);
-        learn_file(r, path, segs[i] == pos.seg ? (size_t)pos.off : SIZE_MAX);
+        learn_file(r, path, segs[i] == pos.seg ? (size_t)pos.off : SIZE_MAX, segs[i]);
     }
     free(segs);
     r->seg = pos.seg;
@@ -466,17 +519,11 @@ int rw_reader_open(rw_reader *r, const char *wal_dir, rw_pos pos, tsdb_matcher *
 void rw_reader_close(rw_reader *r) {
     if (r->fd >= 0) close(r->fd);
     for (size_t i = 0; i < r->nslots; i++)
-        if (r->slots[i]) {
-            free(r->slots[i]->pb);
-            free(r->slots[i]);
+        if (r->slots[i].s) {
+            free(r->slots[i].s);
         }
     free(r->slots);
-    while (r->retired) {
-        rw_series *n = r->retired->next_retired;
-        free(r->retired->pb);
-        free(r->retired);
-        r->retired = n;
-    }
+    free_retired(r);
     free(r->buf);
     memset(r, 0, sizeof *r);
     r->fd = -1;
@@ -503,6 +550,7 @@ static void to_segment(rw_reader *r, uint32_t seg) {
     r->seg = seg;
     r->off = r->buf_off = 0;
     r->len = r->head = 0;
+    r->check_checkpoint = 1;
 }
 
 /* n buffered bytes are done with */
@@ -515,6 +563,15 @@ static void skip(rw_reader *r, size_t n) {
 
 int rw_reader_next(rw_reader *r, rw_batch *b, size_t max_samples) {
     int moved = 0;
+    if (r->check_checkpoint && !b->n && !b->ne) {
+        /* after a segment change, like Prometheus's watcher: a new checkpoint that covers only
+         * segments already read trims the series map */
+        r->check_checkpoint = 0;
+        size_t ns;
+        long ck;
+        free(rw_wal_segments(r->wal_dir, &ns, &ck));
+        if (ck > r->checkpoint && (uint32_t)ck < r->seg) trim_series(r, ck);
+    }
     for (;;) {
         if (r->fd < 0) {
             char path[4200];
@@ -544,7 +601,7 @@ int rw_reader_next(rw_reader *r, rw_batch *b, size_t max_samples) {
             size_t len, size;
             if (!tsdb_wal_record(d + used, r->len - used, &type, &pl, &len, &size)) break;
             if (type == TSDB_WAL_SERIES)
-                on_series(r, pl, len);
+                on_series(r, pl, len, r->seg);
             else if (type == TSDB_WAL_SAMPLES)
                 on_samples(r, b, pl, len);
             else if (type == TSDB_WAL_EXEMPLARS)
@@ -563,7 +620,8 @@ int rw_reader_next(rw_reader *r, rw_batch *b, size_t max_samples) {
         }
         size_t want = READ_CHUNK;
         if (r->len + want > r->cap) {
-            size_t nc = r->len + want;
+            /* doubled: a leftover partial record must not make every read reallocate */
+            size_t nc = r->len + want > 2 * r->cap ? r->len + want : 2 * r->cap;
             uint8_t *nb = realloc(r->buf, nc);
             if (!nb) return moved;
             r->buf = nb;

@@ -8,6 +8,7 @@
 
 #include "forward/rw_int.h"
 #include "promql/promql.h"
+#include "util/crc32c.h"
 
 static char dir[256];
 
@@ -155,6 +156,146 @@ Test(rw_reader, stale_markers_keep_their_bits) {
     rw_reader_close(&r);
     rw_batch_free(&b);
     tsdb_close(db);
+    rm_tmp();
+}
+
+/* ---- a WAL written by hand (format 2 records), for series churn across checkpoints ---- */
+
+typedef struct wbuf {
+    uint8_t p[4096];
+    size_t n;
+} wbuf;
+
+static void w_uvar(wbuf *b, uint64_t v) {
+    while (v >= 0x80) {
+        b->p[b->n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    b->p[b->n++] = (uint8_t)v;
+}
+
+static void w_le32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* appends one record of the given type and payload to file `name` in the WAL directory */
+static void w_record(const char *name, uint8_t type, const wbuf *pl) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/metrics/wal/%s", dir, name);
+    uint8_t h[13];
+    h[0] = type | 0x80;
+    w_le32(h + 1, (uint32_t)pl->n);
+    w_le32(h + 5, crc32c(pl->p, pl->n));
+    w_le32(h + 9, crc32c(h, 9));
+    FILE *f = fopen(path, "ab");
+    cr_assert(f);
+    cr_assert_eq(fwrite(h, 1, 13, f), 13);
+    cr_assert_eq(fwrite(pl->p, 1, pl->n, f), pl->n);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* a series record defining refs[0..n) as {__name__="churn", id="<ref>"} */
+static void w_series(const char *name, const uint64_t *refs, size_t n) {
+    wbuf b = {.n = 0};
+    for (size_t i = 0; i < n; i++) {
+        char v[24];
+        int vl = snprintf(v, sizeof v, "%llu", (unsigned long long)refs[i]);
+        w_uvar(&b, refs[i]);
+        w_uvar(&b, 2);
+        w_uvar(&b, 8);
+        memcpy(b.p + b.n, "__name__", 8);
+        b.n += 8;
+        w_uvar(&b, 5);
+        memcpy(b.p + b.n, "churn", 5);
+        b.n += 5;
+        w_uvar(&b, 2);
+        memcpy(b.p + b.n, "id", 2);
+        b.n += 2;
+        w_uvar(&b, (uint64_t)vl);
+        memcpy(b.p + b.n, v, (size_t)vl);
+        b.n += (size_t)vl;
+    }
+    w_record(name, TSDB_WAL_SERIES, &b);
+}
+
+/* a samples record: one sample (t = 1000, value bits 1) for each of refs[0..n) */
+static void w_samples(const char *name, const uint64_t *refs, size_t n) {
+    wbuf b = {.n = 0};
+    w_uvar(&b, n);
+    for (size_t i = 0; i < n; i++) {
+        w_uvar(&b, refs[i]);
+        w_uvar(&b, i == 0 ? 2000 : 0); /* zigzag: +1000 first, then the same time */
+        uint8_t v[8] = {1};
+        memcpy(b.p + b.n, v, 8);
+        b.n += 8;
+    }
+    w_record(name, TSDB_WAL_SAMPLES, &b);
+}
+
+Test(rw_reader, series_map_trimmed_at_a_checkpoint_past_the_reader) {
+    mkdir_tmp();
+    char wd[300], err[256], cmd[400];
+    wal_dir(wd, sizeof wd);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", wd);
+    cr_assert_eq(system(cmd), 0);
+    const uint64_t a = 1, bb = 2, c = 3, d = 4, all[4] = {a, bb, c, d};
+    /* segment 1 defines a and b, segment 2 defines c */
+    w_series("00000001", (uint64_t[]){a, bb}, 2);
+    w_samples("00000001", (uint64_t[]){a, bb}, 2);
+    w_series("00000002", &c, 1);
+    w_samples("00000002", (uint64_t[]){a, c}, 2);
+    rw_reader r;
+    cr_assert_eq(rw_reader_open(&r, wd, (rw_pos){1, 0}, NULL, 0, err, sizeof err), 0);
+    rw_batch b = {0};
+    cr_assert_eq(read_all(&r, &b), 4);
+    cr_assert_eq(r.nseries, 3);
+    cr_assert_eq(r.seg, 2);
+
+    /* the store cuts after segment 2: only a is still alive */
+    w_series("checkpoint.00000002", &a, 1);
+    w_samples("00000003", all, 3);
+    rw_batch_clear(&b);
+    cr_assert_eq(read_all(&r, &b), 3, "series are not dropped while a batch may point at them");
+    cr_assert_eq(r.seg, 3);
+    cr_assert_eq(r.nseries, 3);
+    rw_batch_clear(&b);
+    rw_reader_next(&r, &b, 1000000); /* empty batch, past the checkpoint: trimmed */
+    cr_assert_eq(r.series_trimmed, 2, "b (segment 1) and c (segment 2) are not in the checkpoint");
+    cr_assert_eq(r.nseries, 1);
+    cr_assert_eq(r.checkpoint, 2);
+
+    /* a series defined after the checkpoint is kept; samples of dropped refs are not sent */
+    w_series("00000004", &d, 1);
+    w_samples("00000004", all, 4);
+    rw_batch_clear(&b);
+    cr_assert_eq(read_all(&r, &b), 2);
+    cr_assert_eq(b.s[0].s->ref, a);
+    cr_assert_eq(b.s[1].s->ref, d);
+    cr_assert_eq(r.nseries, 2);
+
+    /* a checkpoint covering the segment being read is not used yet (its series may still have
+     * samples there) */
+    w_series("checkpoint.00000005", &a, 1);
+    w_samples("00000005", all, 4);
+    rw_batch_clear(&b);
+    cr_assert_eq(read_all(&r, &b), 2);
+    cr_assert_eq(r.seg, 5);
+    rw_batch_clear(&b);
+    rw_reader_next(&r, &b, 1000000);
+    cr_assert_eq(r.checkpoint, 2);
+    cr_assert_eq(r.nseries, 2);
+    /* once the reader is past it, it is: d (segment 4) is gone */
+    w_samples("00000006", all, 4);
+    rw_batch_clear(&b);
+    cr_assert_eq(read_all(&r, &b), 2);
+    rw_batch_clear(&b);
+    rw_reader_next(&r, &b, 1000000);
+    cr_assert_eq(r.checkpoint, 5);
+    cr_assert_eq(r.nseries, 1);
+    cr_assert_eq(r.series_trimmed, 3);
+    rw_reader_close(&r);
+    rw_batch_free(&b);
     rm_tmp();
 }
 
