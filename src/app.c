@@ -546,10 +546,14 @@ int tr_app_run(const tr_config *cfg) {
                               .token = cfg->ingest_token,
                               .token_file = cfg->ingest_token_file};
     if (!(a->creds = tr_credstore_new(a->base, &cc, err, sizeof err))) goto fail_msg;
-    if (cfg->basic_user)
-        TR_WARN("--basic-auth sends the password in clear text on every request unless tricorder is reached "
-                "over TLS; prefer --basic-auth-file (bcrypt) and TLS",
+    if (cfg->basic_user && !(cfg->tls_cert_file && cfg->http_tls))
+        TR_WARN("--basic-auth without TLS: the password crosses the network in clear text on every request; "
+                "use --tls-cert-file, and --basic-auth-file (bcrypt) rather than a password in the arguments",
                 NULL);
+    else if (cfg->basic_user)
+        TR_WARN(
+            "--basic-auth: the password sits in the process' arguments; prefer --basic-auth-file (bcrypt)",
+            NULL);
     otlp_config oc = {
         .max_message_bytes = (size_t)cfg->otlp_max_message_bytes,
         .ingest_token = cfg->ingest_token,
