@@ -8,7 +8,6 @@
 //  - VictoriaMetrics' text import, and remote write / OTLP refusals answered as specified.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +21,7 @@ import { OTLPMetricExporter as MetricsGrpc } from '@opentelemetry/exporter-metri
 import { OTLPMetricExporter as MetricsProto } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { OTLPMetricExporter as MetricsJson } from '@opentelemetry/exporter-metrics-otlp-http';
 
-import { start, freePort, sleep } from './lib/tricorder.mjs';
+import { start, freePort, sleep, eventually, spawnLogged } from './lib/tricorder.mjs';
 
 // TELEMETRY.md §4: OTel name, instrument, unit, attributes recorded here, Prometheus name.
 const G = 'gauge', C = 'counter', H = 'histogram', U = 'updown';
@@ -153,20 +152,6 @@ async function stopClean(t) {
   assert.equal(r.code, 0, `exit ${r.code} ${r.signal}: ${t.stderr.slice(-4000)}`);
 }
 
-// Polls until fn() returns a truthy value (or fails after `ms`).
-async function eventually(fn, ms = 20000, what = 'condition') {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) { last = e; }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${last instanceof Error ? last.stack : JSON.stringify(last)}`);
-    await sleep(200);
-  }
-}
-
 const transports = [
   ['grpc', (t) => new MetricsGrpc({ url: t.grpcUrl })],
   ['http/protobuf', (t) => new MetricsProto({ url: `${t.otlpHttpUrl}/v1/metrics` })],
@@ -230,15 +215,6 @@ async function serveMetricsPage() {
   });
   await new Promise((r) => srv.listen(port, '127.0.0.1', r));
   return { port, close: () => new Promise((r) => srv.close(r)) };
-}
-
-function spawnLogged(bin, args, cwd) {
-  const child = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout.on('data', (d) => { log += d; });
-  child.stderr.on('data', (d) => { log += d; });
-  const exited = new Promise((r) => child.on('exit', r));
-  return { child, get log() { return log; }, async stop() { if (child.exitCode === null) child.kill('SIGTERM'); await exited; } };
 }
 
 test('Prometheus (Debian) scrapes a page and remote-writes it to tricorder', { skip: !existsSync('/usr/bin/prometheus') && 'no /usr/bin/prometheus' }, async () => {
