@@ -291,8 +291,10 @@ test(`gRPC lock-out: ${ATTACKERS} unauthenticated HTTP/2 connections sending PIN
     while (closed < ATTACKERS && Date.now() < deadline) await sleep(100);
     assert.equal(closed, ATTACKERS, `every unauthenticated connection ended (${closed} closed, ${unauth} got UNAUTHENTICATED)`);
     // the server answers every one UNAUTHENTICATED before its GOAWAY (counted below); a client
-    // whose PINGs are still unread when the server closes gets a reset that can discard that
-    // answer (860 of 1,024 saw it on a CI-style run): most must see it, all must be closed
+    // whose PING reaches the server after its close gets a reset that can discard that answer
+    // (the server reads what has arrived before closing, which leaves only that race; 860, 988
+    // and 1,024 of 1,024 read it in runs on a loaded machine): most must, all must be closed
+    console.log(`# ${unauth} of ${ATTACKERS} attackers read UNAUTHENTICATED before the close`);
     assert.ok(unauth >= ATTACKERS * 0.5, `${unauth} got UNAUTHENTICATED before the close`);
     // the real exporter, with the token, exports
     const metadata = new Metadata();
