@@ -1159,6 +1159,13 @@ static int tls_check(listener *l, struct evhttp_request *req, int flags) {
 static void request_complete(struct evhttp_request *req, void *arg) {
     tr_http *h = g_http;
     if (!h) return;
+    /* this callback replaced on_headers' body_done (a request has one): release the body's
+     * share of --max-buffered-body-bytes here too, or a kept-alive client would fill it */
+    long slot = conn_find(h, arg);
+    if (slot >= 0) {
+        h->buffered -= h->held[slot];
+        h->held[slot] = 0;
+    }
     struct bufferevent *bev = evhttp_connection_get_bufferevent(arg);
     int more = bev && evbuffer_get_length(bufferevent_get_input(bev)) > 0;
     set_phase(h, arg, more ? P_HEAD : P_IDLE);

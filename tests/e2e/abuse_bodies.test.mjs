@@ -14,6 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import http from 'node:http';
 
 import { start, sleep } from './lib/tricorder.mjs';
 
@@ -134,6 +135,31 @@ test('the budget refuses a body that does not fit, with a retryable 503', async 
     // released with the connection: the same body now fits (and is refused as bad snappy)
     const r2 = await fetch(`${t.httpUrl}/api/v1/write`, { method: 'POST', headers: { Authorization: basicHdr, 'Content-Type': 'application/x-protobuf' }, body: Buffer.alloc(3 << 20) });
     assert.equal(r2.status, 400, await r2.text());
+  } finally {
+    await t.stop();
+    t.cleanup();
+  }
+});
+
+test('the budget is given back after each request: a kept-alive client sends far more than it in all', async () => {
+  const t = await start({ args: ['--basic-auth', 'admin:pw', '--max-buffered-body-bytes', '6MiB'] });
+  try {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const body = Buffer.alloc(3 << 20); // 20 x 3 MiB through one connection: ten times the budget
+    for (let i = 0; i < 20; i++) {
+      const r = await new Promise((resolve, reject) => {
+        const req = http.request(`${t.httpUrl}/api/v1/write`, { method: 'POST', agent, headers: { Authorization: basicHdr, 'Content-Type': 'application/x-protobuf', 'Content-Length': body.length } }, (res) => {
+          let d = '';
+          res.on('data', (c) => { d += c; });
+          res.on('end', () => resolve({ status: res.statusCode, text: d, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+      assert.equal(r.status, 400, `request ${i}: ${r.status} ${r.text}`); // bad snappy, not 503
+      if (i > 0) assert.ok(r.reused, `request ${i} on the kept-alive connection`);
+    }
+    agent.destroy();
   } finally {
     await t.stop();
     t.cleanup();
